@@ -1,0 +1,165 @@
+"""Calibration metrics and temperature scaling (numpy/scipy only), following scikit-learn's calibration module.
+
+Binning convention (one, everywhere): ``n_bins`` equal-width bins ``[a, b)`` over [0, 1], the last closed at 1.0;
+a confidence c goes to bin ``floor(c * n_bins)`` (clipped to the last bin), so a confidence exactly on an edge
+belongs to the upper bin and 1.0 to the last. ``binning="quantile"`` uses equal-mass bins (edges at confidence
+quantiles, same half-open rule). ``mode="top-label"`` uses the top-label confidence and correctness (also for two
+classes); ``mode="classwise"`` averages the per-class ECE of ``p[:, k]`` against ``label == k`` over classes.
+
+>>> import numpy as np
+>>> p = np.array([.25, .25, .55, .75, .75]); y = np.array([0, 0, 1, 1, 1])
+>>> round(ece(p, y, n_bins=2), 4)  # torchmetrics' binary example
+0.29
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax
+
+BINNINGS = ("uniform", "quantile")
+NORMS = ("l1", "l2", "max")
+MODES = ("top-label", "classwise")
+
+
+def _check_probs(probs, labels) -> tuple[np.ndarray, np.ndarray]:
+    p = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(labels)
+    if p.ndim == 1:  # binary: probability of class 1
+        p = np.stack([1 - p, p], axis=1)
+    if p.ndim != 2 or p.shape[1] < 2:
+        raise ValueError(f"probs must be [N, C] (or [N] for two classes), got shape {np.shape(probs)}")
+    if y.shape != (p.shape[0],):
+        raise ValueError(f"labels shape {y.shape} does not match probs {p.shape}")
+    if not np.isfinite(p).all():
+        raise ValueError("probs contain NaN or inf")
+    if (p < 0).any() or (p > 1).any() or not np.allclose(p.sum(1), 1.0, atol=1e-5):
+        raise ValueError("probs must be in [0, 1] and sum to 1 over classes (pass softmax(logits), not logits)")
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= p.shape[1]:
+        raise ValueError(f"labels must be integers in 0..{p.shape[1] - 1}")
+    return p, y
+
+
+def bin_index(conf, n_bins: int = 15, binning: str = "uniform") -> tuple[np.ndarray, np.ndarray]:
+    """Bin of each confidence and the bin edges, per the module's convention."""
+    if binning not in BINNINGS:
+        raise ValueError(f"unknown binning {binning!r}; choose one of {BINNINGS}")
+    if int(n_bins) < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    conf = np.asarray(conf, dtype=np.float64)
+    if binning == "uniform":
+        edges = np.linspace(0.0, 1.0, n_bins + 1)
+        return np.clip(np.floor(conf * n_bins).astype(np.int64), 0, n_bins - 1), edges
+    edges = np.quantile(conf, np.linspace(0, 1, n_bins + 1))
+    edges[0], edges[-1] = 0.0, 1.0
+    idx = np.clip(np.searchsorted(edges[1:-1], conf, side="right"), 0, n_bins - 1)
+    return idx, edges
+
+
+def _binned_gap(conf, correct, n_bins, binning, norm) -> float:
+    idx, _ = bin_index(conf, n_bins, binning)
+    count = np.bincount(idx, minlength=n_bins).astype(np.float64)
+    s_conf = np.bincount(idx, weights=conf, minlength=n_bins)
+    s_acc = np.bincount(idx, weights=correct.astype(np.float64), minlength=n_bins)
+    nz = count > 0
+    gap = np.abs(s_acc[nz] - s_conf[nz]) / count[nz]
+    w = count[nz] / count.sum()
+    if norm == "l1":
+        return float((w * gap).sum())
+    if norm == "l2":
+        return float(np.sqrt((w * gap ** 2).sum()))
+    return float(gap.max())
+
+
+def ece(probs, labels, n_bins: int = 15, binning: str = "uniform", norm: str = "l1", mode: str = "top-label") -> float:
+    """Expected calibration error; ``norm="max"`` is the MCE. See the module docstring for the convention.
+
+    >>> p = np.array([[.25, .20, .55], [.55, .05, .40], [.10, .30, .60], [.90, .05, .05]])
+    >>> round(ece(p, np.array([0, 1, 2, 0]), n_bins=3), 4)  # torchmetrics' multiclass example
+    0.2
+    """
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r}; choose one of {NORMS}")
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+    p, y = _check_probs(probs, labels)
+    if mode == "top-label":
+        return _binned_gap(p.max(1), p.argmax(1) == y, n_bins, binning, norm)
+    return float(np.mean([_binned_gap(p[:, k], y == k, n_bins, binning, norm) for k in range(p.shape[1])]))
+
+
+def brier(probs, labels) -> float:
+    """Multiclass Brier score: mean over examples of ``sum_k (p_k - [y = k])^2`` (0 best, 2 worst)."""
+    p, y = _check_probs(probs, labels)
+    onehot = np.eye(p.shape[1])[y]
+    return float(((p - onehot) ** 2).sum(1).mean())
+
+
+def nll(probs, labels) -> float:
+    """Mean negative log-likelihood of the gold class (nats); probabilities clipped at 1e-15."""
+    p, y = _check_probs(probs, labels)
+    return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-15, None)).mean())
+
+
+def nll_logits(logits, labels, temperature: float = 1.0) -> float:
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    return float(-log_softmax(z, axis=-1)[np.arange(len(labels)), labels].mean())
+
+
+def reliability_curve(probs, labels, n_bins: int = 15, binning: str = "uniform") -> pd.DataFrame:
+    """Per-bin data of a top-label reliability diagram: edges, count, mean confidence, accuracy, gap."""
+    p, y = _check_probs(probs, labels)
+    conf, correct = p.max(1), (p.argmax(1) == y).astype(np.float64)
+    idx, edges = bin_index(conf, n_bins, binning)
+    count = np.bincount(idx, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mc = np.bincount(idx, weights=conf, minlength=n_bins) / count
+        acc = np.bincount(idx, weights=correct, minlength=n_bins) / count
+    return pd.DataFrame({"bin": np.arange(n_bins), "lo": edges[:-1], "hi": edges[1:], "count": count,
+                         "confidence": mc, "accuracy": acc, "gap": acc - mc})
+
+
+def fit_temperature(logits, labels, bounds: tuple[float, float] = (0.01, 100.0)) -> float:
+    """Temperature T minimising the NLL of ``softmax(logits / T)`` on (cal) data.
+
+    The NLL is convex in 1/T, so a bounded scalar search on 1/T finds the global minimiser.
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(labels)
+    if z.ndim != 2 or y.shape != (z.shape[0],):
+        raise ValueError(f"logits must be [N, C] with labels [N], got {z.shape} and {y.shape}")
+    if not np.isfinite(z).all():
+        raise ValueError("logits contain NaN or inf")
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= z.shape[1]:
+        raise ValueError(f"labels must be integers in 0..{z.shape[1] - 1}")
+    rows = np.arange(len(y))
+
+    def f(beta):
+        return -log_softmax(z * beta, axis=-1)[rows, y].mean()
+
+    res = minimize_scalar(f, bounds=(1 / bounds[1], 1 / bounds[0]), method="bounded",
+                          options={"xatol": 1e-10, "maxiter": 500})
+    return float(1.0 / res.x)
+
+
+def fit_stage_temperatures(cache) -> np.ndarray:
+    """One temperature per stage, ``[E]``, each fitted on that stage's logits (use a ``cal`` cache)."""
+    return np.array([fit_temperature(cache.logits[:, e], cache.labels) for e in range(cache.n_stages)])
+
+
+def calibration_table(cache, temperatures=None, n_bins: int = 15) -> pd.DataFrame:
+    """Per stage: accuracy, top-label ECE (equal-width and equal-mass), classwise ECE, MCE, Brier, NLL."""
+    from .scores import softmax
+
+    rows = []
+    for e, name in enumerate(cache.stages):
+        t = 1.0 if temperatures is None else float(np.asarray(temperatures)[e])
+        p = softmax(cache.logits[:, e], t)
+        rows.append({"stage": name, "temperature": t, "accuracy": float((p.argmax(1) == cache.labels).mean()),
+                     "ece": ece(p, cache.labels, n_bins), "ece_mass": ece(p, cache.labels, n_bins, "quantile"),
+                     "ece_classwise": ece(p, cache.labels, n_bins, mode="classwise"),
+                     "mce": ece(p, cache.labels, n_bins, norm="max"), "brier": brier(p, cache.labels),
+                     "nll": nll(p, cache.labels)})
+    return pd.DataFrame(rows)

@@ -1,0 +1,189 @@
+"""The ``toolkit`` command: ``collect``, ``train``, ``difficulty``, ``info`` and ``sweep``.
+
+Run ``toolkit COMMAND --help`` for each. Heavy imports (torch, transformers) happen inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+
+EPILOG = """examples:
+  toolkit collect --model all-MiniLM-L6-v2 --task sst2 --split test --out sst2-test.parquet --limit 100
+  toolkit collect --model runs/sst2/minilm2/final --model runs/sst2/minilm6/final --model runs/sst2/mpnet/final \\
+      --task sst2 --split cal --out data/sst2/cascade-cal.parquet
+  toolkit train --task sst2 --model all-MiniLM-L6-v2 --objective joint --out runs/sst2/minilm6_me --bf16
+  toolkit info data/sst2/minilm6_me-test.parquet
+  toolkit sweep data/sst2/minilm6_me-test.parquet --score max_prob
+"""
+
+
+def _collect(a) -> int:
+    from .collect import collect
+
+    cache = collect(a.model, a.task, a.split, a.out, data_dir=a.data_dir, batch_size=a.batch_size,
+                    max_length=a.max_length, limit=a.limit, chunk_size=a.chunk_size, names=a.name,
+                    split_seed=a.split_seed, progress=not a.quiet,
+                    command="toolkit " + " ".join(shlex.quote(x) for x in sys.argv[1:]))
+    if cache is not None:
+        print(f"wrote {a.out}: {cache}")
+    return 0
+
+
+def _train(a) -> int:
+    from .train import TrainConfig, train
+
+    if a.config:
+        cfg = TrainConfig.from_json(a.config)
+    else:
+        if not (a.task and a.model and a.out):
+            raise SystemExit("toolkit train: give --config FILE, or --task, --model and --out")
+        cfg = TrainConfig(task=a.task, model=a.model, output_dir=a.out, objective=a.objective,
+                          num_hidden_layers=a.layers, exit_layers=a.exit_layers, epochs=a.epochs,
+                          max_steps=a.max_steps, learning_rate=a.lr, batch_size=a.batch_size, train_limit=a.train_limit,
+                          seed=a.seed, bf16=a.bf16, teacher=a.teacher, difficulty_file=a.difficulty_file,
+                          data_dir=a.data_dir, max_length=a.max_length)
+    print(f"final weights: {train(cfg)}")
+    return 0
+
+
+def _difficulty(a) -> int:
+    from .train import TrainConfig, difficulty_labels
+
+    cfg = TrainConfig(task=a.task, model=a.model, output_dir=a.out, num_hidden_layers=a.layers, epochs=a.epochs,
+                      max_steps=a.max_steps, learning_rate=a.lr, train_limit=a.train_limit, seed=a.seed, bf16=a.bf16,
+                      data_dir=a.data_dir)
+    print(f"difficulty labels: {difficulty_labels(cfg, k=a.folds)}")
+    return 0
+
+
+def _info(a) -> int:
+    import numpy as np
+
+    from .cache import load_cache
+    from .metrics import task_metric
+
+    c = load_cache(a.cache)
+    print(c)
+    metric = c.meta.get("metric", "accuracy")
+    print(f"data verified against source files: {c.meta.get('data_verified')}")
+    print(f"{'stage':<24}{metric:>10}{'accuracy':>10}{'GFLOPs':>10}")
+    for e, s in enumerate(c.stages):
+        m = task_metric(c.labels, c.predictions[:, e], metric, c.n_classes)
+        print(f"{s:<24}{m:>10.4f}{c.correct[:, e].mean():>10.4f}{c.flops[:, e].mean() / 1e9:>10.3f}")
+    if a.meta:
+        print(json.dumps({k: v for k, v in c.meta.items()}, indent=1, default=str))
+    return int(not np.isfinite(c.logits).all())
+
+
+def _sweep(a) -> int:
+    import pandas as pd
+
+    from .cache import load_cache
+    from .sweep import pareto_front, summarize, sweep
+
+    c = load_cache(a.cache)
+    df = sweep(c, a.score)
+    print(json.dumps(summarize(df), indent=1))
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(pareto_front(df).iloc[:: max(1, len(pareto_front(df)) // a.rows)].to_string(index=False))
+    if a.csv:
+        df.to_csv(a.csv, index=False)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="toolkit", description="Collect every exit's logits once; analyse early exit, "
+                                "cascades and Swift/Super routing offline.", epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("collect", help="run models once over a split and write a cache of every stage's logits",
+                       description="Run each model once over a task split (one forward pass per batch, all exits) "
+                       "and write a Parquet cache. Several --model flags make a cascade: their stages are "
+                       "concatenated in the given order. Interrupted runs resume from <out>.parts/. Under "
+                       "`accelerate launch` the split is sharded over processes.")
+    c.add_argument("--model", action="append", required=True,
+                   help="saved model folder, packaged name (all-MiniLM-L6-v2, all-mpnet-base-v2) or hub id; repeat "
+                        "for a cascade, smallest first")
+    c.add_argument("--name", action="append", help="short name per --model, used in stage names (default: folder)")
+    c.add_argument("--task", required=True, help="sst2, mrpc, cola, rte, qnli or agnews")
+    c.add_argument("--split", required=True, choices=["train", "cal", "test"],
+                   help="cal: held-out part of train (fit temperatures/thresholds); test: GLUE dev set")
+    c.add_argument("--data-dir", help="folder laid out like ../shared/data (default: $TOOLKIT_DATA_DIR or "
+                                      "../shared/data; without one, the Hugging Face hub)")
+    c.add_argument("--out", required=True, help="cache file to write (.parquet)")
+    c.add_argument("--limit", type=int, help="only the first N examples of the split")
+    c.add_argument("--batch-size", type=int, default=32)
+    c.add_argument("--max-length", type=int, default=128, help="truncate inputs to this many tokens")
+    c.add_argument("--chunk-size", type=int, default=1024, help="examples per resumable chunk")
+    c.add_argument("--split-seed", type=int, default=0, help="seed of the train/cal split")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(fn=_collect)
+
+    t = sub.add_parser("train", help="fine-tune a multi-exit model or a cascade member",
+                       description="Fine-tune on the train split (never cal or test) with the HF Trainer; resumes "
+                                   "from the last checkpoint in --out. Multi-GPU: run under `accelerate launch`.")
+    t.add_argument("--config", help="a TrainConfig JSON file (overrides the other flags)")
+    t.add_argument("--task")
+    t.add_argument("--model", help="pretrained encoder: packaged name, folder or hub id")
+    t.add_argument("--out", help="run folder; final weights go to <out>/final")
+    t.add_argument("--objective", default="joint", choices=["joint", "weighted", "two_stage", "distill", "ranking"])
+    t.add_argument("--layers", type=int, help="truncate the encoder to its first k layers")
+    t.add_argument("--exit-layers", type=int, nargs="+", help="layers with an exit head (default: all)")
+    t.add_argument("--epochs", type=float, default=1.0)
+    t.add_argument("--max-steps", type=int, default=-1)
+    t.add_argument("--lr", type=float, default=5e-5)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--max-length", type=int, default=128)
+    t.add_argument("--train-limit", type=int, help="seeded subsample of the training split")
+    t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--bf16", action="store_true", help="bf16 autocast (about 2x faster on CPUs with bf16 units)")
+    t.add_argument("--teacher", help="saved model whose logits are distillation targets (objective distill)")
+    t.add_argument("--difficulty-file", help=".npz from `toolkit difficulty` (objective ranking)")
+    t.add_argument("--data-dir")
+    t.set_defaults(fn=_train)
+
+    d = sub.add_parser("difficulty", help="CascadeBERT difficulty labels from out-of-fold correctness",
+                       description="Train k models on k-1 folds of train each and mark the examples the held-out "
+                                   "model gets wrong as hard; writes <out>/difficulty.npz for `train --objective "
+                                   "ranking`.")
+    d.add_argument("--task", required=True)
+    d.add_argument("--model", required=True)
+    d.add_argument("--out", required=True)
+    d.add_argument("--folds", type=int, default=2)
+    d.add_argument("--layers", type=int)
+    d.add_argument("--epochs", type=float, default=1.0)
+    d.add_argument("--max-steps", type=int, default=-1)
+    d.add_argument("--lr", type=float, default=1e-4)
+    d.add_argument("--train-limit", type=int)
+    d.add_argument("--seed", type=int, default=42)
+    d.add_argument("--bf16", action="store_true")
+    d.add_argument("--data-dir")
+    d.set_defaults(fn=_difficulty)
+
+    i = sub.add_parser("info", help="summarise a cache: stages, metric, accuracy, FLOPs")
+    i.add_argument("cache")
+    i.add_argument("--meta", action="store_true", help="also print the metadata")
+    i.set_defaults(fn=_info)
+
+    s = sub.add_parser("sweep", help="exact early-exit sweep of a cache: summary and Pareto frontier")
+    s.add_argument("cache")
+    s.add_argument("--score", default="max_prob", choices=["max_prob", "margin", "entropy", "energy", "elang"])
+    s.add_argument("--rows", type=int, default=15, help="frontier rows to print")
+    s.add_argument("--csv", help="write the whole sweep to this CSV file")
+    s.set_defaults(fn=_sweep)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    a = build_parser().parse_args(argv)
+    try:
+        return a.fn(a)
+    except (ValueError, FileNotFoundError, OSError) as e:
+        print(f"toolkit {a.command}: error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,198 @@
+"""Collect every stage's logits in one forward pass per model into a cache.
+
+``collect(["runs/sst2/minilm6_me/final"], "sst2", "test", out="sst2-test.parquet")`` runs each model once over the
+split (``torch.inference_mode``, batches of similar length with dynamic padding), keeps each exit's logits, and
+writes a :class:`toolkit.cache.Cache`. Several models (cascade members, Swift and Super) become consecutive stages of
+one cache, aligned by ``example_id``; a later model's cumulative FLOPs include every earlier model in full.
+
+Resumable and deterministic: the split is cut into fixed chunks (``chunk_size`` examples in file order); each
+finished chunk is written atomically to ``<out>.parts/`` and skipped on restart; the final file is written
+atomically and the parts removed. Under ``accelerate launch`` each process collects the chunks ``k`` with
+``k % world_size == rank`` and the main process merges them, checking that ids are complete and unique
+(multi-node runs need ``<out>.parts`` on a shared filesystem).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer, PreTrainedModel
+
+from .cache import SCHEMA_VERSION, Cache, CacheError, load_cache, save_cache
+from .cost import COST_DEFINITION, exit_flops
+from .data import get_task, load_split
+from .models import MultiExitModel, load_model, resolve_model
+
+
+def _model_config(model: PreTrainedModel) -> tuple[dict, list[int], str]:
+    """(backbone config dict, exit layers, kind) of a multi-exit model or a sequence classifier."""
+    if isinstance(model, MultiExitModel):
+        return model.config.backbone, model.exit_layers, "exit"
+    cfg = model.config.to_dict()
+    return cfg, [int(cfg["num_hidden_layers"])], "model"
+
+
+def _forward_logits(model: PreTrainedModel, batch: dict) -> torch.Tensor:
+    out = model(**batch)
+    logits = out.logits
+    return logits if logits.dim() == 3 else logits[:, None, :]
+
+
+def predict_logits(model: PreTrainedModel, tokenizer, frame, batch_size: int = 32, max_length: int = 128,
+                   device: str | torch.device | None = None, progress: bool = False):
+    """Logits ``[N, E, C]`` (float32, frame order) and token counts ``[N]`` of ``model`` on a data frame."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = model.to(device).eval()
+    a = list(frame["text_a"])
+    b = list(frame["text_b"]) if frame["text_b"].notna().all() else None
+    enc = tokenizer(a, b, truncation=True, max_length=max_length)
+    lengths = np.array([len(x) for x in enc["input_ids"]])
+    order = np.argsort(lengths, kind="stable")  # similar lengths together: little padding
+    out = None
+    with torch.inference_mode():
+        for start in tqdm(range(0, len(order), batch_size), disable=not progress, desc="batches", leave=False):
+            rows = order[start:start + batch_size]
+            feats = [{k: enc[k][i] for k in enc.keys()} for i in rows]
+            batch = tokenizer.pad(feats, return_tensors="pt")
+            batch = {k: v.to(device) for k, v in batch.items()}
+            logits = _forward_logits(model, batch).float().cpu().numpy()
+            if out is None:
+                out = np.empty((len(order), *logits.shape[1:]), dtype=np.float32)
+            out[rows] = logits
+    return out, lengths
+
+
+def _load(m):
+    if isinstance(m, (tuple, list)):
+        return m[0], m[1], getattr(m[0], "name_or_path", "model")
+    path = resolve_model(m)
+    return load_model(path), AutoTokenizer.from_pretrained(path), str(m)
+
+
+def _signature(spec: dict) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def collect(models, task: str, split: str, out: str | os.PathLike, *, data_dir=None, batch_size: int = 32,
+            max_length: int = 128, limit: int | None = None, chunk_size: int = 1024, names: list[str] | None = None,
+            split_seed: int = 0, progress: bool = True, device=None, command: str | None = None) -> Cache | None:
+    """Collect ``models`` (paths, names, or ``(model, tokenizer)`` pairs) on ``task``/``split`` into ``out``.
+
+    Returns the cache on the main process (None on other processes of a distributed run).
+    ``limit`` keeps the first ``limit`` examples of the split (file order).
+    """
+    t0 = time.time()
+    out = Path(out)
+    if not isinstance(models, (list, tuple)) or (len(models) == 2 and isinstance(models[0], PreTrainedModel)):
+        models = [models]
+    spec = get_task(task)
+    data = load_split(task, split, data_dir, split_seed=split_seed)
+    frame = data.frame if limit is None else data.frame.iloc[:limit].reset_index(drop=True)
+    loaded = [_load(m) for m in models]
+    names = list(names) if names else [Path(n.rstrip("/")).name if Path(n).name != "final" else Path(n).parent.name
+                                       for _, _, n in loaded]
+    if len(names) != len(loaded) or len(set(names)) != len(names):
+        raise ValueError(f"need one unique name per model, got {names}")
+    configs = []
+    for (model, _, ident), name in zip(loaded, names):
+        cfg, exits, kind = _model_config(model)
+        if model.config.num_labels != spec.num_labels:
+            raise ValueError(f"model {ident} has {model.config.num_labels} labels, task {task} has {spec.num_labels}")
+        configs.append((cfg, exits, kind))
+    run = {"task": task, "split": split, "limit": limit, "max_length": max_length, "chunk_size": chunk_size,
+           "data": data.fingerprint, "models": [ident for _, _, ident in loaded], "names": names,
+           "split_seed": split_seed, "schema": SCHEMA_VERSION}
+    sig = _signature(run)
+
+    rank, world, state = 0, 1, None
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from accelerate import PartialState
+
+        state = PartialState()
+        rank, world = state.process_index, state.num_processes
+        device = device or state.device
+
+    parts = out.with_name(out.name + ".parts")
+    if rank == 0:
+        parts.mkdir(parents=True, exist_ok=True)
+        sig_file = parts / "signature.json"
+        if sig_file.exists() and json.loads(sig_file.read_text()).get("signature") != sig:
+            raise CacheError(f"{parts} holds parts of a different collection (other models, data or settings); "
+                             f"delete it or choose another --out")
+        sig_file.write_text(json.dumps({"signature": sig, **run}, indent=1))
+    if state is not None:
+        state.wait_for_everyone()
+
+    n_chunks = -(-len(frame) // chunk_size)
+    mine = [k for k in range(n_chunks) if k % world == rank]
+    for k in tqdm(mine, disable=not progress, desc=f"collect {task}/{split}", file=sys.stderr):
+        part = parts / f"chunk-{k:05d}.npz"
+        if part.exists():
+            continue
+        sub = frame.iloc[k * chunk_size:(k + 1) * chunk_size].reset_index(drop=True)
+        logits, ntoks = [], []
+        for model, tok, _ in loaded:
+            lg, nt = predict_logits(model, tok, sub, batch_size, max_length, device)
+            logits.append(lg)
+            ntoks.append(nt)
+        tmp = parts / f".chunk-{k:05d}.{rank}.tmp.npz"
+        np.savez(tmp, logits=np.concatenate(logits, axis=1), n_tokens=np.stack(ntoks, 1),
+                 example_ids=sub["example_id"].to_numpy().astype(str))
+        os.replace(tmp, part)
+
+    if state is not None:
+        state.wait_for_everyone()
+        if not state.is_main_process:
+            return None
+
+    chunks = [np.load(parts / f"chunk-{k:05d}.npz") for k in range(n_chunks)]
+    logits = np.concatenate([c["logits"] for c in chunks])
+    ntoks = np.concatenate([c["n_tokens"] for c in chunks])
+    ids = np.concatenate([c["example_ids"] for c in chunks])
+    if len(ids) != len(frame) or len(np.unique(ids)) != len(ids) or not (ids == frame["example_id"].to_numpy()).all():
+        raise CacheError(f"merged parts in {parts} do not cover the split exactly once; delete the folder and rerun")
+
+    flops, stage_info, offset = [], [], np.zeros(len(frame))
+    for m, ((cfg, exits, kind), name) in enumerate(zip(configs, names)):
+        f = exit_flops(ntoks[:, m], cfg, exits, spec.num_labels) + offset[:, None]
+        flops.append(f)
+        offset = f[:, -1]
+        for layer in exits:
+            stage_info.append({"name": f"{name}:L{layer}" if len(configs) > 1 else f"L{layer}",
+                               "kind": kind if len(exits) == 1 and len(configs) > 1 else "exit",
+                               "model": run["models"][m], "model_name": name, "layer": layer,
+                               "model_index": m, "hidden_size": cfg["hidden_size"],
+                               "num_layers": cfg["num_hidden_layers"]})
+    from .train import package_versions  # noqa: PLC0415 (torch is loaded here anyway)
+
+    meta = {"task": task, "split": split, "num_labels": spec.num_labels, "label_names": list(spec.label_names),
+            "metric": spec.metric, "models": [{"name": n, "path": p, **_model_meta(mdl)}
+                                              for n, (mdl, _, p) in zip(names, loaded)],
+            "data": {"source": data.source, "files": data.files, "fingerprint": data.fingerprint,
+                     "data_dir": data.data_dir, "split_seed": split_seed, "limit": limit},
+            "n_tokens_model": names[0], "max_length": max_length, "batch_size": batch_size,
+            "cost_definition": COST_DEFINITION, "command": command or " ".join(sys.argv),
+            "versions": package_versions(), "collect_wall_s": time.time() - t0, "signature": sig}
+    cache = Cache(logits=logits.astype(np.float32), labels=frame["label"].to_numpy().astype(np.int64),
+                  flops=np.concatenate(flops, axis=1), example_ids=ids, n_tokens=ntoks[:, 0].astype(np.int32),
+                  stage_info=stage_info, meta={"schema_version": SCHEMA_VERSION, **meta})
+    save_cache(cache, out)
+    shutil.rmtree(parts, ignore_errors=True)
+    return load_cache(out)
+
+
+def _model_meta(model: PreTrainedModel) -> dict:
+    cfg = model.config
+    tc = getattr(cfg, "train_config", None) or {}
+    return {"source_model": getattr(cfg, "source_model", None), "revision": getattr(cfg, "_commit_hash", None),
+            "train_seed": tc.get("seed"), "objective": tc.get("objective"),
+            "parameters": int(sum(p.numel() for p in model.parameters()))}

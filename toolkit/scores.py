@@ -1,0 +1,86 @@
+"""Confidence scores from logits (last axis), each with an optional temperature.
+
+``max_prob``, ``margin`` (top-1 minus top-2 probability) and ``energy`` follow their papers; ``entropy`` returns the
+entropy itself (nats, higher = less confident). :func:`confidence` turns any score into "higher is more confident",
+the convention every policy and sweep uses: the score itself for max_prob, margin and elang, its negative for
+entropy and energy. Pure numpy; no torch.
+
+>>> import numpy as np
+>>> z = np.array([[2.0, 0.0]])
+>>> float(max_prob(z)[0]).__round__(4), float(energy(z)[0]).__round__(4)
+(0.8808, -2.1269)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import log_softmax, logsumexp
+
+SCORES = ("max_prob", "margin", "entropy", "energy", "elang")
+
+
+def _check(logits, temperature) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64)
+    if z.ndim < 1 or z.shape[-1] < 2:
+        raise ValueError(f"logits need a class axis of size >= 2 (last axis), got shape {z.shape}")
+    if not np.isfinite(z).all():
+        raise ValueError("logits contain NaN or inf")
+    t = np.asarray(temperature, dtype=np.float64)
+    if not np.all(np.isfinite(t)) or np.any(t <= 0):
+        raise ValueError(f"temperature must be positive and finite, got {temperature}")
+    return z / (t[..., None] if t.ndim else t)
+
+
+def softmax(logits, temperature=1.0) -> np.ndarray:
+    """Probabilities over the last axis; ``temperature`` scalar or broadcastable to the leading axes."""
+    return np.exp(log_softmax(_check(logits, temperature), axis=-1))
+
+
+def max_prob(logits, temperature=1.0) -> np.ndarray:
+    """Largest softmax probability (Right Tool, CascadeBERT)."""
+    return softmax(logits, temperature).max(-1)
+
+
+def margin(logits, temperature=1.0) -> np.ndarray:
+    """Top-1 minus top-2 probability."""
+    p = np.sort(softmax(logits, temperature), axis=-1)
+    return p[..., -1] - p[..., -2]
+
+
+def entropy(logits, temperature=1.0) -> np.ndarray:
+    """Entropy of the softmax in nats (DeeBERT exits when it is low)."""
+    lp = log_softmax(_check(logits, temperature), axis=-1)
+    return -(np.exp(lp) * lp).sum(-1)
+
+
+def energy(logits, temperature=1.0) -> np.ndarray:
+    """E-LANG energy ``-T * logsumexp(z / T)``; lower means more confident."""
+    t = np.asarray(temperature, dtype=np.float64)
+    return -t * logsumexp(_check(logits, temperature), axis=-1)
+
+
+def elang(logits, temperature=1.0) -> np.ndarray:
+    """E-LANG's released scoring, ``logsumexp(softmax(z / T))``; for two classes it ranks like max-probability."""
+    return logsumexp(softmax(logits, temperature), axis=-1)
+
+
+def confidence(logits, score: str = "max_prob", temperature=1.0) -> np.ndarray:
+    """A score oriented so that higher is more confident (the threshold units of policies and sweeps)."""
+    if score not in SCORES:
+        raise ValueError(f"unknown score {score!r}; choose one of {SCORES}")
+    fn = {"max_prob": max_prob, "margin": margin, "entropy": entropy, "energy": energy, "elang": elang}[score]
+    s = fn(logits, temperature)
+    return -s if score in ("entropy", "energy") else s
+
+
+def stage_confidence(logits, score: str = "max_prob", temperature=None) -> np.ndarray:
+    """``[N, E]`` confidences of a cache's ``[N, E, C]`` logits; ``temperature`` None, a scalar, or one per stage."""
+    z = np.asarray(logits)
+    if z.ndim != 3:
+        raise ValueError(f"logits must be [N, E, C], got shape {z.shape}")
+    t = 1.0 if temperature is None else np.asarray(temperature, dtype=np.float64)
+    if np.ndim(t) == 1:
+        if t.shape[0] != z.shape[1]:
+            raise ValueError(f"{t.shape[0]} temperatures for {z.shape[1]} stages")
+        t = np.broadcast_to(t, z.shape[:2])
+    return confidence(z, score, t)

@@ -1,0 +1,349 @@
+"""Fine-tuning multi-exit models and cascade members on the Hugging Face ``Trainer``.
+
+Objectives (``objective=``):
+- ``joint``: sum of per-exit cross-entropies (Right Tool, Schwartz et al. 2020);
+- ``weighted``: ``sum((i+1) * CE_i) / sum(i+1)`` (PABEE);
+- ``two_stage``: stage 1 trains backbone and final head with the final CE, stage 2 freezes them and trains the
+  other heads (DeeBERT);
+- ``distill``: per exit ``alpha * CE + (1 - alpha) * T^2 * KL(teacher_T || exit_T)``, the teacher being the
+  final exit (detached) or a separate teacher model (COST-EFF);
+- ``ranking``: cross-entropy plus ``lambda * margin_ranking`` on max-probabilities of easy versus hard examples of
+  the same batch (CascadeBERT's difficulty-aware objective), for single-exit cascade members; difficulty labels
+  come from :func:`difficulty_labels`.
+
+Multi-GPU / multi-node training is the Trainer's: run the same command under ``accelerate launch`` or
+``torchrun``. Written here: the loss functions and the two-stage freezing; everything else is the Trainer's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from .data import get_task, load_split
+from .models import MultiExitModel, load_model, resolve_model
+
+OBJECTIVES = ("joint", "weighted", "two_stage", "distill", "ranking")
+
+
+# ------------------------------------------------------------------------------------------------ losses
+def per_exit_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each exit, ``[E]``, from logits ``[B, E, C]``."""
+    B, E, C = logits.shape
+    ce = F.cross_entropy(logits.float().reshape(B * E, C), labels.repeat_interleave(E), reduction="none")
+    return ce.view(B, E).mean(0)
+
+
+def joint_loss(logits, labels):
+    return per_exit_ce(logits, labels).sum()
+
+
+def weighted_loss(logits, labels):
+    ce = per_exit_ce(logits, labels)
+    w = torch.arange(1, ce.numel() + 1, dtype=ce.dtype, device=ce.device)
+    return (w * ce).sum() / w.sum()
+
+
+def distill_loss(logits, labels, teacher_logits=None, temperature: float = 2.0, alpha: float = 0.5):
+    """Per-exit distillation. ``teacher_logits`` ``[B, C]`` or ``[B, E, C]``; default: the final exit, detached."""
+    if teacher_logits is None:
+        teacher_logits = logits[:, -1].detach()
+    if teacher_logits.dim() == 2:
+        teacher_logits = teacher_logits[:, None].expand_as(logits)
+    T = temperature
+    log_p = F.log_softmax(logits.float() / T, -1)
+    q = F.softmax(teacher_logits.float() / T, -1)
+    kl = (q * (torch.log(q.clamp_min(1e-12)) - log_p)).sum(-1).mean(0)  # [E]
+    ce = per_exit_ce(logits, labels)
+    return (alpha * ce + (1 - alpha) * T * T * kl).sum()
+
+
+def ranking_loss(logits, labels, difficulty, margin: float = 0.5, lam: float = 0.5):
+    """CascadeBERT: CE + lam * mean over (easy i, hard j) pairs of ``max(0, margin - (p_i - p_j))``.
+
+    ``logits`` ``[B, C]`` (or ``[B, 1, C]``), ``difficulty`` 1 for hard, 0 for easy; p = max-probability.
+    """
+    if logits.dim() == 3:
+        logits = logits[:, -1]
+    logits = logits.float()
+    ce = F.cross_entropy(logits, labels)
+    p = F.softmax(logits, -1).max(-1).values
+    easy, hard = difficulty == 0, difficulty == 1
+    if easy.any() and hard.any():
+        diff = p[easy][:, None] - p[hard][None, :]
+        rank = F.relu(margin - diff).mean()
+    else:
+        rank = logits.new_zeros(())
+    return ce + lam * rank
+
+
+# ----------------------------------------------------------------------------------------------- config
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; saved as ``train_config.json`` beside the weights."""
+    task: str
+    model: str  # packaged name, folder or hub id of the pretrained encoder
+    output_dir: str
+    objective: str = "joint"
+    num_hidden_layers: int | None = None  # truncate the encoder to its first k layers
+    exit_layers: list[int] | None = None  # default: every layer (single exit on the last for "ranking")
+    pooling: str = "mean"
+    epochs: float = 1.0
+    max_steps: int = -1
+    learning_rate: float = 5e-5
+    head_learning_rate: float | None = None  # two-stage stage 2 (heads only); default 10x learning_rate
+    batch_size: int = 32
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.01
+    max_length: int = 128
+    train_limit: int | None = None  # seeded subsample of train (CPU-feasible runs)
+    seed: int = 42
+    bf16: bool = False
+    distill_temperature: float = 2.0
+    distill_alpha: float = 0.5
+    teacher: str | None = None  # a saved model whose logits are the distillation targets
+    ranking_margin: float = 0.5
+    ranking_lambda: float = 0.5
+    difficulty_file: str | None = None  # .npz with example_ids and hard (0/1), from difficulty_labels()
+    data_dir: str | None = None
+    split_seed: int = 0
+    save_steps: int = 500
+    logging_steps: int = 50
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; choose one of {OBJECTIVES}")
+        if self.objective == "ranking" and not self.difficulty_file:
+            raise ValueError("objective 'ranking' needs difficulty_file (make one with `toolkit difficulty`)")
+
+    @classmethod
+    def from_json(cls, path) -> "TrainConfig":
+        return cls(**json.loads(Path(path).read_text()))
+
+
+class MultiExitTrainer(Trainer):
+    """Trainer whose loss is one of :data:`OBJECTIVES` over the model's ``[B, E, C]`` logits."""
+
+    def __init__(self, *args, objective: str = "joint", loss_kwargs: dict | None = None, teacher=None, **kw):
+        super().__init__(*args, **kw)
+        self.objective = objective
+        self.loss_kwargs = loss_kwargs or {}
+        self.teacher = teacher
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        difficulty = inputs.pop("difficulty", None)
+        logits = model(**inputs).logits
+        if self.objective in ("joint", "two_stage"):
+            loss = joint_loss(logits, labels)
+        elif self.objective == "final":
+            loss = F.cross_entropy(logits[:, -1].float(), labels)
+        elif self.objective == "weighted":
+            loss = weighted_loss(logits, labels)
+        elif self.objective == "distill":
+            t_logits = None
+            if self.teacher is not None:
+                with torch.no_grad():
+                    t_logits = self.teacher(**inputs).logits
+                if t_logits.dim() == 3 and t_logits.shape[1] != logits.shape[1]:
+                    t_logits = t_logits[:, -1]
+            loss = distill_loss(logits, labels, t_logits, **self.loss_kwargs)
+        else:
+            loss = ranking_loss(logits, labels, difficulty, **self.loss_kwargs)
+        return (loss, {"logits": logits}) if return_outputs else loss
+
+
+# ------------------------------------------------------------------------------------------------- data
+def tokenize_frame(frame, tokenizer, max_length: int, extra: dict | None = None):
+    """A tokenized ``datasets.Dataset`` (input ids, mask, labels and any extra int columns), unpadded."""
+    import datasets
+
+    a = list(frame["text_a"])
+    b = list(frame["text_b"]) if frame["text_b"].notna().all() else None
+    enc = tokenizer(a, b, truncation=True, max_length=max_length)
+    cols = dict(enc)
+    cols["labels"] = frame["label"].to_numpy().tolist()
+    for k, v in (extra or {}).items():
+        cols[k] = list(v)
+    return datasets.Dataset.from_dict(cols)
+
+
+def training_frame(cfg: TrainConfig):
+    data = load_split(cfg.task, "train", cfg.data_dir, split_seed=cfg.split_seed, source="local" if cfg.data_dir or
+                      os.environ.get("TOOLKIT_DATA_DIR") else "auto")
+    frame = data.frame
+    if cfg.train_limit and cfg.train_limit < len(frame):
+        rows = np.sort(np.random.default_rng(cfg.seed).choice(len(frame), cfg.train_limit, replace=False))
+        frame = frame.iloc[rows].reset_index(drop=True)
+    return data, frame
+
+
+# ------------------------------------------------------------------------------------------------ train
+def _args(cfg: TrainConfig, out: Path, **over) -> TrainingArguments:
+    kw = dict(output_dir=str(out), per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
+              num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, warmup_steps=cfg.warmup_ratio,
+              weight_decay=cfg.weight_decay, lr_scheduler_type="linear", seed=cfg.seed, data_seed=cfg.seed,
+              bf16=cfg.bf16, save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=1,
+              logging_steps=cfg.logging_steps, report_to=[], remove_unused_columns=False,
+              dataloader_num_workers=0, disable_tqdm=not os.isatty(2), use_cpu=not torch.cuda.is_available())
+    kw.update(over)
+    return TrainingArguments(**kw)
+
+
+def _fit(cfg, model, tokenizer, ds, out: Path, objective: str, teacher=None, **arg_over) -> dict:
+    loss_kwargs = {}
+    if objective == "distill":
+        loss_kwargs = {"temperature": cfg.distill_temperature, "alpha": cfg.distill_alpha}
+    elif objective == "ranking":
+        loss_kwargs = {"margin": cfg.ranking_margin, "lam": cfg.ranking_lambda}
+    trainer = MultiExitTrainer(model=model, args=_args(cfg, out, **arg_over), train_dataset=ds,
+                               data_collator=DataCollatorWithPadding(tokenizer), objective=objective,
+                               loss_kwargs=loss_kwargs, teacher=teacher)
+    last = get_last_checkpoint(str(out)) if out.exists() else None
+    result = trainer.train(resume_from_checkpoint=last)
+    return {"train_loss": result.training_loss, "steps": result.global_step, "resumed_from": last,
+            "log_history": trainer.state.log_history}
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train per ``cfg``; returns the folder with the final weights (``<output_dir>/final``). Resumable."""
+    out = Path(cfg.output_dir)
+    final = out / "final"
+    if (final / "config.json").exists():
+        return final
+    out.mkdir(parents=True, exist_ok=True)
+    spec = get_task(cfg.task)
+    t0 = time.time()
+    data, frame = training_frame(cfg)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.model))
+    extra = {}
+    if cfg.objective == "ranking":
+        extra["difficulty"] = _difficulty_for(frame, cfg.difficulty_file)
+    ds = tokenize_frame(frame, tokenizer, cfg.max_length, extra)
+    exit_layers = cfg.exit_layers
+    if cfg.objective == "ranking" and exit_layers is None:
+        exit_layers = [cfg.num_hidden_layers] if cfg.num_hidden_layers else None
+    model = MultiExitModel.from_backbone(cfg.model, spec.num_labels, exit_layers=exit_layers,
+                                         num_hidden_layers=cfg.num_hidden_layers, pooling=cfg.pooling,
+                                         id2label=dict(enumerate(spec.label_names)), seed=cfg.seed)
+    if cfg.objective == "ranking" and len(model.exit_layers) != 1:
+        model = MultiExitModel.from_backbone(cfg.model, spec.num_labels, exit_layers=[model.exit_layers[-1]],
+                                             num_hidden_layers=cfg.num_hidden_layers, pooling=cfg.pooling,
+                                             id2label=dict(enumerate(spec.label_names)), seed=cfg.seed)
+    teacher = load_model(cfg.teacher) if cfg.teacher else None
+    logs = {}
+    if cfg.objective == "two_stage":
+        freeze_all_but_final(model)
+        logs["stage1"] = _fit(cfg, model, tokenizer, ds, out / "stage1", "final")
+        freeze_backbone(model)
+        logs["stage2"] = _fit(cfg, model, tokenizer, ds, out / "stage2", "joint",
+                              learning_rate=cfg.head_learning_rate or 10 * cfg.learning_rate)
+        for p in model.parameters():
+            p.requires_grad_(True)
+    else:
+        logs["train"] = _fit(cfg, model, tokenizer, ds, out / "checkpoints", cfg.objective, teacher=teacher)
+    tmp = out / "final.tmp"
+    model.config.train_config = asdict(cfg)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    meta = {"config": asdict(cfg), "train_size": len(frame), "data_fingerprint": data.fingerprint,
+            "data_files": data.files, "wall_time_s": time.time() - t0, "logs": logs,
+            "versions": package_versions()}
+    (tmp / "train_meta.json").write_text(json.dumps(meta, indent=1, default=str))
+    os.replace(tmp, final)
+    return final
+
+
+def freeze_all_but_final(model: MultiExitModel) -> None:
+    """Two-stage, stage 1: only the backbone and the final head learn (loss: the final exit's CE)."""
+    for h in model.heads[:-1]:
+        h.requires_grad_(False)
+
+
+def freeze_backbone(model: MultiExitModel) -> None:
+    """Two-stage, stage 2: backbone and final head frozen, the other heads learn."""
+    model.backbone.requires_grad_(False)
+    model.heads[-1].requires_grad_(False)
+    for h in model.heads[:-1]:
+        h.requires_grad_(True)
+
+
+def _difficulty_for(frame, path) -> np.ndarray:
+    z = np.load(path, allow_pickle=False)
+    lookup = dict(zip(z["example_ids"].astype(str), z["hard"].astype(np.int64)))
+    missing = [i for i in frame["example_id"] if i not in lookup]
+    if missing:
+        raise ValueError(f"{path}: no difficulty label for {len(missing)} training examples (first {missing[0]}); "
+                         f"make the file from the same task and split seed with `toolkit difficulty`.")
+    return np.array([lookup[i] for i in frame["example_id"]], dtype=np.int64)
+
+
+def package_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for name in ("toolkit", "torch", "transformers", "datasets", "accelerate", "numpy", "pandas", "pyarrow"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def difficulty_labels(cfg: TrainConfig, k: int = 2, out_path: str | os.PathLike | None = None) -> Path:
+    """CascadeBERT difficulty labels: 1 where a model trained on the other k-1 folds gets the example wrong.
+
+    Trains ``k`` models with ``cfg`` (objective forced to ``joint`` on the final exit) and predicts each fold
+    out-of-fold; saves ``example_ids``, ``hard`` and ``fold`` as .npz.
+    """
+    from .collect import predict_logits
+
+    out_path = Path(out_path or Path(cfg.output_dir) / "difficulty.npz")
+    _, frame = training_frame(cfg)
+    folds = np.random.default_rng(cfg.seed).permutation(len(frame)) % k
+    hard = np.zeros(len(frame), dtype=np.int8)
+    for f in range(k):
+        sub = TrainConfig(**{**asdict(cfg), "objective": "joint", "difficulty_file": None, "train_limit": None,
+                             "output_dir": str(Path(cfg.output_dir) / f"fold{f}")})
+        model_dir = _train_on(sub, frame[folds != f].reset_index(drop=True))
+        held = frame[folds == f].reset_index(drop=True)
+        logits = predict_logits(load_model(model_dir), AutoTokenizer.from_pretrained(model_dir), held,
+                                max_length=cfg.max_length)[:, -1]
+        hard[folds == f] = (logits.argmax(-1) != held["label"].to_numpy()).astype(np.int8)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out_path, example_ids=frame["example_id"].to_numpy().astype(str), hard=hard, fold=folds)
+    return out_path
+
+
+def _train_on(cfg: TrainConfig, frame) -> Path:
+    """Train on an explicit frame (used for out-of-fold models)."""
+    out = Path(cfg.output_dir)
+    final = out / "final"
+    if (final / "config.json").exists():
+        return final
+    spec = get_task(cfg.task)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.model))
+    ds = tokenize_frame(frame, tokenizer, cfg.max_length)
+    exit_layers = [cfg.num_hidden_layers] if cfg.num_hidden_layers else cfg.exit_layers
+    model = MultiExitModel.from_backbone(cfg.model, spec.num_labels, exit_layers=exit_layers,
+                                         num_hidden_layers=cfg.num_hidden_layers, pooling=cfg.pooling, seed=cfg.seed)
+    _fit(cfg, model, tokenizer, ds, out / "checkpoints", "joint")
+    model.save_pretrained(out / "final.tmp")
+    tokenizer.save_pretrained(out / "final.tmp")
+    os.replace(out / "final.tmp", final)
+    return final
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    return math.ceil(n / batch_size)
