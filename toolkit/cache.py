@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, replace  # noqa: F401
 from pathlib import Path
 
 import numpy as np
@@ -91,11 +91,17 @@ class Cache:
         """Whether each stage is right, ``[N, E]`` bool."""
         return self.predictions == self.labels[:, None]
 
+    def _derived(self, **changes) -> "Cache":
+        # slices of a validated cache stay valid (bootstrap resamples may repeat ids): skip re-validation
+        new = object.__new__(Cache)
+        new.__dict__.update({**self.__dict__, **changes})
+        return new
+
     def subset(self, rows) -> "Cache":
-        """The same cache restricted to some examples (index array or boolean mask)."""
+        """The same cache restricted to some examples (index array, possibly with repeats, or boolean mask)."""
         rows = np.asarray(rows)
-        return replace(self, logits=self.logits[rows], labels=self.labels[rows], flops=self.flops[rows],
-                       example_ids=self.example_ids[rows], n_tokens=self.n_tokens[rows])
+        return self._derived(logits=self.logits[rows], labels=self.labels[rows], flops=self.flops[rows],
+                             example_ids=self.example_ids[rows], n_tokens=self.n_tokens[rows])
 
     def select_stages(self, stages) -> "Cache":
         """Keep some stages (names or indices), re-deriving cumulative FLOPs.
@@ -279,7 +285,8 @@ def verify_fingerprint(cache: Cache, data_dir=None) -> bool:
         return False
     from .data import default_data_dir, sha256_file  # data.py imports no torch
 
-    candidates = [data_dir, data.get("data_dir"), default_data_dir()]
+    # an explicit data_dir is the only place looked at; otherwise the recorded folder, then the default one
+    candidates = [data_dir] if data_dir is not None else [data.get("data_dir"), default_data_dir()]
     for d in candidates:
         if d is None or not all((Path(d) / rel).exists() for rel in files):
             continue

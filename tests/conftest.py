@@ -1,0 +1,113 @@
+"""Shared fixtures: a tiny offline tokenizer, a synthetic GLUE-format data folder, tiny models from configs."""
+
+from __future__ import annotations
+
+import os
+import string
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+POS = ["good", "great", "fine", "superb", "lovely", "nice"]
+NEG = ["bad", "awful", "poor", "dull", "boring", "ugly"]
+FILL = ["the", "movie", "was", "a", "plot", "and", "acting", "film", "story", "very", "quite", "it", "is"]
+
+
+def toy_sentences(n: int, seed: int):
+    """Learnable toy sentiment: the label is whether a positive or a negative word appears."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    out = []
+    for y in labels:
+        words = list(rng.choice(FILL, rng.integers(3, 9)))
+        words.insert(rng.integers(0, len(words) + 1), rng.choice(POS if y else NEG))
+        out.append(" ".join(words))
+    return out, labels
+
+
+def write_glue_folder(root: Path, n_train: int = 400, n_dev: int = 120) -> Path:
+    """A folder laid out like ../shared/data with synthetic (non-shared) text for sst2 and mrpc."""
+    (root / "sst2").mkdir(parents=True, exist_ok=True)
+    for name, n, seed in (("train", n_train, 1), ("dev", n_dev, 2)):
+        s, y = toy_sentences(n, seed)
+        lines = ["sentence\tlabel"] + [f"{a} \t{b}" for a, b in zip(s, y)]
+        (root / "sst2" / f"{name}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (root / "mrpc").mkdir(exist_ok=True)
+    for name, n, seed in (("train", 60, 3), ("dev", 30, 4)):
+        s, y = toy_sentences(n, seed)
+        s2, _ = toy_sentences(n, seed + 10)
+        lines = ["\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String"] + [
+            f"{b}\t{i}\t{i + 1}\t{a}\t{c}" for i, (a, b, c) in enumerate(zip(s, y, s2))]
+        (root / "mrpc" / f"{name}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (root / "PROVENANCE.md").write_text("synthetic test data\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def glue_dir(tmp_path_factory) -> Path:
+    return write_glue_folder(tmp_path_factory.mktemp("glue"))
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory) -> Path:
+    """A BERT WordPiece tokenizer over the toy words and single characters (no download)."""
+    from transformers import BertTokenizerFast
+
+    d = tmp_path_factory.mktemp("tok")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POS, *NEG, *FILL,
+             *string.ascii_lowercase, *[f"##{c}" for c in string.ascii_lowercase], *string.digits, *".,!?'-"]
+    (d / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
+    BertTokenizerFast(vocab_file=str(d / "vocab.txt")).save_pretrained(d)
+    return d
+
+
+def tiny_config(arch: str = "bert", layers: int = 3, vocab_size: int = 120):
+    from transformers import BertConfig, MPNetConfig, RobertaConfig
+
+    kw = dict(hidden_size=32, num_hidden_layers=layers, num_attention_heads=4, intermediate_size=64,
+              vocab_size=vocab_size, max_position_embeddings=64, hidden_dropout_prob=0.0,
+              attention_probs_dropout_prob=0.0)
+    if arch == "bert":
+        return BertConfig(**kw)
+    if arch == "mpnet":
+        return MPNetConfig(**kw)
+    if arch == "roberta":
+        return RobertaConfig(**{**kw, "max_position_embeddings": 70}, pad_token_id=0, bos_token_id=2, eos_token_id=3)
+    raise ValueError(arch)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory, tokenizer_dir) -> Path:
+    """A tiny pretrained-looking BERT encoder folder (random weights, seeded) with its tokenizer."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("enc")
+    AutoModel.from_config(tiny_config("bert", 3)).save_pretrained(d)
+    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(d)
+    return d
+
+
+def requires_shared_data():
+    return pytest.mark.skipif(not (SHARED_DATA / "sst2" / "dev.tsv").exists(), reason="../shared/data absent")
+
+
+def random_cache(N=200, E=4, C=3, seed=0, ties=True, metric="accuracy"):
+    from toolkit.cache import from_arrays
+
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, C, N)
+    lg = rng.normal(size=(N, E, C))
+    lg[np.arange(N), :, y] += np.linspace(0.2, 2.0, E)
+    if ties:
+        lg = lg.round(1)
+    flops = np.cumsum(rng.uniform(1, 3, (N, E)), 1)
+    return from_arrays(lg, y, flops, meta={"metric": metric, "task": "toy", "split": "test"})

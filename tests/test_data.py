@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+
+from toolkit.data import DataError, TASKS, load_split, read_source, split_indices, get_task
+from conftest import SHARED_DATA, requires_shared_data
+
+EXPECTED = {("sst2", "test"): 872, ("mrpc", "test"): 408, ("cola", "test"): 1043, ("rte", "test"): 277,
+            ("qnli", "test"): 5463, ("agnews", "test"): 2000, ("agnews", "cal"): 1000, ("agnews", "train"): 4600,
+            ("sst2", "cal"): 2000, ("sst2", "train"): 65349, ("mrpc", "cal"): 367, ("rte", "cal"): 249}
+
+
+@requires_shared_data()
+@pytest.mark.parametrize("task,split", sorted(EXPECTED))
+def test_real_split_sizes(task, split):
+    d = load_split(task, split, SHARED_DATA)
+    assert len(d) == EXPECTED[(task, split)]
+    assert d.frame["example_id"].is_unique
+    assert d.frame["label"].between(0, get_task(task).num_labels - 1).all()
+    assert (d.frame["text_a"].str.len() > 0).all()
+
+
+@requires_shared_data()
+def test_real_labels_match_source_file():
+    d = load_split("sst2", "test", SHARED_DATA)
+    raw = (SHARED_DATA / "sst2" / "dev.tsv").read_text().splitlines()[1:]
+    assert d.frame["label"].tolist() == [int(r.split("\t")[1]) for r in raw]
+    assert d.fingerprint == load_split("sst2", "test", SHARED_DATA).fingerprint
+
+
+@requires_shared_data()
+def test_cal_and_train_are_disjoint_and_cover_the_file():
+    tr, cal = load_split("rte", "train", SHARED_DATA), load_split("rte", "cal", SHARED_DATA)
+    a, b = set(tr.frame.example_id), set(cal.frame.example_id)
+    assert not a & b and len(a | b) == 2490
+
+
+def test_split_indices_deterministic_and_seeded():
+    a, b, c = split_indices(1000, "sst2", 0), split_indices(1000, "sst2", 0), split_indices(1000, "sst2", 1)
+    assert (a["cal"] == b["cal"]).all() and not (a["cal"] == c["cal"]).all()
+    assert len(a["cal"]) == 100 and len(np.intersect1d(a["cal"], a["train"])) == 0
+
+
+def test_local_folder_and_ids(glue_dir):
+    d = load_split("sst2", "test", glue_dir)
+    assert d.frame["example_id"].iloc[3] == "sst2:validation:3"
+    assert d.source == "local" and len(d.files) == 1
+    m = load_split("mrpc", "test", glue_dir)  # BOM header, pair task
+    assert m.frame["text_b"].notna().all()
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("sentence\tlabel\ngood film\t1\nbad\t7\n", ":3: unknown label '7'"),
+    ("sentence\tlabel\n\t1\n", ":2: empty text"),
+    ("text\tlabel\nok\t1\n", ":1: missing column"),
+    ("sentence\tlabel\nfine\n", ":2: expected at least 2"),
+])
+def test_broken_files_name_file_and_line(tmp_path, content, needle):
+    (tmp_path / "sst2").mkdir()
+    (tmp_path / "sst2" / "dev.tsv").write_text(content)
+    with pytest.raises(DataError, match=needle.replace("'", ".")):
+        load_split("sst2", "test", tmp_path)
+
+
+def test_bad_utf8_names_line(tmp_path):
+    (tmp_path / "sst2").mkdir()
+    (tmp_path / "sst2" / "dev.tsv").write_bytes(b"sentence\tlabel\nok\t1\nbad \xff byte\t0\n")
+    with pytest.raises(DataError, match=r"dev.tsv:3: invalid UTF-8"):
+        read_source(TASKS["sst2"], tmp_path / "sst2" / "dev.tsv", "validation")
+
+
+def test_missing_file_and_unknown_names(tmp_path):
+    with pytest.raises(DataError, match="file not found"):
+        load_split("sst2", "test", tmp_path)
+    with pytest.raises(ValueError, match="unknown task"):
+        load_split("mnli", "test", tmp_path)
+    with pytest.raises(ValueError, match="unknown split"):
+        load_split("sst2", "dev", tmp_path)
+    with pytest.raises(ValueError, match="only split 'test'"):
+        load_split("qnli", "train", tmp_path)
+
+
+def test_hub_path_uses_datasets(monkeypatch):
+    import datasets
+
+    fake = datasets.Dataset.from_dict({"sentence": ["a b", "c d", "e f"], "label": [0, 1, 1], "idx": [0, 1, 2]})
+    calls = []
+
+    def load_dataset(repo, config, split):
+        calls.append((repo, config, split))
+        return fake
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    d = load_split("sst2", "test", source="hub")
+    assert calls == [("nyu-mll/glue", "sst2", "validation")]
+    assert d.frame["example_id"].tolist() == ["sst2:validation:0", "sst2:validation:1", "sst2:validation:2"]
+    assert d.fingerprint == fake._fingerprint and d.source == "hub"
+    bad = datasets.Dataset.from_dict({"sentence": ["x"], "label": [-1], "idx": [0]})
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: bad)
+    with pytest.raises(DataError, match="labels outside"):
+        load_split("sst2", "test", source="hub")
