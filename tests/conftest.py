@@ -63,8 +63,10 @@ def tokenizer_dir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("tok")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POS, *NEG, *FILL,
              *string.ascii_lowercase, *[f"##{c}" for c in string.ascii_lowercase], *string.digits, *".,!?'-"]
-    (d / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
-    BertTokenizerFast(vocab_file=str(d / "vocab.txt")).save_pretrained(d)
+    vocab = {w: i for i, w in enumerate(dict.fromkeys(vocab))}
+    tok = BertTokenizerFast(vocab=vocab)
+    assert tok.convert_ids_to_tokens(tok("the movie was good")["input_ids"])[1:-1] == ["the", "movie", "was", "good"]
+    tok.save_pretrained(d)
     return d
 
 

@@ -15,6 +15,7 @@ atomically and the parts removed. Under ``accelerate launch`` each process colle
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -52,6 +53,7 @@ def predict_logits(model: PreTrainedModel, tokenizer, frame, batch_size: int = 3
     """Logits ``[N, E, C]`` (float32, frame order) and token counts ``[N]`` of ``model`` on a data frame."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = model.to(device).eval()
+    accepted = set(inspect.signature(model.forward).parameters)
     a = list(frame["text_a"])
     b = list(frame["text_b"]) if frame["text_b"].notna().all() else None
     enc = tokenizer(a, b, truncation=True, max_length=max_length)
@@ -63,7 +65,7 @@ def predict_logits(model: PreTrainedModel, tokenizer, frame, batch_size: int = 3
             rows = order[start:start + batch_size]
             feats = [{k: enc[k][i] for k in enc.keys()} for i in rows]
             batch = tokenizer.pad(feats, return_tensors="pt")
-            batch = {k: v.to(device) for k, v in batch.items()}
+            batch = {k: v.to(device) for k, v in batch.items() if k in accepted}
             logits = _forward_logits(model, batch).float().cpu().numpy()
             if out is None:
                 out = np.empty((len(order), *logits.shape[1:]), dtype=np.float32)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import inspect
 import os
 import shutil
 import tempfile
@@ -72,6 +73,7 @@ class MultiExitModel(PreTrainedModel):
         self.backbone = backbone if backbone is not None else AutoModel.from_config(config.backbone_config())
         self.dropout = nn.Dropout(config.head_dropout)
         self.heads = nn.ModuleList(nn.Linear(config.hidden_size, config.num_labels) for _ in config.exit_layers)
+        self._takes_token_types = "token_type_ids" in inspect.signature(self.backbone.forward).parameters
         self.post_init()
 
     def _init_weights(self, module):
@@ -109,7 +111,7 @@ class MultiExitModel(PreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        extra = {"token_type_ids": token_type_ids} if token_type_ids is not None and self._takes_token_types else {}
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
                             return_dict=True, **extra)
         hs = out.hidden_states  # hs[0] = embeddings, hs[l] = output of layer l

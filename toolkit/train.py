@@ -201,7 +201,7 @@ def _args(cfg: TrainConfig, out: Path, **over) -> TrainingArguments:
     return TrainingArguments(**kw)
 
 
-def _fit(cfg, model, tokenizer, ds, out: Path, objective: str, teacher=None, **arg_over) -> dict:
+def _fit(cfg, model, tokenizer, ds, out: Path, objective: str, teacher=None, callbacks=None, **arg_over) -> dict:
     loss_kwargs = {}
     if objective == "distill":
         loss_kwargs = {"temperature": cfg.distill_temperature, "alpha": cfg.distill_alpha}
@@ -209,15 +209,19 @@ def _fit(cfg, model, tokenizer, ds, out: Path, objective: str, teacher=None, **a
         loss_kwargs = {"margin": cfg.ranking_margin, "lam": cfg.ranking_lambda}
     trainer = MultiExitTrainer(model=model, args=_args(cfg, out, **arg_over), train_dataset=ds,
                                data_collator=DataCollatorWithPadding(tokenizer), objective=objective,
-                               loss_kwargs=loss_kwargs, teacher=teacher)
+                               loss_kwargs=loss_kwargs, teacher=teacher, callbacks=callbacks)
     last = get_last_checkpoint(str(out)) if out.exists() else None
     result = trainer.train(resume_from_checkpoint=last)
     return {"train_loss": result.training_loss, "steps": result.global_step, "resumed_from": last,
             "log_history": trainer.state.log_history}
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Train per ``cfg``; returns the folder with the final weights (``<output_dir>/final``). Resumable."""
+def train(cfg: TrainConfig, callbacks=None) -> Path:
+    """Train per ``cfg``; returns the folder with the final weights (``<output_dir>/final``).
+
+    Resumable: rerunning the same config continues from the last checkpoint in ``output_dir``.
+    ``callbacks``: extra ``transformers.TrainerCallback`` objects.
+    """
     out = Path(cfg.output_dir)
     final = out / "final"
     if (final / "config.json").exists():
@@ -245,14 +249,15 @@ def train(cfg: TrainConfig) -> Path:
     logs = {}
     if cfg.objective == "two_stage":
         freeze_all_but_final(model)
-        logs["stage1"] = _fit(cfg, model, tokenizer, ds, out / "stage1", "final")
+        logs["stage1"] = _fit(cfg, model, tokenizer, ds, out / "stage1", "final", callbacks=callbacks)
         freeze_backbone(model)
-        logs["stage2"] = _fit(cfg, model, tokenizer, ds, out / "stage2", "joint",
+        logs["stage2"] = _fit(cfg, model, tokenizer, ds, out / "stage2", "joint", callbacks=callbacks,
                               learning_rate=cfg.head_learning_rate or 10 * cfg.learning_rate)
         for p in model.parameters():
             p.requires_grad_(True)
     else:
-        logs["train"] = _fit(cfg, model, tokenizer, ds, out / "checkpoints", cfg.objective, teacher=teacher)
+        logs["train"] = _fit(cfg, model, tokenizer, ds, out / "checkpoints", cfg.objective, teacher=teacher,
+                             callbacks=callbacks)
     tmp = out / "final.tmp"
     model.config.train_config = asdict(cfg)
     model.save_pretrained(tmp, safe_serialization=True)
@@ -318,8 +323,9 @@ def difficulty_labels(cfg: TrainConfig, k: int = 2, out_path: str | os.PathLike 
                              "output_dir": str(Path(cfg.output_dir) / f"fold{f}")})
         model_dir = _train_on(sub, frame[folds != f].reset_index(drop=True))
         held = frame[folds == f].reset_index(drop=True)
-        logits = predict_logits(load_model(model_dir), AutoTokenizer.from_pretrained(model_dir), held,
-                                max_length=cfg.max_length)[:, -1]
+        logits, _ = predict_logits(load_model(model_dir), AutoTokenizer.from_pretrained(model_dir), held,
+                                   max_length=cfg.max_length)
+        logits = logits[:, -1]
         hard[folds == f] = (logits.argmax(-1) != held["label"].to_numpy()).astype(np.int8)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out_path, example_ids=frame["example_id"].to_numpy().astype(str), hard=hard, fold=folds)

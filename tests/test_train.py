@@ -1,0 +1,116 @@
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoTokenizer, TrainerCallback
+
+from toolkit.data import load_split
+from toolkit.models import load_model
+from toolkit.train import (TrainConfig, difficulty_labels, distill_loss, joint_loss, ranking_loss, train,
+                           weighted_loss)
+
+
+def _cfg(tmp_path, enc, glue, **kw):
+    base = dict(task="sst2", model=str(enc), output_dir=str(tmp_path / kw.pop("name", "run")), max_steps=60,
+                learning_rate=5e-3, batch_size=16, save_steps=20, logging_steps=10, data_dir=str(glue), seed=0,
+                warmup_ratio=0.0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _loss_on_train(model_dir, glue, fn):
+    model = load_model(model_dir)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    frame = load_split("sst2", "train", glue).frame.iloc[:128]
+    b = tok(list(frame.text_a), padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        logits = model(**b).logits
+    return float(fn(logits, torch.tensor(frame.label.to_numpy())))
+
+
+def _untrained(tmp_path, enc, glue, **kw):
+    return train(_cfg(tmp_path, enc, glue, max_steps=1, learning_rate=1e-12, name="untrained", **kw))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("objective,fn", [("joint", joint_loss), ("weighted", weighted_loss),
+                                          ("distill", distill_loss), ("two_stage", joint_loss)])
+def test_objective_lowers_its_loss(tmp_path, tiny_encoder_dir, glue_dir, objective, fn):
+    before = _loss_on_train(_untrained(tmp_path, tiny_encoder_dir, glue_dir), glue_dir, fn)
+    after = _loss_on_train(train(_cfg(tmp_path, tiny_encoder_dir, glue_dir, objective=objective)), glue_dir, fn)
+    assert after < 0.5 * before, (objective, before, after)
+
+
+@pytest.mark.slow
+def test_two_stage_leaves_backbone_bit_identical(tmp_path, tiny_encoder_dir, glue_dir):
+    cfg = _cfg(tmp_path, tiny_encoder_dir, glue_dir, objective="two_stage", max_steps=10, save_steps=10)
+    final = train(cfg)
+    stage1 = load_file(next((tmp_path / "run" / "stage1").glob("checkpoint-*")) / "model.safetensors")
+    end = load_file(final / "model.safetensors")
+    back = [k for k in end if k.startswith("backbone.")]
+    assert back and all(torch.equal(stage1[k], end[k]) for k in back)
+    assert torch.equal(stage1["heads.2.weight"], end["heads.2.weight"])  # final head frozen too
+    assert not torch.equal(stage1["heads.0.weight"], end["heads.0.weight"])  # other heads learned
+
+
+def test_ranking_loss_hand_computation():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [0.5, 0.0], [0.0, 3.0]])
+    labels = torch.tensor([0, 1, 1, 1])
+    hard = torch.tensor([0, 1, 1, 0])
+    p = torch.softmax(logits, -1).max(-1).values.tolist()
+    ce = float(torch.nn.functional.cross_entropy(logits, labels))
+    pairs = [(i, j) for i in (0, 3) for j in (1, 2)]
+    rank = sum(max(0.0, 0.5 - (p[i] - p[j])) for i, j in pairs) / len(pairs)
+    got = float(ranking_loss(logits, labels, hard, margin=0.5, lam=0.5))
+    assert got == pytest.approx(ce + 0.5 * rank, rel=1e-6)
+    # no hard example in the batch: plain cross-entropy
+    assert float(ranking_loss(logits, labels, torch.zeros(4, dtype=torch.long))) == pytest.approx(ce, rel=1e-6)
+
+
+def test_joint_weighted_distill_reference():
+    logits = torch.tensor([[[1.0, 0.0], [0.0, 2.0]]])
+    y = torch.tensor([1])
+    ce = [float(torch.nn.functional.cross_entropy(logits[:, e], y)) for e in range(2)]
+    assert float(joint_loss(logits, y)) == pytest.approx(sum(ce))
+    assert float(weighted_loss(logits, y)) == pytest.approx((ce[0] + 2 * ce[1]) / 3)
+    # alpha = 1: pure cross-entropy
+    assert float(distill_loss(logits, y, alpha=1.0)) == pytest.approx(sum(ce))
+
+
+class _Die(TrainerCallback):
+    def on_step_end(self, args, state, control, **kw):
+        if state.global_step == 7:
+            raise KeyboardInterrupt("killed")
+
+
+@pytest.mark.slow
+def test_resume_gives_same_final_weights(tmp_path, tiny_encoder_dir, glue_dir):
+    straight = train(_cfg(tmp_path, tiny_encoder_dir, glue_dir, name="a", max_steps=10, save_steps=5))
+    cfg = _cfg(tmp_path, tiny_encoder_dir, glue_dir, name="b", max_steps=10, save_steps=5)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, callbacks=[_Die()])
+    assert not (tmp_path / "b" / "final").exists()
+    resumed = train(cfg)
+    meta = (resumed / "train_meta.json").read_text()
+    assert "checkpoint-5" in meta
+    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_difficulty_labels_and_ranking_objective(tmp_path, tiny_encoder_dir, glue_dir):
+    cfg = _cfg(tmp_path, tiny_encoder_dir, glue_dir, name="diff", max_steps=15, num_hidden_layers=2)
+    path = difficulty_labels(cfg, k=2)
+    z = np.load(path)
+    assert len(z["hard"]) == len(load_split("sst2", "train", glue_dir)) and set(np.unique(z["fold"])) == {0, 1}
+    final = train(_cfg(tmp_path, tiny_encoder_dir, glue_dir, name="rank", objective="ranking", max_steps=15,
+                       num_hidden_layers=2, difficulty_file=str(path)))
+    m = load_model(final)
+    assert m.exit_layers == [2]
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match="unknown objective"):
+        TrainConfig(task="sst2", model="x", output_dir="y", objective="magic")
+    with pytest.raises(ValueError, match="difficulty_file"):
+        TrainConfig(task="sst2", model="x", output_dir="y", objective="ranking")
