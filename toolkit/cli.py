@@ -95,6 +95,20 @@ def _sweep(a) -> int:
     return 0
 
 
+def _zoo(a) -> int:
+    from .zoo import build, check_manifest, readme_table
+
+    if a.check:
+        problems = check_manifest(a.out)
+        print("\n".join(problems) or f"every cache in {a.out}/MANIFEST.json rescored to its manifest numbers")
+        return int(bool(problems))
+    paths = build(tasks=a.task, sets=a.set, out=a.out, runs=a.runs, tiny=a.tiny, data_dir=a.data_dir)
+    print(f"{len(paths)} caches in {a.out}")
+    if a.table:
+        print(readme_table(a.out))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="toolkit", description="Collect every exit's logits once; analyse early exit, "
                                 "cascades and Swift/Super routing offline.", epilog=EPILOG,
@@ -176,6 +190,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rows", type=int, default=15, help="frontier rows to print")
     s.add_argument("--csv", help="write the whole sweep to this CSV file")
     s.set_defaults(fn=_sweep)
+    z = sub.add_parser("zoo", help="train the model zoo and collect the shipped caches (hours on a CPU; --tiny: minutes)",
+                       description="Train each zoo member (toolkit.recipes) where its final weights are missing, "
+                                   "resuming interrupted runs, then collect cal and test caches into --out and record "
+                                   "them in --out/MANIFEST.json. Needs all-MiniLM-L6-v2 and all-mpnet-base-v2 "
+                                   "(see README). --check rescores every cache against the manifest.")
+    z.add_argument("--task", nargs="+", default=["sst2", "mrpc", "rte", "cola", "agnews"])
+    z.add_argument("--set", nargs="+", default=["minilm6_me", "cascade", "mpnet_me"],
+                   help="minilm6_me, mpnet_me, cascade (MiniLM-L2 -> MiniLM-L6 -> MPNet)")
+    z.add_argument("--out", default="data", help="where caches and MANIFEST.json go")
+    z.add_argument("--runs", default="runs", help="where checkpoints go (never committed)")
+    z.add_argument("--data-dir")
+    z.add_argument("--tiny", action="store_true", help="same code path, a few steps and examples (CI)")
+    z.add_argument("--table", action="store_true", help="print the README table afterwards")
+    z.add_argument("--check", action="store_true", help="only rescore the caches in --out against the manifest")
+    z.set_defaults(fn=_zoo)
     return p
 
 

@@ -27,7 +27,7 @@ CASCADE = ("minilm2", "minilm6", "mpnet")
 
 # (epochs, train_limit) per task: small tasks get more epochs; SST-2's MPNet runs are subsampled for CPU time.
 SCHEDULE = {
-    "sst2": {"default": (1.0, None), "mpnet_me": (1.0, 20000), "mpnet": (1.0, 20000)},
+    "sst2": {"default": (1.0, None), "minilm6": (1.0, 30000), "mpnet_me": (1.0, 20000), "mpnet": (1.0, 20000)},
     "mrpc": {"default": (4.0, None)},
     "rte": {"default": (4.0, None)},
     "cola": {"default": (3.0, None)},

@@ -1,0 +1,149 @@
+"""Rebuild the shipped caches: train the zoo (toolkit.recipes) and collect cal/test caches, with a manifest.
+
+``toolkit zoo`` (or :func:`build`) trains each member that a cache needs (resuming where a run stopped), collects
+``<out>/<task>/<set>-<split>.parquet`` for the sets
+
+- ``minilm6_me``: multi-exit all-MiniLM-L6-v2 (6 exits),
+- ``mpnet_me``: multi-exit all-mpnet-base-v2 (12 exits),
+- ``cascade``: MiniLM-L2 -> MiniLM-L6 -> MPNet-base, complete models (also the Swift/Super pair MiniLM-L6/MPNet),
+
+and records in ``<out>/MANIFEST.json`` per cache: the command, seeds, data fingerprint, package versions, train
+sizes, wall times, and each stage's test metric and mean FLOPs. ``tiny=True`` runs the same path in minutes (CI):
+a few training steps, a few examples, written wherever ``out`` points.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .cache import load_cache
+from .data import get_task
+from .metrics import task_metric
+from .recipes import CASCADE, ZOO_TASKS, recipe
+
+SETS = {"minilm6_me": ("minilm6_me",), "mpnet_me": ("mpnet_me",), "cascade": CASCADE}
+NAMES = {"minilm6_me": "minilm6_me", "mpnet_me": "mpnet_me", "minilm2": "minilm-l2", "minilm6": "minilm-l6",
+         "mpnet": "mpnet"}
+
+
+def stage_table(cache) -> list[dict]:
+    """Each stage's metric, accuracy and mean FLOPs on a cache."""
+    metric = cache.meta.get("metric", "accuracy")
+    return [{"stage": s, "metric": metric,
+             "value": round(task_metric(cache.labels, cache.predictions[:, e], metric, cache.n_classes), 6),
+             "accuracy": round(float(cache.correct[:, e].mean()), 6),
+             "mean_gflops": round(float(cache.flops[:, e].mean() / 1e9), 6)} for e, s in enumerate(cache.stages)]
+
+
+def _manifest_entry(path: Path, cache, train_metas: list[dict], wall: float, command: str) -> dict:
+    m = cache.meta
+    return {"file": str(path), "task": m["task"], "split": m["split"], "n_examples": cache.n_examples,
+            "stages": cache.stages, "command": command, "collect_command": m.get("command"),
+            "data_fingerprint": m["data"]["fingerprint"], "data_files": m["data"]["files"],
+            "split_seed": m["data"]["split_seed"], "versions": m.get("versions"),
+            "models": [{"name": mm["name"], "train_seed": t.get("config", {}).get("seed"),
+                        "objective": t.get("config", {}).get("objective"),
+                        "source_model": t.get("config", {}).get("model"),
+                        "num_hidden_layers": t.get("config", {}).get("num_hidden_layers"),
+                        "epochs": t.get("config", {}).get("epochs"), "max_steps": t.get("config", {}).get("max_steps"),
+                        "learning_rate": t.get("config", {}).get("learning_rate"),
+                        "train_size": t.get("train_size"), "train_wall_s": round(t.get("wall_time_s", 0.0), 1),
+                        "parameters": mm.get("parameters")}
+                       for mm, t in zip(m["models"], train_metas)],
+            "collect_wall_s": round(wall, 1), "cost_definition": m.get("cost_definition"),
+            "stage_metrics": stage_table(cache)}
+
+
+def update_manifest(out: Path, key: str, entry: dict) -> None:
+    path = out / "MANIFEST.json"
+    manifest = json.loads(path.read_text()) if path.exists() else {"caches": {}}
+    manifest["caches"][key] = entry
+    manifest["caches"] = dict(sorted(manifest["caches"].items()))
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def build(tasks=ZOO_TASKS, sets=tuple(SETS), out: str | os.PathLike = "data", runs: str | os.PathLike = "runs",
+          splits=("cal", "test"), tiny: bool = False, data_dir=None, log=print) -> list[Path]:
+    """Train what is missing and collect every (task, set, split) cache; returns the cache paths."""
+    from .collect import collect
+    from .train import train
+
+    out, runs = Path(out), Path(runs)
+    command = "toolkit " + " ".join(sys.argv[1:]) if sys.argv and "toolkit" in sys.argv[0] else "toolkit.zoo.build"
+    written = []
+    for task in tasks:
+        get_task(task)
+        for s in sets:
+            if s not in SETS:
+                raise ValueError(f"unknown set {s!r}; choose from {sorted(SETS)}")
+            finals, metas = [], []
+            for member in SETS[s]:
+                cfg = recipe(task, member, root=runs, tiny=tiny, data_dir=str(data_dir) if data_dir else None)
+                t0 = time.time()
+                log(f"[zoo] train {task}/{member} -> {cfg.output_dir}")
+                final = train(cfg)
+                finals.append(final)
+                metas.append(json.loads((final / "train_meta.json").read_text()))
+                log(f"[zoo]   done in {time.time() - t0:.0f} s")
+            for split in splits:
+                path = out / task / f"{s}-{split}.parquet"
+                if path.exists():
+                    cache = load_cache(path)
+                    if cache.meta.get("models") and [m["path"] for m in cache.meta["models"]] == [str(f) for f in finals]:
+                        log(f"[zoo] exists: {path}")
+                        written.append(path)
+                        continue
+                t0 = time.time()
+                log(f"[zoo] collect {path}")
+                cache = collect([str(f) for f in finals], task, split, path, data_dir=data_dir,
+                                names=[NAMES[m] for m in SETS[s]], limit=16 if tiny else None, progress=False,
+                                batch_size=64)
+                update_manifest(out, f"{task}/{s}-{split}", _manifest_entry(path, cache, metas, time.time() - t0,
+                                                                           command))
+                written.append(path)
+    return written
+
+
+def check_manifest(out: str | os.PathLike = "data") -> list[str]:
+    """Reload every cache in the manifest and recompute its stage metrics; returns mismatch messages (empty: all
+    equal)."""
+    out = Path(out)
+    manifest = json.loads((out / "MANIFEST.json").read_text())
+    problems = []
+    for key, entry in manifest["caches"].items():
+        cache = load_cache(out / f"{key}.parquet")
+        got = stage_table(cache)
+        if got != entry["stage_metrics"]:
+            problems.append(f"{key}: manifest {entry['stage_metrics']} != recomputed {got}")
+        if cache.meta["data"]["fingerprint"] != entry["data_fingerprint"]:
+            problems.append(f"{key}: data fingerprint differs from the manifest")
+    return problems
+
+
+def readme_table(out: str | os.PathLike = "data") -> str:
+    """Markdown table of the shipped caches (test split): each stage's metric and mean GFLOPs."""
+    manifest = json.loads((Path(out) / "MANIFEST.json").read_text())
+    rows = ["| cache | stage | test metric | accuracy | mean GFLOPs/example |", "|---|---|---|---|---|"]
+    for key, e in manifest["caches"].items():
+        if e["split"] != "test":
+            continue
+        for st in e["stage_metrics"]:
+            rows.append(f"| {key} | {st['stage']} | {st['metric']} {st['value']:.4f} | {st['accuracy']:.4f} | "
+                        f"{st['mean_gflops']:.3f} |")
+    return "\n".join(rows)
+
+
+def _summary(paths):
+    for p in paths:
+        c = load_cache(p)
+        vals = [f"{r['stage']}={r['value']:.3f}" for r in stage_table(c)]
+        print(f"{p}: {' '.join(vals)}")
+    return np.nan
