@@ -6,8 +6,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from toolkit.cache import META_KEY, CacheError, from_arrays, load_cache, save_cache
 from conftest import random_cache
+from toolkit.cache import META_KEY, CacheError, from_arrays, load_cache, save_cache
 
 
 def test_roundtrip_exact(tmp_path):

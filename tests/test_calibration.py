@@ -1,12 +1,21 @@
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.optimize import minimize_scalar
 from scipy.special import softmax
 
-from toolkit.calibration import (bin_index, brier, calibration_table, ece, fit_temperature, nll, nll_logits,
-                                 reliability_curve)
 from conftest import random_cache
+from toolkit.calibration import (
+    bin_index,
+    brier,
+    calibration_table,
+    ece,
+    fit_temperature,
+    nll,
+    nll_logits,
+    reliability_curve,
+)
 
 
 def test_torchmetrics_binary_reference():

@@ -8,10 +8,10 @@ import torch
 from transformers import AutoTokenizer
 
 import toolkit.collect as tc
+from conftest import REPO
 from toolkit.cache import CacheError, load_cache
 from toolkit.data import load_split
 from toolkit.models import MultiExitModel
-from conftest import REPO
 
 
 @pytest.fixture(scope="module")

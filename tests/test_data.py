@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from toolkit.data import DataError, TASKS, load_split, read_source, split_indices, get_task
 from conftest import SHARED_DATA, requires_shared_data
+from toolkit.data import TASKS, DataError, get_task, load_split, read_source, split_indices
 
 EXPECTED = {("sst2", "test"): 872, ("mrpc", "test"): 408, ("cola", "test"): 1043, ("rte", "test"): 277,
             ("qnli", "test"): 5463, ("agnews", "test"): 2000, ("agnews", "cal"): 1000, ("agnews", "train"): 4600,

@@ -3,9 +3,9 @@ import pytest
 import torch
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
+from conftest import tiny_config
 from toolkit.cost import exit_flops, layer_flops
 from toolkit.models import MultiExitConfig, MultiExitModel, load_model, resolve_model
-from conftest import tiny_config
 
 
 @pytest.fixture(params=["bert", "mpnet", "roberta"])

@@ -6,7 +6,6 @@ from toolkit import reliability
 from toolkit.cache import from_arrays
 from toolkit.operating import operating_point
 from toolkit.risk import ltt_table, risk_controlled_threshold
-from conftest import random_cache
 
 
 def synthetic(N, seed):

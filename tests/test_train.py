@@ -6,8 +6,15 @@ from transformers import AutoTokenizer, TrainerCallback
 
 from toolkit.data import load_split
 from toolkit.models import load_model
-from toolkit.train import (TrainConfig, difficulty_labels, distill_loss, joint_loss, ranking_loss, train,
-                           weighted_loss)
+from toolkit.train import (
+    TrainConfig,
+    difficulty_labels,
+    distill_loss,
+    joint_loss,
+    ranking_loss,
+    train,
+    weighted_loss,
+)
 
 
 def _cfg(tmp_path, enc, glue, **kw):

@@ -91,19 +91,19 @@ class Cache:
         """Whether each stage is right, ``[N, E]`` bool."""
         return self.predictions == self.labels[:, None]
 
-    def _derived(self, **changes) -> "Cache":
+    def _derived(self, **changes) -> Cache:
         # slices of a validated cache stay valid (bootstrap resamples may repeat ids): skip re-validation
         new = object.__new__(Cache)
         new.__dict__.update({**self.__dict__, **changes})
         return new
 
-    def subset(self, rows) -> "Cache":
+    def subset(self, rows) -> Cache:
         """The same cache restricted to some examples (index array, possibly with repeats, or boolean mask)."""
         rows = np.asarray(rows)
         return self._derived(logits=self.logits[rows], labels=self.labels[rows], flops=self.flops[rows],
                              example_ids=self.example_ids[rows], n_tokens=self.n_tokens[rows])
 
-    def select_stages(self, stages) -> "Cache":
+    def select_stages(self, stages) -> Cache:
         """Keep some stages (names or indices), re-deriving cumulative FLOPs.
 
         Within one model, the layers between kept exits still run, so their cost moves to the next kept exit; a

@@ -105,7 +105,7 @@ def collect(models, task: str, split: str, out: str | os.PathLike, *, data_dir=N
     if len(names) != len(loaded) or len(set(names)) != len(names):
         raise ValueError(f"need one unique name per model, got {names}")
     configs = []
-    for (model, _, ident), name in zip(loaded, names):
+    for model, _, ident in loaded:
         cfg, exits, kind = _model_config(model)
         if model.config.num_labels != spec.num_labels:
             raise ValueError(f"model {ident} has {model.config.num_labels} labels, task {task} has {spec.num_labels}")

@@ -84,7 +84,7 @@ class MultiExitModel(PreTrainedModel):
     @classmethod
     def from_backbone(cls, name_or_path: str | os.PathLike, num_labels: int, exit_layers: list[int] | None = None,
                       num_hidden_layers: int | None = None, pooling: str = "mean", head_dropout: float = 0.1,
-                      id2label: dict | None = None, seed: int = 0) -> "MultiExitModel":
+                      id2label: dict | None = None, seed: int = 0) -> MultiExitModel:
         """Pretrained encoder (optionally truncated to its first ``num_hidden_layers``) plus new exit heads."""
         backbone = load_encoder(name_or_path, num_hidden_layers)
         bcfg = backbone.config.to_dict()

@@ -128,7 +128,7 @@ class TrainConfig:
             raise ValueError("objective 'ranking' needs difficulty_file (make one with `toolkit difficulty`)")
 
     @classmethod
-    def from_json(cls, path) -> "TrainConfig":
+    def from_json(cls, path) -> TrainConfig:
         return cls(**json.loads(Path(path).read_text()))
 
 

@@ -1,0 +1,437 @@
+"""Write notebooks/*.ipynb from the cell sources below (then execute them: see README's main-job command).
+
+Keeping the sources here makes the notebooks reviewable as code; the committed .ipynb files carry the outputs.
+Run: python scripts/make_notebooks.py && jupyter nbconvert --to notebook --execute --inplace notebooks/*.ipynb
+"""
+
+from pathlib import Path
+
+import nbformat as nbf
+
+HERE = Path(__file__).resolve().parents[1] / "notebooks"
+
+SETUP = """\
+import warnings
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+import toolkit
+from toolkit import calibration, operating, plots, policies, reliability, risk, sweep
+
+warnings.filterwarnings("ignore", category=RuntimeWarning)
+pd.set_option("display.precision", 4)
+pd.set_option("display.width", 140)
+DATA = Path("../data") if Path("../data").exists() else Path("data")
+
+
+def load(task, name):
+    return toolkit.load_cache(DATA / task / f"{name}-cal.parquet"), toolkit.load_cache(DATA / task / f"{name}-test.parquet")
+
+
+def available(task, name):
+    return (DATA / task / f"{name}-test.parquet").exists() and (DATA / task / f"{name}-cal.parquet").exists()"""
+
+
+def md(s):
+    return nbf.v4.new_markdown_cell(s)
+
+
+def code(s):
+    return nbf.v4.new_code_cell(s)
+
+
+NOTEBOOKS = {}
+
+NOTEBOOKS["01_quickstart"] = [
+    md("""# Quickstart: from a shipped cache to an operating point
+
+A cache holds every exit's logits for every example of one split, collected in one forward pass
+(`toolkit collect`). Everything below is numpy on that cache: no model, no torch.
+
+Model: all-MiniLM-L6-v2 fine-tuned with an exit head on each of its 6 layers (joint loss, seed 42), on SST-2.
+Splits: `cal` = 2,000 sentences held out of SST-2 train (split seed 0); `test` = the GLUE dev set (872).
+Cost: FLOPs per example until its exit (`toolkit.cost`); speed-up = FLOPs of the last exit / FLOPs of the policy."""),
+    code(SETUP),
+    code("""cal, test = load("sst2", "minilm6_me")
+print(test)
+per_stage = pd.DataFrame({"stage": test.stages, "test accuracy": test.correct.mean(0),
+                          "mean GFLOPs": test.flops.mean(0) / 1e9})
+per_stage"""),
+    md("""## Every threshold at once
+
+`sweep.sweep` evaluates early exit ("stop at the first exit whose max-probability is at least the threshold") at
+every distinct threshold, exactly, in one pass. Each row is what that threshold does on the whole split."""),
+    code("""curve = sweep.sweep(test, score="max_prob")
+print(len(curve), "distinct thresholds")
+curve.iloc[:: len(curve) // 8]"""),
+    code("""# NBVAL_CHECK_OUTPUT
+s = sweep.summarize(curve)
+print({k: round(v, 3) for k, v in s.items()})"""),
+    code("""oracle = policies.oracle(test).summary(test)
+ax = plots.plot_tradeoff({"early exit (max-prob)": curve}, x="speedup", oracle=oracle, ylabel="SST-2 test accuracy")
+ax.set_title("MiniLM-L6, 6 exits, SST-2 test (872)")
+plt.show()"""),
+    md("""## An honest operating point
+
+Choose on `cal`, report on `test`. Temperatures are fitted per exit on `cal` (NLL). Two rules:
+`drop`, the cheapest threshold whose cal accuracy is within 1 point of the last exit's; `risk`, the cheapest
+threshold whose accuracy drop is at most 1 point with probability at least 95% (Learn-then-Test)."""),
+    code("""# NBVAL_CHECK_OUTPUT
+rows = []
+for rule in ("drop", "risk"):
+    op = operating.operating_point(cal, test, score="max_prob", rule=rule, max_drop=0.01, delta=0.01, epsilon=0.05)
+    rows.append({"rule": rule, "threshold": op["threshold"], "cal speed-up": op["cal"]["speedup"],
+                 "test accuracy": op["test"]["accuracy"], "test speed-up": op["test"]["speedup"],
+                 "full model test accuracy": op["test_full_model"]["accuracy"]})
+print(pd.DataFrame(rows).round(3).to_string(index=False))"""),
+    md("""The `risk` rule is the one to quote: its guarantee holds over the draw of `cal`, and the test row shows the
+realized drop. The `drop` rule has no guarantee: it is tuned to `cal` and its test drop can exceed the target."""),
+]
+
+NOTEBOOKS["02_calibration"] = [
+    md("""# Calibration per exit, before and after temperature scaling
+
+Right Tool for the Job (Schwartz et al. 2020) calibrates each exit by temperature scaling on held-out data and then
+exits on one global max-probability threshold. Here: how miscalibrated is each exit, what does one temperature per
+exit fix, and does it move the early-exit trade-off?
+
+Temperatures are fitted on `cal` (NLL), metrics reported on `test`. Bins: 15 equal-width `[a, b)`, the last closed
+at 1.0, top-label confidence (`toolkit.calibration`)."""),
+    code(SETUP),
+    code("""cal, test = load("sst2", "minilm6_me")
+temps = calibration.fit_stage_temperatures(cal)
+before = calibration.calibration_table(test)
+after = calibration.calibration_table(test, temps)
+table = before[["stage", "accuracy", "ece", "ece_mass", "brier", "nll"]].merge(
+    after[["stage", "temperature", "ece", "ece_mass", "brier", "nll"]], on="stage", suffixes=(" T=1", " fitted T"))
+table"""),
+    code("""# NBVAL_CHECK_OUTPUT
+print("fitted temperatures:", np.round(temps, 2).tolist())
+print("mean ECE over exits: T=1 %.3f, fitted %.3f" % (before.ece.mean(), after.ece.mean()))
+print("mean NLL over exits: T=1 %.3f, fitted %.3f" % (before.nll.mean(), after.nll.mean()))"""),
+    code("""fig, axes = plt.subplots(2, 6, figsize=(20, 6.5), constrained_layout=True)
+plots.reliability_grid(test, None, axes=axes[0:1])
+plots.reliability_grid(test, temps, axes=axes[1:2])
+fig.suptitle("SST-2 test, MiniLM-L6 exits: top row T=1, bottom row T fitted on cal")
+plt.show()"""),
+    md("""## Does calibration move the trade-off curve?
+
+A per-exit temperature changes which exits look confident, so it can change which examples leave where. Compare
+the exact sweeps on `test` with T = 1 and with the cal-fitted temperatures, and the operating points that the same
+rule picks on `cal`. Intervals: 95% percentile bootstrap over test examples (1,000 resamples, seed 0), paired (the
+same resamples for both curves)."""),
+    code("""raw = sweep.sweep(test, "max_prob")
+cald = sweep.sweep(test, "max_prob", temperature=temps)
+ax = plots.plot_tradeoff({"T = 1": raw, "per-exit T (cal)": cald}, x="speedup", ylabel="SST-2 test accuracy",
+                         oracle=policies.oracle(test).summary(test))
+ax.set_xlim(0.9, 6.5)
+plt.show()"""),
+    code("""# NBVAL_CHECK_OUTPUT
+def auc_gap(c):
+    return sweep.summarize(sweep.sweep(c, "max_prob", temperature=temps))["auc"] - sweep.summarize(sweep.sweep(c, "max_prob"))["auc"]
+
+gap = sweep.bootstrap(auc_gap, test, n_boot=300, seed=0)["value"]
+print("AUC (mean accuracy over speed-ups), fitted T minus T=1: %.4f  95%% CI [%.4f, %.4f]" % gap)
+for name, t in (("T=1", None), ("fitted T", temps)):
+    s = sweep.summarize(sweep.sweep(test, "max_prob", temperature=t))
+    print(f"{name:>9}: speed-up at <=1 point drop {s['speedup_at_drop']:.2f}x, accuracy at 2x {s['metric_at_2x']:.3f}, at 3x {s['metric_at_3x']:.3f}")"""),
+    md("""## Other tasks
+
+The same per-exit table for every task whose multi-exit cache is shipped (mean over exits)."""),
+    code("""rows = []
+for task in ["sst2", "mrpc", "rte", "cola", "agnews"]:
+    if not available(task, "minilm6_me"):
+        continue
+    c, t = load(task, "minilm6_me")
+    tt = calibration.fit_stage_temperatures(c)
+    b, a = calibration.calibration_table(t), calibration.calibration_table(t, tt)
+    rows.append({"task": task, "n test": t.n_examples, "mean T": tt.mean(), "ECE T=1": b.ece.mean(),
+                 "ECE fitted": a.ece.mean(), "NLL T=1": b.nll.mean(), "NLL fitted": a.nll.mean(),
+                 "first-exit ECE T=1": b.ece.iloc[0], "first-exit ECE fitted": a.ece.iloc[0]})
+pd.DataFrame(rows).round(3)"""),
+]
+
+NOTEBOOKS["03_exit_reliability"] = [
+    md("""# How reliable is an early decision?
+
+Agreement of each exit with the final one, overthinking (right early, wrong at the end), the oracle exit, and the
+risk-coverage of each exit's decision. Then CascadeBERT's claim (Li et al. 2020): a shallow exit's confident
+predictions are unreliable, because its confidence does not reflect how hard an instance is; a complete small model
+does better at the same depth.
+
+Data: SST-2; MiniLM-L6 multi-exit (6 exits, joint loss); MiniLM-L2 complete model (first 2 layers of MiniLM-L6,
+fine-tuned alone), from the cascade cache. Test = GLUE dev (872); seed 42 for training."""),
+    code(SETUP),
+    code("""cal, test = load("sst2", "minilm6_me")
+rel = reliability.overthinking(test)
+rel["agreement with final"] = reliability.agreement_with_final(test).to_numpy()
+rel"""),
+    code("""# NBVAL_CHECK_OUTPUT
+print("right at some earlier exit but wrong at the last: %.3f" % rel.attrs["any_earlier_right_final_wrong"])
+print("oracle accuracy (any exit right): %.3f vs last exit %.3f" % (test.correct.any(1).mean(), test.correct[:, -1].mean()))
+reliability.oracle_exits(test).round(3)"""),
+    code("""fig, ax = plt.subplots(1, 2, figsize=(12, 4))
+for e in range(test.n_stages):
+    rc = reliability.risk_coverage(test, e)
+    ax[0].plot(rc.coverage, rc.risk, label=f"{test.stages[e]} (AURC {rc.attrs['aurc']:.3f})")
+ax[0].set_xlabel("coverage (share of examples accepted, most confident first)")
+ax[0].set_ylabel("risk (error rate among accepted)")
+ax[0].legend(fontsize=8)
+ax[0].set_title("risk-coverage per exit, SST-2 test")
+thr = sweep.threshold_grid(test, 60)
+ag = reliability.agreement_at_thresholds(test, thr[1:])
+ax[1].plot(ag.threshold, ag.early_agreement, label="early exits agreeing with the last exit")
+ax[1].plot(ag.threshold, ag.early_share, label="share exiting early")
+ax[1].set_xlabel("max-probability threshold")
+ax[1].set_ylabel("share")
+ax[1].legend(fontsize=8)
+plt.show()"""),
+    md("""## CascadeBERT's claim: are shallow confident predictions reliable?
+
+At the same depth (2 layers), compare the internal exit L2 of the 6-layer multi-exit model with the complete
+2-layer model. For each, take the examples it is confident on (max-probability at least the threshold) and ask how
+often it is right there, and how often the full MiniLM-L6 is right on those same examples."""),
+    code("""casc_cal, casc = load("sst2", "cascade")
+assert list(casc.example_ids) == list(test.example_ids)
+l2_complete = casc.select_stages(["minilm-l2:L2"])
+rows = []
+for thr in (0.8, 0.9, 0.95):
+    for name, c, e in (("internal exit L2", test, 1), ("complete MiniLM-L2", l2_complete, 0)):
+        conf = c.logits[:, e].max(-1)
+        p = np.exp(c.logits[:, e] - c.logits[:, e].max(-1, keepdims=True))
+        conf = (p / p.sum(-1, keepdims=True)).max(-1)
+        sel = conf >= thr
+        rows.append({"threshold": thr, "model": name, "confident share": sel.mean(),
+                     "accuracy when confident": c.correct[sel, e].mean(),
+                     "MiniLM-L6 ME final on same": test.correct[sel, -1].mean()})
+cb = pd.DataFrame(rows)
+cb.round(3)"""),
+    code("""# NBVAL_CHECK_OUTPUT
+def conf_acc(c, e, thr=0.9):
+    z = c.logits[:, e]
+    p = np.exp(z - z.max(-1, keepdims=True)); p /= p.sum(-1, keepdims=True)
+    sel = p.max(-1) >= thr
+    return float(c.correct[sel, e].mean()) if sel.any() else float("nan")
+
+rng = np.random.default_rng(0)
+N = test.n_examples
+d = []
+for _ in range(1000):
+    idx = rng.integers(0, N, N)
+    d.append(conf_acc(l2_complete.subset(idx), 0) - conf_acc(test.subset(idx), 1))
+lo, hi = np.quantile(d, [0.025, 0.975])
+print("accuracy when confident (>=0.9): complete L2 %.3f, internal exit L2 %.3f; difference %.3f, 95%% CI [%.3f, %.3f]"
+      % (conf_acc(l2_complete, 0), conf_acc(test, 1), conf_acc(l2_complete, 0) - conf_acc(test, 1), lo, hi))"""),
+]
+
+NOTEBOOKS["04_early_exit_vs_cascade"] = [
+    md("""# Early exit versus a cascade of complete models, on one FLOPs axis
+
+CascadeBERT's claim: at high speed-ups (about 4x), a cascade of complete models of growing size beats early exit
+inside one model. Here both are put on one axis, mean GFLOPs per example (`toolkit.cost`), with 95% bootstrap bands
+(1,000 resamples of test examples, seed 0) and the oracle.
+
+- early exit: multi-exit MiniLM-L6 (6 exits) and, where shipped, multi-exit MPNet-base (12 exits); max-probability
+  threshold;
+- cascade: MiniLM-L2 -> MiniLM-L6 -> MPNet-base (complete models), max-probability threshold.
+
+Speed-ups are against MPNet-base run on every example (the cascade's last member alone), so every policy shares one
+reference. Curves are drawn on `test` (GLUE dev)."""),
+    code(SETUP),
+    code("""def reference_gflops(casc):
+    return float((casc.flops[:, -1] - casc.flops[:, -2]).mean() / 1e9)  # MPNet-base alone
+
+
+def curves_for(task):
+    out = {}
+    _, casc = load(task, "cascade")
+    out["cascade L2->L6->MPNet"] = casc
+    for name, label in (("minilm6_me", "early exit MiniLM-L6 (6 exits)"), ("mpnet_me", "early exit MPNet (12 exits)")):
+        if available(task, name):
+            out[label] = load(task, name)[1]
+    return casc, out
+
+
+def banded(c, n=80):
+    thr = sweep.threshold_grid(c, n)
+    return sweep.bootstrap_curve(c, thr, n_boot=1000, seed=0)
+
+
+tasks = [t for t in ["sst2", "mrpc", "rte", "cola", "agnews"] if available(t, "cascade")]
+print("tasks with a shipped cascade:", tasks)"""),
+    code("""fig, axes = plt.subplots(1, len(tasks), figsize=(6.5 * len(tasks), 4.5), squeeze=False)
+summary = []
+for ax, task in zip(axes[0], tasks):
+    casc, cs = curves_for(task)
+    ref = reference_gflops(casc)
+    bands = {k: banded(c) for k, c in cs.items()}
+    plots.plot_tradeoff(bands, x="flops", ax=ax, oracle=policies.oracle(casc).summary(casc),
+                        ylabel=f"{task} test {casc.meta['metric']}")
+    ax.axvline(ref, color="gray", ls=":", lw=1)
+    ax.set_title(f"{task}: dotted line = MPNet-base on every example")
+    for k, c in cs.items():
+        df = sweep.sweep(c)
+        df["speedup"] = ref * 1e9 / df["flops"]
+        s = sweep.summarize(df)
+        summary.append({"task": task, "policy": k, **{m: s[f"metric_at_{m}"] for m in ("2x", "3x", "4x")},
+                        "best metric": df.metric.max()})
+plt.tight_layout()
+plt.show()"""),
+    code("""# NBVAL_CHECK_OUTPUT
+table = pd.DataFrame(summary).rename(columns={"2x": "metric at 2x", "3x": "metric at 3x", "4x": "metric at 4x"})
+print("speed-ups relative to MPNet-base on every example; NaN: the policy never gets that cheap")
+print(table.round(3).to_string(index=False))"""),
+    md("""## Where does the cascade overtake early exit?
+
+Compare the best metric each policy reaches within a FLOPs budget (its Pareto frontier), over a grid of budgets,
+with a paired bootstrap interval for the difference at 2x, 3x and 4x (relative to MPNet-base)."""),
+    code("""def best_within(df, budget):
+    ok = df[df["flops"] <= budget]
+    return ok["metric"].max() if len(ok) else np.nan
+
+
+rows = []
+for task in tasks:
+    casc, cs = curves_for(task)
+    ref = reference_gflops(casc) * 1e9
+    ee = cs["early exit MiniLM-L6 (6 exits)"]
+    rng = np.random.default_rng(0)
+    for k in (2, 3, 4):
+        budget = ref / k
+        point = best_within(sweep.sweep(casc), budget) - best_within(sweep.sweep(ee), budget)
+        draws = []
+        for _ in range(200):
+            idx = rng.integers(0, casc.n_examples, casc.n_examples)
+            draws.append(best_within(sweep.sweep(casc.subset(idx)), budget) - best_within(sweep.sweep(ee.subset(idx)), budget))
+        lo, hi = np.nanquantile(draws, [0.025, 0.975])
+        rows.append({"task": task, "speed-up": f"{k}x", "cascade minus MiniLM-L6 early exit": point, "95% lo": lo, "95% hi": hi})
+cross = pd.DataFrame(rows)
+cross.round(3)"""),
+]
+
+NOTEBOOKS["05_energy_routing"] = [
+    md("""# Swift/Super routing by energy (E-LANG)
+
+Swift = MiniLM-L6 (complete model), Super = MPNet-base (complete model), both fine-tuned on SST-2 (seed 42). An
+example goes to Super when Swift is not confident. Confidence scores compared:
+
+- energy on logits, `-T logsumexp(z / T)` (lower energy = more confident), with T = 1 and T fitted on `cal`;
+- max-probability; entropy;
+- E-LANG's released score, `logsumexp(softmax(z))`, which for two classes ranks inputs exactly like
+  max-probability.
+
+Cost: FLOPs; a routed example pays Swift and Super. Speed-up relative to Super on every example."""),
+    code(SETUP),
+    code("""cal_all, test_all = load("sst2", "cascade")
+stages = ["minilm-l6:L6", "mpnet:L12"]
+cal, test = cal_all.select_stages(stages), test_all.select_stages(stages)
+print(test.stages, "accuracy", test.correct.mean(0).round(4), "mean GFLOPs", (test.flops.mean(0) / 1e9).round(3))
+t_swift = calibration.fit_temperature(cal.logits[:, 0], cal.labels)
+print("Swift temperature fitted on cal: %.3f" % t_swift)"""),
+    code("""scores = {"energy T=1": ("energy", None), f"energy T={t_swift:.2f} (cal)": ("energy", [t_swift, 1.0]),
+          "max-prob": ("max_prob", None), "entropy": ("entropy", None), "E-LANG released": ("elang", None)}
+curves = {k: sweep.sweep(test, s, temperature=t) for k, (s, t) in scores.items()}
+ref = test.flops[:, -1].mean()
+super_alone = float(test.correct[:, -1].mean())
+ax = plots.plot_tradeoff(curves, x="speedup", ylabel="SST-2 test accuracy")
+ax.axhline(super_alone, color="gray", ls=":", lw=1, label="Super alone")
+ax.legend(fontsize=8)
+ax.set_xlabel("speed-up (x, FLOPs of Super on every example / routed)")
+plt.show()"""),
+    code("""# NBVAL_CHECK_OUTPUT
+rows = []
+for k, df in curves.items():
+    s = sweep.summarize(df, max_drop=0.0)
+    rows.append({"score": k, "max speed-up at Super's accuracy": s["speedup_at_drop"],
+                 "accuracy at 1.5x": df[df.speedup >= 1.5].metric.max(), "accuracy at 2x": s["metric_at_2x"],
+                 "AUC": s["auc"]})
+print("Super alone: accuracy %.4f" % super_alone)
+print(pd.DataFrame(rows).round(3).to_string(index=False))"""),
+    md("""## Do the scores route the same examples?
+
+Rank agreement of the scores on Swift's logits (Spearman), and overlap of the routed sets at equal budget: each
+score routes its least confident 30% of test examples to Super; Jaccard index between routed sets."""),
+    code("""from scipy.stats import spearmanr
+from toolkit.scores import stage_confidence
+conf = {k: stage_confidence(test.logits, s, t)[:, 0] for k, (s, t) in scores.items()}
+names = list(conf)
+rho = pd.DataFrame([[spearmanr(conf[a], conf[b]).statistic for b in names] for a in names], index=names, columns=names)
+k = int(0.3 * test.n_examples)
+routed = {n: set(np.argsort(conf[n], kind="stable")[:k]) for n in names}
+jac = pd.DataFrame([[len(routed[a] & routed[b]) / len(routed[a] | routed[b]) for b in names] for a in names],
+                   index=names, columns=names)
+print("Spearman rank correlation"); display(rho.round(3))
+print("Jaccard overlap of the 30% routed to Super"); display(jac.round(3))"""),
+    md("""## A risk-controlled operating point
+
+Choose the routing threshold on `cal` so that the accuracy loss versus Super is at most 1 point with probability at
+least 95% (Learn-then-Test), then report the realized drop and speed-up on `test`."""),
+    code("""# NBVAL_CHECK_OUTPUT
+rows = []
+for k, (s, t) in scores.items():
+    r = risk.risk_controlled_threshold(cal, delta=0.01, epsilon=0.05, score=s, temperature=t, test=test)
+    rows.append({"score": k, "cal speed-up": r["cal_speedup"], "test speed-up": r["test_speedup"],
+                 "test accuracy drop": r["test_accuracy_drop"]})
+print(pd.DataFrame(rows).round(3).to_string(index=False))"""),
+]
+
+NOTEBOOKS["06_collect_your_own"] = [
+    md("""# Collect your own cache (CPU, under 2 minutes)
+
+Train exit heads on all-MiniLM-L6-v2 for a few steps on a small SST-2 subset, collect every exit's logits on 200
+test sentences, and sweep. The same calls scale to real runs: `toolkit train` and `toolkit collect` on the command
+line, `accelerate launch -m toolkit collect ...` over many GPUs or nodes (each process collects its shard of chunks;
+the main process merges and checks ids), and any hub model id or local folder in place of the packaged name.
+
+On a machine with the Hugging Face hub, drop `data_dir`: `toolkit.data.load_split("sst2", "test", source="hub")`
+loads GLUE through `datasets`."""),
+    code("""import os, tempfile, time
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from pathlib import Path
+import numpy as np
+import transformers
+transformers.utils.logging.set_verbosity_error()
+transformers.utils.logging.disable_progress_bar()
+from toolkit.data import default_data_dir
+from toolkit.train import TrainConfig, train
+from toolkit.collect import collect
+from toolkit import sweep
+
+data_dir = default_data_dir()
+print("data folder found:", data_dir is not None)
+work = Path(tempfile.mkdtemp(prefix="toolkit-nb-"))"""),
+    code("""t0 = time.time()
+cfg = TrainConfig(task="sst2", model="all-MiniLM-L6-v2", output_dir=str(work / "run"), objective="joint",
+                  max_steps=40, batch_size=16, learning_rate=1e-4, train_limit=640, seed=0, bf16=True,
+                  logging_steps=20, data_dir=str(data_dir))
+final = train(cfg)
+print("trained in %.0f s -> %s" % (time.time() - t0, final.name))"""),
+    code("""t0 = time.time()
+cache = collect([str(final)], "sst2", "test", work / "sst2-test.parquet", data_dir=data_dir, limit=200,
+                progress=False, names=["my-minilm"])
+print(cache, "collected in %.1f s" % (time.time() - t0))
+print("per-exit test accuracy:", cache.correct.mean(0).round(3))"""),
+    code("""curve = sweep.sweep(cache)
+print(sweep.summarize(curve))
+curve.head()"""),
+]
+
+
+def main():
+    HERE.mkdir(exist_ok=True)
+    for name, cells in NOTEBOOKS.items():
+        nb = nbf.v4.new_notebook()
+        nb["cells"] = cells
+        nb["metadata"] = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                          "language_info": {"name": "python"}}
+        path = HERE / f"{name}.ipynb"
+        nbf.write(nb, path)
+        print("wrote", path)
+
+
+if __name__ == "__main__":
+    main()
