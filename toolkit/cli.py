@@ -1,4 +1,4 @@
-"""The ``toolkit`` command: ``collect``, ``train``, ``difficulty``, ``info`` and ``sweep``.
+"""The ``toolkit`` command: ``collect``, ``train``, ``difficulty``, ``info``, ``sweep``, ``predict`` and ``zoo``.
 
 Run ``toolkit COMMAND --help`` for each. Heavy imports (torch, transformers) happen inside the commands that need them.
 """
@@ -92,6 +92,32 @@ def _sweep(a) -> int:
         print(pareto_front(df).iloc[:: max(1, len(pareto_front(df)) // a.rows)].to_string(index=False))
     if a.csv:
         df.to_csv(a.csv, index=False)
+    return 0
+
+
+def _predict(a) -> int:
+    from pathlib import Path
+
+    from .runtime import Policy, runner_from_policy
+
+    policy = Policy.load(a.policy)
+    lines = [ln for ln in Path(a.input).read_text(encoding="utf-8").splitlines() if ln.strip()]
+    if not lines:
+        raise ValueError(f"{a.input}: no texts (one example per line; sentence pairs separated by a tab)")
+    parts = [ln.split("\t") for ln in lines]
+    pair = all(len(p) == 2 for p in parts)
+    texts_a = [p[0] for p in parts]
+    texts_b = [p[1] for p in parts] if pair else None
+    runner = runner_from_policy(policy)
+    res = runner.run(texts_a, texts_b, batch_size=a.batch_size)
+    out = open(a.out, "w", encoding="utf-8") if a.out else sys.stdout
+    print("line\tprediction\texit_stage", file=out)
+    for i, (p, e) in enumerate(zip(res.prediction, res.exit_stage)):
+        print(f"{i + 1}\t{int(p)}\t{int(e)}", file=out)
+    if a.out:
+        out.close()
+    print(f"{len(lines)} examples in {res.seconds:.2f} s; share exiting before the last stage "
+          f"{(res.exit_stage < res.exit_stage.max(initial=0)).mean():.3f}", file=sys.stderr)
     return 0
 
 
@@ -190,6 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rows", type=int, default=15, help="frontier rows to print")
     s.add_argument("--csv", help="write the whole sweep to this CSV file")
     s.set_defaults(fn=_sweep)
+    pr = sub.add_parser("predict", help="real early-exit / cascade inference with a saved policy",
+                        description="Run a policy saved with toolkit.runtime.Policy.save (models, score, thresholds, "
+                                    "temperatures) on a text file, one example per line (a tab separates sentence "
+                                    "pairs). Exited examples stop computing. Writes line, predicted class, exit stage.")
+    pr.add_argument("--policy", required=True, help="policy JSON")
+    pr.add_argument("--input", required=True, help="UTF-8 text file, one example per line")
+    pr.add_argument("--out", help="TSV to write (default: standard output)")
+    pr.add_argument("--batch-size", type=int, default=32)
+    pr.set_defaults(fn=_predict)
+
     z = sub.add_parser("zoo", help="train the model zoo and collect the shipped caches (hours on a CPU; --tiny: minutes)",
                        description="Train each zoo member (toolkit.recipes) where its final weights are missing, "
                                    "resuming interrupted runs, then collect cal and test caches into --out and record "

@@ -1,0 +1,225 @@
+"""Real early-exit and cascade inference that stops computing exited examples.
+
+:class:`EarlyExitRunner` steps a :class:`~toolkit.models.MultiExitModel` through its encoder layer by layer; after
+each exit layer it scores the rows still in the batch and removes those whose confidence clears that exit's
+threshold, so later layers run on fewer rows (batch size 1 too). :class:`CascadeRunner` runs each complete model
+only on the examples the previous one escalated. Both apply the same rule as :mod:`toolkit.policies` (first stage
+whose confidence is at least its threshold; the last stage takes the rest), with the same scores and temperatures,
+so their exits can be checked example by example against the offline simulation on a cache.
+
+A :class:`Policy` (score, per-stage thresholds and temperatures, model paths) is saved as JSON and used by
+``toolkit predict``.
+
+Layer stepping is written here (transformers has no early-exit loop): embeddings, the bidirectional attention mask,
+and each ``encoder.layer[i]``; MPNet's relative position bias is computed once per batch and sliced with the rows.
+Supported backbones: BERT-style (BERT, RoBERTa, ...) and MPNet.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .models import MultiExitModel, load_model
+from .scores import confidence
+
+
+@dataclass
+class Policy:
+    """What to run and when to stop: ``thresholds[e]`` in confidence units (higher = more confident) for every
+    stage but the last; ``temperatures[e]`` per stage; ``models`` in cascade order (one for early exit)."""
+
+    models: list[str]
+    score: str = "max_prob"
+    thresholds: list[float] = field(default_factory=list)
+    temperatures: list[float] | None = None
+    max_length: int = 128
+    meta: dict = field(default_factory=dict)
+
+    def save(self, path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(asdict(self), indent=1))
+        return path
+
+    @classmethod
+    def load(cls, path) -> Policy:
+        return cls(**json.loads(Path(path).read_text()))
+
+
+@dataclass
+class RunResult:
+    exit_stage: np.ndarray  # [N]
+    prediction: np.ndarray  # [N]
+    logits: np.ndarray  # [N, C] logits of the stage that predicted
+    seconds: float
+
+
+def _stage_thresholds(thresholds, n_stages):
+    t = np.full(n_stages, -np.inf)
+    thr = np.asarray(thresholds, dtype=np.float64).ravel()
+    if thr.size == 1 and n_stages > 1:
+        thr = np.full(n_stages - 1, thr.item())
+    if thr.size not in (n_stages - 1, n_stages):
+        raise ValueError(f"{thr.size} thresholds for {n_stages} stages (give E-1, E, or one)")
+    t[: n_stages - 1] = thr[: n_stages - 1]
+    return t
+
+
+def _batches(tokenizer, texts_a, texts_b, batch_size, max_length):
+    enc = tokenizer(texts_a, texts_b, truncation=True, max_length=max_length)
+    order = np.argsort([len(x) for x in enc["input_ids"]], kind="stable")
+    for s in range(0, len(order), batch_size):
+        rows = order[s:s + batch_size]
+        yield rows, tokenizer.pad([{k: enc[k][i] for k in enc.keys()} for i in rows], return_tensors="pt")
+
+
+class EarlyExitRunner:
+    """Batched early exit that really skips the layers of exited rows."""
+
+    def __init__(self, model: MultiExitModel, tokenizer, thresholds, score: str = "max_prob", temperatures=None,
+                 max_length: int = 128, device=None):
+        if not isinstance(model, MultiExitModel):
+            raise TypeError("EarlyExitRunner needs a MultiExitModel (use CascadeRunner for complete models)")
+        self.model = model.eval()
+        self.tok = tokenizer
+        self.score = score
+        E = len(model.exit_layers)
+        self.thresholds = _stage_thresholds(thresholds, E)
+        self.temperatures = np.ones(E) if temperatures is None else np.asarray(temperatures, dtype=np.float64)
+        self.max_length = max_length
+        self.device = torch.device(device or "cpu")
+        self.model.to(self.device)
+        bb = self.model.backbone
+        self._mpnet = hasattr(bb.encoder, "compute_position_bias")
+        self._emb_args = set(inspect.signature(bb.embeddings.forward).parameters)
+
+    def _embed(self, batch):
+        bb = self.model.backbone
+        kw = {"input_ids": batch["input_ids"]}
+        if "token_type_ids" in batch and "token_type_ids" in self._emb_args:
+            kw["token_type_ids"] = batch["token_type_ids"]
+        hidden = bb.embeddings(**kw)
+        from transformers.masking_utils import create_bidirectional_mask
+
+        mask = create_bidirectional_mask(config=bb.config, inputs_embeds=hidden, attention_mask=batch["attention_mask"])
+        bias = bb.encoder.compute_position_bias(hidden) if self._mpnet else None
+        return hidden, mask, bias
+
+    @torch.inference_mode()
+    def run(self, texts_a, texts_b=None, batch_size: int = 32) -> RunResult:
+        t0 = time.perf_counter()
+        N = len(texts_a)
+        C = self.model.config.num_labels
+        stage = np.full(N, -1)
+        logits_out = np.zeros((N, C), dtype=np.float32)
+        exits = {layer: e for e, layer in enumerate(self.model.exit_layers)}
+        last_layer = self.model.exit_layers[-1]
+        layers = self.model.backbone.encoder.layer
+        for rows, batch in _batches(self.tok, texts_a, texts_b, batch_size, self.max_length):
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            hidden, mask, bias = self._embed(batch)
+            am = batch["attention_mask"]
+            alive = torch.arange(len(rows), device=self.device)
+            for i in range(last_layer):
+                args = (hidden, mask, bias) if self._mpnet else (hidden, mask)
+                out = layers[i](*args)
+                hidden = out[0] if isinstance(out, tuple) else out
+                e = exits.get(i + 1)
+                if e is None:
+                    continue
+                z = self.model.heads[e](self.model.pool(hidden, am)).float().cpu().numpy()
+                conf = confidence(z, self.score, self.temperatures[e])
+                done = conf >= self.thresholds[e] if e < len(exits) - 1 else np.ones(len(z), dtype=bool)
+                idx = rows[alive.cpu().numpy()[done]]
+                stage[idx], logits_out[idx] = e, z[done]
+                keep = torch.from_numpy(np.flatnonzero(~done)).to(self.device)
+                if len(keep) == 0:
+                    break
+                # exited rows leave the batch: later layers run on the rest only
+                hidden, am, alive = hidden[keep], am[keep], alive[keep]
+                mask = mask[keep] if mask is not None else None
+                bias = bias[keep] if bias is not None and bias.shape[0] > 1 else bias
+        return RunResult(stage, logits_out.argmax(-1), logits_out, time.perf_counter() - t0)
+
+    @torch.inference_mode()
+    def run_full(self, texts_a, texts_b=None, batch_size: int = 32) -> float:
+        """Seconds for the whole model on every example (the reference of the measured speed-up)."""
+        t0 = time.perf_counter()
+        for _, batch in _batches(self.tok, texts_a, texts_b, batch_size, self.max_length):
+            self.model(**{k: v.to(self.device) for k, v in batch.items()})
+        return time.perf_counter() - t0
+
+
+class CascadeRunner:
+    """Complete models in order; each runs only on the examples the previous ones did not stop."""
+
+    def __init__(self, models: list, tokenizers: list, thresholds, score: str = "max_prob", temperatures=None,
+                 max_length: int = 128, device=None):
+        self.models = [m.eval() for m in models]
+        self.toks = tokenizers
+        self.score = score
+        self.thresholds = _stage_thresholds(thresholds, len(models))
+        self.temperatures = np.ones(len(models)) if temperatures is None else np.asarray(temperatures, float)
+        self.max_length = max_length
+        self.device = device or "cpu"
+
+    def _logits(self, m, tok, a, b, batch_size):
+        from .collect import predict_logits
+
+        import pandas as pd
+
+        frame = pd.DataFrame({"text_a": a, "text_b": b if b is not None else [None] * len(a)})
+        lg, _ = predict_logits(m, tok, frame, batch_size, self.max_length, self.device)
+        return lg[:, -1]
+
+    @torch.inference_mode()
+    def run(self, texts_a, texts_b=None, batch_size: int = 32) -> RunResult:
+        t0 = time.perf_counter()
+        N = len(texts_a)
+        todo = np.arange(N)
+        stage = np.full(N, -1)
+        out = None
+        for e, (m, tok) in enumerate(zip(self.models, self.toks)):
+            a = [texts_a[i] for i in todo]
+            b = [texts_b[i] for i in todo] if texts_b is not None else None
+            z = self._logits(m, tok, a, b, batch_size)
+            if out is None:
+                out = np.zeros((N, z.shape[-1]), dtype=np.float32)
+            last = e == len(self.models) - 1
+            done = np.ones(len(todo), bool) if last else confidence(z, self.score, self.temperatures[e]) >= self.thresholds[e]
+            stage[todo[done]], out[todo[done]] = e, z[done]
+            todo = todo[~done]
+            if len(todo) == 0:
+                break
+        return RunResult(stage, out.argmax(-1), out, time.perf_counter() - t0)
+
+    def run_full(self, texts_a, texts_b=None, batch_size: int = 32) -> float:
+        t0 = time.perf_counter()
+        self._logits(self.models[-1], self.toks[-1], texts_a, texts_b, batch_size)
+        return time.perf_counter() - t0
+
+
+def runner_from_policy(policy: Policy, device=None):
+    """An EarlyExitRunner (one multi-exit model) or a CascadeRunner (several models) for a saved policy."""
+    from transformers import AutoTokenizer
+
+    models = [load_model(p) for p in policy.models]
+    toks = [AutoTokenizer.from_pretrained(p) for p in policy.models]
+    if len(models) == 1 and isinstance(models[0], MultiExitModel):
+        return EarlyExitRunner(models[0], toks[0], policy.thresholds, policy.score, policy.temperatures,
+                               policy.max_length, device)
+    return CascadeRunner(models, toks, policy.thresholds, policy.score, policy.temperatures, policy.max_length, device)
+
+
+def midpoint_threshold(conf_values, threshold: float) -> float:
+    """A threshold equivalent to ``threshold`` on these confidences but half-way to the next lower value, so
+    float noise of order 1e-7 between a cache and a live run cannot flip a decision at the boundary."""
+    v = np.unique(np.asarray(conf_values).ravel())
+    below = v[v < threshold]
+    return float((threshold + below.max()) / 2) if len(below) and np.isfinite(threshold) else float(threshold)
