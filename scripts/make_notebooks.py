@@ -11,6 +11,7 @@ import nbformat as nbf
 HERE = Path(__file__).resolve().parents[1] / "notebooks"
 
 SETUP = """\
+%matplotlib inline
 import warnings
 from pathlib import Path
 

@@ -227,6 +227,7 @@ def save_cache(cache: Cache, path: str | os.PathLike) -> Path:
     os.close(fd)
     try:
         pq.write_table(_table(cache), tmp, compression="zstd")
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a cache is a shareable artifact
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -70,7 +70,7 @@ def _info(a) -> int:
     print(c)
     metric = c.meta.get("metric", "accuracy")
     print(f"data verified against source files: {c.meta.get('data_verified')}")
-    print(f"{'stage':<24}{metric:>10}{'accuracy':>10}{'GFLOPs':>10}")
+    print(f"{'stage':<24}{metric if metric != 'accuracy' else 'metric':>10}{'accuracy':>10}{'GFLOPs':>10}")
     for e, s in enumerate(c.stages):
         m = task_metric(c.labels, c.predictions[:, e], metric, c.n_classes)
         print(f"{s:<24}{m:>10.4f}{c.correct[:, e].mean():>10.4f}{c.flops[:, e].mean() / 1e9:>10.3f}")

@@ -22,12 +22,19 @@ MEMBERS = {
     "minilm6": dict(model="all-MiniLM-L6-v2", objective="joint", exit_layers=[6], learning_rate=1e-4),
     "mpnet_me": dict(model="all-mpnet-base-v2", objective="joint", learning_rate=3e-5),
     "mpnet": dict(model="all-mpnet-base-v2", objective="joint", exit_layers=[12], learning_rate=3e-5),
+    # objective comparison (fine-tuning issue): same data subsample, seed and schedule, three objectives
+    "minilm6_me_joint_sub": dict(model="all-MiniLM-L6-v2", objective="joint", learning_rate=1e-4),
+    "minilm6_me_weighted_sub": dict(model="all-MiniLM-L6-v2", objective="weighted", learning_rate=1e-4),
+    "minilm6_me_two_stage_sub": dict(model="all-MiniLM-L6-v2", objective="two_stage", learning_rate=1e-4,
+                                     head_learning_rate=1e-3),
 }
+OBJECTIVE_MEMBERS = ("minilm6_me_joint_sub", "minilm6_me_weighted_sub", "minilm6_me_two_stage_sub")
 CASCADE = ("minilm2", "minilm6", "mpnet")
 
 # (epochs, train_limit) per task: small tasks get more epochs; SST-2's MPNet runs are subsampled for CPU time.
 SCHEDULE = {
-    "sst2": {"default": (1.0, None), "minilm6": (1.0, 30000), "mpnet_me": (1.0, 20000), "mpnet": (1.0, 20000)},
+    "sst2": {"default": (1.0, None), "minilm6": (1.0, 30000), "mpnet_me": (1.0, 20000), "mpnet": (1.0, 20000),
+             **{m: (1.0, 20000) for m in ("minilm6_me_joint_sub", "minilm6_me_weighted_sub", "minilm6_me_two_stage_sub")}},
     "mrpc": {"default": (4.0, None)},
     "rte": {"default": (4.0, None)},
     "cola": {"default": (3.0, None)},

@@ -25,11 +25,12 @@ import numpy as np
 from .cache import load_cache
 from .data import get_task
 from .metrics import task_metric
-from .recipes import CASCADE, ZOO_TASKS, recipe
+from .recipes import CASCADE, OBJECTIVE_MEMBERS, ZOO_TASKS, recipe
 
-SETS = {"minilm6_me": ("minilm6_me",), "mpnet_me": ("mpnet_me",), "cascade": CASCADE}
+SETS = {"minilm6_me": ("minilm6_me",), "mpnet_me": ("mpnet_me",), "cascade": CASCADE,
+        **{m: (m,) for m in OBJECTIVE_MEMBERS}}
 NAMES = {"minilm6_me": "minilm6_me", "mpnet_me": "mpnet_me", "minilm2": "minilm-l2", "minilm6": "minilm-l6",
-         "mpnet": "mpnet"}
+         "mpnet": "mpnet", **{m: m for m in OBJECTIVE_MEMBERS}}
 
 
 def stage_table(cache) -> list[dict]:
