@@ -60,6 +60,13 @@ def _difficulty(a) -> int:
     return 0
 
 
+def _probe(a) -> int:
+    from .probe import fit_probe_exits
+
+    print(f"probe exits: {fit_probe_exits(a.model, a.task, a.out, train_limit=a.train_limit, C=a.C, seed=a.seed, data_dir=a.data_dir)}")
+    return 0
+
+
 def _info(a) -> int:
     import numpy as np
 
@@ -204,6 +211,19 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--bf16", action="store_true")
     d.add_argument("--data-dir")
     d.set_defaults(fn=_difficulty)
+
+    pb = sub.add_parser("probe", help="linear exit heads on a fine-tuned classifier's frozen layers (scikit-learn)",
+                        description="Fit a logistic-regression exit on each layer's mean-pooled hidden states of an "
+                                    "already fine-tuned classifier (train split, seeded subsample), without touching "
+                                    "its encoder; save a multi-exit model that `toolkit collect` reads.")
+    pb.add_argument("--model", required=True, help="fine-tuned classifier: folder or hub id")
+    pb.add_argument("--task", required=True)
+    pb.add_argument("--out", required=True)
+    pb.add_argument("--train-limit", type=int, default=5000)
+    pb.add_argument("--C", type=float, default=1.0, help="inverse L2 regularisation strength")
+    pb.add_argument("--seed", type=int, default=0)
+    pb.add_argument("--data-dir")
+    pb.set_defaults(fn=_probe)
 
     i = sub.add_parser("info", help="summarise a cache: stages, metric, accuracy, FLOPs")
     i.add_argument("cache")

@@ -1,0 +1,110 @@
+"""Probe exits: linear heads fitted on the frozen hidden states of a classifier someone already fine-tuned.
+
+For each layer, mean-pooled hidden states of (a seeded subsample of) the train split are the features of a
+scikit-learn ``LogisticRegression``; its coefficients become that layer's exit head. The backbone is not touched,
+so the result is a :class:`~toolkit.models.MultiExitModel` that collects and runs like any other. Minutes on a CPU.
+Written here: feature extraction and copying the fitted coefficients into heads; the fitting is scikit-learn's.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from transformers import AutoTokenizer, PreTrainedModel
+
+from .data import get_task, load_split
+from .models import MultiExitConfig, MultiExitModel, load_model, resolve_model
+
+
+def _backbone(model: PreTrainedModel):
+    return model.backbone if isinstance(model, MultiExitModel) else model.base_model
+
+
+@torch.inference_mode()
+def layer_features(backbone, tokenizer, frame, batch_size: int = 64, max_length: int = 128) -> np.ndarray:
+    """Mean-pooled hidden states of every layer, ``[N, L, H]`` float32 (length-sorted batches)."""
+    backbone.eval()
+    a = list(frame["text_a"])
+    b = list(frame["text_b"]) if frame["text_b"].notna().all() else None
+    enc = tokenizer(a, b, truncation=True, max_length=max_length)
+    order = np.argsort([len(x) for x in enc["input_ids"]], kind="stable")
+    accepted = {"input_ids", "attention_mask"} | ({"token_type_ids"} & set(inspect.signature(backbone.forward).parameters))
+    out = None
+    for s in range(0, len(order), batch_size):
+        rows = order[s:s + batch_size]
+        batch = tokenizer.pad([{k: enc[k][i] for k in enc.keys()} for i in rows], return_tensors="pt")
+        batch = {k: v for k, v in batch.items() if k in accepted}
+        hs = backbone(**batch, output_hidden_states=True).hidden_states[1:]
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        pooled = torch.stack([(h * mask).sum(1) / mask.sum(1) for h in hs], 1).float().numpy()
+        if out is None:
+            out = np.empty((len(order), *pooled.shape[1:]), dtype=np.float32)
+        out[rows] = pooled
+    return out
+
+
+def fit_probe_exits(model_path, task: str, out: str | os.PathLike, layers: list[int] | None = None,
+                    train_limit: int | None = 5000, C: float = 1.0, seed: int = 0, data_dir=None,
+                    max_length: int = 128) -> Path:
+    """Fit one logistic-regression exit per layer of a fine-tuned classifier's frozen encoder; save a multi-exit
+    model (safetensors) to ``out``. ``C``: inverse L2 strength; features are standardised inside the head."""
+    t0 = time.time()
+    spec = get_task(task)
+    path = resolve_model(model_path)
+    model = load_model(path)
+    tok = AutoTokenizer.from_pretrained(path)
+    backbone = _backbone(model)
+    data = load_split(task, "train", data_dir)
+    frame = data.frame
+    if train_limit and train_limit < len(frame):
+        rows = np.sort(np.random.default_rng(seed).choice(len(frame), train_limit, replace=False))
+        frame = frame.iloc[rows].reset_index(drop=True)
+    feats = layer_features(backbone, tok, frame, max_length=max_length)
+    L = feats.shape[1]
+    layers = list(layers) if layers else list(range(1, L + 1))
+    y = frame["label"].to_numpy()
+    bcfg = backbone.config.to_dict()
+    for k in ("architectures", "transformers_version", "_name_or_path", "torch_dtype", "dtype"):
+        bcfg.pop(k, None)
+    cfg = MultiExitConfig(backbone=bcfg, exit_layers=layers, pooling="mean", head_dropout=0.0,
+                          num_labels=spec.num_labels, id2label=dict(enumerate(spec.label_names)))
+    me = MultiExitModel(cfg, backbone=backbone)
+    report = []
+    for e, layer in enumerate(layers):
+        x = feats[:, layer - 1]
+        mu, sd = x.mean(0), x.std(0) + 1e-6
+        clf = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit((x - mu) / sd, y)
+        W = np.zeros((spec.num_labels, x.shape[1]))
+        b = np.zeros(spec.num_labels)
+        if spec.num_labels == 2:  # sklearn's binary model has one row: logit(1) - logit(0)
+            W[1], b[1] = clf.coef_[0], clf.intercept_[0]
+        else:
+            W, b = clf.coef_, clf.intercept_
+        # fold the standardisation into the linear head: w.(x - mu)/sd + b = (w/sd).x + (b - w.mu/sd)
+        Wf, bf = W / sd, b - (W / sd) @ mu
+        with torch.no_grad():
+            me.heads[e].weight.copy_(torch.from_numpy(Wf).float())
+            me.heads[e].bias.copy_(torch.from_numpy(bf).float())
+        report.append({"layer": layer, "train_accuracy": float(clf.score((x - mu) / sd, y))})
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    me.config.source_model = str(model_path)
+    me.save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    (tmp / "train_meta.json").write_text(json.dumps({
+        "config": {"task": task, "model": str(model_path), "objective": "probe", "seed": seed, "C": C,
+                   "train_limit": train_limit}, "train_size": len(frame), "data_fingerprint": data.fingerprint,
+        "wall_time_s": time.time() - t0, "probes": report}, indent=1))
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
