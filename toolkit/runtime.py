@@ -170,9 +170,9 @@ class CascadeRunner:
         self.device = device or "cpu"
 
     def _logits(self, m, tok, a, b, batch_size):
-        from .collect import predict_logits
-
         import pandas as pd
+
+        from .collect import predict_logits
 
         frame = pd.DataFrame({"text_a": a, "text_b": b if b is not None else [None] * len(a)})
         lg, _ = predict_logits(m, tok, frame, batch_size, self.max_length, self.device)
