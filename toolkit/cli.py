@@ -117,12 +117,12 @@ def _predict(a) -> int:
     texts_b = [p[1] for p in parts] if pair else None
     runner = runner_from_policy(policy)
     res = runner.run(texts_a, texts_b, batch_size=a.batch_size)
-    out = open(a.out, "w", encoding="utf-8") if a.out else sys.stdout
-    print("line\tprediction\texit_stage", file=out)
-    for i, (p, e) in enumerate(zip(res.prediction, res.exit_stage)):
-        print(f"{i + 1}\t{int(p)}\t{int(e)}", file=out)
-    if a.out:
-        out.close()
+    import contextlib
+
+    with open(a.out, "w", encoding="utf-8") if a.out else contextlib.nullcontext(sys.stdout) as out:
+        print("line\tprediction\texit_stage", file=out)
+        for i, (p, e) in enumerate(zip(res.prediction, res.exit_stage)):
+            print(f"{i + 1}\t{int(p)}\t{int(e)}", file=out)
     print(f"{len(lines)} examples in {res.seconds:.2f} s; share exiting before the last stage "
           f"{(res.exit_stage < res.exit_stage.max(initial=0)).mean():.3f}", file=sys.stderr)
     return 0
