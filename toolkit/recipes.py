@@ -28,13 +28,18 @@ MEMBERS = {
     "minilm6_me_two_stage_sub": dict(model="all-MiniLM-L6-v2", objective="two_stage", learning_rate=1e-4,
                                      head_learning_rate=1e-3),
 }
+# slenderized (COST-EFF): MiniLM-L6 multi-exit pruned to half width, then per-exit distillation from the unpruned one
+SLENDER = {"minilm6_me_w50": {"teacher": "minilm6_me", "width": 0.5}}
+MEMBERS["minilm6_me_w50"] = dict(model="PRUNED", objective="distill", learning_rate=1e-4, distill_temperature=2.0,
+                                 distill_alpha=0.5)
 OBJECTIVE_MEMBERS = ("minilm6_me_joint_sub", "minilm6_me_weighted_sub", "minilm6_me_two_stage_sub")
 CASCADE = ("minilm2", "minilm6", "mpnet")
 
 # (epochs, train_limit) per task: small tasks get more epochs; SST-2's MPNet runs are subsampled for CPU time.
 SCHEDULE = {
     "sst2": {"default": (1.0, None), "minilm6": (1.0, 30000), "mpnet_me": (1.0, 20000), "mpnet": (1.0, 20000),
-             **{m: (1.0, 20000) for m in ("minilm6_me_joint_sub", "minilm6_me_weighted_sub", "minilm6_me_two_stage_sub")}},
+             **{m: (1.0, 20000) for m in ("minilm6_me_joint_sub", "minilm6_me_weighted_sub", "minilm6_me_two_stage_sub",
+                                          "minilm6_me_w50")}},
     "mrpc": {"default": (4.0, None)},
     "rte": {"default": (4.0, None)},
     "cola": {"default": (3.0, None)},
@@ -50,6 +55,9 @@ def recipe(task: str, member: str, root: str | Path = "runs", tiny: bool = False
     epochs, limit = sched.get(member, sched["default"])
     kw = dict(task=task, output_dir=str(Path(root) / task / member), epochs=epochs, train_limit=limit,
               bf16=True, max_length=128, seed=42, **MEMBERS[member])
+    if member in SLENDER:  # trains the pruned copy of the teacher, distilling from the teacher
+        kw["model"] = str(Path(root) / task / member / "pruned")
+        kw["teacher"] = str(Path(root) / task / SLENDER[member]["teacher"] / "final")
     if tiny:
         kw.update(max_steps=4, train_limit=64, batch_size=16, bf16=False, save_steps=2, logging_steps=2)
     kw.update(over)

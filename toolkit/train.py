@@ -238,9 +238,12 @@ def train(cfg: TrainConfig, callbacks=None) -> Path:
     exit_layers = cfg.exit_layers
     if cfg.objective == "ranking" and exit_layers is None:
         exit_layers = [cfg.num_hidden_layers] if cfg.num_hidden_layers else None
-    model = MultiExitModel.from_backbone(cfg.model, spec.num_labels, exit_layers=exit_layers,
-                                         num_hidden_layers=cfg.num_hidden_layers, pooling=cfg.pooling,
-                                         id2label=dict(enumerate(spec.label_names)), seed=cfg.seed)
+    if _is_multi_exit(cfg.model):  # continue training a saved multi-exit model (e.g. a slenderized one)
+        model = MultiExitModel.from_pretrained(resolve_model(cfg.model))
+    else:
+        model = MultiExitModel.from_backbone(cfg.model, spec.num_labels, exit_layers=exit_layers,
+                                             num_hidden_layers=cfg.num_hidden_layers, pooling=cfg.pooling,
+                                             id2label=dict(enumerate(spec.label_names)), seed=cfg.seed)
     if cfg.objective == "ranking" and len(model.exit_layers) != 1:
         model = MultiExitModel.from_backbone(cfg.model, spec.num_labels, exit_layers=[model.exit_layers[-1]],
                                              num_hidden_layers=cfg.num_hidden_layers, pooling=cfg.pooling,
@@ -268,6 +271,13 @@ def train(cfg: TrainConfig, callbacks=None) -> Path:
     (tmp / "train_meta.json").write_text(json.dumps(meta, indent=1, default=str))
     os.replace(tmp, final)
     return final
+
+
+def _is_multi_exit(name_or_path) -> bool:
+    path = Path(resolve_model(name_or_path))
+    if not (path / "config.json").exists():
+        return False
+    return json.loads((path / "config.json").read_text()).get("model_type") == "multi_exit"
 
 
 def freeze_all_but_final(model: MultiExitModel) -> None:

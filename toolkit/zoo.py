@@ -25,12 +25,12 @@ import numpy as np
 from .cache import load_cache
 from .data import get_task
 from .metrics import task_metric
-from .recipes import CASCADE, OBJECTIVE_MEMBERS, ZOO_TASKS, recipe
+from .recipes import CASCADE, OBJECTIVE_MEMBERS, SLENDER, ZOO_TASKS, recipe
 
 SETS = {"minilm6_me": ("minilm6_me",), "mpnet_me": ("mpnet_me",), "cascade": CASCADE,
-        **{m: (m,) for m in OBJECTIVE_MEMBERS}}
+        **{m: (m,) for m in (*OBJECTIVE_MEMBERS, *SLENDER)}}
 NAMES = {"minilm6_me": "minilm6_me", "mpnet_me": "mpnet_me", "minilm2": "minilm-l2", "minilm6": "minilm-l6",
-         "mpnet": "mpnet", **{m: m for m in OBJECTIVE_MEMBERS}}
+         "mpnet": "mpnet", **{m: m for m in (*OBJECTIVE_MEMBERS, *SLENDER)}}
 
 
 def stage_table(cache) -> list[dict]:
@@ -87,6 +87,11 @@ def build(tasks=ZOO_TASKS, sets=tuple(SETS), out: str | os.PathLike = "data", ru
                 raise ValueError(f"unknown set {s!r}; choose from {sorted(SETS)}")
             finals, metas = [], []
             for member in SETS[s]:
+                if member in SLENDER:
+                    teacher_cfg = recipe(task, SLENDER[member]["teacher"], root=runs, tiny=tiny,
+                                         data_dir=str(data_dir) if data_dir else None)
+                    prepare_slender(train(teacher_cfg), Path(runs) / task / member / "pruned", task,
+                                    SLENDER[member]["width"], data_dir)
                 cfg = recipe(task, member, root=runs, tiny=tiny, data_dir=str(data_dir) if data_dir else None)
                 t0 = time.time()
                 log(f"[zoo] train {task}/{member} -> {cfg.output_dir}")
@@ -111,6 +116,25 @@ def build(tasks=ZOO_TASKS, sets=tuple(SETS), out: str | os.PathLike = "data", ru
                                                                            command))
                 written.append(path)
     return written
+
+
+def prepare_slender(teacher_dir: Path, out: Path, task: str, width: float, data_dir=None, n_batches: int = 20) -> Path:
+    """Prune a trained multi-exit model to ``width`` (per-exit Taylor importance on train batches); once."""
+    if (out / "config.json").exists():
+        return out
+    from transformers import AutoTokenizer
+
+    from .models import load_model
+    from .prune import slenderize, train_batches
+
+    model = load_model(teacher_dir)
+    tok = AutoTokenizer.from_pretrained(teacher_dir)
+    slenderize(model, train_batches(tok, task, n_batches, 32, data_dir=data_dir), width)
+    tmp = out.with_name(out.name + ".tmp")
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    os.replace(tmp, out)
+    return out
 
 
 def check_manifest(out: str | os.PathLike = "data") -> list[str]:
