@@ -12,6 +12,7 @@ fi
 {
   toolkit zoo --task sst2 --set minilm6_me cascade
   toolkit zoo --task sst2 --set minilm6_me_joint_sub minilm6_me_weighted_sub minilm6_me_two_stage_sub
+  toolkit zoo --task sst2 --set minilm6_me_w50
   toolkit zoo --task rte mrpc cola agnews --set minilm6_me
   toolkit zoo --task sst2 --set mpnet_me
   toolkit zoo --task rte mrpc cola agnews --set cascade mpnet_me
