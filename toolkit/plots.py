@@ -21,7 +21,8 @@ def _ax(ax):
 
 
 def plot_tradeoff(curves: dict, x: str = "flops", y: str = "metric", ax=None, oracle: dict | None = None,
-                  points: dict | None = None, ylabel: str | None = None):
+                  points: dict | None = None, ylabel: str | None = None,
+                  oracle_label: str = "oracle (earliest correct stage)"):
     """Metric against cost for several policies.
 
     ``curves``: name -> DataFrame with ``flops``/``speedup`` and ``metric`` (sweeps, or bootstrap frames with
@@ -38,7 +39,7 @@ def plot_tradeoff(curves: dict, x: str = "flops", y: str = "metric", ax=None, or
     for name, p in (points or {}).items():
         ax.plot(p[x] * scale, p[y], "o", ms=6, label=name)
     if oracle is not None:
-        ax.plot(oracle[x] * scale, oracle[y], "*", ms=12, color="k", label="oracle (earliest correct stage)")
+        ax.plot(oracle[x] * scale, oracle[y], "*", ms=12, color="k", label=oracle_label)
     ax.set_xlabel(FLOPS_LABEL if x == "flops" else SPEEDUP_LABEL)
     ax.set_ylabel(ylabel or y)
     ax.legend(fontsize=8)
