@@ -121,3 +121,21 @@ def test_bad_config():
         TrainConfig(task="sst2", model="x", output_dir="y", objective="magic")
     with pytest.raises(ValueError, match="difficulty_file"):
         TrainConfig(task="sst2", model="x", output_dir="y", objective="ranking")
+
+
+def test_cli_train(tmp_path, tiny_encoder_dir, glue_dir):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    r = subprocess.run([sys.executable, "-m", "toolkit", "train", "--task", "sst2", "--model", str(tiny_encoder_dir),
+                        "--out", str(tmp_path / "run"), "--max-steps", "2", "--batch-size", "8", "--layers", "2",
+                        "--data-dir", str(glue_dir), "--objective", "weighted"],
+                       capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = load_model(tmp_path / "run" / "final")
+    assert m.exit_layers == [1, 2] and m.config.train_config["objective"] == "weighted"
+    r = subprocess.run([sys.executable, "-m", "toolkit", "train", "--task", "sst2"], capture_output=True, text=True,
+                       cwd=REPO)
+    assert r.returncode != 0 and "--config FILE, or --task, --model and --out" in r.stderr

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field, replace  # noqa: F401
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np

@@ -54,8 +54,8 @@ def _difficulty(a) -> int:
     from .train import TrainConfig, difficulty_labels
 
     cfg = TrainConfig(task=a.task, model=a.model, output_dir=a.out, num_hidden_layers=a.layers, epochs=a.epochs,
-                      max_steps=a.max_steps, learning_rate=a.lr, train_limit=a.train_limit, seed=a.seed, bf16=a.bf16,
-                      data_dir=a.data_dir)
+                      max_steps=a.max_steps, learning_rate=a.lr, batch_size=a.batch_size, max_length=a.max_length,
+                      train_limit=a.train_limit, seed=a.seed, bf16=a.bf16, data_dir=a.data_dir)
     print(f"difficulty labels: {difficulty_labels(cfg, k=a.folds)}")
     return 0
 
@@ -142,6 +142,19 @@ def _zoo(a) -> int:
     return 0
 
 
+def _schedule_args(p: argparse.ArgumentParser, lr: float) -> None:
+    """Training-schedule flags shared by `train` and `difficulty`."""
+    p.add_argument("--layers", type=int, help="truncate the encoder to its first k layers")
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--max-steps", type=int, default=-1, help="stop after this many optimizer steps")
+    p.add_argument("--lr", type=float, default=lr, help="peak learning rate (linear warm-up and decay)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=128, help="truncate inputs to this many tokens")
+    p.add_argument("--train-limit", type=int, help="seeded subsample of the training split")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (about 2x faster on CPUs with bf16 units)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="toolkit", description="Collect every exit's logits once; analyse early exit, "
                                 "cascades and Swift/Super routing offline.", epilog=EPILOG,
@@ -179,16 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", help="pretrained encoder: packaged name, folder or hub id")
     t.add_argument("--out", help="run folder; final weights go to <out>/final")
     t.add_argument("--objective", default="joint", choices=["joint", "weighted", "two_stage", "distill", "ranking"])
-    t.add_argument("--layers", type=int, help="truncate the encoder to its first k layers")
     t.add_argument("--exit-layers", type=int, nargs="+", help="layers with an exit head (default: all)")
-    t.add_argument("--epochs", type=float, default=1.0)
-    t.add_argument("--max-steps", type=int, default=-1)
-    t.add_argument("--lr", type=float, default=5e-5)
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--max-length", type=int, default=128)
-    t.add_argument("--train-limit", type=int, help="seeded subsample of the training split")
-    t.add_argument("--seed", type=int, default=42)
-    t.add_argument("--bf16", action="store_true", help="bf16 autocast (about 2x faster on CPUs with bf16 units)")
+    _schedule_args(t, lr=5e-5)
     t.add_argument("--teacher", help="saved model whose logits are distillation targets (objective distill)")
     t.add_argument("--difficulty-file", help=".npz from `toolkit difficulty` (objective ranking)")
     t.add_argument("--data-dir")
@@ -202,13 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--model", required=True)
     d.add_argument("--out", required=True)
     d.add_argument("--folds", type=int, default=2)
-    d.add_argument("--layers", type=int)
-    d.add_argument("--epochs", type=float, default=1.0)
-    d.add_argument("--max-steps", type=int, default=-1)
-    d.add_argument("--lr", type=float, default=1e-4)
-    d.add_argument("--train-limit", type=int)
-    d.add_argument("--seed", type=int, default=42)
-    d.add_argument("--bf16", action="store_true")
+    _schedule_args(d, lr=1e-4)
     d.add_argument("--data-dir")
     d.set_defaults(fn=_difficulty)
 

@@ -18,7 +18,6 @@ Multi-GPU / multi-node training is the Trainer's: run the same command under ``a
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -360,6 +359,3 @@ def _train_on(cfg: TrainConfig, frame) -> Path:
     os.replace(out / "final.tmp", final)
     return final
 
-
-def steps_per_epoch(n: int, batch_size: int) -> int:
-    return math.ceil(n / batch_size)

@@ -20,8 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from .cache import load_cache
 from .data import get_task
 from .metrics import task_metric
@@ -165,10 +163,3 @@ def readme_table(out: str | os.PathLike = "data") -> str:
                         f"{st['mean_gflops']:.3f} |")
     return "\n".join(rows)
 
-
-def _summary(paths):
-    for p in paths:
-        c = load_cache(p)
-        vals = [f"{r['stage']}={r['value']:.3f}" for r in stage_table(c)]
-        print(f"{p}: {' '.join(vals)}")
-    return np.nan
