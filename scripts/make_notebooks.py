@@ -441,20 +441,20 @@ curve.head()"""),
 NOTEBOOKS["07_objectives_and_slenderized"] = [
     md("""# Training objectives, probe exits, and a slenderized multi-exit model
 
-**Objectives** (fine-tuning issue): MiniLM-L6 with an exit on each layer, trained on the same seeded 20,000-example
-subsample of SST-2 train (seed 42, one epoch, lr 1e-4, batch 32, bf16) with three objectives: joint (sum of per-exit
+**Objectives** (fine-tuning issue): MiniLM-L6 with an exit on each layer, trained on the same seeded
+subsample of SST-2 train (10,000 sentences, seed 42, one epoch, lr 1e-4, batch 32, bf16) with three objectives: joint (sum of per-exit
 cross-entropies, Right Tool), layer-weighted (PABEE) and two-stage (DeeBERT: backbone with the final head, then the
 other heads on the frozen backbone). Also: the full-data joint model, and probe exits (scikit-learn logistic
 regression per layer on the frozen encoder of a complete MiniLM-L6 fine-tuned alone).
 
 **Slenderized** (COST-EFF): the full-data multi-exit MiniLM-L6 pruned to half of its attention heads and FFN neurons
 in every layer (per-exit Taylor importance on 640 train sentences), then distilled per exit from the unpruned model on
-20,000 train sentences. Put on one FLOPs axis with the full-width model, the cascade and Swift/Super routing.
+10,000 train sentences. Put on one FLOPs axis with the full-width model, the cascade and Swift/Super routing.
 
 Test = GLUE dev (872). Cost: FLOPs (`toolkit.cost`, pruned widths included)."""),
     code(SETUP),
-    code("""sets = {"joint, full train": "minilm6_me", "joint, 20k": "minilm6_me_joint_sub",
-        "layer-weighted, 20k": "minilm6_me_weighted_sub", "two-stage, 20k": "minilm6_me_two_stage_sub",
+    code("""sets = {"joint, full train": "minilm6_me", "joint, 10k": "minilm6_me_joint_sub",
+        "layer-weighted, 10k": "minilm6_me_weighted_sub", "two-stage, 10k": "minilm6_me_two_stage_sub",
         "probe exits (frozen MiniLM-L6)": "minilm6_probe", "slenderized 1/2 width": "minilm6_me_w50"}
 per_exit = {}
 for label, name in sets.items():
