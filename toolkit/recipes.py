@@ -32,6 +32,8 @@ MEMBERS = {
 SLENDER = {"minilm6_me_w50": {"teacher": "minilm6_me", "width": 0.5}}
 MEMBERS["minilm6_me_w50"] = dict(model="PRUNED", objective="distill", learning_rate=1e-4, distill_temperature=2.0,
                                  distill_alpha=0.5)
+# probe exits (fine-tuning issue): linear heads on the frozen layers of the complete MiniLM-L6 cascade member
+PROBES = {"minilm6_probe": {"classifier": "minilm6", "train_limit": 5000, "C": 1.0}}
 OBJECTIVE_MEMBERS = ("minilm6_me_joint_sub", "minilm6_me_weighted_sub", "minilm6_me_two_stage_sub")
 CASCADE = ("minilm2", "minilm6", "mpnet")
 

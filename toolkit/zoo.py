@@ -23,12 +23,12 @@ from pathlib import Path
 from .cache import load_cache
 from .data import get_task
 from .metrics import task_metric
-from .recipes import CASCADE, OBJECTIVE_MEMBERS, SLENDER, ZOO_TASKS, recipe
+from .recipes import CASCADE, OBJECTIVE_MEMBERS, PROBES, SLENDER, ZOO_TASKS, recipe
 
 SETS = {"minilm6_me": ("minilm6_me",), "mpnet_me": ("mpnet_me",), "cascade": CASCADE,
-        **{m: (m,) for m in (*OBJECTIVE_MEMBERS, *SLENDER)}}
+        **{m: (m,) for m in (*OBJECTIVE_MEMBERS, *SLENDER, *PROBES)}}
 NAMES = {"minilm6_me": "minilm6_me", "mpnet_me": "mpnet_me", "minilm2": "minilm-l2", "minilm6": "minilm-l6",
-         "mpnet": "mpnet", **{m: m for m in (*OBJECTIVE_MEMBERS, *SLENDER)}}
+         "mpnet": "mpnet", **{m: m for m in (*OBJECTIVE_MEMBERS, *SLENDER, *PROBES)}}
 
 
 def stage_table(cache) -> list[dict]:
@@ -85,6 +85,19 @@ def build(tasks=ZOO_TASKS, sets=tuple(SETS), out: str | os.PathLike = "data", ru
                 raise ValueError(f"unknown set {s!r}; choose from {sorted(SETS)}")
             finals, metas = [], []
             for member in SETS[s]:
+                if member in PROBES:
+                    from .probe import fit_probe_exits
+
+                    spec = PROBES[member]
+                    clf = train(recipe(task, spec["classifier"], root=runs, tiny=tiny,
+                                       data_dir=str(data_dir) if data_dir else None))
+                    final = Path(runs) / task / member / "final"
+                    if not (final / "config.json").exists():
+                        fit_probe_exits(clf, task, final, train_limit=64 if tiny else spec["train_limit"],
+                                        C=spec["C"], data_dir=data_dir)
+                    finals.append(final)
+                    metas.append(json.loads((final / "train_meta.json").read_text()))
+                    continue
                 if member in SLENDER:
                     teacher_cfg = recipe(task, SLENDER[member]["teacher"], root=runs, tiny=tiny,
                                          data_dir=str(data_dir) if data_dir else None)
