@@ -96,6 +96,8 @@ def fit_probe_exits(model_path, task: str, out: str | os.PathLike, layers: list[
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")
     me.config.source_model = str(model_path)
+    me.config.train_config = {"task": task, "model": str(model_path), "objective": "probe", "seed": seed, "C": C,
+                              "train_limit": train_limit}
     me.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
     (tmp / "train_meta.json").write_text(json.dumps({
