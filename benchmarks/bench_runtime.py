@@ -59,6 +59,22 @@ def bench(name, runner_fn, cache, texts, targets, batch_sizes, repeats):
     return rows
 
 
+COLUMNS = ["policy", "threshold", "batch_size", "predicted_speedup", "measured_speedup", "exits_equal",
+           "predictions_equal", "full_s", "policy_s"]
+
+
+def save_rows(rows, path=REPO / "benchmarks/runtime_results.csv"):
+    """Append measured rows (one per policy, threshold and batch size) to the CSV the runtime notebook plots."""
+    import pandas as pd
+
+    new = pd.DataFrame(rows, columns=COLUMNS)
+    if path.exists():
+        old = pd.read_csv(path)
+        old = old[~old["policy"].isin(new["policy"].unique())]
+        new = pd.concat([old, new])
+    new.to_csv(path, index=False, float_format="%.4f")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
@@ -75,15 +91,15 @@ def main():
         path = REPO / "runs/sst2/minilm6_me/final"
         cache = toolkit.load_cache(REPO / "data/sst2/minilm6_me-test.parquet")
         model, tok = load_model(path), AutoTokenizer.from_pretrained(path)
-        bench("MiniLM-L6 early exit", lambda t: EarlyExitRunner(model, tok, t), cache, texts, a.targets,
-              a.batch_sizes, a.repeats)
+        save_rows(bench("MiniLM-L6 early exit", lambda t: EarlyExitRunner(model, tok, t), cache, texts, a.targets,
+                        a.batch_sizes, a.repeats))
     if "cascade" in a.what:
         cache = toolkit.load_cache(REPO / "data/sst2/cascade-test.parquet")
         paths = [REPO / f"runs/sst2/{m}/final" for m in ("minilm2", "minilm6", "mpnet")]
         models = [load_model(p) for p in paths]
         toks = [AutoTokenizer.from_pretrained(p) for p in paths]
-        bench("cascade L2->L6->MPNet", lambda t: CascadeRunner(models, toks, [t, t]), cache, texts,
-              [t for t in a.targets], a.batch_sizes, a.repeats)
+        save_rows(bench("cascade L2->L6->MPNet", lambda t: CascadeRunner(models, toks, [t, t]), cache, texts,
+                        a.targets, a.batch_sizes, a.repeats))
 
 
 if __name__ == "__main__":
