@@ -26,21 +26,20 @@ from toolkit.sweep import sweep
 REPO = Path(__file__).resolve().parents[1]
 
 
-def thresholds_for(cache, targets):
+def thresholds_for(cache, targets, reference):
     df = sweep(cache)
+    speedup = reference / df["flops"]
     conf = stage_confidence(cache.logits, "max_prob")
-    out = []
-    for t in targets:
-        row = df.iloc[(df["speedup"] - t).abs().argmin()]
-        out.append((midpoint_threshold(conf, row["threshold"]), row["speedup"]))
-    return out
+    return [midpoint_threshold(conf, df["threshold"].iloc[(speedup - t).abs().argmin()]) for t in targets]
 
 
-def bench(name, runner_fn, cache, texts, targets, batch_sizes, repeats):
+def bench(name, runner_fn, cache, texts, targets, batch_sizes, repeats, reference=None):
+    """``reference``: mean FLOPs of what ``runner.run_full`` runs (the last model alone for a cascade)."""
+    reference = float(cache.flops[:, -1].mean()) if reference is None else reference
     rows = []
-    for thr, predicted in thresholds_for(cache, targets):
+    for thr in thresholds_for(cache, targets, reference):
         offline = early_exit(cache, thr)
-        predicted = float(cache.flops[:, -1].mean() / offline.flops.mean())
+        predicted = float(reference / offline.flops.mean())
         for bs in batch_sizes:
             runner = runner_fn(thr)
             res = runner.run(texts, batch_size=bs)
@@ -98,8 +97,9 @@ def main():
         paths = [REPO / f"runs/sst2/{m}/final" for m in ("minilm2", "minilm6", "mpnet")]
         models = [load_model(p) for p in paths]
         toks = [AutoTokenizer.from_pretrained(p) for p in paths]
+        mpnet_alone = float((cache.flops[:, -1] - cache.flops[:, -2]).mean())
         save_rows(bench("cascade L2->L6->MPNet", lambda t: CascadeRunner(models, toks, [t, t]), cache, texts,
-                        a.targets, a.batch_sizes, a.repeats))
+                        a.targets, a.batch_sizes, a.repeats, reference=mpnet_alone))
 
 
 if __name__ == "__main__":
