@@ -38,18 +38,10 @@ class PolicyResult:
 def stage_layers(cache) -> np.ndarray:
     """Layers run when each stage predicts: earlier cascade members' layers plus this stage's layer."""
     info = cache.stage_info
-    out, done, last_model = [], 0, 0
-    full = {}
-    for s in info:
-        full[s.get("model_index", 0)] = s.get("num_layers", s.get("layer"))
-    for e, s in enumerate(info):
-        m = s.get("model_index", 0)
-        if m != last_model:
-            done = sum(full[k] or 0 for k in range(m) if k in full)
-            last_model = m
-        layer = s.get("layer")
-        out.append(done + (layer if layer is not None else e + 1))
-    return np.asarray(out, dtype=np.float64)
+    model = [s.get("model_index", 0) for s in info]
+    depth = {m: s.get("num_layers", s.get("layer")) or 0 for m, s in zip(model, info)}  # each member's full depth
+    return np.asarray([sum(d for k, d in depth.items() if k < m) + (s.get("layer") or e + 1)
+                       for e, (m, s) in enumerate(zip(model, info))], dtype=np.float64)
 
 
 def _result(cache, stage: np.ndarray) -> PolicyResult:

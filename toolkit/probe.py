@@ -19,6 +19,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from transformers import AutoTokenizer, PreTrainedModel
 
+from .collect import pad_rows, sorted_encoding
 from .data import get_task, load_split
 from .models import MultiExitConfig, MultiExitModel, load_model, resolve_model
 
@@ -31,16 +32,13 @@ def _backbone(model: PreTrainedModel):
 def layer_features(backbone, tokenizer, frame, batch_size: int = 64, max_length: int = 128) -> np.ndarray:
     """Mean-pooled hidden states of every layer, ``[N, L, H]`` float32 (length-sorted batches)."""
     backbone.eval()
-    a = list(frame["text_a"])
-    b = list(frame["text_b"]) if frame["text_b"].notna().all() else None
-    enc = tokenizer(a, b, truncation=True, max_length=max_length)
-    order = np.argsort([len(x) for x in enc["input_ids"]], kind="stable")
-    accepted = {"input_ids", "attention_mask"} | ({"token_type_ids"} & set(inspect.signature(backbone.forward).parameters))
+    b = frame["text_b"] if frame["text_b"].notna().all() else None
+    enc, order = sorted_encoding(tokenizer, frame["text_a"], b, max_length)
+    keep = {"input_ids", "attention_mask"} | ({"token_type_ids"} & set(inspect.signature(backbone.forward).parameters))
     out = None
     for s in range(0, len(order), batch_size):
         rows = order[s:s + batch_size]
-        batch = tokenizer.pad([{k: enc[k][i] for k in enc.keys()} for i in rows], return_tensors="pt")
-        batch = {k: v for k, v in batch.items() if k in accepted}
+        batch = pad_rows(tokenizer, enc, rows, keep)
         hs = backbone(**batch, output_hidden_states=True).hidden_states[1:]
         mask = batch["attention_mask"].unsqueeze(-1).float()
         pooled = torch.stack([(h * mask).sum(1) / mask.sum(1) for h in hs], 1).float().numpy()

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .collect import pad_rows, sorted_encoding
 from .models import MultiExitModel, load_model
 from .scores import confidence
 
@@ -72,11 +73,10 @@ def _stage_thresholds(thresholds, n_stages):
 
 
 def _batches(tokenizer, texts_a, texts_b, batch_size, max_length):
-    enc = tokenizer(texts_a, texts_b, truncation=True, max_length=max_length)
-    order = np.argsort([len(x) for x in enc["input_ids"]], kind="stable")
+    enc, order = sorted_encoding(tokenizer, texts_a, texts_b, max_length)
     for s in range(0, len(order), batch_size):
         rows = order[s:s + batch_size]
-        yield rows, tokenizer.pad([{k: enc[k][i] for k in enc.keys()} for i in rows], return_tensors="pt")
+        yield rows, pad_rows(tokenizer, enc, rows)
 
 
 class EarlyExitRunner:
