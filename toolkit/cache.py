@@ -255,6 +255,8 @@ def load_cache(path: str | os.PathLike, *, data_dir: str | os.PathLike | None = 
         raise CacheError(f"{path}: Parquet file without toolkit metadata; build caches with toolkit.collect or "
                          f"toolkit.cache.from_arrays + save_cache")
     head = json.loads(raw)
+    if head.get("kind") == "generation":
+        raise CacheError(f"{path}: a generation cache (seq2seq); load it with toolkit.seq2seq.load_generation_cache")
     version = head.get("schema_version")
     if version != SCHEMA_VERSION:
         raise CacheError(f"{path}: cache schema version {version!r} is not supported (this toolkit reads "

@@ -252,7 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(see README). --check rescores every cache against the manifest.")
     z.add_argument("--task", nargs="+", default=["sst2", "mrpc", "rte", "cola", "agnews"])
     z.add_argument("--set", nargs="+", default=["minilm6_me", "cascade", "mpnet_me"],
-                   help="minilm6_me, mpnet_me, cascade (MiniLM-L2 -> MiniLM-L6 -> MPNet)")
+                   help="minilm6_me, mpnet_me, cascade (MiniLM-L2 -> MiniLM-L6 -> MPNet), the objective, slenderized "
+                        "and probe sets (toolkit.zoo.SETS), or t2t (text-to-text Swift/Super encoder-decoders, "
+                        "generation caches)")
     z.add_argument("--out", default="data", help="where caches and MANIFEST.json go")
     z.add_argument("--runs", default="runs", help="where checkpoints go (never committed)")
     z.add_argument("--data-dir")

@@ -23,12 +23,14 @@ from pathlib import Path
 from .cache import load_cache
 from .data import get_task
 from .metrics import task_metric
-from .recipes import CASCADE, OBJECTIVE_MEMBERS, PROBES, SLENDER, ZOO_TASKS, recipe
+from .recipes import CASCADE, OBJECTIVE_MEMBERS, PROBES, SLENDER, ZOO_TASKS, recipe, seq2seq_recipe
 
 SETS = {"minilm6_me": ("minilm6_me",), "mpnet_me": ("mpnet_me",), "cascade": CASCADE,
         **{m: (m,) for m in (*OBJECTIVE_MEMBERS, *SLENDER, *PROBES)}}
+GENERATION_SETS = {"t2t": ("t2t_swift", "t2t_super")}  # Swift/Super encoder-decoders, generation caches
 NAMES = {"minilm6_me": "minilm6_me", "mpnet_me": "mpnet_me", "minilm2": "minilm-l2", "minilm6": "minilm-l6",
-         "mpnet": "mpnet", **{m: m for m in (*OBJECTIVE_MEMBERS, *SLENDER, *PROBES)}}
+         "mpnet": "mpnet", **{m: m for m in (*OBJECTIVE_MEMBERS, *SLENDER, *PROBES)},
+         "t2t_swift": "swift", "t2t_super": "super"}
 
 
 def stage_table(cache) -> list[dict]:
@@ -59,6 +61,59 @@ def _manifest_entry(path: Path, cache, train_metas: list[dict], wall: float, com
             "stage_metrics": stage_table(cache)}
 
 
+def _generation_entry(path: Path, cache, train_metas: list[dict], wall: float, command: str) -> dict:
+    m = cache.meta
+    return {"file": str(path), "kind": "generation", "task": m["task"], "split": m["split"],
+            "n_examples": cache.n_examples, "models": [
+                {"name": name, "encoder": t["config"].get("encoder"), "decoder": t["config"].get("decoder"),
+                 "train_seed": t["config"].get("seed"), "epochs": t["config"].get("epochs"),
+                 "learning_rate": t["config"].get("learning_rate"), "train_size": t.get("train_size"),
+                 "train_wall_s": round(t.get("wall_time_s", 0.0), 1), "parameters": g.info.get("parameters")}
+                for (name, g), t in zip(cache.models.items(), train_metas)],
+            "command": command, "collect_command": m.get("command"), "data_fingerprint": m["data"]["fingerprint"],
+            "data_files": m["data"]["files"], "split_seed": m["data"]["split_seed"], "versions": m.get("versions"),
+            "decoding": m.get("decoding"), "collect_wall_s": round(wall, 1),
+            "cost_definition": m.get("cost_definition"), "model_metrics": generation_table(cache)}
+
+
+def generation_table(cache) -> list[dict]:
+    """Each model's corpus quality, mean generated tokens and mean FLOPs on a generation cache."""
+    summ = cache.summary()
+    return [{"model": name, **{k: round(float(v), 6) for k, v in row.items()}} for name, row in summ.iterrows()]
+
+
+def build_generation(task: str, s: str, out: Path, runs: Path, splits, tiny: bool, data_dir, command: str,
+                     log=print) -> list[Path]:
+    """Train the text-to-text Swift/Super members of set ``s`` and collect their generation caches."""
+    from .seq2seq.cache import load_generation_cache
+    from .seq2seq.collect import collect_generation
+    from .seq2seq.train import train_seq2seq
+
+    finals, metas = {}, []
+    for member in GENERATION_SETS[s]:
+        cfg = seq2seq_recipe(task, member, root=runs, tiny=tiny, data_dir=str(data_dir) if data_dir else None)
+        t0 = time.time()
+        log(f"[zoo] train {task}/{member} -> {cfg.output_dir}")
+        finals[NAMES[member]] = str(train_seq2seq(cfg))
+        metas.append(json.loads((Path(finals[NAMES[member]]) / "train_meta.json").read_text()))
+        log(f"[zoo]   done in {time.time() - t0:.0f} s")
+    written = []
+    for split in splits:
+        path = out / task / f"{s}-{split}.parquet"
+        if path.exists() and [g.info["path"] for g in load_generation_cache(path).models.values()] == \
+                list(finals.values()):
+            log(f"[zoo] exists: {path}")
+            written.append(path)
+            continue
+        t0 = time.time()
+        log(f"[zoo] generate {path}")
+        cache = collect_generation(finals, task, split, path, data_dir=data_dir, limit=16 if tiny else None,
+                                   progress=False, batch_size=64)
+        update_manifest(out, f"{task}/{s}-{split}", _generation_entry(path, cache, metas, time.time() - t0, command))
+        written.append(path)
+    return written
+
+
 def update_manifest(out: Path, key: str, entry: dict) -> None:
     path = out / "MANIFEST.json"
     manifest = json.loads(path.read_text()) if path.exists() else {"caches": {}}
@@ -81,8 +136,11 @@ def build(tasks=ZOO_TASKS, sets=tuple(SETS), out: str | os.PathLike = "data", ru
     for task in tasks:
         get_task(task)
         for s in sets:
+            if s in GENERATION_SETS:
+                written += build_generation(task, s, out, runs, splits, tiny, data_dir, command, log)
+                continue
             if s not in SETS:
-                raise ValueError(f"unknown set {s!r}; choose from {sorted(SETS)}")
+                raise ValueError(f"unknown set {s!r}; choose from {sorted(SETS) + sorted(GENERATION_SETS)}")
             finals, metas = [], []
             for member in SETS[s]:
                 if member in PROBES:
@@ -155,6 +213,15 @@ def check_manifest(out: str | os.PathLike = "data") -> list[str]:
     manifest = json.loads((out / "MANIFEST.json").read_text())
     problems = []
     for key, entry in manifest["caches"].items():
+        if entry.get("kind") == "generation":
+            from .seq2seq.cache import load_generation_cache
+
+            cache = load_generation_cache(out / f"{key}.parquet")
+            if generation_table(cache) != entry["model_metrics"]:
+                problems.append(f"{key}: manifest {entry['model_metrics']} != recomputed {generation_table(cache)}")
+            if cache.meta["data"]["fingerprint"] != entry["data_fingerprint"]:
+                problems.append(f"{key}: data fingerprint differs from the manifest")
+            continue
         cache = load_cache(out / f"{key}.parquet")
         got = stage_table(cache)
         if got != entry["stage_metrics"]:
@@ -170,6 +237,12 @@ def readme_table(out: str | os.PathLike = "data") -> str:
     rows = ["| cache | stage | test metric | accuracy | mean GFLOPs/example |", "|---|---|---|---|---|"]
     for key, e in manifest["caches"].items():
         if e["split"] != "test":
+            continue
+        if e.get("kind") == "generation":
+            for st in e["model_metrics"]:
+                q = ", ".join(f"{k} {v:.4f}" for k, v in st.items() if k not in ("model", "tokens", "gflops"))
+                rows.append(f"| {key} | {st['model']} (generates {st['tokens']:.1f} tokens) | {q} | – | "
+                            f"{st['gflops']:.3f} |")
             continue
         for st in e["stage_metrics"]:
             rows.append(f"| {key} | {st['stage']} | {st['metric']} {st['value']:.4f} | {st['accuracy']:.4f} | "
