@@ -12,15 +12,29 @@ from hypothesis import strategies as st
 from conftest import toy_sentences
 from toolkit.cache import CacheError, load_cache
 from toolkit.scores import energy, entropy, margin, max_prob
-from toolkit.seq2seq import (GenCache, Generation, aggregate, compare_routers, corpus_bleu, corpus_chrf,
-                             evaluate_route, generation_flops, load_generation_cache, references, route_sweep,
-                             save_generation_cache, seq2seq_dims, sequence_confidence, token_scores)
+from toolkit.seq2seq import (
+    GenCache,
+    Generation,
+    aggregate,
+    compare_routers,
+    corpus_bleu,
+    corpus_chrf,
+    evaluate_route,
+    generation_flops,
+    load_generation_cache,
+    references,
+    route_sweep,
+    save_generation_cache,
+    seq2seq_dims,
+    sequence_confidence,
+    token_scores,
+)
 from toolkit.seq2seq import collect as gc
 from toolkit.seq2seq.cache import stat_names
 from toolkit.seq2seq.quality import bleu_stats, chrf_stats, exact_match
 
 torch = pytest.importorskip("torch")
-WORDS = "the cat dog sat on mat a hat ran fast big small red".split()
+WORDS = ["the", "cat", "dog", "sat", "on", "mat", "a", "hat", "ran", "fast", "big", "small", "red"]
 TEMPS = (0.5, 1.0, 2.0)
 
 

@@ -10,8 +10,15 @@ cost model in :mod:`.cost` and quality metrics in :mod:`.quality`. Everything af
 from .cache import GenCache, Generation, load_generation_cache, save_generation_cache
 from .cost import GENERATION_COST_DEFINITION, Seq2SeqDims, generation_flops, seq2seq_dims
 from .quality import corpus_bleu, corpus_chrf, exact_match
-from .routing import (area_gain, compare_routers, evaluate_route, oracle_curve, references, route_curve,
-                      route_sweep)
+from .routing import (
+                      area_gain,
+                      compare_routers,
+                      evaluate_route,
+                      oracle_curve,
+                      references,
+                      route_curve,
+                      route_sweep,
+)
 from .scores import AGGREGATIONS, TOKEN_SCORES, aggregate, sequence_confidence, token_scores
 
 __all__ = ["GenCache", "Generation", "load_generation_cache", "save_generation_cache", "GENERATION_COST_DEFINITION",

@@ -22,7 +22,14 @@ from tqdm.auto import tqdm
 
 from ..cache import CacheError
 from ..collect import pad_rows, sorted_encoding
-from .cache import GEN_SCHEMA_VERSION, GenCache, Generation, load_generation_cache, save_generation_cache, stat_names
+from .cache import (
+    GEN_SCHEMA_VERSION,
+    GenCache,
+    Generation,
+    load_generation_cache,
+    save_generation_cache,
+    stat_names,
+)
 from .cost import GENERATION_COST_DEFINITION, generation_flops, seq2seq_dims
 from .data import TRANSLATION, label_words, load_seq2seq_split
 from .models import load_seq2seq

@@ -13,8 +13,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..data import (DataError, SplitData, combine_fingerprint, default_data_dir, fingerprint_files, get_task,
-                    load_split)
+from ..data import (
+    DataError,
+    SplitData,
+    combine_fingerprint,
+    default_data_dir,
+    fingerprint_files,
+    get_task,
+    load_split,
+)
 
 TRANSLATION = {"wmt21_en_de": ("wmt21_en_de/test.tsv", "en", "de"),
                "wmt21_de_en": ("wmt21_de_en/test.tsv", "de", "en")}
