@@ -422,3 +422,22 @@ def test_warm_started_encoder_decoder_learns_text_to_text(tiny_encoder_dir, glue
     assert (g.n_steps == want[c.labels]).mean() > 0.85  # the label word's pieces, then [SEP]
     assert g.info["truncated"] < 0.1 * c.n_examples
     assert train_seq2seq(cfg) == final  # a finished run is not retrained
+
+
+def test_cli_generate_and_route(seq_models, wmt_dir, tmp_path, capsys):
+    from toolkit.cli import main
+
+    out = tmp_path / "g.parquet"
+    assert main(["generate", "--model", f"swift={seq_models['marian']}", "--model", f"super={seq_models['t5']}",
+                 "--task", "wmt21_en_de", "--split", "test", "--out", str(out), "--data-dir", str(wmt_dir),
+                 "--max-new-tokens", "4", "--temperatures", "1", "2", "--quiet"]) == 0
+    assert "bleu" in capsys.readouterr().out
+    assert main(["route", str(out), "--metric", "chrf", "--how", "max", "--csv", str(tmp_path / "r.csv"),
+                 "--compare"]) == 0
+    text = capsys.readouterr().out
+    assert "oracle" in text and "Pareto frontier (energy, max" in text and "area_gain" in text
+    assert (tmp_path / "r.csv").exists()
+    assert main(["route", str(out), "--temperature", "0.5"]) == 2
+    assert "temperature 0.5 was not cached" in capsys.readouterr().err
+    assert main(["generate", "--model", "nameless", "--task", "sst2", "--split", "test", "--out", "x.parquet"]) == 2
+    assert "NAME=PATH" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""The ``toolkit`` command: ``collect``, ``train``, ``difficulty``, ``info``, ``sweep``, ``predict`` and ``zoo``.
+"""The ``toolkit`` command: ``collect``, ``train``, ``difficulty``, ``info``, ``sweep``, ``predict``, ``zoo``, and for
+encoder-decoders ``train-t2t``, ``generate`` and ``route``.
 
 Run ``toolkit COMMAND --help`` for each. Heavy imports (torch, transformers) happen inside the commands that need them.
 """
@@ -18,6 +19,9 @@ EPILOG = """examples:
   toolkit train --task sst2 --model all-MiniLM-L6-v2 --objective joint --out runs/sst2/minilm6_me --bf16
   toolkit info data/sst2/minilm6_me-test.parquet
   toolkit sweep data/sst2/minilm6_me-test.parquet --score max_prob
+  toolkit generate --model swift=Helsinki-NLP/opus-mt-en-de --model super=facebook/wmt19-en-de \
+      --task wmt21_en_de --split test --out wmt-en-de.parquet
+  toolkit route data/sst2/t2t-test.parquet --score energy --how mean
 """
 
 
@@ -47,6 +51,59 @@ def _train(a) -> int:
                           seed=a.seed, bf16=a.bf16, teacher=a.teacher, difficulty_file=a.difficulty_file,
                           data_dir=a.data_dir, max_length=a.max_length)
     print(f"final weights: {train(cfg)}")
+    return 0
+
+
+def _train_t2t(a) -> int:
+    from .seq2seq.train import Seq2SeqTrainConfig, train_seq2seq
+
+    cfg = Seq2SeqTrainConfig(task=a.task, output_dir=a.out, encoder=a.encoder, decoder=a.decoder or a.encoder,
+                             decoder_layers=a.decoder_layers, model=a.model, epochs=a.epochs, max_steps=a.max_steps,
+                             learning_rate=a.lr, batch_size=a.batch_size, train_limit=a.train_limit, seed=a.seed,
+                             bf16=a.bf16, data_dir=a.data_dir, max_length=a.max_length)
+    print(f"final weights: {train_seq2seq(cfg)}")
+    return 0
+
+
+def _generate(a) -> int:
+    from .seq2seq.collect import collect_generation
+
+    models = {}
+    for spec in a.model:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--model {spec!r}: write NAME=PATH, e.g. --model swift=runs/sst2/t2t_swift/final")
+        models[name] = path
+    cache = collect_generation(models, a.task, a.split, a.out, data_dir=a.data_dir, temperatures=a.temperatures,
+                               batch_size=a.batch_size, max_length=a.max_length, max_new_tokens=a.max_new_tokens,
+                               limit=a.limit, progress=not a.quiet,
+                               command="toolkit " + " ".join(shlex.quote(x) for x in sys.argv[1:]))
+    print(f"wrote {a.out}: {cache}")
+    print(cache.summary().to_string())
+    return 0
+
+
+def _route(a) -> int:
+    import pandas as pd
+
+    from .seq2seq import compare_routers, load_generation_cache, references, route_sweep
+    from .sweep import pareto_front
+
+    cache = load_generation_cache(a.cache)
+    names = list(cache.models)
+    swift, super_ = a.swift or names[0], a.super or names[-1]
+    print(cache)
+    print(references(cache, swift, super_, a.metric).to_string())
+    curve = route_sweep(cache, swift, super_, a.score, a.how, a.temperature, a.metric)
+    if a.csv:
+        curve.to_csv(a.csv, index=False)
+    with pd.option_context("display.width", 160):
+        print(f"\nPareto frontier ({a.score}, {a.how} over tokens, T={a.temperature:g}):")
+        front = pareto_front(curve)
+        print(front.iloc[:: max(1, len(front) // a.rows)].to_string(index=False))
+        if a.compare:
+            print("\nrouters compared:")
+            print(compare_routers(cache, swift, super_, temperature=a.temperature, metric=a.metric).to_string())
     return 0
 
 
@@ -142,9 +199,10 @@ def _zoo(a) -> int:
     return 0
 
 
-def _schedule_args(p: argparse.ArgumentParser, lr: float) -> None:
-    """Training-schedule flags shared by `train` and `difficulty`."""
-    p.add_argument("--layers", type=int, help="truncate the encoder to its first k layers")
+def _schedule_args(p: argparse.ArgumentParser, lr: float, layers: bool = True) -> None:
+    """Training-schedule flags shared by `train`, `difficulty` and `train-t2t`."""
+    if layers:
+        p.add_argument("--layers", type=int, help="truncate the encoder to its first k layers")
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--max-steps", type=int, default=-1, help="stop after this many optimizer steps")
     p.add_argument("--lr", type=float, default=lr, help="peak learning rate (linear warm-up and decay)")
@@ -245,6 +303,54 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--batch-size", type=int, default=32)
     pr.set_defaults(fn=_predict)
 
+    t2 = sub.add_parser("train-t2t", help="fine-tune an encoder-decoder text-to-text (generate the label word)",
+                        description="Warm-start an EncoderDecoderModel from two encoders (or load --model, a seq2seq "
+                                    "checkpoint) and fine-tune it to generate the task's label word, on the train "
+                                    "split only; resumes from the last checkpoint in --out.")
+    t2.add_argument("--task", required=True, help="sst2, mrpc, cola, rte or agnews")
+    t2.add_argument("--encoder", default="all-MiniLM-L6-v2", help="encoder checkpoint (packaged name, folder, hub id)")
+    t2.add_argument("--decoder", help="decoder checkpoint (an encoder to warm-start from; default: --encoder)")
+    t2.add_argument("--decoder-layers", type=int, help="keep only the decoder checkpoint's first k layers")
+    t2.add_argument("--model", help="fine-tune this seq2seq checkpoint (T5, BART ...) instead of warm-starting")
+    t2.add_argument("--out", required=True, help="run folder; final weights go to <out>/final")
+    _schedule_args(t2, lr=1e-4, layers=False)
+    t2.add_argument("--data-dir")
+    t2.set_defaults(fn=_train_t2t)
+
+    g = sub.add_parser("generate", help="generate with Swift/Super encoder-decoders into a generation cache",
+                       description="Greedy generation with each --model (Swift first), keeping per-step logit "
+                                   "statistics (top-2 logits, logsumexp and entropy per temperature), outputs, "
+                                   "quality (exact match for text-to-text tasks, BLEU and chrF for wmt21_en_de / "
+                                   "wmt21_de_en) and generation FLOPs. Resumable from <out>.parts/.")
+    g.add_argument("--model", action="append", required=True, help="NAME=PATH (folder or hub id); repeat, Swift first")
+    g.add_argument("--task", required=True, help="a GLUE task (text-to-text) or wmt21_en_de / wmt21_de_en")
+    g.add_argument("--split", required=True, choices=["train", "cal", "test"])
+    g.add_argument("--out", required=True, help="generation cache to write (.parquet)")
+    g.add_argument("--temperatures", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0])
+    g.add_argument("--max-new-tokens", type=int, help="default: 256 for translation, label word + 2 otherwise")
+    g.add_argument("--limit", type=int, help="only the first N examples")
+    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument("--max-length", type=int, default=128, help="truncate sources to this many tokens")
+    g.add_argument("--data-dir")
+    g.add_argument("--quiet", action="store_true")
+    g.set_defaults(fn=_generate)
+
+    r = sub.add_parser("route", help="exact Swift/Super routing sweep of a generation cache",
+                       description="Route an example to Super when Swift's aggregated token score says it is "
+                                   "unsure; prints Swift/Super/oracle references and the quality-FLOPs frontier.")
+    r.add_argument("cache")
+    r.add_argument("--swift", help="default: the cache's first model")
+    r.add_argument("--super", help="default: the cache's last model")
+    r.add_argument("--score", default="energy", choices=["energy", "max_prob", "margin", "entropy"])
+    r.add_argument("--how", default="mean", choices=["mean", "max", "min", "sum", "first"],
+                   help="aggregation of token scores over the generated sequence")
+    r.add_argument("--temperature", type=float, default=1.0, help="one of the cache's temperatures")
+    r.add_argument("--metric", help="exact_match, bleu or chrf (default: the cache's first)")
+    r.add_argument("--rows", type=int, default=15)
+    r.add_argument("--csv", help="write the whole sweep to this CSV file")
+    r.add_argument("--compare", action="store_true", help="also compare every score x aggregation")
+    r.set_defaults(fn=_route)
+
     z = sub.add_parser("zoo", help="train the model zoo and collect the shipped caches (hours on a CPU; --tiny: minutes)",
                        description="Train each zoo member (toolkit.recipes) where its final weights are missing, "
                                    "resuming interrupted runs, then collect cal and test caches into --out and record "
@@ -270,6 +376,6 @@ def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     try:
         return a.fn(a)
-    except (ValueError, FileNotFoundError, OSError) as e:
+    except (ValueError, KeyError, FileNotFoundError, OSError) as e:
         print(f"toolkit {a.command}: error: {e}", file=sys.stderr)
         return 2
