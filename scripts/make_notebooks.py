@@ -579,6 +579,110 @@ time. Most of the gap is that later layers run on the few rows that remain, wher
 efficient (see `benchmarks/RESULTS.md`)."""),
 ]
 
+NOTEBOOKS["09_seq2seq_energy_routing"] = [
+    md("""# Seq2seq Swift/Super routing: energy over generated tokens (E-LANG for encoder-decoders)
+
+E-LANG also routes encoder-decoder generation: Swift generates; when its token-level energies, aggregated over the
+generated sequence, say it is unsure, Super generates instead. No pretrained seq2seq checkpoint is installable on
+these machines, so both models are warm-started encoder-decoders (`toolkit.seq2seq.warm_start`) fine-tuned
+text-to-text on SST-2 to generate the label word, as E-LANG did with T5 on GLUE:
+
+- **Swift**: all-MiniLM-L6-v2 encoder -> all-MiniLM-L6-v2 decoder (new cross-attention and LM-head transform), 20,000
+  training sentences, 1 epoch, seed 42;
+- **Super**: all-mpnet-base-v2 encoder -> the same MiniLM-L6 decoder, 10,000 sentences, 1 epoch, seed 42.
+
+Splits: `cal` = 2,000 sentences held out of SST-2 train (split seed 0), `test` = GLUE dev (872). Greedy decoding.
+Quality: exact match of the generated text with the label word. Cost: generation FLOPs (`toolkit.seq2seq.cost`:
+encoder, every decoder step with its KV cache, and the LM head per generated token); a routed example pays Swift's
+run and Super's. Speed-up is relative to Super on every example. The caches keep per-step statistics (top-2 logits,
+logsumexp and entropy at T = 0.5, 1, 2, 4), not the 30,522-way logits."""),
+    code(SETUP + """
+from toolkit.seq2seq import (compare_routers, evaluate_route, load_generation_cache, references, route_sweep,
+                             sequence_confidence)
+
+cal = load_generation_cache(DATA / "sst2" / "t2t-cal.parquet")
+test = load_generation_cache(DATA / "sst2" / "t2t-test.parquet")"""),
+    code("""# NBVAL_CHECK_OUTPUT
+print(test)
+print(test.summary().round(4).to_string())
+for name, g in test.models.items():
+    out = pd.Series(g.text).value_counts()
+    print(f"{name}: outputs {dict(out.head(4))}; tokens per output {dict(pd.Series(g.n_steps).value_counts())}")"""),
+    md("""Both models always generate a label word followed by `[SEP]` (2 tokens), so the sequence is short and the
+first token carries the decision; the end-of-sequence step is near-certain. Super is several times Swift's cost; the
+question is how much of Super's accuracy routing keeps, and at what cost.
+
+## Routing curves: score x aggregation
+
+Token scores are aggregated over the generated tokens by mean, max, min, sum or the first token, then oriented so
+that higher = more confident (E-LANG's "max energy" is the least confident token, i.e. `min` of the oriented
+confidence)."""),
+    code("""refs = references(test, "swift", "super")
+display(refs.round(4))
+curves = {f"{s} ({h})": route_sweep(test, "swift", "super", s, h) for s, h in
+          [("energy", "mean"), ("energy", "max"), ("energy", "first"), ("energy", "sum"), ("max_prob", "mean"),
+           ("max_prob", "first"), ("entropy", "mean")]}
+ax = plots.plot_tradeoff(curves, x="speedup", ylabel="SST-2 test exact match")
+for name, style in (("super", ":"), ("swift", "--")):
+    ax.axhline(refs.loc[name, "metric"], color="gray", ls=style, lw=1, label=f"{name} alone")
+ax.set_xlabel("speed-up (x, FLOPs of Super on every example / routed)")
+ax.legend(fontsize=7)
+plt.show()"""),
+    md("""`area_gain`: share of the oracle router's advantage over random routing recovered, on the curve of quality
+against routed share (1 = oracle, 0 = random). `speedup_at_drop`: largest speed-up whose test exact match is within
+0.5 point of Super alone; `routed_at_drop`: share sent to Super there."""),
+    code("""# NBVAL_CHECK_OUTPUT
+table = compare_routers(test, "swift", "super", scores=("energy", "max_prob", "entropy", "margin"), max_drop=0.005)
+print(table.sort_values("area_gain", ascending=False).round(3).to_string(index=False))"""),
+    md("""## Temperature
+
+Energy depends on T (`-T logsumexp(z/T)`); max-probability's ranking does not change with a single token but does
+once tokens are aggregated. Area gain of the mean-aggregated scores at each cached temperature:"""),
+    code("""# NBVAL_CHECK_OUTPUT
+from toolkit.seq2seq.routing import area_gain
+rows = []
+for t in test.temperatures:
+    row = {"T": t}
+    for s in ("energy", "max_prob", "entropy"):
+        row[s] = area_gain(test, "swift", "super", route_sweep(test, "swift", "super", s, "mean", t))
+    rows.append(row)
+print(pd.DataFrame(rows).round(3).to_string(index=False))"""),
+    md("""## An operating point chosen on `cal`, reported on `test`
+
+For each router, take the cheapest threshold on `cal` whose exact match is within 0.5 point of Super's on `cal`,
+then apply that threshold to `test`."""),
+    code("""# NBVAL_CHECK_OUTPUT
+rows = []
+super_cal = references(cal, "swift", "super").loc["super", "metric"]
+for s, h in [("energy", "mean"), ("energy", "first"), ("max_prob", "mean"), ("max_prob", "first"),
+             ("entropy", "mean")]:
+    c = route_sweep(cal, "swift", "super", s, h)
+    ok = c[c.metric >= super_cal - 0.005]
+    thr = ok.loc[ok.flops.idxmin(), "threshold"]
+    r = evaluate_route(test, "swift", "super", sequence_confidence(test, "swift", s, h) < thr)
+    rows.append({"router": f"{s} ({h})", "cal routed": float(ok.loc[ok.flops.idxmin(), "routed"]),
+                 "test routed": r["routed"], "test exact match": r["metric"], "test speed-up": r["speedup"]})
+print("Super alone on test: %.4f; Swift alone: %.4f" % (refs.loc["super", "metric"], refs.loc["swift", "metric"]))
+print(pd.DataFrame(rows).round(4).to_string(index=False))"""),
+    md("""## Translation (for users with hub models)
+
+The same collection runs on any `AutoModelForSeq2SeqLM`, with BLEU and chrF kept as corpus statistics so the
+routed corpus is scored exactly as sacrebleu would score the mixed output. With hub access, for example:
+
+```python
+from toolkit.seq2seq.collect import collect_generation
+cache = collect_generation({"swift": "Helsinki-NLP/opus-mt-en-de", "super": "facebook/wmt19-en-de"},
+                           "wmt21_en_de", "test", "wmt21-en-de.parquet")   # ../shared/data/wmt21_en_de/test.tsv
+route_sweep(cache, "swift", "super", "energy", "mean", metric="bleu")
+```
+
+or `toolkit generate --model swift=... --model super=... --task wmt21_en_de --split test --out ...`. That path is
+tested offline with tiny T5 and Marian models built from configs (`tests/test_seq2seq.py`); no translation
+checkpoint exists on these machines, so no translation cache is shipped.
+
+**Reading the numbers above.** CONCLUSIONS_PLACEHOLDER"""),
+]
+
 
 def main():
     HERE.mkdir(exist_ok=True)
