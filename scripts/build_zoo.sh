@@ -14,8 +14,9 @@ fi
   toolkit zoo --task sst2 --set minilm6_me_joint_sub minilm6_me_weighted_sub minilm6_me_two_stage_sub
   toolkit zoo --task sst2 --set minilm6_me_w50
   toolkit zoo --task rte mrpc cola agnews --set minilm6_me
-  toolkit zoo --task rte --set minilm6_me_w50
+  toolkit zoo --task agnews --set minilm6_me_w50
   toolkit zoo --task mrpc cola agnews rte --set cascade
+  toolkit zoo --task sst2 --set t2t
   toolkit zoo --task sst2 --set mpnet_me
   toolkit zoo --task mrpc cola agnews rte --set mpnet_me
   toolkit zoo --check

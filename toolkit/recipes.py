@@ -29,9 +29,11 @@ MEMBERS = {
                                      head_learning_rate=1e-3),
 }
 # slenderized (COST-EFF): MiniLM-L6 multi-exit pruned to half width, then per-exit distillation from the unpruned one
-SLENDER = {"minilm6_me_w50": {"teacher": "minilm6_me", "width": 0.5}}
-MEMBERS["minilm6_me_w50"] = dict(model="PRUNED", objective="distill", learning_rate=1e-4, distill_temperature=2.0,
-                                 distill_alpha=0.5)
+SLENDER = {"minilm6_me_w50": {"teacher": "minilm6_me", "width": 0.5},
+           "minilm6_me_w25": {"teacher": "minilm6_me", "width": 0.25}}
+for _m in SLENDER:
+    MEMBERS[_m] = dict(model="PRUNED", objective="distill", learning_rate=1e-4, distill_temperature=2.0,
+                       distill_alpha=0.5)
 # probe exits (fine-tuning issue): linear heads on the frozen layers of the complete MiniLM-L6 cascade member
 PROBES = {"minilm6_probe": {"classifier": "minilm6", "train_limit": 5000, "C": 1.0}}
 OBJECTIVE_MEMBERS = ("minilm6_me_joint_sub", "minilm6_me_weighted_sub", "minilm6_me_two_stage_sub")
@@ -41,12 +43,12 @@ CASCADE = ("minilm2", "minilm6", "mpnet")
 SCHEDULE = {
     "sst2": {"default": (1.0, None), "minilm6": (1.0, 30000), "mpnet_me": (1.0, 20000), "mpnet": (1.0, 20000),
              **{m: (1.0, 10000) for m in ("minilm6_me_joint_sub", "minilm6_me_weighted_sub", "minilm6_me_two_stage_sub",
-                                          "minilm6_me_w50")}},
+                                          "minilm6_me_w50", "minilm6_me_w25")}},
     # MPNet (8x MiniLM-L6's cost per example) gets fewer epochs on the small tasks to fit the CPU budget
     "mrpc": {"default": (4.0, None), "mpnet": (2.0, None), "mpnet_me": (2.0, None)},
     "rte": {"default": (4.0, None), "mpnet": (2.0, None), "mpnet_me": (2.0, None), "minilm6_me_w50": (2.0, None)},
     "cola": {"default": (3.0, None), "mpnet": (1.0, None), "mpnet_me": (1.0, None)},
-    "agnews": {"default": (3.0, None), "mpnet": (1.0, None), "mpnet_me": (1.0, None)},
+    "agnews": {"default": (3.0, None), "mpnet": (1.0, None), "mpnet_me": (1.0, None), "minilm6_me_w50": (2.0, None)},
 }
 
 
