@@ -166,6 +166,13 @@ for task in ["sst2", "mrpc", "rte", "cola", "agnews"]:
                  "ECE fitted": a.ece.mean(), "NLL T=1": b.nll.mean(), "NLL fitted": a.nll.mean(),
                  "first-exit ECE T=1": b.ece.iloc[0], "first-exit ECE fitted": a.ece.iloc[0]})
 pd.DataFrame(rows).round(3)"""),
+    md("""**Reading the numbers above (other tasks).** Where training data is small, the exits are overconfident and
+temperature scaling matters. The fitted temperatures average 1.9 on MRPC, 2.4 on RTE and 1.6 on CoLA, and scaling
+cuts the mean ECE over exits from 0.102 to 0.048 (MRPC), 0.146 to 0.063 (RTE) and 0.084 to 0.026 (CoLA), and the NLL
+by 0.05 to 0.11. On SST-2 and AG News (temperatures about 1.1) it changes little. The first exit is the exception:
+shallow exits are the least overconfident, and on MRPC and RTE their test ECE gets worse after scaling (0.036 to
+0.047, 0.026 to 0.057). Their temperatures are fitted on small `cal` splits (367 and 249 pairs), which is a reason
+to check calibration per exit rather than trust one recipe."""),
 ]
 
 NOTEBOOKS["03_exit_reliability"] = [
@@ -273,7 +280,15 @@ for task in ["sst2", "mrpc", "rte", "cola", "agnews"]:
     row["speed-up <=1pt"] = sweep.summarize(sweep.sweep(t))["speedup_at_drop"]
     rows.append(row)
 print(pd.DataFrame(rows).round(3).to_string(index=False))"""),
-    md("""OTHER_TASKS_03"""),
+    md("""**Reading the numbers above (other tasks).** How early a decision can be trusted depends on the task.
+AG News is the easy case: exit L3 already matches the last exit (0.902 vs 0.901), and early exit keeps the
+metric within 1 point at 5.3x. SST-2 gets 2.6x and MRPC 2.5x (its F1 peaks at L4, 0.854, above the last exit's 0.849).
+On CoLA the first two exits predict only the majority class (Matthews correlation 0), and the metric needs L4, so
+early exit buys only 1.7x. MiniLM-L6 does not learn RTE with this recipe (every exit between 0.52 and 0.56, the
+majority class is 0.53; its cal accuracy is 0.59-0.61 while the training loss keeps falling, i.e. it memorises
+2,241 training pairs). There the 21% "overthinking" and the 6x "speed-up" only say that all exits are at chance.
+Overthinking is otherwise small (1.8% on AG News to 8.1% on MRPC), and the gap between the oracle exit and the last
+exit (2-8 points) is the room left for a better exit rule."""),
 ]
 
 NOTEBOOKS["04_early_exit_vs_cascade"] = [
