@@ -217,8 +217,8 @@ def _json_default(o):
     return str(o)
 
 
-def save_cache(cache: Cache, path: str | os.PathLike) -> Path:
-    """Write atomically (temporary file in the same folder, then rename): never a half-written cache."""
+def write_table_atomic(table, path: str | os.PathLike) -> Path:
+    """Write a Parquet table atomically (temporary file in the same folder, then rename): never a half-written file."""
     import pyarrow.parquet as pq
 
     path = Path(path)
@@ -226,13 +226,18 @@ def save_cache(cache: Cache, path: str | os.PathLike) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        pq.write_table(_table(cache), tmp, compression="zstd")
+        pq.write_table(table, tmp, compression="zstd")
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; a cache is a shareable artifact
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def save_cache(cache: Cache, path: str | os.PathLike) -> Path:
+    """Write atomically: never a half-written cache."""
+    return write_table_atomic(_table(cache), path)
 
 
 def load_cache(path: str | os.PathLike, *, data_dir: str | os.PathLike | None = None, verify_data: bool = True) -> Cache:

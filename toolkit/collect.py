@@ -94,6 +94,16 @@ def _signature(spec: dict) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def claim_parts(parts: Path, sig: str, run: dict) -> None:
+    """Create the resumable-parts folder, refusing one left by a collection with another signature."""
+    parts.mkdir(parents=True, exist_ok=True)
+    sig_file = parts / "signature.json"
+    if sig_file.exists() and json.loads(sig_file.read_text()).get("signature") != sig:
+        raise CacheError(f"{parts} holds parts of a different collection (other models, data or settings); "
+                         f"delete it or choose another --out")
+    sig_file.write_text(json.dumps({"signature": sig, **run}, indent=1))
+
+
 def collect(models, task: str, split: str, out: str | os.PathLike, *, data_dir=None, batch_size: int = 32,
             max_length: int = 128, limit: int | None = None, chunk_size: int = 1024, names: list[str] | None = None,
             split_seed: int = 0, progress: bool = True, device=None, command: str | None = None) -> Cache | None:
@@ -135,12 +145,7 @@ def collect(models, task: str, split: str, out: str | os.PathLike, *, data_dir=N
 
     parts = out.with_name(out.name + ".parts")
     if rank == 0:
-        parts.mkdir(parents=True, exist_ok=True)
-        sig_file = parts / "signature.json"
-        if sig_file.exists() and json.loads(sig_file.read_text()).get("signature") != sig:
-            raise CacheError(f"{parts} holds parts of a different collection (other models, data or settings); "
-                             f"delete it or choose another --out")
-        sig_file.write_text(json.dumps({"signature": sig, **run}, indent=1))
+        claim_parts(parts, sig, run)
     if state is not None:
         state.wait_for_everyone()
 

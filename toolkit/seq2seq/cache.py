@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..cache import META_KEY, CacheError, verify_fingerprint
+from ..cache import META_KEY, CacheError, _json_default, verify_fingerprint, write_table_atomic
 
 GEN_SCHEMA_VERSION = 1
 
@@ -172,27 +171,12 @@ def _table(c: GenCache):
     head = {"schema_version": GEN_SCHEMA_VERSION, "kind": "generation", "models": models,
             "temperatures": list(c.temperatures), "stat_names": stat_names(c.temperatures),
             "meta": {k: v for k, v in c.meta.items() if k not in ("schema_version", "path", "data_verified")}}
-    from ..cache import _json_default
-
     return pa.table(cols).replace_schema_metadata({META_KEY: json.dumps(head, default=_json_default).encode()})
 
 
 def save_generation_cache(cache: GenCache, path: str | os.PathLike) -> Path:
     """Write atomically (temporary file, then rename): never a half-written cache."""
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(_table(cache), tmp, compression="zstd")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_table_atomic(_table(cache), path)
 
 
 def load_generation_cache(path: str | os.PathLike, *, data_dir=None, verify_data: bool = True) -> GenCache:

@@ -7,9 +7,7 @@ resumable: chunks land in ``<out>.parts/`` and a restart skips finished ones; th
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
 import os
 import shutil
 import sys
@@ -21,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..cache import CacheError
-from ..collect import pad_rows, sorted_encoding
+from ..collect import _signature, claim_parts, pad_rows, sorted_encoding
 from .cache import (
     GEN_SCHEMA_VERSION,
     GenCache,
@@ -139,14 +137,9 @@ def collect_generation(models: dict, task: str, split: str, out: str | os.PathLi
     run = {"task": task, "split": split, "limit": limit, "models": idents, "temperatures": temperatures,
            "max_length": max_length, "max_new_tokens": max_new_tokens, "data": data.fingerprint,
            "chunk_size": chunk_size, "schema": GEN_SCHEMA_VERSION}
-    sig = hashlib.sha256(json.dumps(run, sort_keys=True).encode()).hexdigest()[:16]
+    sig = _signature(run)
     parts = out.with_name(out.name + ".parts")
-    parts.mkdir(parents=True, exist_ok=True)
-    sig_file = parts / "signature.json"
-    if sig_file.exists() and json.loads(sig_file.read_text()).get("signature") != sig:
-        raise CacheError(f"{parts} holds parts of a different collection (other models, data or settings); "
-                         f"delete it or choose another out path")
-    sig_file.write_text(json.dumps({"signature": sig, **run}, indent=1))
+    claim_parts(parts, sig, run)
 
     n_chunks = -(-len(frame) // chunk_size)
     for k in tqdm(range(n_chunks), disable=not progress, desc=f"generate {task}/{split}", file=sys.stderr):

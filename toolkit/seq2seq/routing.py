@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .quality import corpus_score
+from .quality import CORPUS, corpus_score
 from .scores import AGGREGATIONS, sequence_confidence
 
 COLUMNS = ("threshold", "metric", "flops", "speedup", "routed", "tokens")
@@ -39,9 +39,7 @@ def _values(gen, metric):
 
 
 def _score(metric, totals, n):
-    if metric == "exact_match" or metric not in ("bleu", "chrf"):
-        return totals[..., 0] / n
-    return corpus_score(metric, stats=totals)
+    return corpus_score(metric, stats=totals) if metric in CORPUS else totals[..., 0] / n
 
 
 def route_curve(cache, swift: str, super_: str, conf, metric: str | None = None) -> pd.DataFrame:
@@ -116,13 +114,15 @@ def oracle_curve(cache, swift: str, super_: str, metric: str | None = None) -> p
     return route_curve(cache, swift, super_, a.quality[metric] - b.quality[metric], metric)
 
 
-def area_gain(cache, swift: str, super_: str, curve: pd.DataFrame, metric: str | None = None) -> float:
+def area_gain(cache, swift: str, super_: str, curve: pd.DataFrame, metric: str | None = None,
+              oracle_area: float | None = None) -> float:
     """Share of the oracle's advantage over random routing that a router's ``curve`` recovers, as areas under
     quality against routed share: (router - random) / (oracle - random); 1 = oracle, 0 = random. Random routing is
-    the straight line from Swift alone to everything routed (its expectation for exact match)."""
+    the straight line from Swift alone to everything routed (its expectation for exact match). ``oracle_area``:
+    the oracle curve's area when already computed (comparing many routers)."""
     q0, q1 = float(curve["metric"].iloc[-1]), float(curve["metric"].iloc[0])
     rand = (q0 + q1) / 2
-    best = _area(oracle_curve(cache, swift, super_, metric))
+    best = _area(oracle_curve(cache, swift, super_, metric)) if oracle_area is None else oracle_area
     return (_area(curve) - rand) / (best - rand) if best > rand else float("nan")
 
 
@@ -133,13 +133,14 @@ def compare_routers(cache, swift: str, super_: str, scores=("energy", "max_prob"
     alone whose quality is within ``max_drop`` (absolute, metric units) of Super's, and the routed share there."""
     refs = references(cache, swift, super_, metric)
     target = float(refs.loc["super", "metric"]) - max_drop
+    oracle_area = _area(oracle_curve(cache, swift, super_, metric))
     rows = []
     for s in scores:
         for h in hows:
             c = route_sweep(cache, swift, super_, s, h, temperature, metric)
             ok = c[c["metric"] >= target]
             best = ok.loc[ok["speedup"].idxmax()] if len(ok) else None
-            rows.append({"score": s, "aggregation": h, "area_gain": area_gain(cache, swift, super_, c, metric),
+            rows.append({"score": s, "aggregation": h, "area_gain": area_gain(cache, swift, super_, c, metric, oracle_area),
                          "speedup_at_drop": float(best["speedup"]) if best is not None else float("nan"),
                          "routed_at_drop": float(best["routed"]) if best is not None else float("nan")})
     return pd.DataFrame(rows)
