@@ -80,3 +80,26 @@ def test_tiny_text_to_text_swift_super(tmp_path):
     assert entry["kind"] == "generation" and entry["models"][1]["encoder"] == "all-mpnet-base-v2"
     assert check_manifest(tmp_path / "data") == []
     assert "sst2/t2t-test | super" in readme_table(tmp_path / "data")
+
+
+def _write_entries(out, keys):
+    from toolkit.zoo import update_manifest
+
+    for k in keys:
+        update_manifest(out, k, {"key": k, "stages": list(range(2000))})  # big enough for the writes to overlap
+
+
+def test_update_manifest_keeps_every_entry_from_concurrent_writers(tmp_path):
+    # two zoo processes (one per task) finishing at once must not drop each other's entries
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_write_entries, args=(tmp_path, [f"w{w}/c{i}" for i in range(30)])) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    assert all(p.exitcode == 0 for p in procs)
+    caches = json.loads((tmp_path / "MANIFEST.json").read_text())["caches"]
+    assert sorted(caches) == sorted(f"w{w}/c{i}" for w in range(4) for i in range(30))
+    assert not list(tmp_path.glob("*.tmp"))

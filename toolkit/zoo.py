@@ -115,13 +115,18 @@ def build_generation(task: str, s: str, out: Path, runs: Path, splits, tiny: boo
 
 
 def update_manifest(out: Path, key: str, entry: dict) -> None:
+    import fcntl
+
     path = out / "MANIFEST.json"
-    manifest = json.loads(path.read_text()) if path.exists() else {"caches": {}}
-    manifest["caches"][key] = entry
-    manifest["caches"] = dict(sorted(manifest["caches"].items()))
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, default=str))
-    os.replace(tmp, path)
+    # several zoo processes (one per task or per GPU) may finish at once: serialise the read-modify-write
+    with open(out / ".MANIFEST.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        manifest = json.loads(path.read_text()) if path.exists() else {"caches": {}}
+        manifest["caches"][key] = entry
+        manifest["caches"] = dict(sorted(manifest["caches"].items()))
+        tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(manifest, indent=1, default=str))
+        os.replace(tmp, path)
 
 
 def build(tasks=ZOO_TASKS, sets=tuple(SETS), out: str | os.PathLike = "data", runs: str | os.PathLike = "runs",
