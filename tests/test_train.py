@@ -91,6 +91,35 @@ class _Die(TrainerCallback):
 
 
 @pytest.mark.slow
+def test_head_learning_rate_moves_heads_only(tmp_path, tiny_encoder_dir, glue_dir):
+    # one Adam step at peak rate (no warm-up): every parameter moves by about its group's rate (sign of its gradient)
+    init = load_file(_untrained(tmp_path, tiny_encoder_dir, glue_dir) / "model.safetensors")
+    cfg = _cfg(tmp_path, tiny_encoder_dir, glue_dir, name="heads", max_steps=1, learning_rate=1e-9,
+               head_learning_rate=1e-2, weight_decay=0.0)
+    end = load_file(train(cfg) / "model.safetensors")
+    step = {k: (end[k] - init[k]).abs().max().item() for k in end}
+    heads = [v for k, v in step.items() if k.startswith("heads.")]
+    back = [v for k, v in step.items() if k.startswith("backbone.")]
+    assert heads and back
+    assert all(5e-3 < v <= 1.01e-2 for v in heads), heads
+    assert max(back) < 1e-8, max(back)
+
+
+def test_run_folder_of_another_config_is_refused(tmp_path, tiny_encoder_dir, glue_dir):
+    cfg = _cfg(tmp_path, tiny_encoder_dir, glue_dir, name="r", max_steps=2, save_steps=1)
+    final = train(cfg)
+    assert train(cfg) == final  # same configuration: reused
+    assert train(_cfg(tmp_path, tiny_encoder_dir, glue_dir, name="r", max_steps=2, save_steps=5)) == final
+    with pytest.raises(ValueError, match=r"learning_rate: 0.005 there, 0.001 now.*delete that folder"):
+        train(_cfg(tmp_path, tiny_encoder_dir, glue_dir, name="r", max_steps=2, learning_rate=1e-3))
+    # unfinished run (checkpoints only) of another configuration: not resumed
+    import shutil
+
+    shutil.rmtree(final)
+    with pytest.raises(ValueError, match="seed: 0 there, 1 now"):
+        train(_cfg(tmp_path, tiny_encoder_dir, glue_dir, name="r", max_steps=2, seed=1))
+
+
 def test_resume_gives_same_final_weights(tmp_path, tiny_encoder_dir, glue_dir):
     straight = train(_cfg(tmp_path, tiny_encoder_dir, glue_dir, name="a", max_steps=10, save_steps=5))
     cfg = _cfg(tmp_path, tiny_encoder_dir, glue_dir, name="b", max_steps=10, save_steps=5)

@@ -47,8 +47,8 @@ def _train(a) -> int:
             raise SystemExit("toolkit train: give --config FILE, or --task, --model and --out")
         cfg = TrainConfig(task=a.task, model=a.model, output_dir=a.out, objective=a.objective,
                           num_hidden_layers=a.layers, exit_layers=a.exit_layers, epochs=a.epochs,
-                          max_steps=a.max_steps, learning_rate=a.lr, batch_size=a.batch_size, train_limit=a.train_limit,
-                          seed=a.seed, bf16=a.bf16, teacher=a.teacher, difficulty_file=a.difficulty_file,
+                          max_steps=a.max_steps, learning_rate=a.lr, head_learning_rate=a.head_lr,
+                          batch_size=a.batch_size, train_limit=a.train_limit, seed=a.seed, bf16=a.bf16, teacher=a.teacher, difficulty_file=a.difficulty_file,
                           data_dir=a.data_dir, max_length=a.max_length)
     print(f"final weights: {train(cfg)}")
     return 0
@@ -252,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--objective", default="joint", choices=["joint", "weighted", "two_stage", "distill", "ranking"])
     t.add_argument("--exit-layers", type=int, nargs="+", help="layers with an exit head (default: all)")
     _schedule_args(t, lr=5e-5)
+    t.add_argument("--head-lr", type=float, help="peak learning rate of the exit heads (default: --lr)")
     t.add_argument("--teacher", help="saved model whose logits are distillation targets (objective distill)")
     t.add_argument("--difficulty-file", help=".npz from `toolkit difficulty` (objective ranking)")
     t.add_argument("--data-dir")

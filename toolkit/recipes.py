@@ -20,7 +20,8 @@ MEMBERS = {
     "minilm2": dict(model="all-MiniLM-L6-v2", objective="joint", num_hidden_layers=2, exit_layers=[2],
                     learning_rate=1e-4),
     "minilm6": dict(model="all-MiniLM-L6-v2", objective="joint", exit_layers=[6], learning_rate=1e-4),
-    "mpnet_me": dict(model="all-mpnet-base-v2", objective="joint", learning_rate=3e-5),
+    # heads at 1e-3: at the encoder's 3e-5 MPNet's shallow heads stayed near chance (see MultiExitTrainer)
+    "mpnet_me": dict(model="all-mpnet-base-v2", objective="joint", learning_rate=3e-5, head_learning_rate=1e-3),
     "mpnet": dict(model="all-mpnet-base-v2", objective="joint", exit_layers=[12], learning_rate=3e-5),
     # objective comparison (fine-tuning issue): same data subsample, seed and schedule, three objectives
     "minilm6_me_joint_sub": dict(model="all-MiniLM-L6-v2", objective="joint", learning_rate=1e-4),
