@@ -54,6 +54,7 @@ def _manifest_entry(path: Path, cache, train_metas: list[dict], wall: float, com
                         "num_hidden_layers": t.get("config", {}).get("num_hidden_layers"),
                         "epochs": t.get("config", {}).get("epochs"), "max_steps": t.get("config", {}).get("max_steps"),
                         "learning_rate": t.get("config", {}).get("learning_rate"),
+                        "head_learning_rate": t.get("config", {}).get("head_learning_rate"),
                         "train_size": t.get("train_size"), "train_wall_s": round(t.get("wall_time_s", 0.0), 1),
                         "parameters": mm.get("parameters")}
                        for mm, t in zip(m["models"], train_metas)],
