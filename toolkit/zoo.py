@@ -42,19 +42,20 @@ def stage_table(cache) -> list[dict]:
              "mean_gflops": round(float(cache.flops[:, e].mean() / 1e9), 6)} for e, s in enumerate(cache.stages)]
 
 
+# manifest key -> TrainConfig field, per model
+_TRAIN_FIELDS = {"train_seed": "seed", "objective": "objective", "source_model": "model",
+                 "num_hidden_layers": "num_hidden_layers", "epochs": "epochs", "max_steps": "max_steps",
+                 "learning_rate": "learning_rate", "head_learning_rate": "head_learning_rate"}
+
+
 def _manifest_entry(path: Path, cache, train_metas: list[dict], wall: float, command: str) -> dict:
     m = cache.meta
     return {"file": str(path), "task": m["task"], "split": m["split"], "n_examples": cache.n_examples,
             "stages": cache.stages, "command": command, "collect_command": m.get("command"),
             "data_fingerprint": m["data"]["fingerprint"], "data_files": m["data"]["files"],
             "split_seed": m["data"]["split_seed"], "versions": m.get("versions"),
-            "models": [{"name": mm["name"], "train_seed": t.get("config", {}).get("seed"),
-                        "objective": t.get("config", {}).get("objective"),
-                        "source_model": t.get("config", {}).get("model"),
-                        "num_hidden_layers": t.get("config", {}).get("num_hidden_layers"),
-                        "epochs": t.get("config", {}).get("epochs"), "max_steps": t.get("config", {}).get("max_steps"),
-                        "learning_rate": t.get("config", {}).get("learning_rate"),
-                        "head_learning_rate": t.get("config", {}).get("head_learning_rate"),
+            "models": [{"name": mm["name"],
+                        **{key: t.get("config", {}).get(field) for key, field in _TRAIN_FIELDS.items()},
                         "train_size": t.get("train_size"), "train_wall_s": round(t.get("wall_time_s", 0.0), 1),
                         "parameters": mm.get("parameters")}
                        for mm, t in zip(m["models"], train_metas)],
