@@ -3,6 +3,7 @@ and training, on tiny T5 / Marian / warm-started encoder-decoders built from con
 
 from __future__ import annotations
 
+import dataclasses
 import numpy as np
 import pytest
 import sacrebleu
@@ -422,6 +423,8 @@ def test_warm_started_encoder_decoder_learns_text_to_text(tiny_encoder_dir, glue
     assert (g.n_steps == want[c.labels]).mean() > 0.85  # the label word's pieces, then [SEP]
     assert g.info["truncated"] < 0.1 * c.n_examples
     assert train_seq2seq(cfg) == final  # a finished run is not retrained
+    with pytest.raises(ValueError, match=r"different configuration \(learning_rate: 0.003 there, 0.001 now\)"):
+        train_seq2seq(dataclasses.replace(cfg, learning_rate=1e-3))
 
 
 def test_cli_generate_and_route(seq_models, wmt_dir, tmp_path, capsys):

@@ -1,6 +1,7 @@
 """The zoo's --tiny run: the same code path as the real rebuild, in minutes."""
 
 import json
+import os
 
 import pytest
 
@@ -27,9 +28,20 @@ def test_tiny_zoo_run_and_manifest(tmp_path):
     c = load_cache(paths[1])
     assert c.n_examples == 16 and c.meta["split"] == "test"
     # rerunning finds everything done
+    logs = []
     again = build(tasks=["rte"], sets=["minilm6_me"], out=tmp_path / "data", runs=tmp_path / "runs", tiny=True,
-                  data_dir=SHARED_DATA, log=lambda *a: None)
-    assert again == paths
+                  data_dir=SHARED_DATA, log=logs.append)
+    assert again == paths and sum(m.startswith("[zoo] exists") for m in logs) == 2
+    # a model retrained after its caches were written makes them stale: both are collected again, once
+    meta = tmp_path / "runs" / "rte" / "minilm6_me" / "final" / "train_meta.json"
+    before = meta.stat().st_mtime - 10
+    for p in paths:
+        os.utime(p, (before, before))
+    for want in ("[zoo] collect", "[zoo] exists"):
+        logs.clear()
+        build(tasks=["rte"], sets=["minilm6_me"], out=tmp_path / "data", runs=tmp_path / "runs", tiny=True,
+              data_dir=SHARED_DATA, log=logs.append)
+        assert sum(m.startswith(want) for m in logs) == 2, logs
 
 
 @pytest.mark.slow

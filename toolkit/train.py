@@ -308,8 +308,12 @@ def train(cfg: TrainConfig, callbacks=None) -> Path:
 _RUN_INDEPENDENT = {"output_dir", "data_dir", "save_steps", "logging_steps"}
 
 
-def _check_same_run(cfg: TrainConfig, saved: Path) -> None:
-    """Refuse to reuse or resume a run folder that was trained with a different configuration."""
+def _check_same_run(cfg, saved: Path) -> None:
+    """Refuse to reuse or resume a run folder that was trained with a different configuration.
+
+    ``cfg``: any training dataclass (:class:`TrainConfig`, ``Seq2SeqTrainConfig``); ``saved``: its JSON dump, or a
+    ``train_meta.json`` holding it under ``config``.
+    """
     if not saved.exists():
         return
     old = json.loads(saved.read_text())

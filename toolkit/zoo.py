@@ -177,12 +177,10 @@ def build(tasks=ZOO_TASKS, sets=tuple(SETS), out: str | os.PathLike = "data", ru
                 log(f"[zoo]   done in {time.time() - t0:.0f} s")
             for split in splits:
                 path = out / task / f"{s}-{split}.parquet"
-                if path.exists():
-                    cache = load_cache(path)
-                    if cache.meta.get("models") and [m["path"] for m in cache.meta["models"]] == [str(f) for f in finals]:
-                        log(f"[zoo] exists: {path}")
-                        written.append(path)
-                        continue
+                if _cache_is_current(path, finals):
+                    log(f"[zoo] exists: {path}")
+                    written.append(path)
+                    continue
                 t0 = time.time()
                 log(f"[zoo] collect {path}")
                 cache = collect([str(f) for f in finals], task, split, path, data_dir=data_dir,
@@ -192,6 +190,17 @@ def build(tasks=ZOO_TASKS, sets=tuple(SETS), out: str | os.PathLike = "data", ru
                                                                            command))
                 written.append(path)
     return written
+
+
+def _cache_is_current(path: Path, finals: list[Path]) -> bool:
+    """A cache is reused only if it came from these model folders and none was retrained after it was written."""
+    if not path.exists():
+        return False
+    models = load_cache(path).meta.get("models") or []
+    if [m["path"] for m in models] != [str(f) for f in finals]:
+        return False
+    written = path.stat().st_mtime
+    return all((Path(f) / "train_meta.json").stat().st_mtime <= written for f in finals)
 
 
 def prepare_slender(teacher_dir: Path, out: Path, task: str, width: float, data_dir=None, n_batches: int = 20) -> Path:
