@@ -297,10 +297,11 @@ exit (2-8 points) is the room left for a better exit rule.
 Multi-exit MPNet-base (12 exits; exit heads trained at 1e-3, the encoder at 3e-5) is the better last exit on SST-2
 (0.917 vs 0.896) and CoLA (Matthews 0.516 vs 0.295), but its shallow exits are weaker than MiniLM-L6's: on SST-2 it
 needs L6 to match MiniLM-L6's last exit, and on CoLA its first four exits predict only the majority class. Its
-speed-up within 1 point of its own last exit is 2.2x on SST-2, 1.7x on CoLA and 6.2x on AG News, where one epoch on
+speed-up within 1 point of its own last exit is 2.2x on SST-2, 2.3x on MRPC, 1.7x on CoLA and 6.2x on AG News, where one epoch on
 4,600 articles leaves it below MiniLM-L6 (0.892 vs 0.901). Unlike MiniLM-L6 it learns RTE, modestly (2 epochs:
 0.664 at L12, 0.675 at L10; the majority class is 0.527), so RTE's chance-level MiniLM exits are the small model's
-failure, not the task's. On MRPC one epoch leaves it below MiniLM-L6 too (F1 0.832 vs 0.849). Overthinking is larger in the deeper model on SST-2
+failure, not the task's. On MRPC (3 epochs) it is the better model (F1 0.895 vs 0.849 at the last exit), but its first
+five exits (0.82-0.83) are below MiniLM-L6's L4; its F1 jumps at L6 (0.878). Overthinking is larger in the deeper model on SST-2
 (4.8% vs 2.6%) and AG News (4.4% vs 1.8%), smaller on CoLA (4.1% vs 7.2%); its oracle exit would reach 0.966 on SST-2."""),
 ]
 
@@ -406,10 +407,14 @@ interval below 0), at 4x the cascade is (+8.3, interval above 0); MPNet's first 
 class, so below about 0.7 GFLOPs only the cascade's MiniLM members exist. On AG News the cascade is ahead by 1.2 to
 1.4 points at every budget (intervals above 0), but there MPNet-base (one epoch on 4,600 articles) is not better than
 MiniLM-L6 (0.892 and 0.901 vs 0.909 for the complete MiniLM-L6), so the cascade wins by stopping early at its
-strong middle member. MRPC is similar (both MPNet-base models underfit after one epoch; F1 0.834 and 0.832 vs 0.868
-for MiniLM-L6): the cascade leads MPNet-base early exit by +2.1, +2.8 and +3.5 F1 at 2x, 3x and 4x (intervals above
-0). Against early exit inside MiniLM-L6 the cascade gains +2.4 and +2.2 points on SST-2 at 2x and
-3x, +7.6 and +5.4 on CoLA (intervals above 0), and under a point on MRPC and AG News.
+strong middle member. On MRPC, with both MPNet-base models trained for 3 epochs (F1 0.893 complete, 0.896
+multi-exit), the two are level: -1.0, +0.3 and +0.6 F1 at 2x, 3x and 4x, every interval includes 0. With one epoch
+each (F1 0.834 and 0.832, below MiniLM-L6's 0.868) the cascade had led by +2.1 to +3.5 with intervals above 0: an
+undertrained large model flatters the cascade. On RTE (277 test pairs) early exit inside MPNet-base is ahead by 3.6,
+4.0 and 2.9 points; the intervals include 0. There the multi-exit MPNet-base is also the better last stage (0.664 vs
+0.625 for the complete one, both 2 epochs). Against early exit inside MiniLM-L6 the cascade gains +2.4 and +2.2
+points on SST-2 at 2x and 3x, +3.2 and +2.6 F1 on MRPC, +7.6 and +5.4 on CoLA (intervals above 0), under a point on
+AG News, and +2.5 to +4.0 on RTE (intervals include 0).
 
 **How the exit heads are trained decides this comparison.** A first multi-exit MPNet-base trained its new exit
 heads at the encoder's rate (3e-5). Its shallow exits stayed near chance on SST-2 (L1-L3: 0.53, 0.53, 0.64) while
@@ -526,13 +531,16 @@ than max-probability's from about 4.5x, so neither dominates everywhere. A tempe
 Choosing the threshold with Learn-then-Test on `cal` (drop at most 1 point, 95%) gives 2.1-2.2x on test with no accuracy
 loss for every score: the guarantee costs speed-up (`cal` suggested 2.7x) but holds.
 
-**Other tasks.** On MRPC, Super (MPNet-base, one epoch here for CPU time) is worse than Swift (F1 0.834 vs 0.868).
-Every router then "matches Super" by keeping Swift's answers (8x): routing pays only when Super is the better model.
-AG News is the same case (Super, one epoch on 4,600 articles: 0.901; Swift 0.909): 8x for every score, and the
-areas under the curves lie within 0.002 of each other (0.911-0.913). On CoLA no threshold reaches Super's Matthews correlation (0.497, against 0.274 for Swift) short of routing every
+**Other tasks.** On MRPC (Super trained for 3 epochs: F1 0.893, Swift 0.868) energy reaches Super's F1 at 1.71x
+against Super alone, max-probability and entropy at 1.66x; the areas under the curves are 0.878 and 0.880. On RTE
+both models are weak (Swift 0.570, Super 0.625 accuracy) and matching Super needs nearly every pair routed
+(1.01-1.08x). On AG News Super (one epoch on 4,600 articles for CPU time: 0.901) is worse than Swift (0.909). Every
+router then "matches Super" by keeping Swift's answers (8x): routing pays only when Super is the better model. The
+areas under the curves there lie within 0.002 of each other (0.911-0.913). On CoLA no threshold reaches Super's Matthews correlation (0.497, against 0.274 for Swift) short of routing every
 sentence (0.97-0.98x, Swift plus Super). The areas under the curves differ by at most 0.002 between scores (energy
 0.342, max-probability 0.340). Across these tasks energy and max-probability are near-equivalent routers for
-classification, and energy's small SST-2 advantage does not carry over."""),
+classification: energy matches Super at a slightly larger speed-up on SST-2 and MRPC, max-probability has the
+slightly larger area on both, and on CoLA and RTE no score saves more than 8% of Super's cost without losing metric."""),
 ]
 
 NOTEBOOKS["06_collect_your_own"] = [

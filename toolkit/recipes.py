@@ -45,8 +45,9 @@ SCHEDULE = {
     "sst2": {"default": (1.0, None), "minilm6": (1.0, 30000), "mpnet_me": (1.0, 20000), "mpnet": (1.0, 20000),
              **{m: (1.0, 10000) for m in ("minilm6_me_joint_sub", "minilm6_me_weighted_sub", "minilm6_me_two_stage_sub",
                                           "minilm6_me_w50", "minilm6_me_w25")}},
-    # MPNet (8x MiniLM-L6's cost per example) gets fewer epochs on the small tasks to fit the CPU budget
-    "mrpc": {"default": (4.0, None), "mpnet": (1.0, None), "mpnet_me": (1.0, None)},
+    # MPNet (8x MiniLM-L6's cost per example) gets fewer epochs on the small tasks to fit the CPU budget; on MRPC
+    # one epoch (104 steps) left both MPNets below MiniLM-L6 (F1 0.83 vs 0.87), so they get three
+    "mrpc": {"default": (4.0, None), "mpnet": (3.0, None), "mpnet_me": (3.0, None)},
     "rte": {"default": (4.0, None), "mpnet": (2.0, None), "mpnet_me": (2.0, None), "minilm6_me_w50": (2.0, None)},
     "cola": {"default": (3.0, None), "mpnet": (1.0, None), "mpnet_me": (1.0, None)},
     "agnews": {"default": (3.0, None), "mpnet": (1.0, None), "mpnet_me": (1.0, None), "minilm6_me_w50": (2.0, None)},
