@@ -252,12 +252,8 @@ def train(cfg: TrainConfig, callbacks=None) -> Path:
     """
     out = Path(cfg.output_dir)
     final = out / "final"
-    if (final / "config.json").exists():
-        _check_same_run(cfg, final / "train_meta.json")
+    if finished_run(cfg, out):
         return final
-    out.mkdir(parents=True, exist_ok=True)
-    _check_same_run(cfg, out / "train_config.json")  # checkpoints from another config must not be resumed
-    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1, default=str))
     spec = get_task(cfg.task)
     t0 = time.time()
     data, frame = training_frame(cfg)
@@ -304,6 +300,22 @@ def train(cfg: TrainConfig, callbacks=None) -> Path:
     return final
 
 
+def finished_run(cfg, out: Path) -> bool:
+    """True if ``<out>/final`` holds a finished run of ``cfg``. Otherwise claim ``out`` for ``cfg``: refuse it if its
+    checkpoints come from another configuration (they must not be resumed), then record ``cfg`` there.
+
+    ``cfg``: any training dataclass (:class:`TrainConfig`, ``Seq2SeqTrainConfig``).
+    """
+    final = out / "final"
+    if (final / "config.json").exists():
+        _check_same_run(cfg, final / "train_meta.json")
+        return True
+    out.mkdir(parents=True, exist_ok=True)
+    _check_same_run(cfg, out / "train_config.json")
+    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1, default=str))
+    return False
+
+
 # fields that say where things are or how often to log, not what is trained
 _RUN_INDEPENDENT = {"output_dir", "data_dir", "save_steps", "logging_steps"}
 
@@ -311,8 +323,7 @@ _RUN_INDEPENDENT = {"output_dir", "data_dir", "save_steps", "logging_steps"}
 def _check_same_run(cfg, saved: Path) -> None:
     """Refuse to reuse or resume a run folder that was trained with a different configuration.
 
-    ``cfg``: any training dataclass (:class:`TrainConfig`, ``Seq2SeqTrainConfig``); ``saved``: its JSON dump, or a
-    ``train_meta.json`` holding it under ``config``.
+    ``saved``: the configuration's JSON dump, or a ``train_meta.json`` holding it under ``config``.
     """
     if not saved.exists():
         return

@@ -200,7 +200,7 @@ def _cache_is_current(path: Path, finals: list[Path]) -> bool:
     if [m["path"] for m in models] != [str(f) for f in finals]:
         return False
     written = path.stat().st_mtime
-    return all((Path(f) / "train_meta.json").stat().st_mtime <= written for f in finals)
+    return all((f / "train_meta.json").stat().st_mtime <= written for f in finals)
 
 
 def prepare_slender(teacher_dir: Path, out: Path, task: str, width: float, data_dir=None, n_batches: int = 20) -> Path:

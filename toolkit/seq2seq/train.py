@@ -65,16 +65,12 @@ def seq2seq_dataset(frame, source_tokenizer, target_tokenizer, eos_id: int, max_
 
 def train_seq2seq(cfg: Seq2SeqTrainConfig, callbacks=None) -> Path:
     """Train per ``cfg``; returns ``<output_dir>/final``. Rerunning continues from the last checkpoint."""
-    from ..train import _check_same_run, package_versions
+    from ..train import finished_run, package_versions
 
     out = Path(cfg.output_dir)
     final = out / "final"
-    if (final / "config.json").exists():
-        _check_same_run(cfg, final / "train_meta.json")
+    if finished_run(cfg, out):
         return final
-    out.mkdir(parents=True, exist_ok=True)
-    _check_same_run(cfg, out / "train_config.json")  # checkpoints from another config must not be resumed
-    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1, default=str))
     t0 = time.time()
     set_seed(cfg.seed)
     data = load_seq2seq_split(cfg.task, "train", cfg.data_dir)
