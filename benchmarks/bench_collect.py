@@ -14,7 +14,7 @@ import torch
 from transformers import AutoTokenizer
 
 from toolkit.data import load_split
-from toolkit.models import MultiExitModel, resolve_model
+from toolkit.nn.models import MultiExitModel, resolve_model
 
 
 def batches(tok, texts, bs, fixed):

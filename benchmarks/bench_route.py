@@ -11,8 +11,9 @@ import time
 
 import numpy as np
 
-from toolkit.seq2seq import GenCache, Generation, evaluate_route, route_sweep, sequence_confidence
-from toolkit.seq2seq.cache import stat_names
+from toolkit.analysis.generation_cache import GenCache, Generation, stat_names
+from toolkit.analysis.routing import evaluate_route, route_sweep
+from toolkit.analysis.token_scores import sequence_confidence
 
 
 def synthetic(N: int, seed: int = 0) -> GenCache:

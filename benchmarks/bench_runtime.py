@@ -16,12 +16,12 @@ import torch
 from transformers import AutoTokenizer
 
 import toolkit
+from toolkit.analysis.policies import early_exit
+from toolkit.analysis.scores import stage_confidence
+from toolkit.analysis.sweep import sweep
 from toolkit.data import load_split
-from toolkit.models import load_model
-from toolkit.policies import early_exit
-from toolkit.runtime import CascadeRunner, EarlyExitRunner, midpoint_threshold
-from toolkit.scores import stage_confidence
-from toolkit.sweep import sweep
+from toolkit.nn.models import load_model
+from toolkit.nn.runtime import CascadeRunner, EarlyExitRunner, midpoint_threshold
 
 REPO = Path(__file__).resolve().parents[1]
 

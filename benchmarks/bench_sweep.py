@@ -10,10 +10,10 @@ import time
 
 import numpy as np
 
-from toolkit.cache import from_arrays
-from toolkit.policies import exit_stage
-from toolkit.scores import stage_confidence
-from toolkit.sweep import sweep
+from toolkit.analysis.cache import from_arrays
+from toolkit.analysis.policies import exit_stage
+from toolkit.analysis.scores import stage_confidence
+from toolkit.analysis.sweep import sweep
 
 
 def one_threshold(conf, logits_pred, labels, flops, t):

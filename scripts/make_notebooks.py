@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 import toolkit
-from toolkit import calibration, operating, plots, policies, reliability, risk, sweep
+from toolkit.analysis import calibration, operating, plots, policies, reliability, risk, sweep
 
 warnings.filterwarnings("ignore", category=RuntimeWarning)
 pd.set_option("display.precision", 4)
@@ -55,7 +55,7 @@ A cache holds every exit's logits for every example of one split, collected in o
 
 Model: all-MiniLM-L6-v2 fine-tuned with an exit head on each of its 6 layers (joint loss, seed 42), on SST-2.
 Splits: `cal` = 2,000 sentences held out of SST-2 train (split seed 0); `test` = the GLUE dev set (872).
-Cost: FLOPs per example until its exit (`toolkit.cost`); speed-up = FLOPs of the last exit / FLOPs of the policy."""),
+Cost: FLOPs per example until its exit (`toolkit.analysis.cost`); speed-up = FLOPs of the last exit / FLOPs of the policy."""),
     code(SETUP),
     code("""cal, test = load("sst2", "minilm6_me")
 print(test)
@@ -105,7 +105,7 @@ exits on one global max-probability threshold. Here: how miscalibrated is each e
 exit fix, and does it move the early-exit trade-off?
 
 Temperatures are fitted on `cal` (NLL), metrics reported on `test`. Bins: 15 equal-width `[a, b)`, the last closed
-at 1.0, top-label confidence (`toolkit.calibration`)."""),
+at 1.0, top-label confidence (`toolkit.analysis.calibration`)."""),
     code(SETUP),
     code("""cal, test = load("sst2", "minilm6_me")
 temps = calibration.fit_stage_temperatures(cal)
@@ -216,7 +216,7 @@ plt.show()"""),
 At the same depth (2 layers), compare the internal exit L2 of the 6-layer multi-exit model with the complete
 2-layer model. For each, take the examples it is confident on (max-probability at least the threshold) and ask how
 often it is right there, and how often the full MiniLM-L6 is right on those same examples."""),
-    code("""from toolkit.scores import max_prob
+    code("""from toolkit.analysis.scores import max_prob
 
 casc_cal, casc = load("sst2", "cascade")
 assert list(casc.example_ids) == list(test.example_ids)
@@ -266,7 +266,7 @@ The same multi-exit recipe (joint loss, seed 42) on every task whose cache is sh
 at some earlier exit, wrong at the last), the oracle exit's accuracy, and the largest early-exit speed-up whose metric
 is at most 1 point below the last exit (max-probability, on test)."""),
     code("""# NBVAL_CHECK_OUTPUT
-from toolkit.metrics import task_metric
+from toolkit.analysis.metrics import task_metric
 rows = []
 for task, name in [(t, n) for t in ["sst2", "mrpc", "rte", "cola", "agnews"] for n in ("minilm6_me", "mpnet_me")]:
     if not available(task, name):
@@ -309,7 +309,7 @@ NOTEBOOKS["04_early_exit_vs_cascade"] = [
     md("""# Early exit versus a cascade of complete models, on one FLOPs axis
 
 CascadeBERT's claim: at high speed-ups (about 4x), a cascade of complete models of growing size beats early exit
-inside one model. Here both are put on one axis, mean GFLOPs per example (`toolkit.cost`), with 95% bootstrap bands
+inside one model. Here both are put on one axis, mean GFLOPs per example (`toolkit.analysis.cost`), with 95% bootstrap bands
 (1,000 resamples of test examples, seed 0) and the oracle.
 
 - early exit: multi-exit MiniLM-L6 (6 exits) and, where shipped, multi-exit MPNet-base (12 exits); max-probability
@@ -473,7 +473,7 @@ print(pd.DataFrame(rows).round(3).to_string(index=False))"""),
 Rank agreement of the scores on Swift's logits (Spearman), and overlap of the routed sets at equal budget: each
 score routes its least confident 30% of test examples to Super; Jaccard index between routed sets."""),
     code("""from scipy.stats import spearmanr
-from toolkit.scores import stage_confidence
+from toolkit.analysis.scores import stage_confidence
 conf = {k: stage_confidence(test.logits, s, t)[:, 0] for k, (s, t) in scores.items()}
 names = list(conf)
 rho = pd.DataFrame([[spearmanr(conf[a], conf[b]).statistic for b in names] for a in names], index=names, columns=names)
@@ -563,9 +563,9 @@ import transformers
 transformers.utils.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
 from toolkit.data import default_data_dir
-from toolkit.train import TrainConfig, train
-from toolkit.collect import collect
-from toolkit import sweep
+from toolkit.nn.train import TrainConfig, train
+from toolkit.nn.collect import collect
+from toolkit.analysis import sweep
 
 data_dir = default_data_dir()
 print("data folder found:", data_dir is not None)
@@ -599,7 +599,7 @@ regression per layer on the frozen encoder of a complete MiniLM-L6 fine-tuned al
 heads and FFN neurons in every layer (per-exit Taylor importance on 640 train sentences), then distilled per exit from
 the unpruned model on 10,000 train sentences (one epoch, seed 42). Put on one FLOPs axis with the full-width model, the cascade and Swift/Super routing.
 
-Test = GLUE dev (872). Cost: FLOPs (`toolkit.cost`, pruned widths included)."""),
+Test = GLUE dev (872). Cost: FLOPs (`toolkit.analysis.cost`, pruned widths included)."""),
     code(SETUP),
     code("""sets = {"joint, full train": "minilm6_me", "joint, 10k": "minilm6_me_joint_sub",
         "layer-weighted, 10k": "minilm6_me_weighted_sub", "two-stage, 10k": "minilm6_me_two_stage_sub",
@@ -689,7 +689,7 @@ are the only option below 1/8 of the full model's cost (0.894 there), but from 1
 NOTEBOOKS["08_real_runtime"] = [
     md("""# Does it really exit? Measured versus predicted speed-up
 
-`toolkit.runtime` runs a policy chosen offline for real: the multi-exit model steps layer by layer and exited rows
+`toolkit.nn.runtime` runs a policy chosen offline for real: the multi-exit model steps layer by layer and exited rows
 leave the batch; a cascade runs each model only on escalated examples. `benchmarks/bench_runtime.py` checks every
 exit and prediction against the offline simulation on the shipped cache, and times the policy against the whole
 model on every example in the same run (SST-2 test = GLUE dev, 872 sentences; 2 CPU threads, fp32; median of
@@ -735,7 +735,7 @@ NOTEBOOKS["09_seq2seq_energy_routing"] = [
 
 E-LANG also routes encoder-decoder generation: Swift generates; when its token-level energies, aggregated over the
 generated sequence, say it is unsure, Super generates instead. No pretrained seq2seq checkpoint is installable on
-these machines, so both models are warm-started encoder-decoders (`toolkit.seq2seq.warm_start`) fine-tuned
+these machines, so both models are warm-started encoder-decoders (`toolkit.nn.seq2seq_models.warm_start`) fine-tuned
 text-to-text on SST-2 to generate the label word, as E-LANG did with T5 on GLUE:
 
 - **Swift**: all-MiniLM-L6-v2 encoder -> all-MiniLM-L6-v2 decoder (new cross-attention and LM-head transform), 20,000
@@ -743,13 +743,14 @@ text-to-text on SST-2 to generate the label word, as E-LANG did with T5 on GLUE:
 - **Super**: all-mpnet-base-v2 encoder -> the same MiniLM-L6 decoder, 10,000 sentences, 1 epoch, seed 42.
 
 Splits: `cal` = 2,000 sentences held out of SST-2 train (split seed 0), `test` = GLUE dev (872). Greedy decoding.
-Quality: exact match of the generated text with the label word. Cost: generation FLOPs (`toolkit.seq2seq.cost`:
+Quality: exact match of the generated text with the label word. Cost: generation FLOPs (`toolkit.analysis.generation_cost`:
 encoder, every decoder step with its KV cache, and the LM head per generated token); a routed example pays Swift's
 run and Super's. Speed-up is relative to Super on every example. The caches keep per-step statistics (top-2 logits,
 logsumexp and entropy at T = 0.5, 1, 2, 4), not the 30,522-way logits."""),
     code(SETUP + """
-from toolkit.seq2seq import (compare_routers, evaluate_route, load_generation_cache, references, route_sweep,
-                             sequence_confidence)
+from toolkit.analysis.generation_cache import load_generation_cache
+from toolkit.analysis.routing import compare_routers, evaluate_route, references, route_sweep
+from toolkit.analysis.token_scores import sequence_confidence
 
 cal = load_generation_cache(DATA / "sst2" / "t2t-cal.parquet")
 test = load_generation_cache(DATA / "sst2" / "t2t-test.parquet")"""),
@@ -792,7 +793,7 @@ print(table.to_string(index=False))"""),
 Energy depends on T (`-T logsumexp(z/T)`); max-probability's ranking does not change with a single token but does
 once tokens are aggregated. Area gain of the mean-aggregated scores at each cached temperature:"""),
     code("""# NBVAL_CHECK_OUTPUT
-from toolkit.seq2seq.routing import area_gain
+from toolkit.analysis.routing import area_gain
 rows = []
 for t in test.temperatures:
     row = {"T": t}
@@ -823,7 +824,7 @@ The same collection runs on any `AutoModelForSeq2SeqLM`, with BLEU and chrF kept
 routed corpus is scored exactly as sacrebleu would score the mixed output. With hub access, for example:
 
 ```python
-from toolkit.seq2seq.collect import collect_generation
+from toolkit.nn.generate import collect_generation
 cache = collect_generation({"swift": "Helsinki-NLP/opus-mt-en-de", "super": "facebook/wmt19-en-de"},
                            "wmt21_en_de", "test", "wmt21-en-de.parquet")   # ../shared/data/wmt21_en_de/test.tsv
 route_sweep(cache, "swift", "super", "energy", "mean", metric="bleu")

@@ -103,7 +103,7 @@ def requires_shared_data():
 
 
 def random_cache(N=200, E=4, C=3, seed=0, ties=True, metric="accuracy"):
-    from toolkit.cache import from_arrays
+    from toolkit.analysis.cache import from_arrays
 
     rng = np.random.default_rng(seed)
     y = rng.integers(0, C, N)

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import random_cache
-from toolkit.cache import META_KEY, CacheError, from_arrays, load_cache, save_cache
+from toolkit.analysis.cache import META_KEY, CacheError, from_arrays, load_cache, save_cache
 
 
 def test_roundtrip_exact(tmp_path):
@@ -111,7 +111,7 @@ def test_fingerprint_mismatch_detected(tmp_path, glue_dir):
 
 
 def test_atomic_save_leaves_no_partial_file(tmp_path, monkeypatch):
-    import toolkit.cache as tc
+    import toolkit.analysis.cache as tc
 
     p = tmp_path / "c.parquet"
     save_cache(random_cache(N=5), p)
@@ -138,7 +138,7 @@ def test_select_stages_rederives_flops():
 
 
 def test_analysis_imports_no_torch():
-    code = ("import sys, toolkit, toolkit.sweep, toolkit.calibration, toolkit.reliability, toolkit.risk, "
-            "toolkit.plots, toolkit.operating, toolkit.policies; print('torch' in sys.modules)")
+    code = ("import sys, toolkit, toolkit.analysis.sweep, toolkit.analysis.calibration, toolkit.analysis.reliability, toolkit.analysis.risk, "
+            "toolkit.analysis.plots, toolkit.analysis.operating, toolkit.analysis.policies; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -6,7 +6,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import softmax
 
 from conftest import random_cache
-from toolkit.calibration import (
+from toolkit.analysis.calibration import (
     bin_index,
     brier,
     calibration_table,

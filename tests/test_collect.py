@@ -7,11 +7,11 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-import toolkit.collect as tc
+import toolkit.nn.collect as tc
 from conftest import REPO
-from toolkit.cache import CacheError, load_cache
+from toolkit.analysis.cache import CacheError, load_cache
 from toolkit.data import load_split
-from toolkit.models import MultiExitModel
+from toolkit.nn.models import MultiExitModel
 
 
 @pytest.fixture(scope="module")

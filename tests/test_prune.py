@@ -4,9 +4,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import AutoTokenizer
 
-from toolkit.cost import exit_flops, layer_flops
-from toolkit.models import MultiExitModel, load_model
-from toolkit.prune import importance_scores, prune_layers, slenderize, train_batches
+from toolkit.analysis.cost import exit_flops, layer_flops
+from toolkit.nn.models import MultiExitModel, load_model
+from toolkit.nn.prune import importance_scores, prune_layers, slenderize, train_batches
 
 
 @pytest.fixture

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from toolkit import reliability
-from toolkit.cache import from_arrays
-from toolkit.operating import operating_point
-from toolkit.risk import ltt_table, risk_controlled_threshold
+from toolkit.analysis import reliability
+from toolkit.analysis.cache import from_arrays
+from toolkit.analysis.operating import operating_point
+from toolkit.analysis.risk import ltt_table, risk_controlled_threshold
 
 
 def synthetic(N, seed):
@@ -19,7 +19,7 @@ def synthetic(N, seed):
 def test_ltt_table_brute_force():
     c = synthetic(300, 0)
     t = ltt_table(c, 0.05)
-    from toolkit.policies import early_exit
+    from toolkit.analysis.policies import early_exit
 
     for _, row in t.iloc[::17].iterrows():
         r = early_exit(c, row["threshold"])

@@ -6,11 +6,11 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from conftest import tiny_config
-from toolkit.collect import collect
+from toolkit.analysis.policies import early_exit
+from toolkit.analysis.scores import stage_confidence
 from toolkit.data import load_split
-from toolkit.policies import early_exit
-from toolkit.runtime import CascadeRunner, EarlyExitRunner, Policy, midpoint_threshold, runner_from_policy
-from toolkit.scores import stage_confidence
+from toolkit.nn.collect import collect
+from toolkit.nn.runtime import CascadeRunner, EarlyExitRunner, Policy, midpoint_threshold, runner_from_policy
 
 
 def _model_dir(tmp_path_factory, tokenizer_dir, arch, layers, exit_layers=None, seed=0):
@@ -18,7 +18,7 @@ def _model_dir(tmp_path_factory, tokenizer_dir, arch, layers, exit_layers=None, 
     enc = tmp_path_factory.mktemp(f"{arch}-enc")
     AutoModel.from_config(tiny_config(arch, layers)).save_pretrained(enc)
     AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(enc)
-    from toolkit.models import MultiExitModel
+    from toolkit.nn.models import MultiExitModel
 
     m = MultiExitModel.from_backbone(enc, num_labels=2, exit_layers=exit_layers, seed=seed)
     with torch.no_grad():  # spread the heads so that confidences vary across exits
@@ -60,7 +60,7 @@ def test_cascade_runner_matches_cache(tmp_path_factory, tokenizer_dir, glue_dir,
     thr = midpoint_threshold(conf[:, 0], np.quantile(conf[:, 0], 0.5))
     offline = early_exit(cache, [thr], "energy", [1.5, 1.0])
     frame = load_split("sst2", "test", glue_dir).frame
-    from toolkit.models import load_model
+    from toolkit.nn.models import load_model
 
     runner = CascadeRunner([load_model(small), load_model(big)], [AutoTokenizer.from_pretrained(small)] * 2,
                            [thr], "energy", [1.5, 1.0])
@@ -71,7 +71,7 @@ def test_cascade_runner_matches_cache(tmp_path_factory, tokenizer_dir, glue_dir,
 
 def test_threshold_count_checked(tmp_path_factory, tokenizer_dir):
     d = _model_dir(tmp_path_factory, tokenizer_dir, "bert", 3)
-    from toolkit.models import load_model
+    from toolkit.nn.models import load_model
 
     with pytest.raises(ValueError, match="thresholds for 3 stages"):
         EarlyExitRunner(load_model(d), AutoTokenizer.from_pretrained(d), [0.5, 0.6, 0.7, 0.8])

@@ -4,6 +4,7 @@ and training, on tiny T5 / Marian / warm-started encoder-decoders built from con
 from __future__ import annotations
 
 import dataclasses
+
 import numpy as np
 import pytest
 import sacrebleu
@@ -11,30 +12,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import toy_sentences
-from toolkit.cache import CacheError, load_cache
-from toolkit.scores import energy, entropy, margin, max_prob
-from toolkit.seq2seq import (
+from toolkit.analysis.cache import CacheError, load_cache
+from toolkit.analysis.generation_cache import (
     GenCache,
     Generation,
-    aggregate,
-    compare_routers,
-    corpus_bleu,
-    corpus_chrf,
-    evaluate_route,
-    generation_flops,
     load_generation_cache,
-    references,
-    route_sweep,
     save_generation_cache,
-    seq2seq_dims,
-    sequence_confidence,
-    token_scores,
+    stat_names,
 )
-from toolkit.seq2seq import collect as gc
-from toolkit.seq2seq.cache import stat_names
-from toolkit.seq2seq.quality import bleu_stats, chrf_stats, exact_match
+from toolkit.analysis.generation_cost import generation_flops, seq2seq_dims
+from toolkit.analysis.quality import bleu_stats, chrf_stats, corpus_bleu, corpus_chrf, exact_match
+from toolkit.analysis.routing import compare_routers, evaluate_route, references, route_sweep
+from toolkit.analysis.scores import energy, entropy, margin, max_prob
+from toolkit.analysis.token_scores import aggregate, sequence_confidence, token_scores
 
 torch = pytest.importorskip("torch")
+from toolkit.nn import generate as gc  # noqa: E402
+
 WORDS = ["the", "cat", "dog", "sat", "on", "mat", "a", "hat", "ran", "fast", "big", "small", "red"]
 TEMPS = (0.5, 1.0, 2.0)
 
@@ -250,7 +244,7 @@ def test_route_sweep_equals_brute_force(translation, score, how):
     metric = "bleu" if translation else "exact_match"
     conf = sequence_confidence(c, "swift", score, how, 1.0)
     conf = np.round(conf, 1)  # force ties: a threshold moves whole groups
-    curve = __import__("toolkit.seq2seq.routing", fromlist=["x"]).route_curve(c, "swift", "super", conf, metric)
+    curve = __import__("toolkit.analysis.routing", fromlist=["x"]).route_curve(c, "swift", "super", conf, metric)
     assert np.isinf(curve["threshold"].iloc[0]) and curve["routed"].iloc[0] == 1.0
     assert curve["routed"].iloc[-1] == 0.0 and len(curve) == len(np.unique(conf)) + 1
     a, b = c.models["swift"], c.models["super"]
@@ -283,7 +277,7 @@ def test_references_oracle_and_router_comparison():
     table = compare_routers(c, "swift", "super", scores=("energy", "max_prob"), hows=("mean", "first"))
     assert len(table) == 4 and table["area_gain"].between(-5, 1 + 1e-9).all()
     # a router that knows the answer recovers everything the oracle does
-    from toolkit.seq2seq.routing import area_gain, route_curve
+    from toolkit.analysis.routing import area_gain, route_curve
 
     perfect = route_curve(c, "swift", "super", a - b)
     assert area_gain(c, "swift", "super", perfect) == pytest.approx(1.0)
@@ -327,14 +321,14 @@ def test_generation_cache_round_trip_and_errors(tmp_path):
 
 # ------------------------------------------------------------------------------------------ collection
 def test_collect_translation_with_tiny_t5_and_marian(seq_models, wmt_dir, tmp_path):
-    from toolkit.seq2seq.models import load_seq2seq
+    from toolkit.nn.seq2seq_models import load_seq2seq
 
     out = tmp_path / "wmt.parquet"
     c = gc.collect_generation({"swift": str(seq_models["marian"]), "super": str(seq_models["t5"])}, "wmt21_en_de",
                               "test", out, data_dir=wmt_dir, temperatures=TEMPS, batch_size=8, max_new_tokens=6,
                               progress=False)
     assert c.n_examples == 40 and c.metrics == ["bleu", "chrf"] and c.meta["data_verified"]
-    frame = __import__("toolkit.seq2seq.data", fromlist=["x"]).load_seq2seq_split("wmt21_en_de", "test",
+    frame = __import__("toolkit.text2text", fromlist=["x"]).load_seq2seq_split("wmt21_en_de", "test",
                                                                                    wmt_dir).frame
     for name in ("swift", "super"):
         model, src, tgt = load_seq2seq(seq_models["marian" if name == "swift" else "t5"])
@@ -391,7 +385,7 @@ def test_interrupted_generation_resumes_identically(seq_models, wmt_dir, tmp_pat
 
 def test_translation_data_errors(tmp_path):
     from toolkit.data import DataError
-    from toolkit.seq2seq.data import load_seq2seq_split
+    from toolkit.text2text import load_seq2seq_split
 
     (tmp_path / "wmt21_en_de").mkdir()
     (tmp_path / "wmt21_en_de" / "test.tsv").write_text("source\treference\nhello\t\n", encoding="utf-8")
@@ -403,7 +397,7 @@ def test_translation_data_errors(tmp_path):
 
 # ------------------------------------------------------------------------------------------ training
 def test_warm_started_encoder_decoder_learns_text_to_text(tiny_encoder_dir, glue_dir, tmp_path):
-    from toolkit.seq2seq.train import Seq2SeqTrainConfig, train_seq2seq
+    from toolkit.nn.seq2seq_train import Seq2SeqTrainConfig, train_seq2seq
 
     cfg = Seq2SeqTrainConfig(task="sst2", output_dir=str(tmp_path / "run"), encoder=str(tiny_encoder_dir),
                              decoder=str(tiny_encoder_dir), decoder_layers=1, epochs=4, learning_rate=3e-3,

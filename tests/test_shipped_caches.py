@@ -6,7 +6,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from toolkit.cache import load_cache
+from toolkit.analysis.cache import load_cache
 from toolkit.zoo import check_manifest
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -22,7 +22,7 @@ def test_caches_hold_ids_not_text():
     for key, entry in json.loads(MANIFEST.read_text())["caches"].items():
         path = DATA / f"{key}.parquet"
         if entry.get("kind") == "generation":  # model outputs only: label words for text-to-text
-            from toolkit.seq2seq import load_generation_cache
+            from toolkit.analysis.generation_cache import load_generation_cache
 
             c = load_generation_cache(path)
             words = set(c.meta["label_words"])

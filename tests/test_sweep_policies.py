@@ -5,10 +5,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import random_cache
-from toolkit import policies
-from toolkit.cache import from_arrays
-from toolkit.scores import stage_confidence
-from toolkit.sweep import (
+from toolkit.analysis import policies
+from toolkit.analysis.cache import from_arrays
+from toolkit.analysis.scores import stage_confidence
+from toolkit.analysis.sweep import (
     bootstrap,
     bootstrap_curve,
     evaluate_thresholds,
@@ -30,7 +30,7 @@ def brute_force(cache, thr, score="max_prob", temperature=None, metric="accuracy
         stages.append(e)
     stages = np.array(stages)
     pred = cache.predictions[np.arange(N), stages]
-    from toolkit.metrics import task_metric
+    from toolkit.analysis.metrics import task_metric
 
     return (task_metric(cache.labels, pred, metric, cache.n_classes), (pred == cache.labels).mean(),
             cache.flops[np.arange(N), stages].mean())

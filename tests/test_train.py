@@ -5,16 +5,10 @@ from safetensors.torch import load_file
 from transformers import AutoTokenizer, TrainerCallback
 
 from toolkit.data import load_split
-from toolkit.models import load_model
-from toolkit.train import (
-    TrainConfig,
-    difficulty_labels,
-    distill_loss,
-    joint_loss,
-    ranking_loss,
-    train,
-    weighted_loss,
-)
+from toolkit.nn.models import load_model
+from toolkit.nn.difficulty import difficulty_labels
+from toolkit.nn.losses import distill_loss, joint_loss, ranking_loss, weighted_loss
+from toolkit.nn.train import TrainConfig, train
 
 
 def _cfg(tmp_path, enc, glue, **kw):

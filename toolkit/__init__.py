@@ -1,10 +1,14 @@
 """Adaptive-inference analysis toolkit: collect every exit's logits once, answer "when should it stop?" offline.
 
-``import toolkit`` imports no torch: the cache, scores, sweeps, calibration, reliability and plots are numpy/pandas.
-Training (:mod:`toolkit.train`) and collection (:mod:`toolkit.collect`) import torch when used.
+Two sides meet at the cache. :mod:`toolkit.analysis` (numpy, pandas, scipy, matplotlib) reads caches and computes
+everything after them; ``import toolkit`` loads only that side and never torch. :mod:`toolkit.nn` (torch and
+transformers, the ``nn`` extra) trains models and collects caches. :mod:`toolkit.zoo` rebuilds and checks the
+shipped caches; :mod:`toolkit.cli` is the ``toolkit`` command.
 """
 
-from .cache import Cache, CacheError, from_arrays, load_cache, save_cache
+from .analysis.cache import Cache, CacheError, from_arrays, load_cache, save_cache
+from .analysis.generation_cache import GenCache, load_generation_cache, save_generation_cache
 
-__version__ = "0.1.0"
-__all__ = ["Cache", "CacheError", "from_arrays", "load_cache", "save_cache", "__version__"]
+__version__ = "0.2.0"
+__all__ = ["Cache", "CacheError", "from_arrays", "load_cache", "save_cache", "GenCache", "load_generation_cache",
+           "save_generation_cache", "__version__"]

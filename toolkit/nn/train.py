@@ -29,61 +29,20 @@ import torch.nn.functional as F
 from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from .data import get_task, load_split
+from ..data import get_task, load_split
+from ..provenance import package_versions
+from .losses import OBJECTIVES, distill_loss, joint_loss, ranking_loss, weighted_loss
 from .models import MultiExitModel, load_model, resolve_model
 
-OBJECTIVES = ("joint", "weighted", "two_stage", "distill", "ranking")
-
-
 # ------------------------------------------------------------------------------------------------ losses
-def per_exit_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of each exit, ``[E]``, from logits ``[B, E, C]``."""
-    B, E, C = logits.shape
-    ce = F.cross_entropy(logits.float().reshape(B * E, C), labels.repeat_interleave(E), reduction="none")
-    return ce.view(B, E).mean(0)
 
 
-def joint_loss(logits, labels):
-    return per_exit_ce(logits, labels).sum()
 
 
-def weighted_loss(logits, labels):
-    ce = per_exit_ce(logits, labels)
-    w = torch.arange(1, ce.numel() + 1, dtype=ce.dtype, device=ce.device)
-    return (w * ce).sum() / w.sum()
 
 
-def distill_loss(logits, labels, teacher_logits=None, temperature: float = 2.0, alpha: float = 0.5):
-    """Per-exit distillation. ``teacher_logits`` ``[B, C]`` or ``[B, E, C]``; default: the final exit, detached."""
-    if teacher_logits is None:
-        teacher_logits = logits[:, -1].detach()
-    if teacher_logits.dim() == 2:
-        teacher_logits = teacher_logits[:, None].expand_as(logits)
-    T = temperature
-    log_p = F.log_softmax(logits.float() / T, -1)
-    q = F.softmax(teacher_logits.float() / T, -1)
-    kl = (q * (torch.log(q.clamp_min(1e-12)) - log_p)).sum(-1).mean(0)  # [E]
-    ce = per_exit_ce(logits, labels)
-    return (alpha * ce + (1 - alpha) * T * T * kl).sum()
 
 
-def ranking_loss(logits, labels, difficulty, margin: float = 0.5, lam: float = 0.5):
-    """CascadeBERT: CE + lam * mean over (easy i, hard j) pairs of ``max(0, margin - (p_i - p_j))``.
-
-    ``logits`` ``[B, C]`` (or ``[B, 1, C]``), ``difficulty`` 1 for hard, 0 for easy; p = max-probability.
-    """
-    if logits.dim() == 3:
-        logits = logits[:, -1]
-    logits = logits.float()
-    ce = F.cross_entropy(logits, labels)
-    p = F.softmax(logits, -1).max(-1).values
-    easy, hard = difficulty == 0, difficulty == 1
-    if easy.any() and hard.any():
-        diff = p[easy][:, None] - p[hard][None, :]
-        rank = F.relu(margin - diff).mean()
-    else:
-        rank = logits.new_zeros(())
-    return ce + lam * rank
 
 
 # ----------------------------------------------------------------------------------------------- config
@@ -191,10 +150,25 @@ class MultiExitTrainer(Trainer):
 
 
 # ------------------------------------------------------------------------------------------------- data
-def tokenize_frame(frame, tokenizer, max_length: int, extra: dict | None = None):
-    """A tokenized ``datasets.Dataset`` (input ids, mask, labels and any extra int columns), unpadded."""
-    import datasets
+class ColumnsDataset(torch.utils.data.Dataset):
+    """Equal-length columns as a map-style dataset of row dicts (what the Trainer's collators take)."""
 
+    def __init__(self, columns: dict[str, list]):
+        lengths = {k: len(v) for k, v in columns.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"columns differ in length: {lengths}")
+        self.columns = columns
+        self.column_names = list(columns)
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+    def __getitem__(self, i: int) -> dict:
+        return {k: v[i] for k, v in self.columns.items()}
+
+
+def tokenize_frame(frame, tokenizer, max_length: int, extra: dict | None = None) -> ColumnsDataset:
+    """Tokenized rows (input ids, mask, labels and any extra int columns), unpadded."""
     a = list(frame["text_a"])
     b = list(frame["text_b"]) if frame["text_b"].notna().all() else None
     enc = tokenizer(a, b, truncation=True, max_length=max_length)
@@ -202,7 +176,7 @@ def tokenize_frame(frame, tokenizer, max_length: int, extra: dict | None = None)
     cols["labels"] = frame["label"].to_numpy().tolist()
     for k, v in (extra or {}).items():
         cols[k] = list(v)
-    return datasets.Dataset.from_dict(cols)
+    return ColumnsDataset(cols)
 
 
 def training_frame(cfg: TrainConfig):
@@ -368,59 +342,8 @@ def _difficulty_for(frame, path) -> np.ndarray:
     return np.array([lookup[i] for i in frame["example_id"]], dtype=np.int64)
 
 
-def package_versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {}
-    for name in ("toolkit", "torch", "transformers", "datasets", "accelerate", "numpy", "pandas", "pyarrow"):
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            pass
-    return out
 
 
-def difficulty_labels(cfg: TrainConfig, k: int = 2, out_path: str | os.PathLike | None = None) -> Path:
-    """CascadeBERT difficulty labels: 1 where a model trained on the other k-1 folds gets the example wrong.
-
-    Trains ``k`` models with ``cfg`` (objective forced to ``joint`` on the final exit) and predicts each fold
-    out-of-fold; saves ``example_ids``, ``hard`` and ``fold`` as .npz.
-    """
-    from .collect import predict_logits
-
-    out_path = Path(out_path or Path(cfg.output_dir) / "difficulty.npz")
-    _, frame = training_frame(cfg)
-    folds = np.random.default_rng(cfg.seed).permutation(len(frame)) % k
-    hard = np.zeros(len(frame), dtype=np.int8)
-    for f in range(k):
-        sub = TrainConfig(**{**asdict(cfg), "objective": "joint", "difficulty_file": None, "train_limit": None,
-                             "output_dir": str(Path(cfg.output_dir) / f"fold{f}")})
-        model_dir = _train_on(sub, frame[folds != f].reset_index(drop=True))
-        held = frame[folds == f].reset_index(drop=True)
-        logits, _ = predict_logits(load_model(model_dir), AutoTokenizer.from_pretrained(model_dir), held,
-                                   max_length=cfg.max_length)
-        logits = logits[:, -1]
-        hard[folds == f] = (logits.argmax(-1) != held["label"].to_numpy()).astype(np.int8)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out_path, example_ids=frame["example_id"].to_numpy().astype(str), hard=hard, fold=folds)
-    return out_path
 
 
-def _train_on(cfg: TrainConfig, frame) -> Path:
-    """Train on an explicit frame (used for out-of-fold models)."""
-    out = Path(cfg.output_dir)
-    final = out / "final"
-    if (final / "config.json").exists():
-        return final
-    spec = get_task(cfg.task)
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.model))
-    ds = tokenize_frame(frame, tokenizer, cfg.max_length)
-    exit_layers = [cfg.num_hidden_layers] if cfg.num_hidden_layers else cfg.exit_layers
-    model = MultiExitModel.from_backbone(cfg.model, spec.num_labels, exit_layers=exit_layers,
-                                         num_hidden_layers=cfg.num_hidden_layers, pooling=cfg.pooling, seed=cfg.seed)
-    _fit(cfg, model, tokenizer, ds, out / "checkpoints", "joint")
-    model.save_pretrained(out / "final.tmp")
-    tokenizer.save_pretrained(out / "final.tmp")
-    os.replace(out / "final.tmp", final)
-    return final
 

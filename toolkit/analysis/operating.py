@@ -27,7 +27,7 @@ def operating_point(cal, test, score: str = "max_prob", calibrate: bool = True, 
 
     ``calibrate``: fit one temperature per stage on cal (NLL) and score with it. ``rule="drop"``: the cheapest
     threshold whose cal metric is within ``max_drop`` (absolute) of the last stage's cal metric; ``rule="risk"``:
-    the Learn-then-Test threshold (:func:`toolkit.risk.risk_controlled_threshold`). Returns temperatures, threshold
+    the Learn-then-Test threshold (:func:`toolkit.analysis.risk.risk_controlled_threshold`). Returns temperatures, threshold
     and cal/test summaries (metric, accuracy, FLOPs, speed-up, mean layers, share escalated), plus the full model's
     test metric for reference.
     """

@@ -2,7 +2,7 @@
 
 For each layer, mean-pooled hidden states of (a seeded subsample of) the train split are the features of a
 scikit-learn ``LogisticRegression``; its coefficients become that layer's exit head. The backbone is not touched,
-so the result is a :class:`~toolkit.models.MultiExitModel` that collects and runs like any other. Minutes on a CPU.
+so the result is a :class:`~toolkit.nn.models.MultiExitModel` that collects and runs like any other. Minutes on a CPU.
 Written here: feature extraction and copying the fitted coefficients into heads; the fitting is scikit-learn's.
 """
 
@@ -19,8 +19,8 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from transformers import AutoTokenizer, PreTrainedModel
 
-from .collect import pad_rows, sorted_encoding
-from .data import get_task, load_split
+from ..data import get_task, load_split
+from .inference import pad_rows, sorted_encoding
 from .models import MultiExitConfig, MultiExitModel, load_model, resolve_model
 
 

@@ -1,9 +1,9 @@
 """Real early-exit and cascade inference that stops computing exited examples.
 
-:class:`EarlyExitRunner` steps a :class:`~toolkit.models.MultiExitModel` through its encoder layer by layer; after
+:class:`EarlyExitRunner` steps a :class:`~toolkit.nn.models.MultiExitModel` through its encoder layer by layer; after
 each exit layer it scores the rows still in the batch and removes those whose confidence clears that exit's
 threshold, so later layers run on fewer rows (batch size 1 too). :class:`CascadeRunner` runs each complete model
-only on the examples the previous one escalated. Both apply the same rule as :mod:`toolkit.policies` (first stage
+only on the examples the previous one escalated. Both apply the same rule as :mod:`toolkit.analysis.policies` (first stage
 whose confidence is at least its threshold; the last stage takes the rest), with the same scores and temperatures,
 so their exits can be checked example by example against the offline simulation on a cache.
 
@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .collect import pad_rows, sorted_encoding
+from ..analysis.scores import confidence
+from .inference import pad_rows, predict_logits, sorted_encoding
 from .models import MultiExitModel, load_model
-from .scores import confidence
 
 
 @dataclass
@@ -171,8 +171,6 @@ class CascadeRunner:
 
     def _logits(self, m, tok, a, b, batch_size):
         import pandas as pd
-
-        from .collect import predict_logits
 
         frame = pd.DataFrame({"text_a": a, "text_b": b if b is not None else [None] * len(a)})
         lg, _ = predict_logits(m, tok, frame, batch_size, self.max_length, self.device)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..data import (
+from .data import (
     DataError,
     SplitData,
     combine_fingerprint,

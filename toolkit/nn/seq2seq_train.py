@@ -1,6 +1,6 @@
 """Fine-tune an encoder-decoder text-to-text (generate the label word) with transformers' ``Seq2SeqTrainer``.
 
-The model is warm-started from two packaged encoders (:func:`toolkit.seq2seq.models.warm_start`) or loaded from
+The model is warm-started from two packaged encoders (:func:`toolkit.nn.seq2seq_models.warm_start`) or loaded from
 an existing seq2seq checkpoint (``model=``). Training reads the task's ``train`` split only (never ``cal`` or
 ``test``), is seeded, and resumes from the last checkpoint when rerun; the final model lands in
 ``<output_dir>/final`` with ``train_meta.json``.
@@ -20,8 +20,10 @@ import torch
 from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from .data import load_seq2seq_split
-from .models import load_seq2seq, save_seq2seq, warm_start
+from ..provenance import package_versions
+from ..text2text import load_seq2seq_split
+from .seq2seq_models import load_seq2seq, save_seq2seq, warm_start
+from .train import ColumnsDataset, finished_run
 
 
 @dataclass
@@ -53,20 +55,16 @@ def target_ids(tokenizer, targets, eos_id: int) -> list[list[int]]:
     return [x + [eos_id] for x in ids]
 
 
-def seq2seq_dataset(frame, source_tokenizer, target_tokenizer, eos_id: int, max_length: int):
-    import datasets
-
+def seq2seq_dataset(frame, source_tokenizer, target_tokenizer, eos_id: int, max_length: int) -> ColumnsDataset:
     b = list(frame["text_b"]) if frame["text_b"].notna().all() else None
     enc = source_tokenizer(list(frame["text_a"]), b, truncation=True, max_length=max_length)
     cols = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")}
     cols["labels"] = target_ids(target_tokenizer, frame["target"], eos_id)
-    return datasets.Dataset.from_dict(cols)
+    return ColumnsDataset(cols)
 
 
 def train_seq2seq(cfg: Seq2SeqTrainConfig, callbacks=None) -> Path:
     """Train per ``cfg``; returns ``<output_dir>/final``. Rerunning continues from the last checkpoint."""
-    from ..train import finished_run, package_versions
-
     out = Path(cfg.output_dir)
     final = out / "final"
     if finished_run(cfg, out):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, EncoderDecoderModel
 
-from ..models import resolve_model
+from .models import resolve_model
 
 DECODER_TOKENIZER = "decoder_tokenizer"
 

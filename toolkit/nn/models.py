@@ -3,7 +3,7 @@
 A :class:`MultiExitModel` is an ``AutoModel`` encoder with a classification head on each chosen layer.
 One forward pass returns every exit's logits, shaped ``[batch, exits, classes]``. A complete model for a
 cascade is the same class with a single exit on its last layer (or any ``AutoModelForSequenceClassification``
-checkpoint, which :mod:`toolkit.collect` also accepts). Saved with ``save_pretrained`` as safetensors.
+checkpoint, which :mod:`toolkit.nn.collect` also accepts). Saved with ``save_pretrained`` as safetensors.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ class MultiExitModel(PreTrainedModel):
         logits = torch.stack([head(self.dropout(self.pool(hs[layer], attention_mask)))
                               for layer, head in zip(self.config.exit_layers, self.heads)], dim=1)
         loss = None
-        if labels is not None:  # plain joint loss; toolkit.train has the other objectives
+        if labels is not None:  # plain joint loss; toolkit.nn.train has the other objectives
             loss = nn.functional.cross_entropy(logits.flatten(0, 1).float(),
                                                labels.repeat_interleave(logits.shape[1]))
         return MultiExitOutput(loss=loss, logits=logits)

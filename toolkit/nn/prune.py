@@ -4,9 +4,9 @@ Attention heads and FFN neurons are ranked by first-order Taylor importance, ``|
 grad * weight|``, accumulated over batches of the train split, where the loss is the *sum of all exits'*
 cross-entropies, so structures that serve early exits survive. Each layer keeps the top fraction ``width`` of its
 heads and neurons (depth is kept). The pruned widths are written into the backbone config (``layer_num_heads``,
-``layer_intermediate_sizes``), so :class:`~toolkit.models.MultiExitModel.from_pretrained` rebuilds the smaller
-shapes and :mod:`toolkit.cost` counts the pruned FLOPs. Accuracy is recovered with per-exit distillation from the
-unpruned model (``toolkit.train``, ``objective="distill"``, ``teacher=...``).
+``layer_intermediate_sizes``), so :class:`~toolkit.nn.models.MultiExitModel.from_pretrained` rebuilds the smaller
+shapes and :mod:`toolkit.analysis.cost` counts the pruned FLOPs. Accuracy is recovered with per-exit distillation from the
+unpruned model (``toolkit.nn.train``, ``objective="distill"``, ``teacher=...``).
 
 Supported: BERT-family encoders (BERT, RoBERTa, MiniLM): ``layer.attention.self.{query,key,value}``,
 ``layer.attention.output.dense``, ``layer.intermediate.dense``, ``layer.output.dense``. Written here because
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .train import joint_loss
+from .losses import joint_loss
 
 
 def _layers(backbone):
@@ -120,7 +120,7 @@ def train_batches(model_dir_or_tok, task: str, n_batches: int = 20, batch_size: 
     """Seeded batches of the train split (with labels) for :func:`importance_scores`."""
     from transformers import AutoTokenizer
 
-    from .data import load_split
+    from ..data import load_split
 
     tok = AutoTokenizer.from_pretrained(model_dir_or_tok) if isinstance(model_dir_or_tok, (str, bytes)) or \
         hasattr(model_dir_or_tok, "__fspath__") else model_dir_or_tok

@@ -257,11 +257,11 @@ def load_cache(path: str | os.PathLike, *, data_dir: str | os.PathLike | None = 
                          f"recollect it with `toolkit collect`") from None
     raw = (table.schema.metadata or {}).get(META_KEY)
     if raw is None:
-        raise CacheError(f"{path}: Parquet file without toolkit metadata; build caches with toolkit.collect or "
-                         f"toolkit.cache.from_arrays + save_cache")
+        raise CacheError(f"{path}: Parquet file without toolkit metadata; build caches with toolkit.nn.collect or "
+                         f"toolkit.analysis.cache.from_arrays + save_cache")
     head = json.loads(raw)
     if head.get("kind") == "generation":
-        raise CacheError(f"{path}: a generation cache (seq2seq); load it with toolkit.seq2seq.load_generation_cache")
+        raise CacheError(f"{path}: a generation cache (seq2seq); load it with toolkit.load_generation_cache")
     version = head.get("schema_version")
     if version != SCHEMA_VERSION:
         raise CacheError(f"{path}: cache schema version {version!r} is not supported (this toolkit reads "
@@ -291,7 +291,7 @@ def verify_fingerprint(cache: Cache, data_dir=None) -> bool:
     files = data.get("files") or {}
     if data.get("source") != "local" or not files:
         return False
-    from .data import default_data_dir, sha256_file  # data.py imports no torch
+    from ..data import default_data_dir, sha256_file  # data.py imports no torch
 
     # an explicit data_dir is the only place looked at; otherwise the recorded folder, then the default one
     candidates = [data_dir] if data_dir is not None else [data.get("data_dir"), default_data_dir()]

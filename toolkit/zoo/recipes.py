@@ -1,6 +1,6 @@
 """Reproducible training recipes for the model zoo (real-caches issue).
 
-Each recipe is a :class:`toolkit.train.TrainConfig` keyed ``"{task}/{member}"``. Members:
+Each recipe is a :class:`toolkit.nn.train.TrainConfig` keyed ``"{task}/{member}"``. Members:
 ``minilm6_me`` (all-MiniLM-L6-v2, 6 exits, joint), ``mpnet_me`` (all-mpnet-base-v2, 12 exits, joint),
 and the cascade ``minilm2`` -> ``minilm6`` -> ``mpnet`` (complete single-exit models).
 ``train_limit`` caps the training examples where a full epoch does not fit a CPU budget (the manifest records
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .train import TrainConfig
+from ..nn.train import TrainConfig
 
 ZOO_TASKS = ("sst2", "mrpc", "rte", "cola", "agnews")
 
@@ -63,7 +63,7 @@ SEQ2SEQ_SCHEDULE = {"sst2": {"t2t_swift": (1.0, 20000), "t2t_super": (1.0, 10000
 
 def seq2seq_recipe(task: str, member: str, root: str | Path = "runs", tiny: bool = False, **over):
     """The Seq2SeqTrainConfig of one text-to-text member; ``tiny`` gives the same path in seconds (CI)."""
-    from .seq2seq.train import Seq2SeqTrainConfig
+    from ..nn.seq2seq_train import Seq2SeqTrainConfig
 
     if member not in SEQ2SEQ:
         raise ValueError(f"unknown text-to-text member {member!r}; choose one of {sorted(SEQ2SEQ)}")

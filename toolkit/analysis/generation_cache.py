@@ -10,7 +10,7 @@ column                 type                              meaning
 ``m/stats``            list<float32>                     per step, F statistics of the raw next-token logits
 ``m/text``             string                            decoded output
 ``m/n_src``            int32                             source tokens (this model's tokenizer)
-``m/flops``            float64                           generation FLOPs (:mod:`toolkit.seq2seq.cost`)
+``m/flops``            float64                           generation FLOPs (:mod:`toolkit.analysis.generation_cost`)
 ``m/q/<metric>``       float64                           per-example quality (exact match, sentence BLEU...)
 ``m/s/<metric>``       fixed_size_list<float64>[Q]       corpus-metric statistics (BLEU, chrF)
 =====================  ================================  ==================================================
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cache import META_KEY, CacheError, _json_default, verify_fingerprint, write_table_atomic
+from .cache import META_KEY, CacheError, _json_default, verify_fingerprint, write_table_atomic
 
 GEN_SCHEMA_VERSION = 1
 
@@ -108,7 +108,7 @@ class GenCache:
 
 
 def validate_generation_cache(c: GenCache) -> None:
-    """Raise :class:`~toolkit.cache.CacheError` on inconsistent shapes, ids, values or metrics."""
+    """Raise :class:`~toolkit.analysis.cache.CacheError` on inconsistent shapes, ids, values or metrics."""
     N = len(c.example_ids)
     if N == 0 or not c.models:
         raise CacheError("a generation cache needs at least one example and one model")
@@ -191,7 +191,7 @@ def load_generation_cache(path: str | os.PathLike, *, data_dir=None, verify_data
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as e:
         raise CacheError(f"{path}: not a readable Parquet cache ({e}); it may be truncated or corrupt: "
-                         f"regenerate it with toolkit.seq2seq.collect_generation") from None
+                         f"regenerate it with toolkit.nn.generate.collect_generation") from None
     raw = (table.schema.metadata or {}).get(META_KEY)
     head = json.loads(raw) if raw else {}
     if head.get("kind") != "generation":

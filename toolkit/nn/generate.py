@@ -18,9 +18,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..cache import CacheError
-from ..collect import _signature, claim_parts, pad_rows, sorted_encoding
-from .cache import (
+from ..analysis.cache import CacheError
+from ..analysis.generation_cache import (
     GEN_SCHEMA_VERSION,
     GenCache,
     Generation,
@@ -28,10 +27,13 @@ from .cache import (
     save_generation_cache,
     stat_names,
 )
-from .cost import GENERATION_COST_DEFINITION, generation_flops, seq2seq_dims
-from .data import TRANSLATION, label_words, load_seq2seq_split
-from .models import load_seq2seq
-from .quality import bleu_stats, chrf_stats, exact_match
+from ..analysis.generation_cost import GENERATION_COST_DEFINITION, generation_flops, seq2seq_dims
+from ..analysis.quality import bleu_stats, chrf_stats, exact_match
+from ..provenance import package_versions
+from ..text2text import TRANSLATION, label_words, load_seq2seq_split
+from .collect import _signature, claim_parts
+from .inference import pad_rows, sorted_encoding
+from .seq2seq_models import load_seq2seq
 
 DEFAULT_TEMPERATURES = (0.5, 1.0, 2.0, 4.0)
 
@@ -175,8 +177,6 @@ def collect_generation(models: dict, task: str, split: str, out: str | os.PathLi
                                 flops=generation_flops(n_src, lengths, dims[name]), quality=quality, qstats=qstats,
                                 info=info)
         infos.append(info)
-    from ..train import package_versions
-
     meta = {"task": task, "split": split, "metrics": metrics, "translation": translation,
             "label_words": None if translation else label_words(task),
             "data": {"source": data.source, "files": data.files, "fingerprint": data.fingerprint,

@@ -2,7 +2,7 @@
 
 ``collect(["runs/sst2/minilm6_me/final"], "sst2", "test", out="sst2-test.parquet")`` runs each model once over the
 split (``torch.inference_mode``, batches of similar length with dynamic padding), keeps each exit's logits, and
-writes a :class:`toolkit.cache.Cache`. Several models (cascade members, Swift and Super) become consecutive stages of
+writes a :class:`toolkit.analysis.cache.Cache`. Several models (cascade members, Swift and Super) become consecutive stages of
 one cache, aligned by ``example_id``; a later model's cumulative FLOPs include every earlier model in full.
 
 Resumable and deterministic: the split is cut into fixed chunks (``chunk_size`` examples in file order); each
@@ -15,7 +15,6 @@ atomically and the parts removed. Under ``accelerate launch`` each process colle
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import shutil
@@ -24,63 +23,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, PreTrainedModel
 
-from .cache import SCHEMA_VERSION, Cache, CacheError, load_cache, save_cache
-from .cost import COST_DEFINITION, exit_flops
-from .data import get_task, load_split
-from .models import MultiExitModel, load_model, resolve_model
-
-
-def _model_config(model: PreTrainedModel) -> tuple[dict, list[int], str]:
-    """(backbone config dict, exit layers, kind) of a multi-exit model or a sequence classifier."""
-    if isinstance(model, MultiExitModel):
-        return model.config.backbone, model.exit_layers, "exit"
-    cfg = model.config.to_dict()
-    return cfg, [int(cfg["num_hidden_layers"])], "model"
-
-
-def _forward_logits(model: PreTrainedModel, batch: dict) -> torch.Tensor:
-    out = model(**batch)
-    logits = out.logits
-    return logits if logits.dim() == 3 else logits[:, None, :]
-
-
-def sorted_encoding(tokenizer, texts_a, texts_b=None, max_length: int = 128):
-    """Tokenize without padding; return the encoding and the row order by length (similar lengths batch
-    together, so dynamic padding adds little)."""
-    enc = tokenizer(list(texts_a), list(texts_b) if texts_b is not None else None, truncation=True,
-                    max_length=max_length)
-    return enc, np.argsort([len(x) for x in enc["input_ids"]], kind="stable")
-
-
-def pad_rows(tokenizer, enc, rows, keep=None) -> dict:
-    """A padded tensor batch of the given rows of an encoding, restricted to the input names in ``keep``."""
-    batch = tokenizer.pad([{k: enc[k][i] for k in enc.keys()} for i in rows], return_tensors="pt")
-    return {k: v for k, v in batch.items() if keep is None or k in keep}
-
-
-def predict_logits(model: PreTrainedModel, tokenizer, frame, batch_size: int = 32, max_length: int = 128,
-                   device: str | torch.device | None = None, progress: bool = False):
-    """Logits ``[N, E, C]`` (float32, frame order) and token counts ``[N]`` of ``model`` on a data frame."""
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = model.to(device).eval()
-    accepted = set(inspect.signature(model.forward).parameters)
-    b = frame["text_b"] if frame["text_b"].notna().all() else None
-    enc, order = sorted_encoding(tokenizer, frame["text_a"], b, max_length)
-    lengths = np.array([len(x) for x in enc["input_ids"]])
-    out = None
-    with torch.inference_mode():
-        for start in tqdm(range(0, len(order), batch_size), disable=not progress, desc="batches", leave=False):
-            rows = order[start:start + batch_size]
-            batch = {k: v.to(device) for k, v in pad_rows(tokenizer, enc, rows, accepted).items()}
-            logits = _forward_logits(model, batch).float().cpu().numpy()
-            if out is None:
-                out = np.empty((len(order), *logits.shape[1:]), dtype=np.float32)
-            out[rows] = logits
-    return out, lengths
+from ..analysis.cache import SCHEMA_VERSION, Cache, CacheError, load_cache, save_cache
+from ..analysis.cost import COST_DEFINITION, exit_flops
+from ..data import get_task, load_split
+from ..provenance import package_versions
+from .inference import _model_config, predict_logits
+from .models import load_model, resolve_model
 
 
 def _load(m):
@@ -189,8 +140,6 @@ def collect(models, task: str, split: str, out: str | os.PathLike, *, data_dir=N
                                "model": run["models"][m], "model_name": name, "layer": layer,
                                "model_index": m, "hidden_size": cfg["hidden_size"],
                                "num_layers": cfg["num_hidden_layers"]})
-    from .train import package_versions  # noqa: PLC0415 (torch is loaded here anyway)
-
     meta = {"task": task, "split": split, "num_labels": spec.num_labels, "label_names": list(spec.label_names),
             "metric": spec.metric, "models": [{"name": n, "path": p, **_model_meta(mdl)}
                                               for n, (mdl, _, p) in zip(names, loaded)],

@@ -1,11 +1,11 @@
 """Offline Swift/Super routing for generation: quality against FLOPs at every threshold, exactly.
 
 Policy: run Swift; when its sequence confidence is below tau, also run Super and keep Super's output. An example
-routed to Super costs Swift's run plus Super's run (FLOPs of :mod:`toolkit.seq2seq.cost`); generated tokens count
+routed to Super costs Swift's run plus Super's run (FLOPs of :mod:`toolkit.analysis.generation_cost`); generated tokens count
 both models' tokens. :func:`route_sweep` returns one row per distinct threshold (``inf``: everything routed), with
 corpus quality computed from summed statistics for BLEU/chrF, so every row equals what the mixed system would score.
 :func:`references` gives Swift alone, Super alone, the oracle router and random routing; :func:`compare_routers`
-tabulates scores x aggregations. Columns ``metric``/``flops``/``speedup`` match :func:`toolkit.sweep.sweep`, so
+tabulates scores x aggregations. Columns ``metric``/``flops``/``speedup`` match :func:`toolkit.analysis.sweep.sweep`, so
 ``pareto_front`` and ``summarize`` apply.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .quality import CORPUS, corpus_score
-from .scores import AGGREGATIONS, sequence_confidence
+from .token_scores import AGGREGATIONS, sequence_confidence
 
 COLUMNS = ("threshold", "metric", "flops", "speedup", "routed", "tokens")
 
@@ -68,7 +68,7 @@ def route_curve(cache, swift: str, super_: str, conf, metric: str | None = None)
 
 def route_sweep(cache, swift: str, super_: str, score: str = "energy", how: str = "mean", temperature: float = 1.0,
                 metric: str | None = None) -> pd.DataFrame:
-    """Every distinct routing threshold of Swift's aggregated ``score`` (see :mod:`toolkit.seq2seq.scores`).
+    """Every distinct routing threshold of Swift's aggregated ``score`` (see :mod:`toolkit.analysis.token_scores`).
 
     Columns: ``threshold`` (confidence units, higher = more confident), ``metric`` (corpus quality of the routed
     system), ``flops`` (mean FLOPs per example), ``speedup`` (Super alone / routed system), ``routed`` (share sent

@@ -1,4 +1,4 @@
-"""Rebuild the shipped caches: train the zoo (toolkit.recipes) and collect cal/test caches, with a manifest.
+"""Rebuild the shipped caches: train the zoo (toolkit.zoo.recipes) and collect cal/test caches, with a manifest.
 
 ``toolkit zoo`` (or :func:`build`) trains each member that a cache needs (resuming where a run stopped), collects
 ``<out>/<task>/<set>-<split>.parquet`` for the sets
@@ -20,9 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from .cache import load_cache
-from .data import get_task
-from .metrics import task_metric
+from ..analysis.cache import load_cache
+from ..data import get_task
+from .manifest import generation_table, stage_table, update_manifest
 from .recipes import CASCADE, OBJECTIVE_MEMBERS, PROBES, SLENDER, ZOO_TASKS, recipe, seq2seq_recipe
 
 SETS = {"minilm6_me": ("minilm6_me",), "mpnet_me": ("mpnet_me",), "cascade": CASCADE,
@@ -33,13 +33,6 @@ NAMES = {"minilm6_me": "minilm6_me", "mpnet_me": "mpnet_me", "minilm2": "minilm-
          "t2t_swift": "swift", "t2t_super": "super"}
 
 
-def stage_table(cache) -> list[dict]:
-    """Each stage's metric, accuracy and mean FLOPs on a cache."""
-    metric = cache.meta.get("metric", "accuracy")
-    return [{"stage": s, "metric": metric,
-             "value": round(task_metric(cache.labels, cache.predictions[:, e], metric, cache.n_classes), 6),
-             "accuracy": round(float(cache.correct[:, e].mean()), 6),
-             "mean_gflops": round(float(cache.flops[:, e].mean() / 1e9), 6)} for e, s in enumerate(cache.stages)]
 
 
 # manifest key -> TrainConfig field, per model
@@ -78,18 +71,14 @@ def _generation_entry(path: Path, cache, train_metas: list[dict], wall: float, c
             "cost_definition": m.get("cost_definition"), "model_metrics": generation_table(cache)}
 
 
-def generation_table(cache) -> list[dict]:
-    """Each model's corpus quality, mean generated tokens and mean FLOPs on a generation cache."""
-    summ = cache.summary()
-    return [{"model": name, **{k: round(float(v), 6) for k, v in row.items()}} for name, row in summ.iterrows()]
 
 
 def build_generation(task: str, s: str, out: Path, runs: Path, splits, tiny: bool, data_dir, command: str,
                      log=print) -> list[Path]:
     """Train the text-to-text Swift/Super members of set ``s`` and collect their generation caches."""
-    from .seq2seq.cache import load_generation_cache
-    from .seq2seq.collect import collect_generation
-    from .seq2seq.train import train_seq2seq
+    from ..analysis.generation_cache import load_generation_cache
+    from ..nn.generate import collect_generation
+    from ..nn.seq2seq_train import train_seq2seq
 
     finals, metas = {}, []
     for member in GENERATION_SETS[s]:
@@ -116,26 +105,13 @@ def build_generation(task: str, s: str, out: Path, runs: Path, splits, tiny: boo
     return written
 
 
-def update_manifest(out: Path, key: str, entry: dict) -> None:
-    import fcntl
-
-    path = out / "MANIFEST.json"
-    # several zoo processes (one per task or per GPU) may finish at once: serialise the read-modify-write
-    with open(out / ".MANIFEST.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        manifest = json.loads(path.read_text()) if path.exists() else {"caches": {}}
-        manifest["caches"][key] = entry
-        manifest["caches"] = dict(sorted(manifest["caches"].items()))
-        tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(manifest, indent=1, default=str))
-        os.replace(tmp, path)
 
 
 def build(tasks=ZOO_TASKS, sets=tuple(SETS), out: str | os.PathLike = "data", runs: str | os.PathLike = "runs",
           splits=("cal", "test"), tiny: bool = False, data_dir=None, log=print) -> list[Path]:
     """Train what is missing and collect every (task, set, split) cache; returns the cache paths."""
-    from .collect import collect
-    from .train import train
+    from ..nn.collect import collect
+    from ..nn.train import train
 
     out, runs = Path(out), Path(runs)
     command = "toolkit " + " ".join(sys.argv[1:]) if sys.argv and "toolkit" in sys.argv[0] else "toolkit.zoo.build"
@@ -151,7 +127,7 @@ def build(tasks=ZOO_TASKS, sets=tuple(SETS), out: str | os.PathLike = "data", ru
             finals, metas = [], []
             for member in SETS[s]:
                 if member in PROBES:
-                    from .probe import fit_probe_exits
+                    from ..nn.probe import fit_probe_exits
 
                     spec = PROBES[member]
                     clf = train(recipe(task, spec["classifier"], root=runs, tiny=tiny,
@@ -209,8 +185,8 @@ def prepare_slender(teacher_dir: Path, out: Path, task: str, width: float, data_
         return out
     from transformers import AutoTokenizer
 
-    from .models import load_model
-    from .prune import slenderize, train_batches
+    from ..nn.models import load_model
+    from ..nn.prune import slenderize, train_batches
 
     model = load_model(teacher_dir)
     tok = AutoTokenizer.from_pretrained(teacher_dir)
@@ -222,46 +198,6 @@ def prepare_slender(teacher_dir: Path, out: Path, task: str, width: float, data_
     return out
 
 
-def check_manifest(out: str | os.PathLike = "data") -> list[str]:
-    """Reload every cache in the manifest and recompute its stage metrics; returns mismatch messages (empty: all
-    equal)."""
-    out = Path(out)
-    manifest = json.loads((out / "MANIFEST.json").read_text())
-    problems = []
-    for key, entry in manifest["caches"].items():
-        if entry.get("kind") == "generation":
-            from .seq2seq.cache import load_generation_cache
-
-            cache = load_generation_cache(out / f"{key}.parquet")
-            if generation_table(cache) != entry["model_metrics"]:
-                problems.append(f"{key}: manifest {entry['model_metrics']} != recomputed {generation_table(cache)}")
-            if cache.meta["data"]["fingerprint"] != entry["data_fingerprint"]:
-                problems.append(f"{key}: data fingerprint differs from the manifest")
-            continue
-        cache = load_cache(out / f"{key}.parquet")
-        got = stage_table(cache)
-        if got != entry["stage_metrics"]:
-            problems.append(f"{key}: manifest {entry['stage_metrics']} != recomputed {got}")
-        if cache.meta["data"]["fingerprint"] != entry["data_fingerprint"]:
-            problems.append(f"{key}: data fingerprint differs from the manifest")
-    return problems
 
 
-def readme_table(out: str | os.PathLike = "data") -> str:
-    """Markdown table of the shipped caches (test split): each stage's metric and mean GFLOPs."""
-    manifest = json.loads((Path(out) / "MANIFEST.json").read_text())
-    rows = ["| cache | stage | test metric | accuracy | mean GFLOPs/example |", "|---|---|---|---|---|"]
-    for key, e in manifest["caches"].items():
-        if e["split"] != "test":
-            continue
-        if e.get("kind") == "generation":
-            for st in e["model_metrics"]:
-                q = ", ".join(f"{k} {v:.4f}" for k, v in st.items() if k not in ("model", "tokens", "gflops"))
-                rows.append(f"| {key} | {st['model']} (generates {st['tokens']:.1f} tokens) | {q} | – | "
-                            f"{st['gflops']:.3f} |")
-            continue
-        for st in e["stage_metrics"]:
-            rows.append(f"| {key} | {st['stage']} | {st['metric']} {st['value']:.4f} | {st['accuracy']:.4f} | "
-                        f"{st['mean_gflops']:.3f} |")
-    return "\n".join(rows)
 

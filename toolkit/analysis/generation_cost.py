@@ -6,7 +6,7 @@ step. Per decoder layer and step: self-attention projections 8HA, its scores and
 query/output projections 4HA and scores 4nA, FFN 2kHI (k = 2 matrices, 3 when gated as in T5 v1.1); once per layer
 the cross-attention keys/values of the encoder output, 4nHA. The head costs 2HV per step (plus 2H^2 for BERT's
 transform layer). ``EncoderDecoderModel`` with differing widths also projects the encoder states (2nH_eH) at every
-step, as transformers implements it. Encoder poolers (dropped by :func:`toolkit.seq2seq.models.warm_start`), embeddings, norms, biases and softmaxes are not counted, as in :mod:`toolkit.cost`. ``m`` counts
+step, as transformers implements it. Encoder poolers (dropped by :func:`toolkit.nn.seq2seq_models.warm_start`), embeddings, norms, biases and softmaxes are not counted, as in :mod:`toolkit.analysis.cost`. ``m`` counts
 every generated token including the end-of-sequence one; padding steps of finished rows in a batch are not
 counted (they are an artefact of batching, not a cost of the example).
 """

@@ -1,0 +1,25 @@
+"""``toolkit probe``."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("probe", help="linear exit heads on a fine-tuned classifier's frozen layers (scikit-learn)",
+                        description="Fit a logistic-regression exit on each layer's mean-pooled hidden states of an "
+                                    "already fine-tuned classifier (train split, seeded subsample), without touching "
+                                    "its encoder; save a multi-exit model that `toolkit collect` reads.")
+    p.add_argument("--model", required=True, help="fine-tuned classifier: folder or hub id")
+    p.add_argument("--task", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--train-limit", type=int, default=5000)
+    p.add_argument("--C", type=float, default=1.0, help="inverse L2 regularisation strength")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir")
+    p.set_defaults(fn=run)
+
+
+def run(a) -> int:
+    from ..nn.probe import fit_probe_exits
+
+    print(f"probe exits: {fit_probe_exits(a.model, a.task, a.out, train_limit=a.train_limit, C=a.C, seed=a.seed, data_dir=a.data_dir)}")
+    return 0

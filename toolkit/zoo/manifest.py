@@ -1,0 +1,86 @@
+"""The zoo's manifest (``data/MANIFEST.json``): how each shipped cache was made, its per-stage numbers, and the
+check that every cache still rescores to them. Analysis side: numpy and pyarrow, no torch."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..analysis.cache import load_cache
+from ..analysis.metrics import task_metric
+
+
+def stage_table(cache) -> list[dict]:
+    """Each stage's metric, accuracy and mean FLOPs on a cache."""
+    metric = cache.meta.get("metric", "accuracy")
+    return [{"stage": s, "metric": metric,
+             "value": round(task_metric(cache.labels, cache.predictions[:, e], metric, cache.n_classes), 6),
+             "accuracy": round(float(cache.correct[:, e].mean()), 6),
+             "mean_gflops": round(float(cache.flops[:, e].mean() / 1e9), 6)} for e, s in enumerate(cache.stages)]
+
+
+def generation_table(cache) -> list[dict]:
+    """Each model's corpus quality, mean generated tokens and mean FLOPs on a generation cache."""
+    summ = cache.summary()
+    return [{"model": name, **{k: round(float(v), 6) for k, v in row.items()}} for name, row in summ.iterrows()]
+
+
+def update_manifest(out: Path, key: str, entry: dict) -> None:
+    import fcntl
+
+    path = out / "MANIFEST.json"
+    # several zoo processes (one per task or per GPU) may finish at once: serialise the read-modify-write
+    with open(out / ".MANIFEST.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        manifest = json.loads(path.read_text()) if path.exists() else {"caches": {}}
+        manifest["caches"][key] = entry
+        manifest["caches"] = dict(sorted(manifest["caches"].items()))
+        tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(manifest, indent=1, default=str))
+        os.replace(tmp, path)
+
+
+def check_manifest(out: str | os.PathLike = "data") -> list[str]:
+    """Reload every cache in the manifest and recompute its stage metrics; returns mismatch messages (empty: all
+    equal)."""
+    out = Path(out)
+    manifest = json.loads((out / "MANIFEST.json").read_text())
+    problems = []
+    for key, entry in manifest["caches"].items():
+        if entry.get("kind") == "generation":
+            from ..analysis.generation_cache import load_generation_cache
+
+            cache = load_generation_cache(out / f"{key}.parquet")
+            if generation_table(cache) != entry["model_metrics"]:
+                problems.append(f"{key}: manifest {entry['model_metrics']} != recomputed {generation_table(cache)}")
+            if cache.meta["data"]["fingerprint"] != entry["data_fingerprint"]:
+                problems.append(f"{key}: data fingerprint differs from the manifest")
+            continue
+        cache = load_cache(out / f"{key}.parquet")
+        got = stage_table(cache)
+        if got != entry["stage_metrics"]:
+            problems.append(f"{key}: manifest {entry['stage_metrics']} != recomputed {got}")
+        if cache.meta["data"]["fingerprint"] != entry["data_fingerprint"]:
+            problems.append(f"{key}: data fingerprint differs from the manifest")
+    return problems
+
+
+def readme_table(out: str | os.PathLike = "data") -> str:
+    """Markdown table of the shipped caches (test split): each stage's metric and mean GFLOPs."""
+    manifest = json.loads((Path(out) / "MANIFEST.json").read_text())
+    rows = ["| cache | stage | test metric | accuracy | mean GFLOPs/example |", "|---|---|---|---|---|"]
+    for key, e in manifest["caches"].items():
+        if e["split"] != "test":
+            continue
+        if e.get("kind") == "generation":
+            for st in e["model_metrics"]:
+                q = ", ".join(f"{k} {v:.4f}" for k, v in st.items() if k not in ("model", "tokens", "gflops"))
+                rows.append(f"| {key} | {st['model']} (generates {st['tokens']:.1f} tokens) | {q} | – | "
+                            f"{st['gflops']:.3f} |")
+            continue
+        for st in e["stage_metrics"]:
+            rows.append(f"| {key} | {st['stage']} | {st['metric']} {st['value']:.4f} | {st['accuracy']:.4f} | "
+                        f"{st['mean_gflops']:.3f} |")
+    return "\n".join(rows)
+
