@@ -5,9 +5,9 @@ from safetensors.torch import load_file
 from transformers import AutoTokenizer, TrainerCallback
 
 from toolkit.data import load_split
-from toolkit.nn.models import load_model
 from toolkit.nn.difficulty import difficulty_labels
 from toolkit.nn.losses import distill_loss, joint_loss, ranking_loss, weighted_loss
+from toolkit.nn.models import load_model
 from toolkit.nn.train import TrainConfig, train
 
 
