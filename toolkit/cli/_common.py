@@ -1,19 +1,56 @@
-"""Argument groups shared by several commands."""
+"""Argument types and groups shared by several commands: the parser refuses bad values with a clear message."""
 
 from __future__ import annotations
 
 import argparse
+import math
+
+
+def _number(kind, text: str, *, low=None, low_open=False, high=None):
+    try:
+        v = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+    if isinstance(v, float) and not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    if low is not None and (v <= low if low_open else v < low):
+        raise argparse.ArgumentTypeError(f"{text!r} must be {'>' if low_open else '>='} {low}")
+    if high is not None and v > high:
+        raise argparse.ArgumentTypeError(f"{text!r} must be <= {high}")
+    return v
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (``--limit``, ``--batch-size``, ``--rows`` ...)."""
+    return _number(int, text, low=1)
+
+
+def non_negative_int(text: str) -> int:
+    return _number(int, text, low=0)
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (learning rates, temperatures, epochs)."""
+    return _number(float, text, low=0.0, low_open=True)
+
+
+def probability(text: str) -> float:
+    """A number in the open interval (0, 1) (``--delta``, ``--epsilon``)."""
+    v = _number(float, text, low=0.0, low_open=True)
+    if v >= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be < 1")
+    return v
 
 
 def schedule_args(p: argparse.ArgumentParser, lr: float, layers: bool = True) -> None:
     """Training-schedule flags shared by `train`, `difficulty` and `train-t2t`."""
     if layers:
-        p.add_argument("--layers", type=int, help="truncate the encoder to its first k layers")
-    p.add_argument("--epochs", type=float, default=1.0)
-    p.add_argument("--max-steps", type=int, default=-1, help="stop after this many optimizer steps")
-    p.add_argument("--lr", type=float, default=lr, help="peak learning rate (linear warm-up and decay)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-length", type=int, default=128, help="truncate inputs to this many tokens")
-    p.add_argument("--train-limit", type=int, help="seeded subsample of the training split")
-    p.add_argument("--seed", type=int, default=42)
+        p.add_argument("--layers", type=positive_int, help="truncate the encoder to its first k layers")
+    p.add_argument("--epochs", type=positive_float, default=1.0)
+    p.add_argument("--max-steps", type=int, default=-1, help="stop after this many optimizer steps (-1: epochs)")
+    p.add_argument("--lr", type=positive_float, default=lr, help="peak learning rate (linear warm-up and decay)")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--max-length", type=positive_int, default=128, help="truncate inputs to this many tokens")
+    p.add_argument("--train-limit", type=positive_int, help="seeded subsample of the training split")
+    p.add_argument("--seed", type=non_negative_int, default=42)
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (about 2x faster on CPUs with bf16 units)")
