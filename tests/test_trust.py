@@ -397,7 +397,7 @@ def test_fingerprints_read_only_regular_files_inside_the_data_folder(tmp_path, d
     assert prefix not in capsys.readouterr().err
 
 
-def test_recorded_data_folder_is_trusted_only_if_it_is_one(tmp_path, data_folder, monkeypatch):
+def test_recorded_data_folder_is_trusted_only_for_task_files(tmp_path, data_folder, monkeypatch):
     from toolkit.analysis.cache import load_cache
     from toolkit.data import sha256_file
 
@@ -408,7 +408,8 @@ def test_recorded_data_folder_is_trusted_only_if_it_is_one(tmp_path, data_folder
     etc.mkdir()
     (etc / "passwd").write_text("root:x:0:0\n")
     p = _cache_naming(tmp_path, {"passwd": "0" * 64}, data_dir=str(etc))
-    assert load_cache(p).meta["data_verified"] is False and read == []
+    assert load_cache(p).meta["data_verified"] is False and read == []  # never looked at
+    (data_folder / "PROVENANCE.md").unlink()  # any folder of task files, as collected from
     want = sha256_file(data_folder / "sst2" / "dev.tsv")
     p = _cache_naming(tmp_path, {"sst2/dev.tsv": want}, data_dir=str(data_folder))
     assert load_cache(p).meta["data_verified"] is True

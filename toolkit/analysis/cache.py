@@ -299,8 +299,9 @@ def verify_fingerprint(cache, data_dir=None) -> bool:
     a path that is absolute, contains ``..``, is empty or holds a NUL is refused before anything is looked up,
     and one that resolves outside the folder (a symlink) or is not a regular file (directory, FIFO, device) is
     refused before it is opened. Refusals do not say whether or what the path is. Folders looked at: ``data_dir``
-    alone when given; otherwise the folder recorded at collection if it is a data folder (it holds
-    ``PROVENANCE.md``), then :func:`toolkit.data.default_data_dir`.
+    alone when given; otherwise the folder recorded at collection (only when every path is a task file toolkit
+    reads, :func:`known_data_files`: a crafted cache cannot point it at other files), then
+    :func:`toolkit.data.default_data_dir`.
     """
     data = cache.meta.get("data") or {}
     if not isinstance(data, dict):
@@ -315,11 +316,11 @@ def verify_fingerprint(cache, data_dir=None) -> bool:
 
     if data_dir is not None:
         candidates = [Path(data_dir)]
-    else:
+    else:  # the recorded folder comes from the file itself: trusted only for the data files toolkit reads
         recorded = data.get("data_dir")
-        recorded = Path(recorded) if isinstance(recorded, str) and recorded and "\x00" not in recorded else None
-        candidates = [d for d in (recorded if recorded and (recorded / "PROVENANCE.md").is_file() else None,
-                                  default_data_dir()) if d is not None]
+        trusted = (isinstance(recorded, str) and recorded and "\x00" not in recorded
+                   and {str(r) for r in rels} <= known_data_files())
+        candidates = [d for d in (Path(recorded) if trusted else None, default_data_dir()) if d is not None]
     for root in candidates:
         if not root.is_dir():
             continue
@@ -338,6 +339,14 @@ def verify_fingerprint(cache, data_dir=None) -> bool:
                                  f"original file (see PROVENANCE.md / SHA256SUMS)")
         return True
     return False
+
+
+def known_data_files() -> set[str]:
+    """Relative paths of every source file a registered task reads (GLUE-format tasks, WMT21 test sets)."""
+    from ..data import TASKS
+    from ..text2text import TRANSLATION
+
+    return {rel for spec in TASKS.values() for rel in spec.files.values()} | {v[0] for v in TRANSLATION.values()}
 
 
 def _safe_relative(rel, i: int) -> Path:
