@@ -437,8 +437,11 @@ def me_dir(tmp_path_factory, tiny_encoder_dir):
 KW = dict(limit=40, chunk_size=16, batch_size=8, progress=False, command="toolkit collect (test)")
 
 
-def _kill_after(monkeypatch, module, calls_before_death: int):
-    real = module.predict_logits
+def _interrupted_collect(monkeypatch, model: str, out: Path, glue_dir, calls_before_death: int) -> None:
+    """A collection killed (Ctrl-C) after some chunks, leaving <out>.parts behind."""
+    import toolkit.nn.collect as tc
+
+    real = tc.predict_logits
     n = {"calls": 0}
 
     def dying(*a, **k):
@@ -447,8 +450,11 @@ def _kill_after(monkeypatch, module, calls_before_death: int):
             raise KeyboardInterrupt("killed")
         return real(*a, **k)
 
-    monkeypatch.setattr(module, "predict_logits", dying)
-    return real
+    with monkeypatch.context() as m:
+        m.setattr(tc, "predict_logits", dying)
+        with pytest.raises(KeyboardInterrupt):
+            tc.collect([model], "sst2", "test", out, data_dir=glue_dir, **KW)
+    assert not out.exists() and len(list(out.with_name(out.name + ".parts").glob("chunk-*.npz"))) == calls_before_death
 
 
 def test_resume_after_retraining_refuses_to_mix_models(me_dir, glue_dir, tmp_path, monkeypatch):
@@ -462,10 +468,7 @@ def test_resume_after_retraining_refuses_to_mix_models(me_dir, glue_dir, tmp_pat
     model = tmp_path / "model"
     shutil.copytree(me_dir, model)
     out = tmp_path / "c.parquet"
-    real = _kill_after(monkeypatch, tc, 1)
-    with pytest.raises(KeyboardInterrupt):
-        tc.collect([str(model)], "sst2", "test", out, data_dir=glue_dir, **KW)
-    monkeypatch.setattr(tc, "predict_logits", real)
+    _interrupted_collect(monkeypatch, str(model), out, glue_dir, 1)
     m = load_model(model)
     with torch.no_grad():
         m.heads[0].bias.add_(1.0)  # "retrained" into the same folder
@@ -484,10 +487,7 @@ def test_resume_refuses_other_settings_and_tokenizers(me_dir, glue_dir, tmp_path
     from toolkit.analysis.cache import CacheError
 
     out = tmp_path / "c.parquet"
-    real = _kill_after(monkeypatch, tc, 1)
-    with pytest.raises(KeyboardInterrupt):
-        tc.collect([str(me_dir)], "sst2", "test", out, data_dir=glue_dir, **KW)
-    monkeypatch.setattr(tc, "predict_logits", real)
+    _interrupted_collect(monkeypatch, str(me_dir), out, glue_dir, 1)
     with pytest.raises(CacheError, match="batch_size differ"):
         tc.collect([str(me_dir)], "sst2", "test", out, data_dir=glue_dir, **{**KW, "batch_size": 4})
     from toolkit.nn.models import load_model
@@ -503,10 +503,7 @@ def test_corrupt_chunk_is_named_with_the_fix(me_dir, glue_dir, tmp_path, monkeyp
     from toolkit.analysis.cache import CacheError
 
     out = tmp_path / "c.parquet"
-    real = _kill_after(monkeypatch, tc, 2)
-    with pytest.raises(KeyboardInterrupt):
-        tc.collect([str(me_dir)], "sst2", "test", out, data_dir=glue_dir, **KW)
-    monkeypatch.setattr(tc, "predict_logits", real)
+    _interrupted_collect(monkeypatch, str(me_dir), out, glue_dir, 2)
     chunk = tmp_path / "c.parquet.parts" / "chunk-00000.npz"
     raw = bytearray(chunk.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
