@@ -106,6 +106,7 @@ def flip_outcome(kind: str, raw: bytes, offset: int, bit: int, workdir: Path) ->
 
 
 # ------------------------------------------------------------------------------------------ byte flips
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["classification", "generation"])
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
@@ -188,6 +189,11 @@ CLASSIFICATION_DEFECTS = [
     (_set("stages", [{"name": 1}, {"name": "L2"}, {"name": "L3"}]), "'name'"),
     (_pop("meta"), "'meta'"), (_set("meta", [1, 2]), "'meta'"), (_set("schema_version", "2"), "'schema_version'"),
     (_set("kind", 5), "'kind'"), (_set("kind", "generation"), "'kind'"),
+    (lambda h: h["stages"][1].update(model_index="1"), "'model_index'"),
+    (lambda h: h["stages"][0].update(model_index=2), "'model_index'"),
+    (lambda h: h["stages"][2].update(layer=-3), "'layer'"),
+    (lambda h: h["meta"].update(metric="accuracz"), "'metric'"), (lambda h: h["meta"].update(data=[1]), "'data'"),
+    (lambda h: h["meta"].update(task=7), "'task'"),
 ]
 
 
@@ -457,6 +463,7 @@ def _interrupted_collect(monkeypatch, model: str, out: Path, glue_dir, calls_bef
     assert not out.exists() and len(list(out.with_name(out.name + ".parts").glob("chunk-*.npz"))) == calls_before_death
 
 
+@pytest.mark.slow
 def test_resume_after_retraining_refuses_to_mix_models(me_dir, glue_dir, tmp_path, monkeypatch):
     # before: rows of the first chunk came from the old weights, the rest from the new, exit code 0
     import torch
@@ -497,6 +504,7 @@ def test_resume_refuses_other_settings_and_tokenizers(me_dir, glue_dir, tmp_path
         tc.collect([(load_model(me_dir), tok)], "sst2", "test", out, data_dir=glue_dir, **KW)
 
 
+@pytest.mark.slow
 def test_corrupt_chunk_is_named_with_the_fix(me_dir, glue_dir, tmp_path, monkeypatch):
     # before: a zipfile traceback
     import toolkit.nn.collect as tc

@@ -177,8 +177,38 @@ def validate(c: Cache) -> None:
         raise CacheError(f"stage_info must describe each of the {E} stages with at least a name (a string)")
     if len({s["name"] for s in c.stage_info}) != E:
         raise CacheError(f"stage names must be unique, got {[s['name'] for s in c.stage_info]}")
-    if not isinstance(c.meta, dict):
-        raise CacheError(f"meta must be a dict, got {type(c.meta).__name__}")
+    _check_descriptions(c.stage_info, c.meta)
+
+
+_STAGE_TYPES = {"model_index": int, "layer": int, "hidden_size": int, "num_layers": int, "kind": str, "model": str,
+                "model_name": str}
+_META_TYPES = {"task": str, "split": str, "metric": str, "num_labels": int, "data": dict, "models": list,
+               "random_heads": dict, "label_names": list}
+
+
+def _check_descriptions(stage_info: list[dict], meta: dict) -> None:
+    """Types of the stage and meta keys the analysis reads (a crafted header gets an error naming the key)."""
+    from .metrics import METRICS
+
+    def wrong(v, kind) -> bool:
+        return v is not None and (not isinstance(v, kind) or kind is int and (isinstance(v, bool) or v < 0))
+
+    for e, s in enumerate(stage_info):
+        for key, kind in _STAGE_TYPES.items():
+            if wrong(s.get(key), kind):
+                raise CacheError(f"stages[{e}] key {key!r} must be {'a non-negative integer' if kind is int else 'a string'}"
+                                 f", got {s[key]!r}")
+    index = [s.get("model_index") or 0 for s in stage_info]
+    if any(b < a for a, b in zip(index, index[1:])):
+        raise CacheError(f"stages: key 'model_index' must not decrease along the stages, got {index}")
+    if not isinstance(meta, dict):
+        raise CacheError(f"meta must be a dict, got {type(meta).__name__}")
+    for key, kind in _META_TYPES.items():
+        if wrong(meta.get(key), kind):
+            raise CacheError(f"meta key {key!r} must be {'a non-negative integer' if kind is int else kind.__name__}, "
+                             f"got {type(meta[key]).__name__} {str(meta[key])[:40]!r}")
+    if meta.get("metric") is not None and meta["metric"] not in METRICS:
+        raise CacheError(f"meta key 'metric' is {meta['metric']!r}; known metrics are {METRICS}")
 
 
 def check_labels(labels, n_classes: int) -> None:
