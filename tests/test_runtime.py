@@ -89,8 +89,9 @@ def test_cli_predict(tmp_path_factory, tokenizer_dir, tmp_path):
     r = subprocess.run([sys.executable, "-m", "toolkit", "predict", "--policy", str(tmp_path / "p.json"),
                         "--input", str(tmp_path / "in.txt")], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert r.returncode == 0, r.stderr
-    lines = r.stdout.strip().splitlines()
-    assert lines[0] == "line\tprediction\texit_stage" and len(lines) == 4
+    lines = r.stdout.rstrip("\n").split("\n")
+    assert lines[0] == "line\tprediction\texit_stage" and len(lines) == 5  # the blank line keeps its number
+    assert [ln.split("\t")[0] for ln in lines[1:]] == ["1", "2", "3", "4"] and lines[3] == "3\t\t"
     (tmp_path / "empty.txt").write_text("\n")
     r = subprocess.run([sys.executable, "-m", "toolkit", "predict", "--policy", str(tmp_path / "p.json"),
                         "--input", str(tmp_path / "empty.txt")], capture_output=True, text=True, cwd=REPO)

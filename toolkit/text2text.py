@@ -42,6 +42,8 @@ def read_translation(path: Path, name: str) -> pd.DataFrame:
         raise DataError(f"{path}: not UTF-8 ({e})") from None
     if not lines or lines[0].split("\t") != ["source", "reference"]:
         raise DataError(f"{path}:1: expected the header 'source<TAB>reference'")
+    if len(lines) == 1:
+        raise DataError(f"{path}: only a header line, no examples; the file is truncated or empty")
     src, ref = [], []
     for i, line in enumerate(lines[1:], start=2):
         parts = line.split("\t")

@@ -12,28 +12,39 @@ column           type                            meaning
 ``flops``        fixed_size_list<float64>[E]     cumulative FLOPs when stage e has predicted
 ===============  ==============================  =================================================
 
-The schema metadata key ``toolkit`` holds JSON: ``schema_version``, ``shape`` [N, E, C], ``stages`` (one dict per
-stage: ``name``, ``kind`` "exit" or "model", ``model``, ``layer``, ``model_index``) and ``meta`` (task, split,
-models and revisions, dataset fingerprint and file hashes, command, seed, package versions, cost definition).
-No raw text is stored. This module imports numpy and pyarrow only (no torch).
+The schema metadata key ``toolkit`` holds JSON: ``kind`` "classification", ``schema_version`` 2, ``shape``
+[N, E, C], ``stages`` (one dict per stage: ``name``, ``kind`` "exit" or "model", ``model``, ``layer``,
+``model_index``), ``meta`` (task, split, models with weight hashes and revisions, dataset fingerprint and file
+hashes, command, seed, package versions, cost definition) and ``integrity`` (the content hash). Files are written
+and read through :mod:`.cache_io`: page checksums and the content hash are verified on every load, so a corrupted
+file is refused instead of giving other numbers. No raw text is stored. numpy and pyarrow only (no torch).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
+import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-SCHEMA_VERSION = 1
-META_KEY = b"toolkit"
+from .cache_io import (
+    META_KEY,
+    CacheError,
+    column,
+    header_value,
+    read_cache_table,
+    string_ids,
+    write_cache_table,
+)
 
-
-class CacheError(ValueError):
-    """A cache file is missing, corrupt, inconsistent, or no longer matches its data; the message says which."""
+KIND = "classification"
+SCHEMA_VERSION = 2  # 2: page checksums and a content hash (cache_io); 1 had neither (upgrade: toolkit upgrade-cache)
+COLUMNS = ["example_id", "label", "n_tokens", "logits", "flops"]
+_LOAD_ONLY_META = ("schema_version", "path", "data_verified")  # added when loading, never stored
+__all__ = ["Cache", "CacheError", "META_KEY", "from_arrays", "load_cache", "save_cache", "validate",
+           "verify_fingerprint"]
 
 
 @dataclass
@@ -156,15 +167,59 @@ def validate(c: Cache) -> None:
         raise CacheError("flops must be finite and non-negative")
     if E > 1 and (np.diff(c.flops, axis=1) < 0).any():
         raise CacheError("flops must be cumulative (non-decreasing along stages)")
-    if not np.issubdtype(c.labels.dtype, np.integer) or c.labels.min() < 0 or c.labels.max() >= C:
-        raise CacheError(f"labels must be integers in 0..{C - 1}, got range "
-                         f"[{c.labels.min()}, {c.labels.max()}] dtype {c.labels.dtype}")
+    check_labels(c.labels, C)
+    if not np.issubdtype(np.asarray(c.n_tokens).dtype, np.integer) or (np.asarray(c.n_tokens) < 0).any():
+        raise CacheError("n_tokens must be non-negative integers")
     if len(np.unique(c.example_ids)) != N:
         raise CacheError("example_ids are not unique")
-    if len(c.stage_info) != E or any("name" not in s for s in c.stage_info):
-        raise CacheError(f"stage_info must describe each of the {E} stages with at least a name")
+    if (not isinstance(c.stage_info, list) or len(c.stage_info) != E
+            or not all(isinstance(s, dict) and isinstance(s.get("name"), str) for s in c.stage_info)):
+        raise CacheError(f"stage_info must describe each of the {E} stages with at least a name (a string)")
     if len({s["name"] for s in c.stage_info}) != E:
         raise CacheError(f"stage names must be unique, got {[s['name'] for s in c.stage_info]}")
+    _check_descriptions(c.stage_info, c.meta)
+
+
+_STAGE_TYPES = {"model_index": int, "layer": int, "hidden_size": int, "num_layers": int, "kind": str, "model": str,
+                "model_name": str}
+_META_TYPES = {"task": str, "split": str, "metric": str, "num_labels": int, "data": dict, "models": list,
+               "random_heads": dict, "label_names": list}
+
+
+def _check_descriptions(stage_info: list[dict], meta: dict) -> None:
+    """Types of the stage and meta keys the analysis reads (a crafted header gets an error naming the key)."""
+    from .metrics import METRICS
+
+    def wrong(v, kind) -> bool:
+        return v is not None and (not isinstance(v, kind) or kind is int and (isinstance(v, bool) or v < 0))
+
+    for e, s in enumerate(stage_info):
+        for key, kind in _STAGE_TYPES.items():
+            if wrong(s.get(key), kind):
+                raise CacheError(f"stages[{e}] key {key!r} must be {'a non-negative integer' if kind is int else 'a string'}"
+                                 f", got {s[key]!r}")
+    index = [s.get("model_index") or 0 for s in stage_info]
+    if any(b < a for a, b in zip(index, index[1:])):
+        raise CacheError(f"stages: key 'model_index' must not decrease along the stages, got {index}")
+    if not isinstance(meta, dict):
+        raise CacheError(f"meta must be a dict, got {type(meta).__name__}")
+    for key, kind in _META_TYPES.items():
+        if wrong(meta.get(key), kind):
+            raise CacheError(f"meta key {key!r} must be {'a non-negative integer' if kind is int else kind.__name__}, "
+                             f"got {type(meta[key]).__name__} {str(meta[key])[:40]!r}")
+    if meta.get("metric") is not None and meta["metric"] not in METRICS:
+        raise CacheError(f"meta key 'metric' is {meta['metric']!r}; known metrics are {METRICS}")
+
+
+def check_labels(labels, n_classes: int) -> None:
+    """Refuse labels that are not integer class indices in ``0..n_classes-1`` (floats, strings, None, booleans)."""
+    y = np.asarray(labels)
+    if y.dtype.kind not in "iu":
+        raise CacheError(f"labels must be integer class indices, got dtype {y.dtype} (first value {y.flat[0]!r}); "
+                         f"floats are not truncated and strings or None are not labels")
+    if y.size and (y.min() < 0 or y.max() >= n_classes):
+        bad = int(np.flatnonzero((y < 0) | (y >= n_classes))[0])
+        raise CacheError(f"labels must be integers in 0..{n_classes - 1}; example {bad} has {y[bad]}")
 
 
 def from_arrays(logits, labels, flops, stages=None, example_ids=None, n_tokens=None, meta: dict | None = None,
@@ -179,15 +234,20 @@ def from_arrays(logits, labels, flops, stages=None, example_ids=None, n_tokens=N
         raise CacheError(f"logits must be [N, E, C], got shape {logits.shape}")
     N, E, _ = logits.shape
     labels = np.asarray(labels)
-    if labels.dtype.kind == "f" and np.all(np.mod(labels, 1) == 0):
-        labels = labels.astype(np.int64)
+    if labels.dtype.kind == "f" and np.isfinite(labels).all() and np.all(np.mod(labels, 1) == 0):
+        labels = labels.astype(np.int64)  # 0.0/1.0 are class indices; 0.5 stays float and is refused
     flops = np.asarray(flops, dtype=np.float64)
     if flops.shape == (E,):
         flops = np.broadcast_to(flops, (N, E)).copy()
     if stage_info is None:
         names = list(stages) if stages is not None else [f"stage{e}" for e in range(E)]
         stage_info = [{"name": str(n), "kind": "exit", "model_index": 0} for n in names]
-    ids = np.asarray(example_ids if example_ids is not None else np.arange(N)).astype(str)
+    if example_ids is None:
+        ids = np.arange(N).astype(str)
+    else:  # refuse ids that would change or collide when stored (trailing NUL, 1 and "1" ...)
+        raw = np.asarray(example_ids, dtype=object).ravel()
+        ids = string_ids([x if isinstance(x, str) else str(x) if isinstance(x, (int, np.integer)) else x
+                          for x in raw], None)
     ntok = np.asarray(n_tokens if n_tokens is not None else np.zeros(N, dtype=np.int32))
     m = {"schema_version": SCHEMA_VERSION, **(meta or {})}
     return Cache(logits, labels.astype(np.int64) if labels.dtype.kind in "iu" else labels, flops, ids, ntok,
@@ -201,108 +261,145 @@ def _table(c: Cache):
     N, E, C = c.logits.shape
     logits = pa.FixedSizeListArray.from_arrays(pa.array(c.logits.reshape(-1).astype(np.float32)), E * C)
     flops = pa.FixedSizeListArray.from_arrays(pa.array(c.flops.reshape(-1).astype(np.float64)), E)
-    meta = {"schema_version": SCHEMA_VERSION, "shape": [N, E, C], "stages": c.stage_info,
-            "meta": {k: v for k, v in c.meta.items() if k != "schema_version"}}
+    head = {"kind": KIND, "schema_version": SCHEMA_VERSION, "shape": [N, E, C], "stages": c.stage_info,
+            "meta": {k: v for k, v in c.meta.items() if k not in _LOAD_ONLY_META}}
     table = pa.table({"example_id": pa.array(c.example_ids.astype(str)), "label": pa.array(c.labels.astype(np.int64)),
                       "n_tokens": pa.array(np.asarray(c.n_tokens).astype(np.int32)), "logits": logits,
                       "flops": flops})
-    return table.replace_schema_metadata({META_KEY: json.dumps(meta, default=_json_default).encode()})
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
-
-
-def write_table_atomic(table, path: str | os.PathLike) -> Path:
-    """Write a Parquet table atomically (temporary file in the same folder, then rename): never a half-written file."""
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a cache is a shareable artifact
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return table, head
 
 
 def save_cache(cache: Cache, path: str | os.PathLike) -> Path:
-    """Write atomically: never a half-written cache."""
-    return write_table_atomic(_table(cache), path)
+    """Write atomically, with page checksums and a content hash (:mod:`.cache_io`): never a half-written cache."""
+    validate(cache)
+    table, head = _table(cache)
+    return write_cache_table(table, path, head)
 
 
 def load_cache(path: str | os.PathLike, *, data_dir: str | os.PathLike | None = None, verify_data: bool = True) -> Cache:
-    """Load and validate a cache. With ``verify_data``, the source files it names are re-hashed when they can be
-    found (``data_dir``, else the folder recorded in the cache, else ``TOOLKIT_DATA_DIR``/``../shared/data``) and a
-    mismatch is an error; where they cannot be found (a notebook without the data), loading goes on."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    """Load, verify (page checksums, content hash, header, columns) and validate a cache.
 
+    With ``verify_data``, the source files it names are re-hashed when they can be found (``data_dir``, else the
+    folder recorded in the cache if it is a data folder, else ``TOOLKIT_DATA_DIR``/``../shared/data``) and a
+    mismatch is an error; where they cannot be found (a notebook without the data), loading goes on with
+    ``meta["data_verified"] = False``. See :func:`verify_fingerprint` for what is read.
+    """
+    import pyarrow as pa
+
+    table, head = read_cache_table(path, kind=KIND, schema_version=SCHEMA_VERSION)
     path = Path(path)
-    if not path.exists():
-        raise CacheError(f"{path}: no such cache file")
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as e:
-        raise CacheError(f"{path}: not a readable Parquet cache ({e}); it may be truncated or corrupt: "
-                         f"recollect it with `toolkit collect`") from None
-    raw = (table.schema.metadata or {}).get(META_KEY)
-    if raw is None:
-        raise CacheError(f"{path}: Parquet file without toolkit metadata; build caches with toolkit.nn.collect or "
-                         f"toolkit.analysis.cache.from_arrays + save_cache")
-    head = json.loads(raw)
-    if head.get("kind") == "generation":
-        raise CacheError(f"{path}: a generation cache (seq2seq); load it with toolkit.load_generation_cache")
-    version = head.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise CacheError(f"{path}: cache schema version {version!r} is not supported (this toolkit reads "
-                         f"{SCHEMA_VERSION}); upgrade the toolkit or recollect the cache")
-    N, E, C = head["shape"]
+    shape = header_value(head, "shape", list, path)
+    if len(shape) != 3 or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in shape):
+        raise CacheError(f"{path}: header key 'shape' must be [N, E, C] positive integers, got {shape!r}")
+    N, E, C = shape
+    stages = header_value(head, "stages", list, path)
+    for e, s in enumerate(stages):
+        header_value(s if isinstance(s, dict) else {}, "name", str, path, where=f"header 'stages'[{e}]")
+    meta = header_value(head, "meta", dict, path)
+    if table.column_names != COLUMNS:
+        raise CacheError(f"{path}: columns {table.column_names}, expected {COLUMNS}")
     if table.num_rows != N:
-        raise CacheError(f"{path}: {table.num_rows} rows but the header says {N} examples; the file is incomplete")
+        raise CacheError(f"{path}: {table.num_rows} rows but header key 'shape' says {N} examples")
+    ids = string_ids(column(table, "example_id", path, pa.types.is_string), path)
+    labels = column(table, "label", path, pa.int64()).to_numpy()
+    n_tokens = column(table, "n_tokens", path, pa.int32()).to_numpy()
+    logits = column(table, "logits", path, lambda t: pa.types.is_fixed_size_list(t) and t.list_size == E * C
+                    and t.value_type == pa.float32(), want=f"expected float32 x {E * C} to match header key 'shape' "
+                    f"{shape} (E*C logits per row)")
+    flops = column(table, "flops", path, lambda t: pa.types.is_fixed_size_list(t) and t.list_size == E
+                   and t.value_type == pa.float64(), want=f"expected float64 x {E} to match header key 'shape' "
+                   f"{shape} (E stages)")
     try:
-        logits = table.column("logits").combine_chunks().flatten().to_numpy().reshape(N, E, C)
-        flops = table.column("flops").combine_chunks().flatten().to_numpy().reshape(N, E)
-    except (ValueError, KeyError) as e:
-        raise CacheError(f"{path}: logits/flops do not match the shape {N}x{E}x{C} in the header ({e})") from None
-    cache = Cache(logits=np.ascontiguousarray(logits, dtype=np.float32),
-                  labels=table.column("label").to_numpy().astype(np.int64),
-                  flops=np.ascontiguousarray(flops, dtype=np.float64),
-                  example_ids=np.asarray(table.column("example_id").to_pylist(), dtype=str),
-                  n_tokens=table.column("n_tokens").to_numpy(),
-                  stage_info=head["stages"], meta={"schema_version": version, **head["meta"], "path": str(path)})
+        cache = Cache(logits=np.ascontiguousarray(logits.flatten().to_numpy().reshape(N, E, C)),
+                      labels=labels.astype(np.int64), flops=np.ascontiguousarray(flops.flatten().to_numpy().reshape(N, E)),
+                      example_ids=ids, n_tokens=n_tokens, stage_info=stages,
+                      meta={"schema_version": SCHEMA_VERSION, **meta, "path": str(path)})
+    except CacheError as e:
+        raise CacheError(f"{path}: {e}") from None
     if verify_data:
         cache.meta["data_verified"] = verify_fingerprint(cache, data_dir)
     return cache
 
 
-def verify_fingerprint(cache: Cache, data_dir=None) -> bool:
-    """Re-hash the source files the cache names; True if they match, False if absent; raise on mismatch."""
+# ------------------------------------------------------------------------------------------ fingerprints
+def verify_fingerprint(cache, data_dir=None) -> bool:
+    """Re-hash the source files a cache names; True if they match, False if they are absent; raise on mismatch.
+
+    Only regular files inside a data folder are read, by the relative paths recorded in ``meta["data"]["files"]``:
+    a path that is absolute, contains ``..``, is empty or holds a NUL is refused before anything is looked up,
+    and one that resolves outside the folder (a symlink) or is not a regular file (directory, FIFO, device) is
+    refused before it is opened. Refusals do not say whether or what the path is. Folders looked at: ``data_dir``
+    alone when given; otherwise the folder recorded at collection (only when every path is a task file toolkit
+    reads, :func:`known_data_files`: a crafted cache cannot point it at other files), then
+    :func:`toolkit.data.default_data_dir`.
+    """
     data = cache.meta.get("data") or {}
+    if not isinstance(data, dict):
+        raise CacheError("meta key 'data' must be an object")
     files = data.get("files") or {}
     if data.get("source") != "local" or not files:
         return False
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise CacheError("meta key 'data.files' must map relative paths to sha256 strings")
+    rels = [_safe_relative(rel, i) for i, rel in enumerate(files)]
     from ..data import default_data_dir, sha256_file  # data.py imports no torch
 
-    # an explicit data_dir is the only place looked at; otherwise the recorded folder, then the default one
-    candidates = [data_dir] if data_dir is not None else [data.get("data_dir"), default_data_dir()]
-    for d in candidates:
-        if d is None or not all((Path(d) / rel).exists() for rel in files):
+    if data_dir is not None:
+        candidates = [Path(data_dir)]
+    else:  # the recorded folder comes from the file itself: trusted only for the data files toolkit reads
+        recorded = data.get("data_dir")
+        trusted = (isinstance(recorded, str) and recorded and "\x00" not in recorded
+                   and {str(r) for r in rels} <= known_data_files())
+        candidates = [d for d in (Path(recorded) if trusted else None, default_data_dir()) if d is not None]
+    for root in candidates:
+        if not root.is_dir():
             continue
-        for rel, want in files.items():
-            got = sha256_file(Path(d) / rel)
+        real_root = root.resolve()
+        found = [_inside(real_root, root / rel, i) for i, rel in enumerate(rels)]
+        if not all(p is not None for p in found):
+            continue
+        for i, ((rel, want), p) in enumerate(zip(files.items(), found)):
+            try:
+                got = sha256_file(p, regular_only=True)
+            except (OSError, ValueError):  # swapped for a symlink, FIFO or device since it was examined
+                raise CacheError(f"meta key 'data.files' entry {i} is not a regular file; refused") from None
             if got != want:
-                raise CacheError(f"{Path(d) / rel}: sha256 {got[:12]}... differs from {want[:12]}... recorded in "
-                                 f"the cache: the data changed since collection; recollect the cache or restore the "
+                raise CacheError(f"{rel}: its sha256 differs from {want[:12]}... recorded in the cache (data folder "
+                                 f"{root}): the data changed since collection; recollect the cache or restore the "
                                  f"original file (see PROVENANCE.md / SHA256SUMS)")
         return True
     return False
+
+
+def known_data_files() -> set[str]:
+    """Relative paths of every source file a registered task reads (GLUE-format tasks, WMT21 test sets)."""
+    from ..data import TASKS
+    from ..text2text import TRANSLATION
+
+    return {rel for spec in TASKS.values() for rel in spec.files.values()} | {v[0] for v in TRANSLATION.values()}
+
+
+def _safe_relative(rel, i: int) -> Path:
+    if (not isinstance(rel, str) or not rel or "\x00" in rel or rel.startswith(("/", "\\"))
+            or Path(rel).is_absolute() or ".." in Path(rel).parts or ".." in rel.replace("\\", "/").split("/")):
+        raise CacheError(f"meta key 'data.files' entry {i} is not a plain relative path inside the data folder "
+                         f"(absolute, '..', empty or NUL); refused without reading anything")
+    return Path(rel)
+
+
+def _inside(real_root: Path, path: Path, i: int) -> Path | None:
+    """The resolved path if it is a regular file inside ``real_root``; None if nothing is there; refuse the rest."""
+    real = Path(os.path.realpath(path))
+    if not real.is_relative_to(real_root):
+        raise CacheError(f"meta key 'data.files' entry {i} leads outside the data folder (a symlink); refused "
+                         f"without reading it")
+    try:
+        st = os.lstat(real)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        raise CacheError(f"meta key 'data.files' entry {i} cannot be examined; refused") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise CacheError(f"meta key 'data.files' entry {i} is not a regular file (directory, FIFO or device); "
+                         f"refused without reading it")
+    return real

@@ -14,6 +14,9 @@ classes); ``mode="classwise"`` averages the per-class ECE of ``p[:, k]`` against
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
@@ -121,10 +124,36 @@ def reliability_curve(probs, labels, n_bins: int = 15, binning: str = "uniform")
                          "confidence": mc, "accuracy": acc, "gap": acc - mc})
 
 
-def fit_temperature(logits, labels, bounds: tuple[float, float] = (0.01, 100.0)) -> float:
-    """Temperature T minimising the NLL of ``softmax(logits / T)`` on (cal) data.
+MIN_TEMPERATURE_EXAMPLES = 50  # fewer cal examples than this: the fitted temperature is noise, say so
 
-    The NLL is convex in 1/T, so a bounded scalar search on 1/T finds the global minimiser.
+
+class DegenerateFitWarning(UserWarning):
+    """A temperature fit that says little: it ran into its bound (separable or signal-free cal data) or used too
+    few examples."""
+
+
+@dataclass(frozen=True)
+class TemperatureFit:
+    """A fitted temperature and whether to trust it: ``reason`` is None for an ordinary fit, else why not."""
+
+    temperature: float
+    n: int
+    at_bound: bool
+    reason: str | None
+
+
+def temperature_fit(logits, labels, bounds: tuple[float, float] = (0.01, 100.0)) -> TemperatureFit:
+    """Temperature T minimising the NLL of ``softmax(logits / T)`` on (cal) data, with a verdict.
+
+    The NLL is convex in 1/T, so a bounded scalar search on 1/T finds the global minimiser. When it lands on a
+    bound (within 0.1%), the NLL keeps falling past it: towards the lower bound when the cal set is separable at
+    this stage (every example right, confidence only helps), towards the upper one when the logits carry no signal;
+    then T is not identifiable and the bound is returned with a ``reason``; so too with fewer than
+    ``MIN_TEMPERATURE_EXAMPLES`` examples.
+
+    >>> z = np.array([[2.0, 0.0], [0.0, 1.0], [1.0, 0.0]]); y = np.array([0, 1, 0])
+    >>> temperature_fit(z, y).at_bound  # all three right: separable, T runs to its lower bound
+    True
     """
     z = np.asarray(logits, dtype=np.float64)
     y = np.asarray(labels)
@@ -141,12 +170,46 @@ def fit_temperature(logits, labels, bounds: tuple[float, float] = (0.01, 100.0))
 
     res = minimize_scalar(f, bounds=(1 / bounds[1], 1 / bounds[0]), method="bounded",
                           options={"xatol": 1e-10, "maxiter": 500})
-    return float(1.0 / res.x)
+    # a flat tail (separable data: the NLL underflows towards 0) can stop the search short of the bound it tends to
+    candidates = [(f(res.x), float(res.x)), (f(1 / bounds[0]), 1 / bounds[0]), (f(1 / bounds[1]), 1 / bounds[1])]
+    best = min(candidates, key=lambda c: (c[0], c[1] == res.x))  # a tie with a bound: the NLL is flat there
+    t = float(1.0 / best[1])
+    low, high = np.isclose(t, bounds[0], rtol=1e-3), np.isclose(t, bounds[1], rtol=1e-3)
+    reason = None
+    if low:
+        reason = (f"temperature ran to its lower bound {bounds[0]:g}: the cal set is separable at this stage "
+                  f"({int((z.argmax(1) == y).sum())}/{len(y)} right), so the NLL only falls as T shrinks and T is "
+                  f"not identifiable; use a larger cal set or leave this stage uncalibrated (T=1)")
+    elif high:
+        reason = (f"temperature ran to its upper bound {bounds[1]:g}: the logits carry no signal about the labels "
+                  f"on this cal set, so T is not identifiable")
+    elif len(y) < MIN_TEMPERATURE_EXAMPLES:
+        reason = f"temperature fitted on only {len(y)} examples (< {MIN_TEMPERATURE_EXAMPLES}): it is mostly noise"
+    return TemperatureFit(t, len(y), bool(low or high), reason)
+
+
+def fit_temperature(logits, labels, bounds: tuple[float, float] = (0.01, 100.0)) -> float:
+    """The temperature of :func:`temperature_fit`; warns (:class:`DegenerateFitWarning`) when it is not to be
+    trusted (at a bound, or too few examples) instead of returning a bound silently."""
+    fit = temperature_fit(logits, labels, bounds)
+    if fit.reason:
+        warnings.warn(fit.reason, DegenerateFitWarning, stacklevel=2)
+    return fit.temperature
 
 
 def fit_stage_temperatures(cache) -> np.ndarray:
-    """One temperature per stage, ``[E]``, each fitted on that stage's logits (use a ``cal`` cache)."""
-    return np.array([fit_temperature(cache.logits[:, e], cache.labels) for e in range(cache.n_stages)])
+    """One temperature per stage, ``[E]``, each fitted on that stage's logits (use a ``cal`` cache); warns per
+    degenerate stage (:func:`stage_temperature_fits` gives the verdicts)."""
+    fits = stage_temperature_fits(cache)
+    for e, fit in enumerate(fits):
+        if fit.reason:
+            warnings.warn(f"stage {cache.stages[e]}: {fit.reason}", DegenerateFitWarning, stacklevel=2)
+    return np.array([fit.temperature for fit in fits])
+
+
+def stage_temperature_fits(cache) -> list[TemperatureFit]:
+    """:func:`temperature_fit` for each stage of a cache, to record in results alongside the temperatures."""
+    return [temperature_fit(cache.logits[:, e], cache.labels) for e in range(cache.n_stages)]
 
 
 def calibration_table(cache, temperatures=None, n_bins: int = 15) -> pd.DataFrame:

@@ -18,23 +18,26 @@ column                 type                              meaning
 Step statistics (not the vocabulary logits): the largest and second-largest logit, then ``logsumexp(z / T)`` and
 the entropy of ``softmax(z / T)`` at each temperature of the header's ``temperatures``; that is all that max-prob,
 margin, energy and entropy need at those temperatures. The schema metadata key ``toolkit`` holds JSON:
-``schema_version``, ``kind`` "generation", ``models`` (name, path, cost dims), ``temperatures``, ``metrics`` and
-``meta`` (task, split, data fingerprint, decoding settings, versions, cost definition). No source or reference text
-is stored; model outputs are. numpy and pyarrow only (no torch).
+``schema_version`` 2, ``kind`` "generation", ``models`` (name, path, cost dims, weight hash), ``temperatures``,
+``metrics``, ``meta`` (task, split, data fingerprint, decoding settings, versions, cost definition) and
+``integrity``; files go through :mod:`.cache_io` (page checksums and a content hash, verified on every load). No
+source or reference text is stored; model outputs are. numpy and pyarrow only (no torch).
 """
 
 from __future__ import annotations
 
-import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .cache import META_KEY, CacheError, _json_default, verify_fingerprint, write_table_atomic
+from .cache import verify_fingerprint
+from .cache_io import CacheError, column, header_value, read_cache_table, string_ids, write_cache_table
 
-GEN_SCHEMA_VERSION = 1
+KIND = "generation"
+GEN_SCHEMA_VERSION = 2  # 2: page checksums and a content hash (cache_io); 1 had neither (toolkit upgrade-cache)
 
 
 def stat_names(temperatures) -> list[str]:
@@ -116,6 +119,12 @@ def validate_generation_cache(c: GenCache) -> None:
         raise CacheError("example_ids are not unique")
     if np.shape(c.labels) != (N,):
         raise CacheError(f"labels have shape {np.shape(c.labels)}, expected ({N},)")
+    y = np.asarray(c.labels)
+    words = c.meta.get("label_words") if isinstance(c.meta, dict) else None
+    hi = len(words) if isinstance(words, list) and words else None
+    if y.dtype.kind not in "iu" or (y < -1).any() or (hi is not None and (y >= hi).any()):
+        raise CacheError(f"labels must be integer class indices (-1: no label){f' below {hi}' if hi else ''}, got "
+                         f"dtype {y.dtype}, values {np.unique(y)[:5]}")
     F = len(stat_names(c.temperatures))
     metrics = None
     for name, g in c.models.items():
@@ -129,6 +138,10 @@ def validate_generation_cache(c: GenCache) -> None:
                              f"{S} steps x {F} statistics ({stat_names(c.temperatures)})")
         if not np.isfinite(g.stats).all():
             raise CacheError(f"{where}: step statistics contain NaN or inf; regenerate in fp32 or bf16")
+        if np.asarray(g.tokens).dtype.kind not in "iu" or (np.asarray(g.tokens) < 0).any():
+            raise CacheError(f"{where}: token ids must be non-negative integers")
+        if np.asarray(g.n_src).dtype.kind not in "iu" or (np.asarray(g.n_src) < 0).any():
+            raise CacheError(f"{where}: n_src must be non-negative integers")
         for arr, label in ((g.text, "text"), (g.n_src, "n_src"), (g.flops, "flops")):
             if np.shape(arr) != (N,):
                 raise CacheError(f"{where}: {label} has shape {np.shape(arr)}, expected ({N},)")
@@ -159,7 +172,7 @@ def _table(c: GenCache):
         F = g.stats.shape[1]
         cols[f"{name}/stats"] = pa.ListArray.from_arrays(pa.array(np.asarray(g.offsets * F, np.int32)),
                                                          pa.array(g.stats.reshape(-1).astype(np.float32)))
-        cols[f"{name}/text"] = pa.array([str(t) for t in g.text])
+        cols[f"{name}/text"] = pa.array([str(t) for t in g.text], type=pa.string())
         cols[f"{name}/n_src"] = pa.array(np.asarray(g.n_src, np.int32))
         cols[f"{name}/flops"] = pa.array(np.asarray(g.flops, np.float64))
         for m, q in g.quality.items():
@@ -168,64 +181,78 @@ def _table(c: GenCache):
             cols[f"{name}/s/{m}"] = pa.FixedSizeListArray.from_arrays(pa.array(s.reshape(-1).astype(np.float64)),
                                                                      s.shape[1])
         models.append({"name": name, **g.info})
-    head = {"schema_version": GEN_SCHEMA_VERSION, "kind": "generation", "models": models,
+    head = {"kind": KIND, "schema_version": GEN_SCHEMA_VERSION, "models": models,
             "temperatures": list(c.temperatures), "stat_names": stat_names(c.temperatures),
             "meta": {k: v for k, v in c.meta.items() if k not in ("schema_version", "path", "data_verified")}}
-    return pa.table(cols).replace_schema_metadata({META_KEY: json.dumps(head, default=_json_default).encode()})
+    return pa.table(cols), head
 
 
 def save_generation_cache(cache: GenCache, path: str | os.PathLike) -> Path:
-    """Write atomically (temporary file, then rename): never a half-written cache."""
-    return write_table_atomic(_table(cache), path)
+    """Write atomically, with page checksums and a content hash (:mod:`.cache_io`): never a half-written cache."""
+    validate_generation_cache(cache)
+    table, head = _table(cache)
+    return write_cache_table(table, path, head)
 
 
 def load_generation_cache(path: str | os.PathLike, *, data_dir=None, verify_data: bool = True) -> GenCache:
-    """Load and validate a generation cache (re-hashing its source files where they can be found)."""
+    """Load, verify (page checksums, content hash, header, columns) and validate a generation cache, re-hashing
+    its source files where they can be found (see :func:`toolkit.analysis.cache.verify_fingerprint`)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
+    table, head = read_cache_table(path, kind=KIND, schema_version=GEN_SCHEMA_VERSION)
     path = Path(path)
-    if not path.exists():
-        raise CacheError(f"{path}: no such cache file")
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as e:
-        raise CacheError(f"{path}: not a readable Parquet cache ({e}); it may be truncated or corrupt: "
-                         f"regenerate it with toolkit.nn.generate.collect_generation") from None
-    raw = (table.schema.metadata or {}).get(META_KEY)
-    head = json.loads(raw) if raw else {}
-    if head.get("kind") != "generation":
-        raise CacheError(f"{path}: not a generation cache (load classification caches with toolkit.load_cache)")
-    if head.get("schema_version") != GEN_SCHEMA_VERSION:
-        raise CacheError(f"{path}: generation cache schema {head.get('schema_version')!r} is not supported (this "
-                         f"toolkit reads {GEN_SCHEMA_VERSION}); upgrade the toolkit or regenerate the cache")
-    temps = head["temperatures"]
+    temps = header_value(head, "temperatures", list, path)
+    if not temps or not all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t > 0
+                            for t in temps):
+        raise CacheError(f"{path}: header key 'temperatures' must be a non-empty list of positive numbers, "
+                         f"got {temps!r}")
     F = len(stat_names(temps))
+    infos = header_value(head, "models", list, path)
+    meta = header_value(head, "meta", dict, path)
+    if not infos:
+        raise CacheError(f"{path}: header key 'models' is empty")
+    names = [header_value(info if isinstance(info, dict) else {}, "name", str, path, where=f"header 'models'[{i}]")
+             for i, info in enumerate(infos)]
+    if len(set(names)) != len(names) or any("/" in n for n in names):
+        raise CacheError(f"{path}: header key 'models' names {names}: they must be unique and hold no '/'")
+    expected = {"example_id", "label"} | {f"{n}/{c}" for n in names for c in ("tokens", "stats", "text", "n_src",
+                                                                             "flops")}
+    extra = [c for c in table.column_names
+             if c not in expected and not any(c.startswith(f"{n}/q/") or c.startswith(f"{n}/s/") for n in names)]
+    missing = sorted(expected - set(table.column_names))
+    if extra or missing:
+        raise CacheError(f"{path}: columns missing {missing} / unexpected {extra} for models {names}")
+    is_list_of = lambda vt: lambda t: pa.types.is_list(t) and t.value_type == vt  # noqa: E731
     models = {}
-    for info in head["models"]:
-        name = info["name"]
-        try:
-            tok = table.column(f"{name}/tokens").combine_chunks()
-            st = table.column(f"{name}/stats").combine_chunks()
-            offsets = tok.offsets.to_numpy().astype(np.int64)
-            quality = {c.split("/q/", 1)[1]: table.column(c).to_numpy().astype(np.float64)
-                       for c in table.column_names if c.startswith(f"{name}/q/")}
-            qstats = {}
-            for c in table.column_names:
-                if c.startswith(f"{name}/s/"):
-                    arr = table.column(c).combine_chunks()
-                    qstats[c.split("/s/", 1)[1]] = arr.flatten().to_numpy().reshape(len(arr), -1).astype(np.float64)
-            models[name] = Generation(
-                tokens=tok.flatten().to_numpy().astype(np.int32), offsets=offsets,
-                stats=st.flatten().to_numpy().astype(np.float32).reshape(-1, F),
-                text=np.asarray(table.column(f"{name}/text").to_pylist(), dtype=object),
-                n_src=table.column(f"{name}/n_src").to_numpy(), flops=table.column(f"{name}/flops").to_numpy(),
-                quality=quality, qstats=qstats, info={k: v for k, v in info.items() if k != "name"})
-        except (KeyError, ValueError) as e:
-            raise CacheError(f"{path}: columns of model {name!r} are missing or malformed ({e})") from None
-    cache = GenCache(example_ids=np.asarray(table.column("example_id").to_pylist(), dtype=str),
-                     labels=table.column("label").to_numpy().astype(np.int64), models=models, temperatures=temps,
-                     meta={"schema_version": GEN_SCHEMA_VERSION, **head["meta"], "path": str(path)})
+    for info, name in zip(infos, names):
+        tok = column(table, f"{name}/tokens", path, is_list_of(pa.int32()))
+        st = column(table, f"{name}/stats", path, is_list_of(pa.float32()))
+        offsets = np.asarray(tok.offsets, dtype=np.int64)
+        offsets -= offsets[0]
+        st_off = np.asarray(st.offsets, dtype=np.int64)
+        if not np.array_equal(st_off - st_off[0], offsets * F):
+            raise CacheError(f"{path}: column {name + '/stats'!r} does not hold {F} statistics per generated token "
+                             f"({stat_names(temps)})")
+        quality = {c.split("/q/", 1)[1]: column(table, c, path, pa.float64()).to_numpy()
+                   for c in table.column_names if c.startswith(f"{name}/q/")}
+        qstats = {}
+        for c in table.column_names:
+            if c.startswith(f"{name}/s/"):
+                arr = column(table, c, path, lambda t: pa.types.is_fixed_size_list(t) and t.value_type == pa.float64())
+                qstats[c.split("/s/", 1)[1]] = arr.flatten().to_numpy().reshape(len(arr), -1)
+        models[name] = Generation(
+            tokens=tok.flatten().to_numpy(), offsets=offsets,
+            stats=st.flatten().to_numpy().reshape(-1, F),
+            text=np.asarray(column(table, f"{name}/text", path, pa.string()).to_pylist(), dtype=object),
+            n_src=column(table, f"{name}/n_src", path, pa.int32()).to_numpy(),
+            flops=column(table, f"{name}/flops", path, pa.float64()).to_numpy(),
+            quality=quality, qstats=qstats, info={k: v for k, v in info.items() if k != "name"})
+    try:
+        cache = GenCache(example_ids=string_ids(column(table, "example_id", path, pa.string()), path),
+                         labels=column(table, "label", path, pa.int64()).to_numpy(), models=models,
+                         temperatures=temps, meta={"schema_version": GEN_SCHEMA_VERSION, **meta, "path": str(path)})
+    except CacheError as e:
+        raise CacheError(f"{path}: {e}") from None
     if verify_data:
         cache.meta["data_verified"] = verify_fingerprint(cache, data_dir)
     return cache

@@ -11,16 +11,30 @@ import argparse
 import os
 import sys
 
-from . import collect, difficulty, generate, info, predict, probe, route, sweep, train, train_t2t, zoo
+from . import (
+    collect,
+    difficulty,
+    generate,
+    info,
+    predict,
+    probe,
+    route,
+    sweep,
+    train,
+    train_t2t,
+    upgrade,
+    zoo,
+)
 
 NN_PACKAGES = {"torch", "transformers", "accelerate", "safetensors", "sklearn", "datasets", "gguf"}
-COMMANDS = (collect, train, difficulty, probe, info, sweep, predict, train_t2t, generate, route, zoo)
+COMMANDS = (collect, train, difficulty, probe, info, sweep, predict, train_t2t, generate, route, zoo, upgrade)
+RESUMABLE = {"collect", "generate", "train", "train-t2t", "difficulty", "zoo"}
 
 EPILOG = """examples:
-  toolkit collect --model all-MiniLM-L6-v2 --task sst2 --split test --out sst2-test.parquet --limit 100
+  toolkit train --task sst2 --model all-MiniLM-L6-v2 --objective joint --out runs/sst2/minilm6_me --bf16
+  toolkit collect --model runs/sst2/minilm6_me/final --task sst2 --split test --out sst2-test.parquet
   toolkit collect --model runs/sst2/minilm2/final --model runs/sst2/minilm6/final --model runs/sst2/mpnet/final \\
       --task sst2 --split cal --out data/sst2/cascade-cal.parquet
-  toolkit train --task sst2 --model all-MiniLM-L6-v2 --objective joint --out runs/sst2/minilm6_me --bf16
   toolkit info data/sst2/minilm6_me-test.parquet
   toolkit sweep data/sst2/minilm6_me-test.parquet --score max_prob
   toolkit generate --model swift=Helsinki-NLP/opus-mt-en-de --model super=facebook/wmt19-en-de \\
@@ -44,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     try:
         return a.fn(a)
+    except KeyboardInterrupt:
+        print(f"toolkit {a.command}: interrupted; " + ("finished chunks/checkpoints are kept: rerun the same command "
+              "to resume" if a.command in RESUMABLE else "nothing was written"), file=sys.stderr)
+        return 130
     except ModuleNotFoundError as e:
         if (e.name or "").split(".")[0] not in NN_PACKAGES:
             raise

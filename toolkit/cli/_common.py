@@ -29,6 +29,29 @@ def non_negative_int(text: str) -> int:
     return _number(int, text, low=0)
 
 
+def at_least(low: int):
+    """An integer type refusing values below ``low`` (``--folds``: at least 2)."""
+    def kind(text: str) -> int:
+        return _number(int, text, low=low)
+
+    kind.__name__ = f"integer >= {low}"
+    return kind
+
+
+def token_length(text: str) -> int:
+    """``--max-length``: an integer >= 4 (room for the special tokens and some text; transformers silently ignores
+    a max_length that leaves none)."""
+    return _number(int, text, low=4)
+
+
+def max_steps(text: str) -> int:
+    """``--max-steps``: -1 (train for the given epochs) or a positive number of optimizer steps."""
+    v = _number(int, text, low=-1)
+    if v == 0:
+        raise argparse.ArgumentTypeError("'0' steps trains nothing: give -1 (use --epochs) or a positive count")
+    return v
+
+
 def positive_float(text: str) -> float:
     """A finite number > 0 (learning rates, temperatures, epochs)."""
     return _number(float, text, low=0.0, low_open=True)
@@ -47,10 +70,10 @@ def schedule_args(p: argparse.ArgumentParser, lr: float, layers: bool = True) ->
     if layers:
         p.add_argument("--layers", type=positive_int, help="truncate the encoder to its first k layers")
     p.add_argument("--epochs", type=positive_float, default=1.0)
-    p.add_argument("--max-steps", type=int, default=-1, help="stop after this many optimizer steps (-1: epochs)")
+    p.add_argument("--max-steps", type=max_steps, default=-1, help="stop after this many optimizer steps (-1: epochs)")
     p.add_argument("--lr", type=positive_float, default=lr, help="peak learning rate (linear warm-up and decay)")
     p.add_argument("--batch-size", type=positive_int, default=32)
-    p.add_argument("--max-length", type=positive_int, default=128, help="truncate inputs to this many tokens")
+    p.add_argument("--max-length", type=token_length, default=128, help="truncate inputs to this many tokens")
     p.add_argument("--train-limit", type=positive_int, help="seeded subsample of the training split")
     p.add_argument("--seed", type=non_negative_int, default=42)
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (about 2x faster on CPUs with bf16 units)")

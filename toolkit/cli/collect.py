@@ -5,6 +5,8 @@ from __future__ import annotations
 import shlex
 import sys
 
+from ._common import non_negative_int, positive_int, token_length
+
 
 def register(sub) -> None:
     p = sub.add_parser("collect", help="run models once over a split and write a cache of every stage's logits",
@@ -22,11 +24,17 @@ def register(sub) -> None:
     p.add_argument("--data-dir", help="folder laid out like ../shared/data (default: $TOOLKIT_DATA_DIR or "
                                       "../shared/data; without one, the Hugging Face hub)")
     p.add_argument("--out", required=True, help="cache file to write (.parquet)")
-    p.add_argument("--limit", type=int, help="only the first N examples of the split")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-length", type=int, default=128, help="truncate inputs to this many tokens")
-    p.add_argument("--chunk-size", type=int, default=1024, help="examples per resumable chunk")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/cal split")
+    p.add_argument("--limit", type=positive_int, help="only the first N examples of the split")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--max-length", type=token_length, default=128, help="truncate inputs to this many tokens")
+    p.add_argument("--chunk-size", type=positive_int, default=1024, help="examples per resumable chunk")
+    p.add_argument("--split-seed", type=non_negative_int, default=0, help="seed of the train/cal split")
+    p.add_argument("--allow-random-heads", action="store_true",
+                   help="collect even if a checkpoint has no trained classifier/exit heads (they are initialised "
+                        "at random: the cache then measures an untrained head, and records that)")
+    p.add_argument("--restart", action="store_true",
+                   help="discard <out>.parts of a different collection (other weights, data or settings) instead "
+                        "of refusing to resume from them")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(fn=run)
 
@@ -36,7 +44,8 @@ def run(a) -> int:
 
     cache = collect(a.model, a.task, a.split, a.out, data_dir=a.data_dir, batch_size=a.batch_size,
                     max_length=a.max_length, limit=a.limit, chunk_size=a.chunk_size, names=a.name,
-                    split_seed=a.split_seed, progress=not a.quiet,
+                    split_seed=a.split_seed, progress=not a.quiet, allow_random_heads=a.allow_random_heads,
+                    restart=a.restart,
                     command="toolkit " + " ".join(shlex.quote(x) for x in sys.argv[1:]))
     if cache is not None:
         print(f"wrote {a.out}: {cache}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import schedule_args
+from ._common import at_least, schedule_args
 
 
 def register(sub) -> None:
@@ -13,7 +13,7 @@ def register(sub) -> None:
     p.add_argument("--task", required=True)
     p.add_argument("--model", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--folds", type=int, default=2)
+    p.add_argument("--folds", type=at_least(2), default=2)
     schedule_args(p, lr=1e-4)
     p.add_argument("--data-dir")
     p.set_defaults(fn=run)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import shlex
 import sys
 
+from ._common import positive_float, positive_int, token_length
+
 
 def register(sub) -> None:
     p = sub.add_parser("generate", help="generate with Swift/Super encoder-decoders into a generation cache",
@@ -16,11 +18,13 @@ def register(sub) -> None:
     p.add_argument("--task", required=True, help="a GLUE task (text-to-text) or wmt21_en_de / wmt21_de_en")
     p.add_argument("--split", required=True, choices=["train", "cal", "test"])
     p.add_argument("--out", required=True, help="generation cache to write (.parquet)")
-    p.add_argument("--temperatures", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0])
-    p.add_argument("--max-new-tokens", type=int, help="default: 256 for translation, label word + 2 otherwise")
-    p.add_argument("--limit", type=int, help="only the first N examples")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-length", type=int, default=128, help="truncate sources to this many tokens")
+    p.add_argument("--temperatures", type=positive_float, nargs="+", default=[0.5, 1.0, 2.0, 4.0])
+    p.add_argument("--max-new-tokens", type=positive_int, help="default: 256 for translation, label word + 2 otherwise")
+    p.add_argument("--limit", type=positive_int, help="only the first N examples")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--max-length", type=token_length, default=128, help="truncate sources to this many tokens")
+    p.add_argument("--restart", action="store_true",
+                   help="discard <out>.parts of a different run instead of refusing to resume from them")
     p.add_argument("--data-dir")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=run)
@@ -37,7 +41,7 @@ def run(a) -> int:
         models[name] = path
     cache = collect_generation(models, a.task, a.split, a.out, data_dir=a.data_dir, temperatures=a.temperatures,
                                batch_size=a.batch_size, max_length=a.max_length, max_new_tokens=a.max_new_tokens,
-                               limit=a.limit, progress=not a.quiet,
+                               limit=a.limit, progress=not a.quiet, restart=a.restart,
                                command="toolkit " + " ".join(shlex.quote(x) for x in sys.argv[1:]))
     print(f"wrote {a.out}: {cache}")
     print(cache.summary().to_string())

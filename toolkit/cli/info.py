@@ -22,6 +22,8 @@ def run(a) -> int:
     print(c)
     metric = c.meta.get("metric", "accuracy")
     print(f"data verified against source files: {c.meta.get('data_verified')}")
+    for name, keys in (c.meta.get("random_heads") or {}).items():
+        print(f"WARNING: model {name!r} was collected with randomly initialised {', '.join(keys)} (untrained heads)")
     print(f"{'stage':<24}{metric if metric != 'accuracy' else 'metric':>10}{'accuracy':>10}{'GFLOPs':>10}")
     for e, s in enumerate(c.stages):
         m = task_metric(c.labels, c.predictions[:, e], metric, c.n_classes)

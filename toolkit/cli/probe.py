@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._common import non_negative_int, positive_float, positive_int
+
 
 def register(sub) -> None:
     p = sub.add_parser("probe", help="linear exit heads on a fine-tuned classifier's frozen layers (scikit-learn)",
@@ -11,9 +13,9 @@ def register(sub) -> None:
     p.add_argument("--model", required=True, help="fine-tuned classifier: folder or hub id")
     p.add_argument("--task", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--train-limit", type=int, default=5000)
-    p.add_argument("--C", type=float, default=1.0, help="inverse L2 regularisation strength")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-limit", type=positive_int, default=5000)
+    p.add_argument("--C", type=positive_float, default=1.0, help="inverse L2 regularisation strength")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--data-dir")
     p.set_defaults(fn=run)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import schedule_args
+from ._common import positive_float, positive_int, schedule_args
 
 
 def register(sub) -> None:
@@ -14,9 +14,9 @@ def register(sub) -> None:
     p.add_argument("--model", help="pretrained encoder: packaged name, folder or hub id")
     p.add_argument("--out", help="run folder; final weights go to <out>/final")
     p.add_argument("--objective", default="joint", choices=["joint", "weighted", "two_stage", "distill", "ranking"])
-    p.add_argument("--exit-layers", type=int, nargs="+", help="layers with an exit head (default: all)")
+    p.add_argument("--exit-layers", type=positive_int, nargs="+", help="layers with an exit head (default: all)")
     schedule_args(p, lr=5e-5)
-    p.add_argument("--head-lr", type=float, help="peak learning rate of the exit heads (default: --lr)")
+    p.add_argument("--head-lr", type=positive_float, help="peak learning rate of the exit heads (default: --lr)")
     p.add_argument("--teacher", help="saved model whose logits are distillation targets (objective distill)")
     p.add_argument("--difficulty-file", help=".npz from `toolkit difficulty` (objective ranking)")
     p.add_argument("--data-dir")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import schedule_args
+from ._common import positive_int, schedule_args
 
 
 def register(sub) -> None:
@@ -13,7 +13,7 @@ def register(sub) -> None:
     p.add_argument("--task", required=True, help="sst2, mrpc, cola, rte or agnews")
     p.add_argument("--encoder", default="all-MiniLM-L6-v2", help="encoder checkpoint (packaged name, folder, hub id)")
     p.add_argument("--decoder", help="decoder checkpoint (an encoder to warm-start from; default: --encoder)")
-    p.add_argument("--decoder-layers", type=int, help="keep only the decoder checkpoint's first k layers")
+    p.add_argument("--decoder-layers", type=positive_int, help="keep only the decoder checkpoint's first k layers")
     p.add_argument("--model", help="fine-tune this seq2seq checkpoint (T5, BART ...) instead of warm-starting")
     p.add_argument("--out", required=True, help="run folder; final weights go to <out>/final")
     schedule_args(p, lr=1e-4, layers=False)

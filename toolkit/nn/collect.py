@@ -6,18 +6,17 @@ writes a :class:`toolkit.analysis.cache.Cache`. Several models (cascade members,
 one cache, aligned by ``example_id``; a later model's cumulative FLOPs include every earlier model in full.
 
 Resumable and deterministic: the split is cut into fixed chunks (``chunk_size`` examples in file order); each
-finished chunk is written atomically to ``<out>.parts/`` and skipped on restart; the final file is written
-atomically and the parts removed. Under ``accelerate launch`` each process collects the chunks ``k`` with
+finished chunk is written atomically to ``<out>.parts/`` and skipped on restart, but only by a run with the same
+weights, tokenizers, data and settings (:mod:`toolkit.nn.parts`; a lock refuses a second collection to the same
+``out``); the final file is written atomically and the parts removed. The same inputs give the same cache bytes
+(timings are printed, not stored). Under ``accelerate launch`` each process collects the chunks ``k`` with
 ``k % world_size == rank`` and the main process merges them, checking that ids are complete and unique
 (multi-node runs need ``<out>.parts`` on a shared filesystem).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -32,45 +31,43 @@ from ..data import get_task, load_split
 from ..provenance import package_versions
 from .inference import _model_config, predict_logits
 from .models import load_model, resolve_model
+from .parts import Parts, run_signature
 
 
-def _load(m):
+def _load(m, allow_random_heads: bool = False):
     if isinstance(m, (tuple, list)):
         return m[0], m[1], getattr(m[0], "name_or_path", "model")
     path = resolve_model(m)
-    return load_model(path), AutoTokenizer.from_pretrained(path), str(m)
+    return load_model(path, allow_random_heads=allow_random_heads), AutoTokenizer.from_pretrained(path), str(m)
 
 
-def _signature(spec: dict) -> str:
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def claim_parts(parts: Path, sig: str, run: dict) -> None:
-    """Create the resumable-parts folder, refusing one left by a collection with another signature."""
-    parts.mkdir(parents=True, exist_ok=True)
-    sig_file = parts / "signature.json"
-    if sig_file.exists() and json.loads(sig_file.read_text()).get("signature") != sig:
-        raise CacheError(f"{parts} holds parts of a different collection (other models, data or settings); "
-                         f"delete it or choose another --out")
-    sig_file.write_text(json.dumps({"signature": sig, **run}, indent=1))
+def _check_positive(**values) -> None:
+    for k, v in values.items():
+        if v is not None and (not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1):
+            raise ValueError(f"{k} must be a positive integer, got {v!r}")
 
 
 def collect(models, task: str, split: str, out: str | os.PathLike, *, data_dir=None, batch_size: int = 32,
             max_length: int = 128, limit: int | None = None, chunk_size: int = 1024, names: list[str] | None = None,
-            split_seed: int = 0, progress: bool = True, device=None, command: str | None = None) -> Cache | None:
+            split_seed: int = 0, progress: bool = True, device=None, command: str | None = None,
+            allow_random_heads: bool = False, restart: bool = False) -> Cache | None:
     """Collect ``models`` (paths, names, or ``(model, tokenizer)`` pairs) on ``task``/``split`` into ``out``.
 
     Returns the cache on the main process (None on other processes of a distributed run).
-    ``limit`` keeps the first ``limit`` examples of the split (file order).
+    ``limit`` keeps the first ``limit`` examples of the split (file order). A checkpoint whose heads would be
+    initialised at random is refused unless ``allow_random_heads`` (then the cache records it). Parts of an
+    interrupted run are resumed only if weights, tokenizers, data and settings are the same
+    (:mod:`toolkit.nn.parts`); ``restart=True`` discards parts of a different run instead of refusing.
     """
     t0 = time.time()
     out = Path(out)
+    _check_positive(batch_size=batch_size, limit=limit, chunk_size=chunk_size)
     if not isinstance(models, (list, tuple)) or (len(models) == 2 and isinstance(models[0], PreTrainedModel)):
         models = [models]
     spec = get_task(task)
     data = load_split(task, split, data_dir, split_seed=split_seed)
     frame = data.frame if limit is None else data.frame.iloc[:limit].reset_index(drop=True)
-    loaded = [_load(m) for m in models]
+    loaded = [_load(m, allow_random_heads) for m in models]
     names = list(names) if names else [Path(n.rstrip("/")).name if Path(n).name != "final" else Path(n).parent.name
                                        for _, _, n in loaded]
     if len(names) != len(loaded) or len(set(names)) != len(names):
@@ -81,11 +78,9 @@ def collect(models, task: str, split: str, out: str | os.PathLike, *, data_dir=N
         if model.config.num_labels != spec.num_labels:
             raise ValueError(f"model {ident} has {model.config.num_labels} labels, task {task} has {spec.num_labels}")
         configs.append((cfg, exits, kind))
-    run = {"task": task, "split": split, "limit": limit, "max_length": max_length, "chunk_size": chunk_size,
-           "data": data.fingerprint, "models": [ident for _, _, ident in loaded], "names": names,
-           "split_seed": split_seed, "schema": SCHEMA_VERSION}
-    sig = _signature(run)
-
+    settings = {"task": task, "split": split, "limit": limit, "max_length": max_length, "chunk_size": chunk_size,
+                "batch_size": batch_size, "data": data.fingerprint, "models": [ident for _, _, ident in loaded],
+                "names": names, "split_seed": split_seed, "schema": SCHEMA_VERSION}
     rank, world, state = 0, 1, None
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         from accelerate import PartialState
@@ -93,66 +88,71 @@ def collect(models, task: str, split: str, out: str | os.PathLike, *, data_dir=N
         state = PartialState()
         rank, world = state.process_index, state.num_processes
         device = device or state.device
+    run = run_signature(settings, {n: m for n, (m, _, _) in zip(names, loaded)},
+                        {n: t for n, (_, t, _) in zip(names, loaded)}, device)
 
-    parts = out.with_name(out.name + ".parts")
-    if rank == 0:
-        claim_parts(parts, sig, run)
-    if state is not None:
-        state.wait_for_everyone()
+    with Parts(out, run, restart=restart, primary=rank == 0) as parts:
+        if state is not None:
+            state.wait_for_everyone()
+        n_chunks = -(-len(frame) // chunk_size)
+        mine = [k for k in range(n_chunks) if k % world == rank]
+        for k in tqdm(mine, disable=not progress, desc=f"collect {task}/{split}", file=sys.stderr):
+            if parts.done(f"chunk-{k:05d}"):
+                continue
+            sub = frame.iloc[k * chunk_size:(k + 1) * chunk_size].reset_index(drop=True)
+            logits, ntoks = [], []
+            for model, tok, _ in loaded:
+                lg, nt = predict_logits(model, tok, sub, batch_size, max_length, device)
+                logits.append(lg)
+                ntoks.append(nt)
+            parts.save(f"chunk-{k:05d}", logits=np.concatenate(logits, axis=1), n_tokens=np.stack(ntoks, 1),
+                       example_ids=sub["example_id"].to_numpy().astype(str))
 
-    n_chunks = -(-len(frame) // chunk_size)
-    mine = [k for k in range(n_chunks) if k % world == rank]
-    for k in tqdm(mine, disable=not progress, desc=f"collect {task}/{split}", file=sys.stderr):
-        part = parts / f"chunk-{k:05d}.npz"
-        if part.exists():
-            continue
-        sub = frame.iloc[k * chunk_size:(k + 1) * chunk_size].reset_index(drop=True)
-        logits, ntoks = [], []
-        for model, tok, _ in loaded:
-            lg, nt = predict_logits(model, tok, sub, batch_size, max_length, device)
-            logits.append(lg)
-            ntoks.append(nt)
-        tmp = parts / f".chunk-{k:05d}.{rank}.tmp.npz"
-        np.savez(tmp, logits=np.concatenate(logits, axis=1), n_tokens=np.stack(ntoks, 1),
-                 example_ids=sub["example_id"].to_numpy().astype(str))
-        os.replace(tmp, part)
+        if state is not None:
+            state.wait_for_everyone()
+            if not state.is_main_process:
+                return None
 
-    if state is not None:
-        state.wait_for_everyone()
-        if not state.is_main_process:
-            return None
+        chunks = [parts.load(f"chunk-{k:05d}", ("logits", "n_tokens", "example_ids")) for k in range(n_chunks)]
+        logits = np.concatenate([c["logits"] for c in chunks])
+        ntoks = np.concatenate([c["n_tokens"] for c in chunks])
+        ids = np.concatenate([c["example_ids"] for c in chunks])
+        if (len(ids) != len(frame) or len(np.unique(ids)) != len(ids) or logits.shape[1:] != (
+                sum(len(e) for _, e, _ in configs), spec.num_labels) or not (ids == frame["example_id"].to_numpy()).all()):
+            raise CacheError(f"merged parts in {parts.folder} do not cover the split exactly once with the expected "
+                             f"shapes; delete the folder and rerun")
 
-    chunks = [np.load(parts / f"chunk-{k:05d}.npz") for k in range(n_chunks)]
-    logits = np.concatenate([c["logits"] for c in chunks])
-    ntoks = np.concatenate([c["n_tokens"] for c in chunks])
-    ids = np.concatenate([c["example_ids"] for c in chunks])
-    if len(ids) != len(frame) or len(np.unique(ids)) != len(ids) or not (ids == frame["example_id"].to_numpy()).all():
-        raise CacheError(f"merged parts in {parts} do not cover the split exactly once; delete the folder and rerun")
-
-    flops, stage_info, offset = [], [], np.zeros(len(frame))
-    for m, ((cfg, exits, kind), name) in enumerate(zip(configs, names)):
-        f = exit_flops(ntoks[:, m], cfg, exits, spec.num_labels) + offset[:, None]
-        flops.append(f)
-        offset = f[:, -1]
-        for layer in exits:
-            stage_info.append({"name": f"{name}:L{layer}" if len(configs) > 1 else f"L{layer}",
-                               "kind": kind if len(exits) == 1 and len(configs) > 1 else "exit",
-                               "model": run["models"][m], "model_name": name, "layer": layer,
-                               "model_index": m, "hidden_size": cfg["hidden_size"],
-                               "num_layers": cfg["num_hidden_layers"]})
-    meta = {"task": task, "split": split, "num_labels": spec.num_labels, "label_names": list(spec.label_names),
-            "metric": spec.metric, "models": [{"name": n, "path": p, **_model_meta(mdl)}
-                                              for n, (mdl, _, p) in zip(names, loaded)],
-            "data": {"source": data.source, "files": data.files, "fingerprint": data.fingerprint,
-                     "data_dir": data.data_dir, "split_seed": split_seed, "limit": limit},
-            "n_tokens_model": names[0], "max_length": max_length, "batch_size": batch_size,
-            "cost_definition": COST_DEFINITION, "command": command or " ".join(sys.argv),
-            "versions": package_versions(), "collect_wall_s": time.time() - t0, "signature": sig}
-    cache = Cache(logits=logits.astype(np.float32), labels=frame["label"].to_numpy().astype(np.int64),
-                  flops=np.concatenate(flops, axis=1), example_ids=ids, n_tokens=ntoks[:, 0].astype(np.int32),
-                  stage_info=stage_info, meta={"schema_version": SCHEMA_VERSION, **meta})
-    save_cache(cache, out)
-    shutil.rmtree(parts, ignore_errors=True)
+        flops, stage_info, offset = [], [], np.zeros(len(frame))
+        for m, ((cfg, exits, kind), name) in enumerate(zip(configs, names)):
+            f = exit_flops(ntoks[:, m], cfg, exits, spec.num_labels) + offset[:, None]
+            flops.append(f)
+            offset = f[:, -1]
+            for layer in exits:
+                stage_info.append({"name": f"{name}:L{layer}" if len(configs) > 1 else f"L{layer}",
+                                   "kind": kind if len(exits) == 1 and len(configs) > 1 else "exit",
+                                   "model": settings["models"][m], "model_name": name, "layer": layer,
+                                   "model_index": m, "hidden_size": cfg["hidden_size"],
+                                   "num_layers": cfg["num_hidden_layers"]})
+        meta = {"task": task, "split": split, "num_labels": spec.num_labels, "label_names": list(spec.label_names),
+                "metric": spec.metric,
+                "models": [{"name": n, "path": p, **_model_meta(mdl), "weights_sha256": run["weights"][n],
+                            "tokenizer_sha256": run["tokenizers"][n]}
+                           for n, (mdl, _, p) in zip(names, loaded)],
+                "data": {"source": data.source, "files": data.files, "fingerprint": data.fingerprint,
+                         "data_dir": data.data_dir, "split_seed": split_seed, "limit": limit},
+                "n_tokens_model": names[0], "max_length": max_length, "batch_size": batch_size,
+                "cost_definition": COST_DEFINITION, "command": command or " ".join(sys.argv),
+                "versions": package_versions(), "signature": parts.signature}
+        random = {n: mdl.random_heads for n, (mdl, _, _) in zip(names, loaded) if getattr(mdl, "random_heads", None)}
+        if random:
+            meta["random_heads"] = random
+        cache = Cache(logits=logits.astype(np.float32), labels=frame["label"].to_numpy().astype(np.int64),
+                      flops=np.concatenate(flops, axis=1), example_ids=ids, n_tokens=ntoks[:, 0].astype(np.int32),
+                      stage_info=stage_info, meta={"schema_version": SCHEMA_VERSION, **meta})
+        save_cache(cache, out)
+        parts.finish()
+    if progress:
+        print(f"collected {out} in {time.time() - t0:.1f} s", file=sys.stderr)
     return load_cache(out)
 
 

@@ -2,14 +2,14 @@
 
 Greedy decoding (one beam, no sampling), length-sorted batches with dynamic padding. Statistics are of the raw
 next-token logits (``output_logits``), the model's distribution before any logits processor. Collection is
-resumable: chunks land in ``<out>.parts/`` and a restart skips finished ones; the cache is written atomically.
+resumable: chunks land in ``<out>.parts/`` and a restart with the same weights, tokenizers, data and settings skips
+finished ones (:mod:`toolkit.nn.parts`); the cache is written atomically, and the same inputs give the same bytes.
 """
 
 from __future__ import annotations
 
 import inspect
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -31,8 +31,8 @@ from ..analysis.generation_cost import GENERATION_COST_DEFINITION, generation_fl
 from ..analysis.quality import bleu_stats, chrf_stats, exact_match
 from ..provenance import package_versions
 from ..text2text import TRANSLATION, label_words, load_seq2seq_split
-from .collect import _signature, claim_parts
 from .inference import pad_rows, sorted_encoding
+from .parts import Parts, run_signature
 from .seq2seq_models import load_seq2seq
 
 DEFAULT_TEMPERATURES = (0.5, 1.0, 2.0, 4.0)
@@ -110,18 +110,25 @@ def quality_of(text, frame, metrics) -> tuple[dict, dict]:
 def collect_generation(models: dict, task: str, split: str, out: str | os.PathLike, *, data_dir=None,
                        temperatures=DEFAULT_TEMPERATURES, metrics=None, batch_size: int = 32, max_length: int = 128,
                        max_new_tokens: int | None = None, limit: int | None = None, chunk_size: int = 512,
-                       device=None, progress: bool = True, command: str | None = None) -> GenCache:
+                       device=None, progress: bool = True, command: str | None = None,
+                       restart: bool = False) -> GenCache:
     """Generate with every model of ``models`` (name -> folder/hub id, or name -> ``(model, src_tok, tgt_tok)``;
     Swift first) on ``task``/``split`` and write a generation cache to ``out``.
 
     ``metrics`` default to exact match for text-to-text tasks and BLEU + chrF for translation; ``max_new_tokens``
-    defaults to 256 for translation and to 2 more than the longest label word for text-to-text. ``limit`` keeps the first examples (file order).
+    defaults to 256 for translation and to 2 more than the longest label word for text-to-text. ``limit`` keeps the
+    first examples (file order). Resuming follows :mod:`toolkit.nn.parts` (same weights, tokenizers, data and
+    settings, or refuse; ``restart=True`` discards parts of another run).
     """
     t0 = time.time()
     out = Path(out)
     temperatures = tuple(float(t) for t in temperatures)
-    if not temperatures or any(t <= 0 for t in temperatures):
+    if not temperatures or not all(np.isfinite(t) and t > 0 for t in temperatures):
         raise ValueError(f"temperatures must be positive, got {temperatures}")
+    for key, v in (("batch_size", batch_size), ("limit", limit), ("chunk_size", chunk_size),
+                   ("max_new_tokens", max_new_tokens)):
+        if v is not None and (not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1):
+            raise ValueError(f"{key} must be a positive integer, got {v!r}")
     translation = task in TRANSLATION
     metrics = list(metrics or (("bleu", "chrf") if translation else ("exact_match",)))
     data = load_seq2seq_split(task, split, data_dir)
@@ -136,59 +143,61 @@ def collect_generation(models: dict, task: str, split: str, out: str | os.PathLi
     idents = {name: str(m) if not isinstance(m, (tuple, list)) else getattr(m[0], "name_or_path", name)
               for name, m in models.items()}
     dims = {name: seq2seq_dims(m[0].config) for name, m in loaded.items()}
-    run = {"task": task, "split": split, "limit": limit, "models": idents, "temperatures": temperatures,
-           "max_length": max_length, "max_new_tokens": max_new_tokens, "data": data.fingerprint,
-           "chunk_size": chunk_size, "schema": GEN_SCHEMA_VERSION}
-    sig = _signature(run)
-    parts = out.with_name(out.name + ".parts")
-    claim_parts(parts, sig, run)
+    settings = {"task": task, "split": split, "limit": limit, "models": idents, "temperatures": temperatures,
+                "max_length": max_length, "max_new_tokens": max_new_tokens, "data": data.fingerprint,
+                "chunk_size": chunk_size, "batch_size": batch_size, "metrics": metrics, "schema": GEN_SCHEMA_VERSION}
+    run = run_signature(settings, {name: m[0] for name, m in loaded.items()},
+                        {f"{name}/{side}": m[i] for name, m in loaded.items() for i, side in ((1, "source"),
+                                                                                         (2, "target"))}, device)
 
     n_chunks = -(-len(frame) // chunk_size)
-    for k in tqdm(range(n_chunks), disable=not progress, desc=f"generate {task}/{split}", file=sys.stderr):
-        sub = frame.iloc[k * chunk_size:(k + 1) * chunk_size].reset_index(drop=True)
-        for name, (model, src, tgt) in loaded.items():
-            part = parts / f"{name}-{k:05d}.npz"
-            if part.exists():
-                continue
-            g = generate_steps(model, src, tgt, sub, temperatures, batch_size, max_length, max_new_tokens, device)
-            tmp = parts / f".{name}-{k:05d}.tmp.npz"
-            np.savez(tmp, **{k2: v for k2, v in g.items() if k2 != "text"}, text=g["text"].astype(str),
-                     example_ids=sub["example_id"].to_numpy().astype(str))
-            os.replace(tmp, part)
+    with Parts(out, run, restart=restart) as parts:
+        for k in tqdm(range(n_chunks), disable=not progress, desc=f"generate {task}/{split}", file=sys.stderr):
+            sub = frame.iloc[k * chunk_size:(k + 1) * chunk_size].reset_index(drop=True)
+            for name, (model, src, tgt) in loaded.items():
+                if parts.done(f"{name}-{k:05d}"):
+                    continue
+                g = generate_steps(model, src, tgt, sub, temperatures, batch_size, max_length, max_new_tokens, device)
+                parts.save(f"{name}-{k:05d}", **{k2: v for k2, v in g.items() if k2 != "text"},
+                           text=g["text"].astype(str), example_ids=sub["example_id"].to_numpy().astype(str))
 
-    gens, infos = {}, []
-    for name, (model, _, _) in loaded.items():
-        chunks = [np.load(parts / f"{name}-{k:05d}.npz") for k in range(n_chunks)]
-        ids = np.concatenate([c["example_ids"] for c in chunks])
-        if not (ids == frame["example_id"].to_numpy().astype(str)).all():
-            raise CacheError(f"parts in {parts} do not cover the split in order; delete the folder and rerun")
-        lengths = np.concatenate([np.diff(c["offsets"]) for c in chunks])
-        text = np.concatenate([c["text"] for c in chunks]).astype(object)
-        n_src = np.concatenate([c["n_src"] for c in chunks])
-        quality, qstats = quality_of(text, frame, metrics)
-        info = {"path": idents[name], "dims": dims[name].to_dict(),
-                "parameters": int(sum(p.numel() for p in model.parameters())),
-                "source_models": getattr(model.config, "source_models", None),
-                "train_config": getattr(model.config, "train_config", None),
-                "truncated": int(sum(int(c["truncated"]) for c in chunks))}
-        gens[name] = Generation(tokens=np.concatenate([c["tokens"] for c in chunks]),
-                                offsets=np.concatenate([[0], np.cumsum(lengths)]),
-                                stats=np.concatenate([c["stats"] for c in chunks]), text=text, n_src=n_src,
-                                flops=generation_flops(n_src, lengths, dims[name]), quality=quality, qstats=qstats,
-                                info=info)
-        infos.append(info)
-    meta = {"task": task, "split": split, "metrics": metrics, "translation": translation,
-            "label_words": None if translation else label_words(task),
-            "data": {"source": data.source, "files": data.files, "fingerprint": data.fingerprint,
-                     "data_dir": data.data_dir, "split_seed": data.split_seed, "limit": limit},
-            "decoding": {"strategy": "greedy", "max_new_tokens": max_new_tokens, "max_length": max_length,
-                         "batch_size": batch_size},
-            "stat_names": stat_names(temperatures), "cost_definition": GENERATION_COST_DEFINITION,
-            "command": command or " ".join(sys.argv), "versions": package_versions(),
-            "collect_wall_s": time.time() - t0, "signature": sig}
-    cache = GenCache(example_ids=frame["example_id"].to_numpy().astype(str),
-                     labels=frame["label"].to_numpy().astype(np.int64), models=gens, temperatures=temperatures,
-                     meta=meta)
-    save_generation_cache(cache, out)
-    shutil.rmtree(parts, ignore_errors=True)
+        gens = {}
+        keys = ("tokens", "offsets", "stats", "text", "n_src", "truncated", "example_ids")
+        for name, (model, _, _) in loaded.items():
+            chunks = [parts.load(f"{name}-{k:05d}", keys) for k in range(n_chunks)]
+            ids = np.concatenate([c["example_ids"] for c in chunks])
+            if len(ids) != len(frame) or not (ids == frame["example_id"].to_numpy().astype(str)).all():
+                raise CacheError(f"parts in {parts.folder} do not cover the split in order; delete the folder and "
+                                 f"rerun")
+            lengths = np.concatenate([np.diff(c["offsets"]) for c in chunks])
+            text = np.concatenate([c["text"] for c in chunks]).astype(object)
+            n_src = np.concatenate([c["n_src"] for c in chunks])
+            quality, qstats = quality_of(text, frame, metrics)
+            info = {"path": idents[name], "dims": dims[name].to_dict(),
+                    "parameters": int(sum(p.numel() for p in model.parameters())),
+                    "weights_sha256": run["weights"][name],
+                    "source_models": getattr(model.config, "source_models", None),
+                    "train_config": getattr(model.config, "train_config", None),
+                    "truncated": int(sum(int(c["truncated"]) for c in chunks))}
+            gens[name] = Generation(tokens=np.concatenate([c["tokens"] for c in chunks]),
+                                    offsets=np.concatenate([[0], np.cumsum(lengths)]),
+                                    stats=np.concatenate([c["stats"] for c in chunks]), text=text, n_src=n_src,
+                                    flops=generation_flops(n_src, lengths, dims[name]), quality=quality,
+                                    qstats=qstats, info=info)
+        meta = {"task": task, "split": split, "metrics": metrics, "translation": translation,
+                "label_words": None if translation else label_words(task),
+                "data": {"source": data.source, "files": data.files, "fingerprint": data.fingerprint,
+                         "data_dir": data.data_dir, "split_seed": data.split_seed, "limit": limit},
+                "decoding": {"strategy": "greedy", "max_new_tokens": max_new_tokens, "max_length": max_length,
+                             "batch_size": batch_size},
+                "stat_names": stat_names(temperatures), "cost_definition": GENERATION_COST_DEFINITION,
+                "command": command or " ".join(sys.argv), "versions": package_versions(),
+                "signature": parts.signature}
+        cache = GenCache(example_ids=frame["example_id"].to_numpy().astype(str),
+                         labels=frame["label"].to_numpy().astype(np.int64), models=gens, temperatures=temperatures,
+                         meta=meta)
+        save_generation_cache(cache, out)
+        parts.finish()
+    if progress:
+        print(f"generated {out} in {time.time() - t0:.1f} s", file=sys.stderr)
     return load_generation_cache(out)

@@ -27,12 +27,63 @@ def _forward_logits(model: PreTrainedModel, batch: dict) -> torch.Tensor:
     return logits if logits.dim() == 3 else logits[:, None, :]
 
 
+CHARS_PER_TOKEN = 32  # first character bound per token of max_length; grown where a text needs more
+
+
+def _cut_at_space(text: str, limit: int) -> str:
+    """The longest prefix of at most ``limit`` characters that ends before whitespace (a hard cut if none)."""
+    head = text[:limit + 1]
+    i = max(head.rfind(" "), head.rfind("\n"), head.rfind("\t"))
+    return text[:i] if i > 0 else text[:limit]
+
+
+def bound_characters(tokenizer, texts, max_length: int) -> list[str]:
+    """Cut each text before tokenisation so that a 20 MB line costs what its first ``max_length`` tokens cost.
+
+    A text longer than ``max_length * CHARS_PER_TOKEN`` characters is cut at the last whitespace before that
+    bound, and the cut is kept only if it still holds more than ``max_length`` tokens: then truncating it to
+    ``max_length`` keeps the same tokens as truncating the whole text (tokenisers split words at whitespace first).
+    Otherwise the bound grows fourfold and the text is tried again (at worst, whole).
+    """
+    texts = list(texts)
+    out = list(texts)
+    limit = max_length * CHARS_PER_TOKEN
+    todo = [i for i, t in enumerate(texts) if isinstance(t, str) and len(t) > limit]
+    while todo:
+        cut = [_cut_at_space(texts[i], limit) for i in todo]
+        counts = [len(x) for x in tokenizer(cut, add_special_tokens=False, truncation=False,
+                                            verbose=False)["input_ids"]]
+        retry = []
+        for i, c, n in zip(todo, cut, counts):
+            if n > max_length:
+                out[i] = c
+            else:
+                retry.append(i)
+        limit *= 4
+        todo = [i for i in retry if len(texts[i]) > limit]
+    return out
+
+
 def sorted_encoding(tokenizer, texts_a, texts_b=None, max_length: int = 128):
-    """Tokenize without padding; return the encoding and the row order by length (similar lengths batch
-    together, so dynamic padding adds little)."""
-    enc = tokenizer(list(texts_a), list(texts_b) if texts_b is not None else None, truncation=True,
-                    max_length=max_length)
-    return enc, np.argsort([len(x) for x in enc["input_ids"]], kind="stable")
+    """Tokenize without padding (texts bounded first, :func:`bound_characters`); return the encoding and the row
+    order by length (similar lengths batch together, so dynamic padding adds little).
+
+    ``max_length`` must leave room for text after the tokenizer's special tokens (transformers would otherwise
+    ignore it silently and return untruncated sequences); any row longer than ``max_length`` is an error.
+    """
+    pair = texts_b is not None
+    specials = tokenizer.num_special_tokens_to_add(pair=pair)
+    if not isinstance(max_length, (int, np.integer)) or max_length <= specials:
+        raise ValueError(f"max_length {max_length!r} leaves no room for text: this tokenizer adds {specials} special "
+                         f"tokens to {'a pair' if pair else 'a text'}; use at least {specials + 1}")
+    a = bound_characters(tokenizer, texts_a, max_length)
+    b = bound_characters(tokenizer, texts_b, max_length) if pair else None
+    enc = tokenizer(a, b, truncation=True, max_length=max_length)
+    lengths = np.array([len(x) for x in enc["input_ids"]])
+    if len(lengths) and lengths.max() > max_length:
+        raise ValueError(f"the tokenizer returned {lengths.max()} tokens for row {int(lengths.argmax())} despite "
+                         f"max_length {max_length}: it cannot truncate this input that short; raise max_length")
+    return enc, np.argsort(lengths, kind="stable")
 
 
 def pad_rows(tokenizer, enc, rows, keep=None) -> dict:

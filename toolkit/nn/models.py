@@ -152,16 +152,43 @@ def load_encoder(name_or_path: str | os.PathLike, num_hidden_layers: int | None 
         hf_logging.set_verbosity(verbosity)
 
 
-def load_model(path: str | os.PathLike) -> PreTrainedModel:
-    """Load a saved multi-exit model or any ``AutoModelForSequenceClassification`` checkpoint, in eval mode."""
-    path = resolve_model(path)
-    config = AutoConfig.from_pretrained(path)
-    if isinstance(config, MultiExitConfig):
-        model = MultiExitModel.from_pretrained(path)
-    else:
-        from transformers import AutoModelForSequenceClassification
+class RandomHeadsError(ValueError):
+    """A checkpoint lacks trained weights for part of the model (a classifier or exit head), so transformers would
+    initialise them at random and every prediction would be noise."""
 
-        model = AutoModelForSequenceClassification.from_pretrained(path)
+
+def load_model(path: str | os.PathLike, *, allow_random_heads: bool = False) -> PreTrainedModel:
+    """Load a saved multi-exit model or any ``AutoModelForSequenceClassification`` checkpoint, in eval mode.
+
+    A checkpoint without weights for some parameters (a sentence-embedding encoder has no classifier; a multi-exit
+    folder may lack a head) would get them initialised at random: that is refused with :class:`RandomHeadsError`
+    unless ``allow_random_heads=True``. The newly initialised parameter names are in ``model.random_heads``
+    (empty when everything was loaded).
+    """
+    resolved = resolve_model(path)
+    config = AutoConfig.from_pretrained(resolved)
+    if isinstance(config, MultiExitConfig):
+        cls = MultiExitModel
+    else:
+        from transformers import AutoModelForSequenceClassification as cls
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the report of newly initialised weights becomes our own error below
+    try:
+        model, info = cls.from_pretrained(resolved, output_loading_info=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    random = sorted({*(info.get("missing_keys") or ()), *(k[0] if isinstance(k, tuple) else k
+                                                           for k in info.get("mismatched_keys") or ())})
+    if random and not allow_random_heads:
+        shown = ", ".join(random[:6]) + (f" and {len(random) - 6} more" if len(random) > 6 else "")
+        raise RandomHeadsError(
+            f"{path}: the checkpoint has no trained weights for {shown}; they would be initialised at random, so "
+            f"its predictions (and any cache collected from it) would be noise. Train the heads first (e.g. "
+            f"`toolkit train --model {path} --task ... --out runs/...` then use runs/.../final), or pass "
+            f"--allow-random-heads (allow_random_heads=True) to measure an untrained head on purpose")
+    model.random_heads = random
     return model.eval()
 
 

@@ -1,0 +1,55 @@
+"""Upgrade caches written before integrity checks (schema 1) to the verified format, with the same numbers.
+
+``upgrade_cache(path)`` reads a schema-1 classification or generation cache, validates it with the kind's loader
+rules, and rewrites it in place through :mod:`.cache_io` (page checksums, content hash) as schema 2; the decoded
+arrays and the metadata are unchanged, which it checks before replacing the file. ``toolkit upgrade-cache
+FILE...`` runs it from the command line. numpy and pyarrow only.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from .cache import SCHEMA_VERSION, load_cache
+from .cache_io import INTEGRITY_KEY, CacheError, check_regular_file, read_header, write_cache_table
+from .generation_cache import GEN_SCHEMA_VERSION, load_generation_cache
+
+_TARGET = {"classification": (SCHEMA_VERSION, load_cache), "generation": (GEN_SCHEMA_VERSION, load_generation_cache)}
+
+
+def upgrade_cache(path: str | os.PathLike) -> bool:
+    """Rewrite a schema-1 cache at ``path`` in the verified format; False if it already is current (untouched)."""
+    import pyarrow.parquet as pq
+
+    path = check_regular_file(path)
+    head = read_header(path)
+    kind = head.get("kind", "classification")
+    if kind not in _TARGET:
+        raise CacheError(f"{path}: header key 'kind' is {kind!r}; only classification and generation caches have "
+                         f"an older format")
+    version, loader = _TARGET[kind]
+    if head.get("schema_version") == version and INTEGRITY_KEY in head:
+        loader(path, verify_data=False)  # verifies it
+        return False
+    if head.get("schema_version") != 1:
+        raise CacheError(f"{path}: header key 'schema_version' is {head.get('schema_version')!r}; only schema 1 "
+                         f"caches can be upgraded")
+    try:
+        table = pq.read_table(path)
+    except Exception as e:  # noqa: BLE001
+        raise CacheError(f"{path}: not a readable Parquet file ({e}); it cannot be upgraded: recollect it") from None
+    new_head = {**head, "kind": kind, "schema_version": version}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".upgrade.parquet")
+    os.close(fd)
+    try:
+        write_cache_table(table.replace_schema_metadata(None), tmp, new_head)
+        loader(tmp, verify_data=False)  # every check of the new format
+        if not table.equals(pq.read_table(tmp)):  # same columns, types and values (metadata aside)
+            raise CacheError(f"{path}: the upgraded table differs from the original; nothing was replaced")
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return True
+
