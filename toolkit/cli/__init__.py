@@ -1,6 +1,6 @@
 """The ``toolkit`` command: one module per subcommand, each with ``register(subparsers)`` and ``run(args)``.
 
-Analysis commands (``info``, ``sweep``, ``route``) need only the plain install; model commands (``collect``,
+Analysis commands (``info``, ``sweep``, ``route``, ``plot``) need only the plain install; model commands (``collect``,
 ``train``, ``difficulty``, ``probe``, ``predict``, ``train-t2t``, ``generate``, ``zoo``) need the ``nn`` extra and
 import torch only when they run. ``toolkit COMMAND --help`` describes each.
 """
@@ -11,10 +11,10 @@ import argparse
 import os
 import sys
 
-from . import collect, difficulty, generate, info, predict, probe, route, sweep, train, train_t2t, zoo
+from . import collect, difficulty, generate, info, plot, predict, probe, route, sweep, train, train_t2t, zoo
 
 NN_PACKAGES = {"torch", "transformers", "accelerate", "safetensors", "sklearn", "datasets", "gguf"}
-COMMANDS = (collect, train, difficulty, probe, info, sweep, predict, train_t2t, generate, route, zoo)
+COMMANDS = (collect, train, difficulty, probe, info, sweep, plot, predict, train_t2t, generate, route, zoo)
 
 EPILOG = """examples:
   toolkit collect --model all-MiniLM-L6-v2 --task sst2 --split test --out sst2-test.parquet --limit 100
@@ -23,6 +23,8 @@ EPILOG = """examples:
   toolkit train --task sst2 --model all-MiniLM-L6-v2 --objective joint --out runs/sst2/minilm6_me --bf16
   toolkit info data/sst2/minilm6_me-test.parquet
   toolkit sweep data/sst2/minilm6_me-test.parquet --score max_prob
+  toolkit sweep data/sst2/cascade-test.parquet --reference all --json
+  toolkit plot data/sst2/cascade-test.parquet --rule risk --delta 0.01 --out sst2-cascade.pdf
   toolkit generate --model swift=Helsinki-NLP/opus-mt-en-de --model super=facebook/wmt19-en-de \\
       --task wmt21_en_de --split test --out wmt-en-de.parquet
   toolkit route data/sst2/t2t-test.parquet --score energy --how mean
@@ -33,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="toolkit", description="Collect every exit's logits once; analyse early exit, "
                                 "cascades and Swift/Super routing offline.", epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    from .. import __version__
+
+    p.add_argument("--version", action="version", version=f"toolkit {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.register(sub)
