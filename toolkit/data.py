@@ -276,14 +276,3 @@ def _load_hub(spec: TaskSpec, src_split: str) -> tuple[pd.DataFrame, dict[str, s
                           "text_a": text_a, "text_b": text_b, "label": labels})
     key = f"hub:{repo}/{config or ''}:{src_split}"
     return frame, {key: ds._fingerprint}, ds._fingerprint
-
-
-def join_text(example_ids, task: str, data_dir=None, split_seed: int = DEFAULT_SPLIT_SEED) -> pd.DataFrame | None:
-    """Text for cached example ids (for notebooks that show examples); None when the data is absent."""
-    data_dir = data_dir if data_dir is not None else default_data_dir()
-    if data_dir is None or not Path(data_dir).exists():
-        return None
-    spec = get_task(task)
-    frames = [read_source(spec, Path(data_dir) / rel, src) for src, rel in spec.files.items()]
-    frame = pd.concat(frames).set_index("example_id")
-    return frame.reindex(list(example_ids))
