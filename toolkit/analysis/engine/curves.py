@@ -11,7 +11,7 @@ example at the last stage), each row exactly what that threshold does on the who
 >>> lg = np.log(np.array([[[0.6, 0.4], [0.9, 0.1], [0.2, 0.8]], [[0.3, 0.7], [0.45, 0.55], [0.1, 0.9]]]))
 >>> from toolkit.analysis.cache import from_arrays
 >>> s = from_classification(from_arrays(lg, [0, 1], [1.0, 2.0, 3.0]))
->>> sweep(s).to_frame()[["threshold", "accuracy", "flops", "speedup"]].to_numpy().tolist()
+>>> sweep(s).to_frame()[["threshold", "accuracy", "flops", "speedup"]].round(4).to_numpy().tolist()
 [[inf, 0.5, 3.0, 1.0], [0.9, 1.0, 2.5, 1.2], [0.7, 1.0, 1.5, 2.0], [0.6, 1.0, 1.0, 3.0]]
 """
 
