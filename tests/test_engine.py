@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from scipy.special import log_softmax, logsumexp
 from scipy.stats import binom
 
-from conftest import random_cache
+from conftest import exit_cache, random_cache
 from toolkit.analysis import engine as en
 from toolkit.analysis.cache import from_arrays
 from toolkit.analysis.generation_cache import GenCache, Generation, stat_names
@@ -208,16 +208,8 @@ def test_bands_equal_explicit_resamples(kind):
 
 
 # ------------------------------------------------------------------------------------------ risk control
-def synthetic(N, seed, split="cal"):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 2, N)
-    lg = rng.normal(size=(N, 4, 2))
-    lg[np.arange(N), :, y] += np.linspace(0.3, 2.5, 4)
-    return from_arrays(lg, y, np.cumsum(np.ones((N, 4)), 1), meta={"split": split})
-
-
 def test_risk_table_brute_force():
-    c = synthetic(300, 0)
+    c = exit_cache(300, 0)
     s = en.staged(c)
     t = en.risk_table(s, delta=0.05).frame
     for _, row in t.iloc[::17].iterrows():
@@ -229,7 +221,7 @@ def test_risk_table_brute_force():
 
 
 def test_fixed_sequence_stops_at_first_failure():
-    s = en.staged(synthetic(500, 1))
+    s = en.staged(exit_cache(500, 1))
     r = en.certify(s, delta=0.03, epsilon=0.1)
     p = r.table.frame["p_value"]
     k = r.n_rejected
@@ -242,7 +234,7 @@ def test_fixed_sequence_stops_at_first_failure():
 def test_risk_control_holds_in_simulation():
     """Over many cal draws from one population, the chosen threshold's true risk exceeds delta in at most about
     epsilon of them."""
-    pop = en.staged(synthetic(200_000, 2))
+    pop = en.staged(exit_cache(200_000, 2))
     delta, eps, fails, trials = 0.04, 0.2, 0, 60
     rng = np.random.default_rng(3)
     for _ in range(trials):
@@ -255,7 +247,7 @@ def test_risk_control_holds_in_simulation():
 def test_risk_refuses_small_cal_sets_and_bad_args():
     assert en.min_examples(0.01, 0.05) == 299
     assert (1 - 0.01) ** 299 <= 0.05 < (1 - 0.01) ** 298
-    s = en.staged(synthetic(298, 0))
+    s = en.staged(exit_cache(298, 0))
     with pytest.raises(ValueError, match="needs at least 299 examples"):
         en.choose(s, rule="risk", delta=0.01, epsilon=0.05)
     with pytest.raises(ValueError, match="delta"):
@@ -263,7 +255,7 @@ def test_risk_refuses_small_cal_sets_and_bad_args():
     with pytest.raises(ValueError, match="epsilon"):
         en.certify(s, epsilon=1.5)
     with pytest.raises(ValueError, match="needs at least 200 cal examples"):
-        en.choose(en.staged(synthetic(150, 0)), rule="drop", max_drop=0.005)
+        en.choose(en.staged(exit_cache(150, 0)), rule="drop", max_drop=0.005)
 
 
 def test_hoeffding_bentkus_p_value():
@@ -284,7 +276,7 @@ def test_hoeffding_bentkus_p_value():
 
 # ------------------------------------------------------------------------------------------ choose / evaluate
 def test_choose_rules_pick_what_they_say():
-    cal, test = en.staged(synthetic(600, 4)), en.staged(synthetic(600, 5, "test"))
+    cal, test = en.staged(exit_cache(600, 4)), en.staged(exit_cache(600, 5, "test"))
     curve = en.sweep(cal).frame
     op = en.choose(cal, rule="drop", max_drop=0.02)
     ok = curve[curve["accuracy"] >= curve["accuracy"].iloc[0] - 0.02 - 1e-12]
@@ -300,7 +292,7 @@ def test_choose_rules_pick_what_they_say():
     with pytest.raises(ValueError, match="not test"):
         en.choose(test)
     with pytest.raises(ValueError, match="score='max_prob'"):
-        op.evaluate(en.staged(synthetic(600, 5, "test"), score="margin"))
+        op.evaluate(en.staged(exit_cache(600, 5, "test"), score="margin"))
     with pytest.raises(ValueError, match="stages"):
         op.evaluate(en.staged(random_cache(50, 3, 2)))
     with pytest.raises(ValueError, match="unknown rule"):
@@ -309,7 +301,7 @@ def test_choose_rules_pick_what_they_say():
 
 
 def test_crossfit_chooses_on_one_half_and_evaluates_on_the_other():
-    s = en.staged(synthetic(400, 6, "test"))
+    s = en.staged(exit_cache(400, 6, "test"))
     a, b = en.halves(s.example_ids, 3)
     assert len(np.intersect1d(a, b)) == 0 and len(a) + len(b) == 400
     # by example id, not row order
@@ -385,7 +377,7 @@ def test_generation_views_run_every_engine_function():
 def test_results_are_frozen_tables_with_html():
     s = en.staged(random_cache(40, 3, 2))
     cv = en.sweep(s)
-    for r in (cv, en.summarize(cv), en.choose(en.staged(synthetic(400, 1)), max_drop=0.05), en.oracle(s),
+    for r in (cv, en.summarize(cv), en.choose(en.staged(exit_cache(400, 1)), max_drop=0.05), en.oracle(s),
               en.bootstrap_bands(s, [np.inf, 0.8], n_boot=10)):
         assert isinstance(r.to_frame(), pd.DataFrame) and "<table" in r._repr_html_()
     with pytest.raises(AttributeError):

@@ -1,21 +1,14 @@
 import numpy as np
 import pytest
 
+from conftest import exit_cache
 from toolkit.analysis import reliability
 from toolkit.analysis.cache import from_arrays
 from toolkit.analysis.operating import operating_point
 
 
-def synthetic(N, seed, split="cal"):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 2, N)
-    lg = rng.normal(size=(N, 4, 2))
-    lg[np.arange(N), :, y] += np.linspace(0.3, 2.5, 4)
-    return from_arrays(lg, y, np.cumsum(np.ones((N, 4)), 1), meta={"split": split})
-
-
 def test_operating_point_checks_and_runs():
-    cal, test = synthetic(400, 4), synthetic(400, 5, "test")
+    cal, test = exit_cache(400, 4), exit_cache(400, 5, "test")
     op = operating_point(cal, test, rule="drop", max_drop=0.01)
     assert op.point.rule == "drop" and op.point.metric == "accuracy" and op.point.cal.drop() <= 0.01 + 1e-12
     assert len(op.temperatures) == 4 and op.test.split == "test" and op.test.n == 400
