@@ -277,6 +277,7 @@ def test_references_oracle_and_router_comparison():
     assert refs.loc["super alone", "exact_match"] == pytest.approx(b.mean())
     assert refs.loc["super alone", "speedup"] == 1.0
     assert refs.loc["super alone", "flops"] == pytest.approx(c.models["super"].flops.mean())
+    assert refs.loc["super alone", "tokens"] == pytest.approx(c.models["super"].n_steps.mean())
     assert refs.loc["oracle", "exact_match"] == pytest.approx(np.maximum(a, b).mean())
     assert refs.loc["oracle", "escalated"] == pytest.approx(((b > a)).mean())
     table = compare_routers(c, scores=("energy", "max_prob"), hows=("mean", "first"))

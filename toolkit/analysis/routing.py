@@ -29,8 +29,11 @@ def references(view: Staged) -> pd.DataFrame:
                             **ev.extras} for k, ev in rows.items()}).T
     ref = view.reference_cost.mean()
     out.loc[view.reference] = {**out.iloc[1].to_dict(), "flops": ref, "speedup": 1.0}
-    if view.extras:  # the reference runs only the last member: its own extras are not known here
-        out.loc[view.reference, list(view.extras)] = np.nan
+    last = view.model_index == view.model_index[-1]
+    own = np.diff(view.cost, axis=1, prepend=0.0)[:, last].sum(1)
+    for k, v in view.extras.items():  # the last member's own share, when the reference is that member alone
+        alone = np.diff(v, axis=1, prepend=0.0)[:, last].sum(1).mean()
+        out.loc[view.reference, k] = alone if np.allclose(own, view.reference_cost) else np.nan
     return out
 
 
