@@ -284,7 +284,7 @@ for task, name in [(t, n) for t in ["sst2", "mrpc", "rte", "cola", "agnews"] for
     row["overthinking"] = reliability.overthinking(t).attrs["any_earlier_right_final_wrong"]
     row["last acc"] = t.correct[:, -1].mean()
     row["oracle acc"] = t.correct.any(1).mean()
-    row["speed-up <=1pt"] = engine.summarize(engine.sweep(staged(t))).speedup_at_drop_upper_bound
+    row["speed-up <=1pt"] = engine.summarize(engine.sweep(staged(t)), metric=m).speedup_at_drop_upper_bound
     rows.append(row)
 df = pd.DataFrame(rows)
 exits = sorted([c for c in df if c[0] == "L" and c[1:].isdigit()], key=lambda c: int(c[1:]))
@@ -357,7 +357,7 @@ for ax, task in zip(axes.flat, tasks):
     ax.axvline(cv.reference_cost.mean() / 1e9, color="gray", ls=":", lw=1)
     ax.set_title(f"{task}: dotted line = {cv.reference} on every example")
     for k, v in vs.items():
-        s = engine.summarize(engine.sweep(v))
+        s = engine.summarize(engine.sweep(v), metric=v.metric)
         summary.append({"task": task, "policy": k, **{f"{m:g}x": s.metric_at_upper_bound[m] for m in (2.0, 3.0, 4.0)},
                         "best metric": s.best_upper_bound})
 plt.tight_layout()
@@ -494,7 +494,7 @@ for task in ["sst2", "mrpc", "rte", "cola", "agnews"]:
     for name, (s, t) in {"energy": ("energy", None), "energy T(cal)": ("energy", [ts, 1.0]),
                          "max-prob": ("max_prob", None), "entropy": ("entropy", None),
                          "E-LANG released": ("elang", None)}.items():
-        summ = engine.summarize(engine.sweep(staged(t2, score=s, temperature=t)), max_drop=0.0)
+        summ = engine.summarize(engine.sweep(staged(t2, score=s, temperature=t)), metric=m, max_drop=0.0)
         row[f"{name} at Super"] = summ.speedup_at_drop_upper_bound
         row[f"{name} AUC"] = summ.auc
     rows.append(row)

@@ -82,6 +82,11 @@ def test_pareto_and_summary_reference():
     assert s.auc == pytest.approx(expect)
     with pytest.raises(ValueError, match="not a column"):
         en.summarize(curve, metric="f1")
+    # a drop rule names its metric and defaults to accuracy, whatever the curve's headline metric
+    f1 = en.Curve(df.assign(f1=[0.5, 0.2, 0.6, 0.1]), "f1", "last exit", 100)
+    assert en.summarize(f1).metric == "accuracy" and en.summarize(f1).speedup_at_drop_upper_bound == 2.0
+    assert en.summarize(f1, metric="f1").final == 0.5
+    assert en.summarize(f1, metric="f1").speedup_at_drop_upper_bound == pytest.approx(4 / 3)
 
 
 def test_threshold_grid_spans_the_sweep():

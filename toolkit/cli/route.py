@@ -20,6 +20,7 @@ def register(sub) -> None:
                    help="aggregation of token scores over the generated sequence")
     p.add_argument("--temperature", type=positive_float, default=1.0, help="one of the cache's temperatures")
     p.add_argument("--metric", help="exact_match, bleu or chrf (default: the cache's first)")
+    p.add_argument("--drop-metric", help="metric of the summary's drop (default: the headline metric)")
     p.add_argument("--max-drop", type=positive_float, default=0.005,
                    help="tolerated absolute quality drop against Super (metric units; default 0.005)")
     p.add_argument("--compare", action="store_true", help="also compare every score x aggregation")

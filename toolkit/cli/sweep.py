@@ -22,8 +22,10 @@ def register(sub) -> None:
                    help="generation caches: aggregation of token scores over the generated sequence")
     p.add_argument("--temperature", type=positive_float, help="temperature of the score (default 1)")
     p.add_argument("--metric", help="headline metric (default: the cache's task metric)")
+    p.add_argument("--drop-metric", help="metric of the summary's drop and budgets (default: accuracy where the "
+                                         "cache has it, else the headline metric)")
     p.add_argument("--max-drop", type=positive_float, default=0.01,
-                   help="summary: tolerated absolute drop of the metric against the last stage (default 0.01)")
+                   help="summary: tolerated absolute drop of --drop-metric against the last stage (default 0.01)")
     engine_args(p)
     p.set_defaults(fn=run)
 
@@ -52,7 +54,7 @@ def report(a, cache, view, extra: dict | None = None) -> int:
     from ._common import evenly, print_json, readable
 
     curve = sweep(view)
-    summary = summarize(curve, max_drop=a.max_drop)
+    summary = summarize(curve, metric=getattr(a, "drop_metric", None), max_drop=a.max_drop)
     front = pareto_front(curve)
     if a.csv:
         curve.to_frame().to_csv(a.csv, index=False)

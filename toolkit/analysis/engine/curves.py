@@ -301,9 +301,11 @@ def summarize(curve: Curve, *, metric: str | None = None, max_drop: float = 0.01
               speedups=(2.0, 3.0, 4.0)) -> Summary:
     """Headline numbers of a curve on its own data (optima there are upper bounds; see :class:`Summary`).
 
-    ``metric`` defaults to the curve's headline metric; ``max_drop`` is absolute, in that metric's units.
+    ``metric``: what the drop and the speed-up budgets look at; default accuracy where the curve has it (any
+    classification curve), else the curve's headline metric (exact match, BLEU ...). ``max_drop`` is absolute, in
+    that metric's units.
     """
-    metric = metric or curve.metric
+    metric = metric or ("accuracy" if "accuracy" in curve.frame else curve.metric)
     df = curve.frame
     if metric not in df:
         raise ValueError(f"metric {metric!r} is not a column of this curve: {list(df.columns)}")
