@@ -59,6 +59,9 @@ def test_route_and_info_on_a_generation_cache(capsys, tmp_path):
     assert out["reference"] == "super alone" and "oracle" in out["references"] and len(out["routers"]) == 20
     assert main(["sweep", str(T2T), "--score", "energy", "--csv", str(tmp_path / "s.csv")]) == 0
     assert "speed-ups against super alone" in capsys.readouterr().out and (tmp_path / "s.csv").exists()
+    assert main(["route", str(T2T), "--rows", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "super alone" in text and "e+0" not in text and "GFLOPs" in text
     assert main(["info", str(T2T), "--json"]) == 0
     assert [r["model"] for r in _json(capsys.readouterr().out)["rows"]] == ["swift", "super"]
     assert main(["route", str(CASCADE)]) == 2

@@ -32,7 +32,7 @@ def run(a) -> int:
     import pandas as pd
 
     from ..analysis.routing import compare_routers, references
-    from ._common import cache_kind
+    from ._common import cache_kind, readable
     from .sweep import report, view_of
 
     if cache_kind(a.cache) != "generation":
@@ -51,7 +51,7 @@ def run(a) -> int:
     report(a, cache, view)
     with pd.option_context("display.width", 200):
         print("\nreferences:")
-        print(refs.round(4).to_string())
+        print(readable(refs.rename_axis("policy").reset_index(), view.metric_names).to_string(index=False))
         if table is not None:
             print("\nrouters compared (on this split: optima are upper bounds):")
             print(table.round(3).to_string(index=False))
