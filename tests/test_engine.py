@@ -396,3 +396,40 @@ def test_bootstrap_statistic_brackets_and_repeats():
     assert lo <= v <= hi and v == c.correct[:, -1].mean()
     d = en.bootstrap_statistic(lambda x: {"a": float(x.correct[:, 0].mean())}, c, n_boot=50, seed=3)
     assert d == en.bootstrap_statistic(lambda x: {"a": float(x.correct[:, 0].mean())}, c, n_boot=50, seed=3)
+
+
+def test_a_new_cache_kind_is_one_adapter():
+    """Per-token exits of a toy LLM cache (one example per token, stages = layers, outcome = agreement with the
+    last layer) plug in with one registered function, and every engine function runs on them."""
+    from dataclasses import dataclass
+
+    @dataclass
+    class ToyTokens:
+        conf: np.ndarray  # [S, L] exit confidences per generated token and layer
+        agree: np.ndarray  # [S, L] top-1 equals the last layer's
+
+    @en.staged.register(ToyTokens)
+    def _(cache, *, split="cal"):
+        S, L = cache.agree.shape
+        a = cache.agree.astype(float)
+        return en.Staged(confidence=cache.conf, cost=np.broadcast_to(np.arange(1.0, L + 1), (S, L)).copy(),
+                         stats=a[..., None], metrics=en.MeanMetrics(("agreement",)),
+                         reference_cost=np.full(S, float(L)), reference=f"last layer (L{L})", loss=1 - a,
+                         stage_names=tuple(f"L{i + 1}" for i in range(L)), layers=np.arange(1.0, L + 1),
+                         model_index=np.zeros(L, int), example_ids=np.array([f"t{i}" for i in range(S)]),
+                         metric="agreement", quality=a, meta={"split": split})
+
+    rng = np.random.default_rng(0)
+    conf = rng.uniform(size=(500, 6))
+    agree = rng.uniform(size=(500, 6)) < np.linspace(0.3, 1.0, 6) * (0.5 + conf)
+    agree[:, -1] = True
+    cal, test = en.staged(ToyTokens(conf, agree)), en.staged(ToyTokens(conf[::-1].copy(), agree[::-1].copy()),
+                                                              split="test")
+    curve = en.sweep(cal).frame
+    stop = brute_stops(conf, curve["threshold"].iloc[5])
+    assert curve["agreement"].iloc[5] == pytest.approx(agree[np.arange(500), stop].mean())
+    op = en.choose(cal, rule="risk", metric="agreement", delta=0.1, epsilon=0.1)
+    assert op.evaluate(test).reference == "last layer (L6)"
+    en.bootstrap_bands(test, en.threshold_grid(test, 5), n_boot=20)
+    en.compare(cal, cal, metric="agreement", budgets=(1.5,), n_boot=20)
+    en.crossfit(test, metric="agreement", max_drop=0.05, n_boot=10)
