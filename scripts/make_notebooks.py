@@ -209,7 +209,7 @@ ax[0].set_xlabel("coverage (share of examples accepted, most confident first)")
 ax[0].set_ylabel("risk (error rate among accepted)")
 ax[0].legend(fontsize=8)
 ax[0].set_title("risk-coverage per exit, SST-2 test")
-thr = engine.threshold_grid(staged(test), 60)
+thr = engine.threshold_grid(staged(test), n=60)
 ag = reliability.agreement_at_thresholds(test, thr[1:])
 ax[1].plot(ag.threshold, ag.early_agreement, label="early exits agreeing with the last exit")
 ax[1].plot(ag.threshold, ag.early_share, label="share exiting early")
@@ -338,7 +338,7 @@ reference. Curves are drawn on `test` (GLUE dev)."""),
 
 
 def banded(v, n=80):
-    return engine.bootstrap_bands(v, engine.threshold_grid(v, n), n_boot=1000, seed=0)
+    return engine.bootstrap_bands(v, engine.threshold_grid(v, n=n), n_boot=1000, seed=0)
 
 
 tasks = [t for t in ["sst2", "mrpc", "rte", "cola", "agnews"] if available(t, "cascade")]

@@ -193,9 +193,9 @@ def test_generation_sweep_equals_brute_force(exact, score, how):
 def test_bands_equal_explicit_resamples(kind):
     s = en.staged(random_cache(120, 4, 3, seed=2)) if kind == "classification" else \
         en.staged(gen_cache(80, exact=False), score="max_prob")
-    thr = en.threshold_grid(s, 12)
+    thr = en.threshold_grid(s, n=12)
     bands = en.bootstrap_bands(s, thr, n_boot=40, seed=5).frame
-    w = en.resample_weights(s.n_examples, 40, 5)
+    w = en.resample_weights(s.n_examples, n_boot=40, seed=5)
     draws = []
     for counts in w.astype(int):  # each resample as an explicit index list
         idx = np.repeat(np.arange(s.n_examples), counts)
@@ -327,8 +327,9 @@ def test_crossfit_chooses_on_one_half_and_evaluates_on_the_other():
 # ------------------------------------------------------------------------------------------ compare
 def test_frontier_at_budgets_equals_sweeps_of_resamples():
     s = en.staged(random_cache(90, 4, 2, seed=7))
-    w = en.resample_weights(90, 15, 1)
-    got = en.frontier_at_budgets(s, w, [1.5, 2.0, 3.0], s.reference_cost, "accuracy")
+    w = en.resample_weights(90, n_boot=15, seed=1)
+    got = en.frontier_at_budgets(s, w, budgets=[1.5, 2.0, 3.0], reference_cost=s.reference_cost,
+                                 metric="accuracy")
     for i, counts in enumerate(w.astype(int)):
         sub = s.subset(np.repeat(np.arange(90), counts))
         df = en.sweep(sub).frame
@@ -350,8 +351,8 @@ def test_compare_pairs_examples_and_resamples_seeds():
     seeds = [s, en.staged(random_cache(150, 4, 2, seed=9)).subset(np.arange(150)[::-1])]
     seeds[1] = en.Staged(**{**seeds[1].__dict__, "example_ids": s.example_ids[::-1].copy()})
     two = en.compare(seeds, other, budgets=(2.0,), n_boot=100).frame
-    want = np.mean([en.frontier_at_budgets(v.align(s.example_ids), np.ones((1, 150)), [2.0], s.reference_cost,
-                                           "accuracy")[0, 0] for v in seeds])
+    want = np.mean([en.frontier_at_budgets(v.align(s.example_ids), np.ones((1, 150)), budgets=[2.0],
+                                           reference_cost=s.reference_cost, metric="accuracy")[0, 0] for v in seeds])
     assert two["a"].iloc[0] == pytest.approx(want) and two["seeds"].iloc[0] == "2 / 1"
     ref_other = en.staged(c, reference="stage1")
     with pytest.raises(ValueError, match="different references"):
@@ -366,7 +367,7 @@ def test_generation_views_run_every_engine_function():
     op = en.choose(vc, rule="risk", metric="exact_match", delta=0.1, epsilon=0.1)
     ev = op.evaluate(vt, n_boot=50)
     assert ev.reference == "super alone" and "exact_match" in ev.intervals
-    en.bootstrap_bands(vt, en.threshold_grid(vt, 10), n_boot=30)
+    en.bootstrap_bands(vt, en.threshold_grid(vt, n=10), n_boot=30)
     en.compare(vt, en.staged(test, score="energy"), metric="exact_match", n_boot=30)
     en.crossfit(vt, metric="exact_match", max_drop=0.05, n_boot=20)
     o = en.oracle(vt)
@@ -430,6 +431,15 @@ def test_a_new_cache_kind_is_one_adapter():
     assert curve["agreement"].iloc[5] == pytest.approx(agree[np.arange(500), stop].mean())
     op = en.choose(cal, rule="risk", metric="agreement", delta=0.1, epsilon=0.1)
     assert op.evaluate(test).reference == "last layer (L6)"
-    en.bootstrap_bands(test, en.threshold_grid(test, 5), n_boot=20)
+    en.bootstrap_bands(test, en.threshold_grid(test, n=5), n_boot=20)
     en.compare(cal, cal, metric="agreement", budgets=(1.5,), n_boot=20)
     en.crossfit(test, metric="agreement", max_drop=0.05, n_boot=10)
+
+
+def test_views_of_bootstrap_resamples_repeat_ids_but_cannot_be_aligned():
+    c = random_cache(20, 3, 2)
+    rows = np.array([0, 0, 5, 7, 7, 7])
+    v = en.staged(c.subset(rows))  # a resampled cache (what bootstrap_statistic hands to a statistic)
+    assert v.n_examples == 6 and en.sweep(v).frame["accuracy"].iloc[0] == c.correct[rows, -1].mean()
+    with pytest.raises(ValueError, match="example ids repeat"):
+        v.align(v.example_ids)

@@ -91,7 +91,7 @@ def test_pareto_and_summary_reference():
 
 def test_threshold_grid_spans_the_sweep():
     s = en.staged(random_cache(300, 4, 2, seed=2))
-    thr = en.threshold_grid(s, 20)
+    thr = en.threshold_grid(s, n=20)
     sw = en.sweep(s).frame["threshold"].to_numpy()
     assert thr[0] == np.inf and len(thr) <= 21 and set(thr[1:]) <= set(sw[1:])
     assert thr[1] == sw[1] and thr[-1] == sw[-1]

@@ -63,7 +63,7 @@ def figure(a):
     from .sweep import view_of
 
     cache, view = view_of(a)
-    bands = bootstrap_bands(view, threshold_grid(view, 100), n_boot=a.n_boot, seed=a.seed)
+    bands = bootstrap_bands(view, threshold_grid(view, n=100), n_boot=a.n_boot, seed=a.seed)
     points, shown = {}, {"reference": view.reference, "n_boot": a.n_boot}
     cal = _cal_path(a)
     if cal is not None:

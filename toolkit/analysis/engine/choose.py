@@ -217,7 +217,7 @@ def crossfit(staged: Staged, *, rule: str = "drop", metric: str = "accuracy", ma
 
     intervals = {}
     if n_boot:
-        w = [resample_weights(p.n_examples, n_boot, seed + 1 + i) for i, p in enumerate(held)]
+        w = [resample_weights(p.n_examples, n_boot=n_boot, seed=seed + 1 + i) for i, p in enumerate(held)]
         tot = w[0] @ stats[0] + w[1] @ stats[1]
         c = (w[0] @ cost[0] + w[1] @ cost[1]) / N
         r = (w[0] @ refs[0] + w[1] @ refs[1]) / N

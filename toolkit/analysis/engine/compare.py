@@ -24,7 +24,7 @@ from .staged import Staged
 _CHUNK = 4_000_000
 
 
-def frontier_at_budgets(staged: Staged, weights: np.ndarray, budgets, reference_cost: np.ndarray,
+def frontier_at_budgets(staged: Staged, weights: np.ndarray, *, budgets, reference_cost: np.ndarray,
                         metric: str) -> np.ndarray:
     """Best ``metric`` with mean cost at most ``reference mean / k``, for each weight row and budget ``k``.
 
@@ -140,10 +140,12 @@ def compare(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged], *, budge
     ref_view = (A if reference == "a" else Bv)[0]
     ref_cost = np.mean([v.reference_cost for v in (A if reference == "a" else Bv)], 0)
     N = len(ids)
-    w = resample_weights(N, n_boot, seed)
+    w = resample_weights(N, n_boot=n_boot, seed=seed)
     one = np.ones((1, N))
-    va = np.stack([frontier_at_budgets(v, np.vstack([one, w]), budgets, ref_cost, metric) for v in A])  # [Sa, 1+B, J]
-    vb = np.stack([frontier_at_budgets(v, np.vstack([one, w]), budgets, ref_cost, metric) for v in Bv])
+    va = np.stack([frontier_at_budgets(v, np.vstack([one, w]), budgets=budgets, reference_cost=ref_cost,
+                                       metric=metric) for v in A])  # [Sa, 1+B, J]
+    vb = np.stack([frontier_at_budgets(v, np.vstack([one, w]), budgets=budgets, reference_cost=ref_cost,
+                                       metric=metric) for v in Bv])
     rng = np.random.default_rng(seed + 1)
     ia = rng.integers(0, len(A), (n_boot, len(A)))  # seeds resampled per draw (identity when one seed)
     ib = rng.integers(0, len(Bv), (n_boot, len(Bv)))

@@ -182,7 +182,7 @@ def evaluation_at_stages(staged: Staged, stage, *, threshold=np.nan, n_boot: int
     final = s.metrics(s.stats[:, -1].sum(0), N)
     intervals = {}
     if n_boot:
-        w = resample_weights(N, n_boot, seed)
+        w = resample_weights(N, n_boot=n_boot, seed=seed)
         idx = np.arange(N), np.asarray(stage)
         m = s.metrics(w @ s.stats[idx], N)
         cost = w @ s.cost[idx] / N
@@ -207,7 +207,7 @@ def oracle(staged: Staged) -> Evaluation:
     return evaluation_at_stages(staged, (q >= q.max(1, keepdims=True)).argmax(1))
 
 
-def resample_weights(n: int, n_boot: int, seed: int) -> np.ndarray:
+def resample_weights(n: int, *, n_boot: int, seed: int) -> np.ndarray:
     """``[n_boot, n]`` example counts of ``n_boot`` bootstrap resamples (multinomial, seeded): every resampled
     statistic of an additive quantity is a matrix product with these weights."""
     if n_boot < 1:
@@ -258,7 +258,7 @@ def bootstrap_bands(staged: Staged, thresholds, *, n_boot: int = 1000, ci: float
     base = evaluate_stages(s, stage, columns=cols).to_frame()
     N, K = s.n_examples, s.stats.shape[-1]
     rows = np.arange(N)
-    w = resample_weights(N, n_boot, seed)
+    w = resample_weights(N, n_boot=n_boot, seed=seed)
     step = max(1, _CHUNK // max(1, N * K))
     tot = np.concatenate([np.einsum("bn,tnk->btk", w, s.stats[rows, stage[a:a + step]])
                           for a in range(0, len(stage), step)], axis=1)  # [B, T, K]
@@ -272,7 +272,7 @@ def bootstrap_bands(staged: Staged, thresholds, *, n_boot: int = 1000, ci: float
     return Bands(base, s.metric, s.reference, N, n_boot, ci, seed, meta=_curve_meta(s))
 
 
-def threshold_grid(staged: Staged, n: int = 100) -> np.ndarray:
+def threshold_grid(staged: Staged, *, n: int = 100) -> np.ndarray:
     """``inf`` and up to ``n`` thresholds at quantiles of the sweep's distinct thresholds (for plots and bands)."""
     finite = breakpoints(staged.confidence)[3]
     finite = np.unique(finite)[::-1]

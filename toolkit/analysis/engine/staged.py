@@ -71,7 +71,7 @@ class Staged:
     model_index : ndarray, shape (E,)
         Which model each stage belongs to (0 = the first; ``escalated`` = share past model 0).
     example_ids : ndarray, shape (N,)
-        Stable ids: cal/test pairing, policies and training seeds are aligned on them.
+        Stable ids: policies and training seeds are aligned on them (unique, except in a bootstrap resample).
     metric : str
         The headline metric (a key of ``metrics``): what plots show by default. Rules name their own.
     quality : ndarray, shape (N, E), or None
@@ -154,7 +154,9 @@ class Staged:
         return exit_stage(self.confidence, thresholds)
 
     def align(self, example_ids) -> Staged:
-        """Rows reordered to ``example_ids`` (every id must be present)."""
+        """Rows reordered to ``example_ids`` (every id must be present, once)."""
+        if len(np.unique(self.example_ids)) != self.n_examples:
+            raise ValueError("example ids repeat (a bootstrap resample?): views are aligned by unique ids")
         pos = {k: i for i, k in enumerate(self.example_ids.tolist())}
         try:
             rows = np.fromiter((pos[k] for k in np.asarray(example_ids).tolist()), dtype=np.int64)
@@ -231,8 +233,6 @@ def _validate(s: Staged) -> None:
     for k, v in s.extras.items():
         if np.shape(v) != (N, E):
             raise ValueError(f"extras[{k!r}] must be [N, E] = [{N}, {E}]")
-    if len(np.unique(s.example_ids)) != N:
-        raise ValueError("example_ids are not unique")
     names = tuple(s.metrics(np.ones(np.shape(s.stats)[-1]), 1))
     if s.metric not in names:
         raise ValueError(f"headline metric {s.metric!r} is not one of the metrics {names}")
