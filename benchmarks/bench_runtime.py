@@ -16,9 +16,9 @@ import torch
 from transformers import AutoTokenizer
 
 import toolkit
+from toolkit.analysis.engine import staged, sweep
 from toolkit.analysis.policies import early_exit
 from toolkit.analysis.scores import stage_confidence
-from toolkit.analysis.sweep import sweep
 from toolkit.data import load_split
 from toolkit.nn.models import load_model
 from toolkit.nn.runtime import CascadeRunner, EarlyExitRunner, midpoint_threshold
@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def thresholds_for(cache, targets, reference):
-    df = sweep(cache)
+    df = sweep(staged(cache)).frame
     speedup = reference / df["flops"]
     conf = stage_confidence(cache.logits, "max_prob")
     return [midpoint_threshold(conf, df["threshold"].iloc[(speedup - t).abs().argmin()]) for t in targets]

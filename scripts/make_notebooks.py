@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 import toolkit
-from toolkit.analysis import calibration, operating, plots, policies, reliability, risk, sweep
+from toolkit.analysis import calibration, engine, operating, plots, reliability
+from toolkit.analysis.engine import staged
 
 warnings.filterwarnings("ignore", category=RuntimeWarning)
 pd.set_option("display.precision", 4)
@@ -64,15 +65,16 @@ per_stage = pd.DataFrame({"stage": test.stages, "test accuracy": test.correct.me
 per_stage"""),
     md("""## Every threshold at once
 
-`sweep.sweep` evaluates early exit ("stop at the first exit whose max-probability is at least the threshold") at
-every distinct threshold, exactly, in one pass. Each row is what that threshold does on the whole split."""),
-    code("""curve = sweep.sweep(test, score="max_prob")
-print(len(curve), "distinct thresholds")
-curve.iloc[:: len(curve) // 8]"""),
+`engine.sweep` evaluates early exit ("stop at the first exit whose max-probability is at least the threshold") at
+every distinct threshold, exactly, in one pass, on the engine's view of the cache (`staged`). Each row is what that
+threshold does on the whole split; speed-ups are against the named reference (here the last exit)."""),
+    code("""curve = engine.sweep(staged(test, score="max_prob"))
+print(len(curve), "distinct thresholds; speed-up against", curve.reference)
+curve.to_frame().iloc[:: len(curve) // 8]"""),
     code("""# NBVAL_CHECK_OUTPUT
-s = sweep.summarize(curve)
-print({k: round(v, 3) for k, v in s.items()})"""),
-    code("""oracle = policies.oracle(test).summary(test)
+s = engine.summarize(curve)
+print({k: round(v, 3) if isinstance(v, float) else v for k, v in s.to_dict().items()})"""),
+    code("""oracle = engine.oracle(staged(test))
 ax = plots.plot_tradeoff({"early exit (max-prob)": curve}, x="speedup", oracle=oracle, ylabel="SST-2 test accuracy")
 ax.set_title("MiniLM-L6, 6 exits, SST-2 test (872)")
 plt.show()"""),
@@ -85,12 +87,12 @@ threshold whose accuracy drop is at most 1 point with probability at least 95% (
 rows = []
 for rule in ("drop", "risk"):
     op = operating.operating_point(cal, test, score="max_prob", rule=rule, max_drop=0.01, delta=0.01, epsilon=0.05)
-    rows.append({"rule": rule, "threshold": op["threshold"], "cal speed-up": op["cal"]["speedup"],
-                 "test accuracy": op["test"]["accuracy"], "test speed-up": op["test"]["speedup"],
-                 "full model test accuracy": op["test_full_model"]["accuracy"]})
+    rows.append({"rule": rule, "threshold": op.point.threshold, "cal speed-up": op.point.cal.speedup,
+                 "test accuracy": op.test["accuracy"], "test speed-up": op.test.speedup,
+                 "full model test accuracy": op.test.final["accuracy"]})
 print(pd.DataFrame(rows).round(3).to_string(index=False))"""),
     md("""**Reading the numbers above.** On SST-2 test the last exit is at 0.896; early exit keeps that accuracy up to
-about 2.6x fewer FLOPs (`speedup_at_drop`) and loses 1.4 points at 3x. The `drop` rule, tuned on `cal`, overshoots
+about 2.6x fewer FLOPs (`speedup_at_drop_upper_bound`: the best threshold for test itself, so an upper bound) and loses 1.4 points at 3x. The `drop` rule, tuned on `cal`, overshoots
 on test (1.5 points lost against a 1-point target): SST-2's `cal` is carved from the train file, whose examples are
 mostly short phrases (about half the tokens of the dev sentences), so confidences fitted there are too optimistic
 on test. The `risk` rule keeps its promise on test (0.8 points lost, 2.5x): that guarantee is what makes it the one
@@ -129,21 +131,25 @@ A per-exit temperature changes which exits look confident, so it can change whic
 the exact sweeps on `test` with T = 1 and with the cal-fitted temperatures, and the operating points that the same
 rule picks on `cal`. Intervals: 95% percentile bootstrap over test examples (1,000 resamples, seed 0), paired (the
 same resamples for both curves)."""),
-    code("""raw = sweep.sweep(test, "max_prob")
-cald = sweep.sweep(test, "max_prob", temperature=temps)
+    code("""raw = engine.sweep(staged(test, score="max_prob"))
+cald = engine.sweep(staged(test, score="max_prob", temperature=temps))
 ax = plots.plot_tradeoff({"T = 1": raw, "per-exit T (cal)": cald}, x="speedup", ylabel="SST-2 test accuracy",
-                         oracle=policies.oracle(test).summary(test))
+                         oracle=engine.oracle(staged(test)))
 ax.set_xlim(0.9, 6.5)
 plt.show()"""),
     code("""# NBVAL_CHECK_OUTPUT
-def auc_gap(c):
-    return sweep.summarize(sweep.sweep(c, "max_prob", temperature=temps))["auc"] - sweep.summarize(sweep.sweep(c, "max_prob"))["auc"]
+def auc(c, t=None):
+    return engine.summarize(engine.sweep(staged(c, score="max_prob", temperature=t))).auc
 
-gap = sweep.bootstrap(auc_gap, test, n_boot=300, seed=0)["value"]
+
+def auc_gap(c):
+    return auc(c, temps) - auc(c)
+
+gap = engine.bootstrap_statistic(auc_gap, test, n_boot=300, seed=0)
 print("AUC (mean accuracy over speed-ups), fitted T minus T=1: %.4f  95%% CI [%.4f, %.4f]" % gap)
 for name, t in (("T=1", None), ("fitted T", temps)):
-    s = sweep.summarize(sweep.sweep(test, "max_prob", temperature=t))
-    print(f"{name:>9}: speed-up at <=1 point drop {s['speedup_at_drop']:.2f}x, accuracy at 2x {s['metric_at_2x']:.3f}, at 3x {s['metric_at_3x']:.3f}")"""),
+    s = engine.summarize(engine.sweep(staged(test, score="max_prob", temperature=t)))
+    print(f"{name:>9}: speed-up at <=1 point drop {s.speedup_at_drop_upper_bound:.2f}x, accuracy at 2x {s.metric_at_upper_bound[2.0]:.3f}, at 3x {s.metric_at_upper_bound[3.0]:.3f}")"""),
     md("""**Reading the numbers above.** Jointly trained MiniLM exits are close to calibrated already: the fitted
 temperatures grow with depth (about 1.0 at L1 to 1.15 at L6: deeper exits are slightly overconfident, as Right Tool
 reports for BERT), and scaling lowers the mean ECE by about half a point and the NLL by about 0.01. It does not move
@@ -203,7 +209,7 @@ ax[0].set_xlabel("coverage (share of examples accepted, most confident first)")
 ax[0].set_ylabel("risk (error rate among accepted)")
 ax[0].legend(fontsize=8)
 ax[0].set_title("risk-coverage per exit, SST-2 test")
-thr = sweep.threshold_grid(test, 60)
+thr = engine.threshold_grid(staged(test), n=60)
 ag = reliability.agreement_at_thresholds(test, thr[1:])
 ax[1].plot(ag.threshold, ag.early_agreement, label="early exits agreeing with the last exit")
 ax[1].plot(ag.threshold, ag.early_share, label="share exiting early")
@@ -246,9 +252,9 @@ lo, hi = np.nanquantile(d, [0.025, 0.975])
 print("accuracy when confident (>=0.9): complete L2 %.3f, internal exit L2 %.3f; difference %.3f, 95%% CI [%.3f, %.3f]"
       % (conf_acc(l2_complete, 0), conf_acc(test, 1), conf_acc(l2_complete, 0) - conf_acc(test, 1), lo, hi))"""),
     code("""fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
-plots.plot_score_distributions(test, 1, ax=axes[0])
+plots.plot_score_distributions(plots.score_distributions(test, 1), ax=axes[0])
 axes[0].set_title("internal exit L2 of MiniLM-L6 (multi-exit)")
-plots.plot_score_distributions(l2_complete, 0, ax=axes[1])
+plots.plot_score_distributions(plots.score_distributions(l2_complete, 0), ax=axes[1])
 axes[1].set_title("complete MiniLM-L2")
 plt.show()"""),
     md("""**Reading the numbers above.** Exits agree with the last exit more and more with depth (0.87 at L1, 0.99
@@ -278,7 +284,7 @@ for task, name in [(t, n) for t in ["sst2", "mrpc", "rte", "cola", "agnews"] for
     row["overthinking"] = reliability.overthinking(t).attrs["any_earlier_right_final_wrong"]
     row["last acc"] = t.correct[:, -1].mean()
     row["oracle acc"] = t.correct.any(1).mean()
-    row["speed-up <=1pt"] = sweep.summarize(sweep.sweep(t))["speedup_at_drop"]
+    row["speed-up <=1pt"] = engine.summarize(engine.sweep(staged(t)), metric=m).speedup_at_drop_upper_bound
     rows.append(row)
 df = pd.DataFrame(rows)
 exits = sorted([c for c in df if c[0] == "L" and c[1:].isdigit()], key=lambda c: int(c[1:]))
@@ -319,23 +325,20 @@ inside one model. Here both are put on one axis, mean GFLOPs per example (`toolk
 Speed-ups are against MPNet-base run on every example (the cascade's last member alone), so every policy shares one
 reference. Curves are drawn on `test` (GLUE dev)."""),
     code(SETUP),
-    code("""def reference_gflops(casc):
-    return float((casc.flops[:, -1] - casc.flops[:, -2]).mean() / 1e9)  # MPNet-base alone
-
-
-def curves_for(task):
-    out = {}
+    code("""def views_for(task):
+    \"\"\"Engine views of the cascade and the early-exit models, all with the cascade's reference (MPNet-base alone).\"\"\"
     _, casc = load(task, "cascade")
-    out["cascade L2->L6->MPNet"] = casc
+    cv = staged(casc)
+    out = {"cascade L2->L6->MPNet": cv}
     for name, label in (("minilm6_me", "early exit MiniLM-L6 (6 exits)"), ("mpnet_me", "early exit MPNet (12 exits)")):
         if available(task, name):
-            out[label] = load(task, name)[1]
-    return casc, out
+            ee = staged(load(task, name)[1])
+            out[label] = ee.with_reference(cv.align(ee.example_ids).reference_cost, cv.reference)
+    return cv, out
 
 
-def banded(c, n=80):
-    thr = sweep.threshold_grid(c, n)
-    return sweep.bootstrap_curve(c, thr, n_boot=1000, seed=0)
+def banded(v, n=80):
+    return engine.bootstrap_bands(v, engine.threshold_grid(v, n=n), n_boot=1000, seed=0)
 
 
 tasks = [t for t in ["sst2", "mrpc", "rte", "cola", "agnews"] if available(t, "cascade")]
@@ -347,55 +350,38 @@ for ax in axes.flat[len(tasks):]:
     ax.set_visible(False)
 summary = []
 for ax, task in zip(axes.flat, tasks):
-    casc, cs = curves_for(task)
-    ref = reference_gflops(casc)
-    bands = {k: banded(c) for k, c in cs.items()}
-    plots.plot_tradeoff(bands, x="flops", ax=ax, oracle=policies.oracle(casc).summary(casc), oracle_label="oracle (cascade: earliest correct member)",
-                        ylabel=f"{task} test {casc.meta['metric']}")
-    ax.axvline(ref, color="gray", ls=":", lw=1)
-    ax.set_title(f"{task}: dotted line = MPNet-base on every example")
-    for k, c in cs.items():
-        df = sweep.sweep(c)
-        df["speedup"] = ref * 1e9 / df["flops"]
-        s = sweep.summarize(df)
-        summary.append({"task": task, "policy": k, **{m: s[f"metric_at_{m}"] for m in ("2x", "3x", "4x")},
-                        "best metric": df.metric.max()})
+    cv, vs = views_for(task)
+    bands = {k: banded(v) for k, v in vs.items()}
+    plots.plot_tradeoff(bands, x="flops", ax=ax, oracle=engine.oracle(cv), oracle_label="oracle (cascade: earliest correct member)",
+                        ylabel=f"{task} test {cv.metric}")
+    ax.axvline(cv.reference_cost.mean() / 1e9, color="gray", ls=":", lw=1)
+    ax.set_title(f"{task}: dotted line = {cv.reference} on every example")
+    for k, v in vs.items():
+        s = engine.summarize(engine.sweep(v), metric=v.metric)
+        summary.append({"task": task, "policy": k, **{f"{m:g}x": s.metric_at_upper_bound[m] for m in (2.0, 3.0, 4.0)},
+                        "best metric": s.best_upper_bound})
 plt.tight_layout()
 plt.show()"""),
     code("""# NBVAL_CHECK_OUTPUT
 table = pd.DataFrame(summary).rename(columns={"2x": "metric at 2x", "3x": "metric at 3x", "4x": "metric at 4x"})
-print("speed-ups relative to MPNet-base on every example; NaN: the policy never gets that cheap")
+print("speed-ups relative to MPNet-base on every example; best threshold on test for each (upper bounds); "
+      "NaN: the policy never gets that cheap")
 print(table.round(3).to_string(index=False))"""),
     md("""## Where does the cascade overtake early exit?
 
 Compare the best metric each policy reaches within a FLOPs budget (its Pareto frontier), over a grid of budgets,
-with a paired bootstrap interval for the difference at 2x, 3x and 4x (relative to MPNet-base)."""),
-    code("""def best_within(df, budget):
-    ok = df[df["flops"] <= budget]
-    return ok["metric"].max() if len(ok) else np.nan
-
-
-rows = []
+with a paired bootstrap interval for the difference at 2x, 3x and 4x (relative to MPNet-base): `engine.compare`,
+1,000 resamples of test examples (seed 0), the same resamples for both policies."""),
+    code("""rows = []
 for task in tasks:
-    casc, cs = curves_for(task)
-    ref = reference_gflops(casc) * 1e9
-    # the same resamples (seed 0, 200 per speed-up) pair the cascade with every early-exit model: sweep them once
-    rng = np.random.default_rng(0)
-    resamples = {k: [rng.integers(0, casc.n_examples, casc.n_examples) for _ in range(200)] for k in (2, 3, 4)}
-    casc_full = sweep.sweep(casc)
-    casc_boot = {k: [sweep.sweep(casc.subset(idx)) for idx in idxs] for k, idxs in resamples.items()}
-    for name, ee in cs.items():
+    cv, vs = views_for(task)
+    for name, ee in vs.items():
         if name.startswith("cascade"):
             continue
-        ee_full = sweep.sweep(ee)
-        for k, idxs in resamples.items():
-            budget = ref / k
-            point = best_within(casc_full, budget) - best_within(ee_full, budget)
-            draws = [best_within(cb, budget) - best_within(sweep.sweep(ee.subset(idx)), budget)
-                     for cb, idx in zip(casc_boot[k], idxs)]
-            lo, hi = np.nanquantile(draws, [0.025, 0.975])
-            rows.append({"task": task, "versus": name, "speed-up": f"{k}x", "cascade minus early exit": point,
-                         "95% lo": lo, "95% hi": hi})
+        cmp = engine.compare(cv, ee, budgets=(2, 3, 4), metric=cv.metric, n_boot=1000, seed=0).frame
+        for _, r in cmp.iterrows():
+            rows.append({"task": task, "versus": name, "speed-up": r["budget"], "cascade minus early exit": r["difference"],
+                         "95% lo": r["lo"], "95% hi": r["hi"]})
 cross = pd.DataFrame(rows)
 cross.round(3)"""),
     md("""**Reading the numbers above.** CascadeBERT's comparison is the cascade against early exit inside the
@@ -411,7 +397,7 @@ strong middle member. On MRPC, with both MPNet-base models trained for 3 epochs 
 multi-exit), the two are level: -1.0, +0.3 and +0.6 F1 at 2x, 3x and 4x, every interval includes 0. With one epoch
 each (F1 0.834 and 0.832, below MiniLM-L6's 0.868) the cascade had led by +2.1 to +3.5 with intervals above 0: an
 undertrained large model flatters the cascade. On RTE (277 test pairs) early exit inside MPNet-base is ahead by 3.6,
-4.0 and 2.9 points; the intervals include 0. There the multi-exit MPNet-base is also the better last stage (0.664 vs
+4.0 and 2.9 points; the intervals include 0 (at 2x only just: its upper end is +0.0001). There the multi-exit MPNet-base is also the better last stage (0.664 vs
 0.625 for the complete one, both 2 epochs). Against early exit inside MiniLM-L6 the cascade gains +2.4 and +2.2
 points on SST-2 at 2x and 3x, +3.2 and +2.6 F1 on MRPC, +7.6 and +5.4 on CoLA (intervals above 0), under a point on
 AG News, and +2.5 to +4.0 on RTE (intervals include 0).
@@ -443,29 +429,23 @@ cal, test = cal_all.select_stages(stages), test_all.select_stages(stages)
 print(test.stages, "accuracy", test.correct.mean(0).round(4), "mean GFLOPs", (test.flops.mean(0) / 1e9).round(3))
 t_swift = calibration.fit_temperature(cal.logits[:, 0], cal.labels)
 print("Swift temperature fitted on cal: %.3f" % t_swift)
-# the cache's last stage costs Swift + Super; speed-ups here are against Super alone on every example
-super_alone = {"cal": float((cal.flops[:, 1] - cal.flops[:, 0]).mean()),
-               "test": float((test.flops[:, 1] - test.flops[:, 0]).mean())}
-to_super = {k: v / float((cal if k == "cal" else test).flops[:, 1].mean()) for k, v in super_alone.items()}
-print("Super alone: %.3f GFLOPs per test sentence" % (super_alone["test"] / 1e9))"""),
+# the cache's last stage costs Swift + Super; the engine's reference is Super alone (the last member), named
+print("reference: %s, %.3f GFLOPs per test sentence" % (staged(test).reference, staged(test).reference_cost.mean() / 1e9))"""),
     code("""scores = {"energy T=1": ("energy", None), f"energy T={t_swift:.2f} (cal)": ("energy", [t_swift, 1.0]),
           "max-prob": ("max_prob", None), "entropy": ("entropy", None), "E-LANG released": ("elang", None)}
-curves = {k: sweep.sweep(test, s, temperature=t) for k, (s, t) in scores.items()}
-for df in curves.values():
-    df["speedup"] = super_alone["test"] / df["flops"]
+curves = {k: engine.sweep(staged(test, score=s, temperature=t)) for k, (s, t) in scores.items()}
 super_acc = float(test.correct[:, -1].mean())
 ax = plots.plot_tradeoff(curves, x="speedup", ylabel="SST-2 test accuracy")
 ax.axhline(super_acc, color="gray", ls=":", lw=1, label="Super alone")
 ax.legend(fontsize=8)
-ax.set_xlabel("speed-up (x, FLOPs of Super on every example / routed)")
 plt.show()"""),
     code("""# NBVAL_CHECK_OUTPUT
 rows = []
-for k, df in curves.items():
-    s = sweep.summarize(df, max_drop=0.0)
-    rows.append({"score": k, "max speed-up at Super's accuracy": s["speedup_at_drop"],
-                 "accuracy at 1.5x": df[df.speedup >= 1.5].metric.max(), "accuracy at 2x": s["metric_at_2x"],
-                 "AUC": s["auc"]})
+for k, c in curves.items():
+    s = engine.summarize(c, max_drop=0.0, speedups=(1.5, 2.0))
+    rows.append({"score": k, "max speed-up at Super's accuracy": s.speedup_at_drop_upper_bound,
+                 "accuracy at 1.5x": s.metric_at_upper_bound[1.5], "accuracy at 2x": s.metric_at_upper_bound[2.0],
+                 "AUC": s.auc})
 print("Super alone: accuracy %.4f" % super_acc)
 print(pd.DataFrame(rows).round(3).to_string(index=False))"""),
     md("""## Do the scores route the same examples?
@@ -490,10 +470,10 @@ least 95% (Learn-then-Test), then report the realized drop and speed-up on `test
     code("""# NBVAL_CHECK_OUTPUT
 rows = []
 for k, (s, t) in scores.items():
-    r = risk.risk_controlled_threshold(cal, delta=0.01, epsilon=0.05, score=s, temperature=t, test=test)
-    rows.append({"score": k, "cal speed-up": r["cal_speedup"] * to_super["cal"],
-                 "test speed-up": r["test_speedup"] * to_super["test"],
-                 "test accuracy drop": r["test_accuracy_drop"]})
+    op = engine.choose(staged(cal, score=s, temperature=t), rule="risk", delta=0.01, epsilon=0.05)
+    ev = op.evaluate(staged(test, score=s, temperature=t))
+    rows.append({"score": k, "cal speed-up": op.cal.speedup, "test speed-up": ev.speedup,
+                 "test accuracy drop": ev.drop("accuracy")})
 print(pd.DataFrame(rows).round(3).to_string(index=False))"""),
     md("""## Other tasks
 
@@ -508,18 +488,15 @@ for task in ["sst2", "mrpc", "rte", "cola", "agnews"]:
     c_all, t_all = load(task, "cascade")
     c2, t2 = c_all.select_stages(["minilm-l6:L6", "mpnet:L12"]), t_all.select_stages(["minilm-l6:L6", "mpnet:L12"])
     ts = calibration.fit_temperature(c2.logits[:, 0], c2.labels)
-    sup = float((t2.flops[:, 1] - t2.flops[:, 0]).mean())
-    base = sweep.sweep(t2, "max_prob")
-    row = {"task": task, "metric": t2.meta["metric"], "Swift": base["metric"].iloc[-1], "Super": base["metric"].iloc[0],
-           "Swift T (cal)": ts}
+    base = engine.sweep(staged(t2, score="max_prob"))
+    m = base.metric
+    row = {"task": task, "metric": m, "Swift": base.column(m)[-1], "Super": base.column(m)[0], "Swift T (cal)": ts}
     for name, (s, t) in {"energy": ("energy", None), "energy T(cal)": ("energy", [ts, 1.0]),
                          "max-prob": ("max_prob", None), "entropy": ("entropy", None),
                          "E-LANG released": ("elang", None)}.items():
-        df = sweep.sweep(t2, s, temperature=t)
-        df["speedup"] = sup / df["flops"]
-        summ = sweep.summarize(df, max_drop=0.0)
-        row[f"{name} at Super"] = summ["speedup_at_drop"]
-        row[f"{name} AUC"] = summ["auc"]
+        summ = engine.summarize(engine.sweep(staged(t2, score=s, temperature=t)), metric=m, max_drop=0.0)
+        row[f"{name} at Super"] = summ.speedup_at_drop_upper_bound
+        row[f"{name} AUC"] = summ.auc
     rows.append(row)
 xt = pd.DataFrame(rows).set_index("task")
 print(xt.T.round(3).to_string())"""),
@@ -565,7 +542,7 @@ transformers.utils.logging.disable_progress_bar()
 from toolkit.data import default_data_dir
 from toolkit.nn.train import TrainConfig, train
 from toolkit.nn.collect import collect
-from toolkit.analysis import sweep
+from toolkit.analysis import engine
 
 data_dir = default_data_dir()
 print("data folder found:", data_dir is not None)
@@ -581,9 +558,9 @@ cache = collect([str(final)], "sst2", "test", work / "sst2-test.parquet", data_d
                 progress=False, names=["my-minilm"])
 print(cache, "collected in %.1f s" % (time.time() - t0))
 print("per-exit test accuracy:", cache.correct.mean(0).round(3))"""),
-    code("""curve = sweep.sweep(cache)
-print(sweep.summarize(curve))
-curve.head()"""),
+    code("""curve = engine.sweep(engine.staged(cache))
+print(engine.summarize(curve).to_dict())
+curve.to_frame().head()"""),
 ]
 
 NOTEBOOKS["07_objectives_and_slenderized"] = [
@@ -632,11 +609,12 @@ for a, b in (("minilm6_me_weighted_sub", "minilm6_me_joint_sub"), ("minilm6_me_t
     code("""curves = {}
 for name, label in (("minilm6_me_w25", "1/4"), ("minilm6_me_w50", "1/2")):
     if available("sst2", name):
-        curves[f"slenderized MiniLM-L6 ({label} width), early exit"] = sweep.sweep(load("sst2", name)[1])
-curves["MiniLM-L6 (full width), early exit"] = sweep.sweep(load("sst2", "minilm6_me")[1])
+        curves[f"slenderized MiniLM-L6 ({label} width), early exit"] = engine.sweep(staged(load("sst2", name)[1]))
+curves["MiniLM-L6 (full width), early exit"] = engine.sweep(staged(load("sst2", "minilm6_me")[1]))
 casc = load("sst2", "cascade")[1]
-curves["cascade L2->L6->MPNet"] = sweep.sweep(casc)
-curves["Swift/Super MiniLM-L6 -> MPNet, energy"] = sweep.sweep(casc.select_stages(["minilm-l6:L6", "mpnet:L12"]), "energy")
+curves["cascade L2->L6->MPNet"] = engine.sweep(staged(casc))
+curves["Swift/Super MiniLM-L6 -> MPNet, energy"] = engine.sweep(staged(casc.select_stages(["minilm-l6:L6", "mpnet:L12"]),
+                                                                      score="energy"))
 ax = plots.plot_tradeoff(curves, x="flops", ylabel="SST-2 test accuracy")
 ax.set_xscale("log")
 ax.set_xlabel("mean GFLOPs per example (log scale)")
@@ -644,10 +622,10 @@ plt.show()"""),
     code("""# NBVAL_CHECK_OUTPUT
 rows = []
 for k, df in curves.items():
-    fr = sweep.pareto_front(df)
+    fr = engine.pareto_front(df)
     for budget in (0.05e9, 0.1e9, 0.25e9, 0.5e9, 1e9, 2e9):
         ok = fr[fr.flops <= budget]
-        rows.append({"policy": k, "budget GFLOPs": budget / 1e9, "best accuracy": ok.metric.max() if len(ok) else np.nan})
+        rows.append({"policy": k, "budget GFLOPs": budget / 1e9, "best accuracy": ok.accuracy.max() if len(ok) else np.nan})
 print(pd.DataFrame(rows).pivot(index="policy", columns="budget GFLOPs", values="best accuracy").round(3).to_string())"""),
     md("""## A second task: AG News (4 classes)
 
@@ -663,8 +641,8 @@ if available("agnews", "minilm6_me_w50"):
     ref = full.flops[:, -1].mean()
     rows = []
     for label, c in (("full width", full), ("1/2 width", slim)):
-        fr = sweep.pareto_front(sweep.sweep(c))
-        rows.append({"model": label, **{f"<= {f:g} x full": fr[fr.flops <= f * ref].metric.max()
+        fr = engine.pareto_front(engine.sweep(staged(c)))
+        rows.append({"model": label, **{f"<= {f:g} x full": fr[fr.flops <= f * ref].accuracy.max()
                                         for f in (0.125, 0.25, 0.5, 1.0)}})
     print(pd.DataFrame(rows).round(3).to_string(index=False))
 else:
@@ -749,8 +727,7 @@ run and Super's. Speed-up is relative to Super on every example. The caches keep
 logsumexp and entropy at T = 0.5, 1, 2, 4), not the 30,522-way logits."""),
     code(SETUP + """
 from toolkit.analysis.generation_cache import load_generation_cache
-from toolkit.analysis.routing import compare_routers, evaluate_route, references, route_sweep
-from toolkit.analysis.token_scores import sequence_confidence
+from toolkit.analysis.routing import area_gain, compare_routers, references
 
 cal = load_generation_cache(DATA / "sst2" / "t2t-cal.parquet")
 test = load_generation_cache(DATA / "sst2" / "t2t-test.parquet")"""),
@@ -770,22 +747,22 @@ question is how much of Super's accuracy routing keeps, and at what cost.
 Token scores are aggregated over the generated tokens by mean, max, min, sum or the first token, then oriented so
 that higher = more confident (E-LANG's "max energy" is the least confident token, i.e. `min` of the oriented
 confidence)."""),
-    code("""refs = references(test, "swift", "super")
+    code("""refs = references(staged(test))
 display(refs.round(4))
-curves = {f"{s} ({h})": route_sweep(test, "swift", "super", s, h) for s, h in
+curves = {f"{s} ({h})": engine.sweep(staged(test, score=s, how=h)) for s, h in
           [("energy", "mean"), ("energy", "max"), ("energy", "first"), ("energy", "sum"), ("max_prob", "mean"),
            ("max_prob", "first"), ("entropy", "mean")]}
 ax = plots.plot_tradeoff(curves, x="speedup", ylabel="SST-2 test exact match")
 for name, style in (("super", ":"), ("swift", "--")):
-    ax.axhline(refs.loc[name, "metric"], color="gray", ls=style, lw=1, label=f"{name} alone")
-ax.set_xlabel("speed-up (x, FLOPs of Super on every example / routed)")
+    ax.axhline(refs.loc[f"{name} alone", "exact_match"], color="gray", ls=style, lw=1, label=f"{name} alone")
 ax.legend(fontsize=7)
 plt.show()"""),
     md("""`area_gain`: share of the oracle router's advantage over random routing recovered, on the curve of quality
-against routed share (1 = oracle, 0 = random). `speedup_at_drop`: largest speed-up whose test exact match is within
-0.5 point of Super alone; `routed_at_drop`: share sent to Super there."""),
+against routed share (1 = oracle, 0 = random). `speedup_at_drop_upper_bound`: largest speed-up whose test exact
+match is within 0.5 point of Super alone (the best threshold for test itself: an upper bound); `escalated_at_drop`:
+share sent to Super there."""),
     code("""# NBVAL_CHECK_OUTPUT
-table = compare_routers(test, "swift", "super", scores=("energy", "max_prob", "entropy", "margin"), max_drop=0.005)
+table = compare_routers(test, scores=("energy", "max_prob", "entropy", "margin"), max_drop=0.005)
 table = table.round(3).sort_values(["area_gain", "score", "aggregation"], ascending=[False, True, True])
 print(table.to_string(index=False))"""),
     md("""## Temperature
@@ -793,30 +770,28 @@ print(table.to_string(index=False))"""),
 Energy depends on T (`-T logsumexp(z/T)`); max-probability's ranking does not change with a single token but does
 once tokens are aggregated. Area gain of the mean-aggregated scores at each cached temperature:"""),
     code("""# NBVAL_CHECK_OUTPUT
-from toolkit.analysis.routing import area_gain
 rows = []
 for t in test.temperatures:
     row = {"T": t}
     for s in ("energy", "max_prob", "entropy"):
-        row[s] = area_gain(test, "swift", "super", route_sweep(test, "swift", "super", s, "mean", t))
+        view = staged(test, score=s, how="mean", temperature=t)
+        row[s] = area_gain(view, engine.sweep(view))
     rows.append(row)
 print(pd.DataFrame(rows).round(3).to_string(index=False))"""),
     md("""## An operating point chosen on `cal`, reported on `test`
 
-For each router, take the cheapest threshold on `cal` whose exact match is within 0.5 point of Super's on `cal`,
-then apply that threshold to `test`."""),
+For each router, take the cheapest threshold on `cal` whose exact match is within 0.5 point of Super's on `cal`
+(`engine.choose`, rule `drop`), then apply that threshold to `test`."""),
     code("""# NBVAL_CHECK_OUTPUT
 rows = []
-super_cal = references(cal, "swift", "super").loc["super", "metric"]
 for s, h in [("energy", "mean"), ("energy", "first"), ("max_prob", "mean"), ("max_prob", "first"),
              ("entropy", "mean")]:
-    c = route_sweep(cal, "swift", "super", s, h)
-    ok = c[c.metric >= super_cal - 0.005]
-    thr = ok.loc[ok.flops.idxmin(), "threshold"]
-    r = evaluate_route(test, "swift", "super", sequence_confidence(test, "swift", s, h) < thr)
-    rows.append({"router": f"{s} ({h})", "cal routed": float(ok.loc[ok.flops.idxmin(), "routed"]),
-                 "test routed": r["routed"], "test exact match": r["metric"], "test speed-up": r["speedup"]})
-print("Super alone on test: %.4f; Swift alone: %.4f" % (refs.loc["super", "metric"], refs.loc["swift", "metric"]))
+    op = engine.choose(staged(cal, score=s, how=h), rule="drop", metric="exact_match", max_drop=0.005)
+    ev = op.evaluate(staged(test, score=s, how=h))
+    rows.append({"router": f"{s} ({h})", "cal routed": op.cal.escalated, "test routed": ev.escalated,
+                 "test exact match": ev["exact_match"], "test speed-up": ev.speedup})
+print("Super alone on test: %.4f; Swift alone: %.4f" % (refs.loc["super alone", "exact_match"],
+                                                        refs.loc["swift alone", "exact_match"]))
 print(pd.DataFrame(rows).round(4).to_string(index=False))"""),
     md("""## Translation (for users with hub models)
 
@@ -827,7 +802,7 @@ routed corpus is scored exactly as sacrebleu would score the mixed output. With 
 from toolkit.nn.generate import collect_generation
 cache = collect_generation({"swift": "Helsinki-NLP/opus-mt-en-de", "super": "facebook/wmt19-en-de"},
                            "wmt21_en_de", "test", "wmt21-en-de.parquet")   # ../shared/data/wmt21_en_de/test.tsv
-route_sweep(cache, "swift", "super", "energy", "mean", metric="bleu")
+engine.sweep(staged(cache, score="energy", how="mean", metric="bleu"))
 ```
 
 or `toolkit generate --model swift=... --model super=... --task wmt21_en_de --split test --out ...`. That path is

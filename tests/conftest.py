@@ -135,3 +135,15 @@ def random_cache(N=200, E=4, C=3, seed=0, ties=True, metric="accuracy"):
         lg = lg.round(1)
     flops = np.cumsum(rng.uniform(1, 3, (N, E)), 1)
     return from_arrays(lg, y, flops, meta={"metric": metric, "task": "toy", "split": "test"})
+
+
+def exit_cache(N, seed, split="cal"):
+    """Two classes, four exits growing more accurate, unit FLOPs per exit: the risk-control and operating-point
+    fixture."""
+    from toolkit.analysis.cache import from_arrays
+
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, N)
+    lg = rng.normal(size=(N, 4, 2))
+    lg[np.arange(N), :, y] += np.linspace(0.3, 2.5, 4)
+    return from_arrays(lg, y, np.cumsum(np.ones((N, 4)), 1), meta={"split": split})

@@ -141,7 +141,8 @@ def test_select_stages_rederives_flops():
 
 
 def test_analysis_imports_no_torch():
-    code = ("import sys, toolkit, toolkit.analysis.sweep, toolkit.analysis.calibration, toolkit.analysis.reliability, toolkit.analysis.risk, "
-            "toolkit.analysis.plots, toolkit.analysis.operating, toolkit.analysis.policies; print('torch' in sys.modules)")
+    code = ("import sys, toolkit, toolkit.analysis.engine, toolkit.analysis.calibration, toolkit.analysis.reliability, "
+            "toolkit.analysis.routing, toolkit.analysis.plots, toolkit.analysis.operating, toolkit.analysis.policies; "
+            "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

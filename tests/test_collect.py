@@ -112,7 +112,7 @@ def test_cli_collect_info_sweep_and_errors(saved_models, glue_dir, tmp_path):
     r = _cli("info", str(out))
     assert r.returncode == 0 and "L3" in r.stdout
     r = _cli("sweep", str(out))
-    assert r.returncode == 0 and "speedup_at_drop" in r.stdout
+    assert r.returncode == 0 and "largest speed-up within" in r.stdout and "last exit (L3)" in r.stdout
     r = _cli("collect", "--model", str(saved_models["super"]), "--task", "nope", "--split", "test", "--out", "x")
     assert r.returncode == 2 and "unknown task" in r.stderr
     assert "cascade" in _cli("collect", "--help").stdout

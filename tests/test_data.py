@@ -98,3 +98,30 @@ def test_hub_path_uses_datasets(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: bad)
     with pytest.raises(DataError, match="labels outside"):
         load_split("sst2", "test", source="hub")
+
+
+def test_a_new_task_is_one_registry_entry(monkeypatch, tmp_path):
+    """A task carved from one file and a pair task on the hub, declared only in TASKS: no code names them."""
+    import dataclasses
+
+    import datasets
+
+    from toolkit.data import TaskSpec
+
+    spec = TaskSpec("toynews", ("a", "b"), "accuracy", {"test": "toynews/all.tsv"}, ("title", "body"), "label",
+                    raw_labels=("x", "y"), hub=("someone/toynews", None), hub_columns=("title", "body"),
+                    carved=(30, 20))
+    monkeypatch.setitem(TASKS, "toynews", spec)
+    (tmp_path / "toynews").mkdir()
+    rows = [f"t{i}\tb{i}\t{'xy'[i % 2]}" for i in range(100)]
+    (tmp_path / "toynews" / "all.tsv").write_text("title\tbody\tlabel\n" + "\n".join(rows) + "\n")
+    parts = {s: load_split("toynews", s, tmp_path).frame for s in ("train", "cal", "test")}
+    assert {s: len(f) for s, f in parts.items()} == {"train": 50, "cal": 20, "test": 30}
+    ids = [set(f.example_id) for f in parts.values()]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert all(i.startswith("toynews:test:") for i in ids[2])
+    fake = datasets.Dataset.from_dict({"title": ["p", "q"], "body": ["r", "s"], "label": [0, 1]})
+    monkeypatch.setattr(datasets, "load_dataset", lambda repo, config, split: fake)
+    monkeypatch.setitem(TASKS, "toynews", dataclasses.replace(spec, carved=None, files={"validation": "x"}))
+    hub = load_split("toynews", "test", source="hub").frame
+    assert hub["text_a"].tolist() == ["p", "q"] and hub["text_b"].tolist() == ["r", "s"]

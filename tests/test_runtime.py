@@ -58,7 +58,7 @@ def test_cascade_runner_matches_cache(tmp_path_factory, tokenizer_dir, glue_dir,
                     names=["s", "b"], progress=False)
     conf = stage_confidence(cache.logits, "energy", [1.5, 1.0])
     thr = midpoint_threshold(conf[:, 0], np.quantile(conf[:, 0], 0.5))
-    offline = early_exit(cache, [thr], "energy", [1.5, 1.0])
+    offline = early_exit(cache, [thr], score="energy", temperature=[1.5, 1.0])
     frame = load_split("sst2", "test", glue_dir).frame
     from toolkit.nn.models import load_model
 

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import toy_sentences
+from toolkit.analysis import engine as en
 from toolkit.analysis.cache import CacheError, load_cache
 from toolkit.analysis.generation_cache import (
     GenCache,
@@ -22,7 +23,7 @@ from toolkit.analysis.generation_cache import (
 )
 from toolkit.analysis.generation_cost import generation_flops, seq2seq_dims
 from toolkit.analysis.quality import bleu_stats, chrf_stats, corpus_bleu, corpus_chrf, exact_match
-from toolkit.analysis.routing import compare_routers, evaluate_route, references, route_sweep
+from toolkit.analysis.routing import area_gain, compare_routers, references
 from toolkit.analysis.scores import energy, entropy, margin, max_prob
 from toolkit.analysis.token_scores import aggregate, sequence_confidence, token_scores
 
@@ -242,11 +243,13 @@ def synthetic_cache(N=60, seed=0, translation=False) -> GenCache:
 def test_route_sweep_equals_brute_force(translation, score, how):
     c = synthetic_cache(translation=translation)
     metric = "bleu" if translation else "exact_match"
+    view = en.staged(c, score=score, how=how, metric=metric)
     conf = sequence_confidence(c, "swift", score, how, 1.0)
+    np.testing.assert_array_equal(view.confidence[:, 0], conf)
     conf = np.round(conf, 1)  # force ties: a threshold moves whole groups
-    curve = __import__("toolkit.analysis.routing", fromlist=["x"]).route_curve(c, "swift", "super", conf, metric)
-    assert np.isinf(curve["threshold"].iloc[0]) and curve["routed"].iloc[0] == 1.0
-    assert curve["routed"].iloc[-1] == 0.0 and len(curve) == len(np.unique(conf)) + 1
+    curve = en.sweep(dataclasses.replace(view, confidence=np.stack([conf, conf], 1))).frame
+    assert np.isinf(curve["threshold"].iloc[0]) and curve["escalated"].iloc[0] == 1.0
+    assert curve["escalated"].iloc[-1] == 0.0 and len(curve) == len(np.unique(conf)) + 1
     a, b = c.models["swift"], c.models["super"]
     for _, row in curve.iterrows():
         route = conf < row["threshold"]
@@ -255,36 +258,37 @@ def test_route_sweep_equals_brute_force(translation, score, how):
             want = sacrebleu.corpus_bleu(hyp, [c.meta["refs"]]).score
         else:
             want = np.where(route, b.quality[metric], a.quality[metric]).mean()
-        assert row["metric"] == pytest.approx(want, abs=1e-9)
+        assert row[metric] == pytest.approx(want, abs=1e-9)
         assert row["flops"] == pytest.approx((a.flops + route * b.flops).mean())
         assert row["tokens"] == pytest.approx((a.n_steps + route * b.n_steps).mean())
-        assert row["routed"] == pytest.approx(route.mean())
+        assert row["escalated"] == pytest.approx(route.mean())
         assert row["speedup"] == pytest.approx(b.flops.mean() / row["flops"])
-        ev = evaluate_route(c, "swift", "super", route, metric)
-        assert ev["metric"] == pytest.approx(row["metric"], abs=1e-9)
-    full = route_sweep(c, "swift", "super", score, how, 1.0, metric)
-    assert full["routed"].is_monotonic_decreasing
+        ev = en.evaluation_at_stages(view, route.astype(int))
+        assert ev[metric] == pytest.approx(row[metric], abs=1e-9)
+    assert en.sweep(view).frame["escalated"].is_monotonic_decreasing
 
 
 def test_references_oracle_and_router_comparison():
     c = synthetic_cache()
-    refs = references(c, "swift", "super")
+    view = en.staged(c)
+    refs = references(view)
     a, b = c.models["swift"].quality["exact_match"], c.models["super"].quality["exact_match"]
-    assert refs.loc["swift", "metric"] == pytest.approx(a.mean())
-    assert refs.loc["super", "metric"] == pytest.approx(b.mean()) and refs.loc["super", "speedup"] == 1.0
-    assert refs.loc["oracle", "metric"] == pytest.approx(np.maximum(a, b).mean())
-    assert refs.loc["oracle", "routed"] == pytest.approx(((b > a)).mean())
-    table = compare_routers(c, "swift", "super", scores=("energy", "max_prob"), hows=("mean", "first"))
+    assert refs.loc["swift alone", "exact_match"] == pytest.approx(a.mean())
+    assert refs.loc["super alone", "exact_match"] == pytest.approx(b.mean())
+    assert refs.loc["super alone", "speedup"] == 1.0
+    assert refs.loc["super alone", "flops"] == pytest.approx(c.models["super"].flops.mean())
+    assert refs.loc["super alone", "tokens"] == pytest.approx(c.models["super"].n_steps.mean())
+    assert refs.loc["oracle", "exact_match"] == pytest.approx(np.maximum(a, b).mean())
+    assert refs.loc["oracle", "escalated"] == pytest.approx(((b > a)).mean())
+    table = compare_routers(c, scores=("energy", "max_prob"), hows=("mean", "first"))
     assert len(table) == 4 and table["area_gain"].between(-5, 1 + 1e-9).all()
     # a router that knows the answer recovers everything the oracle does
-    from toolkit.analysis.routing import area_gain, route_curve
-
-    perfect = route_curve(c, "swift", "super", a - b)
-    assert area_gain(c, "swift", "super", perfect) == pytest.approx(1.0)
+    perfect = en.sweep(dataclasses.replace(view, confidence=np.stack([a - b, a - b], 1)))
+    assert area_gain(view, perfect) == pytest.approx(1.0)
     with pytest.raises(KeyError, match="holds"):
-        route_sweep(c, "swift", "giant")
+        en.staged(c, models=("swift", "giant"))
     with pytest.raises(ValueError, match="metric 'bleu' not in the cache"):
-        route_sweep(c, "swift", "super", metric="bleu")
+        en.staged(c, metric="bleu")
 
 
 # ------------------------------------------------------------------------------------------ cache
@@ -350,7 +354,7 @@ def test_collect_translation_with_tiny_t5_and_marian(seq_models, wmt_dir, tmp_pa
         hyp = list(g.text)
         assert float(corpus_bleu(g.qstats["bleu"].sum(0))) == pytest.approx(
             sacrebleu.corpus_bleu(hyp, [frame["target"].tolist()]).score)
-    sweep = route_sweep(c, "swift", "super", "energy", "mean", 1.0, "chrf")
+    sweep = en.sweep(en.staged(c, score="energy", how="mean", metric="chrf")).frame.rename(columns={"chrf": "metric"})
     assert sweep["metric"].iloc[-1] == pytest.approx(c.summary().loc["swift", "chrf"])
     assert sweep["metric"].iloc[0] == pytest.approx(c.summary().loc["super", "chrf"])
 
@@ -432,7 +436,7 @@ def test_cli_generate_and_route(seq_models, wmt_dir, tmp_path, capsys):
     assert main(["route", str(out), "--metric", "chrf", "--how", "max", "--csv", str(tmp_path / "r.csv"),
                  "--compare"]) == 0
     text = capsys.readouterr().out
-    assert "oracle" in text and "Pareto frontier (energy, max" in text and "area_gain" in text
+    assert "oracle" in text and "speed-ups against super alone" in text and "area_gain" in text
     assert (tmp_path / "r.csv").exists()
     assert main(["route", str(out), "--temperature", "0.5"]) == 2
     assert "temperature 0.5 was not cached" in capsys.readouterr().err

@@ -8,8 +8,11 @@ Splits (the evaluation protocol of DESIGN.md):
 - ``cal``: a seeded hold-out carved from the training file, never trained on; temperatures and
   thresholds are fitted here;
 - ``test``: the GLUE dev set (labels of the GLUE test sets are not public).
-AG News ships only its official test file here, so train/cal/test are all carved from it
-(seeded permutation: the first 2,000 rows are ``test``, the next 1,000 ``cal``, the rest ``train``).
+A task with only one source file (AG News: its official test file) has all three splits carved from it: its
+registry entry says how (``carved=(2000, 1000)``: a seeded permutation's first 2,000 rows are ``test``, the next
+1,000 ``cal``, the rest ``train``).
+
+A new task is one :data:`TASKS` entry: files, columns, labels, hub mapping and split scheme; no code names a task.
 
 Example ids are ``"{task}:{source_split}:{row}"`` with ``row`` the 0-based data row of the source
 file (GLUE ``idx`` on the hub), so a cache can be joined back to its text.
@@ -48,6 +51,8 @@ class TaskSpec:
     header: bool = True
     raw_labels: tuple[str, ...] = ()  # label strings in the file, in class order
     hub: tuple[str, str | None] = ("nyu-mll/glue", None)
+    hub_columns: tuple[str, ...] = ("sentence",)  # text columns of the hub dataset (text_a, text_b)
+    carved: tuple[int, int] | None = None  # (test, cal) rows carved from the single source file; None: GLUE scheme
 
     @property
     def num_labels(self) -> int:
@@ -65,22 +70,23 @@ TASKS: dict[str, TaskSpec] = {
     "mrpc": TaskSpec("mrpc", ("not_equivalent", "equivalent"), "f1",
                      {"train": "mrpc/train.tsv", "validation": "mrpc/dev.tsv"},
                      ("#1 String", "#2 String"), "Quality", raw_labels=("0", "1"),
-                     hub=("nyu-mll/glue", "mrpc")),
+                     hub=("nyu-mll/glue", "mrpc"), hub_columns=("sentence1", "sentence2")),
     "cola": TaskSpec("cola", ("unacceptable", "acceptable"), "mcc",
                      {"train": "cola/train.tsv", "validation": "cola/dev.tsv"},
                      ("3",), "1", header=False, raw_labels=("0", "1"), hub=("nyu-mll/glue", "cola")),
     "rte": TaskSpec("rte", ("entailment", "not_entailment"), "accuracy",
                     {"train": "rte/train.tsv", "validation": "rte/dev.tsv"},
                     ("sentence1", "sentence2"), "label", raw_labels=("entailment", "not_entailment"),
-                    hub=("nyu-mll/glue", "rte")),
+                    hub=("nyu-mll/glue", "rte"), hub_columns=("sentence1", "sentence2")),
     "qnli": TaskSpec("qnli", ("entailment", "not_entailment"), "accuracy",
                      {"validation": "qnli/dev.tsv"},
                      ("question", "sentence"), "label", raw_labels=("entailment", "not_entailment"),
-                     hub=("nyu-mll/glue", "qnli")),
+                     hub=("nyu-mll/glue", "qnli"), hub_columns=("question", "sentence")),
     "agnews": TaskSpec("agnews", ("World", "Sports", "Business", "Sci/Tech"), "accuracy",
                        {"test": "agnews/test.tsv"},
                        ("title", "description"), "label", raw_labels=("1", "2", "3", "4"),
-                       hub=("fancyzhx/ag_news", None)),
+                       hub=("fancyzhx/ag_news", None), hub_columns=("text",),  # hub: title + " " + description
+                       carved=(AGNEWS_TEST, AGNEWS_CAL)),
 }
 
 
@@ -196,11 +202,13 @@ def read_source(spec: TaskSpec, path: Path, source_split: str) -> pd.DataFrame:
 
 
 def split_indices(n: int, task: str, seed: int = DEFAULT_SPLIT_SEED) -> dict[str, np.ndarray]:
-    """Deterministic row indices of train/cal (and test for AG News) within the source file."""
+    """Deterministic row indices of train/cal (and test, for a task carved from one file) within the source file."""
     perm = np.random.default_rng(seed).permutation(n)
-    if task == "agnews":
-        return {"test": np.sort(perm[:AGNEWS_TEST]), "cal": np.sort(perm[AGNEWS_TEST:AGNEWS_TEST + AGNEWS_CAL]),
-                "train": np.sort(perm[AGNEWS_TEST + AGNEWS_CAL:])}
+    carved = get_task(task).carved
+    if carved:
+        n_test, n_cal = carved
+        return {"test": np.sort(perm[:n_test]), "cal": np.sort(perm[n_test:n_test + n_cal]),
+                "train": np.sort(perm[n_test + n_cal:])}
     n_cal = min(int(round(CAL_FRACTION * n)), CAL_MAX)
     return {"cal": np.sort(perm[:n_cal]), "train": np.sort(perm[n_cal:])}
 
@@ -208,8 +216,8 @@ def split_indices(n: int, task: str, seed: int = DEFAULT_SPLIT_SEED) -> dict[str
 def _source_of(spec: TaskSpec, split: str) -> str:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
-    if spec.name == "agnews":
-        return "test"
+    if spec.carved:
+        return next(iter(spec.files))  # every split comes from the one source file
     if split == "test":
         return "validation"
     if "train" not in spec.files:
@@ -269,18 +277,11 @@ def _load_hub(spec: TaskSpec, src_split: str) -> tuple[pd.DataFrame, dict[str, s
 
     repo, config = spec.hub
     ds = datasets.load_dataset(repo, config, split=src_split)
-    if spec.name == "agnews":
-        # hub AG News has one "text" field (title + " " + description); keep it as text_a
-        text_a, text_b = list(ds["text"]), [None] * len(ds)
-        labels = np.asarray(ds["label"], dtype=np.int64)
-        ids = np.arange(len(ds))
-    else:
-        cols = {"sst2": ("sentence", None), "cola": ("sentence", None), "mrpc": ("sentence1", "sentence2"),
-                "rte": ("sentence1", "sentence2"), "qnli": ("question", "sentence")}[spec.name]
-        text_a = list(ds[cols[0]])
-        text_b = list(ds[cols[1]]) if cols[1] else [None] * len(ds)
-        labels = np.asarray(ds["label"], dtype=np.int64)
-        ids = np.asarray(ds["idx"]) if "idx" in ds.column_names else np.arange(len(ds))
+    cols = spec.hub_columns
+    text_a = list(ds[cols[0]])
+    text_b = list(ds[cols[1]]) if len(cols) > 1 else [None] * len(ds)
+    labels = np.asarray(ds["label"], dtype=np.int64)
+    ids = np.asarray(ds["idx"]) if "idx" in ds.column_names else np.arange(len(ds))
     bad = (labels < 0) | (labels >= spec.num_labels)
     if bad.any():
         raise DataError(f"hub dataset {repo}/{config} split {src_split}: labels outside 0..{spec.num_labels - 1} "
@@ -289,14 +290,3 @@ def _load_hub(spec: TaskSpec, src_split: str) -> tuple[pd.DataFrame, dict[str, s
                           "text_a": text_a, "text_b": text_b, "label": labels})
     key = f"hub:{repo}/{config or ''}:{src_split}"
     return frame, {key: ds._fingerprint}, ds._fingerprint
-
-
-def join_text(example_ids, task: str, data_dir=None, split_seed: int = DEFAULT_SPLIT_SEED) -> pd.DataFrame | None:
-    """Text for cached example ids (for notebooks that show examples); None when the data is absent."""
-    data_dir = data_dir if data_dir is not None else default_data_dir()
-    if data_dir is None or not Path(data_dir).exists():
-        return None
-    spec = get_task(task)
-    frames = [read_source(spec, Path(data_dir) / rel, src) for src, rel in spec.files.items()]
-    frame = pd.concat(frames).set_index("example_id")
-    return frame.reindex(list(example_ids))

@@ -135,18 +135,6 @@ class Cache:
         info = [dict(self.stage_info[k]) for k in idx]
         return replace(self, logits=self.logits[:, idx], flops=flops, stage_info=info)
 
-    def to_frame(self):
-        """A tidy pandas frame: one row per example and stage (id, stage, label, prediction, flops, logits...)."""
-        import pandas as pd
-
-        N, E, C = self.logits.shape
-        df = pd.DataFrame({"example_id": np.repeat(self.example_ids, E), "stage": np.tile(self.stages, N),
-                           "label": np.repeat(self.labels, E), "prediction": self.predictions.ravel(),
-                           "flops": self.flops.ravel()})
-        for c in range(C):
-            df[f"logit_{c}"] = self.logits[:, :, c].ravel()
-        return df
-
 
 def validate(c: Cache) -> None:
     """Raise :class:`CacheError` if shapes, ids, values or stage descriptions are inconsistent."""

@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from .families import layer_widths
+
 COST_DEFINITION = ("FLOPs = sum over layers run of 2n(4H^2+2HI)+4n^2H (+ pruned-width variant) "
                    "+ exit heads passed (nH + 2HC) + earlier cascade members in full; n = tokens of the example")
 
@@ -29,16 +31,6 @@ def head_flops(n_tokens, hidden: int, num_labels: int):
     """FLOPs of one exit head: mean pooling plus a linear layer."""
     n = np.asarray(n_tokens, dtype=np.float64)
     return n * hidden + 2.0 * hidden * num_labels
-
-
-def layer_widths(config: Mapping) -> list[tuple[int, int, int]]:
-    """Per-layer (hidden, intermediate, attention width) from an HF config dict; pruned models list their widths."""
-    h = int(config["hidden_size"])
-    L = int(config["num_hidden_layers"])
-    inter = config.get("layer_intermediate_sizes") or [int(config["intermediate_size"])] * L
-    head_dim = h // int(config["num_attention_heads"])
-    heads = config.get("layer_num_heads") or [int(config["num_attention_heads"])] * L
-    return [(h, int(inter[i]), int(heads[i]) * head_dim) for i in range(L)]
 
 
 def exit_flops(n_tokens, config: Mapping, exit_layers: Sequence[int], num_labels: int) -> np.ndarray:

@@ -52,28 +52,44 @@ def _bert_like(c: Mapping) -> tuple[int, int, int, int]:
     return int(c["num_hidden_layers"]), h, h, int(c["intermediate_size"])
 
 
+def _t5_dims(c: Mapping) -> Seq2SeqDims:
+    h, a = int(c["d_model"]), int(c["num_heads"]) * int(c["d_kv"])
+    k = 3 if str(c.get("feed_forward_proj", "relu")).startswith("gated") else 2
+    dec = int(c.get("num_decoder_layers") or c["num_layers"])
+    return Seq2SeqDims(int(c["num_layers"]), h, a, int(c["d_ff"]), k, dec, h, a, int(c["d_ff"]), k,
+                       int(c["vocab_size"]))
+
+
+def _bart_dims(c: Mapping) -> Seq2SeqDims:
+    h = int(c["d_model"])
+    return Seq2SeqDims(int(c["encoder_layers"]), h, h, int(c["encoder_ffn_dim"]), 2, int(c["decoder_layers"]),
+                       h, h, int(c["decoder_ffn_dim"]), 2, int(c["vocab_size"]))
+
+
+def _encoder_decoder_dims(c: Mapping) -> Seq2SeqDims:
+    el, eh, ea, ei = _bert_like(c["encoder"])
+    dl, dh, da, di = _bert_like(c["decoder"])
+    proj = eh != dh and c["decoder"].get("cross_attention_hidden_size") is None
+    transform = c["decoder"].get("model_type") in ("bert", "roberta", "electra", "ernie", "mpnet")
+    return Seq2SeqDims(el, eh, ea, ei, 2, dl, dh, da, di, 2, int(c["decoder"]["vocab_size"]), transform, proj)
+
+
+# one entry per seq2seq family: model_type -> sizes of the cost model
+SEQ2SEQ_FAMILIES = {
+    **dict.fromkeys(("t5", "mt5", "umt5"), _t5_dims),
+    **dict.fromkeys(("bart", "mbart", "marian", "pegasus", "fsmt", "blenderbot", "blenderbot-small"), _bart_dims),
+    "encoder-decoder": _encoder_decoder_dims,
+}
+
+
 def seq2seq_dims(config) -> Seq2SeqDims:
     """Dimensions of a T5/mT5, BART/mBART/Marian/Pegasus or ``EncoderDecoderModel`` config (object or dict)."""
     c = config if isinstance(config, Mapping) else config.to_dict()
     kind = c.get("model_type")
-    if kind in ("t5", "mt5", "umt5"):
-        h, a = int(c["d_model"]), int(c["num_heads"]) * int(c["d_kv"])
-        k = 3 if str(c.get("feed_forward_proj", "relu")).startswith("gated") else 2
-        dec = int(c.get("num_decoder_layers") or c["num_layers"])
-        return Seq2SeqDims(int(c["num_layers"]), h, a, int(c["d_ff"]), k, dec, h, a, int(c["d_ff"]), k,
-                           int(c["vocab_size"]))
-    if kind in ("bart", "mbart", "marian", "pegasus", "fsmt", "blenderbot", "blenderbot-small"):
-        h = int(c["d_model"])
-        return Seq2SeqDims(int(c["encoder_layers"]), h, h, int(c["encoder_ffn_dim"]), 2, int(c["decoder_layers"]),
-                           h, h, int(c["decoder_ffn_dim"]), 2, int(c["vocab_size"]))
-    if kind == "encoder-decoder":
-        el, eh, ea, ei = _bert_like(c["encoder"])
-        dl, dh, da, di = _bert_like(c["decoder"])
-        proj = eh != dh and c["decoder"].get("cross_attention_hidden_size") is None
-        transform = c["decoder"].get("model_type") in ("bert", "roberta", "electra", "ernie", "mpnet")
-        return Seq2SeqDims(el, eh, ea, ei, 2, dl, dh, da, di, 2, int(c["decoder"]["vocab_size"]), transform, proj)
-    raise ValueError(f"no generation cost model for model_type {kind!r}; supported: t5/mt5, bart/mbart/marian/"
-                     f"pegasus, encoder-decoder (warm-started BERT-family pairs)")
+    if kind not in SEQ2SEQ_FAMILIES:
+        raise ValueError(f"no generation cost model for model_type {kind!r}; supported: t5/mt5, bart/mbart/marian/"
+                         f"pegasus, encoder-decoder (warm-started BERT-family pairs); add one to SEQ2SEQ_FAMILIES")
+    return SEQ2SEQ_FAMILIES[kind](c)
 
 
 def generation_flops(n_src, n_steps, dims: Seq2SeqDims) -> np.ndarray:

@@ -1,16 +1,20 @@
-"""Operating points: fit temperatures and thresholds on ``cal``, report on ``test``, in one call."""
+"""An operating point from a pair of classification caches in one call: fit temperatures on cal, build the engine
+views, :func:`~toolkit.analysis.engine.choose` on cal, evaluate on test."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import pandas as pd
 
 from .calibration import fit_stage_temperatures
-from .policies import early_exit, final_stage
-from .risk import risk_controlled_threshold
-from .sweep import sweep
+from .engine import Evaluation, OperatingPoint, choose, staged
+from .engine.results import html_table
 
 
-def _check_pair(cal, test):
+def check_pair(cal, test) -> None:
+    """Refuse a cal/test pair that cannot share an operating point (other stages, classes, or swapped splits)."""
     if list(cal.stages) != list(test.stages):
         raise ValueError(f"cal and test caches have different stages: {cal.stages} vs {test.stages}; collect both "
                          f"with the same models")
@@ -21,30 +25,35 @@ def _check_pair(cal, test):
                          f"{test.split!r})")
 
 
-def operating_point(cal, test, score: str = "max_prob", calibrate: bool = True, rule: str = "drop",
-                    max_drop: float = 0.01, delta: float = 0.01, epsilon: float = 0.05) -> dict:
-    """Choose a threshold on ``cal`` and report it on ``test``.
+@dataclass(frozen=True, eq=False)
+class CacheOperatingPoint:
+    """Temperatures fitted on cal, the operating point chosen there, and its evaluation on test."""
 
-    ``calibrate``: fit one temperature per stage on cal (NLL) and score with it. ``rule="drop"``: the cheapest
-    threshold whose cal metric is within ``max_drop`` (absolute) of the last stage's cal metric; ``rule="risk"``:
-    the Learn-then-Test threshold (:func:`toolkit.analysis.risk.risk_controlled_threshold`). Returns temperatures, threshold
-    and cal/test summaries (metric, accuracy, FLOPs, speed-up, mean layers, share escalated), plus the full model's
-    test metric for reference.
+    temperatures: np.ndarray
+    point: OperatingPoint
+    test: Evaluation
+
+    def to_dict(self) -> dict:
+        return {**self.point.to_dict(), **{f"test_{k}": v for k, v in self.test.to_dict().items()
+                                           if k not in ("reference", "threshold", "split")}}
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([self.to_dict()])
+
+    def _repr_html_(self) -> str:
+        return html_table("Operating point: chosen on cal, evaluated on test", self.to_dict())
+
+
+def operating_point(cal, test, *, score: str = "max_prob", calibrate: bool = True, reference: str = "last",
+                    rule: str = "drop", metric: str = "accuracy", max_drop: float = 0.01, delta: float = 0.01,
+                    epsilon: float = 0.05, budget: float | None = None) -> CacheOperatingPoint:
+    """Choose a threshold on the ``cal`` cache and report it on the ``test`` cache.
+
+    ``calibrate``: one temperature per stage fitted on cal (NLL), used on both. ``rule``, ``metric`` and the
+    rule's options as in :func:`toolkit.analysis.engine.choose`; ``reference`` as in the classification adapter.
     """
-    _check_pair(cal, test)
+    check_pair(cal, test)
     temps = fit_stage_temperatures(cal) if calibrate else np.ones(cal.n_stages)
-    if rule == "drop":
-        df = sweep(cal, score, temps)
-        ok = df[df["metric"] >= df["metric"].iloc[0] - max_drop - 1e-12]
-        thr = float(ok.loc[ok["flops"].idxmin(), "threshold"])
-        extra = {"max_drop": max_drop}
-    elif rule == "risk":
-        r = risk_controlled_threshold(cal, delta, epsilon, score, temps)
-        thr = r["threshold"]
-        extra = {"delta": delta, "epsilon": epsilon}
-    else:
-        raise ValueError(f"unknown rule {rule!r}; use 'drop' or 'risk'")
-    return {"score": score, "rule": rule, **extra, "temperatures": temps.tolist(), "threshold": thr,
-            "cal": early_exit(cal, thr, score, temps).summary(cal),
-            "test": early_exit(test, thr, score, temps).summary(test),
-            "test_full_model": final_stage(test).summary(test)}
+    views = [staged(c, score=score, temperature=temps, reference=reference) for c in (cal, test)]
+    point = choose(views[0], rule=rule, metric=metric, max_drop=max_drop, delta=delta, epsilon=epsilon, budget=budget)
+    return CacheOperatingPoint(temps, point, point.evaluate(views[1]))

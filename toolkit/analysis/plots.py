@@ -1,15 +1,31 @@
-"""Plots of trade-offs, calibration and exits. Each takes ``ax=None``, returns the Axes (or a grid) and never
-changes global style; axis labels carry units (FLOPs are per example, speed-ups are ratios of mean FLOPs)."""
+"""Drawing, apart from computing. Statistics come from the engine (:func:`~toolkit.analysis.engine.sweep`,
+:func:`~toolkit.analysis.engine.bootstrap_bands`, :meth:`~toolkit.analysis.engine.OperatingPoint.evaluate`) and
+:mod:`toolkit.analysis.calibration`; each function here takes those results, draws on ``ax`` (keyword-only; a new
+figure when None), passes ``**kwargs`` to matplotlib, returns the Axes and never changes global style. Axis labels
+carry units and name the reference every speed-up divides by.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
+import pandas as pd
 
 from .calibration import reliability_curve
-from .scores import softmax, stage_confidence
+from .engine import Bands, Curve, Evaluation
+from .scores import SCORES, softmax, stage_confidence
 
 FLOPS_LABEL = "mean GFLOPs per example"
-SPEEDUP_LABEL = "speed-up (x, FLOPs of last stage / policy)"
+
+
+def speedup_label(reference: str | None) -> str:
+    """Axis label of a speed-up against a named reference.
+
+    >>> speedup_label("mpnet alone")
+    'speed-up (x, mean FLOPs of mpnet alone / policy)'
+    """
+    return f"speed-up (x, mean FLOPs of {reference or 'the reference'} / policy)"
 
 
 def _ax(ax):
@@ -20,41 +36,99 @@ def _ax(ax):
     return ax
 
 
-def plot_tradeoff(curves: dict, x: str = "flops", y: str = "metric", ax=None, oracle: dict | None = None,
-                  points: dict | None = None, ylabel: str | None = None,
-                  oracle_label: str = "oracle (earliest correct stage)"):
-    """Metric against cost for several policies.
+def _frame(curve) -> pd.DataFrame:
+    return curve.frame if isinstance(curve, (Curve, Bands)) else curve
 
-    ``curves``: name -> DataFrame with ``flops``/``speedup`` and ``metric`` (sweeps, or bootstrap frames with
-    ``{y}_lo``/``{y}_hi`` columns, drawn as bands). ``oracle``: a :meth:`PolicyResult.summary` dict drawn as a star.
-    ``points``: name -> summary dict (e.g. single models or chosen operating points) drawn as markers.
+
+def _scale(x: str) -> float:
+    return 1e-9 if x == "flops" else 1.0
+
+
+def plot_curve(curve, *, x: str = "speedup", y: str | None = None, ax=None, label: str | None = None,
+               band_alpha: float = 0.2, **kwargs):
+    """One curve: a :class:`Curve`, :class:`Bands` (drawn with its ``{y}_lo``/``{y}_hi`` band) or a frame.
+
+    ``x``: ``"speedup"`` or ``"flops"`` (drawn in GFLOPs); ``y``: a metric column (default the curve's headline
+    metric). ``kwargs`` go to ``ax.plot``.
     """
     ax = _ax(ax)
-    scale = 1e-9 if x == "flops" else 1.0
-    for name, df in curves.items():
-        d = df.sort_values(x)
-        line, = ax.plot(d[x] * scale, d[y], label=name, lw=1.6, drawstyle="default")
-        if f"{y}_lo" in d:
-            ax.fill_between(d[x] * scale, d[f"{y}_lo"], d[f"{y}_hi"], color=line.get_color(), alpha=0.2, lw=0)
+    y = y or getattr(curve, "metric", None)
+    if y is None:
+        raise ValueError("pass y= (the metric column) for a plain frame")
+    d = _frame(curve).sort_values(x)
+    line, = ax.plot(d[x] * _scale(x), d[y], label=label, **{"lw": 1.6, **kwargs})
+    if f"{y}_lo" in d:
+        ax.fill_between(d[x] * _scale(x), d[f"{y}_lo"], d[f"{y}_hi"], color=line.get_color(), alpha=band_alpha, lw=0)
+    return ax
+
+
+def plot_point(point, *, x: str = "speedup", y: str | None = None, ax=None, label: str | None = None,
+               errorbars: bool = True, **kwargs):
+    """One operating point: an :class:`Evaluation` (with error bars from its intervals) or a mapping of columns.
+    ``kwargs`` go to ``ax.errorbar``."""
+    ax = _ax(ax)
+    if isinstance(point, Evaluation):
+        y = y or point.metric
+        px, py = (point.flops if x == "flops" else point.speedup), point.metrics[y]
+        iv = point.intervals if errorbars else {}
+    else:
+        px, py, iv = point[x], point[y], {}
+    s = _scale(x)
+    xerr = np.array([[px - iv[x][0]], [iv[x][1] - px]]) * s if x in iv else None
+    yerr = np.array([[py - iv[y][0]], [iv[y][1] - py]]) if y in iv else None
+    ax.errorbar([px * s], [py], xerr=xerr, yerr=yerr, label=label, **{"fmt": "o", "ms": 6, "capsize": 3, **kwargs})
+    return ax
+
+
+def plot_tradeoff(curves: Mapping, *, x: str = "speedup", y: str | None = None, ax=None, oracle=None,
+                  points: Mapping | None = None, ylabel: str | None = None,
+                  oracle_label: str = "oracle (earliest best stage)", reference: str | None = None, **kwargs):
+    """Metric against cost for several policies, with bands where given.
+
+    Parameters
+    ----------
+    curves : mapping of str to Curve, Bands or DataFrame
+        Legend label -> curve.
+    x : {"speedup", "flops"}
+    y : str, optional
+        Metric column; default the first curve's headline metric.
+    oracle : Evaluation or mapping, optional
+        Drawn as a black star.
+    points : mapping of str to Evaluation or mapping, optional
+        Operating points or single models, drawn as markers.
+    reference : str, optional
+        Named in the speed-up axis label; default the curves' common reference.
+    **kwargs
+        Passed to every ``ax.plot`` of a curve.
+    """
+    ax = _ax(ax)
+    first = next(iter(curves.values()), None)
+    y = y or getattr(first, "metric", None) or "metric"
+    refs = {getattr(c, "reference", None) for c in curves.values()} - {None}
+    for name, c in curves.items():
+        plot_curve(c, x=x, y=y, ax=ax, label=name, **kwargs)
     for name, p in (points or {}).items():
-        ax.plot(p[x] * scale, p[y], "o", ms=6, label=name)
+        plot_point(p, x=x, y=y, ax=ax, label=name)
     if oracle is not None:
-        ax.plot(oracle[x] * scale, oracle[y], "*", ms=12, color="k", label=oracle_label)
-    ax.set_xlabel(FLOPS_LABEL if x == "flops" else SPEEDUP_LABEL)
+        plot_point(oracle, x=x, y=y, ax=ax, label=oracle_label, errorbars=False, fmt="*", ms=12, color="k")
+    ax.set_xlabel(FLOPS_LABEL if x == "flops" else speedup_label(reference or (refs.pop() if len(refs) == 1 else
+                                                                               None)))
     ax.set_ylabel(ylabel or y)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return ax
 
 
-def plot_reliability(probs, labels, n_bins: int = 15, ax=None, label: str | None = None, show_counts: bool = True):
-    """Top-label reliability diagram (equal-width bins, the calibration module's convention)."""
+def plot_reliability(curve: pd.DataFrame, *, ax=None, label: str | None = None, show_counts: bool = True,
+                     **kwargs):
+    """Top-label reliability diagram of a :func:`~toolkit.analysis.calibration.reliability_curve` frame
+    (equal-width bins, the calibration module's convention). ``kwargs`` go to ``ax.bar``."""
     ax = _ax(ax)
-    rc = reliability_curve(probs, labels, n_bins)
+    rc = curve
     nz = rc["count"] > 0
     width = rc["hi"] - rc["lo"]
-    ax.bar(rc["lo"][nz], rc["accuracy"][nz], width=width[nz], align="edge", alpha=0.6, edgecolor="k", lw=0.5,
-           label=label or "accuracy in bin")
+    ax.bar(rc["lo"][nz], rc["accuracy"][nz], width=width[nz], label=label or "accuracy in bin",
+           **{"align": "edge", "alpha": 0.6, "edgecolor": "k", "lw": 0.5, **kwargs})
     ax.plot([0, 1], [0, 1], "--", color="gray", lw=1, label="perfect calibration")
     if show_counts:
         ax2 = ax.twinx()
@@ -69,8 +143,8 @@ def plot_reliability(probs, labels, n_bins: int = 15, ax=None, label: str | None
     return ax
 
 
-def reliability_grid(cache, temperatures=None, n_bins: int = 15, ncols: int = 3, axes=None):
-    """One reliability diagram per stage; returns the array of Axes."""
+def reliability_grid(cache, temperatures=None, *, n_bins: int = 15, ncols: int = 3, axes=None, **kwargs):
+    """One reliability diagram per stage of a classification cache; returns the array of Axes."""
     import matplotlib.pyplot as plt
 
     E = cache.n_stages
@@ -80,37 +154,33 @@ def reliability_grid(cache, temperatures=None, n_bins: int = 15, ncols: int = 3,
     flat = np.ravel(axes)
     for e in range(E):
         t = 1.0 if temperatures is None else float(np.asarray(temperatures)[e])
-        plot_reliability(softmax(cache.logits[:, e], t), cache.labels, n_bins, ax=flat[e], show_counts=False)
+        rc = reliability_curve(softmax(cache.logits[:, e], t), cache.labels, n_bins)
+        plot_reliability(rc, ax=flat[e], show_counts=False, **kwargs)
         flat[e].set_title(f"{cache.stages[e]}" + (f" (T={t:.2f})" if temperatures is not None else ""), fontsize=9)
     for a in flat[E:]:
         a.set_visible(False)
     return axes
 
 
-def plot_exit_histogram(result, cache, ax=None, label: str | None = None):
-    """Share of examples exiting at each stage for a :class:`PolicyResult`."""
-    ax = _ax(ax)
-    counts = np.bincount(result.exit_stage, minlength=cache.n_stages) / cache.n_examples
-    ax.bar(np.arange(cache.n_stages), counts, label=label)
-    ax.set_xticks(np.arange(cache.n_stages), cache.stages, rotation=45, ha="right", fontsize=8)
-    ax.set_xlabel("exit stage")
-    ax.set_ylabel("share of examples")
-    return ax
-
-
-def plot_score_distributions(cache, stage=0, score: str = "max_prob", temperature=None, ax=None, bins: int = 30):
-    """Histogram of one stage's confidence for right and wrong predictions (seaborn)."""
-    import pandas as pd
-    import seaborn as sns
-
-    ax = _ax(ax)
+def score_distributions(cache, stage=0, *, score: str = "max_prob", temperature=None) -> pd.DataFrame:
+    """One stage's confidence per example and whether it is right (the data of
+    :func:`plot_score_distributions`); ``attrs``: stage name and score unit."""
     e = cache.stages.index(stage) if isinstance(stage, str) else int(stage)
     conf = stage_confidence(cache.logits, score, temperature)[:, e]
     df = pd.DataFrame({"confidence": conf, "prediction": np.where(cache.correct[:, e], "right", "wrong")})
-    sns.histplot(df, x="confidence", hue="prediction", bins=bins, stat="density", common_norm=False,
-                 element="step", ax=ax)
-    unit = {"max_prob": "max probability", "margin": "top-1 minus top-2 probability", "entropy": "-entropy (nats)",
-            "energy": "-energy (logit units)", "elang": "logsumexp(softmax)"}[score]
-    ax.set_xlabel(f"confidence at {cache.stages[e]}: {unit}")
+    df.attrs.update(stage=cache.stages[e], unit=SCORES[score].confidence_unit)
+    return df
+
+
+def plot_score_distributions(frame: pd.DataFrame, *, ax=None, bins: int = 30, **kwargs):
+    """Histogram of a :func:`score_distributions` frame for right and wrong predictions (seaborn);
+    ``kwargs`` go to ``seaborn.histplot``."""
+    import seaborn as sns
+
+    ax = _ax(ax)
+    sns.histplot(frame, x="confidence", hue="prediction", ax=ax, **{"bins": bins, "stat": "density",
+                                                                     "common_norm": False, "element": "step",
+                                                                     **kwargs})
+    ax.set_xlabel(f"confidence at {frame.attrs.get('stage', 'stage')}: {frame.attrs.get('unit', '')}")
     ax.set_ylabel("density")
     return ax

@@ -1,9 +1,10 @@
-"""Policies over a staged cache: where each example stops, what it predicts, and what it cost.
+"""Stopping rules on a classification cache, example by example: where each example stops and what it predicts.
 
-Every policy returns a :class:`PolicyResult` (per-example exit stage, prediction, FLOPs). Early exit, cascades and
-Swift/Super routing are one rule seen from the cache: stop at the first stage whose confidence is at least its
-threshold; the last stage takes the rest. Cascades are caches whose stages are complete models; a hybrid (early
-exit inside Swift, then escalate to Super) is per-stage thresholds over Swift's exits followed by Super.
+Every rule returns a :class:`PolicyResult` (per-example stop, prediction, FLOPs), the offline twin of what
+:mod:`toolkit.nn.runtime` does for real; :meth:`PolicyResult.evaluate` scores it with the engine. Early exit,
+cascades and Swift/Super routing are one rule: stop at the first stage whose confidence is at least its threshold;
+the last stage takes the rest. A hybrid (early exit inside Swift, then escalate to Super) is per-stage thresholds.
+PABEE's patience rule is the one rule here that is not a threshold on a confidence.
 """
 
 from __future__ import annotations
@@ -12,36 +13,29 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .metrics import confusion_matrix, metric_from_confusion
+from .engine import Curve, Evaluation, Staged, evaluate_stages, evaluation_at_stages, staged
+from .engine.adapters import stage_layers
+from .engine.staged import exit_stage
 from .scores import stage_confidence
 
+__all__ = ["PolicyResult", "early_exit", "hybrid", "hybrid_thresholds", "patience", "patience_stage",
+           "patience_sweep", "oracle", "final_stage", "exit_stage", "stage_layers"]
 
-@dataclass
+
+@dataclass(frozen=True, eq=False)
 class PolicyResult:
+    """Per-example outcome of a stopping rule on a cache."""
+
     exit_stage: np.ndarray  # [N] int, index of the stage that predicted
     prediction: np.ndarray  # [N] int
     flops: np.ndarray  # [N] FLOPs spent
 
-    def summary(self, cache, metric: str | None = None) -> dict:
-        """Metric, accuracy, mean FLOPs, speed-up over the last stage, mean layers, share escalated."""
-        metric = metric or cache.meta.get("metric", "accuracy")
-        cm = confusion_matrix(cache.labels, self.prediction, cache.n_classes)
-        ref = cache.flops[:, -1].mean()
-        layers = stage_layers(cache)[self.exit_stage]
-        models = np.array([s.get("model_index", 0) for s in cache.stage_info])[self.exit_stage]
-        return {"metric": float(metric_from_confusion(cm, metric)),
-                "accuracy": float(metric_from_confusion(cm, "accuracy")),
-                "flops": float(self.flops.mean()), "speedup": float(ref / self.flops.mean()),
-                "mean_layers": float(layers.mean()), "escalated": float((models > 0).mean())}
-
-
-def stage_layers(cache) -> np.ndarray:
-    """Layers run when each stage predicts: earlier cascade members' layers plus this stage's layer."""
-    info = cache.stage_info
-    model = [s.get("model_index", 0) for s in info]
-    depth = {m: s.get("num_layers", s.get("layer")) or 0 for m, s in zip(model, info)}  # each member's full depth
-    return np.asarray([sum(d for k, d in depth.items() if k < m) + (s.get("layer") or e + 1)
-                       for e, (m, s) in enumerate(zip(model, info))], dtype=np.float64)
+    def evaluate(self, view: Staged) -> Evaluation:
+        """Metrics, cost and speed-up (against ``view.reference``) of these stops on the engine view of the same
+        cache (e.g. ``toolkit.analysis.engine.staged(cache)``)."""
+        if len(view.example_ids) != len(self.exit_stage):
+            raise ValueError(f"{len(self.exit_stage)} stops for a view of {len(view.example_ids)} examples")
+        return evaluation_at_stages(view, self.exit_stage)
 
 
 def _result(cache, stage: np.ndarray) -> PolicyResult:
@@ -49,56 +43,47 @@ def _result(cache, stage: np.ndarray) -> PolicyResult:
     return PolicyResult(stage, cache.predictions[rows, stage], cache.flops[rows, stage])
 
 
-def exit_stage(conf: np.ndarray, thresholds) -> np.ndarray:
-    """First stage whose confidence is >= its threshold (the last stage otherwise), for ``conf`` ``[N, E]``.
-
-    ``thresholds``: a scalar, one per stage (``[E]`` or ``[E-1]``; the last stage always accepts), or ``[T, 1]``
-    for T thresholds at once (result ``[T, N]``).
-    """
-    conf = np.asarray(conf)
-    N, E = conf.shape
-    t = np.asarray(thresholds, dtype=np.float64)
-    if t.ndim == 1 and t.shape[0] == E - 1:
-        t = np.append(t, -np.inf)
-    if t.ndim == 1 and t.shape[0] != E:
-        raise ValueError(f"{t.shape[0]} thresholds for {E} stages (give one, E or E-1)")
-    if t.ndim == 2:
-        t = t[:, None, :] if t.shape[1] == E else t[:, :, None]
-    ok = conf >= t
-    ok[..., E - 1] = True
-    return ok.argmax(-1)
-
-
-def early_exit(cache, threshold, score: str = "max_prob", temperature=None) -> PolicyResult:
-    """Stop at the first stage whose confidence (``score`` at ``temperature``) is at least ``threshold``
-    (scalar, or one per stage for per-stage thresholds)."""
+def early_exit(cache, threshold, *, score: str = "max_prob", temperature=None) -> PolicyResult:
+    """Stop at the first stage whose confidence (``score`` at ``temperature``) is at least ``threshold`` (a scalar,
+    or one per stage for per-stage thresholds)."""
     return _result(cache, exit_stage(stage_confidence(cache.logits, score, temperature), threshold))
 
 
-def cascade(cache, threshold, score: str = "max_prob", temperature=None) -> PolicyResult:
-    """A cascade of complete models: the cache's stages are models; identical rule to :func:`early_exit`."""
-    return early_exit(cache, threshold, score, temperature)
+def hybrid_thresholds(model_index, swift_threshold: float, escalate_threshold: float) -> np.ndarray:
+    """Per-stage thresholds ``[E]`` of a hybrid: ``swift_threshold`` on the non-final exits of model 0,
+    ``escalate_threshold`` on its last exit, and no early stop inside later models (escalation goes to the last
+    stage).
 
-
-def hybrid(cache, swift_threshold: float, escalate_threshold: float, score: str = "max_prob",
-           temperature=None) -> PolicyResult:
-    """Early exit inside Swift (stages of model 0, threshold ``swift_threshold`` on its non-final exits), then
-    escalate to the next model when Swift's last exit is below ``escalate_threshold``."""
-    model = np.array([s.get("model_index", 0) for s in cache.stage_info])
+    >>> hybrid_thresholds([0, 0, 0, 1], 0.9, 0.6).tolist()
+    [0.9, 0.9, 0.6, -inf]
+    """
+    model = np.asarray(model_index)
     swift = np.flatnonzero(model == 0)
-    if len(swift) == cache.n_stages:
-        raise ValueError("hybrid needs a cache with a second model after Swift (use collect with two models)")
-    t = np.full(cache.n_stages, -np.inf)
+    if len(swift) == len(model):
+        raise ValueError("a hybrid needs a second model after Swift (collect a cache with two models)")
+    t = np.full(len(model), np.inf)
     t[swift[:-1]] = swift_threshold
     t[swift[-1]] = escalate_threshold
-    t[len(swift):-1] = np.inf  # later non-final stages never stop early: escalation goes to the last model
-    return early_exit(cache, t, score, temperature)
+    t[-1] = -np.inf
+    return t
+
+
+def hybrid(cache, *, swift_threshold: float, escalate_threshold: float, score: str = "max_prob",
+           temperature=None) -> PolicyResult:
+    """Early exit inside Swift (model 0's exits), then escalate to the last model when Swift's last exit is below
+    ``escalate_threshold`` (see :func:`hybrid_thresholds`)."""
+    model = [s.get("model_index", 0) for s in cache.stage_info]
+    return early_exit(cache, hybrid_thresholds(model, swift_threshold, escalate_threshold), score=score,
+                      temperature=temperature)
 
 
 def patience_stage(predictions: np.ndarray, patience) -> np.ndarray:
     """PABEE: exit at the first stage whose prediction has stayed unchanged for ``patience`` consecutive stages.
 
     ``patience`` scalar or ``[P]`` array (result ``[P, N]``); patience >= E never exits early.
+
+    >>> patience_stage(np.array([[1, 1, 0, 0], [0, 0, 0, 1]]), 2).tolist()
+    [3, 2]
     """
     pred = np.asarray(predictions)
     N, E = pred.shape
@@ -115,6 +100,14 @@ def patience(cache, patience: int) -> PolicyResult:
     if int(patience) < 1:
         raise ValueError(f"patience must be >= 1, got {patience}")
     return _result(cache, patience_stage(cache.predictions, int(patience)))
+
+
+def patience_sweep(cache, *, reference: str = "last") -> Curve:
+    """PABEE over every patience 1..E (E: never early), with the engine's columns; ``patience`` replaces
+    ``threshold``."""
+    pats = np.arange(1, cache.n_stages + 1)
+    return evaluate_stages(staged(cache, reference=reference), patience_stage(cache.predictions, pats),
+                           columns={"patience": pats})
 
 
 def oracle(cache) -> PolicyResult:

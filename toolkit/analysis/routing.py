@@ -1,146 +1,87 @@
-"""Offline Swift/Super routing for generation: quality against FLOPs at every threshold, exactly.
+"""Swift/Super routing, described: references (first model alone, last model alone, oracle), the oracle curve,
+area gain over random routing, and a table of routers (token score x aggregation).
 
-Policy: run Swift; when its sequence confidence is below tau, also run Super and keep Super's output. An example
-routed to Super costs Swift's run plus Super's run (FLOPs of :mod:`toolkit.analysis.generation_cost`); generated tokens count
-both models' tokens. :func:`route_sweep` returns one row per distinct threshold (``inf``: everything routed), with
-corpus quality computed from summed statistics for BLEU/chrF, so every row equals what the mixed system would score.
-:func:`references` gives Swift alone, Super alone, the oracle router and random routing; :func:`compare_routers`
-tabulates scores x aggregations. Columns ``metric``/``flops``/``speedup`` match :func:`toolkit.analysis.sweep.sweep`, so
-``pareto_front`` and ``summarize`` apply.
+The routing sweep itself is the engine's: ``sweep(staged(gen_cache, score=..., how=...))`` (every distinct
+threshold, corpus BLEU/chrF from summed statistics). These functions take engine views, so they serve
+classification cascades too.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
-from .quality import CORPUS, corpus_score
-from .token_scores import AGGREGATIONS, sequence_confidence
-
-COLUMNS = ("threshold", "metric", "flops", "speedup", "routed", "tokens")
+from .engine import Curve, Staged, evaluation_at_stages, oracle, staged, sweep
+from .token_scores import AGGREGATIONS
 
 
-def _pair(cache, swift, super_, metric):
-    for m in (swift, super_):
-        if m not in cache.models:
-            raise KeyError(f"model {m!r} is not in this cache; it holds {list(cache.models)}")
-    if swift == super_:
-        raise ValueError("swift and super must be two different models")
-    metric = metric or cache.metrics[0]
-    a, b = cache.models[swift], cache.models[super_]
-    if metric not in a.quality:
-        raise ValueError(f"metric {metric!r} not in the cache; it holds {cache.metrics}")
-    return a, b, metric
+def references(view: Staged) -> pd.DataFrame:
+    """One row each: the first stage on every example, the last member alone (the reference, when the view's
+    reference is the last member alone), every example to the last stage, and the oracle."""
+    N, E = view.n_examples, view.n_stages
+    rows = {f"{view.stage_names[0]} alone": evaluation_at_stages(view, np.zeros(N, dtype=int)),
+            f"all to {view.stage_names[-1]}": evaluation_at_stages(view, np.full(N, E - 1))}
+    if view.quality is not None:
+        rows["oracle"] = oracle(view)
+    out = pd.DataFrame({k: {**ev.metrics, "flops": ev.flops, "speedup": ev.speedup, "escalated": ev.escalated,
+                            **ev.extras} for k, ev in rows.items()}).T
+    ref = view.reference_cost.mean()
+    out.loc[view.reference] = {**out.iloc[1].to_dict(), "flops": ref, "speedup": 1.0}
+    last = view.model_index == view.model_index[-1]
+    own = np.diff(view.cost, axis=1, prepend=0.0)[:, last].sum(1)
+    for k, v in view.extras.items():  # the last member's own share, when the reference is that member alone
+        alone = np.diff(v, axis=1, prepend=0.0)[:, last].sum(1).mean()
+        out.loc[view.reference, k] = alone if np.allclose(own, view.reference_cost) else np.nan
+    return out
 
 
-def _values(gen, metric):
-    """Per-example additive values whose sum determines the corpus metric: the quality itself, or statistics."""
-    return gen.qstats[metric] if metric in gen.qstats else gen.quality[metric][:, None]
+def oracle_curve(view: Staged) -> Curve:
+    """The best ordering by per-example quality gain: examples the last stage improves go first, those it worsens
+    last (two stages)."""
+    if view.n_stages != 2 or view.quality is None:
+        raise ValueError("the oracle curve needs a two-stage view with per-example quality (Swift/Super)")
+    gain = view.quality[:, 0] - view.quality[:, 1]
+    return sweep(replace(view, confidence=np.stack([gain, np.zeros_like(gain)], 1)))
 
 
-def _score(metric, totals, n):
-    return corpus_score(metric, stats=totals) if metric in CORPUS else totals[..., 0] / n
-
-
-def route_curve(cache, swift: str, super_: str, conf, metric: str | None = None) -> pd.DataFrame:
-    """The sweep for any per-example Swift confidence ``conf`` [N] (higher = keep Swift's output)."""
-    a, b, metric = _pair(cache, swift, super_, metric)
-    conf = np.asarray(conf, dtype=np.float64)
-    N = cache.n_examples
-    if conf.shape != (N,) or not np.isfinite(conf).all():
-        raise ValueError(f"conf must be {N} finite values, got shape {conf.shape}")
-    order = np.argsort(-conf, kind="stable")  # kept by Swift first as tau falls
-    vals = conf[order]
-    last = np.flatnonzero(np.append(vals[1:] != vals[:-1], True))
-    va, vb = _values(a, metric), _values(b, metric)
-
-    def cum(delta, start):
-        start = np.asarray(start, dtype=np.float64)
-        return np.concatenate([start[None], start + np.cumsum(delta, 0)[last]])
-
-    totals = cum(va[order] - vb[order], vb.sum(0))
-    flops = cum(-b.flops[order], a.flops.sum() + b.flops.sum()) / N
-    tokens = cum(-b.n_steps[order].astype(np.float64), float(a.n_steps.sum() + b.n_steps.sum())) / N
-    routed = 1.0 - np.concatenate([[0], last + 1]) / N
-    return pd.DataFrame({"threshold": np.concatenate([[np.inf], vals[last]]), "metric": _score(metric, totals, N),
-                         "flops": flops, "speedup": b.flops.mean() / flops, "routed": routed, "tokens": tokens})
-
-
-def route_sweep(cache, swift: str, super_: str, score: str = "energy", how: str = "mean", temperature: float = 1.0,
-                metric: str | None = None) -> pd.DataFrame:
-    """Every distinct routing threshold of Swift's aggregated ``score`` (see :mod:`toolkit.analysis.token_scores`).
-
-    Columns: ``threshold`` (confidence units, higher = more confident), ``metric`` (corpus quality of the routed
-    system), ``flops`` (mean FLOPs per example), ``speedup`` (Super alone / routed system), ``routed`` (share sent
-    to Super), ``tokens`` (mean generated tokens, both models). Rows go from all routed to none routed.
-    """
-    return route_curve(cache, swift, super_, sequence_confidence(cache, swift, score, how, temperature), metric)
-
-
-def evaluate_route(cache, swift: str, super_: str, route, metric: str | None = None) -> dict:
-    """Quality, mean FLOPs and tokens of one explicit routing decision ``route`` [N] bool (True = run Super)."""
-    a, b, metric = _pair(cache, swift, super_, metric)
-    r = np.asarray(route, dtype=bool)
-    if r.shape != (cache.n_examples,):
-        raise ValueError(f"route must be {cache.n_examples} booleans")
-    tot = np.where(r[:, None], _values(b, metric), _values(a, metric)).sum(0)
-    flops = (a.flops + r * b.flops).mean()
-    return {"metric": float(_score(metric, tot, len(r))), "flops": float(flops),
-            "speedup": float(b.flops.mean() / flops), "routed": float(r.mean()),
-            "tokens": float((a.n_steps + r * b.n_steps).mean())}
-
-
-def references(cache, swift: str, super_: str, metric: str | None = None) -> pd.DataFrame:
-    """Swift alone, Super alone (no Swift run), and the oracle router (Super only where its per-example quality is
-    higher; for BLEU/chrF by sentence-level score, so the oracle is near-, not exactly, optimal for corpus BLEU)."""
-    a, b, metric = _pair(cache, swift, super_, metric)
-    N = cache.n_examples
-    rows = {"swift": evaluate_route(cache, swift, super_, np.zeros(N, bool), metric)}
-    tot = _values(b, metric).sum(0)
-    rows["super"] = {"metric": float(_score(metric, tot, N)), "flops": float(b.flops.mean()), "speedup": 1.0,
-                     "routed": 1.0, "tokens": float(b.n_steps.mean())}
-    rows["oracle"] = evaluate_route(cache, swift, super_, b.quality[metric] > a.quality[metric], metric)
-    return pd.DataFrame(rows).T
-
-
-def _area(curve: pd.DataFrame) -> float:
-    x, y = curve["routed"].to_numpy()[::-1], curve["metric"].to_numpy()[::-1]
+def _area(curve: Curve, metric: str) -> float:
+    f = curve.frame
+    x, y = f["escalated"].to_numpy()[::-1], f[metric].to_numpy()[::-1]
     return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2))
 
 
-def oracle_curve(cache, swift: str, super_: str, metric: str | None = None) -> pd.DataFrame:
-    """The best ordering by per-example quality: examples Super improves are routed first, those it worsens last."""
-    a, b, metric = _pair(cache, swift, super_, metric)
-    return route_curve(cache, swift, super_, a.quality[metric] - b.quality[metric], metric)
-
-
-def area_gain(cache, swift: str, super_: str, curve: pd.DataFrame, metric: str | None = None,
-              oracle_area: float | None = None) -> float:
+def area_gain(view: Staged, curve: Curve, *, metric: str | None = None, oracle_area: float | None = None) -> float:
     """Share of the oracle's advantage over random routing that a router's ``curve`` recovers, as areas under
-    quality against routed share: (router - random) / (oracle - random); 1 = oracle, 0 = random. Random routing is
-    the straight line from Swift alone to everything routed (its expectation for exact match). ``oracle_area``:
-    the oracle curve's area when already computed (comparing many routers)."""
-    q0, q1 = float(curve["metric"].iloc[-1]), float(curve["metric"].iloc[0])
-    rand = (q0 + q1) / 2
-    best = _area(oracle_curve(cache, swift, super_, metric)) if oracle_area is None else oracle_area
-    return (_area(curve) - rand) / (best - rand) if best > rand else float("nan")
+    quality against escalated share: (router - random) / (oracle - random); 1 = oracle, 0 = random. Random routing
+    is the straight line from the first stage alone to everything escalated (its expectation for exact match).
+    ``oracle_area``: the oracle curve's area when already computed (comparing many routers)."""
+    metric = metric or view.metric
+    y = curve.frame[metric]
+    rand = (float(y.iloc[-1]) + float(y.iloc[0])) / 2
+    best = _area(oracle_curve(view), metric) if oracle_area is None else oracle_area
+    return (_area(curve, metric) - rand) / (best - rand) if best > rand else float("nan")
 
 
-def compare_routers(cache, swift: str, super_: str, scores=("energy", "max_prob", "entropy", "margin"),
-                    hows=AGGREGATIONS, temperature: float = 1.0, metric: str | None = None,
-                    max_drop: float = 0.005) -> pd.DataFrame:
-    """One row per (score, aggregation): ``area_gain`` (1 = oracle, 0 = random), the largest ``speedup`` over Super
-    alone whose quality is within ``max_drop`` (absolute, metric units) of Super's, and the routed share there."""
-    refs = references(cache, swift, super_, metric)
-    target = float(refs.loc["super", "metric"]) - max_drop
-    oracle_area = _area(oracle_curve(cache, swift, super_, metric))
+def compare_routers(cache, *, models=None, scores=("energy", "max_prob", "entropy", "margin"), hows=AGGREGATIONS,
+                    temperature: float = 1.0, metric: str | None = None, max_drop: float = 0.005) -> pd.DataFrame:
+    """One row per (score, aggregation) on a generation cache: ``area_gain`` (1 = oracle, 0 = random), the largest
+    ``speedup`` (against the last model alone) whose quality is within ``max_drop`` (absolute, metric units) of the
+    last model's, and the escalated share there. Describes the curves on this split (optima are upper bounds)."""
+    base = staged(cache, models=models, temperature=temperature, metric=metric)
+    metric = base.metric
+    target = float(base.metrics(base.stats[:, -1].sum(0), base.n_examples)[metric]) - max_drop
+    oracle_area = _area(oracle_curve(base), metric)
     rows = []
     for s in scores:
         for h in hows:
-            c = route_sweep(cache, swift, super_, s, h, temperature, metric)
-            ok = c[c["metric"] >= target]
+            view = staged(cache, models=models, score=s, how=h, temperature=temperature, metric=metric)
+            c = sweep(view)
+            f = c.frame
+            ok = f[f[metric] >= target]
             best = ok.loc[ok["speedup"].idxmax()] if len(ok) else None
-            rows.append({"score": s, "aggregation": h, "area_gain": area_gain(cache, swift, super_, c, metric, oracle_area),
-                         "speedup_at_drop": float(best["speedup"]) if best is not None else float("nan"),
-                         "routed_at_drop": float(best["routed"]) if best is not None else float("nan")})
+            rows.append({"score": s, "aggregation": h, "area_gain": area_gain(view, c, oracle_area=oracle_area),
+                         "speedup_at_drop_upper_bound": float(best["speedup"]) if best is not None else float("nan"),
+                         "escalated_at_drop": float(best["escalated"]) if best is not None else float("nan")})
     return pd.DataFrame(rows)

@@ -1,9 +1,12 @@
-"""Confidence scores from logits (last axis), each with an optional temperature.
+"""Confidence scores from logits (last axis), each with an optional temperature, and their registry.
 
 ``max_prob``, ``margin`` (top-1 minus top-2 probability) and ``energy`` follow their papers; ``entropy`` returns the
 entropy itself (nats, higher = less confident). :func:`confidence` turns any score into "higher is more confident",
 the convention every policy and sweep uses: the score itself for max_prob, margin and elang, its negative for
 entropy and energy. Pure numpy; no torch.
+
+A new score is one :data:`SCORES` entry (name, function, orientation, unit, and optionally its form on the per-step
+statistics of a generation cache); confidence, token scores, plots and the CLI read the registry.
 
 >>> import numpy as np
 >>> z = np.array([[2.0, 0.0]])
@@ -13,10 +16,11 @@ entropy and energy. Pure numpy; no torch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.special import log_softmax, logsumexp
-
-SCORES = ("max_prob", "margin", "entropy", "energy", "elang")
 
 
 def _check(logits, temperature) -> np.ndarray:
@@ -64,13 +68,53 @@ def elang(logits, temperature=1.0) -> np.ndarray:
     return logsumexp(softmax(logits, temperature), axis=-1)
 
 
+@dataclass(frozen=True)
+class Score:
+    """One confidence score.
+
+    ``function(logits [..., C], temperature) -> [...]`` gives the raw score; ``orientation`` says which way is
+    confident ("higher" or "lower"); ``unit`` is the raw score's unit. ``from_steps(max_logit, second_logit, lse,
+    entropy, temperature)`` computes it from a generation cache's per-step statistics (None: not possible there).
+    """
+
+    name: str
+    function: Callable
+    orientation: str
+    unit: str
+    from_steps: Callable | None = None
+
+    @property
+    def confidence_unit(self) -> str:
+        """Unit of the oriented confidence (higher = more confident)."""
+        return self.unit if self.orientation == "higher" else f"-{self.unit}"
+
+
+def _p(top, lse, t):
+    return np.exp(top / t - lse)
+
+
+SCORES: dict[str, Score] = {s.name: s for s in (
+    Score("max_prob", max_prob, "higher", "max probability", lambda m1, m2, lse, h, t: _p(m1, lse, t)),
+    Score("margin", margin, "higher", "top-1 minus top-2 probability",
+          lambda m1, m2, lse, h, t: _p(m1, lse, t) - _p(m2, lse, t)),
+    Score("entropy", entropy, "lower", "entropy (nats)", lambda m1, m2, lse, h, t: h),
+    Score("energy", energy, "lower", "energy (logit units)", lambda m1, m2, lse, h, t: -t * lse),
+    Score("elang", elang, "higher", "logsumexp(softmax)"),
+)}
+
+
+def get_score(name: str) -> Score:
+    try:
+        return SCORES[name]
+    except KeyError:
+        raise ValueError(f"unknown score {name!r}; choose one of {list(SCORES)}") from None
+
+
 def confidence(logits, score: str = "max_prob", temperature=1.0) -> np.ndarray:
     """A score oriented so that higher is more confident (the threshold units of policies and sweeps)."""
-    if score not in SCORES:
-        raise ValueError(f"unknown score {score!r}; choose one of {SCORES}")
-    fn = {"max_prob": max_prob, "margin": margin, "entropy": entropy, "energy": energy, "elang": elang}[score]
-    s = fn(logits, temperature)
-    return -s if score in ("entropy", "energy") else s
+    sc = get_score(score)
+    s = sc.function(logits, temperature)
+    return s if sc.orientation == "higher" else -s
 
 
 def stage_confidence(logits, score: str = "max_prob", temperature=None) -> np.ndarray:

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-TOKEN_SCORES = ("max_prob", "margin", "energy", "entropy")
+from .scores import SCORES, get_score
+
+TOKEN_SCORES = tuple(name for name, s in SCORES.items() if s.from_steps is not None)
 AGGREGATIONS = ("mean", "max", "min", "sum", "first")
 
 
@@ -36,14 +38,7 @@ def token_scores(gen, temperatures, score: str = "energy", temperature: float = 
     K = len(temperatures)
     k = _temperature_index(temperatures, temperature)
     st = np.asarray(gen.stats, dtype=np.float64)
-    t = float(temperature)
-    lse = st[:, 2 + k]
-    if score == "energy":
-        return -t * lse
-    if score == "entropy":
-        return st[:, 2 + K + k]
-    p1 = np.exp(st[:, 0] / t - lse)
-    return p1 if score == "max_prob" else p1 - np.exp(st[:, 1] / t - lse)
+    return SCORES[score].from_steps(st[:, 0], st[:, 1], st[:, 2 + k], st[:, 2 + K + k], float(temperature))
 
 
 def aggregate(values, offsets, how: str = "mean") -> np.ndarray:
@@ -71,4 +66,4 @@ def sequence_confidence(cache, model: str, score: str = "energy", how: str = "me
         raise KeyError(f"model {model!r} is not in this cache; it holds {list(cache.models)}")
     gen = cache.models[model]
     s = aggregate(token_scores(gen, cache.temperatures, score, temperature), gen.offsets, how)
-    return -s if score in ("energy", "entropy") else s
+    return s if get_score(score).orientation == "higher" else -s

@@ -1,6 +1,6 @@
 """The ``toolkit`` command: one module per subcommand, each with ``register(subparsers)`` and ``run(args)``.
 
-Analysis commands (``info``, ``sweep``, ``route``) need only the plain install; model commands (``collect``,
+Analysis commands (``info``, ``sweep``, ``route``, ``plot``) need only the plain install; model commands (``collect``,
 ``train``, ``difficulty``, ``probe``, ``predict``, ``train-t2t``, ``generate``, ``zoo``) need the ``nn`` extra and
 import torch only when they run. ``toolkit COMMAND --help`` describes each.
 """
@@ -16,6 +16,7 @@ from . import (
     difficulty,
     generate,
     info,
+    plot,
     predict,
     probe,
     route,
@@ -27,7 +28,7 @@ from . import (
 )
 
 NN_PACKAGES = {"torch", "transformers", "accelerate", "safetensors", "sklearn", "datasets", "gguf"}
-COMMANDS = (collect, train, difficulty, probe, info, sweep, predict, train_t2t, generate, route, zoo, upgrade)
+COMMANDS = (collect, train, difficulty, probe, info, sweep, plot, predict, train_t2t, generate, route, zoo, upgrade)
 RESUMABLE = {"collect", "generate", "train", "train-t2t", "difficulty", "zoo"}
 
 EPILOG = """examples:
@@ -37,6 +38,8 @@ EPILOG = """examples:
       --task sst2 --split cal --out data/sst2/cascade-cal.parquet
   toolkit info data/sst2/minilm6_me-test.parquet
   toolkit sweep data/sst2/minilm6_me-test.parquet --score max_prob
+  toolkit sweep data/sst2/cascade-test.parquet --reference all --json
+  toolkit plot data/sst2/cascade-test.parquet --rule risk --delta 0.01 --out sst2-cascade.pdf
   toolkit generate --model swift=Helsinki-NLP/opus-mt-en-de --model super=facebook/wmt19-en-de \\
       --task wmt21_en_de --split test --out wmt-en-de.parquet
   toolkit route data/sst2/t2t-test.parquet --score energy --how mean
@@ -47,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="toolkit", description="Collect every exit's logits once; analyse early exit, "
                                 "cascades and Swift/Super routing offline.", epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    from .. import __version__
+
+    p.add_argument("--version", action="version", version=f"toolkit {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.register(sub)

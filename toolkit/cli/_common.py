@@ -77,3 +77,78 @@ def schedule_args(p: argparse.ArgumentParser, lr: float, layers: bool = True) ->
     p.add_argument("--train-limit", type=positive_int, help="seeded subsample of the training split")
     p.add_argument("--seed", type=non_negative_int, default=42)
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (about 2x faster on CPUs with bf16 units)")
+
+
+# ------------------------------------------------------------------------------------------------- analysis output
+def engine_args(p: argparse.ArgumentParser, *, rows: bool = True) -> None:
+    """Flags shared by the analysis commands: reference, output rows, CSV and JSON."""
+    p.add_argument("--reference", default="last",
+                   help="what speed-ups divide by: 'last' (the last member alone: the last model of a cascade or "
+                        "of Swift/Super, the last exit of one model), 'all' (every stage in turn) or a stage/model "
+                        "name (that member alone)")
+    if rows:
+        p.add_argument("--rows", type=positive_int, default=15,
+                       help="frontier rows to print (evenly spaced; the cheapest and the most accurate always shown)")
+        p.add_argument("--csv", help="write the whole curve to this CSV file")
+    p.add_argument("--json", action="store_true", help="print JSON (no NaN: missing values are null)")
+
+
+def cache_kind(path) -> str:
+    """"classification" or "generation", from a cache file's header (without loading it)."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable Parquet cache ({e})") from None
+    return json.loads(meta.get(b"toolkit", b"{}")).get("kind") or "classification"
+
+
+def evenly(frame, n: int):
+    """``n`` evenly spaced rows of a frame, always with its first and last row (the top of a frontier).
+
+    >>> import pandas as pd
+    >>> evenly(pd.DataFrame({"a": range(10)}), 3)["a"].tolist()
+    [0, 4, 9]
+    """
+    import numpy as np
+
+    idx = np.unique(np.round(np.linspace(0, len(frame) - 1, min(n, len(frame)))).astype(int))
+    return frame.iloc[idx]
+
+
+SHARES = ("escalated", "final_share")
+
+
+def readable(frame, metrics=()):
+    """A curve frame for people: GFLOPs, speed-ups in x, shares in %, metrics to 4 decimals."""
+    out = frame.copy()
+    if "flops" in out:
+        out["flops"] = (out["flops"] / 1e9).round(3)
+        out = out.rename(columns={"flops": "GFLOPs"})
+    if "speedup" in out:
+        out["speedup"] = out["speedup"].map(lambda v: f"{v:.2f}x")
+        out = out.rename(columns={"speedup": "speed-up"})
+    for k in SHARES:
+        if k in out:
+            out[k] = out[k].map(lambda v: f"{100 * v:.1f}%")
+            out = out.rename(columns={k: f"{k} %".replace("_share", "")})
+    for k in ("mean_layers", "tokens"):
+        if k in out:
+            out[k] = out[k].round(2)
+    for k in metrics:
+        if k in out:
+            out[k] = out[k].round(4)
+    if "threshold" in out:
+        out["threshold"] = out["threshold"].round(4)
+    return out
+
+
+def print_json(obj) -> None:
+    import json
+
+    from ..analysis.engine import jsonable
+
+    print(json.dumps(jsonable(obj), indent=1, allow_nan=False))

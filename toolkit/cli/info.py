@@ -1,33 +1,55 @@
-"""``toolkit info``."""
+"""``toolkit info``: what a cache holds, stage by stage (or model by model), with units."""
 
 from __future__ import annotations
 
-import json
-
 
 def register(sub) -> None:
-    p = sub.add_parser("info", help="summarise a cache: stages, metric, accuracy, FLOPs")
+    p = sub.add_parser("info", help="summarise a cache: stages, metric, accuracy, GFLOPs")
     p.add_argument("cache")
     p.add_argument("--meta", action="store_true", help="also print the metadata")
+    p.add_argument("--json", action="store_true", help="print JSON (no NaN: missing values are null)")
     p.set_defaults(fn=run)
 
 
-def run(a) -> int:
-    import numpy as np
-
+def _rows(path):
     from ..analysis.cache import load_cache
+    from ..analysis.generation_cache import load_generation_cache
     from ..analysis.metrics import task_metric
+    from ._common import cache_kind
 
-    c = load_cache(a.cache)
-    print(c)
+    if cache_kind(path) == "generation":
+        c = load_generation_cache(path)
+        summ = c.summary()
+        rows = [{"model": name, **{k: float(v) for k, v in r.items()}} for name, r in summ.iterrows()]
+        return c, rows
+    c = load_cache(path)
     metric = c.meta.get("metric", "accuracy")
+    rows = [{"stage": s, **({metric: task_metric(c.labels, c.predictions[:, e], metric, c.n_classes)}
+                            if metric != "accuracy" else {}),
+             "accuracy": float(c.correct[:, e].mean()), "cumulative_gflops": float(c.flops[:, e].mean() / 1e9)}
+            for e, s in enumerate(c.stages)]
+    return c, rows
+
+
+def run(a) -> int:
+    import pandas as pd
+
+    from ._common import print_json
+
+    c, rows = _rows(a.cache)
+    if a.json:
+        print_json({"cache": a.cache, "repr": repr(c), "data_verified": c.meta.get("data_verified"), "rows": rows,
+                    **({"meta": c.meta} if a.meta else {})})
+        return 0
+    print(c)
     print(f"data verified against source files: {c.meta.get('data_verified')}")
     for name, keys in (c.meta.get("random_heads") or {}).items():
         print(f"WARNING: model {name!r} was collected with randomly initialised {', '.join(keys)} (untrained heads)")
-    print(f"{'stage':<24}{metric if metric != 'accuracy' else 'metric':>10}{'accuracy':>10}{'GFLOPs':>10}")
-    for e, s in enumerate(c.stages):
-        m = task_metric(c.labels, c.predictions[:, e], metric, c.n_classes)
-        print(f"{s:<24}{m:>10.4f}{c.correct[:, e].mean():>10.4f}{c.flops[:, e].mean() / 1e9:>10.3f}")
+    df = pd.DataFrame(rows).rename(columns={"cumulative_gflops": "GFLOPs (cumulative)", "gflops": "GFLOPs (model alone)",
+                                      "tokens": "tokens generated"})
+    print(df.round(4).to_string(index=False))
     if a.meta:
-        print(json.dumps({k: v for k, v in c.meta.items()}, indent=1, default=str))
-    return int(not np.isfinite(c.logits).all())
+        import json
+
+        print(json.dumps(c.meta, indent=1, default=str))
+    return 0

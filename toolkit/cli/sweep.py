@@ -1,30 +1,88 @@
-"""``toolkit sweep``."""
+"""``toolkit sweep``: the exact sweep of any cache, its summary and its frontier, speed-ups against a named
+reference."""
 
 from __future__ import annotations
 
-import json
+from ._common import engine_args, positive_float
 
 
 def register(sub) -> None:
-    p = sub.add_parser("sweep", help="exact early-exit sweep of a cache: summary and Pareto frontier")
+    from ..analysis.scores import SCORES
+    from ..analysis.token_scores import AGGREGATIONS
+
+    p = sub.add_parser("sweep", help="exact threshold sweep of a cache: summary and Pareto frontier",
+                       description="Every distinct threshold of 'stop at the first stage whose confidence clears "
+                                   "it', exactly. Classification caches (exits, cascades) and generation caches "
+                                   "(Swift/Super routing) alike. Optima on the swept split are upper bounds; choose "
+                                   "operating points on cal (toolkit plot --cal, or the engine's choose()).")
     p.add_argument("cache")
-    p.add_argument("--score", default="max_prob", choices=["max_prob", "margin", "entropy", "energy", "elang"])
-    p.add_argument("--rows", type=int, default=15, help="frontier rows to print")
-    p.add_argument("--csv", help="write the whole sweep to this CSV file")
+    p.add_argument("--score", choices=list(SCORES), help="confidence score (default: max_prob for classification, "
+                                                         "energy for generation)")
+    p.add_argument("--how", default="mean", choices=list(AGGREGATIONS),
+                   help="generation caches: aggregation of token scores over the generated sequence")
+    p.add_argument("--temperature", type=positive_float, help="temperature of the score (default 1)")
+    p.add_argument("--metric", help="headline metric (default: the cache's task metric)")
+    p.add_argument("--drop-metric", help="metric of the summary's drop and budgets (default: accuracy where the "
+                                         "cache has it, else the headline metric)")
+    p.add_argument("--max-drop", type=positive_float, default=0.01,
+                   help="summary: tolerated absolute drop of --drop-metric against the last stage (default 0.01)")
+    engine_args(p)
     p.set_defaults(fn=run)
 
 
-def run(a) -> int:
+def view_of(a, *, models=None):
+    """The engine view of the cache named on the command line (either kind)."""
+    from ..analysis.cache import load_cache
+    from ..analysis.engine import staged
+    from ..analysis.generation_cache import load_generation_cache
+    from ._common import cache_kind
+
+    if cache_kind(a.cache) == "generation":
+        c = load_generation_cache(a.cache)
+        t = 1.0 if a.temperature is None else a.temperature
+        return c, staged(c, models=models, score=a.score or "energy", how=a.how, temperature=t, metric=a.metric,
+                         reference=a.reference)
+    c = load_cache(a.cache)
+    return c, staged(c, score=a.score or "max_prob", temperature=a.temperature, metric=a.metric,
+                     reference=a.reference)
+
+
+def report(a, cache, view, extra: dict | None = None) -> int:
     import pandas as pd
 
-    from ..analysis.cache import load_cache
-    from ..analysis.sweep import pareto_front, summarize, sweep
+    from ..analysis.engine import pareto_front, summarize, sweep
+    from ._common import evenly, print_json, readable
 
-    c = load_cache(a.cache)
-    df = sweep(c, a.score)
-    print(json.dumps(summarize(df), indent=1))
-    with pd.option_context("display.width", 160, "display.max_columns", 20):
-        print(pareto_front(df).iloc[:: max(1, len(pareto_front(df)) // a.rows)].to_string(index=False))
+    curve = sweep(view)
+    summary = summarize(curve, metric=getattr(a, "drop_metric", None), max_drop=a.max_drop)
+    front = pareto_front(curve)
     if a.csv:
-        df.to_csv(a.csv, index=False)
+        curve.to_frame().to_csv(a.csv, index=False)
+    ref_gflops = view.reference_cost.mean() / 1e9
+    if a.json:
+        print_json({"cache": a.cache, "task": view.meta.get("task"), "split": view.split, "n": view.n_examples,
+                    "stages": list(view.stage_names), "score": view.meta.get("score"), "reference": view.reference,
+                    "reference_gflops": ref_gflops, **(extra or {}), "summary": summary.to_dict(),
+                    "frontier": [{**r, "gflops": r["flops"] / 1e9} for r in front.to_dict("records")]})
+        return 0
+    print(cache)
+    print(f"speed-ups against {view.reference}: {ref_gflops:.3f} GFLOPs per example "
+          f"(score {view.meta.get('score')}, {view.split} split, N={view.n_examples})")
+    for k, v in (extra or {}).items():
+        print(f"{k}: {v}")
+    s = summary
+    print(f"{s.metric} with every example at the last stage: {s.final:.4f}")
+    print(f"largest speed-up within {s.max_drop:g} of it (upper bound: best threshold on this split): "
+          f"{s.speedup_at_drop_upper_bound:.2f}x")
+    for k, v in s.metric_at_upper_bound.items():
+        print(f"best {s.metric} at >= {k:g}x (upper bound): " + ("not reached" if v != v else f"{v:.4f}"))
+    print(f"area under the {s.metric}/speed-up frontier (mean over speed-ups): {s.auc:.4f}")
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(f"\nPareto frontier ({len(front)} rows; {min(a.rows, len(front))} shown, cheapest to most accurate):")
+        print(readable(evenly(front, a.rows), view.metric_names).to_string(index=False))
     return 0
+
+
+def run(a) -> int:
+    cache, view = view_of(a)
+    return report(a, cache, view)

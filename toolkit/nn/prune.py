@@ -8,9 +8,9 @@ heads and neurons (depth is kept). The pruned widths are written into the backbo
 shapes and :mod:`toolkit.analysis.cost` counts the pruned FLOPs. Accuracy is recovered with per-exit distillation from the
 unpruned model (``toolkit.nn.train``, ``objective="distill"``, ``teacher=...``).
 
-Supported: BERT-family encoders (BERT, RoBERTa, MiniLM): ``layer.attention.self.{query,key,value}``,
-``layer.attention.output.dense``, ``layer.intermediate.dense``, ``layer.output.dense``. Written here because
-transformers' own ``prune_heads`` covers heads only, not FFN neurons, and not per-exit importance.
+Supported: the families whose :mod:`toolkit.nn.families` entry names their prunable linear layers (BERT, RoBERTa,
+MiniLM). Written here because transformers' own ``prune_heads`` covers heads only, not FFN neurons, and not per-exit
+importance.
 """
 
 from __future__ import annotations
@@ -19,43 +19,40 @@ import numpy as np
 import torch
 from torch import nn
 
+from .families import family_of
 from .losses import joint_loss
 
 
-def _layers(backbone):
-    layers = getattr(getattr(backbone, "encoder", None), "layer", None)
-    if layers is None or not hasattr(layers[0], "attention") or not hasattr(layers[0].attention, "self") or \
-            not hasattr(layers[0].attention.self, "query"):
-        raise NotImplementedError(f"width pruning supports BERT-family encoders; got {type(backbone).__name__}")
-    return layers
-
-
-def _head_size(layer) -> int:
-    return layer.attention.self.attention_head_size
+def _parts(backbone) -> list:
+    """The prunable parts of every layer, from the backbone's family."""
+    family = family_of(backbone)
+    if family.parts is None:
+        raise NotImplementedError(f"width pruning is not supported for the {family.name} family "
+                                  f"({type(backbone).__name__}); its toolkit.nn.families entry names no prunable parts")
+    return [family.parts(layer) for layer in family.layers(backbone)]
 
 
 def importance_scores(model, batches) -> tuple[np.ndarray, np.ndarray]:
     """Taylor importance of each head ``[L][heads]`` and FFN neuron ``[L][I]`` (lists of arrays) under the sum of
     all exits' cross-entropies. ``batches``: dicts with ``input_ids``, ``attention_mask`` (…) and ``labels``."""
-    layers = _layers(model.backbone)
-    heads = [np.zeros(lyr.attention.self.query.out_features // _head_size(lyr)) for lyr in layers]
-    neurons = [np.zeros(lyr.intermediate.dense.out_features) for lyr in layers]
+    parts = _parts(model.backbone)
+    heads = [np.zeros(p.n_heads) for p in parts]
+    neurons = [np.zeros(p.up.out_features) for p in parts]
     model.eval()  # no dropout; gradients still flow
     for batch in batches:
         batch = dict(batch)
         labels = batch.pop("labels")
         model.zero_grad(set_to_none=True)
         joint_loss(model(**batch).logits, labels).backward()
-        for i, lyr in enumerate(layers):
-            d = _head_size(lyr)
-            sa, so = lyr.attention.self, lyr.attention.output.dense
-            per_head = sum((p.grad * p).reshape(-1, d, *p.shape[1:]).flatten(1).sum(1)
-                           for p in (sa.query.weight, sa.key.weight, sa.value.weight))
-            per_head = per_head + sum((p.grad * p).reshape(-1, d).sum(1)
-                                      for p in (sa.query.bias, sa.key.bias, sa.value.bias))
+        for i, p in enumerate(parts):
+            d = p.head_size
+            qkv, so = p.qkv, p.out
+            per_head = sum((lin.weight.grad * lin.weight).reshape(-1, d, lin.in_features).flatten(1).sum(1)
+                           for lin in qkv)
+            per_head = per_head + sum((lin.bias.grad * lin.bias).reshape(-1, d).sum(1) for lin in qkv)
             per_head = per_head + (so.weight.grad * so.weight).reshape(so.out_features, -1, d).sum((0, 2))
             heads[i] += per_head.abs().detach().numpy()
-            up, down = lyr.intermediate.dense, lyr.output.dense
+            up, down = p.up, p.down
             per_neuron = (up.weight.grad * up.weight).sum(1) + up.bias.grad * up.bias + \
                 (down.weight.grad * down.weight).sum(0)
             neurons[i] += per_neuron.abs().detach().numpy()
@@ -79,21 +76,16 @@ def _slice_linear(lin: nn.Linear, rows=None, cols=None) -> nn.Linear:
 
 def prune_layers(backbone, keep_heads: list, keep_neurons: list) -> None:
     """Keep the given head and neuron indices in each layer (in place); writes the widths into the config."""
-    layers = _layers(backbone)
-    for lyr, kh, kn in zip(layers, keep_heads, keep_neurons):
-        d = _head_size(lyr)
+    parts = _parts(backbone)
+    for p, kh, kn in zip(parts, keep_heads, keep_neurons):
+        d = p.head_size
         kh = np.sort(np.asarray(kh, dtype=np.int64))
         idx = torch.from_numpy((kh[:, None] * d + np.arange(d)[None, :]).ravel())
-        sa = lyr.attention.self
-        sa.query, sa.key, sa.value = (_slice_linear(sa.query, rows=idx), _slice_linear(sa.key, rows=idx),
-                                      _slice_linear(sa.value, rows=idx))
-        sa.num_attention_heads, sa.all_head_size = len(kh), len(kh) * d
-        lyr.attention.output.dense = _slice_linear(lyr.attention.output.dense, cols=idx)
         kn = torch.from_numpy(np.sort(np.asarray(kn, dtype=np.int64)))
-        lyr.intermediate.dense = _slice_linear(lyr.intermediate.dense, rows=kn)
-        lyr.output.dense = _slice_linear(lyr.output.dense, cols=kn)
-    backbone.config.layer_num_heads = [lyr.attention.self.num_attention_heads for lyr in layers]
-    backbone.config.layer_intermediate_sizes = [lyr.intermediate.dense.out_features for lyr in layers]
+        p.replace(qkv=tuple(_slice_linear(lin, rows=idx) for lin in p.qkv), out=_slice_linear(p.out, cols=idx),
+                  up=_slice_linear(p.up, rows=kn), down=_slice_linear(p.down, cols=kn))
+    backbone.config.layer_num_heads = [p.n_heads for p in parts]
+    backbone.config.layer_intermediate_sizes = [p.up.out_features for p in parts]
 
 
 def apply_config_widths(backbone, layer_num_heads, layer_intermediate_sizes) -> None:

@@ -11,8 +11,8 @@ A :class:`Policy` (score, per-stage thresholds and temperatures, model paths) is
 ``toolkit predict``.
 
 Layer stepping is written here (transformers has no early-exit loop): embeddings, the bidirectional attention mask,
-and each ``encoder.layer[i]``; MPNet's relative position bias is computed once per batch and sliced with the rows.
-Supported backbones: BERT-style (BERT, RoBERTa, ...) and MPNet.
+and each encoder layer; what a family's layers take besides ``(hidden, mask)`` (MPNet's relative position bias,
+computed once per batch and sliced with the rows) comes from :mod:`toolkit.nn.families`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..analysis.scores import confidence
+from .families import family_of
 from .inference import pad_rows, predict_logits, sorted_encoding
 from .models import MultiExitModel, load_model, resolve_model
 
@@ -194,7 +195,7 @@ class EarlyExitRunner:
         self.device = torch.device(device or "cpu")
         self.model.to(self.device)
         bb = self.model.backbone
-        self._mpnet = hasattr(bb.encoder, "compute_position_bias")
+        self.family = family_of(bb)
         self._emb_args = set(inspect.signature(bb.embeddings.forward).parameters)
 
     def _embed(self, batch):
@@ -206,8 +207,7 @@ class EarlyExitRunner:
         from transformers.masking_utils import create_bidirectional_mask
 
         mask = create_bidirectional_mask(config=bb.config, inputs_embeds=hidden, attention_mask=batch["attention_mask"])
-        bias = bb.encoder.compute_position_bias(hidden) if self._mpnet else None
-        return hidden, mask, bias
+        return hidden, mask, self.family.layer_extras(bb, hidden)
 
     @torch.inference_mode()
     def run(self, texts_a, texts_b=None, batch_size: int = 32) -> RunResult:
@@ -218,15 +218,14 @@ class EarlyExitRunner:
         logits_out = np.zeros((N, C), dtype=np.float32)
         exits = {layer: e for e, layer in enumerate(self.model.exit_layers)}
         last_layer = self.model.exit_layers[-1]
-        layers = self.model.backbone.encoder.layer
+        layers = self.family.layers(self.model.backbone)
         for rows, batch in _batches(self.tok, texts_a, texts_b, batch_size, self.max_length):
             batch = {k: v.to(self.device) for k, v in batch.items()}
-            hidden, mask, bias = self._embed(batch)
+            hidden, mask, extras = self._embed(batch)
             am = batch["attention_mask"]
             alive = torch.arange(len(rows), device=self.device)
             for i in range(last_layer):
-                args = (hidden, mask, bias) if self._mpnet else (hidden, mask)
-                out = layers[i](*args)
+                out = layers[i](hidden, mask, *extras)
                 hidden = out[0] if isinstance(out, tuple) else out
                 e = exits.get(i + 1)
                 if e is None:
@@ -242,7 +241,7 @@ class EarlyExitRunner:
                 # exited rows leave the batch: later layers run on the rest only
                 hidden, am, alive = hidden[keep], am[keep], alive[keep]
                 mask = mask[keep] if mask is not None else None
-                bias = bias[keep] if bias is not None and bias.shape[0] > 1 else bias
+                extras = tuple(x[keep] if x.shape[0] > 1 else x for x in extras)  # per-row extras follow the rows
         return RunResult(stage, logits_out.argmax(-1), logits_out, time.perf_counter() - t0)
 
     @torch.inference_mode()

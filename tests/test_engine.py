@@ -1,0 +1,445 @@
+"""The sweep engine against its definitions: brute force one threshold and one example at a time, explicit
+resamples for the bootstrap, sacrebleu for routed corpora, simulation for risk control; for classification and
+generation views alike."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.special import log_softmax, logsumexp
+from scipy.stats import binom
+
+from conftest import exit_cache, random_cache
+from toolkit.analysis import engine as en
+from toolkit.analysis.cache import from_arrays
+from toolkit.analysis.generation_cache import GenCache, Generation, stat_names
+from toolkit.analysis.metrics import task_metric
+from toolkit.analysis.scores import stage_confidence
+
+TEMPS = (1.0, 2.0)
+
+
+def gen_cache(N=60, seed=0, exact=True) -> GenCache:
+    """A Swift/Super generation cache from random step logits (numpy only)."""
+    rng = np.random.default_rng(seed)
+    models = {}
+    for k, name in enumerate(("swift", "super")):
+        steps = rng.integers(1, 5, N)
+        off = np.concatenate([[0], np.cumsum(steps)])
+        z = rng.normal(size=(off[-1], 12)) * 2
+        top = np.sort(z, 1)
+        cols = [top[:, -1], top[:, -2]]
+        cols += [logsumexp(z / t, 1) for t in TEMPS]
+        cols += [-(np.exp(log_softmax(z / t, 1)) * log_softmax(z / t, 1)).sum(1) for t in TEMPS]
+        stats = np.stack(cols, 1).astype(np.float32)
+        if exact:
+            quality, qstats = {"exact_match": (rng.random(N) < 0.6 + 0.25 * k).astype(float)}, {}
+        else:  # BLEU-like statistics: integers with sys/ref lengths and n-gram counts
+            total = rng.integers(4, 9, (N, 4)).astype(float)
+            correct = np.minimum(total, rng.integers(0, 6, (N, 4)))
+            qs = np.concatenate([total[:, :1] + 3, total[:, :1] + rng.integers(2, 5, (N, 1)), correct, total], 1)
+            quality, qstats = {"bleu": rng.uniform(0, 100, N)}, {"bleu": qs}
+        models[name] = Generation(tokens=np.zeros(off[-1], np.int32), offsets=off, stats=stats,
+                                  text=np.array(["x"] * N, dtype=object), n_src=np.full(N, 5, np.int32),
+                                  flops=rng.uniform(1, 2, N) * (1 + 5 * k), quality=quality, qstats=qstats)
+    assert len(stat_names(TEMPS)) == stats.shape[1]
+    return GenCache(np.array([f"g:{i}" for i in range(N)]), np.zeros(N, np.int64), models, TEMPS,
+                    {"task": "toy", "split": "cal"})
+
+
+def brute_stops(conf, thr):
+    """Stage where each example stops, one example at a time."""
+    N, E = conf.shape
+    return np.array([next((e for e in range(E - 1) if conf[n, e] >= thr), E - 1) for n in range(N)])
+
+
+# ------------------------------------------------------------------------------------------ sweeps
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 5), st.integers(2, 4), st.integers(0, 10_000),
+       st.sampled_from(["max_prob", "margin", "entropy", "energy", "elang"]), st.booleans())
+def test_classification_sweep_equals_brute_force(N, E, C, seed, score, ties):
+    c = random_cache(N, E, C, seed, ties=ties, metric="mcc")
+    s = en.staged(c, score=score)
+    df = en.sweep(s).frame
+    assert df["threshold"].iloc[0] == np.inf and df["threshold"].is_monotonic_decreasing
+    assert df["threshold"].iloc[1:].is_unique
+    conf = stage_confidence(c.logits, score)
+    for _, row in df.iterrows():
+        stop = brute_stops(conf, row["threshold"])
+        pred = c.predictions[np.arange(N), stop]
+        assert row["mcc"] == pytest.approx(task_metric(c.labels, pred, "mcc", C), abs=1e-12)
+        assert row["accuracy"] == pytest.approx((pred == c.labels).mean(), abs=1e-12)
+        assert row["flops"] == pytest.approx(c.flops[np.arange(N), stop].mean(), rel=1e-12)
+        assert row["speedup"] == pytest.approx(c.flops[:, -1].mean() / row["flops"], rel=1e-12)
+        assert row["final_share"] == pytest.approx((stop == E - 1).mean())
+    # every distinct threshold is covered: between consecutive rows nothing changes
+    assert set(np.unique(conf[:, :-1])) >= set(df["threshold"].iloc[1:])
+
+
+def test_sweep_exact_small_reference():
+    lg = np.log(np.array([[[0.6, 0.4], [0.9, 0.1], [0.2, 0.8]],
+                          [[0.3, 0.7], [0.45, 0.55], [0.1, 0.9]]]))
+    s = en.staged(from_arrays(lg, [0, 1], [1.0, 2.0, 3.0]))
+    df = en.sweep(s).frame
+    np.testing.assert_allclose(df["threshold"], [np.inf, 0.9, 0.7, 0.6])
+    np.testing.assert_allclose(df["accuracy"], [0.5, 1.0, 1.0, 1.0])
+    np.testing.assert_allclose(df["flops"], [3.0, 2.5, 1.5, 1.0])
+    np.testing.assert_allclose(df["speedup"], [1.0, 1.2, 2.0, 3.0])
+    assert s.reference == "last exit (stage2)"
+
+
+def test_evaluate_matches_sweep_and_per_stage_thresholds_match_brute_force():
+    c = random_cache(80, 4, 3, seed=1)
+    s = en.staged(c, temperature=[1.0, 2.0, 0.5, 1.0])
+    sw = en.sweep(s).frame
+    ev = en.evaluate(s, sw["threshold"]).frame
+    pd.testing.assert_frame_equal(sw.drop(columns="threshold"), ev.drop(columns="threshold"), atol=1e-12, rtol=0)
+    rng = np.random.default_rng(0)
+    per = rng.uniform(0.3, 0.9, (5, 3))
+    out = en.evaluate(s, per).frame
+    assert list(out.columns[:3]) == ["threshold:stage0", "threshold:stage1", "threshold:stage2"]
+    for t, (_, row) in zip(per, out.iterrows()):
+        stop = np.array([next((e for e in range(3) if s.confidence[n, e] >= t[e]), 3) for n in range(80)])
+        assert row["accuracy"] == pytest.approx(c.correct[np.arange(80), stop].mean())
+        assert row["flops"] == pytest.approx(c.flops[np.arange(80), stop].mean())
+
+
+def test_single_stage_and_bad_views():
+    s = en.staged(random_cache(30, 1, 2))
+    df = en.sweep(s).frame
+    assert len(df) == 1 and df["speedup"].iloc[0] == 1.0
+    c = random_cache(10, 3, 2)
+    with pytest.raises(ValueError, match="unknown score"):
+        en.staged(c, score="confidence")
+    with pytest.raises(ValueError, match="unknown reference"):
+        en.staged(c, reference="nope")
+    with pytest.raises(TypeError, match="no engine adapter for list"):
+        en.staged([1, 2])
+    good = en.staged(c)
+    with pytest.raises(ValueError, match="stats must be"):
+        en.Staged(**{**good.__dict__, "stats": good.stats[:, :2]})
+    with pytest.raises(ValueError, match="loss_kind 'binary'"):
+        en.Staged(**{**good.__dict__, "loss": good.loss * 0.5})
+
+
+# ------------------------------------------------------------------------------------------ references
+def test_references_name_and_price_the_last_member_alone():
+    info = [{"name": "small:L2", "model_name": "small", "model_index": 0, "layer": 2, "num_layers": 2},
+            {"name": "big:L4", "model_name": "big", "model_index": 1, "layer": 4, "num_layers": 4}]
+    c = random_cache(50, 2, 2, seed=3)
+    c.stage_info = info
+    last = en.staged(c)
+    assert last.reference == "big alone"
+    np.testing.assert_allclose(last.reference_cost, c.flops[:, 1] - c.flops[:, 0])
+    every = en.staged(c, reference="all")
+    assert every.reference == "every stage in turn"
+    np.testing.assert_allclose(every.reference_cost, c.flops[:, 1])
+    small = en.staged(c, reference="small")
+    assert small.reference == "small alone"
+    np.testing.assert_allclose(small.reference_cost, c.flops[:, 0])
+    ratio = en.sweep(every).frame["speedup"] / en.sweep(last).frame["speedup"]
+    np.testing.assert_allclose(ratio, c.flops[:, 1].mean() / (c.flops[:, 1] - c.flops[:, 0]).mean())
+
+
+def test_shipped_cascade_speedups_are_against_mpnet_alone():
+    from pathlib import Path
+
+    import toolkit
+
+    path = Path(__file__).resolve().parents[1] / "data/sst2/cascade-test.parquet"
+    if not path.exists():
+        pytest.skip("no shipped caches")
+    c = toolkit.load_cache(path)
+    s = en.staged(c)
+    assert s.reference == "mpnet alone"
+    mpnet = c.flops[:, 2] - c.flops[:, 1]
+    np.testing.assert_allclose(s.reference_cost, mpnet)
+    assert en.sweep(s).frame["speedup"].iloc[0] == pytest.approx(mpnet.mean() / c.flops[:, 2].mean())
+
+
+# ------------------------------------------------------------------------------------------ generation
+@pytest.mark.parametrize("exact", [True, False])
+@pytest.mark.parametrize("score,how", [("energy", "mean"), ("max_prob", "min"), ("entropy", "first")])
+def test_generation_sweep_equals_brute_force(exact, score, how):
+    from toolkit.analysis.quality import corpus_bleu
+    from toolkit.analysis.token_scores import sequence_confidence
+
+    c = gen_cache(exact=exact)
+    s = en.staged(c, score=score, how=how)
+    a, b = c.models["swift"], c.models["super"]
+    conf = sequence_confidence(c, "swift", score, how)
+    np.testing.assert_array_equal(s.confidence[:, 0], conf)
+    df = en.sweep(s).frame
+    assert len(df) == len(np.unique(conf)) + 1 and df["escalated"].iloc[0] == 1.0 and df["escalated"].iloc[-1] == 0
+    for _, row in df.iterrows():
+        route = conf < row["threshold"]
+        if exact:
+            want = np.where(route, b.quality["exact_match"], a.quality["exact_match"]).mean()
+            assert row["exact_match"] == pytest.approx(want, abs=1e-12)
+        else:
+            stats = np.where(route[:, None], b.qstats["bleu"], a.qstats["bleu"]).sum(0)
+            assert row["bleu"] == pytest.approx(float(corpus_bleu(stats)), abs=1e-9)
+        assert row["flops"] == pytest.approx((a.flops + route * b.flops).mean())
+        assert row["tokens"] == pytest.approx((a.n_steps + route * b.n_steps).mean())
+        assert row["speedup"] == pytest.approx(b.flops.mean() / row["flops"])
+    assert s.reference == "super alone" and s.loss_kind == ("binary" if exact else "bounded")
+
+
+# ------------------------------------------------------------------------------------------ bootstrap
+@pytest.mark.parametrize("kind", ["classification", "generation"])
+def test_bands_equal_explicit_resamples(kind):
+    s = en.staged(random_cache(120, 4, 3, seed=2)) if kind == "classification" else \
+        en.staged(gen_cache(80, exact=False), score="max_prob")
+    thr = en.threshold_grid(s, n=12)
+    bands = en.bootstrap_bands(s, thr, n_boot=40, seed=5).frame
+    w = en.resample_weights(s.n_examples, n_boot=40, seed=5)
+    draws = []
+    for counts in w.astype(int):  # each resample as an explicit index list
+        idx = np.repeat(np.arange(s.n_examples), counts)
+        draws.append(en.evaluate(s.subset(idx), thr).frame[s.metric].to_numpy())
+    lo, hi = np.quantile(np.array(draws), [0.025, 0.975], axis=0)
+    np.testing.assert_allclose(bands[f"{s.metric}_lo"], lo, atol=1e-9)
+    np.testing.assert_allclose(bands[f"{s.metric}_hi"], hi, atol=1e-9)
+    assert (bands["flops_lo"] <= bands["flops"] + 1e-9).all() and (bands["flops"] <= bands["flops_hi"] + 1e-9).all()
+    pd.testing.assert_frame_equal(bands, en.bootstrap_bands(s, thr, n_boot=40, seed=5).frame)
+
+
+# ------------------------------------------------------------------------------------------ risk control
+def test_risk_table_brute_force():
+    c = exit_cache(300, 0)
+    s = en.staged(c)
+    t = en.risk_table(s, delta=0.05).frame
+    for _, row in t.iloc[::17].iterrows():
+        stop = brute_stops(s.confidence, row["threshold"])
+        flips = int((c.correct[:, -1] & ~c.correct[np.arange(300), stop]).sum())
+        assert row["losses"] == flips
+        assert row["p_value"] == pytest.approx(binom.cdf(flips, 300, 0.05))
+        assert row["accuracy_drop"] == pytest.approx(c.correct[:, -1].mean() - c.correct[np.arange(300), stop].mean())
+
+
+def test_fixed_sequence_stops_at_first_failure():
+    s = en.staged(exit_cache(500, 1))
+    r = en.certify(s, delta=0.03, epsilon=0.1)
+    p = r.table.frame["p_value"]
+    k = r.n_rejected
+    assert k >= 1 and (p.iloc[:k] <= 0.1).all()
+    assert k == len(p) or p.iloc[k] > 0.1
+    assert r.threshold == r.table.frame["threshold"].iloc[k - 1]
+
+
+@pytest.mark.slow
+def test_risk_control_holds_in_simulation():
+    """Over many cal draws from one population, the chosen threshold's true risk exceeds delta in at most about
+    epsilon of them."""
+    pop = en.staged(exit_cache(200_000, 2))
+    delta, eps, fails, trials = 0.04, 0.2, 0, 60
+    rng = np.random.default_rng(3)
+    for _ in range(trials):
+        r = en.certify(pop.subset(rng.integers(0, pop.n_examples, 400)), delta=delta, epsilon=eps)
+        stop = pop.stage_of(r.threshold)
+        fails += pop.loss[np.arange(pop.n_examples), stop].mean() > delta
+    assert fails / trials <= eps + 0.1  # binomial slack for 60 trials
+
+
+def test_risk_refuses_small_cal_sets_and_bad_args():
+    assert en.min_examples(0.01, 0.05) == 299
+    assert (1 - 0.01) ** 299 <= 0.05 < (1 - 0.01) ** 298
+    s = en.staged(exit_cache(298, 0))
+    with pytest.raises(ValueError, match="needs at least 299 examples"):
+        en.choose(s, rule="risk", delta=0.01, epsilon=0.05)
+    with pytest.raises(ValueError, match="delta"):
+        en.certify(s, delta=0)
+    with pytest.raises(ValueError, match="epsilon"):
+        en.certify(s, epsilon=1.5)
+    with pytest.raises(ValueError, match="needs at least 200 cal examples"):
+        en.choose(en.staged(exit_cache(150, 0)), rule="drop", max_drop=0.005)
+
+
+def test_hoeffding_bentkus_p_value():
+    from toolkit.analysis.engine.risk import hb_p_value
+
+    n, delta = 400, 0.1
+    for r in (0.0, 0.02, 0.05, 0.09, 0.1, 0.3):
+        a = min(r, delta)
+        h = (a * np.log(a / delta) if a > 0 else 0.0) + (1 - a) * np.log((1 - a) / (1 - delta))
+        want = min(np.exp(-n * h), np.e * binom.cdf(np.ceil(n * r), n, delta), 1.0)
+        assert hb_p_value(r, n, delta) == pytest.approx(want)
+    # a [0, 1] loss is controlled in simulation too (generation with sentence BLEU)
+    s = en.staged(gen_cache(400, seed=4, exact=False), score="max_prob")
+    assert s.loss_kind == "bounded" and (s.loss > 0).any() and (s.loss < 1).any()
+    t = en.risk_table(s, delta=0.2).frame
+    np.testing.assert_allclose(t["p_value"], hb_p_value(t["risk"], 400, 0.2))
+
+
+# ------------------------------------------------------------------------------------------ choose / evaluate
+def test_choose_rules_pick_what_they_say():
+    cal, test = en.staged(exit_cache(600, 4)), en.staged(exit_cache(600, 5, "test"))
+    curve = en.sweep(cal).frame
+    op = en.choose(cal, rule="drop", max_drop=0.02)
+    ok = curve[curve["accuracy"] >= curve["accuracy"].iloc[0] - 0.02 - 1e-12]
+    assert op.threshold == ok.loc[ok["flops"].idxmin(), "threshold"] and op.cal.drop("accuracy") <= 0.02 + 1e-12
+    ev = op.evaluate(test)
+    stop = brute_stops(test.confidence, op.threshold)
+    assert ev["accuracy"] == pytest.approx(test.stats[np.arange(600), stop][:, [0, 3]].sum() / 600)
+    b = en.choose(cal, rule="budget", budget=2.0)
+    fast = curve[curve["speedup"] >= 2.0 - 1e-12]
+    assert b.cal.speedup >= 2.0 and b.cal["accuracy"] == pytest.approx(fast["accuracy"].max())
+    r = en.choose(cal, rule="risk", delta=0.05, epsilon=0.1)
+    assert r.threshold == en.certify(cal, delta=0.05, epsilon=0.1).threshold
+    with pytest.raises(ValueError, match="not test"):
+        en.choose(test)
+    with pytest.raises(ValueError, match="score='max_prob'"):
+        op.evaluate(en.staged(exit_cache(600, 5, "test"), score="margin"))
+    with pytest.raises(ValueError, match="stages"):
+        op.evaluate(en.staged(random_cache(50, 3, 2)))
+    with pytest.raises(ValueError, match="unknown rule"):
+        en.choose(cal, rule="best")
+    assert set(op.to_frame().columns) >= {"rule", "metric", "threshold", "reference", "cal_speedup"}
+
+
+def test_crossfit_chooses_on_one_half_and_evaluates_on_the_other():
+    s = en.staged(exit_cache(400, 6, "test"))
+    a, b = en.halves(s.example_ids, 3)
+    assert len(np.intersect1d(a, b)) == 0 and len(a) + len(b) == 400
+    # by example id, not row order
+    perm = np.random.default_rng(0).permutation(400)
+    a2, _ = en.halves(s.example_ids[perm], 3)
+    assert set(s.example_ids[perm][a2]) == set(s.example_ids[a])
+    cf = en.crossfit(s, rule="drop", max_drop=0.02, seed=3, n_boot=50)
+    from toolkit.analysis.engine.choose import _choose
+
+    op_a = _choose(s.subset(a), rule="drop", metric="accuracy", max_drop=0.02, delta=0.01, epsilon=0.05, budget=None)
+    assert op_a.threshold == cf.folds[0].threshold
+    stops = np.empty(400, int)
+    stops[b] = s.subset(b).stage_of(cf.folds[0].threshold)
+    stops[a] = s.subset(a).stage_of(cf.folds[1].threshold)
+    whole = en.evaluation_at_stages(s, stops)
+    assert cf.combined["accuracy"] == pytest.approx(whole["accuracy"])
+    assert cf.combined.speedup == pytest.approx(whole.speedup)
+    lo, hi = cf.combined.intervals["accuracy"]
+    assert lo <= cf.combined["accuracy"] <= hi
+    assert len(cf.to_frame()) == 3
+
+
+# ------------------------------------------------------------------------------------------ compare
+def test_frontier_at_budgets_equals_sweeps_of_resamples():
+    s = en.staged(random_cache(90, 4, 2, seed=7))
+    w = en.resample_weights(90, n_boot=15, seed=1)
+    got = en.frontier_at_budgets(s, w, budgets=[1.5, 2.0, 3.0], reference_cost=s.reference_cost,
+                                 metric="accuracy")
+    for i, counts in enumerate(w.astype(int)):
+        sub = s.subset(np.repeat(np.arange(90), counts))
+        df = en.sweep(sub).frame
+        for j, k in enumerate((1.5, 2.0, 3.0)):
+            ok = df[df["flops"] <= sub.reference_cost.mean() / k + 1e-9]
+            want = ok["accuracy"].max() if len(ok) else np.nan
+            np.testing.assert_allclose(got[i, j], want)
+
+
+def test_compare_pairs_examples_and_resamples_seeds():
+    c = random_cache(150, 4, 2, seed=8)
+    s = en.staged(c)
+    same = en.compare(s, s, budgets=(1.5, 2.0), n_boot=100).frame
+    assert (same["difference"] == 0).all() and (same["lo"] == 0).all() and (same["hi"] == 0).all()
+    other = en.staged(c, score="margin")
+    cmp = en.compare(s, other, budgets=(1.5, 2.0), n_boot=200, seed=1).frame
+    assert cmp["lo"].le(cmp["difference"] + 1e-12).all() and cmp["difference"].le(cmp["hi"] + 1e-12).all()
+    # two training seeds per policy: the point estimate averages them; rows are aligned by example id
+    seeds = [s, en.staged(random_cache(150, 4, 2, seed=9)).subset(np.arange(150)[::-1])]
+    seeds[1] = en.Staged(**{**seeds[1].__dict__, "example_ids": s.example_ids[::-1].copy()})
+    two = en.compare(seeds, other, budgets=(2.0,), n_boot=100).frame
+    want = np.mean([en.frontier_at_budgets(v.align(s.example_ids), np.ones((1, 150)), budgets=[2.0],
+                                           reference_cost=s.reference_cost, metric="accuracy")[0, 0] for v in seeds])
+    assert two["a"].iloc[0] == pytest.approx(want) and two["seeds"].iloc[0] == "2 / 1"
+    ref_other = en.staged(c, reference="stage1")
+    with pytest.raises(ValueError, match="different references"):
+        en.compare(s, ref_other)
+    assert len(en.compare(s, ref_other, reference="b", n_boot=20)) == 3
+
+
+def test_generation_views_run_every_engine_function():
+    cal, test = gen_cache(400, seed=1), gen_cache(400, seed=2)
+    test.meta["split"] = "test"
+    vc, vt = en.staged(cal, score="max_prob"), en.staged(test, score="max_prob")
+    op = en.choose(vc, rule="risk", metric="exact_match", delta=0.1, epsilon=0.1)
+    ev = op.evaluate(vt, n_boot=50)
+    assert ev.reference == "super alone" and "exact_match" in ev.intervals
+    en.bootstrap_bands(vt, en.threshold_grid(vt, n=10), n_boot=30)
+    en.compare(vt, en.staged(test, score="energy"), metric="exact_match", n_boot=30)
+    en.crossfit(vt, metric="exact_match", max_drop=0.05, n_boot=20)
+    o = en.oracle(vt)
+    a, b = (test.models[m].quality["exact_match"] for m in ("swift", "super"))
+    assert o["exact_match"] == pytest.approx(np.maximum(a, b).mean()) and o.escalated == pytest.approx((b > a).mean())
+
+
+def test_results_are_frozen_tables_with_html():
+    s = en.staged(random_cache(40, 3, 2))
+    cv = en.sweep(s)
+    for r in (cv, en.summarize(cv), en.choose(en.staged(exit_cache(400, 1)), max_drop=0.05), en.oracle(s),
+              en.bootstrap_bands(s, [np.inf, 0.8], n_boot=10)):
+        assert isinstance(r.to_frame(), pd.DataFrame) and "<table" in r._repr_html_()
+    with pytest.raises(AttributeError):
+        cv.metric = "f1"
+    f = cv.to_frame()
+    f.loc[0, "accuracy"] = -1
+    assert cv.frame.loc[0, "accuracy"] != -1  # to_frame hands out a copy
+    import json
+
+    json.dumps(en.jsonable(en.summarize(cv).to_dict() | {"x": float("nan")}), allow_nan=False)
+
+
+def test_bootstrap_statistic_brackets_and_repeats():
+    c = random_cache(300, 4, 2, seed=2)
+    v, lo, hi = en.bootstrap_statistic(lambda x: float(x.correct[:, -1].mean()), c, n_boot=50)
+    assert lo <= v <= hi and v == c.correct[:, -1].mean()
+    d = en.bootstrap_statistic(lambda x: {"a": float(x.correct[:, 0].mean())}, c, n_boot=50, seed=3)
+    assert d == en.bootstrap_statistic(lambda x: {"a": float(x.correct[:, 0].mean())}, c, n_boot=50, seed=3)
+
+
+def test_a_new_cache_kind_is_one_adapter():
+    """Per-token exits of a toy LLM cache (one example per token, stages = layers, outcome = agreement with the
+    last layer) plug in with one registered function, and every engine function runs on them."""
+    from dataclasses import dataclass
+
+    @dataclass
+    class ToyTokens:
+        conf: np.ndarray  # [S, L] exit confidences per generated token and layer
+        agree: np.ndarray  # [S, L] top-1 equals the last layer's
+
+    @en.staged.register(ToyTokens)
+    def _(cache, *, split="cal"):
+        S, L = cache.agree.shape
+        a = cache.agree.astype(float)
+        return en.Staged(confidence=cache.conf, cost=np.broadcast_to(np.arange(1.0, L + 1), (S, L)).copy(),
+                         stats=a[..., None], metrics=en.MeanMetrics(("agreement",)),
+                         reference_cost=np.full(S, float(L)), reference=f"last layer (L{L})", loss=1 - a,
+                         stage_names=tuple(f"L{i + 1}" for i in range(L)), layers=np.arange(1.0, L + 1),
+                         model_index=np.zeros(L, int), example_ids=np.array([f"t{i}" for i in range(S)]),
+                         metric="agreement", quality=a, meta={"split": split})
+
+    rng = np.random.default_rng(0)
+    conf = rng.uniform(size=(500, 6))
+    agree = rng.uniform(size=(500, 6)) < np.linspace(0.3, 1.0, 6) * (0.5 + conf)
+    agree[:, -1] = True
+    cal, test = en.staged(ToyTokens(conf, agree)), en.staged(ToyTokens(conf[::-1].copy(), agree[::-1].copy()),
+                                                              split="test")
+    curve = en.sweep(cal).frame
+    stop = brute_stops(conf, curve["threshold"].iloc[5])
+    assert curve["agreement"].iloc[5] == pytest.approx(agree[np.arange(500), stop].mean())
+    op = en.choose(cal, rule="risk", metric="agreement", delta=0.1, epsilon=0.1)
+    assert op.evaluate(test).reference == "last layer (L6)"
+    en.bootstrap_bands(test, en.threshold_grid(test, n=5), n_boot=20)
+    en.compare(cal, cal, metric="agreement", budgets=(1.5,), n_boot=20)
+    en.crossfit(test, metric="agreement", max_drop=0.05, n_boot=10)
+
+
+def test_views_of_bootstrap_resamples_repeat_ids_but_cannot_be_aligned():
+    c = random_cache(20, 3, 2)
+    rows = np.array([0, 0, 5, 7, 7, 7])
+    v = en.staged(c.subset(rows))  # a resampled cache (what bootstrap_statistic hands to a statistic)
+    assert v.n_examples == 6 and en.sweep(v).frame["accuracy"].iloc[0] == c.correct[rows, -1].mean()
+    with pytest.raises(ValueError, match="example ids repeat"):
+        v.align(v.example_ids)

@@ -1,0 +1,57 @@
+"""The sweep engine: early exit, cascades, Swift/Super routing, seq2seq routing and per-token exits are one
+computation on a :class:`Staged` view (per example and stage: confidence, cost, additive outcome statistics).
+
+Every cache kind supplies its view through :func:`staged` (one adapter per kind); everything else is written once:
+
+- describe a split: :func:`sweep` (every distinct threshold, exact), :func:`evaluate` (given thresholds, global
+  or per stage), :func:`bootstrap_bands`, :func:`summarize` (optima on the curve's own data, named upper bounds),
+  :func:`pareto_front`, :func:`oracle`;
+- choose on cal, report on test: :func:`choose` -> :class:`OperatingPoint` -> :meth:`OperatingPoint.evaluate`;
+  :func:`crossfit` on one split; risk control: :func:`risk_table`, :func:`certify`;
+- compare policies: :func:`compare` (paired bootstrap at equal budgets, over examples and training seeds).
+
+Every speed-up divides the named ``reference`` cost (default: the last member alone) by the policy's.
+
+>>> import toolkit
+>>> from toolkit.analysis import engine
+>>> s = engine.staged(toolkit.load_cache("data/sst2/cascade-test.parquet"))  # doctest: +SKIP
+"""
+
+from .adapters import (
+    ConfusionMetrics,
+    GenerationMetrics,
+    from_classification,
+    from_generation,
+    stage_layers,
+    staged,
+)
+from .choose import RULES, CrossFit, OperatingPoint, choose, crossfit, halves
+from .compare import Comparison, compare, frontier_at_budgets
+from .curves import (
+    bootstrap_bands,
+    bootstrap_statistic,
+    breakpoints,
+    cumulate,
+    evaluate,
+    evaluate_stages,
+    evaluation,
+    evaluation_at_stages,
+    oracle,
+    pareto_front,
+    resample_weights,
+    summarize,
+    sweep,
+    threshold_grid,
+)
+from .results import Bands, Curve, Evaluation, Summary, jsonable
+from .risk import Certified, RiskTable, certify, min_examples, risk_table
+from .staged import MeanMetrics, Staged, exit_stage
+
+__all__ = [
+    "Staged", "MeanMetrics", "exit_stage", "staged", "from_classification", "from_generation", "ConfusionMetrics",
+    "GenerationMetrics", "stage_layers", "sweep", "evaluate", "evaluate_stages", "evaluation", "evaluation_at_stages",
+    "bootstrap_bands", "bootstrap_statistic", "threshold_grid", "pareto_front", "summarize", "oracle", "resample_weights", "breakpoints",
+    "cumulate", "Curve", "Bands", "Evaluation", "Summary", "jsonable", "risk_table", "certify", "min_examples",
+    "RiskTable", "Certified", "choose", "crossfit", "halves", "OperatingPoint", "CrossFit", "RULES", "compare",
+    "Comparison", "frontier_at_budgets",
+]

@@ -1,0 +1,231 @@
+"""Adapters: each cache kind gives the engine a :class:`Staged` view. Adding a cache kind is one function here
+(or in the cache's own module) registered with ``@staged.register(CacheType)``.
+
+- classification caches (multi-exit models, cascades of complete models, both): outcome = one-hot confusion cell
+  (K = C*C), so accuracy, F1 and MCC of any mix of stops come from summed cells;
+- generation caches (Swift/Super encoder-decoders, or a longer chain): stage e = model e, confidence = its
+  aggregated sequence confidence; outcome = the per-example quality (exact match) or sacrebleu's segment
+  statistics (BLEU, chrF), so every row is the corpus score of the mixed output.
+
+References (what every speed-up divides by): ``"last"`` (default) is the last member alone (for a cascade, the
+last model's own cost, not every member in turn; for a multi-exit model its last exit); ``"all"`` is every stage in
+turn (the cumulative cost of the last stage); a stage or model name is that member alone.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..cache import Cache
+from ..generation_cache import GenCache
+from ..metrics import metric_from_confusion
+from ..quality import CORPUS, corpus_score
+from ..scores import stage_confidence
+from ..token_scores import sequence_confidence
+from .staged import Staged
+
+
+@functools.singledispatch
+def staged(cache, **options) -> Staged:
+    """The engine's view of any cache: dispatches on the cache type (see the registered adapters).
+
+    Classification (:class:`~toolkit.analysis.cache.Cache`): ``score``, ``temperature``, ``reference``,
+    ``metric``; generation (:class:`~toolkit.analysis.generation_cache.GenCache`): ``models``, ``score``, ``how``,
+    ``temperature``, ``reference``, ``metric``.
+    """
+    raise TypeError(f"no engine adapter for {type(cache).__name__}; register one with "
+                    f"@toolkit.analysis.engine.staged.register({type(cache).__name__})")
+
+
+# ------------------------------------------------------------------------------------------------- classification
+@dataclass(frozen=True)
+class ConfusionMetrics:
+    """Accuracy, F1 of class 1 (two classes only) and Matthews correlation from summed one-hot confusion cells
+    ``[..., C*C]`` (rows gold, columns predicted).
+
+    >>> m = ConfusionMetrics(2)(np.array([2.0, 0.0, 1.0, 1.0]), 4)  # gold 0: 2 right; gold 1: 1 wrong, 1 right
+    >>> {k: round(float(v), 4) for k, v in m.items()}
+    {'accuracy': 0.75, 'f1': 0.6667, 'mcc': 0.5774}
+    """
+
+    n_classes: int
+
+    def __call__(self, totals, n=None) -> dict[str, np.ndarray]:
+        C = self.n_classes
+        cm = np.asarray(totals, dtype=np.float64).reshape(*np.shape(totals)[:-1], C, C)
+        names = ("accuracy", "f1", "mcc") if C == 2 else ("accuracy", "mcc")
+        return {m: metric_from_confusion(cm, m) for m in names}
+
+
+def stage_layers(cache) -> np.ndarray:
+    """Layers run when each stage predicts: earlier cascade members' layers plus this stage's layer, ``[E]``."""
+    info = cache.stage_info
+    model = [s.get("model_index", 0) for s in info]
+    depth = {m: s.get("num_layers", s.get("layer")) or 0 for m, s in zip(model, info)}  # each member's full depth
+    return np.asarray([sum(d for k, d in depth.items() if k < m) + (s.get("layer") or e + 1)
+                       for e, (m, s) in enumerate(zip(model, info))], dtype=np.float64)
+
+
+def _member_alone(cost: np.ndarray, model_index: np.ndarray, upto: int) -> np.ndarray:
+    """Cost of stage ``upto``'s model run alone to that stage: its own increments, no earlier member's."""
+    inc = np.diff(cost, axis=1, prepend=0.0)
+    same = (model_index == model_index[upto]) & (np.arange(len(model_index)) <= upto)
+    return inc[:, same].sum(1)
+
+
+def _reference(cost, model_index, names, member_names, reference: str, single_model: bool):
+    E = len(names)
+    if reference == "all":
+        return cost[:, -1], "every stage in turn" if not single_model else f"last exit ({names[-1]})"
+    if reference == "last":
+        e = E - 1
+    elif reference in names:
+        e = names.index(reference)
+    elif reference in member_names:
+        e = max(i for i, m in enumerate(member_names) if m == reference)
+    else:
+        raise ValueError(f"unknown reference {reference!r}: use 'last' (the last member alone), 'all' (every stage "
+                         f"in turn) or a stage/model name: {list(names)}")
+    if single_model:
+        return _member_alone(cost, model_index, e), (f"last exit ({names[e]})" if e == E - 1 else
+                                                     f"exit {names[e]}")
+    return _member_alone(cost, model_index, e), f"{member_names[e]} alone"
+
+
+def from_classification(cache: Cache, *, score: str = "max_prob", temperature=None, reference: str = "last",
+                        metric: str | None = None) -> Staged:
+    """The engine's view of a classification cache.
+
+    Parameters
+    ----------
+    cache : Cache
+        ``logits [N, E, C]``, cumulative ``flops [N, E]``.
+    score : str
+        A confidence score of :data:`toolkit.analysis.scores.SCORES`.
+    temperature : float or array of shape (E,), optional
+        One temperature, or one per stage (e.g. fitted on cal).
+    reference : str
+        ``"last"`` (default: the last member alone), ``"all"`` (every stage in turn) or a stage/model name.
+    metric : str, optional
+        Headline metric; default the cache's task metric (``meta["metric"]``), else accuracy.
+    """
+    N, E, C = cache.logits.shape
+    conf = stage_confidence(cache.logits, score, temperature)
+    pred = cache.predictions
+    cells = cache.labels[:, None] * C + pred  # [N, E]
+    stats = np.zeros((N, E, C * C))
+    np.put_along_axis(stats, cells[..., None], 1.0, axis=-1)
+    correct = cache.correct
+    model_index = np.array([s.get("model_index", 0) for s in cache.stage_info])
+    members = [s.get("model_name") or str(s.get("model", f"model{s.get('model_index', 0)}")).rstrip("/").split("/")[-1]
+               if len(set(model_index)) > 1 else s["name"] for s in cache.stage_info]
+    ref_cost, ref_name = _reference(cache.flops, model_index, cache.stages, members, reference,
+                                    single_model=len(set(model_index)) == 1)
+    metrics = ConfusionMetrics(C)
+    metric = metric or cache.meta.get("metric", "accuracy")
+    t = None if temperature is None else np.asarray(temperature, dtype=np.float64).tolist()
+    return Staged(confidence=conf, cost=np.asarray(cache.flops, dtype=np.float64), stats=stats, metrics=metrics,
+                  reference_cost=ref_cost, reference=ref_name,
+                  loss=(correct[:, -1:] & ~correct).astype(np.float64), stage_names=tuple(cache.stages),
+                  layers=stage_layers(cache), model_index=model_index, example_ids=np.asarray(cache.example_ids),
+                  metric=metric, loss_kind="binary", quality=correct.astype(np.float64),
+                  meta={"kind": "classification", "task": cache.task, "split": cache.split, "score": score,
+                        "temperature": t, "cost_unit": "FLOPs", "path": cache.meta.get("path")})
+
+
+staged.register(Cache, from_classification)
+
+
+# ------------------------------------------------------------------------------------------------- generation
+@dataclass(frozen=True)
+class GenerationMetrics:
+    """Corpus metrics of summed per-example statistics: ``layout`` = (metric, first column, last column + 1).
+    ``exact_match`` is a mean of per-example values; ``bleu``/``chrf`` come from summed sacrebleu statistics."""
+
+    layout: tuple[tuple[str, int, int], ...]
+
+    def __call__(self, totals, n) -> dict[str, np.ndarray]:
+        t = np.asarray(totals, dtype=np.float64)
+        return {m: (corpus_score(m, stats=t[..., a:b]) if m in CORPUS else t[..., a] / n) for m, a, b in self.layout}
+
+
+def _values(gen, metric) -> np.ndarray:
+    """Per-example additive values whose sum determines the corpus metric: the quality itself, or statistics."""
+    return gen.qstats[metric] if metric in CORPUS else gen.quality[metric][:, None]
+
+
+def _dims_layers(info: dict) -> float | None:
+    d = info.get("dims") or {}
+    return float(d["enc_layers"] + d["dec_layers"]) if "enc_layers" in d and "dec_layers" in d else None
+
+
+def from_generation(cache: GenCache, *, models=None, score: str = "energy", how: str = "mean",
+                    temperature: float = 1.0, reference: str = "last", metric: str | None = None) -> Staged:
+    """The engine's view of a generation cache: stage e = model e (Swift, then Super).
+
+    Parameters
+    ----------
+    cache : GenCache
+    models : sequence of str, optional
+        Models in the order they run (default: the cache's order, cheapest first); E = len(models).
+    score, how, temperature
+        Token score, its aggregation over the generated sequence, and its temperature (one of the cache's); see
+        :mod:`toolkit.analysis.token_scores`. An example goes on to the next model when the sequence confidence
+        of the current one is below the threshold.
+    reference : str
+        ``"last"`` (default: the last model alone), ``"all"`` (every model in turn) or a model name.
+    metric : str, optional
+        Headline metric (default: the cache's first). Every metric of the cache is computed.
+
+    Notes
+    -----
+    Risk control uses ``loss = clip(q_last - q_e, 0, s) / s`` with ``q`` the per-example quality of the headline
+    metric (``s`` = 1 for exact match: a binary loss, "last model right, this one wrong"; ``s`` = 100 for sentence
+    BLEU/chrF: a loss in [0, 1], controlled with a Hoeffding-Bentkus bound).
+    """
+    names = list(models) if models is not None else list(cache.models)
+    for m in names:
+        if m not in cache.models:
+            raise KeyError(f"model {m!r} is not in this cache; it holds {list(cache.models)}")
+    if len(set(names)) != len(names) or len(names) < 2:
+        raise ValueError(f"routing needs at least two different models in order, got {names}")
+    metric = metric or cache.metrics[0]
+    if metric not in cache.metrics:
+        raise ValueError(f"metric {metric!r} not in the cache; it holds {cache.metrics}")
+    gens = [cache.models[m] for m in names]
+    N, E = cache.n_examples, len(names)
+    conf = np.zeros((N, E))
+    for e, m in enumerate(names[:-1]):
+        conf[:, e] = sequence_confidence(cache, m, score, how, temperature)
+    layout, a = [], 0
+    for m in cache.metrics:
+        k = _values(gens[0], m).shape[1]
+        layout.append((m, a, a + k))
+        a += k
+    stats = np.stack([np.concatenate([_values(g, m) for m in cache.metrics], 1) for g in gens], 1)
+    own = np.stack([g.flops for g in gens], 1)
+    cost = np.cumsum(own, 1)
+    q = np.stack([g.quality[metric] for g in gens], 1)
+    scale = 1.0 if metric == "exact_match" else 100.0
+    model_index = np.arange(E)
+    ref_cost, ref_name = _reference(cost, model_index, tuple(names), names, reference, single_model=False)
+    if reference == "all":
+        ref_name = "every model in turn"
+    depth = [_dims_layers(g.info) for g in gens]
+    layers = np.cumsum([d if d is not None else 1.0 for d in depth])
+    return Staged(confidence=conf, cost=cost, stats=stats, metrics=GenerationMetrics(tuple(layout)),
+                  reference_cost=ref_cost, reference=ref_name, loss=np.clip(q[:, -1:] - q, 0, scale) / scale,
+                  stage_names=tuple(names), layers=layers, model_index=model_index,
+                  example_ids=np.asarray(cache.example_ids), metric=metric,
+                  loss_kind="binary" if metric == "exact_match" else "bounded", quality=q,
+                  extras={"tokens": np.cumsum(np.stack([g.n_steps for g in gens], 1), 1).astype(np.float64)},
+                  meta={"kind": "generation", "task": cache.meta.get("task"), "split": cache.meta.get("split"),
+                        "score": score, "how": how, "temperature": float(temperature), "cost_unit": "FLOPs",
+                        "layers": "encoder + decoder layers of the models run" if None not in depth else
+                        "models run", "path": cache.meta.get("path")})
+
+
+staged.register(GenCache, from_generation)

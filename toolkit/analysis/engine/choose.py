@@ -1,0 +1,235 @@
+"""Choosing apart from describing: a rule picks a threshold on cal (:func:`choose`), the frozen
+:class:`OperatingPoint` is then evaluated on test; :func:`crossfit` does both on two seeded halves of one split.
+
+Rules (each names its metric, accuracy unless asked):
+
+- ``"drop"``: the cheapest threshold whose cal ``metric`` is within ``max_drop`` (absolute) of the last stage's;
+- ``"risk"``: Learn-then-Test, the cheapest threshold whose loss (for classification: last stage right, stop
+  wrong, which bounds the accuracy drop) is at most ``delta`` with probability ``1 - epsilon``
+  (:mod:`toolkit.analysis.engine.risk`);
+- ``"budget"``: the best cal ``metric`` among thresholds whose cal speed-up is at least ``budget`` (x, against
+  the view's reference).
+
+A rule refuses a cal set too small for it and says how many examples it needs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .curves import evaluation, resample_weights, sweep
+from .results import Evaluation, html_table
+from .risk import certify
+from .staged import Staged
+
+RULES = ("drop", "risk", "budget")
+
+
+def _check_same_stages(a: Staged, b: Staged, what: str) -> None:
+    if tuple(a.stage_names) != tuple(b.stage_names):
+        raise ValueError(f"{what}: stages differ ({a.stage_names} vs {b.stage_names}); collect both splits with the "
+                         f"same models")
+    if a.reference != b.reference:
+        raise ValueError(f"{what}: references differ ({a.reference!r} vs {b.reference!r}); build both views with the "
+                         f"same reference")
+    if a.metric_names != b.metric_names:
+        raise ValueError(f"{what}: metrics differ ({a.metric_names} vs {b.metric_names})")
+
+
+@dataclass(frozen=True, eq=False)
+class OperatingPoint:
+    """A threshold chosen on cal by a named rule; :meth:`evaluate` applies it, unchanged, to other data."""
+
+    threshold: float
+    rule: str
+    metric: str
+    settings: Mapping
+    cal: Evaluation
+    stage_names: tuple[str, ...]
+    reference: str
+    meta: Mapping = field(default_factory=dict)
+
+    def evaluate(self, staged: Staged, *, n_boot: int = 0, ci: float = 0.95, seed: int = 0) -> Evaluation:
+        """This threshold on ``staged`` (test), with percentile bootstrap intervals when ``n_boot`` > 0."""
+        if tuple(staged.stage_names) != self.stage_names or staged.reference != self.reference:
+            raise ValueError(f"this operating point was chosen on stages {self.stage_names} with reference "
+                             f"{self.reference!r}; got stages {staged.stage_names}, reference {staged.reference!r}")
+        for k in ("score", "temperature", "how"):
+            if k in self.meta and staged.meta.get(k) != self.meta[k]:
+                raise ValueError(f"this operating point was chosen with {k}={self.meta[k]!r}; evaluate it on a view "
+                                 f"built the same way (got {k}={staged.meta.get(k)!r})")
+        return evaluation(staged, self.threshold, n_boot=n_boot, ci=ci, seed=seed)
+
+    def to_dict(self) -> dict:
+        return {"rule": self.rule, "metric": self.metric, **self.settings, "threshold": self.threshold,
+                "reference": self.reference, "cal_n": self.cal.n, f"cal_{self.metric}": self.cal.metrics[self.metric],
+                f"cal_{self.metric}_drop": self.cal.drop(self.metric), "cal_speedup": self.cal.speedup,
+                **{k: v for k, v in self.meta.items() if k in ("score", "temperature", "how")}}
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([self.to_dict()])
+
+    def _repr_html_(self) -> str:
+        return html_table("Operating point (chosen on cal)", self.to_dict())
+
+
+def _rule_settings(rule, *, max_drop, delta, epsilon, budget):
+    if rule not in RULES:
+        raise ValueError(f"unknown rule {rule!r}; choose one of {RULES}")
+    if rule == "drop":
+        if not max_drop >= 0:
+            raise ValueError(f"max_drop must be >= 0, got {max_drop}")
+        return {"max_drop": float(max_drop)}
+    if rule == "risk":
+        return {"delta": float(delta), "epsilon": float(epsilon)}
+    if budget is None or not budget >= 1:
+        raise ValueError(f"rule 'budget' needs budget= a speed-up >= 1 (x, against the reference), got {budget}")
+    return {"budget": float(budget)}
+
+
+def _pick(cal: Staged, rule: str, metric: str, settings: dict) -> float:
+    if rule == "risk":
+        return certify(cal, delta=settings["delta"], epsilon=settings["epsilon"]).threshold
+    df = sweep(cal).frame
+    if rule == "drop":
+        need = math.ceil(1 / settings["max_drop"] - 1e-9) if settings["max_drop"] > 0 else 1
+        if cal.n_examples < need:
+            raise ValueError(f"the drop rule with max_drop={settings['max_drop']} needs at least {need} cal examples "
+                             f"(one example must move {metric} by no more than max_drop); got {cal.n_examples}")
+        ok = df[df[metric] >= df[metric].iloc[0] - settings["max_drop"] - 1e-12]
+        return float(ok.loc[ok["flops"].idxmin(), "threshold"])
+    ok = df[df["speedup"] >= settings["budget"] - 1e-12]
+    if not len(ok):
+        raise ValueError(f"no threshold reaches {settings['budget']:g}x against {cal.reference} on cal (at most "
+                         f"{df['speedup'].max():.2f}x)")
+    best = ok[ok[metric] >= ok[metric].max() - 1e-12]
+    return float(best.loc[best["flops"].idxmin(), "threshold"])
+
+
+def choose(cal: Staged, *, rule: str = "drop", metric: str = "accuracy", max_drop: float = 0.01,
+           delta: float = 0.01, epsilon: float = 0.05, budget: float | None = None) -> OperatingPoint:
+    """Pick a threshold on ``cal`` by a named rule (see the module docstring); returns a frozen operating point.
+
+    Parameters
+    ----------
+    cal : Staged
+        The view of the cal split (a split never used for reporting). A view of split ``"test"`` is refused: use
+        :func:`crossfit` to choose and report on one split honestly.
+    rule : {"drop", "risk", "budget"}
+    metric : str
+        What ``drop`` and ``budget`` look at (a metric of the view; default accuracy). ``risk`` controls the view's
+        loss; its table also reports the drop in the headline metric.
+    max_drop : float
+        ``drop``: tolerated absolute drop of ``metric`` against the last stage on cal.
+    delta, epsilon : float
+        ``risk``: the risk level and the error probability.
+    budget : float
+        ``budget``: the speed-up to reach on cal (x, against ``cal.reference``).
+    """
+    if cal.split == "test":
+        raise ValueError("choose on a cal split, not test (a threshold picked on test is an upper bound, not an "
+                         "operating point); to choose and report on one split, use crossfit()")
+    return _choose(cal, rule=rule, metric=metric, max_drop=max_drop, delta=delta, epsilon=epsilon, budget=budget)
+
+
+def _choose(cal, *, rule, metric, max_drop, delta, epsilon, budget) -> OperatingPoint:
+    if metric not in cal.metric_names:
+        raise ValueError(f"metric {metric!r} is not one of this view's metrics {cal.metric_names}")
+    settings = _rule_settings(rule, max_drop=max_drop, delta=delta, epsilon=epsilon, budget=budget)
+    thr = _pick(cal, rule, metric, settings)
+    ev = evaluation(cal, thr)
+    meta = {k: cal.meta[k] for k in ("score", "temperature", "how") if k in cal.meta}
+    return OperatingPoint(thr, rule, metric, settings, ev, tuple(cal.stage_names), cal.reference, meta)
+
+
+# ------------------------------------------------------------------------------------------------- cross-fitting
+@dataclass(frozen=True, eq=False)
+class CrossFit:
+    """Two folds (choose on one half, evaluate on the other) and their combination over the whole split.
+
+    ``combined``: metrics of the pooled outcomes of both evaluated halves (every example evaluated once, by a
+    threshold chosen without it), with percentile bootstrap intervals (resampling examples within each half, the
+    chosen thresholds held fixed).
+    """
+
+    folds: tuple[OperatingPoint, OperatingPoint]
+    evaluations: tuple[Evaluation, Evaluation]
+    combined: Evaluation
+    seed: int
+
+    def to_frame(self) -> pd.DataFrame:
+        rows = [{"part": f"fold {i + 1}: chosen on half {'AB'[i]}, evaluated on half {'BA'[i]}",
+                 **ev.to_dict()} for i, ev in enumerate(self.evaluations)]
+        rows.append({"part": "combined", **self.combined.to_dict()})
+        return pd.DataFrame(rows)
+
+    def _repr_html_(self) -> str:
+        return "<b>Cross-fit (choose on one half, evaluate on the other)</b>" + self.to_frame().to_html(
+            index=False, float_format="{:.4g}".format)
+
+
+def halves(example_ids, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two seeded halves of a split as row indices, drawn by example id (independent of row order).
+
+    >>> a, b = halves(np.array(["x", "y", "z", "w"]), 0)
+    >>> sorted(a.tolist() + b.tolist()), len(a), len(b)
+    ([0, 1, 2, 3], 2, 2)
+    """
+    ids = np.asarray(example_ids)
+    order = np.argsort(ids, kind="stable")  # rows sorted by id: the split depends on ids and seed only
+    perm = order[np.random.default_rng(seed).permutation(len(ids))]
+    h = len(ids) // 2
+    return np.sort(perm[:h]), np.sort(perm[h:])
+
+
+def crossfit(staged: Staged, *, rule: str = "drop", metric: str = "accuracy", max_drop: float = 0.01,
+             delta: float = 0.01, epsilon: float = 0.05, budget: float | None = None, seed: int = 0,
+             n_boot: int = 1000, ci: float = 0.95) -> CrossFit:
+    """Choose on one seeded half of ``staged`` and evaluate on the other, swap, and combine.
+
+    For a split whose examples are exchangeable (no separate cal split from the same distribution), this reports
+    what choosing by ``rule`` delivers on unseen examples, using every example once for evaluation. Options as in
+    :func:`choose`; ``seed`` draws the halves (by example id); ``n_boot``, ``ci`` the interval of the combination.
+    """
+    a, b = halves(staged.example_ids, seed)
+    parts = (staged.subset(a), staged.subset(b))
+    opts = dict(rule=rule, metric=metric, max_drop=max_drop, delta=delta, epsilon=epsilon, budget=budget)
+    folds = tuple(_choose(p, **opts) for p in parts)
+    evals = (folds[0].evaluate(parts[1]), folds[1].evaluate(parts[0]))
+    stops = [parts[1].stage_of(folds[0].threshold), parts[0].stage_of(folds[1].threshold)]
+    held = (parts[1], parts[0])
+    N = staged.n_examples
+    stats = [p.stats[np.arange(p.n_examples), st] for p, st in zip(held, stops)]
+    cost = [p.cost[np.arange(p.n_examples), st] for p, st in zip(held, stops)]
+    refs = [p.reference_cost for p in held]
+    total = stats[0].sum(0) + stats[1].sum(0)
+    m = staged.metrics(total, N)
+    final = staged.metrics(staged.stats[:, -1].sum(0), N)
+    mean_cost = (cost[0].sum() + cost[1].sum()) / N
+
+    def pooled(field_of):
+        return float((field_of(evals[0]) * evals[0].n + field_of(evals[1]) * evals[1].n) / N)
+
+    intervals = {}
+    if n_boot:
+        w = [resample_weights(p.n_examples, n_boot=n_boot, seed=seed + 1 + i) for i, p in enumerate(held)]
+        tot = w[0] @ stats[0] + w[1] @ stats[1]
+        c = (w[0] @ cost[0] + w[1] @ cost[1]) / N
+        r = (w[0] @ refs[0] + w[1] @ refs[1]) / N
+        q = (1 - ci) / 2
+        for k, v in {**staged.metrics(tot, N), "flops": c, "speedup": r / c}.items():
+            lo, hi = np.quantile(v, [q, 1 - q])
+            intervals[k] = (float(lo), float(hi))
+    combined = Evaluation(metrics={k: float(v) for k, v in m.items()}, final={k: float(v) for k, v in final.items()},
+                          flops=float(mean_cost), speedup=float(staged.reference_cost.mean() / mean_cost),
+                          escalated=pooled(lambda e: e.escalated), final_share=pooled(lambda e: e.final_share),
+                          mean_layers=pooled(lambda e: e.mean_layers), n=N, metric=staged.metric,
+                          reference=staged.reference, threshold=(folds[0].threshold, folds[1].threshold),
+                          split=staged.split, extras={k: pooled(lambda e, k=k: e.extras[k]) for k in staged.extras},
+                          intervals=intervals)
+    return CrossFit(folds, evals, combined, seed)

@@ -1,0 +1,166 @@
+"""Comparing policies: paired-bootstrap differences at equal budgets, with intervals.
+
+At a budget of ``k`` x (speed-up against a common reference), each policy is scored by the best metric its curve
+reaches at a mean cost of at most ``reference / k`` (its frontier at that budget: a description of the curves on
+this data, the same statistic on both sides). The difference ``a - b`` is bootstrapped with the same resampled
+examples for both policies (pairing by example id). With several training seeds per policy (lists of views, one
+per seed), a two-level bootstrap resamples the seeds of each policy, then the examples; the point estimate averages
+over seeds.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .curves import breakpoints, resample_weights
+from .results import _Table
+from .staged import Staged
+
+_CHUNK = 4_000_000
+
+
+def frontier_at_budgets(staged: Staged, weights: np.ndarray, *, budgets, reference_cost: np.ndarray,
+                        metric: str) -> np.ndarray:
+    """Best ``metric`` with mean cost at most ``reference mean / k``, for each weight row and budget ``k``.
+
+    Parameters
+    ----------
+    staged : Staged
+    weights : ndarray, shape (B, N)
+        Example counts (bootstrap resamples; a row of ones is the data itself).
+    budgets : sequence of float, length J
+        Speed-ups ``k`` (x).
+    reference_cost : ndarray, shape (N,)
+        The common reference.
+    metric : str
+
+    Returns
+    -------
+    ndarray, shape (B, J)
+        NaN where no threshold is cheap enough. Exact: a resample's distinct thresholds are among the data's, so
+        every row of its sweep is accumulated here with the resample's weights.
+    """
+    s = staged
+    rn, re, nxt, vals, last = breakpoints(s.confidence)
+    w = np.asarray(weights, dtype=np.float64)
+    B, N = w.shape
+    n = w.sum(1)  # [B]
+    dstats = s.stats[rn, re] - s.stats[rn, nxt]  # [R, K]
+    dcost = s.cost[rn, re] - s.cost[rn, nxt]  # [R]
+    starts = np.concatenate([[0], last[:-1] + 1]) if len(last) else np.zeros(0, dtype=np.int64)
+    ref = w @ reference_cost / n  # [B]
+    cost0 = w @ s.cost[:, -1]
+    stats0 = w @ s.stats[:, -1]  # [B, K]
+    budgets = np.asarray(budgets, dtype=np.float64)
+    out = np.empty((B, len(budgets)))
+    K = s.stats.shape[-1]
+    step = max(1, _CHUNK // max(1, len(rn) * K))
+    for a in range(0, B, step):  # blocks of resamples bound memory; each block is vectorised
+        wb = w[a:a + step][:, rn]  # [b, R]
+        if len(rn):
+            gc = np.add.reduceat(wb * dcost, starts, axis=1)  # [b, G]
+            gs = np.add.reduceat(wb[..., None] * dstats, starts, axis=1)  # [b, G, K]
+        else:
+            gc, gs = np.zeros((len(wb), 0)), np.zeros((len(wb), 0, K))
+        cost = np.concatenate([cost0[a:a + step, None], cost0[a:a + step, None] + np.cumsum(gc, 1)], 1)
+        stats = np.concatenate([stats0[a:a + step, None], stats0[a:a + step, None] + np.cumsum(gs, 1)], 1)
+        nb = n[a:a + step, None]
+        m = s.metrics(stats, nb)[metric]  # [b, G+1]
+        mean_cost = cost / nb
+        for j, k in enumerate(budgets):  # few budgets
+            ok = mean_cost <= ref[a:a + step, None] / k + 1e-9 * ref[a:a + step, None]
+            out[a:a + step, j] = np.where(ok.any(1), np.where(ok, m, -np.inf).max(1), np.nan)
+    return out
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class Comparison(_Table):
+    """One row per budget: each policy's frontier metric, ``difference`` (a - b), its interval and the share of
+    resamples where a is better."""
+
+    frame: pd.DataFrame
+    metric: str
+    reference: str
+    n_boot: int
+    ci: float
+    seed: int
+    title = "Comparison (paired bootstrap)"
+
+
+def _seeds(x) -> list[Staged]:
+    views = [x] if isinstance(x, Staged) else list(x)
+    if not views or not all(isinstance(v, Staged) for v in views):
+        raise TypeError("compare takes Staged views, or lists of them (one per training seed)")
+    return views
+
+
+def compare(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged], *, budgets=(2.0, 3.0, 4.0),
+            metric: str = "accuracy", reference: str | None = None, n_boot: int = 1000, ci: float = 0.95,
+            seed: int = 0, names: tuple[str, str] = ("a", "b")) -> Comparison:
+    """Paired-bootstrap difference ``a - b`` of the frontier metric at equal budgets.
+
+    Parameters
+    ----------
+    a, b : Staged or list of Staged
+        Policies on the same examples (aligned by example id); a list holds one view per training seed (two-level
+        bootstrap: seeds, then examples).
+    budgets : sequence of float
+        Speed-ups (x) against the common reference.
+    metric : str
+        Metric compared (default accuracy).
+    reference : {"a", "b"}, optional
+        Whose reference cost defines the budgets; required when the two references differ by name.
+    n_boot, ci, seed
+        Resamples, interval coverage and seed (one set of example weights shared by both policies).
+    names : tuple of str
+        Labels of the two policies in the frame.
+    """
+    A, Bv = _seeds(a), _seeds(b)
+    ids = A[0].example_ids
+    A = [v.align(ids) if not np.array_equal(v.example_ids, ids) else v for v in A]
+    Bv = [v.align(ids) if not np.array_equal(v.example_ids, ids) else v for v in Bv]
+    if {len(v.example_ids) for v in A + Bv} != {len(ids)}:
+        raise ValueError("compare needs views of the same examples (same task and split)")
+    for v in A + Bv:
+        if metric not in v.metric_names:
+            raise ValueError(f"metric {metric!r} is not one of {v.metric_names}")
+    refs = {v.reference for v in A} | {v.reference for v in Bv}
+    if reference is None:
+        if len(refs) > 1:
+            raise ValueError(f"the policies have different references {sorted(refs)}: pass reference='a' or 'b' to "
+                             f"measure both budgets against one")
+        reference = "a"
+    if reference not in ("a", "b"):
+        raise ValueError(f"reference must be 'a' or 'b', got {reference!r}")
+    ref_view = (A if reference == "a" else Bv)[0]
+    ref_cost = np.mean([v.reference_cost for v in (A if reference == "a" else Bv)], 0)
+    N = len(ids)
+    w = resample_weights(N, n_boot=n_boot, seed=seed)
+    one = np.ones((1, N))
+    va = np.stack([frontier_at_budgets(v, np.vstack([one, w]), budgets=budgets, reference_cost=ref_cost,
+                                       metric=metric) for v in A])  # [Sa, 1+B, J]
+    vb = np.stack([frontier_at_budgets(v, np.vstack([one, w]), budgets=budgets, reference_cost=ref_cost,
+                                       metric=metric) for v in Bv])
+    rng = np.random.default_rng(seed + 1)
+    ia = rng.integers(0, len(A), (n_boot, len(A)))  # seeds resampled per draw (identity when one seed)
+    ib = rng.integers(0, len(Bv), (n_boot, len(Bv)))
+    draw = np.arange(n_boot)[:, None]
+    ma = va[ia, 1 + draw].mean(1) if len(A) > 1 else va[0, 1:]  # [B, J]
+    mb = vb[ib, 1 + draw].mean(1) if len(Bv) > 1 else vb[0, 1:]
+    d = ma - mb
+    q = (1 - ci) / 2
+    with warnings.catch_warnings():  # a budget no policy reaches gives NaN rows, by design
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanquantile(d, [q, 1 - q], axis=0)
+        better = np.nanmean(np.where(np.isfinite(d), d > 0, np.nan), 0)
+    frame = pd.DataFrame({"budget": [f"{k:g}x" for k in budgets], "speedup": np.asarray(budgets, float),
+                          names[0]: va[:, 0].mean(0), names[1]: vb[:, 0].mean(0),
+                          "difference": va[:, 0].mean(0) - vb[:, 0].mean(0), "lo": lo, "hi": hi,
+                          f"P({names[0]} > {names[1]})": better, "seeds": f"{len(A)} / {len(Bv)}"})
+    frame.attrs["statistic"] = f"best {metric} at mean cost <= {ref_view.reference} / budget (frontier)"
+    return Comparison(frame, metric, ref_view.reference, n_boot, ci, seed)
