@@ -9,6 +9,8 @@ figure (PNG) and example table are in the widgets (not the browser's own renderi
 - stage change: the reliability diagram and the examples at another stage;
 - new setting, first time: a score/temperature not seen before (two exact sweeps and their confidences);
 - new setting, seen before: back to a setting already computed (kept, so no sweep).
+A threshold move is also split into its parts: the numbers (row lookup and exit stages on both splits), the
+figure (blitted redraw and PNG encoding), and the example table.
 Run: python benchmarks/bench_explore.py [N] [E] [repeats]
 """
 
@@ -20,6 +22,7 @@ import numpy as np
 
 from toolkit.analysis.cache import from_arrays, load_cache
 from toolkit.analysis.explore import explore
+from toolkit.analysis.explore_views import Point
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,11 +48,16 @@ def stats(ms):
 
 def run(name, cal, test, repeats, seed=0):
     rng = np.random.default_rng(seed)
-    t_init = timed(lambda: globals().__setitem__("_ex", explore(cal, test, temperature="none (T = 1)")))
+    t_init = timed(lambda: globals().__setitem__("_ex", explore(cal, test, temperature="none")))
     ex = globals().pop("_ex")
     c = ex.controls
     n_rows = c["position"].max
-    moves = [timed(lambda r=r: setattr(c["position"], "value", int(r))) for r in rng.integers(1, n_rows, repeats)]
+    rows = rng.integers(1, n_rows, repeats)
+    moves = [timed(lambda r=r: setattr(c["position"], "value", int(r))) for r in rows]
+    thr = ex.pre("cal").curve["threshold"].to_numpy()[rows]
+    numbers = [timed(lambda t=t: [Point.at(ex.pre(s), s, t) for s in ("cal", "test")]) for t in thr]
+    figure = [timed(lambda: (ex._figure.draw_point(), ex._figure.png())) for _ in rows]
+    table = [timed(ex._examples_table_html) for _ in rows]
     top = c["speedup"].max
     budgets = [timed(lambda s=s: setattr(c["speedup"], "value", float(s)))
                for s in np.round(rng.uniform(1.05, top, repeats), 2)]
@@ -57,11 +65,14 @@ def run(name, cal, test, repeats, seed=0):
               for e in rng.permutation(np.resize(np.arange(len(ex.view.stage_names)), max(repeats // 4, 4)))]
     first = [timed(lambda s=s: setattr(c["score"], "value", s)) for s in ("margin", "entropy", "energy")]
     again = [timed(lambda s=s: setattr(c["score"], "value", s)) for s in ("margin", "entropy", "energy") * 3]
-    fit = timed(lambda: setattr(c["temperature"], "value", "fitted on cal (per stage)"))
+    fit = timed(lambda: setattr(c["temperature"], "value", "cal"))
     print(f"{name}: cal N={cal.n_examples:,}, test N={test.n_examples:,}, E={cal.n_stages}, C={cal.n_classes}; "
           f"cal sweep rows {n_rows + 1:,}")
     print(f"  open (max_prob, T=1: two sweeps, first figure)     {t_init:8.1f} ms")
     print(f"  threshold move (slider)                  {stats(moves)}")
+    print(f"    of which numbers (lookup, exit stages)  {stats(numbers)}")
+    print(f"    of which figure (blit, PNG)             {stats(figure)}")
+    print(f"    of which example table                  {stats(table)}")
     print(f"  target speed-up (slider)                 {stats(budgets)}")
     print(f"  stage change                             {stats(stages)}")
     print(f"  new setting, first time (score)          {stats(first)}")

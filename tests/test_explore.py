@@ -101,18 +101,21 @@ def test_slider_text_and_budget_move_the_point_to_the_sweeps_numbers():
     check_point(ex, test, "test", "max_prob", None)
 
 
+@pytest.mark.slow
 def test_score_and_temperature_controls_recompute_the_sweep():
     cal, test = pair(metric="mcc")
     ex = explore(cal, test)
     ex.controls["score"].value = "entropy"
     check_point(ex, test, "test", "entropy", fit_stage_temperatures(cal))
     ex.controls["temperature"].value = GLOBAL
-    ex.controls["global T"].value = 2.5
+    ex.controls["global_temperature"].value = 2.5
     check_point(ex, test, "test", "entropy", np.full(cal.n_stages, 2.5))
     ex.controls["temperature"].value = NONE
     ex.controls["threshold"].value = "-0.5"
     check_point(ex, test, "test", "entropy", None)
     assert "mcc" in ex.numbers().index and "accuracy" in ex.numbers().index
+    ex2 = explore(cal, test, score="energy", temperature=GLOBAL, global_temperature=0.5, threshold=2.0)
+    check_point(ex2, test, "test", "energy", np.full(cal.n_stages, 0.5))
 
 
 def test_a_threshold_move_does_not_sweep_again(monkeypatch):
@@ -124,6 +127,7 @@ def test_a_threshold_move_does_not_sweep_again(monkeypatch):
     for row in (3, 9, 27):
         ex.controls["position"].value = row
     ex.controls["speedup"].value = 1.3
+    ex.controls["global_temperature"].value = 3.0  # not in use (temperatures fitted on cal): nothing to sweep
     assert calls == []
     ex.controls["score"].value = "margin"
     assert len(calls) == 2  # cal and test, once
@@ -211,6 +215,7 @@ def test_reliability_panel_matches_the_calibration_module():
     assert here["count"].sum() == round(ex.points["test"].exit_share[2] * test.n_examples)
 
 
+@pytest.mark.slow
 def test_generation_cache_routes_like_route_sweep():
     cal = toolkit.load_generation_cache(DATA / "sst2" / "t2t-cal.parquet")
     test = toolkit.load_generation_cache(DATA / "sst2" / "t2t-test.parquet")

@@ -37,7 +37,7 @@ from toolkit.analysis.explore import explore
 DATA = {data!r}
 cal = toolkit.load_cache(DATA + "/minilm6_me-cal.parquet")
 test = toolkit.load_cache(DATA + "/minilm6_me-test.parquet")
-explore(cal, test, temperature="none (T = 1)", threshold={threshold})"""
+explore(cal, test, temperature="none", threshold={threshold})"""
 
 pytestmark = [
     pytest.mark.slow,

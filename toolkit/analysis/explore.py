@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .calibration import bin_index
-from .explore_views import ClassificationView, Point, Precomputed, view_for
+from .explore_views import Point, Precomputed, view_class
 
 LIVE_CLASS = "toolkit-explorer-live"
 SNAPSHOT_CLASS = "toolkit-explorer-snapshot"
@@ -43,7 +43,6 @@ SNAPSHOT_CSS = (f".jp-OutputArea-child:has(.{LIVE_CLASS}) + .jp-OutputArea-child
 N_BINS = 15
 MAX_CURVE_POINTS = 4000
 KEEP_SETTINGS = 6
-CONTROL_NAMES = ("score", "temperature", "aggregation", "metric")  # settings of any view, the rest configures it
 
 
 def _widgets():
@@ -60,7 +59,7 @@ def explore(cal, test, **options) -> Explorer:
     ``options``: starting values of the controls (``score=``, ``temperature=`` ..., see :attr:`Explorer.controls`),
     ``threshold=`` or ``speedup=`` (a target on ``cal``; default: the cheapest threshold within ``max_drop=0.01``
     of the last stage's metric on ``cal``), ``stage=``, ``examples_split=``, ``n_examples=``, ``show_text=``,
-    ``data_dir=``, and the view's own (``global_temperature=``; ``swift=``, ``super_=``).
+    ``data_dir=``, and the view's own options (generation: ``swift=``, ``super_=``).
     """
     return Explorer(cal, test, **options)
 
@@ -108,8 +107,9 @@ class Explorer:
     def __init__(self, cal, test, *, threshold: float | None = None, speedup: float | None = None,
                  max_drop: float = 0.01, stage: int | str = 0, examples_split: str = "test", n_examples: int = 8,
                  show_text: bool = False, data_dir=None, **options):
-        controls = {k: options.pop(k) for k in CONTROL_NAMES if k in options}
-        self.view = view_for(cal, test, **options)
+        cls = view_class(cal, test)
+        controls = {k: options.pop(k) for k in cls.controls if k in options}
+        self.view = cls(cal, test, **options)
         self.settings = self.view.settings(**controls)
         self.data_dir = data_dir
         self._pre: OrderedDict = OrderedDict()
@@ -223,29 +223,33 @@ class Explorer:
             self._text[split] = (text, why or "")
         return self._text[split]
 
-    def reliability(self, stage: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    def reliability(self, stage: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame, tuple[str, str]]:
         """Reliability bins of a stage on ``test``: all examples, and only those that exit there now."""
         e = self.stage if stage is None else self._stage_index(stage)
         key = (e, self.view.key(self.settings))
         if key not in self._reliability:
-            conf, outcome, label = self.view.reliability("test", e, self.settings)
-            self._reliability = {key: (conf, outcome, label, reliability_bins(conf, outcome))}
-        conf, outcome, label, everyone = self._reliability[key]
+            conf, outcome, xlabel, ylabel = self.view.reliability("test", e, self.settings)
+            self._reliability = {key: (conf, outcome, (xlabel, ylabel), reliability_bins(conf, outcome))}
+        conf, outcome, labels, everyone = self._reliability[key]
         here = self._stages["test"] == e
-        return everyone, reliability_bins(conf[here], outcome[here]), label
+        return everyone, reliability_bins(conf[here], outcome[here]), labels
 
     # -------------------------------------------------------------- widgets
     def _build_widgets(self, examples_split, n_examples, show_text):
         w = _widgets()
         c = {}
         for name, choices in self.view.options.items():
-            c[name] = w.Dropdown(options=list(choices), value=self.settings[name], description=name,
+            if isinstance(choices, float):  # a number (e.g. the global temperature)
+                c[name] = w.BoundedFloatText(value=self.settings[name], min=0.01, max=100.0, step=0.05,
+                                             description=name.replace("_", " "),
+                                             style={"description_width": "initial"}, layout=w.Layout(width="200px"))
+                c[name].observe(self._on_setting, "value")
+                continue
+            shown = self.view.labels.get(name, {})
+            c[name] = w.Dropdown(options=[(shown.get(v, str(v)), v) for v in choices], value=self.settings[name],
+                                 description=name,
                                  style={"description_width": "initial"}, layout=w.Layout(width="auto"))
             c[name].observe(self._on_setting, "value")
-        if isinstance(self.view, ClassificationView):
-            c["global T"] = w.BoundedFloatText(value=self.view.global_temperature, min=0.01, max=100.0, step=0.05,
-                                               description="global T", layout=w.Layout(width="160px"))
-            c["global T"].observe(self._on_global_temperature, "value")
         c["position"] = w.IntSlider(value=0, min=0, max=1, description="threshold", readout=False,
                                     continuous_update=False, layout=w.Layout(width="420px"))
         c["position"].observe(self._on_position, "value")
@@ -277,7 +281,7 @@ class Explorer:
         self._image = w.Image(format="png", layout=w.Layout(max_width="100%"))
         self._examples_html = w.HTML()
         self._numbers_html.add_class("toolkit-explorer-numbers")
-        settings_row = [c[k] for k in self.view.options] + ([c["global T"]] if "global T" in c else [])
+        settings_row = [c[k] for k in self.view.options]
         self.widget = w.VBox([
             self._title, w.HBox(settings_row), w.HBox([c["position"], c["threshold"]]), c["speedup"],
             self._message_html, self._numbers_html, self._image,
@@ -315,17 +319,13 @@ class Explorer:
     def _on_setting(self, change):
         if self._syncing:
             return
+        before = self.view.key(self.settings)
         self.settings = {**self.settings, **{k: self.controls[k].value for k in self.view.options}}
+        if self.view.key(self.settings) == before:  # e.g. the global temperature while it is not in use
+            return
         target = self.controls["speedup"].value
         self._load_setting()
         self.set_threshold(self._budget_threshold(target))
-
-    def _on_global_temperature(self, change):
-        if self._syncing:
-            return
-        self.view.global_temperature = float(change["new"])
-        if self.settings["temperature"] == "global":
-            self._on_setting(change)
 
     def _on_position(self, change):
         if self._syncing:
@@ -469,14 +469,16 @@ class _Figure:
         self.markers = {s: self._moving(ax.plot([], [], "o", ms=8, mfc=mfc, mec="C3", mew=1.8,
                                                 label=f"point on {s}")[0])
                         for s, mfc in (("test", "C3"), ("cal", "none"))}
-        ax.set_xlabel(f"speed-up (x, FLOPs of {ex.reference} / policy)")
-        ax.set_ylabel(ex.view.metric_name(ex.settings))
+        labels = (f"speed-up (x, FLOPs of {ex.reference} / policy)", ex.view.metric_name(ex.settings))
+        ax.set_xlabel(labels[0])
+        ax.set_ylabel(labels[1])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower left")
         ax.set_title(" ", fontsize=9)
         self._moving(ax.title)
         self._rel_key = None
-        self._layout = True
+        self._layout = labels != getattr(self, "_labels", None)  # new axis labels: lay out again
+        self._labels = labels
 
     def _draw_exit_axes(self):
         ax, names = self.ax_exit, self.ex.view.stage_names
@@ -495,8 +497,8 @@ class _Figure:
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3, axis="y")
 
-    def _draw_reliability_axes(self, everyone, label):
-        ex, ax = self.ex, self.ax_rel
+    def _draw_reliability_axes(self, everyone, labels):
+        ax = self.ax_rel
         ax.clear()
         nz = everyone["count"].to_numpy() > 0
         w = (everyone["hi"] - everyone["lo"]).to_numpy()
@@ -506,9 +508,8 @@ class _Figure:
         ax.plot([0, 1], [0, 1], "--", color="gray", lw=1)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
-        ax.set_xlabel(label, fontsize=9)
-        metric = "accuracy" if ex.view.kind == "classification" else ex.view.metric_name(ex.settings)
-        ax.set_ylabel(f"{metric} in bin")
+        ax.set_xlabel(labels[0], fontsize=9)
+        ax.set_ylabel(labels[1])
         ax.legend(fontsize=7, loc="upper left")
         ax.set_title(" ", fontsize=9)
         self._moving(ax.title)
@@ -516,12 +517,12 @@ class _Figure:
     def draw_point(self):
         """Update the moving artists; re-render the background first when the setting or the stage changed."""
         ex = self.ex
-        everyone, here, label = ex.reliability()
+        everyone, here, labels = ex.reliability()
         key = (ex.stage, ex.view.key(ex.settings))
         if key != self._rel_key:
-            self._draw_reliability_axes(everyone, label)
+            self._draw_reliability_axes(everyone, labels)
             self._rel_key = key
-            if self._layout:  # new curves and labels: lay out again (costly), otherwise keep the positions
+            if self._layout:  # costly; otherwise the axes keep their positions (tick labels change little)
                 self.fig.set_layout_engine("constrained")
             self.canvas.draw()  # renders everything not animated
             self.fig.set_layout_engine("none")

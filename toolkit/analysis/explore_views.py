@@ -26,7 +26,8 @@ from .policies import exit_stage
 from .scores import SCORES, softmax, stage_confidence
 from .token_scores import AGGREGATIONS, TOKEN_SCORES, sequence_confidence
 
-TEMPERATURE_MODES = ("fitted on cal (per stage)", "none (T = 1)", "global")
+TEMPERATURE_MODES = ("cal", "none", "global")
+TEMPERATURE_LABELS = {"cal": "fitted on cal (per stage)", "none": "none (T = 1)", "global": "global value"}
 
 
 @dataclass(frozen=True)
@@ -143,17 +144,23 @@ class View:
     """The interface every cache kind implements (see :class:`ClassificationView`)."""
 
     kind: str
+    controls: tuple[str, ...]  # the names of the settings (keyword arguments of the explorer)
     stage_names: tuple[str, ...]
-    options: dict[str, tuple]  # control -> choices, the first is the default
+    options: dict[str, tuple | float]  # control -> choices (the first is the default), or a number's default
+    labels: dict[str, dict] = {}  # control -> {choice: how the widget shows it}, where not str(choice)
     n_examples: dict[str, int]
 
     def settings(self, **chosen) -> dict:
         """Defaults for every control, overridden by ``chosen`` (validated)."""
-        out = {k: v[0] for k, v in self.options.items()}
+        out = {k: v if isinstance(v, float) else v[0] for k, v in self.options.items()}
         for k, v in chosen.items():
             if k not in self.options:
                 raise ValueError(f"unknown control {k!r} for a {self.kind} cache; it has {list(self.options)}")
-            if v not in self.options[k]:
+            if isinstance(self.options[k], float):
+                if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
+                    raise ValueError(f"{k} must be a positive finite number, got {v!r}")
+                v = float(v)
+            elif v not in self.options[k]:
                 raise ValueError(f"{k}={v!r} is not one of {list(self.options[k])}")
             out[k] = v
         return out
@@ -167,8 +174,8 @@ class View:
     def precompute(self, split: str, settings: dict) -> Precomputed:
         raise NotImplementedError
 
-    def reliability(self, split: str, stage: int, settings: dict) -> tuple[np.ndarray, np.ndarray, str]:
-        """Per example at ``stage``: a confidence in [0, 1], the outcome it should match, and the x-axis label."""
+    def reliability(self, split: str, stage: int, settings: dict) -> tuple[np.ndarray, np.ndarray, str, str]:
+        """Per example at ``stage``: a confidence in [0, 1], the outcome it should match, and the axis labels."""
         raise NotImplementedError
 
     def examples(self, split: str, settings: dict, rows: np.ndarray, stage: np.ndarray,
@@ -192,8 +199,9 @@ class ClassificationView(View):
     """
 
     kind = "classification"
+    controls = ("score", "temperature", "global_temperature")
 
-    def __init__(self, cal, test, *, global_temperature: float = 1.0):
+    def __init__(self, cal, test):
         if list(cal.stages) != list(test.stages) or cal.n_classes != test.n_classes:
             raise ValueError(f"cal and test caches differ (stages {cal.stages} vs {test.stages}, classes "
                              f"{cal.n_classes} vs {test.n_classes}); explore two splits of one model set")
@@ -201,9 +209,9 @@ class ClassificationView(View):
         self.stage_names = tuple(test.stages)
         metric = test.meta.get("metric", "accuracy")
         self._metric = metric if metric in METRICS else "accuracy"
-        self.options = {"score": SCORES, "temperature": TEMPERATURE_MODES}
+        self.options = {"score": SCORES, "temperature": TEMPERATURE_MODES, "global_temperature": 1.0}
+        self.labels = {"temperature": TEMPERATURE_LABELS}
         self.n_examples = {k: c.n_examples for k, c in self.caches.items()}
-        self.global_temperature = float(global_temperature)
         self._fitted = None
 
     def task(self):
@@ -221,15 +229,13 @@ class ClassificationView(View):
         """``[E]`` temperatures of a setting."""
         mode = settings["temperature"]
         E = len(self.stage_names)
-        if mode == TEMPERATURE_MODES[0]:
+        if mode == "cal":
             return self.fitted_temperatures()
-        t = 1.0 if mode == TEMPERATURE_MODES[1] else self.global_temperature
-        if not np.isfinite(t) or t <= 0:
-            raise ValueError(f"global temperature must be positive and finite, got {t}")
-        return np.full(E, t)
+        return np.full(E, 1.0 if mode == "none" else settings["global_temperature"])
 
     def key(self, settings):
-        return (*super().key(settings), self.global_temperature if settings["temperature"] == "global" else None)
+        return (settings["score"], settings["temperature"],
+                settings["global_temperature"] if settings["temperature"] == "global" else None)
 
     def precompute(self, split, settings):
         return classification_precomputed(self.caches[split], settings["score"], self.temperatures(settings))
@@ -237,7 +243,8 @@ class ClassificationView(View):
     def reliability(self, split, stage, settings):
         c = self.caches[split]
         p = softmax(c.logits[:, stage], float(self.temperatures(settings)[stage]))
-        return p.max(1), (p.argmax(1) == c.labels).astype(np.float64), "confidence (max probability)"
+        return (p.max(1), (p.argmax(1) == c.labels).astype(np.float64), "confidence (max probability)",
+                "accuracy in bin")
 
     def examples(self, split, settings, rows, stage, pre):
         c = self.caches[split]
@@ -256,6 +263,7 @@ class GenerationView(View):
     threshold routes an example to Super when Swift's sequence confidence is below it."""
 
     kind = "generation"
+    controls = ("score", "aggregation", "temperature", "metric")
 
     def __init__(self, cal, test, *, swift: str | None = None, super_: str | None = None):
         names = list(test.models)
@@ -288,7 +296,7 @@ class GenerationView(View):
         m = self.stage_names[stage]
         conf = sequence_confidence(c, m, "max_prob", settings["aggregation"], settings["temperature"])
         return (np.clip(conf, 0, 1), c.models[m].quality[settings["metric"]].astype(np.float64),
-                f"{m}'s max probability ({settings['aggregation']} over tokens)")
+                f"{m}'s max probability ({settings['aggregation']} over tokens)", f"{settings['metric']} in bin")
 
     def examples(self, split, settings, rows, stage, pre):
         c = self.caches[split]
@@ -307,13 +315,13 @@ def _is_generation(cache) -> bool:
 VIEWS = [(_is_generation, GenerationView), (lambda c: hasattr(c, "logits"), ClassificationView)]
 
 
-def view_for(cal, test, **options) -> View:
-    """The view of a (cal, test) pair of caches, by their kind."""
+def view_class(cal, test) -> type[View]:
+    """The view class of a (cal, test) pair of caches, by their kind."""
     for accepts, cls in VIEWS:
         if accepts(test):
             if not accepts(cal):
                 raise TypeError(f"cal and test are different cache kinds ({type(cal).__name__}, "
                                 f"{type(test).__name__})")
-            return cls(cal, test, **options)
+            return cls
     raise TypeError(f"no explorer view for {type(test).__name__}; kinds: classification (Cache), generation "
                     f"(GenCache)")
