@@ -170,9 +170,26 @@ def wait_for_threshold(page, text, timeout=60_000):
                   return c && c.textContent.trim() === t; }""", arg=text, timeout=timeout)
 
 
+def settle(page):
+    """Wait until the kernel is idle again (every update of the move has reached the page)."""
+    page.wait_for_function("() => /\\| Idle/.test(document.body.innerText)", timeout=60_000)
+    page.wait_for_timeout(300)
+
+
 def assert_numbers(page, threshold, scope=".toolkit-explorer-numbers"):
     want, got = expected(threshold), shown(page, scope=scope)
     assert {k: got.get(k) for k in want} == want
+
+
+def assert_examples_header(page, threshold):
+    """The examples panel lists those exiting at L1 at ``threshold`` (updated with the numbers)."""
+    import toolkit
+    from toolkit.analysis.policies import early_exit
+
+    test = toolkit.load_cache(REPO / "data" / "sst2" / "minilm6_me-test.parquet")
+    n = int((early_exit(test, threshold, "max_prob").exit_stage == 0).sum())
+    header = page.locator(".toolkit-explorer-examples-panel b").first.inner_text()
+    assert header.startswith(f"{n:,} of 872 test examples exit at L1"), header
 
 
 def test_live_explorer_in_jupyterlab(lab, browser_context, shots, request):
@@ -204,9 +221,11 @@ def live_checks(page, url, token, shots):
     wait_for_threshold(page, expected(THRESHOLD0)["threshold"])
     page.wait_for_function("() => { const i = document.querySelector('.toolkit-explorer-live img');"
                            " return i && i.complete && i.naturalWidth > 0; }", timeout=60_000)
+    settle(page)
     page.screenshot(path=shots / "2_explorer.png", full_page=True)
     assert_numbers(page, THRESHOLD0)
-    assert not page.locator(".toolkit-explorer-snapshot").first.is_visible(), "the static snapshot shows next to the live widget"
+    snapshot = page.locator(".toolkit-explorer-snapshot")
+    assert snapshot.count() == 1 and not snapshot.first.is_visible(), "the snapshot must be there but hidden"
     before = shown(page)
 
     # type a threshold
@@ -214,8 +233,10 @@ def live_checks(page, url, token, shots):
     box.fill(str(THRESHOLD1))
     box.press("Enter")
     wait_for_threshold(page, expected(THRESHOLD1)["threshold"])
+    settle(page)
     page.screenshot(path=shots / "3_typed_threshold.png", full_page=True)
     assert_numbers(page, THRESHOLD1)
+    assert_examples_header(page, THRESHOLD1)
     assert shown(page)["metric"] != before["metric"] and shown(page)["speedup"] != before["speedup"]
 
     # drag the slider to the right (lower threshold, faster): the numbers follow the exact threshold it picked
@@ -230,12 +251,13 @@ def live_checks(page, url, token, shots):
         """t => { const c = document.querySelector('.toolkit-explorer-numbers td[data-split="test"][data-key="threshold"]');
                   return c && c.textContent.trim() !== t; }""", arg=expected(THRESHOLD1)["threshold"],
         timeout=60_000)
-    page.wait_for_timeout(500)
+    settle(page)
     page.screenshot(path=shots / "4_dragged_slider.png", full_page=True)
     cell = page.locator('.toolkit-explorer-numbers td[data-split="test"][data-key="threshold"]')
     dragged = float(cell.get_attribute("data-value"))
     assert dragged < THRESHOLD1
     assert_numbers(page, dragged)
+    assert_examples_header(page, dragged)
     assert float(shown(page)["speedup"].rstrip("x")) > float(expected(THRESHOLD1)["speedup"].rstrip("x"))
 
     # the examples exiting at the chosen stage, with their text joined from the data folder when it is there
@@ -243,6 +265,7 @@ def live_checks(page, url, token, shots):
 
     page.locator(".toolkit-explorer-show-text input").check()
     page.wait_for_selector(".toolkit-explorer-examples th:text-is('text')", timeout=60_000)
+    settle(page)
     page.screenshot(path=shots / "5_examples_with_text.png", full_page=True)
     first = page.locator(".toolkit-explorer-examples tbody tr").first.locator("td")
     example_id, text = first.first.inner_text().strip(), first.last.inner_text().strip()

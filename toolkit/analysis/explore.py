@@ -166,8 +166,8 @@ class Explorer:
     def set_threshold(self, threshold: float) -> None:
         """Move the operating point to ``threshold`` (confidence units of the current score) and redraw."""
         self.threshold = float(threshold)
-        self.points = {s: Point.at(self.pre(s), s, self.threshold) for s in ("cal", "test")}
         self._stages = {s: self.pre(s).exit_stage(self.threshold) for s in ("cal", "test")}
+        self.points = {s: Point.at(self.pre(s), s, self.threshold, self._stages[s]) for s in ("cal", "test")}
         self._sync_threshold_controls()
         self._refresh()
 
@@ -211,11 +211,13 @@ class Explorer:
 
             task = self.view.task()
             ids = self.view.caches[split].example_ids
-            try:
-                frame = join_text(ids, task, self.data_dir) if task else None
-                why = "no data folder found (pass data_dir= or set TOOLKIT_DATA_DIR)" if frame is None else ""
-            except (ValueError, DataError, OSError) as e:
-                frame, why = None, f"text not available: {e}"
+            frame, why = None, "the cache names no task, so its text cannot be joined"
+            if task:
+                try:
+                    frame = join_text(ids, task, self.data_dir)
+                    why = "no data folder found (pass data_dir= or set TOOLKIT_DATA_DIR)" if frame is None else ""
+                except (ValueError, DataError, OSError) as e:
+                    why = f"text not available: {e}"
             text = None
             if frame is not None:
                 b = frame["text_b"].fillna("") if "text_b" in frame else ""
@@ -281,6 +283,7 @@ class Explorer:
         self._image = w.Image(format="png", layout=w.Layout(max_width="100%"))
         self._examples_html = w.HTML()
         self._numbers_html.add_class("toolkit-explorer-numbers")
+        self._examples_html.add_class("toolkit-explorer-examples-panel")
         settings_row = [c[k] for k in self.view.options]
         self.widget = w.VBox([
             self._title, w.HBox(settings_row), w.HBox([c["position"], c["threshold"]]), c["speedup"],
@@ -396,12 +399,14 @@ class Explorer:
         return f"{head}{body}"
 
     def _refresh(self):
+        # the numbers go last: the front end applies updates in order, so once it shows the new numbers, the
+        # figure and the examples it shows are already those of the same point
         self._title.value = f"<b>{html.escape(self.title())}</b>"
-        self._numbers_html.value = self._numbers_table_html()
         self._message_html.value = f"<i>{html.escape(self.message)}</i>" if self.message else ""
         self._figure.draw_point()
         self._image.value = self._figure.png()
         self._examples_html.value = self._examples_table_html()
+        self._numbers_html.value = self._numbers_table_html()
 
     def figure_png(self) -> bytes:
         """The figure as displayed, PNG bytes."""

@@ -90,10 +90,11 @@ class Point:
     exit_share: tuple[float, ...]  # per stage, sums to 1
 
     @classmethod
-    def at(cls, pre: Precomputed, split: str, threshold: float) -> Point:
+    def at(cls, pre: Precomputed, split: str, threshold: float, stage: np.ndarray | None = None) -> Point:
+        """The point at ``threshold``; ``stage``: its exit stages when already computed."""
         row = pre.row(threshold)
         r = pre.curve.iloc[row]
-        stage = pre.exit_stage(threshold)
+        stage = pre.exit_stage(threshold) if stage is None else stage
         share = np.bincount(stage, minlength=pre.confidence.shape[1]) / len(stage)
         return cls(split, float(threshold), row, float(r["metric"]), float(r["accuracy"]), float(r["flops"]),
                    float(r["speedup"]), float(r["escalated"]), tuple(float(x) for x in share))
