@@ -2,6 +2,7 @@
 
 Keeping the sources here makes the notebooks reviewable as code; the committed .ipynb files carry the outputs.
 Run: python scripts/make_notebooks.py && jupyter nbconvert --to notebook --execute --inplace notebooks/*.ipynb
+(or name notebooks, e.g. ``python scripts/make_notebooks.py 01_quickstart``, to rewrite only those).
 """
 
 from pathlib import Path
@@ -97,6 +98,17 @@ on test (1.5 points lost against a 1-point target): SST-2's `cal` is carved from
 mostly short phrases (about half the tokens of the dev sentences), so confidences fitted there are too optimistic
 on test. The `risk` rule keeps its promise on test (0.8 points lost, 2.5x): that guarantee is what makes it the one
 to quote. The oracle (star) shows how much a perfect exit decision could still gain."""),
+    md("""## Explore it yourself
+
+With a live kernel (JupyterLab, Notebook 7), the explorer below lets you move the threshold (slider over every
+distinct `cal` threshold, an exact value, or a target speed-up on `cal`), change the score and temperature, and
+watch the numbers on `cal` and `test`, the trade-off curves, the exit histogram, the reliability diagram of a stage
+and the examples that exit there (tick "show text" to join their sentences from the data folder; text is never
+stored in the notebook). It starts at the `drop` rule's point above. Without a kernel (nbconvert HTML, GitHub) a
+static snapshot of that starting point shows instead."""),
+    code("""from toolkit.analysis.explore import explore
+
+explore(cal, test, score="max_prob")"""),
 ]
 
 NOTEBOOKS["02_calibration"] = [
@@ -827,9 +839,15 @@ large vocabulary, logsumexp measures the overall logit scale more than the share
 ]
 
 
-def main():
+def main(names=()):
+    """Write every notebook, or only ``names`` (e.g. ``01_quickstart``) so that the others keep their outputs."""
+    unknown = set(names) - set(NOTEBOOKS)
+    if unknown:
+        raise SystemExit(f"unknown notebooks {sorted(unknown)}; choose from {list(NOTEBOOKS)}")
     HERE.mkdir(exist_ok=True)
     for name, cells in NOTEBOOKS.items():
+        if names and name not in names:
+            continue
         nb = nbf.v4.new_notebook()
         nb["cells"] = cells
         nb["metadata"] = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
@@ -840,4 +858,6 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1:])
