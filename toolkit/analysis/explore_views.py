@@ -7,10 +7,8 @@ the explorer draws or prints is a lookup in these.
 
 Adding a cache kind is one class with the :class:`View` methods, registered in :data:`VIEWS`.
 
-The engine adapter: the functions under "engine adapter" below are the only calls into the sweep machinery.
-When ``toolkit.analysis.engine`` lands, :func:`classification_precomputed` and :func:`generation_precomputed`
-become ``s = engine.staged(cache, score=..., temperature=...)`` and
-``Precomputed(engine.sweep(s).to_frame(), s.confidence, float(s.reference_cost.mean()), s.reference)``.
+The engine adapter: the functions under "engine adapter" below are the only calls into the sweep machinery
+(:mod:`toolkit.analysis.engine`); every speed-up is against the engine's named reference (the last member alone).
 """
 
 from __future__ import annotations
@@ -101,43 +99,31 @@ class Point:
 
 
 # ------------------------------------------------------------------------------------------ engine adapter
-def reference_cost(cache) -> tuple[str, np.ndarray]:
-    """The cost a user would pay instead, ``[N]``, and its name: the last model alone (without earlier cascade
-    members, heads of its exits included), e.g. "last exit (L6)" or "mpnet alone"."""
-    info = cache.stage_info
-    model = np.array([s.get("model_index", 0) for s in info])
-    earlier = np.flatnonzero(model < model[-1])
-    last = info[-1]
-    if not len(earlier):
-        return f"last exit ({last['name']})", cache.flops[:, -1]
-    name = last.get("model_name") or last["name"].split(":")[0]
-    return f"{name} alone", cache.flops[:, -1] - cache.flops[:, earlier[-1]]
+def _precomputed(view) -> Precomputed:
+    """The explorer's table from the engine's exact sweep of one view (see :mod:`toolkit.analysis.engine`)."""
+    from . import engine
+
+    frame = engine.sweep(view).frame
+    curve = pd.DataFrame({"threshold": frame["threshold"], "metric": frame[view.metric],
+                          "accuracy": frame["accuracy"] if "accuracy" in frame else np.nan,
+                          "flops": frame["flops"], "speedup": frame["speedup"], "escalated": frame["escalated"]})
+    return Precomputed(curve, view.confidence, float(view.reference_cost.mean()), view.reference)
 
 
 def classification_precomputed(cache, score: str, temperature) -> Precomputed:
-    """Exact sweep of early exit / a cascade on a classification cache (today: :func:`toolkit.analysis.sweep.sweep`)."""
-    from .sweep import sweep
+    """Exact sweep of early exit / a cascade on a classification cache; speed-up against the last member alone."""
+    from . import engine
 
-    curve = sweep(cache, score, temperature)
-    name, ref = reference_cost(cache)
-    ref_mean = float(ref.mean())
-    curve = curve.assign(speedup=ref_mean / curve["flops"])
-    cols = ["threshold", "metric", "accuracy", "flops", "speedup", "escalated"]
-    return Precomputed(curve[cols], stage_confidence(cache.logits, score, temperature), ref_mean, name)
+    return _precomputed(engine.from_classification(cache, score=score, temperature=temperature))
 
 
 def generation_precomputed(cache, swift: str, super_: str, score: str, how: str, temperature: float,
                            metric: str) -> Precomputed:
-    """Exact Swift/Super routing sweep of a generation cache (today: :func:`toolkit.analysis.routing.route_curve`)."""
-    from .routing import route_curve
+    """Exact Swift/Super routing sweep of a generation cache; speed-up against Super alone."""
+    from . import engine
 
-    conf = sequence_confidence(cache, swift, score, how, temperature)
-    curve = route_curve(cache, swift, super_, conf, metric)
-    curve = curve.assign(accuracy=np.nan, escalated=curve["routed"])
-    conf = np.stack([conf, np.full_like(conf, np.inf)], axis=1)  # the second (last) column is never read
-    ref = float(cache.models[super_].flops.mean())
-    return Precomputed(curve[["threshold", "metric", "accuracy", "flops", "speedup", "escalated"]], conf, ref,
-                       f"{super_} alone")
+    return _precomputed(engine.from_generation(cache, models=[swift, super_], score=score, how=how,
+                                               temperature=temperature, metric=metric))
 
 
 # ------------------------------------------------------------------------------------------ views
