@@ -41,6 +41,27 @@ def update_manifest(out: Path, key: str, entry: dict) -> None:
         os.replace(tmp, path)
 
 
+def merge_manifest(src: str | os.PathLike, dst: str | os.PathLike) -> list[str]:
+    """Copy every cache of ``src/MANIFEST.json`` into ``dst`` (atomically) and add its entry to
+    ``dst/MANIFEST.json`` (replacing an entry of the same key); returns the keys. Each cache is checked against its
+    entry first, so nothing that does not rescore to its manifest numbers is merged."""
+    import shutil
+
+    src, dst = Path(src), Path(dst)
+    entries = json.loads((src / "MANIFEST.json").read_text())["caches"]
+    problems = check_manifest(src)
+    if problems:
+        raise ValueError(f"{src}: caches do not match their manifest, nothing merged: {problems[:3]}")
+    for key, entry in entries.items():
+        target = dst / f"{key}.parquet"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        shutil.copyfile(src / f"{key}.parquet", tmp)
+        os.replace(tmp, target)
+        update_manifest(dst, key, {**entry, "file": str(Path(dst.name) / f"{key}.parquet")})
+    return list(entries)
+
+
 def check_manifest(out: str | os.PathLike = "data") -> list[str]:
     """Reload every cache in the manifest and recompute its stage metrics; returns mismatch messages (empty: all
     equal)."""
