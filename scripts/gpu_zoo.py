@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     import torch
 
     from toolkit.zoo.build import Where
-    from toolkit.zoo.jobs import prioritized, run_jobs
+    from toolkit.zoo.jobs import prioritized, run_jobs, without_finished
 
     device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
     threads = a.threads or (1 if device == "cuda" else 2)
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     where = Where(out=Path(a.data) if a.data else out / "data", runs=Path(a.runs), data_dir=a.data_dir, tiny=a.tiny,
                   save_steps=10 ** 6 if device == "cuda" else None, collect_batch_size=128 if device == "cuda" else 64,
                   command="scripts/gpu_zoo.py " + " ".join(sys.argv[1:] if argv is None else argv), logs=logs)
-    jobs = prioritized(tasks=a.task, sets=a.set, seeds=a.seed, device=device)
+    jobs = without_finished(prioritized(tasks=a.task, sets=a.set, seeds=a.seed, device=device), where.out)
     if a.plan:
         print_plan(jobs, device, a.workers)
         return 0

@@ -74,10 +74,24 @@ def test_priorities_and_estimates():
         j.id for j in plan(["rte"], ["cascade_da"], [43])}
 
 
+def test_without_finished_drops_collected_sets_and_their_training(tmp_path):
+    from toolkit.zoo import update_manifest
+    from toolkit.zoo.jobs import without_finished
+
+    jobs = prioritized(tasks=["mrpc"], sets=["cascade", "cascade_da", "minilm6_me"], seeds=[42])
+    for split in ("cal", "test"):  # cascade_da's caches came back from another machine
+        (tmp_path / "mrpc").mkdir(exist_ok=True)
+        (tmp_path / "mrpc" / f"cascade_da-s42-{split}.parquet").write_bytes(b"")
+        update_manifest(tmp_path, f"mrpc/cascade_da-s42-{split}", {"split": split})
+    left = {j.id for j in without_finished(jobs, tmp_path)}
+    assert left == {j.id for j in plan(["mrpc"], ["cascade", "minilm6_me"], [42])}  # mpnet-s42 stays: cascade needs it
+    (tmp_path / "mrpc" / "cascade_da-s42-cal.parquet").unlink()  # a cache missing: its set is planned again
+    assert len(without_finished(jobs, tmp_path)) == len(jobs)
+
+
 def test_dependents_of_a_failed_job_are_skipped_and_the_rest_runs(tmp_path, monkeypatch):
     """In-process (workers=0): a failure is recorded and costs only its dependents."""
     from toolkit.zoo import build as zoo_build
-    from toolkit.zoo import jobs as zoo_jobs
 
     ran = []
     (tmp_path / "train_meta.json").write_text("{}")
@@ -88,8 +102,8 @@ def test_dependents_of_a_failed_job_are_skipped_and_the_rest_runs(tmp_path, monk
             raise RuntimeError("boom")
         return tmp_path
 
-    monkeypatch.setattr(zoo_jobs, "train_member", fake_member)
-    monkeypatch.setattr(zoo_jobs, "collect_set", lambda task, s, seed, where, splits, log: ran.append(s))
+    monkeypatch.setattr(zoo_build, "train_member", fake_member)
+    monkeypatch.setattr(zoo_build, "collect_set", lambda task, s, seed, where, splits, log: ran.append(s))
     where = zoo_build.Where(out=tmp_path / "data", runs=tmp_path / "runs", logs=tmp_path / "logs")
     status = run_jobs(plan(["mrpc"], ["cascade", "minilm6_me"], [42]), where, workers=0, log=lambda m: None)
     states = {k: v["state"] for k, v in status.items()}
@@ -155,3 +169,25 @@ def test_tiny_gpu_zoo_script_end_to_end(tmp_path, placed_models, glue_dir):
     target = tmp_path / "repo" / "data"
     assert gz.main(["--merge", str(data), "--into", str(target)]) == 0
     assert check_manifest(target) == [] and (target / "mrpc" / "minilm6_me-s43-test.parquet").exists()
+
+
+def test_deadline_learns_how_far_off_the_estimates_are(tmp_path, monkeypatch):
+    """Training takes 3x its estimate: after three such jobs the fourth, which would fit by its estimate, is not
+    started, because it would overrun the deadline by what the first three showed."""
+    from toolkit.zoo import build as zoo_build
+    from toolkit.zoo import jobs as zoo_jobs
+
+    (tmp_path / "train_meta.json").write_text("{}")
+
+    def slow_member(task, member, seed, where, log=print):
+        time.sleep(0.6)
+        return tmp_path
+
+    monkeypatch.setattr(zoo_build, "train_member", slow_member)
+    monkeypatch.setattr(zoo_build, "collect_set", lambda *a, **k: None)
+    monkeypatch.setattr(zoo_jobs, "estimate", lambda job, device="cuda": 0.2)
+    where = zoo_build.Where(out=tmp_path / "data", runs=tmp_path / "runs", logs=tmp_path / "logs")
+    jobs = plan(["mrpc"], ["minilm6_me"], [42, 43, 44, 45])
+    status = run_jobs(jobs, where, deadline=time.time() + 2.3, reserve=0.0, safety=1.0, log=lambda m: None)
+    assert [status[f"mrpc/minilm6_me-s{s}"]["state"] for s in (42, 43, 44, 45)] == ["done"] * 3 + ["not_started"]
+    assert json.loads((tmp_path / "logs" / "status.json").read_text())["slowdown_median"] >= 2.5

@@ -34,6 +34,7 @@ from .recipes import (
     DIFFICULTY_FOLDS,
     OBJECTIVE_MEMBERS,
     PROBES,
+    RTE_VARIANTS,
     SLENDER,
     ZOO_TASKS,
     difficulty_recipe,
@@ -43,11 +44,12 @@ from .recipes import (
 )
 
 SETS = {"minilm6_me": ("minilm6_me",), "mpnet_me": ("mpnet_me",), "cascade": CASCADE, "cascade_da": CASCADE_DA,
-        **{m: (m,) for m in (*OBJECTIVE_MEMBERS, *SLENDER, *PROBES)}}
+        **{m: (m,) for m in (*OBJECTIVE_MEMBERS, *SLENDER, *PROBES, *RTE_VARIANTS)}}
 GENERATION_SETS = {"t2t": ("t2t_swift", "t2t_super")}  # Swift/Super encoder-decoders, generation caches
 NAMES = {"minilm6_me": "minilm6_me", "mpnet_me": "mpnet_me", "minilm2": "minilm-l2", "minilm6": "minilm-l6",
          "mpnet": "mpnet", "minilm2_da": "minilm-l2-da", "minilm6_da": "minilm-l6-da",
-         **{m: m for m in (*OBJECTIVE_MEMBERS, *SLENDER, *PROBES)}, "t2t_swift": "swift", "t2t_super": "super"}
+         **{m: m for m in (*OBJECTIVE_MEMBERS, *SLENDER, *PROBES, *RTE_VARIANTS)}, "t2t_swift": "swift",
+         "t2t_super": "super"}
 
 
 @dataclass(frozen=True)
@@ -251,13 +253,73 @@ def build_generation(task: str, s: str, out: Path, runs: Path, splits, tiny: boo
     return written
 
 
+# ----------------------------------------------------------------------------------------------- jobs
+@dataclass(frozen=True)
+class Job:
+    kind: str  # "train", "fold" or "collect"
+    task: str
+    name: str  # the member (train, fold) or the set (collect)
+    seed: int
+    fold: int | None = None
+    needs: tuple[str, ...] = ()  # ids of the jobs that must finish first
+
+    @property
+    def id(self) -> str:
+        base = f"{self.task}/{self.name}-s{self.seed}"
+        return {"train": base, "fold": f"{base}/fold{self.fold}", "collect": f"{base}/collect"}[self.kind]
+
+
+def _member_jobs(task: str, member: str, seed: int, jobs: dict) -> str:
+    """Add the jobs that train ``member`` (and what it needs) to ``jobs``; returns the id of its train job."""
+    needs = []
+    if member in DIFFICULTY:
+        for f in range(DIFFICULTY_FOLDS):
+            fj = Job("fold", task, member, seed, fold=f)
+            jobs.setdefault(fj.id, fj)
+            needs.append(fj.id)
+    if member in SLENDER:
+        needs.append(_member_jobs(task, SLENDER[member]["teacher"], seed, jobs))
+    if member in PROBES:
+        needs.append(_member_jobs(task, PROBES[member]["classifier"], seed, jobs))
+    job = Job("train", task, member, seed, needs=tuple(needs))
+    jobs.setdefault(job.id, job)
+    return job.id
+
+
+def plan(tasks, sets, seeds) -> list[Job]:
+    """Every job that the caches of ``sets`` x ``tasks`` x ``seeds`` need, each once, dependencies first."""
+    jobs: dict[str, Job] = {}
+    for task in tasks:
+        for s in sets:
+            if s not in SETS:
+                raise ValueError(f"unknown set {s!r}; choose from {sorted(SETS)}")
+            for seed in seeds:
+                needs = [_member_jobs(task, m, seed, jobs) for m in SETS[s]]
+                c = Job("collect", task, s, seed, needs=tuple(needs))
+                jobs.setdefault(c.id, c)
+    return list(jobs.values())
+
+
+def run_job(job: Job, where: Where, splits=("cal", "test"), log=print):
+    """Run one job in this process; returns the cache paths of a collect job (None otherwise)."""
+    if job.kind == "collect":
+        return collect_set(job.task, job.name, job.seed, where, splits=splits, log=log)
+    if job.kind == "fold":
+        train_fold(job.task, job.name, job.seed, job.fold, where, log=log)
+        return None
+    final = train_member(job.task, job.name, job.seed, where, log=log)
+    if where.logs is not None:  # the run's config, curve and wall time travel with the logs
+        dest = where.logs / "meta" / job.task / f"{job.name}-s{job.seed}.json"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text((final / "train_meta.json").read_text())
+    return None
+
+
 def build(tasks=ZOO_TASKS, sets=("minilm6_me", "cascade", "mpnet_me"), out: str | os.PathLike = "data",
           runs: str | os.PathLike = "runs", splits=("cal", "test"), tiny: bool = False, data_dir=None, seeds=(42,),
           log=print) -> list[Path]:
     """Train what is missing and collect every (task, set, seed, split) cache, one job after another in this
     process; returns the cache paths. A failing job raises (use :mod:`toolkit.zoo.jobs` to skip and go on)."""
-    from .jobs import plan, run_job
-
     command = "toolkit " + " ".join(sys.argv[1:]) if sys.argv and "toolkit" in sys.argv[0] else "toolkit.zoo.build"
     where = Where(Path(out), Path(runs), data_dir=str(data_dir) if data_dir else None, tiny=tiny, command=command)
     written = []

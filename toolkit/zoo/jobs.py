@@ -20,68 +20,25 @@ import os
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 from ..analysis.cost import layer_flops
-from .build import SETS, Where, collect_set, train_fold, train_member
-from .recipes import DIFFICULTY, DIFFICULTY_FOLDS, PROBES, SLENDER, ZOO_TASKS, recipe
+from .build import SETS, Job, Where, plan, run_job
+from .recipes import DIFFICULTY, DIFFICULTY_FOLDS, PROBES, RTE_VARIANTS, ZOO_TASKS, recipe
 
 V2_SETS = ("minilm6_me", "cascade", "mpnet_me", "cascade_da")
-# (tasks, sets, seeds), most important first: the issue's minimum (three seeds of every set on SST-2 and MRPC) and the
-# undertrained MPNet-base (CoLA, AG News) before the other tasks' extra seeds
+# (tasks, sets, seeds), most important first: the issue's minimum (three seeds of every set on SST-2 and MRPC), the
+# undertrained MPNet-base (CoLA, AG News) and the RTE recipe variants (cheap) before the other tasks' extra seeds
 PRIORITY = (
     (("sst2", "mrpc"), V2_SETS, (42,)),
     (("cola", "agnews", "rte"), ("mpnet_me", "cascade", "minilm6_me"), (42,)),
+    (("rte",), tuple(RTE_VARIANTS), (42,)),
     (("sst2", "mrpc"), V2_SETS, (43, 44)),
     (("cola", "agnews", "rte"), ("mpnet_me", "cascade", "minilm6_me"), (43, 44)),
 )
-
-
-@dataclass(frozen=True)
-class Job:
-    kind: str  # "train", "fold" or "collect"
-    task: str
-    name: str  # the member (train, fold) or the set (collect)
-    seed: int
-    fold: int | None = None
-    needs: tuple[str, ...] = ()  # ids of the jobs that must finish first
-
-    @property
-    def id(self) -> str:
-        base = f"{self.task}/{self.name}-s{self.seed}"
-        return {"train": base, "fold": f"{base}/fold{self.fold}", "collect": f"{base}/collect"}[self.kind]
-
-
-def _member_jobs(task: str, member: str, seed: int, jobs: dict) -> str:
-    """Add the jobs that train ``member`` (and what it needs) to ``jobs``; returns the id of its train job."""
-    needs = []
-    if member in DIFFICULTY:
-        for f in range(DIFFICULTY_FOLDS):
-            fj = Job("fold", task, member, seed, fold=f)
-            jobs.setdefault(fj.id, fj)
-            needs.append(fj.id)
-    if member in SLENDER:
-        needs.append(_member_jobs(task, SLENDER[member]["teacher"], seed, jobs))
-    if member in PROBES:
-        needs.append(_member_jobs(task, PROBES[member]["classifier"], seed, jobs))
-    job = Job("train", task, member, seed, needs=tuple(needs))
-    jobs.setdefault(job.id, job)
-    return job.id
-
-
-def plan(tasks, sets, seeds) -> list[Job]:
-    """Every job that the caches of ``sets`` x ``tasks`` x ``seeds`` need, each once, dependencies first."""
-    jobs: dict[str, Job] = {}
-    for task in tasks:
-        for s in sets:
-            if s not in SETS:
-                raise ValueError(f"unknown set {s!r}; choose from {sorted(SETS)}")
-            for seed in seeds:
-                needs = [_member_jobs(task, m, seed, jobs) for m in SETS[s]]
-                c = Job("collect", task, s, seed, needs=tuple(needs))
-                jobs.setdefault(c.id, c)
-    return list(jobs.values())
 
 
 def prioritized(tiers=PRIORITY, *, tasks=None, sets=None, seeds=None, device: str = "cuda") -> list[Job]:
@@ -100,6 +57,25 @@ def prioritized(tiers=PRIORITY, *, tasks=None, sets=None, seeds=None, device: st
         for j in sorted(tier, key=lambda j: -estimate(j, device)):
             out[j.id] = j
     return list(out.values())
+
+
+def without_finished(jobs: list[Job], out: Path, splits=("cal", "test")) -> list[Job]:
+    """Drop the collect jobs whose caches are already in ``out`` (made here or merged from another machine, whose
+    run folders are not here) and the training no remaining collect job needs."""
+    from .build import cache_key
+
+    manifest = json.loads((out / "MANIFEST.json").read_text())["caches"] if (out / "MANIFEST.json").exists() else {}
+    keep = [j for j in jobs if j.kind != "collect" or not all(
+        cache_key(j.task, j.name, j.seed, sp) in manifest and (out / f"{cache_key(j.task, j.name, j.seed, sp)}.parquet")
+        .exists() for sp in splits)]
+    by_id = {j.id: j for j in keep}
+    needed, stack = set(), [j.id for j in keep if j.kind == "collect"]
+    while stack:
+        i = stack.pop()
+        if i not in needed:
+            needed.add(i)
+            stack.extend(by_id[i].needs)
+    return [j for j in keep if j.id in needed]
 
 
 # ------------------------------------------------------------------------------------------ estimates
@@ -188,21 +164,6 @@ def gpu_busy_seconds(job: Job) -> float:
 
 
 # ---------------------------------------------------------------------------------------------- running
-def run_job(job: Job, where: Where, splits=("cal", "test"), log=print):
-    """Run one job in this process; returns the cache paths of a collect job (None otherwise)."""
-    if job.kind == "collect":
-        return collect_set(job.task, job.name, job.seed, where, splits=splits, log=log)
-    if job.kind == "fold":
-        train_fold(job.task, job.name, job.seed, job.fold, where, log=log)
-        return None
-    final = train_member(job.task, job.name, job.seed, where, log=log)
-    if where.logs is not None:  # the run's config, curve and wall time travel with the logs
-        dest = where.logs / "meta" / job.task / f"{job.name}-s{job.seed}.json"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_text((final / "train_meta.json").read_text())
-    return None
-
-
 def _log_path(where: Where, job: Job) -> Path:
     return where.logs / "jobs" / (job.id.replace("/", "__") + ".log")
 
@@ -278,8 +239,10 @@ def run_jobs(jobs: list[Job], where: Where, *, workers: int = 0, deadline: float
 
     ``workers=0`` runs every job in this process, one after another (exceptions are caught all the same);
     ``workers=n`` runs n worker processes (spawned: each its own CUDA context). A training job starts only if
-    ``now + safety * estimate <= deadline - reserve``; training still running at ``deadline - reserve`` is stopped,
-    and collect jobs may run until ``deadline``. ``<where.logs>/status.json`` is rewritten at every change.
+    ``now + factor * estimate <= deadline - reserve``, ``factor`` being ``safety`` or, once three training jobs
+    have finished, 1.1 x the median of their actual over estimated seconds if larger (the estimates learn the
+    machine and the contention); training still running at ``deadline - reserve`` is stopped, and collect jobs may
+    run until ``deadline``. ``<where.logs>/status.json`` is rewritten at every change.
     """
     status = {j.id: {"kind": j.kind, "state": "pending", "needs": list(j.needs), "est_s": round(estimate(j, device), 1)}
               for j in jobs}
@@ -296,6 +259,8 @@ def run_jobs(jobs: list[Job], where: Where, *, workers: int = 0, deadline: float
         ctx = mp.get_context("spawn")
         pool = [_Worker(ctx, where, threads) for _ in range(workers)]
 
+    slowdown: list[float] = []  # actual / estimated seconds of finished training: how far off the estimates are
+
     def save_status():
         if where.logs is None:
             return
@@ -304,6 +269,7 @@ def run_jobs(jobs: list[Job], where: Where, *, workers: int = 0, deadline: float
         for s in status.values():
             counts[s["state"]] = counts.get(s["state"], 0) + 1
         doc = {"started": t_start, "elapsed_s": round(time.time() - t_start, 1), "deadline": deadline,
+               "slowdown_median": round(float(np.median(slowdown)), 2) if slowdown else None,
                "workers": workers, "device": device, "counts": counts, "where": {k: str(v) for k, v in
                                                                                asdict(where).items()},
                "jobs": status}
@@ -316,6 +282,8 @@ def run_jobs(jobs: list[Job], where: Where, *, workers: int = 0, deadline: float
         s.update(state=state, **info)
         if "started" in s:
             s["wall_s"] = round(time.time() - s["started"], 1)
+            if state == "done" and s["kind"] != "collect" and s["est_s"] > 0:
+                slowdown.append(s["wall_s"] / s["est_s"])
         log(f"[zoo] {state}: {job_id}" + (f" ({s['wall_s']} s)" if "wall_s" in s else "")
             + (f"\n{info['error'].strip().splitlines()[-1]}" if info.get("error") else ""))
         save_status()
@@ -327,7 +295,8 @@ def run_jobs(jobs: list[Job], where: Where, *, workers: int = 0, deadline: float
         if deadline is None:
             return True
         limit = deadline if job.kind == "collect" else deadline - reserve
-        return now + safety * status[job.id]["est_s"] <= limit
+        factor = max(safety, 1.1 * float(np.median(slowdown))) if len(slowdown) >= 3 else safety
+        return now + factor * status[job.id]["est_s"] <= limit
 
     save_status()
     try:

@@ -71,6 +71,19 @@ SCHEDULE_V2 = {
 BATCH_V2 = {"sst2": 64}  # default 32
 # per-task recipe changes of the v2 members (RTE: see scripts/rte_recipes.py and the README)
 TASK_OVERRIDES_V2: dict[str, dict[str, dict]] = {}
+# the RTE investigation: multi-exit MiniLM-L6 with one change each against the v2 minilm6_me recipe (same schedule
+# and model selection); sets of the same name, trained on RTE by scripts/rte_recipes.py (CPU) or scripts/gpu_zoo.py
+RTE_VARIANTS = {
+    "minilm6_me_lr3e5": dict(learning_rate=3e-5),
+    "minilm6_me_lr3e5_h1e3": dict(learning_rate=3e-5, head_learning_rate=1e-3),
+    "minilm6_me_lr5e5_w10": dict(learning_rate=5e-5, warmup_ratio=0.1),
+    "minilm6_me_final": dict(learning_rate=5e-5, exit_layers=[6]),
+    "minilm6_me_weighted": dict(learning_rate=5e-5, objective="weighted"),
+    "minilm6_me_cls": dict(learning_rate=5e-5, pooling="cls"),
+    "minilm6_me_len256": dict(learning_rate=5e-5, max_length=256),
+}
+for _m, _over in RTE_VARIANTS.items():
+    MEMBERS[_m] = {**MEMBERS["minilm6_me"], **_over}
 
 # (epochs, train_limit) per task: small tasks get more epochs; SST-2's MPNet runs are subsampled for CPU time.
 SCHEDULE = {
@@ -121,9 +134,9 @@ def recipe(task: str, member: str, root: str | Path = "runs", tiny: bool = False
     """
     if member not in MEMBERS:
         raise ValueError(f"unknown zoo member {member!r}; choose one of {sorted(MEMBERS)}")
-    kw = dict(task=task, output_dir=str(run_dir(root, task, member, seed)), bf16=True, max_length=128, seed=seed,
-              **MEMBERS[member])
-    if member in V2_MEMBERS:
+    kw = {**dict(task=task, output_dir=str(run_dir(root, task, member, seed)), bf16=True, max_length=128, seed=seed),
+          **MEMBERS[member]}
+    if member in V2_MEMBERS or member in RTE_VARIANTS:
         sched = SCHEDULE_V2[task]
         epochs, limit, patience = sched.get(DIFFICULTY.get(member, member), sched["default"])
         kw.update(epochs=epochs, train_limit=limit, select_on="cal", patience=patience,
