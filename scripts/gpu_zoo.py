@@ -80,10 +80,10 @@ def _preflight(jobs, log):
     return [j for j in kept if all(n in ids for n in j.needs)]
 
 
-def print_plan(jobs, device: str, workers: int) -> dict:
+def print_plan(jobs, device: str, workers: int, tiny: bool = False) -> dict:
     from toolkit.zoo.jobs import estimate, gpu_busy_seconds
 
-    rows = [{"job": j.id, "kind": j.kind, "est_s": round(estimate(j, device), 1),
+    rows = [{"job": j.id, "kind": j.kind, "est_s": round(estimate(j, device, tiny=tiny), 1),
              "gpu_busy_s": round(gpu_busy_seconds(j), 1) if device == "cuda" else None} for j in jobs]
     total = sum(r["est_s"] for r in rows)
     print(f"{'job':46s} {'est s':>7s} {'gpu s':>7s}")
@@ -123,9 +123,9 @@ def main(argv=None) -> int:
     where = Where(out=Path(a.data) if a.data else out / "data", runs=Path(a.runs), data_dir=a.data_dir, tiny=a.tiny,
                   save_steps=10 ** 6 if device == "cuda" else None, collect_batch_size=128 if device == "cuda" else 64,
                   command="scripts/gpu_zoo.py " + " ".join(sys.argv[1:] if argv is None else argv), logs=logs)
-    jobs = without_finished(prioritized(tasks=a.task, sets=a.set, seeds=a.seed, device=device), where.out)
+    jobs = without_finished(prioritized(tasks=a.task, sets=a.set, seeds=a.seed, device=device, tiny=a.tiny), where.out)
     if a.plan:
-        print_plan(jobs, device, a.workers)
+        print_plan(jobs, device, a.workers, a.tiny)
         return 0
     log = lambda m: print(f"{time.time() - t0:7.1f}s {m}", flush=True)
     jobs = _preflight(jobs, log)

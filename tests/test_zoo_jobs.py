@@ -191,3 +191,35 @@ def test_deadline_learns_how_far_off_the_estimates_are(tmp_path, monkeypatch):
     status = run_jobs(jobs, where, deadline=time.time() + 2.3, reserve=0.0, safety=1.0, log=lambda m: None)
     assert [status[f"mrpc/minilm6_me-s{s}"]["state"] for s in (42, 43, 44, 45)] == ["done"] * 3 + ["not_started"]
     assert json.loads((tmp_path / "logs" / "status.json").read_text())["slowdown_median"] >= 2.5
+
+
+@pytest.mark.slow
+def test_sigterm_stops_workers_and_saves_status(tmp_path, placed_models, glue_dir):
+    """A time limit's SIGTERM: the scheduler stops its workers (no process is left training) and saves the status."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(REPO / "scripts" / "gpu_zoo.py"), str(out), "--tiny", "--device", "cpu", "--workers", "1",
+           "--runs", str(tmp_path / "runs"), "--data-dir", str(glue_dir), "--task", "mrpc", "--set", "mpnet_me",
+           "--seed", "42"]
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    status_file, pid = out / "logs" / "status.json", None
+    for _ in range(600):  # wait until a job runs in its worker
+        time.sleep(0.5)
+        if status_file.exists():
+            running = [j for j in json.loads(status_file.read_text())["jobs"].values() if j["state"] == "running"]
+            if running:
+                pid = running[0]["worker_pid"]
+                break
+    assert pid is not None
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) != 0
+    jobs = json.loads(status_file.read_text())["jobs"]
+    assert jobs["mrpc/mpnet_me-s42"]["state"] == "stopped" and jobs["mrpc/mpnet_me-s42/collect"]["state"] == "not_started"
+    time.sleep(1)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
