@@ -171,14 +171,23 @@ def test_select_on_cal_keeps_the_best_epoch_and_records_the_curve(tmp_path, tiny
     from toolkit.analysis.metrics import task_metric
     from toolkit.nn.inference import predict_logits
 
+    class FlipLastEpoch(TrainerCallback):  # negate every head after the last epoch: its cal accuracy is the worst
+        def on_epoch_end(self, args, state, control, model=None, **kw):
+            if round(state.epoch) == 4:
+                with torch.no_grad():
+                    for h in model.heads:
+                        h.weight.neg_()
+                        h.bias.neg_()
+
     cfg = _cfg(tmp_path, tiny_encoder_dir, glue_dir, name="sel", max_steps=-1, epochs=4, select_on="cal",
                learning_rate=2e-3, token_cache=str(tmp_path / "tokens"))
-    final = train(cfg)
+    final = train(cfg, callbacks=[FlipLastEpoch()])
     meta = json.loads((final / "train_meta.json").read_text())
     curve = meta["logs"]["curve"]
     assert [r["epoch"] for r in curve] == [1, 2, 3, 4] and all(r["train_loss"] > 0 for r in curve)
     values = [r["selection"] for r in curve]
-    assert meta["logs"]["best"]["epoch"] == 1 + int(np.argmax(values))  # first of the best
+    assert values[-1] < 0.5 < max(values)
+    assert meta["logs"]["best"]["epoch"] == 1 + int(np.argmax(values)) < 4  # first of the best
     # the final weights are the kept epoch's: they rescore on cal to its recorded metric
     cal = load_split("sst2", "cal", glue_dir).frame
     logits, _ = predict_logits(load_model(final), AutoTokenizer.from_pretrained(final), cal)
