@@ -185,7 +185,7 @@ def test_deadline_learns_how_far_off_the_estimates_are(tmp_path, monkeypatch):
 
     monkeypatch.setattr(zoo_build, "train_member", slow_member)
     monkeypatch.setattr(zoo_build, "collect_set", lambda *a, **k: None)
-    monkeypatch.setattr(zoo_jobs, "estimate", lambda job, device="cuda": 0.2)
+    monkeypatch.setattr(zoo_jobs, "estimate", lambda job, device="cuda", tiny=False: 0.2)
     where = zoo_build.Where(out=tmp_path / "data", runs=tmp_path / "runs", logs=tmp_path / "logs")
     jobs = plan(["mrpc"], ["minilm6_me"], [42, 43, 44, 45])
     status = run_jobs(jobs, where, deadline=time.time() + 2.3, reserve=0.0, safety=1.0, log=lambda m: None)
