@@ -1,23 +1,23 @@
 #!/usr/bin/env bash
-# Rebuild every shipped cache from the packaged weights and ../shared/data, in priority order (hours on 2 CPU cores;
-# minutes on a GPU). Resumable: rerun after an interruption. Logs to runs/zoo.log.
-#   bash scripts/build_zoo.sh            # everything
-#   bash scripts/build_zoo.sh --tiny     # same path, minutes (writes to runs/tiny-data, not data/)
+# Zoo v2 on this machine's CPU: the jobs of toolkit.zoo.jobs.PRIORITY (sets minilm6_me, cascade, mpnet_me and
+# cascade_da; training seeds 42, 43, 44; SST-2 and MRPC first, then MPNet-base on CoLA and AG News, the RTE recipe
+# variants, then the other tasks' extra seeds), one after another, in priority order. Resumable: a set whose caches
+# are already in data/ (built here or merged from a GPU run with `python scripts/gpu_zoo.py --merge OUT/data`) is
+# skipped, a finished run folder is reused, an interrupted run resumes from its last checkpoint. Days on 2 shared
+# cores; minutes on a GPU (scripts/gpu_zoo.py). Log: runs/zoo-v2.log; per-job status and logs: runs/zoo-logs/.
+#   nice -n 19 bash scripts/build_zoo.sh                       # everything still missing
+#   nice -n 19 bash scripts/build_zoo.sh --task sst2 --seed 43  # a part (any scripts/gpu_zoo.py option)
+#   bash scripts/build_zoo.sh --tiny                           # same path in minutes (runs/tiny-data, not data/)
+#   python scripts/gpu_zoo.py . --data data --plan --device cpu # the remaining job list with CPU estimates
+# The v1 sets (objective comparison, slenderized, probes, t2t) are rebuilt with `toolkit zoo --set ... --seed 42`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p runs
 if [ "${1:-}" = "--tiny" ]; then
-  exec toolkit zoo --task rte --set minilm6_me cascade --out runs/tiny-data --runs runs/tiny --tiny
+  shift
+  exec python scripts/gpu_zoo.py runs/tiny-zoo --tiny --device cpu --workers 0 --runs runs/tiny \
+    --task rte --set minilm6_me cascade_da --seed 42 "$@"
 fi
-{
-  toolkit zoo --task sst2 --set minilm6_me cascade
-  toolkit zoo --task sst2 --set minilm6_me_joint_sub minilm6_me_weighted_sub minilm6_me_two_stage_sub
-  toolkit zoo --task sst2 --set minilm6_me_w50
-  toolkit zoo --task rte mrpc cola agnews --set minilm6_me
-  toolkit zoo --task agnews --set minilm6_me_w50
-  toolkit zoo --task mrpc cola agnews rte --set cascade
-  toolkit zoo --task sst2 --set t2t
-  toolkit zoo --task sst2 --set mpnet_me
-  toolkit zoo --task mrpc cola agnews rte --set mpnet_me
-  toolkit zoo --check
-} 2>&1 | tee -a runs/zoo.log
+python scripts/gpu_zoo.py . --data data --logs runs/zoo-logs --runs runs --device cpu --workers 0 "$@" \
+  2>&1 | tee -a runs/zoo-v2.log
+toolkit zoo --check 2>&1 | tee -a runs/zoo-v2.log

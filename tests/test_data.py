@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import SHARED_DATA, requires_shared_data
 from toolkit.data import TASKS, DataError, get_task, load_split, read_source, split_indices
@@ -125,3 +127,31 @@ def test_a_new_task_is_one_registry_entry(monkeypatch, tmp_path):
     monkeypatch.setitem(TASKS, "toynews", dataclasses.replace(spec, carved=None, files={"validation": "x"}))
     hub = load_split("toynews", "test", source="hub").frame
     assert hub["text_a"].tolist() == ["p", "q"] and hub["text_b"].tolist() == ["r", "s"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 60), n_classes=st.integers(1, 4), seed=st.integers(0, 2**32 - 1), shuffle=st.integers(0, 999))
+def test_dev_halves_balanced_and_independent_of_row_order(n, n_classes, seed, shuffle):
+    from toolkit.data import dev_halves
+
+    rng = np.random.default_rng(shuffle)
+    ids = np.array([f"t:validation:{i}" for i in range(n)])
+    y = rng.integers(0, n_classes, n)
+    half = dev_halves(ids, y, seed=seed)
+    assert set(half.tolist()) <= {0, 1} and abs(int(half.sum()) * 2 - n) <= 1
+    for c in range(n_classes):  # every class splits as evenly as it can
+        assert abs(int(half[y == c].sum()) * 2 - int((y == c).sum())) <= 1
+    perm = rng.permutation(n)
+    np.testing.assert_array_equal(dev_halves(ids[perm], y[perm], seed=seed), half[perm])
+
+
+def test_dev_halves_seeds_and_errors():
+    from toolkit.data import dev_halves
+
+    ids = [f"sst2:validation:{i}" for i in range(872)]
+    a, b = dev_halves(ids, seed=0), dev_halves(ids, seed=1)
+    assert a.sum() == 436 and 0.4 < (a == b).mean() < 0.6  # another seed, another halving
+    with pytest.raises(ValueError, match="unique"):
+        dev_halves(["x", "x"])
+    with pytest.raises(ValueError, match="align"):
+        dev_halves(["x", "y"], [0])

@@ -302,11 +302,12 @@ def test_choose_rules_pick_what_they_say():
 
 def test_crossfit_chooses_on_one_half_and_evaluates_on_the_other():
     s = en.staged(exit_cache(400, 6, "test"))
-    a, b = en.halves(s.example_ids, 3)
+    a, b = en.halves(s.example_ids, 3, s.strata)
+    assert s.strata is not None  # classification views stratify the halves by label
     assert len(np.intersect1d(a, b)) == 0 and len(a) + len(b) == 400
     # by example id, not row order
     perm = np.random.default_rng(0).permutation(400)
-    a2, _ = en.halves(s.example_ids[perm], 3)
+    a2, _ = en.halves(s.example_ids[perm], 3, s.strata[perm])
     assert set(s.example_ids[perm][a2]) == set(s.example_ids[a])
     cf = en.crossfit(s, rule="drop", max_drop=0.02, seed=3, n_boot=50)
     from toolkit.analysis.engine.choose import _choose

@@ -79,6 +79,26 @@ def test_resolver(tmp_path):
         assert p == "sentence-transformers/all-MiniLM-L6-v2"
 
 
+def test_resolver_prefers_a_folder_placed_in_the_cache(tmp_path, monkeypatch):
+    """A machine without the weight packages: plain folders in $TOOLKIT_CACHE/models/<name> win, any capitalisation;
+    half-precision weights there still load as float32 (they are trained)."""
+    import torch
+    from transformers import AutoModel
+
+    from toolkit.nn.models import load_encoder
+
+    monkeypatch.setenv("TOOLKIT_CACHE", str(tmp_path))
+    placed = tmp_path / "models" / "all-MiniLM-L6-v2"
+    placed.mkdir(parents=True)  # incomplete (no weights): ignored
+    (placed / "config.json").write_text("{}")
+    assert resolve_model("all-MiniLM-L6-v2") != str(placed)
+    AutoModel.from_config(tiny_config("bert", 2)).half().save_pretrained(placed)
+    for name in ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "all-minilm-l6-v2"):
+        assert resolve_model(name) == str(placed)
+    enc = load_encoder("all-MiniLM-L6-v2", num_hidden_layers=1)
+    assert enc.config.num_hidden_layers == 1 and {p.dtype for p in enc.parameters()} == {torch.float32}
+
+
 def test_cost_model_reference():
     # one BERT-base layer at 128 tokens: 2*128*(4*768^2 + 2*768*3072) + 4*128^2*768
     assert layer_flops(128, 768, 3072) == 2 * 128 * (4 * 768 ** 2 + 2 * 768 * 3072) + 4 * 128 ** 2 * 768

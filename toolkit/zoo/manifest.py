@@ -41,6 +41,27 @@ def update_manifest(out: Path, key: str, entry: dict) -> None:
         os.replace(tmp, path)
 
 
+def merge_manifest(src: str | os.PathLike, dst: str | os.PathLike) -> list[str]:
+    """Copy every cache of ``src/MANIFEST.json`` into ``dst`` (atomically) and add its entry to
+    ``dst/MANIFEST.json`` (replacing an entry of the same key); returns the keys. Each cache is checked against its
+    entry first, so nothing that does not rescore to its manifest numbers is merged."""
+    import shutil
+
+    src, dst = Path(src), Path(dst)
+    entries = json.loads((src / "MANIFEST.json").read_text())["caches"]
+    problems = check_manifest(src)
+    if problems:
+        raise ValueError(f"{src}: caches do not match their manifest, nothing merged: {problems[:3]}")
+    for key, entry in entries.items():
+        target = dst / f"{key}.parquet"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        shutil.copyfile(src / f"{key}.parquet", tmp)
+        os.replace(tmp, target)
+        update_manifest(dst, key, {**entry, "file": str(Path(dst.name) / f"{key}.parquet")})
+    return list(entries)
+
+
 def check_manifest(out: str | os.PathLike = "data") -> list[str]:
     """Reload every cache in the manifest and recompute its stage metrics; returns mismatch messages (empty: all
     equal)."""
@@ -84,3 +105,36 @@ def readme_table(out: str | os.PathLike = "data") -> str:
                         f"{st['mean_gflops']:.3f} |")
     return "\n".join(rows)
 
+
+
+def seed_table(out: str | os.PathLike = "data", split: str = "test") -> str:
+    """Markdown table of the per-seed caches (keys ``<task>/<set>-s<seed>-<split>``): each model's last stage, its
+    metric per training seed and the mean and standard deviation (ddof 1) over the seeds."""
+    import re
+
+    import numpy as np
+
+    manifest = json.loads((Path(out) / "MANIFEST.json").read_text())
+    cells: dict[tuple, dict[int, float]] = {}
+    metric_of = {}
+    for key, e in manifest["caches"].items():
+        m = re.fullmatch(rf"(\w+)/(.+)-s(\d+)-{split}", key)
+        if not m or e.get("kind") == "generation":
+            continue
+        task, s, seed = m.group(1), m.group(2), int(m.group(3))
+        stages = e["stage_metrics"]
+        last = {}  # the last stage of each model: "name:Lk" stages per model in a cascade, else the final exit
+        for st in stages:
+            last[st["stage"].split(":")[0] if ":" in st["stage"] else ""] = st
+        for st in last.values():
+            cells.setdefault((task, s, st["stage"]), {})[seed] = st["value"]
+            metric_of[(task, s, st["stage"])] = st["metric"]
+    seeds = sorted({sd for v in cells.values() for sd in v})
+    rows = ["| task | set | stage | metric | " + " | ".join(f"seed {sd}" for sd in seeds) + " | mean ± sd |",
+            "|---|---|---|---|" + "---|" * len(seeds) + "---|"]
+    for (task, s, stage), v in sorted(cells.items()):
+        x = np.array(list(v.values()))
+        spread = f"{x.mean():.4f} ± {x.std(ddof=1):.4f}" if len(x) > 1 else f"{x.mean():.4f} (one seed)"
+        rows.append(f"| {task} | {s} | {stage} | {metric_of[(task, s, stage)]} | "
+                    + " | ".join(f"{v[sd]:.4f}" if sd in v else "–" for sd in seeds) + f" | {spread} |")
+    return "\n".join(rows)

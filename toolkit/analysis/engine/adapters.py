@@ -133,7 +133,8 @@ def from_classification(cache: Cache, *, score: str = "max_prob", temperature=No
                   layers=stage_layers(cache), model_index=model_index, example_ids=np.asarray(cache.example_ids),
                   metric=metric, loss_kind="binary", quality=correct.astype(np.float64),
                   meta={"kind": "classification", "task": cache.task, "split": cache.split, "score": score,
-                        "temperature": t, "cost_unit": "FLOPs", "path": cache.meta.get("path")})
+                        "temperature": t, "cost_unit": "FLOPs", "path": cache.meta.get("path")},
+                  strata=np.asarray(cache.labels))
 
 
 staged.register(Cache, from_classification)
@@ -225,7 +226,8 @@ def from_generation(cache: GenCache, *, models=None, score: str = "energy", how:
                   meta={"kind": "generation", "task": cache.meta.get("task"), "split": cache.meta.get("split"),
                         "score": score, "how": how, "temperature": float(temperature), "cost_unit": "FLOPs",
                         "layers": "encoder + decoder layers of the models run" if None not in depth else
-                        "models run", "path": cache.meta.get("path")})
+                        "models run", "path": cache.meta.get("path")},
+                  strata=np.asarray(cache.labels))
 
 
 staged.register(GenCache, from_generation)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ...data import dev_halves
 from .curves import evaluation, resample_weights, sweep
 from .results import Evaluation, html_table
 from .risk import certify
@@ -173,18 +174,16 @@ class CrossFit:
             index=False, float_format="{:.4g}".format)
 
 
-def halves(example_ids, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Two seeded halves of a split as row indices, drawn by example id (independent of row order).
+def halves(example_ids, seed: int, strata=None) -> tuple[np.ndarray, np.ndarray]:
+    """Two seeded halves of a split as row indices: :func:`toolkit.data.dev_halves` (by example id, so independent
+    of row order; stratified by ``strata``, e.g. labels, when given).
 
     >>> a, b = halves(np.array(["x", "y", "z", "w"]), 0)
     >>> sorted(a.tolist() + b.tolist()), len(a), len(b)
     ([0, 1, 2, 3], 2, 2)
     """
-    ids = np.asarray(example_ids)
-    order = np.argsort(ids, kind="stable")  # rows sorted by id: the split depends on ids and seed only
-    perm = order[np.random.default_rng(seed).permutation(len(ids))]
-    h = len(ids) // 2
-    return np.sort(perm[:h]), np.sort(perm[h:])
+    half = dev_halves(example_ids, strata, seed=seed)
+    return np.flatnonzero(half == 0), np.flatnonzero(half == 1)
 
 
 def crossfit(staged: Staged, *, rule: str = "drop", metric: str = "accuracy", max_drop: float = 0.01,
@@ -194,9 +193,9 @@ def crossfit(staged: Staged, *, rule: str = "drop", metric: str = "accuracy", ma
 
     For a split whose examples are exchangeable (no separate cal split from the same distribution), this reports
     what choosing by ``rule`` delivers on unseen examples, using every example once for evaluation. Options as in
-    :func:`choose`; ``seed`` draws the halves (by example id); ``n_boot``, ``ci`` the interval of the combination.
+    :func:`choose`; ``seed`` draws the halves (by example id, stratified by ``staged.strata``: the labels); ``n_boot``, ``ci`` the interval of the combination.
     """
-    a, b = halves(staged.example_ids, seed)
+    a, b = halves(staged.example_ids, seed, staged.strata)
     parts = (staged.subset(a), staged.subset(b))
     opts = dict(rule=rule, metric=metric, max_drop=max_drop, delta=delta, epsilon=epsilon, budget=budget)
     folds = tuple(_choose(p, **opts) for p in parts)

@@ -80,6 +80,8 @@ class Staged:
         Further additive per-example quantities reported as means (e.g. generated ``tokens``).
     meta : mapping
         What made it: kind, task, split, score, temperature, cost unit.
+    strata : ndarray, shape (N,), or None
+        Labels to stratify cross-fitting halves by (:func:`toolkit.data.dev_halves`); None: unstratified.
     """
 
     confidence: np.ndarray
@@ -98,6 +100,7 @@ class Staged:
     quality: np.ndarray | None = None
     extras: Mapping[str, np.ndarray] = field(default_factory=dict)
     meta: Mapping = field(default_factory=dict)
+    strata: np.ndarray | None = None
 
     def __post_init__(self):
         _validate(self)
@@ -135,7 +138,7 @@ class Staged:
         """The same view restricted to some examples (index array, possibly with repeats, or boolean mask)."""
         rows = np.asarray(rows)
         pick = {k: getattr(self, k)[rows] for k in ("confidence", "cost", "stats", "reference_cost", "example_ids")}
-        for k in ("loss", "quality"):
+        for k in ("loss", "quality", "strata"):
             if getattr(self, k) is not None:
                 pick[k] = getattr(self, k)[rows]
         pick["extras"] = {k: v[rows] for k, v in self.extras.items()}
@@ -230,6 +233,8 @@ def _validate(s: Staged) -> None:
         raise ValueError(f"loss_kind must be one of {LOSS_KINDS}, got {s.loss_kind!r}")
     if s.quality is not None and np.shape(s.quality) != (N, E):
         raise ValueError(f"quality must be [N, E] = [{N}, {E}]")
+    if s.strata is not None and np.shape(s.strata) != (N,):
+        raise ValueError(f"strata must be [N] = [{N}], got shape {np.shape(s.strata)}")
     for k, v in s.extras.items():
         if np.shape(v) != (N, E):
             raise ValueError(f"extras[{k!r}] must be [N, E] = [{N}, {E}]")

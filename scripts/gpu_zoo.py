@@ -1,0 +1,148 @@
+"""Train the zoo v2 (three seeds; sets minilm6_me, cascade, mpnet_me, cascade_da) concurrently on one GPU, against
+a wall-clock deadline, and collect cal/test caches with manifest entries as sets finish. The same runner continues
+on a CPU (``--device cpu --workers 0``): resumable, in priority order.
+
+    python scripts/gpu_zoo.py OUT --deadline 500 --workers 12           # the GPU run (about 8 minutes)
+    python scripts/gpu_zoo.py OUT --plan                                # the job list with estimated seconds
+    python scripts/gpu_zoo.py OUT --tiny --device cpu --workers 2       # same path in minutes (a few steps)
+    nice -n 19 python scripts/gpu_zoo.py . --data data --runs runs --device cpu --workers 0   # CPU continuation
+    python scripts/gpu_zoo.py --merge OUT/data --into data              # bring a run's caches into data/
+
+Inputs: the data folder (``TOOLKIT_DATA_DIR`` or ``--data-dir``, laid out like ../shared/data); the pretrained
+weights as plain folders ``$TOOLKIT_CACHE/models/all-MiniLM-L6-v2`` and ``.../all-mpnet-base-v2`` (or the
+packages). Output under OUT: ``data/<task>/<set>-s<seed>-{cal,test}.parquet`` and ``data/MANIFEST.json``;
+``logs/status.json`` (every job: state, wall time, estimate, error), ``logs/jobs/<job>.log`` (each job's output),
+``logs/meta/<task>/<member>-s<seed>.json`` (each run's config, per-epoch curve, epoch kept, wall time), and
+``logs/plan.json``. Checkpoints go to ``--runs`` (default /tmp/toolkit-zoo-runs), outside OUT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, when toolkit is not installed
+
+
+def _args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("out", nargs="?", help="output folder (data/ and logs/ go below it)")
+    p.add_argument("--deadline", type=float, help="seconds from now by which everything must have ended")
+    p.add_argument("--workers", type=int, default=12, help="concurrent worker processes (0: in this process)")
+    p.add_argument("--threads", type=int, help="torch CPU threads per worker (default 1 on a GPU, 2 on a CPU)")
+    p.add_argument("--device", choices=("cuda", "cpu"), help="for the estimates and defaults (default: detected)")
+    p.add_argument("--runs", default=os.environ.get("TOOLKIT_ZOO_RUNS", "/tmp/toolkit-zoo-runs"),
+                   help="run folders (checkpoints and weights; large, never under OUT)")
+    p.add_argument("--data", help="where caches and MANIFEST.json go (default OUT/data)")
+    p.add_argument("--logs", help="where logs go (default OUT/logs)")
+    p.add_argument("--data-dir", default=os.environ.get("TOOLKIT_DATA_DIR"))
+    p.add_argument("--task", nargs="+", help="only these tasks")
+    p.add_argument("--set", nargs="+", help="only these sets")
+    p.add_argument("--seed", nargs="+", type=int, help="only these training seeds")
+    p.add_argument("--tiny", action="store_true", help="same code path, a few steps and examples")
+    p.add_argument("--reserve", type=float, default=30.0, help="seconds kept for collection before the deadline")
+    p.add_argument("--plan", action="store_true", help="print the job list with estimates and exit")
+    p.add_argument("--merge", help="a run's data folder to merge into --into")
+    p.add_argument("--into", default="data")
+    return p.parse_args(argv)
+
+
+def _preflight(jobs, log):
+    """Drop the jobs whose weights or data are absent here (with a message), before any worker starts."""
+    from toolkit.data import load_split
+    from toolkit.nn.models import resolve_model
+    from toolkit.zoo.build import SETS
+    from toolkit.zoo.recipes import MEMBERS
+
+    missing_models = {m for m in {v["model"] for v in MEMBERS.values()} - {"PRUNED"}
+                      if not Path(resolve_model(m)).exists()}
+    missing_tasks = set()
+    for task in {j.task for j in jobs}:
+        try:
+            load_split(task, "test")
+        except Exception as e:  # noqa: BLE001 - reported, then the task's jobs are dropped
+            log(f"[zoo] no data for {task}: {e}")
+            missing_tasks.add(task)
+    for m in sorted(missing_models):
+        log(f"[zoo] weights of {m} not found (resolve_model gives {resolve_model(m)}); its jobs are dropped")
+
+    def ok(j):
+        members = SETS[j.name] if j.kind == "collect" else (j.name,)
+        return j.task not in missing_tasks and all(MEMBERS[m]["model"] not in missing_models for m in members)
+
+    kept = [j for j in jobs if ok(j)]
+    ids = {j.id for j in kept}
+    return [j for j in kept if all(n in ids for n in j.needs)]
+
+
+def print_plan(jobs, device: str, workers: int, tiny: bool = False) -> dict:
+    from toolkit.zoo.jobs import estimate, gpu_busy_seconds
+
+    rows = [{"job": j.id, "kind": j.kind, "est_s": round(estimate(j, device, tiny=tiny), 1),
+             "gpu_busy_s": round(gpu_busy_seconds(j), 1) if device == "cuda" else None} for j in jobs]
+    total = sum(r["est_s"] for r in rows)
+    print(f"{'job':46s} {'est s':>7s} {'gpu s':>7s}")
+    for r in rows:
+        print(f"{r['job']:46s} {r['est_s']:7.1f} {r['gpu_busy_s'] if r['gpu_busy_s'] is not None else '':>7}")
+    summary = {"jobs": len(rows), "sum_est_s": round(total, 1), "workers": workers,
+               "est_wall_s_if_spread": round(total / max(workers, 1), 1), "longest_s": max(r["est_s"] for r in rows)}
+    if device == "cuda":
+        summary["sum_gpu_busy_s"] = round(sum(r["gpu_busy_s"] for r in rows), 1)
+    print(json.dumps(summary))
+    return {"rows": rows, "summary": summary}
+
+
+def main(argv=None) -> int:
+    a = _args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if a.merge:
+        from toolkit.zoo.manifest import merge_manifest
+
+        keys = merge_manifest(a.merge, a.into)
+        print(f"merged {len(keys)} caches from {a.merge} into {a.into}")
+        return 0
+    if not a.out:
+        raise SystemExit("give the output folder (or --merge)")
+    t0 = time.time()
+    deadline = t0 + a.deadline if a.deadline else None
+    import torch
+
+    from toolkit.zoo.build import Where
+    from toolkit.zoo.jobs import prioritized, run_jobs, without_finished
+
+    device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    threads = a.threads or (1 if device == "cuda" else 2)
+    out = Path(a.out)
+    logs = Path(a.logs) if a.logs else out / "logs"
+    where = Where(out=Path(a.data) if a.data else out / "data", runs=Path(a.runs), data_dir=a.data_dir, tiny=a.tiny,
+                  save_steps=10 ** 6 if device == "cuda" else None, collect_batch_size=128 if device == "cuda" else 64,
+                  command="scripts/gpu_zoo.py " + " ".join(sys.argv[1:] if argv is None else argv), logs=logs)
+    jobs = without_finished(prioritized(tasks=a.task, sets=a.set, seeds=a.seed, device=device, tiny=a.tiny), where.out)
+    if a.plan:
+        print_plan(jobs, device, a.workers, a.tiny)
+        return 0
+    log = lambda m: print(f"{time.time() - t0:7.1f}s {m}", flush=True)
+    jobs = _preflight(jobs, log)
+    logs.mkdir(parents=True, exist_ok=True)
+    (logs / "plan.json").write_text(json.dumps({"device": device, "workers": a.workers, "deadline_s": a.deadline,
+                                                "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
+                                                "jobs": [j.id for j in jobs]}, indent=1))
+    log(f"[zoo] {len(jobs)} jobs on {device}, {a.workers} workers, {threads} thread(s) each, "
+        f"deadline {a.deadline or 'none'} s")
+    status = run_jobs(jobs, where, workers=a.workers, deadline=deadline, reserve=a.reserve, threads=threads,
+                      device=device, log=log)
+    counts = {}
+    for s in status.values():
+        counts[s["state"]] = counts.get(s["state"], 0) + 1
+    log(f"[zoo] finished: {counts}; status in {logs / 'status.json'}")
+    return 0 if counts.get("failed", 0) == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

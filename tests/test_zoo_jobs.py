@@ -1,0 +1,225 @@
+"""The zoo v2 job runner (scripts/gpu_zoo.py): plan, priorities, concurrent workers, failure isolation, deadline.
+
+Tiny encoders built from configs stand in for MiniLM-L6 and MPNet-base, placed where the GPU machine gets its
+weights ($TOOLKIT_CACHE/models/<name>), on the synthetic GLUE folder: the same code path as the real run.
+"""
+
+import importlib.util
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO, tiny_config
+from toolkit.data import load_split
+from toolkit.zoo.jobs import Job, estimate, gpu_busy_seconds, plan, prioritized, run_jobs
+
+
+def _gpu_zoo():
+    spec = importlib.util.spec_from_file_location("gpu_zoo", REPO / "scripts" / "gpu_zoo.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture()
+def placed_models(tmp_path, monkeypatch, tokenizer_dir):
+    """Tiny stand-ins for the two pretrained encoders, as plain folders in $TOOLKIT_CACHE/models."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    monkeypatch.setenv("TOOLKIT_CACHE", str(tmp_path / "cache"))
+    for name, arch, layers in (("all-MiniLM-L6-v2", "bert", 6), ("all-mpnet-base-v2", "mpnet", 12)):
+        torch.manual_seed(0)
+        d = tmp_path / "cache" / "models" / name
+        AutoModel.from_config(tiny_config(arch, layers)).save_pretrained(d)
+        AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(d)
+    return tmp_path / "cache" / "models"
+
+
+def test_plan_orders_dependencies_and_shares_members():
+    jobs = plan(["mrpc"], ["cascade", "cascade_da"], [42])
+    ids = [j.id for j in jobs]
+    assert len(ids) == len(set(ids))
+    assert ids.count("mrpc/mpnet-s42") == 1  # the last member is shared by both cascades
+    pos = {j: i for i, j in enumerate(ids)}
+    for j in jobs:
+        assert all(pos[n] < pos[j.id] for n in j.needs), j
+    da = next(j for j in jobs if j.id == "mrpc/minilm2_da-s42")
+    assert da.needs == ("mrpc/minilm2_da-s42/fold0", "mrpc/minilm2_da-s42/fold1")
+    collect = next(j for j in jobs if j.id == "mrpc/cascade_da-s42/collect")
+    assert collect.needs == ("mrpc/minilm2_da-s42", "mrpc/minilm6_da-s42", "mrpc/mpnet-s42")
+
+
+def test_priorities_and_estimates():
+    jobs = prioritized()
+    ids = [j.id for j in jobs]
+    assert len(ids) == len(set(ids))
+    # the issue's minimum (SST-2 and MRPC, seed 42) comes before the other tasks and before the other seeds
+    first_other = min(i for i, j in enumerate(jobs) if j.task not in ("sst2", "mrpc") or j.seed != 42)
+    assert all(j.task in ("sst2", "mrpc") and j.seed == 42 for j in jobs[:first_other])
+    assert {j.seed for j in jobs} == {42, 43, 44} and {j.task for j in jobs} == {"sst2", "mrpc", "rte", "cola", "agnews"}
+    # within a tier the longest training starts first
+    tier = [estimate(j) for j in jobs[:first_other] if j.kind != "collect"]
+    assert tier == sorted(tier, reverse=True)
+    # estimates grow with the model and the data
+    e = {j.id: estimate(j) for j in jobs}
+    assert e["mrpc/mpnet-s42"] > e["mrpc/minilm6-s42"] > e["mrpc/minilm2-s42"]
+    assert estimate(Job("train", "mrpc", "mpnet", 42), "cpu") > 10 * e["mrpc/mpnet-s42"]
+    assert gpu_busy_seconds(Job("train", "sst2", "minilm6", 42)) > gpu_busy_seconds(Job("train", "mrpc", "minilm6", 42))
+    # restricting to a set outside the tiers still plans it
+    assert {j.id for j in prioritized(tasks=["rte"], sets=["cascade_da"], seeds=[43])} == {
+        j.id for j in plan(["rte"], ["cascade_da"], [43])}
+
+
+def test_without_finished_drops_collected_sets_and_their_training(tmp_path):
+    from toolkit.zoo import update_manifest
+    from toolkit.zoo.jobs import without_finished
+
+    jobs = prioritized(tasks=["mrpc"], sets=["cascade", "cascade_da", "minilm6_me"], seeds=[42])
+    for split in ("cal", "test"):  # cascade_da's caches came back from another machine
+        (tmp_path / "mrpc").mkdir(exist_ok=True)
+        (tmp_path / "mrpc" / f"cascade_da-s42-{split}.parquet").write_bytes(b"")
+        update_manifest(tmp_path, f"mrpc/cascade_da-s42-{split}", {"split": split})
+    left = {j.id for j in without_finished(jobs, tmp_path)}
+    assert left == {j.id for j in plan(["mrpc"], ["cascade", "minilm6_me"], [42])}  # mpnet-s42 stays: cascade needs it
+    (tmp_path / "mrpc" / "cascade_da-s42-cal.parquet").unlink()  # a cache missing: its set is planned again
+    assert len(without_finished(jobs, tmp_path)) == len(jobs)
+
+
+def test_dependents_of_a_failed_job_are_skipped_and_the_rest_runs(tmp_path, monkeypatch):
+    """In-process (workers=0): a failure is recorded and costs only its dependents."""
+    from toolkit.zoo import build as zoo_build
+
+    ran = []
+    (tmp_path / "train_meta.json").write_text("{}")
+
+    def fake_member(task, member, seed, where, log=print):
+        ran.append(member)
+        if member == "minilm6":
+            raise RuntimeError("boom")
+        return tmp_path
+
+    monkeypatch.setattr(zoo_build, "train_member", fake_member)
+    monkeypatch.setattr(zoo_build, "collect_set", lambda task, s, seed, where, splits, log: ran.append(s))
+    where = zoo_build.Where(out=tmp_path / "data", runs=tmp_path / "runs", logs=tmp_path / "logs")
+    status = run_jobs(plan(["mrpc"], ["cascade", "minilm6_me"], [42]), where, workers=0, log=lambda m: None)
+    states = {k: v["state"] for k, v in status.items()}
+    assert states["mrpc/minilm6-s42"] == "failed" and "boom" in status["mrpc/minilm6-s42"]["error"]
+    assert states["mrpc/cascade-s42/collect"] == "skipped"
+    assert states["mrpc/minilm6_me-s42/collect"] == "done" and "minilm6_me" in ran
+    saved = json.loads((tmp_path / "logs" / "status.json").read_text())
+    assert saved["counts"] == {"done": 4, "failed": 1, "skipped": 1}
+    # a deadline that leaves no room: nothing starts
+    status = run_jobs(plan(["mrpc"], ["minilm6_me"], [43]), where, deadline=time.time() + 1, log=lambda m: None)
+    assert {v["state"] for v in status.values()} == {"not_started", "skipped"}
+
+
+@pytest.mark.slow
+def test_tiny_gpu_zoo_script_end_to_end(tmp_path, placed_models, glue_dir):
+    """The whole script in --tiny mode with two worker processes: caches, manifest, logs, curves, difficulty labels;
+    then a member whose weights are broken fails alone, and a rerun reuses everything."""
+    from toolkit.analysis.cache import load_cache
+    from toolkit.zoo import check_manifest
+
+    gz = _gpu_zoo()
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    args = [str(out), "--tiny", "--device", "cpu", "--workers", "2", "--runs", str(runs), "--data-dir", str(glue_dir),
+            "--task", "mrpc", "--set", "minilm6_me", "cascade_da"]
+    assert gz.main([*args, "--seed", "42"]) == 0
+    status = json.loads((out / "logs" / "status.json").read_text())
+    assert status["counts"] == {"done": 10}, status["jobs"]
+    data = out / "data"
+    for s in ("minilm6_me", "cascade_da"):
+        for split in ("cal", "test"):
+            assert (data / "mrpc" / f"{s}-s42-{split}.parquet").exists()
+    assert check_manifest(data) == []
+    entry = json.loads((data / "MANIFEST.json").read_text())["caches"]["mrpc/cascade_da-s42-test"]
+    assert entry["file"] == "data/mrpc/cascade_da-s42-test.parquet" and entry["train_seed"] == 42
+    assert [m["name"] for m in entry["models"]] == ["minilm-l2-da", "minilm-l6-da", "mpnet"]
+    assert [m["objective"] for m in entry["models"]] == ["ranking", "ranking", "joint"]
+    assert all(m["select_on"] == "cal" and m["curve"] and m["best_epoch"] for m in entry["models"])
+    c = load_cache(data / "mrpc" / "cascade_da-s42-test.parquet")
+    assert c.stages == ["minilm-l2-da:L2", "minilm-l6-da:L6", "mpnet:L12"]
+    meta = json.loads((out / "logs" / "meta" / "mrpc" / "minilm6_da-s42.json").read_text())
+    assert meta["config"]["difficulty_file"].endswith("minilm6_da-s42/difficulty/difficulty.npz")
+    assert (out / "logs" / "jobs" / "mrpc__minilm6_da-s42__fold1.log").read_text()
+    fold = json.loads((runs / "mrpc/minilm6_da-s42/difficulty/fold1/final/train_meta.json").read_text())
+    n_train = len(load_split("mrpc", "train", glue_dir))
+    assert fold["config"]["extra"] == {"heldout_fold": 1, "folds": 2} and fold["train_size"] == n_train // 2
+    hard = np.load(runs / "mrpc/minilm6_da-s42/difficulty/difficulty.npz")
+    assert len(hard["hard"]) == n_train and set(np.unique(hard["fold"])) == {0, 1}
+
+    # broken MPNet weights: its job fails in its worker, the cascade that needs it is skipped, the rest is done
+    (placed_models / "all-mpnet-base-v2" / "model.safetensors").write_bytes(b"not a checkpoint")
+    assert gz.main([*args[:-2], "minilm6_me", "cascade", "--seed", "43"]) == 1
+    jobs = json.loads((out / "logs" / "status.json").read_text())["jobs"]
+    assert jobs["mrpc/mpnet-s43"]["state"] == "failed" and jobs["mrpc/cascade-s43/collect"]["state"] == "skipped"
+    assert jobs["mrpc/minilm6_me-s43/collect"]["state"] == "done" and jobs["mrpc/minilm2-s43"]["state"] == "done"
+    assert "Traceback" in Path(jobs["mrpc/mpnet-s43"]["log"]).read_text()
+
+    # rerun of seed 42: every run folder and cache is reused (nothing is retrained)
+    before = {p: p.stat().st_mtime for p in data.rglob("*-s42-*.parquet")}
+    assert gz.main([*args, "--seed", "42", "--workers", "0"]) == 0
+    assert {p: p.stat().st_mtime for p in data.rglob("*-s42-*.parquet")} == before
+
+    # merging the run's caches into another data folder keeps them checkable there
+    target = tmp_path / "repo" / "data"
+    assert gz.main(["--merge", str(data), "--into", str(target)]) == 0
+    assert check_manifest(target) == [] and (target / "mrpc" / "minilm6_me-s43-test.parquet").exists()
+
+
+def test_deadline_learns_how_far_off_the_estimates_are(tmp_path, monkeypatch):
+    """Training takes 3x its estimate: after three such jobs the fourth, which would fit by its estimate, is not
+    started, because it would overrun the deadline by what the first three showed."""
+    from toolkit.zoo import build as zoo_build
+    from toolkit.zoo import jobs as zoo_jobs
+
+    (tmp_path / "train_meta.json").write_text("{}")
+
+    def slow_member(task, member, seed, where, log=print):
+        time.sleep(0.6)
+        return tmp_path
+
+    monkeypatch.setattr(zoo_build, "train_member", slow_member)
+    monkeypatch.setattr(zoo_build, "collect_set", lambda *a, **k: None)
+    monkeypatch.setattr(zoo_jobs, "estimate", lambda job, device="cuda", tiny=False: 0.2)
+    where = zoo_build.Where(out=tmp_path / "data", runs=tmp_path / "runs", logs=tmp_path / "logs")
+    jobs = plan(["mrpc"], ["minilm6_me"], [42, 43, 44, 45])
+    status = run_jobs(jobs, where, deadline=time.time() + 2.3, reserve=0.0, safety=1.0, log=lambda m: None)
+    assert [status[f"mrpc/minilm6_me-s{s}"]["state"] for s in (42, 43, 44, 45)] == ["done"] * 3 + ["not_started"]
+    assert json.loads((tmp_path / "logs" / "status.json").read_text())["slowdown_median"] >= 2.5
+
+
+@pytest.mark.slow
+def test_sigterm_stops_workers_and_saves_status(tmp_path, placed_models, glue_dir):
+    """A time limit's SIGTERM: the scheduler stops its workers (no process is left training) and saves the status."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(REPO / "scripts" / "gpu_zoo.py"), str(out), "--tiny", "--device", "cpu", "--workers", "1",
+           "--runs", str(tmp_path / "runs"), "--data-dir", str(glue_dir), "--task", "mrpc", "--set", "mpnet_me",
+           "--seed", "42"]
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    status_file, pid = out / "logs" / "status.json", None
+    for _ in range(600):  # wait until a job runs in its worker
+        time.sleep(0.5)
+        if status_file.exists():
+            running = [j for j in json.loads(status_file.read_text())["jobs"].values() if j["state"] == "running"]
+            if running:
+                pid = running[0]["worker_pid"]
+                break
+    assert pid is not None
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) != 0
+    jobs = json.loads(status_file.read_text())["jobs"]
+    assert jobs["mrpc/mpnet_me-s42"]["state"] == "stopped" and jobs["mrpc/mpnet_me-s42/collect"]["state"] == "not_started"
+    time.sleep(1)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
