@@ -148,7 +148,7 @@ def test_tiny_gpu_zoo_script_end_to_end(tmp_path, placed_models, glue_dir):
     assert (out / "logs" / "jobs" / "mrpc__minilm6_da-s42__fold1.log").read_text()
     fold = json.loads((runs / "mrpc/minilm6_da-s42/difficulty/fold1/final/train_meta.json").read_text())
     n_train = len(load_split("mrpc", "train", glue_dir))
-    assert fold["config"]["extra"] == {"heldout_fold": 1, "folds": 2} and fold["train_size"] == n_train // 2
+    assert (fold["config"]["heldout_fold"], fold["config"]["folds"]) == (1, 2) and fold["train_size"] == n_train // 2
     hard = np.load(runs / "mrpc/minilm6_da-s42/difficulty/difficulty.npz")
     assert len(hard["hard"]) == n_train and set(np.unique(hard["fold"])) == {0, 1}
 

@@ -17,13 +17,13 @@ from .train import TrainConfig, fold_assignment, train, training_frame
 def fold_config(cfg: TrainConfig, k: int, fold: int) -> TrainConfig:
     """The run that trains on every fold but ``fold`` of ``cfg``'s training rows (objective ``joint``).
 
-    An ordinary :func:`toolkit.nn.train.train` config (``extra`` names the held-out fold), so fold models resume,
+    An ordinary :func:`toolkit.nn.train.train` config (``heldout_fold`` of ``folds``), so fold models resume,
     select their epoch and refuse a run folder of another configuration exactly like any other run.
     """
     if not 0 <= fold < k or k < 2:
         raise ValueError(f"need k >= 2 folds and 0 <= fold < k, got k={k}, fold={fold}")
     return replace(cfg, objective="joint", difficulty_file=None, output_dir=str(Path(cfg.output_dir) / f"fold{fold}"),
-                   extra={**cfg.extra, "heldout_fold": fold, "folds": k})
+                   folds=k, heldout_fold=fold)
 
 
 def difficulty_labels(cfg: TrainConfig, k: int = 2, out_path: str | os.PathLike | None = None) -> Path:
@@ -33,8 +33,7 @@ def difficulty_labels(cfg: TrainConfig, k: int = 2, out_path: str | os.PathLike 
     exit); saves ``example_ids``, ``hard`` and ``fold`` as .npz (atomically).
     """
     out_path = Path(out_path or Path(cfg.output_dir) / "difficulty.npz")
-    _, frame = training_frame(replace(cfg, extra={k_: v for k_, v in cfg.extra.items()
-                                                  if k_ not in ("heldout_fold", "folds")}))
+    _, frame = training_frame(replace(cfg, folds=None, heldout_fold=None))
     folds = fold_assignment(len(frame), k, cfg.seed)
     hard = np.zeros(len(frame), dtype=np.int8)
     for f in range(k):

@@ -68,6 +68,9 @@ class TrainConfig:
     ranking_margin: float = 0.5
     ranking_lambda: float = 0.5
     difficulty_file: str | None = None  # .npz with example_ids and hard (0/1), from difficulty_labels()
+    # out-of-fold runs (toolkit.nn.difficulty): train on every fold of `folds` but `heldout_fold`
+    folds: int | None = None
+    heldout_fold: int | None = None
     # model selection: "cal" evaluates on the held-out train carve after every epoch and keeps the best epoch
     # (the task metric of the last exit); None keeps the last step
     select_on: str | None = None
@@ -86,6 +89,10 @@ class TrainConfig:
             raise ValueError("objective 'ranking' needs difficulty_file (make one with `toolkit difficulty`)")
         if self.select_on not in (None, "cal"):
             raise ValueError(f"select_on must be None or 'cal' (the held-out train carve), got {self.select_on!r}")
+        if (self.folds is None) != (self.heldout_fold is None) or (
+                self.folds is not None and not 0 <= self.heldout_fold < self.folds):
+            raise ValueError(f"folds and heldout_fold go together, with 0 <= heldout_fold < folds; got "
+                             f"folds={self.folds}, heldout_fold={self.heldout_fold}")
         if self.select_on and self.objective == "two_stage":
             raise ValueError("select_on is not supported with objective 'two_stage'")
         for name in ("patience", "eval_limit"):
@@ -242,15 +249,15 @@ def _cached_encoding(data, tokenizer, max_length: int, cache_dir: Path, example_
 
 def training_frame(cfg: TrainConfig):
     """The split data and the rows ``cfg`` trains on: a seeded ``train_limit`` subsample of the train carve, minus
-    the held-out fold when ``cfg.extra`` names one (``heldout_fold`` of ``folds``, see toolkit.nn.difficulty)."""
+    the held-out fold when ``cfg.heldout_fold`` names one (of ``cfg.folds``, see toolkit.nn.difficulty)."""
     data = load_split(cfg.task, "train", cfg.data_dir, split_seed=cfg.split_seed, source="local" if cfg.data_dir or
                       os.environ.get("TOOLKIT_DATA_DIR") else "auto")
     frame = data.frame
     if cfg.train_limit and cfg.train_limit < len(frame):
         rows = np.sort(np.random.default_rng(cfg.seed).choice(len(frame), cfg.train_limit, replace=False))
         frame = frame.iloc[rows].reset_index(drop=True)
-    if "heldout_fold" in cfg.extra:
-        keep = fold_assignment(len(frame), cfg.extra["folds"], cfg.seed) != cfg.extra["heldout_fold"]
+    if cfg.heldout_fold is not None:
+        keep = fold_assignment(len(frame), cfg.folds, cfg.seed) != cfg.heldout_fold
         frame = frame[keep].reset_index(drop=True)
     return data, frame
 
