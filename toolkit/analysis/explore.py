@@ -205,8 +205,9 @@ class Explorer:
         if metric != "accuracy" and "accuracy" in p["test"].metrics:
             rows.append(("accuracy", "accuracy", lambda q: q.metrics["accuracy"]))
         rows += [(f"speed-up vs {self.reference}", "speedup", lambda q: q.speedup),
-                 ("mean GFLOPs per example", "gflops", lambda q: q.flops * 1e-9),
-                 ("escalated", "escalated", lambda q: q.escalated)]
+                 ("mean GFLOPs per example", "gflops", lambda q: q.flops * 1e-9)]
+        if len(set(self.pre("test").view.model_index.tolist())) > 1:  # a cascade or Swift/Super: past model 0
+            rows.append(("escalated", "escalated", lambda q: q.escalated))
         out = [(label, key, *(get(p[s]) for s in ("cal", "test"))) for label, key, get in rows]
         out += [(f"exit at {name}", f"exit {name}", *(self.points[s].exit_share[e] for s in ("cal", "test")))
                 for e, name in enumerate(self.view.stage_names)]
