@@ -364,13 +364,12 @@ def test_explorer_is_the_public_entry_point():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("required", [False, True])
-def test_browser_test_fails_without_chromium_only_where_required(required, tmp_path):
+@pytest.mark.parametrize("flag", [{}, {"TOOLKIT_REQUIRE_BROWSER": "1"}, {"CI": "true"}])
+def test_browser_test_fails_without_chromium_only_where_required(flag, tmp_path):
     """Developers without Chromium get a skip; CI (CI=true, or TOOLKIT_REQUIRE_BROWSER=1 set by .ci/run) a failure."""
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "TOOLKIT_REQUIRE_BROWSER")}
-    env.update(TOOLKIT_CHROMIUM=str(tmp_path / "no-chromium"), PYTHONPATH=str(REPO))
-    if required:
-        env["TOOLKIT_REQUIRE_BROWSER"] = "1"
+    env.update(TOOLKIT_CHROMIUM=str(tmp_path / "no-chromium"), PYTHONPATH=str(REPO), **flag)
+    required = bool(flag)
     r = subprocess.run([sys.executable, "-m", "pytest", str(REPO / "tests" / "test_explore_browser.py"), "-q", "-rs",
                         "-p", "no:cacheprovider", "-k", "static_snapshot"], env=env, capture_output=True, text=True,
                        cwd=REPO, timeout=300)
