@@ -9,10 +9,11 @@ slider over ``cal``'s distinct thresholds, typed exactly, or chosen on ``cal`` f
 ``budget`` rule. It starts where :func:`toolkit.analysis.operating.operating_point` would: the engine's ``drop``
 rule on ``cal`` (the cheapest threshold whose cal accuracy is within ``max_drop`` of the last stage's), with
 temperatures fitted on ``cal``. Shown: the operating point's numbers on ``cal`` and ``test`` (metric, accuracy,
-speed-up against the engine's named reference, mean FLOPs, share escalated, share exiting at each stage), the trade-off curves with the point marked, the exit
-histogram, the reliability diagram of a chosen stage (all examples, and those that exit there), and the examples
-that exit at that stage, least confident first, with their text joined from the data folder on request (never
-stored: the snapshot and the default view show ids only).
+speed-up against the engine's named reference, mean FLOPs, share escalated for cascades and Swift/Super, share
+exiting at each stage), the trade-off curves with the point marked, the exit histogram, the reliability diagram of
+a chosen stage (all examples, and those that exit there), and the examples that exit at that stage, least
+confident first, with their text joined from the data folder on request (never stored: the snapshot and the
+default view show ids only).
 
 Every number is the engine's (:mod:`toolkit.analysis.engine`): per setting of score and temperature the engine's
 exact sweep of each split is computed once (:mod:`.explore_views`) and kept; a threshold move is then a binary
