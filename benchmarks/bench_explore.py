@@ -5,7 +5,7 @@ one (SST-2, MiniLM-L6 multi-exit: cal 2,000, test 872). Each update is a control
 the browser's message arrives in the kernel; its time covers everything the kernel does before the new numbers,
 figure (PNG) and example table are in the widgets (not the browser's own rendering, which the browser test sees).
 - threshold move: the slider moved to a random row of cal's sweep (repeats, median and 90th percentile);
-- target speed-up: the speed-up slider set to a random target;
+- target speed-up: the speed-up slider set to a random target (the engine's budget rule on the kept cal sweep);
 - stage change: the reliability diagram and the examples at another stage;
 - new setting, first time: a score/temperature not seen before (two exact sweeps and their confidences);
 - new setting, seen before: back to a setting already computed (kept, so no sweep).
@@ -54,7 +54,7 @@ def run(name, cal, test, repeats, seed=0):
     n_rows = c["position"].max
     rows = rng.integers(1, n_rows, repeats)
     moves = [timed(lambda r=r: setattr(c["position"], "value", int(r))) for r in rows]
-    thr = ex.pre("cal").curve["threshold"].to_numpy()[rows]
+    thr = ex.pre("cal").columns["threshold"][rows]
     numbers = [timed(lambda t=t: [Point.at(ex.pre(s), s, t) for s in ("cal", "test")]) for t in thr]
     figure = [timed(lambda: (ex._figure.draw_point(), ex._figure.png())) for _ in rows]
     table = [timed(ex._examples_table_html) for _ in rows]
@@ -68,7 +68,7 @@ def run(name, cal, test, repeats, seed=0):
     fit = timed(lambda: setattr(c["temperature"], "value", "cal"))
     print(f"{name}: cal N={cal.n_examples:,}, test N={test.n_examples:,}, E={cal.n_stages}, C={cal.n_classes}; "
           f"cal sweep rows {n_rows + 1:,}")
-    print(f"  open (max_prob, T=1: two sweeps, first figure)     {t_init:8.1f} ms")
+    print(f"  open (max_prob, T=1: two sweeps, drop rule, figure) {t_init:7.1f} ms")
     print(f"  threshold move (slider)                  {stats(moves)}")
     print(f"    of which numbers (lookup, exit stages)  {stats(numbers)}")
     print(f"    of which figure (blit, PNG)             {stats(figure)}")

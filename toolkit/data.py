@@ -109,6 +109,18 @@ def default_data_dir() -> Path | None:
     return None
 
 
+def join_text(example_ids, task: str, data_dir=None) -> pd.DataFrame | None:
+    """Text of cached example ids (``text_a``, ``text_b``, ``label``, indexed by id, in the order given; ids not in
+    the data folder give NaN rows), read from the local data folder; None when there is none. For showing examples
+    (the explorer): caches hold ids, never text."""
+    data_dir = data_dir if data_dir is not None else default_data_dir()
+    if data_dir is None or not Path(data_dir).exists():
+        return None
+    spec = get_task(task)
+    frames = [read_source(spec, Path(data_dir) / rel, src) for src, rel in spec.files.items()]
+    return pd.concat(frames).set_index("example_id").reindex(list(example_ids))
+
+
 def sha256_file(path: Path, *, regular_only: bool = False) -> str:
     """sha256 of a file's bytes. ``regular_only``: open without following a final symlink and without blocking,
     and refuse anything but a regular file before reading (a FIFO or device would hang or never end)."""

@@ -5,16 +5,20 @@
 
 Controls: the score and temperature (per stage fitted on ``cal``, none, or one global value; for generation caches
 the token score, its aggregation over tokens, a cached temperature and the metric), and the threshold, set by a
-slider over ``cal``'s distinct thresholds, typed exactly, or chosen on ``cal`` for a target speed-up. Shown: the
-operating point's numbers on ``cal`` and ``test`` (metric, accuracy, speed-up against the named reference, mean
-FLOPs, share escalated, share exiting at each stage), the trade-off curves with the point marked, the exit
-histogram, the reliability diagram of a chosen stage (all examples, and those that exit there), and the examples
-that exit at that stage, least confident first, with their text joined from the data folder on request (never
-stored: the snapshot and the default view show ids only).
+slider over ``cal``'s distinct thresholds, typed exactly, or chosen on ``cal`` for a target speed-up by the engine's
+``budget`` rule. It starts where :func:`toolkit.analysis.operating.operating_point` would: the engine's ``drop``
+rule on ``cal`` (the cheapest threshold whose cal accuracy is within ``max_drop`` of the last stage's), with
+temperatures fitted on ``cal``. Shown: the operating point's numbers on ``cal`` and ``test`` (metric, accuracy,
+speed-up against the engine's named reference, mean FLOPs, share escalated for cascades and Swift/Super, share
+exiting at each stage), the trade-off curves with the point marked, the exit histogram, the reliability diagram of
+a chosen stage (all examples, and those that exit there), and the examples that exit at that stage, least
+confident first, with their text joined from the data folder on request (never stored: the snapshot and the
+default view show ids only).
 
-Speed: per setting of score and temperature the exact sweep of each split is computed once
-(:mod:`.explore_views`) and kept; a threshold move is then a binary search in it plus one vectorised pass over
-the examples for the exit histogram (``benchmarks/bench_explore.py``).
+Every number is the engine's (:mod:`toolkit.analysis.engine`): per setting of score and temperature the engine's
+exact sweep of each split is computed once (:mod:`.explore_views`) and kept; a threshold move is then a binary
+search in it plus one vectorised pass over the examples for the exit histogram, and the rules (drop, budget) are
+applied to the kept cal sweep (``benchmarks/bench_explore.py``).
 
 Without a live kernel (nbconvert HTML, GitHub), a second output holds a static snapshot (numbers, the figure as
 an embedded PNG, the example ids) of the state the cell set up; a CSS rule hides it wherever the live widget
@@ -57,9 +61,10 @@ def explore(cal, test, **options) -> Explorer:
     """An :class:`Explorer` of a ``cal``/``test`` pair of caches (classification or generation).
 
     ``options``: starting values of the controls (``score=``, ``temperature=`` ..., see :attr:`Explorer.controls`),
-    ``threshold=`` or ``speedup=`` (a target on ``cal``; default: the cheapest threshold within ``max_drop=0.01``
-    of the last stage's metric on ``cal``), ``stage=``, ``examples_split=``, ``n_examples=``, ``show_text=``,
-    ``data_dir=``, and the view's own options (generation: ``swift=``, ``super_=``).
+    ``threshold=``, or ``speedup=`` (a target on ``cal``: the engine's ``budget`` rule), else the engine's ``drop``
+    rule on ``cal`` with ``max_drop=0.01``; ``rule_metric=`` (what both rules look at: default accuracy where the
+    cache has it, else the shown metric), ``stage=``, ``examples_split=``, ``n_examples=``, ``show_text=``,
+    ``data_dir=``, and the view's own options (``reference=``; generation: ``swift=``, ``super_=``).
     """
     return Explorer(cal, test, **options)
 
@@ -105,8 +110,9 @@ class Explorer:
     """
 
     def __init__(self, cal, test, *, threshold: float | None = None, speedup: float | None = None,
-                 max_drop: float = 0.01, stage: int | str = 0, examples_split: str = "test", n_examples: int = 8,
-                 show_text: bool = False, data_dir=None, **options):
+                 max_drop: float = 0.01, rule_metric: str | None = None, stage: int | str = 0,
+                 examples_split: str = "test", n_examples: int = 8, show_text: bool = False, data_dir=None,
+                 **options):
         cls = view_class(cal, test)
         controls = {k: options.pop(k) for k in cls.controls if k in options}
         self.view = cls(cal, test, **options)
@@ -121,14 +127,22 @@ class Explorer:
         self._build_widgets(examples_split, n_examples, show_text)
         self._figure = _Figure(self)
         self._load_setting()
-        pre = self.pre("cal")
+        names = self.pre("cal").view.metric_names
+        if rule_metric is not None and rule_metric not in names:
+            raise ValueError(f"rule_metric={rule_metric!r} is not one of this cache's metrics {list(names)}")
+        self._rule_metric = rule_metric
         if threshold is not None:
             tau = float(threshold)
         elif speedup is not None:
             tau = self._budget_threshold(float(speedup))
         else:
-            tau = float(pre.curve["threshold"].iloc[pre.drop_row(max_drop)])
-            self.message = f"start: the cheapest threshold within {max_drop:g} of the last stage's metric on cal"
+            try:
+                tau = self.pre("cal").rule_threshold("drop", metric=self.rule_metric, max_drop=max_drop)
+                self.message = (f"start: the drop rule on cal, the cheapest threshold whose cal {self.rule_metric} "
+                                f"is within {max_drop:g} of the last stage's (engine.choose)")
+            except ValueError as e:  # e.g. a cal set too small for the rule: start with every example at the end
+                tau = np.inf
+                self.message = f"start: threshold inf, as the drop rule refused this cal set: {e}"
         self.set_threshold(tau)
 
     # -------------------------------------------------------------- state
@@ -143,7 +157,7 @@ class Explorer:
         """The precomputed sweep of ``split`` under the current settings (computed once, then kept)."""
         key = (split, self.view.key(self.settings))
         if key not in self._pre:
-            self._pre[key] = self.view.precompute(split, self.settings)
+            self._pre[key] = self.view.precomputed(split, self.settings)
             while len(self._pre) > 2 * KEEP_SETTINGS:
                 self._pre.popitem(last=False)
         self._pre.move_to_end(key)
@@ -153,15 +167,29 @@ class Explorer:
     def reference(self) -> str:
         return self.pre("test").reference
 
-    def _budget_threshold(self, speedup: float) -> float:
+    @property
+    def metric(self) -> str:
+        """The headline metric shown (the curve's y axis)."""
+        return self.pre("test").metric
+
+    @property
+    def rule_metric(self) -> str:
+        """What the drop and budget rules look at: as given, else accuracy where the cache has it (the engine's
+        default), else the metric shown."""
         pre = self.pre("cal")
-        row = pre.budget_row(speedup)
-        top = float(pre.curve["speedup"].iloc[-1])
+        return self._rule_metric or ("accuracy" if "accuracy" in pre.view.metric_names else pre.metric)
+
+    def _budget_threshold(self, speedup: float) -> float:
+        """The engine's budget rule on cal: the best cal ``rule_metric`` among thresholds reaching ``speedup``."""
+        pre = self.pre("cal")
+        speed = pre.columns["speedup"]
+        top = float(speed.max())
         if speedup > top + 1e-12:
             self.message = f"target {speedup:.2f}x is out of reach on cal (at most {top:.2f}x): the fastest threshold"
-        else:
-            self.message = f"the most conservative threshold reaching {speedup:.2f}x on cal"
-        return float(pre.curve["threshold"].iloc[row])
+            return float(pre.columns["threshold"][np.argmax(speed)])
+        self.message = (f"the budget rule on cal: the best cal {self.rule_metric} among thresholds reaching "
+                        f"{speedup:.2f}x (engine.choose)")
+        return pre.rule_threshold("budget", metric=self.rule_metric, budget=speedup)
 
     def set_threshold(self, threshold: float) -> None:
         """Move the operating point to ``threshold`` (confidence units of the current score) and redraw."""
@@ -173,14 +201,15 @@ class Explorer:
 
     def numbers(self) -> pd.DataFrame:
         """The operating point's numbers as displayed: one row per quantity, columns ``cal`` and ``test``."""
-        metric = self.view.metric_name(self.settings)
-        rows = [("threshold", "threshold", "threshold", 1.0), (metric, "metric", "metric", 1.0)]
-        if metric != "accuracy" and not all(np.isnan(p.accuracy) for p in self.points.values()):
-            rows.append(("accuracy", "accuracy", "accuracy", 1.0))
-        rows += [(f"speed-up vs {self.reference}", "speedup", "speedup", 1.0),
-                 ("mean GFLOPs per example", "gflops", "flops", 1e-9), ("escalated", "escalated", "escalated", 1.0)]
-        out = [(label, key, *(getattr(self.points[s], attr) * scale for s in ("cal", "test")))
-               for label, key, attr, scale in rows]
+        metric, p = self.metric, self.points
+        rows = [("threshold", "threshold", lambda q: q.threshold), (metric, "metric", lambda q: q.value)]
+        if metric != "accuracy" and "accuracy" in p["test"].metrics:
+            rows.append(("accuracy", "accuracy", lambda q: q.metrics["accuracy"]))
+        rows += [(f"speed-up vs {self.reference}", "speedup", lambda q: q.speedup),
+                 ("mean GFLOPs per example", "gflops", lambda q: q.flops * 1e-9)]
+        if len(set(self.pre("test").view.model_index.tolist())) > 1:  # a cascade or Swift/Super: past model 0
+            rows.append(("escalated", "escalated", lambda q: q.escalated))
+        out = [(label, key, *(get(p[s]) for s in ("cal", "test"))) for label, key, get in rows]
         out += [(f"exit at {name}", f"exit {name}", *(self.points[s].exit_share[e] for s in ("cal", "test")))
                 for e, name in enumerate(self.view.stage_names)]
         return pd.DataFrame(out, columns=["quantity", "key", "cal", "test"]).set_index("quantity")
@@ -192,7 +221,7 @@ class Explorer:
         pre = self.pre(split)
         stage = self._stages[split]
         rows = np.flatnonzero(stage == self.stage)
-        conf = pre.confidence[rows, self.stage]
+        conf = pre.view.confidence[rows, self.stage]
         n = min(int(self.controls["examples"].value), len(rows))
         most = self.controls["order"].value == "most confident first"
         key = -conf if most else conf
@@ -304,12 +333,12 @@ class Explorer:
         """After a change of score or temperature: precompute (or fetch) both splits, reset the slider ranges."""
         pre = self.pre("cal")
         self.pre("test")
-        top = float(pre.curve["speedup"].iloc[-1])
+        top = float(pre.columns["speedup"].max())
         with self._sync():
             self.controls["position"].max = len(pre.curve) - 1
             s = self.controls["speedup"]
             s.max = max(np.ceil(top * 100) / 100, 1.01)
-            s.min = min(1.0, float(pre.curve["speedup"].iloc[0]))
+            s.min = 1.0  # the budget rule's targets are speed-ups of at least 1x
         self._figure.draw_curves()
 
     def _sync_threshold_controls(self):
@@ -334,7 +363,7 @@ class Explorer:
         if self._syncing:
             return
         self.message = ""
-        self.set_threshold(float(self.pre("cal").curve["threshold"].iloc[int(change["new"])]))
+        self.set_threshold(float(self.pre("cal").columns["threshold"][int(change["new"])]))
 
     def _on_threshold_text(self, change):
         if self._syncing:
@@ -426,7 +455,7 @@ class Explorer:
     def __repr__(self) -> str:
         p = self.points["test"]
         return (f"Explorer({self.view.kind}, threshold={format_value('threshold', self.threshold)}, test "
-                f"{self.view.metric_name(self.settings)}={p.metric:.4f}, speed-up={p.speedup:.3f}x vs "
+                f"{self.metric}={p.value:.4f}, speed-up={p.speedup:.3f}x vs "
                 f"{self.reference})")
 
     def _ipython_display_(self):
@@ -467,14 +496,15 @@ class _Figure:
         ex, ax = self.ex, self.ax_curve
         ax.clear()
         for split, style in (("test", "-"), ("cal", "--")):
-            c = ex.pre(split).curve
-            idx = _thin(len(c))
-            ax.plot(c["speedup"].to_numpy()[idx], c["metric"].to_numpy()[idx], style, lw=1.3,
+            pre = ex.pre(split)
+            c = pre.columns
+            idx = _thin(len(pre.curve))
+            ax.plot(c["speedup"][idx], c[pre.metric][idx], style, lw=1.3,
                     color="C0" if split == "test" else "C7", label=f"{split} (every threshold)")
         self.markers = {s: self._moving(ax.plot([], [], "o", ms=8, mfc=mfc, mec="C3", mew=1.8,
                                                 label=f"point on {s}")[0])
                         for s, mfc in (("test", "C3"), ("cal", "none"))}
-        labels = (f"speed-up (x, FLOPs of {ex.reference} / policy)", ex.view.metric_name(ex.settings))
+        labels = (f"speed-up (x, FLOPs of {ex.reference} / policy)", ex.metric)
         ax.set_xlabel(labels[0])
         ax.set_ylabel(labels[1])
         ax.grid(alpha=0.3)
@@ -534,9 +564,9 @@ class _Figure:
             self._layout = False
             self._background = self.canvas.copy_from_bbox(self.fig.bbox)
         for s, m in self.markers.items():
-            m.set_data([ex.points[s].speedup], [ex.points[s].metric])
+            m.set_data([ex.points[s].speedup], [ex.points[s].value])
         self.ax_curve.title.set_text(f"threshold {format_value('threshold', ex.threshold)}: test "
-                                     f"{format_value('metric', ex.points['test'].metric)} at "
+                                     f"{format_value('metric', ex.points['test'].value)} at "
                                      f"{format_value('speedup', ex.points['test'].speedup)}")
         for s, bars in self.bars.items():
             for b, h in zip(bars, ex.points[s].exit_share):

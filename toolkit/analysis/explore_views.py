@@ -1,129 +1,110 @@
-"""What the explorer shows, per cache kind, computed with the analysis functions (no widgets, no drawing).
+"""What the explorer shows, per cache kind, computed by the sweep engine (no widgets, no drawing).
 
 A *view* adapts one cache kind to the explorer: the controls it offers (score, temperature ...), and for a split
-under one setting of those controls a :class:`Precomputed` (the exact sweep over every distinct threshold and the
-per-example confidences), the per-example outcome for a reliability diagram, and the example table. Everything
-the explorer draws or prints is a lookup in these.
+under one setting of those controls the engine's view of it (:class:`toolkit.analysis.engine.Staged`, built by the
+engine's adapter for that cache kind) with its exact sweep (:func:`toolkit.analysis.engine.sweep`), kept together
+as a :class:`Precomputed`; plus the per-example outcome for a reliability diagram and the example table. Every
+number the explorer prints is a lookup in the engine's sweep; speed-ups are against the engine's named reference;
+the rules that place the point (``drop``, ``budget``) are the engine's (:func:`toolkit.analysis.engine.choose`,
+applied to the kept sweep by :func:`toolkit.analysis.engine.threshold_on_sweep`).
 
 Adding a cache kind is one class with the :class:`View` methods, registered in :data:`VIEWS`.
-
-The engine adapter: the functions under "engine adapter" below are the only calls into the sweep machinery
-(:mod:`toolkit.analysis.engine`); every speed-up is against the engine's named reference (the last member alone).
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from . import engine
 from .calibration import fit_stage_temperatures
-from .metrics import METRICS
-from .policies import exit_stage
-from .scores import SCORES, softmax, stage_confidence
+from .operating import check_pair
+from .scores import SCORES, softmax
 from .token_scores import AGGREGATIONS, TOKEN_SCORES, sequence_confidence
 
 TEMPERATURE_MODES = ("cal", "none", "global")
 TEMPERATURE_LABELS = {"cal": "fitted on cal (per stage)", "none": "none (T = 1)", "global": "global value"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Precomputed:
-    """One split under one setting: the exact sweep and the per-example confidences.
+    """One split under one setting: the engine's view and its exact sweep (one row per distinct threshold, most
+    conservative first: row 0 is ``threshold = inf``, every example at the last stage)."""
 
-    ``curve``: one row per distinct threshold, most conservative first (row 0: ``threshold = inf``, every example
-    goes to the last stage), columns ``threshold``, ``metric``, ``accuracy`` (NaN where not defined), ``flops``
-    (mean per example), ``speedup`` (``reference_flops / flops``), ``escalated`` (share past the first model).
-    ``confidence``: ``[N, E]``, higher = more confident; the last stage's column is ignored.
-    """
-
-    curve: pd.DataFrame
-    confidence: np.ndarray
-    reference_flops: float
-    reference: str
+    view: engine.Staged
+    curve: engine.Curve
+    columns: Mapping[str, np.ndarray] = field(init=False, repr=False)
     _neg_thresholds: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self):
-        object.__setattr__(self, "_neg_thresholds", -self.curve["threshold"].to_numpy()[1:])
+        cols = {k: self.curve.frame[k].to_numpy() for k in self.curve.frame}
+        object.__setattr__(self, "columns", cols)
+        object.__setattr__(self, "_neg_thresholds", -cols["threshold"][1:])
+
+    @property
+    def reference(self) -> str:
+        return self.view.reference
+
+    @property
+    def metric(self) -> str:
+        """The headline metric (the curve's y axis)."""
+        return self.view.metric
 
     def row(self, threshold: float) -> int:
-        """Row of ``curve`` that early exit at ``threshold`` yields: the number of distinct thresholds >= it."""
+        """Row of the sweep that early exit at ``threshold`` yields: the number of distinct thresholds >= it."""
         return int(np.searchsorted(self._neg_thresholds, -float(threshold), side="right"))
 
     def exit_stage(self, threshold: float) -> np.ndarray:
         """``[N]`` stage index where each example stops at ``threshold``."""
-        return exit_stage(self.confidence, float(threshold))
+        return self.view.stage_of(float(threshold))
 
-    def drop_row(self, max_drop: float) -> int:
-        """The cheapest row whose metric is within ``max_drop`` (absolute) of row 0's (every example at the last
-        stage): the ``drop`` rule of :func:`toolkit.analysis.operating.operating_point`."""
-        c = self.curve
-        ok = c["metric"].to_numpy() >= c["metric"].iloc[0] - max_drop - 1e-12
-        flops = np.where(ok, c["flops"].to_numpy(), np.inf)
-        return int(np.argmin(flops))
-
-    def budget_row(self, speedup: float) -> int:
-        """The most conservative row whose speed-up reaches ``speedup`` (the fastest row if none does).
-
-        Speed-up never falls as the threshold falls (each breakpoint moves an example to an earlier, no dearer
-        stage), so this is a binary search.
-        """
-        s = self.curve["speedup"].to_numpy()
-        return int(min(np.searchsorted(s, float(speedup) - 1e-12, side="left"), len(s) - 1))
+    def rule_threshold(self, rule: str, *, metric: str, max_drop: float = 0.01, budget: float | None = None) -> float:
+        """The threshold the engine's ``drop`` or ``budget`` rule picks on this (cal) sweep, as
+        :func:`toolkit.analysis.engine.choose` would on the same view: a lookup, no new sweep."""
+        return engine.threshold_on_sweep(self.curve, rule=rule, metric=metric, max_drop=max_drop, budget=budget)
 
 
 @dataclass(frozen=True)
 class Point:
-    """An operating point on one split: the curve's row at ``threshold`` and where examples exit."""
+    """An operating point on one split: the sweep's row at ``threshold`` (every metric by name, mean FLOPs per
+    example, speed-up against the view's reference, escalated and final shares) and the share exiting at each
+    stage."""
 
     split: str
     threshold: float
     row: int
-    metric: float
-    accuracy: float
+    metric: str  # the headline metric's name
+    metrics: Mapping[str, float]
     flops: float
     speedup: float
     escalated: float
+    final_share: float
     exit_share: tuple[float, ...]  # per stage, sums to 1
+
+    @property
+    def value(self) -> float:
+        """The headline metric at this point."""
+        return self.metrics[self.metric]
 
     @classmethod
     def at(cls, pre: Precomputed, split: str, threshold: float, stage: np.ndarray | None = None) -> Point:
         """The point at ``threshold``; ``stage``: its exit stages when already computed."""
         row = pre.row(threshold)
-        r = pre.curve.iloc[row]
+        c = pre.columns
         stage = pre.exit_stage(threshold) if stage is None else stage
-        share = np.bincount(stage, minlength=pre.confidence.shape[1]) / len(stage)
-        return cls(split, float(threshold), row, float(r["metric"]), float(r["accuracy"]), float(r["flops"]),
-                   float(r["speedup"]), float(r["escalated"]), tuple(float(x) for x in share))
+        share = np.bincount(stage, minlength=pre.view.n_stages) / len(stage)
+        return cls(split, float(threshold), row, pre.metric, {m: float(c[m][row]) for m in pre.view.metric_names},
+                   float(c["flops"][row]), float(c["speedup"][row]), float(c["escalated"][row]),
+                   float(c["final_share"][row]), tuple(float(x) for x in share))
 
 
-# ------------------------------------------------------------------------------------------ engine adapter
-def _precomputed(view) -> Precomputed:
-    """The explorer's table from the engine's exact sweep of one view (see :mod:`toolkit.analysis.engine`)."""
-    from . import engine
-
-    frame = engine.sweep(view).frame
-    curve = pd.DataFrame({"threshold": frame["threshold"], "metric": frame[view.metric],
-                          "accuracy": frame["accuracy"] if "accuracy" in frame else np.nan,
-                          "flops": frame["flops"], "speedup": frame["speedup"], "escalated": frame["escalated"]})
-    return Precomputed(curve, view.confidence, float(view.reference_cost.mean()), view.reference)
-
-
-def classification_precomputed(cache, score: str, temperature) -> Precomputed:
-    """Exact sweep of early exit / a cascade on a classification cache; speed-up against the last member alone."""
-    from . import engine
-
-    return _precomputed(engine.from_classification(cache, score=score, temperature=temperature))
-
-
-def generation_precomputed(cache, swift: str, super_: str, score: str, how: str, temperature: float,
-                           metric: str) -> Precomputed:
-    """Exact Swift/Super routing sweep of a generation cache; speed-up against Super alone."""
-    from . import engine
-
-    return _precomputed(engine.from_generation(cache, models=[swift, super_], score=score, how=how,
-                                               temperature=temperature, metric=metric))
+def precompute(view: engine.Staged) -> Precomputed:
+    """The engine's exact sweep of one view, kept with it (the only sweep the explorer runs)."""
+    return Precomputed(view, engine.sweep(view))
 
 
 # ------------------------------------------------------------------------------------------ views
@@ -155,11 +136,12 @@ class View:
     def key(self, settings: dict) -> tuple:
         return tuple(settings[k] for k in self.options)
 
-    def metric_name(self, settings: dict) -> str:
+    def staged(self, split: str, settings: dict) -> engine.Staged:
+        """The engine's view of ``split`` under ``settings`` (the engine adapter of this cache kind)."""
         raise NotImplementedError
 
-    def precompute(self, split: str, settings: dict) -> Precomputed:
-        raise NotImplementedError
+    def precomputed(self, split: str, settings: dict) -> Precomputed:
+        return precompute(self.staged(split, settings))
 
     def reliability(self, split: str, stage: int, settings: dict) -> tuple[np.ndarray, np.ndarray, str, str]:
         """Per example at ``stage``: a confidence in [0, 1], the outcome it should match, and the axis labels."""
@@ -175,37 +157,40 @@ class View:
         raise NotImplementedError
 
 
+def _adapter_first(adapter, option: str, choices) -> tuple:
+    """``choices`` with the engine adapter's default for ``option`` first (the explorer's starting value)."""
+    default = inspect.signature(adapter).parameters[option].default
+    return (default, *[c for c in choices if c != default]) if default in choices else tuple(choices)
+
+
 def _split_name(cache, fallback):
     return (getattr(cache, "meta", None) or {}).get("split") or fallback
 
 
 class ClassificationView(View):
-    """Multi-exit and cascade classification caches (:class:`toolkit.analysis.cache.Cache`).
+    """Multi-exit and cascade classification caches (:class:`toolkit.analysis.cache.Cache`), through the engine's
+    :func:`~toolkit.analysis.engine.from_classification` (headline metric: the cache's task metric).
 
-    Temperatures: fitted per stage on ``cal`` (NLL), none, or one ``global_temperature`` for every stage.
+    Temperatures: fitted per stage on ``cal`` (NLL, as :func:`toolkit.analysis.operating.operating_point` does),
+    none, or one ``global_temperature`` for every stage. ``reference``: what speed-ups divide by (the adapter's
+    ``"last"``, ``"all"`` or a stage/model name).
     """
 
     kind = "classification"
     controls = ("score", "temperature", "global_temperature")
 
-    def __init__(self, cal, test):
-        if list(cal.stages) != list(test.stages) or cal.n_classes != test.n_classes:
-            raise ValueError(f"cal and test caches differ (stages {cal.stages} vs {test.stages}, classes "
-                             f"{cal.n_classes} vs {test.n_classes}); explore two splits of one model set")
+    def __init__(self, cal, test, *, reference: str = "last"):
+        check_pair(cal, test)
         self.caches = {"cal": cal, "test": test}
+        self.reference = reference
         self.stage_names = tuple(test.stages)
-        metric = test.meta.get("metric", "accuracy")
-        self._metric = metric if metric in METRICS else "accuracy"
-        self.options = {"score": SCORES, "temperature": TEMPERATURE_MODES, "global_temperature": 1.0}
+        self.options = {"score": _adapter_first(engine.from_classification, "score", SCORES), "temperature": TEMPERATURE_MODES, "global_temperature": 1.0}
         self.labels = {"temperature": TEMPERATURE_LABELS}
         self.n_examples = {k: c.n_examples for k, c in self.caches.items()}
         self._fitted = None
 
     def task(self):
         return self.caches["test"].task
-
-    def metric_name(self, settings):
-        return self._metric
 
     def fitted_temperatures(self) -> np.ndarray:
         if self._fitted is None:
@@ -224,8 +209,9 @@ class ClassificationView(View):
         return (settings["score"], settings["temperature"],
                 settings["global_temperature"] if settings["temperature"] == "global" else None)
 
-    def precompute(self, split, settings):
-        return classification_precomputed(self.caches[split], settings["score"], self.temperatures(settings))
+    def staged(self, split, settings):
+        return engine.from_classification(self.caches[split], score=settings["score"],
+                                          temperature=self.temperatures(settings), reference=self.reference)
 
     def reliability(self, split, stage, settings):
         c = self.caches[split]
@@ -241,18 +227,19 @@ class ClassificationView(View):
         names = c.meta.get("label_names")
         lab = (lambda k: np.asarray(names, dtype=object)[k]) if names and len(names) == c.n_classes else (lambda k: k)
         return pd.DataFrame({"example_id": c.example_ids[rows], "exit": np.asarray(self.stage_names)[stage],
-                             "label": lab(y), "prediction": lab(at), "confidence": pre.confidence[rows, stage],
+                             "label": lab(y), "prediction": lab(at), "confidence": pre.view.confidence[rows, stage],
                              "right": at == y, "last stage right": pred[:, -1] == y})
 
 
 class GenerationView(View):
-    """Swift/Super generation caches (:class:`toolkit.analysis.generation_cache.GenCache`): E = 2 stages, the
-    threshold routes an example to Super when Swift's sequence confidence is below it."""
+    """Swift/Super generation caches (:class:`toolkit.analysis.generation_cache.GenCache`), through the engine's
+    :func:`~toolkit.analysis.engine.from_generation`: E = 2 stages, the threshold routes an example to Super when
+    Swift's sequence confidence is below it. ``reference`` as in the adapter (default: Super alone)."""
 
     kind = "generation"
     controls = ("score", "aggregation", "temperature", "metric")
 
-    def __init__(self, cal, test, *, swift: str | None = None, super_: str | None = None):
+    def __init__(self, cal, test, *, swift: str | None = None, super_: str | None = None, reference: str = "last"):
         names = list(test.models)
         self.swift, self.super_ = swift or names[0], super_ or names[-1]
         for c in (cal, test):
@@ -260,23 +247,26 @@ class GenerationView(View):
                 if m not in c.models:
                     raise KeyError(f"model {m!r} is not in the {_split_name(c, 'cal/test')} cache; it holds "
                                    f"{list(c.models)}")
+        if _split_name(cal, "cal") == "test" or _split_name(test, "test") == "cal":
+            raise ValueError(f"choose on a cal cache and report on a test cache (got cal split "
+                             f"{_split_name(cal, None)!r}, test split {_split_name(test, None)!r})")
         self.caches = {"cal": cal, "test": test}
+        self.reference = reference
         self.stage_names = (self.swift, self.super_)
         temps = tuple(test.temperatures)
         temps = (1.0, *[t for t in temps if t != 1.0]) if 1.0 in temps else temps
-        self.options = {"score": TOKEN_SCORES, "aggregation": AGGREGATIONS, "temperature": temps,
+        self.options = {"score": _adapter_first(engine.from_generation, "score", TOKEN_SCORES),
+                        "aggregation": _adapter_first(engine.from_generation, "how", AGGREGATIONS), "temperature": temps,
                         "metric": tuple(test.metrics)}
         self.n_examples = {k: c.n_examples for k, c in self.caches.items()}
 
     def task(self):
         return self.caches["test"].meta.get("task")
 
-    def metric_name(self, settings):
-        return settings["metric"]
-
-    def precompute(self, split, settings):
-        return generation_precomputed(self.caches[split], self.swift, self.super_, settings["score"],
-                                      settings["aggregation"], settings["temperature"], settings["metric"])
+    def staged(self, split, settings):
+        return engine.from_generation(self.caches[split], models=[self.swift, self.super_], score=settings["score"],
+                                      how=settings["aggregation"], temperature=settings["temperature"],
+                                      reference=self.reference, metric=settings["metric"])
 
     def reliability(self, split, stage, settings):
         c = self.caches[split]
@@ -291,7 +281,7 @@ class GenerationView(View):
         q = settings["metric"]
         return pd.DataFrame({"example_id": c.example_ids[rows], "exit": np.asarray(self.stage_names)[stage],
                              f"{self.swift} output": a.text[rows], f"{self.super_} output": b.text[rows],
-                             f"{self.swift} confidence": pre.confidence[rows, 0],
+                             f"{self.swift} confidence": pre.view.confidence[rows, 0],
                              f"{self.swift} {q}": a.quality[q][rows], f"{self.super_} {q}": b.quality[q][rows]})
 
 

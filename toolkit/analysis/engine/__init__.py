@@ -6,7 +6,8 @@ Every cache kind supplies its view through :func:`staged` (one adapter per kind)
 - describe a split: :func:`sweep` (every distinct threshold, exact), :func:`evaluate` (given thresholds, global
   or per stage), :func:`bootstrap_bands`, :func:`summarize` (optima on the curve's own data, named upper bounds),
   :func:`pareto_front`, :func:`oracle`;
-- choose on cal, report on test: :func:`choose` -> :class:`OperatingPoint` -> :meth:`OperatingPoint.evaluate`;
+- choose on cal, report on test: :func:`choose` -> :class:`OperatingPoint` -> :meth:`OperatingPoint.evaluate`
+  (:func:`threshold_on_sweep`: the same drop/budget rules on a sweep already computed);
   :func:`crossfit` on one split; risk control: :func:`risk_table`, :func:`certify`;
 - compare policies: :func:`compare` (paired bootstrap at equal budgets, over examples and training seeds).
 
@@ -25,7 +26,7 @@ from .adapters import (
     stage_layers,
     staged,
 )
-from .choose import RULES, CrossFit, OperatingPoint, choose, crossfit, halves
+from .choose import RULES, CrossFit, OperatingPoint, choose, crossfit, halves, threshold_on_sweep
 from .compare import Comparison, compare, frontier_at_budgets
 from .curves import (
     bootstrap_bands,
@@ -52,6 +53,6 @@ __all__ = [
     "GenerationMetrics", "stage_layers", "sweep", "evaluate", "evaluate_stages", "evaluation", "evaluation_at_stages",
     "bootstrap_bands", "bootstrap_statistic", "threshold_grid", "pareto_front", "summarize", "oracle", "resample_weights", "breakpoints",
     "cumulate", "Curve", "Bands", "Evaluation", "Summary", "jsonable", "risk_table", "certify", "min_examples",
-    "RiskTable", "Certified", "choose", "crossfit", "halves", "OperatingPoint", "CrossFit", "RULES", "compare",
+    "RiskTable", "Certified", "choose", "threshold_on_sweep", "crossfit", "halves", "OperatingPoint", "CrossFit", "RULES", "compare",
     "Comparison", "frontier_at_budgets",
 ]

@@ -24,7 +24,7 @@ import pandas as pd
 
 from ...data import dev_halves
 from .curves import evaluation, resample_weights, sweep
-from .results import Evaluation, html_table
+from .results import Curve, Evaluation, html_table
 from .risk import certify
 from .staged import Staged
 
@@ -96,20 +96,47 @@ def _rule_settings(rule, *, max_drop, delta, epsilon, budget):
 def _pick(cal: Staged, rule: str, metric: str, settings: dict) -> float:
     if rule == "risk":
         return certify(cal, delta=settings["delta"], epsilon=settings["epsilon"]).threshold
-    df = sweep(cal).frame
+    return _pick_on_sweep(sweep(cal), rule, metric, settings)
+
+
+def _pick_on_sweep(curve: Curve, rule: str, metric: str, settings: dict) -> float:
+    df = curve.frame
     if rule == "drop":
         need = math.ceil(1 / settings["max_drop"] - 1e-9) if settings["max_drop"] > 0 else 1
-        if cal.n_examples < need:
+        if curve.n < need:
             raise ValueError(f"the drop rule with max_drop={settings['max_drop']} needs at least {need} cal examples "
-                             f"(one example must move {metric} by no more than max_drop); got {cal.n_examples}")
+                             f"(one example must move {metric} by no more than max_drop); got {curve.n}")
         ok = df[df[metric] >= df[metric].iloc[0] - settings["max_drop"] - 1e-12]
         return float(ok.loc[ok["flops"].idxmin(), "threshold"])
     ok = df[df["speedup"] >= settings["budget"] - 1e-12]
     if not len(ok):
-        raise ValueError(f"no threshold reaches {settings['budget']:g}x against {cal.reference} on cal (at most "
+        raise ValueError(f"no threshold reaches {settings['budget']:g}x against {curve.reference} on cal (at most "
                          f"{df['speedup'].max():.2f}x)")
     best = ok[ok[metric] >= ok[metric].max() - 1e-12]
     return float(best.loc[best["flops"].idxmin(), "threshold"])
+
+
+def threshold_on_sweep(curve: Curve, *, rule: str = "drop", metric: str = "accuracy", max_drop: float = 0.01,
+                       budget: float | None = None) -> float:
+    """The threshold :func:`choose` picks by the ``drop`` or ``budget`` rule, from the exact sweep of the cal view
+    (``sweep(cal)``) already at hand: for tools that keep the sweep and apply a rule again at interactive speed.
+
+    >>> from toolkit.analysis.cache import from_arrays
+    >>> from toolkit.analysis.engine import from_classification
+    >>> lg = np.log(np.array([[[0.6, 0.4], [0.9, 0.1], [0.2, 0.8]], [[0.3, 0.7], [0.45, 0.55], [0.1, 0.9]]]))
+    >>> curve = sweep(from_classification(from_arrays(lg, [0, 1], [1.0, 2.0, 3.0])))
+    >>> round(threshold_on_sweep(curve, rule="budget", budget=2.0), 4)  # rows 0.7 (2x) and 0.6 (3x) tie: cheapest
+    0.6
+    """
+    if not curve.exact or "threshold" not in curve.frame:
+        raise ValueError("a rule picks among every distinct threshold: pass the exact sweep (engine.sweep), not a "
+                         "curve evaluated at chosen thresholds")
+    if rule == "risk":
+        raise ValueError("the risk rule certifies on the view itself, not on its curve: use choose(cal, rule='risk')")
+    if metric not in curve.frame:
+        raise ValueError(f"metric {metric!r} is not a column of this curve: {list(curve.frame.columns)}")
+    settings = _rule_settings(rule, max_drop=max_drop, delta=0.0, epsilon=0.0, budget=budget)
+    return _pick_on_sweep(curve, rule, metric, settings)
 
 
 def choose(cal: Staged, *, rule: str = "drop", metric: str = "accuracy", max_drop: float = 0.01,
