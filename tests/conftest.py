@@ -113,3 +113,43 @@ def random_cache(N=200, E=4, C=3, seed=0, ties=True, metric="accuracy"):
         lg = lg.round(1)
     flops = np.cumsum(rng.uniform(1, 3, (N, E)), 1)
     return from_arrays(lg, y, flops, meta={"metric": metric, "task": "toy", "split": "test"})
+
+
+CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>' + '\n' }}"
+          "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+
+
+def tiny_causal_lm(folder: Path, tokenizer_dir: Path, *, layers: int = 4, seed: int = 0, tied: bool = True,
+                   arch: str = "llama") -> Path:
+    """A tiny causal LM folder (random weights, seeded) with a chat-template tokenizer built on the toy vocabulary."""
+    import torch
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tok.chat_template = CHATML
+    tok.eos_token = "<|im_end|>"
+    tok.pad_token = "[PAD]"
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    torch.manual_seed(seed)
+    if arch == "llama":
+        cfg = LlamaConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=layers, num_attention_heads=4,
+                          num_key_value_heads=2, vocab_size=len(tok), max_position_embeddings=256,
+                          tie_word_embeddings=tied, eos_token_id=eos, bos_token_id=eos, pad_token_id=0)
+        model = LlamaForCausalLM(cfg)
+    else:
+        cfg = GPT2Config(n_embd=32, n_layer=layers, n_head=4, vocab_size=len(tok), n_positions=256,
+                         eos_token_id=eos, bos_token_id=eos, pad_token_id=0)
+        model = GPT2LMHeadModel(cfg)
+    with torch.no_grad():  # sharper next-token distributions than the tiny init gives, so exits disagree and agree
+        model.get_output_embeddings().weight.mul_(8.0)
+    model.generation_config.eos_token_id = eos
+    model.generation_config.pad_token_id = 0
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory, tokenizer_dir) -> Path:
+    return tiny_causal_lm(tmp_path_factory.mktemp("llama"), tokenizer_dir)

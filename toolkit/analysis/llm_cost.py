@@ -159,3 +159,17 @@ def self_speculative_block_flops(context, draft_layer: int, draft_length: int, d
     draft = k * per[..., :d].sum(-1) + d * head_flops(dims)
     verify = k * per[..., d] + (L - k) * per.sum(-1) + (d + 1) * head_flops(dims)
     return draft + verify
+
+
+def prefill_exit_flops(n_prompt, exit_layers, dims: CausalLMDims, *, exit_head_flops: float) -> np.ndarray:
+    """Cumulative FLOPs ``[N, E]`` of classifying a prompt from exits at the last prompt position: when exit ``e``
+    (at layer ``exit_layers[e]``, increasing) has answered, the whole prompt has run through layers
+    1..exit_layers[e] (a layer's share of :func:`prefill_flops`) and the heads of exits 0..e have been evaluated
+    (``exit_head_flops`` each, e.g. ``2H * label-word tokens`` for a zero-shot exit, ``2HC`` for a probe).
+    """
+    n = np.atleast_1d(np.asarray(n_prompt, dtype=np.float64))
+    k = np.asarray(exit_layers, dtype=np.int64)
+    if k.ndim != 1 or not len(k) or (np.diff(k) <= 0).any() or k[0] < 1 or k[-1] > dims.layers:
+        raise ValueError(f"exit_layers must increase within 1..{dims.layers}, got {list(k)}")
+    per_layer = (prefill_flops(n, dims) - head_flops(dims)) / dims.layers
+    return per_layer[:, None] * k[None, :] + float(exit_head_flops) * np.arange(1, len(k) + 1)[None, :]

@@ -1,7 +1,8 @@
 """The ``toolkit`` command: one module per subcommand, each with ``register(subparsers)`` and ``run(args)``.
 
 Analysis commands (``info``, ``sweep``, ``route``) need only the plain install; model commands (``collect``,
-``train``, ``difficulty``, ``probe``, ``predict``, ``train-t2t``, ``generate``, ``zoo``) need the ``nn`` extra and
+``train``, ``difficulty``, ``probe``, ``predict``, ``train-t2t``, ``generate``, ``zoo``, ``llm-train-exits``,
+``llm-collect``, ``llm-classify``) need the ``nn`` extra and
 import torch only when they run. ``toolkit COMMAND --help`` describes each.
 """
 
@@ -11,10 +12,26 @@ import argparse
 import os
 import sys
 
-from . import collect, difficulty, generate, info, predict, probe, route, sweep, train, train_t2t, zoo
+from . import (
+    collect,
+    difficulty,
+    generate,
+    info,
+    llm_classify,
+    llm_collect,
+    llm_train_exits,
+    predict,
+    probe,
+    route,
+    sweep,
+    train,
+    train_t2t,
+    zoo,
+)
 
 NN_PACKAGES = {"torch", "transformers", "accelerate", "safetensors", "sklearn", "datasets", "gguf"}
-COMMANDS = (collect, train, difficulty, probe, info, sweep, predict, train_t2t, generate, route, zoo)
+COMMANDS = (collect, train, difficulty, probe, info, sweep, predict, train_t2t, generate, route, zoo, llm_train_exits,
+            llm_collect, llm_classify)
 
 EPILOG = """examples:
   toolkit collect --model all-MiniLM-L6-v2 --task sst2 --split test --out sst2-test.parquet --limit 100
