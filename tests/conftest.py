@@ -120,8 +120,12 @@ CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['cont
 
 
 def tiny_causal_lm(folder: Path, tokenizer_dir: Path, *, layers: int = 4, seed: int = 0, tied: bool = True,
-                   arch: str = "llama") -> Path:
-    """A tiny causal LM folder (random weights, seeded) with a chat-template tokenizer built on the toy vocabulary."""
+                   arch: str = "llama", eos_token_id: int | None = None) -> Path:
+    """A tiny causal LM folder (random weights, seeded) with a chat-template tokenizer built on the toy vocabulary.
+
+    Weights are initialised at std 0.3 so that layers change the next-token prediction (shallow exits agree with
+    the last layer only sometimes) and greedy continuations vary. ``eos_token_id`` overrides the end-of-sequence
+    token generation stops at (to make some continuations end early)."""
     import torch
     from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
@@ -130,19 +134,18 @@ def tiny_causal_lm(folder: Path, tokenizer_dir: Path, *, layers: int = 4, seed: 
     tok.chat_template = CHATML
     tok.eos_token = "<|im_end|>"
     tok.pad_token = "[PAD]"
-    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    eos = tok.convert_tokens_to_ids("<|im_end|>") if eos_token_id is None else eos_token_id
     torch.manual_seed(seed)
     if arch == "llama":
         cfg = LlamaConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=layers, num_attention_heads=4,
                           num_key_value_heads=2, vocab_size=len(tok), max_position_embeddings=256,
-                          tie_word_embeddings=tied, eos_token_id=eos, bos_token_id=eos, pad_token_id=0)
+                          tie_word_embeddings=tied, eos_token_id=eos, bos_token_id=eos, pad_token_id=0,
+                          initializer_range=0.3)
         model = LlamaForCausalLM(cfg)
     else:
         cfg = GPT2Config(n_embd=32, n_layer=layers, n_head=4, vocab_size=len(tok), n_positions=256,
-                         eos_token_id=eos, bos_token_id=eos, pad_token_id=0)
+                         eos_token_id=eos, bos_token_id=eos, pad_token_id=0, initializer_range=0.3)
         model = GPT2LMHeadModel(cfg)
-    with torch.no_grad():  # sharper next-token distributions than the tiny init gives, so exits disagree and agree
-        model.get_output_embeddings().weight.mul_(8.0)
     model.generation_config.eos_token_id = eos
     model.generation_config.pad_token_id = 0
     model.save_pretrained(folder)

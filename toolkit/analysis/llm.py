@@ -210,11 +210,6 @@ def _run_lengths(agree: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return np.minimum(next_stop, ends[:, None]) - np.arange(S)[:, None]
 
 
-def _max_new_tokens(cache: LLMTokenCache) -> int:
-    m = (cache.meta.get("decoding") or {}).get("max_new_tokens")
-    return int(m) if m else int(cache.lengths.max())
-
-
 def _speculate(cache: LLMTokenCache, family: str, layers: np.ndarray, draft_lengths: np.ndarray):
     """Walk every (layer, draft length) pair's blocks on all continuations at once.
 
@@ -228,7 +223,7 @@ def _speculate(cache: LLMTokenCache, family: str, layers: np.ndarray, draft_leng
         raise ValueError("draft lengths must be >= 1")
     run = _run_lengths(cache.agreement(family)[:, layers - 1], cache.offsets)  # [S, K]
     starts, ends = cache.offsets[:-1], cache.offsets[1:]
-    max_new = _max_new_tokens(cache)
+    max_new = cache.max_new_tokens[cache.example_index]  # [S] the budget of each token's prompt
     steps = cache.steps
     context = cache.n_prompt.astype(np.float64)[cache.example_index] - 1 + steps  # cached positions at a block start
     Dmax = int(draft_lengths.max())
@@ -246,7 +241,7 @@ def _speculate(cache: LLMTokenCache, family: str, layers: np.ndarray, draft_leng
     while active.any():
         ka, da, na = np.nonzero(active)
         pa = p[ka, da, na]
-        d_eff = np.minimum(dd[ka, da, na], max_new - steps[pa])
+        d_eff = np.minimum(dd[ka, da, na], max_new[pa] - steps[pa])
         a = np.minimum(run[pa, kk[ka, da, na]], d_eff)
         emitted = a + (pa + a < end[ka, da, na])
         for name, v in (("blocks", 1), ("drafted", d_eff), ("accepted", a), ("emitted", emitted),

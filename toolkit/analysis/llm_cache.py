@@ -107,6 +107,15 @@ class LLMTokenCache:
         return np.arange(self.n_tokens) - np.repeat(self.offsets[:-1], self.lengths)
 
     @property
+    def max_new_tokens(self) -> np.ndarray:
+        """The decoding budget of each prompt, ``[N]`` (header ``decoding.max_new_tokens``: one value or one per
+        prompt; the longest continuation if the header has none)."""
+        m = (self.meta.get("decoding") or {}).get("max_new_tokens")
+        if m is None:
+            return np.full(self.n_examples, int(self.lengths.max()))
+        return np.broadcast_to(np.asarray(m, dtype=np.int64), (self.n_examples,)).copy()
+
+    @property
     def positions(self) -> np.ndarray:
         """Positions attended when each token is predicted (prompt and earlier continuation), ``[S]``."""
         return np.repeat(self.n_prompt.astype(np.int64), self.lengths) + self.steps
@@ -173,6 +182,9 @@ def validate_llm_cache(c: LLMTokenCache) -> None:
         raise CacheError("model must record its cost-model dims (model['dims'])")
     if int(dims["layers"]) != L:
         raise CacheError(f"model has {dims['layers']} layers but the exits have {L}")
+    budget = (c.meta.get("decoding") or {}).get("max_new_tokens")
+    if budget is not None and (np.diff(off) > np.asarray(budget)).any():
+        raise CacheError("a continuation is longer than decoding.max_new_tokens in the header")
     for m, q in c.quality.items():
         if np.shape(q) != (N,):
             raise CacheError(f"quality {m!r} has shape {np.shape(q)}, expected ({N},)")
@@ -257,3 +269,32 @@ def load_llm_cache(path: str | os.PathLike, *, data_dir=None, verify_data: bool 
     if verify_data:
         cache.meta["data_verified"] = verify_fingerprint(cache, data_dir)
     return cache
+
+
+def concat_token_caches(caches: list[LLMTokenCache]) -> LLMTokenCache:
+    """Several token caches of one model (e.g. different prompt sets of one split) as one, prompts back to back.
+
+    The exit families, temperatures and model must match; example ids must not repeat.
+    """
+    if not caches:
+        raise ValueError("nothing to concatenate")
+    first = caches[0]
+    for c in caches[1:]:
+        if c.model.get("dims") != first.model.get("dims") or c.model.get("origin") != first.model.get("origin"):
+            raise CacheError("caches come from different models; concatenate caches of one model only")
+        if set(c.top1) != set(first.top1) or c.temperatures != first.temperatures:
+            raise CacheError(f"caches hold different exit families or temperatures ({sorted(c.top1)} at "
+                             f"{c.temperatures} vs {sorted(first.top1)} at {first.temperatures})")
+    lengths = np.concatenate([c.lengths for c in caches])
+    return LLMTokenCache(
+        example_ids=np.concatenate([c.example_ids for c in caches]),
+        labels=np.concatenate([c.labels for c in caches]), n_prompt=np.concatenate([c.n_prompt for c in caches]),
+        tokens=np.concatenate([c.tokens for c in caches]), offsets=np.concatenate([[0], np.cumsum(lengths)]),
+        top1={f: np.concatenate([c.top1[f] for c in caches]) for f in first.top1},
+        stats={f: np.concatenate([c.stats[f] for c in caches]) for f in first.top1},
+        temperatures=first.temperatures, model=first.model, families=first.families,
+        stats_dtype="float32" if any(c.stats_dtype == "float32" for c in caches) else "float16",
+        meta={"concatenated": [{k: c.meta.get(k) for k in ("prompt_set", "split", "path")} for c in caches],
+              "split": first.meta.get("split"),
+              "decoding": {"strategy": "greedy",
+                           "max_new_tokens": np.concatenate([c.max_new_tokens for c in caches]).tolist()}})

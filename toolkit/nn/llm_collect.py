@@ -129,7 +129,8 @@ def collect_llm_tokens(model: str, prompt_set: str, split: str, out: str | os.Pa
     if len({f for f, _, _ in families}) != len(families):
         raise ValueError(f"exit family names must be unique, got {[f for f, _, _ in families]}")
     prompts = encode_prompts(lm.tokenizer, ps, frame)
-    run = {"model": lm.info(), "prompt_set": ps.name, "template": ps.template, "split": split, "limit": limit,
+    # the limit is not part of the signature: chunks cover the split in file order, so a larger limit reuses them
+    run = {"model": lm.info(), "prompt_set": ps.name, "template": ps.template, "split": split,
            "max_new_tokens": max_new_tokens, "data": data.fingerprint, "chunk_size": chunk_size,
            "schema": LLM_SCHEMA_VERSION, "temperatures": temperatures}
     parts = out.with_name(out.name + ".parts")
@@ -137,15 +138,19 @@ def collect_llm_tokens(model: str, prompt_set: str, split: str, out: str | os.Pa
     n_chunks = -(-len(frame) // chunk_size)
     L = lm.n_layers
 
+    def chunk(k):
+        rows = range(k * chunk_size, min((k + 1) * chunk_size, len(frame)))
+        return rows, f"{k:05d}-{len(rows)}"
+
     for k in tqdm(range(n_chunks), disable=not progress, desc=f"decode {prompt_set}/{split}", file=sys.stderr):
-        part = parts / f"traj-{k:05d}.npz"
+        rows, tag = chunk(k)
+        part = parts / f"traj-{tag}.npz"
         if part.exists():
             continue
-        rows = range(k * chunk_size, min((k + 1) * chunk_size, len(frame)))
         trajs = [greedy_trajectory(lm.model, prompts[r], max_new_tokens) for r in rows]
         final = [step_statistics(torch.from_numpy(t.final_logits), temperatures).numpy() for t in trajs]
         lengths = [len(t.tokens) for t in trajs]
-        tmp = parts / f".traj-{k:05d}.tmp.npz"
+        tmp = parts / f".traj-{tag}.tmp.npz"
         np.savez(tmp, example_ids=frame["example_id"].to_numpy()[list(rows)].astype(str),
                  n_prompt=np.array([len(prompts[r]) for r in rows], np.int32),
                  tokens=np.concatenate([t.tokens for t in trajs]).astype(np.int32),
@@ -156,16 +161,20 @@ def collect_llm_tokens(model: str, prompt_set: str, split: str, out: str | os.Pa
     for name, ex, record in families:
         fsig = _signature({"family": name, "record": record, "temperatures": temperatures})
         for k in tqdm(range(n_chunks), disable=not progress, desc=f"exits {name}", file=sys.stderr):
-            part = parts / f"exits-{name}-{fsig}-{k:05d}.npz"
+            tag = chunk(k)[1]
+            part = parts / f"exits-{name}-{fsig}-{tag}.npz"
             if part.exists():
                 continue
-            with np.load(parts / f"traj-{k:05d}.npz") as z:
+            with np.load(parts / f"traj-{tag}.npz") as z:
                 top1, stats = exit_statistics(ex, z["states"], temperatures)
-            tmp = parts / f".exits-{name}-{k:05d}.tmp.npz"
+            tmp = parts / f".exits-{name}-{tag}.tmp.npz"
             np.savez(tmp, top1=top1, stats=stats)
             os.replace(tmp, part)
 
-    trajs = [dict(np.load(parts / f"traj-{k:05d}.npz")) for k in range(n_chunks)]
+    trajs = []
+    for k in range(n_chunks):
+        with np.load(parts / f"traj-{chunk(k)[1]}.npz") as z:
+            trajs.append({key: z[key] for key in z.files if key != "states"})
     ids = np.concatenate([t["example_ids"] for t in trajs])
     if not (ids == frame["example_id"].to_numpy().astype(str)).all():
         raise CacheError(f"parts in {parts} do not cover the split in order; delete the folder and rerun")
@@ -175,7 +184,7 @@ def collect_llm_tokens(model: str, prompt_set: str, split: str, out: str | os.Pa
     top1, stats, fam_info = {}, {}, {}
     for name, _, record in families:
         fsig = _signature({"family": name, "record": record, "temperatures": temperatures})
-        got = [np.load(parts / f"exits-{name}-{fsig}-{k:05d}.npz") for k in range(n_chunks)]
+        got = [np.load(parts / f"exits-{name}-{fsig}-{chunk(k)[1]}.npz") for k in range(n_chunks)]
         top1[name] = np.concatenate([np.concatenate([g["top1"] for g in got]), tokens[:, None]], 1)
         stats[name] = np.concatenate([np.concatenate([g["stats"] for g in got]), final_stats[:, None]], 1)
         fam_info[name] = {"layers": list(range(1, L + 1)), **record}
@@ -224,42 +233,44 @@ def label_token_ids(tokenizer, prompt_set: PromptSet) -> list[list[int]]:
 
 
 def prompt_states(lm: CausalLM, prompt_set: str, split: str, out: str | os.PathLike, *, limit: int | None = None,
-                  data_dir=None, batch_size: int = 16, chunk_size: int = 128, progress: bool = True) -> dict:
+                  data_dir=None, batch_size: int = 16, chunk_size: int = 32, progress: bool = True) -> dict:
     """Every layer's state at the last prompt position for ``prompt_set`` on ``split``, saved to ``out`` (.npz,
     resumable per chunk): ``example_ids``, ``labels``, ``n_prompt``, ``states`` ``[N, L, H]`` float32."""
     out = Path(out)
     ps = get_prompt_set(prompt_set)
     data = load_split(ps.task, split, data_dir)
     frame = data.frame if limit is None else data.frame.iloc[:limit].reset_index(drop=True)
-    run = {"model": lm.info(), "prompt_set": ps.name, "template": ps.template, "split": split, "limit": limit,
+    # chunks cover the split in file order whatever the limit: a larger limit reuses the finished ones
+    run = {"model": lm.info(), "prompt_set": ps.name, "template": ps.template, "split": split,
            "data": data.fingerprint, "chunk_size": chunk_size}
     sig = _signature(run)
     if out.exists():
         z = dict(np.load(out))
-        if str(z["signature"]) == sig:
+        if str(z["signature"]) == sig and len(z["example_ids"]) == len(frame):
             return z
-        raise CacheError(f"{out} holds states of another collection; delete it or choose another path")
+        if str(z["signature"]) != sig:
+            raise CacheError(f"{out} holds states of another collection; delete it or choose another path")
     prompts = encode_prompts(lm.tokenizer, ps, frame)
     parts = out.with_name(out.name + ".parts")
     claim_parts(parts, sig, run)
     n_chunks = -(-len(frame) // chunk_size)
+    names = [f"chunk-{k:05d}-{len(prompts[k * chunk_size:(k + 1) * chunk_size])}.npy" for k in range(n_chunks)]
     for k in tqdm(range(n_chunks), disable=not progress, desc=f"states {prompt_set}/{split}", file=sys.stderr):
-        part = parts / f"chunk-{k:05d}.npy"
+        part = parts / names[k]
         if not part.exists():
             st = last_prompt_states(lm.model, prompts[k * chunk_size:(k + 1) * chunk_size], batch_size=batch_size)
-            tmp = parts / f".chunk-{k:05d}.tmp.npy"
+            tmp = parts / f".{names[k]}.tmp.npy"
             np.save(tmp, st)
             os.replace(tmp, part)
     result = {"example_ids": frame["example_id"].to_numpy().astype(str), "labels": frame["label"].to_numpy(),
               "n_prompt": np.array([len(p) for p in prompts], np.int32),
-              "states": np.concatenate([np.load(parts / f"chunk-{k:05d}.npy") for k in range(n_chunks)]),
+              "states": np.concatenate([np.load(parts / n) for n in names]),
               "signature": np.array(sig), "task": np.array(ps.task), "split": np.array(split),
               "prompt_set": np.array(ps.name), "data_files": np.array(json.dumps(data.files)),
               "data_fingerprint": np.array(data.fingerprint), "data_dir": np.array(str(data.data_dir))}
     tmp = out.with_name(f".{out.name}.tmp.npz")
     np.savez(tmp, **result)
-    os.replace(tmp, out)
-    shutil.rmtree(parts, ignore_errors=True)
+    os.replace(tmp, out)  # the parts stay: a later, larger limit reuses them
     return result
 
 

@@ -290,7 +290,8 @@ def train_tuned_exits(model_name: str, out: str | os.PathLike, *, prompt_sets=("
 
     ``max_tokens``: trained positions of the KL stage (steps of about ``batch_tokens``); ``bf16``: autocast the
     frozen forward and the exit heads (evaluation is float32). Rerunning with the same settings resumes from
-    ``out/checkpoint.pt`` (or returns the finished exits); other settings in a used folder are refused.
+    ``out/checkpoint.pt`` (or returns the finished exits); a larger ``max_tokens`` continues a finished run; other
+    settings in a used folder are refused.
     """
     if init not in ("ridge", "identity"):
         raise ValueError(f"init must be 'ridge' or 'identity', got {init!r}")
@@ -301,23 +302,25 @@ def train_tuned_exits(model_name: str, out: str | os.PathLike, *, prompt_sets=("
     out.mkdir(parents=True, exist_ok=True)
     lm = lm or load_causal_lm(model_name)
     model = lm.model
-    config = {"model": model_name, "prompt_sets": list(prompt_sets), "n_prompts": n_prompts, "max_tokens": max_tokens,
-              "batch_tokens": batch_tokens, "lr": lr, "weight_decay": weight_decay, "init": init,
-              "ridge_tokens": ridge_tokens, "holdout": holdout, "seed": seed, "bf16": bf16}
-    sig = _signature(config)
+    data_config = {"model": model_name, "prompt_sets": list(prompt_sets), "n_prompts": n_prompts, "seed": seed,
+                   "bf16": bf16}
+    config = {**data_config, "batch_tokens": batch_tokens, "lr": lr, "weight_decay": weight_decay, "init": init,
+              "ridge_tokens": ridge_tokens, "holdout": holdout}
+    sig = _signature(config)  # the budget (max_tokens) is not part of it: a rerun with a larger one continues
     done = out / EXITS_FILE
     if done.exists():
         info = json.loads(done.read_text())
         if info.get("signature") != sig:
             raise ValueError(f"{out} holds exits trained with other settings ({info.get('config')}); choose another "
                              f"--out or delete it")
-        if info.get("finished"):
+        if info.get("finished") and info["training"]["positions_trained"] >= max_tokens:
             return TunedExits.from_pretrained(out, model)
 
     seq_file = out / "sequences.npz"
+    data_sig = _signature(data_config)
     if seq_file.exists():
         z = np.load(seq_file, allow_pickle=False)
-        if str(z["signature"]) != sig:
+        if str(z["signature"]) != data_sig:
             raise ValueError(f"{seq_file} was built with other settings; delete {out} or choose another --out")
         offs = z["offsets"]
         seqs = [{"ids": z["ids"][offs[i]:offs[i + 1]], "start": int(z["start"][i]), "example_id": str(e)}
@@ -329,7 +332,7 @@ def train_tuned_exits(model_name: str, out: str | os.PathLike, *, prompt_sets=("
         tmp = out / ".sequences.tmp.npz"
         np.savez(tmp, ids=np.concatenate([s["ids"] for s in seqs]), offsets=np.concatenate([[0], np.cumsum(lengths)]),
                  start=np.array([s["start"] for s in seqs]), example_ids=np.array([s["example_id"] for s in seqs]),
-                 signature=np.array(sig))
+                 signature=np.array(data_sig))
         os.replace(tmp, seq_file)
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(seqs))
@@ -393,7 +396,8 @@ def train_tuned_exits(model_name: str, out: str | os.PathLike, *, prompt_sets=("
     bar.close()
     record["eval_end"] = evaluate_exits(model, exits, held)
     record["train_wall_s"] = time.time() - t_resume
-    exits.info = {"model": lm.info(), "config": config, "signature": sig, "finished": True,
+    exits.info = {"model": lm.info(), "config": {**config, "max_tokens": max_tokens}, "signature": sig,
+                  "finished": True,
                   "training": {"positions_trained": record["tokens"], "steps": record["steps"],
                                "ridge_positions": record.get("ridge_positions"), "wall_s": record["train_wall_s"],
                                "train_sequences": len(train), "heldout_sequences": len(held),
