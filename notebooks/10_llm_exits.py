@@ -79,7 +79,7 @@ layer), so quantization changes which tokens are produced, not the method."""))
 # max-probability separates agreeing from disagreeing tokens.
 
 # %%
-rel = pd.concat([llm.layer_reliability(test, f) for f in FAMILIES])
+rel = pd.concat([llm.layer_reliability(test, f) for f in FAMILIES], ignore_index=True)
 tuned_info = test.families.get("tuned", {}).get("training") or {}
 fig, ax = plt.subplots(1, 3, figsize=(15, 3.8))
 for f, g in rel.groupby("family", sort=False):
@@ -146,7 +146,7 @@ calm_points.round(4)
 # d + 1 positions). The pair is chosen on cal and reported on test.
 
 # %%
-spec = {split: pd.concat([llm.self_speculative(c, f, draft_lengths=range(1, 9)) for f in FAMILIES])
+spec = {split: pd.concat([llm.self_speculative(c, f, draft_lengths=range(1, 9)) for f in FAMILIES], ignore_index=True)
         for split, c in (("cal", cal), ("test", test))}
 best_cal = spec["cal"].loc[spec["cal"].groupby("family").speedup.idxmax()]
 best = []
@@ -272,8 +272,9 @@ for f in FAMILIES:
     g, p = pick(f, "global", 0.95), pick(f, "per layer", 0.95)
     o = calm_points[(calm_points.family == f) & (calm_points.rule == "oracle")].iloc[0]
     lines.append(f"* **CALM-style exit, {f}** (checked every third layer, target agreement 0.95 on cal): a global "
-                 f"threshold gives {g.agreement:.3f} agreement on test at {g.speedup:.2f}x fewer FLOPs; per-layer "
-                 f"thresholds {p.agreement:.3f} at {p.speedup:.2f}x; the oracle would reach {o.speedup:.2f}x.")
+                 f"threshold gives {g.agreement:.3f} agreement on test at a FLOPs speed-up of {g.speedup:.2f}x; "
+                 f"per-layer thresholds {p.agreement:.3f} at {p.speedup:.2f}x; the oracle (every token at its "
+                 f"earliest agreeing checked layer) would reach {o.speedup:.2f}x.")
 for _, b in best.iterrows():
     lines.append(f"* **Self-speculative, {b.family}**: the best pair on cal is layer {int(b.layer)}, draft length "
                  f"{int(b.draft_length)}; on test it accepts {b.acceptance:.2f} of drafted tokens, emits "

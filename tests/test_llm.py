@@ -338,3 +338,28 @@ def test_real_smollm2_resolves_and_answers():
     # the logit lens at the last layer is the model itself
     z = LogitLens(lm.model)(30, torch.from_numpy(t.states[:, -1]))
     np.testing.assert_allclose(z.numpy(), t.final_logits, rtol=1e-4, atol=1e-4)
+
+
+def test_cli_info_and_llm_collect(tiny, tmp_path, capsys):
+    from toolkit.analysis.cache import CacheError, load_cache
+    from toolkit.cli import main
+
+    path = tiny["dir"] / "tokens.parquet"
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "lens agree" in out and "tuned ECE" in out and f"{tiny['cache'].n_layers - 1:5d}" in out
+    with pytest.raises(CacheError, match="load_llm_cache"):
+        load_cache(path)
+    out_file = tmp_path / "c.parquet"
+    assert main(["llm-collect", "--model", str(tiny["folder"]), "--prompt-set", "sst2_sentiment", "--split", "test",
+                 "--limit", "2", "--max-new-tokens", "3", "--data-dir", str(tiny["glue"]), "--out", str(out_file),
+                 "--quiet"]) == 0
+    c = load_llm_cache(out_file)
+    full = tiny["cache"]
+    assert c.n_examples == 2 and c.meta["decoding"]["max_new_tokens"] == 3
+    for i in range(2):  # the same greedy continuations, cut at 3 tokens
+        want = full.tokens[full.offsets[i]:full.offsets[i + 1]][:3]
+        np.testing.assert_array_equal(c.tokens[c.offsets[i]:c.offsets[i + 1]], want)
+    assert main(["llm-collect", "--model", str(tiny["folder"]), "--prompt-set", "sst2_label", "--split", "test",
+                 "--out", str(out_file)]) == 2  # a one-token label set is refused with a message
+    assert "label set" in capsys.readouterr().err

@@ -262,6 +262,8 @@ def load_cache(path: str | os.PathLike, *, data_dir: str | os.PathLike | None = 
     head = json.loads(raw)
     if head.get("kind") == "generation":
         raise CacheError(f"{path}: a generation cache (seq2seq); load it with toolkit.load_generation_cache")
+    if head.get("kind") == "llm_tokens":
+        raise CacheError(f"{path}: a per-token LLM exit cache; load it with toolkit.analysis.llm_cache.load_llm_cache")
     version = head.get("schema_version")
     if version != SCHEMA_VERSION:
         raise CacheError(f"{path}: cache schema version {version!r} is not supported (this toolkit reads "
