@@ -19,13 +19,16 @@ LIMITS_SST2=(--split test --limit 400 --split cal --limit 200)
 LIMITS_AGNEWS=(--split test --limit 400 --split cal --limit 200)
 PROBE_TRAIN=300
 
-tokens() {  # $1: exit families (lens | lens+tuned)
-  for spec in "${TOKEN_SETS[@]}"; do
-    read -r ps split n <<<"$spec"
-    exits=(--exits lens)
-    [ "$1" = "lens+tuned" ] && exits+=(--exits "tuned=$TUNED")
-    toolkit llm-collect --model "$MODEL" --prompt-set "$ps" --split "$split" --limit "$n" "${exits[@]}" \
-      --keep-parts --out "data/llm/smollm2_${ps}-${split}.parquet"
+tokens() {  # $1: exit families (lens | lens+tuned); a first pass on 16 prompts of each set, then the full counts
+  for first in 16 0; do
+    for spec in "${TOKEN_SETS[@]}"; do
+      read -r ps split n <<<"$spec"
+      [ "$first" -gt 0 ] && n=$first
+      exits=(--exits lens)
+      [ "$1" = "lens+tuned" ] && exits+=(--exits "tuned=$TUNED")
+      toolkit llm-collect --model "$MODEL" --prompt-set "$ps" --split "$split" --limit "$n" "${exits[@]}" \
+        --keep-parts --parts-dir runs/llm/parts --out "data/llm/smollm2_${ps}-${split}.parquet"
+    done
   done
 }
 

@@ -29,7 +29,8 @@ def register(sub) -> None:
     p.add_argument("--temperatures", type=positive_float, nargs="+", default=[1.0])
     p.add_argument("--stats-dtype", choices=["float16", "float32"], default="float16")
     p.add_argument("--chunk-size", type=positive_int, default=8, help="prompts per resumable chunk")
-    p.add_argument("--keep-parts", action="store_true", help="keep <out>.parts/ (the decoded states) afterwards")
+    p.add_argument("--keep-parts", action="store_true", help="keep the parts (the decoded states) afterwards")
+    p.add_argument("--parts-dir", help="folder for the resumable parts (default: beside --out)")
     p.add_argument("--data-dir")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=run)
@@ -41,7 +42,8 @@ def run(a) -> int:
     cache = collect_llm_tokens(a.model, a.prompt_set, a.split, a.out, exits=a.exits or ["lens"], limit=a.limit,
                                max_new_tokens=a.max_new_tokens, temperatures=a.temperatures,
                                stats_dtype=a.stats_dtype, chunk_size=a.chunk_size, data_dir=a.data_dir,
-                               keep_parts=a.keep_parts, progress=not a.quiet, command=command_text())
+                               keep_parts=a.keep_parts, parts_dir=a.parts_dir, progress=not a.quiet,
+                               command=command_text())
     print(f"wrote {a.out}: {cache}; quality {cache.meta['quality']}")
     for f in cache.family_names:
         agree = cache.agreement(f).mean(0)

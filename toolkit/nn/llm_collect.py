@@ -106,11 +106,12 @@ def _quality(ps: PromptSet, texts: list[str], frame) -> tuple[dict, dict]:
 def collect_llm_tokens(model: str, prompt_set: str, split: str, out: str | os.PathLike, *, exits=("lens",),
                        limit: int | None = None, max_new_tokens: int | None = None,
                        temperatures=DEFAULT_LLM_TEMPERATURES, stats_dtype: str = "float16", chunk_size: int = 8,
-                       data_dir=None, keep_parts: bool = False, progress: bool = True, command: str | None = None,
-                       lm: CausalLM | None = None) -> LLMTokenCache:
+                       data_dir=None, keep_parts: bool = False, parts_dir=None, progress: bool = True,
+                       command: str | None = None, lm: CausalLM | None = None) -> LLMTokenCache:
     """Greedy continuations of ``prompt_set`` prompts on ``split`` with every exit family's per-token statistics;
     writes an :class:`~toolkit.analysis.llm_cache.LLMTokenCache` to ``out``. ``exits``: ``"lens"`` and/or tuned-exits
-    folders (``NAME=FOLDER``); ``limit``: the first examples of the split (file order)."""
+    folders (``NAME=FOLDER``); ``limit``: the first examples of the split (file order); ``parts_dir``: where the
+    resumable parts go (default: beside ``out``)."""
     t0 = time.time()
     out = Path(out)
     ps = get_prompt_set(prompt_set)
@@ -133,7 +134,7 @@ def collect_llm_tokens(model: str, prompt_set: str, split: str, out: str | os.Pa
     run = {"model": lm.info(), "prompt_set": ps.name, "template": ps.template, "split": split,
            "max_new_tokens": max_new_tokens, "data": data.fingerprint, "chunk_size": chunk_size,
            "schema": LLM_SCHEMA_VERSION, "temperatures": temperatures}
-    parts = out.with_name(out.name + ".parts")
+    parts = (Path(parts_dir) / f"{out.name}.parts") if parts_dir else out.with_name(out.name + ".parts")
     claim_parts(parts, _signature(run), run)
     n_chunks = -(-len(frame) // chunk_size)
     L = lm.n_layers
