@@ -190,13 +190,17 @@ def greedy_trajectory(model: PreTrainedModel, prompt: np.ndarray, max_new_tokens
                       keep_logits: bool = True) -> Trajectory:
     """Greedy decoding of one prompt with ``generate`` (batch 1, no padding, KV cache), recording every layer's
     state at each position that predicts a generated token (the prompt's last position, then each new token)."""
+    from transformers import GenerationConfig
+
     device = next(model.parameters()).device
     ids = torch.as_tensor(prompt, device=device)[None]
     eos = eos_token_ids if eos_token_ids is not None else model.generation_config.eos_token_id
+    # a clean config: plain argmax of the raw logits (no repetition penalty or other processors of the checkpoint)
+    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, eos_token_id=eos,
+                              pad_token_id=_pad_id(model, eos), return_dict_in_generate=True,
+                              output_logits=keep_logits)
     with capture_layer_states(model) as cap:
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                             do_sample=False, num_beams=1, eos_token_id=eos, pad_token_id=_pad_id(model, eos),
-                             return_dict_in_generate=True, output_logits=keep_logits)
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=config)
     tokens = out.sequences[0, ids.shape[1]:].cpu().numpy()
     eos_set = set(eos if isinstance(eos, (list, tuple)) else [eos])
     hit = np.flatnonzero(np.isin(tokens, list(eos_set)))
@@ -205,6 +209,8 @@ def greedy_trajectory(model: PreTrainedModel, prompt: np.ndarray, max_new_tokens
     logits = torch.cat(out.logits, 0)[:T].float().cpu().numpy() if keep_logits else np.zeros((T, 0), np.float32)
     if len(states) != T:
         raise RuntimeError(f"captured {len(states)} decoding steps for {T} generated tokens")
+    if keep_logits and not (logits.argmax(-1) == tokens[:T]).all():
+        raise RuntimeError("greedy tokens differ from the argmax of the raw logits; a logits processor interfered")
     return Trajectory(tokens[:T].astype(np.int64), states, logits)
 
 

@@ -171,6 +171,7 @@ def _greedy_answers(lm: CausalLM, prompts, max_new_tokens, batch_size, bf16, pro
     eos = model.generation_config.eos_token_id
     eos_set = set(eos if isinstance(eos, (list, tuple)) else [eos])
     pad = tok.pad_token_id if tok.pad_token_id is not None else next(iter(eos_set))
+    device = next(model.parameters()).device
     order = np.argsort([len(p) for p in prompts], kind="stable")
     answers: list = [None] * len(prompts)
     for s in tqdm(range(0, len(order), batch_size), disable=not progress, desc=f"answers {desc}", file=sys.stderr):
@@ -181,9 +182,9 @@ def _greedy_answers(lm: CausalLM, prompts, max_new_tokens, batch_size, bf16, pro
         for j, r in enumerate(rows):  # left padding for batched generation
             ids[j, n - len(prompts[r]):] = torch.as_tensor(prompts[r])
             mask[j, n - len(prompts[r]):] = 1
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            seq = model.generate(ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-                                 num_beams=1, pad_token_id=pad)[:, n:].numpy()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            seq = model.generate(ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
+                                 do_sample=False, num_beams=1, pad_token_id=pad)[:, n:].cpu().numpy()
         for j, r in enumerate(rows):
             hit = np.flatnonzero(np.isin(seq[j], list(eos_set)))
             answers[r] = seq[j, :hit[0] + 1] if hit.size else seq[j]
@@ -213,9 +214,11 @@ def _states_and_targets(model, batch: list[dict], bf16: bool):
         ids[j, :len(s["ids"])] = torch.as_tensor(s["ids"])
         mask[j, :len(s["ids"])] = 1
         keep[j, s["start"]:len(s["ids"])] = True
+    device = next(model.parameters()).device
+    keep = keep.to(device)
     with torch.no_grad(), capture_layer_states(model) as cap, \
-            torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        logits = model(input_ids=ids, attention_mask=mask).logits
+            torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
     return cap[-1][keep].float(), torch.log_softmax(logits[keep].float(), -1)
 
 
@@ -251,8 +254,9 @@ def ridge_start(model, exits: TunedExits, seqs: list[dict], *, batch_tokens: int
     relative to the mean diagonal of the Gram matrix.
     """
     L, H = exits.layers, exits.translators[0].in_features
-    gram = torch.zeros(L - 1, H + 1, H + 1, dtype=torch.float64)
-    cross = torch.zeros(L - 1, H + 1, H, dtype=torch.float64)
+    device = exits.translators[0].weight.device
+    gram = torch.zeros(L - 1, H + 1, H + 1, dtype=torch.float64, device=device)
+    cross = torch.zeros(L - 1, H + 1, H, dtype=torch.float64, device=device)
     n = 0
     for batch in tqdm(list(_batches(seqs, batch_tokens, np.arange(len(seqs)))), disable=not progress,
                       desc="ridge start", file=sys.stderr):
@@ -261,17 +265,17 @@ def ridge_start(model, exits: TunedExits, seqs: list[dict], *, batch_tokens: int
         final = final / final.pow(2).mean(-1, keepdim=True).sqrt()
         for layer in range(1, L):
             x = states[:, layer - 1]
-            xa = torch.cat([x, torch.ones(len(x), 1)], 1).double()
+            xa = torch.cat([x, torch.ones(len(x), 1, device=x.device)], 1).double()
             y = (final * x.pow(2).mean(-1, keepdim=True).sqrt()).double()
             gram[layer - 1] += xa.T @ xa
             cross[layer - 1] += xa.T @ y
         n += len(states)
-    eye = torch.eye(H + 1, dtype=torch.float64)
+    eye = torch.eye(H + 1, dtype=torch.float64, device=device)
     for layer in range(1, L):
         g = gram[layer - 1]
         m = torch.linalg.solve(g + ridge * g.diagonal().mean() * eye, cross[layer - 1])  # [H+1, H]
         t = exits.translators[layer - 1]
-        t.weight.copy_((m[:H] - torch.eye(H, dtype=torch.float64)).T.float())  # h + A h + b with A = M - I
+        t.weight.copy_((m[:H] - torch.eye(H, dtype=torch.float64, device=device)).T.float())  # h + A h + b, A = M - I
         t.bias.copy_(m[H].float())
     return n
 
@@ -344,7 +348,7 @@ def train_tuned_exits(model_name: str, out: str | os.PathLike, *, prompt_sets=("
     ckpt = out / CHECKPOINT_FILE
     torch.manual_seed(seed)
     if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
+        state = torch.load(ckpt, weights_only=False, map_location=next(model.parameters()).device)
         if state["signature"] != sig:
             raise ValueError(f"{ckpt} belongs to other settings; delete {out} or choose another --out")
         exits.load_state_dict(state["exits"])
@@ -372,7 +376,7 @@ def train_tuned_exits(model_name: str, out: str | os.PathLike, *, prompt_sets=("
             states, target = _states_and_targets(model, b, bf16)
             total = 0.0
             for layer in range(1, exits.layers):  # one backward per layer keeps one [n, V] graph alive at a time
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                with torch.autocast(states.device.type, dtype=torch.bfloat16, enabled=bf16):
                     z = exits(layer, states[:, layer - 1])
                 loss = _kl(target, z).mean()
                 loss.backward()
