@@ -112,7 +112,9 @@ def test_offline_acceptance_equals_brute_force_self_speculative_decode(tiny, fam
                 assert blocks == offline[i].tolist(), (family, k, d, i)
                 p = 0
                 for a in blocks:
-                    flops += float(self_speculative_block_flops(len(prompt) - 1 + p, k, min(d, MAX_NEW - p), cache.dims))
+                    d_eff = min(d, MAX_NEW - p)
+                    flops += float(self_speculative_block_flops(len(prompt) - 1 + p, k, d_eff, cache.dims))
+                    flops += d_eff * (2.0 * lm.dims.hidden ** 2 if family == "tuned" else 0.0)  # translators
                     p += a + 1
             row = frame[(frame.layer == k) & (frame.draft_length == d)].iloc[0]
             ref = float(full_token_flops(cache.positions, cache.dims).sum())

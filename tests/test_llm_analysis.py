@@ -193,6 +193,10 @@ def test_calm_cost_counts_layers_heads_and_propagation():
                                          + 4 * c.dims.hidden * c.dims.kv_dim)
     assert s.cost[0, 2] == pytest.approx(full_token_flops(pos, c.dims) + 2 * head_flops(c.dims))
     assert s.reference_cost[0] == pytest.approx(full_token_flops(pos, c.dims))
+    # a tuned family pays its translator (2H^2) before each intermediate exit it evaluates, not at the last layer
+    c.families = {"lens": {"kind": "tuned_exits"}}
+    t = token_staged(c, "lens", checked_layers=[2, 4])
+    np.testing.assert_allclose(t.cost - s.cost, 2 * c.dims.hidden ** 2 * np.array([1, 2, 2]) * np.ones_like(s.cost))
 
 
 @settings(max_examples=30, deadline=None)

@@ -41,7 +41,7 @@ import pandas as pd
 
 from .calibration import confidence_ece
 from .llm_cache import LLMTokenCache
-from .llm_cost import calm_token_flops, full_token_flops, self_speculative_block_flops
+from .llm_cost import calm_token_flops, full_token_flops, self_speculative_block_flops, translator_flops
 from .sweep import breakpoints, cumulate
 from .token_scores import TOKEN_SCORES, token_scores
 
@@ -94,6 +94,12 @@ def layer_reliability(cache: LLMTokenCache, family: str, *, score: str = "max_pr
     return pd.DataFrame(rows)
 
 
+def exit_overhead_flops(cache: LLMTokenCache, family: str) -> float:
+    """FLOPs an exit of ``family`` spends before the LM head: a tuned exit's translator, nothing for the lens."""
+    kind = (cache.families.get(family) or {}).get("kind")
+    return translator_flops(cache.dims) if kind == "tuned_exits" else 0.0
+
+
 # ------------------------------------------------------------------------------------------------- CALM
 @dataclass(frozen=True)
 class TokenStaged:
@@ -129,6 +135,8 @@ def token_staged(cache: LLMTokenCache, family: str, *, score: str = "max_prob", 
     agree = cache.agreement(family)[:, idx]
     pos = cache.positions[:, None]
     cost = calm_token_flops(pos, layers[None, :], cache.dims, checked_layers=layers[:-1], propagate=propagate)
+    # a tuned exit's translator runs before each intermediate exit evaluated (the last layer has none)
+    cost = cost + exit_overhead_flops(cache, family) * np.minimum(np.arange(1, len(layers) + 1), len(layers) - 1)
     tok_ids = np.char.add(np.char.add(np.repeat(cache.example_ids, cache.lengths), "#"), cache.steps.astype(str))
     return TokenStaged(confidence=conf.astype(np.float64), cost=np.asarray(cost, dtype=np.float64),
                        stats=agree[:, :, None].astype(np.float64),
@@ -231,6 +239,7 @@ def _speculate(cache: LLMTokenCache, family: str, layers: np.ndarray, draft_leng
     table = np.stack([np.stack([self_speculative_block_flops(context, int(k), dd, cache.dims)
                                 for dd in range(1, Dmax + 1)]) for k in layers])  # [K, Dmax, S]
     K, D, N = len(layers), len(draft_lengths), cache.n_examples
+    overhead = exit_overhead_flops(cache, family)  # per draft step (a tuned exit's translator)
     p = np.broadcast_to(starts, (K, D, N)).copy()
     end = np.broadcast_to(ends, (K, D, N))
     kk = np.arange(K)[:, None, None] * np.ones((1, D, N), dtype=int)
@@ -245,7 +254,7 @@ def _speculate(cache: LLMTokenCache, family: str, layers: np.ndarray, draft_leng
         a = np.minimum(run[pa, kk[ka, da, na]], d_eff)
         emitted = a + (pa + a < end[ka, da, na])
         for name, v in (("blocks", 1), ("drafted", d_eff), ("accepted", a), ("emitted", emitted),
-                        ("flops", table[ka, d_eff - 1, pa])):
+                        ("flops", table[ka, d_eff - 1, pa] + overhead * d_eff)):
             np.add.at(totals[name], (ka, da), v)
         records.append((ka, da, na, pa, a))
         p[ka, da, na] = pa + emitted
@@ -266,8 +275,14 @@ def acceptance_counts(cache: LLMTokenCache, family: str, layer: int, draft_lengt
 
 def self_speculative(cache: LLMTokenCache, family: str, layers=None, draft_lengths=range(1, 9)) -> pd.DataFrame:
     """Exact self-speculative decoding for every (draft layer, draft length): one row each with ``blocks``,
+    ``full_passes_per_token`` (verification passes through all layers per emitted token; greedy decoding needs 1),
     ``acceptance`` (accepted / drafted tokens), ``accepted_per_block``, ``tokens_per_block`` (emitted / blocks),
-    ``flops_per_token`` and ``speedup`` (full model's FLOPs / self-speculative FLOPs, same tokens)."""
+    ``flops_per_token`` and ``speedup`` (full model's FLOPs / self-speculative FLOPs, same tokens).
+
+    In FLOPs every emitted token still passes all L layers once (1..k drafting, k+1..L verifying), and each block
+    adds d draft heads and d + 1 verify heads against one head per token: the FLOPs speed-up is below 1 by
+    construction; the method's wall-clock gain comes from fewer sequential full-depth passes (memory-bound decoding),
+    which ``full_passes_per_token`` counts."""
     layers = np.arange(1, cache.n_layers) if layers is None else np.asarray(layers, dtype=int)
     draft_lengths = np.asarray(list(draft_lengths), dtype=int)
     tot, _ = _speculate(cache, family, layers, draft_lengths)
@@ -275,6 +290,7 @@ def self_speculative(cache: LLMTokenCache, family: str, layers=None, draft_lengt
     K, D = len(layers), len(draft_lengths)
     return pd.DataFrame({"family": family, "layer": np.repeat(layers, D), "draft_length": np.tile(draft_lengths, K),
                          "blocks": tot["blocks"].ravel().astype(int),
+                         "full_passes_per_token": (tot["blocks"] / cache.n_tokens).ravel(),
                          "acceptance": (tot["accepted"] / tot["drafted"]).ravel(),
                          "accepted_per_block": (tot["accepted"] / tot["blocks"]).ravel(),
                          "tokens_per_block": (tot["emitted"] / tot["blocks"]).ravel(),

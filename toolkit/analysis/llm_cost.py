@@ -28,8 +28,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 LLM_COST_DEFINITION = ("FLOPs per token = sum over layers run of 2H(q+2kv) + 2qH + 4qc + 6HI (gated MLP; 4HI "
-                       "plain) with c attended positions, + 2HV per LM-head/exit evaluation, + 4H*kv per skipped "
-                       "layer whose keys/values are propagated; q = heads*head_dim, kv = kv_heads*head_dim")
+                       "plain) with c attended positions, + 2HV per LM-head/exit evaluation (+ 2H^2 per tuned-exit "
+                       "translator), + 4H*kv per skipped layer whose keys/values are propagated; q = heads*head_dim, "
+                       "kv = kv_heads*head_dim")
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,11 @@ def layer_flops(context, dims: CausalLMDims) -> np.ndarray:
 def head_flops(dims: CausalLMDims) -> float:
     """FLOPs of the LM head (or of one exit evaluated through it) at one position."""
     return 2.0 * dims.hidden * dims.vocab
+
+
+def translator_flops(dims: CausalLMDims) -> float:
+    """FLOPs of a tuned-lens translator (an H x H affine map) at one position, paid before its exit's head."""
+    return 2.0 * dims.hidden * dims.hidden
 
 
 def kv_projection_flops(dims: CausalLMDims) -> float:

@@ -39,7 +39,7 @@ from ..analysis.llm_cache import (
     load_llm_cache,
     save_llm_cache,
 )
-from ..analysis.llm_cost import LLM_COST_DEFINITION, prefill_exit_flops
+from ..analysis.llm_cost import LLM_COST_DEFINITION, prefill_exit_flops, translator_flops
 from ..data import get_task, load_split
 from ..llm_prompts import PromptSet, answer_class, get_prompt_set
 from ..provenance import package_versions
@@ -326,7 +326,7 @@ def llm_classifier_caches(lm: CausalLM, prompt_set: str, states: dict, *, exits=
     jobs = []
     for spec_e in exits:
         family, ex, record = resolve_exits(spec_e, lm)
-        head = 2.0 * dims.hidden * n_ids + (2.0 * dims.hidden ** 2 if isinstance(ex, TunedExits) else 0.0)
+        head = 2.0 * dims.hidden * n_ids + (translator_flops(dims) if isinstance(ex, TunedExits) else 0.0)
         jobs.append((f"zs_{family}", zero_shot_logits(ex, lm, states["states"], layers, class_ids), head,
                      {"exit": record, "label_token_ids": class_ids,
                       "head": f"label-word rows of the LM head ({n_ids} tokens), logsumexp per class"}))
