@@ -208,6 +208,20 @@ def test_tuned_exits_round_trip_and_resume_equals_straight_training(tiny, tmp_pa
     h = torch.randn(3, lm.dims.hidden)
     torch.testing.assert_close(loaded(2, h), straight(2, h))
     torch.testing.assert_close(loaded(lm.n_layers, h), LogitLens(lm.model)(lm.n_layers, h))  # the model itself
+    # per layer, the kept translator is the one with the lower held-out KL: trained, or its ridge start
+    chosen = straight.info["training"]["selected"]
+    for i, c in enumerate(chosen):
+        assert held["selected"]["kl"][i] == min(held["start"]["kl"][i], held["end"]["kl"][i])
+        assert c == ("start" if held["start"]["kl"][i] < held["end"]["kl"][i] else "trained")
+    # a run checkpointed without its start weights rebuilds them (the ridge start is deterministic) and reselects
+    (tmp_path / "a" / "start.safetensors").unlink()
+    (tmp_path / "a" / "exits.json").unlink()
+    again = train_tuned_exits(str(tiny["folder"]), tmp_path / "a", max_tokens=400, **kw)
+    assert again.info["training"]["selected"] == chosen
+    for p, q in zip(straight.parameters(), again.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    last = train_tuned_exits(str(tiny["folder"]), tmp_path / "a", max_tokens=400, **{**kw, "select": "last"})
+    assert last.info["training"]["selected"] is None
     with pytest.raises(ValueError, match="other settings"):
         train_tuned_exits(str(tiny["folder"]), tmp_path / "a", max_tokens=400, **{**kw, "init": "identity"})
     with pytest.raises(ValueError, match="layer must be"):

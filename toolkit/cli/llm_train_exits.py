@@ -27,6 +27,9 @@ def register(sub) -> None:
     p.add_argument("--init", choices=["ridge", "identity"], default="ridge")
     p.add_argument("--ridge-tokens", type=positive_int, help="positions for the ridge start (default: all train)")
     p.add_argument("--holdout", type=probability, default=0.1, help="share of prompts held out for evaluation")
+    p.add_argument("--select", choices=["per_layer", "last"], default="per_layer",
+                   help="per_layer: each layer keeps its trained or its start translator, whichever has the lower "
+                        "held-out KL; last: the trained ones")
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--fp32", action="store_true", help="train in float32 (default: bf16 autocast)")
     p.add_argument("--data-dir")
@@ -40,15 +43,16 @@ def run(a) -> int:
     exits = train_tuned_exits(a.model, a.out, prompt_sets=a.prompt_set or ("agnews_headline", "sst2_sentiment"),
                               n_prompts=a.prompts, max_tokens=a.max_tokens, batch_tokens=a.batch_tokens, lr=a.lr,
                               weight_decay=a.weight_decay, init=a.init, ridge_tokens=a.ridge_tokens,
-                              holdout=a.holdout, seed=a.seed, bf16=not a.fp32, data_dir=a.data_dir,
+                              holdout=a.holdout, seed=a.seed, bf16=not a.fp32, data_dir=a.data_dir, select=a.select,
                               progress=not a.quiet,
                               command="toolkit " + " ".join(shlex.quote(x) for x in sys.argv[1:]))
     held = exits.info["heldout"]
     print(f"wrote {a.out}: {exits.info['training']['positions_trained']} positions in "
           f"{exits.info['training']['wall_s']:.0f} s")
-    print("layer  KL lens -> start -> end    agreement lens -> start -> end")
+    chosen = exits.info["training"].get("selected") or ["trained"] * len(held["end"]["layers"])
+    print("layer  KL lens -> start -> trained    agreement lens -> start -> trained   kept")
     for i, layer in enumerate(held["end"]["layers"]):
         print(f"{layer:5d}  {held['lens']['kl'][i]:7.3f} {held['start']['kl'][i]:7.3f} {held['end']['kl'][i]:7.3f}"
               f"    {held['lens']['agreement'][i]:.3f} {held['start']['agreement'][i]:.3f} "
-              f"{held['end']['agreement'][i]:.3f}")
+              f"{held['end']['agreement'][i]:.3f}   {chosen[i]}")
     return 0

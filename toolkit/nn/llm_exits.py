@@ -46,6 +46,7 @@ from .causal_lm import (
 )
 
 EXITS_FILE, WEIGHTS_FILE, CHECKPOINT_FILE = "exits.json", "translators.safetensors", "checkpoint.pt"
+START_FILE = "start.safetensors"  # the translators before the KL stage (ridge start, or zero = logit lens)
 ExitFn = Callable[[int, torch.Tensor], torch.Tensor]
 
 
@@ -288,17 +289,22 @@ def train_tuned_exits(model_name: str, out: str | os.PathLike, *, prompt_sets=("
                       n_prompts: int = 200, max_tokens: int = 20000, batch_tokens: int = 512, lr: float = 1e-3,
                       weight_decay: float = 0.0, init: str = "ridge", ridge_tokens: int | None = None,
                       holdout: float = 0.1, seed: int = 0, bf16: bool = True, data_dir=None,
-                      checkpoint_every: int = 10, progress: bool = True, command: str | None = None,
-                      lm: CausalLM | None = None) -> TunedExits:
+                      checkpoint_every: int = 10, select: str = "per_layer", progress: bool = True,
+                      command: str | None = None, lm: CausalLM | None = None) -> TunedExits:
     """Train tuned exits for a causal LM and save them to ``out`` (see the module docstring); resumable.
 
-    ``max_tokens``: trained positions of the KL stage (steps of about ``batch_tokens``); ``bf16``: autocast the
+    ``select="per_layer"``: each layer keeps the KL-trained translator or its start (ridge, or zero = logit lens),
+    whichever has the lower held-out KL (held-out prompts are train-split prompts; the caches evaluate on cal/test);
+    ``"last"`` keeps the trained ones. ``max_tokens``: trained positions of the KL stage (steps of about
+    ``batch_tokens``); ``bf16``: autocast the
     frozen forward and the exit heads (evaluation is float32). Rerunning with the same settings resumes from
     ``out/checkpoint.pt`` (or returns the finished exits); a larger ``max_tokens`` continues a finished run; other
     settings in a used folder are refused.
     """
     if init not in ("ridge", "identity"):
         raise ValueError(f"init must be 'ridge' or 'identity', got {init!r}")
+    if select not in ("per_layer", "last"):
+        raise ValueError(f"select must be 'per_layer' or 'last', got {select!r}")
     if not 0 < holdout < 1:
         raise ValueError(f"holdout must be in (0, 1), got {holdout}")
     t0 = time.time()
@@ -310,14 +316,15 @@ def train_tuned_exits(model_name: str, out: str | os.PathLike, *, prompt_sets=("
                    "bf16": bf16}
     config = {**data_config, "batch_tokens": batch_tokens, "lr": lr, "weight_decay": weight_decay, "init": init,
               "ridge_tokens": ridge_tokens, "holdout": holdout}
-    sig = _signature(config)  # the budget (max_tokens) is not part of it: a rerun with a larger one continues
+    sig = _signature(config)  # neither the budget (max_tokens) nor the selection: a rerun continues or reselects
     done = out / EXITS_FILE
     if done.exists():
         info = json.loads(done.read_text())
         if info.get("signature") != sig:
             raise ValueError(f"{out} holds exits trained with other settings ({info.get('config')}); choose another "
                              f"--out or delete it")
-        if info.get("finished") and info["training"]["positions_trained"] >= max_tokens:
+        if (info.get("finished") and info["training"]["positions_trained"] >= max_tokens
+                and info["training"].get("select", "last") == select):
             return TunedExits.from_pretrained(out, model)
 
     seq_file = out / "sequences.npz"
@@ -364,6 +371,7 @@ def train_tuned_exits(model_name: str, out: str | os.PathLike, *, prompt_sets=("
                                                     progress=progress)
         record["eval_start"] = evaluate_exits(model, exits, held)
         record["train_wall_s"] = time.time() - t0
+        _save_state(out / START_FILE, exits)
         _save_checkpoint(ckpt, exits, opt, record, sig)
 
     t_resume = time.time() - record["train_wall_s"]
@@ -399,19 +407,66 @@ def train_tuned_exits(model_name: str, out: str | os.PathLike, *, prompt_sets=("
             record["batch_in_epoch"] = 0
     bar.close()
     record["eval_end"] = evaluate_exits(model, exits, held)
+    selected = None
+    if select == "per_layer":
+        start = _start_exits(model, out, init, train, ridge_tokens, batch_tokens, bf16, progress)
+        selected = _select_per_layer(exits, start, record["eval_start"], record["eval_end"])
     record["train_wall_s"] = time.time() - t_resume
-    exits.info = {"model": lm.info(), "config": {**config, "max_tokens": max_tokens}, "signature": sig,
+    exits.info = {"model": lm.info(), "config": {**config, "max_tokens": max_tokens, "select": select}, "signature": sig,
                   "finished": True,
                   "training": {"positions_trained": record["tokens"], "steps": record["steps"],
                                "ridge_positions": record.get("ridge_positions"), "wall_s": record["train_wall_s"],
                                "train_sequences": len(train), "heldout_sequences": len(held),
                                "train_example_ids": sorted({s["example_id"] for s in train}),
-                               "loss_curve": record["loss"]},
-                  "heldout": {"lens": record["eval_lens"], "start": record["eval_start"], "end": record["eval_end"]},
+                               "loss_curve": record["loss"], "select": select, "selected": selected},
+                  "heldout": {"lens": record["eval_lens"], "start": record["eval_start"], "end": record["eval_end"],
+                              "selected": _selected_eval(record["eval_start"], record["eval_end"], selected)},
                   "data": {"split": "train", "prompt_sets": list(prompt_sets)},
                   "command": command or " ".join(sys.argv), "versions": package_versions()}
     exits.save_pretrained(out)
     return exits.eval().requires_grad_(False)
+
+
+def _save_state(path: Path, exits: TunedExits) -> None:
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in exits.state_dict().items()}, str(tmp))
+    os.replace(tmp, path)
+
+
+def _start_exits(model, out: Path, init, train, ridge_tokens, batch_tokens, bf16, progress) -> TunedExits:
+    """The translators the KL stage started from: saved in ``start.safetensors``, or rebuilt (the ridge start is
+    deterministic: same data, same batches) for runs checkpointed before that file existed."""
+    from safetensors.torch import load_file
+
+    start = TunedExits(model)
+    if (out / START_FILE).exists():
+        start.load_state_dict(load_file(str(out / START_FILE)))
+    elif init == "ridge":
+        ridge_seqs = train if ridge_tokens is None else _take_tokens(train, ridge_tokens)
+        ridge_start(model, start, ridge_seqs, batch_tokens=batch_tokens, bf16=bf16, progress=progress)
+        _save_state(out / START_FILE, start)
+    return start
+
+
+@torch.no_grad()
+def _select_per_layer(exits: TunedExits, start: TunedExits, eval_start: dict, eval_end: dict) -> list[str]:
+    """Per layer, keep the trained translator or the start's, whichever had the lower held-out KL."""
+    chosen = []
+    for i, (ks, ke) in enumerate(zip(eval_start["kl"], eval_end["kl"])):
+        if ks < ke:
+            exits.translators[i].load_state_dict(start.translators[i].state_dict())
+        chosen.append("start" if ks < ke else "trained")
+    return chosen
+
+
+def _selected_eval(eval_start: dict, eval_end: dict, selected) -> dict | None:
+    if selected is None:
+        return None
+    pick = [s == "start" for s in selected]
+    return {"layers": eval_end["layers"], "positions": eval_end["positions"],
+            **{k: [a if p else b for a, b, p in zip(eval_start[k], eval_end[k], pick)] for k in ("kl", "agreement")}}
 
 
 def _take_tokens(seqs: list[dict], n: int) -> list[dict]:
