@@ -244,7 +244,7 @@ def _speculate(cache: LLMTokenCache, family: str, layers: np.ndarray, draft_leng
     end = np.broadcast_to(ends, (K, D, N))
     kk = np.arange(K)[:, None, None] * np.ones((1, D, N), dtype=int)
     dd = np.broadcast_to(draft_lengths[None, :, None], (K, D, N))
-    totals = {name: np.zeros((K, D)) for name in ("blocks", "drafted", "accepted", "emitted", "flops")}
+    totals = {name: np.zeros((K, D, N)) for name in ("blocks", "drafted", "accepted", "emitted", "flops")}
     records = []
     active = p < end
     while active.any():
@@ -255,12 +255,12 @@ def _speculate(cache: LLMTokenCache, family: str, layers: np.ndarray, draft_leng
         emitted = a + (pa + a < end[ka, da, na])
         for name, v in (("blocks", 1), ("drafted", d_eff), ("accepted", a), ("emitted", emitted),
                         ("flops", table[ka, d_eff - 1, pa] + overhead * d_eff)):
-            np.add.at(totals[name], (ka, da), v)
+            totals[name][ka, da, na] += v  # one block per active (layer, length, prompt): no repeated index
         records.append((ka, da, na, pa, a))
         p[ka, da, na] = pa + emitted
         active = p < end
     cat = [np.concatenate(x) for x in zip(*records)] if records else [np.zeros(0, int)] * 5
-    return totals, cat
+    return {name: v.sum(-1) for name, v in totals.items()}, cat
 
 
 def acceptance_counts(cache: LLMTokenCache, family: str, layer: int, draft_length: int) -> list[np.ndarray]:
