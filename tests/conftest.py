@@ -147,3 +147,46 @@ def exit_cache(N, seed, split="cal"):
     lg = rng.normal(size=(N, 4, 2))
     lg[np.arange(N), :, y] += np.linspace(0.3, 2.5, 4)
     return from_arrays(lg, y, np.cumsum(np.ones((N, 4)), 1), meta={"split": split})
+
+
+CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>' + '\n' }}"
+          "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+
+
+def tiny_causal_lm(folder: Path, tokenizer_dir: Path, *, layers: int = 4, seed: int = 0, tied: bool = True,
+                   arch: str = "llama", eos_token_id: int | None = None) -> Path:
+    """A tiny causal LM folder (random weights, seeded) with a chat-template tokenizer built on the toy vocabulary.
+
+    Weights are initialised at std 0.3 so that layers change the next-token prediction (shallow exits agree with
+    the last layer only sometimes) and greedy continuations vary. ``eos_token_id`` overrides the end-of-sequence
+    token generation stops at (to make some continuations end early)."""
+    import torch
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tok.chat_template = CHATML
+    tok.eos_token = "<|im_end|>"
+    tok.pad_token = "[PAD]"
+    eos = tok.convert_tokens_to_ids("<|im_end|>") if eos_token_id is None else eos_token_id
+    torch.manual_seed(seed)
+    if arch == "llama":
+        cfg = LlamaConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=layers, num_attention_heads=4,
+                          num_key_value_heads=2, vocab_size=len(tok), max_position_embeddings=256,
+                          tie_word_embeddings=tied, eos_token_id=eos, bos_token_id=eos, pad_token_id=0,
+                          initializer_range=0.3)
+        model = LlamaForCausalLM(cfg)
+    else:
+        cfg = GPT2Config(n_embd=32, n_layer=layers, n_head=4, vocab_size=len(tok), n_positions=256,
+                         eos_token_id=eos, bos_token_id=eos, pad_token_id=0, initializer_range=0.3)
+        model = GPT2LMHeadModel(cfg)
+    model.generation_config.eos_token_id = eos
+    model.generation_config.pad_token_id = 0
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory, tokenizer_dir) -> Path:
+    return tiny_causal_lm(tmp_path_factory.mktemp("llama"), tokenizer_dir)

@@ -32,15 +32,50 @@ def test_caches_hold_ids_not_text():
                 assert set(g.text) <= words | {""} or len(set(g.text) - words) < 0.01 * len(g.text)
             assert all(i.startswith(f"{c.meta['task']}:") for i in c.example_ids[:10])
             continue
+        if entry.get("kind") == "llm_tokens":  # token ids the model generated, no prompt or reference text
+            from toolkit.analysis.llm_cache import load_llm_cache
+
+            c = load_llm_cache(path)
+            schema = pq.read_schema(path)
+            assert [n for n in schema.names if str(schema.field(n).type) == "string"] == ["example_id"]
+            assert all(i.startswith(f"{c.meta['task']}:") for i in c.example_ids[:10])
+            _no_source_text_in_header(path, c.meta["task"], c.meta["split"], c.example_ids)
+            continue
         assert pq.read_schema(path).names == ["example_id", "label", "n_tokens", "logits", "flops"]
         c = load_cache(path)
         assert all(i.startswith(f"{c.task}:") for i in c.example_ids[:10])
 
 
+def _no_source_text_in_header(path, task, split, ids):
+    """None of the cached examples' source sentences appears in the file's JSON header (where the prompt template
+    is recorded)."""
+    from toolkit.analysis.cache_io import read_header
+    from toolkit.data import load_split
+
+    try:
+        frame = load_split(task, split).frame.set_index("example_id")
+    except FileNotFoundError:
+        pytest.skip("../shared/data not found: the source sentences cannot be checked")
+    header = json.dumps(read_header(path), ensure_ascii=False)
+    texts = [t for t in frame.loc[list(ids), "text_a"] if len(t) > 20]
+    assert texts and not any(t in header for t in texts)
+
+
 def test_cal_and_test_caches_pair_up():
     caches = json.loads(MANIFEST.read_text())["caches"]
     for key, entry in caches.items():
-        if entry["split"] == "test":
+        if entry["split"] == "test" and not entry.get("test_only"):
             cal = caches.get(key.replace("-test", "-cal"))
             assert cal is not None and cal.get("stages") == entry.get("stages"), key
+            if entry.get("kind") == "llm_tokens":
+                assert cal["families"].keys() == entry["families"].keys() and cal["model"] == entry["model"], key
+                continue
             assert [m["name"] for m in cal["models"]] == [m["name"] for m in entry["models"]], key
+
+
+def test_every_shipped_cache_is_in_the_manifest():
+    """No cache in data/ without an entry saying how it was made (and numbers that are checked)."""
+    keys = set(json.loads(MANIFEST.read_text())["caches"])
+    on_disk = {str(p.relative_to(DATA).with_suffix("")) for p in DATA.rglob("*.parquet")}
+    assert on_disk - keys == set(), f"caches without a manifest entry: {sorted(on_disk - keys)}"
+    assert keys - on_disk == set(), f"manifest entries without a cache: {sorted(keys - on_disk)}"

@@ -93,6 +93,24 @@ def ece(probs, labels, n_bins: int = 15, binning: str = "uniform", norm: str = "
     return float(np.mean([_binned_gap(p[:, k], y == k, n_bins, binning, norm) for k in range(p.shape[1])]))
 
 
+def confidence_ece(confidence, correct, n_bins: int = 15, binning: str = "uniform", norm: str = "l1") -> float:
+    """ECE of any confidence in [0, 1] against any 0/1 outcome (e.g. an LLM layer's max-probability against
+    agreement with the final layer), with this module's binning convention.
+
+    >>> round(confidence_ece(np.array([.25, .25, .55, .75, .75]), np.array([0, 0, 1, 1, 1]), n_bins=2), 4)
+    0.29
+    """
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r}; choose one of {NORMS}")
+    c = np.asarray(confidence, dtype=np.float64)
+    k = np.asarray(correct)
+    if c.ndim != 1 or k.shape != c.shape or not len(c):
+        raise ValueError(f"confidence and correct must be matching non-empty 1-d arrays, got {c.shape} and {k.shape}")
+    if not np.isfinite(c).all() or (c < 0).any() or (c > 1).any():
+        raise ValueError("confidence must be finite and in [0, 1]")
+    return _binned_gap(c, k.astype(bool), n_bins, binning, norm)
+
+
 def brier(probs, labels) -> float:
     """Multiclass Brier score: mean over examples of ``sum_k (p_k - [y = k])^2`` (0 best, 2 worst)."""
     p, y = _check_probs(probs, labels)

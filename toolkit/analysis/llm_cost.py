@@ -28,8 +28,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 LLM_COST_DEFINITION = ("FLOPs per token = sum over layers run of 2H(q+2kv) + 2qH + 4qc + 6HI (gated MLP; 4HI "
-                       "plain) with c attended positions, + 2HV per LM-head/exit evaluation, + 4H*kv per skipped "
-                       "layer whose keys/values are propagated; q = heads*head_dim, kv = kv_heads*head_dim")
+                       "plain) with c attended positions, + 2HV per LM-head/exit evaluation (+ 2H^2 per tuned-exit "
+                       "translator), + 4H*kv per skipped layer whose keys/values are propagated; q = heads*head_dim, "
+                       "kv = kv_heads*head_dim")
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,11 @@ def head_flops(dims: CausalLMDims) -> float:
     return 2.0 * dims.hidden * dims.vocab
 
 
+def translator_flops(dims: CausalLMDims) -> float:
+    """FLOPs of a tuned-lens translator (an H x H affine map) at one position, paid before its exit's head."""
+    return 2.0 * dims.hidden * dims.hidden
+
+
 def kv_projection_flops(dims: CausalLMDims) -> float:
     """FLOPs to fill one skipped layer's key and value for one token from a propagated hidden state."""
     return 4.0 * dims.hidden * dims.kv_dim
@@ -159,3 +165,17 @@ def self_speculative_block_flops(context, draft_layer: int, draft_length: int, d
     draft = k * per[..., :d].sum(-1) + d * head_flops(dims)
     verify = k * per[..., d] + (L - k) * per.sum(-1) + (d + 1) * head_flops(dims)
     return draft + verify
+
+
+def prefill_exit_flops(n_prompt, exit_layers, dims: CausalLMDims, *, exit_head_flops: float) -> np.ndarray:
+    """Cumulative FLOPs ``[N, E]`` of classifying a prompt from exits at the last prompt position: when exit ``e``
+    (at layer ``exit_layers[e]``, increasing) has answered, the whole prompt has run through layers
+    1..exit_layers[e] (a layer's share of :func:`prefill_flops`) and the heads of exits 0..e have been evaluated
+    (``exit_head_flops`` each, e.g. ``2H * label-word tokens`` for a zero-shot exit, ``2HC`` for a probe).
+    """
+    n = np.atleast_1d(np.asarray(n_prompt, dtype=np.float64))
+    k = np.asarray(exit_layers, dtype=np.int64)
+    if k.ndim != 1 or not len(k) or (np.diff(k) <= 0).any() or k[0] < 1 or k[-1] > dims.layers:
+        raise ValueError(f"exit_layers must increase within 1..{dims.layers}, got {list(k)}")
+    per_layer = (prefill_flops(n, dims) - head_flops(dims)) / dims.layers
+    return per_layer[:, None] * k[None, :] + float(exit_head_flops) * np.arange(1, len(k) + 1)[None, :]

@@ -1,6 +1,6 @@
 """Upgrade caches written before integrity checks (schema 1) to the verified format, with the same numbers.
 
-``upgrade_cache(path)`` reads a schema-1 classification or generation cache, validates it with the kind's loader
+``upgrade_cache(path)`` reads a schema-1 classification, generation or LLM token cache, validates it with the kind's loader
 rules, and rewrites it in place through :mod:`.cache_io` (page checksums, content hash) as schema 2; the decoded
 arrays and the metadata are unchanged, which it checks before replacing the file. ``toolkit upgrade-cache
 FILE...`` runs it from the command line. numpy and pyarrow only.
@@ -15,8 +15,10 @@ from pathlib import Path
 from .cache import SCHEMA_VERSION, load_cache
 from .cache_io import INTEGRITY_KEY, CacheError, check_regular_file, read_header, write_cache_table
 from .generation_cache import GEN_SCHEMA_VERSION, load_generation_cache
+from .llm_cache import LLM_SCHEMA_VERSION, load_llm_cache
 
-_TARGET = {"classification": (SCHEMA_VERSION, load_cache), "generation": (GEN_SCHEMA_VERSION, load_generation_cache)}
+_TARGET = {"classification": (SCHEMA_VERSION, load_cache), "generation": (GEN_SCHEMA_VERSION, load_generation_cache),
+           "llm_tokens": (LLM_SCHEMA_VERSION, load_llm_cache)}
 
 
 def upgrade_cache(path: str | os.PathLike) -> bool:
@@ -27,8 +29,8 @@ def upgrade_cache(path: str | os.PathLike) -> bool:
     head = read_header(path)
     kind = head.get("kind", "classification")
     if kind not in _TARGET:
-        raise CacheError(f"{path}: header key 'kind' is {kind!r}; only classification and generation caches have "
-                         f"an older format")
+        raise CacheError(f"{path}: header key 'kind' is {kind!r}; only classification, generation and LLM token "
+                         f"caches have an older format")
     version, loader = _TARGET[kind]
     if head.get("schema_version") == version and INTEGRITY_KEY in head:
         loader(path, verify_data=False)  # verifies it

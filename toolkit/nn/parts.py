@@ -91,12 +91,13 @@ class Parts:
     ...     parts.finish()                                     # after the cache is written
 
     ``primary=False`` (other processes of a distributed run): no lock and no claim; the primary did both.
+    ``folder``: where the parts go (default ``<out>.parts`` beside ``out``).
     """
 
     def __init__(self, out: str | os.PathLike, run: dict, *, restart: bool = False, primary: bool = True,
-                 log=None):
+                 log=None, folder: str | os.PathLike | None = None):
         self.out = Path(out)
-        self.folder = self.out.with_name(self.out.name + ".parts")
+        self.folder = Path(folder) if folder is not None else self.out.with_name(self.out.name + ".parts")
         self.run = json.loads(json.dumps(run, sort_keys=True, default=str))
         self.signature = signature_hash(self.run)
         self.restart = restart

@@ -48,6 +48,31 @@ def layer_features(backbone, tokenizer, frame, batch_size: int = 64, max_length:
     return out
 
 
+def fit_linear_probes(features: np.ndarray, labels, num_labels: int, *, C: float = 1.0, seed: int = 0):
+    """One standardised logistic regression per stage of ``features`` ``[N, E, H]``; returns ``(W [E, K, H],
+    b [E, K], train_accuracy [E])`` with the standardisation folded in, so ``logits = x @ W[e].T + b[e]``.
+
+    Two classes give sklearn's single row as the logit of class 1 (class 0's logit is 0), which has the same
+    softmax."""
+    feats = np.asarray(features)
+    y = np.asarray(labels)
+    E, H = feats.shape[1], feats.shape[2]
+    W, b, acc = np.zeros((E, num_labels, H)), np.zeros((E, num_labels)), np.zeros(E)
+    for e in range(E):
+        x = feats[:, e]
+        mu, sd = x.mean(0), x.std(0) + 1e-6
+        clf = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit((x - mu) / sd, y)
+        if num_labels == 2:  # sklearn's binary model has one row: logit(1) - logit(0)
+            w, c = np.zeros((2, H)), np.zeros(2)
+            w[1], c[1] = clf.coef_[0], clf.intercept_[0]
+        else:
+            w, c = clf.coef_, clf.intercept_
+        # fold the standardisation into the linear head: w.(x - mu)/sd + c = (w/sd).x + (c - w.mu/sd)
+        W[e], b[e] = w / sd, c - (w / sd) @ mu
+        acc[e] = clf.score((x - mu) / sd, y)
+    return W, b, acc
+
+
 def fit_probe_exits(model_path, task: str, out: str | os.PathLike, layers: list[int] | None = None,
                     train_limit: int | None = 5000, C: float = 1.0, seed: int = 0, data_dir=None,
                     max_length: int = 128) -> Path:
@@ -74,23 +99,12 @@ def fit_probe_exits(model_path, task: str, out: str | os.PathLike, layers: list[
     cfg = MultiExitConfig(backbone=bcfg, exit_layers=layers, pooling="mean", head_dropout=0.0,
                           num_labels=spec.num_labels, id2label=dict(enumerate(spec.label_names)))
     me = MultiExitModel(cfg, backbone=backbone)
-    report = []
-    for e, layer in enumerate(layers):
-        x = feats[:, layer - 1]
-        mu, sd = x.mean(0), x.std(0) + 1e-6
-        clf = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit((x - mu) / sd, y)
-        W = np.zeros((spec.num_labels, x.shape[1]))
-        b = np.zeros(spec.num_labels)
-        if spec.num_labels == 2:  # sklearn's binary model has one row: logit(1) - logit(0)
-            W[1], b[1] = clf.coef_[0], clf.intercept_[0]
-        else:
-            W, b = clf.coef_, clf.intercept_
-        # fold the standardisation into the linear head: w.(x - mu)/sd + b = (w/sd).x + (b - w.mu/sd)
-        Wf, bf = W / sd, b - (W / sd) @ mu
-        with torch.no_grad():
-            me.heads[e].weight.copy_(torch.from_numpy(Wf).float())
-            me.heads[e].bias.copy_(torch.from_numpy(bf).float())
-        report.append({"layer": layer, "train_accuracy": float(clf.score((x - mu) / sd, y))})
+    W, b, train_acc = fit_linear_probes(feats[:, np.asarray(layers) - 1], y, spec.num_labels, C=C, seed=seed)
+    with torch.no_grad():
+        for e in range(len(layers)):
+            me.heads[e].weight.copy_(torch.from_numpy(W[e]).float())
+            me.heads[e].bias.copy_(torch.from_numpy(b[e]).float())
+    report = [{"layer": layer, "train_accuracy": float(a)} for layer, a in zip(layers, train_acc)]
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")
     me.config.source_model = str(model_path)

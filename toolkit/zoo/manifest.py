@@ -26,6 +26,53 @@ def generation_table(cache) -> list[dict]:
     return [{"model": name, **{k: round(float(v), 6) for k, v in row.items()}} for name, row in summ.iterrows()]
 
 
+def llm_token_table(cache) -> list[dict]:
+    """Per exit family and layer of an LLM token cache: agreement with the full model's token and the ECE of its
+    max-probability (the numbers ``toolkit info`` prints)."""
+    from ..analysis.llm import layer_reliability
+
+    rows = []
+    for f in cache.family_names:
+        rel = layer_reliability(cache, f)
+        rows += [{"family": f, "layer": int(r.layer), "agreement": round(float(r.agreement), 6),
+                  "ece": round(float(r.ece), 6)} for r in rel.itertuples()]
+    return rows
+
+
+def cache_entry(path: str | os.PathLike, *, root: str | os.PathLike = ".", test_only: str | None = None) -> dict:
+    """A manifest entry for a cache made outside the zoo (the SmolLM2 caches of ``scripts/build_llm_caches.sh``):
+    what its header records (command, data, versions, model) and the numbers :func:`check_manifest` recomputes.
+    ``test_only``: why a test cache has no cal twin (said in the entry)."""
+    from ..analysis.cache_io import read_header
+
+    path = Path(path)
+    kind = read_header(path).get("kind", "classification")
+    if kind == "llm_tokens":
+        from ..analysis.llm_cache import load_llm_cache
+
+        c = load_llm_cache(path, verify_data=False)
+        entry = {"kind": "llm_tokens", "n_examples": c.n_examples, "n_tokens": c.n_tokens,
+                 "families": {f: {k: v for k, v in info.items() if k != "layers"} for f, info in c.families.items()},
+                 "model": c.model, "prompt_set": c.meta.get("prompt_set"), "decoding": c.meta.get("decoding"),
+                 "quality": c.meta.get("quality"), "layer_metrics": llm_token_table(c)}
+    elif kind == "classification":
+        c = load_cache(path, verify_data=False)
+        entry = {"n_examples": c.n_examples, "stages": c.stages, "models": c.meta.get("models", []),
+                 "prompt_set": c.meta.get("prompt_set"), "stage_metrics": stage_table(c)}
+    else:
+        raise ValueError(f"{path}: cache_entry handles classification and LLM token caches, not {kind!r} (the zoo "
+                         f"writes generation entries)")
+    data = c.meta.get("data", {})
+    entry.update({"file": str(path.relative_to(root)) if path.is_relative_to(root) else str(path),
+                  "task": c.meta.get("task"), "split": c.meta.get("split"), "command": c.meta.get("command"),
+                  "data_fingerprint": data.get("fingerprint"), "data_files": data.get("files"),
+                  "split_seed": data.get("split_seed"), "versions": c.meta.get("versions"),
+                  "cost_definition": c.meta.get("cost_definition")})
+    if test_only:
+        entry["test_only"] = test_only
+    return entry
+
+
 def update_manifest(out: Path, key: str, entry: dict) -> None:
     import fcntl
 
@@ -78,6 +125,15 @@ def check_manifest(out: str | os.PathLike = "data") -> list[str]:
             if cache.meta["data"]["fingerprint"] != entry["data_fingerprint"]:
                 problems.append(f"{key}: data fingerprint differs from the manifest")
             continue
+        if entry.get("kind") == "llm_tokens":
+            from ..analysis.llm_cache import load_llm_cache
+
+            cache = load_llm_cache(out / f"{key}.parquet")
+            if llm_token_table(cache) != entry["layer_metrics"]:
+                problems.append(f"{key}: manifest layer metrics differ from the recomputed ones")
+            if cache.meta["data"]["fingerprint"] != entry["data_fingerprint"]:
+                problems.append(f"{key}: data fingerprint differs from the manifest")
+            continue
         cache = load_cache(out / f"{key}.parquet")
         got = stage_table(cache)
         if got != entry["stage_metrics"]:
@@ -93,6 +149,11 @@ def readme_table(out: str | os.PathLike = "data") -> str:
     rows = ["| cache | stage | test metric | accuracy | mean GFLOPs/example |", "|---|---|---|---|---|"]
     for key, e in manifest["caches"].items():
         if e["split"] != "test":
+            continue
+        if e.get("kind") == "llm_tokens":
+            last = [r for r in e["layer_metrics"] if r["layer"] == max(x["layer"] for x in e["layer_metrics"]) - 1]
+            agree = ", ".join(f"{r['family']} layer {r['layer']} agrees {r['agreement']:.3f}" for r in last)
+            rows.append(f"| {key} | {e['n_tokens']} generated tokens, {e['n_examples']} prompts | {agree} | – | – |")
             continue
         if e.get("kind") == "generation":
             for st in e["model_metrics"]:

@@ -1,0 +1,289 @@
+"""The LLM token cache and its offline analyses (numpy only): exact references, brute force, hypothesis."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from toolkit.analysis.cache import CacheError, from_arrays
+from toolkit.analysis.calibration import confidence_ece
+from toolkit.analysis.compose import cascade_caches
+from toolkit.analysis.llm import (
+    _speculate,
+    acceptance_counts,
+    calm_evaluate,
+    calm_layer_thresholds,
+    calm_oracle,
+    calm_sweep,
+    confidence,
+    layer_reliability,
+    self_speculative,
+    token_staged,
+)
+from toolkit.analysis.llm_cache import LLMTokenCache, concat_token_caches, load_llm_cache, save_llm_cache
+from toolkit.analysis.llm_cost import (
+    CausalLMDims,
+    full_token_flops,
+    head_flops,
+    layer_flops,
+    prefill_exit_flops,
+    self_speculative_block_flops,
+)
+
+DIMS = CausalLMDims(layers=5, hidden=8, heads=2, kv_heads=1, head_dim=4, intermediate=16, vocab=50)
+
+
+def random_llm_cache(N=6, L=5, seed=0, p_agree=(0.3, 0.5, 0.7, 0.9), max_new=9, stats_dtype="float32"):
+    """A valid synthetic cache: agreement rises with depth, confidence loosely tracks agreement."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, max_new + 1, N)
+    S = int(lengths.sum())
+    tokens = rng.integers(0, 50, S).astype(np.int32)
+    agree = np.ones((S, L), bool)
+    agree[:, :-1] = rng.random((S, L - 1)) < np.resize(np.asarray(p_agree), L - 1)
+    top1 = np.where(agree, tokens[:, None], (tokens[:, None] + 1 + rng.integers(0, 40, (S, L))) % 50)
+    mx = rng.normal(5, 2, (S, L)) + 2 * agree
+    second = mx - rng.exponential(1.0, (S, L))
+    lse = mx + rng.exponential(0.7, (S, L))
+    ent = rng.exponential(1.0, (S, L))
+    stats = np.stack([mx, second, lse, ent], -1).astype(np.float32)
+    dims = dict(layers=L, hidden=8, heads=2, kv_heads=1, head_dim=4, intermediate=16, vocab=50)
+    return LLMTokenCache(example_ids=np.array([f"t:test:{i}" for i in range(N)]), labels=rng.integers(0, 2, N),
+                         n_prompt=rng.integers(3, 12, N).astype(np.int32), tokens=tokens,
+                         offsets=np.concatenate([[0], np.cumsum(lengths)]), top1={"lens": top1.astype(np.int32)},
+                         stats={"lens": stats}, temperatures=(1.0,), model={"path": "toy", "dims": dims},
+                         stats_dtype=stats_dtype, meta={"decoding": {"max_new_tokens": max_new}})
+
+
+def speculate_by_hand(agree_k, length, max_new, d):
+    """Plain loop over one continuation: accepted count per block."""
+    p, out = 0, []
+    while p < length:
+        d_eff = min(d, max_new - p)
+        a = 0
+        while a < d_eff and p + a < length and agree_k[p + a]:
+            a += 1
+        out.append(a)
+        p += a + (1 if p + a < length else 0)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- cache
+def test_cache_round_trip_and_views(tmp_path):
+    c = random_llm_cache(stats_dtype="float16")
+    c.stats["lens"] = c.stats["lens"].astype(np.float16).astype(np.float32)
+    c.quality = {"chrf": np.arange(c.n_examples, dtype=np.float64)}
+    path = save_llm_cache(c, tmp_path / "c.parquet")
+    d = load_llm_cache(path)
+    for a in ("example_ids", "labels", "n_prompt", "tokens", "offsets"):
+        np.testing.assert_array_equal(getattr(c, a), getattr(d, a))
+    np.testing.assert_array_equal(c.top1["lens"], d.top1["lens"])
+    np.testing.assert_array_equal(c.stats["lens"], d.stats["lens"])
+    np.testing.assert_array_equal(d.quality["chrf"], c.quality["chrf"])
+    assert d.temperatures == (1.0,) and d.stats_dtype == "float16" and d.dims == c.dims
+    # positions: the first token is predicted from the prompt's last position, which attends to n_prompt positions
+    assert d.positions[0] == c.n_prompt[0] and d.positions[1] == c.n_prompt[0] + 1
+    np.testing.assert_array_equal(d.agreement("lens")[:, -1], True)
+    assert d.example_index[d.offsets[1]] == 1 and d.steps[d.offsets[1]] == 0
+
+
+def test_cache_refuses_bad_input(tmp_path):
+    c = random_llm_cache()
+    bad = dict(c.__dict__)
+    top1 = c.top1["lens"].copy()
+    top1[0, -1] = (top1[0, -1] + 1) % 50
+    with pytest.raises(CacheError, match="last layer's top-1 differs"):
+        LLMTokenCache(**{**bad, "top1": {"lens": top1}})
+    with pytest.raises(CacheError, match="stats have shape"):
+        LLMTokenCache(**{**bad, "stats": {"lens": c.stats["lens"][:, :, :3]}})
+    with pytest.raises(CacheError, match="NaN"):
+        st_ = c.stats["lens"].copy()
+        st_[0, 0, 0] = np.nan
+        LLMTokenCache(**{**bad, "stats": {"lens": st_}})
+    with pytest.raises(CacheError, match="offsets"):
+        LLMTokenCache(**{**bad, "offsets": c.offsets[::-1]})
+    with pytest.raises(CacheError, match="layers"):
+        LLMTokenCache(**{**bad, "model": {"dims": {**c.model["dims"], "layers": 7}}})
+    path = save_llm_cache(c, tmp_path / "c.parquet")
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(CacheError, match="not a readable Parquet"):
+        load_llm_cache(path)
+    with pytest.raises(CacheError, match="no such cache"):
+        load_llm_cache(tmp_path / "absent.parquet")
+    with pytest.raises(KeyError, match="exit family 'tuned'"):
+        c.agreement("tuned")
+
+
+# ------------------------------------------------------------------------------------------------- self-speculative
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), d=st.integers(1, 6), max_new=st.integers(1, 10))
+def test_speculation_equals_plain_loop(seed, d, max_new):
+    c = random_llm_cache(N=5, seed=seed, max_new=max_new)
+    agree = c.agreement("lens")
+    for k in range(1, c.n_layers):
+        got = acceptance_counts(c, "lens", k, d)
+        for i in range(c.n_examples):
+            a = agree[c.offsets[i]:c.offsets[i + 1], k - 1]
+            want = speculate_by_hand(a, len(a), max_new, d)
+            assert got[i].tolist() == want
+
+
+def test_self_speculative_frame_and_flops_by_hand():
+    c = random_llm_cache(N=4, seed=3)
+    frame = self_speculative(c, "lens", draft_lengths=[1, 3])
+    assert len(frame) == (c.n_layers - 1) * 2
+    row = frame[(frame.layer == 2) & (frame.draft_length == 3)].iloc[0]
+    agree = c.agreement("lens")[:, 1]
+    flops, accepted, drafted, blocks = 0.0, 0, 0, 0
+    for i in range(c.n_examples):
+        a = agree[c.offsets[i]:c.offsets[i + 1]]
+        p = 0
+        for acc in speculate_by_hand(a, len(a), 9, 3):
+            d_eff = min(3, 9 - p)
+            flops += float(self_speculative_block_flops(c.n_prompt[i] - 1 + p, 2, d_eff, c.dims))
+            accepted, drafted, blocks = accepted + acc, drafted + d_eff, blocks + 1
+            p += acc + 1
+    ref = float(full_token_flops(c.positions, c.dims).sum())
+    assert row.blocks == blocks
+    assert row.acceptance == pytest.approx(accepted / drafted)
+    assert row.speedup == pytest.approx(ref / flops, rel=1e-12)
+    assert row.tokens_per_block == pytest.approx(c.n_tokens / blocks)
+
+
+def test_perfect_and_useless_drafts():
+    c = random_llm_cache(N=5, p_agree=(1.0,), seed=1)
+    tot, _ = _speculate(c, "lens", np.array([1]), np.array([4]))
+    # every block but the last emits d + 1 tokens: the verifier's bonus token after d accepted ones
+    assert tot["blocks"][0, 0] == np.ceil(c.lengths / 5).sum() and tot["emitted"][0, 0] == c.n_tokens
+    # a block adds a verifier token unless its accepted drafts end the continuation (T not a multiple of d + 1)
+    assert tot["accepted"][0, 0] == c.n_tokens - (tot["blocks"][0, 0] - (c.lengths % 5 != 0).sum())
+    never = random_llm_cache(N=5, p_agree=(0.0,), seed=1)
+    row = self_speculative(never, "lens", layers=[1], draft_lengths=[3]).iloc[0]
+    assert row.acceptance == 0 and row.blocks == never.n_tokens and row.speedup < 1
+    with pytest.raises(ValueError, match="draft layers"):
+        self_speculative(c, "lens", layers=[c.n_layers])
+
+
+# ------------------------------------------------------------------------------------------------- CALM
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), score=st.sampled_from(["max_prob", "margin", "entropy", "energy"]))
+def test_calm_sweep_equals_evaluating_each_threshold(seed, score):
+    c = random_llm_cache(N=7, seed=seed)
+    s = token_staged(c, "lens", score=score)
+    sw = calm_sweep(s)
+    ev = calm_evaluate(s, sw.threshold.to_numpy())
+    np.testing.assert_allclose(sw.agreement, ev.agreement)
+    np.testing.assert_allclose(sw.flops, ev.flops, rtol=1e-12)
+    np.testing.assert_allclose(sw.mean_layers, ev.mean_layers)
+    assert sw.agreement.iloc[0] == 1.0 and sw.final_share.iloc[0] == 1.0
+    assert (np.diff(sw.flops) <= 1e-6).all()  # lower thresholds exit earlier: never more FLOPs
+    oracle = calm_oracle(s)
+    assert oracle["flops"] <= sw.flops[sw.agreement == 1.0].min() + 1e-6
+
+
+def test_calm_cost_counts_layers_heads_and_propagation():
+    c = random_llm_cache(N=2, seed=5)
+    s = token_staged(c, "lens", checked_layers=[2, 4])
+    assert s.stage_names == ("lens:L2", "lens:L4", "lens:L5")
+    pos = c.positions[0]
+    # exit at layer 4: four layers, the heads at 2 and 4, one skipped layer's K/V
+    assert s.cost[0, 1] == pytest.approx(4 * layer_flops(pos, c.dims) + 2 * head_flops(c.dims)
+                                         + 4 * c.dims.hidden * c.dims.kv_dim)
+    assert s.cost[0, 2] == pytest.approx(full_token_flops(pos, c.dims) + 2 * head_flops(c.dims))
+    assert s.reference_cost[0] == pytest.approx(full_token_flops(pos, c.dims))
+    # a tuned family pays its translator (2H^2) before each intermediate exit it evaluates, not at the last layer
+    c.families = {"lens": {"kind": "tuned_exits"}}
+    t = token_staged(c, "lens", checked_layers=[2, 4])
+    np.testing.assert_allclose(t.cost - s.cost, 2 * c.dims.hidden ** 2 * np.array([1, 2, 2]) * np.ones_like(s.cost))
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), alpha=st.floats(0.5, 1.0))
+def test_layer_thresholds_reach_the_target_on_cal(seed, alpha):
+    c = random_llm_cache(N=12, seed=seed)
+    s = token_staged(c, "lens")
+    th = calm_layer_thresholds(s, [alpha])[0]
+    assert np.isinf(th[-1])
+    for e in range(len(th) - 1):
+        if np.isfinite(th[e]):
+            clear = s.confidence[:, e] >= th[e]
+            assert s.stats[clear, e, 0].mean() >= alpha - 1e-12
+    # per-layer thresholds evaluate like one row of calm_evaluate
+    assert len(calm_evaluate(s, th)) == 1
+
+
+def test_reliability_against_references():
+    from sklearn.metrics import roc_auc_score
+
+    c = random_llm_cache(N=20, seed=7)
+    rel = layer_reliability(c, "lens")
+    conf = confidence(c, "lens")
+    st_ = c.stats["lens"]
+    np.testing.assert_allclose(conf, np.exp(st_[..., 0] - st_[..., 2]), rtol=1e-6)
+    agree = c.agreement("lens")
+    for e in range(c.n_layers - 1):
+        assert rel.agreement[e] == pytest.approx(agree[:, e].mean())
+        assert rel.ece[e] == pytest.approx(confidence_ece(conf[:, e], agree[:, e]))
+        assert rel.auroc[e] == pytest.approx(roc_auc_score(agree[:, e], conf[:, e]))
+
+
+def test_confidence_ece_by_hand():
+    # two bins: [0, .5) holds .25, .25 (both wrong: gap .25), [.5, 1] holds .55, .75, .75 (all right: gap 1-.6833)
+    assert confidence_ece([.25, .25, .55, .75, .75], [0, 0, 1, 1, 1], n_bins=2) == pytest.approx(
+        (2 * .25 + 3 * (1 - (.55 + .75 + .75) / 3)) / 5)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        confidence_ece([1.5], [1])
+
+
+# ------------------------------------------------------------------------------------------------- cost, compose
+def test_prefill_exit_flops_by_hand():
+    n = np.array([3, 5])
+    got = prefill_exit_flops(n, [2, 5], DIMS, exit_head_flops=7.0)
+    for i, m in enumerate(n):
+        per_layer = sum(float(layer_flops(j, DIMS)) for j in range(1, m + 1))  # token j attends to j positions
+        assert got[i, 0] == pytest.approx(2 * per_layer + 7.0)
+        assert got[i, 1] == pytest.approx(5 * per_layer + 14.0)
+    with pytest.raises(ValueError, match="increase"):
+        prefill_exit_flops(n, [3, 2], DIMS, exit_head_flops=0.0)
+
+
+def test_cascade_caches_align_by_example_id():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 8)
+    a = from_arrays(rng.normal(size=(8, 2, 3)), y, np.array([1.0, 2.0]), stages=["L1", "L2"],
+                    example_ids=[f"t:x:{i}" for i in range(8)], meta={"task": "t", "split": "test"})
+    perm = rng.permutation(8)[:6]
+    b = from_arrays(rng.normal(size=(6, 1, 3)), y[perm], np.array([10.0]), stages=["L30"],
+                    example_ids=[f"t:x:{i}" for i in perm], meta={"task": "t", "split": "test"})
+    c = cascade_caches([a, b], names=["enc", "llm"])
+    assert c.stages == ["enc:L1", "enc:L2", "llm:L30"] and c.n_examples == 6
+    assert set(c.example_ids) == {f"t:x:{i}" for i in perm}
+    np.testing.assert_array_equal(c.flops[:, 2], 12.0)
+    for j, e in enumerate(c.example_ids):
+        np.testing.assert_array_equal(c.logits[j, 2], b.logits[list(b.example_ids).index(e), 0])
+        np.testing.assert_array_equal(c.logits[j, :2], a.logits[list(a.example_ids).index(e)])
+    assert [s["model_index"] for s in c.stage_info] == [0, 0, 1]
+    wrong = from_arrays(b.logits, (b.labels + 1) % 3, np.array([10.0]), stages=["L30"], example_ids=b.example_ids,
+                        meta={"task": "t", "split": "test"})
+    with pytest.raises(CacheError, match="labels"):
+        cascade_caches([a, wrong])
+    other = from_arrays(b.logits, b.labels, np.array([10.0]), example_ids=b.example_ids,
+                        meta={"task": "t", "split": "cal"})
+    with pytest.raises(CacheError, match="different tasks/splits"):
+        cascade_caches([a, other])
+
+
+def test_concatenated_caches_keep_each_prompts_budget():
+    a, b = random_llm_cache(N=3, seed=1, max_new=9), random_llm_cache(N=4, seed=2, max_new=6)
+    b.example_ids = np.array([f"u:test:{i}" for i in range(4)])
+    c = concat_token_caches([a, b])
+    assert c.n_examples == 7 and c.n_tokens == a.n_tokens + b.n_tokens
+    np.testing.assert_array_equal(c.max_new_tokens, [9, 9, 9, 6, 6, 6, 6])
+    both = self_speculative(c, "lens", layers=[2], draft_lengths=[5]).iloc[0]
+    parts = [self_speculative(x, "lens", layers=[2], draft_lengths=[5]).iloc[0] for x in (a, b)]
+    assert both.blocks == sum(p.blocks for p in parts)  # each prompt drafts within its own budget
+    with pytest.raises(CacheError, match="different exit families"):
+        concat_token_caches([a, LLMTokenCache(**{**b.__dict__, "top1": {"x": b.top1["lens"]},
+                                                 "stats": {"x": b.stats["lens"]}})])

@@ -1,0 +1,299 @@
+"""Offline analyses of a decoder-only LLM's per-token exits (numpy only), from an :class:`LLMTokenCache`.
+
+Everything is measured on the full model's own greedy trajectory (teacher forced).
+
+- **Reliability of intermediate layers** (:func:`layer_reliability`): per layer, how often its exit's top-1 equals
+  the full model's token (agreement), and whether its confidence predicts that (ECE with the toolkit's binning
+  convention, AUROC).
+- **CALM-style per-token early exit** (:func:`token_staged`, :func:`calm_sweep`, :func:`calm_layer_thresholds`,
+  :func:`calm_evaluate`, :func:`calm_oracle`): a token stops at the first checked layer whose confidence clears the
+  threshold (global, or one per layer); its cost is :func:`~toolkit.analysis.llm_cost.calm_token_flops` (layers
+  run, every exit head evaluated on the way, K/V projections of the skipped layers); its outcome is agreement with
+  the full model's token. On the full model's trajectory this *estimates* CALM: once an exited token differs, a real
+  decode continues from another context (a real runtime measures the gap).
+- **Self-speculative decoding** (:func:`acceptance_counts`, :func:`self_speculative`): exact, see below.
+
+Self-speculative blocks (INTERFACES section 2; LayerSkip). Draft with layer ``k``'s exit, ``d`` tokens per block. A
+block starting at generated position ``p`` drafts ``d' = min(d, max_new_tokens - p)`` tokens (a drafted
+end-of-sequence does not stop the draft); ``a`` = the number of leading positions ``p .. p+d'-1`` whose layer-k top-1
+equals the full model's token (while the draft agrees, its context is the true prefix, so its layer-<=k states are
+the full pass's); the verifier emits the correction (or the bonus token when all ``d'`` agree), unless the accepted
+tokens already end the continuation; the next block starts at ``p + a + 1``. Its FLOPs are
+:func:`~toolkit.analysis.llm_cost.self_speculative_block_flops` with ``n_prompt - 1 + p`` cached positions; the
+reference is :func:`~toolkit.analysis.llm_cost.full_token_flops` per token at ``n_prompt + t`` attended positions
+(the prompt's prefill, common to both, is left out). The output equals the full model's greedy output.
+
+The CALM arrays come as a :class:`TokenStaged` whose fields are those of the sweep engine's ``Staged``
+(INTERFACES section 1): one "example" per generated token, stages = checked layers, outcome = agreement (K = 1).
+:func:`calm_sweep` runs on the engine's exact breakpoints
+(:func:`toolkit.analysis.engine.curves.breakpoints`): every distinct threshold, no grid.
+
+>>> from toolkit.analysis.llm import _run_lengths
+>>> _run_lengths(np.array([[1], [1], [0], [1], [1]], bool), np.array([0, 3, 5]))[:, 0].tolist()
+[2, 1, 0, 2, 1]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .calibration import confidence_ece
+from .engine.curves import breakpoints, cumulate
+from .llm_cache import LLMTokenCache
+from .llm_cost import calm_token_flops, full_token_flops, self_speculative_block_flops, translator_flops
+from .token_scores import TOKEN_SCORES, token_scores
+
+
+# ------------------------------------------------------------------------------------------------- confidence
+def confidence(cache: LLMTokenCache, family: str, score: str = "max_prob", temperature: float = 1.0) -> np.ndarray:
+    """``[S, L]`` confidence of every layer's exit at every generated token, higher = more confident.
+
+    Scores as in :mod:`toolkit.analysis.token_scores` (``max_prob``, ``margin``, ``energy``, ``entropy``; the last
+    two negated); ``temperature`` must be one of the cache's.
+    """
+    if score not in TOKEN_SCORES:
+        raise ValueError(f"unknown score {score!r}; choose one of {TOKEN_SCORES}")
+    _, st = cache.family(family)
+    S, L, F = st.shape
+
+    class _Flat:  # token_scores reads ``.stats`` [steps, F]: every (token, layer) pair is one step
+        stats = st.reshape(S * L, F)
+
+    s = token_scores(_Flat, cache.temperatures, score, temperature).reshape(S, L)
+    return -s if score in ("energy", "entropy") else s
+
+
+def _auroc(score: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve of ``score`` for ``positive`` (ties count one half); NaN if one class is empty."""
+    from scipy.stats import rankdata
+
+    n1 = int(positive.sum())
+    n0 = len(positive) - n1
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    r = rankdata(score)
+    return float((r[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def layer_reliability(cache: LLMTokenCache, family: str, *, score: str = "max_prob", temperature: float = 1.0,
+                      n_bins: int = 15) -> pd.DataFrame:
+    """Per layer 1..L-1: agreement with the full model's token, mean confidence, ECE (confidence vs agreement,
+    equal-width bins, :mod:`toolkit.analysis.calibration`'s convention) and AUROC of confidence for agreement.
+
+    ECE needs a probability: ``score`` must be ``max_prob`` or ``margin`` for it (NaN otherwise).
+    """
+    agree = cache.agreement(family)[:, :-1]
+    conf = confidence(cache, family, score, temperature)[:, :-1]
+    prob = score in ("max_prob", "margin")
+    rows = [{"family": family, "layer": e + 1, "agreement": float(agree[:, e].mean()),
+             "confidence": float(conf[:, e].mean()),
+             "ece": confidence_ece(np.clip(conf[:, e], 0, 1), agree[:, e], n_bins) if prob else float("nan"),
+             "auroc": _auroc(conf[:, e], agree[:, e])} for e in range(agree.shape[1])]
+    return pd.DataFrame(rows)
+
+
+def exit_overhead_flops(cache: LLMTokenCache, family: str) -> float:
+    """FLOPs an exit of ``family`` spends before the LM head: a tuned exit's translator, nothing for the lens."""
+    kind = (cache.families.get(family) or {}).get("kind")
+    return translator_flops(cache.dims) if kind == "tuned_exits" else 0.0
+
+
+# ------------------------------------------------------------------------------------------------- CALM
+@dataclass(frozen=True)
+class TokenStaged:
+    """The sweep engine's ``Staged`` fields for per-token early exit (one row per generated token)."""
+
+    confidence: np.ndarray  # [S, E] higher = more confident; the last stage's column is ignored
+    cost: np.ndarray  # [S, E] FLOPs of the token if it exits at stage e (calm_token_flops)
+    stats: np.ndarray  # [S, E, 1] agreement with the full model's token
+    reference_cost: np.ndarray  # [S] full_token_flops
+    reference: str
+    loss: np.ndarray  # [S, E] 1 - agreement (final right by definition, stage wrong)
+    stage_names: tuple[str, ...]
+    layers: np.ndarray  # [E]
+    model_index: np.ndarray  # [E] zeros: one model
+    example_ids: np.ndarray  # [S] "<example_id>#<t>"
+
+    @staticmethod
+    def metrics(summed, n) -> dict:
+        return {"agreement": np.asarray(summed, dtype=np.float64)[..., 0] / n}
+
+
+def token_staged(cache: LLMTokenCache, family: str, *, score: str = "max_prob", temperature: float = 1.0,
+                 checked_layers=None, propagate: bool = True) -> TokenStaged:
+    """The engine's staged arrays for CALM-style exit of ``family`` at ``checked_layers`` (default 1..L; the last
+    layer is always a stage). Cost counts layers run at each token's attended positions, every checked exit's head
+    up to the exit, and (``propagate``) the skipped layers' K/V projections."""
+    L = cache.n_layers
+    layers = np.arange(1, L + 1) if checked_layers is None else np.unique(np.append(checked_layers, L)).astype(int)
+    if layers.min() < 1 or layers.max() > L:
+        raise ValueError(f"checked_layers must lie in 1..{L}")
+    idx = layers - 1
+    conf = confidence(cache, family, score, temperature)[:, idx]
+    agree = cache.agreement(family)[:, idx]
+    pos = cache.positions[:, None]
+    cost = calm_token_flops(pos, layers[None, :], cache.dims, checked_layers=layers[:-1], propagate=propagate)
+    # a tuned exit's translator runs before each intermediate exit evaluated (the last layer has none)
+    cost = cost + exit_overhead_flops(cache, family) * np.minimum(np.arange(1, len(layers) + 1), len(layers) - 1)
+    tok_ids = np.char.add(np.char.add(np.repeat(cache.example_ids, cache.lengths), "#"), cache.steps.astype(str))
+    return TokenStaged(confidence=conf.astype(np.float64), cost=np.asarray(cost, dtype=np.float64),
+                       stats=agree[:, :, None].astype(np.float64),
+                       reference_cost=np.asarray(full_token_flops(cache.positions, cache.dims), dtype=np.float64),
+                       reference=f"full model (L{L})", loss=1.0 - agree.astype(np.float64),
+                       stage_names=tuple(f"{family}:L{k}" for k in layers), layers=layers.astype(np.float64),
+                       model_index=np.zeros(len(layers), dtype=int), example_ids=tok_ids)
+
+
+def calm_sweep(staged: TokenStaged) -> pd.DataFrame:
+    """Every distinct global threshold, exactly: ``threshold``, ``agreement``, ``flops`` (mean per token),
+    ``speedup`` (reference / policy mean FLOPs), ``mean_layers``, ``final_share``; from +inf (all tokens run the
+    full model) down. A private exact sweep until the engine's ``sweep(staged)`` replaces it."""
+    conf, cost, agree = staged.confidence, staged.cost, staged.stats[:, :, 0]
+    S, E = conf.shape
+    rn, re, nxt, vals, last = breakpoints(conf)
+    tot_agree = cumulate(agree[rn, re] - agree[rn, nxt], agree[:, -1].sum(), last)
+    tot_cost = cumulate(cost[rn, re] - cost[rn, nxt], cost[:, -1].sum(), last)
+    tot_layers = cumulate(staged.layers[re] - staged.layers[nxt], staged.layers[-1] * S, last)
+    tot_final = cumulate(-(nxt == E - 1).astype(np.int64) * (re != E - 1), S, last)
+    return pd.DataFrame({"threshold": np.concatenate([[np.inf], vals[last]]), "agreement": tot_agree / S,
+                         "flops": tot_cost / S, "speedup": staged.reference_cost.sum() / tot_cost,
+                         "mean_layers": tot_layers / S, "final_share": tot_final / S})
+
+
+def calm_layer_thresholds(cal: TokenStaged, targets) -> np.ndarray:
+    """Per-layer thresholds ``[A, E]`` (last column +inf, unused): for each target ``alpha``, stage e's threshold
+    is the lowest confidence at which the cal tokens clearing it at that stage agree with the full model at rate
+    ``>= alpha`` (+inf where no threshold reaches it): each layer is made as reliable as asked, on cal."""
+    targets = np.atleast_1d(np.asarray(targets, dtype=np.float64))
+    S, E = cal.confidence.shape
+    out = np.full((len(targets), E), np.inf)
+    for e in range(E - 1):
+        order = np.argsort(-cal.confidence[:, e], kind="stable")
+        c, a = cal.confidence[order, e], cal.stats[order, e, 0]
+        prec = np.cumsum(a) / np.arange(1, S + 1)
+        ends = np.flatnonzero(np.append(c[1:] != c[:-1], True))  # last token of each group of equal confidence
+        rc = np.maximum.accumulate(prec[ends][::-1])[::-1]  # best precision of any cut at or below this one
+        # the deepest cut whose precision reaches alpha: rc is non-increasing, so count cuts with rc >= alpha
+        k = np.searchsorted(-rc, -targets, side="right")
+        ok = k > 0
+        out[ok, e] = c[ends[k[ok] - 1]]
+    return out
+
+
+def calm_evaluate(staged: TokenStaged, thresholds) -> pd.DataFrame:
+    """Agreement and cost at given thresholds: ``[E]`` or ``[A, E]`` per-layer thresholds, or ``[A]`` global ones
+    (one row per threshold set)."""
+    th = np.asarray(thresholds, dtype=np.float64)
+    S, E = staged.confidence.shape
+    th = th[:, None] * np.ones(E) if th.ndim == 1 and th.shape != (E,) else np.atleast_2d(th)
+    if th.shape[1] != E:
+        raise ValueError(f"thresholds must have one column per stage ({E}), got shape {th.shape}")
+    clears = staged.confidence[None, :, :-1] >= th[:, None, :-1]  # [A, S, E-1]
+    stage = np.where(clears.any(-1), clears.argmax(-1), E - 1)  # [A, S]
+    rows = np.arange(S)[None, :]
+    cost = staged.cost[rows, stage].sum(1)
+    return pd.DataFrame({"agreement": staged.stats[rows, stage, 0].mean(1), "flops": cost / S,
+                         "speedup": staged.reference_cost.sum() / cost, "mean_layers": staged.layers[stage].mean(1),
+                         "final_share": (stage == E - 1).mean(1)})
+
+
+def calm_oracle(staged: TokenStaged) -> dict:
+    """The earliest stage that agrees with the full model, per token: the bound on every CALM policy here."""
+    agree = staged.stats[:, :, 0] > 0
+    stage = agree.argmax(1)  # the last stage always agrees
+    cost = staged.cost[np.arange(len(stage)), stage]
+    return {"agreement": 1.0, "flops": float(cost.mean()), "speedup": float(staged.reference_cost.sum() / cost.sum()),
+            "mean_layers": float(staged.layers[stage].mean())}
+
+
+# ------------------------------------------------------------------------------------------------- self-speculative
+def _run_lengths(agree: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """``[S, K]``: consecutive agreeing tokens starting at each token, within its own continuation."""
+    S = agree.shape[0]
+    ends = np.repeat(offsets[1:], np.diff(offsets))  # [S] one past each token's continuation
+    stop = np.where(agree, S, np.arange(S)[:, None])  # index of a disagreement, S elsewhere
+    next_stop = np.minimum.accumulate(stop[::-1], axis=0)[::-1]
+    return np.minimum(next_stop, ends[:, None]) - np.arange(S)[:, None]
+
+
+def _speculate(cache: LLMTokenCache, family: str, layers: np.ndarray, draft_lengths: np.ndarray):
+    """Walk every (layer, draft length) pair's blocks on all continuations at once.
+
+    Returns per pair ``[K, D]``: blocks, drafted, accepted, emitted, flops; and the per-block records
+    ``(k, d, example, start, accepted)`` in walk order.
+    """
+    L = cache.n_layers
+    if layers.min() < 1 or layers.max() >= L:
+        raise ValueError(f"draft layers must lie in 1..{L - 1}")
+    if draft_lengths.min() < 1:
+        raise ValueError("draft lengths must be >= 1")
+    run = _run_lengths(cache.agreement(family)[:, layers - 1], cache.offsets)  # [S, K]
+    starts, ends = cache.offsets[:-1], cache.offsets[1:]
+    max_new = cache.max_new_tokens[cache.example_index]  # [S] the budget of each token's prompt
+    steps = cache.steps
+    context = cache.n_prompt.astype(np.float64)[cache.example_index] - 1 + steps  # cached positions at a block start
+    Dmax = int(draft_lengths.max())
+    # block cost for every (layer, d', start): d' = min(d, max_new - t) needs every d' up to Dmax
+    table = np.stack([np.stack([self_speculative_block_flops(context, int(k), dd, cache.dims)
+                                for dd in range(1, Dmax + 1)]) for k in layers])  # [K, Dmax, S]
+    K, D, N = len(layers), len(draft_lengths), cache.n_examples
+    overhead = exit_overhead_flops(cache, family)  # per draft step (a tuned exit's translator)
+    p = np.broadcast_to(starts, (K, D, N)).copy()
+    end = np.broadcast_to(ends, (K, D, N))
+    kk = np.arange(K)[:, None, None] * np.ones((1, D, N), dtype=int)
+    dd = np.broadcast_to(draft_lengths[None, :, None], (K, D, N))
+    totals = {name: np.zeros((K, D, N)) for name in ("blocks", "drafted", "accepted", "emitted", "flops")}
+    records = []
+    active = p < end
+    while active.any():
+        ka, da, na = np.nonzero(active)
+        pa = p[ka, da, na]
+        d_eff = np.minimum(dd[ka, da, na], max_new[pa] - steps[pa])
+        a = np.minimum(run[pa, kk[ka, da, na]], d_eff)
+        emitted = a + (pa + a < end[ka, da, na])
+        for name, v in (("blocks", 1), ("drafted", d_eff), ("accepted", a), ("emitted", emitted),
+                        ("flops", table[ka, d_eff - 1, pa] + overhead * d_eff)):
+            totals[name][ka, da, na] += v  # one block per active (layer, length, prompt): no repeated index
+        records.append((ka, da, na, pa, a))
+        p[ka, da, na] = pa + emitted
+        active = p < end
+    cat = [np.concatenate(x) for x in zip(*records)] if records else [np.zeros(0, int)] * 5
+    return {name: v.sum(-1) for name, v in totals.items()}, cat
+
+
+def acceptance_counts(cache: LLMTokenCache, family: str, layer: int, draft_length: int) -> list[np.ndarray]:
+    """Per prompt, the accepted draft tokens of each self-speculative block in order (drafting with ``family``'s
+    exit at ``layer``, ``draft_length`` tokens per block). A runtime must reproduce these block by block."""
+    _, (_, _, ex, start, acc) = _speculate(cache, family, np.array([int(layer)]), np.array([int(draft_length)]))
+    order = np.lexsort((start, ex))
+    ex, acc = ex[order], acc[order]
+    bounds = np.searchsorted(ex, np.arange(cache.n_examples + 1))
+    return [acc[bounds[i]:bounds[i + 1]] for i in range(cache.n_examples)]
+
+
+def self_speculative(cache: LLMTokenCache, family: str, layers=None, draft_lengths=range(1, 9)) -> pd.DataFrame:
+    """Exact self-speculative decoding for every (draft layer, draft length): one row each with ``blocks``,
+    ``full_passes_per_token`` (verification passes through all layers per emitted token; greedy decoding needs 1),
+    ``acceptance`` (accepted / drafted tokens), ``accepted_per_block``, ``tokens_per_block`` (emitted / blocks),
+    ``flops_per_token`` and ``speedup`` (full model's FLOPs / self-speculative FLOPs, same tokens).
+
+    In FLOPs every emitted token still passes all L layers once (1..k drafting, k+1..L verifying), and each block
+    adds d draft heads and d + 1 verify heads against one head per token: the FLOPs speed-up is below 1 by
+    construction; the method's wall-clock gain comes from fewer sequential full-depth passes (memory-bound decoding),
+    which ``full_passes_per_token`` counts."""
+    layers = np.arange(1, cache.n_layers) if layers is None else np.asarray(layers, dtype=int)
+    draft_lengths = np.asarray(list(draft_lengths), dtype=int)
+    tot, _ = _speculate(cache, family, layers, draft_lengths)
+    ref = float(np.sum(full_token_flops(cache.positions, cache.dims)))
+    K, D = len(layers), len(draft_lengths)
+    return pd.DataFrame({"family": family, "layer": np.repeat(layers, D), "draft_length": np.tile(draft_lengths, K),
+                         "blocks": tot["blocks"].ravel().astype(int),
+                         "full_passes_per_token": (tot["blocks"] / cache.n_tokens).ravel(),
+                         "acceptance": (tot["accepted"] / tot["drafted"]).ravel(),
+                         "accepted_per_block": (tot["accepted"] / tot["blocks"]).ravel(),
+                         "tokens_per_block": (tot["emitted"] / tot["blocks"]).ravel(),
+                         "flops_per_token": (tot["flops"] / cache.n_tokens).ravel(),
+                         "speedup": (ref / tot["flops"]).ravel()})

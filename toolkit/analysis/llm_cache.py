@@ -1,0 +1,280 @@
+"""The per-token exit cache of a decoder-only LLM (INTERFACES section 2): one Parquet file per (model, prompt set,
+split), one row per prompt.
+
+=====================  ===========================  =================================================================
+column                 type                         meaning
+=====================  ===========================  =================================================================
+``example_id``         string                       id into the source data (``task:split:row``); no text is stored
+``label``              int64                        gold class, -1 if the prompt set has none
+``n_prompt``           int32                        prompt tokens (chat template included)
+``tokens``             list<int32>                  the full model's greedy continuation (T_i tokens, EOS included)
+``<f>/top1``           list<int32>                  flattened [T_i, L]: top-1 id of exit family f at layer 1..L
+``<f>/stats``          list<float16 or float32>     flattened [T_i, L, F]: statistics of that exit's logits
+``q/<metric>``         float64                      per-prompt quality of the continuation (optional)
+=====================  ===========================  =================================================================
+
+Exit families: ``lens`` (final norm + LM head on layer l's state) and ``tuned`` (a trained affine translator per
+layer first). Layer L is the model itself in every family, so ``top1[:, L-1] == tokens``. Position ``t`` of a
+prompt's continuation is predicted by the state whose input is the previous token; it attends to
+``n_prompt + t`` positions (:attr:`LLMTokenCache.positions`). The F statistics are
+:func:`~toolkit.analysis.generation_cache.stat_names` of the header's temperatures (top-2 logits, logsumexp and
+entropy at each temperature). The schema metadata key ``toolkit`` holds JSON: ``kind`` "llm_tokens",
+``schema_version``, ``model`` (path, origin such as "... Q4_1 GGUF ... dequantized to float32", ``dims`` for
+:class:`~toolkit.analysis.llm_cost.CausalLMDims`), ``families`` (per family: layers, training record),
+``temperatures``, ``stat_names``, ``stats_dtype``, ``prompt_set``, ``decoding``, ``quality``, ``meta`` (task,
+split, data fingerprint, command, versions). numpy and pyarrow only.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .cache import CacheError, verify_fingerprint
+from .cache_io import read_cache_table, string_ids, write_cache_table
+from .generation_cache import stat_names
+from .llm_cost import CausalLMDims
+
+LLM_SCHEMA_VERSION = 2  # 2: page checksums and a content hash (cache_io)
+STATS_DTYPES = ("float16", "float32")
+
+
+@dataclass
+class LLMTokenCache:
+    """Greedy continuations of N prompts with every layer's exit statistics at each of the S generated tokens."""
+
+    example_ids: np.ndarray  # [N] str
+    labels: np.ndarray  # [N] int64, -1 = none
+    n_prompt: np.ndarray  # [N] int32
+    tokens: np.ndarray  # [S] int32, all prompts' continuations back to back
+    offsets: np.ndarray  # [N + 1] int64, prompt i owns tokens offsets[i]:offsets[i+1]
+    top1: dict[str, np.ndarray]  # family -> [S, L] int32
+    stats: dict[str, np.ndarray]  # family -> [S, L, F] float32 (as stored: float16 values widen exactly)
+    temperatures: tuple[float, ...]
+    model: dict  # path, origin, dims
+    families: dict[str, dict] = field(default_factory=dict)  # family -> layers, training record
+    quality: dict[str, np.ndarray] = field(default_factory=dict)  # metric -> [N]
+    stats_dtype: str = "float16"
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.temperatures = tuple(float(t) for t in self.temperatures)
+        self.example_ids = np.asarray(self.example_ids).astype(str)
+        self.offsets = np.asarray(self.offsets, dtype=np.int64)
+        validate_llm_cache(self)
+
+    # ------------------------------------------------------------------------------------- shape and names
+    @property
+    def n_examples(self) -> int:
+        return len(self.example_ids)
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def n_layers(self) -> int:
+        return next(iter(self.top1.values())).shape[1]
+
+    @property
+    def family_names(self) -> list[str]:
+        return list(self.top1)
+
+    @property
+    def stat_names(self) -> list[str]:
+        return stat_names(self.temperatures)
+
+    @property
+    def dims(self) -> CausalLMDims:
+        return CausalLMDims(**self.model["dims"])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Generated tokens per prompt, ``[N]``."""
+        return np.diff(self.offsets)
+
+    @property
+    def example_index(self) -> np.ndarray:
+        """The prompt each generated token belongs to, ``[S]``."""
+        return np.repeat(np.arange(self.n_examples), self.lengths)
+
+    @property
+    def steps(self) -> np.ndarray:
+        """Each token's index ``t`` within its continuation, ``[S]``."""
+        return np.arange(self.n_tokens) - np.repeat(self.offsets[:-1], self.lengths)
+
+    @property
+    def max_new_tokens(self) -> np.ndarray:
+        """The decoding budget of each prompt, ``[N]`` (header ``decoding.max_new_tokens``: one value or one per
+        prompt; the longest continuation if the header has none)."""
+        m = (self.meta.get("decoding") or {}).get("max_new_tokens")
+        if m is None:
+            return np.full(self.n_examples, int(self.lengths.max()))
+        return np.broadcast_to(np.asarray(m, dtype=np.int64), (self.n_examples,)).copy()
+
+    @property
+    def positions(self) -> np.ndarray:
+        """Positions attended when each token is predicted (prompt and earlier continuation), ``[S]``."""
+        return np.repeat(self.n_prompt.astype(np.int64), self.lengths) + self.steps
+
+    def __repr__(self) -> str:
+        return (f"LLMTokenCache(prompt_set={self.meta.get('prompt_set')!r}, split={self.meta.get('split')!r}, "
+                f"N={self.n_examples}, tokens={self.n_tokens}, layers={self.n_layers}, "
+                f"families={self.family_names})")
+
+    def family(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(top1 [S, L], stats [S, L, F])`` of one exit family, with a clear error for an unknown name."""
+        if name not in self.top1:
+            raise KeyError(f"exit family {name!r} is not in this cache; it holds {self.family_names}")
+        return self.top1[name], self.stats[name]
+
+    def agreement(self, family: str) -> np.ndarray:
+        """Whether each layer's top-1 equals the full model's token, ``[S, L]`` bool (last column all True)."""
+        return self.family(family)[0] == self.tokens[:, None]
+
+
+def validate_llm_cache(c: LLMTokenCache) -> None:
+    """Raise :class:`~toolkit.analysis.cache.CacheError` on inconsistent shapes, ids or values."""
+    N = len(c.example_ids)
+    if N == 0 or not c.top1:
+        raise CacheError("an LLM token cache needs at least one prompt and one exit family")
+    if len(np.unique(c.example_ids)) != N:
+        raise CacheError("example_ids are not unique")
+    for name, arr in (("labels", c.labels), ("n_prompt", c.n_prompt)):
+        if np.shape(arr) != (N,):
+            raise CacheError(f"{name} has shape {np.shape(arr)}, expected ({N},)")
+    if (np.asarray(c.n_prompt) < 1).any():
+        raise CacheError("n_prompt must be >= 1 for every prompt")
+    off = c.offsets
+    if off.shape != (N + 1,) or off[0] != 0 or (np.diff(off) < 1).any():
+        raise CacheError("offsets must be [N+1] from 0 with at least one generated token per prompt")
+    S = int(off[-1])
+    if np.shape(c.tokens) != (S,):
+        raise CacheError(f"tokens have shape {np.shape(c.tokens)}, expected ({S},) from the offsets")
+    if set(c.top1) != set(c.stats):
+        raise CacheError(f"families of top1 {sorted(c.top1)} and stats {sorted(c.stats)} differ")
+    if c.stats_dtype not in STATS_DTYPES:
+        raise CacheError(f"stats_dtype must be one of {STATS_DTYPES}, got {c.stats_dtype!r}")
+    F = len(stat_names(c.temperatures))
+    L = None
+    for f in c.top1:
+        if "/" in f or not f:
+            raise CacheError(f"family name {f!r} must be non-empty without '/'")
+        t1, st = np.asarray(c.top1[f]), np.asarray(c.stats[f])
+        if t1.ndim != 2 or t1.shape[0] != S or (L is not None and t1.shape[1] != L):
+            raise CacheError(f"family {f!r}: top1 has shape {t1.shape}, expected ({S}, L) with one L for all")
+        L = t1.shape[1]
+        if st.shape != (S, L, F):
+            raise CacheError(f"family {f!r}: stats have shape {st.shape}, expected ({S}, {L}, {F}) "
+                             f"({stat_names(c.temperatures)})")
+        if not np.isfinite(st).all():
+            raise CacheError(f"family {f!r}: statistics contain NaN or inf; recollect (float16 overflow? store "
+                             f"float32)")
+        if not (t1[:, -1] == c.tokens).all():
+            bad = int(np.flatnonzero(t1[:, -1] != c.tokens)[0])
+            raise CacheError(f"family {f!r}: the last layer's top-1 differs from the generated token at token {bad}; "
+                             f"the last layer must be the model itself")
+    dims = c.model.get("dims") if isinstance(c.model, dict) else None
+    if not dims:
+        raise CacheError("model must record its cost-model dims (model['dims'])")
+    if int(dims["layers"]) != L:
+        raise CacheError(f"model has {dims['layers']} layers but the exits have {L}")
+    budget = (c.meta.get("decoding") or {}).get("max_new_tokens")
+    if budget is not None and (np.diff(off) > np.asarray(budget)).any():
+        raise CacheError("a continuation is longer than decoding.max_new_tokens in the header")
+    for m, q in c.quality.items():
+        if np.shape(q) != (N,):
+            raise CacheError(f"quality {m!r} has shape {np.shape(q)}, expected ({N},)")
+
+
+# ------------------------------------------------------------------------------------------------- I/O
+def _list_column(pa, flat: np.ndarray, offsets: np.ndarray, width: int, dtype):
+    return pa.ListArray.from_arrays(pa.array((offsets * width).astype(np.int32)),
+                                    pa.array(np.ascontiguousarray(flat).reshape(-1).astype(dtype)))
+
+
+def _table(c: LLMTokenCache):
+    import pyarrow as pa
+
+    L, F = c.n_layers, len(c.stat_names)
+    cols = {"example_id": pa.array(c.example_ids), "label": pa.array(np.asarray(c.labels, np.int64)),
+            "n_prompt": pa.array(np.asarray(c.n_prompt, np.int32)),
+            "tokens": _list_column(pa, c.tokens, c.offsets, 1, np.int32)}
+    for f in c.top1:
+        cols[f"{f}/top1"] = _list_column(pa, c.top1[f], c.offsets, L, np.int32)
+        cols[f"{f}/stats"] = _list_column(pa, c.stats[f], c.offsets, L * F, np.dtype(c.stats_dtype))
+    for m, q in c.quality.items():
+        cols[f"q/{m}"] = pa.array(np.asarray(q, np.float64))
+    head = {"kind": "llm_tokens", "schema_version": LLM_SCHEMA_VERSION, "model": c.model, "families": c.families,
+            "temperatures": list(c.temperatures), "stat_names": c.stat_names, "stats_dtype": c.stats_dtype,
+            "layers": L, "meta": {k: v for k, v in c.meta.items() if k not in ("path", "data_verified")}}
+    return pa.table(cols), head
+
+
+def save_llm_cache(cache: LLMTokenCache, path: str | os.PathLike) -> Path:
+    """Write atomically (temporary file, then rename) with page checksums and a content hash: never a half-written
+    cache, and any later change to a byte is refused on load."""
+    table, head = _table(cache)
+    return write_cache_table(table, path, head)
+
+
+def load_llm_cache(path: str | os.PathLike, *, data_dir=None, verify_data: bool = True) -> LLMTokenCache:
+    """Load and validate an LLM token cache (re-hashing its source files where they can be found)."""
+    table, head = read_cache_table(path, kind="llm_tokens", schema_version=LLM_SCHEMA_VERSION)
+    path = Path(path)
+    L, F = int(head["layers"]), len(stat_names(head["temperatures"]))
+    families = [c.split("/")[0] for c in table.column_names if c.endswith("/top1")]
+    try:
+        tok = table.column("tokens").combine_chunks()
+        offsets = tok.offsets.to_numpy().astype(np.int64)
+        top1 = {f: table.column(f"{f}/top1").combine_chunks().flatten().to_numpy().reshape(-1, L).astype(np.int32)
+                for f in families}
+        stats = {f: table.column(f"{f}/stats").combine_chunks().flatten().to_numpy().reshape(-1, L, F)
+                 .astype(np.float32) for f in families}
+    except (KeyError, ValueError) as e:
+        raise CacheError(f"{path}: token or exit columns are missing or malformed ({e})") from None
+    quality = {c[2:]: table.column(c).to_numpy().astype(np.float64) for c in table.column_names
+               if c.startswith("q/")}
+    cache = LLMTokenCache(
+        example_ids=string_ids(table.column("example_id"), path),
+        labels=table.column("label").to_numpy().astype(np.int64),
+        n_prompt=table.column("n_prompt").to_numpy().astype(np.int32),
+        tokens=tok.flatten().to_numpy().astype(np.int32), offsets=offsets, top1=top1, stats=stats,
+        temperatures=head["temperatures"], model=head["model"], families=head.get("families", {}),
+        quality=quality, stats_dtype=head["stats_dtype"],
+        meta={"schema_version": LLM_SCHEMA_VERSION, **head["meta"], "path": str(path)})
+    if verify_data:
+        cache.meta["data_verified"] = verify_fingerprint(cache, data_dir)
+    return cache
+
+
+def concat_token_caches(caches: list[LLMTokenCache]) -> LLMTokenCache:
+    """Several token caches of one model (e.g. different prompt sets of one split) as one, prompts back to back.
+
+    The exit families, temperatures and model must match; example ids must not repeat.
+    """
+    if not caches:
+        raise ValueError("nothing to concatenate")
+    first = caches[0]
+    for c in caches[1:]:
+        if c.model.get("dims") != first.model.get("dims") or c.model.get("origin") != first.model.get("origin"):
+            raise CacheError("caches come from different models; concatenate caches of one model only")
+        if set(c.top1) != set(first.top1) or c.temperatures != first.temperatures:
+            raise CacheError(f"caches hold different exit families or temperatures ({sorted(c.top1)} at "
+                             f"{c.temperatures} vs {sorted(first.top1)} at {first.temperatures})")
+    lengths = np.concatenate([c.lengths for c in caches])
+    return LLMTokenCache(
+        example_ids=np.concatenate([c.example_ids for c in caches]),
+        labels=np.concatenate([c.labels for c in caches]), n_prompt=np.concatenate([c.n_prompt for c in caches]),
+        tokens=np.concatenate([c.tokens for c in caches]), offsets=np.concatenate([[0], np.cumsum(lengths)]),
+        top1={f: np.concatenate([c.top1[f] for c in caches]) for f in first.top1},
+        stats={f: np.concatenate([c.stats[f] for c in caches]) for f in first.top1},
+        temperatures=first.temperatures, model=first.model, families=first.families,
+        stats_dtype="float32" if any(c.stats_dtype == "float32" for c in caches) else "float16",
+        meta={"concatenated": [{k: c.meta.get(k) for k in ("prompt_set", "split", "path")} for c in caches],
+              "split": first.meta.get("split"),
+              "decoding": {"strategy": "greedy",
+                           "max_new_tokens": np.concatenate([c.max_new_tokens for c in caches]).tolist()}})
