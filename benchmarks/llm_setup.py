@@ -61,3 +61,21 @@ def smollm2_folder(target: Path | None = None) -> Path:
 
 if __name__ == "__main__":
     print(smollm2_folder())
+
+
+INSTRUCTIONS = {
+    "agnews": "Write a short headline for this news article:\n{text_b}",
+    "sst2": "In one sentence, say whether this movie review is positive or negative, and why:\n{text_a}",
+}
+
+
+def instruction_prompts(task: str, n: int, data_dir=None):
+    """The first ``n`` examples of AG News (toolkit's test split; reference = the title) or SST-2 (GLUE dev; no
+    reference) as instructions: (example_ids, texts, references or None)."""
+    from toolkit.data import load_split
+
+    split = load_split(task, "test", data_dir, source="local" if data_dir else "auto")
+    f = split.frame.iloc[:n]
+    texts = [INSTRUCTIONS[task].format(text_a=a, text_b=b) for a, b in zip(f["text_a"], f["text_b"])]
+    refs = list(f["text_a"]) if task == "agnews" else None
+    return list(f["example_id"]), texts, refs

@@ -276,6 +276,7 @@ def test_calm_offline_estimate_is_exact_until_the_first_early_exit(model, prompt
     res = CalmDecoder(model, checked, thr).generate(prompts, M)
     for p, ref, tok, ex in zip(prompts, reference, res.tokens, res.exit_layers):
         top1, conf = teacher_forced_exits(model, p, ref)
+        conf = conf["max_prob"]
         cols = np.asarray(checked) - 1
         hit = conf[:, cols] >= np.asarray(thr)
         sim_exit = np.where(hit.any(1), np.asarray(checked)[hit.argmax(1)], 6)

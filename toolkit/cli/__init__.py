@@ -1,7 +1,7 @@
 """The ``toolkit`` command: one module per subcommand, each with ``register(subparsers)`` and ``run(args)``.
 
 Analysis commands (``info``, ``sweep``, ``route``) need only the plain install; model commands (``collect``,
-``train``, ``difficulty``, ``probe``, ``predict``, ``train-t2t``, ``generate``, ``zoo``) need the ``nn`` extra and
+``train``, ``difficulty``, ``probe``, ``predict``, ``llm-generate``, ``train-t2t``, ``generate``, ``zoo``) need the ``nn`` extra and
 import torch only when they run. ``toolkit COMMAND --help`` describes each.
 """
 
@@ -11,10 +11,23 @@ import argparse
 import os
 import sys
 
-from . import collect, difficulty, generate, info, predict, probe, route, sweep, train, train_t2t, zoo
+from . import (
+    collect,
+    difficulty,
+    generate,
+    info,
+    llm_generate,
+    predict,
+    probe,
+    route,
+    sweep,
+    train,
+    train_t2t,
+    zoo,
+)
 
 NN_PACKAGES = {"torch", "transformers", "accelerate", "safetensors", "sklearn", "datasets", "gguf"}
-COMMANDS = (collect, train, difficulty, probe, info, sweep, predict, train_t2t, generate, route, zoo)
+COMMANDS = (collect, train, difficulty, probe, info, sweep, predict, llm_generate, train_t2t, generate, route, zoo)
 
 EPILOG = """examples:
   toolkit collect --model all-MiniLM-L6-v2 --task sst2 --split test --out sst2-test.parquet --limit 100
@@ -26,6 +39,7 @@ EPILOG = """examples:
   toolkit generate --model swift=Helsinki-NLP/opus-mt-en-de --model super=facebook/wmt19-en-de \\
       --task wmt21_en_de --split test --out wmt-en-de.parquet
   toolkit route data/sst2/t2t-test.parquet --score energy --how mean
+  toolkit llm-generate --policy smollm2-selfspec.json --input prompts.txt --out outputs.tsv
 """
 
 

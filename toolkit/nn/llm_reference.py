@@ -14,12 +14,12 @@ from .llm_runtime import LayerStepper, LogitLens, token_confidence
 
 
 @torch.inference_mode()
-def teacher_forced_exits(model, prompt, tokens, *, exit_fn=None, score: str = "max_prob", temperature: float = 1.0):
+def teacher_forced_exits(model, prompt, tokens, *, exit_fn=None, scores=("max_prob",), temperature: float = 1.0):
     """Per-layer top-1 ids and confidences along a given continuation, in one teacher-forced pass.
 
     Position ``t`` of ``tokens`` is predicted from the hidden states at input ``len(prompt) - 1 + t``. Layers
     1..L-1 use ``exit_fn`` (default: the logit lens), layer L the model's own head.
-    Returns ``top1`` ``[T, L]`` int64 and ``confidence`` ``[T, L]`` float32.
+    Returns ``top1`` ``[T, L]`` int64 and ``{score: confidence [T, L]}`` (float32, or float64 for a float64 model).
     """
     st = LayerStepper(model)
     exit_fn = exit_fn or LogitLens(model)
@@ -30,14 +30,15 @@ def teacher_forced_exits(model, prompt, tokens, *, exit_fn=None, score: str = "m
     rope = st.rope(h, torch.arange(ids.shape[1], device=st.device)[None])
     mask = st.mask(torch.ones_like(ids, dtype=torch.bool), ids.shape[1])
     cache = st.new_cache()
-    top1, conf = [], []
+    top1, conf = [], {s: [] for s in scores}
     for i in range(st.n_layers):
         h = st.layer(i, h, mask, rope, cache)
         x = h[0, n - 1:n - 1 + T]
         logits = st.head(x) if i == st.n_layers - 1 else exit_fn(i + 1, x)
         top1.append(logits.argmax(-1))
-        conf.append(token_confidence(logits, score, temperature))
-    return torch.stack(top1, 1).cpu().numpy(), torch.stack(conf, 1).float().cpu().numpy()
+        for s in scores:
+            conf[s].append(token_confidence(logits, s, temperature))
+    return torch.stack(top1, 1).cpu().numpy(), {s: torch.stack(c, 1).cpu().numpy() for s, c in conf.items()}
 
 
 def offline_acceptance(top1_k, tokens, draft_length: int, max_new_tokens: int) -> np.ndarray:

@@ -527,6 +527,21 @@ class CalmDecoder:
         return tokens.tolist(), layer_of.tolist()
 
 
+def encode_prompts(tokenizer, texts: Sequence[str], *, chat_template: bool = True) -> list[list[int]]:
+    """Token ids of each prompt: as a user turn of the model's chat template (generation prompt added), or plain."""
+    if chat_template and not getattr(tokenizer, "chat_template", None):
+        raise ValueError("this tokenizer has no chat template; set chat_template false in the policy")
+    out = []
+    for t in texts:
+        if chat_template:
+            t = tokenizer.apply_chat_template([{"role": "user", "content": t}], tokenize=False,
+                                              add_generation_prompt=True)
+            out.append(tokenizer(t, add_special_tokens=False)["input_ids"])
+        else:
+            out.append(tokenizer(t)["input_ids"])
+    return out
+
+
 def _per_layer(value, n: int, name: str) -> list[float]:
     v = np.asarray(value, dtype=np.float64).ravel()
     if v.size == 1:
