@@ -32,8 +32,8 @@ from llm_setup import REPO, instruction_prompts, smollm2_folder  # noqa: E402
 
 OUT = REPO / "runs" / "llm_fidelity"
 SCORES = ("max_prob", "margin", "entropy")
-SPEC_CONFIGS = [(8, 2), (16, 3), (22, 4), (26, 2), (28, 6)]
-CALM_TARGETS = (1.1, 1.25, 1.5)  # predicted FLOPs speed-ups to pick CALM operating points for
+SPEC_CONFIGS = {8: [(8, 2), (16, 3), (22, 4), (26, 2), (28, 6)], 1: [(22, 4), (28, 6)]}  # batch size -> (k, d)
+CALM_TARGETS = (0.9, 1.0, 1.1, 1.25)  # predicted FLOPs speed-ups to pick CALM operating points for
 
 
 def load(threads: int):
@@ -107,12 +107,12 @@ def batches(prompts, size: int):
     return [order[s:s + size] for s in range(0, len(order), size)]
 
 
-def stage_spec(model, prompts, trajs, max_new: int, configs, batch_sizes) -> None:
+def stage_spec(model, prompts, trajs, max_new: int, configs) -> None:
     from toolkit.nn.llm_reference import offline_acceptance
     from toolkit.nn.llm_runtime import SelfSpeculativeDecoder
 
-    for k, d in configs:
-        for bs in batch_sizes:
+    for bs, pairs in configs.items():
+        for k, d in pairs:
             path = OUT / f"spec_k{k}_d{d}_b{bs}.json"
             if path.exists():
                 continue
@@ -298,7 +298,7 @@ def main():
     if a.stage in ("spec", "calm", "all"):
         trajs = trajectories(len(prompts))
     if a.stage in ("spec", "all"):
-        stage_spec(model, prompts, trajs, a.max_new_tokens, SPEC_CONFIGS, (8, 1))
+        stage_spec(model, prompts, trajs, a.max_new_tokens, SPEC_CONFIGS)
     if a.stage in ("calm", "all"):
         stage_calm(model, tok, prompts, refs, trajs, a.max_new_tokens, 8)
     if a.stage in ("summary", "all"):

@@ -378,3 +378,79 @@ def test_decoders_refuse_bad_arguments(model):
     with pytest.raises(ValueError, match="empty"):
         greedy_decode(model, [[1, 2], []], 4)
     assert isinstance(LogitLens(model)(2, torch.zeros(3, 64, dtype=torch.float64)), torch.Tensor)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CLI
+
+
+@pytest.fixture(scope="module")
+def llm_folder(tmp_path_factory):
+    """A tiny Llama with a word-level tokenizer and a chat template, saved as an ordinary folder."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = ["<pad>", "<unk>", "<eos>", "<user>", "<assistant>", *[f"w{i}" for i in range(V - 5)]]
+    raw = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="<unk>", pad_token="<pad>",
+                                               eos_token="<eos>")
+    tok.chat_template = ("{% for m in messages %}<user> {{ m['content'] }} {% endfor %}"
+                         "{% if add_generation_prompt %}<assistant>{% endif %}")
+    d = tmp_path_factory.mktemp("llm")
+    tiny_llama(dtype=torch.float32).save_pretrained(d)
+    tok.save_pretrained(d)
+    return d
+
+
+def test_cli_llm_generate(llm_folder, tmp_path):
+    from toolkit.cli import main
+    from toolkit.nn.llm_runtime import encode_prompts
+
+    prompts = ["w1 w2 w3", "w7", "w10 w11 w12 w13 w14 w15"]
+    (tmp_path / "in.txt").write_text("\n".join(prompts) + "\n", encoding="utf-8")
+    policy = LLMPolicy(model=str(llm_folder), method="self_speculative", draft_layer=3, draft_length=3,
+                       max_new_tokens=10).save(tmp_path / "p.json")
+    assert main(["llm-generate", "--policy", str(policy), "--input", str(tmp_path / "in.txt"),
+                 "--out", str(tmp_path / "out.tsv"), "--batch-size", "2"]) == 0
+    lines = (tmp_path / "out.tsv").read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "line\ttokens\tmean_accepted\ttext" and len(lines) == 1 + len(prompts)
+    model = transformers.AutoModelForCausalLM.from_pretrained(llm_folder).eval()
+    tok = transformers.AutoTokenizer.from_pretrained(llm_folder)
+    ids = encode_prompts(tok, prompts)
+    assert ids[1] == tok("<user> w7 <assistant>", add_special_tokens=False)["input_ids"]
+    for i, (line, t) in enumerate(zip(lines[1:], greedy_decode(model, ids, 10).tokens)):
+        n, count, _, text = line.split("\t")
+        assert int(n) == i + 1 and int(count) == len(t) and text == tok.decode(t, skip_special_tokens=True)
+    calm = LLMPolicy(model=str(llm_folder), method="calm", checked_layers=[2, 4], thresholds=0.0,
+                     max_new_tokens=5).save(tmp_path / "c.json")
+    assert main(["llm-generate", "--policy", str(calm), "--input", str(tmp_path / "in.txt"),
+                 "--out", str(tmp_path / "c.tsv")]) == 0
+    rows = [r.split("\t") for r in (tmp_path / "c.tsv").read_text().splitlines()[1:]]
+    assert [float(r[2]) for r in rows] == [2.0, 2.0, 2.0]  # threshold 0 exits every token at the first check
+    # bad input: one error naming the file and line, nothing written
+    (tmp_path / "bad.txt").write_text("w1\n\nw2\n", encoding="utf-8")
+    assert main(["llm-generate", "--policy", str(policy), "--input", str(tmp_path / "bad.txt"),
+                 "--out", str(tmp_path / "bad.tsv")]) == 2
+    assert not (tmp_path / "bad.tsv").exists()
+    (tmp_path / "latin.txt").write_bytes("w1\ncaf\xe9\n".encode("latin-1"))
+    assert main(["llm-generate", "--policy", str(policy), "--input", str(tmp_path / "latin.txt")]) == 2
+    (tmp_path / "deep.json").write_text(json.dumps({"model": str(llm_folder), "method": "self_speculative",
+                                                    "draft_layer": 6, "draft_length": 2}))
+    assert main(["llm-generate", "--policy", str(tmp_path / "deep.json"), "--input", str(tmp_path / "in.txt")]) == 2
+
+
+def test_cli_read_prompts_errors(tmp_path):
+    from toolkit.cli.llm_generate import escape, read_prompts
+
+    (tmp_path / "a.txt").write_text("one\r\ntwo\n", encoding="utf-8")
+    assert read_prompts(tmp_path / "a.txt") == ["one", "two"]
+    (tmp_path / "b.txt").write_text("one\n \nthree", encoding="utf-8")
+    with pytest.raises(ValueError, match="b.txt:2: empty line"):
+        read_prompts(tmp_path / "b.txt")
+    (tmp_path / "c.txt").write_bytes(b"ok\nok\n\xff\n")
+    with pytest.raises(ValueError, match="c.txt:3: invalid UTF-8"):
+        read_prompts(tmp_path / "c.txt")
+    (tmp_path / "d.txt").write_text("", encoding="utf-8")
+    with pytest.raises(ValueError, match="no prompts"):
+        read_prompts(tmp_path / "d.txt")
+    assert escape("a\tb\nc\\") == "a\\tb\\nc\\\\"
