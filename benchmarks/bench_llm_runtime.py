@@ -35,7 +35,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from llm_setup import GGUF_NAME, instruction_prompts, smollm2_folder  # noqa: E402
+from llm_setup import (  # noqa: E402
+    GGUF_NAME,
+    calm_offline,
+    calm_speedup,
+    instruction_prompts,
+    smollm2_folder,
+    spec_predicted,
+)
 
 DEFAULT_SPEC = ["8:2", "22:3", "28:2", "28:6"]
 DEFAULT_CALM = ["8:0.77", "8:0.68", "6,10,14,18:0.67"]
@@ -107,48 +114,6 @@ def hf_generate_seconds(model, tok, prompts, groups, max_new, eos) -> float:
     if dev.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - t0
-
-
-def spec_predicted(trajs, k, d, max_new, dims):
-    """FLOPs of the offline self-speculative blocks and of the full model, summed over prompts (cost model)."""
-    from toolkit.analysis.llm_cost import full_token_flops, self_speculative_block_flops
-    from toolkit.nn.llm_reference import offline_acceptance  # noqa: I001  TEMPORARY: branch llm's at merge
-
-    spec = full = 0.0
-    blocks = []
-    for t in trajs:
-        n, p = t["n_prompt"], 0
-        acc = offline_acceptance(t["top1"][:, k - 1], t["tokens"], d, max_new)
-        blocks.append(acc)
-        for a in acc:
-            D = min(d, max_new - 1 - p)
-            spec += self_speculative_block_flops(n - 1 + p, k, D, dims) if D else full_token_flops(n + p, dims)
-            p += int(a) + 1
-        full += full_token_flops(n + np.arange(len(t["tokens"])), dims).sum()
-    return full / spec, blocks
-
-
-def calm_exits_offline(trajs, checked, thr):
-    L = trajs[0]["top1"].shape[1]
-    cols = np.asarray(checked) - 1
-    thr = np.broadcast_to(np.asarray(thr, dtype=np.float64), (len(checked),))
-    out = []
-    for t in trajs:
-        hit = t["conf"][:, cols] >= thr
-        layer = np.where(hit.any(1), np.asarray(checked)[hit.argmax(1)], L)
-        out.append((layer, t["top1"][np.arange(len(layer)), layer - 1] == t["tokens"]))
-    return out
-
-
-def calm_speedup(trajs_n_prompt, exits, checked, dims):
-    from toolkit.analysis.llm_cost import calm_token_flops, full_token_flops
-
-    c = f = 0.0
-    for n, layer in zip(trajs_n_prompt, exits):
-        ctx = n + np.arange(len(layer))
-        c += calm_token_flops(ctx, layer, dims, checked_layers=checked).sum()
-        f += full_token_flops(ctx, dims).sum()
-    return f / c
 
 
 def loadavg():
@@ -234,7 +199,7 @@ def main(argv=None):
     trajs = []
     for p, t in zip(prompts, ref):
         top1, conf = teacher_forced_exits(model, p, t, scores=("max_prob",))
-        trajs.append(dict(n_prompt=len(p), tokens=t, top1=top1, conf=conf["max_prob"]))
+        trajs.append(dict(n_prompt=len(p), tokens=t, top1=top1, conf_max_prob=conf["max_prob"]))
     n_prompt = [t["n_prompt"] for t in trajs]
     meta["reference_seconds"] = time.perf_counter() - t0
     meta["generated_tokens"] = int(sum(len(t) for t in ref))
@@ -273,7 +238,7 @@ def main(argv=None):
                 else:
                     checked, thr = op
                     row.update(checked_layers=checked, threshold=thr, operating_point=f"L{checked} t={thr}")
-                    sim = calm_exits_offline(trajs, checked, thr)
+                    sim = calm_offline(trajs, checked, thr)
                     predicted = calm_speedup(n_prompt, [s[0] for s in sim], checked, dims)
                     row["offline_token_agreement"] = float(np.mean(np.concatenate([s[1] for s in sim])))
                     dec = CalmDecoder(model, checked, thr)

@@ -28,7 +28,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from llm_setup import REPO, instruction_prompts, smollm2_folder  # noqa: E402
+from llm_setup import (  # noqa: E402
+    REPO,
+    calm_offline,
+    calm_speedup,
+    instruction_prompts,
+    smollm2_folder,
+    spec_predicted,
+)
 
 OUT = REPO / "runs" / "llm_fidelity"
 SCORES = ("max_prob", "margin", "entropy")
@@ -108,21 +115,22 @@ def batches(prompts, size: int):
 
 
 def stage_spec(model, prompts, trajs, max_new: int, configs) -> None:
-    from toolkit.nn.llm_reference import offline_acceptance
+    from toolkit.analysis.llm_cost import CausalLMDims
     from toolkit.nn.llm_runtime import SelfSpeculativeDecoder
 
+    dims = CausalLMDims.from_config(model.config.to_dict())
     for bs, pairs in configs.items():
         for k, d in pairs:
             path = OUT / f"spec_k{k}_d{d}_b{bs}.json"
             if path.exists():
                 continue
+            predicted, blocks = spec_predicted(trajs, k, d, max_new, dims)
             dec = SelfSpeculativeDecoder(model, k, d)
             rows, t0 = [None] * len(prompts), time.perf_counter()
             for idx in batches(prompts, bs):
                 res = dec.generate([prompts[i] for i in idx], max_new)
                 for j, i in enumerate(idx):
-                    tr = trajs[i]
-                    want = offline_acceptance(tr["top1"][:, k - 1], tr["tokens"], d, max_new)
+                    tr, want = trajs[i], blocks[i]
                     got, ref = res.tokens[j], tr["tokens"]
                     n = min(len(got), len(ref))
                     diff = np.flatnonzero(got[:n] != ref[:n])
@@ -131,36 +139,12 @@ def stage_spec(model, prompts, trajs, max_new: int, configs) -> None:
                                    gap_at_mismatch=float(tr["gap"][first]) if 0 <= first < len(ref) else None,
                                    accepted_equal=bool(np.array_equal(res.accepted[j], want)),
                                    accepted=res.accepted[j].tolist(), offline=want.tolist())
-            save_json(path, dict(k=k, d=d, batch_size=bs, seconds=time.perf_counter() - t0, rows=rows))
+            save_json(path, dict(k=k, d=d, batch_size=bs, seconds=time.perf_counter() - t0,
+                                 predicted_flops_speedup=predicted, rows=rows))
             eq = np.mean([r["equal"] for r in rows])
             acc = np.mean([r["accepted_equal"] for r in rows])
             print(f"spec k={k} d={d} batch={bs}: outputs equal {eq:.3f}, acceptance equal {acc:.3f} "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
-
-
-def calm_offline(trajs, score: str, checked, thresholds):
-    """Teacher-forced CALM on the full model's trajectories: per token exit layer and whether its token agrees."""
-    L = trajs[0]["top1"].shape[1]
-    cols = np.asarray(checked) - 1
-    out = []
-    for tr in trajs:
-        hit = tr[f"conf_{score}"][:, cols] >= np.asarray(thresholds)
-        layer = np.where(hit.any(1), np.asarray(checked)[hit.argmax(1)], L)
-        tok = tr["top1"][np.arange(len(layer)), layer - 1]
-        out.append((layer, tok == tr["tokens"]))
-    return out
-
-
-def calm_flops(trajs_or_lengths, exits, checked, dims):
-    """Summed FLOPs of CALM tokens (cost model) and of the full model on the same positions."""
-    from toolkit.analysis.llm_cost import calm_token_flops, full_token_flops
-
-    calm = full = 0.0
-    for n_prompt, layer in zip(trajs_or_lengths, exits):
-        ctx = n_prompt + np.arange(len(layer))
-        calm += calm_token_flops(ctx, layer, dims, checked_layers=checked).sum()
-        full += full_token_flops(ctx, dims).sum()
-    return calm, full
 
 
 CALM_CHECKED = [[8], [12], [16], [20], [8, 16], [12, 20], [8, 14, 20], [6, 10, 14, 18]]
@@ -177,9 +161,9 @@ def choose_calm(trajs, dims, targets=CALM_TARGETS, score: str = "max_prob"):
         conf = np.concatenate([t[f"conf_{score}"][:, np.asarray(checked) - 1] for t in trajs])
         for q in np.linspace(0.5, 0.999, 200):
             thr = midpoint_threshold(conf, float(np.quantile(conf, q)))
-            sim = calm_offline(trajs, score, checked, thr)
-            c, f = calm_flops(n_prompt, [s[0] for s in sim], checked, dims)
-            cands.append((f / c, float(np.concatenate([s[1] for s in sim]).mean()), checked, thr))
+            sim = calm_offline(trajs, checked, thr, score)
+            cands.append((calm_speedup(n_prompt, [s[0] for s in sim], checked, dims),
+                          float(np.concatenate([s[1] for s in sim]).mean()), checked, thr))
     chosen = []
     for tgt in targets:
         ok = [c for c in cands if c[0] >= tgt]
@@ -215,8 +199,8 @@ def stage_calm(model, tok, prompts, refs, trajs, max_new: int, batch_size: int) 
             res = dec.generate([prompts[i] for i in idx], max_new)
             for j, i in enumerate(idx):
                 tokens[i], exits[i] = res.tokens[j], res.exit_layers[j]
-        sim = calm_offline(trajs, "max_prob", checked, thr)
-        real_c, real_f = calm_flops(n_prompt, exits, checked, dims)
+        sim = calm_offline(trajs, checked, thr)
+        real = calm_speedup(n_prompt, exits, checked, dims)
         first_real = [first_divergence(tokens[i], trajs[i]["tokens"]) for i in range(len(prompts))]
         # offline prediction of the first divergence: the first teacher-forced exit whose token disagrees
         first_sim = [int(np.argmin(s[1])) if not s[1].all() else -1 for s in sim]
@@ -230,7 +214,7 @@ def stage_calm(model, tok, prompts, refs, trajs, max_new: int, batch_size: int) 
             offline=dict(predicted_speedup=pred, token_agreement=agree,
                          mean_exit_layer=float(np.concatenate([s[0] for s in sim]).mean()),
                          first_divergence=first_sim),
-            real=dict(flops_speedup=real_f / real_c, mean_exit_layer=float(np.concatenate(exits).mean()),
+            real=dict(flops_speedup=real, mean_exit_layer=float(np.concatenate(exits).mean()),
                       positionwise_agreement=float(np.mean(pos_agree)),
                       identical_outputs=float(np.mean([f == -1 for f in first_real])),
                       first_divergence=first_real,
@@ -241,7 +225,7 @@ def stage_calm(model, tok, prompts, refs, trajs, max_new: int, batch_size: int) 
                       chrf=float(corpus_chrf(chrf_stats(calm_text, [refs[i] for i in has_ref]).sum(0))),
                       tokens=[t.tolist() for t in tokens], exit_layers=[e.tolist() for e in exits])))
         print(f"calm {checked} thr={thr:.4f}: predicted {pred:.2f}x agreement {agree:.3f} | real FLOPs "
-              f"{real_f / real_c:.2f}x identical {np.mean([f == -1 for f in first_real]):.3f} "
+              f"{real:.2f}x identical {np.mean([f == -1 for f in first_real]):.3f} "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
 
 
@@ -254,6 +238,7 @@ def stage_summary(n: int) -> dict:
         r = json.loads(path.read_text())
         rows = r["rows"]
         out["spec"].append(dict(k=r["k"], d=r["d"], batch_size=r["batch_size"], prompts=len(rows),
+                                predicted_flops_speedup=r["predicted_flops_speedup"],
                                 outputs_equal=sum(x["equal"] for x in rows),
                                 acceptance_equal=sum(x["accepted_equal"] for x in rows),
                                 blocks=sum(len(x["accepted"]) for x in rows),

@@ -12,6 +12,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 SMOLLM2 = "SmolLM2-135M-Instruct"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -79,3 +81,50 @@ def instruction_prompts(task: str, n: int, data_dir=None):
     texts = [INSTRUCTIONS[task].format(text_a=a, text_b=b) for a, b in zip(f["text_a"], f["text_b"])]
     refs = list(f["text_a"]) if task == "agnews" else None
     return list(f["example_id"]), texts, refs
+
+
+# ---- offline predictions on the full model's trajectories (dicts with n_prompt, tokens, top1 [T, L], conf_*) ----
+
+def spec_predicted(trajs, k: int, d: int, max_new: int, dims):
+    """FLOPs-predicted self-speculative speed-up over the prompts (cost model on the offline blocks) and the
+    offline accepted counts per prompt."""
+    from toolkit.analysis.llm_cost import full_token_flops, self_speculative_block_flops
+    from toolkit.nn.llm_reference import offline_acceptance  # noqa: I001  TEMPORARY: branch llm's at merge
+
+    spec = full = 0.0
+    blocks = []
+    for t in trajs:
+        n, p = int(t["n_prompt"]), 0
+        acc = offline_acceptance(t["top1"][:, k - 1], t["tokens"], d, max_new)
+        blocks.append(acc)
+        for a in acc:
+            D = min(d, max_new - 1 - p)
+            spec += self_speculative_block_flops(n - 1 + p, k, D, dims) if D else full_token_flops(n + p, dims)
+            p += int(a) + 1
+        full += full_token_flops(n + np.arange(len(t["tokens"])), dims).sum()
+    return full / spec, blocks
+
+
+def calm_offline(trajs, checked, thresholds, score: str = "max_prob"):
+    """Teacher-forced CALM on the trajectories: per prompt, (exit layer per token, whether its token agrees)."""
+    L = trajs[0]["top1"].shape[1]
+    cols = np.asarray(checked) - 1
+    thr = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (len(checked),))
+    out = []
+    for t in trajs:
+        hit = t[f"conf_{score}"][:, cols] >= thr
+        layer = np.where(hit.any(1), np.asarray(checked)[hit.argmax(1)], L)
+        out.append((layer, t["top1"][np.arange(len(layer)), layer - 1] == t["tokens"]))
+    return out
+
+
+def calm_speedup(n_prompt, exits, checked, dims) -> float:
+    """FLOPs of the full model over the FLOPs of CALM tokens exiting at ``exits`` (cost model), summed."""
+    from toolkit.analysis.llm_cost import calm_token_flops, full_token_flops
+
+    c = f = 0.0
+    for n, layer in zip(n_prompt, exits):
+        ctx = int(n) + np.arange(len(layer))
+        c += calm_token_flops(ctx, layer, dims, checked_layers=checked).sum()
+        f += full_token_flops(ctx, dims).sum()
+    return f / c

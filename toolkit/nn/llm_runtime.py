@@ -284,6 +284,18 @@ class _Batch:
         LayerStepper.set_cache_tensors(self.cache, tensors)
 
 
+def _prefill(st: LayerStepper, prompts, max_new_tokens: int, eos: set[int], slack: float):
+    """Validated prompts, the batch state after the prefill, and the prefill's seconds."""
+    if int(max_new_tokens) < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    prompts = _check_prompts(prompts)
+    _sync(st.device)
+    t0 = time.perf_counter()
+    bt = _Batch(st, prompts, max_new_tokens, eos, slack)
+    _sync(st.device)
+    return prompts, bt, time.perf_counter() - t0
+
+
 @dataclass(frozen=True)
 class SpecResult:
     """Output of :meth:`SelfSpeculativeDecoder.generate` (rows in prompt order)."""
@@ -331,15 +343,8 @@ class SelfSpeculativeDecoder:
     @torch.inference_mode()
     def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> SpecResult:
         """Decode every prompt (token ids) greedily, all rows in one batch."""
-        if int(max_new_tokens) < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        prompts = _check_prompts(prompts)
+        prompts, bt, prefill = _prefill(self.st, prompts, max_new_tokens, self.eos, self.slack)
         dev = self.st.device
-        _sync(dev)
-        t0 = time.perf_counter()
-        bt = _Batch(self.st, prompts, max_new_tokens, self.eos, self.slack)
-        _sync(dev)
-        prefill = time.perf_counter() - t0
         accepted = [[] for _ in prompts]
         drafted = [[] for _ in prompts]
         secs, nrows = [], []
@@ -459,15 +464,8 @@ class CalmDecoder:
 
     @torch.inference_mode()
     def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> CalmResult:
-        if int(max_new_tokens) < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        prompts = _check_prompts(prompts)
+        prompts, bt, prefill = _prefill(self.st, prompts, max_new_tokens, self.eos, 0.5)
         dev = self.st.device
-        _sync(dev)
-        t0 = time.perf_counter()
-        bt = _Batch(self.st, prompts, max_new_tokens, self.eos, 0.5)
-        _sync(dev)
-        prefill = time.perf_counter() - t0
         exits = [[] for _ in prompts]
         secs, nrows = [], []
         while len(bt):
