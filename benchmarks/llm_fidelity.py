@@ -1,7 +1,7 @@
 """Fidelity of real early-exit decoding on SmolLM2-135M-Instruct (Q4_1 GGUF dequantized to float32), CPU.
 
-Prompts: the first N examples of AG News (toolkit's test split: "write a short headline" for the description;
-reference = the title) and of SST-2 (GLUE dev: "say whether this review is positive or negative, and why"), each
+Prompts: the first 60 examples of AG News (toolkit's test split: "write a short headline" for the description;
+reference = the title) and the first 40 of SST-2 (GLUE dev: "say whether this review is positive or negative, and why"), each
 as a user turn of the chat template. Greedy decoding, max_new_tokens 48.
 
 Stages (each resumable; results under runs/llm_fidelity/):
@@ -13,7 +13,7 @@ Stages (each resumable; results under runs/llm_fidelity/):
                 speed-up targets): offline teacher-forced estimate vs the real decode
   summary       tables (also written to benchmarks/llm_fidelity.json)
 
-Run: PYTHONPATH=. python benchmarks/llm_fidelity.py all [--n-per-task 60] [--threads 1]
+Run: PYTHONPATH=. python benchmarks/llm_fidelity.py all [--n-agnews 60 --n-sst2 40] [--threads 1]
 """
 
 from __future__ import annotations
@@ -53,12 +53,12 @@ def load(threads: int):
     return model, AutoTokenizer.from_pretrained(folder), folder
 
 
-def prompt_set(tok, n_per_task: int):
+def prompt_set(tok, n_agnews: int, n_sst2: int):
     from toolkit.nn.llm_runtime import encode_prompts
 
     ids, texts, refs = [], [], []
-    for task in ("agnews", "sst2"):
-        i, t, r = instruction_prompts(task, n_per_task)
+    for task, n in (("agnews", n_agnews), ("sst2", n_sst2)):
+        i, t, r = instruction_prompts(task, n)
         ids += i
         texts += t
         refs += r if r is not None else [None] * len(i)
@@ -270,14 +270,15 @@ def stage_summary(n: int) -> dict:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("stage", choices=["trajectories", "spec", "calm", "summary", "all"])
-    ap.add_argument("--n-per-task", type=int, default=60)
+    ap.add_argument("--n-agnews", type=int, default=60)
+    ap.add_argument("--n-sst2", type=int, default=40)
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--hf-checks", type=int, default=20, help="prompts also decoded with HF generate")
     a = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     model, tok, _ = load(a.threads)
-    ids, prompts, refs = prompt_set(tok, a.n_per_task)
+    ids, prompts, refs = prompt_set(tok, a.n_agnews, a.n_sst2)
     if a.stage in ("trajectories", "all"):
         stage_trajectories(model, prompts, a.max_new_tokens, a.hf_checks)
     if a.stage in ("spec", "calm", "all"):
