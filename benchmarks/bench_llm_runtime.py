@@ -3,7 +3,7 @@
 For each batch size and each operating point (self-speculative (k, d); CALM (checked layers, thresholds)), decodes
 the prompts greedily with the full model (plain loop, same layer stepping: the reference) and with the method,
 interleaved, ``--repeats`` times, and reports the median decode time of each (prefill excluded: both prefill the
-same prompt tokens), the measured speed-up (reference / method) and the FLOPs-predicted one
+same prompt tokens), the measured speed-up (reference / method seconds per generated token) and the FLOPs-predicted one
 (toolkit.analysis.llm_cost, from the offline prediction on the full model's own trajectory: self-speculative blocks
 from the offline acceptance, CALM exits from teacher-forced confidences), with fidelity checks (self-speculative
 output equal to greedy token for token; acceptance equal to the offline prediction). Also times Hugging Face
@@ -251,11 +251,15 @@ def main(argv=None):
                     toks, s, p, extra = run_batched(dec, prompts, groups, a.max_new_tokens)
                     t_m.append(s)
                     pre_m.append(p)
+                # per generated token: a CALM output can be longer or shorter than the full model's
+                n_ref, n_m = sum(len(x) for x in g_tok), sum(len(x) for x in toks)
+                scale = n_m / n_ref
                 row.update(predicted_speedup=predicted,
-                           measured_speedup=statistics.median(t_ref) / statistics.median(t_m),
+                           measured_speedup=scale * statistics.median(t_ref) / statistics.median(t_m),
                            reference_s=statistics.median(t_ref), method_s=statistics.median(t_m),
+                           reference_tokens=n_ref, method_tokens=n_m,
                            reference_s_all=t_ref, method_s_all=t_m,
-                           measured_min_max=[min(t_ref) / max(t_m), max(t_ref) / min(t_m)],
+                           measured_min_max=[scale * min(t_ref) / max(t_m), scale * max(t_ref) / min(t_m)],
                            prefill_s=statistics.median(pre_m),
                            tokens_equal_greedy=float(np.mean([np.array_equal(x, y) for x, y in zip(toks, ref)])))
                 if method == "self_speculative":
