@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -111,6 +113,24 @@ def test_self_speculative_equals_greedy_and_offline_acceptance(model, prompts, r
     res = SelfSpeculativeDecoder(model, k, d).generate(prompts, M)  # one batch: rows advance by different amounts
     assert_rows_equal(res.tokens, reference)
     assert_rows_equal(res.accepted, want_acc)
+
+
+@pytest.mark.slow
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lengths=st.lists(st.integers(1, 12), min_size=1, max_size=4), k=st.integers(1, 5), d=st.integers(1, 7),
+       max_new=st.integers(1, 14), eos=st.one_of(st.none(), st.integers(0, V - 1)),
+       slack=st.sampled_from([0.0, 0.5, math.inf]), seed=st.integers(0, 10**6))
+def test_self_speculative_property(model, lengths, k, d, max_new, eos, slack, seed):
+    """Any batch of prompts, draft layer, draft length, budget and end-of-sequence token: the rows equal greedy
+    decoding one prompt at a time, and the accepted counts equal the offline prediction."""
+    batch = prompts_of(lengths, seed)
+    eos_ids = None if eos is None else [eos]
+    ref = [greedy_decode(model, [p], max_new, eos_token_ids=eos_ids).tokens[0] for p in batch]
+    res = SelfSpeculativeDecoder(model, k, d, eos_token_ids=eos_ids, compact_slack=slack).generate(batch, max_new)
+    assert_rows_equal(res.tokens, ref)
+    assert_rows_equal(res.accepted, offline(model, batch, ref, k, d, max_new))
+    for t in ref:
+        assert len(t) == max_new or (eos is not None and t[-1] == eos and (t[:-1] != eos).all())
 
 
 def test_acceptance_covers_all_counts(model, prompts, reference):
