@@ -159,9 +159,15 @@ def main(argv=None):
                     help="CALM operating points LAYERS:THRESHOLDS, e.g. 8:0.77 or 6,10:0.7,0.6 (max_prob)")
     ap.add_argument("--time-budget", type=float, default=None, help="seconds; no configuration starts after it")
     ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--out", required=True, help="results JSON (a CSV of the rows is written beside it)")
+    ap.add_argument("--out", help="results JSON (a CSV of the rows is written beside it)")
     ap.add_argument("--profile", action="store_true", help="profile one operating point of each method instead")
+    ap.add_argument("--table", metavar="RESULTS_JSON", help="print a results file as a markdown table and exit")
     a = ap.parse_args(argv)
+    if a.table:
+        print(markdown_table(a.table))
+        return 0
+    if not a.out:
+        ap.error("--out is required")
     t_start = time.perf_counter()
 
     import torch
@@ -284,6 +290,28 @@ def main(argv=None):
     meta["seconds"] = time.perf_counter() - t_start
     out.flush()
     return 0
+
+
+def markdown_table(path) -> str:
+    """The rows of a results JSON as a markdown table (for benchmarks/RESULTS.md)."""
+    d = json.loads(Path(path).read_text())
+    head = ("| method | operating point | batch | predicted (FLOPs) | measured [min, max] | measured / predicted "
+            "| realized FLOPs | equal to greedy | acceptance = offline | ref s | method s |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in d["rows"]:
+        if "measured_speedup" not in r:
+            lines.append(f"| {r.get('method')} | {r.get('operating_point', '')} | {r.get('batch_size')} | "
+                         f"{r.get('error') or r.get('skipped')} |" + " |" * 7)
+            continue
+        real = r.get("real_flops_speedup")
+        acc = r.get("acceptance_equal_offline")
+        lo, hi = r["measured_min_max"]
+        lines.append(
+            f"| {r['method']} | {r['operating_point']} | {r['batch_size']} | {r['predicted_speedup']:.2f}x | "
+            f"{r['measured_speedup']:.2f}x [{lo:.2f}, {hi:.2f}] | {r['measured_speedup'] / r['predicted_speedup']:.2f} | "
+            f"{'' if real is None else f'{real:.2f}x'} | {r['tokens_equal_greedy']:.2f} | "
+            f"{'' if acc is None else f'{acc:.2f}'} | {r['reference_s']:.1f} | {r['method_s']:.1f} |")
+    return "\n".join(lines)
 
 
 def profile(model, prompts, a, path: Path) -> int:
