@@ -66,7 +66,7 @@ def brute_force_self_speculative(model, exits, prompt, k, d, max_new, eos):
     seq, n0, blocks = list(prompt), len(prompt), []
     with torch.no_grad():
         while len(seq) - n0 < max_new:
-            d_eff = min(d, max_new - (len(seq) - n0))
+            d_eff = min(d, max_new - 1 - (len(seq) - n0))  # room for the verifier's token
             draft, ctx = [], list(seq)
             for _ in range(d_eff):
                 y = int(exits(k, layer_state(model, ctx, k)).argmax())
@@ -113,8 +113,9 @@ def test_offline_acceptance_equals_brute_force_self_speculative_decode(tiny, fam
                 assert blocks == offline[i].tolist(), (family, k, d, i)
                 p = 0
                 for a in blocks:
-                    d_eff = min(d, MAX_NEW - p)
-                    flops += float(self_speculative_block_flops(len(prompt) - 1 + p, k, d_eff, cache.dims))
+                    d_eff = min(d, MAX_NEW - 1 - p)
+                    flops += float(self_speculative_block_flops(len(prompt) - 1 + p, k, d_eff, cache.dims) if d_eff
+                                   else full_token_flops(len(prompt) + p, cache.dims))
                     flops += d_eff * (2.0 * lm.dims.hidden ** 2 if family == "tuned" else 0.0)  # translators
                     p += a + 1
             row = frame[(frame.layer == k) & (frame.draft_length == d)].iloc[0]
@@ -406,3 +407,28 @@ def test_resume_refuses_parts_of_other_weights(tiny, tokenizer_dir, tmp_path):
     alone = collect_llm_tokens(str(folder), "sst2_sentiment", "test", tmp_path / "alone.parquet", **kw)
     np.testing.assert_array_equal(fresh.tokens, alone.tokens)
     np.testing.assert_array_equal(fresh.stats["lens"], alone.stats["lens"])
+
+
+@pytest.mark.parametrize("family", ["lens", "tuned"])
+@pytest.mark.parametrize("batch_size", [1, 8])
+def test_runtime_reproduces_the_offline_cache(tiny, family, batch_size):
+    """The real self-speculative decoder (KV cache, batched rows advancing by different amounts) emits the cached
+    greedy tokens and accepts, block by block, exactly what :func:`acceptance_counts` predicts from the cache."""
+    from toolkit.data import load_split
+    from toolkit.llm_prompts import PROMPT_SETS
+    from toolkit.nn.causal_lm import encode_prompts
+    from toolkit.nn.llm_runtime import SelfSpeculativeDecoder
+
+    cache, lm = tiny["cache"], tiny["lm"]
+    exits = LogitLens(lm.model) if family == "lens" else TunedExits.from_pretrained(tiny["tuned"], lm.model)
+    prompts = encode_prompts(lm.tokenizer, PROMPT_SETS["sst2_sentiment"],
+                             load_split("sst2", "test", tiny["glue"]).frame.iloc[:cache.n_examples])
+    prompts = [list(map(int, p)) for p in prompts]
+    for k, d in ((1, 2), (cache.n_layers - 1, 3)):
+        offline = acceptance_counts(cache, family, k, d)
+        for start in range(0, len(prompts), batch_size):
+            res = SelfSpeculativeDecoder(lm.model, k, d, exits).generate(prompts[start:start + batch_size], MAX_NEW)
+            for j, (tokens, accepted) in enumerate(zip(res.tokens, res.accepted)):
+                i = start + j
+                np.testing.assert_array_equal(tokens, cache.tokens[cache.offsets[i]:cache.offsets[i + 1]])
+                np.testing.assert_array_equal(accepted, offline[i])

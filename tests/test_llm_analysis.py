@@ -61,7 +61,7 @@ def speculate_by_hand(agree_k, length, max_new, d):
     """Plain loop over one continuation: accepted count per block."""
     p, out = 0, []
     while p < length:
-        d_eff = min(d, max_new - p)
+        d_eff = min(d, max_new - 1 - p)  # leaves room for the verifier's token
         a = 0
         while a < d_eff and p + a < length and agree_k[p + a]:
             a += 1
@@ -141,8 +141,9 @@ def test_self_speculative_frame_and_flops_by_hand():
         a = agree[c.offsets[i]:c.offsets[i + 1]]
         p = 0
         for acc in speculate_by_hand(a, len(a), 9, 3):
-            d_eff = min(3, 9 - p)
-            flops += float(self_speculative_block_flops(c.n_prompt[i] - 1 + p, 2, d_eff, c.dims))
+            d_eff = min(3, 9 - 1 - p)
+            flops += float(self_speculative_block_flops(c.n_prompt[i] - 1 + p, 2, d_eff, c.dims) if d_eff
+                           else full_token_flops(c.n_prompt[i] + p, c.dims))  # one budget token left: a plain step
             accepted, drafted, blocks = accepted + acc, drafted + d_eff, blocks + 1
             p += acc + 1
     ref = float(full_token_flops(c.positions, c.dims).sum())
@@ -157,8 +158,11 @@ def test_perfect_and_useless_drafts():
     tot, _ = _speculate(c, "lens", np.array([1]), np.array([4]))
     # every block but the last emits d + 1 tokens: the verifier's bonus token after d accepted ones
     assert tot["blocks"][0, 0] == np.ceil(c.lengths / 5).sum() and tot["emitted"][0, 0] == c.n_tokens
-    # a block adds a verifier token unless its accepted drafts end the continuation (T not a multiple of d + 1)
-    assert tot["accepted"][0, 0] == c.n_tokens - (tot["blocks"][0, 0] - (c.lengths % 5 != 0).sum())
+    # a block adds a verifier token unless its accepted drafts end the continuation: only an end-of-sequence ending
+    # (T < budget) not a multiple of d + 1; drafts never reach the budget (they leave room for the verifier)
+    no_bonus = ((c.lengths % 5 != 0) & (c.lengths < c.max_new_tokens)).sum()
+    assert 0 < no_bonus < c.n_examples
+    assert tot["accepted"][0, 0] == c.n_tokens - (tot["blocks"][0, 0] - no_bonus)
     never = random_llm_cache(N=5, p_agree=(0.0,), seed=1)
     row = self_speculative(never, "lens", layers=[1], draft_lengths=[3]).iloc[0]
     assert row.acceptance == 0 and row.blocks == never.n_tokens and row.speedup < 1

