@@ -326,17 +326,21 @@ def test_crossfit_chooses_on_one_half_and_evaluates_on_the_other():
 
 
 # ------------------------------------------------------------------------------------------ compare
-def test_frontier_at_budgets_equals_sweeps_of_resamples():
-    s = en.staged(random_cache(90, 4, 2, seed=7))
+@pytest.mark.parametrize("C, ties, metric", [(2, True, "accuracy"), (2, False, "f1"), (3, True, "mcc"),
+                                              (3, False, "accuracy")])
+def test_frontier_at_budgets_equals_sweeps_of_resamples(C, ties, metric):
+    # frontier_at_budgets evaluates the metric only where the outcome changes; every row of each resample's sweep
+    # here (ties: groups of equal thresholds; several classes: records that move between equal predictions)
+    s = en.staged(random_cache(90, 4, C, seed=7, ties=ties))
     w = en.resample_weights(90, n_boot=15, seed=1)
-    got = en.frontier_at_budgets(s, w, budgets=[1.5, 2.0, 3.0], reference_cost=s.reference_cost,
-                                 metric="accuracy")
+    budgets = (1.2, 1.5, 2.0, 3.0)
+    got = en.frontier_at_budgets(s, w, budgets=budgets, reference_cost=s.reference_cost, metric=metric)
     for i, counts in enumerate(w.astype(int)):
         sub = s.subset(np.repeat(np.arange(90), counts))
         df = en.sweep(sub).frame
-        for j, k in enumerate((1.5, 2.0, 3.0)):
+        for j, k in enumerate(budgets):
             ok = df[df["flops"] <= sub.reference_cost.mean() / k + 1e-9]
-            want = ok["accuracy"].max() if len(ok) else np.nan
+            want = ok[metric].max() if len(ok) else np.nan
             np.testing.assert_allclose(got[i, j], want)
 
 

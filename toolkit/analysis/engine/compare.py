@@ -53,25 +53,39 @@ def frontier_at_budgets(staged: Staged, weights: np.ndarray, *, budgets, referen
     dstats = s.stats[rn, re] - s.stats[rn, nxt]  # [R, K]
     dcost = s.cost[rn, re] - s.cost[rn, nxt]  # [R]
     starts = np.concatenate([[0], last[:-1] + 1]) if len(last) else np.zeros(0, dtype=np.int64)
+    G = len(last)
+    # Sweep rows 0..G (row g+1 after group g). The outcome only changes at groups holding a record whose stats
+    # change (most records move an example between stages that predict the same): on each run of rows with equal
+    # stats the metric is constant and the cost falls, so the best metric within a budget is attained at the
+    # cheapest row of a run. Evaluating the metric at the run ends only is exact and touches far fewer rows.
+    group = np.repeat(np.arange(G), np.diff(np.append(starts, len(rn)))) if G else np.zeros(0, dtype=np.int64)
+    moving = np.flatnonzero(np.any(dstats != 0, axis=tuple(range(1, dstats.ndim))))  # records that change stats
+    changes = np.unique(group[moving])  # groups where the stats change: row changes + 1 starts a new run
+    run_end = np.append(changes, G)  # last row of each run: row 0..changes[0], changes[0]+1..changes[1], ...
+    # moving records accumulated from the start of run i + 1 on: those of groups <= changes[i]
+    upto = np.searchsorted(moving, np.searchsorted(group, changes, side="right"), side="left")
     ref = w @ reference_cost / n  # [B]
     cost0 = w @ s.cost[:, -1]
     stats0 = w @ s.stats[:, -1]  # [B, K]
     budgets = np.asarray(budgets, dtype=np.float64)
     out = np.empty((B, len(budgets)))
     K = s.stats.shape[-1]
-    step = max(1, _CHUNK // max(1, len(rn) * K))
+    step = max(1, _CHUNK // max(1, len(rn) + len(moving) * K))
+    dmove = dstats[moving]  # [M, K]
     for a in range(0, B, step):  # blocks of resamples bound memory; each block is vectorised
-        wb = w[a:a + step][:, rn]  # [b, R]
-        if len(rn):
-            gc = np.add.reduceat(wb * dcost, starts, axis=1)  # [b, G]
-            gs = np.add.reduceat(wb[..., None] * dstats, starts, axis=1)  # [b, G, K]
+        wa = w[a:a + step]
+        if G:
+            gc = np.add.reduceat(wa[:, rn] * dcost, starts, axis=1)  # [b, G]
+            cost = np.concatenate([cost0[a:a + step, None], cost0[a:a + step, None] + np.cumsum(gc, 1)], 1)
         else:
-            gc, gs = np.zeros((len(wb), 0)), np.zeros((len(wb), 0, K))
-        cost = np.concatenate([cost0[a:a + step, None], cost0[a:a + step, None] + np.cumsum(gc, 1)], 1)
-        stats = np.concatenate([stats0[a:a + step, None], stats0[a:a + step, None] + np.cumsum(gs, 1)], 1)
+            cost = cost0[a:a + step, None]
+        cm = np.cumsum(wa[:, rn[moving], None] * dmove, axis=1)  # [b, M, K]
+        stats = np.concatenate([stats0[a:a + step, None],
+                                stats0[a:a + step, None] + cm[:, upto - 1]], 1) if len(changes) else \
+            stats0[a:a + step, None]  # [b, runs, K]
         nb = n[a:a + step, None]
-        m = s.metrics(stats, nb)[metric]  # [b, G+1]
-        mean_cost = cost / nb
+        m = s.metric_of(stats, nb, metric)  # [b, runs]
+        mean_cost = cost[:, run_end] / nb  # cheapest row of each run
         for j, k in enumerate(budgets):  # few budgets
             ok = mean_cost <= ref[a:a + step, None] / k + 1e-9 * ref[a:a + step, None]
             out[a:a + step, j] = np.where(ok.any(1), np.where(ok, m, -np.inf).max(1), np.nan)
