@@ -46,7 +46,7 @@ NAMES = sorted(p.stem for p in NB_DIR.glob("*.ipynb"))
 # ------------------------------------------------------------------------------------------------- numbers
 _NUMBER = r"\d{1,3}(?:,\d{3})+(?!\d)|\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|\.\d+"
 _PROSE_NUMBER = re.compile(rf"(?P<num>{_NUMBER})")
-_BRACKET_UNIT = re.compile(r"\[[^\[\]\n]*\]\s?(?:%|points?\b|pp\b|pts?\b)")
+_BRACKET_UNIT = re.compile(r"\[[^\[\]\n]*\]\s?(?:%|points?\b|pp\b|pts?\b)|(?<=points)(?:,?\s*)\[[^\[\]\n]*\]")
 _STRIP = [
     re.compile(r"```.*?```", re.S),  # code blocks
     re.compile(r"`[^`\n]*`"),  # inline code
@@ -222,6 +222,8 @@ def _code(source, *texts, markdown=None):
     ("2.6% of the sentences", True),  # printed 0.0261
     ("the interval [-1.0, +3.6] points", True),  # printed -0.0104 and 0.0361
     ("the interval [-1.2, +3.6] points", False),
+    ("a gain of 1.9 points [-1.0, +3.6]", True),
+    ("a gain of 1.9 points, [-1.0, +3.7]", False),
     ("872 test sentences", True),  # printed 872
     ("1,000 resamples", False),  # the code says 300
     ("300 resamples", True),  # a code literal

@@ -9,8 +9,8 @@ Notebooks import it as ``from toolkit.analysis import notebook as nb``:
 'last'
 >>> nb.ci(0.01234, 0.0567)
 '[0.012, 0.057]'
->>> nb.ci(-0.01234, 0.0567, points=True)
-'[-1.2, +5.7] points'
+>>> nb.ci(-0.01234, 0.0567, points=True)  # write "points" before it: "+2.2 points [-1.2, +5.7]"
+'[-1.2, +5.7]'
 
 Cache files (relative to :func:`data_dir`): ``<task>/<set>-s<seed>-<split>.parquet`` for each training seed (zoo
 v2), ``<task>/<set>-<split>.parquet`` for the single-seed v1 caches. :func:`load_seeds` takes every seed that has
@@ -303,9 +303,10 @@ def crossfit_temperatures(cache: Cache, *, seed: int = SEED) -> CrossfitTemperat
 
 # ------------------------------------------------------------------------------------------------- rendering
 def ci(lo: float, hi: float, *, digits: int = 3, points: bool = False) -> str:
-    """An interval as text: ``[lo, hi]``, or in points (x 100, signed) with ``points=True``."""
+    """An interval as text: ``[lo, hi]``, or in points (x 100, signed) with ``points=True`` (the text says
+    "points" before it, as in "+2.2 points [-1.2, +5.7]")."""
     if points:
-        return f"[{100 * lo:+.{max(digits - 2, 0)}f}, {100 * hi:+.{max(digits - 2, 0)}f}] points"
+        return f"[{100 * lo:+.{max(digits - 2, 0)}f}, {100 * hi:+.{max(digits - 2, 0)}f}]"
     return f"[{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
