@@ -180,11 +180,12 @@ def recipe(task: str, name: str) -> pd.DataFrame:
     rows = []
     for key in keys:
         for m in manifest.get(key, {}).get("models", []):
-            rows.append({"cache": key, "model": m.get("name"), "train seed": m.get("train_seed"),
-                         "objective": m.get("objective"), "epochs": m.get("epochs"),
-                         "learning rate": m.get("learning_rate"), "head learning rate": m.get("head_learning_rate"),
-                         "training examples": m.get("train_size")})
-    return pd.DataFrame(rows)
+            row = {"cache": key, "model": m.get("name"), "train seed": m.get("train_seed"),
+                   "objective": m.get("objective"), "epochs": m.get("epochs"), "learning rate": m.get("learning_rate"),
+                   "head learning rate": m.get("head_learning_rate"), "training examples": m.get("train_size")}
+            row.update({k: m[k] for k in ("encoder", "decoder") if k in m})  # generation caches
+            rows.append(row)
+    return pd.DataFrame(rows).dropna(axis=1, how="all")
 
 
 # ------------------------------------------------------------------------------------------------- setup
@@ -212,6 +213,22 @@ def setup() -> None:
 def view(cache, **options) -> Staged:
     """The engine's view of a cache with the notebooks' speed-up reference (:data:`REFERENCE`)."""
     return staged(cache, reference=options.pop("reference", REFERENCE), **options)
+
+
+def merge_identical(curves: Mapping, *, columns=("speedup",)) -> dict:
+    """Curves that coincide (same rows in ``columns`` and each curve's headline metric) merged into one entry
+    labelled ``"a = b = c (identical)"``, so a figure draws each once and its legend still names every curve."""
+    groups: list[list[str]] = []
+    for k, c in curves.items():
+        cols = [*columns, c.metric]
+        for g in groups:
+            ref = curves[g[0]].frame[cols].to_numpy()
+            if ref.shape == c.frame[cols].shape and np.allclose(ref, c.frame[cols].to_numpy()):
+                g.append(k)
+                break
+        else:
+            groups.append([k])
+    return {(" = ".join(g) + " (identical)" if len(g) > 1 else g[0]): curves[g[0]] for g in groups}
 
 
 def point_row(label: str, ev, *, metric: str | None = None) -> dict:
