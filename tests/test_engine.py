@@ -326,17 +326,21 @@ def test_crossfit_chooses_on_one_half_and_evaluates_on_the_other():
 
 
 # ------------------------------------------------------------------------------------------ compare
-def test_frontier_at_budgets_equals_sweeps_of_resamples():
-    s = en.staged(random_cache(90, 4, 2, seed=7))
+@pytest.mark.parametrize("C, ties, metric", [(2, True, "accuracy"), (2, False, "f1"), (3, True, "mcc"),
+                                              (3, False, "accuracy")])
+def test_frontier_at_budgets_equals_sweeps_of_resamples(C, ties, metric):
+    # frontier_at_budgets evaluates the metric only where the outcome changes; every row of each resample's sweep
+    # here (ties: groups of equal thresholds; several classes: records that move between equal predictions)
+    s = en.staged(random_cache(90, 4, C, seed=7, ties=ties))
     w = en.resample_weights(90, n_boot=15, seed=1)
-    got = en.frontier_at_budgets(s, w, budgets=[1.5, 2.0, 3.0], reference_cost=s.reference_cost,
-                                 metric="accuracy")
+    budgets = (1.2, 1.5, 2.0, 3.0)
+    got = en.frontier_at_budgets(s, w, budgets=budgets, reference_cost=s.reference_cost, metric=metric)
     for i, counts in enumerate(w.astype(int)):
         sub = s.subset(np.repeat(np.arange(90), counts))
         df = en.sweep(sub).frame
-        for j, k in enumerate((1.5, 2.0, 3.0)):
+        for j, k in enumerate(budgets):
             ok = df[df["flops"] <= sub.reference_cost.mean() / k + 1e-9]
-            want = ok["accuracy"].max() if len(ok) else np.nan
+            want = ok[metric].max() if len(ok) else np.nan
             np.testing.assert_allclose(got[i, j], want)
 
 
@@ -359,6 +363,30 @@ def test_compare_pairs_examples_and_resamples_seeds():
     with pytest.raises(ValueError, match="different references"):
         en.compare(s, ref_other)
     assert len(en.compare(s, ref_other, reference="b", n_boot=20)) == 3
+
+
+@pytest.mark.parametrize("C, metric, max_drop", [(2, "accuracy", 0.0), (3, "mcc", 0.02), (2, "f1", 0.01)])
+def test_speedup_at_drop_equals_summaries_of_resampled_sweeps(C, metric, max_drop):
+    s = en.staged(random_cache(80, 4, C, seed=11))
+    w = np.vstack([np.ones((1, 80)), en.resample_weights(80, n_boot=12, seed=3)])
+    got = en.speedup_at_drop(s, w, max_drop=max_drop, reference_cost=s.reference_cost, metric=metric)
+    for i, counts in enumerate(w.astype(int)):
+        sub = s.subset(np.repeat(np.arange(80), counts))
+        want = en.summarize(en.sweep(sub), metric=metric, max_drop=max_drop).speedup_at_drop_upper_bound
+        assert got[i] == pytest.approx(want)
+
+
+def test_compare_speedups_pairs_resamples():
+    c = random_cache(120, 3, 2, seed=12)
+    a, b = en.staged(c, score="max_prob"), en.staged(c, score="entropy")
+    r = en.compare_speedups(a, a, n_boot=50).frame  # a policy against itself: no difference in any resample
+    assert r["difference"].iloc[0] == 0 and r["lo"].iloc[0] == 0 and r["hi"].iloc[0] == 0
+    r = en.compare_speedups(a, b, max_drop=0.01, n_boot=200, names=("max-prob", "entropy")).frame
+    want = [en.summarize(en.sweep(v), max_drop=0.01).speedup_at_drop_upper_bound for v in (a, b)]
+    assert r["max-prob"].iloc[0] == pytest.approx(want[0]) and r["entropy"].iloc[0] == pytest.approx(want[1])
+    assert r["lo"].iloc[0] <= r["difference"].iloc[0] <= r["hi"].iloc[0]
+    with pytest.raises(ValueError, match="max_drop"):
+        en.compare_speedups(a, b, max_drop=-0.1)
 
 
 def test_generation_views_run_every_engine_function():

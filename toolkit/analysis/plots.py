@@ -120,31 +120,41 @@ def plot_tradeoff(curves: Mapping, *, x: str = "speedup", y: str | None = None, 
 
 
 def plot_reliability(curve: pd.DataFrame, *, ax=None, label: str | None = None, show_counts: bool = True,
-                     **kwargs):
+                     xmin: float | None = None, legend: bool = True, **kwargs):
     """Top-label reliability diagram of a :func:`~toolkit.analysis.calibration.reliability_curve` frame
-    (equal-width bins, the calibration module's convention). ``kwargs`` go to ``ax.bar``."""
+    (equal-width bins, the calibration module's convention). ``kwargs`` go to ``ax.bar``.
+
+    ``show_counts``: each bar is labelled with its number of examples (at its foot). ``xmin``: left end of the
+    confidence axis,
+    default the lower edge of the first non-empty bin (top-label confidence is at least 1/C, so the bins below are
+    always empty and are not drawn).
+    """
     ax = _ax(ax)
     rc = curve
-    nz = rc["count"] > 0
+    nz = (rc["count"] > 0).to_numpy()
     width = rc["hi"] - rc["lo"]
     ax.bar(rc["lo"][nz], rc["accuracy"][nz], width=width[nz], label=label or "accuracy in bin",
            **{"align": "edge", "alpha": 0.6, "edgecolor": "k", "lw": 0.5, **kwargs})
-    ax.plot([0, 1], [0, 1], "--", color="gray", lw=1, label="perfect calibration")
+    lo = float(rc["lo"][nz].min()) if nz.any() else 0.0
+    lo = lo if xmin is None else xmin
+    ax.plot([lo, 1], [lo, 1], "--", color="gray", lw=1, label="perfect calibration")
     if show_counts:
-        ax2 = ax.twinx()
-        ax2.plot((rc["lo"] + rc["hi"])[nz] / 2, rc["count"][nz] / rc["count"].sum(), ".-", color="C3", lw=0.8)
-        ax2.set_ylabel("share of examples", color="C3", fontsize=8)
-        ax2.tick_params(axis="y", labelsize=7, colors="C3")
-    ax.set_xlim(0, 1)
+        for x0, w, n in zip(rc["lo"][nz], width[nz], rc["count"][nz]):
+            ax.text(x0 + w / 2, 0.02, f"n={int(n)}", ha="center", va="bottom", fontsize=6, rotation=90)
+    ax.set_xlim(lo, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("confidence (max probability)")
-    ax.set_ylabel("accuracy")
-    ax.legend(fontsize=7, loc="upper left")
+    ax.set_ylabel("accuracy in bin")
+    if legend:
+        ax.legend(fontsize=7, loc="upper left")
     return ax
 
 
-def reliability_grid(cache, temperatures=None, *, n_bins: int = 15, ncols: int = 3, axes=None, **kwargs):
-    """One reliability diagram per stage of a classification cache; returns the array of Axes."""
+def reliability_grid(cache, temperatures=None, *, n_bins: int = 15, ncols: int = 3, axes=None,
+                     show_counts: bool = True, **kwargs):
+    """One reliability diagram per stage of a classification cache (bar labels: examples per bin; the confidence
+    axis starts at 1/C, the lowest top-label confidence; the legend on the first only); returns the array of
+    Axes."""
     import matplotlib.pyplot as plt
 
     E = cache.n_stages
@@ -152,10 +162,11 @@ def reliability_grid(cache, temperatures=None, *, n_bins: int = 15, ncols: int =
         nrows = -(-E // ncols)
         _, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.0 * nrows), squeeze=False)
     flat = np.ravel(axes)
+    lo = np.floor(n_bins / cache.n_classes) / n_bins  # edge of the bin holding 1/C
     for e in range(E):
         t = 1.0 if temperatures is None else float(np.asarray(temperatures)[e])
         rc = reliability_curve(softmax(cache.logits[:, e], t), cache.labels, n_bins)
-        plot_reliability(rc, ax=flat[e], show_counts=False, **kwargs)
+        plot_reliability(rc, ax=flat[e], show_counts=show_counts, xmin=lo, legend=e == 0, **kwargs)
         flat[e].set_title(f"{cache.stages[e]}" + (f" (T={t:.2f})" if temperatures is not None else ""), fontsize=9)
     for a in flat[E:]:
         a.set_visible(False)

@@ -59,6 +59,13 @@ class ConfusionMetrics:
         names = ("accuracy", "f1", "mcc") if C == 2 else ("accuracy", "mcc")
         return {m: metric_from_confusion(cm, m) for m in names}
 
+    def one(self, totals, n, name: str) -> np.ndarray:
+        """Only metric ``name`` (see :meth:`Staged.metric_of`)."""
+        if name == "f1" and self.n_classes != 2:
+            raise KeyError(name)
+        C = self.n_classes
+        return metric_from_confusion(np.asarray(totals, dtype=np.float64).reshape(*np.shape(totals)[:-1], C, C), name)
+
 
 def stage_layers(cache) -> np.ndarray:
     """Layers run when each stage predicts: earlier cascade members' layers plus this stage's layer, ``[E]``."""
@@ -151,6 +158,14 @@ class GenerationMetrics:
     def __call__(self, totals, n) -> dict[str, np.ndarray]:
         t = np.asarray(totals, dtype=np.float64)
         return {m: (corpus_score(m, stats=t[..., a:b]) if m in CORPUS else t[..., a] / n) for m, a, b in self.layout}
+
+    def one(self, totals, n, name: str) -> np.ndarray:
+        """Only metric ``name`` (see :meth:`Staged.metric_of`)."""
+        t = np.asarray(totals, dtype=np.float64)
+        for m, a, b in self.layout:
+            if m == name:
+                return corpus_score(m, stats=t[..., a:b]) if m in CORPUS else t[..., a] / n
+        raise KeyError(name)
 
 
 def _values(gen, metric) -> np.ndarray:

@@ -24,6 +24,53 @@ from .staged import Staged
 _CHUNK = 4_000_000
 
 
+def _runs(staged: Staged, weights: np.ndarray, *, reference_cost: np.ndarray, metric: str):
+    """For blocks of resamples: ``(rows, m, mean_cost, ref)`` with ``m`` and ``mean_cost`` ``[b, runs]`` the metric
+    and the mean cost of the cheapest row of each run of sweep rows with equal outcomes, ``ref`` ``[b]`` the mean
+    reference cost. The first run holds the row ``threshold = inf`` (every example at the last stage).
+
+    Sweep rows 0..G (row g+1 after group g of equal thresholds). The outcome only changes at groups holding a record
+    whose stats change (most records move an example between stages that predict the same): on each run of rows
+    with equal stats the metric is constant and the cost falls, so any optimum of the metric under a cost bound (or
+    of the cost under a metric bound) is attained at the cheapest row of a run. Evaluating the metric at the run
+    ends only is exact and touches far fewer rows than the sweep has.
+    """
+    s = staged
+    rn, re, nxt, vals, last = breakpoints(s.confidence)
+    w = np.asarray(weights, dtype=np.float64)
+    B, N = w.shape
+    n = w.sum(1)  # [B]
+    dstats = s.stats[rn, re] - s.stats[rn, nxt]  # [R, K]
+    dcost = s.cost[rn, re] - s.cost[rn, nxt]  # [R]
+    starts = np.concatenate([[0], last[:-1] + 1]) if len(last) else np.zeros(0, dtype=np.int64)
+    G = len(last)
+    group = np.repeat(np.arange(G), np.diff(np.append(starts, len(rn)))) if G else np.zeros(0, dtype=np.int64)
+    moving = np.flatnonzero(np.any(dstats != 0, axis=tuple(range(1, dstats.ndim))))  # records that change stats
+    changes = np.unique(group[moving])  # groups where the stats change: row changes + 1 starts a new run
+    run_end = np.append(changes, G)  # last row of each run: row 0..changes[0], changes[0]+1..changes[1], ...
+    # moving records accumulated from the start of run i + 1 on: those of groups <= changes[i]
+    upto = np.searchsorted(moving, np.searchsorted(group, changes, side="right"), side="left")
+    ref = w @ reference_cost / n  # [B]
+    cost0 = w @ s.cost[:, -1]
+    stats0 = w @ s.stats[:, -1]  # [B, K]
+    K = s.stats.shape[-1]
+    step = max(1, _CHUNK // max(1, len(rn) + len(moving) * K))
+    dmove = dstats[moving]  # [M, K]
+    for a in range(0, B, step):  # blocks of resamples bound memory; each block is vectorised
+        wa = w[a:a + step]
+        if G:
+            gc = np.add.reduceat(wa[:, rn] * dcost, starts, axis=1)  # [b, G]
+            cost = np.concatenate([cost0[a:a + step, None], cost0[a:a + step, None] + np.cumsum(gc, 1)], 1)
+        else:
+            cost = cost0[a:a + step, None]
+        stats = stats0[a:a + step, None]  # [b, 1, K]
+        if len(changes):
+            cm = np.cumsum(wa[:, rn[moving], None] * dmove, axis=1)  # [b, M, K]
+            stats = np.concatenate([stats, stats + cm[:, upto - 1]], 1)  # [b, runs, K]
+        nb = n[a:a + step, None]
+        yield slice(a, a + step), s.metric_of(stats, nb, metric), cost[:, run_end] / nb, ref[a:a + step]
+
+
 def frontier_at_budgets(staged: Staged, weights: np.ndarray, *, budgets, reference_cost: np.ndarray,
                         metric: str) -> np.ndarray:
     """Best ``metric`` with mean cost at most ``reference mean / k``, for each weight row and budget ``k``.
@@ -43,38 +90,26 @@ def frontier_at_budgets(staged: Staged, weights: np.ndarray, *, budgets, referen
     -------
     ndarray, shape (B, J)
         NaN where no threshold is cheap enough. Exact: a resample's distinct thresholds are among the data's, so
-        every row of its sweep is accumulated here with the resample's weights.
+        every row of its sweep is accounted for with the resample's weights.
     """
-    s = staged
-    rn, re, nxt, vals, last = breakpoints(s.confidence)
-    w = np.asarray(weights, dtype=np.float64)
-    B, N = w.shape
-    n = w.sum(1)  # [B]
-    dstats = s.stats[rn, re] - s.stats[rn, nxt]  # [R, K]
-    dcost = s.cost[rn, re] - s.cost[rn, nxt]  # [R]
-    starts = np.concatenate([[0], last[:-1] + 1]) if len(last) else np.zeros(0, dtype=np.int64)
-    ref = w @ reference_cost / n  # [B]
-    cost0 = w @ s.cost[:, -1]
-    stats0 = w @ s.stats[:, -1]  # [B, K]
     budgets = np.asarray(budgets, dtype=np.float64)
-    out = np.empty((B, len(budgets)))
-    K = s.stats.shape[-1]
-    step = max(1, _CHUNK // max(1, len(rn) * K))
-    for a in range(0, B, step):  # blocks of resamples bound memory; each block is vectorised
-        wb = w[a:a + step][:, rn]  # [b, R]
-        if len(rn):
-            gc = np.add.reduceat(wb * dcost, starts, axis=1)  # [b, G]
-            gs = np.add.reduceat(wb[..., None] * dstats, starts, axis=1)  # [b, G, K]
-        else:
-            gc, gs = np.zeros((len(wb), 0)), np.zeros((len(wb), 0, K))
-        cost = np.concatenate([cost0[a:a + step, None], cost0[a:a + step, None] + np.cumsum(gc, 1)], 1)
-        stats = np.concatenate([stats0[a:a + step, None], stats0[a:a + step, None] + np.cumsum(gs, 1)], 1)
-        nb = n[a:a + step, None]
-        m = s.metrics(stats, nb)[metric]  # [b, G+1]
-        mean_cost = cost / nb
+    out = np.empty((len(weights), len(budgets)))
+    for rows, m, mean_cost, ref in _runs(staged, weights, reference_cost=reference_cost, metric=metric):
         for j, k in enumerate(budgets):  # few budgets
-            ok = mean_cost <= ref[a:a + step, None] / k + 1e-9 * ref[a:a + step, None]
-            out[a:a + step, j] = np.where(ok.any(1), np.where(ok, m, -np.inf).max(1), np.nan)
+            ok = mean_cost <= ref[:, None] / k + 1e-9 * ref[:, None]
+            out[rows, j] = np.where(ok.any(1), np.where(ok, m, -np.inf).max(1), np.nan)
+    return out
+
+
+def speedup_at_drop(staged: Staged, weights: np.ndarray, *, max_drop: float, reference_cost: np.ndarray,
+                    metric: str) -> np.ndarray:
+    """Largest speed-up (reference mean / policy mean cost) whose ``metric`` is within ``max_drop`` (absolute) of
+    the last stage's on the same data, for each weight row ``[B]``: :attr:`Summary.speedup_at_drop_upper_bound`
+    of every resample at once (the last stage on every example always qualifies, so at least its speed-up)."""
+    out = np.empty(len(weights))
+    for rows, m, mean_cost, ref in _runs(staged, weights, reference_cost=reference_cost, metric=metric):
+        ok = m >= m[:, :1] - max_drop - 1e-12
+        out[rows] = ref / np.where(ok, mean_cost, np.inf).min(1)
     return out
 
 
@@ -99,6 +134,56 @@ def _seeds(x) -> list[Staged]:
     return views
 
 
+def _align(a, b, metric):
+    A, Bv = _seeds(a), _seeds(b)
+    ids = A[0].example_ids
+    A = [v.align(ids) if not np.array_equal(v.example_ids, ids) else v for v in A]
+    Bv = [v.align(ids) if not np.array_equal(v.example_ids, ids) else v for v in Bv]
+    if {len(v.example_ids) for v in A + Bv} != {len(ids)}:
+        raise ValueError("compare needs views of the same examples (same task and split)")
+    for v in A + Bv:
+        if metric not in v.metric_names:
+            raise ValueError(f"metric {metric!r} is not one of {v.metric_names}")
+    return A, Bv
+
+
+def _common_reference(A, Bv, reference):
+    refs = {v.reference for v in A} | {v.reference for v in Bv}
+    if reference is None:
+        if len(refs) > 1:
+            raise ValueError(f"the policies have different references {sorted(refs)}: pass reference='a' or 'b' to "
+                             f"measure both budgets against one")
+        reference = "a"
+    if reference not in ("a", "b"):
+        raise ValueError(f"reference must be 'a' or 'b', got {reference!r}")
+    side = A if reference == "a" else Bv
+    return side[0].reference, np.mean([v.reference_cost for v in side], 0)
+
+
+def _paired(A, Bv, statistic, *, n_boot, ci, seed):
+    """``statistic(view, weights) -> [1+B, J]`` on the data and ``n_boot`` shared example resamples, for every
+    seed of both policies; seeds resampled per draw when a policy has several (two-level bootstrap). Returns the
+    point estimates (means over seeds) ``[J]`` of a and b, the interval of ``a - b`` and the share of draws with
+    ``a > b``."""
+    N = len(A[0].example_ids)
+    w = np.vstack([np.ones((1, N)), resample_weights(N, n_boot=n_boot, seed=seed)])
+    va = np.stack([statistic(v, w) for v in A])  # [Sa, 1+B, J]
+    vb = np.stack([statistic(v, w) for v in Bv])
+    rng = np.random.default_rng(seed + 1)
+    ia = rng.integers(0, len(A), (n_boot, len(A)))  # seeds resampled per draw (identity when one seed)
+    ib = rng.integers(0, len(Bv), (n_boot, len(Bv)))
+    draw = np.arange(n_boot)[:, None]
+    ma = va[ia, 1 + draw].mean(1) if len(A) > 1 else va[0, 1:]  # [B, J]
+    mb = vb[ib, 1 + draw].mean(1) if len(Bv) > 1 else vb[0, 1:]
+    d = ma - mb
+    q = (1 - ci) / 2
+    with warnings.catch_warnings():  # a budget no policy reaches gives NaN rows, by design
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanquantile(d, [q, 1 - q], axis=0)
+        better = np.nanmean(np.where(np.isfinite(d), d > 0, np.nan), 0)
+    return va[:, 0].mean(0), vb[:, 0].mean(0), lo, hi, better
+
+
 def compare(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged], *, budgets=(2.0, 3.0, 4.0),
             metric: str = "accuracy", reference: str | None = None, n_boot: int = 1000, ci: float = 0.95,
             seed: int = 0, names: tuple[str, str] = ("a", "b")) -> Comparison:
@@ -120,47 +205,41 @@ def compare(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged], *, budge
     names : tuple of str
         Labels of the two policies in the frame.
     """
-    A, Bv = _seeds(a), _seeds(b)
-    ids = A[0].example_ids
-    A = [v.align(ids) if not np.array_equal(v.example_ids, ids) else v for v in A]
-    Bv = [v.align(ids) if not np.array_equal(v.example_ids, ids) else v for v in Bv]
-    if {len(v.example_ids) for v in A + Bv} != {len(ids)}:
-        raise ValueError("compare needs views of the same examples (same task and split)")
-    for v in A + Bv:
-        if metric not in v.metric_names:
-            raise ValueError(f"metric {metric!r} is not one of {v.metric_names}")
-    refs = {v.reference for v in A} | {v.reference for v in Bv}
-    if reference is None:
-        if len(refs) > 1:
-            raise ValueError(f"the policies have different references {sorted(refs)}: pass reference='a' or 'b' to "
-                             f"measure both budgets against one")
-        reference = "a"
-    if reference not in ("a", "b"):
-        raise ValueError(f"reference must be 'a' or 'b', got {reference!r}")
-    ref_view = (A if reference == "a" else Bv)[0]
-    ref_cost = np.mean([v.reference_cost for v in (A if reference == "a" else Bv)], 0)
-    N = len(ids)
-    w = resample_weights(N, n_boot=n_boot, seed=seed)
-    one = np.ones((1, N))
-    va = np.stack([frontier_at_budgets(v, np.vstack([one, w]), budgets=budgets, reference_cost=ref_cost,
-                                       metric=metric) for v in A])  # [Sa, 1+B, J]
-    vb = np.stack([frontier_at_budgets(v, np.vstack([one, w]), budgets=budgets, reference_cost=ref_cost,
-                                       metric=metric) for v in Bv])
-    rng = np.random.default_rng(seed + 1)
-    ia = rng.integers(0, len(A), (n_boot, len(A)))  # seeds resampled per draw (identity when one seed)
-    ib = rng.integers(0, len(Bv), (n_boot, len(Bv)))
-    draw = np.arange(n_boot)[:, None]
-    ma = va[ia, 1 + draw].mean(1) if len(A) > 1 else va[0, 1:]  # [B, J]
-    mb = vb[ib, 1 + draw].mean(1) if len(Bv) > 1 else vb[0, 1:]
-    d = ma - mb
-    q = (1 - ci) / 2
-    with warnings.catch_warnings():  # a budget no policy reaches gives NaN rows, by design
-        warnings.simplefilter("ignore", RuntimeWarning)
-        lo, hi = np.nanquantile(d, [q, 1 - q], axis=0)
-        better = np.nanmean(np.where(np.isfinite(d), d > 0, np.nan), 0)
+    A, Bv = _align(a, b, metric)
+    ref_name, ref_cost = _common_reference(A, Bv, reference)
+
+    def stat(v, w):
+        return frontier_at_budgets(v, w, budgets=budgets, reference_cost=ref_cost, metric=metric)
+
+    ea, eb, lo, hi, better = _paired(A, Bv, stat, n_boot=n_boot, ci=ci, seed=seed)
     frame = pd.DataFrame({"budget": [f"{k:g}x" for k in budgets], "speedup": np.asarray(budgets, float),
-                          names[0]: va[:, 0].mean(0), names[1]: vb[:, 0].mean(0),
-                          "difference": va[:, 0].mean(0) - vb[:, 0].mean(0), "lo": lo, "hi": hi,
+                          names[0]: ea, names[1]: eb, "difference": ea - eb, "lo": lo, "hi": hi,
                           f"P({names[0]} > {names[1]})": better, "seeds": f"{len(A)} / {len(Bv)}"})
-    frame.attrs["statistic"] = f"best {metric} at mean cost <= {ref_view.reference} / budget (frontier)"
-    return Comparison(frame, metric, ref_view.reference, n_boot, ci, seed)
+    frame.attrs["statistic"] = f"best {metric} at mean cost <= {ref_name} / budget (frontier)"
+    return Comparison(frame, metric, ref_name, n_boot, ci, seed)
+
+
+def compare_speedups(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged], *, max_drop: float = 0.0,
+                     metric: str = "accuracy", reference: str | None = None, n_boot: int = 1000, ci: float = 0.95,
+                     seed: int = 0, names: tuple[str, str] = ("a", "b")) -> Comparison:
+    """Paired-bootstrap difference ``a - b`` of the largest speed-up whose ``metric`` is within ``max_drop``
+    (absolute) of each policy's last stage (``max_drop=0``: "reaches the last stage's metric at ...x").
+
+    The statistic is the best threshold on the data for each policy (an upper bound, the same on both sides); the
+    resamples redo that choice. Options as in :func:`compare`; one row, ``speedup`` columns in x.
+    """
+    if not max_drop >= 0:
+        raise ValueError(f"max_drop must be >= 0, got {max_drop}")
+    A, Bv = _align(a, b, metric)
+    ref_name, ref_cost = _common_reference(A, Bv, reference)
+
+    def stat(v, w):
+        return speedup_at_drop(v, w, max_drop=max_drop, reference_cost=ref_cost, metric=metric)[:, None]
+
+    ea, eb, lo, hi, better = _paired(A, Bv, stat, n_boot=n_boot, ci=ci, seed=seed)
+    frame = pd.DataFrame({"max_drop": [float(max_drop)], names[0]: ea, names[1]: eb, "difference": ea - eb,
+                          "lo": lo, "hi": hi, f"P({names[0]} > {names[1]})": better,
+                          "seeds": f"{len(A)} / {len(Bv)}"})
+    frame.attrs["statistic"] = (f"largest speed-up (x, against {ref_name}) with {metric} within {max_drop:g} of "
+                                f"the policy's last stage")
+    return Comparison(frame, metric, ref_name, n_boot, ci, seed)

@@ -87,8 +87,8 @@ def risk_table(staged: Staged, *, delta: float = 0.01) -> RiskTable:
     N = s.n_examples
     q = _stage_quantities(s)
     thr, t = sweep_totals(s, {"stats": q["stats"], "cost": q["cost"], "loss": s.loss})
-    m = s.metrics(t["stats"], N)[s.metric]
-    final = s.metrics(s.stats[:, -1].sum(0), N)[s.metric]
+    m = s.metric_of(t["stats"], N, s.metric)
+    final = s.metric_of(s.stats[:, -1].sum(0), N, s.metric)
     p = binomial_p_value(t["loss"], N, delta) if s.loss_kind == "binary" else hb_p_value(t["loss"] / N, N, delta)
     frame = pd.DataFrame({"threshold": thr, "losses": t["loss"], "risk": t["loss"] / N,
                           f"{s.metric}_drop": final - m, "flops": t["cost"] / N,

@@ -46,6 +46,10 @@ class MeanMetrics:
         t = np.asarray(totals, dtype=np.float64)
         return {m: t[..., k] / n for k, m in enumerate(self.names)}
 
+    def one(self, totals, n, name: str) -> np.ndarray:
+        """Only metric ``name`` (what :meth:`Staged.metric_of` asks for)."""
+        return np.asarray(totals, dtype=np.float64)[..., self.names.index(name)] / n
+
 
 @dataclass(frozen=True, eq=False)
 class Staged:
@@ -121,6 +125,12 @@ class Staged:
     @property
     def split(self) -> str | None:
         return self.meta.get("split")
+
+    def metric_of(self, totals, n, name: str) -> np.ndarray:
+        """``metrics(totals, n)[name]``, computing only that metric where the metrics callable offers
+        ``one(totals, n, name)`` (every adapter's does): resampled sweeps evaluate one metric on [B, G, K] totals."""
+        one = getattr(self.metrics, "one", None)
+        return one(totals, n, name) if one is not None else self.metrics(totals, n)[name]
 
     def __repr__(self) -> str:
         return (f"Staged(N={self.n_examples}, stages={self.stage_names}, metric={self.metric!r}, "
