@@ -1,0 +1,123 @@
+"""The real self-speculative decoder against the shipped SmolLM2 token caches, prompt by prompt.
+
+For each shipped test cache (``data/llm/smollm2_agnews_headline-test``, ``smollm2_sst2_sentiment-test``: 120 prompts),
+each exit family (logit lens; tuned exits from ``--tuned``, default ``runs/llm/smollm2_tuned``, made by
+``scripts/build_llm_caches.sh exits``) and each (draft layer, draft length): decode the cache's prompts with
+:class:`toolkit.nn.llm_runtime.SelfSpeculativeDecoder` (KV cache, batched) and check that
+
+* its output equals the cached greedy output token for token, and
+* its accepted count of every block equals :func:`toolkit.analysis.llm.acceptance_counts` on the cache.
+
+The pairs: for each family, the one with the best FLOPs speed-up on the cal caches (``self_speculative``), and a
+shallow one (layer 10, length 2) that rejects often. Resumable: one result file per (cache, family, k, d, batch)
+under ``runs/llm_cache_fidelity/``; the summary goes to ``benchmarks/llm_cache_fidelity.json``.
+
+Run: PYTHONPATH=. python benchmarks/llm_cache_fidelity.py [--batch-size 8] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "runs" / "llm_cache_fidelity"
+CACHES = ("smollm2_agnews_headline", "smollm2_sst2_sentiment")
+
+
+def chosen_pairs(family: str) -> list[tuple[int, int]]:
+    """The best (layer, length) on cal by FLOPs speed-up, and a shallow pair."""
+    from toolkit.analysis import llm
+    from toolkit.analysis.llm_cache import concat_token_caches, load_llm_cache
+
+    cal = concat_token_caches([load_llm_cache(REPO / "data" / "llm" / f"{c}-cal.parquet") for c in CACHES])
+    frame = llm.self_speculative(cal, family, draft_lengths=range(1, 9))
+    best = frame.loc[frame.speedup.idxmax()]
+    return sorted({(int(best.layer), int(best.draft_length)), (10, 2)})
+
+
+def run_one(lm, exits, cache, prompts, k: int, d: int, batch: int) -> dict:
+    from toolkit.analysis.llm import acceptance_counts
+    from toolkit.nn.llm_runtime import SelfSpeculativeDecoder
+
+    offline = acceptance_counts(cache, exits.family, k, d)
+    dec = SelfSpeculativeDecoder(lm.model, k, d, exits)
+    budgets = cache.max_new_tokens
+    tokens_equal, accepted_equal, first_bad = 0, 0, []
+    t0 = time.perf_counter()
+    for start in range(0, cache.n_examples, batch):
+        rows = list(range(start, min(start + batch, cache.n_examples)))
+        if len(set(budgets[rows])) != 1:
+            raise ValueError("prompts of one batch need one decoding budget")
+        res = dec.generate([prompts[i] for i in rows], int(budgets[rows[0]]))
+        for j, i in enumerate(rows):
+            want = cache.tokens[cache.offsets[i]:cache.offsets[i + 1]]
+            ok_tokens = np.array_equal(res.tokens[j], want)
+            ok_acc = np.array_equal(res.accepted[j], offline[i])
+            tokens_equal += ok_tokens
+            accepted_equal += ok_acc
+            if not (ok_tokens and ok_acc):
+                n = min(len(want), len(res.tokens[j]))
+                diff = np.flatnonzero(res.tokens[j][:n] != want[:n])
+                first_bad.append({"prompt": i, "tokens_equal": bool(ok_tokens), "accepted_equal": bool(ok_acc),
+                                  "first_token_difference": int(diff[0]) if len(diff) else n})
+    return {"prompts": cache.n_examples, "tokens": int(cache.n_tokens), "tokens_equal": int(tokens_equal),
+            "accepted_equal": int(accepted_equal), "mismatches": first_bad,
+            "blocks": int(sum(len(a) for a in offline)), "seconds": time.perf_counter() - t0}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--tuned", default=str(REPO / "runs" / "llm" / "smollm2_tuned"))
+    a = ap.parse_args()
+    import torch
+
+    from toolkit.analysis.llm_cache import load_llm_cache
+    from toolkit.data import load_split
+    from toolkit.llm_prompts import PROMPT_SETS
+    from toolkit.nn.causal_lm import encode_prompts, load_causal_lm
+    from toolkit.nn.llm_exits import load_exits
+
+    torch.set_num_threads(a.threads)
+    lm = load_causal_lm("SmolLM2-135M-Instruct")
+    families = {"lens": load_exits("lens", lm.model)}
+    if Path(a.tuned).exists():
+        families["tuned"] = load_exits(a.tuned, lm.model)
+    else:
+        print(f"no tuned exits at {a.tuned}: logit lens only")
+    OUT.mkdir(parents=True, exist_ok=True)
+    results = []
+    for name in CACHES:
+        cache = load_llm_cache(REPO / "data" / "llm" / f"{name}-test.parquet")
+        ps = PROMPT_SETS[cache.meta["prompt_set"]]
+        frame = load_split(cache.meta["task"], "test").frame.set_index("example_id").loc[list(cache.example_ids)]
+        prompts = [list(map(int, p)) for p in encode_prompts(lm.tokenizer, ps, frame.reset_index())]
+        assert [len(p) for p in prompts] == cache.n_prompt.tolist(), "prompts differ from the cached ones"
+        for family, exits in families.items():
+            for k, d in chosen_pairs(family):
+                path = OUT / f"{name}-{family}-k{k}-d{d}-b{a.batch_size}.json"
+                if path.exists():
+                    r = json.loads(path.read_text())
+                else:
+                    r = {"cache": name, "family": family, "layer": k, "draft_length": d, "batch": a.batch_size,
+                         **run_one(lm, exits, cache, prompts, k, d, a.batch_size)}
+                    tmp = path.with_suffix(".tmp")
+                    tmp.write_text(json.dumps(r, indent=1))
+                    os.replace(tmp, path)
+                print(f"{name} {family} k={k} d={d} batch {a.batch_size}: tokens equal {r['tokens_equal']}/"
+                      f"{r['prompts']}, accepted counts equal {r['accepted_equal']}/{r['prompts']} "
+                      f"({r['blocks']} blocks, {r['seconds']:.0f} s)", flush=True)
+                results.append(r)
+    (REPO / "benchmarks" / "llm_cache_fidelity.json").write_text(json.dumps(
+        {"model": lm.info()["origin"], "threads": a.threads, "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

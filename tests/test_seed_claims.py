@@ -1,0 +1,34 @@
+"""The README's seed-claims table is the one scripts/seed_claims.py computes from the shipped caches today."""
+
+import importlib.util
+
+import pytest
+
+from conftest import REPO
+
+pytest.importorskip("pandas")
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("seed_claims", REPO / "scripts" / "seed_claims.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_readme_table_is_current():
+    mod = _module()
+    readme = (REPO / "README.md").read_text()
+    assert mod.START in readme and mod.END in readme, "README has no seed-claims table"
+    current = readme.split(mod.START, 1)[1].split(mod.END, 1)[0]
+    assert mod.START + current + mod.END == mod.render(), "README's seed-claims table is stale: run " \
+        "`python scripts/seed_claims.py --readme`"
+
+
+def test_verdicts_follow_the_intervals():
+    mod = _module()
+    t = mod.claims()
+    shown = t.dropna(subset=["difference"])
+    assert len(shown) >= 10 and (t.verdict == "not answered").sum() == t.difference.isna().sum()
+    assert ((shown.verdict == "yes") == (shown.lo > 0)).all()
+    assert ((shown.verdict == "no: reversed") == (shown.hi < 0)).all()
