@@ -1,10 +1,14 @@
-"""Print the README's SmolLM2 numbers (markdown) from the shipped caches, so the README states what the caches hold.
+"""The README's SmolLM2 numbers (markdown) from the shipped caches, so the README states what the caches hold.
 
-Run: python scripts/llm_readme_numbers.py [data folder]
+Run: python scripts/llm_readme_numbers.py [--readme] [data folder]   (--readme: write them into README.md between
+the llm-numbers markers; tests/test_llm_shipped.py checks that the README is current)
 """
 
 import sys
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+START, END = "<!-- llm-numbers:start -->", "<!-- llm-numbers:end -->"
 
 import numpy as np
 import pandas as pd
@@ -16,7 +20,7 @@ from toolkit.analysis.llm_cache import concat_token_caches, load_llm_cache
 SETS = {"cal": ["agnews_headline", "sst2_sentiment"], "test": ["agnews_headline", "sst2_sentiment", "qnli_answer"]}
 
 
-def main(data="data"):
+def render(data=ROOT / "data") -> str:
     data = Path(data)
     parts = {s: [load_llm_cache(data / "llm" / f"smollm2_{p}-{s}.parquet", verify_data=False) for p in names]
              for s, names in SETS.items()}
@@ -70,24 +74,44 @@ def main(data="data"):
         t = llm.self_speculative(test, f, layers=[int(b.layer)], draft_lengths=[int(b.draft_length)]).iloc[0]
         out.append(f"| {f} | {int(b.layer)} | {int(b.draft_length)} | {t.acceptance:.3f} | {t.tokens_per_block:.2f} "
                    f"| {t.speedup:.2f}x |")
-    out += ["", "The LLM as a classifier (test accuracy per exit layer; GFLOPs per example):", "",
-            "| cache | L1 | L10 | L20 | L25 | L30 | best (layer) | GFLOPs at L30 |", "|---|---|---|---|---|---|---|---|"]
+    out += ["", "The LLM as a classifier (test accuracy per exit layer; the best layer chosen on cal, its test accuracy; "
+            "GFLOPs per example):", "",
+            "| cache | L1 | L10 | L20 | L25 | L30 | best layer on cal: test accuracy | GFLOPs at L30 |",
+            "|---|---|---|---|---|---|---|---|"]
     for task in ("sst2", "agnews"):
         for fam in ("zs_lens", "zs_tuned", "probe"):
             p = data / task / f"smollm2_{fam}-test.parquet"
             if not p.exists():
                 continue
             c = toolkit.load_cache(p, verify_data=False)
+            cal_c = toolkit.load_cache(p.with_name(p.name.replace("-test", "-cal")), verify_data=False)
             acc = pd.Series(c.correct.mean(0), index=c.stages)
+            best = c.stages[int(np.argmax(cal_c.correct.mean(0)))]
             out.append(f"| {task}/smollm2_{fam} (N={c.n_examples}) | " + " | ".join(
-                f"{acc[s]:.3f}" for s in ("L1", "L10", "L20", "L25", "L30")) + f" | {acc.max():.3f} "
-                f"({acc.idxmax()}) | {c.flops[:, -1].mean() / 1e9:.2f} |")
+                f"{acc[s]:.3f}" for s in ("L1", "L10", "L20", "L25", "L30")) + f" | {best}: {acc[best]:.3f} | "
+                f"{c.flops[:, -1].mean() / 1e9:.2f} |")
     files = [*sorted((data / "llm").glob("smollm2_*.parquet")),
              *sorted(p for p in data.glob("*/smollm2_*.parquet") if p.parent.name != "llm")]
     out += ["", f"Sizes: {len(files)} files, {sum(p.stat().st_size for p in files) / 1e6:.2f} MB in all (token caches "
             f"{sum(p.stat().st_size for p in files if p.parent.name == 'llm') / 1e6:.2f} MB)."]
-    print("\n".join(out))
+    return f"{START}\n" + "\n".join(out) + f"\n{END}"
+
+
+def main(argv) -> int:
+    write = "--readme" in argv
+    args = [a for a in argv if a != "--readme"]
+    text = render(*args)
+    print(text)
+    if write:
+        path = ROOT / "README.md"
+        readme = path.read_text()
+        if START not in readme or END not in readme:
+            print(f"{path}: no {START} ... {END} markers", file=sys.stderr)
+            return 1
+        head, rest = readme.split(START, 1)
+        path.write_text(head + text + rest.split(END, 1)[1])
+    return 0
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

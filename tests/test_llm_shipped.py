@@ -44,3 +44,17 @@ def test_classifier_cache_flops_are_the_cost_model(path):
     want = prefill_exit_flops(c.n_tokens, layers, dims, exit_head_flops=c.meta["exit_head_flops"])
     np.testing.assert_allclose(c.flops, want, rtol=1e-12)
     assert "Q4_1" in c.meta["llm"]["origin"] and c.split in ("cal", "test")
+
+
+def test_readme_llm_numbers_are_current():
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("llm_numbers", root / "scripts" / "llm_readme_numbers.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    readme = (root / "README.md").read_text()
+    assert mod.START in readme, "README has no SmolLM2 numbers section"
+    current = mod.START + readme.split(mod.START, 1)[1].split(mod.END, 1)[0] + mod.END
+    assert current == mod.render(), "README's SmolLM2 numbers are stale: run `python scripts/llm_readme_numbers.py " \
+        "--readme`"
