@@ -7,9 +7,6 @@ the llm-numbers markers; tests/test_llm_shipped.py checks that the README is cur
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-START, END = "<!-- llm-numbers:start -->", "<!-- llm-numbers:end -->"
-
 import numpy as np
 import pandas as pd
 
@@ -17,6 +14,8 @@ import toolkit
 from toolkit.analysis import llm
 from toolkit.analysis.llm_cache import concat_token_caches, load_llm_cache
 
+ROOT = Path(__file__).resolve().parents[1]
+START, END = "<!-- llm-numbers:start -->", "<!-- llm-numbers:end -->"
 SETS = {"cal": ["agnews_headline", "sst2_sentiment"], "test": ["agnews_headline", "sst2_sentiment", "qnli_answer"]}
 
 
