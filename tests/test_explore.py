@@ -378,3 +378,39 @@ def test_browser_test_fails_without_chromium_only_where_required(flag, tmp_path)
     else:
         assert r.returncode == 0 and "1 skipped" in r.stdout and "no Chromium at" in r.stdout, r.stdout[-2000:]
     assert 'export TOOLKIT_REQUIRE_BROWSER=1' in (REPO / ".ci" / "run").read_text()
+
+
+def test_llm_token_cache_exits_per_token_like_the_engine():
+    from toolkit.analysis.llm import confidence, from_llm_tokens
+    from toolkit.analysis.llm_cache import load_llm_cache
+
+    cal = load_llm_cache(DATA / "llm" / "smollm2_sst2_sentiment-cal.parquet")
+    test = load_llm_cache(DATA / "llm" / "smollm2_sst2_sentiment-test.parquet")
+    checked = [4, 8, 16]
+    ex = explore(cal, test, family="tuned", checked_layers=checked)
+    assert ex.view.stage_names == ("L4", "L8", "L16", "L30") and ex.view.n_examples["test"] == test.n_tokens
+
+    def views(family, score="max_prob"):
+        return [from_llm_tokens(c, family=family, score=score, checked_layers=checked) for c in (cal, test)]
+
+    cal_view, test_view = views("tuned")
+    op = engine.choose(cal_view, rule="drop", metric="agreement")  # within 1 point of the full model's agreement
+    assert ex.threshold == op.threshold and ex.points["test"].metrics == op.evaluate(test_view).metrics
+    ex.controls["family"].value = "lens"
+    ex.controls["score"].value = "margin"
+    cal_view, test_view = views("lens", "margin")
+    for tau in (0.5, 5.0):
+        ex.controls["threshold"].value = str(tau)
+        check_point(ex, test_view, "test")
+        check_point(ex, cal_view, "cal")
+    ex.controls["speedup"].value = 0.5  # below 1x: every policy here pays for its exit heads
+    assert ex.points["cal"].speedup >= 0.5
+    frame = ex.examples()
+    assert set(frame["exit"]) <= set(ex.view.stage_names)
+    layer = int(frame["exit"].iloc[0][1:])
+    assert (frame["agrees"] == (frame["exit token id"] == frame["full model token id"])).all()
+    conf, outcome, _, _ = ex.view.reliability("test", ex.view.stage_names.index(f"L{layer}"), ex.settings)
+    np.testing.assert_array_equal(conf, confidence(test, "lens", "max_prob")[:, layer - 1])
+    np.testing.assert_array_equal(outcome, test.agreement("lens")[:, layer - 1])
+    with pytest.raises(ValueError, match="checked_layers"):
+        explore(cal, test, checked_layers=[30])

@@ -334,11 +334,13 @@ class Explorer:
         pre = self.pre("cal")
         self.pre("test")
         top = float(pre.columns["speedup"].max())
+        low = float(pre.columns["speedup"].min())
         with self._sync():
             self.controls["position"].max = len(pre.curve) - 1
             s = self.controls["speedup"]
             s.max = max(np.ceil(top * 100) / 100, 1.01)
-            s.min = 1.0  # the budget rule's targets are speed-ups of at least 1x
+            # targets from 1x up; lower where every policy costs more than the reference (an LLM's exit heads)
+            s.min = min(1.0, np.floor(low * 100) / 100)
         self._figure.draw_curves()
 
     def _sync_threshold_controls(self):

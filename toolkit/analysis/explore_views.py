@@ -285,11 +285,80 @@ class GenerationView(View):
                              f"{self.swift} {q}": a.quality[q][rows], f"{self.super_} {q}": b.quality[q][rows]})
 
 
+class LLMTokenView(View):
+    """Per-token exit inside a causal LM (:class:`toolkit.analysis.llm_cache.LLMTokenCache`), through the engine's
+    :func:`~toolkit.analysis.llm.from_llm_tokens`: one "example" per generated token, stages = the checked layers,
+    metric = agreement with the full model's token (CALM-style exit, teacher-forced on the full model's output),
+    speed-ups against the full model per token. Controls: exit family (logit lens, tuned exits), score and cached
+    temperature; the layers whose exits are checked are fixed per explorer (``checked_layers``, default every
+    third layer; the last layer always answers)."""
+
+    kind = "llm_tokens"
+    controls = ("family", "score", "temperature")
+
+    def __init__(self, cal, test, *, checked_layers=None):
+        for c in (cal, test):
+            if c.family_names != test.family_names or c.n_layers != test.n_layers:
+                raise ValueError("cal and test token caches need the same exit families and layers")
+        if _split_name(cal, "cal") == "test" or _split_name(test, "test") == "cal":
+            raise ValueError(f"choose on a cal cache and report on a test cache (got cal split "
+                             f"{_split_name(cal, None)!r}, test split {_split_name(test, None)!r})")
+        self.caches = {"cal": cal, "test": test}
+        temps = tuple(test.temperatures)
+        self.options = {"family": tuple(test.family_names), "score": TOKEN_SCORES,
+                        "temperature": (1.0, *[t for t in temps if t != 1.0]) if 1.0 in temps else temps}
+        L = test.n_layers
+        checked = np.arange(3, L, 3) if checked_layers is None else np.asarray(checked_layers, dtype=int)
+        if checked.ndim != 1 or len(checked) == 0 or checked.min() < 1 or checked.max() >= L:
+            raise ValueError(f"checked_layers must be layers in 1..{L - 1}, got {checked_layers!r}")
+        self.layers = np.unique(np.append(checked, L))
+        self.stage_names = tuple(f"L{k}" for k in self.layers)
+        self.n_examples = {k: c.n_tokens for k, c in self.caches.items()}
+
+    def task(self):
+        return self.caches["test"].meta.get("task")
+
+    def staged(self, split, settings):
+        from .llm import from_llm_tokens
+
+        return from_llm_tokens(self.caches[split], family=settings["family"], score=settings["score"],
+                               temperature=settings["temperature"], checked_layers=self.layers[:-1])
+
+    def reliability(self, split, stage, settings):
+        from .llm import confidence
+
+        c = self.caches[split]
+        layer = int(self.layers[stage])
+        conf = confidence(c, settings["family"], "max_prob", settings["temperature"])[:, layer - 1]
+        return (conf, c.agreement(settings["family"])[:, layer - 1].astype(np.float64),
+                f"layer {layer} exit's max probability", "agreement with the full model in bin")
+
+    def examples(self, split, settings, rows, stage, pre):
+        c = self.caches[split]
+        layers = self.layers[stage]
+        top1, _ = c.family(settings["family"])
+        return pd.DataFrame({"example_id": np.repeat(c.example_ids, c.lengths)[rows], "step": c.steps[rows],
+                             "exit": np.asarray(self.stage_names)[stage], "exit token id": top1[rows, layers - 1],
+                             "full model token id": c.tokens[rows], "confidence": pre.view.confidence[rows, stage],
+                             "agrees": top1[rows, layers - 1] == c.tokens[rows]})
+
+    def settings(self, **chosen) -> dict:
+        out = super().settings(**chosen)
+        if out["temperature"] not in self.caches["test"].temperatures:
+            raise ValueError(f"temperature {out['temperature']} is not cached; cached: {self.caches['test'].temperatures}")
+        return out
+
+
 def _is_generation(cache) -> bool:
     return hasattr(cache, "models") and hasattr(cache, "temperatures")
 
 
-VIEWS = [(_is_generation, GenerationView), (lambda c: hasattr(c, "logits"), ClassificationView)]
+def _is_llm_tokens(cache) -> bool:
+    return hasattr(cache, "family_names") and hasattr(cache, "offsets")
+
+
+VIEWS = [(_is_llm_tokens, LLMTokenView), (_is_generation, GenerationView),
+         (lambda c: hasattr(c, "logits"), ClassificationView)]
 
 
 def view_class(cal, test) -> type[View]:
@@ -301,4 +370,4 @@ def view_class(cal, test) -> type[View]:
                                 f"{type(test).__name__})")
             return cls
     raise TypeError(f"no explorer view for {type(test).__name__}; kinds: classification (Cache), generation "
-                    f"(GenCache)")
+                    f"(GenCache), LLM tokens (LLMTokenCache)")

@@ -27,8 +27,9 @@ reference is :func:`~toolkit.analysis.llm_cost.full_token_flops` per token at ``
 
 The CALM arrays come as a :class:`TokenStaged` whose fields are those of the sweep engine's ``Staged``
 (INTERFACES section 1): one "example" per generated token, stages = checked layers, outcome = agreement (K = 1).
-:func:`calm_sweep` runs on the engine's exact breakpoints
-(:func:`toolkit.analysis.engine.curves.breakpoints`): every distinct threshold, no grid.
+:func:`from_llm_tokens` (registered: ``engine.staged(token_cache, family=...)``) is the engine's
+view of it, so :func:`calm_sweep` is the engine's exact sweep (every distinct threshold, no grid) and every engine
+function (choose on cal, evaluate on test, bands, the explorer) applies to per-token exits.
 
 >>> from toolkit.analysis.llm import _run_lengths
 >>> _run_lengths(np.array([[1], [1], [0], [1], [1]], bool), np.array([0, 3, 5]))[:, 0].tolist()
@@ -37,13 +38,14 @@ The CALM arrays come as a :class:`TokenStaged` whose fields are those of the swe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
 from .calibration import confidence_ece
-from .engine.curves import breakpoints, cumulate
+from .engine import MeanMetrics, Staged, staged
+from .engine.curves import sweep
 from .llm_cache import LLMTokenCache
 from .llm_cost import calm_token_flops, full_token_flops, self_speculative_block_flops, translator_flops
 from .token_scores import TOKEN_SCORES, token_scores
@@ -149,20 +151,43 @@ def token_staged(cache: LLMTokenCache, family: str, *, score: str = "max_prob", 
                        model_index=np.zeros(len(layers), dtype=int), example_ids=tok_ids)
 
 
-def calm_sweep(staged: TokenStaged) -> pd.DataFrame:
+def from_llm_tokens(cache: LLMTokenCache, *, family: str | None = None, score: str = "max_prob",
+                    temperature: float = 1.0, checked_layers=None, propagate: bool = True) -> Staged:
+    """The sweep engine's view of an LLM token cache (``engine.staged(cache, family=...)``): CALM-style per-token
+    exit of ``family`` (default: the cache's first family) at ``checked_layers`` (default: every layer), one
+    "example" per generated token (id ``<example_id>#<step>``), stages ``L<layer>``, metric ``agreement`` with the full model's token,
+    cost :func:`~toolkit.analysis.llm_cost.calm_token_flops` (see :func:`token_staged`), reference the full model.
+
+    Every engine function then applies (``sweep``, ``choose`` on cal / ``evaluate`` on test, ``bootstrap_bands``,
+    the explorer). Bootstrap resamples treat tokens as independent; tokens of one prompt are not, so intervals are
+    narrower than a resampling of prompts would give.
+    """
+    family = cache.family_names[0] if family is None else family
+    if family not in cache.family_names:
+        raise KeyError(f"exit family {family!r} is not in the cache; it holds {cache.family_names}")
+    t = token_staged(cache, family, score=score, temperature=temperature, checked_layers=checked_layers,
+                     propagate=propagate)
+    meta = {"kind": "llm_tokens", "task": cache.meta.get("task"), "split": cache.meta.get("split"),
+            "family": family, "score": score, "temperature": float(temperature), "cost_unit": "FLOPs"}
+    return replace(_as_engine(t), meta=meta, stage_names=tuple(f"L{k}" for k in t.layers.astype(int)))
+
+
+staged.register(LLMTokenCache, from_llm_tokens)
+
+
+def calm_sweep(staged: TokenStaged | Staged) -> pd.DataFrame:
     """Every distinct global threshold, exactly: ``threshold``, ``agreement``, ``flops`` (mean per token),
     ``speedup`` (reference / policy mean FLOPs), ``mean_layers``, ``final_share``; from +inf (all tokens run the
-    full model) down. A private exact sweep until the engine's ``sweep(staged)`` replaces it."""
-    conf, cost, agree = staged.confidence, staged.cost, staged.stats[:, :, 0]
-    S, E = conf.shape
-    rn, re, nxt, vals, last = breakpoints(conf)
-    tot_agree = cumulate(agree[rn, re] - agree[rn, nxt], agree[:, -1].sum(), last)
-    tot_cost = cumulate(cost[rn, re] - cost[rn, nxt], cost[:, -1].sum(), last)
-    tot_layers = cumulate(staged.layers[re] - staged.layers[nxt], staged.layers[-1] * S, last)
-    tot_final = cumulate(-(nxt == E - 1).astype(np.int64) * (re != E - 1), S, last)
-    return pd.DataFrame({"threshold": np.concatenate([[np.inf], vals[last]]), "agreement": tot_agree / S,
-                         "flops": tot_cost / S, "speedup": staged.reference_cost.sum() / tot_cost,
-                         "mean_layers": tot_layers / S, "final_share": tot_final / S})
+    full model) down. The engine's :func:`~toolkit.analysis.engine.sweep` on the token view."""
+    view = staged if isinstance(staged, Staged) else _as_engine(staged)
+    frame = sweep(view).to_frame()
+    return frame[["threshold", "agreement", "flops", "speedup", "mean_layers", "final_share"]]
+
+
+def _as_engine(t: TokenStaged) -> Staged:
+    return Staged(confidence=t.confidence, cost=t.cost, stats=t.stats, metrics=MeanMetrics(("agreement",)),
+                  reference_cost=t.reference_cost, reference=t.reference, loss=t.loss, stage_names=t.stage_names,
+                  layers=t.layers, model_index=t.model_index, example_ids=t.example_ids, metric="agreement")
 
 
 def calm_layer_thresholds(cal: TokenStaged, targets) -> np.ndarray:

@@ -88,8 +88,9 @@ def _rule_settings(rule, *, max_drop, delta, epsilon, budget):
         return {"max_drop": float(max_drop)}
     if rule == "risk":
         return {"delta": float(delta), "epsilon": float(epsilon)}
-    if budget is None or not budget >= 1:
-        raise ValueError(f"rule 'budget' needs budget= a speed-up >= 1 (x, against the reference), got {budget}")
+    if budget is None or not (budget > 0 and np.isfinite(budget)):
+        raise ValueError(f"rule 'budget' needs budget= a positive speed-up (x, against the reference; below 1 where "
+                         f"every policy costs more than the reference, e.g. an LLM's exit heads), got {budget}")
     return {"budget": float(budget)}
 
 
