@@ -27,11 +27,12 @@ def walk_by_hand(cache, family, layers, draft_lengths):
                 a_ = agree[cache.offsets[i]:cache.offsets[i + 1], k - 1]
                 T, p, budget = len(a_), 0, int(cache.max_new_tokens[i])
                 while p < T:
-                    d_eff = min(d, budget - p)
+                    d_eff = min(d, budget - 1 - p)  # room for the verifier's token, as the real decoder drafts
                     a = 0
                     while a < d_eff and p + a < T and a_[p + a]:
                         a += 1
-                    flops += float(self_speculative_block_flops(cache.n_prompt[i] - 1 + p, k, d_eff, cache.dims))
+                    flops += float(self_speculative_block_flops(cache.n_prompt[i] - 1 + p, k, d_eff, cache.dims)
+                                   if d_eff else full_token_flops(cache.n_prompt[i] + p, cache.dims))
                     p += a + (1 if p + a < T else 0)
             out[(k, d)] = ref / flops
     return out
