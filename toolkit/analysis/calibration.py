@@ -132,7 +132,25 @@ def nll_logits(logits, labels, temperature: float = 1.0) -> float:
 def reliability_curve(probs, labels, n_bins: int = 15, binning: str = "uniform") -> pd.DataFrame:
     """Per-bin data of a top-label reliability diagram: edges, count, mean confidence, accuracy, gap."""
     p, y = _check_probs(probs, labels)
-    conf, correct = p.max(1), (p.argmax(1) == y).astype(np.float64)
+    return confidence_reliability_curve(p.max(1), p.argmax(1) == y, n_bins, binning)
+
+
+def confidence_reliability_curve(confidence, correct, n_bins: int = 15, binning: str = "uniform") -> pd.DataFrame:
+    """:func:`reliability_curve`'s frame for any confidence in [0, 1] against any 0/1 outcome (e.g. an LLM layer's
+    max-probability against agreement with the final layer).
+
+    >>> confidence_reliability_curve(np.array([.25, .25, .75]), np.array([0, 1, 1]), n_bins=2)[["count", "accuracy"]]
+       count  accuracy
+    0      2       0.5
+    1      1       1.0
+    """
+    conf = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct).astype(np.float64)
+    if conf.ndim != 1 or correct.shape != conf.shape or not len(conf):
+        raise ValueError(f"confidence and correct must be matching non-empty 1-d arrays, got {conf.shape} and "
+                         f"{correct.shape}")
+    if not np.isfinite(conf).all() or (conf < 0).any() or (conf > 1).any():
+        raise ValueError("confidence must be finite and in [0, 1]")
     idx, edges = bin_index(conf, n_bins, binning)
     count = np.bincount(idx, minlength=n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):

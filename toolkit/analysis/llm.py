@@ -2,16 +2,19 @@
 
 Everything is measured on the full model's own greedy trajectory (teacher forced).
 
-- **Reliability of intermediate layers** (:func:`layer_reliability`): per layer, how often its exit's top-1 equals
-  the full model's token (agreement), and whether its confidence predicts that (ECE with the toolkit's binning
-  convention, AUROC).
-- **CALM-style per-token early exit** (:func:`token_staged`, :func:`calm_sweep`, :func:`calm_layer_thresholds`,
-  :func:`calm_evaluate`, :func:`calm_oracle`): a token stops at the first checked layer whose confidence clears the
+- **Reliability of intermediate layers** (:func:`layer_reliability`, :func:`layer_reliability_curve`): per layer,
+  how often its exit's top-1 equals the full model's token (agreement), and whether its confidence predicts that
+  (ECE with the toolkit's binning convention, AUROC; one layer's reliability diagram).
+- **CALM-style per-token early exit** (:func:`token_staged`, :func:`calm_sweep`, :func:`calm_threshold`,
+  :func:`calm_layer_thresholds`, :func:`calm_evaluate`, :func:`calm_oracle`): a token stops at the first checked layer whose confidence clears the
   threshold (global, or one per layer); its cost is :func:`~toolkit.analysis.llm_cost.calm_token_flops` (layers
   run, every exit head evaluated on the way, K/V projections of the skipped layers); its outcome is agreement with
   the full model's token. On the full model's trajectory this *estimates* CALM: once an exited token differs, a real
   decode continues from another context (a real runtime measures the gap).
-- **Self-speculative decoding** (:func:`acceptance_counts`, :func:`self_speculative`): exact, see below.
+- **Self-speculative decoding** (:func:`acceptance_counts`, :func:`self_speculative`,
+  :func:`self_speculative_by_prompt`): exact, see below.
+
+Intervals over prompts for all three: :mod:`toolkit.analysis.llm_intervals`.
 
 Self-speculative blocks (INTERFACES section 2; LayerSkip). Draft with layer ``k``'s exit, ``d`` tokens per block. A
 block starting at generated position ``p`` drafts ``d' = min(d, max_new_tokens - 1 - p)`` tokens, leaving room for the
@@ -43,7 +46,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from .calibration import confidence_ece
+from .calibration import confidence_ece, confidence_reliability_curve
 from .engine import MeanMetrics, Staged, staged
 from .engine.curves import sweep
 from .llm_cache import LLMTokenCache
@@ -99,6 +102,19 @@ def layer_reliability(cache: LLMTokenCache, family: str, *, score: str = "max_pr
     return pd.DataFrame(rows)
 
 
+def layer_reliability_curve(cache: LLMTokenCache, family: str, layer: int, *, score: str = "max_prob",
+                            temperature: float = 1.0, n_bins: int = 15) -> pd.DataFrame:
+    """Per-bin data of one layer's reliability diagram (confidence against agreement with the full model's token),
+    in :func:`toolkit.analysis.calibration.reliability_curve`'s columns (``accuracy`` = agreement in the bin), so
+    :func:`toolkit.analysis.plots.plot_reliability` draws it with its bin counts."""
+    if score not in ("max_prob", "margin"):
+        raise ValueError(f"a reliability diagram needs a probability: score 'max_prob' or 'margin', got {score!r}")
+    if not 1 <= int(layer) <= cache.n_layers:
+        raise ValueError(f"layer must lie in 1..{cache.n_layers}, got {layer}")
+    conf = np.clip(confidence(cache, family, score, temperature)[:, int(layer) - 1], 0, 1)
+    return confidence_reliability_curve(conf, cache.agreement(family)[:, int(layer) - 1], n_bins)
+
+
 def exit_overhead_flops(cache: LLMTokenCache, family: str) -> float:
     """FLOPs an exit of ``family`` spends before the LM head: a tuned exit's translator, nothing for the lens."""
     kind = (cache.families.get(family) or {}).get("kind")
@@ -120,6 +136,7 @@ class TokenStaged:
     layers: np.ndarray  # [E]
     model_index: np.ndarray  # [E] zeros: one model
     example_ids: np.ndarray  # [S] "<example_id>#<t>"
+    prompts: np.ndarray  # [S] index of each token's prompt (intervals resample prompts, not tokens)
 
     @staticmethod
     def metrics(summed, n) -> dict:
@@ -148,7 +165,8 @@ def token_staged(cache: LLMTokenCache, family: str, *, score: str = "max_prob", 
                        reference_cost=np.asarray(full_token_flops(cache.positions, cache.dims), dtype=np.float64),
                        reference=f"full model (L{L})", loss=1.0 - agree.astype(np.float64),
                        stage_names=tuple(f"{family}:L{k}" for k in layers), layers=layers.astype(np.float64),
-                       model_index=np.zeros(len(layers), dtype=int), example_ids=tok_ids)
+                       model_index=np.zeros(len(layers), dtype=int), example_ids=tok_ids,
+                       prompts=cache.example_index)
 
 
 def from_llm_tokens(cache: LLMTokenCache, *, family: str | None = None, score: str = "max_prob",
@@ -210,21 +228,46 @@ def calm_layer_thresholds(cal: TokenStaged, targets) -> np.ndarray:
     return out
 
 
-def calm_evaluate(staged: TokenStaged, thresholds) -> pd.DataFrame:
-    """Agreement and cost at given thresholds: ``[E]`` or ``[A, E]`` per-layer thresholds, or ``[A]`` global ones
-    (one row per threshold set)."""
+def calm_stops(staged: TokenStaged, thresholds) -> np.ndarray:
+    """Stage where each token stops, ``[A, S]``: ``thresholds`` ``[E]`` or ``[A, E]`` per-layer thresholds, or
+    ``[A]`` global ones (as :func:`calm_evaluate`)."""
     th = np.asarray(thresholds, dtype=np.float64)
     S, E = staged.confidence.shape
     th = th[:, None] * np.ones(E) if th.ndim == 1 and th.shape != (E,) else np.atleast_2d(th)
     if th.shape[1] != E:
         raise ValueError(f"thresholds must have one column per stage ({E}), got shape {th.shape}")
     clears = staged.confidence[None, :, :-1] >= th[:, None, :-1]  # [A, S, E-1]
-    stage = np.where(clears.any(-1), clears.argmax(-1), E - 1)  # [A, S]
+    return np.where(clears.any(-1), clears.argmax(-1), E - 1)
+
+
+def calm_evaluate(staged: TokenStaged, thresholds) -> pd.DataFrame:
+    """Agreement and cost at given thresholds: ``[E]`` or ``[A, E]`` per-layer thresholds, or ``[A]`` global ones
+    (one row per threshold set)."""
+    stage = calm_stops(staged, thresholds)  # [A, S]
+    S, E = staged.confidence.shape
     rows = np.arange(S)[None, :]
     cost = staged.cost[rows, stage].sum(1)
     return pd.DataFrame({"agreement": staged.stats[rows, stage, 0].mean(1), "flops": cost / S,
                          "speedup": staged.reference_cost.sum() / cost, "mean_layers": staged.layers[stage].mean(1),
                          "final_share": (stage == E - 1).mean(1)})
+
+
+def calm_threshold(cal: TokenStaged, target: float) -> float:
+    """The global threshold with the fewest FLOPs whose agreement on ``cal`` is at least ``target`` (exact: every
+    distinct threshold of :func:`calm_sweep`; ``inf``, every token through the full model, always qualifies).
+
+    >>> s = TokenStaged(confidence=np.array([[0.9, 0.0], [0.6, 0.0]]), cost=np.array([[1.0, 2.0], [1.0, 2.0]]),
+    ...                 stats=np.array([[[1.0], [1.0]], [[0.0], [1.0]]]), reference_cost=np.array([2.0, 2.0]),
+    ...                 reference="full", loss=np.zeros((2, 2)), stage_names=("L1", "L2"), layers=np.array([1.0, 2.0]),
+    ...                 model_index=np.zeros(2, int), example_ids=np.array(["a#0", "b#0"]), prompts=np.array([0, 1]))
+    >>> calm_threshold(s, 0.9), calm_threshold(s, 0.5)
+    (0.9, 0.6)
+    """
+    if not 0.0 <= target <= 1.0:
+        raise ValueError(f"target agreement must be in [0, 1], got {target}")
+    curve = calm_sweep(cal)
+    ok = curve[curve.agreement >= target - 1e-12]
+    return float(ok.threshold.iloc[int(np.argmin(ok.flops.to_numpy()))])
 
 
 def calm_oracle(staged: TokenStaged) -> dict:
@@ -246,11 +289,12 @@ def _run_lengths(agree: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return np.minimum(next_stop, ends[:, None]) - np.arange(S)[:, None]
 
 
-def _speculate(cache: LLMTokenCache, family: str, layers: np.ndarray, draft_lengths: np.ndarray):
+def _speculate(cache: LLMTokenCache, family: str, layers: np.ndarray, draft_lengths: np.ndarray, *,
+               per_prompt: bool = False):
     """Walk every (layer, draft length) pair's blocks on all continuations at once.
 
-    Returns per pair ``[K, D]``: blocks, drafted, accepted, emitted, flops; and the per-block records
-    ``(k, d, example, start, accepted)`` in walk order.
+    Returns per pair ``[K, D]`` (``[K, D, N]`` per prompt with ``per_prompt``): blocks, drafted, accepted, emitted,
+    flops; and the per-block records ``(k, d, example, start, accepted)`` in walk order.
     """
     L = cache.n_layers
     if layers.min() < 1 or layers.max() >= L:
@@ -289,7 +333,7 @@ def _speculate(cache: LLMTokenCache, family: str, layers: np.ndarray, draft_leng
         p[ka, da, na] = pa + emitted
         active = p < end
     cat = [np.concatenate(x) for x in zip(*records)] if records else [np.zeros(0, int)] * 5
-    return {name: v.sum(-1) for name, v in totals.items()}, cat
+    return (totals if per_prompt else {name: v.sum(-1) for name, v in totals.items()}), cat
 
 
 def acceptance_counts(cache: LLMTokenCache, family: str, layer: int, draft_length: int) -> list[np.ndarray]:
@@ -325,3 +369,16 @@ def self_speculative(cache: LLMTokenCache, family: str, layers=None, draft_lengt
                          "tokens_per_block": (tot["emitted"] / tot["blocks"]).ravel(),
                          "flops_per_token": (tot["flops"] / cache.n_tokens).ravel(),
                          "speedup": (ref / tot["flops"]).ravel()})
+
+
+def self_speculative_by_prompt(cache: LLMTokenCache, family: str, layer: int, draft_length: int) -> pd.DataFrame:
+    """One (draft layer, draft length) per prompt: ``example_id``, ``tokens`` (its continuation's length),
+    ``blocks``, ``drafted``, ``accepted``, ``emitted``, ``flops`` (self-speculative) and ``reference_flops`` (the
+    full model's, same tokens). Column sums give :func:`self_speculative`'s row; ratios of resampled sums give
+    intervals over prompts (:mod:`toolkit.analysis.llm_intervals`)."""
+    tot, _ = _speculate(cache, family, np.array([int(layer)]), np.array([int(draft_length)]), per_prompt=True)
+    ref = np.bincount(cache.example_index, weights=full_token_flops(cache.positions, cache.dims),
+                      minlength=cache.n_examples)
+    return pd.DataFrame({"example_id": cache.example_ids, "tokens": cache.lengths,
+                         **{k: tot[k][0, 0].astype(np.int64) for k in ("blocks", "drafted", "accepted", "emitted")},
+                         "flops": tot["flops"][0, 0], "reference_flops": ref})

@@ -1,0 +1,151 @@
+"""Intervals over prompts for the LLM analyses: every resample equals recomputing the plain analysis on a cache
+that holds each prompt as often as the resample draws it (brute force), and row 0 equals the plain analysis."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_llm_analysis import random_llm_cache
+
+from toolkit.analysis.calibration import confidence_ece
+from toolkit.analysis.llm import (
+    acceptance_counts,
+    calm_evaluate,
+    calm_layer_thresholds,
+    calm_sweep,
+    calm_threshold,
+    confidence,
+    layer_reliability,
+    layer_reliability_curve,
+    self_speculative,
+    self_speculative_by_prompt,
+    token_staged,
+)
+from toolkit.analysis.llm_cache import LLMTokenCache
+from toolkit.analysis.llm_intervals import (
+    calm_draws,
+    difference,
+    interval,
+    layer_reliability_draws,
+    prompt_weights,
+    self_speculative_draws,
+)
+
+
+def repeat_prompts(c: LLMTokenCache, counts) -> LLMTokenCache:
+    """The cache with prompt i present ``counts[i]`` times (ids made unique): a bootstrap resample, by hand."""
+    counts = np.asarray(counts, dtype=int)
+    pick = np.repeat(np.arange(c.n_examples), counts)
+    spans = [np.arange(c.offsets[i], c.offsets[i + 1]) for i in pick]
+    tok = np.concatenate(spans)
+    return LLMTokenCache(example_ids=np.array([f"{c.example_ids[i]}#{j}" for j, i in enumerate(pick)]),
+                         labels=c.labels[pick], n_prompt=c.n_prompt[pick], tokens=c.tokens[tok],
+                         offsets=np.concatenate([[0], np.cumsum(c.lengths[pick])]),
+                         top1={f: v[tok] for f, v in c.top1.items()}, stats={f: v[tok] for f, v in c.stats.items()},
+                         temperatures=c.temperatures, model=c.model, families=c.families, stats_dtype=c.stats_dtype,
+                         meta={"decoding": {"max_new_tokens": c.max_new_tokens[pick].tolist()}})
+
+
+def test_prompt_weights_are_seeded_resamples_of_prompts():
+    w = prompt_weights(7, n_boot=50, seed=3)
+    assert w.shape == (51, 7) and (w[0] == 1).all() and (w.sum(1) == 7).all()
+    np.testing.assert_array_equal(w, prompt_weights(7, n_boot=50, seed=3))
+    assert not np.array_equal(w, prompt_weights(7, n_boot=50, seed=4))
+
+
+def test_interval_and_difference_by_hand():
+    assert interval([2.0, 1.0, 3.0], ci=0.5) == (2.0, 1.5, 2.5)
+    d = difference([1.0, 0.0, 2.0, 4.0], [0.5, 1.0, 1.0, 1.0], ci=0.5)
+    # a - b: data 0.5; resamples -1, 1, 3 -> quartiles 0 and 2; a > b in 2 of 3
+    assert d == pytest.approx({"difference": 0.5, "lo": 0.0, "hi": 2.0, "p_better": 2 / 3})
+    with pytest.raises(ValueError, match="row 0 the data"):
+        interval([1.0])
+    with pytest.raises(ValueError, match="one shape"):
+        difference([1.0, 2.0], [1.0, 2.0, 3.0])
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_layer_reliability_draws_equal_recomputing_on_resampled_caches(seed):
+    c = random_llm_cache(N=7, seed=seed)
+    w = prompt_weights(c.n_examples, n_boot=3, seed=seed)
+    d = layer_reliability_draws(c, "lens", w)
+    for r in range(len(w)):
+        rel = layer_reliability(repeat_prompts(c, w[r]), "lens")
+        np.testing.assert_allclose(d["agreement"][r], rel.agreement, rtol=1e-12)
+        np.testing.assert_allclose(d["ece"][r], rel.ece, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="resamples, prompts"):
+        layer_reliability_draws(c, "lens", w[:, :-1])
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), alpha=st.floats(0.5, 1.0))
+def test_calm_draws_equal_recomputing_on_resampled_caches(seed, alpha):
+    c = random_llm_cache(N=8, seed=seed)
+    s = token_staged(c, "lens", checked_layers=[1, 3])
+    np.testing.assert_array_equal(s.prompts, c.example_index)
+    glob = np.array([calm_threshold(s, alpha), 0.5, -np.inf])  # three global thresholds
+    per_layer = calm_layer_thresholds(s, [alpha])  # one per-layer set
+    w = prompt_weights(c.n_examples, n_boot=3, seed=seed)
+    for th in (glob, per_layer):
+        d = calm_draws(s, th, w)
+        for r in range(len(w)):
+            want = calm_evaluate(token_staged(repeat_prompts(c, w[r]), "lens", checked_layers=[1, 3]), th)
+            np.testing.assert_allclose(d["agreement"][r], want.agreement, rtol=1e-12)
+            np.testing.assert_allclose(d["speedup"][r], want.speedup, rtol=1e-12)
+            np.testing.assert_allclose(d["mean_layers"][r], want.mean_layers, rtol=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), k=st.integers(1, 4), dl=st.integers(1, 5))
+def test_self_speculative_draws_equal_recomputing_on_resampled_caches(seed, k, dl):
+    c = random_llm_cache(N=6, seed=seed)
+    per = self_speculative_by_prompt(c, "lens", k, dl)
+    counts = acceptance_counts(c, "lens", k, dl)
+    np.testing.assert_array_equal(per.blocks, [len(a) for a in counts])
+    np.testing.assert_array_equal(per.accepted, [a.sum() for a in counts])
+    np.testing.assert_array_equal(per.tokens, c.lengths)
+    w = prompt_weights(c.n_examples, n_boot=3, seed=seed)
+    d = self_speculative_draws(c, "lens", k, dl, w)
+    for r in range(len(w)):
+        want = self_speculative(repeat_prompts(c, w[r]), "lens", layers=[k], draft_lengths=[dl]).iloc[0]
+        for col in ("speedup", "full_passes_per_token", "tokens_per_block"):
+            assert d[col][r] == pytest.approx(want[col], rel=1e-12)
+        if np.isfinite(want.acceptance):
+            assert d["acceptance"][r] == pytest.approx(want.acceptance, rel=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), target=st.floats(0.0, 1.0))
+def test_calm_threshold_is_the_cheapest_reaching_the_target(seed, target):
+    c = random_llm_cache(N=6, seed=seed)
+    s = token_staged(c, "lens")
+    every = calm_sweep(s).threshold.to_numpy()
+    ev = calm_evaluate(s, every)  # each distinct threshold evaluated on its own
+    ok = ev.agreement.to_numpy() >= target - 1e-12
+    t = calm_threshold(s, target)
+    got = calm_evaluate(s, [t]).iloc[0]
+    assert got.agreement >= target - 1e-12
+    assert got.flops == pytest.approx(ev.flops[ok].min(), rel=1e-12)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        calm_threshold(s, 1.5)
+
+
+def test_layer_reliability_curve_counts_tokens_and_gives_the_ece():
+    c = random_llm_cache(N=20, seed=11)
+    rel = layer_reliability(c, "lens")
+    agree, conf = c.agreement("lens"), confidence(c, "lens")
+    for layer in (1, 3):
+        rc = layer_reliability_curve(c, "lens", layer)
+        assert rc["count"].sum() == c.n_tokens and len(rc) == 15
+        nz = rc["count"] > 0
+        ece = float((rc["count"][nz] * rc["gap"][nz].abs()).sum() / c.n_tokens)
+        assert ece == pytest.approx(rel.ece[layer - 1]) and ece == pytest.approx(
+            confidence_ece(conf[:, layer - 1], agree[:, layer - 1]))
+        first = rc[nz].iloc[0]
+        in_bin = (conf[:, layer - 1] >= first.lo) & (conf[:, layer - 1] < first.hi)
+        assert first["count"] == in_bin.sum() and first.accuracy == pytest.approx(agree[in_bin, layer - 1].mean())
+    with pytest.raises(ValueError, match="layer must lie"):
+        layer_reliability_curve(c, "lens", c.n_layers + 1)

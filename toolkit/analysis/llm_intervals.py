@@ -1,0 +1,119 @@
+"""Intervals over prompts for the offline LLM analyses (numpy only).
+
+The generated tokens of one prompt are not independent draws (one continuation, one context), so every interval
+here resamples *prompts* with replacement and keeps each prompt's tokens together: a resample is a vector of prompt
+counts ``w`` (:func:`prompt_weights`; row 0 is the data itself, all ones) and every statistic is a ratio of
+weighted sums, one matrix product for all resamples at once. Thresholds and (layer, draft length) pairs chosen on
+cal are held fixed; the intervals are over the test prompts.
+
+- :func:`layer_reliability_draws`: per-layer agreement with the full model's token and ECE;
+- :func:`calm_draws`: agreement and FLOPs speed-up of CALM-style exit at given thresholds;
+- :func:`self_speculative_draws`: speed-up, full-depth passes per token, tokens per block, acceptance of one
+  (draft layer, draft length);
+- :func:`interval` and :func:`difference` (paired: both statistics on the same resampled prompts) summarise draws.
+
+>>> d = np.array([0.5, 0.4, 0.6, 0.5, 0.7])  # row 0: the data; rows 1..: resamples
+>>> interval(d, ci=0.5)
+(0.5, 0.475, 0.625)
+>>> difference(d, np.array([0.3, 0.4, 0.3, 0.2, 0.3]), ci=0.5)["p_better"]
+0.75
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .calibration import bin_index
+from .engine.curves import resample_weights
+from .llm import TokenStaged, calm_stops, confidence, self_speculative_by_prompt
+from .llm_cache import LLMTokenCache
+
+
+def prompt_weights(n_prompts: int, *, n_boot: int, seed: int) -> np.ndarray:
+    """``[1 + n_boot, n_prompts]`` prompt counts: row 0 all ones (the data), then ``n_boot`` bootstrap resamples
+    (multinomial, seeded: :func:`toolkit.analysis.engine.resample_weights`)."""
+    return np.vstack([np.ones((1, int(n_prompts))), resample_weights(int(n_prompts), n_boot=n_boot, seed=seed)])
+
+
+def _prompt_weights(weights, n_prompts: int) -> np.ndarray:
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 2 or w.shape[1] != n_prompts:
+        raise ValueError(f"weights must be [resamples, prompts] = [R, {n_prompts}] (prompt_weights), got shape "
+                         f"{w.shape}")
+    return w
+
+
+def interval(draws, *, ci: float = 0.95) -> tuple[float, float, float]:
+    """``(value, lo, hi)`` of a statistic's draws ``[1 + B]``: the data's value (row 0) and the percentile interval
+    of the resamples (rows 1..)."""
+    d = np.asarray(draws, dtype=np.float64)
+    if d.ndim != 1 or len(d) < 2:
+        raise ValueError(f"draws must be [1 + B] with B >= 1 (row 0 the data), got shape {d.shape}")
+    if not 0 < ci < 1:
+        raise ValueError(f"ci must be in (0, 1), got {ci}")
+    a = (1 - ci) / 2
+    lo, hi = np.nanquantile(d[1:], [a, 1 - a])
+    return float(d[0]), float(lo), float(hi)
+
+
+def difference(a, b, *, ci: float = 0.95) -> dict[str, float]:
+    """Paired difference ``a - b`` of two statistics drawn on the same resamples (``[1 + B]`` each): its value,
+    percentile interval and ``p_better``, the share of resamples where ``a > b``."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"paired draws must have one shape, got {a.shape} and {b.shape}")
+    value, lo, hi = interval(a - b, ci=ci)
+    return {"difference": value, "lo": lo, "hi": hi, "p_better": float(np.mean(a[1:] > b[1:]))}
+
+
+def layer_reliability_draws(cache: LLMTokenCache, family: str, weights: np.ndarray, *, score: str = "max_prob",
+                            temperature: float = 1.0, n_bins: int = 15) -> dict[str, np.ndarray]:
+    """Per layer 1..L-1 and resample: ``agreement`` with the full model's token and ``ece`` (confidence against
+    agreement, :func:`toolkit.analysis.calibration.confidence_ece`'s equal-width bins), each ``[R, L-1]``.
+
+    Row 0 of ``weights`` (all ones) gives :func:`toolkit.analysis.llm.layer_reliability`'s values exactly.
+    """
+    if score not in ("max_prob", "margin"):
+        raise ValueError(f"ECE needs a probability: score 'max_prob' or 'margin', got {score!r}")
+    wt = _prompt_weights(weights, cache.n_examples)[:, cache.example_index]  # [R, S]
+    total = wt.sum(1, keepdims=True)
+    agree = cache.agreement(family)[:, :-1].astype(np.float64)  # [S, E]
+    conf = np.clip(confidence(cache, family, score, temperature)[:, :-1], 0, 1)
+    S, E = agree.shape
+    idx, _ = bin_index(conf, n_bins)  # [S, E]
+    gap = np.zeros((S, E * n_bins))  # (agreement - confidence) of each token in its (layer, bin) column
+    gap[np.arange(S)[:, None], np.arange(E) * n_bins + idx] = agree - conf
+    ece = np.abs(wt @ gap).reshape(len(wt), E, n_bins).sum(-1) / total
+    return {"agreement": wt @ agree / total, "ece": ece}
+
+
+def calm_draws(staged: TokenStaged, thresholds, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """CALM-style exit at ``thresholds`` (as :func:`toolkit.analysis.llm.calm_evaluate`: ``[A]`` global or
+    ``[A, E]`` per-layer) on each resample: ``agreement``, ``speedup`` (reference FLOPs / policy FLOPs, sums over
+    the resampled tokens) and ``mean_layers``, each ``[R, A]``. Row 0 is :func:`calm_evaluate`'s."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 2 or staged.prompts.max() >= w.shape[1]:
+        raise ValueError(f"weights must be [resamples, prompts] with a column for each of the view's "
+                         f"{staged.prompts.max() + 1} prompts (prompt_weights), got shape {w.shape}")
+    wt = w[:, staged.prompts]  # [R, S]
+    stage = calm_stops(staged, thresholds)  # [A, S]
+    rows = np.arange(stage.shape[1])[None, :]
+    total = wt.sum(1, keepdims=True)
+    return {"agreement": wt @ staged.stats[rows, stage, 0].T / total,
+            "speedup": (wt @ staged.reference_cost)[:, None] / (wt @ staged.cost[rows, stage].T),
+            "mean_layers": wt @ staged.layers[stage].T / total}
+
+
+def self_speculative_draws(cache: LLMTokenCache, family: str, layer: int, draft_length: int,
+                           weights: np.ndarray) -> dict[str, np.ndarray]:
+    """One (draft layer, draft length) on each resample, each ``[R]``: ``speedup`` (full model's FLOPs / the
+    blocks' FLOPs, same tokens), ``full_passes_per_token`` (verification passes per emitted token; greedy decoding
+    needs 1), ``tokens_per_block`` and ``acceptance`` (accepted / drafted). Row 0 is
+    :func:`toolkit.analysis.llm.self_speculative`'s row."""
+    w = _prompt_weights(weights, cache.n_examples)
+    p = self_speculative_by_prompt(cache, family, layer, draft_length)
+    s = {k: w @ p[k].to_numpy(dtype=np.float64) for k in ("tokens", "blocks", "drafted", "accepted", "emitted",
+                                                          "flops", "reference_flops")}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {"speedup": s["reference_flops"] / s["flops"], "full_passes_per_token": s["blocks"] / s["tokens"],
+                "tokens_per_block": s["emitted"] / s["blocks"], "acceptance": s["accepted"] / s["drafted"]}
