@@ -93,7 +93,6 @@ def main() -> None:
     else:
         print(f"no tuned exits at {a.tuned}: logit lens only")
     OUT.mkdir(parents=True, exist_ok=True)
-    results = []
     for name in CACHES:
         cache = load_llm_cache(REPO / "data" / "llm" / f"{name}-test.parquet")
         ps = PROMPT_SETS[cache.meta["prompt_set"]]
@@ -114,9 +113,10 @@ def main() -> None:
                 print(f"{name} {family} k={k} d={d} batch {a.batch_size}: tokens equal {r['tokens_equal']}/"
                       f"{r['prompts']}, accepted counts equal {r['accepted_equal']}/{r['prompts']} "
                       f"({r['blocks']} blocks, {r['seconds']:.0f} s)", flush=True)
-                results.append(r)
+    # every (cache, family, pair, batch) checked so far, this run's and earlier runs' (other batch sizes)
+    done = [json.loads(p.read_text()) for p in sorted(OUT.glob("*.json"))]
     (REPO / "benchmarks" / "llm_cache_fidelity.json").write_text(json.dumps(
-        {"model": lm.info()["origin"], "threads": a.threads, "results": results}, indent=1))
+        {"model": lm.info()["origin"], "threads": a.threads, "results": done}, indent=1))
 
 
 if __name__ == "__main__":
