@@ -740,3 +740,21 @@ def test_header_only_data_file_names_the_file(tmp_path):
     (tmp_path / "sst2" / "dev.tsv").write_text("sentence\tlabel\n")
     with pytest.raises(DataError, match=r"sst2/dev.tsv: only a header line, no examples"):
         load_split("sst2", "test", tmp_path)
+
+
+def test_a_finished_collection_leaves_no_lock_file(tmp_path):
+    """The lock guards a running collection; once the cache is written nothing but the cache stays beside it
+    (an interrupted run keeps its lock file and parts for the resume)."""
+    from toolkit.nn.parts import Parts
+
+    out = tmp_path / "c.parquet"
+    with Parts(out, {"a": 1}) as p:
+        p.save("chunk-00000", x=np.zeros(2))
+        out.write_bytes(b"cache")
+        p.finish()
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["c.parquet"]
+    out2 = tmp_path / "d.parquet"
+    with pytest.raises(KeyboardInterrupt), Parts(out2, {"a": 1}) as p:
+        p.save("chunk-00000", x=np.zeros(2))
+        raise KeyboardInterrupt
+    assert (tmp_path / "d.parquet.parts" / "chunk-00000.npz").exists()

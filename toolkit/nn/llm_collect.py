@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -92,7 +91,7 @@ def exit_statistics(exits: ExitFn, states: np.ndarray, temperatures, *, batch: i
     return top1, stats
 
 
-def _quality(ps: PromptSet, texts: list[str], frame) -> tuple[dict, dict]:
+def answer_quality(ps: PromptSet, texts: list[str], frame) -> tuple[dict, dict]:
     """Per-prompt quality and corpus values: chrF against the reference, or the answer's label word."""
     if ps.reference:
         from sacrebleu.metrics import CHRF
@@ -144,7 +143,7 @@ def collect_llm_tokens(model: str, prompt_set: str, split: str, out: str | os.Pa
            "schema": LLM_SCHEMA_VERSION, "temperatures": temperatures}
     run = run_signature(run, {"model": lm.model}, {"model": lm.tokenizer}, next(lm.model.parameters()).device)
     parts = (Path(parts_dir) / f"{out.name}.parts") if parts_dir else out.with_name(out.name + ".parts")
-    with Parts(out, run, folder=parts, restart=restart):
+    with Parts(out, run, folder=parts, restart=restart) as claimed:
         n_chunks = -(-len(frame) // chunk_size)
         L = lm.n_layers
 
@@ -199,7 +198,7 @@ def collect_llm_tokens(model: str, prompt_set: str, split: str, out: str | os.Pa
             stats[name] = np.concatenate([np.concatenate([g["stats"] for g in got]), final_stats[:, None]], 1)
             fam_info[name] = {"layers": list(range(1, L + 1)), **record}
         texts = lm.tokenizer.batch_decode(np.split(tokens, np.cumsum(lengths)[:-1]), skip_special_tokens=True)
-        quality, corpus = _quality(ps, texts, frame)
+        quality, corpus = answer_quality(ps, texts, frame)
         eos = lm.model.generation_config.eos_token_id
         eos = set(eos if isinstance(eos, (list, tuple)) else [eos])
         ends_eos = np.isin(tokens[np.cumsum(lengths) - 1], list(eos))
@@ -225,9 +224,8 @@ def collect_llm_tokens(model: str, prompt_set: str, split: str, out: str | os.Pa
                               temperatures=temperatures, model=lm.info(), families=fam_info, quality=quality,
                               stats_dtype=stats_dtype, meta=meta)
         save_llm_cache(cache, out)
+        claimed.finish(keep=keep_parts)
     print(f"collected {out} in {time.time() - t0:.0f} s", file=sys.stderr)
-    if not keep_parts:
-        shutil.rmtree(parts, ignore_errors=True)
     return load_llm_cache(out)
 
 
@@ -264,7 +262,7 @@ def prompt_states(lm: CausalLM, prompt_set: str, split: str, out: str | os.PathL
             raise CacheError(f"{out} holds states of another collection; delete it or choose another path")
     prompts = encode_prompts(lm.tokenizer, ps, frame)
     parts = out.with_name(out.name + ".parts")
-    with Parts(out, run, folder=parts):
+    with Parts(out, run, folder=parts) as claimed:
         n_chunks = -(-len(frame) // chunk_size)
         names = [f"chunk-{k:05d}-{len(prompts[k * chunk_size:(k + 1) * chunk_size])}.npy" for k in range(n_chunks)]
         for k in tqdm(range(n_chunks), disable=not progress, desc=f"states {prompt_set}/{split}", file=sys.stderr):
@@ -280,9 +278,10 @@ def prompt_states(lm: CausalLM, prompt_set: str, split: str, out: str | os.PathL
                   "signature": np.array(sig), "task": np.array(ps.task), "split": np.array(split),
                   "prompt_set": np.array(ps.name), "data_files": np.array(json.dumps(data.files)),
                   "data_fingerprint": np.array(data.fingerprint), "data_dir": np.array(str(data.data_dir))}
-    tmp = out.with_name(f".{out.name}.tmp.npz")
-    np.savez(tmp, **result)
-    os.replace(tmp, out)  # the parts stay: a later, larger limit reuses them
+        tmp = out.with_name(f".{out.name}.tmp.npz")
+        np.savez(tmp, **result)
+        os.replace(tmp, out)
+        claimed.finish(keep=True)  # the parts stay: a later, larger limit reuses them
     return result
 
 

@@ -4,6 +4,7 @@ A collection of ``out`` keeps its finished chunks in ``<out>.parts/`` and skips 
 written atomically and the parts removed. :class:`Parts` owns that folder:
 
 - a **lock** (``filelock``, ``<out>.lock``): a second collection to the same ``out`` refuses at once, naming it;
+  removed once the cache is written (:meth:`Parts.finish`), kept with the parts of an interrupted run;
 - a **signature** (``signature.json``): the run's identity, from :func:`run_signature`: a hash of every model's
   weights (its state dict) and config, every tokenizer, the data fingerprint and every setting that changes what
   is stored (lengths, batch size, chunking, temperatures, device type, torch/transformers versions). Parts of a run
@@ -104,6 +105,7 @@ class Parts:
         self.primary = primary
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         self._lock = None
+        self._finished = False
 
     # ------------------------------------------------------------------------------------------ claim
     def __enter__(self) -> Parts:
@@ -127,8 +129,11 @@ class Parts:
 
     def __exit__(self, *exc) -> None:
         if self._lock is not None:
+            path = Path(self._lock.lock_file)
             self._lock.release()
             self._lock = None
+            if self._finished:  # the cache is written: leave nothing beside it
+                path.unlink(missing_ok=True)
 
     def _claim(self) -> None:
         sig_file = self.folder / "signature.json"
@@ -209,6 +214,9 @@ class Parts:
             raise CacheError(f"{path}: corrupt chunk ({type(e).__name__}: {e}); delete this file and rerun the same "
                              f"command: only that chunk is collected again") from None
 
-    def finish(self) -> None:
-        """Remove the parts (the cache is written)."""
-        shutil.rmtree(self.folder, ignore_errors=True)
+    def finish(self, *, keep: bool = False) -> None:
+        """The cache is written: remove the parts (``keep``: leave them for reuse); the lock file goes when the
+        context exits."""
+        if not keep:
+            shutil.rmtree(self.folder, ignore_errors=True)
+        self._finished = True
