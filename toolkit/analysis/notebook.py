@@ -35,7 +35,7 @@ import pandas as pd
 from .cache import Cache, load_cache
 from .cache_io import read_header
 from .calibration import DegenerateFitWarning, fit_stage_temperatures
-from .engine import Staged, crossfit, halves, staged
+from .engine import CrossFit, OperatingPoint, Staged, crossfit, halves, resample_weights, staged
 from .generation_cache import load_generation_cache
 
 # The speed-up reference of every notebook: the last member alone (a cascade's or Swift/Super's largest model, run
@@ -251,6 +251,43 @@ def upper_bound_point(curve, *, max_drop: float = 0.01, metric: str = "accuracy"
     return {"point": f"best on test itself (upper bound, drop <= {max_drop:g})", metric: float(r[metric]),
             f"final_{metric}": float(df[metric].iloc[0]), f"{metric}_drop": float(df[metric].iloc[0] - r[metric]),
             "speedup": float(r["speedup"]), "threshold": float(r["threshold"])}
+
+
+def stops(view: Staged, point) -> np.ndarray:
+    """Stage where each example of ``view`` stops ``[N]`` under ``point``: a threshold (global or per stage), an
+    :class:`~toolkit.analysis.engine.OperatingPoint` (its threshold) or a
+    :class:`~toolkit.analysis.engine.CrossFit` of this view (each half by the threshold chosen on the other)."""
+    if isinstance(point, CrossFit):
+        a, b = halves(view.example_ids, point.seed, view.strata)  # the halves crossfit drew
+        out = np.empty(view.n_examples, dtype=np.int64)
+        out[b] = view.subset(b).stage_of(point.folds[0].threshold)  # fold 1: chosen on half A, applied to B
+        out[a] = view.subset(a).stage_of(point.folds[1].threshold)
+        return out
+    return view.stage_of(point.threshold if isinstance(point, OperatingPoint) else point)
+
+
+def paired_drop(view: Staged, point, *, metric: str | None = None, n_boot: int = N_BOOT, ci: float = CI,
+                seed: int = SEED) -> tuple[float, float, float]:
+    """What an operating point costs on ``view``: the last stage's ``metric`` minus the point's, on the same
+    examples (positive: the point loses), with a paired percentile bootstrap interval (each resample of examples
+    scores both sides). ``point``: as in :func:`stops`. Returns ``(drop, lo, hi)``.
+
+    >>> from toolkit.analysis.cache import from_arrays
+    >>> lg = np.log([[[0.9, 0.1], [0.2, 0.8]], [[0.3, 0.7], [0.4, 0.6]], [[0.8, 0.2], [0.9, 0.1]]])
+    >>> v = view(from_arrays(lg, [1, 1, 0], [1.0, 2.0]))  # exit 1 wrong on the first, right on the others
+    >>> d, lo, hi = paired_drop(v, 0.75, n_boot=200)  # the first and the last stop at exit 1: one of three lost
+    >>> round(d, 4), lo <= d <= hi
+    (0.3333, True)
+    """
+    m = metric or view.metric
+    N = view.n_examples
+    rows = np.arange(N)
+    chosen, last = view.stats[rows, stops(view, point)], view.stats[:, -1]
+    drop = float(view.metric_of(last.sum(0), N, m) - view.metric_of(chosen.sum(0), N, m))
+    w = resample_weights(N, n_boot=n_boot, seed=seed)
+    d = view.metric_of(w @ last, N, m) - view.metric_of(w @ chosen, N, m)
+    lo, hi = np.quantile(d, [(1 - ci) / 2, (1 + ci) / 2])
+    return drop, float(lo), float(hi)
 
 
 def crossfit_table(views: Mapping[str, Sequence[Staged] | Staged], *, rule: str = "drop", n_boot: int = N_BOOT,

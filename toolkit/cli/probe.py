@@ -6,11 +6,13 @@ from ._common import non_negative_int, positive_float, positive_int
 
 
 def register(sub) -> None:
-    p = sub.add_parser("probe", help="linear exit heads on a fine-tuned classifier's frozen layers (scikit-learn)",
-                        description="Fit a logistic-regression exit on each layer's mean-pooled hidden states of an "
-                                    "already fine-tuned classifier (train split, seeded subsample), without touching "
-                                    "its encoder; save a multi-exit model that `toolkit collect` reads.")
-    p.add_argument("--model", required=True, help="fine-tuned classifier: folder or hub id")
+    p = sub.add_parser("probe", help="linear exit heads on a frozen encoder's layers (scikit-learn)",
+                        description="Fit a logistic-regression exit on each layer's mean-pooled hidden states of a "
+                                    "frozen encoder (a fine-tuned classifier or a plain sentence encoder; train "
+                                    "split, seeded subsample), without touching it; save a multi-exit model that "
+                                    "`toolkit collect` reads.")
+    p.add_argument("--model", required=True,
+                   help="fine-tuned classifier or plain encoder: folder, packaged name (all-MiniLM-L6-v2) or hub id")
     p.add_argument("--task", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--train-limit", type=positive_int, default=5000)
