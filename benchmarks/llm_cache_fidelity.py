@@ -20,12 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from llm_setup import REPO, shipped_token_caches, smollm2_with_exits  # noqa: E402
+
 OUT = REPO / "runs" / "llm_cache_fidelity"
 CACHES = ("smollm2_agnews_headline", "smollm2_sst2_sentiment")
 
@@ -77,28 +80,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--tuned", default=str(REPO / "runs" / "llm" / "smollm2_tuned"))
     a = ap.parse_args()
-    import torch
-
-    from toolkit.analysis.llm_cache import load_llm_cache
-    from toolkit.data import load_split
-    from toolkit.llm_prompts import PROMPT_SETS
-    from toolkit.nn.causal_lm import encode_prompts, load_causal_lm
-    from toolkit.nn.llm_exits import load_exits
-
-    torch.set_num_threads(a.threads)
-    lm = load_causal_lm("SmolLM2-135M-Instruct")
-    families = {"lens": load_exits("lens", lm.model)}
-    if Path(a.tuned).exists():
-        families["tuned"] = load_exits(a.tuned, lm.model)
-    else:
-        print(f"no tuned exits at {a.tuned}: logit lens only")
+    lm, families = smollm2_with_exits(a.tuned, a.threads)
     OUT.mkdir(parents=True, exist_ok=True)
-    for name in CACHES:
-        cache = load_llm_cache(REPO / "data" / "llm" / f"{name}-test.parquet")
-        ps = PROMPT_SETS[cache.meta["prompt_set"]]
-        frame = load_split(cache.meta["task"], "test").frame.set_index("example_id").loc[list(cache.example_ids)]
-        prompts = [list(map(int, p)) for p in encode_prompts(lm.tokenizer, ps, frame.reset_index())]
-        assert [len(p) for p in prompts] == cache.n_prompt.tolist(), "prompts differ from the cached ones"
+    for name, (cache, prompts, _, _) in shipped_token_caches(lm, CACHES).items():
         for family, exits in families.items():
             for k, d in chosen_pairs(family):
                 path = OUT / f"{name}-{family}-k{k}-d{d}-b{a.batch_size}.json"

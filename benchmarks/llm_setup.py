@@ -95,3 +95,44 @@ def calm_speedup(n_prompt, exits, checked, dims) -> float:
         c += calm_token_flops(ctx, layer, dims, checked_layers=checked).sum()
         f += full_token_flops(ctx, dims).sum()
     return f / c
+
+
+def shipped_token_caches(lm, names, split: str = "test") -> dict:
+    """The shipped SmolLM2 token caches ``data/llm/<name>-<split>.parquet`` with their prompts re-encoded:
+    ``{name: (cache, prompt ids, source frame in cache order, prompt set)}`` (the prompts are checked against the
+    cached prompt lengths)."""
+    from toolkit.analysis.llm_cache import load_llm_cache
+    from toolkit.data import load_split
+    from toolkit.llm_prompts import PROMPT_SETS
+    from toolkit.nn.causal_lm import encode_prompts
+
+    out = {}
+    for name in names:
+        cache = load_llm_cache(REPO / "data" / "llm" / f"{name}-{split}.parquet")
+        ps = PROMPT_SETS[cache.meta["prompt_set"]]
+        frame = load_split(cache.meta["task"], split).frame.set_index("example_id").loc[list(cache.example_ids)]
+        frame = frame.reset_index()
+        prompts = [list(map(int, p)) for p in encode_prompts(lm.tokenizer, ps, frame)]
+        if [len(p) for p in prompts] != cache.n_prompt.tolist():
+            raise ValueError(f"{name}: the re-encoded prompts differ from the cached ones (tokenizer or template "
+                             f"changed): recollect the cache")
+        out[name] = (cache, prompts, frame, ps)
+    return out
+
+
+def smollm2_with_exits(tuned: str | Path, threads: int):
+    """SmolLM2 (float32, ``threads`` torch threads) and its exit families: the logit lens, and tuned exits when
+    the folder ``tuned`` exists (``scripts/build_llm_caches.sh exits``)."""
+    import torch
+
+    from toolkit.nn.causal_lm import load_causal_lm
+    from toolkit.nn.llm_exits import load_exits
+
+    torch.set_num_threads(threads)
+    lm = load_causal_lm(SMOLLM2)
+    families = {"lens": load_exits("lens", lm.model)}
+    if Path(tuned).exists():
+        families["tuned"] = load_exits(str(tuned), lm.model)
+    else:
+        print(f"no tuned exits at {tuned}: logit lens only", flush=True)
+    return lm, families

@@ -14,8 +14,12 @@ import toolkit
 from toolkit.analysis import llm
 from toolkit.analysis.llm_cache import concat_token_caches, load_llm_cache
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import readme_sections  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-START, END = "<!-- llm-numbers:start -->", "<!-- llm-numbers:end -->"
+SECTION = "llm-numbers"
+START, END = readme_sections.markers(SECTION)
 SETS = {"cal": ["agnews_headline", "sst2_sentiment"], "test": ["agnews_headline", "sst2_sentiment", "qnli_answer"]}
 
 
@@ -101,15 +105,7 @@ def main(argv) -> int:
     args = [a for a in argv if a != "--readme"]
     text = render(*args)
     print(text)
-    if write:
-        path = ROOT / "README.md"
-        readme = path.read_text()
-        if START not in readme or END not in readme:
-            print(f"{path}: no {START} ... {END} markers", file=sys.stderr)
-            return 1
-        head, rest = readme.split(START, 1)
-        path.write_text(head + text + rest.split(END, 1)[1])
-    return 0
+    return readme_sections.write(SECTION, text) if write else 0
 
 
 if __name__ == "__main__":

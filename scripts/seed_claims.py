@@ -21,12 +21,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from toolkit.analysis import engine
-from toolkit.analysis import notebook as nb
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import readme_sections  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+from toolkit.analysis import engine  # noqa: E402
+from toolkit.analysis import notebook as nb  # noqa: E402
+
 TASKS = ("sst2", "mrpc", "rte", "cola", "agnews")
-START, END = "<!-- seed-claims:start -->", "<!-- seed-claims:end -->"
+SECTION = "seed-claims"
+START, END = readme_sections.markers(SECTION)
 
 
 def _row(claim: str, task: str, statistic: str, frame: pd.DataFrame, unit: str, notebook: str) -> dict:
@@ -175,15 +178,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     text = render()
     print(text)
-    if a.readme:
-        path = ROOT / "README.md"
-        readme = path.read_text()
-        if START not in readme or END not in readme:
-            print(f"{path}: no {START} ... {END} markers; add them where the table goes", file=sys.stderr)
-            return 1
-        head, rest = readme.split(START, 1)
-        path.write_text(head + text + rest.split(END, 1)[1])
-    return 0
+    return readme_sections.write(SECTION, text) if a.readme else 0
 
 
 if __name__ == "__main__":

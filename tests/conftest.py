@@ -190,3 +190,15 @@ def tiny_causal_lm(folder: Path, tokenizer_dir: Path, *, layers: int = 4, seed: 
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory, tokenizer_dir) -> Path:
     return tiny_causal_lm(tmp_path_factory.mktemp("llama"), tokenizer_dir)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny torch models run faster on one thread and do not spin on a shared, busy CPU (use with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

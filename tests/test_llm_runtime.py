@@ -58,13 +58,7 @@ def prompts_of(lengths, seed=1):
     return [torch.randint(0, V, (n,), generator=g).tolist() for n in lengths]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one thread avoids contention on the shared 2-core machine (10x faster here)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
