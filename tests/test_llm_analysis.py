@@ -57,6 +57,12 @@ def random_llm_cache(N=6, L=5, seed=0, p_agree=(0.3, 0.5, 0.7, 0.9), max_new=9, 
                          stats_dtype=stats_dtype, meta={"decoding": {"max_new_tokens": max_new}})
 
 
+def _layer_shapes(dims):
+    """Weight shapes of one gated Llama layer: q, k, v, o, gate, up, down."""
+    H, q, kv, inter = dims.hidden, dims.q_dim, dims.kv_dim, dims.intermediate
+    return [(H, q), (H, kv), (H, kv), (q, H), (H, inter), (H, inter), (inter, H)]
+
+
 def speculate_by_hand(agree_k, length, max_new, d):
     """Plain loop over one continuation: accepted count per block."""
     p, out = 0, []
@@ -136,7 +142,10 @@ def test_self_speculative_frame_and_flops_by_hand():
     assert len(frame) == (c.n_layers - 1) * 2
     row = frame[(frame.layer == 2) & (frame.draft_length == 3)].iloc[0]
     agree = c.agreement("lens")[:, 1]
-    flops, accepted, drafted, blocks = 0.0, 0, 0, 0
+    flops, accepted, drafted, blocks, reads = 0.0, 0, 0, 0, 0.0
+    L = c.n_layers
+    w = 2.0 * sum(np.prod(s) for s in _layer_shapes(c.dims))  # 2 x a layer's projection parameters
+    h = 2.0 * c.dims.hidden * c.dims.vocab
     for i in range(c.n_examples):
         a = agree[c.offsets[i]:c.offsets[i + 1]]
         p = 0
@@ -144,6 +153,8 @@ def test_self_speculative_frame_and_flops_by_hand():
             d_eff = min(3, 9 - 1 - p)
             flops += float(self_speculative_block_flops(c.n_prompt[i] - 1 + p, 2, d_eff, c.dims) if d_eff
                            else full_token_flops(c.n_prompt[i] + p, c.dims))  # one budget token left: a plain step
+            # weights read: d' drafts through layers 1..2 and the head, then layers 3..L and the head once
+            reads += d_eff * (2 * w + h) + (L - 2) * w + h if d_eff else L * w + h
             accepted, drafted, blocks = accepted + acc, drafted + d_eff, blocks + 1
             p += acc + 1
     ref = float(full_token_flops(c.positions, c.dims).sum())
@@ -151,6 +162,7 @@ def test_self_speculative_frame_and_flops_by_hand():
     assert row.acceptance == pytest.approx(accepted / drafted)
     assert row.speedup == pytest.approx(ref / flops, rel=1e-12)
     assert row.tokens_per_block == pytest.approx(c.n_tokens / blocks)
+    assert row.memory_bound_speedup == pytest.approx(c.n_tokens * (L * w + h) / reads, rel=1e-12)
 
 
 def test_perfect_and_useless_drafts():
@@ -210,12 +222,14 @@ def test_layer_thresholds_reach_the_target_on_cal(seed, alpha):
     s = token_staged(c, "lens")
     th = calm_layer_thresholds(s, [alpha])[0]
     assert np.isinf(th[-1])
-    for e in range(len(th) - 1):
-        if np.isfinite(th[e]):
-            clear = s.confidence[:, e] >= th[e]
-            assert s.stats[clear, e, 0].mean() >= alpha - 1e-12
-    # per-layer thresholds evaluate like one row of calm_evaluate
-    assert len(calm_evaluate(s, th)) == 1
+    for e in range(len(th) - 1):  # brute force: the lowest distinct confidence whose clearing tokens reach alpha
+        conf, agree = s.confidence[:, e], s.stats[:, e, 0]
+        ok = [v for v in np.unique(conf) if agree[conf >= v].mean() >= alpha - 1e-12]
+        assert th[e] == (min(ok) if ok else np.inf)
+    # per-layer thresholds ([A, E]) evaluate as one row; a 1-D list is global, even when its length is E
+    assert len(calm_evaluate(s, th[None, :])) == 1
+    glob = np.full(s.confidence.shape[1], 0.5)
+    assert len(calm_evaluate(s, glob)) == len(glob) and len(calm_evaluate(s, 0.5)) == 1
 
 
 def test_reliability_against_references():

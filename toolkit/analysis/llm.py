@@ -50,7 +50,14 @@ from .calibration import confidence_ece, confidence_reliability_curve
 from .engine import MeanMetrics, Staged, staged
 from .engine.curves import sweep
 from .llm_cache import LLMTokenCache
-from .llm_cost import calm_token_flops, full_token_flops, self_speculative_block_flops, translator_flops
+from .llm_cost import (
+    calm_token_flops,
+    full_token_flops,
+    head_flops,
+    layer_weight_flops,
+    self_speculative_block_flops,
+    translator_flops,
+)
 from .token_scores import TOKEN_SCORES, token_scores
 
 
@@ -113,6 +120,12 @@ def layer_reliability_curve(cache: LLMTokenCache, family: str, layer: int, *, sc
         raise ValueError(f"layer must lie in 1..{cache.n_layers}, got {layer}")
     conf = np.clip(confidence(cache, family, score, temperature)[:, int(layer) - 1], 0, 1)
     return confidence_reliability_curve(conf, cache.agreement(family)[:, int(layer) - 1], n_bins)
+
+
+def full_model_reads(cache: LLMTokenCache) -> float:
+    """Weights read by one greedy decoding step (all layers and the LM head), in FLOPs at one position without
+    attention (2 x their parameters): the unit of ``reads_per_token`` in :func:`self_speculative`."""
+    return cache.n_layers * layer_weight_flops(cache.dims) + float(head_flops(cache.dims))
 
 
 def exit_overhead_flops(cache: LLMTokenCache, family: str) -> float:
@@ -229,20 +242,22 @@ def calm_layer_thresholds(cal: TokenStaged, targets) -> np.ndarray:
 
 
 def calm_stops(staged: TokenStaged, thresholds) -> np.ndarray:
-    """Stage where each token stops, ``[A, S]``: ``thresholds`` ``[E]`` or ``[A, E]`` per-layer thresholds, or
-    ``[A]`` global ones (as :func:`calm_evaluate`)."""
+    """Stage where each token stops, ``[A, S]``: ``thresholds`` a scalar or ``[A]`` global thresholds, or ``[A, E]``
+    per-layer ones (2-D only: a 1-D list is always global, whatever its length; as :func:`calm_evaluate`)."""
     th = np.asarray(thresholds, dtype=np.float64)
     S, E = staged.confidence.shape
-    th = th[:, None] * np.ones(E) if th.ndim == 1 and th.shape != (E,) else np.atleast_2d(th)
-    if th.shape[1] != E:
-        raise ValueError(f"thresholds must have one column per stage ({E}), got shape {th.shape}")
+    if th.ndim <= 1:
+        th = np.atleast_1d(th)[:, None] * np.ones(E)
+    if th.ndim != 2 or th.shape[1] != E:
+        raise ValueError(f"thresholds must be global ([A] or a scalar) or per layer ([A, E] with E = {E} stages), "
+                         f"got shape {np.shape(thresholds)}")
     clears = staged.confidence[None, :, :-1] >= th[:, None, :-1]  # [A, S, E-1]
     return np.where(clears.any(-1), clears.argmax(-1), E - 1)
 
 
 def calm_evaluate(staged: TokenStaged, thresholds) -> pd.DataFrame:
-    """Agreement and cost at given thresholds: ``[E]`` or ``[A, E]`` per-layer thresholds, or ``[A]`` global ones
-    (one row per threshold set)."""
+    """Agreement and cost at given thresholds: a scalar or ``[A]`` global thresholds, or ``[A, E]`` per-layer ones
+    (one row per threshold set; a 1-D list is always global)."""
     stage = calm_stops(staged, thresholds)  # [A, S]
     S, E = staged.confidence.shape
     rows = np.arange(S)[None, :]
@@ -313,11 +328,13 @@ def _speculate(cache: LLMTokenCache, family: str, layers: np.ndarray, draft_leng
     K, D, N = len(layers), len(draft_lengths), cache.n_examples
     overhead = exit_overhead_flops(cache, family)  # per draft step (a tuned exit's translator)
     plain = full_token_flops(cache.positions, cache.dims)  # [S] a block with d' = 0 is one plain full step
+    # weights read per pass, in FLOPs at one position without attention (2 x parameters): a layer, the LM head
+    w_layer, w_head = layer_weight_flops(cache.dims), float(head_flops(cache.dims))
     p = np.broadcast_to(starts, (K, D, N)).copy()
     end = np.broadcast_to(ends, (K, D, N))
     kk = np.arange(K)[:, None, None] * np.ones((1, D, N), dtype=int)
     dd = np.broadcast_to(draft_lengths[None, :, None], (K, D, N))
-    totals = {name: np.zeros((K, D, N)) for name in ("blocks", "drafted", "accepted", "emitted", "flops")}
+    totals = {name: np.zeros((K, D, N)) for name in ("blocks", "drafted", "accepted", "emitted", "flops", "reads")}
     records = []
     active = p < end
     while active.any():
@@ -327,7 +344,13 @@ def _speculate(cache: LLMTokenCache, family: str, layers: np.ndarray, draft_leng
         a = np.minimum(run[pa, kk[ka, da, na]], d_eff)
         emitted = a + (pa + a < end[ka, da, na])
         cost = np.where(d_eff > 0, table[ka, np.maximum(d_eff - 1, 0), pa], plain[pa]) + overhead * d_eff
-        for name, v in (("blocks", 1), ("drafted", d_eff), ("accepted", a), ("emitted", emitted), ("flops", cost)):
+        k = layers[ka]
+        # weights read (memory-bound decoding): d' draft steps through layers 1..k and the exit, then one pass of
+        # layers k+1..L and the head for all the block's positions; a plain step reads the whole model once
+        reads = np.where(d_eff > 0, d_eff * (k * w_layer + w_head + overhead) + (L - k) * w_layer + w_head,
+                         L * w_layer + w_head)
+        for name, v in (("blocks", 1), ("drafted", d_eff), ("accepted", a), ("emitted", emitted), ("flops", cost),
+                        ("reads", reads)):
             totals[name][ka, da, na] += v  # one block per active (layer, length, prompt): no repeated index
         records.append((ka, da, na, pa, a))
         p[ka, da, na] = pa + emitted
@@ -350,12 +373,16 @@ def self_speculative(cache: LLMTokenCache, family: str, layers=None, draft_lengt
     """Exact self-speculative decoding for every (draft layer, draft length): one row each with ``blocks``,
     ``full_passes_per_token`` (verification passes through all layers per emitted token; greedy decoding needs 1),
     ``acceptance`` (accepted / drafted tokens), ``accepted_per_block``, ``tokens_per_block`` (emitted / blocks),
-    ``flops_per_token`` and ``speedup`` (full model's FLOPs / self-speculative FLOPs, same tokens).
+    ``flops_per_token``, ``speedup`` (full model's FLOPs / self-speculative FLOPs, same tokens),
+    ``reads_per_token`` (model weights read per emitted token, in full-model reads: a block reads layers 1..k, the
+    exit and its head once per draft step, then layers k+1..L and the head once for all its positions; greedy
+    decoding reads the whole model once per token) and ``memory_bound_speedup`` (1 / that).
 
     In FLOPs every emitted token still passes all L layers once (1..k drafting, k+1..L verifying), and each block
     adds d draft heads and d + 1 verify heads against one head per token: the FLOPs speed-up is below 1 by
-    construction; the method's wall-clock gain comes from fewer sequential full-depth passes (memory-bound decoding),
-    which ``full_passes_per_token`` counts."""
+    construction, so FLOPs cannot rank this method. Where decoding is memory-bound (a pass costs its weight reads,
+    about the same for one position or a few), its gain is fewer weight reads per token: ``memory_bound_speedup`` is
+    that latency proxy, and the criterion to choose a pair by on cal."""
     layers = np.arange(1, cache.n_layers) if layers is None else np.asarray(layers, dtype=int)
     draft_lengths = np.asarray(list(draft_lengths), dtype=int)
     tot, _ = _speculate(cache, family, layers, draft_lengths)
@@ -368,7 +395,9 @@ def self_speculative(cache: LLMTokenCache, family: str, layers=None, draft_lengt
                          "accepted_per_block": (tot["accepted"] / tot["blocks"]).ravel(),
                          "tokens_per_block": (tot["emitted"] / tot["blocks"]).ravel(),
                          "flops_per_token": (tot["flops"] / cache.n_tokens).ravel(),
-                         "speedup": (ref / tot["flops"]).ravel()})
+                         "speedup": (ref / tot["flops"]).ravel(),
+                         "reads_per_token": (tot["reads"] / (cache.n_tokens * full_model_reads(cache))).ravel(),
+                         "memory_bound_speedup": (cache.n_tokens * full_model_reads(cache) / tot["reads"]).ravel()})
 
 
 def self_speculative_by_prompt(cache: LLMTokenCache, family: str, layer: int, draft_length: int) -> pd.DataFrame:
@@ -380,5 +409,6 @@ def self_speculative_by_prompt(cache: LLMTokenCache, family: str, layer: int, dr
     ref = np.bincount(cache.example_index, weights=full_token_flops(cache.positions, cache.dims),
                       minlength=cache.n_examples)
     return pd.DataFrame({"example_id": cache.example_ids, "tokens": cache.lengths,
-                         **{k: tot[k][0, 0].astype(np.int64) for k in ("blocks", "drafted", "accepted", "emitted")},
+                         **{k: tot[k][0, 0].astype(np.int64) for k in ("blocks", "drafted", "accepted", "emitted",
+                                                                       "reads")},
                          "flops": tot["flops"][0, 0], "reference_flops": ref})

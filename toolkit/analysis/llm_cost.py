@@ -95,6 +95,12 @@ def layer_flops(context, dims: CausalLMDims) -> np.ndarray:
     return 2.0 * H * (q + 2 * kv) + 2.0 * q * H + 4.0 * q * c + mlp
 
 
+def layer_weight_flops(dims: CausalLMDims) -> float:
+    """2 x the parameters of one decoder layer's projections (its FLOPs at one position without attention): what a
+    pass reads from memory, the cost unit of memory-bound decoding."""
+    return float(layer_flops(1, dims)) - 4.0 * dims.q_dim
+
+
 def head_flops(dims: CausalLMDims) -> float:
     """FLOPs of the LM head (or of one exit evaluated through it) at one position."""
     return 2.0 * dims.hidden * dims.vocab

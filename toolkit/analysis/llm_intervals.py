@@ -25,7 +25,7 @@ import numpy as np
 
 from .calibration import bin_index
 from .engine.curves import resample_weights
-from .llm import TokenStaged, calm_stops, confidence, self_speculative_by_prompt
+from .llm import TokenStaged, calm_stops, confidence, full_model_reads, self_speculative_by_prompt
 from .llm_cache import LLMTokenCache
 
 
@@ -108,12 +108,15 @@ def self_speculative_draws(cache: LLMTokenCache, family: str, layer: int, draft_
                            weights: np.ndarray) -> dict[str, np.ndarray]:
     """One (draft layer, draft length) on each resample, each ``[R]``: ``speedup`` (full model's FLOPs / the
     blocks' FLOPs, same tokens), ``full_passes_per_token`` (verification passes per emitted token; greedy decoding
-    needs 1), ``tokens_per_block`` and ``acceptance`` (accepted / drafted). Row 0 is
+    needs 1), ``tokens_per_block``, ``acceptance`` (accepted / drafted) and ``memory_bound_speedup`` (the
+    full model's weight reads / the blocks', same tokens: the latency proxy of
+    :func:`toolkit.analysis.llm.self_speculative`). Row 0 is
     :func:`toolkit.analysis.llm.self_speculative`'s row."""
     w = _prompt_weights(weights, cache.n_examples)
     p = self_speculative_by_prompt(cache, family, layer, draft_length)
     s = {k: w @ p[k].to_numpy(dtype=np.float64) for k in ("tokens", "blocks", "drafted", "accepted", "emitted",
-                                                          "flops", "reference_flops")}
+                                                          "flops", "reference_flops", "reads")}
     with np.errstate(invalid="ignore", divide="ignore"):
         return {"speedup": s["reference_flops"] / s["flops"], "full_passes_per_token": s["blocks"] / s["tokens"],
-                "tokens_per_block": s["emitted"] / s["blocks"], "acceptance": s["accepted"] / s["drafted"]}
+                "tokens_per_block": s["emitted"] / s["blocks"], "acceptance": s["accepted"] / s["drafted"],
+                "memory_bound_speedup": s["tokens"] * full_model_reads(cache) / s["reads"]}
