@@ -426,3 +426,16 @@ def test_runtime_reproduces_the_offline_cache(tiny, family, batch_size):
                 i = start + j
                 np.testing.assert_array_equal(tokens, cache.tokens[cache.offsets[i]:cache.offsets[i + 1]])
                 np.testing.assert_array_equal(accepted, offline[i])
+
+
+def test_a_corrupt_chunk_is_refused_naming_it(tiny, tmp_path):
+    from toolkit.analysis.cache import CacheError
+
+    out = tmp_path / "c.parquet"
+    kw = dict(limit=2, max_new_tokens=3, data_dir=tiny["glue"], progress=False, chunk_size=1, lm=tiny["lm"])
+    collect_llm_tokens(str(tiny["folder"]), "sst2_sentiment", "test", out, keep_parts=True, **kw)
+    chunk = sorted(out.with_name(out.name + ".parts").glob("traj-*.npz"))[0]
+    chunk.write_bytes(chunk.read_bytes()[:-40])  # truncated, as by a full disk
+    out.unlink()
+    with pytest.raises(CacheError, match=rf"{chunk.name}.*corrupt chunk.*delete this file"):
+        collect_llm_tokens(str(tiny["folder"]), "sst2_sentiment", "test", out, **kw)

@@ -305,3 +305,24 @@ def test_concatenated_caches_keep_each_prompts_budget():
     with pytest.raises(CacheError, match="different exit families"):
         concat_token_caches([a, LLMTokenCache(**{**b.__dict__, "top1": {"x": b.top1["lens"]},
                                                  "stats": {"x": b.stats["lens"]}})])
+
+
+def test_a_malformed_token_cache_is_refused_naming_the_file(tmp_path):
+    import pyarrow.parquet as pq
+
+    from toolkit.analysis.cache_io import read_header, write_cache_table
+
+    c = random_llm_cache(N=4, seed=2)
+    good = save_llm_cache(c, tmp_path / "good.parquet")
+    table = pq.read_table(good)
+    head = {k: v for k, v in read_header(good).items() if k != "integrity"}
+    bad_head = {**head, "meta": {**head["meta"], "decoding": {**head["meta"].get("decoding", {}),
+                                                               "max_new_tokens": [9, 9]}}}
+    for name, tbl, hd, match in (("no_layers", table, {k: v for k, v in head.items() if k != "layers"}, "layers"),
+                                 ("no_prompts", table.drop(["n_prompt"]), head, "missing or malformed"),
+                                 ("budgets", table, bad_head, "max_new_tokens")):
+        path = tmp_path / f"{name}.parquet"
+        write_cache_table(tbl.replace_schema_metadata(None), path, hd)
+        with pytest.raises(CacheError, match=match) as err:
+            load_llm_cache(path)
+        assert str(path) in str(err.value)

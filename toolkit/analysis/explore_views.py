@@ -297,9 +297,11 @@ class LLMTokenView(View):
     controls = ("family", "score", "temperature")
 
     def __init__(self, cal, test, *, checked_layers=None):
-        for c in (cal, test):
-            if c.family_names != test.family_names or c.n_layers != test.n_layers:
-                raise ValueError("cal and test token caches need the same exit families and layers")
+        if (cal.family_names != test.family_names or cal.n_layers != test.n_layers
+                or tuple(cal.temperatures) != tuple(test.temperatures)):
+            raise ValueError(f"cal and test token caches need the same exit families, layers and temperatures (cal: "
+                             f"{cal.family_names}, {cal.n_layers} layers, T {tuple(cal.temperatures)}; test: "
+                             f"{test.family_names}, {test.n_layers} layers, T {tuple(test.temperatures)})")
         if _split_name(cal, "cal") == "test" or _split_name(test, "test") == "cal":
             raise ValueError(f"choose on a cal cache and report on a test cache (got cal split "
                              f"{_split_name(cal, None)!r}, test split {_split_name(test, None)!r})")
@@ -308,9 +310,11 @@ class LLMTokenView(View):
         self.options = {"family": tuple(test.family_names), "score": TOKEN_SCORES,
                         "temperature": (1.0, *[t for t in temps if t != 1.0]) if 1.0 in temps else temps}
         L = test.n_layers
-        checked = np.arange(3, L, 3) if checked_layers is None else np.asarray(checked_layers, dtype=int)
+        checked = np.arange(3, L, 3) if checked_layers is None and L > 3 else np.asarray(
+            checked_layers if checked_layers is not None else np.arange(1, L), dtype=int)
         if checked.ndim != 1 or len(checked) == 0 or checked.min() < 1 or checked.max() >= L:
-            raise ValueError(f"checked_layers must be layers in 1..{L - 1}, got {checked_layers!r}")
+            raise ValueError(f"checked_layers must be a list of layers in 1..{L - 1} (the last layer, {L}, always "
+                             f"answers), got {checked_layers!r}")
         self.layers = np.unique(np.append(checked, L))
         self.stage_names = tuple(f"L{k}" for k in self.layers)
         self.n_examples = {k: c.n_tokens for k, c in self.caches.items()}

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .cache import CacheError, verify_fingerprint
-from .cache_io import read_cache_table, string_ids, write_cache_table
+from .cache_io import header_value, read_cache_table, string_ids, write_cache_table
 from .generation_cache import stat_names
 from .llm_cost import CausalLMDims
 
@@ -183,6 +183,9 @@ def validate_llm_cache(c: LLMTokenCache) -> None:
     if int(dims["layers"]) != L:
         raise CacheError(f"model has {dims['layers']} layers but the exits have {L}")
     budget = (c.meta.get("decoding") or {}).get("max_new_tokens")
+    if budget is not None and np.ndim(budget) not in (0,) and np.shape(budget) != (N,):
+        raise CacheError(f"meta key decoding.max_new_tokens must be one budget or one per prompt ({N}), got "
+                         f"{np.shape(budget)[0] if np.ndim(budget) == 1 else np.shape(budget)} values")
     if budget is not None and (np.diff(off) > np.asarray(budget)).any():
         raise CacheError("a continuation is longer than decoding.max_new_tokens in the header")
     for m, q in c.quality.items():
@@ -225,7 +228,11 @@ def load_llm_cache(path: str | os.PathLike, *, data_dir=None, verify_data: bool 
     """Load and validate an LLM token cache (re-hashing its source files where they can be found)."""
     table, head = read_cache_table(path, kind="llm_tokens", schema_version=LLM_SCHEMA_VERSION)
     path = Path(path)
-    L, F = int(head["layers"]), len(stat_names(head["temperatures"]))
+    layers = header_value(head, "layers", int, path)
+    temperatures = header_value(head, "temperatures", list, path)
+    for key, kind in (("model", dict), ("meta", dict), ("stats_dtype", str)):
+        header_value(head, key, kind, path)
+    L, F = layers, len(stat_names(temperatures))
     families = [c.split("/")[0] for c in table.column_names if c.endswith("/top1")]
     try:
         tok = table.column("tokens").combine_chunks()
@@ -234,18 +241,21 @@ def load_llm_cache(path: str | os.PathLike, *, data_dir=None, verify_data: bool 
                 for f in families}
         stats = {f: table.column(f"{f}/stats").combine_chunks().flatten().to_numpy().reshape(-1, L, F)
                  .astype(np.float32) for f in families}
-    except (KeyError, ValueError) as e:
-        raise CacheError(f"{path}: token or exit columns are missing or malformed ({e})") from None
-    quality = {c[2:]: table.column(c).to_numpy().astype(np.float64) for c in table.column_names
-               if c.startswith("q/")}
-    cache = LLMTokenCache(
-        example_ids=string_ids(table.column("example_id"), path),
-        labels=table.column("label").to_numpy().astype(np.int64),
-        n_prompt=table.column("n_prompt").to_numpy().astype(np.int32),
-        tokens=tok.flatten().to_numpy().astype(np.int32), offsets=offsets, top1=top1, stats=stats,
-        temperatures=head["temperatures"], model=head["model"], families=head.get("families", {}),
-        quality=quality, stats_dtype=head["stats_dtype"],
-        meta={"schema_version": LLM_SCHEMA_VERSION, **head["meta"], "path": str(path)})
+        quality = {c[2:]: table.column(c).to_numpy().astype(np.float64) for c in table.column_names
+                   if c.startswith("q/")}
+        cache = LLMTokenCache(
+            example_ids=string_ids(table.column("example_id"), path),
+            labels=table.column("label").to_numpy().astype(np.int64),
+            n_prompt=table.column("n_prompt").to_numpy().astype(np.int32),
+            tokens=tok.flatten().to_numpy().astype(np.int32), offsets=offsets, top1=top1, stats=stats,
+            temperatures=temperatures, model=head["model"], families=head.get("families", {}),
+            quality=quality, stats_dtype=head["stats_dtype"],
+            meta={"schema_version": LLM_SCHEMA_VERSION, **head["meta"], "path": str(path)})
+    except CacheError as e:
+        raise CacheError(f"{path}: {e}") from None
+    except (KeyError, ValueError, TypeError, AttributeError) as e:
+        raise CacheError(f"{path}: token, exit or prompt columns are missing or malformed ({type(e).__name__}: "
+                         f"{e}); recollect it with `toolkit llm-collect`") from None
     if verify_data:
         cache.meta["data_verified"] = verify_fingerprint(cache, data_dir)
     return cache

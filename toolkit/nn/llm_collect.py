@@ -24,6 +24,7 @@ import json
 import os
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -153,37 +154,31 @@ def collect_llm_tokens(model: str, prompt_set: str, split: str, out: str | os.Pa
 
         for k in tqdm(range(n_chunks), disable=not progress, desc=f"decode {prompt_set}/{split}", file=sys.stderr):
             rows, tag = chunk(k)
-            part = parts / f"traj-{tag}.npz"
-            if part.exists():
+            if claimed.done(f"traj-{tag}"):
                 continue
             trajs = [greedy_trajectory(lm.model, prompts[r], max_new_tokens) for r in rows]
             final = [step_statistics(torch.from_numpy(t.final_logits), temperatures).numpy() for t in trajs]
             lengths = [len(t.tokens) for t in trajs]
-            tmp = parts / f".traj-{tag}.tmp.npz"
-            np.savez(tmp, example_ids=frame["example_id"].to_numpy()[list(rows)].astype(str),
-                     n_prompt=np.array([len(prompts[r]) for r in rows], np.int32),
-                     tokens=np.concatenate([t.tokens for t in trajs]).astype(np.int32),
-                     offsets=np.concatenate([[0], np.cumsum(lengths)]),
-                     states=np.concatenate([t.states for t in trajs]), final_stats=np.concatenate(final))
-            os.replace(tmp, part)
+            claimed.save(f"traj-{tag}", example_ids=frame["example_id"].to_numpy()[list(rows)].astype(str),
+                         n_prompt=np.array([len(prompts[r]) for r in rows], np.int32),
+                         tokens=np.concatenate([t.tokens for t in trajs]).astype(np.int32),
+                         offsets=np.concatenate([[0], np.cumsum(lengths)]),
+                         states=np.concatenate([t.states for t in trajs]), final_stats=np.concatenate(final))
 
         for name, ex, record in families:
             fsig = _family_signature(name, ex, record, temperatures)
             for k in tqdm(range(n_chunks), disable=not progress, desc=f"exits {name}", file=sys.stderr):
                 tag = chunk(k)[1]
-                part = parts / f"exits-{name}-{fsig}-{tag}.npz"
-                if part.exists():
+                if claimed.done(f"exits-{name}-{fsig}-{tag}"):
                     continue
-                with np.load(parts / f"traj-{tag}.npz") as z:
-                    top1, stats = exit_statistics(ex, z["states"], temperatures)
-                tmp = parts / f".exits-{name}-{tag}.tmp.npz"
-                np.savez(tmp, top1=top1, stats=stats)
-                os.replace(tmp, part)
+                states = claimed.load(f"traj-{tag}", ("states",))["states"]
+                top1, stats = exit_statistics(ex, states, temperatures)
+                claimed.save(f"exits-{name}-{fsig}-{tag}", top1=top1, stats=stats)
 
         trajs = []
         for k in range(n_chunks):
-            with np.load(parts / f"traj-{chunk(k)[1]}.npz") as z:
-                trajs.append({key: z[key] for key in z.files if key != "states"})
+            z = claimed.load(f"traj-{chunk(k)[1]}", ("example_ids", "n_prompt", "tokens", "offsets", "final_stats"))
+            trajs.append({key: v for key, v in z.items() if key != "states"})
         ids = np.concatenate([t["example_ids"] for t in trajs])
         if not (ids == frame["example_id"].to_numpy().astype(str)).all():
             raise CacheError(f"parts in {parts} do not cover the split in order; delete the folder and rerun")
@@ -193,7 +188,7 @@ def collect_llm_tokens(model: str, prompt_set: str, split: str, out: str | os.Pa
         top1, stats, fam_info = {}, {}, {}
         for name, ex, record in families:
             fsig = _family_signature(name, ex, record, temperatures)
-            got = [np.load(parts / f"exits-{name}-{fsig}-{chunk(k)[1]}.npz") for k in range(n_chunks)]
+            got = [claimed.load(f"exits-{name}-{fsig}-{chunk(k)[1]}", ("top1", "stats")) for k in range(n_chunks)]
             top1[name] = np.concatenate([np.concatenate([g["top1"] for g in got]), tokens[:, None]], 1)
             stats[name] = np.concatenate([np.concatenate([g["stats"] for g in got]), final_stats[:, None]], 1)
             fam_info[name] = {"layers": list(range(1, L + 1)), **record}
@@ -255,7 +250,13 @@ def prompt_states(lm: CausalLM, prompt_set: str, split: str, out: str | os.PathL
                         {"model": lm.tokenizer}, next(lm.model.parameters()).device)
     sig = signature_hash(run)
     if out.exists():
-        z = dict(np.load(out))
+        try:
+            with np.load(out, allow_pickle=False) as f:
+                z = {k: f[k] for k in f.files}
+            z["signature"], z["example_ids"]  # noqa: B018 - both keys must be there
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            raise CacheError(f"{out}: not a states file of `toolkit llm-classify` ({type(e).__name__}: {e}); delete "
+                             f"it or choose another --states-dir") from None
         if str(z["signature"]) == sig and len(z["example_ids"]) == len(frame):
             return z
         if str(z["signature"]) != sig:
@@ -264,17 +265,14 @@ def prompt_states(lm: CausalLM, prompt_set: str, split: str, out: str | os.PathL
     parts = out.with_name(out.name + ".parts")
     with Parts(out, run, folder=parts) as claimed:
         n_chunks = -(-len(frame) // chunk_size)
-        names = [f"chunk-{k:05d}-{len(prompts[k * chunk_size:(k + 1) * chunk_size])}.npy" for k in range(n_chunks)]
+        names = [f"chunk-{k:05d}-{len(prompts[k * chunk_size:(k + 1) * chunk_size])}" for k in range(n_chunks)]
         for k in tqdm(range(n_chunks), disable=not progress, desc=f"states {prompt_set}/{split}", file=sys.stderr):
-            part = parts / names[k]
-            if not part.exists():
+            if not claimed.done(names[k]):
                 st = last_prompt_states(lm.model, prompts[k * chunk_size:(k + 1) * chunk_size], batch_size=batch_size)
-                tmp = parts / f".{names[k]}.tmp.npy"
-                np.save(tmp, st)
-                os.replace(tmp, part)
+                claimed.save(names[k], states=st)
         result = {"example_ids": frame["example_id"].to_numpy().astype(str), "labels": frame["label"].to_numpy(),
                   "n_prompt": np.array([len(p) for p in prompts], np.int32),
-                  "states": np.concatenate([np.load(parts / n) for n in names]),
+                  "states": np.concatenate([claimed.load(n, ("states",))["states"] for n in names]),
                   "signature": np.array(sig), "task": np.array(ps.task), "split": np.array(split),
                   "prompt_set": np.array(ps.name), "data_files": np.array(json.dumps(data.files)),
                   "data_fingerprint": np.array(data.fingerprint), "data_dir": np.array(str(data.data_dir))}

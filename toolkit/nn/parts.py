@@ -129,11 +129,10 @@ class Parts:
 
     def __exit__(self, *exc) -> None:
         if self._lock is not None:
-            path = Path(self._lock.lock_file)
+            if self._finished:  # the cache is written: leave nothing beside it (unlinked while still held)
+                Path(self._lock.lock_file).unlink(missing_ok=True)
             self._lock.release()
             self._lock = None
-            if self._finished:  # the cache is written: leave nothing beside it
-                path.unlink(missing_ok=True)
 
     def _claim(self) -> None:
         sig_file = self.folder / "signature.json"

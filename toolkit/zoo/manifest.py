@@ -151,7 +151,7 @@ def readme_table(out: str | os.PathLike = "data") -> str:
         if e["split"] != "test":
             continue
         if e.get("kind") == "llm_tokens":
-            last = [r for r in e["layer_metrics"] if r["layer"] == max(x["layer"] for x in e["layer_metrics"]) - 1]
+            last = [r for r in e["layer_metrics"] if r["layer"] == max(x["layer"] for x in e["layer_metrics"])]
             agree = ", ".join(f"{r['family']} layer {r['layer']} agrees {r['agreement']:.3f}" for r in last)
             rows.append(f"| {key} | {e['n_tokens']} generated tokens, {e['n_examples']} prompts | {agree} | – | – |")
             continue
