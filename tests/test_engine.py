@@ -472,3 +472,33 @@ def test_views_of_bootstrap_resamples_repeat_ids_but_cannot_be_aligned():
     assert v.n_examples == 6 and en.sweep(v).frame["accuracy"].iloc[0] == c.correct[rows, -1].mean()
     with pytest.raises(ValueError, match="example ids repeat"):
         v.align(v.example_ids)
+
+
+@pytest.mark.parametrize("rule,kw", [("budget", {"budget": 1.5}), ("drop", {"max_drop": 0.02})])
+def test_compare_crossfit_is_each_policys_crossfit_paired(rule, kw):
+    """Each side's point is engine.crossfit's combined evaluation; each resample is the same metric recomputed by
+    hand from the cross-fitted stops with that resample's example counts, for both policies alike."""
+    c = random_cache(200, 4, 3, seed=5)
+    a = en.staged(c, score="max_prob")
+    b = en.staged(c, score="margin")
+    cmp = en.compare_crossfit(a, b, rule=rule, n_boot=50, seed=3, names=("mp", "mg"), **kw).frame
+    for side, v in (("mp", a), ("mg", b)):
+        cf = en.crossfit(v, rule=rule, seed=3, n_boot=0, **kw).combined
+        assert cmp.loc[0, side] == pytest.approx(cf.metrics["accuracy"], abs=1e-12)
+        assert cmp.loc[1, side] == pytest.approx(cf.speedup, rel=1e-12)
+    # by hand: thresholds chosen per half, stops on the other half, one shared resample of examples
+    h = en.halves(a.example_ids, 3, a.strata)
+    w = en.resample_weights(a.n_examples, n_boot=50, seed=3)
+    diffs = []
+    for r in range(50):
+        acc = []
+        for v in (a, b):
+            right = np.empty(v.n_examples)
+            folds = en.crossfit(v, rule=rule, seed=3, n_boot=0, **kw).folds  # chosen on half A, then on B
+            for fold, on in zip(folds, h[::-1]):
+                t = fold.threshold
+                right[on] = c.logits[on, v.subset(on).stage_of(t)].argmax(-1) == c.labels[on]
+            acc.append((w[r] * right).sum() / w[r].sum())
+        diffs.append(acc[0] - acc[1])
+    lo, hi = np.quantile(diffs, [0.025, 0.975])
+    assert cmp.loc[0, "lo"] == pytest.approx(lo, abs=1e-12) and cmp.loc[0, "hi"] == pytest.approx(hi, abs=1e-12)

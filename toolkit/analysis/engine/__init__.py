@@ -10,7 +10,8 @@ Every cache kind supplies its view through :func:`staged` (one adapter per kind)
   (:func:`threshold_on_sweep`: the same drop/budget rules on a sweep already computed);
   :func:`crossfit` on one split; risk control: :func:`risk_table`, :func:`certify`;
 - compare policies: :func:`compare` (paired bootstrap at equal budgets, over examples and training seeds),
-  :func:`compare_speedups` (the same for the speed-up at a tolerated drop).
+  :func:`compare_speedups` (the same for the speed-up at a tolerated drop), :func:`compare_crossfit` (the
+  operating points each policy chooses on held-out halves, realised).
 
 Every speed-up divides the named ``reference`` cost (default: the last member alone) by the policy's.
 
@@ -28,7 +29,14 @@ from .adapters import (
     staged,
 )
 from .choose import RULES, CrossFit, OperatingPoint, choose, crossfit, halves, threshold_on_sweep
-from .compare import Comparison, compare, compare_speedups, frontier_at_budgets, speedup_at_drop
+from .compare import (
+    Comparison,
+    compare,
+    compare_crossfit,
+    compare_speedups,
+    frontier_at_budgets,
+    speedup_at_drop,
+)
 from .curves import (
     bootstrap_bands,
     bootstrap_statistic,
@@ -55,5 +63,5 @@ __all__ = [
     "bootstrap_bands", "bootstrap_statistic", "threshold_grid", "pareto_front", "summarize", "oracle", "resample_weights", "breakpoints",
     "cumulate", "Curve", "Bands", "Evaluation", "Summary", "jsonable", "risk_table", "certify", "min_examples",
     "RiskTable", "Certified", "choose", "threshold_on_sweep", "crossfit", "halves", "OperatingPoint", "CrossFit", "RULES", "compare",
-    "compare_speedups", "Comparison", "frontier_at_budgets", "speedup_at_drop",
+    "compare_speedups", "compare_crossfit", "Comparison", "frontier_at_budgets", "speedup_at_drop",
 ]

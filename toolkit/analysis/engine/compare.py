@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .choose import _choose, halves
 from .curves import breakpoints, resample_weights
 from .results import _Table
 from .staged import Staged
@@ -242,4 +243,58 @@ def compare_speedups(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged],
                           "seeds": f"{len(A)} / {len(Bv)}"})
     frame.attrs["statistic"] = (f"largest speed-up (x, against {ref_name}) with {metric} within {max_drop:g} of "
                                 f"the policy's last stage")
+    return Comparison(frame, metric, ref_name, n_boot, ci, seed)
+
+
+# ------------------------------------------------------------------------------------------------- cross-fitted
+def _crossfit_outcomes(v: Staged, rows: tuple[np.ndarray, np.ndarray], opts: dict):
+    """Per example of ``v``: the outcome statistics and cost where it stops under the threshold chosen (by
+    ``opts``) on the *other* half; ``[N, K]`` and ``[N]``."""
+    stats, cost = np.empty(v.stats[:, 0].shape), np.empty(v.n_examples)
+    for choose_on, evaluate_on in (rows, rows[::-1]):
+        op = _choose(v.subset(choose_on), **opts)
+        stop = v.subset(evaluate_on).stage_of(op.threshold)
+        stats[evaluate_on] = v.stats[evaluate_on, stop]
+        cost[evaluate_on] = v.cost[evaluate_on, stop]
+    return stats, cost
+
+
+def compare_crossfit(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged], *, rule: str = "budget",
+                     budget: float | None = None, max_drop: float = 0.01, delta: float = 0.01, epsilon: float = 0.05,
+                     metric: str = "accuracy", reference: str | None = None, n_boot: int = 1000, ci: float = 0.95,
+                     seed: int = 0, names: tuple[str, str] = ("a", "b")) -> Comparison:
+    """Paired-bootstrap difference ``a - b`` of the operating points each policy *chooses* by cross-fitting: the
+    threshold is chosen by ``rule`` on one seeded half of the examples and applied to the other, then the halves
+    swap (the same halves for both policies), so every example is scored by a threshold chosen without it.
+
+    Two rows: ``metric`` (the realised metric) and ``speedup`` (the realised speed-up against the common
+    reference), each policy's value, the difference, its interval and the share of resamples where a is ahead.
+    The chosen thresholds are held fixed in the resamples (examples resampled; training seeds too, two-level, as
+    in :func:`compare`). Options as in :func:`toolkit.analysis.engine.choose` and :func:`compare`.
+
+    Unlike :func:`compare` (each side's best threshold on the data: an upper bound for both), this is what a
+    user choosing the threshold on held-out data gets.
+    """
+    A, Bv = _align(a, b, metric)
+    ref_name, ref_cost = _common_reference(A, Bv, reference)
+    A = [v.with_reference(ref_cost, ref_name) for v in A]
+    Bv = [v.with_reference(ref_cost, ref_name) for v in Bv]
+    rows = halves(A[0].example_ids, seed, A[0].strata)
+    opts = dict(rule=rule, metric=metric, max_drop=max_drop, delta=delta, epsilon=epsilon, budget=budget)
+    outcomes = {id(v): _crossfit_outcomes(v, rows, opts) for v in A + Bv}
+
+    def stat(v, w):
+        stats, cost = outcomes[id(v)]
+        n = w.sum(1)
+        m = v.metric_of(w @ stats, n, metric)
+        return np.stack([m, (w @ v.reference_cost) / (w @ cost)], 1)  # [1+B, 2]
+
+    ea, eb, lo, hi, better = _paired(A, Bv, stat, n_boot=n_boot, ci=ci, seed=seed)
+    setting = (f"budget {budget:g}x" if rule == "budget" else f"drop <= {max_drop:g}" if rule == "drop"
+               else f"risk delta {delta:g}, epsilon {epsilon:g}")
+    frame = pd.DataFrame({"statistic": [metric, "speedup"], "rule": setting, names[0]: ea, names[1]: eb,
+                          "difference": ea - eb, "lo": lo, "hi": hi, f"P({names[0]} > {names[1]})": better,
+                          "seeds": f"{len(A)} / {len(Bv)}"})
+    frame.attrs["statistic"] = (f"{metric} and speed-up (against {ref_name}) of the threshold chosen by rule "
+                                f"{setting} on the other half (cross-fitted, halves seed {seed})")
     return Comparison(frame, metric, ref_name, n_boot, ci, seed)
