@@ -8,8 +8,8 @@ each exit family (logit lens; tuned exits from ``--tuned``, default ``runs/llm/s
 * its output equals the cached greedy output token for token, and
 * its accepted count of every block equals :func:`toolkit.analysis.llm.acceptance_counts` on the cache.
 
-The pairs: for each family, the one with the best FLOPs speed-up on the cal caches (``self_speculative``), and a
-shallow one (layer 10, length 2) that rejects often. Resumable: one result file per (cache, family, k, d, batch)
+The pairs: for each family, the one with the best memory-bound speed-up on the cal caches (``self_speculative``,
+the criterion notebook 10 and the README use), and a shallow one (layer 10, length 2) that rejects often. Resumable: one result file per (cache, family, k, d, batch)
 under ``runs/llm_cache_fidelity/``; the summary goes to ``benchmarks/llm_cache_fidelity.json``.
 
 Run: PYTHONPATH=. python benchmarks/llm_cache_fidelity.py [--batch-size 8] [--threads 1]
@@ -34,13 +34,13 @@ CACHES = ("smollm2_agnews_headline", "smollm2_sst2_sentiment")
 
 
 def chosen_pairs(family: str) -> list[tuple[int, int]]:
-    """The best (layer, length) on cal by FLOPs speed-up, and a shallow pair."""
+    """The best (layer, length) on cal by the memory-bound speed-up, and a shallow pair."""
     from toolkit.analysis import llm
     from toolkit.analysis.llm_cache import concat_token_caches, load_llm_cache
 
     cal = concat_token_caches([load_llm_cache(REPO / "data" / "llm" / f"{c}-cal.parquet") for c in CACHES])
     frame = llm.self_speculative(cal, family, draft_lengths=range(1, 9))
-    best = frame.loc[frame.speedup.idxmax()]
+    best = frame.loc[frame.memory_bound_speedup.idxmax()]
     return sorted({(int(best.layer), int(best.draft_length)), (10, 2)})
 
 
