@@ -79,3 +79,16 @@ def test_every_shipped_cache_is_in_the_manifest():
     on_disk = {str(p.relative_to(DATA).with_suffix("")) for p in DATA.rglob("*.parquet")}
     assert on_disk - keys == set(), f"caches without a manifest entry: {sorted(on_disk - keys)}"
     assert keys - on_disk == set(), f"manifest entries without a cache: {sorted(keys - on_disk)}"
+
+
+def test_readme_cache_table_is_current():
+    import sys
+
+    from toolkit.zoo import readme_table
+
+    sys.path.insert(0, str(DATA.parent / "scripts"))
+    import readme_sections
+
+    want = "<!-- shipped-caches:start -->\n" + readme_table(DATA) + "\n<!-- shipped-caches:end -->"
+    assert readme_sections.current("shipped-caches") == want, \
+        "README's cache table is stale: replace it with `toolkit zoo --readme` (between the shipped-caches markers)"

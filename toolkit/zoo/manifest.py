@@ -143,6 +143,9 @@ def check_manifest(out: str | os.PathLike = "data") -> list[str]:
     return problems
 
 
+MAX_README_STAGES = 7
+
+
 def readme_table(out: str | os.PathLike = "data") -> str:
     """Markdown table of the shipped caches (test split): each stage's metric and mean GFLOPs."""
     manifest = json.loads((Path(out) / "MANIFEST.json").read_text())
@@ -161,7 +164,14 @@ def readme_table(out: str | os.PathLike = "data") -> str:
                 rows.append(f"| {key} | {st['model']} (generates {st['tokens']:.1f} tokens) | {q} | – | "
                             f"{st['gflops']:.3f} |")
             continue
-        for st in e["stage_metrics"]:
+        stages = e["stage_metrics"]
+        if len(stages) > MAX_README_STAGES:  # an LLM's 30 exits: evenly spaced ones, the last always
+            import numpy as np
+
+            keep = np.unique(np.linspace(0, len(stages) - 1, MAX_README_STAGES).round().astype(int))
+            stages = [{**stages[i], "stage": f"{stages[i]['stage']} ({len(stages)} stages, "
+                       f"{MAX_README_STAGES} shown)" if i == keep[0] else stages[i]["stage"]} for i in keep]
+        for st in stages:
             rows.append(f"| {key} | {st['stage']} | {st['metric']} {st['value']:.4f} | {st['accuracy']:.4f} | "
                         f"{st['mean_gflops']:.3f} |")
     return "\n".join(rows)
