@@ -431,7 +431,9 @@ for f in FAMILIES:
 spec_points = pd.DataFrame(rows)
 print(f"{len(spec['test'])} (family, layer, draft length) cases per split; pairs chosen on cal by the memory-bound "
       f"speed-up; cases above 1x on cal (memory-bound): "
-      + ", ".join(f"{f} {int((spec['cal'][spec['cal'].family == f].memory_bound_speedup > 1).sum())}" for f in FAMILIES))
+      + ", ".join(f"{f} {int((spec['cal'][spec['cal'].family == f].memory_bound_speedup > 1).sum())}" for f in FAMILIES)
+      + f"; on test, below 1x in FLOPs: {int((spec['test'].speedup < 1).sum())}, above 1x memory-bound: "
+      f"{int((spec['test'].memory_bound_speedup > 1).sum())}")
 table(spec_points, index=False)
 rows = []
 for label in ("chosen on cal", "shallow draft"):
