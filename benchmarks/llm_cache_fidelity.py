@@ -18,8 +18,6 @@ Run: PYTHONPATH=. python benchmarks/llm_cache_fidelity.py [--batch-size 8] [--th
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -27,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from llm_setup import REPO, shipped_token_caches, smollm2_with_exits  # noqa: E402
+from llm_setup import REPO, gather_results, resumable_result, shipped_token_caches, smollm2_with_exits  # noqa: E402
 
 OUT = REPO / "runs" / "llm_cache_fidelity"
 CACHES = ("smollm2_agnews_headline", "smollm2_sst2_sentiment")
@@ -86,21 +84,14 @@ def main() -> None:
         for family, exits in families.items():
             for k, d in chosen_pairs(family):
                 path = OUT / f"{name}-{family}-k{k}-d{d}-b{a.batch_size}.json"
-                if path.exists():
-                    r = json.loads(path.read_text())
-                else:
-                    r = {"cache": name, "family": family, "layer": k, "draft_length": d, "batch": a.batch_size,
-                         **run_one(lm, exits, cache, prompts, k, d, a.batch_size)}
-                    tmp = path.with_suffix(".tmp")
-                    tmp.write_text(json.dumps(r, indent=1))
-                    os.replace(tmp, path)
+                r = resumable_result(path, lambda: {
+                    "cache": name, "family": family, "layer": k, "draft_length": d, "batch": a.batch_size,
+                    **run_one(lm, exits, cache, prompts, k, d, a.batch_size)})
                 print(f"{name} {family} k={k} d={d} batch {a.batch_size}: tokens equal {r['tokens_equal']}/"
                       f"{r['prompts']}, accepted counts equal {r['accepted_equal']}/{r['prompts']} "
                       f"({r['blocks']} blocks, {r['seconds']:.0f} s)", flush=True)
     # every (cache, family, pair, batch) checked so far, this run's and earlier runs' (other batch sizes)
-    done = [json.loads(p.read_text()) for p in sorted(OUT.glob("*.json"))]
-    (REPO / "benchmarks" / "llm_cache_fidelity.json").write_text(json.dumps(
-        {"model": lm.info()["origin"], "threads": a.threads, "results": done}, indent=1))
+    gather_results(OUT, REPO / "benchmarks" / "llm_cache_fidelity.json", lm, a.threads)
 
 
 if __name__ == "__main__":

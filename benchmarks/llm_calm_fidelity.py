@@ -23,8 +23,6 @@ Run: PYTHONPATH=. python benchmarks/llm_calm_fidelity.py [--batch-size 8] [--thr
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -32,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from llm_setup import REPO, shipped_token_caches, smollm2_with_exits  # noqa: E402
+from llm_setup import REPO, gather_results, resumable_result, shipped_token_caches, smollm2_with_exits  # noqa: E402
 
 OUT = REPO / "runs" / "llm_calm_fidelity"
 CACHES = ("smollm2_agnews_headline", "smollm2_sst2_sentiment")
@@ -110,24 +108,18 @@ def main() -> None:
                                metric="agreement", max_drop=1 - TARGET)
             for name, (cache, prompts, frame, ps) in tests.items():
                 path = OUT / f"{name}-{family}-{design.replace(' ', '_')}-b{a.batch_size}.json"
-                if not path.exists():
-                    r = {"cache": name, "family": family, "design": design, "checked_layers": checked,
-                         "threshold": float(op.threshold), "target_agreement_on_cal": TARGET, "batch": a.batch_size,
-                         **run_one(lm, exits, family, checked, float(op.threshold), cache, prompts, frame, ps,
-                                   a.batch_size)}
-                    tmp = path.with_suffix(".tmp")
-                    tmp.write_text(json.dumps(r, indent=1))
-                    os.replace(tmp, path)
-                r = json.loads(path.read_text())
+                r = resumable_result(path, lambda: {
+                    "cache": name, "family": family, "design": design, "checked_layers": checked,
+                    "threshold": float(op.threshold), "target_agreement_on_cal": TARGET, "batch": a.batch_size,
+                    **run_one(lm, exits, family, checked, float(op.threshold), cache, prompts, frame, ps,
+                              a.batch_size)})
                 o, re_ = r["offline"], r["real"]
                 print(f"{name} {family} {design} thr {r['threshold']:.3f}: offline agreement {o['agreement']:.3f} "
                       f"at {o['flops_speedup']:.2f}x | real positionwise {re_['positionwise_agreement']:.3f}, "
                       f"identical {re_['identical_outputs']:.2f}, first difference where predicted "
                       f"{re_['first_difference_where_predicted']:.2f}, {re_['flops_speedup']:.2f}x, quality "
                       f"{re_['quality']} (full {r['full_model']['quality']})", flush=True)
-    done = [json.loads(p.read_text()) for p in sorted(OUT.glob("*.json"))]
-    (REPO / "benchmarks" / "llm_calm_fidelity.json").write_text(json.dumps(
-        {"model": lm.info()["origin"], "threads": a.threads, "results": done}, indent=1))
+    gather_results(OUT, REPO / "benchmarks" / "llm_calm_fidelity.json", lm, a.threads)
 
 
 if __name__ == "__main__":

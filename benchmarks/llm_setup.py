@@ -8,6 +8,7 @@ against on the shipped caches.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -136,3 +137,23 @@ def smollm2_with_exits(tuned: str | Path, threads: int):
     else:
         print(f"no tuned exits at {tuned}: logit lens only", flush=True)
     return lm, families
+
+
+def resumable_result(path: Path, compute) -> dict:
+    """The result stored at ``path`` (one JSON per configuration), computing and writing it atomically first when
+    it is not there yet."""
+    import json
+
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(compute(), indent=1))
+        os.replace(tmp, path)
+    return json.loads(path.read_text())
+
+
+def gather_results(folder: Path, out: Path, lm, threads: int) -> None:
+    """Every configuration's result in ``folder`` (this run's and earlier runs') into one committed file."""
+    import json
+
+    done = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    out.write_text(json.dumps({"model": lm.info()["origin"], "threads": threads, "results": done}, indent=1))
