@@ -105,3 +105,24 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.strip() == f"toolkit {toolkit.__version__}"
+
+
+def test_sweep_reads_llm_token_caches(capsys):
+    """`toolkit sweep` on a per-token LLM cache: CALM-style exit of one family at the checked layers, the engine's
+    summary exactly."""
+    import json
+    from pathlib import Path
+
+    from toolkit.analysis.engine import staged, summarize, sweep
+    from toolkit.analysis.llm_cache import load_llm_cache
+    from toolkit.cli import main
+
+    path = Path(__file__).resolve().parents[1] / "data" / "llm" / "smollm2_sst2_sentiment-test.parquet"
+    assert main(["sweep", str(path), "--family", "tuned", "--checked-layers", "3", "9", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    view = staged(load_llm_cache(path), family="tuned", checked_layers=[3, 9])
+    want = summarize(sweep(view))
+    assert out["stages"] == ["L3", "L9", "L30"] and out["n"] == view.n_examples
+    assert out["summary"]["speedup_at_drop_upper_bound"] == pytest.approx(want.speedup_at_drop_upper_bound)
+    assert main(["sweep", str(path), "--family", "nope"]) == 2
+    assert "nope" in capsys.readouterr().err

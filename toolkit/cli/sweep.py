@@ -3,7 +3,7 @@ reference."""
 
 from __future__ import annotations
 
-from ._common import engine_args, positive_float
+from ._common import engine_args, positive_float, positive_int
 
 
 def register(sub) -> None:
@@ -12,8 +12,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("sweep", help="exact threshold sweep of a cache: summary and Pareto frontier",
                        description="Every distinct threshold of 'stop at the first stage whose confidence clears "
-                                   "it', exactly. Classification caches (exits, cascades) and generation caches "
-                                   "(Swift/Super routing) alike. Optima on the swept split are upper bounds; choose "
+                                   "it', exactly. Classification caches (exits, cascades), generation caches "
+                                   "(Swift/Super routing) and LLM token caches (CALM-style exit per token) alike. Optima on the swept split are upper bounds; choose "
                                    "operating points on cal (toolkit plot --cal, or the engine's choose()).")
     p.add_argument("cache")
     p.add_argument("--score", choices=list(SCORES), help="confidence score (default: max_prob for classification, "
@@ -22,6 +22,9 @@ def register(sub) -> None:
                    help="generation caches: aggregation of token scores over the generated sequence")
     p.add_argument("--temperature", type=positive_float, help="temperature of the score (default 1)")
     p.add_argument("--metric", help="headline metric (default: the cache's task metric)")
+    p.add_argument("--family", help="LLM token caches: the exit family (default: the cache's first, e.g. lens)")
+    p.add_argument("--checked-layers", type=positive_int, nargs="+",
+                   help="LLM token caches: the layers whose exits are checked (default: every layer)")
     p.add_argument("--drop-metric", help="metric of the summary's drop and budgets (default: accuracy where the "
                                          "cache has it, else the headline metric)")
     p.add_argument("--max-drop", type=positive_float, default=0.01,
@@ -37,7 +40,15 @@ def view_of(a, *, models=None):
     from ..analysis.generation_cache import load_generation_cache
     from ._common import cache_kind
 
-    if cache_kind(a.cache) == "generation":
+    kind = cache_kind(a.cache)
+    if kind == "llm_tokens":
+        from ..analysis.llm_cache import load_llm_cache
+
+        c = load_llm_cache(a.cache)
+        return c, staged(c, family=getattr(a, "family", None), score=a.score or "max_prob",
+                         temperature=1.0 if a.temperature is None else a.temperature,
+                         checked_layers=getattr(a, "checked_layers", None))
+    if kind == "generation":
         c = load_generation_cache(a.cache)
         t = 1.0 if a.temperature is None else a.temperature
         return c, staged(c, models=models, score=a.score or "energy", how=a.how, temperature=t, metric=a.metric,
