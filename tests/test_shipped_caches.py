@@ -92,3 +92,15 @@ def test_readme_cache_table_is_current():
     want = "<!-- shipped-caches:start -->\n" + readme_table(DATA) + "\n<!-- shipped-caches:end -->"
     assert readme_sections.current("shipped-caches") == want, \
         "README's cache table is stale: replace it with `toolkit zoo --readme` (between the shipped-caches markers)"
+
+
+def test_readme_seed_table_is_current():
+    import sys
+
+    from toolkit.zoo import seed_table
+
+    sys.path.insert(0, str(DATA.parent / "scripts"))
+    import readme_sections
+
+    want = "<!-- seed-table:start -->\n" + seed_table(DATA) + "\n<!-- seed-table:end -->"
+    assert readme_sections.current("seed-table") == want, "README's seed table is stale: `toolkit.zoo.seed_table()`"
