@@ -41,6 +41,7 @@ from .curves import (
     bootstrap_bands,
     bootstrap_statistic,
     breakpoints,
+    cluster_weights,
     cumulate,
     evaluate,
     evaluate_stages,
@@ -52,6 +53,7 @@ from .curves import (
     summarize,
     sweep,
     threshold_grid,
+    weight_blocks,
 )
 from .results import Bands, Curve, Evaluation, Summary, jsonable
 from .risk import Certified, RiskTable, certify, min_examples, risk_table
@@ -60,7 +62,8 @@ from .staged import MeanMetrics, Staged, exit_stage
 __all__ = [
     "Staged", "MeanMetrics", "exit_stage", "staged", "from_classification", "from_generation", "ConfusionMetrics",
     "GenerationMetrics", "stage_layers", "sweep", "evaluate", "evaluate_stages", "evaluation", "evaluation_at_stages",
-    "bootstrap_bands", "bootstrap_statistic", "threshold_grid", "pareto_front", "summarize", "oracle", "resample_weights", "breakpoints",
+    "bootstrap_bands", "bootstrap_statistic", "threshold_grid", "pareto_front", "summarize", "oracle", "resample_weights", "weight_blocks",
+    "cluster_weights", "breakpoints",
     "cumulate", "Curve", "Bands", "Evaluation", "Summary", "jsonable", "risk_table", "certify", "min_examples",
     "RiskTable", "Certified", "choose", "threshold_on_sweep", "crossfit", "halves", "OperatingPoint", "CrossFit", "RULES", "compare",
     "compare_speedups", "compare_crossfit", "Comparison", "frontier_at_budgets", "speedup_at_drop",

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .choose import _choose, halves
-from .curves import breakpoints, resample_weights
+from .curves import breakpoints, weight_blocks
 from .results import _Table
 from .staged import Staged
 
@@ -167,9 +167,21 @@ def _paired(A, Bv, statistic, *, n_boot, ci, seed):
     point estimates (means over seeds) ``[J]`` of a and b, the interval of ``a - b`` and the share of draws with
     ``a > b``."""
     N = len(A[0].example_ids)
-    w = np.vstack([np.ones((1, N)), resample_weights(N, n_boot=n_boot, seed=seed)])
-    va = np.stack([statistic(v, w) for v in A])  # [Sa, 1+B, J]
-    vb = np.stack([statistic(v, w) for v in Bv])
+    clusters = A[0].clusters
+    for v in A + Bv:
+        if (v.clusters is None) != (clusters is None) or (clusters is not None and
+                                                           not np.array_equal(v.clusters, clusters)):
+            raise ValueError("the views group their examples into different clusters (e.g. prompts); compare views "
+                             "of the same examples built the same way")
+    va, vb = [[] for _ in A], [[] for _ in Bv]
+    blocks = weight_blocks(N, n_boot=n_boot, seed=seed, clusters=clusters)
+    for i, (_, w) in enumerate(blocks):  # blocks of resamples bound memory; the data itself is row 0
+        w = np.vstack([np.ones((1, N)), w]) if i == 0 else w
+        for out, views in ((va, A), (vb, Bv)):
+            for o, v in zip(out, views):
+                o.append(statistic(v, w))
+    va = np.stack([np.concatenate(o) for o in va])  # [Sa, 1+B, J]
+    vb = np.stack([np.concatenate(o) for o in vb])
     rng = np.random.default_rng(seed + 1)
     ia = rng.integers(0, len(A), (n_boot, len(A)))  # seeds resampled per draw (identity when one seed)
     ib = rng.integers(0, len(Bv), (n_boot, len(Bv)))

@@ -175,20 +175,33 @@ def _plain(thr: np.ndarray):
 
 def evaluation_at_stages(staged: Staged, stage, *, threshold=np.nan, n_boot: int = 0, ci: float = 0.95,
                          seed: int = 0) -> Evaluation:
-    """An :class:`Evaluation` of explicit stops ``stage`` ``[N]``."""
+    """An :class:`Evaluation` of explicit stops ``stage`` ``[N]``.
+
+    With ``n_boot``: percentile intervals of every metric, ``flops``, ``speedup`` and of each metric's drop
+    against the last stage (``{metric}_drop``: paired, both sides scored on the same resamples), resampling
+    examples (clusters of ``staged.clusters`` where set) in blocks of bounded memory (:func:`weight_blocks`).
+    """
     s = staged
-    row = evaluate_stages(s, np.asarray(stage)[None]).frame.iloc[0]
+    stage = np.asarray(stage)
+    row = evaluate_stages(s, stage[None]).frame.iloc[0]
     N = s.n_examples
     final = s.metrics(s.stats[:, -1].sum(0), N)
     intervals = {}
     if n_boot:
-        w = resample_weights(N, n_boot=n_boot, seed=seed)
-        idx = np.arange(N), np.asarray(stage)
-        m = s.metrics(w @ s.stats[idx], N)
-        cost = w @ s.cost[idx] / N
+        idx = np.arange(N), stage
+        chosen, last, cost = s.stats[idx], s.stats[:, -1], s.cost[idx]
+        draws: dict[str, list] = {}
+        for _, w in weight_blocks(N, n_boot=n_boot, seed=seed, clusters=s.clusters):
+            n = w.sum(1)
+            m, mf = s.metrics(w @ chosen, n), s.metrics(w @ last, n)
+            c = w @ cost / n
+            blk = {**m, "flops": c, "speedup": (w @ s.reference_cost / n) / c,
+                   **{f"{k}_drop": mf[k] - m[k] for k in m}}
+            for k, v in blk.items():
+                draws.setdefault(k, []).append(np.asarray(v, dtype=np.float64))
         a = (1 - ci) / 2
-        for k, v in {**m, "flops": cost, "speedup": (w @ s.reference_cost / N) / cost}.items():
-            lo, hi = np.quantile(v, [a, 1 - a])
+        for k, v in draws.items():
+            lo, hi = np.quantile(np.concatenate(v), [a, 1 - a])
             intervals[k] = (float(lo), float(hi))
     return Evaluation(metrics={k: float(row[k]) for k in s.metric_names}, final={k: float(v) for k, v in final.items()},
                       flops=float(row["flops"]), speedup=float(row["speedup"]), escalated=float(row["escalated"]),
@@ -207,12 +220,53 @@ def oracle(staged: Staged) -> Evaluation:
     return evaluation_at_stages(staged, (q >= q.max(1, keepdims=True)).argmax(1))
 
 
-def resample_weights(n: int, *, n_boot: int, seed: int) -> np.ndarray:
-    """``[n_boot, n]`` example counts of ``n_boot`` bootstrap resamples (multinomial, seeded): every resampled
-    statistic of an additive quantity is a matrix product with these weights."""
+_BOOT_ELEMENTS = 4_000_000  # resample weights held at once: 32 MB of float64 (and as much for the draw)
+
+
+def _cluster_index(clusters, n: int) -> tuple[np.ndarray | None, int]:
+    """Dense cluster index ``[n]`` (0..P-1, in order of first appearance of the sorted ids) and ``P``; ``(None,
+    n)`` when every example is its own cluster."""
+    if clusters is None:
+        return None, n
+    c = np.asarray(clusters)
+    if c.shape != (n,):
+        raise ValueError(f"clusters must be [n] = [{n}] (one cluster id per example), got shape {c.shape}")
+    ids, inv = np.unique(c, return_inverse=True)
+    return inv.reshape(n), len(ids)
+
+
+def weight_blocks(n: int, *, n_boot: int, seed: int, clusters=None, block: int | None = None):
+    """Bootstrap resamples as blocks of example weights, in bounded memory: yields ``(rows, w)``, ``rows`` the
+    slice of resamples and ``w`` ``[b, n]`` float64 example counts.
+
+    Each resample draws ``P`` clusters with replacement (multinomial, seeded; ``P = n`` and one example per cluster
+    when ``clusters`` is None); an example's weight is its cluster's count, so a cluster's examples stay together.
+    The draws do not depend on the block size: concatenated, the blocks are :func:`resample_weights`. ``block``:
+    resamples per block (default: about 4M weights at once).
+    """
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
-    return np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
+    inv, P = _cluster_index(clusters, n)
+    rng = np.random.default_rng(seed)
+    p = np.full(P, 1.0 / P)
+    b = int(block) if block else max(1, _BOOT_ELEMENTS // max(n, P, 1))
+    for a in range(0, n_boot, b):
+        w = rng.multinomial(P, p, size=min(b, n_boot - a)).astype(np.float64)
+        yield slice(a, a + len(w)), (w if inv is None else w[:, inv])
+
+
+def resample_weights(n: int, *, n_boot: int, seed: int, clusters=None) -> np.ndarray:
+    """``[n_boot, n]`` example counts of ``n_boot`` bootstrap resamples (multinomial, seeded; clusters of
+    ``clusters`` resampled together): every resampled statistic of an additive quantity is a matrix product with
+    these weights. Dense: at large ``n`` iterate :func:`weight_blocks` instead (the same draws)."""
+    return np.concatenate([w for _, w in weight_blocks(n, n_boot=n_boot, seed=seed, clusters=clusters)])
+
+
+def cluster_weights(n_clusters: int, *, n_boot: int, seed: int, data_row: bool = True) -> np.ndarray:
+    """``[(1 +) n_boot, n_clusters]`` cluster counts (row 0 all ones, the data, when ``data_row``): the weights of
+    :func:`weight_blocks` per cluster, for statistics summed per cluster first (e.g. per prompt)."""
+    w = resample_weights(int(n_clusters), n_boot=n_boot, seed=seed)
+    return np.vstack([np.ones((1, int(n_clusters))), w]) if data_row else w
 
 
 def bootstrap_statistic(fn, data, *, n_boot: int = 200, ci: float = 0.95, seed: int = 0):
@@ -258,16 +312,20 @@ def bootstrap_bands(staged: Staged, thresholds, *, n_boot: int = 1000, ci: float
     base = evaluate_stages(s, stage, columns=cols).to_frame()
     N, K = s.n_examples, s.stats.shape[-1]
     rows = np.arange(N)
-    w = resample_weights(N, n_boot=n_boot, seed=seed)
     step = max(1, _CHUNK // max(1, N * K))
-    tot = np.concatenate([np.einsum("bn,tnk->btk", w, s.stats[rows, stage[a:a + step]])
-                          for a in range(0, len(stage), step)], axis=1)  # [B, T, K]
-    cost = w @ s.cost[rows, stage].T / N  # [B, T]
-    ref = w @ s.reference_cost / N  # [B]
-    draws = {**s.metrics(tot, N), "flops": cost, "speedup": ref[:, None] / cost}
+    cost_t = s.cost[rows, stage]  # [T, N]
+    draws: dict[str, list] = {}
+    for _, w in weight_blocks(N, n_boot=n_boot, seed=seed, clusters=s.clusters):
+        n = w.sum(1)
+        tot = np.concatenate([np.einsum("bn,tnk->btk", w, s.stats[rows, stage[a:a + step]])
+                              for a in range(0, len(stage), step)], axis=1)  # [b, T, K]
+        cost = w @ cost_t.T / n[:, None]  # [b, T]
+        ref = w @ s.reference_cost / n  # [b]
+        for k, v in {**s.metrics(tot, n[:, None]), "flops": cost, "speedup": ref[:, None] / cost}.items():
+            draws.setdefault(k, []).append(v)
     a = (1 - ci) / 2
     for name, arr in draws.items():
-        lo, hi = np.quantile(arr, [a, 1 - a], axis=0)
+        lo, hi = np.quantile(np.concatenate(arr), [a, 1 - a], axis=0)
         base[f"{name}_lo"], base[f"{name}_hi"] = lo, hi
     return Bands(base, s.metric, s.reference, N, n_boot, ci, seed, meta=_curve_meta(s))
 

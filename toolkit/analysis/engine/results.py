@@ -112,8 +112,9 @@ class Evaluation:
     """One policy on one split: metrics, cost and where examples stopped.
 
     ``final``: the last stage on every example (the same examples), so ``drop(metric)`` is what early decisions
-    cost. ``intervals``: percentile bootstrap intervals (metric name, ``flops`` or ``speedup`` -> (lo, hi)) when
-    asked for.
+    cost. ``intervals``: percentile bootstrap intervals (metric name, ``flops``, ``speedup`` or ``{metric}_drop``
+    -> (lo, hi)) when asked for; a drop's interval is paired (policy and last stage on the same resamples):
+    :meth:`drop_interval`.
     """
 
     metrics: Mapping[str, float]
@@ -142,9 +143,18 @@ class Evaluation:
         m = metric or self.metric
         return float(self.final[m] - self.metrics[m])
 
+    def drop_interval(self, metric: str | None = None) -> tuple[float, float]:
+        """Paired percentile bootstrap interval ``(lo, hi)`` of :meth:`drop` (``evaluate(..., n_boot=...)``)."""
+        m = metric or self.metric
+        if f"{m}_drop" not in self.intervals:
+            raise ValueError(f"no interval of the {m} drop: evaluate with n_boot > 0 (e.g. op.evaluate(test, "
+                             f"n_boot=1000))")
+        return self.intervals[f"{m}_drop"]
+
     def to_dict(self) -> dict:
+        drops = {f"{k}_drop": self.drop(k) for k in self.metrics if f"{k}_drop" in self.intervals}
         out = {"split": self.split, "n": self.n, "threshold": self.threshold, **self.metrics,
-               **{f"final_{k}": v for k, v in self.final.items()}, f"{self.metric}_drop": self.drop(),
+               **{f"final_{k}": v for k, v in self.final.items()}, f"{self.metric}_drop": self.drop(), **drops,
                "flops": self.flops, "speedup": self.speedup, "reference": self.reference,
                "escalated": self.escalated, "final_share": self.final_share, "mean_layers": self.mean_layers,
                **self.extras}

@@ -86,6 +86,9 @@ class Staged:
         What made it: kind, task, split, score, temperature, cost unit.
     strata : ndarray, shape (N,), or None
         Labels to stratify cross-fitting halves by (:func:`toolkit.data.dev_halves`); None: unstratified.
+    clusters : ndarray, shape (N,), or None
+        Cluster of each example (e.g. the prompt of a generated token): every bootstrap interval resamples clusters
+        and keeps an example with its cluster; None: examples are independent.
     """
 
     confidence: np.ndarray
@@ -105,6 +108,7 @@ class Staged:
     extras: Mapping[str, np.ndarray] = field(default_factory=dict)
     meta: Mapping = field(default_factory=dict)
     strata: np.ndarray | None = None
+    clusters: np.ndarray | None = None
 
     def __post_init__(self):
         _validate(self)
@@ -148,7 +152,7 @@ class Staged:
         """The same view restricted to some examples (index array, possibly with repeats, or boolean mask)."""
         rows = np.asarray(rows)
         pick = {k: getattr(self, k)[rows] for k in ("confidence", "cost", "stats", "reference_cost", "example_ids")}
-        for k in ("loss", "quality", "strata"):
+        for k in ("loss", "quality", "strata", "clusters"):
             if getattr(self, k) is not None:
                 pick[k] = getattr(self, k)[rows]
         pick["extras"] = {k: v[rows] for k, v in self.extras.items()}
@@ -245,6 +249,9 @@ def _validate(s: Staged) -> None:
         raise ValueError(f"quality must be [N, E] = [{N}, {E}]")
     if s.strata is not None and np.shape(s.strata) != (N,):
         raise ValueError(f"strata must be [N] = [{N}], got shape {np.shape(s.strata)}")
+    if s.clusters is not None and np.shape(s.clusters) != (N,):
+        raise ValueError(f"clusters must be [N] = [{N}] (one cluster id per example), got shape "
+                         f"{np.shape(s.clusters)}")
     for k, v in s.extras.items():
         if np.shape(v) != (N, E):
             raise ValueError(f"extras[{k!r}] must be [N, E] = [{N}, {E}]")

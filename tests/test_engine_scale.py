@@ -1,0 +1,164 @@
+"""The engine at scale: bootstrap in blocks of bounded memory (the same draws as one dense matrix), cluster-aware
+resampling (a cluster's examples together), the paired interval of the drop against the last stage."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from conftest import exit_cache, random_cache
+from toolkit.analysis import engine as en
+from toolkit.analysis.engine import curves
+
+SST2 = "data/sst2/minilm6_me-{}.parquet"
+
+
+def _dense(n, n_boot, seed, P=None):
+    """The resamples as the engine drew them before blocks: one dense multinomial matrix."""
+    P = n if P is None else P
+    return np.random.default_rng(seed).multinomial(P, np.full(P, 1.0 / P), size=n_boot).astype(np.float64)
+
+
+@pytest.mark.parametrize("block", [1, 3, 7, 64])
+def test_weight_blocks_are_the_dense_draws(block):
+    blocks = list(en.weight_blocks(50, n_boot=20, seed=4, block=block))
+    assert [r.start for r, _ in blocks] == list(range(0, 20, block))
+    np.testing.assert_array_equal(np.concatenate([w for _, w in blocks]), _dense(50, 20, 4))
+    np.testing.assert_array_equal(en.resample_weights(50, n_boot=20, seed=4), _dense(50, 20, 4))
+
+
+def test_weight_blocks_bound_memory():
+    n = 1_000_000
+    rows, w = next(en.weight_blocks(n, n_boot=1000, seed=0))
+    assert w.nbytes <= 8 * curves._BOOT_ELEMENTS and rows.stop - rows.start == curves._BOOT_ELEMENTS // n
+
+
+def test_cluster_weights_keep_clusters_together():
+    clusters = np.array([7, 7, 3, 9, 3, 3, 7])  # ids sorted: 3 -> 0, 7 -> 1, 9 -> 2
+    w = en.resample_weights(7, n_boot=30, seed=2, clusters=clusters)
+    per_cluster = _dense(None, 30, 2, P=3)
+    np.testing.assert_array_equal(w, per_cluster[:, [1, 1, 0, 2, 0, 0, 1]])
+    np.testing.assert_array_equal(en.cluster_weights(3, n_boot=30, seed=2)[1:], per_cluster)
+
+
+def _shipped():
+    import toolkit
+
+    return (en.staged(toolkit.load_cache(SST2.format("cal"))), en.staged(toolkit.load_cache(SST2.format("test"))))
+
+
+def test_shipped_intervals_unchanged(monkeypatch):
+    """The intervals the engine gave before resampling in blocks (28afd11, same seeds), to the last bit, whatever
+    the block size."""
+    import toolkit
+
+    cal, test = _shipped()
+    op = en.choose(cal, rule="drop", max_drop=0.01)
+    old = {"accuracy": (0.8623853211009175, 0.9025229357798165), "f1": (0.8624749641976728, 0.9058794742729307),
+           "mcc": (0.7248662481169439, 0.8049136240582079), "flops": (171419042.85137615, 195141035.40550458),
+           "speedup": (2.7953423975766194, 3.1297104859432174)}
+    thr = en.threshold_grid(test, n=8)
+    old_bands = {"accuracy_lo": [0.8738532110091743] * 3, "accuracy_hi": [0.9174598623853212] * 3,
+                 "speedup_lo": [1.0, 1.0, 1.12096212392132], "speedup_hi": [1.0, 1.0023715067105106,
+                                                                          1.164167072180643]}
+    other = en.staged(toolkit.load_cache(SST2.format("test")), score="entropy")
+    ref_cmp = en.compare(test, other, budgets=(1.5, 2.0, 3.0), n_boot=200, seed=5).frame
+    for elements in (curves._BOOT_ELEMENTS, 872 * 7):  # one block, then blocks of 7 resamples
+        monkeypatch.setattr(curves, "_BOOT_ELEMENTS", elements)
+        ev = op.evaluate(test, n_boot=300, seed=3)
+        assert {k: ev.intervals[k] for k in old} == old
+        bands = en.bootstrap_bands(test, thr, n_boot=200, seed=4).frame
+        assert {k: bands[k].tolist()[:3] for k in old_bands} == old_bands
+        cmp = en.compare(test, other, budgets=(1.5, 2.0, 3.0), n_boot=200, seed=5).frame
+        assert cmp[["lo", "hi"]].equals(ref_cmp[["lo", "hi"]])
+
+
+def test_drop_interval_brute_force():
+    """Each resample, as an explicit index list, scores the last stage and the policy on the same examples."""
+    s = en.staged(random_cache(150, 4, 3, seed=1, metric="mcc"))
+    ev = en.evaluation(s, 0.6, n_boot=60, seed=8)
+    stop = s.stage_of(0.6)
+    drops = []
+    for counts in en.resample_weights(150, n_boot=60, seed=8).astype(int):
+        idx = np.repeat(np.arange(150), counts)
+        sub = s.subset(idx)
+        drops.append(en.evaluation_at_stages(sub, stop[idx]).drop("mcc"))
+    assert ev.drop_interval("mcc") == pytest.approx(tuple(np.quantile(drops, [0.025, 0.975])), abs=1e-12)
+    d = ev.to_dict()
+    assert (d["mcc_drop_lo"], d["mcc_drop_hi"]) == ev.intervals["mcc_drop"] and d["mcc_drop"] == ev.drop("mcc")
+    assert d["mcc_drop_lo"] <= d["mcc_drop"] <= d["mcc_drop_hi"]
+    with pytest.raises(ValueError, match="n_boot"):
+        en.evaluation(s, 0.6).drop_interval()
+
+
+def test_sst2_drop_interval():
+    cal, test = _shipped()
+    ev = en.choose(cal, rule="drop", max_drop=0.01).evaluate(test, n_boot=1000)
+    lo, hi = ev.drop_interval("accuracy")
+    assert lo <= ev.drop("accuracy") <= hi and hi > lo
+    assert {"accuracy_drop_lo", "accuracy_drop_hi", "f1_drop_lo", "mcc_drop_hi"} <= set(ev.to_dict())
+
+
+def _clustered(N=120, P=15, seed=0):
+    s = en.staged(random_cache(N, 4, 3, seed=seed))
+    clusters = np.random.default_rng(seed).integers(0, P, N) * 10 + 5  # arbitrary ids
+    return replace(s, clusters=clusters)
+
+
+def _cluster_rows(clusters, counts):
+    """Example rows of a resample drawing cluster k ``counts[k]`` times (ids sorted)."""
+    ids = np.unique(clusters)
+    return np.concatenate([np.flatnonzero(clusters == ids[k]) for k in np.repeat(np.arange(len(ids)), counts)])
+
+
+def test_cluster_intervals_equal_explicit_cluster_resamples():
+    s = _clustered()
+    P = len(np.unique(s.clusters))
+    ev = en.evaluation(s, 0.5, n_boot=40, seed=3)
+    thr = en.threshold_grid(s, n=6)
+    bands = en.bootstrap_bands(s, thr, n_boot=40, seed=3).frame
+    stop = s.stage_of(0.5)
+    acc, drop, speed, band = [], [], [], []
+    for counts in _dense(None, 40, 3, P=P).astype(int):
+        rows = _cluster_rows(s.clusters, counts)
+        e = en.evaluation_at_stages(s.subset(rows), stop[rows])
+        acc.append(e["accuracy"]), drop.append(e.drop("accuracy")), speed.append(e.speedup)
+        band.append(en.evaluate(s.subset(rows), thr).frame["accuracy"].to_numpy())
+    q = [0.025, 0.975]
+    assert ev.intervals["accuracy"] == pytest.approx(tuple(np.quantile(acc, q)), abs=1e-12)
+    assert ev.intervals["accuracy_drop"] == pytest.approx(tuple(np.quantile(drop, q)), abs=1e-12)
+    assert ev.intervals["speedup"] == pytest.approx(tuple(np.quantile(speed, q)), rel=1e-12)
+    lo, hi = np.quantile(np.array(band), q, axis=0)
+    np.testing.assert_allclose(bands["accuracy_lo"], lo, atol=1e-12)
+    np.testing.assert_allclose(bands["accuracy_hi"], hi, atol=1e-12)
+
+
+def test_cluster_compare_equals_explicit_cluster_resamples():
+    a = _clustered(seed=4)
+    b = replace(a, confidence=a.confidence[::-1].copy())
+    P = len(np.unique(a.clusters))
+    cmp = en.compare(a, b, budgets=(1.5,), n_boot=30, seed=2).frame
+    w = np.vstack([np.ones((1, a.n_examples)), en.resample_weights(a.n_examples, n_boot=30, seed=2,
+                                                                    clusters=a.clusters)])
+    ref = a.reference_cost
+    d = (en.frontier_at_budgets(a, w, budgets=(1.5,), reference_cost=ref, metric="accuracy")
+         - en.frontier_at_budgets(b, w, budgets=(1.5,), reference_cost=ref, metric="accuracy"))[1:, 0]
+    assert (cmp["lo"][0], cmp["hi"][0]) == pytest.approx(tuple(np.nanquantile(d, [0.025, 0.975])), abs=1e-12)
+    counts = _dense(None, 30, 2, P=P).astype(int)[0]  # the first resample, as explicit rows
+    rows = _cluster_rows(a.clusters, counts)
+    one = en.frontier_at_budgets(a.subset(rows), np.ones((1, len(rows))), budgets=(1.5,),
+                                 reference_cost=ref[rows], metric="accuracy")
+    assert one[0, 0] == pytest.approx(en.frontier_at_budgets(a, w[1:2], budgets=(1.5,), reference_cost=ref,
+                                                             metric="accuracy")[0, 0], abs=1e-12)
+    with pytest.raises(ValueError, match="clusters"):
+        en.compare(a, en.staged(random_cache(120, 4, 3, seed=4)), n_boot=5)
+
+
+def test_clusters_validated_and_subset():
+    s = en.staged(exit_cache(20, 0))
+    with pytest.raises(ValueError, match="clusters must be"):
+        replace(s, clusters=np.zeros(3))
+    c = replace(s, clusters=np.arange(20) // 4)
+    assert c.subset([0, 5, 19]).clusters.tolist() == [0, 1, 4]
