@@ -45,6 +45,40 @@ def stat_names(temperatures) -> list[str]:
             *[f"entropy@{t:g}" for t in temperatures]]
 
 
+def check_temperatures(temps, where: str = "temperatures") -> tuple[float, ...]:
+    """The temperatures of step statistics: a non-empty list of distinct finite numbers > 0 (else CacheError)."""
+    ok = isinstance(temps, (list, tuple)) and len(temps) > 0 and all(
+        isinstance(t, (int, float, np.integer, np.floating)) and not isinstance(t, bool) and math.isfinite(t)
+        and t > 0 for t in temps)
+    if not ok or len(set(float(t) for t in temps)) != len(temps):
+        raise CacheError(f"{where} must be a non-empty list of distinct finite numbers > 0, got {temps!r}")
+    return tuple(float(t) for t in temps)
+
+
+def check_step_stats(stats: np.ndarray, temperatures, *, stored: str, where: str) -> None:
+    """Refuse step statistics ``[..., F]`` (:func:`stat_names`) that no logits can have: a second logit above the
+    first, ``logsumexp(z / T) < max(z) / T`` or a negative entropy. Tolerance: the
+    rounding of the stored dtype (``stored``: "float16" or "float32") on both sides of each inequality."""
+    st = np.asarray(stats, dtype=np.float64)
+    K = len(temperatures)
+    rtol, atol = (2e-3, 2e-3) if stored == "float16" else (1e-5, 1e-5)
+    top, second = st[..., 0], st[..., 1]
+    bad = second > top + rtol * np.abs(top) + atol
+    if bad.any():
+        raise CacheError(f"{where}: second_logit above max_logit at {int(np.flatnonzero(bad.ravel())[0])} "
+                         f"(flat index); the statistics are not of any logits: recollect the cache")
+    for k, t in enumerate(temperatures):
+        lse, ent = st[..., 2 + k], st[..., 2 + K + k]
+        bad = lse * t < top - rtol * (np.abs(top) + np.abs(lse * t)) - atol
+        if bad.any():
+            raise CacheError(f"{where}: lse@{t:g} below max_logit/T at {int(np.flatnonzero(bad.ravel())[0])} "
+                             f"(flat index): probabilities above 1; recollect the cache")
+        bad = ent < -atol
+        if bad.any():
+            raise CacheError(f"{where}: entropy@{t:g} negative at "
+                             f"{int(np.flatnonzero(bad.ravel())[0])} (flat index); recollect the cache")
+
+
 @dataclass
 class Generation:
     """One model's greedy generations over N examples; step arrays are flat with ``offsets`` [N + 1]."""
@@ -79,7 +113,7 @@ class GenCache:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        self.temperatures = tuple(float(t) for t in self.temperatures)
+        self.temperatures = check_temperatures(self.temperatures)
         validate_generation_cache(self)
 
     @property
@@ -201,11 +235,7 @@ def load_generation_cache(path: str | os.PathLike, *, data_dir=None, verify_data
 
     table, head = read_cache_table(path, kind=KIND, schema_version=GEN_SCHEMA_VERSION)
     path = Path(path)
-    temps = header_value(head, "temperatures", list, path)
-    if not temps or not all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t > 0
-                            for t in temps):
-        raise CacheError(f"{path}: header key 'temperatures' must be a non-empty list of positive numbers, "
-                         f"got {temps!r}")
+    temps = check_temperatures(header_value(head, "temperatures", list, path), f"{path}: header key 'temperatures'")
     F = len(stat_names(temps))
     infos = header_value(head, "models", list, path)
     meta = header_value(head, "meta", dict, path)

@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from .cache import CacheError, verify_fingerprint
-from .cache_io import header_value, read_cache_table, string_ids, write_cache_table
-from .generation_cache import stat_names
+from .cache_io import column, header_value, read_cache_table, string_ids, write_cache_table
+from .generation_cache import check_step_stats, check_temperatures, stat_names
 from .llm_cost import CausalLMDims
 
 LLM_SCHEMA_VERSION = 2  # 2: page checksums and a content hash (cache_io)
@@ -61,7 +61,7 @@ class LLMTokenCache:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        self.temperatures = tuple(float(t) for t in self.temperatures)
+        self.temperatures = check_temperatures(self.temperatures)
         self.example_ids = np.asarray(self.example_ids).astype(str)
         self.offsets = np.asarray(self.offsets, dtype=np.int64)
         validate_llm_cache(self)
@@ -136,16 +136,59 @@ class LLMTokenCache:
         return self.family(family)[0] == self.tokens[:, None]
 
 
+def check_model_dims(model) -> CausalLMDims:
+    """``model["dims"]`` as :class:`CausalLMDims` (a CacheError naming the key ``model.dims`` otherwise)."""
+    dims = model.get("dims") if isinstance(model, dict) else None
+    if not isinstance(dims, dict) or not dims:
+        raise CacheError("header key 'model.dims' must be an object with the cost-model dims (layers, hidden, "
+                         f"heads, kv_heads, head_dim, intermediate, vocab), got {type(dims).__name__}")
+    try:
+        return CausalLMDims(**dims)
+    except (TypeError, ValueError) as e:
+        raise CacheError(f"header key 'model.dims' is malformed ({e})") from None
+
+
+def check_llm_header(c: LLMTokenCache) -> None:
+    """Header structures of a token cache: ``families`` (family -> object), ``meta.decoding`` (an object whose
+    ``max_new_tokens`` is one positive integer or one per prompt)."""
+    if not isinstance(c.families, dict) or not all(isinstance(v, dict) for v in c.families.values()):
+        raise CacheError(f"header key 'families' must map each exit family to an object, got "
+                         f"{str(c.families)[:60]!r}")
+    if not isinstance(c.meta, dict):
+        raise CacheError(f"header key 'meta' must be an object, got {type(c.meta).__name__}")
+    decoding = c.meta.get("decoding")
+    if decoding is None:
+        return
+    if not isinstance(decoding, dict):
+        raise CacheError(f"header key 'meta.decoding' must be an object, got {type(decoding).__name__}")
+    m = decoding.get("max_new_tokens")
+    flat = m if isinstance(m, list) else [m]
+    if m is not None and not (flat and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) and x >= 1
+                                           for x in flat)):
+        raise CacheError(f"header key 'meta.decoding.max_new_tokens' must be a positive integer or a list of them, "
+                         f"got {str(m)[:60]!r}")
+
+
+def _integers(arr, name: str) -> None:
+    if np.asarray(arr).dtype.kind not in "iu":
+        raise CacheError(f"{name} must be integers, got dtype {np.asarray(arr).dtype}; values are not truncated")
+
+
 def validate_llm_cache(c: LLMTokenCache) -> None:
-    """Raise :class:`~toolkit.analysis.cache.CacheError` on inconsistent shapes, ids or values."""
+    """Raise :class:`~toolkit.analysis.cache.CacheError` on inconsistent shapes, ids or values, or statistics no
+    logits can have (:func:`~toolkit.analysis.generation_cache.check_step_stats`)."""
     N = len(c.example_ids)
     if N == 0 or not c.top1:
         raise CacheError("an LLM token cache needs at least one prompt and one exit family")
     if len(np.unique(c.example_ids)) != N:
         raise CacheError("example_ids are not unique")
+    check_llm_header(c)
     for name, arr in (("labels", c.labels), ("n_prompt", c.n_prompt)):
         if np.shape(arr) != (N,):
             raise CacheError(f"{name} has shape {np.shape(arr)}, expected ({N},)")
+        _integers(arr, name)
+    if (np.asarray(c.labels) < -1).any():
+        raise CacheError("labels must be class indices >= 0, or -1 for none")
     if (np.asarray(c.n_prompt) < 1).any():
         raise CacheError("n_prompt must be >= 1 for every prompt")
     off = c.offsets
@@ -154,6 +197,12 @@ def validate_llm_cache(c: LLMTokenCache) -> None:
     S = int(off[-1])
     if np.shape(c.tokens) != (S,):
         raise CacheError(f"tokens have shape {np.shape(c.tokens)}, expected ({S},) from the offsets")
+    _integers(c.tokens, "tokens")
+    dims = check_model_dims(c.model)
+    V = dims.vocab
+    if S and (c.tokens.min() < 0 or c.tokens.max() >= V):
+        raise CacheError(f"token ids must lie in [0, {V}) (header key 'model.dims.vocab' = {V}), got "
+                         f"{c.tokens.min()}..{c.tokens.max()}")
     if set(c.top1) != set(c.stats):
         raise CacheError(f"families of top1 {sorted(c.top1)} and stats {sorted(c.stats)} differ")
     if c.stats_dtype not in STATS_DTYPES:
@@ -173,15 +222,17 @@ def validate_llm_cache(c: LLMTokenCache) -> None:
         if not np.isfinite(st).all():
             raise CacheError(f"family {f!r}: statistics contain NaN or inf; recollect (float16 overflow? store "
                              f"float32)")
+        _integers(t1, f"family {f!r}: top1")
+        if t1.size and (t1.min() < 0 or t1.max() >= V):
+            raise CacheError(f"family {f!r}: top-1 ids must lie in [0, {V}) (header key 'model.dims.vocab'), got "
+                             f"{t1.min()}..{t1.max()}")
+        check_step_stats(st, c.temperatures, stored=c.stats_dtype, where=f"family {f!r}")
         if not (t1[:, -1] == c.tokens).all():
             bad = int(np.flatnonzero(t1[:, -1] != c.tokens)[0])
             raise CacheError(f"family {f!r}: the last layer's top-1 differs from the generated token at token {bad}; "
                              f"the last layer must be the model itself")
-    dims = c.model.get("dims") if isinstance(c.model, dict) else None
-    if not dims:
-        raise CacheError("model must record its cost-model dims (model['dims'])")
-    if int(dims["layers"]) != L:
-        raise CacheError(f"model has {dims['layers']} layers but the exits have {L}")
+    if dims.layers != L:
+        raise CacheError(f"header key 'model.dims.layers' is {dims.layers} but the exits have {L} layers")
     budget = (c.meta.get("decoding") or {}).get("max_new_tokens")
     if budget is not None and np.ndim(budget) not in (0,) and np.shape(budget) != (N,):
         raise CacheError(f"meta key decoding.max_new_tokens must be one budget or one per prompt ({N}), got "
@@ -224,10 +275,51 @@ def save_llm_cache(cache: LLMTokenCache, path: str | os.PathLike) -> Path:
     return write_cache_table(table, path, head)
 
 
+def check_llm_table(table, head: dict, path) -> None:
+    """Before decoding a token cache: header structures (``temperatures``, ``layers``, ``stats_dtype``,
+    ``model.dims``) and column types (integer labels, prompt lengths and ids; stats of the header's dtype), and
+    every row's list boundaries agreeing across columns (T tokens, T*L top-1 ids, T*L*F statistics)."""
+    import pyarrow as pa
+
+    def bad(msg):
+        return CacheError(f"{path}: {msg}")
+
+    layers = header_value(head, "layers", int, path)
+    temps = check_temperatures(header_value(head, "temperatures", list, path), f"{path}: header key 'temperatures'")
+    for key, kind in (("model", dict), ("meta", dict), ("stats_dtype", str), ("families", dict)):
+        header_value(head, key, kind, path)
+    if head["stats_dtype"] not in STATS_DTYPES:
+        raise bad(f"header key 'stats_dtype' must be one of {STATS_DTYPES}, got {head['stats_dtype']!r}")
+    try:
+        check_model_dims(head["model"])
+    except CacheError as e:
+        raise bad(str(e)) from None
+    L, F = layers, len(stat_names(temps))
+    want = {"example_id": pa.types.is_string, "label": lambda t: t == pa.int64(),
+            "n_prompt": lambda t: t == pa.int32(), "tokens": lambda t: t == pa.list_(pa.int32())}
+    for name, ok in want.items():
+        column(table, name, path, ok, want="see the column table of toolkit.analysis.llm_cache")
+    tok_off = np.asarray(table.column("tokens").combine_chunks().offsets, dtype=np.int64)
+    tok_off = tok_off - tok_off[0]
+    sdtype = pa.float16() if head["stats_dtype"] == "float16" else pa.float32()
+    families = [c.split("/")[0] for c in table.column_names if c.endswith("/top1")]
+    for f in families:
+        for suffix, vt, width in (("top1", pa.int32(), L), ("stats", sdtype, L * F)):
+            col = column(table, f"{f}/{suffix}", path, lambda t, vt=vt: t == pa.list_(vt),
+                         want=f"expected list<{vt}> (header key 'stats_dtype' is {head['stats_dtype']!r})")
+            off = np.asarray(col.offsets, dtype=np.int64)
+            if not np.array_equal(off - off[0], tok_off * width):
+                row = int(np.flatnonzero((off - off[0]) != tok_off * width)[0])
+                raise bad(f"column {f + '/' + suffix!r}: row {max(row - 1, 0)} does not hold {width} values per "
+                          f"generated token ({L} layers{f' x {F} statistics' if suffix == 'stats' else ''}); the "
+                          f"per-row list boundaries disagree with column 'tokens'")
+
+
 def load_llm_cache(path: str | os.PathLike, *, data_dir=None, verify_data: bool = True) -> LLMTokenCache:
     """Load and validate an LLM token cache (re-hashing its source files where they can be found)."""
     table, head = read_cache_table(path, kind="llm_tokens", schema_version=LLM_SCHEMA_VERSION)
     path = Path(path)
+    check_llm_table(table, head, path)
     layers = header_value(head, "layers", int, path)
     temperatures = header_value(head, "temperatures", list, path)
     for key, kind in (("model", dict), ("meta", dict), ("stats_dtype", str)):

@@ -1,0 +1,149 @@
+"""Issue 26: hostile tests of the seams (invariants on load, bring-your-own entry points, identity checks where
+two caches meet, the CLI going through the library's checks). Each test names the finding it covers; each fails
+on 28afd11 (checked by running this file against that commit)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from toolkit.analysis.cache_io import CacheError, read_cache_table, write_cache_table
+from toolkit.analysis.llm_cache import LLMTokenCache, load_llm_cache, save_llm_cache
+
+DIMS = dict(layers=3, hidden=8, heads=2, kv_heads=1, head_dim=4, intermediate=16, vocab=50)
+
+
+def llm_cache(N=4, L=3, seed=0, stats_dtype="float32", **changes) -> LLMTokenCache:
+    """A valid token cache whose statistics obey every inequality; ``changes`` replace constructor arguments."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 5, N)
+    S = int(lengths.sum())
+    tokens = rng.integers(0, 50, S).astype(np.int32)
+    top1 = np.repeat(tokens[:, None], L, 1).astype(np.int32)
+    top1[:, 0] = (tokens + 1) % 50
+    mx = rng.normal(5, 2, (S, L))
+    stats = np.stack([mx, mx - rng.exponential(1, (S, L)), mx + rng.exponential(0.5, (S, L)),
+                      rng.exponential(1, (S, L))], -1).astype(np.float32)
+    args = dict(example_ids=np.array([f"t:test:{i}" for i in range(N)]), labels=rng.integers(0, 2, N),
+                n_prompt=rng.integers(3, 9, N).astype(np.int32), tokens=tokens,
+                offsets=np.concatenate([[0], np.cumsum(lengths)]), top1={"lens": top1}, stats={"lens": stats},
+                temperatures=(1.0,), model={"path": "toy", "dims": dict(DIMS, layers=L)}, stats_dtype=stats_dtype,
+                meta={"task": "sst2", "split": "test", "decoding": {"max_new_tokens": 8}})
+    return LLMTokenCache(**{**args, **changes})
+
+
+def _with_stats(c: LLMTokenCache, fn) -> dict:
+    st = c.stats["lens"].copy()
+    fn(st)
+    return {"stats": {"lens": st}}
+
+
+# ------------------------------------------------------------------------------- 2. invariants on load (LLM caches)
+@pytest.mark.parametrize("what,fn", [
+    ("lse@1 below max_logit", lambda st: st.__setitem__((0, 0, 2), st[0, 0, 0] - 3.0)),
+    ("entropy@1 negative", lambda st: st.__setitem__((0, 1, 3), -0.5)),
+    ("second_logit above max_logit", lambda st: st.__setitem__((1, 0, 1), st[1, 0, 0] + 2.0)),
+])
+def test_impossible_token_statistics_are_refused(tmp_path, what, fn):
+    c = llm_cache()
+    with pytest.raises(CacheError, match=what.split()[0]):
+        llm_cache(**_with_stats(c, fn))
+    path = save_llm_cache(c, tmp_path / "ok.parquet")
+    table, head = read_cache_table(path, kind="llm_tokens", schema_version=2)
+    import pyarrow as pa
+
+    st = c.stats["lens"].copy()
+    fn(st)
+    col = pa.ListArray.from_arrays(pa.array((c.offsets * 3 * 4).astype(np.int32)), pa.array(st.reshape(-1)))
+    bad = write_cache_table(table.set_column(table.column_names.index("lens/stats"), "lens/stats", col),
+                            tmp_path / "bad.parquet", head)
+    with pytest.raises(CacheError, match=rf"bad\.parquet.*{what.split()[0]}"):
+        load_llm_cache(bad)
+
+
+def test_float16_rounding_is_tolerated():
+    """lse == max (one token holds all the mass) rounded to float16 on both sides still loads."""
+    c = llm_cache(stats_dtype="float16")
+    st = c.stats["lens"].copy()
+    st[..., 2] = st[..., 0] - np.float32(0.004) * np.abs(st[..., 0]) * 0.1  # within float16 rounding
+    st[..., 3] = -1e-4
+    llm_cache(stats_dtype="float16", stats={"lens": st})
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("tokens", lambda c: np.where(np.arange(c.n_tokens) == 0, -1, c.tokens).astype(np.int32), "token ids"),
+    ("tokens", lambda c: np.where(np.arange(c.n_tokens) == 0, 50, c.tokens).astype(np.int32), "token ids"),
+    ("top1", lambda c: {"lens": np.where(np.arange(3) == 0, 77, c.top1["lens"]).astype(np.int32)}, "top-1 ids"),
+    ("top1", lambda c: {"lens": np.where(np.arange(3) == 0, -5, c.top1["lens"]).astype(np.int32)}, "top-1 ids"),
+    ("model", lambda c: {"path": "toy", "dims": dict(DIMS, vocab=10)}, "vocab"),
+    ("temperatures", lambda c: (0.0,), "temperatures"),
+    ("temperatures", lambda c: (-1.0,), "temperatures"),
+    ("temperatures", lambda c: (float("nan"),), "temperatures"),
+    ("labels", lambda c: c.labels.astype(np.float64) + 0.5, "labels must be integers"),
+    ("n_prompt", lambda c: c.n_prompt.astype(np.float64) + 0.7, "n_prompt must be integers"),
+    ("families", lambda c: ["lens"], "families"),
+    ("meta", lambda c: {"decoding": "greedy"}, "decoding"),
+    ("meta", lambda c: {"decoding": {"max_new_tokens": "8"}}, "max_new_tokens"),
+    ("model", lambda c: {"path": "toy", "dims": [3, 8]}, "model.dims"),
+])
+def test_token_cache_values_and_header_structures_are_checked(field, value, match):
+    c = llm_cache()
+    if field == "tokens":  # keep the last layer equal to the tokens, so only the id range is wrong
+        t = value(c)
+        top1 = c.top1["lens"].copy()
+        top1[:, -1] = t
+        changes = {"tokens": t, "top1": {"lens": np.clip(top1, 0, None)}}
+    else:
+        changes = {field: value(c)}
+    with pytest.raises(CacheError, match=match):
+        llm_cache(**changes)
+
+
+def _rewrite(tmp_path, c, *, columns=None, header=None, name="bad.parquet"):
+    path = save_llm_cache(c, tmp_path / "ok.parquet")
+    table, head = read_cache_table(path, kind="llm_tokens", schema_version=2)
+    for k, col in (columns or {}).items():
+        table = table.set_column(table.column_names.index(k), k, col)
+    return write_cache_table(table, tmp_path / name, {**head, **(header or {})})
+
+
+def test_float_labels_and_prompt_lengths_in_a_file_are_not_truncated(tmp_path):
+    import pyarrow as pa
+
+    c = llm_cache()
+    for k, v in (("label", c.labels + 0.5), ("n_prompt", c.n_prompt + 0.7)):
+        bad = _rewrite(tmp_path, c, columns={k: pa.array(v.astype(np.float64))})
+        with pytest.raises(CacheError, match=rf"bad\.parquet.*{k}"):
+            load_llm_cache(bad)
+
+
+def test_per_row_list_boundaries_must_agree(tmp_path):
+    """Rows 0 and 1 trade statistics (totals unchanged): the old loader flattened and reshaped, silently."""
+    import pyarrow as pa
+
+    c = llm_cache()
+    width = 3 * 4
+    off = (c.offsets * width).astype(np.int32)
+    off[1] += width  # row 0 claims one token's statistics of row 1
+    col = pa.ListArray.from_arrays(pa.array(off), pa.array(c.stats["lens"].reshape(-1)))
+    bad = _rewrite(tmp_path, c, columns={"lens/stats": col})
+    with pytest.raises(CacheError, match=r"bad\.parquet.*boundaries"):
+        load_llm_cache(bad)
+
+
+def test_stats_dtype_must_match_the_column(tmp_path):
+    bad = _rewrite(tmp_path, llm_cache(), header={"stats_dtype": "float16"})  # column stays float32
+    with pytest.raises(CacheError, match=r"bad\.parquet.*stats_dtype"):
+        load_llm_cache(bad)
+
+
+@pytest.mark.parametrize("header,key", [({"temperatures": ["hot"]}, "temperatures"),
+                                        ({"temperatures": [0.0]}, "temperatures"),
+                                        ({"model": {"path": "toy", "dims": "big"}}, "model.dims"),
+                                        ({"model": {"path": "toy", "dims": dict(DIMS, heads=None)}}, "model.dims"),
+                                        ({"families": ["lens"]}, "families"),
+                                        ({"meta": {"decoding": [32]}}, "decoding")])
+def test_header_structures_are_checked_at_load_with_the_file_name(tmp_path, header, key):
+    bad = _rewrite(tmp_path, llm_cache(), header=header)
+    with pytest.raises(CacheError, match=rf"bad\.parquet.*{key}"):
+        load_llm_cache(bad)
