@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,6 +45,7 @@ from .causal_lm import (
     final_norm,
     load_causal_lm,
 )
+from .parts import weights_sha256
 
 EXITS_FILE, WEIGHTS_FILE, CHECKPOINT_FILE = "exits.json", "translators.safetensors", "checkpoint.pt"
 START_FILE = "start.safetensors"  # the translators before the KL stage (ridge start, or zero = logit lens)
@@ -82,6 +84,7 @@ class TunedExits(nn.Module):
             nn.init.zeros_(t.bias)
         object.__setattr__(self, "_norm", final_norm(model))  # not submodules: frozen, saved with the model
         object.__setattr__(self, "_head", model.get_output_embeddings())
+        object.__setattr__(self, "_model", model)  # its weight fingerprint is saved with the translators
         self.info = dict(info or {})
         self.to(next(model.parameters()).device)
 
@@ -93,7 +96,7 @@ class TunedExits(nn.Module):
         return self._head(self._norm(self.translate(layer, hidden)))
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
-        """``translators.safetensors`` and ``exits.json``, each written atomically."""
+        """``translators.safetensors`` and ``exits.json`` (with the model's weight fingerprint), each atomic."""
         from safetensors.torch import save_file
 
         folder = Path(folder)
@@ -101,28 +104,97 @@ class TunedExits(nn.Module):
         tmp = folder / f".{WEIGHTS_FILE}.tmp"
         save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(tmp))
         os.replace(tmp, folder / WEIGHTS_FILE)
-        _write_json(folder / EXITS_FILE, {"kind": "tuned_exits", "layers": self.layers,
-                                          "hidden": self.translators[0].in_features, **self.info})
+        _write_json(folder / EXITS_FILE, {**self.info, "kind": "tuned_exits", "layers": self.layers,
+                                          "hidden": self.translators[0].in_features,
+                                          "weights_sha256": weights_sha256(self._model)})
         return folder
 
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike, model=None) -> TunedExits:
-        """Load translators; ``model`` (the causal LM they were trained on) is loaded from the record if omitted."""
-        from safetensors.torch import load_file
+    def from_pretrained(cls, folder: str | os.PathLike, model=None, *, weights: str | None = None) -> TunedExits:
+        """Load translators for ``model`` (the causal LM they were trained on; loaded from the record if omitted).
 
+        Exits trained on other weights are refused (``exits.json`` records the model's :func:`weights_sha256`;
+        ``weights``: that fingerprint of ``model`` computed before a cast, e.g. to bfloat16), as are translators of
+        the wrong shapes, unreadable files and NaN or infinite weights; every error names the file."""
         folder = Path(folder)
-        if not (folder / EXITS_FILE).exists() or not (folder / WEIGHTS_FILE).exists():
+        if not (folder / EXITS_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
             raise FileNotFoundError(f"{folder}: no {EXITS_FILE} + {WEIGHTS_FILE}; train exits with "
                                     f"`toolkit llm-train-exits`")
-        info = json.loads((folder / EXITS_FILE).read_text())
+        info = read_exits_record(folder)
         if model is None:
-            model = load_causal_lm(info["model"]["path"]).model
+            path = (info.get("model") or {}).get("path") if isinstance(info.get("model"), dict) else None
+            if not isinstance(path, str):
+                raise ValueError(f"{folder / EXITS_FILE}: key 'model.path' is missing; pass the model they were "
+                                 f"trained on")
+            model = load_causal_lm(path).model
         if int(model.config.num_hidden_layers) != info["layers"] or int(model.config.hidden_size) != info["hidden"]:
-            raise ValueError(f"{folder}: exits for {info['layers']} layers of width {info['hidden']}, model has "
-                             f"{model.config.num_hidden_layers} x {model.config.hidden_size}")
-        exits = cls(model, info={k: v for k, v in info.items() if k not in ("kind", "layers", "hidden")})
-        exits.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
+            raise ValueError(f"{folder / EXITS_FILE}: exits for {info['layers']} layers of width {info['hidden']}, "
+                             f"model has {model.config.num_hidden_layers} x {model.config.hidden_size}")
+        check_exits_weights(folder, info, weights or weights_sha256(model))
+        exits = cls(model, info={k: v for k, v in info.items()
+                                 if k not in ("kind", "layers", "hidden", "weights_sha256")})
+        exits.load_state_dict(_read_translators(folder / WEIGHTS_FILE, exits.state_dict()))
         return exits.eval().requires_grad_(False)
+
+
+def read_exits_record(folder: Path) -> dict:
+    """``exits.json`` of a tuned-exit folder, checked: a JSON object with integer ``layers`` and ``hidden``."""
+    path = Path(folder) / EXITS_FILE
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 ({e}); train the exits again") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg}); the file is damaged: train the exits "
+                         f"again") from None
+    if not isinstance(info, dict):
+        raise ValueError(f"{path}: the exits record is a JSON object, got {type(info).__name__}")
+    for key in ("layers", "hidden"):
+        v = info.get(key)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{path}: key {key!r} must be a positive integer, got {v!r}")
+    if info.get("kind", "tuned_exits") != "tuned_exits":
+        raise ValueError(f"{path}: key 'kind' is {info.get('kind')!r}, not 'tuned_exits'")
+    return info
+
+
+def check_exits_weights(folder: Path, info: dict, weights: str) -> None:
+    """Refuse exits trained on other weights than ``weights`` (a :func:`weights_sha256`); exits saved before the
+    fingerprint was recorded load with a warning (only their shapes could be checked)."""
+    recorded = info.get("weights_sha256")
+    path = Path(folder) / EXITS_FILE
+    if recorded is None:
+        warnings.warn(f"{path} records no weight fingerprint (saved by an older toolkit): cannot check that these "
+                      f"exits were trained on this model; retrain them to record it", stacklevel=3)
+        return
+    if recorded != weights:
+        trained_on = (info.get("model") or {}).get("path") if isinstance(info.get("model"), dict) else None
+        raise ValueError(f"{path}: these exits were trained on other weights ({trained_on or 'another model'}, "
+                         f"weights sha256 {str(recorded)[:12]}...), not this model's ({weights[:12]}...); an exit "
+                         f"runs only on the model it was trained on: train exits for this model with "
+                         f"`toolkit llm-train-exits`")
+
+
+def _read_translators(path: Path, expected: dict) -> dict:
+    """The translators' tensors from ``path``, checked against ``expected`` (names and shapes) and for NaN/inf."""
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except Exception as e:  # safetensors raises its own error type for truncated or damaged files
+        raise ValueError(f"{path}: not a readable safetensors file ({type(e).__name__}: {e}); the file is "
+                         f"truncated or damaged: train the exits again") from None
+    missing, unknown = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unknown:
+        raise ValueError(f"{path}: tensors {missing} missing and {unknown} unexpected for "
+                         f"{len(expected) // 2} translators")
+    for k, v in state.items():
+        if tuple(v.shape) != tuple(expected[k].shape):
+            raise ValueError(f"{path}: tensor {k!r} has shape {tuple(v.shape)}, expected "
+                             f"{tuple(expected[k].shape)}")
+        if not torch.isfinite(v).all():
+            raise ValueError(f"{path}: tensor {k!r} holds NaN or infinite values; train the exits again")
+    return state
 
 
 def _check_layer(layer: int, n: int) -> None:
@@ -136,11 +208,16 @@ def _write_json(path: Path, obj: dict) -> None:
     os.replace(tmp, path)
 
 
-def load_exits(family_or_path: str, model) -> ExitFn:
-    """``"lens"`` -> :class:`LogitLens`; a folder -> :class:`TunedExits` (on ``model``)."""
-    if family_or_path == "lens":
+def load_exits(family_or_path: str | os.PathLike, model, *, weights: str | None = None) -> ExitFn:
+    """``"lens"`` -> :class:`LogitLens`; a folder (a path, or a string other than ``"lens"``) ->
+    :class:`TunedExits` on ``model`` (``weights``: see :meth:`TunedExits.from_pretrained`). The string ``"lens"``
+    while a tuned-exit folder named ``lens`` lies in the working directory is refused as ambiguous."""
+    if isinstance(family_or_path, str) and family_or_path == "lens":
+        if (Path("lens") / EXITS_FILE).exists():
+            raise ValueError("'lens' is ambiguous: the logit lens, or the tuned exits in the folder ./lens? Write "
+                             "./lens (or the full path) for the folder")
         return LogitLens(model)
-    return TunedExits.from_pretrained(family_or_path, model)
+    return TunedExits.from_pretrained(family_or_path, model, weights=weights)
 
 
 # ------------------------------------------------------------------------------------------------- data
@@ -319,7 +396,7 @@ def train_tuned_exits(model_name: str, out: str | os.PathLike, *, prompt_sets=("
     sig = _signature(config)  # neither the budget (max_tokens) nor the selection: a rerun continues or reselects
     done = out / EXITS_FILE
     if done.exists():
-        info = json.loads(done.read_text())
+        info = read_exits_record(out)
         if info.get("signature") != sig:
             raise ValueError(f"{out} holds exits trained with other settings ({info.get('config')}); choose another "
                              f"--out or delete it")

@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .llm_exits import ExitFn, LogitLens, load_exits
+from .llm_exits import ExitFn, LogitLens, TunedExits, load_exits
 
 CALM_SCORES = ("max_prob", "margin", "entropy")
 
@@ -646,14 +646,22 @@ def _is_int(x) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
 
-def load_exit(policy: LLMPolicy, model) -> ExitFn:
-    """The exit callable a policy names."""
-    return load_exits("lens" if policy.exit["kind"] == "lens" else policy.exit["folder"], model)
+def load_exit(policy: LLMPolicy, model, *, weights: str | None = None) -> ExitFn:
+    """The exit callable a policy names: the logit lens, or the tuned exits in its folder (whatever the folder is
+    called), refused unless trained on ``model`` (``weights``: its fingerprint, when computed before a cast)."""
+    if policy.exit["kind"] == "lens":
+        return LogitLens(model)
+    return TunedExits.from_pretrained(policy.exit["folder"], model, weights=weights)
 
 
 def decoder_from_policy(policy: LLMPolicy, model):
-    """A SelfSpeculativeDecoder or CalmDecoder for a validated policy."""
-    policy.validate(len(LayerStepper(model).layers))
+    """A SelfSpeculativeDecoder or CalmDecoder for a validated policy; a model the decoders cannot step is a
+    ValueError naming it."""
+    try:
+        stepper = LayerStepper(model)
+    except TypeError as e:
+        raise ValueError(f"policy model {policy.model!r}: {e}") from None
+    policy.validate(stepper.n_layers)
     exit_fn = load_exit(policy, model)
     if policy.method == "self_speculative":
         return SelfSpeculativeDecoder(model, policy.draft_layer, policy.draft_length, exit_fn)
