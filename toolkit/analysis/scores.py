@@ -16,6 +16,7 @@ statistics of a generation cache); confidence, token scores, plots and the CLI r
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -75,6 +76,8 @@ class Score:
     ``function(logits [..., C], temperature) -> [...]`` gives the raw score; ``orientation`` says which way is
     confident ("higher" or "lower"); ``unit`` is the raw score's unit. ``from_steps(max_logit, second_logit, lse,
     entropy, temperature)`` computes it from a generation cache's per-step statistics (None: not possible there).
+    ``confidence_range``: where the oriented confidence (higher = more confident) can lie; a policy threshold
+    outside it would never (or always) stop, so policies refuse it.
     """
 
     name: str
@@ -82,6 +85,7 @@ class Score:
     orientation: str
     unit: str
     from_steps: Callable | None = None
+    confidence_range: tuple[float, float] = (-math.inf, math.inf)
 
     @property
     def confidence_unit(self) -> str:
@@ -94,12 +98,12 @@ def _p(top, lse, t):
 
 
 SCORES: dict[str, Score] = {s.name: s for s in (
-    Score("max_prob", max_prob, "higher", "max probability", lambda m1, m2, lse, h, t: _p(m1, lse, t)),
+    Score("max_prob", max_prob, "higher", "max probability", lambda m1, m2, lse, h, t: _p(m1, lse, t), (0.0, 1.0)),
     Score("margin", margin, "higher", "top-1 minus top-2 probability",
-          lambda m1, m2, lse, h, t: _p(m1, lse, t) - _p(m2, lse, t)),
-    Score("entropy", entropy, "lower", "entropy (nats)", lambda m1, m2, lse, h, t: h),
+          lambda m1, m2, lse, h, t: _p(m1, lse, t) - _p(m2, lse, t), (0.0, 1.0)),
+    Score("entropy", entropy, "lower", "entropy (nats)", lambda m1, m2, lse, h, t: h, (-math.inf, 0.0)),
     Score("energy", energy, "lower", "energy (logit units)", lambda m1, m2, lse, h, t: -t * lse),
-    Score("elang", elang, "higher", "logsumexp(softmax)"),
+    Score("elang", elang, "higher", "logsumexp(softmax)", confidence_range=(0.0, math.inf)),
 )}
 
 
