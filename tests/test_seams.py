@@ -147,3 +147,91 @@ def test_header_structures_are_checked_at_load_with_the_file_name(tmp_path, head
     bad = _rewrite(tmp_path, llm_cache(), header=header)
     with pytest.raises(CacheError, match=rf"bad\.parquet.*{key}"):
         load_llm_cache(bad)
+
+
+# ------------------------------------------------------------------------------- 3. bring-your-own entry points
+from toolkit.analysis.cache import from_arrays  # noqa: E402
+
+
+def _two_class(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    lg = rng.normal(size=(n, 2, 2))
+    lg[np.arange(n), :, y] += 1.0
+    return lg, y
+
+
+def test_a_float32_cast_that_flips_a_prediction_is_refused():
+    with pytest.raises(CacheError, match="changes the prediction"):
+        from_arrays(np.array([[[1e8, 1e8 + 3]]]), [1], [1.0])
+    assert from_arrays(np.array([[[0.0, 3.0]]]), [1], [1.0]).predictions.tolist() == [[1]]  # centred: kept
+
+
+@pytest.mark.parametrize("logits", [np.array([[[1, 2]]], dtype=complex), np.array([[[True, False]]]),
+                                    np.array([[["1.0", "2.0"]]]), np.array([[[1.0, 2.0]]], dtype=object)])
+def test_complex_bool_string_and_object_logits_are_refused(logits):
+    with pytest.raises(CacheError, match="real numbers"):
+        from_arrays(logits, [1], [1.0])
+
+
+def test_numeric_string_costs_are_refused():
+    with pytest.raises(CacheError, match="real numbers"):
+        from_arrays(np.array([[[1.0, 2.0]]]), [1], ["1"])
+
+
+def test_probabilities_given_as_logits_are_refused_with_the_explicit_path():
+    p = np.array([[[0.2, 0.8]], [[0.9, 0.1]], [[0.6, 0.4]]])
+    with pytest.raises(CacheError, match="from_probabilities"):
+        from_arrays(p, [1, 0, 0], [1.0])
+
+
+def test_minus_infinity_logits_get_a_clear_message():
+    with pytest.raises(CacheError, match="-inf.*from_log_probs"):
+        from_arrays(np.array([[[0.0, -np.inf]], [[1.0, 2.0]]]), [0, 1], [1.0])
+
+
+@pytest.mark.parametrize("flops", [[0.0, 0.0], [0.0, 2.0]])
+def test_a_stage_that_costs_nothing_is_refused(flops):
+    lg, y = _two_class()
+    with pytest.raises(CacheError, match="costs nothing"):
+        from_arrays(lg, y, flops)
+
+
+def test_a_nan_threshold_is_not_never_exit():
+    from toolkit.analysis.engine import evaluation, from_classification
+
+    lg, y = _two_class()
+    with pytest.raises(ValueError, match="threshold is NaN"):
+        evaluation(from_classification(from_arrays(lg, y, [1.0, 2.0])), np.nan)
+
+
+@pytest.mark.parametrize("kw,match", [({"n_boot": 2.5}, "n_boot must be an integer"),
+                                      ({"n_boot": 1}, "one resample is not an interval"),
+                                      ({"n_boot": 50, "ci": 1.5}, "ci must be a coverage"),
+                                      ({"n_boot": 50, "ci": 0.0}, "ci must be a coverage")])
+def test_bootstrap_settings_get_clear_messages(kw, match):
+    from toolkit.analysis.engine import crossfit, evaluation, from_classification
+
+    lg, y = _two_class()
+    s = from_classification(from_arrays(lg, y, [1.0, 2.0]))
+    with pytest.raises(ValueError, match=match):
+        evaluation(s, 0.7, **kw)
+    with pytest.raises(ValueError, match=match):
+        crossfit(s, rule="budget", budget=1.2, **kw)
+
+
+def test_a_tiny_temperature_gets_a_clear_message():
+    from toolkit.analysis.engine import from_classification
+
+    lg, y = _two_class()
+    with pytest.raises(ValueError, match="too small for these logits"):
+        from_classification(from_arrays(lg, y, [1.0, 2.0]), temperature=1e-310)
+
+
+def test_crossfit_on_one_example_says_why():
+    from toolkit.analysis.engine import crossfit, from_classification
+
+    lg, y = _two_class()
+    s = from_classification(from_arrays(lg, y, [1.0, 2.0])).subset([0])
+    with pytest.raises(ValueError, match="two non-empty halves"):
+        crossfit(s, rule="budget", budget=1.2)

@@ -216,17 +216,26 @@ def from_arrays(logits, labels, flops, stages=None, example_ids=None, n_tokens=N
 
     ``flops``: ``[N, E]`` cumulative FLOPs per example, or ``[E]`` cumulative cost of each stage for every example.
     ``stages``: E names (default ``stage0..``). ``example_ids`` default to ``0..N-1``; ``n_tokens`` to zeros.
+
+    Logits stay logits: real (integer or float) arrays only, stored as float32, and a cast that changes a
+    prediction is refused; arrays that look like probabilities (every row in [0, 1] summing to 1) are refused with
+    a pointer to :func:`toolkit.analysis.inputs.from_probabilities` (and ``from_log_probs``). A stage that costs
+    nothing (an infinite speed-up) is refused.
     """
-    logits = np.asarray(logits, dtype=np.float32)
-    if logits.ndim != 3:
-        raise CacheError(f"logits must be [N, E, C], got shape {logits.shape}")
-    N, E, _ = logits.shape
+    raw = _real(logits, "logits")
+    if raw.ndim != 3:
+        raise CacheError(f"logits must be [N, E, C], got shape {raw.shape}")
+    N, E, _ = raw.shape
+    logits = _lossless_logits(raw)
     labels = np.asarray(labels)
     if labels.dtype.kind == "f" and np.isfinite(labels).all() and np.all(np.mod(labels, 1) == 0):
         labels = labels.astype(np.int64)  # 0.0/1.0 are class indices; 0.5 stays float and is refused
-    flops = np.asarray(flops, dtype=np.float64)
+    flops = _real(flops, "flops").astype(np.float64)
     if flops.shape == (E,):
         flops = np.broadcast_to(flops, (N, E)).copy()
+    if flops.shape == (N, E) and np.isfinite(flops).all() and (flops[:, -1] <= 0).any() | (flops[:, 0].mean() <= 0):
+        raise CacheError("a stage costs nothing (flops 0 at the last stage of an example, or at the first stage on "
+                         "average): every speed-up would divide by zero; give each stage's real cumulative cost")
     if stage_info is None:
         names = list(stages) if stages is not None else [f"stage{e}" for e in range(E)]
         stage_info = [{"name": str(n), "kind": "exit", "model_index": 0} for n in names]
@@ -240,6 +249,47 @@ def from_arrays(logits, labels, flops, stages=None, example_ids=None, n_tokens=N
     m = {"schema_version": SCHEMA_VERSION, **(meta or {})}
     return Cache(logits, labels.astype(np.int64) if labels.dtype.kind in "iu" else labels, flops, ids, ntok,
                  stage_info, m)
+
+
+def _real(a, what: str) -> np.ndarray:
+    """``a`` as an array of real numbers: complex, boolean, string, object and date arrays are refused (numpy would
+    cast "1.5" or True to a number without a word)."""
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "iuf":
+        raise CacheError(f"{what} must be real numbers (integers or floats), got dtype {arr.dtype}"
+                         + (" (complex: pass the real part deliberately)" if arr.dtype.kind == "c" else
+                            " (strings and objects are not converted)" if arr.dtype.kind in "USOV" else ""))
+    return arr
+
+
+def _lossless_logits(raw: np.ndarray) -> np.ndarray:
+    """float32 logits, refusing -inf (a log of zero: a probability path's job) and a cast that flips a prediction
+    (float64 values closer than float32 resolves, e.g. [1e8, 1e8 + 3])."""
+    if np.isneginf(raw).any():
+        n, e, k = np.argwhere(np.isneginf(raw))[0]
+        raise CacheError(f"logits hold -inf (first at example {n}, stage {e}, class {k}); logits are finite. For "
+                         f"log-probabilities with zeros use toolkit.analysis.inputs.from_log_probs")
+    if not np.isfinite(raw).all():
+        n, e, k = np.argwhere(~np.isfinite(raw))[0]
+        raise CacheError(f"logits contain NaN or inf (first at example {n}, stage {e}, class {k})")
+    with np.errstate(over="ignore"):
+        z = raw.astype(np.float32)
+    if not np.isfinite(z).all():
+        raise CacheError(f"logits beyond the float32 range (largest |value| {np.abs(raw).max():g}); subtract each "
+                         f"row's maximum first (softmax does not change)")
+    if raw.dtype != np.float32 and raw.size:
+        flip = raw.argmax(-1) != z.argmax(-1)
+        if flip.any():
+            n, e = np.argwhere(flip)[0]
+            raise CacheError(f"storing the logits as float32 changes the prediction at example {n}, stage {e} "
+                             f"({raw[n, e].tolist()} -> {z[n, e].tolist()}); subtract each row's maximum (or "
+                             f"centre them) before passing them")
+    C = raw.shape[-1]
+    if raw.size and raw.min() >= 0 and raw.max() <= 1 and np.allclose(raw.sum(-1), 1.0, atol=1e-4) and C >= 2:
+        raise CacheError("these look like probabilities (every row in [0, 1] summing to 1), not logits: pass them "
+                         "to toolkit.analysis.inputs.from_probabilities (log-probabilities: from_log_probs); as "
+                         "logits every softmax confidence and threshold would be wrong")
+    return z
 
 
 # ------------------------------------------------------------------------------------------------- I/O

@@ -33,7 +33,13 @@ def _check(logits, temperature) -> np.ndarray:
     t = np.asarray(temperature, dtype=np.float64)
     if not np.all(np.isfinite(t)) or np.any(t <= 0):
         raise ValueError(f"temperature must be positive and finite, got {temperature}")
-    return z / (t[..., None] if t.ndim else t)
+    with np.errstate(over="ignore"):
+        scaled = z / (t[..., None] if t.ndim else t)
+    if not np.isfinite(scaled).all():
+        raise ValueError(f"temperature {np.min(t):g} is too small for these logits: logits / T overflow float64 "
+                         f"(largest |logit| {np.abs(z).max():g}); use a temperature of at least "
+                         f"{np.abs(z).max() / 1e300:.3g}")
+    return scaled
 
 
 def softmax(logits, temperature=1.0) -> np.ndarray:

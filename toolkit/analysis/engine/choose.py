@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ...data import dev_halves
-from .curves import evaluation, resample_weights, sweep
+from .curves import check_bootstrap, evaluation, resample_weights, sweep
 from .results import Curve, Evaluation, html_table
 from .risk import certify
 from .staged import Staged
@@ -211,7 +211,11 @@ def halves(example_ids, seed: int, strata=None) -> tuple[np.ndarray, np.ndarray]
     ([0, 1, 2, 3], 2, 2)
     """
     half = dev_halves(example_ids, strata, seed=seed)
-    return np.flatnonzero(half == 0), np.flatnonzero(half == 1)
+    a, b = np.flatnonzero(half == 0), np.flatnonzero(half == 1)
+    if not len(a) or not len(b):
+        raise ValueError(f"cross-fitting needs two non-empty halves; {len(example_ids)} example(s) give halves of "
+                         f"{len(a)} and {len(b)}: use a split with more examples")
+    return a, b
 
 
 def crossfit(staged: Staged, *, rule: str = "drop", metric: str = "accuracy", max_drop: float = 0.01,
@@ -244,6 +248,7 @@ def crossfit(staged: Staged, *, rule: str = "drop", metric: str = "accuracy", ma
 
     intervals = {}
     if n_boot:
+        check_bootstrap(n_boot, ci)
         w = [resample_weights(p.n_examples, n_boot=n_boot, seed=seed + 1 + i) for i, p in enumerate(held)]
         tot = w[0] @ stats[0] + w[1] @ stats[1]
         c = (w[0] @ cost[0] + w[1] @ cost[1]) / N

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .choose import _choose, halves
-from .curves import breakpoints, weight_blocks
+from .curves import breakpoints, check_bootstrap, weight_blocks
 from .results import _Table
 from .staged import Staged
 
@@ -166,6 +166,7 @@ def _paired(A, Bv, statistic, *, n_boot, ci, seed):
     seed of both policies; seeds resampled per draw when a policy has several (two-level bootstrap). Returns the
     point estimates (means over seeds) ``[J]`` of a and b, the interval of ``a - b`` and the share of draws with
     ``a > b``."""
+    check_bootstrap(n_boot, ci)
     N = len(A[0].example_ids)
     clusters = A[0].clusters
     for v in A + Bv:

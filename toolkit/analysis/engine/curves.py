@@ -188,6 +188,7 @@ def evaluation_at_stages(staged: Staged, stage, *, threshold=np.nan, n_boot: int
     final = s.metrics(s.stats[:, -1].sum(0), N)
     intervals = {}
     if n_boot:
+        check_bootstrap(n_boot, ci)
         idx = np.arange(N), stage
         chosen, last, cost = s.stats[idx], s.stats[:, -1], s.cost[idx]
         draws: dict[str, list] = {}
@@ -235,6 +236,18 @@ def _cluster_index(clusters, n: int) -> tuple[np.ndarray | None, int]:
     return inv.reshape(n), len(ids)
 
 
+def check_bootstrap(n_boot, ci=0.95) -> None:
+    """Refuse a resample count that is not an integer >= 2 (one resample is no interval) and a coverage outside
+    (0, 1), with the caller's values in the message."""
+    import numbers
+
+    if isinstance(n_boot, bool) or not isinstance(n_boot, numbers.Integral) or n_boot < 2:
+        raise ValueError(f"n_boot must be an integer >= 2 (resamples; an interval from one resample is not an "
+                         f"interval; 0 where intervals are optional: none), got {n_boot!r}")
+    if isinstance(ci, bool) or not isinstance(ci, numbers.Real) or not 0 < ci < 1:
+        raise ValueError(f"ci must be a coverage in (0, 1), e.g. 0.95, got {ci!r}")
+
+
 def weight_blocks(n: int, *, n_boot: int, seed: int, clusters=None, block: int | None = None):
     """Bootstrap resamples as blocks of example weights, in bounded memory: yields ``(rows, w)``, ``rows`` the
     slice of resamples and ``w`` ``[b, n]`` float64 example counts.
@@ -244,8 +257,7 @@ def weight_blocks(n: int, *, n_boot: int, seed: int, clusters=None, block: int |
     The draws do not depend on the block size: concatenated, the blocks are :func:`resample_weights`. ``block``:
     resamples per block (default: about 4M weights at once).
     """
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    check_bootstrap(n_boot)
     inv, P = _cluster_index(clusters, n)
     rng = np.random.default_rng(seed)
     p = np.full(P, 1.0 / P)
@@ -276,6 +288,7 @@ def bootstrap_statistic(fn, data, *, n_boot: int = 200, ci: float = 0.95, seed: 
     Returns ``(value, lo, hi)``, or a dict of such tuples. One call of ``fn`` per resample: use it for statistics
     the engine does not vectorise (:func:`bootstrap_bands`, :func:`compare` do).
     """
+    check_bootstrap(n_boot, ci)
     rng = np.random.default_rng(seed)
     N = data.n_examples
     draws = [fn(data.subset(rng.integers(0, N, N))) for _ in range(n_boot)]  # loop over resamples, not examples
@@ -304,8 +317,7 @@ def bootstrap_bands(staged: Staged, thresholds, *, n_boot: int = 1000, ci: float
         :func:`evaluate`'s columns plus ``{name}_lo``/``{name}_hi`` for each metric, ``flops`` and ``speedup``.
         Vectorised: each resample is a weight vector, every statistic a matrix product.
     """
-    if not 0 < ci < 1:
-        raise ValueError(f"ci must be in (0, 1), got {ci}")
+    check_bootstrap(n_boot, ci)
     s = staged
     t, cols = _threshold_columns(s, thresholds)
     stage = s.stage_of(t)  # [T, N]

@@ -196,6 +196,9 @@ def exit_stage(conf, thresholds) -> np.ndarray:
     conf = np.asarray(conf)
     N, E = conf.shape
     t = np.asarray(thresholds, dtype=np.float64)
+    if np.isnan(t).any():
+        raise ValueError("a threshold is NaN; give a number (np.inf: every example goes to the last stage, "
+                         "-np.inf: every example stops at the first)")
     if t.ndim == 1:
         if t.shape[0] == E - 1:
             t = np.append(t, -np.inf)
