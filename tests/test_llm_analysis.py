@@ -153,8 +153,9 @@ def test_self_speculative_frame_and_flops_by_hand():
             d_eff = min(3, 9 - 1 - p)
             flops += float(self_speculative_block_flops(c.n_prompt[i] - 1 + p, 2, d_eff, c.dims) if d_eff
                            else full_token_flops(c.n_prompt[i] + p, c.dims))  # one budget token left: a plain step
-            # weights read: d' drafts through layers 1..2 and the head, then layers 3..L and the head once
-            reads += d_eff * (2 * w + h) + (L - 2) * w + h if d_eff else L * w + h
+            # weights read: d' drafts through layers 1..2 and the head, then the verify pass: the last draft token
+            # through layers 1..2, all d' + 1 positions through layers 3..L, and the head once
+            reads += d_eff * (2 * w + h) + L * w + h if d_eff else L * w + h
             accepted, drafted, blocks = accepted + acc, drafted + d_eff, blocks + 1
             p += acc + 1
     ref = float(full_token_flops(c.positions, c.dims).sum())

@@ -15,9 +15,12 @@ transformers = pytest.importorskip("transformers")
 
 from toolkit.analysis.llm_cost import (  # noqa: E402
     CausalLMDims,
+    Pass,
     calm_token_flops,
     full_token_flops,
+    passes_reads,
     self_speculative_block_flops,
+    self_speculative_passes,
 )
 from toolkit.nn.llm_reference import offline_acceptance, teacher_forced_exits  # noqa: E402
 from toolkit.nn.llm_runtime import (  # noqa: E402
@@ -333,6 +336,41 @@ def test_self_speculative_flops_equal_cost_model():
             want += full_token_flops(p + 1, dims)
         p += a + 1
     assert got == want
+    # the decoder's own count (its recorded passes in the shared cost model) equals torch's, less eager's extras
+    extra = sum((6 - k) * 4 * dims.q_dim * b[-1].positions * (b[-1].positions - 1) / 2 for b in res.passes)
+    assert res.block_flops.sum() + extra == got
+
+
+def test_decoder_records_the_passes_it_runs(model, prompts):
+    """Block by block, the passes the decoder ran (recorded layer by layer, offsets read from its attention masks)
+    are the shared definition's; weight reads follow from them: the verify pass reads every layer."""
+    k, d, L = 3, 2, model.config.num_hidden_layers
+    res = SelfSpeculativeDecoder(model, k, d).generate(prompts, M)
+    caps = [min(d, M - 1 - p) for p in range(M)]
+    assert all(b in {self_speculative_passes(k, c, L) for c in caps} for b in res.passes)
+    assert res.passes[0] == (Pass(1, 3, 1, 0, exits=1), Pass(1, 3, 1, 1, exits=1), Pass(1, 3, 1, 2),
+                             Pass(4, 6, 3, 0, heads=3))
+    dims = CausalLMDims.from_config(model.config.to_dict())
+    w = 2.0 * sum(p.numel() for p in model.model.layers[0].parameters() if p.dim() == 2)
+    h = 2.0 * dims.hidden * dims.vocab
+    assert res.block_reads[0] == pytest.approx(d * (k * w + h) + L * w + h, rel=1e-12)
+    assert passes_reads(greedy_decode(model, prompts[:1], 2).passes[0], dims) == pytest.approx(L * w + h, rel=1e-12)
+    frame = res.to_frame()
+    assert len(frame) == sum(len(a) for a in res.accepted)
+    assert frame.flops.sum() == pytest.approx(res.block_flops.sum(), rel=1e-12)
+
+
+def test_decoder_refuses_a_drifted_cost_model(model, prompts, monkeypatch):
+    """Had the cost model left out the verify pass's layers 1..k for the last draft token (the estimate once did),
+    the decoder would refuse: it checks every block it runs against the shared definition."""
+    import toolkit.nn.llm_runtime as rt
+
+    def omitted(k, d, L):
+        return tuple(p for p in self_speculative_passes(k, d, L) if not (d and p.last == k and not p.exits))
+
+    monkeypatch.setattr(rt, "self_speculative_passes", omitted)
+    with pytest.raises(RuntimeError, match="cost model defines"):
+        SelfSpeculativeDecoder(model, 3, 2).generate(prompts[:1], M)
 
 
 def test_calm_flops_equal_cost_model():

@@ -57,3 +57,46 @@ def test_readme_llm_numbers_are_current():
     assert current is not None, "README has no SmolLM2 numbers section"
     assert current == mod.render(), "README's SmolLM2 numbers are stale: run `python scripts/llm_readme_numbers.py " \
         "--readme`"
+
+
+def brute_force_reads_speedup(cache, family: str, k: int, d: int) -> float:
+    """Weight-read speed-up of self-speculative decoding, walked prompt by prompt in plain Python, independent of
+    the library's walk: a block drafts d' tokens through layers 1..k and the exit, then verifies by running the last
+    draft token through layers 1..k and all d' + 1 positions through layers k+1..L: every layer once, plus one
+    head. Weights from the dims: a layer's q, k, v, o and gated MLP matrices; the head H x V; a tuned exit's
+    translator H x H (+ bias)."""
+    m = cache.dims
+    H, q, kv = m.hidden, m.heads * m.head_dim, m.kv_heads * m.head_dim
+    layer = 2 * (H * q + 2 * H * kv + q * H + 3 * H * m.intermediate)  # 2 x parameters: FLOPs at one position
+    head = 2 * H * m.vocab
+    exit_ = head + (2 * H * H if cache.families[family]["kind"] == "tuned_exits" else 0)
+    L, agree = m.layers, cache.agreement(family)[:, k - 1]
+    reads = 0.0
+    for i in range(cache.n_examples):
+        a_i = agree[cache.offsets[i]:cache.offsets[i + 1]]
+        T, budget, p = len(a_i), int(cache.max_new_tokens[i]), 0
+        while p < T:
+            dd = min(d, budget - 1 - p)
+            acc = 0
+            while acc < dd and p + acc < T and a_i[p + acc]:
+                acc += 1
+            reads += dd * (k * layer + exit_) + L * layer + head  # d' drafts, then every layer once and the head
+            p += acc + (p + acc < T)
+    return cache.n_tokens * (L * layer + head) / reads
+
+
+@pytest.mark.parametrize("family,k,want", [("tuned", 29, 0.92), ("tuned", 2, None), ("lens", 29, 0.75)])
+def test_self_speculative_weight_reads_equal_an_independent_walk(family, k, want):
+    """The published memory-bound speed-up counts the verify pass through every layer (it once left out layers
+    1..k of the last draft token and claimed 1.50x for tuned exits at (29, 1))."""
+    from toolkit.analysis import llm
+    from toolkit.analysis.llm_cache import concat_token_caches
+
+    test = concat_token_caches([load_llm_cache(DATA / "llm" / f"smollm2_{p}-test.parquet", verify_data=False)
+                                for p in ("agnews_headline", "sst2_sentiment")])
+    if family not in test.family_names:
+        pytest.skip(f"the shipped caches hold no {family!r} exits")
+    row = llm.self_speculative(test, family, layers=[k], draft_lengths=[1]).iloc[0]
+    assert row.memory_bound_speedup == pytest.approx(brute_force_reads_speedup(test, family, k, 1), rel=0.01)
+    if want is not None:
+        assert row.memory_bound_speedup == pytest.approx(want, abs=0.01)

@@ -24,7 +24,8 @@ full model's token (while the draft agrees, its context is the true prefix, so i
 pass's); the verifier emits the correction (or the bonus token when all ``d'`` agree), unless the accepted tokens
 already end the continuation; the next block starts at ``p + a + 1``. This is what the real decoder
 (:class:`toolkit.nn.llm_runtime.SelfSpeculativeDecoder`) does, block for block. Its FLOPs are
-:func:`~toolkit.analysis.llm_cost.self_speculative_block_flops` with ``n_prompt - 1 + p`` cached positions; the
+:func:`~toolkit.analysis.llm_cost.passes_flops` of :func:`~toolkit.analysis.llm_cost.self_speculative_passes` (the
+block's passes, one definition shared with the decoder) with ``n_prompt - 1 + p`` cached positions; the
 reference is :func:`~toolkit.analysis.llm_cost.full_token_flops` per token at ``n_prompt + t`` attended positions
 (the prompt's prefill, common to both, is left out). The output equals the full model's greedy output.
 
@@ -48,6 +49,7 @@ import pandas as pd
 
 from .calibration import confidence_ece, confidence_reliability_curve
 from .engine import MeanMetrics, Staged, staged
+from .engine.results import _Table
 from .engine.curves import sweep
 from .llm_cache import LLMTokenCache
 from .llm_cost import (
@@ -55,7 +57,9 @@ from .llm_cost import (
     full_token_flops,
     head_flops,
     layer_weight_flops,
-    self_speculative_block_flops,
+    passes_flops,
+    passes_reads,
+    self_speculative_passes,
     translator_flops,
 )
 from .token_scores import TOKEN_SCORES, token_scores
@@ -126,6 +130,16 @@ def full_model_reads(cache: LLMTokenCache) -> float:
     """Weights read by one greedy decoding step (all layers and the LM head), in FLOPs at one position without
     attention (2 x their parameters): the unit of ``reads_per_token`` in :func:`self_speculative`."""
     return cache.n_layers * layer_weight_flops(cache.dims) + float(head_flops(cache.dims))
+
+
+def memory_bound_ceiling(cache: LLMTokenCache, family: str, layer: int, draft_length: int) -> float:
+    """The memory-bound speed-up of self-speculative decoding were every draft accepted: ``d + 1`` tokens per block
+    for the block's weight reads (:func:`~toolkit.analysis.llm_cost.passes_reads` of its passes) against ``d + 1``
+    greedy steps. No exit at ``layer`` can do better.
+"""
+    passes = self_speculative_passes(int(layer), int(draft_length), cache.n_layers)
+    reads = passes_reads(passes, cache.dims, exit_overhead=exit_overhead_flops(cache, family))
+    return (int(draft_length) + 1) * full_model_reads(cache) / reads
 
 
 def exit_overhead_flops(cache: LLMTokenCache, family: str) -> float:
@@ -311,7 +325,8 @@ def _speculate(cache: LLMTokenCache, family: str, layers: np.ndarray, draft_leng
     """Walk every (layer, draft length) pair's blocks on all continuations at once.
 
     Returns per pair ``[K, D]`` (``[K, D, N]`` per prompt with ``per_prompt``): blocks, drafted, accepted, emitted,
-    flops; and the per-block records ``(k, d, example, start, accepted)`` in walk order.
+    flops, reads; and the per-block records ``(k, d, example, start, accepted, drafted, emitted, flops, reads)`` in walk order
+    (``start`` a token index into the cache).
     """
     L = cache.n_layers
     if layers.min() < 1 or layers.max() >= L:
@@ -324,14 +339,15 @@ def _speculate(cache: LLMTokenCache, family: str, layers: np.ndarray, draft_leng
     steps = cache.steps
     context = cache.n_prompt.astype(np.float64)[cache.example_index] - 1 + steps  # cached positions at a block start
     Dmax = int(draft_lengths.max())
-    # block cost for every (layer, d', start): d' = min(d, max_new - 1 - t) needs every d' up to Dmax
-    table = np.stack([np.stack([self_speculative_block_flops(context, int(k), dd, cache.dims)
-                                for dd in range(1, Dmax + 1)]) for k in layers])  # [K, Dmax, S]
+    overhead = exit_overhead_flops(cache, family)  # per exit evaluation (a tuned exit's translator)
+    # each block's passes (llm_cost.self_speculative_passes, shared with the decoder) for every (layer, d'); d' =
+    # min(d, max_new - 1 - t) needs every d' in 0..Dmax (d' = 0: one plain full step). FLOPs [K, Dmax+1, S] at each
+    # start's context; weights read [K, Dmax+1] (a pass reads its layers once, whatever its positions)
+    passes = [[self_speculative_passes(int(k), dd, L) for dd in range(Dmax + 1)] for k in layers]
+    table = np.stack([np.stack([passes_flops(ps, context, cache.dims, exit_overhead=overhead) for ps in row])
+                      for row in passes])
+    read_table = np.array([[passes_reads(ps, cache.dims, exit_overhead=overhead) for ps in row] for row in passes])
     K, D, N = len(layers), len(draft_lengths), cache.n_examples
-    overhead = exit_overhead_flops(cache, family)  # per draft step (a tuned exit's translator)
-    plain = full_token_flops(cache.positions, cache.dims)  # [S] a block with d' = 0 is one plain full step
-    # weights read per pass, in FLOPs at one position without attention (2 x parameters): a layer, the LM head
-    w_layer, w_head = layer_weight_flops(cache.dims), float(head_flops(cache.dims))
     p = np.broadcast_to(starts, (K, D, N)).copy()
     end = np.broadcast_to(ends, (K, D, N))
     kk = np.arange(K)[:, None, None] * np.ones((1, D, N), dtype=int)
@@ -345,30 +361,57 @@ def _speculate(cache: LLMTokenCache, family: str, layers: np.ndarray, draft_leng
         d_eff = np.minimum(dd[ka, da, na], max_new[pa] - 1 - steps[pa])  # room for the verifier's token
         a = np.minimum(run[pa, kk[ka, da, na]], d_eff)
         emitted = a + (pa + a < end[ka, da, na])
-        cost = np.where(d_eff > 0, table[ka, np.maximum(d_eff - 1, 0), pa], plain[pa]) + overhead * d_eff
-        k = layers[ka]
-        # weights read (memory-bound decoding): d' draft steps through layers 1..k and the exit, then one pass of
-        # layers k+1..L and the head for all the block's positions; a plain step reads the whole model once
-        reads = np.where(d_eff > 0, d_eff * (k * w_layer + w_head + overhead) + (L - k) * w_layer + w_head,
-                         L * w_layer + w_head)
+        cost, reads = table[ka, d_eff, pa], read_table[ka, d_eff]
         for name, v in (("blocks", 1), ("drafted", d_eff), ("accepted", a), ("emitted", emitted), ("flops", cost),
                         ("reads", reads)):
             totals[name][ka, da, na] += v  # one block per active (layer, length, prompt): no repeated index
-        records.append((ka, da, na, pa, a))
+        records.append((ka, da, na, pa, a, d_eff, emitted, cost, reads))
         p[ka, da, na] = pa + emitted
         active = p < end
-    cat = [np.concatenate(x) for x in zip(*records)] if records else [np.zeros(0, int)] * 5
+    cat = [np.concatenate(x) for x in zip(*records)] if records else [np.zeros(0, int)] * 9
     return (totals if per_prompt else {name: v.sum(-1) for name, v in totals.items()}), cat
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class SpeculativeBlocks(_Table):
+    """Every self-speculative block of one (draft layer, draft length) on a token cache, in decoding order per
+    prompt: ``example`` (prompt index), ``example_id``, ``start`` (generated position of the block's first token),
+    ``drafted``, ``accepted``, ``emitted``, ``flops`` and ``reads`` (model weights read, in FLOPs at one position:
+    :func:`~toolkit.analysis.llm_cost.passes_reads`). The decoder's result counts the same per block
+    (:class:`toolkit.nn.llm_runtime.SpecResult`)."""
+
+    frame: pd.DataFrame
+    family: str
+    layer: int
+    draft_length: int
+    title = "self-speculative blocks"
+
+    def by_prompt(self, column: str) -> list[np.ndarray]:
+        """``column`` of each prompt's blocks, in order (one array per prompt)."""
+        n = int(self.frame.attrs["n_examples"])
+        ex = self.frame["example"].to_numpy()
+        bounds = np.searchsorted(ex, np.arange(n + 1))
+        v = self.frame[column].to_numpy()
+        return [v[bounds[i]:bounds[i + 1]] for i in range(n)]
+
+
+def self_speculative_blocks(cache: LLMTokenCache, family: str, layer: int, draft_length: int) -> SpeculativeBlocks:
+    """Every block of self-speculative decoding with ``family``'s exit at ``layer``, ``draft_length`` tokens per
+    block, one row each (see :class:`SpeculativeBlocks`). A runtime must reproduce these block by block."""
+    _, (_, _, ex, start, acc, dr, em, flops, reads) = _speculate(cache, family, np.array([int(layer)]),
+                                                                 np.array([int(draft_length)]))
+    o = np.lexsort((start, ex))
+    frame = pd.DataFrame({"example": ex[o], "example_id": cache.example_ids[ex[o]], "start": cache.steps[start[o]],
+                          "drafted": dr[o], "accepted": acc[o], "emitted": em[o], "flops": flops[o],
+                          "reads": reads[o]})
+    frame.attrs["n_examples"] = cache.n_examples
+    return SpeculativeBlocks(frame=frame, family=family, layer=int(layer), draft_length=int(draft_length))
 
 
 def acceptance_counts(cache: LLMTokenCache, family: str, layer: int, draft_length: int) -> list[np.ndarray]:
     """Per prompt, the accepted draft tokens of each self-speculative block in order (drafting with ``family``'s
     exit at ``layer``, ``draft_length`` tokens per block). A runtime must reproduce these block by block."""
-    _, (_, _, ex, start, acc) = _speculate(cache, family, np.array([int(layer)]), np.array([int(draft_length)]))
-    order = np.lexsort((start, ex))
-    ex, acc = ex[order], acc[order]
-    bounds = np.searchsorted(ex, np.arange(cache.n_examples + 1))
-    return [acc[bounds[i]:bounds[i + 1]] for i in range(cache.n_examples)]
+    return self_speculative_blocks(cache, family, layer, draft_length).by_prompt("accepted")
 
 
 def self_speculative(cache: LLMTokenCache, family: str, layers=None, draft_lengths=range(1, 9)) -> pd.DataFrame:
@@ -377,8 +420,10 @@ def self_speculative(cache: LLMTokenCache, family: str, layers=None, draft_lengt
     ``acceptance`` (accepted / drafted tokens), ``accepted_per_block``, ``tokens_per_block`` (emitted / blocks),
     ``flops_per_token``, ``speedup`` (full model's FLOPs / self-speculative FLOPs, same tokens),
     ``reads_per_token`` (model weights read per emitted token, in full-model reads: a block reads layers 1..k, the
-    exit and its head once per draft step, then layers k+1..L and the head once for all its positions; greedy
-    decoding reads the whole model once per token) and ``memory_bound_speedup`` (1 / that).
+    exit and its head once per draft step, then all L layers (the last draft token has not been through 1..k) and
+    the head once; greedy decoding reads the whole model once per token: the passes of
+    :func:`~toolkit.analysis.llm_cost.self_speculative_passes`, which the decoder shares) and
+    ``memory_bound_speedup`` (1 / that).
 
     In FLOPs every emitted token still passes all L layers once (1..k drafting, k+1..L verifying), and each block
     adds d draft heads and d + 1 verify heads against one head per token: the FLOPs speed-up is below 1 by
@@ -411,6 +456,5 @@ def self_speculative_by_prompt(cache: LLMTokenCache, family: str, layer: int, dr
     ref = np.bincount(cache.example_index, weights=full_token_flops(cache.positions, cache.dims),
                       minlength=cache.n_examples)
     return pd.DataFrame({"example_id": cache.example_ids, "tokens": cache.lengths,
-                         **{k: tot[k][0, 0].astype(np.int64) for k in ("blocks", "drafted", "accepted", "emitted",
-                                                                       "reads")},
-                         "flops": tot["flops"][0, 0], "reference_flops": ref})
+                         **{k: tot[k][0, 0].astype(np.int64) for k in ("blocks", "drafted", "accepted", "emitted")},
+                         "flops": tot["flops"][0, 0], "reads": tot["reads"][0, 0], "reference_flops": ref})

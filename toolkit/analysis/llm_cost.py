@@ -154,23 +154,86 @@ def calm_token_flops(context, exit_layer, dims: CausalLMDims, *, checked_layers,
             + (skipped * kv_projection_flops(dims) if propagate else 0.0))
 
 
-def self_speculative_block_flops(context, draft_layer: int, draft_length: int, dims: CausalLMDims):
-    """FLOPs of one self-speculative block (LayerSkip) that starts with ``context`` positions already in the cache.
+@dataclass(frozen=True)
+class Pass:
+    """One forward pass of a decoder over consecutive layers, for one row: decoder layers ``first..last`` (1-based)
+    on ``positions`` new positions, the first of them ``offset`` positions after its block's start (position ``j``
+    of the block attends to ``context + j + 1`` positions: the cache and itself), followed by ``exits`` exit
+    evaluations (a tuned exit's translator, if any, and the LM head) and ``heads`` evaluations of the model's own
+    LM head. The unit both the offline walk (:mod:`toolkit.analysis.llm`) and the decoder
+    (:class:`toolkit.nn.llm_runtime.SelfSpeculativeDecoder`, which records the passes it ran) count in."""
 
-    The block feeds the last accepted token, drafts ``d`` tokens with layers 1..k and the exit (d draft steps, d
-    exit heads), then verifies with one full-model pass over the d + 1 new positions: layers 1..k only for the last
-    draft token (the others' keys and values up to layer k are the draft's, reused), layers k+1..L for all d + 1,
-    and the LM head at each of the d + 1 positions. It emits (accepted + 1) tokens; rejected positions' caches are
-    dropped. Position ``j`` of the block (0-based) attends to ``context + j + 1`` positions.
+    first: int
+    last: int
+    positions: int
+    offset: int = 0
+    exits: int = 0
+    heads: int = 0
+
+    @property
+    def n_layers(self) -> int:
+        return self.last - self.first + 1
+
+    def attended(self, context) -> np.ndarray:
+        """Attended positions summed over the pass's positions, for a block starting with ``context`` cached."""
+        c, n = np.asarray(context, dtype=np.float64), self.positions
+        return n * (c + self.offset + 1) + n * (n - 1) / 2
+
+
+def self_speculative_passes(draft_layer: int, draft_length: int, n_layers: int) -> tuple[Pass, ...]:
+    """The passes of one self-speculative block (LayerSkip) drafting ``draft_length`` tokens with layer
+    ``draft_layer``'s exit in a model of ``n_layers`` layers: the one definition the cost model and the decoder share.
+
+    The block feeds the last accepted token and drafts ``d`` tokens: d passes through layers 1..k, each followed by
+    the exit. Verification runs the last draft token (which has not been through layers 1..k yet) through layers
+    1..k, then layers k+1..L for all d + 1 new positions (the first d reuse the draft's layer-k states) and the LM
+    head at each. ``d = 0`` (one token of budget left) is one plain step: layers 1..L and the head.
+
+    >>> [(p.first, p.last, p.positions, p.offset, p.exits, p.heads) for p in self_speculative_passes(2, 2, 4)]
+    [(1, 2, 1, 0, 1, 0), (1, 2, 1, 1, 1, 0), (1, 2, 1, 2, 0, 0), (3, 4, 3, 0, 0, 3)]
     """
-    k, d, L = int(draft_layer), int(draft_length), dims.layers
-    if not 1 <= k < L or d < 1:
-        raise ValueError(f"need 1 <= draft_layer < {L} and draft_length >= 1, got {k}, {d}")
-    c = np.asarray(context, dtype=np.float64)[..., None] + np.arange(1, d + 2)  # [..., d+1] attended positions
-    per = layer_flops(c, dims)
-    draft = k * per[..., :d].sum(-1) + d * head_flops(dims)
-    verify = k * per[..., d] + (L - k) * per.sum(-1) + (d + 1) * head_flops(dims)
-    return draft + verify
+    k, d, L = int(draft_layer), int(draft_length), int(n_layers)
+    if d < 0 or not 1 <= k <= L or (d and k == L):
+        raise ValueError(f"need 1 <= draft_layer < {L} and draft_length >= 0, got {k}, {d}")
+    if d == 0:
+        return (Pass(1, L, 1, heads=1),)
+    draft = tuple(Pass(1, k, 1, offset=j, exits=1) for j in range(d))
+    return (*draft, Pass(1, k, 1, offset=d), Pass(k + 1, L, d + 1, heads=d + 1))
+
+
+def passes_flops(passes, context, dims: CausalLMDims, *, exit_overhead: float = 0.0) -> np.ndarray:
+    """FLOPs of ``passes`` (a block's :class:`Pass` records) for a block starting with ``context`` cached positions
+    (array or scalar): layers at their attended positions, the model's head per position evaluated, and per exit
+    evaluation its head plus ``exit_overhead`` (a tuned exit's :func:`translator_flops`)."""
+    c = np.asarray(context, dtype=np.float64)
+    per_position = float(layer_flops(1, dims)) - 4.0 * dims.q_dim  # a layer without attention, one position
+    total = np.zeros_like(c)
+    for p in passes:
+        total = total + p.n_layers * (p.positions * per_position + 4.0 * dims.q_dim * p.attended(c))
+        total = total + p.heads * head_flops(dims) + p.exits * (head_flops(dims) + exit_overhead)
+    return total
+
+
+def passes_reads(passes, dims: CausalLMDims, *, exit_overhead: float = 0.0) -> float:
+    """Model weights read by ``passes``, in FLOPs at one position without attention (2 x parameters; the unit of
+    memory-bound decoding): each pass reads its layers once whatever its positions, and the LM head once if it
+    evaluates the head; an exit evaluation reads the head and ``exit_overhead`` (a translator)."""
+    w, h = layer_weight_flops(dims), head_flops(dims)
+    return float(sum(p.n_layers * w + (h if p.heads else 0.0) + p.exits * (h + exit_overhead) for p in passes))
+
+
+def self_speculative_block_flops(context, draft_layer: int, draft_length: int, dims: CausalLMDims, *,
+                                 exit_overhead: float = 0.0):
+    """FLOPs of one self-speculative block (LayerSkip) that starts with ``context`` positions already in the cache:
+    :func:`passes_flops` of :func:`self_speculative_passes` (d draft steps through layers 1..k and the exit; the
+    verify pass runs the last draft token through layers 1..k, then layers k+1..L and the LM head at all d + 1 new
+    positions). It emits (accepted + 1) tokens; rejected positions' caches are dropped.
+    """
+    if int(draft_length) < 1:
+        raise ValueError(f"need 1 <= draft_layer < {dims.layers} and draft_length >= 1, got {draft_layer}, "
+                         f"{draft_length}")
+    return passes_flops(self_speculative_passes(draft_layer, draft_length, dims.layers), context, dims,
+                        exit_overhead=exit_overhead)
 
 
 def prefill_exit_flops(n_prompt, exit_layers, dims: CausalLMDims, *, exit_head_flops: float) -> np.ndarray:

@@ -45,12 +45,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..analysis.llm_cost import CausalLMDims, Pass, passes_flops, passes_reads, self_speculative_passes, translator_flops
 from .llm_exits import ExitFn, LogitLens, TunedExits, load_exits
 
 CALM_SCORES = ("max_prob", "margin", "entropy")
@@ -96,6 +97,7 @@ class LayerStepper:
         self._rotary_fn = sys.modules[type(attn).__module__].apply_rotary_pos_emb
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
+        self.trace: list | None = None  # when a list: every layer, exit and head evaluation is recorded (passes())
 
     @staticmethod
     def new_cache():
@@ -125,13 +127,49 @@ class LayerStepper:
 
     def layer(self, i: int, hidden, mask, rope, cache) -> torch.Tensor:
         """Decoder layer ``i`` (0-based) on ``hidden`` ``[B, q, H]``, appending its keys/values to ``cache``."""
+        if self.trace is not None:
+            self.trace.append(("layer", i + 1, hidden.shape[1], mask))
         out = self.layers[i](hidden, attention_mask=mask, position_embeddings=rope, use_cache=True,
                              **{self._cache_kw: cache})
         return out[0] if isinstance(out, tuple) else out
 
     def head(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The model's own final norm and LM head."""
+        """The model's own final norm and LM head (``hidden`` ``[B, q, H]`` or ``[B, H]``)."""
+        if self.trace is not None:
+            self.trace.append(("head", hidden.shape[1] if hidden.dim() == 3 else 1))
         return self.lm_head(self.norm(hidden))
+
+    def exit(self, exit_fn: ExitFn, layer: int, hidden: torch.Tensor) -> torch.Tensor:
+        """``exit_fn(layer, hidden)`` for ``hidden`` ``[B, H]``, recorded in the trace."""
+        if self.trace is not None:
+            self.trace.append(("exit", 1))
+        return exit_fn(layer, hidden)
+
+    def passes(self, context: int) -> tuple[Pass, ...]:
+        """The trace as :class:`~toolkit.analysis.llm_cost.Pass` records of row 0, whose block started with
+        ``context`` cached positions: consecutive layers on the same positions at the same offset form one pass (a
+        pass's offset read from its attention mask: row 0's first query attends to ``context + offset + 1``
+        positions); exit and head evaluations attach to the pass before them."""
+        out: list[Pass] = []
+        offsets: dict[int, int] = {}
+        for kind, *rest in self.trace or ():
+            if kind == "layer":
+                layer, q, mask = rest
+                if id(mask) not in offsets:
+                    row = mask[0, 0, 0]
+                    offsets[id(mask)] = int((row == 0).sum() if self.eager else row.sum()) - context - 1
+                off = offsets[id(mask)]
+                prev = out[-1] if out else None
+                if (prev and layer == prev.last + 1 and q == prev.positions and off == prev.offset
+                        and not prev.exits and not prev.heads):
+                    out[-1] = replace(prev, last=layer)
+                else:
+                    out.append(Pass(layer, layer, q, offset=off))
+            elif not out:
+                raise RuntimeError(f"an {kind} evaluation before any layer ran")
+            else:
+                out[-1] = replace(out[-1], **{f"{kind}s": getattr(out[-1], f"{kind}s") + rest[0]})
+        return tuple(out)
 
     def propagated_kv(self, i: int, hidden: torch.Tensor, rope):
         """Keys and values that layer ``i`` would cache for an input ``hidden`` ``[B, q, H]`` (state propagation)."""
@@ -299,16 +337,44 @@ class SpecResult:
     seconds: float  # decoding after the prefill (the sum of block_seconds)
     draft_layer: int
     draft_length: int
+    passes: list[tuple[Pass, ...]]  # per batch block: the passes each live row ran (recorded, not assumed)
+    block_context: list[np.ndarray]  # per batch block: cached positions of each live row at its start
+    block_row_ids: list[np.ndarray]  # per batch block: the prompt index of each live row
+    dims: CausalLMDims
+    exit_overhead: float  # FLOPs of the exit before its LM head (a tuned exit's translator), per evaluation
 
     @property
     def n_tokens(self) -> int:
         return int(sum(len(t) for t in self.tokens))
 
+    @property
+    def block_flops(self) -> np.ndarray:
+        """``[n_blocks]`` FLOPs each batch block ran, summed over its live rows (the shared cost model,
+        :func:`~toolkit.analysis.llm_cost.passes_flops`, of the recorded passes)."""
+        return np.array([float(np.sum(passes_flops(p, c, self.dims, exit_overhead=self.exit_overhead)))
+                         for p, c in zip(self.passes, self.block_context)])
+
+    @property
+    def block_reads(self) -> np.ndarray:
+        """``[n_blocks]`` model weights each batch block read (in FLOPs at one position; once for all live rows:
+        :func:`~toolkit.analysis.llm_cost.passes_reads` of the recorded passes)."""
+        return np.array([passes_reads(p, self.dims, exit_overhead=self.exit_overhead) for p in self.passes])
+
     def to_frame(self):
+        """One row per (row, block) in decoding order: ``row``, ``accepted``, ``drafted``, ``flops`` (that row's
+        share of the block) and ``reads`` (the block's weight reads: what the row alone would read)."""
         import pandas as pd
 
+        rows, flops, reads = [], [], []
+        for p, c, ids in zip(self.passes, self.block_context, self.block_row_ids):
+            rows.append(ids)
+            flops.append(passes_flops(p, c, self.dims, exit_overhead=self.exit_overhead))
+            reads.append(np.full(len(ids), passes_reads(p, self.dims, exit_overhead=self.exit_overhead)))
+        rows, flops, reads = (np.concatenate(x) if x else np.zeros(0) for x in (rows, flops, reads))
+        order = np.argsort(rows, kind="stable")  # batch blocks are in decoding order: stable keeps each row's order
         return pd.DataFrame({"row": np.repeat(np.arange(len(self.accepted)), [len(a) for a in self.accepted]),
-                             "accepted": np.concatenate(self.accepted), "drafted": np.concatenate(self.drafted)})
+                             "accepted": np.concatenate(self.accepted), "drafted": np.concatenate(self.drafted),
+                             "flops": flops[order], "reads": reads[order]})
 
 
 class SelfSpeculativeDecoder:
@@ -329,6 +395,8 @@ class SelfSpeculativeDecoder:
         self.exit = exit_fn or LogitLens(model)
         self.eos = _eos_set(model, eos_token_ids)
         self.slack = compact_slack
+        self.dims = CausalLMDims.from_config(model.config.to_dict())
+        self.exit_overhead = translator_flops(self.dims) if isinstance(self.exit, TunedExits) else 0.0
 
     @torch.inference_mode()
     def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> SpecResult:
@@ -337,11 +405,19 @@ class SelfSpeculativeDecoder:
         dev = self.st.device
         accepted = [[] for _ in prompts]
         drafted = [[] for _ in prompts]
-        secs, nrows = [], []
+        secs, nrows, passes, contexts, row_ids = [], [], [], [], []
         while len(bt):
             t1 = time.perf_counter()
             caps = [min(self.d, bt.M - 1 - bt.emitted(b)) for b in range(len(bt))]
-            a, d_eff, y, z = self._block(bt, max(caps), torch.tensor(caps, device=dev))
+            context = bt.n_valid.tolist()
+            contexts.append(np.asarray(context, dtype=np.int64))
+            row_ids.append(np.asarray(bt.rows, dtype=np.int64))
+            self.st.trace = []
+            try:
+                a, d_eff, y, z = self._block(bt, max(caps), torch.tensor(caps, device=dev))
+                passes.append(self._check_passes(self.st.passes(context[0]), max(caps)))
+            finally:
+                self.st.trace = None
             done = []
             for b, row in enumerate(bt.rows):
                 ab, db = a[b], d_eff[b]
@@ -356,7 +432,17 @@ class SelfSpeculativeDecoder:
         return SpecResult([np.asarray(o, dtype=np.int64) for o in bt.out],
                           [np.asarray(x, dtype=np.int64) for x in accepted],
                           [np.asarray(x, dtype=np.int64) for x in drafted], np.asarray(secs), np.asarray(nrows),
-                          prefill, float(sum(secs)), self.k, self.d)
+                          prefill, float(sum(secs)), self.k, self.d, passes, contexts, row_ids, self.dims,
+                          self.exit_overhead)
+
+    def _check_passes(self, ran: tuple[Pass, ...], D: int) -> tuple[Pass, ...]:
+        """The recorded passes of a block, checked against the cost model's definition of one
+        (:func:`~toolkit.analysis.llm_cost.self_speculative_passes`): the estimate and the runtime cannot drift."""
+        want = self_speculative_passes(self.k, D, self.st.n_layers)
+        if ran != want:
+            raise RuntimeError(f"self-speculative block (k={self.k}, d={D}) ran passes {ran}, but the cost model "
+                               f"defines {want}: fix the decoder or llm_cost.self_speculative_passes together")
+        return ran
 
     def _block(self, bt: _Batch, D: int, caps: torch.Tensor):
         st, k, L = self.st, self.k, self.st.n_layers
@@ -371,7 +457,7 @@ class SelfSpeculativeDecoder:
             for i in range(k):
                 h = st.layer(i, h, mask, rope, bt.cache)
             hidden_k.append(h)
-            inp = self.exit(k, h[:, -1]).argmax(-1)[:, None]
+            inp = st.exit(self.exit, k, h[:, -1]).argmax(-1)[:, None]
             drafts.append(inp)
         # verify: layers 1..k for the last input only, then layers k+1..L and the head for all D+1 inputs
         h = st.embed(inp)
