@@ -51,6 +51,7 @@ from .calibration import confidence_ece, confidence_reliability_curve
 from .engine import MeanMetrics, Staged, staged
 from .engine.results import _Table
 from .engine.curves import sweep
+from .identity import cache_identity
 from .llm_cache import LLMTokenCache
 from .llm_cost import (
     calm_token_flops,
@@ -213,6 +214,7 @@ def from_llm_tokens(cache: LLMTokenCache, *, family: str | None = None, score: s
     t = token_staged(cache, family, score=score, temperature=temperature, checked_layers=checked_layers,
                      propagate=propagate)
     meta = {"kind": "llm_tokens", "task": cache.meta.get("task"), "split": cache.meta.get("split"),
+            "identity": cache_identity(cache),
             "family": family, "score": score, "temperature": float(temperature), "cost_unit": "FLOPs"}
     return _as_engine(t, meta=meta, stage_names=tuple(f"L{k}" for k in t.layers.astype(int)))
 
