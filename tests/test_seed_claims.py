@@ -1,35 +1,83 @@
-"""The README's seed-claims table is the one scripts/seed_claims.py computes from the shipped caches today."""
+"""The seed-claims table (toolkit.zoo.claims): the README's section is the one the library computes from the shipped
+caches today (the old script's output, reproduced), verdicts follow the intervals, and a row's numbers match an
+independent computation (brute force over every threshold for the test-selected side)."""
 
-import importlib.util
-
+import numpy as np
+import pandas as pd
 import pytest
-
-from conftest import REPO
 
 pytest.importorskip("pandas")
 
-
-def _module():
-    spec = importlib.util.spec_from_file_location("seed_claims", REPO / "scripts" / "seed_claims.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from toolkit.analysis import engine  # noqa: E402
+from toolkit.analysis.calibration import crossfit_temperatures  # noqa: E402
+from toolkit.zoo import catalogue, claims, readme  # noqa: E402
 
 
-def test_readme_table_is_current():
-    mod = _module()
-    current = mod.readme_sections.current(mod.SECTION)
+@pytest.fixture(scope="module")
+def table():
+    return claims.seed_claims()
+
+
+def test_readme_table_is_current(table):
+    current = readme.current(claims.SECTION)
     assert current is not None, "README has no seed-claims table"
-    assert current == mod.render(), "README's seed-claims table is stale: run `python scripts/seed_claims.py --readme`"
+    assert current == table.section(), "README's seed-claims table is stale: run `python scripts/seed_claims.py --readme`"
 
 
-def test_verdicts_follow_the_intervals():
-    mod = _module()
-    t = mod.claims()
-    shown = t.dropna(subset=["difference"])
+def test_no_upper_bound_wording(table):
+    text = table.section()
+    assert "upper bound" not in text and "test-selected difference, in-sample" in text
+    below, equal, answered = table.in_sample_vs_crossfit()
+    assert f"below it in {below} of the {answered} answered rows and equal in {equal}" in text
+    # the column the old table called an upper bound is below the cross-fitted difference in some rows
+    assert below > 0
+
+
+def test_verdicts_follow_the_intervals(table):
+    t = table.frame
+    shown = table.answered
     assert len(shown) >= 10 and (t.verdict == "not answered").sum() == t.difference.isna().sum()
     trade = shown.verdict.str.startswith("trade-off")
     assert ((shown.verdict == "yes") == ((shown.lo > 0) & ~trade)).all()
     assert ((shown.verdict == "no: reversed") == ((shown.hi < 0) & ~trade)).all()
     # a trade-off: ahead on the claimed statistic, behind on the other one at the same operating points
     assert (~trade | ((shown.lo > 0) & (shown.realised_hi < 0)) | ((shown.hi < 0) & (shown.realised_lo > 0))).all()
+
+
+@pytest.mark.parametrize("lo, hi, olo, ohi, want", [
+    (0.1, 0.2, -1, 1, "yes"), (-0.2, -0.1, -1, 1, "no: reversed"), (-0.1, 0.1, -1, -0.5, "not shown"),
+    (0.1, 0.2, -2, -1, "trade-off: ahead"), (-0.2, -0.1, 1, 2, "trade-off: behind"), (0.0, 0.2, -2, -1, "not shown")])
+def test_verdict_rule(lo, hi, olo, ohi, want):
+    assert claims.verdict(lo, hi, olo, ohi, "speedup").startswith(want)
+
+
+def test_in_sample_count_by_hand():
+    frame = pd.DataFrame({"difference": [0.1, 0.2, 0.3, np.nan, -0.1], "test_selected": [0.05, 0.2, 0.4, np.nan,
+                                                                                         -0.1 - 1e-12]})
+    assert claims.SeedClaims(frame, 10, 0).in_sample_vs_crossfit() == (1, 2, 4)
+
+
+def _best_at_budget_brute_force(view, budget: float) -> float:
+    """Best accuracy over every distinct threshold of ``view`` whose speed-up is at least ``budget``: a loop."""
+    rows = np.arange(view.n_examples)
+    best = -np.inf
+    for thr in np.concatenate([[np.inf], np.unique(view.confidence)]):
+        stop = view.stage_of(thr)
+        speedup = view.reference_cost.mean() / view.cost[rows, stop].mean()
+        if speedup >= budget - 1e-12:
+            best = max(best, float(view.metric_of(view.stats[rows, stop].sum(0), view.n_examples, "accuracy")))
+    return best
+
+
+def test_right_tool_sst2_row_independently(table):
+    row = table.frame.query("task == 'sst2' and claim.str.contains('Right Tool')", engine="python").iloc[0]
+    test = catalogue.load_seeds("sst2", "minilm6_me", verbose=False).test[0]
+    plain = engine.staged(test)
+    scaled = engine.staged(crossfit_temperatures(test, seed=0).apply(test))
+    # test-selected: each side's best accuracy at >= 2x on all of test, by brute force over every threshold
+    want = _best_at_budget_brute_force(scaled, 2.0) - _best_at_budget_brute_force(plain, 2.0)
+    assert row.test_selected == pytest.approx(want, abs=1e-12)
+    # cross-fitted: each side's threshold chosen by the budget rule on one half and applied to the other
+    cf = [engine.crossfit(v, rule="budget", budget=2, seed=0, n_boot=0).combined for v in (scaled, plain)]
+    assert row.difference == pytest.approx(cf[0]["accuracy"] - cf[1]["accuracy"], abs=1e-12)
+    assert row.lo <= row.difference <= row.hi

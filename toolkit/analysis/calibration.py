@@ -262,3 +262,55 @@ def calibration_table(cache, temperatures=None, n_bins: int = 15) -> pd.DataFram
                      "mce": ece(p, cache.labels, n_bins, norm="max"), "brier": brier(p, cache.labels),
                      "nll": nll(p, cache.labels)})
     return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True, eq=False)
+class CrossfitTemperatures:
+    """Per-stage temperatures fitted (NLL) on each label-stratified half of a split and applied to the other half,
+    so every example is scaled by temperatures fitted without it (the cross-fitting protocol, for calibration).
+
+    ``halves``: row indices of half A and half B (:func:`toolkit.analysis.engine.halves`, the halves
+    :func:`~toolkit.analysis.engine.crossfit` draws); ``fitted``: ``[E]`` temperatures fitted on A, on B;
+    ``per_example``: ``[N, E]`` the temperatures each example is scaled by (the other half's); ``degenerate``: fits
+    that ran into a bound (no signal in that exit on that half), as ``"stage <name>: <reason>"``.
+    """
+
+    halves: tuple[np.ndarray, np.ndarray]
+    fitted: tuple[np.ndarray, np.ndarray]
+    per_example: np.ndarray
+    degenerate: tuple[str, ...] = ()
+
+    def apply(self, cache):
+        """The cache with each example's logits divided by its temperatures (predictions unchanged)."""
+        from .cache import Cache
+
+        if cache.logits.shape[:2] != self.per_example.shape:
+            raise ValueError(f"temperatures fitted for {self.per_example.shape} (examples, stages); the cache has "
+                             f"{cache.logits.shape[:2]}: apply them to the cache they were fitted on")
+        logits = (cache.logits / self.per_example[..., None]).astype(np.float32)
+        return Cache(logits, cache.labels, cache.flops, cache.example_ids, cache.n_tokens, cache.stage_info,
+                     {**cache.meta, "temperature": "cross-fitted on test halves"})
+
+    def to_frame(self, stages=None) -> pd.DataFrame:
+        """One row per stage: the temperature fitted on each half."""
+        stages = list(stages) if stages is not None else list(range(len(self.fitted[0])))
+        return pd.DataFrame({"stage": stages, "T fitted on half A": self.fitted[0],
+                             "T fitted on half B": self.fitted[1]})
+
+    def to_dict(self) -> dict:
+        return {"fitted_a": self.fitted[0].tolist(), "fitted_b": self.fitted[1].tolist(),
+                "n_a": len(self.halves[0]), "n_b": len(self.halves[1]), "degenerate": list(self.degenerate)}
+
+
+def crossfit_temperatures(cache, *, seed: int = 0) -> CrossfitTemperatures:
+    """Fit one temperature per stage on each half of ``cache`` (:func:`toolkit.analysis.engine.halves`, stratified
+    by label) and give each example the other half's."""
+    from .engine.choose import halves
+
+    a, b = halves(cache.example_ids, seed, cache.labels)
+    fits = {h: stage_temperature_fits(cache.subset(rows)) for h, rows in (("A", a), ("B", b))}
+    ta, tb = (np.array([f.temperature for f in fits[h]]) for h in ("A", "B"))
+    per = np.empty((cache.n_examples, cache.n_stages))
+    per[a], per[b] = tb, ta
+    notes = tuple(f"stage {cache.stages[e]}: {f.reason}" for h in ("A", "B") for e, f in enumerate(fits[h]) if f.reason)
+    return CrossfitTemperatures((a, b), (ta, tb), per, notes)

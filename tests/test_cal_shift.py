@@ -1,0 +1,65 @@
+"""The calibration-shift table (toolkit.zoo.cal_shift): README's table is what the library computes from the shipped
+caches (the old script's output, reproduced), and its numbers equal a per-example brute force."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import REPO
+from toolkit.analysis.cache import load_cache
+from toolkit.data import dev_halves
+from toolkit.zoo import cal_shift, readme
+
+DATA = REPO / "data"
+
+
+def test_readme_table_is_current():
+    shift = cal_shift.cal_shift(DATA)
+    assert readme.current(cal_shift.SECTION) == shift.section(), \
+        "README's cal-shift table is stale: run `python scripts/cal_shift.py --data data --readme`"
+    # the prose's claims about it: SST-2's token gap is about 17 sd of the halves' gap; A - B within 2.2 sd
+    g = shift.gaps()
+    sst2 = g[(g.task == "sst2") & (g.quantity == "tokens")].iloc[0]
+    assert round(abs(sst2["cal - test"]) / sst2["sd over halvings"]) == 17
+    acc = g[(g.task == "sst2") & ~g.quantity.isin(["tokens", "pos"])]
+    assert round((acc["cal - test"].abs() / acc["sd over halvings"]).max(), 1) == 2.2  # "accuracy gaps up to 2.2"
+    ab = g[g.quantity != "pos"]  # the label share is balanced by construction (sd 0)
+    assert round((ab["A - B"].abs() / ab["sd over halvings"]).max(), 1) == 2.2  # "every gap within 2.2"
+    assert "sst2 0.000 vs 0.034" in shift.label_balance_note()
+
+
+def test_rows_equal_a_brute_force():
+    task, n_halvings = "mrpc", 12
+    shift = cal_shift.cal_shift(DATA, tasks=(task,), seed=3, n_halvings=n_halvings)
+    test = load_cache(DATA / task / "cascade-test.parquet", verify_data=False)
+    cal = load_cache(DATA / task / "cascade-cal.parquet", verify_data=False)
+    half = dev_halves(test.example_ids, test.labels, seed=3)
+    e = test.stages.index("mpnet:L12")
+    r = shift.frame.set_index("split")
+    for split, cache, keep in (("cal (train carve)", cal, [True] * cal.n_examples),
+                               ("test half A", test, half == 0), ("test half B", test, half == 1)):
+        idx = [i for i in range(cache.n_examples) if keep[i]]  # one example at a time
+        assert r.loc[split, "n"] == len(idx)
+        assert r.loc[split, "tokens"] == pytest.approx(sum(int(cache.n_tokens[i]) for i in idx) / len(idx))
+        assert r.loc[split, "pos"] == pytest.approx(sum(int(cache.labels[i]) == 1 for i in idx) / len(idx))
+        assert r.loc[split, "MPNet"] == pytest.approx(sum(bool(cache.correct[i, e]) for i in idx) / len(idx))
+    gaps = []
+    for s in range(n_halvings):  # the sd column: one halving at a time
+        h = dev_halves(test.example_ids, test.labels, seed=s)
+        gaps.append(test.correct[h == 0, e].mean() - test.correct[h == 1, e].mean())
+    assert shift.sd.iloc[0]["MPNet"] == pytest.approx(np.std(gaps))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(4, 30), st.integers(1, 6), st.integers(0, 10_000))
+def test_halving_sd_invariants(n, s, seed):
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=n)
+    a = np.zeros((s, n), dtype=bool)
+    for k in range(s):
+        a[k, rng.permutation(n)[: n // 2]] = True
+    sd = cal_shift.halving_sd(values, a)
+    assert sd >= 0 and sd == pytest.approx(cal_shift.halving_sd(values, ~a))  # swapping halves negates every gap
+    assert cal_shift.halving_sd(values * 0 + 3.0, a) == pytest.approx(0, abs=1e-12)  # constant: no gap
+    assert cal_shift.halving_sd(2 * values + 1, a) == pytest.approx(2 * sd)  # scales, ignores shifts
