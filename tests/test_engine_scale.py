@@ -6,11 +6,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import exit_cache, random_cache
 from toolkit.analysis import engine as en
 from toolkit.analysis.engine import curves
+from toolkit.analysis.metrics import confusion_matrix, metric_from_confusion
 
 SST2 = "data/sst2/minilm6_me-{}.parquet"
 
@@ -162,3 +166,78 @@ def test_clusters_validated_and_subset():
         replace(s, clusters=np.zeros(3))
     c = replace(s, clusters=np.arange(20) // 4)
     assert c.subset([0, 5, 19]).clusters.tolist() == [0, 1, 4]
+
+
+# ------------------------------------------------------------------------------------------ O(C) statistics
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 60), st.integers(1, 4), st.integers(2, 6), st.integers(0, 10_000), st.booleans())
+def test_class_statistics_equal_sklearn_at_every_threshold(N, E, C, seed, ties):
+    """accuracy, F1 (two classes) and MCC from O(C) statistics equal scikit-learn's at every distinct threshold,
+    and to the last bit the confusion-matrix formulas the engine used before (C x C cells)."""
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+    c = random_cache(N, E, C, seed, ties=ties, metric="mcc")
+    s = en.staged(c)
+    assert s.stats.shape[-1] == (3 if C == 2 else 1 + 2 * C) and s.stats.dtype == np.float32
+    df = en.sweep(s).frame
+    conf = s.confidence
+    for _, row in df.iterrows():
+        stop = np.array([next((e for e in range(E - 1) if conf[n, e] >= row["threshold"]), E - 1)
+                         for n in range(N)])
+        pred = c.predictions[np.arange(N), stop]
+        cm = confusion_matrix(c.labels, pred, C)
+        assert row["accuracy"] == metric_from_confusion(cm, "accuracy") == pytest.approx(
+            accuracy_score(c.labels, pred), abs=1e-12)
+        assert row["mcc"] == metric_from_confusion(cm, "mcc")
+        assert row["mcc"] == pytest.approx(matthews_corrcoef(c.labels, pred) if len(set(c.labels)) > 1 or
+                                           len(set(pred)) > 1 else 0.0, abs=1e-12)
+        if C == 2:
+            assert row["f1"] == metric_from_confusion(cm, "f1") == pytest.approx(
+                f1_score(c.labels, pred, zero_division=0.0), abs=1e-12)
+
+
+def test_class_metrics_only_what_the_view_needs():
+    assert en.staged(random_cache(30, 3, 5, 0)).stats.shape[-1] == 1  # accuracy
+    assert en.staged(random_cache(30, 3, 5, 0)).metric_names == ("accuracy",)
+    v = en.staged(random_cache(30, 3, 5, 0), metrics=("mcc",))
+    assert v.metric_names == ("accuracy", "mcc") and v.stats.shape[-1] == 11
+    assert en.staged(random_cache(30, 3, 2, 0)).metric_names == ("accuracy", "f1", "mcc")
+    with pytest.raises(ValueError, match="two classes"):
+        en.staged(random_cache(30, 3, 4, 0), metrics=("f1",))
+
+
+def test_float32_statistics_exact_up_to_2_24(monkeypatch):
+    """Counts accumulate in float32 only where every partial sum is an exact integer; beyond, float64."""
+    from toolkit.analysis.engine import adapters
+
+    assert np.float32(2 ** 24) - 1 == 2 ** 24 - 1 and np.float32(2 ** 24 + 1) == 2 ** 24  # where float32 stops
+    c = random_cache(400, 4, 2, 3, metric="mcc")
+    ref = en.sweep(en.staged(c)).frame
+    monkeypatch.setattr(adapters, "_F32_EXACT", 100)  # this cache is now "too large" for float32
+    s = en.staged(c)
+    assert s.stats.dtype == np.float64
+    pd.testing.assert_frame_equal(en.sweep(s).frame, ref)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 50), st.integers(1, 4), st.integers(2, 30), st.integers(0, 10_000),
+       st.sampled_from([None, 0.3, 1.0, 2.5, "per-stage"]), st.floats(0.1, 30))
+def test_max_prob_in_blocks_is_stage_confidence(N, E, C, seed, temperature, scale):
+    from toolkit.analysis.engine import adapters
+    from toolkit.analysis.scores import stage_confidence
+
+    rng = np.random.default_rng(seed)
+    lg = (rng.normal(size=(N, E, C)) * scale).astype(np.float32)
+    t = rng.uniform(0.2, 4, E) if temperature == "per-stage" else temperature
+    for score in ("max_prob", "entropy"):
+        np.testing.assert_array_equal(adapters._confidence(lg, score, t), stage_confidence(lg, score, t))
+
+
+def test_max_prob_refuses_bad_logits():
+    from toolkit.analysis.engine import adapters
+
+    lg = np.zeros((3, 2, 3), np.float32)
+    for bad in (np.inf, -np.inf, np.nan):
+        lg[1, 0, 2] = bad
+        with pytest.raises(ValueError, match="NaN or inf"):
+            adapters._confidence(lg, "max_prob", None)

@@ -21,7 +21,7 @@ Every speed-up divides the named ``reference`` cost (default: the last member al
 """
 
 from .adapters import (
-    ConfusionMetrics,
+    ClassMetrics,
     GenerationMetrics,
     from_classification,
     from_generation,
@@ -60,7 +60,7 @@ from .risk import Certified, RiskTable, certify, min_examples, risk_table
 from .staged import MeanMetrics, Staged, exit_stage
 
 __all__ = [
-    "Staged", "MeanMetrics", "exit_stage", "staged", "from_classification", "from_generation", "ConfusionMetrics",
+    "Staged", "MeanMetrics", "exit_stage", "staged", "from_classification", "from_generation", "ClassMetrics",
     "GenerationMetrics", "stage_layers", "sweep", "evaluate", "evaluate_stages", "evaluation", "evaluation_at_stages",
     "bootstrap_bands", "bootstrap_statistic", "threshold_grid", "pareto_front", "summarize", "oracle", "resample_weights", "weight_blocks",
     "cluster_weights", "breakpoints",

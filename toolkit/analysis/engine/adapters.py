@@ -1,8 +1,9 @@
 """Adapters: each cache kind gives the engine a :class:`Staged` view. Adding a cache kind is one function here
 (or in the cache's own module) registered with ``@staged.register(CacheType)``.
 
-- classification caches (multi-exit models, cascades of complete models, both): outcome = one-hot confusion cell
-  (K = C*C), so accuracy, F1 and MCC of any mix of stops come from summed cells;
+- classification caches (multi-exit models, cascades of complete models, both): outcome = what the view's
+  metrics need, in O(C) (:class:`ClassMetrics`: correct; for F1 and MCC predicted and gold class counts), so
+  accuracy, F1 and MCC of any mix of stops come from summed statistics;
 - generation caches (Swift/Super encoder-decoders, or a longer chain): stage e = model e, confidence = its
   aggregated sequence confidence; outcome = the per-example quality (exact match) or sacrebleu's segment
   statistics (BLEU, chrF), so every row is the corpus score of the mixed output.
@@ -21,8 +22,9 @@ import numpy as np
 
 from ..cache import Cache
 from ..generation_cache import GenCache
-from ..metrics import metric_from_confusion
+from ..identity import cache_identity
 from ..quality import CORPUS, corpus_score
+from ..scores import _check as _check_logits
 from ..scores import stage_confidence
 from ..token_scores import sequence_confidence
 from .staged import Staged
@@ -42,29 +44,117 @@ def staged(cache, **options) -> Staged:
 
 # ------------------------------------------------------------------------------------------------- classification
 @dataclass(frozen=True)
-class ConfusionMetrics:
-    """Accuracy, F1 of class 1 (two classes only) and Matthews correlation from summed one-hot confusion cells
-    ``[..., C*C]`` (rows gold, columns predicted).
+class ClassMetrics:
+    """Accuracy, F1 of class 1 (two classes) and Matthews correlation from summed per-example statistics in O(C):
+    ``names`` the metrics computed, ``layout(n_classes, names)`` the columns (:func:`class_stats` builds them).
 
-    >>> m = ConfusionMetrics(2)(np.array([2.0, 0.0, 1.0, 1.0]), 4)  # gold 0: 2 right; gold 1: 1 wrong, 1 right
+    - accuracy: ``[correct]``;
+    - two classes: ``[correct, predicted 1, gold 1]`` (true positives ``(correct - n + predicted 1 + gold 1) / 2``);
+    - more classes with MCC: ``[correct, predicted counts (C), gold counts (C)]``,
+      ``MCC = (c s - sum p_k t_k) / sqrt((s^2 - sum p_k^2)(s^2 - sum t_k^2))``.
+
+    Every value equals :func:`toolkit.analysis.metrics.metric_from_confusion`'s on the confusion matrix (the
+    statistics are integer sums, exact in float64).
+
+    >>> m = ClassMetrics(2, ("accuracy", "f1", "mcc"))(np.array([3.0, 3.0, 2.0]), 4)  # gold 0011, predicted 0111
     >>> {k: round(float(v), 4) for k, v in m.items()}
-    {'accuracy': 0.75, 'f1': 0.6667, 'mcc': 0.5774}
+    {'accuracy': 0.75, 'f1': 0.8, 'mcc': 0.5774}
     """
 
     n_classes: int
+    names: tuple[str, ...] = ("accuracy",)
 
-    def __call__(self, totals, n=None) -> dict[str, np.ndarray]:
-        C = self.n_classes
-        cm = np.asarray(totals, dtype=np.float64).reshape(*np.shape(totals)[:-1], C, C)
-        names = ("accuracy", "f1", "mcc") if C == 2 else ("accuracy", "mcc")
-        return {m: metric_from_confusion(cm, m) for m in names}
+    def __post_init__(self):
+        bad = set(self.names) - {"accuracy", "f1", "mcc"}
+        if bad or "accuracy" not in self.names:
+            raise ValueError(f"classification metrics are accuracy plus f1 and/or mcc, got {self.names}")
+        if "f1" in self.names and self.n_classes != 2:
+            raise ValueError(f"f1 (of class 1) needs two classes, this cache has {self.n_classes}")
+
+    @property
+    def width(self) -> int:
+        """Statistics per example and stage (K)."""
+        return 1 if self.names == ("accuracy",) else 3 if self.n_classes == 2 else 1 + 2 * self.n_classes
+
+    def __call__(self, totals, n) -> dict[str, np.ndarray]:
+        return {m: self.one(totals, n, m) for m in self.names}
 
     def one(self, totals, n, name: str) -> np.ndarray:
         """Only metric ``name`` (see :meth:`Staged.metric_of`)."""
-        if name == "f1" and self.n_classes != 2:
+        if name not in self.names:
             raise KeyError(name)
-        C = self.n_classes
-        return metric_from_confusion(np.asarray(totals, dtype=np.float64).reshape(*np.shape(totals)[:-1], C, C), name)
+        t = np.asarray(totals, dtype=np.float64)
+        c, s = t[..., 0], np.asarray(n, dtype=np.float64)
+        if name == "accuracy":
+            return c / s
+        if self.n_classes == 2:
+            p1, t1 = t[..., 1], t[..., 2]
+            if name == "f1":
+                tp = (c - s + p1 + t1) / 2
+                denom = 2 * tp + (p1 - tp) + (t1 - tp)
+                return np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+            p, g = np.stack([s - p1, p1], -1), np.stack([s - t1, t1], -1)
+        else:
+            C = self.n_classes
+            p, g = t[..., 1:1 + C], t[..., 1 + C:]
+        num = c * s - (g * p).sum(-1)
+        den = np.sqrt((s * s - (p * p).sum(-1)) * (s * s - (g * g).sum(-1)))
+        return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+
+
+def class_stats(pred: np.ndarray, labels: np.ndarray, metrics: ClassMetrics) -> np.ndarray:
+    """``[N, E, K]`` statistics of :class:`ClassMetrics`: 0/1 values in float32 (any partial sum of up to 2^24
+    examples, as the sweep accumulates them, is an exact integer there), float64 beyond 2^24 examples."""
+    N, E = pred.shape
+    out = np.zeros((N, E, metrics.width), dtype=np.float32 if N <= _F32_EXACT else np.float64)
+    out[..., 0] = pred == labels[:, None]
+    if metrics.width == 3:
+        out[..., 1] = pred == 1
+        out[..., 2] = (labels == 1)[:, None]
+    elif metrics.width > 1:
+        C = metrics.n_classes
+        np.put_along_axis(out, 1 + pred[..., None].astype(np.int64), 1.0, axis=-1)
+        out[np.arange(N), :, 1 + C + labels] = 1.0
+    return out
+
+
+def default_class_metrics(n_classes: int, metric: str) -> tuple[str, ...]:
+    """Accuracy, F1 and MCC for two classes; accuracy (and MCC where it is the headline metric) for more."""
+    if n_classes == 2:
+        return ("accuracy", "f1", "mcc")
+    return ("accuracy", "mcc") if metric == "mcc" else ("accuracy",)
+
+
+_SCORE_ELEMENTS = 1 << 20  # logits scored at once (8 MB float64 temporaries: bounded memory, cache-friendly)
+_F32_EXACT = 1 << 24  # float32 holds every integer up to 2^24: counts of up to that many examples are exact
+
+
+def _confidence(logits: np.ndarray, score: str, temperature) -> np.ndarray:
+    """:func:`~toolkit.analysis.scores.stage_confidence` in blocks of rows (bounded memory); max-probability as
+    ``exp(-log(sum exp(z - max z)))``, the value ``exp(max log_softmax)`` takes (the same float operations)."""
+    N, E, C = logits.shape
+    rows = max(1, _SCORE_ELEMENTS // (E * C))
+    t = None if temperature is None else np.asarray(temperature, dtype=np.float64)
+    if t is not None and t.ndim == 1 and t.shape[0] != E:
+        raise ValueError(f"{t.shape[0]} temperatures for {E} stages")
+    out = np.empty((N, E))
+    for a in range(0, N, rows):
+        z = logits[a:a + rows]
+        if score != "max_prob":
+            out[a:a + len(z)] = stage_confidence(z, score, temperature)
+            continue
+        tt = 1.0 if t is None else np.broadcast_to(t, z.shape[:2]) if t.ndim == 1 else t
+        with np.errstate(all="ignore"):  # bad logits or temperatures surface as non-finite values, refused below
+            x = z.astype(np.float64)
+            if t is not None:
+                x /= tt[..., None] if np.ndim(tt) else tt
+            x -= x.max(-1, keepdims=True)
+            np.exp(x, out=x)
+            p = np.exp(-np.log(x.sum(-1)))
+        if not (np.isfinite(p).all() and np.isfinite(z).all()):
+            _check_logits(z, tt)  # raises the scores' own error (NaN/inf logits, bad or overflowing temperature)
+        out[a:a + len(z)] = p
+    return out
 
 
 def stage_layers(cache) -> np.ndarray:
@@ -103,7 +193,7 @@ def _reference(cost, model_index, names, member_names, reference: str, single_mo
 
 
 def from_classification(cache: Cache, *, score: str = "max_prob", temperature=None, reference: str = "last",
-                        metric: str | None = None) -> Staged:
+                        metric: str | None = None, metrics=None) -> Staged:
     """The engine's view of a classification cache.
 
     Parameters
@@ -118,30 +208,35 @@ def from_classification(cache: Cache, *, score: str = "max_prob", temperature=No
         ``"last"`` (default: the last member alone), ``"all"`` (every stage in turn) or a stage/model name.
     metric : str, optional
         Headline metric; default the cache's task metric (``meta["metric"]``), else accuracy.
+    metrics : sequence of str, optional
+        Metrics computed (accuracy always): default accuracy, F1 and MCC for two classes, accuracy (and MCC when
+        it is the headline metric) for more. Statistics per example and stage: 1 for accuracy, 3 for two classes,
+        ``2C + 1`` for multiclass MCC (:class:`ClassMetrics`).
     """
     N, E, C = cache.logits.shape
-    conf = stage_confidence(cache.logits, score, temperature)
+    conf = _confidence(cache.logits, score, temperature)
     pred = cache.predictions
-    cells = cache.labels[:, None] * C + pred  # [N, E]
-    stats = np.zeros((N, E, C * C))
-    np.put_along_axis(stats, cells[..., None], 1.0, axis=-1)
-    correct = cache.correct
+    labels = np.asarray(cache.labels)
+    correct = pred == labels[:, None]
     model_index = np.array([s.get("model_index", 0) for s in cache.stage_info])
     members = [s.get("model_name") or str(s.get("model", f"model{s.get('model_index', 0)}")).rstrip("/").split("/")[-1]
                if len(set(model_index)) > 1 else s["name"] for s in cache.stage_info]
     ref_cost, ref_name = _reference(cache.flops, model_index, cache.stages, members, reference,
                                     single_model=len(set(model_index)) == 1)
-    metrics = ConfusionMetrics(C)
     metric = metric or cache.meta.get("metric", "accuracy")
+    names = tuple(dict.fromkeys(("accuracy", *(metrics if metrics is not None else
+                                               default_class_metrics(C, metric)), metric)))
+    cm = ClassMetrics(C, names)
     t = None if temperature is None else np.asarray(temperature, dtype=np.float64).tolist()
-    return Staged(confidence=conf, cost=np.asarray(cache.flops, dtype=np.float64), stats=stats, metrics=metrics,
-                  reference_cost=ref_cost, reference=ref_name,
-                  loss=(correct[:, -1:] & ~correct).astype(np.float64), stage_names=tuple(cache.stages),
+    return Staged(confidence=conf, cost=np.asarray(cache.flops, dtype=np.float64), stats=class_stats(pred, labels, cm),
+                  metrics=cm, reference_cost=ref_cost, reference=ref_name,
+                  loss=(correct[:, -1:] & ~correct).astype(np.float32), stage_names=tuple(cache.stages),
                   layers=stage_layers(cache), model_index=model_index, example_ids=np.asarray(cache.example_ids),
-                  metric=metric, loss_kind="binary", quality=correct.astype(np.float64),
-                  meta={"kind": "classification", "task": cache.task, "split": cache.split, "score": score,
-                        "temperature": t, "cost_unit": "FLOPs", "path": cache.meta.get("path")},
-                  strata=np.asarray(cache.labels))
+                  metric=metric, loss_kind="binary", quality=correct.astype(np.float32),
+                  meta={"kind": "classification", "task": cache.task, "split": cache.split,
+                        "identity": cache_identity(cache),
+                        "score": score, "temperature": t, "cost_unit": "FLOPs", "path": cache.meta.get("path")},
+                  strata=labels)
 
 
 staged.register(Cache, from_classification)
@@ -239,6 +334,7 @@ def from_generation(cache: GenCache, *, models=None, score: str = "energy", how:
                   loss_kind="binary" if metric == "exact_match" else "bounded", quality=q,
                   extras={"tokens": np.cumsum(np.stack([g.n_steps for g in gens], 1), 1).astype(np.float64)},
                   meta={"kind": "generation", "task": cache.meta.get("task"), "split": cache.meta.get("split"),
+                        "identity": cache_identity(cache),
                         "score": score, "how": how, "temperature": float(temperature), "cost_unit": "FLOPs",
                         "layers": "encoder + decoder layers of the models run" if None not in depth else
                         "models run", "path": cache.meta.get("path")},
