@@ -47,7 +47,7 @@ def imports_of(path: Path) -> set[str]:
 
 
 MODULES = {module_name(p): p for p in PKG.rglob("*.py")}
-ANALYSIS_SIDE = [m for m in MODULES if m.startswith("toolkit.analysis")] + [
+ANALYSIS_SIDE = [m for m in MODULES if m.startswith(("toolkit.analysis", "toolkit.imports"))] + [
     "toolkit", "toolkit.data", "toolkit.text2text", "toolkit.provenance", "toolkit.zoo", "toolkit.zoo.manifest",
     "toolkit.zoo.catalogue", "toolkit.zoo.claims", "toolkit.zoo.cal_shift", "toolkit.zoo.readme", "toolkit.report",
     "toolkit.policy"]

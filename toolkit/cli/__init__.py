@@ -1,6 +1,6 @@
 """The ``toolkit`` command: one module per subcommand, each with ``register(subparsers)`` and ``run(args)``.
 
-Analysis commands (``info``, ``sweep``, ``route``, ``plot``) need only the plain install; model commands (``collect``,
+Analysis commands (``info``, ``sweep``, ``route``, ``plot``, ``import``) need only the plain install; model commands (``collect``,
 ``train``, ``difficulty``, ``probe``, ``predict``, ``train-t2t``, ``generate``, ``zoo``, ``llm-train-exits``,
 ``llm-collect``, ``llm-classify``, ``llm-generate``) need the ``nn`` extra and
 import torch only when they run. ``toolkit COMMAND --help`` describes each.
@@ -16,6 +16,7 @@ from . import (
     collect,
     difficulty,
     generate,
+    import_runs,
     info,
     llm_classify,
     llm_collect,
@@ -34,7 +35,7 @@ from . import (
 
 NN_PACKAGES = {"torch", "transformers", "accelerate", "safetensors", "sklearn", "datasets", "gguf"}
 COMMANDS = (collect, train, difficulty, probe, info, sweep, plot, predict, train_t2t, generate, route, zoo, upgrade,
-            llm_train_exits, llm_collect, llm_classify, llm_generate)
+            llm_train_exits, llm_collect, llm_classify, llm_generate, import_runs)
 RESUMABLE = {"collect", "generate", "train", "train-t2t", "difficulty", "zoo", "llm-train-exits", "llm-collect",
              "llm-classify"}
 

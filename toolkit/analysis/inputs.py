@@ -1,0 +1,108 @@
+"""Probabilities and log-probabilities as inputs, and the unit costs are counted in.
+
+:func:`from_probabilities` and :func:`from_log_probs` are siblings of :func:`~toolkit.analysis.cache.from_arrays`
+(which takes logits): they turn what other tools log (a classifier's probabilities, an LLM's per-choice
+log-likelihoods, a served model's label-word logprobs) into an ordinary classification cache.
+
+Zeros: a probability of 0 (a log-probability of -inf) is stored as :data:`LOG_FLOOR`, the log of the smallest
+normal float32 (about -87.3), because a cache holds finite numbers. Every score the engine reads is a function of
+``softmax(logits)`` or ``logsumexp(logits)``, and ``exp(LOG_FLOOR)`` is below float32 resolution next to any other
+probability, so floored values change no score, prediction or threshold; the number of floored entries is recorded
+in ``meta["input"]["floored"]``. Rows need not sum to one (label-word probabilities are a part of the vocabulary):
+``softmax`` renormalises, ``logsumexp`` (energy) keeps the mass.
+
+Cost units: ``meta["cost_unit"]`` names what the cache's cost column counts ("FLOPs", "parameters x tokens",
+"seconds", "dollars" or any name); absent means FLOPs, as in every cache the toolkit collects. :func:`cost_unit`
+reads it and :func:`cost_label` builds axis and column labels from it (FLOPs are shown in GFLOPs).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .cache import Cache, CacheError, from_arrays
+
+LOG_FLOOR = float(np.log(np.finfo(np.float32).tiny))  # -87.34: log of the smallest normal float32
+DEFAULT_UNIT = "FLOPs"
+__all__ = ["LOG_FLOOR", "from_probabilities", "from_log_probs", "cost_unit", "cost_label", "cost_scale"]
+
+
+def _stage_major(values, what: str) -> np.ndarray:
+    """``[N, C]`` (one stage) or ``[N, E, C]`` as float64 ``[N, E, C]``."""
+    a = np.asarray(values, dtype=np.float64)
+    if a.ndim == 2:
+        a = a[:, None, :]
+    if a.ndim != 3:
+        raise CacheError(f"{what} must be [N, C] (one stage) or [N, E, C], got shape {a.shape}")
+    return a
+
+
+def _first_bad(mask: np.ndarray) -> str:
+    n, e, c = np.argwhere(mask)[0]
+    return f"example {n}, stage {e}, class {c}"
+
+
+def from_log_probs(log_probs, labels, cost, *, cost_unit: str = DEFAULT_UNIT, meta: dict | None = None,
+                   **kwargs) -> Cache:
+    """A cache from log-probabilities ``[N, C]`` or ``[N, E, C]`` (natural log, each <= 0; -inf allowed).
+
+    ``cost``: ``[N, E]`` cumulative cost per example or ``[E]`` per stage, in ``cost_unit``. Other keywords go to
+    :func:`~toolkit.analysis.cache.from_arrays` (``stages``, ``example_ids``, ``n_tokens``, ``stage_info``).
+    -inf is stored as :data:`LOG_FLOOR` (see the module docstring); NaN, +inf and positive values are refused.
+    """
+    lp = _stage_major(log_probs, "log_probs")
+    bad = np.isnan(lp) | (lp == np.inf)
+    if bad.any():
+        raise CacheError(f"log_probs hold NaN or +inf (first at {_first_bad(bad)}); a log-probability is <= 0 or "
+                         f"-inf")
+    tol = 1e-6  # rounding in the tool that wrote them (log(1) written as 1e-8)
+    if (lp > tol).any():
+        raise CacheError(f"log_probs must be <= 0, got {lp[lp > tol][0]:.6g} at {_first_bad(lp > tol)}; pass "
+                         f"logits to from_arrays, or probabilities to from_probabilities")
+    return _build(np.minimum(lp, 0.0), labels, cost, "log_probs", cost_unit, meta, kwargs)
+
+
+def from_probabilities(probs, labels, cost, *, cost_unit: str = DEFAULT_UNIT, meta: dict | None = None,
+                       **kwargs) -> Cache:
+    """A cache from probabilities ``[N, C]`` or ``[N, E, C]`` in [0, 1] (zeros allowed; rows may sum below 1).
+
+    Stored as their logarithms (0 as :data:`LOG_FLOOR`), so ``softmax`` of the cached logits gives back each row
+    renormalised. ``cost``, ``cost_unit`` and other keywords as in :func:`from_log_probs`.
+    """
+    p = _stage_major(probs, "probs")
+    bad = ~np.isfinite(p) | (p < 0) | (p > 1 + 1e-6)
+    if bad.any():
+        raise CacheError(f"probs must be finite and in [0, 1], got {float(p[bad][0])} at {_first_bad(bad)}")
+    with np.errstate(divide="ignore"):
+        lp = np.log(np.minimum(p, 1.0))
+    return _build(lp, labels, cost, "probabilities", cost_unit, meta, kwargs)
+
+
+def _build(lp: np.ndarray, labels, cost, kind: str, unit: str, meta: dict | None, kwargs: dict) -> Cache:
+    if not isinstance(unit, str) or not unit.strip():
+        raise CacheError(f"cost_unit must be a non-empty name (FLOPs, 'parameters x tokens', seconds, dollars ...), "
+                         f"got {unit!r}")
+    floored = lp < LOG_FLOOR
+    m = {**(meta or {}), "cost_unit": unit, "input": {"kind": kind, "floored": int(floored.sum())}}
+    return from_arrays(np.where(floored, LOG_FLOOR, lp).astype(np.float32), labels, cost, meta=m, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- cost units
+def cost_unit(cache_or_meta) -> str:
+    """The unit of a cache's cost column (``meta["cost_unit"]``; FLOPs when absent)."""
+    meta = cache_or_meta if isinstance(cache_or_meta, dict) else getattr(cache_or_meta, "meta", None) or {}
+    unit = meta.get("cost_unit", DEFAULT_UNIT)
+    if not isinstance(unit, str) or not unit.strip():
+        raise CacheError(f"meta key 'cost_unit' must be a non-empty string, got {unit!r}")
+    return unit
+
+
+def cost_scale(unit: str) -> tuple[float, str]:
+    """How costs in ``unit`` are shown: (divide by, displayed unit). FLOPs as GFLOPs; anything else as is."""
+    return (1e9, "GFLOPs") if unit == DEFAULT_UNIT else (1.0, unit)
+
+
+def cost_label(unit: str = DEFAULT_UNIT, what: str = "cost per example") -> str:
+    """An axis or column label: ``"GFLOPs per example"`` for FLOPs, ``"cost per example (dollars)"`` otherwise."""
+    shown = cost_scale(unit)[1]
+    return f"{shown} {what.removeprefix('cost ')}" if unit == DEFAULT_UNIT else f"{what} ({shown})"

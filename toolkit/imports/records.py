@@ -1,0 +1,77 @@
+"""What every importer shares: line-numbered JSONL reading, errors that name the file and line, tokenizers.
+
+torch-free: tokenizers are read with the ``tokenizers`` package from a ``tokenizer.json`` (no ``transformers``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+
+class RecordError(ValueError):
+    """A log or record file is missing, malformed or inconsistent with the others; the message names file and line."""
+
+
+def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
+    """``(line number, object)`` for every non-blank line (1-based); a line that is not a JSON object is an error."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecordError(f"{path}: no such file" + (" (a folder: pass the samples_*.jsonl files inside it)"
+                                                      if path.is_dir() else ""))
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise RecordError(f"{path}:{i}: not valid JSON ({e.msg} at column {e.colno}); a truncated or "
+                                  f"edited log?") from None
+            if not isinstance(obj, dict):
+                raise RecordError(f"{path}:{i}: expected a JSON object, got {type(obj).__name__}")
+            yield i, obj
+
+
+def field(obj: dict, key: str, path, line: int, kind=None):
+    """``obj[key]``, or an error naming file, line and key (and the expected type)."""
+    if key not in obj:
+        raise RecordError(f"{path}:{line}: no key {key!r} (keys: {sorted(obj)[:12]})")
+    v = obj[key]
+    if kind is not None and not isinstance(v, kind):
+        raise RecordError(f"{path}:{line}: key {key!r} must be {getattr(kind, '__name__', kind)}, got "
+                          f"{type(v).__name__}")
+    return v
+
+
+def number(v, path, line: int, where: str) -> float:
+    """A float from a number or a numeric string (lm-eval writes log-likelihoods as strings)."""
+    try:
+        if isinstance(v, bool):
+            raise ValueError
+        return float(v)
+    except (TypeError, ValueError):
+        raise RecordError(f"{path}:{line}: {where} must be a number, got {str(v)[:40]!r}") from None
+
+
+def load_tokenizer(where: str | os.PathLike | None):
+    """A ``tokenizers.Tokenizer`` from a ``tokenizer.json`` file or a folder holding one; None if there is none (or
+    the ``tokenizers`` package is not installed)."""
+    if where is None:
+        return None
+    p = Path(where)
+    p = p / "tokenizer.json" if p.is_dir() else p
+    if not p.is_file() or p.name != "tokenizer.json":
+        return None
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        return None
+    return Tokenizer.from_file(str(p))
+
+
+def count_tokens(tokenizer, texts: list[str]) -> list[int]:
+    """Tokens of each text, without special tokens added (the harness adds none to a request's continuation)."""
+    return [len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
