@@ -353,8 +353,9 @@ def test_compare_pairs_examples_and_resamples_seeds():
     cmp = en.compare(s, other, budgets=(1.5, 2.0), n_boot=200, seed=1).frame
     assert cmp["lo"].le(cmp["difference"] + 1e-12).all() and cmp["difference"].le(cmp["hi"] + 1e-12).all()
     # two training seeds per policy: the point estimate averages them; rows are aligned by example id
-    seeds = [s, en.staged(random_cache(150, 4, 2, seed=9)).subset(np.arange(150)[::-1])]
-    seeds[1] = en.Staged(**{**seeds[1].__dict__, "example_ids": s.example_ids[::-1].copy()})
+    c9 = random_cache(150, 4, 2, seed=9)  # another training seed: other logits on the same examples and labels
+    c9 = type(c9)(**{**c9.__dict__, "labels": c.labels, "meta": c.meta})
+    seeds = [s, en.staged(c9).subset(np.arange(150)[::-1])]
     two = en.compare(seeds, other, budgets=(2.0,), n_boot=100).frame
     want = np.mean([en.frontier_at_budgets(v.align(s.example_ids), np.ones((1, 150)), budgets=[2.0],
                                            reference_cost=s.reference_cost, metric="accuracy")[0, 0] for v in seeds])

@@ -276,7 +276,9 @@ def test_cascade_caches_align_by_example_id():
     perm = rng.permutation(8)[:6]
     b = from_arrays(rng.normal(size=(6, 1, 3)), y[perm], np.array([10.0]), stages=["L30"],
                     example_ids=[f"t:x:{i}" for i in perm], meta={"task": "t", "split": "test"})
-    c = cascade_caches([a, b], names=["enc", "llm"])
+    with pytest.raises(CacheError, match="different examples"):  # only when asked for
+        cascade_caches([a, b], names=["enc", "llm"])
+    c = cascade_caches([a, b], names=["enc", "llm"], subset=True)
     assert c.stages == ["enc:L1", "enc:L2", "llm:L30"] and c.n_examples == 6
     assert set(c.example_ids) == {f"t:x:{i}" for i in perm}
     np.testing.assert_array_equal(c.flops[:, 2], 12.0)
@@ -287,11 +289,11 @@ def test_cascade_caches_align_by_example_id():
     wrong = from_arrays(b.logits, (b.labels + 1) % 3, np.array([10.0]), stages=["L30"], example_ids=b.example_ids,
                         meta={"task": "t", "split": "test"})
     with pytest.raises(CacheError, match="labels"):
-        cascade_caches([a, wrong])
+        cascade_caches([a, wrong], subset=True)
     other = from_arrays(b.logits, b.labels, np.array([10.0]), example_ids=b.example_ids,
                         meta={"task": "t", "split": "cal"})
-    with pytest.raises(CacheError, match="different tasks/splits"):
-        cascade_caches([a, other])
+    with pytest.raises(CacheError, match="different splits"):
+        cascade_caches([a, other], subset=True)
 
 
 def test_concatenated_caches_keep_each_prompts_budget():
@@ -320,7 +322,7 @@ def test_a_malformed_token_cache_is_refused_naming_the_file(tmp_path):
     bad_head = {**head, "meta": {**head["meta"], "decoding": {**head["meta"].get("decoding", {}),
                                                                "max_new_tokens": [9, 9]}}}
     for name, tbl, hd, match in (("no_layers", table, {k: v for k, v in head.items() if k != "layers"}, "layers"),
-                                 ("no_prompts", table.drop(["n_prompt"]), head, "missing or malformed"),
+                                 ("no_prompts", table.drop(["n_prompt"]), head, "'n_prompt' is missing"),
                                  ("budgets", table, bad_head, "max_new_tokens")):
         path = tmp_path / f"{name}.parquet"
         write_cache_table(tbl.replace_schema_metadata(None), path, hd)

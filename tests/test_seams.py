@@ -235,3 +235,77 @@ def test_crossfit_on_one_example_says_why():
     s = from_classification(from_arrays(lg, y, [1.0, 2.0])).subset([0])
     with pytest.raises(ValueError, match="two non-empty halves"):
         crossfit(s, rule="budget", budget=1.2)
+
+
+# ------------------------------------------------------------------------------- 1. identity where two caches meet
+def _cache(task="sst2", split="test", n=60, C=2, seed=0, models=("minilm6_me",), ids=None, labels=None):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, C, n) if labels is None else labels
+    lg = rng.normal(size=(n, 3, C))
+    lg[np.arange(n), :, y] += np.linspace(0.5, 2.0, 3)
+    meta = {"task": task, "split": split, "models": [{"name": m, "path": f"runs/{task}/{m}/final"} for m in models]}
+    return from_arrays(lg, y, [1.0, 2.0, 3.0], meta=meta, example_ids=ids)
+
+
+def _view(c, **kw):
+    from toolkit.analysis.engine import from_classification
+
+    return from_classification(c, **kw)
+
+
+@pytest.mark.parametrize("other,match", [
+    (lambda: _cache(task="mrpc", seed=1), "different tasks"),
+    (lambda: _cache(split="cal", seed=1), "different splits"),
+    (lambda: _cache(C=3, seed=1), "class counts"),
+    (lambda: _cache(task=None, split=None, seed=5), "gold labels differ"),  # ids 0..N-1 on both, other data
+    (lambda: _cache(n=40, seed=1, labels=_cache().labels[:40]), "different examples.*subset=True"),
+])
+@pytest.mark.parametrize("fn", ["compare", "compare_speedups", "compare_crossfit"])
+def test_compare_refuses_two_sides_about_different_things(other, match, fn):
+    from toolkit.analysis import engine
+
+    a, b = _view(_cache()), _view(other())
+    kw = {"rule": "budget", "budget": 1.2} if fn == "compare_crossfit" else {}
+    with pytest.raises(ValueError, match=match):
+        getattr(engine, fn)(a, b, n_boot=20, **kw)
+    with pytest.raises(ValueError, match=match):
+        getattr(engine, fn)(b, a, n_boot=20, **kw)
+
+
+def test_compare_allows_other_models_and_a_subset_only_when_asked():
+    from toolkit.analysis import engine
+
+    a = _cache()
+    other_model = _view(from_arrays(np.random.default_rng(3).normal(size=(60, 3, 2)), a.labels, [1.0, 2.0, 4.0],
+                                    meta={**a.meta, "models": [{"name": "mpnet_me"}]}))
+    assert len(engine.compare(_view(a), other_model, n_boot=20)) == 3
+    part = _view(a).subset(np.arange(40))
+    assert len(engine.compare(part, other_model, n_boot=20, subset=True)) == 3
+
+
+@pytest.mark.parametrize("cal,match", [(lambda: _cache(task="mrpc", split="cal", seed=1), "task"),
+                                       (lambda: _cache(split="cal", seed=1, models=("minilm6_me_w50",)), "models"),
+                                       (lambda: _cache(split="cal", seed=1, C=3), "class count")])
+def test_an_operating_point_moves_only_between_caches_of_one_task_and_models(cal, match):
+    from toolkit.analysis.engine import choose
+
+    op = choose(_view(cal()), rule="budget", budget=1.2)
+    test = _view(_cache())
+    if match == "class count":  # 3 classes: other stages' outcomes, the same stage names
+        with pytest.raises(ValueError, match=match):
+            op.evaluate(test)
+        return
+    with pytest.raises(ValueError, match=rf"{match}.*cal.*test"):
+        op.evaluate(test)
+    assert op.evaluate(test, transfer=True).n == 60  # a deliberate transfer, named
+
+
+def test_cascade_members_of_different_tasks_or_examples_are_refused():
+    from toolkit.analysis.compose import cascade_caches
+
+    a = _cache()
+    with pytest.raises(CacheError, match="different tasks"):
+        cascade_caches([a, _cache(task="mrpc", seed=1)])
+    with pytest.raises(CacheError, match="different examples"):
+        cascade_caches([a, _cache(n=40, seed=1, labels=a.labels[:40])])
+    assert cascade_caches([a, _cache(n=40, seed=1, labels=a.labels[:40])], subset=True).n_examples == 40

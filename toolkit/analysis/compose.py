@@ -1,8 +1,9 @@
 """Compose classification caches of different models on the same split into one cascade cache.
 
-:func:`cascade_caches` aligns the caches by ``example_id`` (examples present in all of them, in the first cache's
-order), checks that labels agree, and concatenates their stages: model ``m``'s cumulative FLOPs are offset by the
-full cost of the models before it (an example escalated past a model paid all of it, as in
+:func:`cascade_caches` checks that the caches are of one task, split, label set and example set with the same gold
+labels (:func:`toolkit.analysis.identity.check_same_data`), aligns them by ``example_id`` (the first cache's
+order) and concatenates their stages: model ``m``'s cumulative FLOPs are offset by the full cost of the models
+before it (an example escalated past a model paid all of it, as in
 :func:`toolkit.nn.collect.collect`). An encoder zoo cache followed by an LLM cache (zero-shot or probe exits, costed
 with the causal-LM model) is an ordinary cascade on one FLOPs axis: sweep it, route it, plot it.
 
@@ -18,13 +19,16 @@ from __future__ import annotations
 import numpy as np
 
 from .cache import SCHEMA_VERSION, Cache, CacheError
+from .identity import check_same_data, describe
 
 
-def cascade_caches(caches: list[Cache], *, names: list[str] | None = None, stages: list | None = None) -> Cache:
-    """One cascade cache from ``caches`` (cheapest first) on the same task and split.
+def cascade_caches(caches: list[Cache], *, names: list[str] | None = None, stages: list | None = None,
+                   subset: bool = False) -> Cache:
+    """One cascade cache from ``caches`` (cheapest first) on the same task, split and examples.
 
     ``names``: a short name per cache for stage names (``name:stage``); ``stages``: per cache, the stages to keep
-    (names or indices, as :meth:`Cache.select_stages`), None for all.
+    (names or indices, as :meth:`Cache.select_stages`), None for all; ``subset``: keep the examples every cache
+    holds when their example sets differ (default: refuse).
     """
     if len(caches) < 2:
         raise ValueError("a cascade needs at least two caches")
@@ -33,27 +37,26 @@ def cascade_caches(caches: list[Cache], *, names: list[str] | None = None, stage
         raise ValueError(f"need one unique name per cache, got {names}")
     stages = list(stages) if stages is not None else [None] * len(caches)
     caches = [c if s is None else c.select_stages(s) for c, s in zip(caches, stages)]
-    tasks = {c.task for c in caches}
-    splits = {c.split for c in caches}
-    if len(tasks) > 1 or len(splits) > 1:
-        raise CacheError(f"caches are from different tasks/splits ({sorted(map(str, tasks))} / "
-                         f"{sorted(map(str, splits))}); a cascade needs one split of one task")
-    if len({c.n_classes for c in caches}) > 1:
-        raise CacheError(f"caches have different numbers of classes {[c.n_classes for c in caches]}")
     ids = caches[0].example_ids
-    for c in caches[1:]:
-        ids = ids[np.isin(ids, c.example_ids)]
-    if not len(ids):
-        raise CacheError("the caches share no example_id")
+    if subset:
+        for c in caches[1:]:
+            ids = ids[np.isin(ids, c.example_ids)]
+        if not len(ids):
+            raise CacheError(f"cascade_caches: the caches share no example_id ({describe(caches[0], names[0])})")
+    for c, name in zip(caches[1:], names[1:]):
+        if c.n_classes != caches[0].n_classes:
+            raise CacheError(f"cascade_caches: {describe(c, name)} has {c.n_classes} classes, "
+                             f"{describe(caches[0], names[0])} {caches[0].n_classes}")
+        try:  # one task, split, label set and example set, gold labels alike (models differ by design)
+            shared = [x.subset(np.flatnonzero(np.isin(x.example_ids, ids))) if subset else x for x in (c, caches[0])]
+            check_same_data(*shared, names=(name, names[0]), what="cascade_caches")
+        except ValueError as e:
+            raise CacheError(str(e)) from None
     rows = []
     for c in caches:
         pos = {e: i for i, e in enumerate(c.example_ids)}
         rows.append(np.array([pos[e] for e in ids]))
     labels = [c.labels[r] for c, r in zip(caches, rows)]
-    for name, lab in zip(names[1:], labels[1:]):
-        if not np.array_equal(lab, labels[0]):
-            bad = ids[np.flatnonzero(lab != labels[0])[0]]
-            raise CacheError(f"labels of {names[0]!r} and {name!r} differ (first at {bad}); not the same data")
     logits, flops, info, offset = [], [], [], np.zeros(len(ids))
     for m, (c, r, name) in enumerate(zip(caches, rows, names)):
         logits.append(c.logits[r])

@@ -105,13 +105,15 @@ def check_same_data(a, b, *, names=("a", "b"), subset: bool = False, what: str =
             raise ValueError(f"{what}: different {label} ({ia.get(key)!r} vs {ib.get(key)!r}): {da}; {db}. Two "
                              f"sides must be about the same examples of one task and split")
     ids_a, ids_b = np.asarray(a.example_ids), np.asarray(b.example_ids)
-    inside = np.isin(ids_a, ids_b)
-    if not inside.all():
-        raise ValueError(f"{what}: {int((~inside).sum())} example(s) of {names[0]} are not in {names[1]} (first "
-                         f"{ids_a[~inside][0]!r}): {da}; {db}")
-    if len(np.unique(ids_b)) != len(np.unique(ids_a)) and not subset:
-        raise ValueError(f"{what}: {names[0]} holds {len(np.unique(ids_a))} of the {len(np.unique(ids_b))} examples "
-                         f"of {names[1]}: {da}; {db}. Compare a subset only deliberately (subset=True)")
+    only_a = ids_a[~np.isin(ids_a, ids_b)]
+    only_b = np.unique(ids_b[~np.isin(ids_b, ids_a)])
+    if len(only_a) or (len(only_b) and not subset):
+        first = only_a[0] if len(only_a) else only_b[0]
+        raise ValueError(f"{what}: different examples: {names[0]} holds {len(np.unique(ids_a))} and {names[1]} "
+                         f"{len(np.unique(ids_b))}; {len(only_a)} only in {names[0]}, {len(only_b)} only in "
+                         f"{names[1]} (first {str(first)!r}): {da}; {db}"
+                         + (". Compare a subset only deliberately (subset=True)" if not len(only_a) or not
+                            len(only_b) else ""))
     la, lb = _labels(a), _labels(b)
     if la is not None and lb is not None:
         pos = {k: i for i, k in enumerate(ids_b.tolist())}

@@ -23,6 +23,7 @@ import numpy as np
 from ..cache import Cache
 from ..generation_cache import GenCache
 from ..identity import cache_identity
+from ..identity import cache_identity
 from ..quality import CORPUS, corpus_score
 from ..scores import _check as _check_logits
 from ..scores import stage_confidence
@@ -235,6 +236,7 @@ def from_classification(cache: Cache, *, score: str = "max_prob", temperature=No
                   metric=metric, loss_kind="binary", quality=correct.astype(np.float32),
                   meta={"kind": "classification", "task": cache.task, "split": cache.split,
                         "identity": cache_identity(cache),
+                        "identity": cache_identity(cache),
                         "score": score, "temperature": t, "cost_unit": "FLOPs", "path": cache.meta.get("path")},
                   strata=labels)
 
@@ -334,6 +336,7 @@ def from_generation(cache: GenCache, *, models=None, score: str = "energy", how:
                   loss_kind="binary" if metric == "exact_match" else "bounded", quality=q,
                   extras={"tokens": np.cumsum(np.stack([g.n_steps for g in gens], 1), 1).astype(np.float64)},
                   meta={"kind": "generation", "task": cache.meta.get("task"), "split": cache.meta.get("split"),
+                        "identity": cache_identity(cache),
                         "identity": cache_identity(cache),
                         "score": score, "how": how, "temperature": float(temperature), "cost_unit": "FLOPs",
                         "layers": "encoder + decoder layers of the models run" if None not in depth else

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ...data import dev_halves
+from ..identity import check_transfer
 from .curves import check_bootstrap, evaluation, resample_weights, sweep
 from .results import Curve, Evaluation, html_table
 from .risk import certify
@@ -55,8 +56,12 @@ class OperatingPoint:
     reference: str
     meta: Mapping = field(default_factory=dict)
 
-    def evaluate(self, staged: Staged, *, n_boot: int = 0, ci: float = 0.95, seed: int = 0) -> Evaluation:
-        """This threshold on ``staged`` (test), with percentile bootstrap intervals when ``n_boot`` > 0."""
+    def evaluate(self, staged: Staged, *, n_boot: int = 0, ci: float = 0.95, seed: int = 0,
+                 transfer: bool = False) -> Evaluation:
+        """This threshold on ``staged`` (test), with percentile bootstrap intervals when ``n_boot`` > 0. A view of
+        another task, label set or models than cal's is refused unless ``transfer`` (a deliberate transfer)."""
+        if "identity" in self.meta:
+            check_transfer(self.meta["identity"], staged, transfer=transfer, what="OperatingPoint.evaluate")
         if tuple(staged.stage_names) != self.stage_names or staged.reference != self.reference:
             raise ValueError(f"this operating point was chosen on stages {self.stage_names} with reference "
                              f"{self.reference!r}; got stages {staged.stage_names}, reference {staged.reference!r}")
@@ -172,7 +177,7 @@ def _choose(cal, *, rule, metric, max_drop, delta, epsilon, budget) -> Operating
     settings = _rule_settings(rule, max_drop=max_drop, delta=delta, epsilon=epsilon, budget=budget)
     thr = _pick(cal, rule, metric, settings)
     ev = evaluation(cal, thr)
-    meta = {k: cal.meta[k] for k in ("score", "temperature", "how") if k in cal.meta}
+    meta = {k: cal.meta[k] for k in ("score", "temperature", "how", "identity") if k in cal.meta}
     return OperatingPoint(thr, rule, metric, settings, ev, tuple(cal.stage_names), cal.reference, meta)
 
 

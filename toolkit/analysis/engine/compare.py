@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .choose import _choose, halves
+from ..identity import check_same_data, describe
 from .curves import breakpoints, check_bootstrap, weight_blocks
 from .results import _Table
 from .staged import Staged
@@ -135,13 +136,24 @@ def _seeds(x) -> list[Staged]:
     return views
 
 
-def _align(a, b, metric):
+def _align(a, b, metric, *, names=("a", "b"), subset: bool = False):
+    """Both policies' views on one set of examples, in ``a``'s order, after :func:`check_same_data` (same task,
+    split, label set, examples and gold labels; ``subset``: only the examples every view holds)."""
     A, Bv = _seeds(a), _seeds(b)
+    labels = [f"{names[0]}[{i}]" if len(A) > 1 else names[0] for i in range(len(A))] + \
+             [f"{names[1]}[{i}]" if len(Bv) > 1 else names[1] for i in range(len(Bv))]
     ids = A[0].example_ids
-    A = [v.align(ids) if not np.array_equal(v.example_ids, ids) else v for v in A]
-    Bv = [v.align(ids) if not np.array_equal(v.example_ids, ids) else v for v in Bv]
-    if {len(v.example_ids) for v in A + Bv} != {len(ids)}:
-        raise ValueError("compare needs views of the same examples (same task and split)")
+    if subset:
+        for v in A + Bv:
+            ids = ids[np.isin(ids, v.example_ids)]
+        if not len(ids):
+            raise ValueError(f"compare: the views share no example: {describe(A[0], labels[0])}; "
+                             f"{describe(Bv[0], labels[-1])}")
+    views = [v.align(ids) for v in A + Bv] if subset else A + Bv
+    for v, nm in zip(views[1:], labels[1:]):
+        check_same_data(v, views[0], names=(nm, labels[0]), what="compare")
+    A = [v.align(ids) if not np.array_equal(v.example_ids, ids) else v for v in views[:len(A)]]
+    Bv = [v.align(ids) if not np.array_equal(v.example_ids, ids) else v for v in views[len(A):]]
     for v in A + Bv:
         if metric not in v.metric_names:
             raise ValueError(f"metric {metric!r} is not one of {v.metric_names}")
@@ -200,7 +212,7 @@ def _paired(A, Bv, statistic, *, n_boot, ci, seed):
 
 def compare(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged], *, budgets=(2.0, 3.0, 4.0),
             metric: str = "accuracy", reference: str | None = None, n_boot: int = 1000, ci: float = 0.95,
-            seed: int = 0, names: tuple[str, str] = ("a", "b")) -> Comparison:
+            seed: int = 0, names: tuple[str, str] = ("a", "b"), subset: bool = False) -> Comparison:
     """Paired-bootstrap difference ``a - b`` of the frontier metric at equal budgets.
 
     Parameters
@@ -218,8 +230,11 @@ def compare(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged], *, budge
         Resamples, interval coverage and seed (one set of example weights shared by both policies).
     names : tuple of str
         Labels of the two policies in the frame.
+    subset : bool
+        Compare on the examples both sides hold when one holds fewer (default: refuse; the sides must be views of
+        one task, split, label set and example set, with the same gold labels; their models may differ).
     """
-    A, Bv = _align(a, b, metric)
+    A, Bv = _align(a, b, metric, names=names, subset=subset)
     ref_name, ref_cost = _common_reference(A, Bv, reference)
 
     def stat(v, w):
@@ -235,7 +250,7 @@ def compare(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged], *, budge
 
 def compare_speedups(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged], *, max_drop: float = 0.0,
                      metric: str = "accuracy", reference: str | None = None, n_boot: int = 1000, ci: float = 0.95,
-                     seed: int = 0, names: tuple[str, str] = ("a", "b")) -> Comparison:
+                     seed: int = 0, names: tuple[str, str] = ("a", "b"), subset: bool = False) -> Comparison:
     """Paired-bootstrap difference ``a - b`` of the largest speed-up whose ``metric`` is within ``max_drop``
     (absolute) of each policy's last stage (``max_drop=0``: "reaches the last stage's metric at ...x").
 
@@ -244,7 +259,7 @@ def compare_speedups(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged],
     """
     if not max_drop >= 0:
         raise ValueError(f"max_drop must be >= 0, got {max_drop}")
-    A, Bv = _align(a, b, metric)
+    A, Bv = _align(a, b, metric, names=names, subset=subset)
     ref_name, ref_cost = _common_reference(A, Bv, reference)
 
     def stat(v, w):
@@ -275,7 +290,7 @@ def _crossfit_outcomes(v: Staged, rows: tuple[np.ndarray, np.ndarray], opts: dic
 def compare_crossfit(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged], *, rule: str = "budget",
                      budget: float | None = None, max_drop: float = 0.01, delta: float = 0.01, epsilon: float = 0.05,
                      metric: str = "accuracy", reference: str | None = None, n_boot: int = 1000, ci: float = 0.95,
-                     seed: int = 0, names: tuple[str, str] = ("a", "b")) -> Comparison:
+                     seed: int = 0, names: tuple[str, str] = ("a", "b"), subset: bool = False) -> Comparison:
     """Paired-bootstrap difference ``a - b`` of the operating points each policy *chooses* by cross-fitting: the
     threshold is chosen by ``rule`` on one seeded half of the examples and applied to the other, then the halves
     swap (the same halves for both policies), so every example is scored by a threshold chosen without it.
@@ -288,7 +303,7 @@ def compare_crossfit(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged],
     Unlike :func:`compare` (each side's best threshold on the data: an upper bound for both), this is what a
     user choosing the threshold on held-out data gets.
     """
-    A, Bv = _align(a, b, metric)
+    A, Bv = _align(a, b, metric, names=names, subset=subset)
     ref_name, ref_cost = _common_reference(A, Bv, reference)
     A = [v.with_reference(ref_cost, ref_name) for v in A]
     Bv = [v.with_reference(ref_cost, ref_name) for v in Bv]
