@@ -8,7 +8,9 @@ Rules (each names its metric, accuracy unless asked):
   wrong, which bounds the accuracy drop) is at most ``delta`` with probability ``1 - epsilon``
   (:mod:`toolkit.analysis.engine.risk`);
 - ``"budget"``: the best cal ``metric`` among thresholds whose cal speed-up is at least ``budget`` (x, against
-  the view's reference).
+  the view's reference);
+- ``"target"``: the cheapest threshold whose cal ``metric`` reaches ``target`` (absolute, e.g. agreement 0.95 with
+  an LLM's full model); refused when no threshold reaches it.
 
 A rule refuses a cal set too small for it and says how many examples it needs.
 """
@@ -29,7 +31,7 @@ from .results import Curve, Evaluation, html_table
 from .risk import certify
 from .staged import Staged
 
-RULES = ("drop", "risk", "budget")
+RULES = ("drop", "risk", "budget", "target")
 
 
 def _check_same_stages(a: Staged, b: Staged, what: str) -> None:
@@ -84,9 +86,13 @@ class OperatingPoint:
         return html_table("Operating point (chosen on cal)", self.to_dict())
 
 
-def _rule_settings(rule, *, max_drop, delta, epsilon, budget):
+def _rule_settings(rule, *, max_drop, delta, epsilon, budget, target=None):
     if rule not in RULES:
         raise ValueError(f"unknown rule {rule!r}; choose one of {RULES}")
+    if rule == "target":
+        if target is None or not np.isfinite(target):
+            raise ValueError(f"rule 'target' needs target= the value of the metric to reach on cal, got {target}")
+        return {"target": float(target)}
     if rule == "drop":
         if not max_drop >= 0:
             raise ValueError(f"max_drop must be >= 0, got {max_drop}")
@@ -114,6 +120,12 @@ def _pick_on_sweep(curve: Curve, rule: str, metric: str, settings: dict) -> floa
                              f"(one example must move {metric} by no more than max_drop); got {curve.n}")
         ok = df[df[metric] >= df[metric].iloc[0] - settings["max_drop"] - 1e-12]
         return float(ok.loc[ok["flops"].idxmin(), "threshold"])
+    if rule == "target":
+        ok = df[df[metric] >= settings["target"] - 1e-12]
+        if not len(ok):
+            raise ValueError(f"no threshold reaches {metric} {settings['target']:g} on cal (at most "
+                             f"{df[metric].max():.4g}); lower the target")
+        return float(ok.loc[ok["flops"].idxmin(), "threshold"])
     ok = df[df["speedup"] >= settings["budget"] - 1e-12]
     if not len(ok):
         raise ValueError(f"no threshold reaches {settings['budget']:g}x against {curve.reference} on cal (at most "
@@ -123,8 +135,8 @@ def _pick_on_sweep(curve: Curve, rule: str, metric: str, settings: dict) -> floa
 
 
 def threshold_on_sweep(curve: Curve, *, rule: str = "drop", metric: str = "accuracy", max_drop: float = 0.01,
-                       budget: float | None = None) -> float:
-    """The threshold :func:`choose` picks by the ``drop`` or ``budget`` rule, from the exact sweep of the cal view
+                       budget: float | None = None, target: float | None = None) -> float:
+    """The threshold :func:`choose` picks by the ``drop``, ``budget`` or ``target`` rule, from the exact sweep of the cal view
     (``sweep(cal)``) already at hand: for tools that keep the sweep and apply a rule again at interactive speed.
 
     >>> from toolkit.analysis.cache import from_arrays
@@ -141,12 +153,13 @@ def threshold_on_sweep(curve: Curve, *, rule: str = "drop", metric: str = "accur
         raise ValueError("the risk rule certifies on the view itself, not on its curve: use choose(cal, rule='risk')")
     if metric not in curve.frame:
         raise ValueError(f"metric {metric!r} is not a column of this curve: {list(curve.frame.columns)}")
-    settings = _rule_settings(rule, max_drop=max_drop, delta=0.0, epsilon=0.0, budget=budget)
+    settings = _rule_settings(rule, max_drop=max_drop, delta=0.0, epsilon=0.0, budget=budget, target=target)
     return _pick_on_sweep(curve, rule, metric, settings)
 
 
 def choose(cal: Staged, *, rule: str = "drop", metric: str = "accuracy", max_drop: float = 0.01,
-           delta: float = 0.01, epsilon: float = 0.05, budget: float | None = None) -> OperatingPoint:
+           delta: float = 0.01, epsilon: float = 0.05, budget: float | None = None,
+           target: float | None = None) -> OperatingPoint:
     """Pick a threshold on ``cal`` by a named rule (see the module docstring); returns a frozen operating point.
 
     Parameters
@@ -154,7 +167,7 @@ def choose(cal: Staged, *, rule: str = "drop", metric: str = "accuracy", max_dro
     cal : Staged
         The view of the cal split (a split never used for reporting). A view of split ``"test"`` is refused: use
         :func:`crossfit` to choose and report on one split honestly.
-    rule : {"drop", "risk", "budget"}
+    rule : {"drop", "risk", "budget", "target"}
     metric : str
         What ``drop`` and ``budget`` look at (a metric of the view; default accuracy). ``risk`` controls the view's
         loss; its table also reports the drop in the headline metric.
@@ -164,17 +177,20 @@ def choose(cal: Staged, *, rule: str = "drop", metric: str = "accuracy", max_dro
         ``risk``: the risk level and the error probability.
     budget : float
         ``budget``: the speed-up to reach on cal (x, against ``cal.reference``).
+    target : float
+        ``target``: the value of ``metric`` to reach on cal (the cheapest threshold that does).
     """
     if cal.split == "test":
         raise ValueError("choose on a cal split, not test (a threshold picked on test is an upper bound, not an "
                          "operating point); to choose and report on one split, use crossfit()")
-    return _choose(cal, rule=rule, metric=metric, max_drop=max_drop, delta=delta, epsilon=epsilon, budget=budget)
+    return _choose(cal, rule=rule, metric=metric, max_drop=max_drop, delta=delta, epsilon=epsilon, budget=budget,
+                   target=target)
 
 
-def _choose(cal, *, rule, metric, max_drop, delta, epsilon, budget) -> OperatingPoint:
+def _choose(cal, *, rule, metric, max_drop, delta, epsilon, budget, target=None) -> OperatingPoint:
     if metric not in cal.metric_names:
         raise ValueError(f"metric {metric!r} is not one of this view's metrics {cal.metric_names}")
-    settings = _rule_settings(rule, max_drop=max_drop, delta=delta, epsilon=epsilon, budget=budget)
+    settings = _rule_settings(rule, max_drop=max_drop, delta=delta, epsilon=epsilon, budget=budget, target=target)
     thr = _pick(cal, rule, metric, settings)
     ev = evaluation(cal, thr)
     meta = {k: cal.meta[k] for k in ("score", "temperature", "how", "identity") if k in cal.meta}
@@ -225,7 +241,7 @@ def halves(example_ids, seed: int, strata=None) -> tuple[np.ndarray, np.ndarray]
 
 def crossfit(staged: Staged, *, rule: str = "drop", metric: str = "accuracy", max_drop: float = 0.01,
              delta: float = 0.01, epsilon: float = 0.05, budget: float | None = None, seed: int = 0,
-             n_boot: int = 1000, ci: float = 0.95) -> CrossFit:
+             n_boot: int = 1000, ci: float = 0.95, target: float | None = None) -> CrossFit:
     """Choose on one seeded half of ``staged`` and evaluate on the other, swap, and combine.
 
     For a split whose examples are exchangeable (no separate cal split from the same distribution), this reports
@@ -234,7 +250,8 @@ def crossfit(staged: Staged, *, rule: str = "drop", metric: str = "accuracy", ma
     """
     a, b = halves(staged.example_ids, seed, staged.strata)
     parts = (staged.subset(a), staged.subset(b))
-    opts = dict(rule=rule, metric=metric, max_drop=max_drop, delta=delta, epsilon=epsilon, budget=budget)
+    opts = dict(rule=rule, metric=metric, max_drop=max_drop, delta=delta, epsilon=epsilon, budget=budget,
+                target=target)
     folds = tuple(_choose(p, **opts) for p in parts)
     evals = (folds[0].evaluate(parts[1]), folds[1].evaluate(parts[0]))
     stops = [parts[1].stage_of(folds[0].threshold), parts[0].stage_of(folds[1].threshold)]

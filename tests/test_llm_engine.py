@@ -1,0 +1,48 @@
+"""The LLM analyses on the engine: the ``target`` rule of ``engine.choose`` against a brute-force pick, and the
+CALM operating points the retired ``calm_*`` helpers computed, reproduced through the engine."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_llm_analysis import random_llm_cache
+
+from toolkit.analysis import engine
+
+
+def brute_force_target(view, target: float):
+    """Every candidate threshold (each distinct confidence, and +inf) evaluated on its own by a plain first-clearing
+    stage rule; the cheapest whose mean agreement reaches the target. Returns (threshold, mean cost)."""
+    S, E = view.confidence.shape
+    best = None
+    for t in np.unique(np.append(view.confidence[:, :-1].ravel(), np.inf)):
+        clears = view.confidence[:, :-1] >= t
+        stage = np.where(clears.any(1), clears.argmax(1), E - 1)
+        agreement = view.stats[np.arange(S), stage, 0].mean()
+        cost = view.cost[np.arange(S), stage].mean()
+        if agreement >= target - 1e-12 and (best is None or cost < best[1]):
+            best = (t, cost)
+    return best
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), target=st.floats(0.0, 1.0), layers=st.sampled_from([None, [1, 3], [2]]))
+def test_target_rule_is_the_cheapest_threshold_reaching_the_target(seed, target, layers):
+    view = engine.staged(random_llm_cache(N=5, seed=seed), family="lens", checked_layers=layers)
+    op = engine.choose(view, rule="target", target=target, metric="agreement")
+    _, flops = brute_force_target(view, target)
+    assert op.cal.metrics["agreement"] >= target - 1e-12
+    assert op.cal.flops == pytest.approx(flops, rel=1e-12)
+    assert op.to_dict()["target"] == target and op.rule == "target"
+
+
+def test_target_rule_refuses_what_no_threshold_reaches():
+    from toolkit.analysis.cache import from_arrays
+
+    lg = np.log(np.array([[[0.6, 0.4], [0.9, 0.1]], [[0.7, 0.3], [0.8, 0.2]]]))  # example 1 wrong at every stage
+    view = engine.from_classification(from_arrays(lg, [0, 1], [1.0, 2.0]))
+    with pytest.raises(ValueError, match="no threshold reaches accuracy 0.9"):
+        engine.choose(view, rule="target", target=0.9)
+    with pytest.raises(ValueError, match="needs target="):
+        engine.choose(view, rule="target")
+    assert engine.choose(view, rule="target", target=0.5).cal.metrics["accuracy"] >= 0.5
