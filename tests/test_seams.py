@@ -309,3 +309,15 @@ def test_cascade_members_of_different_tasks_or_examples_are_refused():
     with pytest.raises(CacheError, match="different examples"):
         cascade_caches([a, _cache(n=40, seed=1, labels=a.labels[:40])])
     assert cascade_caches([a, _cache(n=40, seed=1, labels=a.labels[:40])], subset=True).n_examples == 40
+
+
+def test_the_explorer_refuses_a_cal_of_another_task_or_model():
+    pytest.importorskip("ipywidgets")
+    from toolkit.analysis.explore import explore
+
+    test = _cache()
+    for cal, match in ((_cache(task="mrpc", split="cal", seed=1), "task"),
+                       (_cache(split="cal", seed=1, models=("minilm6_me_w50",)), "models")):
+        with pytest.raises(ValueError, match=match):
+            explore(cal, test)
+    assert explore(_cache(split="cal", seed=1), test).view is not None

@@ -38,6 +38,7 @@ import pandas as pd
 
 from .calibration import bin_index
 from .explore_views import Point, Precomputed, view_class
+from .identity import check_transfer
 
 LIVE_CLASS = "toolkit-explorer-live"
 SNAPSHOT_CLASS = "toolkit-explorer-snapshot"
@@ -64,7 +65,8 @@ def explore(cal, test, **options) -> Explorer:
     ``threshold=``, or ``speedup=`` (a target on ``cal``: the engine's ``budget`` rule), else the engine's ``drop``
     rule on ``cal`` with ``max_drop=0.01``; ``rule_metric=`` (what both rules look at: default accuracy where the
     cache has it, else the shown metric), ``stage=``, ``examples_split=``, ``n_examples=``, ``show_text=``,
-    ``data_dir=``, and the view's own options (``reference=``; generation: ``swift=``, ``super_=``).
+    ``data_dir=``, and the view's own options (``reference=``; generation: ``swift=``, ``super_=``). A ``cal`` of
+    another task, label set or models than ``test`` is refused unless ``transfer=True`` (a deliberate transfer).
     """
     return Explorer(cal, test, **options)
 
@@ -112,8 +114,9 @@ class Explorer:
     def __init__(self, cal, test, *, threshold: float | None = None, speedup: float | None = None,
                  max_drop: float = 0.01, rule_metric: str | None = None, stage: int | str = 0,
                  examples_split: str = "test", n_examples: int = 8, show_text: bool = False, data_dir=None,
-                 **options):
+                 transfer: bool = False, **options):
         cls = view_class(cal, test)
+        check_transfer(cal, test, transfer=transfer, what="explore")
         controls = {k: options.pop(k) for k in cls.controls if k in options}
         self.view = cls(cal, test, **options)
         self.settings = self.view.settings(**controls)

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .choose import _choose, halves
 from ..identity import check_same_data, describe
+from .choose import _choose, halves
 from .curves import breakpoints, check_bootstrap, weight_blocks
 from .results import _Table
 from .staged import Staged
