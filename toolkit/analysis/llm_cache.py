@@ -27,6 +27,7 @@ split, data fingerprint, command, versions). numpy and pyarrow only.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from .cache import CacheError, verify_fingerprint
-from .cache_io import column, header_value, read_cache_table, string_ids, write_cache_table
+from .cache_io import column, header_value, json_default, read_cache_table, string_ids, write_cache_table
 from .generation_cache import check_step_stats, check_temperatures, stat_names
 from .llm_cost import CausalLMDims
 
@@ -275,6 +276,92 @@ def save_llm_cache(cache: LLMTokenCache, path: str | os.PathLike) -> Path:
     return write_cache_table(table, path, head)
 
 
+def _plain(v) -> str:
+    return json.dumps(v, sort_keys=True, default=json_default)
+
+
+class LLMCacheWriter:
+    """Write a token cache one chunk of prompts at a time, never holding the whole table in memory.
+
+    Each :meth:`write` takes a chunk (a valid :class:`LLMTokenCache` of some prompts: the same model, exit
+    families, temperatures, statistics dtype and meta in every chunk, example ids never repeated) and appends it as
+    a record batch to an Arrow IPC spool beside ``path``; :meth:`close` memory-maps the spool and writes the cache
+    atomically from it (:func:`save_llm_cache`'s format, content hash and checksums: the same file as saving the
+    chunks concatenated), then deletes the spool. Use as a context manager: an exception leaves no file behind.
+
+    >>> import tempfile
+    >>> from toolkit.analysis.llm_cache import LLMCacheWriter  # doctest: +SKIP
+    >>> with LLMCacheWriter(out) as w:  # doctest: +SKIP
+    ...     for chunk in chunks:
+    ...         w.write(chunk)
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._spool = self.path.with_name(f".{self.path.name}.{os.getpid()}.spool.arrow")
+        self._writer, self._sink, self._head, self._ids = None, None, None, set()
+        self.n_prompts = self.n_tokens = 0
+
+    def write(self, chunk: LLMTokenCache) -> None:
+        """Append one chunk of prompts (validated on construction; checked against the first chunk here)."""
+        import pyarrow as pa
+
+        table, head = _table(chunk)
+        if self._head is None:
+            self._head, self._schema = head, table.schema
+            self._sink = pa.OSFile(str(self._spool), "wb")
+            self._writer = pa.ipc.new_file(self._sink, table.schema)
+        elif _plain(head) != _plain(self._head) or table.schema != self._schema:
+            diff = sorted(k for k in set(head) | set(self._head) if _plain(head.get(k)) != _plain(self._head.get(k)))
+            raise CacheError(f"{self.path}: chunk {self.n_chunks} differs from the first in {diff or 'its columns'}; "
+                             f"every chunk of one cache has the same model, families, temperatures and meta")
+        ids = set(chunk.example_ids.tolist())
+        if len(ids & self._ids):
+            raise CacheError(f"{self.path}: example id {sorted(ids & self._ids)[0]!r} is in two chunks")
+        self._ids |= ids
+        self._writer.write_table(table)
+        self.n_prompts += chunk.n_examples
+        self.n_tokens += chunk.n_tokens
+
+    @property
+    def n_chunks(self) -> int:
+        return 0 if self._writer is None else self._writer.stats.num_record_batches
+
+    def close(self) -> Path:
+        """Write the cache from the spool (memory-mapped: its columns are read one at a time) and return its path."""
+        import pyarrow as pa
+
+        if self._writer is None:
+            raise CacheError(f"{self.path}: no chunk was written; a token cache needs at least one prompt")
+        self._writer.close()
+        self._sink.close()
+        try:
+            with pa.memory_map(str(self._spool)) as source:
+                table = pa.ipc.open_file(source).read_all()
+                write_cache_table(table, self.path, self._head)
+                del table
+        finally:
+            self._spool.unlink(missing_ok=True)
+        return self.path
+
+    def abort(self) -> None:
+        """Discard what was written (nothing is left at ``path``)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._sink.close()
+        self._spool.unlink(missing_ok=True)
+
+    def __enter__(self) -> LLMCacheWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
 def check_llm_table(table, head: dict, path) -> None:
     """Before decoding a token cache: header structures (``temperatures``, ``layers``, ``stats_dtype``,
     ``model.dims``) and column types (integer labels, prompt lengths and ids; stats of the header's dtype), and
@@ -315,6 +402,20 @@ def check_llm_table(table, head: dict, path) -> None:
                           f"per-row list boundaries disagree with column 'tokens'")
 
 
+def _flat_values(table, name: str, dtype) -> np.ndarray:
+    """The values of list column ``name``, all rows back to back, as one writable numpy array of ``dtype``, built
+    chunk by chunk (row groups) into place: no second copy of the column."""
+    col = table.column(name)
+    n = sum(len(c.flatten()) for c in col.chunks)
+    out = np.empty(n, dtype=dtype)
+    a = 0
+    for c in col.chunks:
+        v = c.flatten().to_numpy(zero_copy_only=False)
+        out[a:a + len(v)] = v
+        a += len(v)
+    return out
+
+
 def load_llm_cache(path: str | os.PathLike, *, data_dir=None, verify_data: bool = True) -> LLMTokenCache:
     """Load and validate an LLM token cache (re-hashing its source files where they can be found)."""
     table, head = read_cache_table(path, kind="llm_tokens", schema_version=LLM_SCHEMA_VERSION)
@@ -329,10 +430,11 @@ def load_llm_cache(path: str | os.PathLike, *, data_dir=None, verify_data: bool 
     try:
         tok = table.column("tokens").combine_chunks()
         offsets = tok.offsets.to_numpy().astype(np.int64)
-        top1 = {f: table.column(f"{f}/top1").combine_chunks().flatten().to_numpy().reshape(-1, L).astype(np.int32)
-                for f in families}
-        stats = {f: table.column(f"{f}/stats").combine_chunks().flatten().to_numpy().reshape(-1, L, F)
-                 .astype(np.float32) for f in families}
+        top1, stats = {}, {}
+        for f in families:  # each exit column freed once copied out: the peak is the table plus one column
+            top1[f] = _flat_values(table, f"{f}/top1", np.int32).reshape(-1, L)
+            stats[f] = _flat_values(table, f"{f}/stats", np.float32).reshape(-1, L, F)
+            table = table.drop_columns([f"{f}/top1", f"{f}/stats"])
         quality = {c[2:]: table.column(c).to_numpy().astype(np.float64) for c in table.column_names
                    if c.startswith("q/")}
         cache = LLMTokenCache(

@@ -35,9 +35,9 @@ from ..analysis.cache import SCHEMA_VERSION, Cache, CacheError
 from ..analysis.llm_cache import (
     LLM_SCHEMA_VERSION,
     STATS_DTYPES,
+    LLMCacheWriter,
     LLMTokenCache,
     load_llm_cache,
-    save_llm_cache,
 )
 from ..analysis.llm_cost import LLM_COST_DEFINITION, prefill_exit_flops, translator_flops
 from ..data import get_task, load_split
@@ -184,23 +184,11 @@ def collect_llm_tokens(model: str, prompt_set: str, split: str, out: str | os.Pa
             raise CacheError(f"parts in {parts} do not cover the split in order; delete the folder and rerun")
         tokens = np.concatenate([t["tokens"] for t in trajs])
         lengths = np.concatenate([np.diff(t["offsets"]) for t in trajs])
-        final_stats = np.concatenate([t["final_stats"] for t in trajs])
-        top1, stats, fam_info = {}, {}, {}
-        for name, ex, record in families:
-            fsig = _family_signature(name, ex, record, temperatures)
-            got = [claimed.load(f"exits-{name}-{fsig}-{chunk(k)[1]}", ("top1", "stats")) for k in range(n_chunks)]
-            top1[name] = np.concatenate([np.concatenate([g["top1"] for g in got]), tokens[:, None]], 1)
-            stats[name] = np.concatenate([np.concatenate([g["stats"] for g in got]), final_stats[:, None]], 1)
-            fam_info[name] = {"layers": list(range(1, L + 1)), **record}
         texts = lm.tokenizer.batch_decode(np.split(tokens, np.cumsum(lengths)[:-1]), skip_special_tokens=True)
         quality, corpus = answer_quality(ps, texts, frame)
         eos = lm.model.generation_config.eos_token_id
         eos = set(eos if isinstance(eos, (list, tuple)) else [eos])
         ends_eos = np.isin(tokens[np.cumsum(lengths) - 1], list(eos))
-        if stats_dtype == "float16":
-            if np.abs(np.concatenate([s.ravel() for s in stats.values()])).max() > 6e4:
-                raise CacheError("exit statistics exceed the float16 range; collect with stats_dtype='float32'")
-            stats = {f: s.astype(np.float16).astype(np.float32) for f, s in stats.items()}
         meta = {"task": ps.task, "split": split, "prompt_set": ps.name,
                 "prompt": {"template": ps.template, "label_words": ps.label_words, "reference": ps.reference,
                            "chat_template": "the tokenizer's, with the generation prompt"},
@@ -212,13 +200,30 @@ def collect_llm_tokens(model: str, prompt_set: str, split: str, out: str | os.Pa
                          "data_dir": data.data_dir, "split_seed": data.split_seed, "limit": limit},
                 "cost_definition": LLM_COST_DEFINITION, "command": command or " ".join(sys.argv),
                 "versions": package_versions()}
-        cache = LLMTokenCache(example_ids=ids, labels=frame["label"].to_numpy().astype(np.int64) if ps.label_words
-                              else np.full(len(frame), -1, dtype=np.int64),
-                              n_prompt=np.concatenate([t["n_prompt"] for t in trajs]), tokens=tokens,
-                              offsets=np.concatenate([[0], np.cumsum(lengths)]), top1=top1, stats=stats,
-                              temperatures=temperatures, model=lm.info(), families=fam_info, quality=quality,
-                              stats_dtype=stats_dtype, meta=meta)
-        save_llm_cache(cache, out)
+        labels = frame["label"].to_numpy().astype(np.int64) if ps.label_words else np.full(len(frame), -1, np.int64)
+        fam_info = {name: {"layers": list(range(1, L + 1)), **record} for name, _, record in families}
+        sigs = {name: _family_signature(name, ex, record, temperatures) for name, ex, record in families}
+        model_info = lm.info()
+        # one chunk of prompts at a time, as row groups (llm_cache.LLMCacheWriter): never the whole table in memory
+        with LLMCacheWriter(out) as writer:
+            for k, t in enumerate(trajs):
+                rows = list(chunk(k)[0])
+                top1, stats = {}, {}
+                for name in sigs:
+                    g = claimed.load(f"exits-{name}-{sigs[name]}-{chunk(k)[1]}", ("top1", "stats"))
+                    top1[name] = np.concatenate([g["top1"], t["tokens"][:, None]], 1)
+                    stats[name] = np.concatenate([g["stats"], t["final_stats"][:, None]], 1)
+                if stats_dtype == "float16":
+                    if max(np.abs(v).max() for v in stats.values()) > 6e4:
+                        raise CacheError("exit statistics exceed the float16 range; collect with "
+                                         "stats_dtype='float32'")
+                    stats = {f: v.astype(np.float16).astype(np.float32) for f, v in stats.items()}
+                writer.write(LLMTokenCache(example_ids=t["example_ids"], labels=labels[rows],
+                                           n_prompt=t["n_prompt"], tokens=t["tokens"], offsets=t["offsets"],
+                                           top1=top1, stats=stats, temperatures=temperatures, model=model_info,
+                                           families=fam_info, quality={m: np.asarray(q)[rows] for m, q in
+                                                                       quality.items()},
+                                           stats_dtype=stats_dtype, meta=meta))
         claimed.finish(keep=keep_parts)
     print(f"collected {out} in {time.time() - t0:.0f} s", file=sys.stderr)
     return load_llm_cache(out)
