@@ -31,16 +31,17 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
+from toolkit import report
 from toolkit.analysis import calibration, engine, plots
-from toolkit.analysis import notebook as nb
 from toolkit.analysis.scores import softmax
+from toolkit.zoo import catalogue
 
-nb.setup()
+report.setup()
 
 # %%
-sets = nb.load_seeds("sst2", "minilm6_me")
+sets = catalogue.load_seeds("sst2", "minilm6_me")
 cal, test = sets.first()
-cft = nb.crossfit_temperatures(test)
+cft = calibration.crossfit_temperatures(test)
 scaled = cft.apply(test)
 t_cal = calibration.fit_stage_temperatures(cal)
 temps = cft.to_frame(test.stages).assign(**{"T fitted on cal": t_cal})
@@ -70,7 +71,7 @@ fig.suptitle("SST-2 test, MiniLM-L6 exits: top row T = 1, bottom row temperature
 top = [calibration.reliability_curve(softmax(test.logits[:, e]), test.labels, n_bins=15)["count"].iloc[-1]
        / test.n_examples for e in range(test.n_stages)]
 print("share of test examples in the top bin [0.933, 1.0] at T = 1, per exit:", np.round(top, 3).tolist())
-nb.show(fig, alt=f"Twelve reliability diagrams, one per exit of MiniLM-L6 on SST-2 test, before (top) and after "
+report.show(fig, alt=f"Twelve reliability diagrams, one per exit of MiniLM-L6 on SST-2 test, before (top) and after "
                  f"(bottom) temperatures cross-fitted on test halves. Each bar is the accuracy of the examples whose "
                  f"max-probability falls in that bin, with their count at its foot; the dashed diagonal is perfect "
                  f"calibration. The top bin holds from {min(top):.3f} to {max(top):.3f} of the examples. At T = 1 "
@@ -90,12 +91,12 @@ nb.show(fig, alt=f"Twelve reliability diagrams, one per exit of MiniLM-L6 on SST
 
 # %%
 raw_views = sets.views()
-scaled_views = [nb.view(nb.crossfit_temperatures(t).apply(t)) for t in sets.test]
-cmp = engine.compare(scaled_views, raw_views, budgets=(1.5, 2, 3), n_boot=nb.N_BOOT, seed=nb.SEED,
+scaled_views = [engine.staged(calibration.crossfit_temperatures(t).apply(t)) for t in sets.test]
+cmp = engine.compare(scaled_views, raw_views, budgets=(1.5, 2, 3), n_boot=catalogue.N_BOOT, seed=catalogue.SEED,
                      names=("T cross-fitted", "T=1"))
-ops = nb.crossfit_table({"T=1": raw_views, "T cross-fitted": scaled_views}, rule="drop", max_drop=0.01)
+ops = report.crossfit_table({"T=1": raw_views, "T cross-fitted": scaled_views}, rule="drop", max_drop=0.01)
 curves = {"T = 1": engine.sweep(raw_views[0]), "per-exit T, cross-fitted": engine.sweep(scaled_views[0]),
-          "per-exit T from cal": engine.sweep(nb.view(test, temperature=t_cal))}
+          "per-exit T from cal": engine.sweep(engine.staged(test, temperature=t_cal))}
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -111,7 +112,7 @@ for k in (1.5, 2, 3):
     ax.axvline(k, color="gray", lw=0.8, ls=":")
 ax.set_xlim(0.9, 6.5)
 ax.set_title("early exit, MiniLM-L6: dotted lines at the compared budgets")
-nb.show(fig, alt="Three nearly coincident curves of SST-2 test accuracy against speed-up over the last exit: "
+report.show(fig, alt="Three nearly coincident curves of SST-2 test accuracy against speed-up over the last exit: "
                  "max-probability early exit with temperature 1, with per-exit temperatures cross-fitted on test "
                  "halves and with per-exit temperatures fitted on cal; dotted vertical lines at 1.5x, 2x and 3x "
                  "mark the budgets compared in the table above.")
@@ -121,14 +122,14 @@ row2 = cmp.frame.set_index("speedup").loc[2.0]
 p_col = "P(T cross-fitted > T=1)"
 any_excl = ((cmp.frame["lo"] > 0) | (cmp.frame["hi"] < 0)).any()
 o1, o2 = ops.iloc[0], ops.iloc[1]
-nb.conclude(f"""
+report.conclude(f"""
 **Reading the numbers above.** The exits of the jointly trained MiniLM-L6 are close to calibrated already: the
 temperatures fitted on either half of test lie between {min(map(min, cft.fitted)):.2f} and
 {max(map(max, cft.fitted)):.2f}, and scaling moves the mean ECE over exits from {means.loc['T=1', 'ece']:.3f}
 to {means.loc['T cross-fitted', 'ece']:.3f} and the mean NLL from {means.loc['T=1', 'nll']:.3f} to
 {means.loc['T cross-fitted', 'nll']:.3f}. Temperatures fitted on `cal` give a mean ECE of
 {means.loc['T from cal', 'ece']:.3f} on test. **The trade-off does not move**: at 2x the best accuracy differs by
-{row2['difference']:+.4f} {nb.ci(row2['lo'], row2['hi'], digits=4)} (cross-fitted T minus T = 1), and
+{row2['difference']:+.4f} {report.ci(row2['lo'], row2['hi'], digits=4)} (cross-fitted T minus T = 1), and
 {"some" if any_excl else "no"} interval at 1.5x, 2x or 3x excludes 0; if anything the temperatures cost a little
 (ahead in only {cmp.frame[p_col].max():.1%} of resamples at best). The cross-fitted `drop` rule gives
 {o1['accuracy']:.3f} at {o1['speedup']:.2f}x with T = 1 and {o2['accuracy']:.3f} at {o2['speedup']:.2f}x with
@@ -147,14 +148,14 @@ reorders which examples leave where.
 # NBVAL_CHECK_OUTPUT
 rows = []
 for task in ["sst2", "mrpc", "rte", "cola", "agnews"]:
-    if not nb.available(task, "minilm6_me"):
+    if not catalogue.available(task, "minilm6_me"):
         continue
-    s = nb.load_seeds(task, "minilm6_me", verbose=False)
+    s = catalogue.load_seeds(task, "minilm6_me", verbose=False)
     t = s.test[0]
-    ct = nb.crossfit_temperatures(t)
+    ct = calibration.crossfit_temperatures(t)
     b, a = calibration.calibration_table(t), calibration.calibration_table(ct.apply(t))
-    c2 = engine.compare([nb.view(nb.crossfit_temperatures(x).apply(x)) for x in s.test], s.views(), budgets=(2,),
-                        n_boot=nb.N_BOOT, seed=nb.SEED).frame.iloc[0]
+    c2 = engine.compare([engine.staged(calibration.crossfit_temperatures(x).apply(x)) for x in s.test], s.views(), budgets=(2,),
+                        n_boot=catalogue.N_BOOT, seed=catalogue.SEED).frame.iloc[0]
     rows.append({"task": task, "seeds": len(s), "n test": t.n_examples, "median T": np.median(ct.fitted),
                  "T fits at a bound": len(ct.degenerate),
                  "ECE T=1": b.ece.mean(), "ECE cross-fitted": a.ece.mean(), "NLL T=1": b.nll.mean(),
@@ -168,7 +169,7 @@ print(other.round(3).to_string())
 big = other[other["median T"] > 1.5]
 worse = other[other["first-exit ECE cross-fitted"] > other["first-exit ECE T=1"]]
 moved = other[(other["lo"] > 0) | (other["hi"] < 0)]
-nb.conclude(f"""
+report.conclude(f"""
 **Reading the numbers above (other tasks).** Where the exits are overconfident, temperature scaling matters for
 calibration: {", ".join(f"{k} (median T {r['median T']:.2f}: ECE {r['ECE T=1']:.3f} to "
 f"{r['ECE cross-fitted']:.3f})" for k, r in big.iterrows()) or "no task"} {"have" if len(big) > 1 else "has"} median
@@ -179,7 +180,7 @@ exit is {"worse" if len(worse) else "never worse"} after scaling on
 {", ".join(f"{k} ({r['first-exit ECE T=1']:.3f} to {r['first-exit ECE cross-fitted']:.3f})"
 for k, r in worse.iterrows()) or "no task"}: one temperature per exit, fitted on a few hundred examples, can
 overshoot the exit that was the least overconfident. The trade-off at 2x moves on
-{", ".join(f"{k} ({r['acc at 2x: T minus T=1']:+.3f} {nb.ci(r['lo'], r['hi'])})" for k, r in moved.iterrows())
+{", ".join(f"{k} ({r['acc at 2x: T minus T=1']:+.3f} {report.ci(r['lo'], r['hi'])})" for k, r in moved.iterrows())
 or "no task"}{"" if len(moved) else " (every interval includes 0)"}: Right Tool's per-exit calibration fixes the
 confidences' meaning more than it changes what early exit can buy.
 """)

@@ -29,17 +29,18 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
+from toolkit import report
 from toolkit.analysis import engine, plots, reliability
-from toolkit.analysis import notebook as nb
 from toolkit.analysis.metrics import task_metric
 from toolkit.analysis.scores import max_prob
+from toolkit.zoo import catalogue
 
-nb.setup()
+report.setup()
 
 # %%
-sets = nb.load_seeds("sst2", "minilm6_me")
+sets = catalogue.load_seeds("sst2", "minilm6_me")
 cal, test = sets.first()
-display(nb.recipe("sst2", "minilm6_me"))
+display(catalogue.recipe("sst2", "minilm6_me"))
 rel = reliability.overthinking(test)
 rel["agreement with final"] = reliability.agreement_with_final(test).to_numpy()
 rel
@@ -64,7 +65,7 @@ ax[0].set_xlabel("coverage (share of examples accepted, most confident first)")
 ax[0].set_ylabel("risk (error rate among accepted)")
 ax[0].legend(fontsize=8)
 ax[0].set_title("risk-coverage per exit, SST-2 test")
-thr = engine.threshold_grid(nb.view(test), n=60)
+thr = engine.threshold_grid(engine.staged(test), n=60)
 ag = reliability.agreement_at_thresholds(test, thr[1:])
 ax[1].plot(ag.threshold, ag.early_agreement, label="early exits agreeing with the last exit")
 ax[1].plot(ag.threshold, ag.early_share, label="share exiting early")
@@ -73,7 +74,7 @@ ax[1].set_ylabel("share")
 ax[1].legend(fontsize=8)
 ax[1].set_title("early exit at one threshold, SST-2 test")
 print("area under each exit's risk-coverage curve (AURC):", {k: round(v, 3) for k, v in aurc.items()})
-nb.show(fig, alt=f"Left: risk-coverage curves of the six MiniLM-L6 exits on SST-2 test, error rate among the "
+report.show(fig, alt=f"Left: risk-coverage curves of the six MiniLM-L6 exits on SST-2 test, error rate among the "
                  f"accepted examples against the share accepted, most confident first; deeper exits lie lower "
                  f"(area under the curve {aurc[test.stages[0]]:.3f} at the first exit, "
                  f"{aurc[test.stages[-1]]:.3f} at the last). Right: as the max-probability threshold falls, the "
@@ -89,7 +90,7 @@ nb.show(fig, alt=f"Left: risk-coverage curves of the six MiniLM-L6 exits on SST-
 # 0.9 threshold gets a paired bootstrap interval (the same resampled test examples for both models).
 
 # %%
-casc_sets = nb.load_seeds("sst2", "cascade")
+casc_sets = catalogue.load_seeds("sst2", "cascade")
 casc = casc_sets.first()[1]
 assert list(casc.example_ids) == list(test.example_ids)
 l2_complete = casc.select_stages(["minilm-l2:L2"])
@@ -113,7 +114,7 @@ def confident_right(c, e, thr=0.9):
     return sel.astype(float), (sel & c.correct[:, e]).astype(float)
 
 
-w = engine.resample_weights(test.n_examples, n_boot=nb.N_BOOT, seed=nb.SEED)  # paired: one set of resamples
+w = engine.resample_weights(test.n_examples, n_boot=catalogue.N_BOOT, seed=catalogue.SEED)  # paired: one set of resamples
 acc = {}
 for name, (c, e) in {"complete L2": (l2_complete, 0), "internal exit L2": (test, 1)}.items():
     sel, ok = confident_right(c, e)
@@ -132,14 +133,14 @@ plots.plot_score_distributions(plots.score_distributions(test, 1), ax=axes[0])
 axes[0].set_title("internal exit L2 of MiniLM-L6 (multi-exit)")
 plots.plot_score_distributions(plots.score_distributions(l2_complete, 0), ax=axes[1])
 axes[1].set_title("complete MiniLM-L2")
-nb.show(fig, alt="Two histograms of max-probability on SST-2 test, for right and for wrong predictions: left the "
+report.show(fig, alt="Two histograms of max-probability on SST-2 test, for right and for wrong predictions: left the "
                  "internal exit L2 of the multi-exit MiniLM-L6, right the complete MiniLM-L2. In both, right "
                  "predictions pile up near confidence 1 and wrong ones spread over the whole range.")
 
 # %%
 c9 = cb[cb.threshold == 0.9].set_index("model")
 over_tab = rel.set_index("stage")
-nb.conclude(f"""
+report.conclude(f"""
 **Reading the numbers above.** Exits agree with the last exit more and more with depth
 ({over_tab['agreement with final'].iloc[0]:.3f} at L1, {over_tab['agreement with final'].iloc[3]:.3f} at L4), and
 overthinking is small: {over:.1%} of test sentences are right at some earlier exit but wrong at the last. The oracle
@@ -149,7 +150,7 @@ exit would lift accuracy from {last_acc:.3f} to {oracle_acc:.3f}, exiting
 threshold, the internal exit L2 of the jointly trained 6-layer model is right on
 {c9.loc['internal exit L2', 'accuracy when confident']:.1%} of the sentences it is confident on, the complete
 MiniLM-L2 on {c9.loc['complete MiniLM-L2', 'accuracy when confident']:.1%}: complete minus internal is
-{diff:+.3f} {nb.ci(lo, hi)}{", which favours the internal exit if anything" if diff < 0 else ""}. The complete model
+{diff:+.3f} {report.ci(lo, hi)}{", which favours the internal exit if anything" if diff < 0 else ""}. The complete model
 is confident more often ({c9.loc['complete MiniLM-L2', 'confident share']:.0%} vs
 {c9.loc['internal exit L2', 'confident share']:.0%} of sentences) and is the better standalone model
 ({l2_alone['complete MiniLM-L2']:.3f} vs {l2_alone['internal exit L2']:.3f}), which is where a cascade's advantage
@@ -163,17 +164,17 @@ comes from here.
 # MPNet-base (12 exits, `mpnet_me`): each exit's test metric (accuracy; F1 of the positive class for MRPC; Matthews
 # correlation for CoLA), overthinking, the oracle exit's accuracy, the majority class's share, and early exit at an
 # accuracy drop of at most 1 point below the last exit, chosen by cross-fitting on test halves (with its interval)
-# beside the best threshold on test itself (an upper bound).
+# beside the best threshold on test itself (test-selected, in-sample).
 
 # %%
 # NBVAL_CHECK_OUTPUT
 rows = []
 for task, name in [(t, n) for t in ["sst2", "mrpc", "rte", "cola", "agnews"] for n in ("minilm6_me", "mpnet_me")]:
-    if not nb.available(task, name):
+    if not catalogue.available(task, name):
         continue
-    c_, t = nb.load_seeds(task, name, verbose=False).first()
+    c_, t = catalogue.load_seeds(task, name, verbose=False).first()
     m = t.meta["metric"]
-    v = nb.view(t)
+    v = engine.staged(t)
     row = {"task": task, "model": name, "n": t.n_examples, "metric": m}
     row.update({s: task_metric(t.labels, t.predictions[:, e], m, t.n_classes) for e, s in enumerate(t.stages)})
     row["overthinking"] = reliability.overthinking(t).attrs["any_earlier_right_final_wrong"]
@@ -181,15 +182,15 @@ for task, name in [(t, n) for t in ["sst2", "mrpc", "rte", "cola", "agnews"] for
     row["oracle acc"] = t.correct.any(1).mean()
     row["majority"] = np.bincount(t.labels).max() / t.n_examples
     row["cal last acc"] = c_.correct[:, -1].mean()
-    cf = engine.crossfit(v, rule="drop", max_drop=0.01, n_boot=nb.N_BOOT, seed=nb.SEED).combined
+    cf = engine.crossfit(v, rule="drop", max_drop=0.01, n_boot=catalogue.N_BOOT, seed=catalogue.SEED).combined
     row.update({"x-fit speed-up": cf.speedup, "lo": cf.intervals["speedup"][0], "hi": cf.intervals["speedup"][1],
                 "x-fit acc drop": cf.drop("accuracy"),
-                "upper bound": engine.summarize(engine.sweep(v), max_drop=0.01).speedup_at_drop_upper_bound})
+                "test-selected": engine.summarize(engine.sweep(v), max_drop=0.01).speedup_at_drop_upper_bound})
     rows.append(row)
 df = pd.DataFrame(rows)
 exits = sorted([c for c in df if c[0] == "L" and c[1:].isdigit()], key=lambda c: int(c[1:]))
 df = df[["task", "model", "n", "metric", *exits, "overthinking", "last acc", "oracle acc", "majority", "cal last acc",
-         "x-fit speed-up", "lo", "hi", "x-fit acc drop", "upper bound"]]
+         "x-fit speed-up", "lo", "hi", "x-fit acc drop", "test-selected"]]
 print(df.round(3).to_string(index=False, na_rep="-"))
 
 # %%
@@ -205,15 +206,15 @@ def xfit(r):
     return f"{r['x-fit speed-up']:.2f}x losing {100 * r['x-fit acc drop']:.1f} points"
 
 
-nb.conclude(f"""
+report.conclude(f"""
 **Reading the numbers above (other tasks).** How early a decision can be trusted depends on the task. Chosen by
 cross-fitting (at most 1 point of accuracy below the last exit on the choosing half), early exit in MiniLM-L6 buys
 {xfit(learnt.loc[fast])} on {fast} (speed-up interval
-{nb.ci(learnt.loc[fast, 'lo'], learnt.loc[fast, 'hi'], digits=2)}), {xfit(mini.loc['sst2'])} on SST-2 and
+{report.ci(learnt.loc[fast, 'lo'], learnt.loc[fast, 'hi'], digits=2)}), {xfit(mini.loc['sst2'])} on SST-2 and
 {xfit(mini.loc['mrpc'])} on MRPC: a threshold chosen on one half does not always keep its promise on the other, and
 the drop has to be reported beside the speed-up. The best single threshold for test itself stays within 1 point up
-to {learnt.loc[fast, 'upper bound']:.2f}x, {mini.loc['sst2', 'upper bound']:.2f}x and
-{mini.loc['mrpc', 'upper bound']:.2f}x. {("MiniLM-L6 does not learn " + ", ".join(at_chance).upper() +
+to {learnt.loc[fast, 'test-selected']:.2f}x, {mini.loc['sst2', 'test-selected']:.2f}x and
+{mini.loc['mrpc', 'test-selected']:.2f}x. {("MiniLM-L6 does not learn " + ", ".join(at_chance).upper() +
 " with this recipe: its last exit (" + ", ".join(f"{mini.loc[t, 'last acc']:.3f}" for t in at_chance) +
 ") is within 2 points of the majority class (" + ", ".join(f"{mini.loc[t, 'majority']:.3f}" for t in at_chance) +
 "), so its overthinking and its speed-ups there only say that every exit is at chance. ") if at_chance else ""}

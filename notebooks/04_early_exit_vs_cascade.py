@@ -35,12 +35,13 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
+from toolkit import report
 from toolkit.analysis import engine, plots
-from toolkit.analysis import notebook as nb
+from toolkit.zoo import catalogue
 
-nb.setup()
+report.setup()
 BUDGETS = (2, 3, 4)
-TASKS = [t for t in ["sst2", "mrpc", "rte", "cola", "agnews"] if nb.available(t, "cascade")]
+TASKS = [t for t in ["sst2", "mrpc", "rte", "cola", "agnews"] if catalogue.available(t, "cascade")]
 POLICIES = {"cascade": "cascade L2->L6->MPNet", "cascade_da": "cascade, difficulty-aware",
             "minilm6_me": "early exit MiniLM-L6", "mpnet_me": "early exit MPNet-base"}
 
@@ -48,21 +49,21 @@ POLICIES = {"cascade": "cascade L2->L6->MPNet", "cascade_da": "cascade, difficul
 def views_for(task):
     """Engine views (one per training seed) of every policy shipped for ``task``, all measured against the
     cascade's last member alone (MPNet-base on every example)."""
-    casc = nb.load_seeds(task, "cascade").views()
+    casc = catalogue.load_seeds(task, "cascade").views()
     ref_cost, ref = casc[0].reference_cost, casc[0].reference
     out = {}
     for name, label in POLICIES.items():
-        if nb.available(task, name):
-            views = casc if name == "cascade" else nb.load_seeds(task, name).views()
+        if catalogue.available(task, name):
+            views = casc if name == "cascade" else catalogue.load_seeds(task, name).views()
             out[label] = [v.align(casc[0].example_ids).with_reference(ref_cost, ref) for v in views]
     return out
 
 
 views = {task: views_for(task) for task in TASKS}
-display(pd.concat([nb.recipe(t, n) for t in TASKS for n in POLICIES if nb.available(t, n)]).reset_index(drop=True))
+display(pd.concat([catalogue.recipe(t, n) for t in TASKS for n in POLICIES if catalogue.available(t, n)]).reset_index(drop=True))
 rows = []
 for t in TASKS:
-    c = nb.load_seeds(t, "cascade", verbose=False).test[0]
+    c = catalogue.load_seeds(t, "cascade", verbose=False).test[0]
     m = c.meta["metric"]
     rows.append({"task": t, "metric": m, **{s_: float(engine.evaluation_at_stages(
         views[t][POLICIES["cascade"]][0], np.full(c.n_examples, e)).metrics[m]) for e, s_ in enumerate(c.stages)}})
@@ -78,7 +79,7 @@ for ax, task in zip(axes.flat, TASKS):
     first = next(iter(vs.values()))[0]
     right = 1.0
     for k, v in vs.items():
-        band = engine.bootstrap_bands(v[0], engine.threshold_grid(v[0], n=40), n_boot=300, seed=nb.SEED)
+        band = engine.bootstrap_bands(v[0], engine.threshold_grid(v[0], n=40), n_boot=300, seed=catalogue.SEED)
         curve = engine.sweep(v[0])
         plots.plot_curve(band, ax=ax, color=colors[k], lw=0)  # the band only
         plots.plot_curve(curve, ax=ax, label=k, color=colors[k])
@@ -104,7 +105,7 @@ legend_ax.text(0.5, 0.1, "curves: every threshold on test\nbands: 95% bootstrap 
                transform=legend_ax.transAxes)
 for ax in axes.flat[len(TASKS) + 1:]:
     ax.set_visible(False)
-nb.show(fig, alt=f"{len(TASKS)} panels, one per task ({', '.join(TASKS)}), each plotting test metric against "
+report.show(fig, alt=f"{len(TASKS)} panels, one per task ({', '.join(TASKS)}), each plotting test metric against "
                  f"speed-up over MPNet-base alone on a log axis for the cascade and for early exit inside "
                  f"MiniLM-L6 and inside MPNet-base, with bootstrap bands; dotted vertical lines mark the 2x, 3x and "
                  f"4x budgets. Early exit inside MiniLM-L6 only exists to the right of its own last exit, far "
@@ -114,7 +115,7 @@ nb.show(fig, alt=f"{len(TASKS)} panels, one per task ({', '.join(TASKS)}), each 
 # ## Comparison at equal budgets
 #
 # At 2x, 3x and 4x (against MPNet-base alone), the best metric each policy reaches at that mean cost (its frontier on
-# test: an upper bound for both sides, chosen the same way), and the cascade minus each early-exit model with a 95%
+# test: test-selected, in-sample, for both sides alike), and the cascade minus each early-exit model with a 95%
 # paired bootstrap interval (`engine.compare`: the same resampled test examples for both policies; training seeds
 # resampled too where there are several). NaN: the policy never gets that cheap.
 
@@ -128,7 +129,7 @@ for task in TASKS:
     for label, other in vs.items():
         if label == POLICIES["cascade"]:
             continue
-        c = engine.compare(casc, other, budgets=BUDGETS, metric=metric, n_boot=nb.N_BOOT, seed=nb.SEED).frame
+        c = engine.compare(casc, other, budgets=BUDGETS, metric=metric, n_boot=catalogue.N_BOOT, seed=catalogue.SEED).frame
         for _, r in c.iterrows():
             rows.append({"task": task, "metric": metric, "versus": label, "budget": r["budget"], "cascade": r["a"],
                          "other": r["b"], "cascade minus other": r["difference"], "lo": r["lo"], "hi": r["hi"],
@@ -151,8 +152,8 @@ for task in TASKS:
         v = vs[0]
         for k in BUDGETS:
             try:
-                ev = engine.crossfit(v, rule="budget", budget=k, metric=v.metric, n_boot=nb.N_BOOT,
-                                     seed=nb.SEED).combined
+                ev = engine.crossfit(v, rule="budget", budget=k, metric=v.metric, n_boot=catalogue.N_BOOT,
+                                     seed=catalogue.SEED).combined
             except ValueError:  # the policy never reaches the budget on a half
                 rows.append({"task": task, "policy": label, "budget": f"{k}x"})
                 continue
@@ -169,10 +170,10 @@ print(xfit.round(3).to_string(index=False, na_rep="-"))
 # %%
 def verdict(r):
     if r["lo"] > 0:
-        return f"the cascade is ahead by {100 * r['cascade minus other']:.1f} points {nb.ci(r['lo'], r['hi'], points=True)}"
+        return f"the cascade is ahead by {100 * r['cascade minus other']:.1f} points {report.ci(r['lo'], r['hi'], points=True)}"
     if r["hi"] < 0:
-        return f"early exit is ahead by {-100 * r['cascade minus other']:.1f} points {nb.ci(r['lo'], r['hi'], points=True)}"
-    return f"the two are level ({100 * r['cascade minus other']:+.1f} points, {nb.ci(r['lo'], r['hi'], points=True)})"
+        return f"early exit is ahead by {-100 * r['cascade minus other']:.1f} points {report.ci(r['lo'], r['hi'], points=True)}"
+    return f"the two are level ({100 * r['cascade minus other']:+.1f} points, {report.ci(r['lo'], r['hi'], points=True)})"
 
 
 mp = cross[cross.versus == POLICIES["mpnet_me"]].set_index(["task", "budget"])
@@ -182,7 +183,7 @@ lines = [f"- **{t}** ({mp.loc[(t, '4x'), 'metric']}): at 2x {verdict(mp.loc[(t, 
 ahead4 = [t for t in TASKS if mp.loc[(t, "4x"), "lo"] > 0]
 ml_ahead = [t for t in TASKS if (ml.loc[t, "lo"] > 0).all()]
 weak_large = [t for t in TASKS if members.loc[t].iloc[-1] <= members.loc[t].iloc[-2]]
-nb.conclude("""
+report.conclude("""
 **Reading the numbers above.** CascadeBERT's comparison is the cascade against early exit inside its own large
 model (multi-exit MPNet-base), at equal cost:
 

@@ -34,21 +34,22 @@ import pandas as pd
 from IPython.display import display
 from scipy.stats import spearmanr
 
-from toolkit.analysis import engine, plots
-from toolkit.analysis import notebook as nb
+from toolkit import report
+from toolkit.analysis import calibration, engine, plots
+from toolkit.zoo import catalogue
 
-nb.setup()
+report.setup()
 PAIR = ["minilm-l6:L6", "mpnet:L12"]
 
 # %%
-sets = nb.load_seeds("sst2", "cascade")
-display(nb.recipe("sst2", "cascade"))
+sets = catalogue.load_seeds("sst2", "cascade")
+display(catalogue.recipe("sst2", "cascade"))
 pairs = [(c.select_stages(PAIR), t.select_stages(PAIR)) for c, t in zip(sets.cal, sets.test)]
 cal, test = pairs[0]
-cft = nb.crossfit_temperatures(test)
+cft = calibration.crossfit_temperatures(test)
 print(test.stages, "test accuracy", test.correct.mean(0).round(4), "mean GFLOPs", (test.flops.mean(0) / 1e9).round(3))
 print(f"Swift's temperature, fitted on test half A / half B: {cft.fitted[0][0]:.3f} / {cft.fitted[1][0]:.3f}")
-print(f"reference: {nb.view(test).reference}, {nb.view(test).reference_cost.mean() / 1e9:.3f} GFLOPs per test sentence")
+print(f"reference: {engine.staged(test).reference}, {engine.staged(test).reference_cost.mean() / 1e9:.3f} GFLOPs per test sentence")
 SCORES = {"energy T=1": ("energy", False), "energy, T cross-fitted": ("energy", True), "max-prob": ("max_prob", False),
           "entropy": ("entropy", False), "E-LANG released": ("elang", False)}
 
@@ -56,7 +57,7 @@ SCORES = {"energy T=1": ("energy", False), "energy, T cross-fitted": ("energy", 
 def score_views(t, name):
     """One view per training seed: ``name``'s score on Swift, temperatures cross-fitted where asked."""
     score, fitted = SCORES[name]
-    return nb.view(nb.crossfit_temperatures(t).apply(t) if fitted else t, score=score)
+    return engine.staged(calibration.crossfit_temperatures(t).apply(t) if fitted else t, score=score)
 
 
 views = {k: [score_views(t, k) for _, t in pairs] for k in SCORES}
@@ -80,15 +81,15 @@ ax.set_ylabel("SST-2 test accuracy")
 ax.grid(alpha=0.3)
 ax.legend(fontsize=8, title="Swift's confidence score", title_fontsize=8)
 ax.set_title("Swift = MiniLM-L6, Super = MPNet-base, every routing threshold on test")
-nb.show(fig, alt=f"Test accuracy of Swift/Super routing on SST-2 against speed-up over Super alone, one curve per "
+report.show(fig, alt=f"Test accuracy of Swift/Super routing on SST-2 against speed-up over Super alone, one curve per "
                  f"confidence score. Max-probability is drawn thick and pale; entropy (dashed) and E-LANG's "
                  f"released score (dotted) lie exactly on it, because for two classes they rank inputs the same "
                  f"way. Energy at T = 1 and at the cross-fitted temperature are separate curves close to it. A "
                  f"dotted grey line marks Super alone at {super_acc:.3f}.")
 
 # %% [markdown]
-# The curves are drawn on test with every threshold; the best threshold for test itself gives the upper bounds
-# below (largest speed-up whose accuracy is at least Super's, accuracy at 1.5x and 2x, area under the frontier).
+# The curves are drawn on test with every threshold; the best threshold for test itself gives the test-selected
+# (in-sample) numbers below (largest speed-up whose accuracy is at least Super's, accuracy at 1.5x and 2x, area under the frontier).
 # Energy against max-probability, with paired bootstrap intervals over test examples: the speed-up at Super's
 # accuracy (`engine.compare_speedups`) and the best accuracy at 1.5x, 2x and 3x (`engine.compare`).
 
@@ -97,15 +98,15 @@ nb.show(fig, alt=f"Test accuracy of Swift/Super routing on SST-2 against speed-u
 rows = []
 for k, c in curves.items():
     s = engine.summarize(c, max_drop=0.0, speedups=(1.5, 2.0))
-    rows.append({"score": k, "speed-up at Super's accuracy (upper bound)": s.speedup_at_drop_upper_bound,
-                 "accuracy at 1.5x (upper bound)": s.metric_at_upper_bound[1.5],
-                 "accuracy at 2x (upper bound)": s.metric_at_upper_bound[2.0], "AUC": s.auc})
+    rows.append({"score": k, "speed-up at Super's accuracy (test-selected)": s.speedup_at_drop_upper_bound,
+                 "accuracy at 1.5x (test-selected)": s.metric_at_upper_bound[1.5],
+                 "accuracy at 2x (test-selected)": s.metric_at_upper_bound[2.0], "AUC": s.auc})
 print(f"Super alone: accuracy {super_acc:.4f}")
 print(pd.DataFrame(rows).round(3).to_string(index=False))
 names = ("energy", "max-prob")
-sp = engine.compare_speedups(views["energy T=1"], views["max-prob"], max_drop=0.0, n_boot=nb.N_BOOT, seed=nb.SEED,
+sp = engine.compare_speedups(views["energy T=1"], views["max-prob"], max_drop=0.0, n_boot=catalogue.N_BOOT, seed=catalogue.SEED,
                              names=names).frame
-acc = engine.compare(views["energy T=1"], views["max-prob"], budgets=(1.5, 2, 3), n_boot=nb.N_BOOT, seed=nb.SEED,
+acc = engine.compare(views["energy T=1"], views["max-prob"], budgets=(1.5, 2, 3), n_boot=catalogue.N_BOOT, seed=catalogue.SEED,
                      names=names).frame
 print("\nspeed-up at Super's accuracy, energy (T = 1) minus max-prob:")
 print(sp.round(3).to_string(index=False))
@@ -145,13 +146,13 @@ display(jac.round(3))
 rows = []
 for k in SCORES:
     v = views[k][0]
-    cf = engine.crossfit(v, rule="risk", delta=0.01, epsilon=0.05, n_boot=nb.N_BOOT, seed=nb.SEED).combined
-    rows.append(nb.point_row(f"{k}: cross-fit on test halves", cf))
+    cf = engine.crossfit(v, rule="risk", delta=0.01, epsilon=0.05, n_boot=catalogue.N_BOOT, seed=catalogue.SEED).combined
+    rows.append(report.point_row(f"{k}: cross-fit on test halves", cf))
     score, fitted = SCORES[k]
     if not fitted:
-        vc = nb.view(cal, score=score)
-        ev = engine.choose(vc, rule="risk", delta=0.01, epsilon=0.05).evaluate(v, n_boot=nb.N_BOOT, seed=nb.SEED)
-        rows.append(nb.point_row(f"{k}: chosen on cal", ev))
+        vc = engine.staged(cal, score=score)
+        ev = engine.choose(vc, rule="risk", delta=0.01, epsilon=0.05).evaluate(v, n_boot=catalogue.N_BOOT, seed=catalogue.SEED)
+        rows.append(report.point_row(f"{k}: chosen on cal", ev))
 risk = pd.DataFrame(rows)
 print(f"speed-up against {views['max-prob'][0].reference}")
 print(risk.round(3).to_string(index=False))
@@ -160,15 +161,15 @@ print(risk.round(3).to_string(index=False))
 r_sp = sp.iloc[0]
 r2 = acc.set_index("speedup").loc[2.0]
 xr = risk[risk.point.str.contains("cross-fit")]
-nb.conclude(f"""
+report.conclude(f"""
 **Reading the numbers above.** With two classes, max-probability, entropy and E-LANG's released score are the same
 ranking: their curves are identical ({", ".join(k for k, v in same.items() if v)}: {all(same.values())}). Energy on
 logits is a different score, but on SST-2 it ranks Swift's inputs almost like max-probability (Spearman
 {rho.loc['energy T=1', 'max-prob']:.3f}; {jac.loc['energy T=1', 'max-prob']:.0%} overlap of the 30% routed to
 Super). On this test set energy reaches Super's accuracy at {r_sp['energy']:.2f}x and max-probability at
-{r_sp['max-prob']:.2f}x (best thresholds on test, upper bounds): **a difference of {r_sp['difference']:+.2f}x
-{nb.ci(r_sp['lo'], r_sp['hi'], digits=2)}**, energy ahead in {r_sp['P(energy > max-prob)']:.0%} of resamples. At
-2x their best accuracies differ by {r2['difference']:+.4f} {nb.ci(r2['lo'], r2['hi'], digits=4)}. Neither score is
+{r_sp['max-prob']:.2f}x (best thresholds on test: test-selected, in-sample): **a difference of {r_sp['difference']:+.2f}x
+{report.ci(r_sp['lo'], r_sp['hi'], digits=2)}**, energy ahead in {r_sp['P(energy > max-prob)']:.0%} of resamples. At
+2x their best accuracies differ by {r2['difference']:+.4f} {report.ci(r2['lo'], r2['hi'], digits=4)}. Neither score is
 shown to be the better router here. Chosen by Learn-then-Test on test halves (drop at most 1 point, 95%), every
 score gives between {xr['speedup'].min():.2f}x and {xr['speedup'].max():.2f}x, losing between
 {100 * xr['accuracy_drop'].min():.1f} and {100 * xr['accuracy_drop'].max():.1f} points of accuracy on the held-out
@@ -186,16 +187,16 @@ halves.
 # NBVAL_CHECK_OUTPUT
 rows = []
 for task in ["sst2", "mrpc", "rte", "cola", "agnews"]:
-    if not nb.available(task, "cascade"):
+    if not catalogue.available(task, "cascade"):
         continue
-    s = nb.load_seeds(task, "cascade", verbose=False)
+    s = catalogue.load_seeds(task, "cascade", verbose=False)
     tests = [t.select_stages(PAIR) for t in s.test]
-    e_views = [nb.view(t, score="energy") for t in tests]
-    m_views = [nb.view(t, score="max_prob") for t in tests]
+    e_views = [engine.staged(t, score="energy") for t in tests]
+    m_views = [engine.staged(t, score="max_prob") for t in tests]
     m = e_views[0].metric
     base = engine.sweep(m_views[0])
-    c_sp = engine.compare_speedups(e_views, m_views, max_drop=0.0, metric=m, n_boot=nb.N_BOOT, seed=nb.SEED).frame
-    c_2 = engine.compare(e_views, m_views, budgets=(2,), metric=m, n_boot=nb.N_BOOT, seed=nb.SEED).frame
+    c_sp = engine.compare_speedups(e_views, m_views, max_drop=0.0, metric=m, n_boot=catalogue.N_BOOT, seed=catalogue.SEED).frame
+    c_2 = engine.compare(e_views, m_views, budgets=(2,), metric=m, n_boot=catalogue.N_BOOT, seed=catalogue.SEED).frame
     rows.append({"task": task, "metric": m, "seeds": len(s), "Swift": base.column(m)[-1], "Super": base.column(m)[0],
                  "energy at Super": c_sp["a"].iloc[0], "max-prob at Super": c_sp["b"].iloc[0],
                  "difference": c_sp["difference"].iloc[0], "lo": c_sp["lo"].iloc[0], "hi": c_sp["hi"].iloc[0],
@@ -207,10 +208,10 @@ print(xt.T.to_string(float_format=lambda v: f"{v:.3f}"))
 # %%
 sig = [t for t, r in xt.iterrows() if r["lo"] > 0 or r["hi"] < 0 or r["lo 2x"] > 0 or r["hi 2x"] < 0]
 weak_super = [t for t, r in xt.iterrows() if r["Super"] <= r["Swift"]]
-nb.conclude(f"""
+report.conclude(f"""
 **Reading the numbers above (other tasks).** Energy minus max-probability, in speed-up at Super's metric:
-{"; ".join(f"{t} {r['difference']:+.2f}x {nb.ci(r['lo'], r['hi'], digits=2)}" for t, r in xt.iterrows())}. In the
-best metric at 2x: {"; ".join(f"{t} {r['difference at 2x']:+.3f} {nb.ci(r['lo 2x'], r['hi 2x'])}"
+{"; ".join(f"{t} {r['difference']:+.2f}x {report.ci(r['lo'], r['hi'], digits=2)}" for t, r in xt.iterrows())}. In the
+best metric at 2x: {"; ".join(f"{t} {r['difference at 2x']:+.3f} {report.ci(r['lo 2x'], r['hi 2x'])}"
 for t, r in xt.iterrows())}. {"An interval excludes 0 on " + ", ".join(sig) + "." if sig else
 "Every interval includes 0: on these tasks energy and max-probability are not distinguishable as routers."}
 {("Where Super is not better than Swift (" + ", ".join(f"{t}: {xt.loc[t, 'Super']:.3f} vs {xt.loc[t, 'Swift']:.3f}"

@@ -53,15 +53,16 @@ import numpy as np
 import pandas as pd
 import transformers
 
+from toolkit import report
 from toolkit.analysis import engine, plots
-from toolkit.analysis import notebook as nb
+from toolkit.analysis.notebook import stops  # until the engine's CrossFit gives its stops
 from toolkit.data import default_data_dir
 from toolkit.nn.collect import collect
 from toolkit.nn.probe import probe_exits
+from toolkit.zoo import catalogue
 
-warnings.filterwarnings("ignore", message="IProgress not found")  # progress bars are off; no widgets needed
 transformers.utils.logging.disable_progress_bar()
-nb.setup()
+report.setup()
 data_dir = default_data_dir()  # $TOOLKIT_DATA_DIR, else ../shared/data; without one, `source="hub"` loads GLUE
 print("data folder found:", data_dir is not None, "| CPU threads:", os.cpu_count(),
       "| load average at the start:", round(os.getloadavg()[0], 1))
@@ -84,7 +85,10 @@ print("data folder found:", data_dir is not None, "| CPU threads:", os.cpu_count
 # %%
 TRAIN_LIMIT, C = 5000, 1.0  # toolkit probe's defaults
 t0 = time.perf_counter()
-probe = probe_exits("all-MiniLM-L6-v2", "sst2", train_limit=TRAIN_LIMIT, C=C, seed=nb.SEED, data_dir=data_dir)
+with warnings.catch_warnings():  # progress bars are off; tqdm still looks for notebook widgets it does not need
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    probe = probe_exits("all-MiniLM-L6-v2", "sst2", train_limit=TRAIN_LIMIT, C=C, seed=catalogue.SEED,
+                        data_dir=data_dir)
 seconds = {"probe": time.perf_counter() - t0}
 print(f"{len(probe.model.exit_layers)} probes fitted on {probe.train_size} train sentences in {seconds['probe']:.1f} s "
       f"(C = {probe.model.config.train_config['C']})")
@@ -111,8 +115,11 @@ probe.to_frame().round(3)
 caches = {}
 for split in ("cal", "test"):
     t0 = time.perf_counter()
-    caches[split] = collect([(probe.model, probe.tokenizer)], "sst2", split, work / f"sst2-probe-{split}.parquet",
-                            data_dir=data_dir, names=["minilm6-probe"], progress=False)
+    with warnings.catch_warnings():  # as above: no widgets needed
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        caches[split] = collect([(probe.model, probe.tokenizer)], "sst2", split,
+                                work / f"sst2-probe-{split}.parquet", data_dir=data_dir, names=["minilm6-probe"],
+                                progress=False)
     seconds[f"collect {split}"] = time.perf_counter() - t0
     print(f"{caches[split]}: collected in {seconds[f'collect {split}']:.1f} s")
 cal, test = caches["cal"], caches["test"]
@@ -134,7 +141,7 @@ per_exit.round(3)
 # on the command line. A row is what one threshold does to the whole split.
 
 # %%
-view_cal, view_test = nb.view(cal), nb.view(test)
+view_cal, view_test = engine.staged(cal), engine.staged(test)
 curve_cal, curve_test = engine.sweep(view_cal), engine.sweep(view_test)
 print(f"{len(curve_cal)} distinct thresholds on cal, {len(curve_test)} on test; speed-up against the "
       f"{view_test.reference} run on every example")
@@ -153,27 +160,30 @@ curve_test.to_frame().iloc[:: max(1, len(curve_test) // 8)].round(3)
 #
 # Intervals: 95% percentile bootstrap over `test` sentences, the thresholds held fixed. The change against the
 # deepest exit is paired (both scored on the same resampled sentences; negative: the point loses accuracy). The best
-# threshold for `test` itself is an upper bound, not an operating point: it is chosen on the data it is scored on.
+# threshold for `test` itself (test-selected, in-sample) is not an operating point: it is chosen on the data it is
+# scored on.
 
 # %%
 rules = dict(max_drop=0.01, delta=0.01, epsilon=0.05)
 chosen = {f"chosen on cal, {rule} rule": engine.choose(view_cal, rule=rule, **rules) for rule in ("drop", "risk")}
 chosen.update({f"cross-fit on test halves, {rule} rule": engine.crossfit(
-    view_test, rule=rule, n_boot=nb.N_BOOT, seed=nb.SEED, **rules) for rule in ("drop", "risk")})
+    view_test, rule=rule, n_boot=catalogue.N_BOOT, seed=catalogue.SEED, **rules) for rule in ("drop", "risk")})
 points, rows = {}, []
 for label, p in chosen.items():
     ev = points[label] = p.combined if isinstance(p, engine.CrossFit) else p.evaluate(
-        view_test, n_boot=nb.N_BOOT, seed=nb.SEED)
-    drop, lo, hi = nb.paired_drop(view_test, p)
-    rows.append({**nb.point_row(label, ev), "change": -drop, "change_lo": -hi, "change_hi": -lo,
-                 "at first exit": float((nb.stops(view_test, p) == 0).mean())})
-bound = nb.upper_bound_point(curve_test, max_drop=0.01)
-oracle = nb.point_row("oracle: earliest correct exit (no rule can reach it)", engine.oracle(view_test))
-table = pd.DataFrame(rows + [bound, oracle])
+        view_test, n_boot=catalogue.N_BOOT, seed=catalogue.SEED)
+    at = stops(view_test, p)  # each sentence's exit (a cross-fit: each half by the other half's threshold)
+    paired = engine.evaluation_at_stages(view_test, at, n_boot=catalogue.N_BOOT, seed=catalogue.SEED)
+    lo, hi = paired.drop_interval()
+    rows.append({**report.point_row(label, ev), "change": -paired.drop(), "change_lo": -hi, "change_hi": -lo,
+                 "at first exit": float((at == 0).mean())})
+selected = engine.evaluation(view_test, engine.threshold_on_sweep(curve_test, rule="drop", max_drop=0.01))
+oracle = report.point_row("oracle: earliest correct exit (no rule can reach it)", engine.oracle(view_test))
+table = pd.DataFrame(rows + [report.point_row("best on test itself (test-selected, drop <= 0.01)", selected), oracle])
 table["change"] = table["change"].fillna(-table["accuracy_drop"])
 print(f"SST-2 test ({test.n_examples} sentences): the deepest exit alone has accuracy {test.correct[:, -1].mean():.4f}; "
       f"speed-ups against the {view_test.reference}; change: accuracy minus the deepest exit's, paired")
-print(table.drop(columns=["threshold", "final_accuracy", "accuracy_drop"]).round(3).to_string(index=False))
+print(table.drop(columns=["final_accuracy", "accuracy_drop"]).round(3).to_string(index=False))
 print("\nthresholds:", {k: round(p.threshold, 4) if not isinstance(p, engine.CrossFit) else
                         tuple(round(f.threshold, 4) for f in p.folds) for k, p in chosen.items()})
 row = table.set_index("point")
@@ -188,21 +198,21 @@ plots.plot_curve(curve_cal, ax=ax, label="early exit, every threshold (cal: wher
                  color="gray", ls="--", lw=1)
 ax.plot(per_exit["speed-up if every example stops here"], per_exit["test accuracy"], "s", mfc="none", mec="C4",
         label="every example stops at one exit (L1 ... L6, right to left)")
-ax.plot([bound["speedup"]], [bound["accuracy"]], "^", mfc="none", mec="k", ms=9,
-        label="best threshold on test itself (upper bound)")
-ax.axhline(bound["final_accuracy"] - 0.01, color="k", ls=":", lw=1, label="budget: deepest exit minus 1 point (test)")
+ax.plot([selected.speedup], [selected["accuracy"]], "^", mfc="none", mec="k", ms=9,
+        label="best threshold on test itself (test-selected)")
+ax.axhline(selected.final["accuracy"] - 0.01, color="k", ls=":", lw=1, label="budget: deepest exit minus 1 point (test)")
 ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
 ax.set_title("Your own cache: MiniLM-L6 probe exits on SST-2, operating points with 95% intervals", fontsize=10)
 cd, cr, cf = (points[k] for k in ("chosen on cal, drop rule", "chosen on cal, risk rule",
                                   "cross-fit on test halves, drop rule"))
-nb.show(fig, alt=f"Line chart of SST-2 accuracy against speed-up over the deepest exit for early exit on the "
+report.show(fig, alt=f"Line chart of SST-2 accuracy against speed-up over the deepest exit for early exit on the "
                  f"probe exits of a frozen MiniLM-L6 collected above, on test, with the cal curve dashed in gray, hollow purple "
                  f"squares for each exit used alone, and a dotted line at the budget, the deepest exit's "
                  f"{cd.final['accuracy']:.3f} minus 1 point. Markers with 95% error bars: the drop rule chosen on cal "
                  f"at {cd.speedup:.2f}x and accuracy {cd['accuracy']:.3f}, the risk rule chosen on cal at "
                  f"{cr.speedup:.2f}x and {cr['accuracy']:.3f}, the cross-fitted drop rule at {cf.speedup:.2f}x and "
-                 f"{cf['accuracy']:.3f}; a hollow triangle marks the test-selected upper bound at "
-                 f"{bound['speedup']:.2f}x.")
+                 f"{cf['accuracy']:.3f}; a hollow triangle marks the test-selected (in-sample) point at "
+                 f"{selected.speedup:.2f}x.")
 
 # %% [markdown]
 # ## Nothing left behind
@@ -224,7 +234,7 @@ print({k: round(v, 1) for k, v in seconds.items()}, "seconds; load average at th
 def change(label: str) -> str:
     """``-3.4 points [-6.4, -0.5]``: a point's paired accuracy change against the deepest exit, as text."""
     r = row.loc[label]
-    return f"{100 * r['change']:+.1f} points {nb.ci(r['change_lo'], r['change_hi'], points=True)}"
+    return f"{100 * r['change']:+.1f} points {report.ci(r['change_lo'], r['change_hi'], points=True)}"
 
 
 def verdict(label: str) -> str:
@@ -249,25 +259,25 @@ reason = (f" The per-exit table shows why: on `cal` the first exit is only {100 
           f"deepest, on test {100 * gaps['test']:.1f} points. The probes were fitted on training phrases, which "
           f"`cal`'s phrases resemble and test's full sentences do not, so `cal` is not exchangeable with test here "
           f"and a threshold chosen on it does not carry over." if gaps["test"] > gaps["cal"] + 0.01 else "")
-nb.conclude(f"""
+report.conclude(f"""
 **Reading the numbers above.** The probe exits are meaningful: on SST-2 test the first exit is right on
 {first:.3f} of the sentences and the deepest on {last:.3f} (the best single exit is {best_exit['stage']} at
 {best_exit['test accuracy']:.3f}), where always answering the majority class gives {majority['test']:.3f}. Stopping
 every sentence at the first exit would be {per_exit['speed-up if every example stops here'].iloc[0]:.2f}x cheaper
 than the deepest exit and {100 * gaps['test']:.1f} points {"less" if gaps['test'] >= 0 else "more"} accurate.
 
-Chosen on `cal`, the `drop` rule stops {nb.share(dc['at first exit'])} of the test sentences at the first exit:
-accuracy {dc['accuracy']:.3f} {nb.ci(dc['accuracy_lo'], dc['accuracy_hi'])} at {dc['speedup']:.2f}x
-{nb.ci(dc['speedup_lo'], dc['speedup_hi'], digits=2)}, a change of {change("chosen on cal, drop rule")} against the
+Chosen on `cal`, the `drop` rule stops {report.share(dc['at first exit'])} of the test sentences at the first exit:
+accuracy {dc['accuracy']:.3f} {report.ci(dc['accuracy_lo'], dc['accuracy_hi'])} at {dc['speedup']:.2f}x
+{report.ci(dc['speedup_lo'], dc['speedup_hi'], digits=2)}, a change of {change("chosen on cal, drop rule")} against the
 deepest exit: {verdict("chosen on cal, drop rule")}.{reason} The `risk` rule chosen on `cal`
 {"is more conservative" if rc['speedup'] < dc['speedup'] else "goes further"}: {rc['accuracy']:.3f} at
 {rc['speedup']:.2f}x, a change of {change("chosen on cal, risk rule")}, {verdict("chosen on cal, risk rule")}.
 
 Cross-fitted on test halves (thresholds chosen on test sentences, each applied to the other half), the `drop`
-rule gives {dx['accuracy']:.3f} at {dx['speedup']:.2f}x {nb.ci(dx['speedup_lo'], dx['speedup_hi'], digits=2)},
+rule gives {dx['accuracy']:.3f} at {dx['speedup']:.2f}x {report.ci(dx['speedup_lo'], dx['speedup_hi'], digits=2)},
 {change("cross-fit on test halves, drop rule")}: {verdict("cross-fit on test halves, drop rule")}; the `risk` rule
 {rx['accuracy']:.3f} at {rx['speedup']:.2f}x, {change("cross-fit on test halves, risk rule")}. The best threshold
-for test itself stays within 1 point up to {bound['speedup']:.2f}x: an upper bound, not an operating point. The
+for test itself stays within 1 point up to {selected.speedup:.2f}x: test-selected (in-sample), not an operating point. The
 oracle row (every sentence at its earliest correct exit) shows how far confidence-based exits are from a perfect
 exit decision.
 

@@ -35,16 +35,17 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
+from toolkit import report
 from toolkit.analysis import engine, plots
-from toolkit.analysis import notebook as nb
+from toolkit.zoo import catalogue
 
-nb.setup()
+report.setup()
 SETS = {"joint, full train": "minilm6_me", "joint, subsample": "minilm6_me_joint_sub",
         "layer-weighted, subsample": "minilm6_me_weighted_sub", "two-stage, subsample": "minilm6_me_two_stage_sub",
         "probe exits (frozen MiniLM-L6)": "minilm6_probe", "slenderized 1/2 width": "minilm6_me_w50",
         "slenderized 1/4 width": "minilm6_me_w25"}
-tests = {label: nb.load_seeds("sst2", name).first()[1] for label, name in SETS.items() if nb.available("sst2", name)}
-display(pd.concat([nb.recipe("sst2", SETS[k]) for k in tests]).reset_index(drop=True))
+tests = {label: catalogue.load_seeds("sst2", name).first()[1] for label, name in SETS.items() if catalogue.available("sst2", name)}
+display(pd.concat([catalogue.recipe("sst2", SETS[k]) for k in tests]).reset_index(drop=True))
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -59,7 +60,7 @@ print(acc.round(3).to_string())
 
 # %%
 # NBVAL_CHECK_OUTPUT
-w = engine.resample_weights(872, n_boot=nb.N_BOOT, seed=nb.SEED)
+w = engine.resample_weights(872, n_boot=catalogue.N_BOOT, seed=catalogue.SEED)
 
 
 def exit_gaps(a, b):
@@ -86,10 +87,10 @@ pr = g.loc["probe exits (frozen MiniLM-L6) minus joint, full train"]
 
 
 def said(r):
-    return f"{100 * r['difference']:+.1f} points {nb.ci(r['lo'], r['hi'], points=True)}"
+    return f"{100 * r['difference']:+.1f} points {report.ci(r['lo'], r['hi'], points=True)}"
 
 
-nb.conclude(f"""
+report.conclude(f"""
 **Reading the numbers above (objectives).** On the same subsample, two-stage against joint: {said(ts.loc['L6'])} at
 the last exit and {said(ts.loc['L1'])} at the first; layer-weighted against joint: {said(lw.loc['L6'])} at the last
 exit and {said(lw.loc['L1'])} at the first. All three subsample models are below the full-data joint model
@@ -108,14 +109,14 @@ exits on a frozen, separately fine-tuned MiniLM-L6 against the full-data joint m
 full = tests["joint, full train"]
 ref_gflops = full.flops[:, -1].mean() / 1e9
 print(f"full-width last exit: {ref_gflops:.3f} GFLOPs per test example")
-casc = nb.load_seeds("sst2", "cascade").first()[1]
+casc = catalogue.load_seeds("sst2", "cascade").first()[1]
 curves = {}
 for label in ("slenderized 1/4 width", "slenderized 1/2 width", "joint, full train"):
     if label in tests:
-        curves[f"{label}, early exit"] = engine.sweep(nb.view(tests[label]))
-curves["cascade L2->L6->MPNet"] = engine.sweep(nb.view(casc))
+        curves[f"{label}, early exit"] = engine.sweep(engine.staged(tests[label]))
+curves["cascade L2->L6->MPNet"] = engine.sweep(engine.staged(casc))
 curves["Swift/Super MiniLM-L6 -> MPNet, energy"] = engine.sweep(
-    nb.view(casc.select_stages(["minilm-l6:L6", "mpnet:L12"]), score="energy"))
+    engine.staged(casc.select_stages(["minilm-l6:L6", "mpnet:L12"]), score="energy"))
 fig, ax = plt.subplots(figsize=(8, 4.8))
 plots.plot_tradeoff(curves, x="flops", ax=ax, ylabel="SST-2 test accuracy")
 for k in (2, 4, 8):
@@ -125,7 +126,7 @@ for k in (2, 4, 8):
 ax.set_xscale("log")
 ax.set_xlabel("mean GFLOPs per example (log scale); dotted: fractions of the full-width last exit's cost")
 ax.legend(fontsize=7, loc="lower right")
-nb.show(fig, alt=f"SST-2 test accuracy against mean GFLOPs per example on a log axis for early exit in the "
+report.show(fig, alt=f"SST-2 test accuracy against mean GFLOPs per example on a log axis for early exit in the "
                  f"quarter-width, half-width and full-width MiniLM-L6, the cascade and Swift/Super routing. The "
                  f"slenderized models reach the cheapest costs, the full-width model's curve ends at its last exit "
                  f"({ref_gflops:.3f} GFLOPs), and the cascade and routing extend to the most accurate and most "
@@ -140,12 +141,12 @@ nb.show(fig, alt=f"SST-2 test accuracy against mean GFLOPs per example on a log 
 # NBVAL_CHECK_OUTPUT
 def slender_rows(task, pairs):
     rows = []
-    full_v = nb.load_seeds(task, "minilm6_me", verbose=False).views()
+    full_v = catalogue.load_seeds(task, "minilm6_me", verbose=False).views()
     for label, name in pairs:
-        if not nb.available(task, name):
+        if not catalogue.available(task, name):
             continue
-        slim = nb.load_seeds(task, name, verbose=False).views()
-        c = engine.compare(slim, full_v, budgets=(2, 4, 8), reference="b", n_boot=nb.N_BOOT, seed=nb.SEED).frame
+        slim = catalogue.load_seeds(task, name, verbose=False).views()
+        c = engine.compare(slim, full_v, budgets=(2, 4, 8), reference="b", n_boot=catalogue.N_BOOT, seed=catalogue.SEED).frame
         for _, r in c.iterrows():
             rows.append({"task": task, "model": label, "cost <= full / ": r["budget"], "slenderized": r["a"],
                          "full width": r["b"], "difference": r["difference"], "lo": r["lo"], "hi": r["hi"]})
@@ -156,9 +157,9 @@ slim_pairs = [("1/2 width", "minilm6_me_w50"), ("1/4 width", "minilm6_me_w25")]
 slender = pd.DataFrame(slender_rows("sst2", slim_pairs) + slender_rows("agnews", slim_pairs))
 print(slender.round(3).to_string(index=False, na_rep="-"))
 print("\nper-exit accuracy, AG News:")
-ag = {k: nb.load_seeds("agnews", n, verbose=False).first()[1] for k, n in (("full width", "minilm6_me"),
+ag = {k: catalogue.load_seeds("agnews", n, verbose=False).first()[1] for k, n in (("full width", "minilm6_me"),
                                                                           ("1/2 width", "minilm6_me_w50"))
-      if nb.available("agnews", n)}
+      if catalogue.available("agnews", n)}
 print(pd.DataFrame({k: pd.Series(t.correct.mean(0), index=t.stages) for k, t in ag.items()}).T.round(3).to_string())
 
 # %%
@@ -170,12 +171,12 @@ def at(task, model, k):
     if np.isnan(r["full width"]):
         return f"{r['slenderized']:.3f} where the full-width model cannot go"
     return (f"{r['slenderized']:.3f} vs {r['full width']:.3f} ({100 * r['difference']:+.1f} points, "
-            f"{nb.ci(r['lo'], r['hi'], points=True)})")
+            f"{report.ci(r['lo'], r['hi'], points=True)})")
 
 
 better = [f"{t} {m} at 1/{k[:-1]}" for (t, m, k), r in sl.iterrows() if r["lo"] > 0 or np.isnan(r["full width"])]
 worse = [f"{t} {m} at 1/{k[:-1]}" for (t, m, k), r in sl.iterrows() if r["hi"] < 0]
-nb.conclude(f"""
+report.conclude(f"""
 **Reading the numbers above (slenderized).** Each exit of the 1/2-width model costs half the full-width FLOPs; its
 last exit reaches {acc.loc['slenderized 1/2 width', 'L6']:.3f} against {acc.loc['joint, full train', 'L6']:.3f} at
 full width (1/4 width: {acc.loc['slenderized 1/4 width', 'L6']:.3f}). At equal cost on SST-2: at 1/2 of the

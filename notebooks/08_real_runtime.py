@@ -30,13 +30,14 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from toolkit.analysis import notebook as nb
+from toolkit import report
+from toolkit.zoo import catalogue
 
-nb.setup()
+report.setup()
 res = pd.read_csv(Path("../benchmarks/runtime_results.csv")).astype({"batch_size": int})
 res["measured / predicted"] = res.measured_speedup / res.predicted_speedup
 res["shortfall"] = 1 - res["measured / predicted"]
-print("examples per run: SST-2 test,", nb.load_seeds("sst2", "minilm6_me", verbose=False).test[0].n_examples)
+print("examples per run: SST-2 test,", catalogue.load_seeds("sst2", "minilm6_me", verbose=False).test[0].n_examples)
 res.round(3)
 
 # %%
@@ -65,7 +66,7 @@ ax.set_xlim(lim)
 ax.set_ylim(lim)
 ax.legend(fontsize=8)
 ax.grid(alpha=0.3)
-nb.show(fig, alt=f"Measured wall-clock speed-up against the FLOPs-predicted speed-up for real MiniLM-L6 early exit "
+report.show(fig, alt=f"Measured wall-clock speed-up against the FLOPs-predicted speed-up for real MiniLM-L6 early exit "
                  f"and the real cascade, at batch 1 (circles, solid) and batch 32 (squares, dashed). "
                  f"{'Every point lies below the diagonal of equality' if (res.shortfall > 0).all() else 'Points lie near the diagonal'}"
                  f"{' and inside the band ' + f'{band:.0%}' + ' below it' if (res.shortfall <= band).all() else ''}: "
@@ -74,7 +75,7 @@ nb.show(fig, alt=f"Measured wall-clock speed-up against the FLOPs-predicted spee
 
 # %%
 ee, cas = short.loc["MiniLM-L6 early exit"], short.loc["cascade L2->L6->MPNet"]
-nb.conclude(f"""
+report.conclude(f"""
 **Reading the numbers.** Exits are real and exact: every exit stage ({exact_exits}) and every prediction
 ({exact_preds}) equals the offline simulation, at batch 1 and batch 32. Wall-clock speed-ups fall short of the
 FLOPs prediction by {ee['min']:.0%} to {ee['max']:.0%} for early exit and {cas['min']:.0%} to {cas['max']:.0%} for

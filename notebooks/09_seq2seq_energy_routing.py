@@ -35,14 +35,15 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
+from toolkit import report
 from toolkit.analysis import engine, plots
-from toolkit.analysis import notebook as nb
 from toolkit.analysis.routing import area_gain, compare_routers, references
+from toolkit.zoo import catalogue
 
-nb.setup()
-sets = nb.load_seeds("sst2", "t2t")
+report.setup()
+sets = catalogue.load_seeds("sst2", "t2t")
 cal, test = sets.first()
-display(nb.recipe("sst2", "t2t"))
+display(catalogue.recipe("sst2", "t2t"))
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -66,12 +67,12 @@ print("cached temperatures:", list(test.temperatures))
 # confidence). Curves that coincide exactly are drawn once and named together in the legend.
 
 # %%
-refs = references(nb.view(test))
+refs = references(engine.staged(test))
 display(refs.round(4))
 ROUTERS = [("energy", "mean"), ("energy", "max"), ("energy", "first"), ("energy", "sum"), ("max_prob", "mean"),
            ("max_prob", "first"), ("entropy", "mean")]
-curves = {f"{s} ({h})": engine.sweep(nb.view(test, score=s, how=h)) for s, h in ROUTERS}
-drawn = nb.merge_identical(curves)
+curves = {f"{s} ({h})": engine.sweep(engine.staged(test, score=s, how=h)) for s, h in ROUTERS}
+drawn = report.merge_identical(curves)
 fig, ax = plt.subplots(figsize=(7.5, 4.8))
 # curves that nearly coincide stay visible: each later one thinner and dashed differently
 styles = [dict(lw=2.2), dict(lw=2.2), dict(lw=5, alpha=0.35), dict(lw=1.8, ls="--"), dict(lw=1.4, ls=":")]
@@ -85,7 +86,7 @@ ax.grid(alpha=0.3)
 ax.legend(fontsize=7, loc="upper right", title=f"{len(curves)} routers, {len(drawn)} distinct curves\n(overlaps: "
           "thick pale, dashed and dotted lines)", title_fontsize=7)
 print(f"{len(curves)} routers give {len(drawn)} distinct curves:", list(drawn))
-nb.show(fig, alt=f"SST-2 test exact match of Swift/Super text-to-text routing against speed-up over Super alone, for "
+report.show(fig, alt=f"SST-2 test exact match of Swift/Super text-to-text routing against speed-up over Super alone, for "
                  f"{len(curves)} routers (score and aggregation) that give {len(drawn)} distinct curves, each named "
                  f"in the legend with the routers it stands for. Max-probability and entropy curves nearly coincide "
                  f"and are drawn with different widths and dashes; horizontal lines mark Super alone "
@@ -95,7 +96,7 @@ nb.show(fig, alt=f"SST-2 test exact match of Swift/Super text-to-text routing ag
 # %% [markdown]
 # `area_gain`: share of the oracle router's advantage over random routing recovered, on the curve of quality
 # against routed share (1 = oracle, 0 = random). `speedup_at_drop_upper_bound`: largest speed-up whose test exact
-# match is within 0.5 point of Super alone (the best threshold for test itself: an upper bound); `escalated_at_drop`:
+# match is within 0.5 point of Super alone (the best threshold for test itself: test-selected, in-sample); `escalated_at_drop`:
 # share sent to Super there.
 
 # %%
@@ -116,7 +117,7 @@ rows = []
 for t in test.temperatures:
     row = {"T": t}
     for s in ("energy", "max_prob", "entropy"):
-        view = nb.view(test, score=s, how="mean", temperature=t)
+        view = engine.staged(test, score=s, how="mean", temperature=t)
         row[s] = area_gain(view, engine.sweep(view))
     rows.append(row)
 temps = pd.DataFrame(rows).set_index("T")
@@ -133,13 +134,13 @@ print(temps.round(3).to_string())
 # NBVAL_CHECK_OUTPUT
 rows = []
 for h in ("first", "mean"):
-    e = [nb.view(t, score="energy", how=h) for t in sets.test]
-    m = [nb.view(t, score="max_prob", how=h) for t in sets.test]
-    c = engine.compare(e, m, budgets=(1.5, 2, 3), metric="exact_match", n_boot=nb.N_BOOT, seed=nb.SEED).frame
+    e = [engine.staged(t, score="energy", how=h) for t in sets.test]
+    m = [engine.staged(t, score="max_prob", how=h) for t in sets.test]
+    c = engine.compare(e, m, budgets=(1.5, 2, 3), metric="exact_match", n_boot=catalogue.N_BOOT, seed=catalogue.SEED).frame
     for _, r in c.iterrows():
         rows.append({"aggregation": h, "statistic": f"exact match at {r['budget']}", "energy": r["a"],
                      "max-prob": r["b"], "difference": r["difference"], "lo": r["lo"], "hi": r["hi"]})
-    c = engine.compare_speedups(e, m, max_drop=0.005, metric="exact_match", n_boot=nb.N_BOOT, seed=nb.SEED).frame
+    c = engine.compare_speedups(e, m, max_drop=0.005, metric="exact_match", n_boot=catalogue.N_BOOT, seed=catalogue.SEED).frame
     rows.append({"aggregation": h, "statistic": "speed-up within 0.5 point of Super", "energy": c["a"].iloc[0],
                  "max-prob": c["b"].iloc[0], "difference": c["difference"].iloc[0], "lo": c["lo"].iloc[0],
                  "hi": c["hi"].iloc[0]})
@@ -158,12 +159,12 @@ print(em.round(3).to_string(index=False))
 rows = []
 for s, h in [("energy", "mean"), ("energy", "first"), ("max_prob", "mean"), ("max_prob", "first"),
              ("entropy", "mean")]:
-    vt = nb.view(test, score=s, how=h)
-    cf = engine.crossfit(vt, rule="drop", metric="exact_match", max_drop=0.005, n_boot=nb.N_BOOT, seed=nb.SEED)
-    ev = engine.choose(nb.view(cal, score=s, how=h), rule="drop", metric="exact_match", max_drop=0.005).evaluate(
-        vt, n_boot=nb.N_BOOT, seed=nb.SEED)
+    vt = engine.staged(test, score=s, how=h)
+    cf = engine.crossfit(vt, rule="drop", metric="exact_match", max_drop=0.005, n_boot=catalogue.N_BOOT, seed=catalogue.SEED)
+    ev = engine.choose(engine.staged(cal, score=s, how=h), rule="drop", metric="exact_match", max_drop=0.005).evaluate(
+        vt, n_boot=catalogue.N_BOOT, seed=catalogue.SEED)
     for how_chosen, e in (("cross-fit on test halves", cf.combined), ("chosen on cal", ev)):
-        rows.append({**nb.point_row(f"{s} ({h}), {how_chosen}", e, metric="exact_match"), "routed": e.escalated})
+        rows.append({**report.point_row(f"{s} ({h}), {how_chosen}", e, metric="exact_match"), "routed": e.escalated})
 ops = pd.DataFrame(rows)
 print(f"Super alone on test: {refs.loc['super alone', 'exact_match']:.4f}; Swift alone: "
       f"{refs.loc['swift alone', 'exact_match']:.4f}")
@@ -198,7 +199,7 @@ s_mean = e1.loc[("mean", "speed-up within 0.5 point of Super")]
 op = ops.set_index("point")
 cf_m, cf_e = op.loc["max_prob (first), cross-fit on test halves"], op.loc["energy (first), cross-fit on test halves"]
 best_t = temps["energy"].idxmax()
-nb.conclude(f"""
+report.conclude(f"""
 **Reading the numbers above.** Swift reaches {refs.loc['swift alone', 'exact_match']:.3f} exact match, Super
 {refs.loc['super alone', 'exact_match']:.3f}; the oracle (Super only where it fixes Swift) would reach
 {refs.loc['oracle', 'exact_match']:.3f}, so the two models err on different sentences. The best area gain,
@@ -206,9 +207,9 @@ nb.conclude(f"""
 routers: {", ".join(sorted({s for s, _ in top.index}))} under several aggregations.
 Aggregations worse than random (negative area gain): {", ".join(below) or "none"}. Energy against max-probability on
 the first token (the label word): at 2x the best exact match differs by {r_first['difference']:+.3f}
-{nb.ci(r_first['lo'], r_first['hi'])}; the speed-up within 0.5 point of Super differs by
-{s_first['difference']:+.2f}x {nb.ci(s_first['lo'], s_first['hi'], digits=2)}, and averaged over the tokens by
-{s_mean['difference']:+.2f}x {nb.ci(s_mean['lo'], s_mean['hi'], digits=2)}. A higher temperature helps energy
+{report.ci(r_first['lo'], r_first['hi'])}; the speed-up within 0.5 point of Super differs by
+{s_first['difference']:+.2f}x {report.ci(s_first['lo'], s_first['hi'], digits=2)}, and averaged over the tokens by
+{s_mean['difference']:+.2f}x {report.ci(s_mean['lo'], s_mean['hi'], digits=2)}. A higher temperature helps energy
 (its best area gain, {temps.loc[best_t, 'energy']:.3f}, is at T = {best_t:g}). Chosen by cross-fitting on test halves,
 max-probability on the first token routes {cf_m['routed']:.0%} of test to Super for {cf_m['exact_match']:.3f} exact
 match at {cf_m['speedup']:.2f}x; energy on the first token routes {cf_e['routed']:.0%} for

@@ -35,15 +35,16 @@ import numpy as np
 import pandas as pd
 
 import toolkit
+from toolkit import report
 from toolkit.analysis import calibration, engine, plots
-from toolkit.analysis import notebook as nb
+from toolkit.zoo import catalogue
 
-nb.setup()
+report.setup()
 folder = tempfile.TemporaryDirectory(prefix="toolkit-byo-")
 work = Path(folder.name)
 
 # the export: any program that can write numpy arrays does this part
-source = nb.load_seeds("sst2", "mpnet_me").first()[1]
+source = catalogue.load_seeds("sst2", "mpnet_me").first()[1]
 np.save(work / "logits.npy", source.logits)  # [N, E, C]
 np.save(work / "labels.npy", source.labels)  # [N]
 np.save(work / "flops.npy", source.flops)  # [N, E], cumulative cost of stopping at each exit
@@ -64,7 +65,7 @@ cache = toolkit.from_arrays(logits, labels, np.load(work / "flops.npy"), example
                             stages=[f"L{e + 1}" for e in range(logits.shape[1])],
                             meta={"task": "sst2", "split": "test", "metric": "accuracy"})
 print(cache)
-view = nb.view(cache)
+view = engine.staged(cache)
 print("speed-up reference:", view.reference)
 
 # %% [markdown]
@@ -77,12 +78,12 @@ print("speed-up reference:", view.reference)
 # %%
 # NBVAL_CHECK_OUTPUT
 curve = engine.sweep(view)
-cft = nb.crossfit_temperatures(cache)
-scaled = nb.view(cft.apply(cache))
+cft = calibration.crossfit_temperatures(cache)
+scaled = engine.staged(cft.apply(cache))
 points = {f"{rule} rule, {t}": engine.crossfit(v, rule=rule, max_drop=0.01, delta=0.01, epsilon=0.05,
-                                               n_boot=nb.N_BOOT, seed=nb.SEED).combined
+                                               n_boot=catalogue.N_BOOT, seed=catalogue.SEED).combined
           for rule in ("drop", "risk") for t, v in (("T = 1", view), ("cross-fitted T", scaled))}
-table = pd.DataFrame([nb.point_row(k, ev) for k, ev in points.items()])
+table = pd.DataFrame([report.point_row(k, ev) for k, ev in points.items()])
 print(f"{len(curve)} distinct thresholds; speed-ups against {view.reference}")
 print(table.round(3).to_string(index=False))
 cal_table = pd.concat({"T=1": calibration.calibration_table(cache).set_index("stage")[["accuracy", "ece"]],
@@ -97,7 +98,7 @@ plots.plot_tradeoff({"early exit, max-probability": curve}, ax=ax, oracle=engine
                     ylabel="SST-2 test accuracy")
 ax.set_title("logits from .npy files: MPNet-base, 12 exits")
 d = points["drop rule, T = 1"]
-nb.show(fig, alt=f"SST-2 test accuracy against speed-up over the last exit for early exit on logits read from "
+report.show(fig, alt=f"SST-2 test accuracy against speed-up over the last exit for early exit on logits read from "
                  f"numpy files (MPNet-base, 12 exits), with the cross-fitted drop-rule point at {d.speedup:.2f}x "
                  f"and accuracy {d['accuracy']:.3f} and the risk-rule point, both with 95% error bars, and the oracle "
                  f"as a star.")
@@ -107,17 +108,17 @@ nb.show(fig, alt=f"SST-2 test accuracy against speed-up over the last exit for e
 
 # %%
 # NBVAL_CHECK_OUTPUT
-same = engine.sweep(nb.view(source)).frame.equals(curve.frame)
+same = engine.sweep(engine.staged(source)).frame.equals(curve.frame)
 print("sweep identical to the shipped cache's:", same)
 folder.cleanup()
 print("temporary folder removed:", not work.exists())
 
 # %%
 r, dr = points["risk rule, T = 1"], points["drop rule, cross-fitted T"]
-nb.conclude(f"""
+report.conclude(f"""
 **Reading the numbers above.** From four `.npy` files to the full analysis: the last of the {cache.n_stages} exits is
 at {d.final['accuracy']:.3f}; chosen by cross-fitting, the `drop` rule gives {d['accuracy']:.3f}
-{nb.ci(*d.intervals['accuracy'])} at {d.speedup:.2f}x {nb.ci(*d.intervals['speedup'], digits=2)}, and the `risk`
+{report.ci(*d.intervals['accuracy'])} at {d.speedup:.2f}x {report.ci(*d.intervals['speedup'], digits=2)}, and the `risk`
 rule {r['accuracy']:.3f} at {r.speedup:.2f}x; with temperatures cross-fitted too, the `drop` rule gives
 {dr['accuracy']:.3f} at {dr.speedup:.2f}x. The sweep equals the shipped cache's ({same}). For a model of your own,
 replace the export cell with your arrays; for an LLM, per-layer logits of the answer token (a logit lens on each

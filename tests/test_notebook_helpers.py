@@ -1,4 +1,5 @@
-"""The notebooks' shared helpers (toolkit.analysis.notebook) that compute numbers: checked against brute force."""
+"""The deprecated notebook helpers (toolkit.analysis.notebook: stops, paired_drop) now delegate to the engine: its
+paired drop interval (Evaluation.drop_interval) checked against a brute-force bootstrap."""
 
 from __future__ import annotations
 

@@ -303,7 +303,7 @@ def test_every_figure_has_alt_text(name):
     figures = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
     for o in figures:
         alt = o.get("metadata", {}).get("image/png", {}).get("alt", "")
-        assert len(alt.split()) >= 8, f"{name}: a figure without alt text (use toolkit.analysis.notebook.show)"
+        assert len(alt.split()) >= 8, f"{name}: a figure without alt text (use toolkit.report.show)"
         html = o["data"].get("text/html", "")
         assert re.search(r'<img [^>]*alt="[^"]{20,}"', html), f"{name}: the figure's HTML <img> has no alt text"
 
