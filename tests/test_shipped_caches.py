@@ -82,12 +82,8 @@ def test_every_shipped_cache_is_in_the_manifest():
 
 
 def test_readme_cache_table_is_current():
-    import sys
-
+    from toolkit.zoo import readme as readme_sections
     from toolkit.zoo import readme_table
-
-    sys.path.insert(0, str(DATA.parent / "scripts"))
-    import readme_sections
 
     want = "<!-- shipped-caches:start -->\n" + readme_table(DATA) + "\n<!-- shipped-caches:end -->"
     assert readme_sections.current("shipped-caches") == want, \
@@ -95,12 +91,8 @@ def test_readme_cache_table_is_current():
 
 
 def test_readme_seed_table_is_current():
-    import sys
-
+    from toolkit.zoo import readme as readme_sections
     from toolkit.zoo import seed_table
-
-    sys.path.insert(0, str(DATA.parent / "scripts"))
-    import readme_sections
 
     want = "<!-- seed-table:start -->\n" + seed_table(DATA) + "\n<!-- seed-table:end -->"
     assert readme_sections.current("seed-table") == want, "README's seed table is stale: `toolkit.zoo.seed_table()`"
