@@ -35,13 +35,17 @@ REPO = Path(__file__).resolve().parents[1]
 PROMPT = "{{sentence}}\nQuestion: Is this sentence positive or negative?\nAnswer:"
 CHOICES = ["negative", "positive"]
 RUNS = ("first15", "full", "chat", "2shot")
+NAMES = {"first15": "SmolLM2 first 15 layers", "full": "SmolLM2", "chat": "SmolLM2 chat template",
+         "2shot": "SmolLM2 2-shot"}
 
 
-def write_task(root: Path, split: str, n: int, seed: int) -> str:
-    """A TSV of ``n`` seeded rows of the toolkit's ``split`` (ids, sentence, label) and a task YAML reading it."""
+def write_task(root: Path, split: str, n: int, seed: int) -> tuple[str, dict]:
+    """A TSV of ``n`` seeded rows of the toolkit's ``split`` (ids, sentence, label) and a task YAML reading it;
+    returns the task name and the data provenance for the cache header."""
     from toolkit.data import load_split
 
-    frame = load_split("sst2", split).frame
+    data = load_split("sst2", split)
+    frame = data.frame
     rows = np.sort(np.random.default_rng(seed).choice(len(frame), size=min(n, len(frame)), replace=False))
     sub = frame.iloc[rows]
     train = load_split("sst2", "train").frame.iloc[:8]  # few-shot examples: the first training rows, fixed
@@ -70,7 +74,8 @@ doc_to_choice: {CHOICES}
 metric_list:
   - metric: acc
 """, encoding="utf-8")
-    return task
+    return task, {"source": data.source, "files": data.files, "fingerprint": data.fingerprint,
+                  "data_dir": data.data_dir, "split_seed": data.split_seed, "limit": n, "sample_seed": seed}
 
 
 def truncated_model(src: str, layers: int, out: Path) -> Path:
@@ -98,6 +103,26 @@ def run_lm_eval(model: Path, tasks: list[str], include: Path, out: Path, *, shot
     return time.perf_counter() - t0
 
 
+def import_caches(logs: Path, runs, tasks, data, out: Path, *, tokenizer: Path) -> None:
+    """Import each split's runs into ``out/sst2-smollm2-<split>.parquet`` and record them in data/MANIFEST.json."""
+    from toolkit.imports.lmeval import import_lm_eval
+    from toolkit.provenance import package_versions
+    from toolkit.zoo.manifest import cache_entry, update_manifest
+
+    out.mkdir(parents=True, exist_ok=True)
+    for task, split, d in zip(tasks, ("cal", "test"), data):
+        files = [next((logs / run).rglob(f"samples_{task}_*.jsonl")) for run in runs]
+        path = out / f"sst2-smollm2-{split}.parquet"
+        cache = import_lm_eval(files, out=path, id_field="example_id", task="sst2", split=split,
+                               tokenizers=[tokenizer] * len(files), names=[NAMES[r] for r in runs],
+                               meta={"data": d, "command": "python scripts/make_lmeval_caches.py " +
+                                     " ".join(sys.argv[1:]), "versions": package_versions()})
+        print(cache, flush=True)
+        if out.parent.name == "data" or out.parent == REPO / "data":
+            update_manifest(out.parent, str(path.relative_to(out.parent).with_suffix("")),
+                            cache_entry(path, root=REPO))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n-cal", type=int, default=200)
@@ -108,6 +133,8 @@ def main(argv=None) -> int:
     p.add_argument("--logs", type=Path, default=None,
                    help="keep lm-eval's logs here (they hold the sentences: never inside the project)")
     p.add_argument("--out", type=Path, default=REPO / "data" / "lmeval")
+    p.add_argument("--import-only", action="store_true",
+                   help="import the logs already in --logs (no lm-eval runs; the task files are rewritten)")
     a = p.parse_args(argv)
     from toolkit.nn.models import resolve_model
 
@@ -115,23 +142,18 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="lmeval-"))
     logs = a.logs or work / "logs"
     try:
-        tasks = [write_task(work, "cal", a.n_cal, a.seed), write_task(work, "test", a.n_test, a.seed)]
+        (cal_task, cal_data), (test_task, test_data) = (write_task(work, "cal", a.n_cal, a.seed),
+                                                        write_task(work, "test", a.n_test, a.seed))
+        tasks = [cal_task, test_task]
         models = {"first15": (lambda: truncated_model(str(smollm2), 15, work / "SmolLM2-135M-Instruct-first15"), 0,
                               False),
                   "full": (lambda: smollm2, 0, False), "chat": (lambda: smollm2, 0, True),
                   "2shot": (lambda: smollm2, 2, False)}
-        for run in a.runs:
+        for run in ([] if a.import_only else a.runs):
             make, shots, chat = models[run]
             took = run_lm_eval(make(), tasks, work, logs / run, shots=shots, chat=chat, batch=a.batch_size)
             print(f"lm-eval run {run}: {took:.0f} s for {a.n_cal + a.n_test} documents", flush=True)
-        from toolkit.imports.lmeval import import_lm_eval
-
-        a.out.mkdir(parents=True, exist_ok=True)
-        for task, split in zip(tasks, ("cal", "test")):
-            files = [next((logs / run).rglob(f"samples_{task}_*.jsonl")) for run in a.runs]
-            cache = import_lm_eval(files, out=a.out / f"sst2-smollm2-{split}.parquet", id_field="example_id",
-                                   split=split)
-            print(cache)
+        import_caches(logs, a.runs, tasks, (cal_data, test_data), a.out, tokenizer=smollm2)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

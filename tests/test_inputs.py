@@ -68,3 +68,34 @@ def test_predictions_follow_the_probabilities(p, label):
     unique = ((p >= top * (1 - 1e-5)).sum(-1) == 1) & (top[..., 0] > 1e-30)
     assert (c.predictions[unique] == p.argmax(-1)[unique]).all()
     assert np.isfinite(c.logits).all() and c.logits.min() >= np.float32(LOG_FLOOR)
+
+
+def test_the_cost_unit_reaches_views_results_plots_info_and_the_manifest(tmp_path, capsys):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from toolkit.analysis.engine import bootstrap_bands, choose
+    from toolkit.analysis.plots import plot_tradeoff
+    from toolkit.cli import main
+    from toolkit.zoo.manifest import stage_table
+
+    rng = np.random.default_rng(3)
+    p = rng.dirichlet(np.ones(2), size=(200, 2))
+    c = from_probabilities(p, rng.integers(0, 2, 200), [0.002, 0.012], cost_unit="dollars", meta={"task": "t"})
+    view = staged(c)
+    assert view.meta["cost_unit"] == "dollars" and staged(from_log_probs(np.log(p), c.labels, [1, 2])).meta[
+        "cost_unit"] == "FLOPs"
+    curve = sweep(view)
+    assert "flops column in dollars" in repr(curve)
+    ev = choose(view, rule="drop", max_drop=0.05).evaluate(view, n_boot=50)
+    assert ev.cost_unit == "dollars" and "cost in dollars" in ev._repr_html_()
+    ax = plot_tradeoff({"cascade": curve, "bands": bootstrap_bands(view, [0.6, 0.8], n_boot=20)}, x="flops",
+                       points={"chosen": ev})
+    assert ax.get_xlabel() == "mean cost per example (dollars)"
+    xs = ax.lines[0].get_xdata()
+    assert xs.min() == pytest.approx(0.002) and xs.max() == pytest.approx(0.012)  # in dollars, not GFLOPs
+    assert stage_table(c)[1]["cost_unit"] == "dollars" and stage_table(c)[1]["mean_cost"] == pytest.approx(0.012)
+    save_cache(c, tmp_path / "c.parquet")
+    assert main(["info", str(tmp_path / "c.parquet")]) == 0
+    out = capsys.readouterr().out
+    assert "cost unit: dollars" in out and "cost per example (cumulative)" in out and "GFLOPs" not in out

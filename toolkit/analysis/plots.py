@@ -14,6 +14,7 @@ import pandas as pd
 
 from .calibration import reliability_curve
 from .engine import Bands, Curve, Evaluation
+from .inputs import cost_label, cost_scale
 from .scores import SCORES, softmax, stage_confidence
 
 FLOPS_LABEL = "mean GFLOPs per example"
@@ -40,15 +41,26 @@ def _frame(curve) -> pd.DataFrame:
     return curve.frame if isinstance(curve, (Curve, Bands)) else curve
 
 
-def _scale(x: str) -> float:
-    return 1e-9 if x == "flops" else 1.0
+def _unit(result) -> str:
+    """The cost unit a curve, bands or evaluation was computed in (the cache's ``meta["cost_unit"]``)."""
+    return getattr(result, "cost_unit", None) or (getattr(result, "meta", None) or {}).get("cost_unit", "FLOPs")
+
+
+def _scale(x: str, unit: str = "FLOPs") -> float:
+    return 1 / cost_scale(unit)[0] if x == "flops" else 1.0
+
+
+def cost_axis_label(unit: str = "FLOPs") -> str:
+    """``"mean GFLOPs per example"`` for FLOPs, ``"mean cost per example (<unit>)"`` for any other unit."""
+    return FLOPS_LABEL if unit == "FLOPs" else f"mean {cost_label(unit)}"
 
 
 def plot_curve(curve, *, x: str = "speedup", y: str | None = None, ax=None, label: str | None = None,
                band_alpha: float = 0.2, **kwargs):
     """One curve: a :class:`Curve`, :class:`Bands` (drawn with its ``{y}_lo``/``{y}_hi`` band) or a frame.
 
-    ``x``: ``"speedup"`` or ``"flops"`` (drawn in GFLOPs); ``y``: a metric column (default the curve's headline
+    ``x``: ``"speedup"`` or ``"flops"`` (the cost: GFLOPs, or the cache's own cost unit); ``y``: a metric column
+    (default the curve's headline
     metric). ``kwargs`` go to ``ax.plot``.
     """
     ax = _ax(ax)
@@ -56,9 +68,10 @@ def plot_curve(curve, *, x: str = "speedup", y: str | None = None, ax=None, labe
     if y is None:
         raise ValueError("pass y= (the metric column) for a plain frame")
     d = _frame(curve).sort_values(x)
-    line, = ax.plot(d[x] * _scale(x), d[y], label=label, **{"lw": 1.6, **kwargs})
+    s = _scale(x, _unit(curve))
+    line, = ax.plot(d[x] * s, d[y], label=label, **{"lw": 1.6, **kwargs})
     if f"{y}_lo" in d:
-        ax.fill_between(d[x] * _scale(x), d[f"{y}_lo"], d[f"{y}_hi"], color=line.get_color(), alpha=band_alpha, lw=0)
+        ax.fill_between(d[x] * s, d[f"{y}_lo"], d[f"{y}_hi"], color=line.get_color(), alpha=band_alpha, lw=0)
     return ax
 
 
@@ -73,7 +86,7 @@ def plot_point(point, *, x: str = "speedup", y: str | None = None, ax=None, labe
         iv = point.intervals if errorbars else {}
     else:
         px, py, iv = point[x], point[y], {}
-    s = _scale(x)
+    s = _scale(x, _unit(point))
     xerr = np.array([[px - iv[x][0]], [iv[x][1] - px]]) * s if x in iv else None
     yerr = np.array([[py - iv[y][0]], [iv[y][1] - py]]) if y in iv else None
     ax.errorbar([px * s], [py], xerr=xerr, yerr=yerr, label=label, **{"fmt": "o", "ms": 6, "capsize": 3, **kwargs})
@@ -111,7 +124,7 @@ def plot_tradeoff(curves: Mapping, *, x: str = "speedup", y: str | None = None, 
         plot_point(p, x=x, y=y, ax=ax, label=name)
     if oracle is not None:
         plot_point(oracle, x=x, y=y, ax=ax, label=oracle_label, errorbars=False, fmt="*", ms=12, color="k")
-    ax.set_xlabel(FLOPS_LABEL if x == "flops" else speedup_label(reference or (refs.pop() if len(refs) == 1 else
+    ax.set_xlabel(cost_axis_label(_unit(first)) if x == "flops" else speedup_label(reference or (refs.pop() if len(refs) == 1 else
                                                                                None)))
     ax.set_ylabel(ylabel or y)
     ax.legend(fontsize=8)

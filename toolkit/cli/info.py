@@ -4,7 +4,8 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
-    p = sub.add_parser("info", help="summarise a cache: stages, metric, accuracy, GFLOPs (LLM token caches: "
+    p = sub.add_parser("info", help="summarise a cache: stages, metric, accuracy, GFLOPs or the cache's cost unit "
+                                    "(LLM token caches: "
                                     "per-layer agreement with the full model and ECE)")
     p.add_argument("cache")
     p.add_argument("--meta", action="store_true", help="also print the metadata")
@@ -28,6 +29,7 @@ def _llm_rows(path):
 def _rows(path):
     from ..analysis.cache import load_cache
     from ..analysis.generation_cache import load_generation_cache
+    from ..analysis.inputs import cost_scale, cost_unit
     from ..analysis.metrics import task_metric
     from ._common import cache_kind
 
@@ -41,9 +43,12 @@ def _rows(path):
         return c, rows
     c = load_cache(path)
     metric = c.meta.get("metric", "accuracy")
+    unit = cost_unit(c)  # FLOPs unless the cache names another unit (imported runs: parameters x tokens, dollars ...)
+    key = "cumulative_gflops" if unit == "FLOPs" else "cumulative_cost"
     rows = [{"stage": s, **({metric: task_metric(c.labels, c.predictions[:, e], metric, c.n_classes)}
                             if metric != "accuracy" else {}),
-             "accuracy": float(c.correct[:, e].mean()), "cumulative_gflops": float(c.flops[:, e].mean() / 1e9)}
+             "accuracy": float(c.correct[:, e].mean()), key: float(c.flops[:, e].mean() / cost_scale(unit)[0]),
+             **({"cost_unit": unit} if unit != "FLOPs" else {})}
             for e, s in enumerate(c.stages)]
     return c, rows
 
@@ -65,7 +70,11 @@ def run(a) -> int:
     print(f"data verified against source files: {c.meta.get('data_verified')}")
     for name, keys in (c.meta.get("random_heads") or {}).items():
         print(f"WARNING: model {name!r} was collected with randomly initialised {', '.join(keys)} (untrained heads)")
-    df = pd.DataFrame(rows).rename(columns={"cumulative_gflops": "GFLOPs (cumulative)", "gflops": "GFLOPs (model alone)",
+    if "cost_unit" in (rows[0] if rows else {}):
+        print(f"cost unit: {rows[0]['cost_unit']} ({c.meta.get('cost_rule', 'as recorded')})")
+        rows = [{k: v for k, v in r.items() if k != "cost_unit"} for r in rows]
+    df = pd.DataFrame(rows).rename(columns={"cumulative_gflops": "GFLOPs (cumulative)",
+                                            "cumulative_cost": "cost per example (cumulative)", "gflops": "GFLOPs (model alone)",
                                       "tokens": "tokens generated"})
     print(df.round(4).to_string(index=False))
     if a.meta:

@@ -8,6 +8,7 @@ torch-free (the analysis side); tokens are counted with the ``tokenizers`` packa
 """
 
 from .lmeval import LMEvalRun, import_lm_eval, read_lm_eval
+from .logprobs import import_chat_logprobs, read_chat_logprobs
 from .records import RecordError
 
-__all__ = ["LMEvalRun", "RecordError", "import_lm_eval", "read_lm_eval"]
+__all__ = ["LMEvalRun", "RecordError", "import_chat_logprobs", "import_lm_eval", "read_chat_logprobs", "read_lm_eval"]

@@ -286,13 +286,14 @@ def _stage_costs(runs: list[LMEvalRun], costs, cost_unit: str | None) -> tuple[n
 def import_lm_eval(samples, *, out: str | os.PathLike | None = None, names: list[str] | None = None,
                    costs=None, cost_unit: str | None = None, tokenizers: list | None = None,
                    id_field: str | None = None, task: str | None = None, split: str | None = None,
-                   allow_different_tasks: bool = False) -> Cache:
+                   allow_different_tasks: bool = False, meta: dict | None = None) -> Cache:
     """Several lm-eval runs (``samples_*.jsonl``, the cheapest first) as one cascade cache; saved to ``out`` if given.
 
     ``names``: stage names (default: model folder name, with " chat" and " k-shot" where used). ``costs``: one per
     run (number or per-document array) with ``cost_unit``, overriding the recorded cost (module docstring).
     ``tokenizers``: one per run (path or None), to count tokens where the model folder is gone. ``task``, ``split``:
-    the header's task (default lm-eval's task name, kept in ``meta["lm_eval_task"]``) and split (e.g. "cal"). Raises :class:`RecordError` naming the file and line.
+    the header's task (default lm-eval's task name, kept in ``meta["lm_eval_task"]``) and split (e.g. "cal").
+    ``meta``: further header entries (e.g. ``data``: the source files' fingerprint, ``command``). Raises :class:`RecordError` naming the file and line.
     """
     paths = [Path(p) for p in ([samples] if isinstance(samples, (str, os.PathLike)) else samples)]
     if not paths:
@@ -314,7 +315,8 @@ def import_lm_eval(samples, *, out: str | os.PathLike | None = None, names: list
                    "model_index": e} for e, (n, r) in enumerate(zip(stage_names, runs))]
     meta = {"task": task or ref.task, "lm_eval_task": ref.task, "split": split or "unknown", "source": "lm-eval",
             "models": [{"name": n, **r.provenance} for n, r in zip(stage_names, runs)],
-            "cost_rule": rule, "score": "log-likelihood of each choice (sum over its tokens, unnormalised)"}
+            "cost_rule": rule, "score": "log-likelihood of each choice (sum over its tokens, unnormalised)",
+            **(meta or {})}
     if ref.label_words is not None:
         meta["label_names"] = ref.label_words
     cache = from_log_probs(np.stack([r.log_likelihoods for r in runs], 1), ref.targets, np.cumsum(alone, axis=1),

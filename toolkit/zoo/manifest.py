@@ -8,16 +8,23 @@ import os
 from pathlib import Path
 
 from ..analysis.cache import load_cache
+from ..analysis.inputs import cost_unit
 from ..analysis.metrics import task_metric
 
 
 def stage_table(cache) -> list[dict]:
-    """Each stage's metric, accuracy and mean FLOPs on a cache."""
+    """Each stage's metric, accuracy and mean cost on a cache: ``mean_gflops``, or ``mean_cost`` and ``cost_unit``
+    for a cache that counts another unit (imported runs: parameters x tokens, dollars ...)."""
     metric = cache.meta.get("metric", "accuracy")
+    unit = cost_unit(cache)
+
+    def cost(e: int) -> dict:
+        mean = float(cache.flops[:, e].mean())
+        return {"mean_gflops": round(mean / 1e9, 6)} if unit == "FLOPs" else {"mean_cost": mean, "cost_unit": unit}
+
     return [{"stage": s, "metric": metric,
              "value": round(task_metric(cache.labels, cache.predictions[:, e], metric, cache.n_classes), 6),
-             "accuracy": round(float(cache.correct[:, e].mean()), 6),
-             "mean_gflops": round(float(cache.flops[:, e].mean() / 1e9), 6)} for e, s in enumerate(cache.stages)]
+             "accuracy": round(float(cache.correct[:, e].mean()), 6), **cost(e)} for e, s in enumerate(cache.stages)]
 
 
 def generation_table(cache) -> list[dict]:
@@ -172,8 +179,9 @@ def readme_table(out: str | os.PathLike = "data") -> str:
             stages = [{**stages[i], "stage": f"{stages[i]['stage']} ({len(stages)} stages, "
                        f"{MAX_README_STAGES} shown)" if i == keep[0] else stages[i]["stage"]} for i in keep]
         for st in stages:
+            cost = f"{st['mean_gflops']:.3f}" if "mean_gflops" in st else f"{st['mean_cost']:.4g} {st['cost_unit']}"
             rows.append(f"| {key} | {st['stage']} | {st['metric']} {st['value']:.4f} | {st['accuracy']:.4f} | "
-                        f"{st['mean_gflops']:.3f} |")
+                        f"{cost} |")
     return "\n".join(rows)
 
 

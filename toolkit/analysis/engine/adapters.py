@@ -24,6 +24,7 @@ from ..cache import Cache
 from ..generation_cache import GenCache
 from ..identity import cache_identity
 from ..identity import cache_identity
+from ..inputs import cost_unit
 from ..quality import CORPUS, corpus_score
 from ..scores import _check as _check_logits
 from ..scores import stage_confidence
@@ -237,7 +238,7 @@ def from_classification(cache: Cache, *, score: str = "max_prob", temperature=No
                   meta={"kind": "classification", "task": cache.task, "split": cache.split,
                         "identity": cache_identity(cache),
                         "identity": cache_identity(cache),
-                        "score": score, "temperature": t, "cost_unit": "FLOPs", "path": cache.meta.get("path")},
+                        "score": score, "temperature": t, "cost_unit": cost_unit(cache), "path": cache.meta.get("path")},
                   strata=labels)
 
 

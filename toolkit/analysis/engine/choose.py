@@ -285,5 +285,5 @@ def crossfit(staged: Staged, *, rule: str = "drop", metric: str = "accuracy", ma
                           mean_layers=pooled(lambda e: e.mean_layers), n=N, metric=staged.metric,
                           reference=staged.reference, threshold=(folds[0].threshold, folds[1].threshold),
                           split=staged.split, extras={k: pooled(lambda e, k=k: e.extras[k]) for k in staged.extras},
-                          intervals=intervals)
+                          intervals=intervals, cost_unit=staged.meta.get("cost_unit", "FLOPs"))
     return CrossFit(folds, evals, combined, seed)

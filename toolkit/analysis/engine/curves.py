@@ -208,7 +208,8 @@ def evaluation_at_stages(staged: Staged, stage, *, threshold=np.nan, n_boot: int
                       flops=float(row["flops"]), speedup=float(row["speedup"]), escalated=float(row["escalated"]),
                       final_share=float(row["final_share"]), mean_layers=float(row["mean_layers"]), n=N,
                       metric=s.metric, reference=s.reference, threshold=threshold, split=s.split,
-                      extras={k: float(row[k]) for k in s.extras}, intervals=intervals)
+                      extras={k: float(row[k]) for k in s.extras}, intervals=intervals,
+                      cost_unit=s.meta.get("cost_unit", "FLOPs"))
 
 
 def oracle(staged: Staged) -> Evaluation:

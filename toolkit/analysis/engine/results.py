@@ -60,7 +60,9 @@ class _Table:
         return len(self.frame)
 
     def _caption(self) -> str:
-        return f"{self.title}: speed-up against {self.reference}" if hasattr(self, "reference") else self.title
+        unit = (getattr(self, "meta", None) or {}).get("cost_unit", "FLOPs")
+        cost = "" if unit == "FLOPs" else f"; flops column in {unit}"  # the cache's own cost unit (meta cost_unit)
+        return f"{self.title}: speed-up against {self.reference}{cost}" if hasattr(self, "reference") else self.title
 
     def _repr_html_(self) -> str:
         return f"<b>{html.escape(self._caption())}</b>" + self.frame.to_html(index=False, float_format="{:.4g}".format,
@@ -131,6 +133,7 @@ class Evaluation:
     split: str | None = None
     extras: Mapping[str, float] = field(default_factory=dict)
     intervals: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    cost_unit: str = "FLOPs"  # what ``flops`` counts (the cache's ``meta["cost_unit"]``)
 
     def __getitem__(self, name: str) -> float:
         """A metric or a cost field by name (``ev["accuracy"]``, ``ev["speedup"]``)."""
@@ -166,7 +169,8 @@ class Evaluation:
         return pd.DataFrame([self.to_dict()])
 
     def _repr_html_(self) -> str:
-        return html_table(f"Evaluation on {self.split or 'data'} (speed-up against {self.reference})", self.to_dict())
+        return html_table(f"Evaluation on {self.split or 'data'} (speed-up against {self.reference}; cost in "
+                          f"{self.cost_unit})", self.to_dict())
 
 
 @dataclass(frozen=True, eq=False)
