@@ -38,12 +38,14 @@ def breakpoints(conf: np.ndarray):
     if E > 1:
         run = np.maximum.accumulate(conf[:, :-1], axis=1)
         rec = np.ones_like(run, dtype=bool)
-        rec[:, 1:] = run[:, 1:] > run[:, :-1]
-        rn, re = np.nonzero(rec)  # row-major: by example, then stage
+        np.greater(run[:, 1:], run[:, :-1], out=rec[:, 1:])
+        flat = np.flatnonzero(rec)  # row-major: by example, then stage
+        vals = run.reshape(-1)[flat]
+        del run, rec
+        rn, re = np.divmod(flat, E - 1)
         nxt = np.full_like(re, E - 1)
         same = rn[1:] == rn[:-1]
         nxt[:-1][same] = re[1:][same]
-        vals = run[rn, re]
     else:
         rn = re = nxt = np.zeros(0, dtype=np.int64)
         vals = np.zeros(0)
@@ -75,7 +77,16 @@ def sweep_totals(s: Staged, quantities: dict[str, np.ndarray]):
     distinct threshold (the engine of :func:`sweep`, reused by risk control)."""
     rn, re, nxt, vals, last = breakpoints(s.confidence)
     thr = np.concatenate([[np.inf], vals[last]])
-    out = {k: cumulate(q[rn, re] - q[rn, nxt], q[:, -1].sum(0), last) for k, q in quantities.items()}
+    E = s.n_stages
+    at, to = rn * E + re, rn * E + nxt  # flat (example, stage) indices: one gather per quantity
+    out = {}
+    for k, q in quantities.items():
+        if q.strides[0] == 0:  # a per-stage quantity broadcast over examples: gather by stage only
+            d = q[0][re] - q[0][nxt]
+        else:
+            f = q.reshape(-1, *q.shape[2:])
+            d = f[at] - f[to]
+        out[k] = cumulate(d, q[:, -1].sum(0), last)
     return thr, out
 
 
