@@ -5,7 +5,8 @@ on a CPU (``--device cpu --workers 0``): resumable, in priority order.
     python scripts/gpu_zoo.py OUT --deadline 500 --workers 12           # the GPU run (about 8 minutes)
     python scripts/gpu_zoo.py OUT --plan                                # the job list with estimated seconds
     python scripts/gpu_zoo.py OUT --tiny --device cpu --workers 2       # same path in minutes (a few steps)
-    nice -n 19 python scripts/gpu_zoo.py . --data data --runs runs --device cpu --workers 0   # CPU continuation
+    nohup nice -n 19 python scripts/gpu_zoo.py /tmp/zoo --device cpu --workers 2 --threads 1 \
+        --runs /tmp/zoo/runs > /tmp/zoo/runner.log 2>&1 &                 # the CPU plan (issue 29), resumable
     python scripts/gpu_zoo.py --merge OUT/data --into data              # bring a run's caches into data/
 
 Inputs: the data folder (``TOOLKIT_DATA_DIR`` or ``--data-dir``, laid out like ../shared/data); the pretrained
@@ -14,6 +15,10 @@ packages). Output under OUT: ``data/<task>/<set>-s<seed>-{cal,test}.parquet`` an
 ``logs/status.json`` (every job: state, wall time, estimate, error), ``logs/jobs/<job>.log`` (each job's output),
 ``logs/meta/<task>/<member>-s<seed>.json`` (each run's config, per-epoch curve, epoch kept, wall time), and
 ``logs/plan.json``. Checkpoints go to ``--runs`` (default /tmp/toolkit-zoo-runs), outside OUT.
+
+``--device cpu`` uses the recipes' ``cpu`` profile (``toolkit.zoo.recipes.SCHEDULE_CPU``: fp32, small fixed epoch
+budgets, no MPNet trained: the cascades borrow the shipped multi-exit MPNet's last exit from ``--shipped``) and
+its priority tiers (``toolkit.zoo.jobs.CPU_PRIORITY``); caches already in ``--shipped`` are not rebuilt.
 """
 
 from __future__ import annotations
@@ -47,6 +52,9 @@ def _args(argv=None):
     p.add_argument("--tiny", action="store_true", help="same code path, a few steps and examples")
     p.add_argument("--reserve", type=float, default=30.0, help="seconds kept for collection before the deadline")
     p.add_argument("--plan", action="store_true", help="print the job list with estimates and exit")
+    p.add_argument("--profile", choices=("v2", "cpu"),
+                   help="recipe profile (default: cpu with --device cpu, else v2; see toolkit.zoo.recipes)")
+    p.add_argument("--shipped", default="data", help="the shipped caches: borrowed members and caches not to redo")
     p.add_argument("--merge", help="a run's data folder to merge into --into")
     p.add_argument("--into", default="data")
     return p.parse_args(argv)
@@ -80,16 +88,17 @@ def _preflight(jobs, log):
     return [j for j in kept if all(n in ids for n in j.needs)]
 
 
-def print_plan(jobs, device: str, workers: int, tiny: bool = False) -> dict:
+def print_plan(jobs, device: str, workers: int, tiny: bool = False, profile: str = "v2") -> dict:
     from toolkit.zoo.jobs import estimate, gpu_busy_seconds
 
-    rows = [{"job": j.id, "kind": j.kind, "est_s": round(estimate(j, device, tiny=tiny), 1),
+    rows = [{"job": j.id, "kind": j.kind, "est_s": round(estimate(j, device, tiny=tiny, profile=profile), 1),
              "gpu_busy_s": round(gpu_busy_seconds(j), 1) if device == "cuda" else None} for j in jobs]
     total = sum(r["est_s"] for r in rows)
     print(f"{'job':46s} {'est s':>7s} {'gpu s':>7s}")
     for r in rows:
         print(f"{r['job']:46s} {r['est_s']:7.1f} {r['gpu_busy_s'] if r['gpu_busy_s'] is not None else '':>7}")
-    summary = {"jobs": len(rows), "sum_est_s": round(total, 1), "workers": workers,
+    summary = {"jobs": len(rows), "profile": profile, "sum_est_s": round(total, 1),
+               "sum_est_h": round(total / 3600, 1), "workers": workers,
                "est_wall_s_if_spread": round(total / max(workers, 1), 1), "longest_s": max(r["est_s"] for r in rows)}
     if device == "cuda":
         summary["sum_gpu_busy_s"] = round(sum(r["gpu_busy_s"] for r in rows), 1)
@@ -117,15 +126,18 @@ def main(argv=None) -> int:
     from toolkit.zoo.jobs import prioritized, run_jobs, without_finished
 
     device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    threads = a.threads or (1 if device == "cuda" else 2)
+    profile = a.profile or ("cpu" if device == "cpu" else "v2")
+    threads = a.threads or (1 if device == "cuda" or profile == "cpu" else 2)
     out = Path(a.out)
     logs = Path(a.logs) if a.logs else out / "logs"
     where = Where(out=Path(a.data) if a.data else out / "data", runs=Path(a.runs), data_dir=a.data_dir, tiny=a.tiny,
-                  save_steps=10 ** 6 if device == "cuda" else None, collect_batch_size=128 if device == "cuda" else 64,
-                  command="scripts/gpu_zoo.py " + " ".join(sys.argv[1:] if argv is None else argv), logs=logs)
-    jobs = without_finished(prioritized(tasks=a.task, sets=a.set, seeds=a.seed, device=device, tiny=a.tiny), where.out)
+                  save_steps=10 ** 6 if device == "cuda" else (50 if profile == "cpu" else None), collect_batch_size=128 if device == "cuda" else 64,
+                  command="scripts/gpu_zoo.py " + " ".join(sys.argv[1:] if argv is None else argv), logs=logs,
+                  profile=profile, shipped=Path(a.shipped))
+    jobs = without_finished(prioritized(tasks=a.task, sets=a.set, seeds=a.seed, device=device, tiny=a.tiny,
+                                        profile=profile), where.out, also=(where.shipped,))
     if a.plan:
-        print_plan(jobs, device, a.workers, a.tiny)
+        print_plan(jobs, device, a.workers, a.tiny, profile)
         return 0
     log = lambda m: print(f"{time.time() - t0:7.1f}s {m}", flush=True)
     jobs = _preflight(jobs, log)
@@ -133,7 +145,7 @@ def main(argv=None) -> int:
     (logs / "plan.json").write_text(json.dumps({"device": device, "workers": a.workers, "deadline_s": a.deadline,
                                                 "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
                                                 "jobs": [j.id for j in jobs]}, indent=1))
-    log(f"[zoo] {len(jobs)} jobs on {device}, {a.workers} workers, {threads} thread(s) each, "
+    log(f"[zoo] {len(jobs)} jobs on {device} ({profile} recipes), {a.workers} workers, {threads} thread(s) each, "
         f"deadline {a.deadline or 'none'} s")
     status = run_jobs(jobs, where, workers=a.workers, deadline=deadline, reserve=a.reserve, threads=threads,
                       device=device, log=log)

@@ -185,7 +185,7 @@ def test_deadline_learns_how_far_off_the_estimates_are(tmp_path, monkeypatch):
 
     monkeypatch.setattr(zoo_build, "train_member", slow_member)
     monkeypatch.setattr(zoo_build, "collect_set", lambda *a, **k: None)
-    monkeypatch.setattr(zoo_jobs, "estimate", lambda job, device="cuda", tiny=False: 0.2)
+    monkeypatch.setattr(zoo_jobs, "estimate", lambda job, device="cuda", tiny=False, profile="v2": 0.2)
     where = zoo_build.Where(out=tmp_path / "data", runs=tmp_path / "runs", logs=tmp_path / "logs")
     jobs = plan(["mrpc"], ["minilm6_me"], [42, 43, 44, 45])
     status = run_jobs(jobs, where, deadline=time.time() + 2.3, reserve=0.0, safety=1.0, log=lambda m: None)
@@ -223,3 +223,89 @@ def test_sigterm_stops_workers_and_saves_status(tmp_path, placed_models, glue_di
     time.sleep(1)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+# ------------------------------------------------------------------------------------ the CPU profile (issue 29)
+def test_cpu_profile_recipes_cut_the_minilm_budget_and_keep_v2_elsewhere():
+    from toolkit.zoo.recipes import SCHEDULE_CPU, difficulty_recipe, recipe
+
+    v2, cpu = recipe("mrpc", "minilm6", seed=43), recipe("mrpc", "minilm6", seed=43, profile="cpu")
+    assert (v2.epochs, v2.patience, v2.bf16) == (10.0, 3, True)  # the GPU recipe is unchanged
+    assert (cpu.epochs, cpu.train_limit, cpu.patience, cpu.batch_size, cpu.bf16, cpu.select_on) == (
+        3.0, None, 1, 32, False, "cal")
+    assert {k: v for k, v in vars(cpu).items() if k not in ("epochs", "patience", "bf16")} == {
+        k: v for k, v in vars(v2).items() if k not in ("epochs", "patience", "bf16")}
+    sst2 = recipe("sst2", "minilm2_da", profile="cpu", difficulty_file=None, objective="joint")
+    assert (sst2.epochs, sst2.train_limit, sst2.batch_size) == (1.0, 20000, 32) == (*SCHEDULE_CPU["sst2"][:2], 32)
+    # MRPC's multi-exit MiniLM-L6 was shipped with the v2 recipe (seeds 42-44): the cpu profile keeps it
+    assert recipe("mrpc", "minilm6_me", seed=44, profile="cpu") == recipe("mrpc", "minilm6_me", seed=44)
+    assert recipe("rte", "minilm6_me", profile="cpu").bf16 is False
+    # the difficulty folds of a ranking member train its plain twin's cpu recipe
+    fold = difficulty_recipe("mrpc", "minilm6_da", root="r", seed=42, profile="cpu")
+    assert (fold.epochs, fold.bf16, fold.objective) == (3.0, False, "joint")
+    assert fold.output_dir == str(Path("r") / "mrpc" / "minilm6_da-s42" / "difficulty")
+    with pytest.raises(ValueError, match="profile"):
+        recipe("mrpc", "minilm6", profile="gpu")
+
+
+def test_cpu_plan_trains_no_mpnet_and_runs_set_after_set():
+    jobs = prioritized(device="cpu", profile="cpu")
+    ids = [j.id for j in jobs]
+    assert len(ids) == len(set(ids))
+    assert not [j for j in jobs if j.kind != "collect" and j.name in ("mpnet", "mpnet_me")]
+    assert {j.name for j in jobs if j.kind == "collect"} == {"cascade", "cascade_da", "minilm6_me"}
+    by_id = {j.id: j for j in jobs}
+    assert by_id["mrpc/cascade-s42/collect"].needs == ("mrpc/minilm2-s42", "mrpc/minilm6-s42")
+    # MRPC (all three seeds, both cascades) first, then SST-2; every set's jobs together, its collect last
+    tasks = [j.task for j in jobs]
+    assert tasks[:tasks.index("sst2")] == ["mrpc"] * 30 and "mrpc" not in tasks[tasks.index("sst2"):]
+    collects = [i for i, j in enumerate(jobs) if j.kind == "collect"]
+    for start, end in zip([-1, *collects], collects):
+        unit = jobs[start + 1:end + 1]
+        assert {n for j in unit for n in j.needs} <= {j.id for j in unit}, unit[-1].id
+    # the cpu estimates are CPU seconds of the cpu recipes: far below the v2 recipes on the same CPU
+    cpu_s = sum(estimate(j, "cpu", profile="cpu") for j in jobs)
+    assert 20 * 3600 < cpu_s < sum(estimate(j, "cpu") for j in prioritized(device="cpu")) * 0.5
+
+
+def _trained_part(c, n_models: int):
+    """The first ``n_models`` models of a shipped cascade cache, as the cache of a cascade's trained members."""
+    from toolkit.analysis.cache import Cache
+
+    keep = [i for i, s in enumerate(c.stage_info) if s["model_index"] < n_models]
+    return Cache(logits=c.logits[:, keep], labels=c.labels, flops=c.flops[:, keep], example_ids=c.example_ids,
+                 n_tokens=c.n_tokens, stage_info=[c.stage_info[i] for i in keep],
+                 meta={**c.meta, "models": c.meta["models"][:n_models]})
+
+
+@pytest.mark.parametrize("task", ["mrpc", "sst2"])
+def test_join_borrowed_appends_the_shipped_mpnet_as_a_complete_model(task):
+    """The cpu profile's cascades end in the shipped multi-exit MPNet's L12 exit. Its cost must be what a single-exit
+    12-layer MPNet costs: exactly the v1 cascade's own MPNet stage (same architecture and tokenizer)."""
+    from toolkit.analysis.cache import load_cache
+    from toolkit.zoo.build import join_borrowed
+
+    v1 = load_cache(REPO / "data" / task / "cascade-test.parquet", verify_data=False)
+    me = load_cache(REPO / "data" / task / "mpnet_me-test.parquet", verify_data=False)
+    rows = np.random.default_rng(0).permutation(v1.n_examples)  # the trained cache's row order is kept
+    small = _trained_part(v1, 2).subset(rows)
+    joined = join_borrowed(small, me, "L12", "mpnet", f"{task}/mpnet_me-test")
+    assert joined.stages == ["minilm-l2:L2", "minilm-l6:L6", "mpnet:L12"]
+    assert np.array_equal(joined.example_ids, v1.example_ids[rows])
+    at = {e: i for i, e in enumerate(me.example_ids)}
+    src = np.array([at[e] for e in joined.example_ids])
+    assert np.array_equal(joined.logits[:, 2], me.logits[src, -1]) and np.array_equal(joined.logits[:, :2],
+                                                                                        small.logits)
+    own = joined.flops[:, 2] - joined.flops[:, 1]
+    np.testing.assert_allclose(own, (v1.flops[:, 2] - v1.flops[:, 1])[rows], rtol=1e-12)
+    assert np.array_equal(joined.flops[:, :2], small.flops)
+    assert joined.meta["models"][-1]["borrowed_from"] == f"{task}/mpnet_me-test"
+    assert joined.stage_info[-1]["model_index"] == 2
+    # the wrong data, labels or examples are refused
+    with pytest.raises(ValueError, match="fingerprint"):
+        join_borrowed(small, me._derived(meta={**me.meta, "data": {**me.meta["data"], "fingerprint": "x"}}), "L12",
+                      "mpnet", "k")
+    with pytest.raises(ValueError, match="lacks examples"):
+        join_borrowed(small, me.subset(np.arange(1, me.n_examples)), "L12", "mpnet", "k")
+    with pytest.raises(ValueError, match="labels"):
+        join_borrowed(small, me._derived(labels=1 - me.labels), "L12", "mpnet", "k")

@@ -25,11 +25,14 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..analysis.cache import load_cache
 from .manifest import generation_table, stage_table, update_manifest
 from .recipes import (
     CASCADE,
     CASCADE_DA,
+    CPU_BORROWED,
     DIFFICULTY,
     DIFFICULTY_FOLDS,
     OBJECTIVE_MEMBERS,
@@ -64,6 +67,12 @@ class Where:
     collect_batch_size: int = 64
     command: str = "toolkit.zoo.build"
     logs: Path | None = None  # per-job logs and train_meta copies (toolkit.zoo.jobs)
+    profile: str = "v2"  # the recipes' profile: "v2" (GPU) or "cpu" (toolkit.zoo.recipes.SCHEDULE_CPU)
+    shipped: Path | None = None  # the shipped caches (data/): where the cpu profile's borrowed members come from
+
+    def borrowed(self, member: str) -> tuple[str, str] | None:
+        """(shipped set, stage) that ``member`` is read from instead of trained, or None (it is trained)."""
+        return CPU_BORROWED.get(member) if self.profile == "cpu" else None
 
     def overrides(self) -> dict:
         """TrainConfig fields this build sets on every recipe (none of them changes what is trained)."""
@@ -119,12 +128,13 @@ def train_member(task: str, member: str, seed: int, where: Where, log=print) -> 
         teacher = train_member(task, SLENDER[member]["teacher"], seed, where, log)
         prepare_slender(teacher, run_dir(where.runs, task, member, seed) / "pruned", task, SLENDER[member]["width"],
                         where.data_dir)
-    cfg = recipe(task, member, root=where.runs, tiny=where.tiny, seed=seed, **over)
+    cfg = recipe(task, member, root=where.runs, tiny=where.tiny, seed=seed, profile=where.profile, **over)
     if member in DIFFICULTY and not (Path(cfg.output_dir) / "final" / "config.json").exists():
         from ..nn.difficulty import difficulty_labels
 
         log(f"[zoo] difficulty labels {task}/{member}-s{seed}")
-        difficulty_labels(difficulty_recipe(task, member, root=where.runs, tiny=where.tiny, seed=seed, **over),
+        difficulty_labels(difficulty_recipe(task, member, root=where.runs, tiny=where.tiny, seed=seed,
+                                            profile=where.profile, **over),
                           k=DIFFICULTY_FOLDS, out_path=cfg.difficulty_file)
     t0 = time.time()
     log(f"[zoo] train {task}/{member}-s{seed} -> {cfg.output_dir}")
@@ -139,7 +149,7 @@ def train_fold(task: str, member: str, seed: int, fold: int, where: Where, log=p
     from ..nn.train import train
 
     cfg = fold_config(difficulty_recipe(task, member, root=where.runs, tiny=where.tiny, seed=seed,
-                                        **where.overrides()), DIFFICULTY_FOLDS, fold)
+                                        profile=where.profile, **where.overrides()), DIFFICULTY_FOLDS, fold)
     log(f"[zoo] train difficulty fold {fold} of {task}/{member}-s{seed} -> {cfg.output_dir}")
     return train(cfg)
 
@@ -170,7 +180,8 @@ def _manifest_entry(path: Path, cache, train_metas: list[dict], wall: float, com
             "stages": cache.stages, "command": command, "collect_command": m.get("command"),
             "data_fingerprint": m["data"]["fingerprint"], "data_files": m["data"]["files"],
             "split_seed": m["data"]["split_seed"], "versions": m.get("versions"),
-            "models": [{"name": mm["name"],
+            "models": [t["record"] if "record" in t else
+                       {"name": mm["name"],
                         **{key: t.get("config", {}).get(field) for key, field in _TRAIN_FIELDS.items()},
                         "train_size": t.get("train_size"), "train_wall_s": round(t.get("wall_time_s", 0.0), 1),
                         "device": t.get("device"), **_selection(t), "parameters": mm.get("parameters")}
@@ -181,9 +192,14 @@ def _manifest_entry(path: Path, cache, train_metas: list[dict], wall: float, com
 
 def collect_set(task: str, s: str, seed: int, where: Where, splits=("cal", "test"), log=print) -> list[Path]:
     """Collect ``splits`` of set ``s`` (every member already trained) into ``<out>/<task>/<s>-s<seed>-<split>``."""
+    from ..analysis.cache import save_cache
     from ..nn.collect import collect
 
-    finals = [run_dir(where.runs, task, m, seed) / "final" for m in SETS[s]]
+    trained = [m for m in SETS[s] if not where.borrowed(m)]
+    borrowed = [m for m in SETS[s] if where.borrowed(m)]
+    if borrowed and SETS[s][-len(borrowed):] != tuple(borrowed):
+        raise ValueError(f"set {s}: only the last members can be borrowed, got {borrowed} of {SETS[s]}")
+    finals = [run_dir(where.runs, task, m, seed) / "final" for m in trained]
     missing = [str(f) for f in finals if not (f / "config.json").exists()]
     if missing:
         raise FileNotFoundError(f"set {task}/{s}-s{seed}: members not trained yet: {missing}")
@@ -192,18 +208,84 @@ def collect_set(task: str, s: str, seed: int, where: Where, splits=("cal", "test
     for split in splits:
         key = cache_key(task, s, seed, split)
         path = where.out / f"{key}.parquet"
-        if _cache_is_current(path, finals):
+        if _cache_is_current(path, finals, len(borrowed)):
             log(f"[zoo] exists: {path}")
             written.append(path)
             continue
         t0 = time.time()
         log(f"[zoo] collect {path}")
-        cache = collect([str(f) for f in finals], task, split, path, data_dir=where.data_dir,
-                        names=[NAMES[m] for m in SETS[s]], limit=16 if where.tiny else None, progress=False,
+        own = path.with_name(f"{path.stem}.trained.parquet") if borrowed else path
+        cache = collect([str(f) for f in finals], task, split, own, data_dir=where.data_dir,
+                        names=[NAMES[m] for m in trained], limit=16 if where.tiny else None, progress=False,
                         batch_size=where.collect_batch_size, command=where.command)
-        update_manifest(where.out, key, _manifest_entry(path, cache, metas, time.time() - t0, where.command, seed))
+        split_metas = list(metas)
+        for m in borrowed:
+            src, record = _borrowed_source(task, m, split, where)
+            cache = join_borrowed(cache, src, where.borrowed(m)[1], NAMES[m], record["borrowed_from"])
+            split_metas.append({"record": record})
+        if borrowed:
+            save_cache(cache, path)
+            own.unlink()
+        update_manifest(where.out, key, _manifest_entry(path, cache, split_metas, time.time() - t0, where.command,
+                                                        seed))
         written.append(path)
     return written
+
+
+def _borrowed_source(task: str, member: str, split: str, where: Where):
+    """The shipped cache that borrowed ``member`` is read from, and the manifest record of its model there."""
+    if where.shipped is None:
+        raise ValueError(f"member {member!r} is borrowed from the shipped caches in the {where.profile!r} profile: "
+                         f"give Where(shipped=...) (the runner's --shipped, default data)")
+    src_set, stage = where.borrowed(member)
+    key = f"{task}/{src_set}-{split}"
+    path = where.shipped / f"{key}.parquet"
+    manifest = json.loads((where.shipped / "MANIFEST.json").read_text())["caches"]
+    if key not in manifest or not path.exists():
+        raise FileNotFoundError(f"{path}: the shipped cache that {member!r} is borrowed from (with its entry in "
+                                f"{where.shipped / 'MANIFEST.json'}) is missing")
+    source = load_cache(path, data_dir=where.data_dir)
+    if stage not in source.stages:
+        raise ValueError(f"{path} has no stage {stage!r} (stages {source.stages})")
+    model = manifest[key]["models"][source.stage_info[source.stages.index(stage)]["model_index"]]
+    return source, {**model, "name": NAMES[member], "borrowed_from": key, "stage": stage}
+
+
+def join_borrowed(cache, source, stage: str, name: str, source_key: str):
+    """``cache`` (a cascade's trained members) followed by stage ``stage`` of the multi-exit ``source`` as one more
+    complete model, ``name``: its logits, and its FLOPs as a single-exit model on top of the cascade's last stage
+    (``source``'s cumulative FLOPs at ``stage`` less the heads of its earlier exits, as
+    :func:`toolkit.analysis.cost.exit_flops` counts them). ``source`` must hold every example of ``cache`` (same
+    data, labels); its rows are taken in ``cache``'s order."""
+    from ..analysis.cache import Cache
+    from ..analysis.cost import head_flops
+
+    for what, a, b in (("task", cache.task, source.task), ("split", cache.split, source.split),
+                       ("data fingerprint", cache.meta["data"]["fingerprint"], source.meta["data"]["fingerprint"]),
+                       ("classes", cache.n_classes, source.n_classes)):
+        if a != b:
+            raise ValueError(f"cannot append {source_key}:{stage} to this cascade: its {what} is {b!r}, not {a!r}")
+    order = np.argsort(source.example_ids, kind="stable")
+    pos = order[np.searchsorted(source.example_ids, cache.example_ids, sorter=order).clip(0, len(order) - 1)]
+    if not np.array_equal(source.example_ids[pos], cache.example_ids):
+        raise ValueError(f"cannot append {source_key}:{stage}: it lacks examples of the cascade's split")
+    source = source.subset(pos)  # the cascade's rows (all of them, or the first of a tiny run), in its order
+    if not np.array_equal(cache.labels, source.labels):
+        raise ValueError(f"cannot append {source_key}:{stage}: its labels differ from the cascade's")
+    e = source.stages.index(stage)
+    info = source.stage_info[e]
+    earlier = [i for i in source.stage_info[:e] if i["model_index"] == info["model_index"]]
+    if source.meta.get("n_tokens_model") != info["model_name"] or len(source.meta.get("models", [])) != 1:
+        raise ValueError(f"{source_key}: borrowing needs a one-model cache whose n_tokens are that model's")
+    own = source.flops[:, e] - len(earlier) * head_flops(source.n_tokens, info["hidden_size"], source.n_classes)
+    stage_info = [*cache.stage_info, {**info, "name": f"{name}:L{info['layer']}", "model_name": name,
+                                      "model_index": len(cache.meta["models"]), "kind": "exit"}]
+    model = {**source.meta["models"][info["model_index"]], "name": name, "borrowed_from": source_key,
+             "stage": stage}
+    return Cache(logits=np.concatenate([cache.logits, source.logits[:, e:e + 1]], axis=1).astype(np.float32),
+                 labels=cache.labels, flops=np.concatenate([cache.flops, (cache.flops[:, -1] + own)[:, None]], axis=1),
+                 example_ids=cache.example_ids, n_tokens=cache.n_tokens, stage_info=stage_info,
+                 meta={**cache.meta, "models": [*cache.meta["models"], model]})
 
 
 def _generation_entry(path: Path, cache, train_metas: list[dict], wall: float, command: str) -> dict:
@@ -286,15 +368,17 @@ def _member_jobs(task: str, member: str, seed: int, jobs: dict) -> str:
     return job.id
 
 
-def plan(tasks, sets, seeds) -> list[Job]:
-    """Every job that the caches of ``sets`` x ``tasks`` x ``seeds`` need, each once, dependencies first."""
+def plan(tasks, sets, seeds, profile: str = "v2") -> list[Job]:
+    """Every job that the caches of ``sets`` x ``tasks`` x ``seeds`` need, each once, dependencies first (the
+    ``cpu`` profile trains no borrowed member, :data:`toolkit.zoo.recipes.CPU_BORROWED`)."""
     jobs: dict[str, Job] = {}
     for task in tasks:
         for s in sets:
             if s not in SETS:
                 raise ValueError(f"unknown set {s!r}; choose from {sorted(SETS)}")
             for seed in seeds:
-                needs = [_member_jobs(task, m, seed, jobs) for m in SETS[s]]
+                needs = [_member_jobs(task, m, seed, jobs) for m in SETS[s]
+                         if not (profile == "cpu" and m in CPU_BORROWED)]
                 c = Job("collect", task, s, seed, needs=tuple(needs))
                 jobs.setdefault(c.id, c)
     return list(jobs.values())
@@ -337,12 +421,13 @@ def build(tasks=ZOO_TASKS, sets=("minilm6_me", "cascade", "mpnet_me"), out: str 
     return written
 
 
-def _cache_is_current(path: Path, finals: list[Path]) -> bool:
-    """A cache is reused only if it came from these model folders and none was retrained after it was written."""
+def _cache_is_current(path: Path, finals: list[Path], n_borrowed: int = 0) -> bool:
+    """A cache is reused only if it came from these model folders (then ``n_borrowed`` borrowed members) and none
+    was retrained after it was written."""
     if not path.exists():
         return False
     models = load_cache(path).meta.get("models") or []
-    if [m["path"] for m in models] != [str(f) for f in finals]:
+    if [m["path"] for m in models[:len(finals)]] != [str(f) for f in finals] or len(models) != len(finals) + n_borrowed:
         return False
     written = path.stat().st_mtime
     return all((f / "train_meta.json").stat().st_mtime <= written for f in finals)

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..analysis.cost import layer_flops
 from .build import SETS, Job, Where, plan, run_job
-from .recipes import DIFFICULTY, DIFFICULTY_FOLDS, PROBES, RTE_VARIANTS, ZOO_TASKS, recipe
+from .recipes import CPU_BORROWED, DIFFICULTY, DIFFICULTY_FOLDS, PROBES, RTE_VARIANTS, ZOO_TASKS, recipe
 
 V2_SETS = ("minilm6_me", "cascade", "mpnet_me", "cascade_da")
 # (tasks, sets, seeds), most important first: the issue's minimum that a CPU cannot do (three seeds of every set on
@@ -40,14 +40,26 @@ PRIORITY = (
     (("rte",), tuple(RTE_VARIANTS), (42,)),
     (("cola", "agnews", "rte"), ("mpnet_me", "cascade", "minilm6_me"), (43, 44)),
 )
+# the CPU profile (issue 29): no MPNet is trained (the cascades borrow the shipped one), and a set's jobs run
+# together, set after set, so that sets finish (and their caches can be committed) within one session: run folders
+# do not outlive the machine
+CPU_PRIORITY = (
+    (("mrpc",), ("cascade", "cascade_da"), (42, 43, 44)),
+    (("sst2",), ("cascade", "cascade_da"), (42, 43, 44)),
+    (("sst2",), ("minilm6_me",), (42, 43, 44)),
+    (("cola", "rte"), ("minilm6_me", "cascade"), (42, 43, 44)),
+    (("agnews",), ("minilm6_me", "cascade"), (42, 43, 44)),
+)
 
 
-def prioritized(tiers=PRIORITY, *, tasks=None, sets=None, seeds=None, device: str = "cuda",
-                tiny: bool = False) -> list[Job]:
-    """The jobs of ``tiers`` in priority order, the longest first within a tier. Restricted to ``tasks``, ``sets``
-    and ``seeds`` where given; then every requested combination outside the tiers comes last."""
+def prioritized(tiers=None, *, tasks=None, sets=None, seeds=None, device: str = "cuda", tiny: bool = False,
+                profile: str = "v2") -> list[Job]:
+    """The jobs of ``tiers`` (default :data:`PRIORITY`, or :data:`CPU_PRIORITY` for ``profile="cpu"``) in priority
+    order: the longest first within a tier (v2), or set by set (cpu: the cheap sets in the early tiers). Restricted to
+    ``tasks``, ``sets`` and ``seeds`` where given; then every requested combination outside the tiers comes last."""
     from .recipes import SEEDS
 
+    tiers = tiers or (CPU_PRIORITY if profile == "cpu" else PRIORITY)
     if tasks is not None or sets is not None or seeds is not None:
         tiers = (*tiers, (tuple(tasks or ZOO_TASKS), tuple(sets or V2_SETS), tuple(seeds or SEEDS)))
     out: dict[str, Job] = {}
@@ -55,21 +67,27 @@ def prioritized(tiers=PRIORITY, *, tasks=None, sets=None, seeds=None, device: st
         t_tasks = [t for t in t_tasks if tasks is None or t in tasks]
         t_sets = [s for s in t_sets if sets is None or s in sets]
         t_seeds = [s for s in t_seeds if seeds is None or s in seeds]
-        tier = [j for j in plan(t_tasks, t_sets, t_seeds) if j.id not in out]
-        for j in sorted(tier, key=lambda j: -estimate(j, device, tiny=tiny)):
-            out[j.id] = j
+        if profile == "cpu":  # one set's jobs after another: by seed, then task, then set as listed
+            tier = [j for sd in t_seeds for t in t_tasks for s in t_sets for j in plan([t], [s], [sd], profile)]
+        else:
+            tier = sorted(plan(t_tasks, t_sets, t_seeds), key=lambda j: -estimate(j, device, tiny=tiny))
+        for j in tier:
+            out.setdefault(j.id, j)
     return list(out.values())
 
 
-def without_finished(jobs: list[Job], out: Path, splits=("cal", "test")) -> list[Job]:
-    """Drop the collect jobs whose caches are already in ``out`` (made here or merged from another machine, whose
-    run folders are not here) and the training no remaining collect job needs."""
+def without_finished(jobs: list[Job], out: Path, splits=("cal", "test"), also=()) -> list[Job]:
+    """Drop the collect jobs whose caches are already in ``out`` or in one of the folders ``also`` (the shipped
+    data/: made here or merged from another machine, whose run folders are not here) and the training no remaining
+    collect job needs."""
     from .build import cache_key
 
-    manifest = json.loads((out / "MANIFEST.json").read_text())["caches"] if (out / "MANIFEST.json").exists() else {}
+    def shipped(folder: Path, key: str) -> bool:
+        m = folder / "MANIFEST.json"
+        return m.exists() and key in json.loads(m.read_text())["caches"] and (folder / f"{key}.parquet").exists()
+
     keep = [j for j in jobs if j.kind != "collect" or not all(
-        cache_key(j.task, j.name, j.seed, sp) in manifest and (out / f"{cache_key(j.task, j.name, j.seed, sp)}.parquet")
-        .exists() for sp in splits)]
+        any(shipped(Path(f), cache_key(j.task, j.name, j.seed, sp)) for f in (out, *also)) for sp in splits)]
     by_id = {j.id: j for j in keep}
     needed, stack = set(), [j.id for j in keep if j.kind == "collect"]
     while stack:
@@ -95,9 +113,11 @@ GPU_THROUGHPUT = 200e12  # FLOP/s of these small bf16 matmuls on an H200 (about 
 GPU_KERNEL_S = 2.5e-6  # one small kernel, back to back
 KERNELS_PER_LAYER, KERNELS_PER_STEP = 170, 50  # the second: fused AdamW, gradient clipping, loss
 GPU_STEP_FLOOR_S = {"all-MiniLM-L6-v2": 0.010, "all-mpnet-base-v2": 0.020}  # + 0.0015 s per layer
-# CPU: FLOP/s of a training step, from the v1 zoo's measured wall times on this machine (MRPC, 2 threads, bf16
-# autocast: MiniLM-L6 complete 4 epochs in 743 s = 94 GFLOP/s, MPNet-base 3 epochs in 2,733 s = 150 GFLOP/s)
+# CPU: FLOP/s of a training step. v2 profile: the v1 zoo's measured wall times on its machine (MRPC, 2 threads, bf16
+# autocast with bf16 units: MiniLM-L6 complete 4 epochs in 743 s = 94 GFLOP/s, MPNet-base 3 epochs in 2,733 s = 150
+# GFLOP/s). cpu profile: one fp32 thread of this machine's cores (no bf16 units), in CPU seconds (README, issue 29)
 CPU_FLOPS = 120e9
+CPU_FLOPS_FP32_THREAD = 21e9
 JOB_OVERHEAD_S = {"cuda": 8.0, "cpu": 20.0}  # load weights, tokenise, save, per job
 
 
@@ -107,7 +127,7 @@ def _train_flops_per_step(cfg, tokens: float) -> float:
     return 3 * cfg.batch_size * layers * layer_flops(tokens, h, i)
 
 
-def _run_seconds(cfg, n_train: int, tokens: float, n_eval: int, device: str) -> float:
+def _run_seconds(cfg, n_train: int, tokens: float, n_eval: int, device: str, profile: str = "v2") -> float:
     steps_per_epoch = -(-min(n_train, cfg.train_limit or n_train) // cfg.batch_size)
     steps = cfg.max_steps if cfg.max_steps > 0 else steps_per_epoch * cfg.epochs
     flops = _train_flops_per_step(cfg, tokens)
@@ -115,31 +135,35 @@ def _run_seconds(cfg, n_train: int, tokens: float, n_eval: int, device: str) -> 
     if device == "cuda":
         per_step = max(GPU_STEP_FLOOR_S.get(cfg.model, 0.020) + 0.0015 * layers, _gpu_step_seconds(cfg, tokens))
     else:
-        per_step = flops / CPU_FLOPS
+        per_step = flops / (CPU_FLOPS_FP32_THREAD if profile == "cpu" else CPU_FLOPS)
     epochs = steps / steps_per_epoch if cfg.select_on else 0  # one evaluation per epoch
     evals = epochs * (cfg.eval_limit or n_eval) / cfg.batch_size * per_step / 3
     return steps * per_step + evals
 
 
-def estimate(job: Job, device: str = "cuda", *, tiny: bool = False) -> float:
+def estimate(job: Job, device: str = "cuda", *, tiny: bool = False, profile: str = "v2") -> float:
     """Seconds ``job`` should take on ``device`` ("cuda" or "cpu") at its recipe's largest epoch count (``tiny``: of
-    the recipe's tiny version)."""
+    the recipe's tiny version; ``profile="cpu"``: CPU seconds of the cpu profile's recipe on one thread)."""
     n_train, tokens, n_cal, n_test = TASK_SIZES[job.task]
     over = JOB_OVERHEAD_S["cuda" if device == "cuda" else "cpu"]
+    cpu_flops = CPU_FLOPS_FP32_THREAD if profile == "cpu" else CPU_FLOPS
     if job.kind == "collect":  # one forward pass per member over cal and test, plus loading each member
-        cfgs = [recipe(job.task, m, seed=job.seed, tiny=tiny) for m in SETS[job.name] if m not in PROBES]
+        cfgs = [recipe(job.task, m, seed=job.seed, tiny=tiny, profile=profile) for m in SETS[job.name]
+                if m not in PROBES and not (profile == "cpu" and m in CPU_BORROWED)]
         flops = sum(_train_flops_per_step(c, tokens) / 3 / c.batch_size for c in cfgs) * (n_cal + n_test)
-        return over + 2.0 * len(SETS[job.name]) + flops / (GPU_THROUGHPUT if device == "cuda" else CPU_FLOPS)
+        return over + 2.0 * len(SETS[job.name]) + flops / (GPU_THROUGHPUT if device == "cuda" else cpu_flops)
     if job.name in PROBES:
         return over + 60.0
-    cfg = recipe(job.task, job.name, seed=job.seed, tiny=tiny)
+    cfg = recipe(job.task, job.name, seed=job.seed, tiny=tiny, profile=profile)
     if job.kind == "fold":
-        return over + _run_seconds(cfg, n_train // DIFFICULTY_FOLDS * (DIFFICULTY_FOLDS - 1), tokens, n_cal, device)
+        return over + _run_seconds(cfg, n_train // DIFFICULTY_FOLDS * (DIFFICULTY_FOLDS - 1), tokens, n_cal, device,
+                                   profile)
     extra = 0.0
     if job.name in DIFFICULTY:  # out-of-fold prediction of the whole train carve: one forward pass
-        extra = _run_seconds(recipe(job.task, DIFFICULTY[job.name], seed=job.seed, tiny=tiny, epochs=1.0,
-                                    select_on=None, patience=None, eval_limit=None), n_train, tokens, 0, device) / 3
-    return over + extra + _run_seconds(cfg, n_train, tokens, n_cal, device)
+        extra = _run_seconds(recipe(job.task, DIFFICULTY[job.name], seed=job.seed, tiny=tiny, profile=profile,
+                                    epochs=1.0, select_on=None, patience=None, eval_limit=None),
+                             n_train, tokens, 0, device, profile) / 3
+    return over + extra + _run_seconds(cfg, n_train, tokens, n_cal, device, profile)
 
 
 def _gpu_step_seconds(cfg, tokens: float) -> float:
@@ -273,8 +297,8 @@ def run_jobs(jobs: list[Job], where: Where, *, workers: int = 0, deadline: float
     machine and the contention); training still running at ``deadline - reserve`` is stopped, and collect jobs may
     run until ``deadline``. ``<where.logs>/status.json`` is rewritten at every change.
     """
-    status = {j.id: {"kind": j.kind, "state": "pending", "needs": list(j.needs), "est_s": round(estimate(j, device, tiny=where.tiny), 1)}
-              for j in jobs}
+    status = {j.id: {"kind": j.kind, "state": "pending", "needs": list(j.needs),
+                     "est_s": round(estimate(j, device, tiny=where.tiny, profile=where.profile), 1)} for j in jobs}
     by_id = {j.id: j for j in jobs}
     unknown = {n for j in jobs for n in j.needs if n not in by_id}
     if unknown:

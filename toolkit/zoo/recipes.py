@@ -69,6 +69,20 @@ SCHEDULE_V2 = {
     "agnews": {"default": (6.0, None, 2), "mpnet": (5.0, None, 2), "mpnet_me": (5.0, None, 2)},
 }
 BATCH_V2 = {"sst2": 64}  # default 32
+# Zoo v2 on a CPU (issue 29; ``profile="cpu"``, the runner's ``--device cpu``): these cores have no bf16 units, so
+# autocast is slower than fp32 (measured: README), and MPNet-base costs about 2 s per training example here, so no
+# MPNet is trained. The MiniLM members get a fixed small budget: (max epochs, train_limit, patience), fp32, batch 32,
+# per-epoch selection on cal as in v2. The cascades' last member is the shipped v1 multi-exit MPNet-base's complete
+# 12-layer model (its L12 exit, read from ``<task>/mpnet_me-{cal,test}.parquet``), the same model for every seed,
+# so the early-exit MPNet and both cascades share their largest model and compare paired (toolkit.zoo.build).
+SCHEDULE_CPU = {"sst2": (1.0, 20000, None), "mrpc": (3.0, None, 1), "rte": (3.0, None, 1), "cola": (3.0, None, 1),
+                "agnews": (3.0, None, 1)}
+CPU_MEMBERS = ("minilm6_me", "minilm2", "minilm6", "minilm2_da", "minilm6_da")
+# member -> (the shipped v1 set whose unsuffixed cache holds it, the stage): not trained on a CPU, borrowed
+CPU_BORROWED = {"mpnet": ("mpnet_me", "L12")}
+# (task, member) pairs whose v2 runs were shipped before the CPU profile existed: they keep the v2 recipe
+CPU_KEEPS_V2 = {("mrpc", "minilm6_me")}
+PROFILES = ("v2", "cpu")
 # per-task recipe changes of the v2 members (RTE: see scripts/rte_recipes.py and the README)
 TASK_OVERRIDES_V2: dict[str, dict[str, dict]] = {}
 # the RTE investigation: multi-exit MiniLM-L6 with one change each against the v2 minilm6_me recipe (same schedule
@@ -127,13 +141,17 @@ def run_dir(root: str | Path, task: str, member: str, seed: int) -> Path:
 
 
 def recipe(task: str, member: str, root: str | Path = "runs", tiny: bool = False, seed: int = 42,
-           **over) -> TrainConfig:
+           profile: str = "v2", **over) -> TrainConfig:
     """The TrainConfig for one zoo member on one task and training seed; ``tiny`` gives the same path in seconds (CI).
 
-    Ranking members point ``difficulty_file`` at the labels that :func:`difficulty_recipe`'s folds produce.
+    ``profile="cpu"``: the CPU budget of :data:`SCHEDULE_CPU` for the MiniLM members (:data:`CPU_MEMBERS`; the
+    pairs of :data:`CPU_KEEPS_V2` keep v2). Ranking members point ``difficulty_file`` at the labels that
+    :func:`difficulty_recipe`'s folds produce.
     """
     if member not in MEMBERS:
         raise ValueError(f"unknown zoo member {member!r}; choose one of {sorted(MEMBERS)}")
+    if profile not in PROFILES:
+        raise ValueError(f"unknown recipe profile {profile!r}; choose one of {PROFILES}")
     kw = {**dict(task=task, output_dir=str(run_dir(root, task, member, seed)), bf16=True, max_length=128, seed=seed),
           **MEMBERS[member]}
     if member in V2_MEMBERS or member in RTE_VARIANTS:
@@ -142,6 +160,9 @@ def recipe(task: str, member: str, root: str | Path = "runs", tiny: bool = False
         kw.update(epochs=epochs, train_limit=limit, select_on="cal", patience=patience,
                   batch_size=BATCH_V2.get(task, 32))
         kw.update(TASK_OVERRIDES_V2.get(task, {}).get(DIFFICULTY.get(member, member), {}))
+        if profile == "cpu" and member in CPU_MEMBERS and (task, member) not in CPU_KEEPS_V2:
+            epochs, limit, patience = SCHEDULE_CPU[task]
+            kw.update(epochs=epochs, train_limit=limit, patience=patience, batch_size=32, bf16=False)
     else:
         sched = SCHEDULE[task]
         kw["epochs"], kw["train_limit"] = sched.get(member, sched["default"])
@@ -159,10 +180,11 @@ def recipe(task: str, member: str, root: str | Path = "runs", tiny: bool = False
 
 
 def difficulty_recipe(task: str, member: str, root: str | Path = "runs", tiny: bool = False, seed: int = 42,
-                      **over) -> TrainConfig:
+                      profile: str = "v2", **over) -> TrainConfig:
     """The plain twin's recipe whose out-of-fold models label the difficulty for ranking member ``member``; its
     folds train in ``<run_dir>/difficulty/fold<k>`` (see :func:`toolkit.nn.difficulty.fold_config`)."""
     if member not in DIFFICULTY:
         raise ValueError(f"{member!r} is not a difficulty-aware member; choose one of {sorted(DIFFICULTY)}")
     out = run_dir(root, task, member, seed) / "difficulty"
-    return recipe(task, DIFFICULTY[member], root=root, tiny=tiny, seed=seed, **{"output_dir": str(out), **over})
+    return recipe(task, DIFFICULTY[member], root=root, tiny=tiny, seed=seed, profile=profile,
+                  **{"output_dir": str(out), **over})
