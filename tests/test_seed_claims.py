@@ -81,3 +81,25 @@ def test_right_tool_sst2_row_independently(table):
     cf = [engine.crossfit(v, rule="budget", budget=2, seed=0, n_boot=0).combined for v in (scaled, plain)]
     assert row.difference == pytest.approx(cf[0]["accuracy"] - cf[1]["accuracy"], abs=1e-12)
     assert row.lo <= row.difference <= row.hi
+
+
+def _speedup_at_drop_brute_force(view, max_drop: float) -> float:
+    """Largest speed-up over every distinct threshold whose accuracy is within ``max_drop`` of the last stage's."""
+    rows, n = np.arange(view.n_examples), view.n_examples
+    final = float(view.metric_of(view.stats[:, -1].sum(0), n, "accuracy"))
+    best = 0.0
+    for thr in np.concatenate([[np.inf], np.unique(view.confidence)]):
+        stop = view.stage_of(thr)
+        if view.metric_of(view.stats[rows, stop].sum(0), n, "accuracy") >= final - max_drop - 1e-12:
+            best = max(best, float(view.reference_cost.mean() / view.cost[rows, stop].mean()))
+    return best
+
+
+def test_elang_sst2_row_independently(table):
+    row = table.frame.query("task == 'sst2' and claim.str.contains('E-LANG, encoders')", engine="python").iloc[0]
+    test = catalogue.load_seeds("sst2", "cascade", verbose=False).test[0].select_stages(["minilm-l6:L6", "mpnet:L12"])
+    e, m = (engine.staged(test, score=s) for s in ("energy", "max_prob"))
+    want = _speedup_at_drop_brute_force(e, 0.0) - _speedup_at_drop_brute_force(m, 0.0)
+    assert row.test_selected == pytest.approx(want, rel=1e-12)
+    cf = [engine.crossfit(v, rule="drop", max_drop=0.0, seed=0, n_boot=0).combined for v in (e, m)]
+    assert row.difference == pytest.approx(cf[0].speedup - cf[1].speedup, rel=1e-12)
