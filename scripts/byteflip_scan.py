@@ -9,6 +9,7 @@ Exit status 1 if any flip loaded with different numbers. Used on the shipped cac
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
@@ -18,29 +19,38 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.analysis.cache import load_cache
-from toolkit.analysis.cache_io import CacheError, read_header
-from toolkit.analysis.generation_cache import load_generation_cache
+from toolkit.analysis.cache_io import CacheError
+from toolkit.analysis.kinds import kind_of
+
+
+def _parts(x, out: list) -> None:
+    """Arrays as bytes (with dtype and shape), containers walked in key order, the rest as JSON."""
+    if isinstance(x, np.ndarray):
+        a = x.astype(str) if x.dtype.kind in "OU" else x
+        out.append(np.ascontiguousarray(a).tobytes() + str(a.dtype).encode() + str(a.shape).encode())
+    elif isinstance(x, dict):
+        for k in sorted(x, key=str):
+            if k != "path":
+                out.append(str(k).encode())
+                _parts(x[k], out)
+    elif dataclasses.is_dataclass(x):
+        for f in dataclasses.fields(x):
+            out.append(f.name.encode())
+            _parts(getattr(x, f.name), out)
+    else:
+        out.append(json.dumps(x, sort_keys=True, default=str).encode())
 
 
 def fingerprint(c) -> tuple:
-    """Everything a loaded cache exposes, as bytes and JSON (equal fingerprints: identical caches)."""
-    meta = json.dumps({k: v for k, v in c.meta.items() if k != "path"}, sort_keys=True, default=str)
-    if hasattr(c, "logits"):
-        arrays = [c.logits, c.labels, c.flops, c.example_ids.astype(str), c.n_tokens]
-        extra = json.dumps(c.stage_info, sort_keys=True, default=str)
-    else:
-        arrays = [c.example_ids.astype(str), c.labels, np.asarray(c.temperatures)]
-        for name, g in c.models.items():
-            arrays += [np.asarray([name]), g.tokens, g.offsets, g.stats, g.text.astype(str), g.n_src, g.flops]
-            arrays += [q for _, q in sorted(g.quality.items())] + [q for _, q in sorted(g.qstats.items())]
-        extra = json.dumps({n: g.info for n, g in c.models.items()}, sort_keys=True, default=str)
-    return tuple(np.ascontiguousarray(a).tobytes() + str(a.dtype).encode() + str(a.shape).encode()
-                 for a in arrays) + (meta, extra)
+    """Everything a loaded cache of any kind exposes (every field of its dataclass, nested models included), as
+    bytes (equal fingerprints: identical caches)."""
+    out: list = []
+    _parts(c, out)
+    return tuple(out)
 
 
 def loader_for(path: Path):
-    return load_generation_cache if read_header(path).get("kind") == "generation" else load_cache
+    return kind_of(path).loader()
 
 
 def scan(path: Path, flips: int, rng: np.random.Generator, workdir: Path) -> Counter:
@@ -77,7 +87,7 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="byteflip-"))
     try:
         for path in a.caches:
-            kind = read_header(path).get("kind", "classification")
+            kind = kind_of(path).name
             c = scan(path, a.flips, rng, work)
             totals.setdefault(kind, Counter()).update(c)
             totals[kind]["files"] += 1

@@ -321,3 +321,162 @@ def test_the_explorer_refuses_a_cal_of_another_task_or_model():
         with pytest.raises(ValueError, match=match):
             explore(cal, test)
     assert explore(_cache(split="cal", seed=1), test).view is not None
+
+
+# ------------------------------------------------------------------------------- one record per kind; toolkit.load
+def test_toolkit_load_reads_every_shipped_cache_kind():
+    import sys
+    from pathlib import Path
+
+    import toolkit
+
+    data = Path(__file__).resolve().parents[1] / "data"
+    files = {"classification": data / "sst2" / "minilm6_me-test.parquet",
+             "generation": data / "sst2" / "t2t-test.parquet",
+             "llm_tokens": data / "llm" / "smollm2_qnli_answer-test.parquet"}
+    from toolkit.analysis.kinds import KINDS, kind_of
+
+    assert set(files) == set(KINDS)
+    for kind, f in files.items():
+        c = toolkit.load(f, verify_data=False)
+        assert isinstance(c, KINDS[kind].cache_class) and kind_of(f).name == kind
+    assert "torch" not in sys.modules or "toolkit.nn" not in sys.modules
+
+
+# ------------------------------------------------------------------------------- 4. the CLI through the library
+def _small_cache_file(tmp_path, name="c.parquet"):
+    from toolkit.analysis.cache import save_cache
+
+    return save_cache(_cache(n=30), tmp_path / name)
+
+
+@pytest.mark.parametrize("command", ["info", "sweep"])
+def test_cli_on_a_fifo_refuses_without_hanging(tmp_path, command):
+    import os
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "cache.parquet"
+    os.mkfifo(fifo)
+    try:
+        r = subprocess.run([sys.executable, "-m", "toolkit", command, str(fifo)], capture_output=True, text=True,
+                           timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"toolkit {command} FIFO hung")
+    assert r.returncode == 2 and "not a regular file" in r.stderr
+
+
+def _with_raw_header(tmp_path, raw: bytes):
+    import pyarrow.parquet as pq
+
+    from toolkit.analysis.cache_io import META_KEY
+
+    good = _small_cache_file(tmp_path, "good.parquet")
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(pq.read_table(good).replace_schema_metadata({META_KEY: raw}), bad)
+    return bad
+
+
+@pytest.mark.parametrize("raw,match", [(b"[1, 2]", "JSON object"), (b"{not json", "not valid JSON")])
+@pytest.mark.parametrize("command", ["info", "sweep"])
+def test_cli_header_defects_are_clear_errors_naming_the_file(tmp_path, capsys, raw, match, command):
+    from toolkit.cli import main
+
+    bad = _with_raw_header(tmp_path, raw)
+    assert main([command, str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and match in err
+
+
+def test_sweep_refuses_flags_that_do_not_apply_and_names_the_family(tmp_path, capsys):
+    from toolkit.cli import main
+
+    llm = save_llm_cache(llm_cache(), tmp_path / "tokens.parquet")
+    for flags in (["--reference", "all"], ["--metric", "f1"], ["--how", "max"]):
+        assert main(["sweep", str(llm), *flags]) == 2
+        assert flags[0] in capsys.readouterr().err
+    clf = _small_cache_file(tmp_path)
+    for flags in (["--family", "lens"], ["--checked-layers", "2"]):
+        assert main(["sweep", str(clf), *flags]) == 2
+        assert flags[0] in capsys.readouterr().err
+    assert main(["sweep", str(llm), "--family", "lens"]) == 0
+    assert "exit family: lens" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flags", [["--n-boot", "1000000000"], ["--dpi", "100000"], ["--n-boot", "1"]])
+def test_plot_resource_arguments_are_bounded(tmp_path, flags):
+    from toolkit.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["plot", "c.parquet", "--out", str(tmp_path / "f.png"), *flags])
+
+
+def test_plot_refuses_a_cal_of_another_task_unless_transfer(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from toolkit.analysis.cache import save_cache
+    from toolkit.cli import main
+
+    test = save_cache(_cache(n=120), tmp_path / "x-test.parquet")
+    cal = save_cache(_cache(task="mrpc", split="cal", n=120, seed=1), tmp_path / "y-cal.parquet")
+    out = tmp_path / "f.png"
+    args = ["plot", str(test), "--cal", str(cal), "--rule", "budget", "--budget", "1.2", "--n-boot", "20",
+            "--out", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "task" in err and str(cal) in err and str(test) in err
+    assert main([*args, "--transfer"]) == 0
+
+
+def _schema1(tmp_path, name="c.parquet"):
+    import json
+
+    import pyarrow.parquet as pq
+
+    from toolkit.analysis.cache_io import META_KEY
+
+    p = _small_cache_file(tmp_path, name)
+    t = pq.read_table(p)
+    head = json.loads(t.schema.metadata[META_KEY])
+    old = {"schema_version": 1, "shape": head["shape"], "stages": head["stages"], "meta": head["meta"]}
+    pq.write_table(t.replace_schema_metadata({META_KEY: json.dumps(old).encode()}), p)
+    return p, old
+
+
+def test_upgrade_keeps_a_read_only_file_read_only(tmp_path):
+    import os
+    import stat
+
+    from toolkit.analysis.upgrade import upgrade_cache
+
+    p, _ = _schema1(tmp_path)
+    os.chmod(p, 0o444)
+    assert upgrade_cache(p) is True
+    assert stat.S_IMODE(os.stat(p).st_mode) == 0o444
+
+
+def test_upgrade_never_replaces_a_symlink(tmp_path):
+    from toolkit.analysis.upgrade import upgrade_cache
+
+    p, _ = _schema1(tmp_path)
+    link = tmp_path / "link.parquet"
+    link.symlink_to(p)
+    with pytest.raises(CacheError, match="symbolic link"):
+        upgrade_cache(link)
+    assert link.is_symlink()
+
+
+def test_upgrade_errors_name_the_users_file_not_the_temporary_one(tmp_path):
+    import json
+
+    import pyarrow.parquet as pq
+
+    from toolkit.analysis.cache_io import META_KEY
+    from toolkit.analysis.upgrade import upgrade_cache
+
+    p, old = _schema1(tmp_path)
+    t = pq.read_table(p)
+    old["shape"] = [old["shape"][0], old["shape"][1], 5]  # a defect only the loader of the new file sees
+    pq.write_table(t.replace_schema_metadata({META_KEY: json.dumps(old).encode()}), p)
+    with pytest.raises(CacheError) as err:
+        upgrade_cache(p)
+    assert str(err.value).startswith(str(p)) and ".upgrade.parquet" not in str(err.value)

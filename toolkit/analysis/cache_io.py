@@ -45,11 +45,6 @@ META_KEY = b"toolkit"
 INTEGRITY_KEY = "integrity"
 HASH_DOMAIN = b"toolkit cache content v2\n"
 
-# how to load each kind (for messages when a file of another kind is given)
-LOADERS = {"classification": "toolkit.load_cache", "generation": "toolkit.load_generation_cache",
-           "llm_tokens": "toolkit.analysis.llm_cache.load_llm_cache"}
-
-
 class CacheError(ValueError):
     """A cache file is missing, corrupt, inconsistent, or no longer matches its data; the message says which."""
 
@@ -212,10 +207,8 @@ def read_cache_table(path: str | os.PathLike, *, kind: str, schema_version: int)
     head = _parse_header(path, metadata.get(META_KEY))
     got_kind = head.get("kind", "classification")
     if got_kind != kind:
-        how = LOADERS.get(got_kind) if isinstance(got_kind, str) else None
-        raise CacheError(f"{path}: header key 'kind' is {got_kind!r}: "
-                         + (f"a {got_kind} cache, not a {kind} cache; load it with {how}" if how else
-                            f"not a {kind} cache"))
+        raise CacheError(f"{path}: header key 'kind' is {got_kind!r}: not a {kind} cache; toolkit.load(path) reads a "
+                         f"cache of any kind (toolkit.analysis.kinds)")
     version = head.get("schema_version")
     integrity = head.get(INTEGRITY_KEY)
     if integrity is None and version == 1:

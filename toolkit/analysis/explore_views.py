@@ -8,7 +8,8 @@ number the explorer prints is a lookup in the engine's sweep; speed-ups are agai
 the rules that place the point (``drop``, ``budget``) are the engine's (:func:`toolkit.analysis.engine.choose`,
 applied to the kept sweep by :func:`toolkit.analysis.engine.threshold_on_sweep`).
 
-Adding a cache kind is one class with the :class:`View` methods, registered in :data:`VIEWS`.
+Adding a cache kind is one class with the :class:`View` methods, named in its
+:data:`toolkit.analysis.kinds.KINDS` record.
 """
 
 from __future__ import annotations
@@ -353,25 +354,14 @@ class LLMTokenView(View):
         return out
 
 
-def _is_generation(cache) -> bool:
-    return hasattr(cache, "models") and hasattr(cache, "temperatures")
-
-
-def _is_llm_tokens(cache) -> bool:
-    return hasattr(cache, "family_names") and hasattr(cache, "offsets")
-
-
-VIEWS = [(_is_llm_tokens, LLMTokenView), (_is_generation, GenerationView),
-         (lambda c: hasattr(c, "logits"), ClassificationView)]
-
-
 def view_class(cal, test) -> type[View]:
-    """The view class of a (cal, test) pair of caches, by their kind."""
-    for accepts, cls in VIEWS:
-        if accepts(test):
-            if not accepts(cal):
-                raise TypeError(f"cal and test are different cache kinds ({type(cal).__name__}, "
-                                f"{type(test).__name__})")
-            return cls
-    raise TypeError(f"no explorer view for {type(test).__name__}; kinds: classification (Cache), generation "
-                    f"(GenCache), LLM tokens (LLMTokenCache)")
+    """The view class of a (cal, test) pair of caches, by their kind (:data:`toolkit.analysis.kinds.KINDS`)."""
+    from .kinds import kind_for
+
+    try:
+        kt, kc = kind_for(test), kind_for(cal)
+    except TypeError as e:
+        raise TypeError(f"no explorer view: {e}") from None
+    if kt is not kc:
+        raise TypeError(f"cal and test are different cache kinds ({type(cal).__name__}, {type(test).__name__})")
+    return kt.view()

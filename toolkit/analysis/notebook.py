@@ -24,7 +24,6 @@ from ..report import (  # noqa: F401
 )
 from ..zoo.catalogue import (  # noqa: F401
     CI,
-    LOADERS,
     N_BOOT,
     REFERENCE,
     REFERENCE_TEXT,

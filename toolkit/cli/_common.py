@@ -82,10 +82,10 @@ def schedule_args(p: argparse.ArgumentParser, lr: float, layers: bool = True) ->
 # ------------------------------------------------------------------------------------------------- analysis output
 def engine_args(p: argparse.ArgumentParser, *, rows: bool = True) -> None:
     """Flags shared by the analysis commands: reference, output rows, CSV and JSON."""
-    p.add_argument("--reference", default="last",
-                   help="what speed-ups divide by: 'last' (the last member alone: the last model of a cascade or "
-                        "of Swift/Super, the last exit of one model), 'all' (every stage in turn) or a stage/model "
-                        "name (that member alone)")
+    p.add_argument("--reference",
+                   help="what speed-ups divide by: 'last' (default: the last member alone: the last model of a "
+                        "cascade or of Swift/Super, the last exit of one model), 'all' (every stage in turn) or a "
+                        "stage/model name (that member alone); not for LLM token caches (the full model)")
     if rows:
         p.add_argument("--rows", type=positive_int, default=15,
                        help="frontier rows to print (evenly spaced; the cheapest and the most accurate always shown)")
@@ -94,16 +94,22 @@ def engine_args(p: argparse.ArgumentParser, *, rows: bool = True) -> None:
 
 
 def cache_kind(path) -> str:
-    """"classification", "generation" or "llm_tokens", from a cache file's header (without loading it)."""
-    import json
+    """"classification", "generation" or "llm_tokens", from a cache file's header through the library's checks
+    (:func:`toolkit.analysis.kinds.kind_of`: a FIFO or device is refused unread, a malformed header names the
+    file)."""
+    from ..analysis.kinds import kind_of
 
-    import pyarrow.parquet as pq
+    return kind_of(path).name
 
-    try:
-        meta = pq.read_schema(path).metadata or {}
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable Parquet cache ({e})") from None
-    return json.loads(meta.get(b"toolkit", b"{}")).get("kind") or "classification"
+
+def bounded_int(low: int, high: int, what: str):
+    """An integer type refusing values outside ``low..high`` (resource arguments: resamples, dots per inch)."""
+    def kind(text: str) -> int:
+        v = _number(int, text, low=low, high=high)
+        return v
+
+    kind.__name__ = f"integer in {low}..{high} ({what})"
+    return kind
 
 
 def evenly(frame, n: int):

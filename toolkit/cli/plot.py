@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import engine_args, positive_float, positive_int, probability
+from ._common import bounded_int, engine_args, positive_float, probability
 
 FORMATS = (".png", ".svg", ".pdf")
 
@@ -25,7 +25,7 @@ def register(sub) -> None:
     p.add_argument("--cal", help="cal cache of the same models (default: the *-cal.parquet sibling; 'none': no "
                                  "operating point)")
     p.add_argument("--score", choices=list(SCORES))
-    p.add_argument("--how", default="mean", choices=list(AGGREGATIONS), help="generation caches: aggregation")
+    p.add_argument("--how", choices=list(AGGREGATIONS), help="generation caches: aggregation (default mean)")
     p.add_argument("--temperature", type=positive_float)
     p.add_argument("--metric", help="headline metric drawn (default: the cache's task metric)")
     p.add_argument("--rule", default="risk", choices=list(RULES), help="how the operating point is chosen on cal")
@@ -35,9 +35,12 @@ def register(sub) -> None:
     p.add_argument("--epsilon", type=probability, default=0.05)
     p.add_argument("--budget", type=positive_float, help="rule budget: speed-up to reach on cal (x)")
     p.add_argument("--x", default="speedup", choices=["speedup", "flops"])
-    p.add_argument("--n-boot", type=positive_int, default=1000)
+    p.add_argument("--n-boot", type=bounded_int(2, 100_000, "bootstrap resamples"), default=1000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dpi", type=positive_int, default=150)
+    p.add_argument("--dpi", type=bounded_int(10, 600, "dots per inch"), default=150)
+    p.add_argument("--transfer", action="store_true",
+                   help="the cal cache is of another task or other models on purpose (a transfer): apply its "
+                        "operating point anyway (refused otherwise)")
     engine_args(p, rows=False)
     p.set_defaults(fn=run)
 
@@ -71,7 +74,7 @@ def figure(a):
         _, cal_view = view_of(b)
         op = choose(cal_view, rule=a.rule, metric=a.rule_metric, max_drop=a.max_drop, delta=a.delta,
                     epsilon=a.epsilon, budget=a.budget)
-        ev = op.evaluate(view, n_boot=a.n_boot, seed=a.seed)
+        ev = op.evaluate(view, n_boot=a.n_boot, seed=a.seed, transfer=a.transfer)
         settings = ", ".join(f"{k}={v:g}" for k, v in op.settings.items())
         points[f"chosen on cal ({a.rule}: {settings}), on {view.split}"] = ev
         shown["operating_point"] = {**op.to_dict(), **{f"test_{k}": v for k, v in ev.to_dict().items()},

@@ -18,8 +18,8 @@ def register(sub) -> None:
     p.add_argument("cache")
     p.add_argument("--score", choices=list(SCORES), help="confidence score (default: max_prob for classification, "
                                                          "energy for generation)")
-    p.add_argument("--how", default="mean", choices=list(AGGREGATIONS),
-                   help="generation caches: aggregation of token scores over the generated sequence")
+    p.add_argument("--how", choices=list(AGGREGATIONS),
+                   help="generation caches: aggregation of token scores over the generated sequence (default mean)")
     p.add_argument("--temperature", type=positive_float, help="temperature of the score (default 1)")
     p.add_argument("--metric", help="headline metric (default: the cache's task metric)")
     p.add_argument("--family", help="LLM token caches: the exit family (default: the cache's first, e.g. lens)")
@@ -33,29 +33,45 @@ def register(sub) -> None:
     p.set_defaults(fn=run)
 
 
+# flags that do not apply to a cache kind (refused rather than ignored), and why
+NOT_FOR = {"llm_tokens": {"--reference": "speed-ups are against the full model", "--metric": "the metric is "
+                          "agreement with the full model's token", "--how": "exits are per token"},
+           "generation": {"--family": "LLM token caches only", "--checked-layers": "LLM token caches only"},
+           "classification": {"--family": "LLM token caches only", "--checked-layers": "LLM token caches only",
+                              "--how": "generation caches only"}}
+
+
 def view_of(a, *, models=None):
-    """The engine view of the cache named on the command line (either kind)."""
-    from ..analysis.cache import load_cache
+    """The engine view of the cache named on the command line (any kind), after refusing flags that do not apply
+    to its kind."""
     from ..analysis.engine import staged
-    from ..analysis.generation_cache import load_generation_cache
-    from ._common import cache_kind
+    from ..analysis.kinds import kind_of
 
-    kind = cache_kind(a.cache)
-    if kind == "llm_tokens":
-        from ..analysis.llm_cache import load_llm_cache
-
-        c = load_llm_cache(a.cache)
+    kind = kind_of(a.cache)
+    given = {"--reference": a.reference, "--metric": a.metric, "--how": getattr(a, "how", None),
+             "--family": getattr(a, "family", None), "--checked-layers": getattr(a, "checked_layers", None)}
+    bad = [f"{flag} ({why})" for flag, why in NOT_FOR[kind.name].items() if given.get(flag) is not None]
+    if bad:
+        raise ValueError(f"{a.cache}: a {kind.name} cache; these flags do not apply to it: {'; '.join(bad)}")
+    c = kind.loader()(a.cache)
+    reference = a.reference or "last"
+    if kind.name == "llm_tokens":
         return c, staged(c, family=getattr(a, "family", None), score=a.score or "max_prob",
                          temperature=1.0 if a.temperature is None else a.temperature,
                          checked_layers=getattr(a, "checked_layers", None))
-    if kind == "generation":
-        c = load_generation_cache(a.cache)
+    if kind.name == "generation":
         t = 1.0 if a.temperature is None else a.temperature
-        return c, staged(c, models=models, score=a.score or "energy", how=a.how, temperature=t, metric=a.metric,
-                         reference=a.reference)
-    c = load_cache(a.cache)
+        return c, staged(c, models=models, score=a.score or "energy", how=a.how or "mean", temperature=t,
+                         metric=a.metric, reference=reference)
     return c, staged(c, score=a.score or "max_prob", temperature=a.temperature, metric=a.metric,
-                     reference=a.reference)
+                     reference=reference)
+
+
+def family_line(cache, view) -> dict:
+    """For an LLM token view: which exit family it used (the sweep names it)."""
+    fam = view.meta.get("family")
+    return {} if fam is None else {"exit family": f"{fam} (the cache holds {', '.join(cache.family_names)}; "
+                                                  f"--family picks one)"}
 
 
 def report(a, cache, view, extra: dict | None = None) -> int:
@@ -96,4 +112,4 @@ def report(a, cache, view, extra: dict | None = None) -> int:
 
 def run(a) -> int:
     cache, view = view_of(a)
-    return report(a, cache, view)
+    return report(a, cache, view, family_line(cache, view))

@@ -22,10 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..analysis.cache import load_cache
-from ..analysis.cache_io import read_header
 from ..analysis.engine import Staged, staged
-from ..analysis.generation_cache import load_generation_cache
+from ..analysis.kinds import load as load_any
 
 # The speed-up reference of every notebook and generated table: the last member alone (a cascade's or Swift/Super's
 # largest model, run on every example) or, for a multi-exit model, its last exit (the engine's default).
@@ -36,7 +34,6 @@ N_BOOT = 1000  # bootstrap resamples of every interval unless a notebook says ot
 SEED = 0  # seed of every resampling and of the cross-fitting halves
 CI = 0.95
 SPLITS = ("cal", "test")
-LOADERS = {"classification": load_cache, "generation": load_generation_cache}  # by the header's "kind"
 _SEED_FILE = re.compile(r"(?P<name>.+)-s(?P<seed>\d+)-(?P<split>[a-z]+)\.parquet")
 
 
@@ -73,11 +70,8 @@ def available(task: str, name: str) -> bool:
 
 
 def read(path: str | os.PathLike):
-    """Load a cache of any kind the notebooks use (the header's ``kind`` picks the loader)."""
-    kind = read_header(path).get("kind")
-    if kind not in LOADERS:
-        raise ValueError(f"{path}: a cache of kind {kind!r}; the notebooks read {sorted(LOADERS)}")
-    return LOADERS[kind](path)
+    """Load a cache of any kind (:func:`toolkit.analysis.kinds.load`: the header's ``kind`` picks the loader)."""
+    return load_any(path)
 
 
 def load(task: str, name: str, *, seed: int | None = None):
