@@ -110,6 +110,7 @@ def test_dependents_of_a_failed_job_are_skipped_and_the_rest_runs(tmp_path, monk
     assert states["mrpc/minilm6-s42"] == "failed" and "boom" in status["mrpc/minilm6-s42"]["error"]
     assert states["mrpc/cascade-s42/collect"] == "skipped"
     assert states["mrpc/minilm6_me-s42/collect"] == "done" and "minilm6_me" in ran
+    assert all(v["cpu_s"] >= 0 for v in status.values() if v["state"] in ("done", "failed"))
     saved = json.loads((tmp_path / "logs" / "status.json").read_text())
     assert saved["counts"] == {"done": 4, "failed": 1, "skipped": 1}
     # a deadline that leaves no room: nothing starts

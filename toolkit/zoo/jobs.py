@@ -156,7 +156,8 @@ def estimate(job: Job, device: str = "cuda", *, tiny: bool = False, profile: str
         return over + 60.0
     cfg = recipe(job.task, job.name, seed=job.seed, tiny=tiny, profile=profile)
     if job.kind == "fold":
-        return over + _run_seconds(cfg, n_train // DIFFICULTY_FOLDS * (DIFFICULTY_FOLDS - 1), tokens, n_cal, device,
+        rows = min(n_train, cfg.train_limit or n_train)  # the folds split the (capped) training rows
+        return over + _run_seconds(cfg, rows // DIFFICULTY_FOLDS * (DIFFICULTY_FOLDS - 1), tokens, n_cal, device,
                                    profile)
     extra = 0.0
     if job.name in DIFFICULTY:  # out-of-fold prediction of the whole train carve: one forward pass
@@ -227,6 +228,7 @@ def _worker_main(conn, where: Where, threads: int) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
+        cpu0 = time.process_time()  # CPU seconds of this process (every thread): what a shared CPU really gave
         try:
             run_job(job, where, log=lambda m: print(m, flush=True))
             result = {"ok": True}
@@ -240,6 +242,7 @@ def _worker_main(conn, where: Where, threads: int) -> None:
             os.dup2(saved[1], 2)
             for f in (fd, *saved):
                 os.close(f)
+        result["cpu_s"] = round(time.process_time() - cpu0, 1)
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -295,7 +298,8 @@ def run_jobs(jobs: list[Job], where: Where, *, workers: int = 0, deadline: float
     ``now + factor * estimate <= deadline - reserve``, ``factor`` being ``safety`` or, once three training jobs
     have finished, 1.1 x the median of their actual over estimated seconds if larger (the estimates learn the
     machine and the contention); training still running at ``deadline - reserve`` is stopped, and collect jobs may
-    run until ``deadline``. ``<where.logs>/status.json`` is rewritten at every change.
+    run until ``deadline``. ``<where.logs>/status.json`` is rewritten at every change; each finished job records its
+    wall seconds and the CPU seconds of its process (``cpu_s``).
     """
     status = {j.id: {"kind": j.kind, "state": "pending", "needs": list(j.needs),
                      "est_s": round(estimate(j, device, tiny=where.tiny, profile=where.profile), 1)} for j in jobs}
@@ -337,7 +341,8 @@ def run_jobs(jobs: list[Job], where: Where, *, workers: int = 0, deadline: float
             s["wall_s"] = round(time.time() - s["started"], 1)
             if state == "done" and s["kind"] != "collect" and s["est_s"] > 0:
                 slowdown.append(s["wall_s"] / s["est_s"])
-        log(f"[zoo] {state}: {job_id}" + (f" ({s['wall_s']} s)" if "wall_s" in s else "")
+        log(f"[zoo] {state}: {job_id}" + (f" ({s['wall_s']} s" + (f", {s['cpu_s']} CPU s" if "cpu_s" in s else "")
+                                           + ")" if "wall_s" in s else "")
             + (f"\n{info['error'].strip().splitlines()[-1]}" if info.get("error") else ""))
         save_status()
 
@@ -364,7 +369,8 @@ def run_jobs(jobs: list[Job], where: Where, *, workers: int = 0, deadline: float
                         result = w.conn.recv()
                     except EOFError:
                         result = {"ok": False, "error": "worker closed its pipe"}
-                    finish(w.job.id, "done" if result["ok"] else "failed", error=result.get("error"))
+                    finish(w.job.id, "done" if result["ok"] else "failed", error=result.get("error"),
+                           **({"cpu_s": result["cpu_s"]} if "cpu_s" in result else {}))
                     w.job = None
                 elif not w.proc.is_alive():
                     finish(w.job.id, "failed", error=f"worker process died (exit code {w.proc.exitcode})")
@@ -394,11 +400,12 @@ def run_jobs(jobs: list[Job], where: Where, *, workers: int = 0, deadline: float
                 job = launchable[0]
                 status[job.id].update(state="running", started=time.time())
                 log(f"[zoo] start: {job.id}")
+                cpu0 = time.process_time()
                 try:
                     run_job(job, where, log=log)
-                    finish(job.id, "done")
+                    finish(job.id, "done", cpu_s=round(time.process_time() - cpu0, 1))
                 except Exception:
-                    finish(job.id, "failed", error=traceback.format_exc())
+                    finish(job.id, "failed", error=traceback.format_exc(), cpu_s=round(time.process_time() - cpu0, 1))
                 continue
             for w in pool:
                 if w.job is None and launchable:
