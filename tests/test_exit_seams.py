@@ -47,7 +47,7 @@ def test_tuned_exits_refuse_another_model_of_the_same_shape(two):
         load_exits(str(two["exits"]), two["b"].model)
 
 
-def test_llm_generate_refuses_exits_of_another_model(two, tmp_path):
+def test_llm_generate_refuses_exits_of_another_model(two, tmp_path, capsys):
     from toolkit.cli import main
 
     (tmp_path / "in.txt").write_text("good movie\n", encoding="utf-8")
@@ -55,18 +55,18 @@ def test_llm_generate_refuses_exits_of_another_model(two, tmp_path):
               "exit": {"kind": "tuned", "folder": str(two["exits"])}, "max_new_tokens": 3}
     (tmp_path / "p.json").write_text(json.dumps(policy))
     assert main(["llm-generate", "--policy", str(tmp_path / "p.json"), "--input", str(tmp_path / "in.txt")]) == 2
+    assert "trained on other weights" in capsys.readouterr().err
 
 
 def test_tuned_folder_named_lens_is_not_the_logit_lens(two, tmp_path, monkeypatch):
-    from toolkit.nn.llm_runtime import LLMPolicy, load_exit
+    from toolkit.nn.llm_runtime import load_exit
+    from toolkit.policy import Policy
 
     _copy(two["exits"], tmp_path / "lens")
     monkeypatch.chdir(tmp_path)
-    policy = LLMPolicy(model="m", method="calm", checked_layers=[1], thresholds=0.5,
-                       exit={"kind": "tuned", "folder": "lens"})
+    policy = Policy.calm("m", checked_layers=[1], thresholds=0.5, exit={"kind": "tuned", "folder": "lens"})
     assert isinstance(load_exit(policy, two["a"].model), TunedExits)
-    assert isinstance(load_exit(LLMPolicy(model="m", method="calm", checked_layers=[1], thresholds=0.5),
-                                two["a"].model), LogitLens)
+    assert isinstance(load_exit(Policy.calm("m", checked_layers=[1], thresholds=0.5), two["a"].model), LogitLens)
     with pytest.raises(ValueError, match="ambiguous"):
         load_exits("lens", two["a"].model)  # a folder named lens beside the lens: say which
 

@@ -25,12 +25,12 @@ from toolkit.analysis.llm_cost import (  # noqa: E402
 from toolkit.nn.llm_reference import offline_acceptance, teacher_forced_exits  # noqa: E402
 from toolkit.nn.llm_runtime import (  # noqa: E402
     CalmDecoder,
-    LLMPolicy,
     LogitLens,
     SelfSpeculativeDecoder,
     greedy_decode,
     token_confidence,
 )
+from toolkit.policy import Policy, PolicyError  # noqa: E402
 
 V = 97
 M = 18
@@ -389,35 +389,39 @@ def test_calm_flops_equal_cost_model():
 
 
 def test_policy_roundtrip_and_validation(tmp_path):
-    p = LLMPolicy(model="m", method="self_speculative", draft_layer=3, draft_length=4)
+    p = Policy.self_speculative("m", draft_layer=3, draft_length=4)
     path = p.save(tmp_path / "p.json")
-    assert LLMPolicy.load(path) == p
-    c = LLMPolicy(model="m", method="calm", checked_layers=[2, 4], thresholds=[0.9, 0.8], temperature=0.5)
-    assert LLMPolicy.load(c.save(tmp_path / "c.json")) == c
+    assert Policy.load(path) == p
+    c = Policy.calm("m", checked_layers=[2, 4], thresholds=[0.9, 0.8], temperature=0.5)
+    assert Policy.load(c.save(tmp_path / "c.json")) == c
     bad = [
-        (dict(method="beam"), "method"),
-        (dict(method="self_speculative", draft_layer=0, draft_length=2), "draft_layer"),
-        (dict(method="self_speculative", draft_layer=2, draft_length=0), "draft_length"),
-        (dict(method="self_speculative", draft_layer=2.5, draft_length=2), "draft_layer"),
-        (dict(method="calm", checked_layers=[4, 2], thresholds=0.5), "checked_layers"),
-        (dict(method="calm", checked_layers=[2, 4], thresholds=[0.5, 0.6, 0.7]), "thresholds"),
-        (dict(method="calm", checked_layers=[2, 4], thresholds=float("nan")), "thresholds"),
-        (dict(method="calm", checked_layers=[2], thresholds=0.5, temperature=0), "temperature"),
-        (dict(method="calm", checked_layers=[2], thresholds=0.5, score="energy"), "score"),
-        (dict(method="calm", checked_layers=[2], thresholds=0.5, exit={"kind": "tuned"}), "exit"),
-        (dict(method="calm", checked_layers=[2], thresholds=0.5, max_new_tokens=0), "max_new_tokens"),
+        ("beam", {}, "method"),
+        ("self_speculative", dict(draft_layer=0, draft_length=2), "draft_layer"),
+        ("self_speculative", dict(draft_layer=2, draft_length=0), "draft_length"),
+        ("self_speculative", dict(draft_layer=2.5, draft_length=2), "draft_layer"),
+        ("calm", dict(checked_layers=[4, 2], thresholds=0.5), "checked_layers"),
+        ("calm", dict(checked_layers=[2, 4], thresholds=[0.5, 0.6, 0.7]), "thresholds"),
+        ("calm", dict(checked_layers=[2, 4], thresholds=float("nan")), "thresholds"),
+        ("calm", dict(checked_layers=[2], thresholds=0.5, temperature=0), "temperature"),
+        ("calm", dict(checked_layers=[2], thresholds=0.5, score="energy"), "score"),
+        ("calm", dict(checked_layers=[2], thresholds=0.5, exit={"kind": "tuned"}), "exit"),
+        ("calm", dict(checked_layers=[2], thresholds=0.5, max_new_tokens=0), "max_new_tokens"),
     ]
-    for kw, key in bad:
-        with pytest.raises(ValueError, match=f"'{key}'"):
-            LLMPolicy(model="m", **kw)
-    with pytest.raises(ValueError, match="draft_layer"):
-        LLMPolicy(model="m", method="self_speculative", draft_layer=6, draft_length=2).validate(6)
+    for method, params, key in bad:
+        with pytest.raises(PolicyError, match=f"'{key}'"):
+            Policy(method, ("m",), params)
+    with pytest.raises(PolicyError, match="draft_layer"):
+        Policy.self_speculative("m", draft_layer=6, draft_length=2).check_layers(6)
+    # the earlier LLMPolicy format still loads, and its errors name the file and the key
+    (tmp_path / "old.json").write_text(json.dumps({"model": "m", "method": "calm", "checked_layers": [2, 4],
+                                                   "thresholds": 0.9, "temperature": 0.5}))
+    assert Policy.load(tmp_path / "old.json").params["thresholds"] == (0.9,)
     (tmp_path / "u.json").write_text(json.dumps({"model": "m", "method": "calm", "treshold": 1}))
-    with pytest.raises(ValueError, match="unknown policy key.*treshold"):
-        LLMPolicy.load(tmp_path / "u.json")
+    with pytest.raises(PolicyError, match="unknown key.*treshold"):
+        Policy.load(tmp_path / "u.json")
     (tmp_path / "j.json").write_text('{"model": "m",\n "method": }')
-    with pytest.raises(ValueError, match="j.json:2"):
-        LLMPolicy.load(tmp_path / "j.json")
+    with pytest.raises(PolicyError, match="j.json:2"):
+        Policy.load(tmp_path / "j.json")
 
 
 def test_decoders_refuse_bad_arguments(model):
@@ -460,8 +464,8 @@ def test_cli_llm_generate(llm_folder, tmp_path):
 
     prompts = ["w1 w2 w3", "w7", "w10 w11 w12 w13 w14 w15"]
     (tmp_path / "in.txt").write_text("\n".join(prompts) + "\n", encoding="utf-8")
-    policy = LLMPolicy(model=str(llm_folder), method="self_speculative", draft_layer=3, draft_length=3,
-                       max_new_tokens=10).save(tmp_path / "p.json")
+    policy = Policy.self_speculative(str(llm_folder), draft_layer=3, draft_length=3,
+                                     max_new_tokens=10).save(tmp_path / "p.json")
     assert main(["llm-generate", "--policy", str(policy), "--input", str(tmp_path / "in.txt"),
                  "--out", str(tmp_path / "out.tsv"), "--batch-size", "2"]) == 0
     lines = (tmp_path / "out.tsv").read_text(encoding="utf-8").splitlines()
@@ -473,8 +477,8 @@ def test_cli_llm_generate(llm_folder, tmp_path):
     for i, (line, t) in enumerate(zip(lines[1:], greedy_decode(model, ids, 10).tokens)):
         n, count, _, text = line.split("\t")
         assert int(n) == i + 1 and int(count) == len(t) and text == tok.decode(t, skip_special_tokens=True)
-    calm = LLMPolicy(model=str(llm_folder), method="calm", checked_layers=[2, 4], thresholds=0.0,
-                     max_new_tokens=5).save(tmp_path / "c.json")
+    calm = Policy.calm(str(llm_folder), checked_layers=[2, 4], thresholds=0.0,
+                       max_new_tokens=5).save(tmp_path / "c.json")
     assert main(["llm-generate", "--policy", str(calm), "--input", str(tmp_path / "in.txt"),
                  "--out", str(tmp_path / "c.tsv")]) == 0
     rows = [r.split("\t") for r in (tmp_path / "c.tsv").read_text().splitlines()[1:]]

@@ -10,10 +10,11 @@ from toolkit.analysis.policies import early_exit
 from toolkit.analysis.scores import stage_confidence
 from toolkit.data import load_split
 from toolkit.nn.collect import collect
-from toolkit.nn.runtime import CascadeRunner, EarlyExitRunner, Policy, midpoint_threshold, runner_from_policy
+from toolkit.nn.runtime import CascadeRunner, EarlyExitRunner, midpoint_threshold, runner_from_policy
+from toolkit.policy import Policy
 
 
-def _model_dir(tmp_path_factory, tokenizer_dir, arch, layers, exit_layers=None, seed=0):
+def _model_dir(tmp_path_factory, tokenizer_dir, arch, layers, exit_layers=None, seed=0, scale=40.0):
     torch.manual_seed(seed)
     enc = tmp_path_factory.mktemp(f"{arch}-enc")
     AutoModel.from_config(tiny_config(arch, layers)).save_pretrained(enc)
@@ -23,7 +24,7 @@ def _model_dir(tmp_path_factory, tokenizer_dir, arch, layers, exit_layers=None, 
     m = MultiExitModel.from_backbone(enc, num_labels=2, exit_layers=exit_layers, seed=seed)
     with torch.no_grad():  # spread the heads so that confidences vary across exits
         for h in m.heads:
-            h.weight.mul_(40)
+            h.weight.mul_(scale)
     d = tmp_path_factory.mktemp(f"{arch}-me")
     m.save_pretrained(d)
     AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(d)
@@ -41,7 +42,8 @@ def test_early_exit_runner_matches_cache(tmp_path_factory, tokenizer_dir, glue_d
     offline = early_exit(cache, thr)
     assert len(np.unique(offline.exit_stage)) >= 3  # the test exercises several exits
     frame = load_split("sst2", "test", glue_dir).frame
-    policy = Policy(models=[str(d)], score="max_prob", thresholds=thr)
+    policy = Policy.early_exit(str(d), score="max_prob", thresholds=thr, stages=cache.stages,
+                               weights=cache.meta["models"][0]["weights_sha256"])
     runner = runner_from_policy(Policy.load(policy.save(tmp_path / "p.json")))
     assert isinstance(runner, EarlyExitRunner)
     live = runner.run(list(frame.text_a), batch_size=batch_size)
@@ -84,7 +86,7 @@ def test_cli_predict(tmp_path_factory, tokenizer_dir, tmp_path):
     from conftest import REPO
 
     d = _model_dir(tmp_path_factory, tokenizer_dir, "bert", 3)
-    Policy(models=[str(d)], thresholds=[0.9, 0.9]).save(tmp_path / "p.json")
+    Policy.early_exit(str(d), thresholds=[0.9, 0.9]).save(tmp_path / "p.json")
     (tmp_path / "in.txt").write_text("the movie was good\nthe plot was awful\n\nit is superb\n")
     r = subprocess.run([sys.executable, "-m", "toolkit", "predict", "--policy", str(tmp_path / "p.json"),
                         "--input", str(tmp_path / "in.txt")], capture_output=True, text=True, cwd=REPO, timeout=300)

@@ -610,9 +610,7 @@ def test_predict_validates_pairs_line_by_line(me_dir, tmp_path, capsys):
 ])
 def test_policy_schema(policy, needle, tmp_path):
     # before: tracebacks (unknown keys, lists), "never exit" (NaN, 1e308), a hub lookup for an int model id
-    import toolkit.nn.runtime as rt
-
-    Policy, PolicyError = rt.Policy, getattr(rt, "PolicyError", ValueError)
+    from toolkit.policy import Policy, PolicyError
     p = tmp_path / "p.json"
     p.write_text(json.dumps(policy))
     with pytest.raises(PolicyError) as e:
@@ -647,18 +645,18 @@ _json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | s
 def test_policy_fuzz_gives_a_valid_policy_or_a_policy_error(d):
     import math
 
-    from toolkit.nn.runtime import THRESHOLD_RANGE, Policy, PolicyError
+    from toolkit.policy import Policy, PolicyError, score_range
 
     try:
         p = Policy.from_dict(d, source="fuzz.json")
     except PolicyError as e:
         assert str(e).startswith("fuzz.json: ")
         return
-    assert all(isinstance(m, str) and m for m in p.models)
-    lo, hi = THRESHOLD_RANGE[p.score]
-    thr = p.thresholds if isinstance(p.thresholds, list) else [p.thresholds]
-    assert all(math.isfinite(t) and lo <= t <= hi for t in thr)
-    assert p.temperatures is None or all(math.isfinite(t) and t > 0 for t in p.temperatures)
+    assert all(isinstance(m.path, str) and m.path for m in p.models)
+    lo, hi = score_range(p.params["score"])
+    assert all(math.isfinite(t) and lo <= t <= hi for t in p.params["thresholds"])
+    temps = p.params["temperatures"]
+    assert temps is None or all(math.isfinite(t) and t > 0 for t in temps)
 
 
 # ------------------------------------------------------------------------------------------ arguments and input

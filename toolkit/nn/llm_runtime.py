@@ -38,21 +38,25 @@ models (Llama, SmolLM, Mistral, Qwen2) with ``eager`` or ``sdpa`` attention, tra
 from __future__ import annotations
 
 import inspect
-import json
 import math
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from ..analysis.llm_cost import CausalLMDims, Pass, passes_flops, passes_reads, self_speculative_passes, translator_flops
-from .llm_exits import ExitFn, LogitLens, TunedExits, load_exits
+from ..analysis.llm_cost import (
+    CausalLMDims,
+    Pass,
+    passes_flops,
+    passes_reads,
+    self_speculative_passes,
+    translator_flops,
+)
+from ..policy import Policy
+from .llm_exits import ExitFn, LogitLens, TunedExits
 
 CALM_SCORES = ("max_prob", "margin", "entropy")
 
@@ -628,128 +632,42 @@ def _per_layer(value, n: int, name: str) -> list[float]:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Saved LLM exit policies (``toolkit llm-generate``)
-
-@dataclass
-class LLMPolicy:
-    """What to generate with: a model, an exit, and a method with its operating point, saved as JSON.
-
-    ``exit``: ``{"kind": "lens"}`` or ``{"kind": "tuned", "folder": PATH}`` (trained translators, loaded with
-    ``toolkit.nn.llm_exits.TunedExits.from_pretrained``). ``method``: ``"self_speculative"`` with ``draft_layer`` and
-    ``draft_length``, or ``"calm"`` with ``score``, ``checked_layers``, ``thresholds`` (one or one per checked
-    layer) and ``temperature``.
-    """
-
-    model: str
-    method: str
-    exit: dict = field(default_factory=lambda: {"kind": "lens"})
-    draft_layer: int | None = None
-    draft_length: int | None = None
-    score: str = "max_prob"
-    checked_layers: list[int] | None = None
-    thresholds: float | list[float] | None = None
-    temperature: float | list[float] = 1.0
-    max_new_tokens: int = 64
-    chat_template: bool = True
-    meta: dict = field(default_factory=dict)
-
-    METHODS = ("self_speculative", "calm")
-
-    def __post_init__(self):
-        self.validate()
-
-    def validate(self, n_layers: int | None = None) -> LLMPolicy:
-        """Check every key (and the layers against ``n_layers`` when given); raise naming the key and the fix."""
-        def bad(key, msg):
-            raise ValueError(f"policy key {key!r}: {msg}")
-
-        if not isinstance(self.model, str) or not self.model:
-            bad("model", "give a model folder or name (e.g. 'SmolLM2-135M-Instruct')")
-        if self.method not in self.METHODS:
-            bad("method", f"{self.method!r} is not one of {self.METHODS}")
-        if not isinstance(self.exit, dict) or self.exit.get("kind") not in ("lens", "tuned"):
-            bad("exit", 'give {"kind": "lens"} or {"kind": "tuned", "folder": PATH}')
-        if self.exit["kind"] == "tuned" and not self.exit.get("folder"):
-            bad("exit", "a tuned exit needs 'folder' (the trained translators)")
-        if not _is_int(self.max_new_tokens) or self.max_new_tokens < 1:
-            bad("max_new_tokens", f"must be an integer >= 1, got {self.max_new_tokens!r}")
-        top = (n_layers - 1) if n_layers else None
-        if self.method == "self_speculative":
-            if not _is_int(self.draft_layer) or self.draft_layer < 1 or (top and self.draft_layer > top):
-                bad("draft_layer", f"must be an integer in 1..{top or 'L-1'}, got {self.draft_layer!r}")
-            if not _is_int(self.draft_length) or self.draft_length < 1:
-                bad("draft_length", f"must be an integer >= 1, got {self.draft_length!r}")
-        else:
-            layers = self.checked_layers
-            if (not isinstance(layers, list) or not layers or not all(_is_int(x) for x in layers)
-                    or sorted(set(layers)) != layers or layers[0] < 1 or (top and layers[-1] > top)):
-                bad("checked_layers", f"must be a non-empty increasing list of layers in 1..{top or 'L-1'}, "
-                                      f"got {layers!r}")
-            if self.score not in CALM_SCORES:
-                bad("score", f"{self.score!r} is not one of {CALM_SCORES}")
-            for key, val, positive in (("thresholds", self.thresholds, False), ("temperature", self.temperature, True)):
-                vals = val if isinstance(val, list) else [val]
-                if (not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-                            for x in vals) or (positive and min(vals) <= 0)):
-                    bad(key, f"must be a finite number{' > 0' if positive else ''} or a list of them, got {val!r}")
-                if len(vals) not in (1, len(layers)):
-                    bad(key, f"give one value or one per checked layer ({len(layers)}), got {len(vals)}")
-        return self
-
-    def save(self, path) -> Path:
-        """Write the policy as JSON, atomically."""
-        path = Path(path)
-        d = asdict(self)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(d, f, indent=1)
-        os.replace(tmp, path)
-        return path
-
-    @classmethod
-    def load(cls, path) -> LLMPolicy:
-        path = Path(path)
-        try:
-            d = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
-        if not isinstance(d, dict):
-            raise ValueError(f"{path}: a policy is a JSON object with keys model, method, exit ...")
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"{path}: unknown policy key(s) {unknown}; known keys: {sorted(known)}")
-        missing = [k for k in ("model", "method") if k not in d]
-        if missing:
-            raise ValueError(f"{path}: missing policy key(s) {missing}")
-        try:
-            return cls(**d)
-        except ValueError as e:
-            raise ValueError(f"{path}: {e}") from None
+# Policies (``toolkit llm-generate``): :class:`toolkit.policy.Policy` with method ``calm`` or ``self_speculative``
 
 
-def _is_int(x) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
-
-
-def load_exit(policy: LLMPolicy, model, *, weights: str | None = None) -> ExitFn:
+def load_exit(policy: Policy, model, *, weights: str | None = None) -> ExitFn:
     """The exit callable a policy names: the logit lens, or the tuned exits in its folder (whatever the folder is
     called), refused unless trained on ``model`` (``weights``: its fingerprint, when computed before a cast)."""
-    if policy.exit["kind"] == "lens":
+    ex = policy.params["exit"]
+    if ex["kind"] == "lens":
         return LogitLens(model)
-    return TunedExits.from_pretrained(policy.exit["folder"], model, weights=weights)
+    return TunedExits.from_pretrained(ex["folder"], model, weights=weights)
 
 
-def decoder_from_policy(policy: LLMPolicy, model):
-    """A SelfSpeculativeDecoder or CalmDecoder for a validated policy; a model the decoders cannot step is a
-    ValueError naming it."""
+def decoder_from_policy(policy: Policy, model, *, weights: str | None = None, source: str = "policy"):
+    """A SelfSpeculativeDecoder or CalmDecoder for a policy, on the weights it was chosen for.
+
+    ``weights``: the :func:`~toolkit.nn.parts.weights_sha256` of ``model`` computed before a cast (e.g. to
+    bfloat16); default: computed here. Refused, as a :class:`~toolkit.policy.PolicyError` naming ``source`` and the
+    key: an encoder policy, a model the decoders cannot step, layers beyond the model's, other weights than the
+    policy records (and tuned exits trained on other weights)."""
+    from ..policy import LLM_METHODS, PolicyError
+    from .parts import weights_sha256
+    from .runtime import check_policy_weights
+
+    if policy.method not in LLM_METHODS:
+        raise PolicyError(f"{source}: key 'method' is {policy.method!r}, an encoder policy: run it with "
+                          f"`toolkit predict`")
     try:
         stepper = LayerStepper(model)
     except TypeError as e:
-        raise ValueError(f"policy model {policy.model!r}: {e}") from None
-    policy.validate(stepper.n_layers)
-    exit_fn = load_exit(policy, model)
+        raise PolicyError(f"{source}: key 'models' entry 0 ({policy.model!r}): {e}") from None
+    policy.check_layers(stepper.n_layers, source)
+    weights = weights or weights_sha256(model)
+    check_policy_weights(policy, [model], source, weights=[weights])
+    exit_fn = load_exit(policy, model, weights=weights)
+    p = policy.params
     if policy.method == "self_speculative":
-        return SelfSpeculativeDecoder(model, policy.draft_layer, policy.draft_length, exit_fn)
-    return CalmDecoder(model, policy.checked_layers, policy.thresholds, score=policy.score,
-                       temperature=policy.temperature, exit_fn=exit_fn)
+        return SelfSpeculativeDecoder(model, p["draft_layer"], p["draft_length"], exit_fn)
+    return CalmDecoder(model, list(p["checked_layers"]), list(p["thresholds"]), score=p["score"],
+                       temperature=list(p["temperature"]), exit_fn=exit_fn)

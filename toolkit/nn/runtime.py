@@ -7,8 +7,9 @@ only on the examples the previous one escalated. Both apply the same rule as :mo
 whose confidence is at least its threshold; the last stage takes the rest), with the same scores and temperatures,
 so their exits can be checked example by example against the offline simulation on a cache.
 
-A :class:`Policy` (score, per-stage thresholds and temperatures, model paths) is saved as JSON and used by
-``toolkit predict``.
+A :class:`~toolkit.policy.Policy` (method ``early_exit`` or ``cascade``: models with their weight fingerprints, score,
+per-stage thresholds and temperatures) is saved as JSON and run by :func:`runner_from_policy` (``toolkit predict``),
+only on the weights it was chosen for.
 
 Layer stepping is written here (transformers has no early-exit loop): embeddings, the bidirectional attention mask,
 and each encoder layer; what a family's layers take besides ``(hidden, mask)`` (MPNet's relative position bias,
@@ -18,130 +19,22 @@ computed once per batch and sliced with the rows) comes from :mod:`toolkit.nn.fa
 from __future__ import annotations
 
 import inspect
-import json
-import math
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..analysis.scores import confidence
+from ..policy import ENCODER_METHODS, Policy, PolicyError
 from .families import family_of
 from .inference import pad_rows, predict_logits, sorted_encoding
 from .models import MultiExitModel, load_model, resolve_model
+from .parts import weights_sha256
 
-# thresholds are in confidence units (higher = more confident): outside these ranges a stage never (or always) exits
-THRESHOLD_RANGE = {"max_prob": (0.0, 1.0), "margin": (0.0, 1.0), "elang": (0.0, 100.0), "entropy": (-1e3, 0.0),
-                   "energy": (-1e6, 1e6)}
-POLICY_KEYS = ("models", "score", "thresholds", "temperatures", "max_length", "meta")
-
-
-class PolicyError(ValueError):
-    """A policy (JSON or arguments) is malformed; the message names the file and the key."""
-
-
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-@dataclass
-class Policy:
-    """What to run and when to stop: ``thresholds[e]`` in confidence units (higher = more confident) for every
-    stage but the last; ``temperatures[e]`` per stage; ``models`` in cascade order (one for early exit).
-
-    Validated on construction (:meth:`validate`): known keys only, model ids as strings, a known score, finite
-    thresholds within the score's range, positive finite temperatures, an integer ``max_length`` >= 4. Whether the
-    counts match the stages is checked when the models are loaded (:func:`runner_from_policy`).
-    """
-
-    models: list[str]
-    score: str = "max_prob"
-    thresholds: list[float] = field(default_factory=list)
-    temperatures: list[float] | None = None
-    max_length: int = 128
-    meta: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        self.validate()
-
-    def validate(self, source: str = "policy") -> None:
-        """Raise :class:`PolicyError` naming ``source`` and the key on any malformed field."""
-        def bad(key, msg):
-            raise PolicyError(f"{source}: key {key!r} {msg}")
-
-        if not isinstance(self.models, list) or not self.models:
-            bad("models", f"must be a non-empty list of model folders or names, got {self.models!r}")
-        for i, m in enumerate(self.models):
-            if not isinstance(m, str) or not m.strip():
-                bad("models", f"entry {i} must be a model folder or name (a non-empty string), got "
-                              f"{type(m).__name__} {m!r}")
-        if not isinstance(self.score, str) or self.score not in THRESHOLD_RANGE:
-            bad("score", f"must be one of {sorted(THRESHOLD_RANGE)}, got {self.score!r}")
-        thr = self.thresholds if isinstance(self.thresholds, list) else [self.thresholds]
-        lo, hi = THRESHOLD_RANGE[self.score]
-        for i, t in enumerate(thr):
-            if not _number(t) or not math.isfinite(t):
-                bad("thresholds", f"entry {i} must be a finite number, got {t!r} (NaN or inf would mean a stage "
-                                  f"never or always exits)")
-            if not lo <= t <= hi:
-                bad("thresholds", f"entry {i} is {t!r}, outside [{lo:g}, {hi:g}] where {self.score} confidences "
-                                  f"lie: that stage would never (or always) exit")
-        if self.temperatures is not None:
-            if not isinstance(self.temperatures, list) or not self.temperatures:
-                bad("temperatures", f"must be null or a list of one positive number per stage, got "
-                                    f"{self.temperatures!r}")
-            for i, t in enumerate(self.temperatures):
-                if not _number(t) or not math.isfinite(t) or not 0 < t <= 1e4:
-                    bad("temperatures", f"entry {i} must be a positive finite number (at most 1e4), got {t!r}")
-        if not isinstance(self.max_length, int) or isinstance(self.max_length, bool) or not 4 <= self.max_length <= 1 << 20:
-            bad("max_length", f"must be an integer >= 4, got {self.max_length!r}")
-        if not isinstance(self.meta, dict):
-            bad("meta", f"must be an object, got {type(self.meta).__name__}")
-
-    def check_stages(self, n_stages: int, source: str = "policy") -> None:
-        """Refuse threshold or temperature counts that do not fit ``n_stages`` (E-1, E or one threshold; E
-        temperatures)."""
-        n_thr = len(self.thresholds) if isinstance(self.thresholds, list) else 1
-        if n_thr not in (1, n_stages - 1, n_stages) or (n_thr == 0 and n_stages > 1):
-            raise PolicyError(f"{source}: key 'thresholds' has {n_thr} values for {n_stages} stages (give "
-                              f"{n_stages - 1}, {n_stages} or one)")
-        if self.temperatures is not None and len(self.temperatures) != n_stages:
-            raise PolicyError(f"{source}: key 'temperatures' has {len(self.temperatures)} values for {n_stages} "
-                              f"stages (give one per stage, or null)")
-
-    def save(self, path) -> Path:
-        path = Path(path)
-        path.write_text(json.dumps(asdict(self), indent=1, allow_nan=False))
-        return path
-
-    @classmethod
-    def from_dict(cls, d, source: str = "policy") -> Policy:
-        if not isinstance(d, dict):
-            raise PolicyError(f"{source}: a policy is a JSON object with keys {list(POLICY_KEYS)}, got "
-                              f"{type(d).__name__}")
-        unknown = sorted(set(d) - set(POLICY_KEYS))
-        if unknown:
-            raise PolicyError(f"{source}: unknown key(s) {unknown}; a policy has {list(POLICY_KEYS)}")
-        if "models" not in d:
-            raise PolicyError(f"{source}: key 'models' is missing (the model folders, in cascade order)")
-        try:
-            return cls(**d)
-        except PolicyError as e:
-            raise PolicyError(str(e).replace("policy:", f"{source}:", 1)) from None
-
-    @classmethod
-    def load(cls, path) -> Policy:
-        path = Path(path)
-        try:
-            d = json.loads(path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError as e:
-            raise PolicyError(f"{path}: not UTF-8 ({e})") from None
-        except json.JSONDecodeError as e:
-            raise PolicyError(f"{path}: not valid JSON ({e})") from None
-        return cls.from_dict(d, source=str(path))
-
+__all__ = ["Policy", "PolicyError", "RunResult", "EarlyExitRunner", "CascadeRunner", "runner_from_policy",
+           "check_policy_weights", "midpoint_threshold"]
 
 @dataclass
 class RunResult:
@@ -301,22 +194,43 @@ class CascadeRunner:
         return time.perf_counter() - t0
 
 
-def runner_from_policy(policy: Policy, device=None, *, allow_random_heads: bool = False, source: str = "policy"):
-    """An EarlyExitRunner (one multi-exit model) or a CascadeRunner (several models) for a saved policy.
+def check_policy_weights(policy: Policy, models, source: str = "policy", *, weights=None) -> None:
+    """Refuse models whose weights are not those ``policy`` was chosen for (their :func:`weights_sha256`, or
+    ``weights`` computed before a cast); warn where the policy records no fingerprint (nothing can be checked)."""
+    weights = weights or [weights_sha256(m) for m in models]
+    unchecked = [policy.models[i].path for i, w in enumerate(weights) if not policy.check_weights(i, w, source)]
+    if unchecked:
+        warnings.warn(f"{source}: the policy records no weight fingerprint for {unchecked} (an older policy file, or "
+                      f"made by hand): cannot check that these are the weights it was chosen for; make it with "
+                      f"Policy.from_operating_point to record them", stacklevel=3)
 
-    Models whose heads would be initialised at random are refused unless ``allow_random_heads``; threshold and
-    temperature counts must fit the stages (:meth:`Policy.check_stages`)."""
+
+def runner_from_policy(policy: Policy, device=None, *, allow_random_heads: bool = False, source: str = "policy"):
+    """An EarlyExitRunner (method ``early_exit``: one multi-exit model) or a CascadeRunner (``cascade``) for a
+    saved policy.
+
+    Models whose heads would be initialised at random are refused unless ``allow_random_heads``; so are models
+    with other weights than the policy records (:func:`check_policy_weights`), and thresholds, temperatures or
+    stage names that do not fit the models' stages (:meth:`Policy.check_stages`)."""
     from transformers import AutoTokenizer
 
-    policy.validate(source)
-    models = [load_model(p, allow_random_heads=allow_random_heads) for p in policy.models]
-    toks = [AutoTokenizer.from_pretrained(resolve_model(p)) for p in policy.models]
-    if len(models) == 1 and isinstance(models[0], MultiExitModel):
-        policy.check_stages(len(models[0].exit_layers), source)
-        return EarlyExitRunner(models[0], toks[0], policy.thresholds, policy.score, policy.temperatures,
-                               policy.max_length, device)
+    if policy.method not in ENCODER_METHODS:
+        raise PolicyError(f"{source}: key 'method' is {policy.method!r}, a causal-LM policy: run it with "
+                          f"`toolkit llm-generate`")
+    models = [load_model(m.path, allow_random_heads=allow_random_heads) for m in policy.models]
+    check_policy_weights(policy, models, source)
+    toks = [AutoTokenizer.from_pretrained(resolve_model(m.path)) for m in policy.models]
+    p = policy.params
+    temps = list(p["temperatures"]) if p["temperatures"] is not None else None
+    if policy.method == "early_exit":
+        if not isinstance(models[0], MultiExitModel):
+            raise PolicyError(f"{source}: key 'method' is early_exit, but {policy.model!r} is not a multi-exit model "
+                              f"(a complete classifier runs in a cascade)")
+        policy.check_stages([f"L{layer}" for layer in models[0].exit_layers], source)
+        return EarlyExitRunner(models[0], toks[0], list(p["thresholds"]), p["score"], temps, p["max_length"],
+                               device)
     policy.check_stages(len(models), source)
-    return CascadeRunner(models, toks, policy.thresholds, policy.score, policy.temperatures, policy.max_length, device)
+    return CascadeRunner(models, toks, list(p["thresholds"]), p["score"], temps, p["max_length"], device)
 
 
 def midpoint_threshold(conf_values, threshold: float) -> float:
