@@ -99,3 +99,18 @@ def test_the_cost_unit_reaches_views_results_plots_info_and_the_manifest(tmp_pat
     assert main(["info", str(tmp_path / "c.parquet")]) == 0
     out = capsys.readouterr().out
     assert "cost unit: dollars" in out and "cost per example (cumulative)" in out and "GFLOPs" not in out
+
+
+def test_the_explorer_names_the_cost_unit():
+    pytest.importorskip("ipywidgets")
+    from toolkit.analysis.explore import explore
+
+    rng = np.random.default_rng(4)
+    cal, test = (from_probabilities(rng.dirichlet(np.ones(2), size=(n, 2)), rng.integers(0, 2, n), [3.0, 7.0],
+                                    cost_unit="seconds", meta={"task": "t", "split": s})
+                 for n, s in ((300, "cal"), (200, "test")))
+    ex = explore(cal, test, threshold=0.8)
+    numbers = ex.numbers()
+    assert "mean GFLOPs per example" not in numbers.index
+    row = numbers.loc["mean cost per example (seconds)"]
+    assert 3.0 <= row["test"] <= 7.0 and row["test"] == ex.points["test"].flops  # in seconds, not scaled

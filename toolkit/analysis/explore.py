@@ -39,6 +39,7 @@ import pandas as pd
 from .calibration import bin_index
 from .explore_views import Point, Precomputed, view_class
 from .identity import check_transfer
+from .inputs import cost_label, cost_scale
 
 LIVE_CLASS = "toolkit-explorer-live"
 SNAPSHOT_CLASS = "toolkit-explorer-snapshot"
@@ -208,8 +209,10 @@ class Explorer:
         rows = [("threshold", "threshold", lambda q: q.threshold), (metric, "metric", lambda q: q.value)]
         if metric != "accuracy" and "accuracy" in p["test"].metrics:
             rows.append(("accuracy", "accuracy", lambda q: q.metrics["accuracy"]))
+        unit = self.pre("test").view.meta.get("cost_unit", "FLOPs")  # the cache's cost unit (FLOPs shown as GFLOPs)
+        scale = cost_scale(unit)[0]
         rows += [(f"speed-up vs {self.reference}", "speedup", lambda q: q.speedup),
-                 ("mean GFLOPs per example", "gflops", lambda q: q.flops * 1e-9)]
+                 (f"mean {cost_label(unit)}", "gflops", lambda q: q.flops / scale)]
         if len(set(self.pre("test").view.model_index.tolist())) > 1:  # a cascade or Swift/Super: past model 0
             rows.append(("escalated", "escalated", lambda q: q.escalated))
         out = [(label, key, *(get(p[s]) for s in ("cal", "test"))) for label, key, get in rows]

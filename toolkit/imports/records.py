@@ -5,6 +5,7 @@ torch-free: tokenizers are read with the ``tokenizers`` package from a ``tokeniz
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Iterator
@@ -58,18 +59,24 @@ def number(v, path, line: int, where: str) -> float:
 
 def load_tokenizer(where: str | os.PathLike | None):
     """A ``tokenizers.Tokenizer`` from a ``tokenizer.json`` file or a folder holding one; None if there is none (or
-    the ``tokenizers`` package is not installed)."""
+    the ``tokenizers`` package is not installed). Loaded once per file (runs of one model share it)."""
     if where is None:
         return None
     p = Path(where)
     p = p / "tokenizer.json" if p.is_dir() else p
     if not p.is_file() or p.name != "tokenizer.json":
         return None
+    st = p.stat()
+    return _tokenizer(str(p.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _tokenizer(path: str, size: int, mtime: int):
     try:
         from tokenizers import Tokenizer
     except ImportError:
         return None
-    return Tokenizer.from_file(str(p))
+    return Tokenizer.from_file(path)
 
 
 def count_tokens(tokenizer, texts: list[str]) -> list[int]:
