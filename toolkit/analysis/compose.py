@@ -71,6 +71,7 @@ def cascade_caches(caches: list[Cache], *, names: list[str] | None = None, stage
             "composed_from": [{"name": n, "path": c.meta.get("path"), "stages": c.stages,
                                "cost_definition": c.meta.get("cost_definition"), "n_examples": c.n_examples}
                               for n, c in zip(names, caches)],
-            "data": caches[0].meta.get("data", {})}
+            "data": caches[0].meta.get("data", {}),
+            "models": [m for c in caches for m in (c.meta.get("models") or [])]}
     return Cache(logits=np.concatenate(logits, 1).astype(np.float32), labels=labels[0], flops=np.concatenate(flops, 1),
                  example_ids=ids, n_tokens=caches[0].n_tokens[rows[0]], stage_info=info, meta=meta)

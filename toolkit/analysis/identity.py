@@ -24,8 +24,10 @@ import json
 
 import numpy as np
 
-_MODEL_KEYS = ("name", "path", "source_model", "revision", "train_seed", "objective", "origin", "parameters", "dims",
-               "weights_sha256", "weight_hash", "sha256", "signature")
+# what a header records of a model's weights (the same in its cal and test caches; file names and hashes of the
+# caches or logs themselves are not weights)
+_MODEL_KEYS = ("name", "path", "model", "source_model", "revision", "model_sha", "train_seed", "objective", "origin",
+               "parameters", "num_parameters", "dtype", "dims", "weights_sha256", "weight_hash", "signature")
 
 
 def _digest(obj) -> str | None:
@@ -50,7 +52,7 @@ def cache_identity(cache) -> dict:
                                for f, d in (cache.families or {}).items()}}
         names = [str(model.get("path", "model"))]
         classes, label_names = None, None
-    elif hasattr(cache, "models") and isinstance(getattr(cache, "models"), dict):  # generation cache
+    elif hasattr(cache, "models") and isinstance(cache.models, dict):  # generation cache
         record = [{"name": n, **_model_record(g.info)} for n, g in cache.models.items()]
         names = list(cache.models)
         words = meta.get("label_words")
@@ -60,9 +62,8 @@ def cache_identity(cache) -> dict:
         if isinstance(models, list) and models:
             record = [_model_record(m) for m in models]
             names = [str(m.get("name", m.get("path", "?"))) for m in models if isinstance(m, dict)]
-        elif meta.get("composed_from"):
-            record = [{"name": c.get("name"), "path": c.get("path"), "models": c.get("models")}
-                      for c in meta["composed_from"]]
+        elif meta.get("composed_from"):  # members without model records: their names and stages
+            record = [{"name": c.get("name"), "stages": c.get("stages")} for c in meta["composed_from"]]
             names = [str(c.get("name")) for c in meta["composed_from"]]
         else:
             record = None
