@@ -230,7 +230,12 @@ def test_max_prob_in_blocks_is_stage_confidence(N, E, C, seed, temperature, scal
     lg = (rng.normal(size=(N, E, C)) * scale).astype(np.float32)
     t = rng.uniform(0.2, 4, E) if temperature == "per-stage" else temperature
     for score in ("max_prob", "entropy"):
-        np.testing.assert_array_equal(adapters._confidence(lg, score, t), stage_confidence(lg, score, t))
+        conf, pred = adapters._confidence(lg, score, t)
+        np.testing.assert_array_equal(conf, stage_confidence(lg, score, t))
+        np.testing.assert_array_equal(pred, lg.argmax(-1))
+    ties = lg.round(0)  # many equal logits: argmax keeps the first
+    np.testing.assert_array_equal(adapters._confidence(ties, "max_prob", t)[0], stage_confidence(ties, "max_prob", t))
+    np.testing.assert_array_equal(adapters._confidence(ties, "max_prob", t)[1], ties.argmax(-1))
 
 
 def test_max_prob_refuses_bad_logits():

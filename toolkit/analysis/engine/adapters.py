@@ -23,7 +23,6 @@ import numpy as np
 from ..cache import Cache
 from ..generation_cache import GenCache
 from ..identity import cache_identity
-from ..identity import cache_identity
 from ..inputs import cost_unit
 from ..quality import CORPUS, corpus_score
 from ..scores import _check as _check_logits
@@ -131,17 +130,21 @@ _SCORE_ELEMENTS = 1 << 20  # logits scored at once (8 MB float64 temporaries: bo
 _F32_EXACT = 1 << 24  # float32 holds every integer up to 2^24: counts of up to that many examples are exact
 
 
-def _confidence(logits: np.ndarray, score: str, temperature) -> np.ndarray:
-    """:func:`~toolkit.analysis.scores.stage_confidence` in blocks of rows (bounded memory); max-probability as
-    ``exp(-log(sum exp(z - max z)))``, the value ``exp(max log_softmax)`` takes (the same float operations)."""
+def _confidence(logits: np.ndarray, score: str, temperature) -> tuple[np.ndarray, np.ndarray]:
+    """Confidences (:func:`~toolkit.analysis.scores.stage_confidence`) and predicted classes (``argmax``) of
+    ``[N, E, C]`` logits, ``[N, E]`` each, in blocks of rows (bounded memory, cache-friendly).
+
+    Max-probability is ``exp(-log(sum exp(z/T - max z/T)))``, the value ``exp(max log_softmax)`` takes by the same
+    float operations."""
     N, E, C = logits.shape
     rows = max(1, _SCORE_ELEMENTS // (E * C))
     t = None if temperature is None else np.asarray(temperature, dtype=np.float64)
     if t is not None and t.ndim == 1 and t.shape[0] != E:
         raise ValueError(f"{t.shape[0]} temperatures for {E} stages")
-    out = np.empty((N, E))
+    out, pred = np.empty((N, E)), np.empty((N, E), dtype=np.int64)
     for a in range(0, N, rows):
         z = logits[a:a + rows]
+        pred[a:a + len(z)] = z.argmax(-1)
         if score != "max_prob":
             out[a:a + len(z)] = stage_confidence(z, score, temperature)
             continue
@@ -156,7 +159,7 @@ def _confidence(logits: np.ndarray, score: str, temperature) -> np.ndarray:
         if not (np.isfinite(p).all() and np.isfinite(z).all()):
             _check_logits(z, tt)  # raises the scores' own error (NaN/inf logits, bad or overflowing temperature)
         out[a:a + len(z)] = p
-    return out
+    return out, pred
 
 
 def stage_layers(cache) -> np.ndarray:
@@ -216,8 +219,7 @@ def from_classification(cache: Cache, *, score: str = "max_prob", temperature=No
         ``2C + 1`` for multiclass MCC (:class:`ClassMetrics`).
     """
     N, E, C = cache.logits.shape
-    conf = _confidence(cache.logits, score, temperature)
-    pred = cache.predictions
+    conf, pred = _confidence(cache.logits, score, temperature)
     labels = np.asarray(cache.labels)
     correct = pred == labels[:, None]
     model_index = np.array([s.get("model_index", 0) for s in cache.stage_info])
@@ -236,7 +238,6 @@ def from_classification(cache: Cache, *, score: str = "max_prob", temperature=No
                   layers=stage_layers(cache), model_index=model_index, example_ids=np.asarray(cache.example_ids),
                   metric=metric, loss_kind="binary", quality=correct.astype(np.float32),
                   meta={"kind": "classification", "task": cache.task, "split": cache.split,
-                        "identity": cache_identity(cache),
                         "identity": cache_identity(cache),
                         "score": score, "temperature": t, "cost_unit": cost_unit(cache), "path": cache.meta.get("path")},
                   strata=labels)
@@ -337,7 +338,6 @@ def from_generation(cache: GenCache, *, models=None, score: str = "energy", how:
                   loss_kind="binary" if metric == "exact_match" else "bounded", quality=q,
                   extras={"tokens": np.cumsum(np.stack([g.n_steps for g in gens], 1), 1).astype(np.float64)},
                   meta={"kind": "generation", "task": cache.meta.get("task"), "split": cache.meta.get("split"),
-                        "identity": cache_identity(cache),
                         "identity": cache_identity(cache),
                         "score": score, "how": how, "temperature": float(temperature), "cost_unit": "FLOPs",
                         "layers": "encoder + decoder layers of the models run" if None not in depth else
