@@ -99,6 +99,9 @@ def test_the_cost_unit_reaches_views_results_plots_info_and_the_manifest(tmp_pat
     assert main(["info", str(tmp_path / "c.parquet")]) == 0
     out = capsys.readouterr().out
     assert "cost unit: dollars" in out and "cost per example (cumulative)" in out and "GFLOPs" not in out
+    assert main(["sweep", str(tmp_path / "c.parquet")]) == 0
+    out = capsys.readouterr().out
+    assert "0.012 dollars per example" in out and "cost (dollars)" in out and "GFLOPs" not in out
 
 
 def test_the_explorer_names_the_cost_unit():

@@ -128,12 +128,16 @@ def evenly(frame, n: int):
 SHARES = ("escalated", "final_share")
 
 
-def readable(frame, metrics=()):
-    """A curve frame for people: GFLOPs, speed-ups in x, shares in %, metrics to 4 decimals."""
+def readable(frame, metrics=(), *, unit: str = "FLOPs"):
+    """A curve frame for people: GFLOPs (or the cache's cost unit), speed-ups in x, shares in %, metrics to 4
+    decimals."""
+    from ..analysis.inputs import cost_scale
+
     out = frame.copy()
     if "flops" in out:
-        out["flops"] = (out["flops"] / 1e9).round(3)
-        out = out.rename(columns={"flops": "GFLOPs"})
+        scale, shown = cost_scale(unit)
+        out["flops"] = (out["flops"] / scale).round(3) if unit == "FLOPs" else out["flops"].map("{:.4g}".format)
+        out = out.rename(columns={"flops": shown if unit == "FLOPs" else f"cost ({shown})"})
     if "speedup" in out:
         out["speedup"] = out["speedup"].map(lambda v: f"{v:.2f}x")
         out = out.rename(columns={"speedup": "speed-up"})

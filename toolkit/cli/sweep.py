@@ -89,11 +89,14 @@ def report(a, cache, view, extra: dict | None = None) -> int:
     if a.json:
         print_json({"cache": a.cache, "task": view.meta.get("task"), "split": view.split, "n": view.n_examples,
                     "stages": list(view.stage_names), "score": view.meta.get("score"), "reference": view.reference,
-                    "reference_gflops": ref_gflops, **(extra or {}), "summary": summary.to_dict(),
+                    "reference_gflops": ref_gflops, "cost_unit": view.meta.get("cost_unit", "FLOPs"),
+                    **(extra or {}), "summary": summary.to_dict(),
                     "frontier": [{**r, "gflops": r["flops"] / 1e9} for r in front.to_dict("records")]})
         return 0
     print(cache)
-    print(f"speed-ups against {view.reference}: {ref_gflops:.3f} GFLOPs per example "
+    unit = view.meta.get("cost_unit", "FLOPs")
+    ref_cost = f"{ref_gflops:.3f} GFLOPs" if unit == "FLOPs" else f"{view.reference_cost.mean():.4g} {unit}"
+    print(f"speed-ups against {view.reference}: {ref_cost} per example "
           f"(score {view.meta.get('score')}, {view.split} split, N={view.n_examples})")
     for k, v in (extra or {}).items():
         print(f"{k}: {v}")
@@ -106,7 +109,7 @@ def report(a, cache, view, extra: dict | None = None) -> int:
     print(f"area under the {s.metric}/speed-up frontier (mean over speed-ups): {s.auc:.4f}")
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(f"\nPareto frontier ({len(front)} rows; {min(a.rows, len(front))} shown, cheapest to most accurate):")
-        print(readable(evenly(front, a.rows), view.metric_names).to_string(index=False))
+        print(readable(evenly(front, a.rows), view.metric_names, unit=unit).to_string(index=False))
     return 0
 
 
