@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Zoo v2 on this machine's CPU: the jobs of toolkit.zoo.jobs.PRIORITY (sets minilm6_me, cascade, mpnet_me and
-# cascade_da; training seeds 42, 43, 44; SST-2 and MRPC first, then MPNet-base on CoLA and AG News, the RTE recipe
-# variants, then the other tasks' extra seeds), one after another, in priority order. Resumable: a set whose caches
+# Zoo v2 on this machine's CPU: the cpu recipe profile (toolkit.zoo.recipes.SCHEDULE_CPU: MiniLM members only, fp32,
+# small fixed epoch budgets; the cascades borrow the shipped multi-exit MPNet's L12 exit) and the jobs of
+# toolkit.zoo.jobs.CPU_PRIORITY (MRPC's cascade and cascade_da for seeds 42, 43, 44, then SST-2's, SST-2's
+# minilm6_me, then CoLA and RTE, then AG News), one after another, set by set. Resumable: a set whose caches
 # are already in data/ (built here or merged from a GPU run with `python scripts/gpu_zoo.py --merge OUT/data`) is
 # skipped, a finished run folder is reused, an interrupted run resumes from its last checkpoint. Days on 2 shared
 # cores; minutes on a GPU (scripts/gpu_zoo.py). Log: runs/zoo-v2.log; per-job status and logs: runs/zoo-logs/.
