@@ -1,5 +1,6 @@
-"""The deprecated notebook helpers (toolkit.analysis.notebook: stops, paired_drop) now delegate to the engine: its
-paired drop interval (Evaluation.drop_interval) checked against a brute-force bootstrap."""
+"""Any point's paired drop interval from the engine (evaluation_at_stages at the point's stops, Evaluation.drop_interval,
+which replaced the notebooks' paired_drop) checked against a brute-force bootstrap; the deprecated
+toolkit.analysis.notebook.stops of a cross-fit against its folds."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def test_paired_drop_equals_a_brute_force_bootstrap():
     draws = [drop(np.repeat(np.arange(cache.n_examples), counts.astype(int)))  # one resample at a time
              for counts in engine.resample_weights(cache.n_examples, n_boot=300, seed=5)]
     want = (drop(np.arange(cache.n_examples)), *np.quantile(draws, [0.025, 0.975]))
-    got = nb.paired_drop(v, thr, n_boot=300, seed=5)
+    ev = engine.evaluation_at_stages(v, nb.stops(v, thr), n_boot=300, seed=5)
+    got = (ev.drop(), *ev.drop_interval())
     np.testing.assert_allclose(got, want, atol=1e-12)
     assert got[0] == pytest.approx(engine.evaluation(v, thr).drop()) and got[1] < got[0] < got[2]
 
@@ -41,9 +43,10 @@ def test_paired_drop_equals_a_brute_force_bootstrap():
 def test_paired_drop_of_an_operating_point_and_of_a_crossfit():
     v = nb.view(_cache())
     op = engine.choose(v, rule="drop", max_drop=0.02)
-    assert nb.paired_drop(v, op, n_boot=50)[0] == pytest.approx(op.evaluate(v).drop())
+    assert engine.evaluation_at_stages(v, nb.stops(v, op)).drop() == pytest.approx(op.evaluate(v).drop())
     cf = engine.crossfit(v, rule="drop", max_drop=0.02, seed=3, n_boot=0)
-    d, lo, hi = nb.paired_drop(v, cf, n_boot=200)
+    ev = engine.evaluation_at_stages(v, nb.stops(v, cf), n_boot=200)
+    d, (lo, hi) = ev.drop(), ev.drop_interval()
     assert d == pytest.approx(cf.combined.drop()) and lo <= d <= hi
     # each half is stopped by the threshold chosen on the other half
     a, b = engine.halves(v.example_ids, 3, v.strata)

@@ -3,7 +3,10 @@
 Its parts moved to where they belong: the shipped-cache catalogue and the protocol constants to
 :mod:`toolkit.zoo.catalogue`, rendering (intervals as text, tables of results, conclusions, figures) to
 :mod:`toolkit.report`, cross-fitted temperatures to :mod:`toolkit.analysis.calibration`, and the paired drop
-interval to the engine (:meth:`toolkit.analysis.engine.Evaluation.drop_interval`). The names below re-export them.
+interval to the engine (:meth:`toolkit.analysis.engine.Evaluation.drop_interval`; ``paired_drop`` and
+``upper_bound_point`` are gone: :func:`toolkit.analysis.engine.evaluation_at_stages` at :func:`stops` gives any
+point's paired drop interval, :func:`toolkit.analysis.engine.threshold_on_sweep` on test's own curve its
+test-selected point). The names below re-export them.
 """
 
 from __future__ import annotations
@@ -63,26 +66,3 @@ def stops(view: Staged, point) -> np.ndarray:
         out[a] = view.subset(a).stage_of(point.folds[1].threshold)
         return out
     return view.stage_of(point.threshold if isinstance(point, OperatingPoint) else point)
-
-
-def paired_drop(view: Staged, point, *, metric: str | None = None, n_boot: int = N_BOOT, ci: float = CI,  # noqa: F811
-                seed: int = SEED) -> tuple[float, float, float]:
-    """Deprecated: ``(drop, lo, hi)`` of ``point`` on ``view``, the engine's paired interval
-    (:meth:`~toolkit.analysis.engine.Evaluation.drop_interval`) at the stops :func:`stops` gives."""
-    from .engine import evaluation_at_stages
-
-    ev = evaluation_at_stages(view, stops(view, point), n_boot=n_boot, ci=ci, seed=seed)
-    return (ev.drop(metric), *ev.drop_interval(metric))
-
-
-def upper_bound_point(curve, *, max_drop: float = 0.01, metric: str = "accuracy") -> dict:
-    """Deprecated: the test-selected (in-sample) point of a curve, the engine's drop rule applied to the curve's
-    own data (:func:`toolkit.analysis.engine.threshold_on_sweep`); not a bound on a point chosen elsewhere."""
-    from .engine import threshold_on_sweep
-
-    thr = threshold_on_sweep(curve, rule="drop", metric=metric, max_drop=max_drop)
-    r = curve.frame.loc[curve.frame["threshold"] == thr].iloc[0]
-    final = float(curve.frame[metric].iloc[0])
-    return {"point": f"best on test itself (test-selected, drop <= {max_drop:g})", metric: float(r[metric]),
-            f"final_{metric}": final, f"{metric}_drop": final - float(r[metric]), "speedup": float(r["speedup"]),
-            "threshold": thr}
