@@ -62,6 +62,15 @@ def test_load_seeds_falls_back_to_the_v1_pair_and_says_so(tmp_path, monkeypatch)
         catalogue.load_seeds("toy", "absent", verbose=False)
 
 
+def test_data_dir_from_anywhere(tmp_path, monkeypatch):
+    monkeypatch.delenv("TOOLKIT_NB_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)  # neither ./data nor ../data holds a manifest: the checkout's data folder
+    assert catalogue.data_dir() == REPO / "data"
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "MANIFEST.json").write_text("{}")
+    assert catalogue.data_dir() == Path("data")  # the working directory's, when it has one
+
+
 # ------------------------------------------------------------------------------------------------- temperatures
 def test_crossfit_temperatures_equal_per_half_fits():
     cache = _cache(flat_first=True)

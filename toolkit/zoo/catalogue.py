@@ -40,11 +40,15 @@ _SEED_FILE = re.compile(r"(?P<name>.+)-s(?P<seed>\d+)-(?P<split>[a-z]+)\.parquet
 # ------------------------------------------------------------------------------------------------- files
 def data_dir() -> Path:
     """The shipped caches: ``$TOOLKIT_NB_DATA``, else ``../data`` (a notebook runs in ``notebooks/``), else
-    ``data``."""
+    ``data`` in the working directory, else the checkout's ``data`` beside this package (a command run elsewhere)."""
     env = os.environ.get("TOOLKIT_NB_DATA")
     if env:
         return Path(env)
-    return Path("../data") if Path("../data/MANIFEST.json").exists() else Path("data")
+    for here in (Path("../data"), Path("data")):
+        if (here / "MANIFEST.json").exists():
+            return here
+    checkout = Path(__file__).resolve().parents[2] / "data"
+    return checkout if (checkout / "MANIFEST.json").exists() else Path("data")
 
 
 def cache_file(task: str, name: str, split: str, *, seed: int | None = None) -> Path:
