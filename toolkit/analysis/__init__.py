@@ -22,10 +22,12 @@ from .engine import (
     threshold_grid,
 )
 from .generation_cache import GenCache, Generation, load_generation_cache, save_generation_cache
+from .inputs import from_log_probs, from_probabilities
 from .llm import from_llm_tokens  # registers the engine adapter of LLM token caches
 from .llm_cache import LLMTokenCache, load_llm_cache
 
-__all__ = ["Cache", "CacheError", "from_arrays", "load_cache", "save_cache", "GenCache", "Generation",
+__all__ = ["Cache", "CacheError", "from_arrays", "from_probabilities", "from_log_probs", "load_cache", "save_cache",
+           "GenCache", "Generation",
            "load_generation_cache", "save_generation_cache", "engine", "Staged", "staged", "sweep", "evaluate",
            "bootstrap_bands", "threshold_grid", "pareto_front", "summarize", "choose", "compare", "crossfit",
            "LLMTokenCache", "load_llm_cache", "from_llm_tokens"]
