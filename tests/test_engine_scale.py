@@ -246,3 +246,21 @@ def test_max_prob_refuses_bad_logits():
         lg[1, 0, 2] = bad
         with pytest.raises(ValueError, match="NaN or inf"):
             adapters._confidence(lg, "max_prob", None)
+
+
+def test_bootstrap_statistic_resamples_clusters_whole():
+    s = _clustered(seed=6)
+    ids, size = np.unique(s.clusters, return_counts=True)
+    seen = []
+
+    def stat(v):
+        seen.append(v)
+        return float(v.n_examples)
+
+    value, lo, hi = en.bootstrap_statistic(stat, s, n_boot=5, seed=1)
+    assert value == s.n_examples and lo <= hi
+    draw = np.random.default_rng(1).integers(0, len(ids), len(ids))  # the first resample's clusters
+    assert seen[0].n_examples == size[draw].sum()
+    for v in seen[:-1]:  # each drawn cluster with all of its examples
+        got = {k: int((v.clusters == k).sum()) for k in np.unique(v.clusters)}
+        assert all(n % size[ids == k][0] == 0 for k, n in got.items())

@@ -295,7 +295,8 @@ def cluster_weights(n_clusters: int, *, n_boot: int, seed: int, data_row: bool =
 
 def bootstrap_statistic(fn, data, *, n_boot: int = 200, ci: float = 0.95, seed: int = 0):
     """Percentile interval of any statistic ``fn(data) -> float`` (or dict of floats), resampling examples of
-    ``data`` (anything with ``subset`` and ``n_examples``: a cache or a :class:`Staged` view).
+    ``data`` (anything with ``subset`` and ``n_examples``: a cache or a :class:`Staged` view); clusters of a view's
+    ``clusters`` (e.g. a token's prompt) are resampled whole.
 
     Returns ``(value, lo, hi)``, or a dict of such tuples. One call of ``fn`` per resample: use it for statistics
     the engine does not vectorise (:func:`bootstrap_bands`, :func:`compare` do).
@@ -303,7 +304,13 @@ def bootstrap_statistic(fn, data, *, n_boot: int = 200, ci: float = 0.95, seed: 
     check_bootstrap(n_boot, ci)
     rng = np.random.default_rng(seed)
     N = data.n_examples
-    draws = [fn(data.subset(rng.integers(0, N, N))) for _ in range(n_boot)]  # loop over resamples, not examples
+    inv, P = _cluster_index(getattr(data, "clusters", None), N)
+    if inv is None:
+        draws = [fn(data.subset(rng.integers(0, N, N))) for _ in range(n_boot)]  # loop over resamples, not examples
+    else:
+        members = np.split(np.argsort(inv, kind="stable"), np.cumsum(np.bincount(inv, minlength=P))[:-1])
+        draws = [fn(data.subset(np.concatenate([members[k] for k in rng.integers(0, P, P)])))
+                 for _ in range(n_boot)]
     point = fn(data)
     a = (1 - ci) / 2
     if isinstance(point, dict):
