@@ -8,22 +8,12 @@ import pytest
 
 from toolkit.analysis.cache import CacheError
 from toolkit.analysis.cache_io import INTEGRITY_KEY, read_header
-from toolkit.analysis.llm_cache import LLMCacheWriter, LLMTokenCache, load_llm_cache, save_llm_cache
+from toolkit.analysis.llm_cache import LLMCacheWriter, LLMTokenCache, load_llm_cache, prompt_range, save_llm_cache
 from toolkit.analysis.synthetic import random_token_cache
 
 
 def _chunks(c: LLMTokenCache, cuts) -> list[LLMTokenCache]:
-    out = []
-    for a, b in zip([0, *cuts], [*cuts, c.n_examples]):
-        s0, s1 = c.offsets[a], c.offsets[b]
-        out.append(LLMTokenCache(example_ids=c.example_ids[a:b], labels=c.labels[a:b], n_prompt=c.n_prompt[a:b],
-                                 tokens=c.tokens[s0:s1], offsets=c.offsets[a:b + 1] - s0,
-                                 top1={f: v[s0:s1] for f, v in c.top1.items()},
-                                 stats={f: v[s0:s1] for f, v in c.stats.items()}, temperatures=c.temperatures,
-                                 model=c.model, families=c.families,
-                                 quality={m: q[a:b] for m, q in c.quality.items()}, stats_dtype=c.stats_dtype,
-                                 meta=c.meta))
-    return out
+    return [prompt_range(c, a, b) for a, b in zip([0, *cuts], [*cuts, c.n_examples])]
 
 
 @pytest.mark.parametrize("dtype", ["float16", "float32"])

@@ -455,6 +455,19 @@ def load_llm_cache(path: str | os.PathLike, *, data_dir=None, verify_data: bool 
     return cache
 
 
+def prompt_range(cache: LLMTokenCache, start: int, stop: int) -> LLMTokenCache:
+    """Prompts ``start:stop`` of a token cache as a cache of their own (a chunk for :class:`LLMCacheWriter`)."""
+    c = cache
+    stop = min(stop, c.n_examples)
+    s0, s1 = c.offsets[start], c.offsets[stop]
+    return LLMTokenCache(example_ids=c.example_ids[start:stop], labels=c.labels[start:stop],
+                         n_prompt=c.n_prompt[start:stop], tokens=c.tokens[s0:s1],
+                         offsets=c.offsets[start:stop + 1] - s0, top1={f: v[s0:s1] for f, v in c.top1.items()},
+                         stats={f: v[s0:s1] for f, v in c.stats.items()}, temperatures=c.temperatures, model=c.model,
+                         families=c.families, quality={m: q[start:stop] for m, q in c.quality.items()},
+                         stats_dtype=c.stats_dtype, meta=c.meta)
+
+
 def concat_token_caches(caches: list[LLMTokenCache]) -> LLMTokenCache:
     """Several token caches of one model (e.g. different prompt sets of one split) as one, prompts back to back.
 
