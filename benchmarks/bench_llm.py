@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from toolkit.analysis import llm
+from toolkit.analysis import engine, llm
 from toolkit.analysis.llm_cache import concat_token_caches, load_llm_cache
 from toolkit.analysis.llm_cost import full_token_flops, self_speculative_block_flops
 
@@ -60,7 +60,7 @@ def main(data="data"):
     worst = max(abs(f0.speedup[k] - v) / v for k, v in by_hand.items())
     t0 = time.perf_counter()
     for f in fams:
-        llm.calm_sweep(llm.token_staged(cache, f))
+        engine.sweep(engine.staged(cache, family=f))
     t_calm = time.perf_counter() - t0
     print(f"self-speculative, all {n_cases} cases (vectorised):  {t_vec:8.3f} s")
     print(f"plain walk per example and block (scaled):      {t_hand:8.3f} s  (3 of {cache.n_layers - 1} layers timed)")

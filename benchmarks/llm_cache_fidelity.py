@@ -6,11 +6,15 @@ each exit family (logit lens; tuned exits from ``--tuned``, default ``runs/llm/s
 :class:`toolkit.nn.llm_runtime.SelfSpeculativeDecoder` (KV cache, batched) and check that
 
 * its output equals the cached greedy output token for token, and
-* its accepted count of every block equals :func:`toolkit.analysis.llm.acceptance_counts` on the cache.
+* its accepted count of every block equals :func:`toolkit.analysis.llm.acceptance_counts` on the cache, and
+* (one row at a time) the FLOPs and weight reads it counts for every block (its recorded passes) equal the offline
+  walk's (:func:`toolkit.analysis.llm.self_speculative_blocks`).
 
 The pairs: for each family, the one with the best memory-bound speed-up on the cal caches (``self_speculative``,
-the criterion notebook 10 and the README use), and a shallow one (layer 10, length 2) that rejects often. Resumable: one result file per (cache, family, k, d, batch)
-under ``runs/llm_cache_fidelity/``; the summary goes to ``benchmarks/llm_cache_fidelity.json``.
+the criterion notebook 10 and the README use), the deep pair (layer 29, length 1) and a shallow one (layer 10,
+length 2) that rejects often. Resumable: one result file per (cache, family, k, d, batch) under
+``runs/llm_cache_fidelity/``; the summary (merged with the results already in it) goes to
+``benchmarks/llm_cache_fidelity.json``.
 
 Run: PYTHONPATH=. python benchmarks/llm_cache_fidelity.py [--batch-size 8] [--threads 1]
 """
@@ -32,21 +36,28 @@ CACHES = ("smollm2_agnews_headline", "smollm2_sst2_sentiment")
 
 
 def chosen_pairs(family: str) -> list[tuple[int, int]]:
-    """The best (layer, length) on cal by the memory-bound speed-up, and a shallow pair."""
+    """The best (layer, length) on cal by the memory-bound speed-up, the deep pair and a shallow pair."""
+    return sorted({best_pair(family), (29, 1), (10, 2)})
+
+
+def best_pair(family: str) -> tuple[int, int]:
+    """The pair chosen on cal (the best memory-bound speed-up)."""
     from toolkit.analysis import llm
     from toolkit.analysis.llm_cache import concat_token_caches, load_llm_cache
 
     cal = concat_token_caches([load_llm_cache(REPO / "data" / "llm" / f"{c}-cal.parquet") for c in CACHES])
-    frame = llm.self_speculative(cal, family, draft_lengths=range(1, 9))
-    best = frame.loc[frame.memory_bound_speedup.idxmax()]
-    return sorted({(int(best.layer), int(best.draft_length)), (10, 2)})
+    choice = llm.choose_self_speculative(cal, family)
+    return choice.layer, choice.draft_length
 
 
 def run_one(lm, exits, cache, prompts, k: int, d: int, batch: int) -> dict:
-    from toolkit.analysis.llm import acceptance_counts
+    from toolkit.analysis.llm import self_speculative_blocks
     from toolkit.nn.llm_runtime import SelfSpeculativeDecoder
 
-    offline = acceptance_counts(cache, exits.family, k, d)
+    blocks = self_speculative_blocks(cache, exits.family, k, d)
+    offline = blocks.by_prompt("accepted")
+    flops, reads = blocks.by_prompt("flops"), blocks.by_prompt("reads")
+    costs_equal = 0
     dec = SelfSpeculativeDecoder(lm.model, k, d, exits)
     budgets = cache.max_new_tokens
     tokens_equal, accepted_equal, first_bad = 0, 0, []
@@ -62,6 +73,9 @@ def run_one(lm, exits, cache, prompts, k: int, d: int, batch: int) -> dict:
             ok_acc = np.array_equal(res.accepted[j], offline[i])
             tokens_equal += ok_tokens
             accepted_equal += ok_acc
+            if batch == 1:  # one row: the block costs it counted are the offline walk's, block by block
+                costs_equal += (len(res.passes) == len(flops[i]) and np.allclose(res.block_flops, flops[i], rtol=1e-12)
+                                and np.allclose(res.block_reads, reads[i], rtol=1e-12))
             if not (ok_tokens and ok_acc):
                 n = min(len(want), len(res.tokens[j]))
                 diff = np.flatnonzero(res.tokens[j][:n] != want[:n])
@@ -69,6 +83,7 @@ def run_one(lm, exits, cache, prompts, k: int, d: int, batch: int) -> dict:
                                   "first_token_difference": int(diff[0]) if len(diff) else n})
     return {"prompts": cache.n_examples, "tokens": int(cache.n_tokens), "tokens_equal": int(tokens_equal),
             "accepted_equal": int(accepted_equal), "mismatches": first_bad,
+            **({"block_costs_equal_offline": int(costs_equal)} if batch == 1 else {}),
             "blocks": int(sum(len(a) for a in offline)), "seconds": time.perf_counter() - t0}
 
 
@@ -77,12 +92,14 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--tuned", default=str(REPO / "runs" / "llm" / "smollm2_tuned"))
+    ap.add_argument("--pairs", choices=("all", "chosen"), default="all",
+                    help="'chosen': only each family's pair chosen on cal")
     a = ap.parse_args()
     lm, families = smollm2_with_exits(a.tuned, a.threads)
     OUT.mkdir(parents=True, exist_ok=True)
     for name, (cache, prompts, _, _) in shipped_token_caches(lm, CACHES).items():
         for family, exits in families.items():
-            for k, d in chosen_pairs(family):
+            for k, d in (chosen_pairs(family) if a.pairs == "all" else [best_pair(family)]):
                 path = OUT / f"{name}-{family}-k{k}-d{d}-b{a.batch_size}.json"
                 r = resumable_result(path, lambda: {
                     "cache": name, "family": family, "layer": k, "draft_length": d, "batch": a.batch_size,

@@ -152,8 +152,14 @@ def resumable_result(path: Path, compute) -> dict:
 
 
 def gather_results(folder: Path, out: Path, lm, threads: int) -> None:
-    """Every configuration's result in ``folder`` (this run's and earlier runs') into one committed file."""
+    """Every configuration's result in ``folder`` (this run's and earlier runs') into one committed file, merged with
+    the results ``out`` already holds (a configuration measured again replaces its earlier result)."""
     import json
 
-    done = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
-    out.write_text(json.dumps({"model": lm.info()["origin"], "threads": threads, "results": done}, indent=1))
+    key = ("cache", "family", "layer", "draft_length", "batch", "design")
+    old = json.loads(out.read_text())["results"] if out.exists() else []
+    done = {tuple(r.get(k) for k in key): r for r in old}
+    done.update({tuple(r.get(k) for k in key): r
+                 for r in (json.loads(p.read_text()) for p in sorted(folder.glob("*.json")))})
+    out.write_text(json.dumps({"model": lm.info()["origin"], "threads": threads, "results": list(done.values())},
+                              indent=1))

@@ -41,7 +41,6 @@
 # (`toolkit.analysis.llm_cost`): layers run, every exit head evaluated, the K/V projections of skipped layers.
 
 # %%
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -53,6 +52,7 @@ from toolkit.analysis import llm_intervals as li
 from toolkit.analysis import notebook as nb
 from toolkit.analysis.compose import cascade_caches
 from toolkit.analysis.llm_cache import concat_token_caches, load_llm_cache
+from toolkit.zoo import llm_results
 
 nb.setup()
 SETS = ("agnews_headline", "sst2_sentiment")  # prompt sets with a cal and a test cache
@@ -83,7 +83,7 @@ W = {"cal": li.prompt_weights(cal.n_examples, n_boot=nb.N_BOOT, seed=nb.SEED),
      "test": li.prompt_weights(test.n_examples, n_boot=nb.N_BOOT, seed=nb.SEED),
      "qnli": li.prompt_weights(qnli.n_examples, n_boot=nb.N_BOOT, seed=nb.SEED)}
 print("model:", test.model["path"], {k: v for k, v in test.model["dims"].items()})
-print("decoding speed-up reference:", llm.token_staged(test, "lens", checked_layers=[1]).reference,
+print("decoding speed-up reference:", engine.staged(test, family="lens", checked_layers=[1]).reference,
       "greedy, per generated token (prefill excluded)")
 tuned = test.families["tuned"]
 print("tuned exits:", tuned["form"], "trained on train-split prompts of", tuned["config"]["prompt_sets"],
@@ -213,7 +213,7 @@ lens, which approaches the model itself there, is the better calibrated.
 # layers of this model; a tuned exit adds its translator), and the K/V projections that fill the skipped layers from
 # the exited state (state propagation). Two designs: exits checked at every third layer, and a single checked layer
 # (the layer with the best cal speed-up at the middle target). Rules: one global threshold, the cheapest on `cal`
-# whose agreement reaches the target (`llm.calm_threshold`), or per-layer thresholds that make each checked layer
+# whose agreement reaches the target (`engine.choose(cal, rule="target", ...)`), or per-layer thresholds that make each checked layer
 # that reliable on `cal` (`llm.calm_layer_thresholds`). The **oracle** (each token at its earliest agreeing checked
 # layer) is an upper bound no confidence rule reaches; so is the best threshold chosen on test itself.
 #
@@ -225,15 +225,15 @@ lens, which approaches the model itself there, is the better calibrated.
 TARGETS = (0.9, 0.95, 0.99)
 TARGET = 0.95  # the target of the single-layer choice, of the comparisons and of the QNLI transfer
 EVERY3 = list(range(3, L, 3))
-ORACLE = "oracle (upper bound at agreement 1)"
+ORACLE = li.ORACLE
 
 
 def single_layer_choice(family):
     """The checked layer whose cal-chosen global threshold (at TARGET) gives the best cal speed-up."""
     speedup = {}
     for k in range(1, L):
-        s = llm.token_staged(cal, family, checked_layers=[k])
-        speedup[k] = float(llm.calm_evaluate(s, [llm.calm_threshold(s, TARGET)]).speedup.iloc[0])
+        s = engine.staged(cal, family=family, checked_layers=[k])
+        speedup[k] = engine.choose(s, rule="target", target=TARGET, metric="agreement").cal.speedup
     return max(speedup, key=speedup.get)
 
 
@@ -241,33 +241,14 @@ designs = {}
 for f in FAMILIES:
     designs[f, "every 3rd layer"] = EVERY3
     designs[f, "one checked layer"] = [single_layer_choice(f)]
-points, draws, curves, oracles = [], {}, {}, {}
-for (f, design), checked in designs.items():
-    s_cal, s_test, s_qnli = (llm.token_staged(c, f, checked_layers=checked) for c in (cal, test, qnli))
-    curves[f, design] = llm.calm_sweep(s_test)
-    rules = [("global", t, [llm.calm_threshold(s_cal, t)]) for t in TARGETS]
-    if len(checked) > 1:  # with one checked layer, per-layer thresholds are the global one
-        rules += [("per layer", t, llm.calm_layer_thresholds(s_cal, [t])) for t in TARGETS]
-    for rule, target, th in rules:
-        for name, s, w in (("test", s_test, W["test"]), ("qnli (transfer)", s_qnli, W["qnli"])):
-            if name != "test" and target != TARGET:
-                continue
-            d = li.calm_draws(s, th, w)
-            draws[f, design, rule, target, name] = d
-            row = {"family": f, "design": design, "checked": ",".join(map(str, checked)), "rule": rule,
-                   "target (cal)": target, "evaluated on": name}
-            for m in ("agreement", "speedup"):
-                row[m], row[f"{m} lo"], row[f"{m} hi"] = li.interval(d[m][:, 0])
-            row["mean layers"] = d["mean_layers"][0, 0]
-            row["exited early"] = 1 - float(llm.calm_evaluate(s, th).final_share.iloc[0])
-            points.append(row)
-    o = llm.calm_oracle(s_test)
-    best = llm.calm_evaluate(s_test, [llm.calm_threshold(s_test, TARGET)]).iloc[0]
-    for rule, r, target in ((ORACLE, o, np.nan), ("best on test itself (upper bound)", best, TARGET)):
-        points.append({"family": f, "design": design, "checked": ",".join(map(str, checked)), "rule": rule,
-                       "target (cal)": target, "evaluated on": "test", "agreement": r["agreement"],
-                       "speedup": r["speedup"], "mean layers": r["mean_layers"]})
-calm_points = pd.DataFrame(points)
+SETS_EVAL = {"test": (test, W["test"]), "qnli (transfer)": (qnli, W["qnli"])}
+calm = {(f, design): li.calm_operating_points(cal, SETS_EVAL, f, checked_layers=checked, targets=TARGETS,
+                                              only_at={"qnli (transfer)": (TARGET,)})
+        for (f, design), checked in designs.items()}
+curves = {(f, design): engine.sweep(engine.staged(test, family=f, checked_layers=checked)).to_frame()
+          for (f, design), checked in designs.items()}
+draws = {(f, design, *key): d for (f, design), p in calm.items() for key, d in p.draws.items()}
+calm_points = pd.concat([p.frame.assign(design=design) for (f, design), p in calm.items()], ignore_index=True)
 shown = calm_points[["family", "design", "checked", "rule", "target (cal)", "evaluated on"]].copy()
 ok = calm_points["agreement lo"].notna()
 shown["agreement"] = [fmt(*r) if k else f"{r[0]:.3f}" for r, k in
@@ -286,10 +267,10 @@ for (f, design, rule, target, name), d in draws.items():
     if f == "tuned" and name == "test" and target == TARGET:
         e = draws["lens", design, rule, target, name]
         for m in ("agreement", "speedup"):
-            c = li.difference(d[m][:, 0], e[m][:, 0])
+            c = li.difference(d[m], e[m])
             rows.append({"design": design, "tuned checks": ",".join(map(str, designs["tuned", design])),
                          "lens checks": ",".join(map(str, designs["lens", design])), "rule": rule, "statistic": m,
-                         "tuned": d[m][0, 0], "lens": e[m][0, 0], "tuned - lens": c["difference"], "lo": c["lo"],
+                         "tuned": d[m][0], "lens": e[m][0], "tuned - lens": c["difference"], "lo": c["lo"],
                          "hi": c["hi"], "P(tuned > lens)": c["p_better"]})
 calm_compare = pd.DataFrame(rows)
 print(f"tuned exits minus logit lens at target {TARGET} (thresholds chosen on cal), test, paired over prompts")
@@ -399,23 +380,27 @@ layer is confident and right often enough.
 # drafting, `k+1..L` while verifying), rejected drafts are paid for and thrown away, and a block evaluates `d`
 # draft heads and `d + 1` verify heads for at most `d + 1` tokens, where greedy decoding evaluates one head per
 # token. No (layer, draft length) saves FLOPs, so FLOPs cannot rank the pairs.
-# **Why wall-clock time can still gain.** Greedy decoding reads all the model's weights once per token; here the
-# verifier reads layers `k+1..L` and the head once for `d + 1` positions. When decoding is memory-bound (small
-# batches on a GPU: a pass costs its weight reads, nearly the same for one position or a few), time follows the
-# weights read per generated token: `memory_bound_speedup` (the full model's reads / the blocks', counting the draft
-# steps' layers `1..k` and their exit heads; SmolLM2's LM head weighs as much as about eight layers). That proxy is
-# the criterion: the pair is chosen on cal by it. The runtime section shows what the real decoder measured on CPU,
-# where decoding is compute-bound and FLOPs are the better guide.
+# **Where wall-clock time could gain.** Greedy decoding reads all the model's weights once per token. A block reads
+# layers `1..k` and the exit once per draft step, then the verify pass reads every layer once (the last draft token
+# has not been through layers `1..k` yet, so it runs them; the other positions continue from their draft states)
+# and the head once, for `d + 1` positions. When decoding is memory-bound (small batches on a GPU: a pass costs its
+# weight reads, nearly the same for one position or a few), time follows the weights read per generated token:
+# `memory_bound_speedup` (the full model's reads / the blocks'; SmolLM2's LM head weighs as much as about eight
+# layers). The passes are `llm_cost.self_speculative_passes`, the one definition the real decoder checks each block
+# against and counts in. That proxy is the criterion: the pair is chosen on cal by it. Since a block reads every
+# layer once besides its drafts, it gains only when a draft through few layers is accepted often:
+# `llm.memory_bound_ceiling` is the most any exit at a pair could give. The runtime section shows what the real
+# decoder measured on CPU, where decoding is compute-bound and FLOPs are the better guide.
 
 # %%
 DRAFT_LENGTHS = range(1, 9)
 SHALLOW = (L // 2, 4)  # a shallow draft (layer, draft length), where the exit family matters most
 spec = {split: pd.concat([llm.self_speculative(c, f, draft_lengths=DRAFT_LENGTHS) for f in FAMILIES],
                          ignore_index=True) for split, c in (("cal", cal), ("test", test))}
-chosen = {f: spec["cal"].loc[spec["cal"][spec["cal"].family == f].memory_bound_speedup.idxmax()] for f in FAMILIES}
+chosen = {f: llm.choose_self_speculative(cal, f, draft_lengths=DRAFT_LENGTHS) for f in FAMILIES}
 rows, sdraws = [], {}
 for f in FAMILIES:
-    k, d = int(chosen[f].layer), int(chosen[f].draft_length)
+    k, d = chosen[f].layer, chosen[f].draft_length
     tb = spec["test"][spec["test"].family == f].sort_values("memory_bound_speedup").iloc[-1]
     for label, (kk, dd), c, w in (("chosen on cal", (k, d), test, W["test"]),
                                   ("chosen on cal, qnli (transfer)", (k, d), qnli, W["qnli"]),
@@ -486,6 +471,10 @@ def sc(label, stat, digits=3):
     return f"{r['tuned - lens']:+.{digits}f} {nb.ci(r.lo, r.hi, digits=digits)}"
 
 
+best_mb = {f: spec["test"][spec["test"].family == f].memory_bound_speedup.max() for f in FAMILIES}
+ceiling = llm.memory_bound_ceiling(test, "lens", L - 1, 1)
+print("best memory-bound speed-up on test (any pair):", {f: round(v, 3) for f, v in best_mb.items()},
+      f"; ceiling at layer {L - 1}, length 1, every draft accepted: {ceiling:.3f}x")
 lines = []
 for f in FAMILIES:
     c, q_, s_ = sp(f, "chosen on cal"), sp(f, "chosen on cal, qnli (transfer)"), sp(f, "shallow draft")
@@ -510,6 +499,13 @@ Tuned minus lens, paired over prompts: at the pairs chosen on cal, memory-bound 
 {sc('chosen on cal', 'memory_bound_speedup')} and FLOPs speed-up {sc('chosen on cal', 'speedup')}; at the shallow
 draft, tokens per block {sc('shallow draft', 'tokens_per_block')}. The memory-bound proxy is a model of one kind of
 hardware; whether the gain materialises is measured in the runtime section.
+
+**What this means.** With these exits self-speculative decoding does not pay on SmolLM2: the best memory-bound
+speed-up of any pair is {best_mb['lens']:.3f}x for the logit lens and {best_mb['tuned']:.3f}x for tuned exits, at
+most a few percent and at a FLOPs cost. Even at layer {L - 1} with every draft accepted, length 1 would give
+{ceiling:.3f}x: a block reads every layer once besides its drafts. What would pay is a shallow exit that agrees with
+the last layer far more often, which a checkpoint trained for it (LayerSkip-style layer dropout and early-exit loss)
+has; these are exits added after the fact to a model trained without them.
 """)
 
 # %% [markdown]
@@ -559,7 +555,8 @@ for task in TASKS:
     ee = engine.choose(v_cal, rule="drop", max_drop=MAX_DROP).evaluate(v_test, n_boot=nb.N_BOOT, seed=nb.SEED)
     # the cascade MiniLM-L6 -> probe at layer k
     enc_cal, enc_test = enc["minilm6_me"]
-    casc = {s: cascade_caches([e, p], names=["minilm6", "smollm2"], stages=[[e.stages[-1]], [p.stages[k]]])
+    casc = {s: cascade_caches([e, p], names=["minilm6", "smollm2"], stages=[[e.stages[-1]], [p.stages[k]]],
+                               subset=True)
             for s, e, p in (("cal", enc_cal, probe_cal), ("test", enc_test, probe_test))}
     cref = {"cal": pd.Series(probe_cal.flops[:, -1], index=probe_cal.example_ids), "test": ref}
     cv = {s: nb.view(casc[s]).with_reference(cref[s].loc[casc[s].example_ids].to_numpy(), ref_name) for s in casc}
@@ -716,15 +713,11 @@ can miss its promise.
 
 # %%
 BENCH_DIR = Path("../benchmarks") if Path("../benchmarks").is_dir() else Path("benchmarks")
-FIDELITY = BENCH_DIR / "llm_cache_fidelity.json"
-fidelity = None
-if FIDELITY.exists():
-    fid = json.loads(FIDELITY.read_text())
-    fidelity = pd.DataFrame(fid["results"])
-    fidelity["chosen on cal here"] = [
-        (r.family in chosen and (int(chosen[r.family].layer), int(chosen[r.family].draft_length))
-         == (int(r.layer), int(r.draft_length))) for r in fidelity.itertuples()]
-    print(f"{FIDELITY}: {fid.get('model')}, threads {fid.get('threads')}")
+FIDELITY, CALM_FIDELITY = BENCH_DIR / "llm_cache_fidelity.json", BENCH_DIR / "llm_calm_fidelity.json"
+fid = llm_results.cache_fidelity(FIDELITY, chosen={f: (c.layer, c.draft_length) for f, c in chosen.items()})
+fidelity = None if fid is None else fid.frame
+if fid is not None:
+    print(f"{FIDELITY}: {fid.meta['model']}, threads {fid.meta['threads']}")
     print(fidelity[["cache", "family", "layer", "draft_length", "batch", "prompts", "tokens", "tokens_equal",
                     "accepted_equal", "blocks", "chosen on cal here"]].to_string(index=False))
     print(f"decodes: {int(fidelity.prompts.sum())}; output equal to the cache: {int(fidelity.tokens_equal.sum())}; "
@@ -733,52 +726,20 @@ if FIDELITY.exists():
 else:
     print(f"{FIDELITY} is absent: no fidelity check of the real decoder against these caches is committed yet")
 
-CALM_FIDELITY = BENCH_DIR / "llm_calm_fidelity.json"
-calm_fid = None
-if CALM_FIDELITY.exists():
-    cf = json.loads(CALM_FIDELITY.read_text())
-    rows = []
-    for r in cf["results"]:
-        qk = next(iter(r["real"]["quality"]))
-        rows.append({"cache": r["cache"].replace("smollm2_", ""), "family": r["family"], "design": r["design"],
-                     "threshold": r["threshold"], "offline agreement": r["offline"]["agreement"],
-                     "offline speed-up": r["offline"]["flops_speedup"],
-                     "real agreement": r["real"]["positionwise_agreement"],
-                     "identical outputs": r["real"]["identical_outputs"],
-                     "first difference where predicted": r["real"]["first_difference_where_predicted"],
-                     "real speed-up": r["real"]["flops_speedup"], "quality": qk,
-                     "real quality": r["real"]["quality"][qk], "full model quality": r["full_model"]["quality"][qk]})
-    calm_fid = pd.DataFrame(rows)
-    print(f"{CALM_FIDELITY}: {cf.get('model')}, threads {cf.get('threads')}; thresholds chosen on cal for agreement "
-          f">= {cf['results'][0]['target_agreement_on_cal']}")
+cf = llm_results.calm_fidelity(CALM_FIDELITY)
+calm_fid = None if cf is None else cf.frame
+if cf is not None:
+    print(f"{CALM_FIDELITY}: {cf.meta['model']}, threads {cf.meta['threads']}; thresholds chosen on cal for agreement "
+          f">= {cf.meta['target_agreement_on_cal']}")
     table(calm_fid, index=False)
 else:
     print(f"{CALM_FIDELITY} is absent: the real CALM decoder is not compared with the estimate here yet")
 
-runs = []
-for path in sorted(BENCH_DIR.glob("bench_llm_*.json")):
-    d = json.loads(path.read_text())
-    if not {"meta", "rows"} <= set(d):
-        continue
-    meta = d["meta"]
-    for r in d["rows"]:
-        if "measured_speedup" not in r:
-            continue
-        lo, hi = r.get("measured_min_max", (np.nan, np.nan))
-        runs.append({"file": path.name, "device": meta.get("gpu") or meta.get("device"), "dtype": meta.get("dtype"),
-                     "threads": meta.get("threads"), "batch": r["batch_size"], "method": r["method"],
-                     "operating point": r["operating_point"], "predicted (FLOPs)": r["predicted_speedup"],
-                     "measured": r["measured_speedup"], "measured min": lo, "measured max": hi,
-                     "measured / predicted": r["measured_speedup"] / r["predicted_speedup"],
-                     "equal to greedy": r.get("tokens_equal_greedy"),
-                     "acceptance = offline": r.get("acceptance_equal_offline"),
-                     "offline agreement (CALM)": r.get("offline_token_agreement"),
-                     "realized FLOPs speed-up (CALM)": r.get("real_flops_speedup"),
-                     "load before": (r.get("loadavg_before") or [np.nan])[0]})
-    print(f"{path}: {meta.get('model')}; {meta.get('prompts')} prompts ({meta.get('prompt_set')}), max new tokens "
-          f"{meta.get('max_new_tokens')}, {meta.get('repeats')} repeats, load average at start "
-          f"{meta.get('loadavg_start')}")
-bench = pd.DataFrame(runs)
+runs = llm_results.runtime_runs(BENCH_DIR)
+bench = runs.frame
+for name, meta in runs.meta["files"].items():
+    print(f"{name}: {meta['model']}; {meta['prompts']} prompts ({meta['prompt_set']}), max new tokens "
+          f"{meta['max_new_tokens']}, {meta['repeats']} repeats, load average at start {meta['loadavg_start']}")
 if len(bench):
     table(bench, index=False)
     equal = {m: (int((g["equal to greedy"] == 1).sum()), len(g)) for m, g in bench.groupby("method")}
@@ -825,8 +786,9 @@ if fidelity is not None:
         f"**Fidelity** ({FIDELITY.name}): over {int(fidelity.prompts.sum())} decodes of the shipped test prompts, "
         f"the real self-speculative decoder's output equals the cached greedy output for "
         f"{int(fidelity.tokens_equal.sum())} and its accepted counts equal the offline prediction block for block "
-        f"for {int(fidelity.accepted_equal.sum())}; the pairs chosen on cal above are among those checked: "
-        f"{'yes' if len(sel) else 'no'}.")
+        f"for {int(fidelity.accepted_equal.sum())}; of the pairs chosen on cal above, those of "
+        f"{', '.join(sorted(set(sel.family))) or 'no family'} are among those checked"
+        f"{'' if set(sel.family) >= set(FAMILIES) else ' (the others need exits not in this checkout)'}.")
 else:
     parts_text.append(f"**Fidelity**: `{FIDELITY.name}` is absent, so the exactness of the offline acceptance against "
                       f"the real decoder on these caches is not shown here (the unit tests check it on a tiny model).")

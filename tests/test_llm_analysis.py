@@ -7,20 +7,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from toolkit.analysis import engine
 from toolkit.analysis.cache import CacheError, from_arrays
 from toolkit.analysis.calibration import confidence_ece
 from toolkit.analysis.compose import cascade_caches
 from toolkit.analysis.llm import (
     _speculate,
     acceptance_counts,
-    calm_evaluate,
     calm_layer_thresholds,
-    calm_oracle,
-    calm_sweep,
     confidence,
     layer_reliability,
     self_speculative,
-    token_staged,
 )
 from toolkit.analysis.llm_cache import LLMTokenCache, concat_token_caches, load_llm_cache, save_llm_cache
 from toolkit.analysis.llm_cost import (
@@ -188,22 +185,26 @@ def test_perfect_and_useless_drafts():
 @given(seed=st.integers(0, 10_000), score=st.sampled_from(["max_prob", "margin", "entropy", "energy"]))
 def test_calm_sweep_equals_evaluating_each_threshold(seed, score):
     c = random_llm_cache(N=7, seed=seed)
-    s = token_staged(c, "lens", score=score)
-    sw = calm_sweep(s)
-    ev = calm_evaluate(s, sw.threshold.to_numpy())
-    np.testing.assert_allclose(sw.agreement, ev.agreement)
-    np.testing.assert_allclose(sw.flops, ev.flops, rtol=1e-12)
-    np.testing.assert_allclose(sw.mean_layers, ev.mean_layers)
+    s = engine.staged(c, family="lens", score=score)
+    sw = engine.sweep(s).to_frame()
+    S, E = s.confidence.shape
+    for t, a, f, m in zip(sw.threshold, sw.agreement, sw.flops, sw.mean_layers):  # each threshold by hand
+        clears = s.confidence[:, :-1] >= t
+        stage = np.where(clears.any(1), clears.argmax(1), E - 1)
+        assert a == pytest.approx(s.stats[np.arange(S), stage, 0].mean())
+        assert f == pytest.approx(s.cost[np.arange(S), stage].mean(), rel=1e-12)
+        assert m == pytest.approx(s.layers[stage].mean())
     assert sw.agreement.iloc[0] == 1.0 and sw.final_share.iloc[0] == 1.0
     assert (np.diff(sw.flops) <= 1e-6).all()  # lower thresholds exit earlier: never more FLOPs
-    oracle = calm_oracle(s)
-    assert oracle["flops"] <= sw.flops[sw.agreement == 1.0].min() + 1e-6
+    oracle = engine.oracle(s)  # the earliest agreeing layer of each token
+    assert oracle.flops == pytest.approx(s.cost[np.arange(S), s.stats[:, :, 0].argmax(1)].mean(), rel=1e-12)
+    assert oracle.flops <= sw.flops[sw.agreement == 1.0].min() + 1e-6
 
 
 def test_calm_cost_counts_layers_heads_and_propagation():
     c = random_llm_cache(N=2, seed=5)
-    s = token_staged(c, "lens", checked_layers=[2, 4])
-    assert s.stage_names == ("lens:L2", "lens:L4", "lens:L5")
+    s = engine.staged(c, family="lens", checked_layers=[2, 4])
+    assert s.stage_names == ("L2", "L4", "L5")
     pos = c.positions[0]
     # exit at layer 4: four layers, the heads at 2 and 4, one skipped layer's K/V
     assert s.cost[0, 1] == pytest.approx(4 * layer_flops(pos, c.dims) + 2 * head_flops(c.dims)
@@ -212,7 +213,7 @@ def test_calm_cost_counts_layers_heads_and_propagation():
     assert s.reference_cost[0] == pytest.approx(full_token_flops(pos, c.dims))
     # a tuned family pays its translator (2H^2) before each intermediate exit it evaluates, not at the last layer
     c.families = {"lens": {"kind": "tuned_exits"}}
-    t = token_staged(c, "lens", checked_layers=[2, 4])
+    t = engine.staged(c, family="lens", checked_layers=[2, 4])
     np.testing.assert_allclose(t.cost - s.cost, 2 * c.dims.hidden ** 2 * np.array([1, 2, 2]) * np.ones_like(s.cost))
 
 
@@ -220,17 +221,18 @@ def test_calm_cost_counts_layers_heads_and_propagation():
 @given(seed=st.integers(0, 10_000), alpha=st.floats(0.5, 1.0))
 def test_layer_thresholds_reach_the_target_on_cal(seed, alpha):
     c = random_llm_cache(N=12, seed=seed)
-    s = token_staged(c, "lens")
+    s = engine.staged(c, family="lens")
     th = calm_layer_thresholds(s, [alpha])[0]
     assert np.isinf(th[-1])
     for e in range(len(th) - 1):  # brute force: the lowest distinct confidence whose clearing tokens reach alpha
         conf, agree = s.confidence[:, e], s.stats[:, e, 0]
         ok = [v for v in np.unique(conf) if agree[conf >= v].mean() >= alpha - 1e-12]
         assert th[e] == (min(ok) if ok else np.inf)
-    # per-layer thresholds ([A, E]) evaluate as one row; a 1-D list is global, even when its length is E
-    assert len(calm_evaluate(s, th[None, :])) == 1
-    glob = np.full(s.confidence.shape[1], 0.5)
-    assert len(calm_evaluate(s, glob)) == len(glob) and len(calm_evaluate(s, 0.5)) == 1
+    # the engine applies them as per-stage thresholds: each token stops at the first layer clearing its own
+    ev = engine.evaluation(s, th)
+    clears = s.confidence[:, :-1] >= th[None, :-1]
+    stage = np.where(clears.any(1), clears.argmax(1), len(th) - 1)
+    assert ev.metrics["agreement"] == pytest.approx(s.stats[np.arange(len(stage)), stage, 0].mean())
 
 
 def test_reliability_against_references():

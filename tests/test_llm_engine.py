@@ -46,3 +46,40 @@ def test_target_rule_refuses_what_no_threshold_reaches():
     with pytest.raises(ValueError, match="needs target="):
         engine.choose(view, rule="target")
     assert engine.choose(view, rule="target", target=0.5).cal.metrics["accuracy"] >= 0.5
+
+
+def test_self_speculative_choice_is_the_best_memory_bound_pair_on_cal():
+    from toolkit.analysis import llm
+
+    c = random_llm_cache(N=6, seed=4)
+    c.meta["split"] = "cal"
+    choice = llm.choose_self_speculative(c, "lens", draft_lengths=[1, 2, 3])
+    best = max(((k, d) for k in range(1, c.n_layers) for d in (1, 2, 3)),
+               key=lambda kd: llm.self_speculative(c, "lens", layers=[kd[0]], draft_lengths=[kd[1]])
+               .memory_bound_speedup.iloc[0])
+    assert (choice.layer, choice.draft_length) == best
+    assert choice.to_dict()["cases"] == (c.n_layers - 1) * 3
+    c.meta["split"] = "test"
+    with pytest.raises(ValueError, match="not test"):
+        llm.choose_self_speculative(c, "lens")
+
+
+def test_calm_operating_points_are_the_engine_choice_evaluated_with_prompt_intervals():
+    from toolkit.analysis import llm_intervals as li
+
+    cal, test = random_llm_cache(N=8, seed=1), random_llm_cache(N=7, seed=2)
+    cal.meta["split"] = "cal"
+    w = li.prompt_weights(test.n_examples, n_boot=50, seed=0)
+    pts = li.calm_operating_points(cal, {"test": (test, w)}, "lens", checked_layers=[1, 3], targets=(0.6, 0.8))
+    for t in (0.6, 0.8):
+        view_cal = engine.staged(cal, family="lens", checked_layers=[1, 3])
+        op = engine.choose(view_cal, rule="target", target=t, metric="agreement")
+        r = pts.point("global", t)
+        ev = op.evaluate(engine.staged(test, family="lens", checked_layers=[1, 3]), transfer=True)
+        assert r.threshold == op.threshold
+        assert r.agreement == pytest.approx(ev.metrics["agreement"]) and r.speedup == pytest.approx(ev.speedup)
+        assert r["agreement lo"] <= r.agreement <= r["agreement hi"]
+        assert pts.point("per layer", t)["mean layers"] >= 1
+    assert pts.point(li.ORACLE).agreement == 1.0
+    with pytest.raises(KeyError, match="no 'global' point"):
+        pts.point("global", 0.5)

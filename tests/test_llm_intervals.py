@@ -9,19 +9,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_llm_analysis import random_llm_cache
 
+from toolkit.analysis import engine
 from toolkit.analysis.calibration import confidence_ece
 from toolkit.analysis.llm import (
     acceptance_counts,
-    calm_evaluate,
     calm_layer_thresholds,
-    calm_sweep,
-    calm_threshold,
     confidence,
     layer_reliability,
     layer_reliability_curve,
     self_speculative,
     self_speculative_by_prompt,
-    token_staged,
 )
 from toolkit.analysis.llm_cache import LLMTokenCache
 from toolkit.analysis.llm_intervals import (
@@ -84,18 +81,20 @@ def test_layer_reliability_draws_equal_recomputing_on_resampled_caches(seed):
 @given(seed=st.integers(0, 10_000), alpha=st.floats(0.5, 1.0))
 def test_calm_draws_equal_recomputing_on_resampled_caches(seed, alpha):
     c = random_llm_cache(N=8, seed=seed)
-    s = token_staged(c, "lens", checked_layers=[1, 3])
-    np.testing.assert_array_equal(s.prompts, c.example_index)
-    glob = np.array([calm_threshold(s, alpha), 0.5, -np.inf])  # three global thresholds
+    s = engine.staged(c, family="lens", checked_layers=[1, 3])
+    np.testing.assert_array_equal(s.clusters, c.example_index)
+    target = engine.choose(s, rule="target", target=alpha, metric="agreement").threshold
+    glob = np.array([target, 0.5, -np.inf])  # three global thresholds
     per_layer = calm_layer_thresholds(s, [alpha])  # one per-layer set
     w = prompt_weights(c.n_examples, n_boot=3, seed=seed)
     for th in (glob, per_layer):
         d = calm_draws(s, th, w)
         for r in range(len(w)):
-            want = calm_evaluate(token_staged(repeat_prompts(c, w[r]), "lens", checked_layers=[1, 3]), th)
-            np.testing.assert_allclose(d["agreement"][r], want.agreement, rtol=1e-12)
-            np.testing.assert_allclose(d["speedup"][r], want.speedup, rtol=1e-12)
-            np.testing.assert_allclose(d["mean_layers"][r], want.mean_layers, rtol=1e-12)
+            rep = engine.staged(repeat_prompts(c, w[r]), family="lens", checked_layers=[1, 3])
+            want = [engine.evaluation(rep, t) for t in th]  # a global threshold, or one per-layer set, each
+            np.testing.assert_allclose(d["agreement"][r], [e.metrics["agreement"] for e in want], rtol=1e-12)
+            np.testing.assert_allclose(d["speedup"][r], [e.speedup for e in want], rtol=1e-12)
+            np.testing.assert_allclose(d["mean_layers"][r], [e.mean_layers for e in want], rtol=1e-12)
 
 
 @settings(max_examples=25, deadline=None)
@@ -115,22 +114,6 @@ def test_self_speculative_draws_equal_recomputing_on_resampled_caches(seed, k, d
             assert d[col][r] == pytest.approx(want[col], rel=1e-12)
         if np.isfinite(want.acceptance):
             assert d["acceptance"][r] == pytest.approx(want.acceptance, rel=1e-12)
-
-
-@settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 10_000), target=st.floats(0.0, 1.0))
-def test_calm_threshold_is_the_cheapest_reaching_the_target(seed, target):
-    c = random_llm_cache(N=6, seed=seed)
-    s = token_staged(c, "lens")
-    every = calm_sweep(s).threshold.to_numpy()
-    ev = calm_evaluate(s, every)  # each distinct threshold evaluated on its own
-    ok = ev.agreement.to_numpy() >= target - 1e-12
-    t = calm_threshold(s, target)
-    got = calm_evaluate(s, [t]).iloc[0]
-    assert got.agreement >= target - 1e-12
-    assert got.flops == pytest.approx(ev.flops[ok].min(), rel=1e-12)
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        calm_threshold(s, 1.5)
 
 
 def test_layer_reliability_curve_counts_tokens_and_gives_the_ece():

@@ -47,16 +47,12 @@ def test_classifier_cache_flops_are_the_cost_model(path):
 
 
 def test_readme_llm_numbers_are_current():
-    import importlib.util
+    from toolkit.zoo import llm_numbers, readme
 
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("llm_numbers", root / "scripts" / "llm_readme_numbers.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    current = mod.readme_sections.current(mod.SECTION)
+    current = readme.current(llm_numbers.SECTION)
     assert current is not None, "README has no SmolLM2 numbers section"
-    assert current == mod.render(), "README's SmolLM2 numbers are stale: run `python scripts/llm_readme_numbers.py " \
-        "--readme`"
+    assert current == llm_numbers.render(), "README's SmolLM2 numbers are stale: run `python " \
+        "scripts/llm_readme_numbers.py --readme`"
 
 
 def brute_force_reads_speedup(cache, family: str, k: int, d: int) -> float:

@@ -5,14 +5,18 @@ Everything is measured on the full model's own greedy trajectory (teacher forced
 - **Reliability of intermediate layers** (:func:`layer_reliability`, :func:`layer_reliability_curve`): per layer,
   how often its exit's top-1 equals the full model's token (agreement), and whether its confidence predicts that
   (ECE with the toolkit's binning convention, AUROC; one layer's reliability diagram).
-- **CALM-style per-token early exit** (:func:`token_staged`, :func:`calm_sweep`, :func:`calm_threshold`,
-  :func:`calm_layer_thresholds`, :func:`calm_evaluate`, :func:`calm_oracle`): a token stops at the first checked layer whose confidence clears the
-  threshold (global, or one per layer); its cost is :func:`~toolkit.analysis.llm_cost.calm_token_flops` (layers
+- **CALM-style per-token early exit** on the engine: :func:`from_llm_tokens` (registered:
+  ``engine.staged(token_cache, family=..., checked_layers=...)``) is the engine's view, so ``engine.sweep`` is the
+  exact sweep (every distinct threshold), ``engine.choose(cal, rule="target", target=0.95, metric="agreement")``
+  the cheapest global threshold reaching an agreement on cal, ``engine.oracle`` the earliest agreeing layer, and
+  every interval resamples prompts; :func:`calm_layer_thresholds` (per-token specific) makes each checked layer as
+  reliable as asked. A token stops at the first checked layer whose confidence clears the threshold (global, or
+  one per layer); its cost is :func:`~toolkit.analysis.llm_cost.calm_token_flops` (layers
   run, every exit head evaluated on the way, K/V projections of the skipped layers); its outcome is agreement with
   the full model's token. On the full model's trajectory this *estimates* CALM: once an exited token differs, a real
   decode continues from another context (a real runtime measures the gap).
-- **Self-speculative decoding** (:func:`acceptance_counts`, :func:`self_speculative`,
-  :func:`self_speculative_by_prompt`): exact, see below.
+- **Self-speculative decoding** (:func:`self_speculative`, :func:`self_speculative_blocks`,
+  :func:`acceptance_counts`, :func:`self_speculative_by_prompt`, :func:`memory_bound_ceiling`): exact, see below.
 
 Intervals over prompts for all three: :mod:`toolkit.analysis.llm_intervals`.
 
@@ -29,12 +33,6 @@ block's passes, one definition shared with the decoder) with ``n_prompt - 1 + p`
 reference is :func:`~toolkit.analysis.llm_cost.full_token_flops` per token at ``n_prompt + t`` attended positions
 (the prompt's prefill, common to both, is left out). The output equals the full model's greedy output.
 
-The CALM arrays come as a :class:`TokenStaged` whose fields are those of the sweep engine's ``Staged``
-(INTERFACES section 1): one "example" per generated token, stages = checked layers, outcome = agreement (K = 1).
-:func:`from_llm_tokens` (registered: ``engine.staged(token_cache, family=...)``) is the engine's
-view of it, so :func:`calm_sweep` is the engine's exact sweep (every distinct threshold, no grid) and every engine
-function (choose on cal, evaluate on test, bands, the explorer) applies to per-token exits.
-
 >>> from toolkit.analysis.llm import _run_lengths
 >>> _run_lengths(np.array([[1], [1], [0], [1], [1]], bool), np.array([0, 3, 5]))[:, 0].tolist()
 [2, 1, 0, 2, 1]
@@ -49,8 +47,7 @@ import pandas as pd
 
 from .calibration import confidence_ece, confidence_reliability_curve
 from .engine import MeanMetrics, Staged, staged
-from .engine.results import _Table
-from .engine.curves import sweep
+from .engine.results import _Table, html_table
 from .identity import cache_identity
 from .llm_cache import LLMTokenCache
 from .llm_cost import (
@@ -150,99 +147,55 @@ def exit_overhead_flops(cache: LLMTokenCache, family: str) -> float:
 
 
 # ------------------------------------------------------------------------------------------------- CALM
-@dataclass(frozen=True)
-class TokenStaged:
-    """The sweep engine's ``Staged`` fields for per-token early exit (one row per generated token)."""
+def from_llm_tokens(cache: LLMTokenCache, *, family: str | None = None, score: str = "max_prob",
+                    temperature: float = 1.0, checked_layers=None, propagate: bool = True) -> Staged:
+    """The sweep engine's view of an LLM token cache (``engine.staged(cache, family=...)``): CALM-style per-token
+    exit of ``family`` (default: the cache's first family) at ``checked_layers`` (default: every layer; the last
+    layer is always a stage), one "example" per generated token (id ``<example_id>#<step>``), stages ``L<layer>``,
+    metric ``agreement`` with the full model's token (also the per-token quality, so ``engine.oracle`` is the
+    earliest agreeing layer), reference the full model.
 
-    confidence: np.ndarray  # [S, E] higher = more confident; the last stage's column is ignored
-    cost: np.ndarray  # [S, E] FLOPs of the token if it exits at stage e (calm_token_flops)
-    stats: np.ndarray  # [S, E, 1] agreement with the full model's token
-    reference_cost: np.ndarray  # [S] full_token_flops
-    reference: str
-    loss: np.ndarray  # [S, E] 1 - agreement (final right by definition, stage wrong)
-    stage_names: tuple[str, ...]
-    layers: np.ndarray  # [E]
-    model_index: np.ndarray  # [E] zeros: one model
-    example_ids: np.ndarray  # [S] "<example_id>#<t>"
-    prompts: np.ndarray  # [S] index of each token's prompt (intervals resample prompts, not tokens)
-
-    @staticmethod
-    def metrics(summed, n) -> dict:
-        return {"agreement": np.asarray(summed, dtype=np.float64)[..., 0] / n}
-
-
-def token_staged(cache: LLMTokenCache, family: str, *, score: str = "max_prob", temperature: float = 1.0,
-                 checked_layers=None, propagate: bool = True) -> TokenStaged:
-    """The engine's staged arrays for CALM-style exit of ``family`` at ``checked_layers`` (default 1..L; the last
-    layer is always a stage). Cost counts layers run at each token's attended positions, every checked exit's head
-    up to the exit, and (``propagate``) the skipped layers' K/V projections."""
+    Cost per token (:func:`~toolkit.analysis.llm_cost.calm_token_flops`): layers run at its attended positions,
+    every checked exit's head up to the exit (and a tuned exit's translator before each), and (``propagate``) the
+    skipped layers' K/V projections. ``clusters`` = the token's prompt: every engine interval resamples prompts and
+    keeps a continuation's tokens together. Every engine function applies (``sweep``, ``choose`` on cal, e.g.
+    ``rule="target"``, ``evaluate`` on test, ``oracle``, ``bootstrap_bands``, the explorer).
+    """
+    family = cache.family_names[0] if family is None else family
+    if family not in cache.family_names:
+        raise KeyError(f"exit family {family!r} is not in the cache; it holds {cache.family_names}")
     L = cache.n_layers
     layers = np.arange(1, L + 1) if checked_layers is None else np.unique(np.append(checked_layers, L)).astype(int)
     if layers.min() < 1 or layers.max() > L:
         raise ValueError(f"checked_layers must lie in 1..{L}")
     idx = layers - 1
     conf = confidence(cache, family, score, temperature)[:, idx]
-    agree = cache.agreement(family)[:, idx]
-    pos = cache.positions[:, None]
-    cost = calm_token_flops(pos, layers[None, :], cache.dims, checked_layers=layers[:-1], propagate=propagate)
+    agree = cache.agreement(family)[:, idx].astype(np.float64)
+    cost = calm_token_flops(cache.positions[:, None], layers[None, :], cache.dims, checked_layers=layers[:-1],
+                            propagate=propagate)
     # a tuned exit's translator runs before each intermediate exit evaluated (the last layer has none)
     cost = cost + exit_overhead_flops(cache, family) * np.minimum(np.arange(1, len(layers) + 1), len(layers) - 1)
     tok_ids = np.char.add(np.char.add(np.repeat(cache.example_ids, cache.lengths), "#"), cache.steps.astype(str))
-    return TokenStaged(confidence=conf.astype(np.float64), cost=np.asarray(cost, dtype=np.float64),
-                       stats=agree[:, :, None].astype(np.float64),
-                       reference_cost=np.asarray(full_token_flops(cache.positions, cache.dims), dtype=np.float64),
-                       reference=f"full model (L{L})", loss=1.0 - agree.astype(np.float64),
-                       stage_names=tuple(f"{family}:L{k}" for k in layers), layers=layers.astype(np.float64),
-                       model_index=np.zeros(len(layers), dtype=int), example_ids=tok_ids,
-                       prompts=cache.example_index)
-
-
-def from_llm_tokens(cache: LLMTokenCache, *, family: str | None = None, score: str = "max_prob",
-                    temperature: float = 1.0, checked_layers=None, propagate: bool = True) -> Staged:
-    """The sweep engine's view of an LLM token cache (``engine.staged(cache, family=...)``): CALM-style per-token
-    exit of ``family`` (default: the cache's first family) at ``checked_layers`` (default: every layer), one
-    "example" per generated token (id ``<example_id>#<step>``), stages ``L<layer>``, metric ``agreement`` with the full model's token,
-    cost :func:`~toolkit.analysis.llm_cost.calm_token_flops` (see :func:`token_staged`), reference the full model.
-
-    Every engine function then applies (``sweep``, ``choose`` on cal / ``evaluate`` on test, ``bootstrap_bands``,
-    the explorer). Bootstrap resamples treat tokens as independent; tokens of one prompt are not, so intervals are
-    narrower than a resampling of prompts would give.
-    """
-    family = cache.family_names[0] if family is None else family
-    if family not in cache.family_names:
-        raise KeyError(f"exit family {family!r} is not in the cache; it holds {cache.family_names}")
-    t = token_staged(cache, family, score=score, temperature=temperature, checked_layers=checked_layers,
-                     propagate=propagate)
     meta = {"kind": "llm_tokens", "task": cache.meta.get("task"), "split": cache.meta.get("split"),
             "identity": cache_identity(cache),
             "family": family, "score": score, "temperature": float(temperature), "cost_unit": "FLOPs"}
-    return _as_engine(t, meta=meta, stage_names=tuple(f"L{k}" for k in t.layers.astype(int)))
+    return Staged(confidence=conf.astype(np.float64), cost=np.asarray(cost, dtype=np.float64), stats=agree[:, :, None],
+                  metrics=MeanMetrics(("agreement",)),
+                  reference_cost=np.asarray(full_token_flops(cache.positions, cache.dims), dtype=np.float64),
+                  reference=f"full model (L{L})", loss=1.0 - agree, quality=agree,
+                  stage_names=tuple(f"L{k}" for k in layers), layers=layers.astype(np.float64),
+                  model_index=np.zeros(len(layers), dtype=int), example_ids=tok_ids, metric="agreement", meta=meta,
+                  clusters=cache.example_index)
 
 
 staged.register(LLMTokenCache, from_llm_tokens)
 
 
-def calm_sweep(staged: TokenStaged | Staged) -> pd.DataFrame:
-    """Every distinct global threshold, exactly: ``threshold``, ``agreement``, ``flops`` (mean per token),
-    ``speedup`` (reference / policy mean FLOPs), ``mean_layers``, ``final_share``; from +inf (all tokens run the
-    full model) down. The engine's :func:`~toolkit.analysis.engine.sweep` on the token view."""
-    view = staged if isinstance(staged, Staged) else _as_engine(staged)
-    frame = sweep(view).to_frame()
-    return frame[["threshold", "agreement", "flops", "speedup", "mean_layers", "final_share"]]
-
-
-def _as_engine(t: TokenStaged, **fields) -> Staged:
-    """The engine's ``Staged`` of a token view (``fields`` override, e.g. ``meta``), built and validated once."""
-    base = dict(confidence=t.confidence, cost=t.cost, stats=t.stats, metrics=MeanMetrics(("agreement",)),
-                reference_cost=t.reference_cost, reference=t.reference, loss=t.loss, stage_names=t.stage_names,
-                layers=t.layers, model_index=t.model_index, example_ids=t.example_ids, metric="agreement")
-    return Staged(**{**base, **fields})
-
-
-def calm_layer_thresholds(cal: TokenStaged, targets) -> np.ndarray:
-    """Per-layer thresholds ``[A, E]`` (last column +inf, unused): for each target ``alpha``, stage e's threshold
-    is the lowest confidence at which the cal tokens clearing it at that stage agree with the full model at rate
-    ``>= alpha`` (+inf where no threshold reaches it): each layer is made as reliable as asked, on cal."""
+def calm_layer_thresholds(cal: Staged, targets) -> np.ndarray:
+    """Per-layer thresholds ``[A, E]`` (last column +inf, unused) on a token view (:func:`from_llm_tokens`): for each
+    target ``alpha``, stage e's threshold is the lowest confidence at which the cal tokens clearing it at that stage
+    agree with the full model at rate ``>= alpha`` (+inf where no threshold reaches it): each layer is made as
+    reliable as asked, on cal. Apply a row with ``engine.evaluation(test, row)`` (per-stage thresholds)."""
     targets = np.atleast_1d(np.asarray(targets, dtype=np.float64))
     S, E = cal.confidence.shape
     out = np.full((len(targets), E), np.inf)
@@ -253,63 +206,10 @@ def calm_layer_thresholds(cal: TokenStaged, targets) -> np.ndarray:
         ends = np.flatnonzero(np.append(c[1:] != c[:-1], True))  # last token of each group of equal confidence
         rc = np.maximum.accumulate(prec[ends][::-1])[::-1]  # best precision of any cut at or below this one
         # the deepest cut whose precision reaches alpha: rc is non-increasing, so count cuts with rc >= alpha
-        k = np.searchsorted(-rc, -targets, side="right")
+        k = np.searchsorted(-rc, -(targets - 1e-12), side="right")  # the target rule's tolerance
         ok = k > 0
         out[ok, e] = c[ends[k[ok] - 1]]
     return out
-
-
-def calm_stops(staged: TokenStaged, thresholds) -> np.ndarray:
-    """Stage where each token stops, ``[A, S]``: ``thresholds`` a scalar or ``[A]`` global thresholds, or ``[A, E]``
-    per-layer ones (2-D only: a 1-D list is always global, whatever its length; as :func:`calm_evaluate`)."""
-    th = np.asarray(thresholds, dtype=np.float64)
-    S, E = staged.confidence.shape
-    if th.ndim <= 1:
-        th = np.atleast_1d(th)[:, None] * np.ones(E)
-    if th.ndim != 2 or th.shape[1] != E:
-        raise ValueError(f"thresholds must be global ([A] or a scalar) or per layer ([A, E] with E = {E} stages), "
-                         f"got shape {np.shape(thresholds)}")
-    clears = staged.confidence[None, :, :-1] >= th[:, None, :-1]  # [A, S, E-1]
-    return np.where(clears.any(-1), clears.argmax(-1), E - 1)
-
-
-def calm_evaluate(staged: TokenStaged, thresholds) -> pd.DataFrame:
-    """Agreement and cost at given thresholds: a scalar or ``[A]`` global thresholds, or ``[A, E]`` per-layer ones
-    (one row per threshold set; a 1-D list is always global)."""
-    stage = calm_stops(staged, thresholds)  # [A, S]
-    S, E = staged.confidence.shape
-    rows = np.arange(S)[None, :]
-    cost = staged.cost[rows, stage].sum(1)
-    return pd.DataFrame({"agreement": staged.stats[rows, stage, 0].mean(1), "flops": cost / S,
-                         "speedup": staged.reference_cost.sum() / cost, "mean_layers": staged.layers[stage].mean(1),
-                         "final_share": (stage == E - 1).mean(1)})
-
-
-def calm_threshold(cal: TokenStaged, target: float) -> float:
-    """The global threshold with the fewest FLOPs whose agreement on ``cal`` is at least ``target`` (exact: every
-    distinct threshold of :func:`calm_sweep`; ``inf``, every token through the full model, always qualifies).
-
-    >>> s = TokenStaged(confidence=np.array([[0.9, 0.0], [0.6, 0.0]]), cost=np.array([[1.0, 2.0], [1.0, 2.0]]),
-    ...                 stats=np.array([[[1.0], [1.0]], [[0.0], [1.0]]]), reference_cost=np.array([2.0, 2.0]),
-    ...                 reference="full", loss=np.zeros((2, 2)), stage_names=("L1", "L2"), layers=np.array([1.0, 2.0]),
-    ...                 model_index=np.zeros(2, int), example_ids=np.array(["a#0", "b#0"]), prompts=np.array([0, 1]))
-    >>> calm_threshold(s, 0.9), calm_threshold(s, 0.5)
-    (0.9, 0.6)
-    """
-    if not 0.0 <= target <= 1.0:
-        raise ValueError(f"target agreement must be in [0, 1], got {target}")
-    curve = calm_sweep(cal)
-    ok = curve[curve.agreement >= target - 1e-12]
-    return float(ok.threshold.iloc[int(np.argmin(ok.flops.to_numpy()))])
-
-
-def calm_oracle(staged: TokenStaged) -> dict:
-    """The earliest stage that agrees with the full model, per token: the bound on every CALM policy here."""
-    agree = staged.stats[:, :, 0] > 0
-    stage = agree.argmax(1)  # the last stage always agrees
-    cost = staged.cost[np.arange(len(stage)), stage]
-    return {"agreement": 1.0, "flops": float(cost.mean()), "speedup": float(staged.reference_cost.sum() / cost.sum()),
-            "mean_layers": float(staged.layers[stage].mean())}
 
 
 # ------------------------------------------------------------------------------------------------- self-speculative
@@ -447,6 +347,49 @@ def self_speculative(cache: LLMTokenCache, family: str, layers=None, draft_lengt
                          "speedup": (ref / tot["flops"]).ravel(),
                          "reads_per_token": (tot["reads"] / (cache.n_tokens * full_model_reads(cache))).ravel(),
                          "memory_bound_speedup": (cache.n_tokens * full_model_reads(cache) / tot["reads"]).ravel()})
+
+
+@dataclass(frozen=True, eq=False)
+class SpeculativeChoice:
+    """A (draft layer, draft length) chosen on cal by the memory-bound speed-up (the latency proxy; FLOPs cannot
+    rank self-speculative pairs), with the :func:`self_speculative` table it was chosen from."""
+
+    family: str
+    layer: int
+    draft_length: int
+    table: pd.DataFrame  # every (layer, draft length) on cal
+
+    @property
+    def row(self) -> pd.Series:
+        t = self.table
+        return t[(t.layer == self.layer) & (t.draft_length == self.draft_length)].iloc[0]
+
+    @property
+    def cases_above_one(self) -> int:
+        """Pairs whose memory-bound speed-up on cal exceeds 1x."""
+        return int((self.table.memory_bound_speedup > 1).sum())
+
+    def to_dict(self) -> dict:
+        r = self.row
+        return {"family": self.family, "layer": self.layer, "draft_length": self.draft_length,
+                "cal_memory_bound_speedup": float(r.memory_bound_speedup), "cal_speedup": float(r.speedup),
+                "cal_acceptance": float(r.acceptance), "cases_above_one": self.cases_above_one,
+                "cases": len(self.table)}
+
+    def _repr_html_(self) -> str:
+        return html_table("Self-speculative pair (chosen on cal)", self.to_dict())
+
+
+def choose_self_speculative(cal: LLMTokenCache, family: str, *, layers=None,
+                            draft_lengths=range(1, 9)) -> SpeculativeChoice:
+    """The (draft layer, draft length) with the best memory-bound speed-up on ``cal`` (every pair of
+    :func:`self_speculative`; ties: the first in layer, then length order). A cache of split ``test`` is refused:
+    a pair picked on test is an upper bound, not a choice."""
+    if (cal.meta or {}).get("split") == "test":
+        raise ValueError("choose the pair on a cal cache, not test (a pair picked on test is an upper bound)")
+    table = self_speculative(cal, family, layers=layers, draft_lengths=draft_lengths)
+    best = table.iloc[int(table.memory_bound_speedup.to_numpy().argmax())]
+    return SpeculativeChoice(family, int(best.layer), int(best.draft_length), table)
 
 
 def self_speculative_by_prompt(cache: LLMTokenCache, family: str, layer: int, draft_length: int) -> pd.DataFrame:

@@ -8,6 +8,7 @@ cal are held fixed; the intervals are over the test prompts.
 
 - :func:`layer_reliability_draws`: per-layer agreement with the full model's token and ECE;
 - :func:`calm_draws`: agreement and FLOPs speed-up of CALM-style exit at given thresholds;
+  :func:`calm_operating_points`: thresholds chosen on cal for target agreements, evaluated with those intervals;
 - :func:`self_speculative_draws`: speed-up, full-depth passes per token, tokens per block, acceptance of one
   (draft layer, draft length);
 - :func:`interval` and :func:`difference` (paired: both statistics on the same resampled prompts) summarise draws.
@@ -21,11 +22,18 @@ cal are held fixed; the intervals are over the test prompts.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 import numpy as np
+import pandas as pd
 
 from .calibration import bin_index
 from .engine.curves import resample_weights
-from .llm import TokenStaged, calm_stops, confidence, full_model_reads, self_speculative_by_prompt
+from . import engine
+from .engine import Staged
+from .engine.results import _Table
+from .llm import calm_layer_thresholds, confidence, full_model_reads, self_speculative_by_prompt
 from .llm_cache import LLMTokenCache
 
 
@@ -87,21 +95,31 @@ def layer_reliability_draws(cache: LLMTokenCache, family: str, weights: np.ndarr
     return {"agreement": wt @ agree / total, "ece": ece}
 
 
-def calm_draws(staged: TokenStaged, thresholds, weights: np.ndarray) -> dict[str, np.ndarray]:
-    """CALM-style exit at ``thresholds`` (as :func:`toolkit.analysis.llm.calm_evaluate`: ``[A]`` global or
-    ``[A, E]`` per-layer) on each resample: ``agreement``, ``speedup`` (reference FLOPs / policy FLOPs, sums over
-    the resampled tokens) and ``mean_layers``, each ``[R, A]``. Row 0 is :func:`calm_evaluate`'s."""
+def calm_draws(view: Staged, thresholds, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """CALM-style exit on a token view (``engine.staged(token_cache, ...)``) at ``thresholds`` (``[A]`` global, or
+    ``[A, E]`` per layer as :func:`toolkit.analysis.llm.calm_layer_thresholds` gives; a 1-D list is always global)
+    on each resample of prompts: ``agreement``, ``speedup`` (reference FLOPs / policy FLOPs, sums over the
+    resampled tokens) and ``mean_layers``, each ``[R, A]``. Row 0 is ``engine.evaluation``'s."""
     w = np.asarray(weights, dtype=np.float64)
-    if w.ndim != 2 or staged.prompts.max() >= w.shape[1]:
+    prompts = view.clusters
+    if prompts is None:
+        raise ValueError("this view has no prompt of each token (clusters): build it with engine.staged(token_cache)")
+    if w.ndim != 2 or prompts.max() >= w.shape[1]:
         raise ValueError(f"weights must be [resamples, prompts] with a column for each of the view's "
-                         f"{staged.prompts.max() + 1} prompts (prompt_weights), got shape {w.shape}")
-    wt = w[:, staged.prompts]  # [R, S]
-    stage = calm_stops(staged, thresholds)  # [A, S]
+                         f"{prompts.max() + 1} prompts (prompt_weights), got shape {w.shape}")
+    th = np.asarray(thresholds, dtype=np.float64)
+    if th.ndim <= 1:
+        th = np.atleast_1d(th)[:, None]  # A global thresholds
+    elif th.ndim != 2 or th.shape[1] != view.n_stages:
+        raise ValueError(f"thresholds must be global ([A] or a scalar) or per layer ([A, E] with E = "
+                         f"{view.n_stages} stages), got shape {np.shape(thresholds)}")
+    wt = w[:, prompts]  # [R, S]
+    stage = np.atleast_2d(view.stage_of(th))  # [A, S]
     rows = np.arange(stage.shape[1])[None, :]
     total = wt.sum(1, keepdims=True)
-    return {"agreement": wt @ staged.stats[rows, stage, 0].T / total,
-            "speedup": (wt @ staged.reference_cost)[:, None] / (wt @ staged.cost[rows, stage].T),
-            "mean_layers": wt @ staged.layers[stage].T / total}
+    return {"agreement": wt @ view.stats[rows, stage, 0].T / total,
+            "speedup": (wt @ view.reference_cost)[:, None] / (wt @ view.cost[rows, stage].T),
+            "mean_layers": wt @ view.layers[stage].T / total}
 
 
 def self_speculative_draws(cache: LLMTokenCache, family: str, layer: int, draft_length: int,
@@ -120,3 +138,77 @@ def self_speculative_draws(cache: LLMTokenCache, family: str, layer: int, draft_
         return {"speedup": s["reference_flops"] / s["flops"], "full_passes_per_token": s["blocks"] / s["tokens"],
                 "tokens_per_block": s["emitted"] / s["blocks"], "acceptance": s["accepted"] / s["drafted"],
                 "memory_bound_speedup": s["tokens"] * full_model_reads(cache) / s["reads"]}
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class CalmPoints(_Table):
+    """CALM-style operating points of one exit family and set of checked layers, chosen on cal and evaluated with
+    intervals over prompts: one row per (rule, target, evaluated on) with ``threshold``, ``agreement``, ``speedup``
+    (each with ``lo``/``hi``), ``mean layers`` and ``exited early``; then, on the first evaluation set, the oracle
+    and the best global threshold chosen on that set itself (both upper bounds, no intervals). ``draws`` holds each
+    row's resampled statistics (``[1 + B]`` arrays: row 0 the data) for paired comparisons (:func:`difference`)."""
+
+    frame: pd.DataFrame
+    draws: Mapping
+    family: str
+    checked_layers: tuple[int, ...]
+    title = "CALM operating points (chosen on cal)"
+
+    def point(self, rule: str, target: float | None = None, on: str | None = None) -> pd.Series:
+        """The row of ``rule`` at ``target`` evaluated ``on`` (default: the first evaluation set)."""
+        f = self.frame
+        sel = f[(f.rule == rule) & (f["evaluated on"] == (on or f["evaluated on"].iloc[0]))]
+        if target is not None:
+            sel = sel[sel["target (cal)"] == target]
+        if not len(sel):
+            raise KeyError(f"no {rule!r} point at target {target} on {on!r}; rows: "
+                           f"{sorted(set(zip(f.rule, f['target (cal)'], f['evaluated on'])))}")
+        return sel.iloc[0]
+
+
+ORACLE = "oracle (upper bound)"
+BEST_ON_TEST = "best on test itself (upper bound)"
+
+
+def calm_operating_points(cal: LLMTokenCache, evaluations: Mapping, family: str, *, checked_layers,
+                          targets=(0.9, 0.95, 0.99), per_layer: bool = True, only_at: Mapping | None = None,
+                          ci: float = 0.95) -> CalmPoints:
+    """CALM-style exit of ``family`` at ``checked_layers``: for each target agreement, the global threshold chosen
+    on ``cal`` by ``engine.choose(..., rule="target")`` and (``per_layer``, with more than one checked layer) the
+    per-layer thresholds of :func:`toolkit.analysis.llm.calm_layer_thresholds`, each evaluated on every set of
+    ``evaluations`` (``{name: (token cache, prompt weights)}``, weights from :func:`prompt_weights`) with
+    percentile intervals over prompts (:func:`calm_draws`). ``only_at`` ``{name: targets}`` limits a set to some
+    targets (e.g. a transfer set at one target)."""
+    checked = [int(k) for k in checked_layers]
+    views = {name: (engine.staged(c, family=family, checked_layers=checked), w) for name, (c, w) in
+             evaluations.items()}
+    s_cal = engine.staged(cal, family=family, checked_layers=checked)
+    rules = [("global", t, np.array([engine.choose(s_cal, rule="target", target=t, metric="agreement").threshold]))
+             for t in targets]
+    if per_layer and len(checked) > 1:
+        rules += [("per layer", t, calm_layer_thresholds(s_cal, [t])) for t in targets]
+    rows, draws = [], {}
+    base = {"family": family, "checked": ",".join(map(str, checked))}
+    for rule, target, th in rules:
+        for name, (view, w) in views.items():
+            if only_at is not None and name in only_at and target not in only_at[name]:
+                continue
+            d = calm_draws(view, th, w)
+            draws[rule, target, name] = {k: v[:, 0] for k, v in d.items()}
+            row = {**base, "rule": rule, "target (cal)": target, "evaluated on": name,
+                   "threshold": float(th[0]) if rule == "global" else tuple(th[0, :-1].tolist())}
+            for m in ("agreement", "speedup"):
+                row[m], row[f"{m} lo"], row[f"{m} hi"] = interval(d[m][:, 0], ci=ci)
+            row["mean layers"] = d["mean_layers"][0, 0]
+            row["exited early"] = 1 - engine.evaluation(view, th[0]).final_share
+            rows.append(row)
+    name, (view, _) = next(iter(views.items()))
+    o = engine.oracle(view)
+    middle = sorted(targets)[len(targets) // 2]  # the best threshold on the set itself, at the middle target
+    best = engine.evaluation(view, engine.threshold_on_sweep(engine.sweep(view), rule="target", target=middle,
+                                                             metric="agreement"))
+    for rule, ev, target in ((ORACLE, o, np.nan), (BEST_ON_TEST, best, middle)):
+        rows.append({**base, "rule": rule, "target (cal)": target, "evaluated on": name,
+                     "threshold": ev.threshold, "agreement": ev.metrics["agreement"], "speedup": ev.speedup,
+                     "mean layers": ev.mean_layers, "exited early": 1 - ev.final_share})
+    return CalmPoints(pd.DataFrame(rows), draws, family, tuple(checked))
