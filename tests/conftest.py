@@ -202,3 +202,15 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+# ------------------------------------------------------------------------------------------------ tiers
+# Each test gets one tier marker by the file it lives in, so the tiers run apart (`-m unit`, `-m notebooks`,
+# `-m docs`, `-m doctests`) and combine with `slow` (`-m "unit and not slow"`). Markers are registered in pyproject.
+TIERS = {"test_docs.py": "docs", "test_notebooks.py": "notebooks", "test_doctests.py": "doctests"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = Path(str(item.fspath))
+        item.add_marker("notebooks" if path.suffix == ".ipynb" else TIERS.get(path.name, "unit"))
