@@ -2,7 +2,7 @@
 
 Analysis commands (``info``, ``sweep``, ``route``, ``plot``, ``import``) need only the plain install; model commands (``collect``,
 ``train``, ``difficulty``, ``probe``, ``predict``, ``train-t2t``, ``generate``, ``zoo``, ``llm-train-exits``,
-``llm-collect``, ``llm-classify``, ``llm-generate``) need the ``nn`` extra and
+``llm-collect``, ``llm-classify``, ``llm-generate``, ``profile``) need the ``nn`` extra and
 import torch only when they run. ``toolkit COMMAND --help`` describes each.
 """
 
@@ -25,6 +25,7 @@ from . import (
     plot,
     predict,
     probe,
+    profile,
     route,
     sweep,
     train,
@@ -35,7 +36,7 @@ from . import (
 
 NN_PACKAGES = {"torch", "transformers", "accelerate", "safetensors", "sklearn", "datasets", "gguf"}
 COMMANDS = (collect, train, difficulty, probe, info, sweep, plot, predict, train_t2t, generate, route, zoo, upgrade,
-            llm_train_exits, llm_collect, llm_classify, llm_generate, import_runs)
+            llm_train_exits, llm_collect, llm_classify, llm_generate, import_runs, profile)
 RESUMABLE = {"collect", "generate", "train", "train-t2t", "difficulty", "zoo", "llm-train-exits", "llm-collect",
              "llm-classify"}
 

@@ -1,0 +1,65 @@
+"""toolkit profile on tiny models from a config (--quick grid): the profile's shape, what it records, and that the
+latency model reads it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from toolkit.analysis.latency import PROFILE_FORMAT, load_profile
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def quick_profile(tiny_encoder_dir, tiny_llama_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from toolkit.nn.models import MultiExitModel
+    from toolkit.nn.profile import profile_models
+
+    enc = MultiExitModel.from_backbone(tiny_encoder_dir, 2).eval()
+    lm = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32).eval()
+    lm.config._attn_implementation = "sdpa"
+    return profile_models({"enc": (enc, AutoTokenizer.from_pretrained(tiny_encoder_dir)), "lm": (lm, None)},
+                          quick=True, repeats=2, warmup=1)
+
+
+def test_quick_profile_records_machine_and_every_piece(quick_profile):
+    p = quick_profile
+    assert p["format"] == PROFILE_FORMAT and p["threads"] == torch.get_num_threads() and p["dtype"] == "float32"
+    assert {"torch", "transformers", "numpy", "python"} <= set(p["versions"]) and p["machine"]["cpu_count"] >= 1
+    assert len(p["loadavg_start"]) == 3 and p["statistic"] == "median"
+    enc, lm = p["models"]["enc"], p["models"]["lm"]
+    assert set(enc["pieces"]) == {"inputs", "embed", "layer", "exit", "head", "forward"}
+    assert enc["exit_layers"] == [1, 2, 3] and enc["layers"] == 3
+    assert set(lm["pieces"]) == {"setup", "layer", "head", "exit", "confidence", "kv_propagation", "step_overhead"}
+    for m in (enc, lm):
+        for name, piece in m["pieces"].items():
+            ms, raw = np.asarray(piece["ms"]), np.asarray(piece["raw_ms"])
+            assert ms.shape == (len(piece["batch"]), len(piece["positions"])), name
+            assert (ms >= raw - 1e-12).all() and (np.diff(ms, axis=0) >= 0).all() and (np.diff(ms, axis=1) >= 0).all()
+            assert (raw[~np.isnan(raw)] >= 0).all()
+    assert (np.asarray(enc["pieces"]["forward"]["raw_ms"]) > 0).all()
+
+
+def test_profile_reads_back_and_predicts(quick_profile, tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(quick_profile))
+    prof = load_profile(path)
+    enc = prof.model("enc")
+    assert enc["layer"](2, 8) == pytest.approx(quick_profile["models"]["enc"]["pieces"]["layer"]["ms"][1][1])
+    assert "p.json" in prof.label
+
+
+def test_cli_profile_quick(tiny_encoder_dir, tmp_path):
+    from toolkit.cli import main
+
+    out = tmp_path / "prof.json"
+    assert main(["profile", "--model", str(tiny_encoder_dir), "--out", str(out), "--quick", "--repeats", "1",
+                 "--threads", "1"]) == 0
+    prof = load_profile(out)
+    assert prof.model(str(tiny_encoder_dir)).kind == "encoder" and prof.meta["threads"] == 1

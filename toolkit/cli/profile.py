@@ -1,0 +1,51 @@
+"""``toolkit profile``: time each model's pieces on this machine into a latency profile (JSON), the input of
+predicted-time costing (``toolkit sweep --profile``, :mod:`toolkit.analysis.latency`)."""
+
+from __future__ import annotations
+
+from ._common import positive_int
+
+
+def register(sub) -> None:
+    p = sub.add_parser("profile", help="time each model's pieces on this machine into a latency profile (JSON)",
+                       description="Times each model's pieces as the runtimes call them (encoders: inputs, "
+                                   "embeddings, a layer, an exit, the whole forward; causal LMs: pass set-up, a "
+                                   "layer at 1..9 new positions, the LM head, a draft exit, CALM confidence, state "
+                                   "propagation, the decoder loop's overhead) over a grid of batch sizes, after "
+                                   "warm-up, as medians of repeats, with the load average, machine, threads, dtype "
+                                   "and library versions. A few minutes per model; --quick for a 2 x 2 grid.")
+    p.add_argument("--model", action="append", required=True,
+                   help="a model name or folder (repeatable): an encoder (new exit heads after every layer unless "
+                        "it is a trained multi-exit checkpoint; NAME@L truncates to L layers) or a causal LM")
+    p.add_argument("--out", required=True, help="profile file to write (.json)")
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
+    p.add_argument("--repeats", type=positive_int, help="timed calls per grid point (default 5; 3 with --quick)")
+    p.add_argument("--context", type=positive_int, default=128,
+                   help="cached positions at which decoder passes are timed (default 128)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quick", action="store_true", help="a 2 x 2 grid and 3 repeats (a smoke test, not a profile)")
+    p.set_defaults(fn=run)
+
+
+def run(a) -> int:
+    import json
+    import os
+    from pathlib import Path
+
+    import torch
+
+    from ..nn.profile import load_for_profile, profile_models
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    models = {m: load_for_profile(m, device=a.device) for m in a.model}
+    prof = profile_models(models, quick=a.quick, repeats=a.repeats, context=a.context, device=a.device,
+                          progress=lambda s: print(s, flush=True))
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(prof, indent=1))
+    os.replace(tmp, out)
+    print(f"wrote {out}: {len(prof['models'])} model(s), {prof['threads']} threads, load {prof['loadavg_start']} -> "
+          f"{prof['loadavg_end']}, {prof['seconds']:.0f} s")
+    return 0
