@@ -113,23 +113,9 @@ quantization changes which tokens are produced, not the method.
 
 # %%
 DIAGRAM_LAYER = 20
-rel = {f: li.layer_reliability_draws(test, f, W["test"]) for f in FAMILIES}
-plain = {f: llm.layer_reliability(test, f) for f in FAMILIES}  # mean confidence and AUROC (no intervals)
-rows = []
-for j in range(L - 1):
-    row = {"layer": j + 1}
-    for f in FAMILIES:
-        for m in ("agreement", "ece"):
-            row[f"{f} {m}"], row[f"{f} {m} lo"], row[f"{f} {m} hi"] = li.interval(rel[f][m][:, j])
-        row[f"{f} confidence"] = plain[f].confidence.iloc[j]
-        row[f"{f} auroc"] = plain[f].auroc.iloc[j]
-    for m in ("agreement", "ece"):
-        d = li.difference(rel["tuned"][m][:, j], rel["lens"][m][:, j])
-        row[f"tuned-lens {m}"], row[f"{m} diff lo"], row[f"{m} diff hi"] = d["difference"], d["lo"], d["hi"]
-    rows.append(row)
-per_layer = pd.DataFrame(rows).set_index("layer")
-mean_ece = {f: li.interval(rel[f]["ece"].mean(1)) for f in FAMILIES}
-mean_ece_diff = li.difference(rel["tuned"]["ece"].mean(1), rel["lens"]["ece"].mean(1))
+reliability = li.layer_reliability_table(test, ("lens", "tuned"), W["test"])
+per_layer = reliability.frame
+mean_ece, mean_ece_diff = reliability.mean_ece, reliability.mean_ece_difference
 shown = pd.DataFrame({
     **{f"{f} agreement": [fmt(*r) for r in per_layer[[f"{f} agreement", f"{f} agreement lo", f"{f} agreement hi"]]
                           .to_numpy()] for f in FAMILIES},

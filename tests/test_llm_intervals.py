@@ -26,6 +26,7 @@ from toolkit.analysis.llm_intervals import (
     difference,
     interval,
     layer_reliability_draws,
+    layer_reliability_table,
     prompt_weights,
     self_speculative_draws,
 )
@@ -132,3 +133,18 @@ def test_layer_reliability_curve_counts_tokens_and_gives_the_ece():
         assert first["count"] == in_bin.sum() and first.accuracy == pytest.approx(agree[in_bin, layer - 1].mean())
     with pytest.raises(ValueError, match="layer must lie"):
         layer_reliability_curve(c, "lens", c.n_layers + 1)
+
+
+def test_layer_reliability_table_is_the_plain_analysis_with_prompt_intervals():
+    c = random_llm_cache(N=10, seed=3)
+    c2 = random_llm_cache(N=10, seed=3, p_agree=(0.6, 0.6, 0.8, 0.95))
+    c.top1["other"], c.stats["other"] = c2.top1["lens"], c2.stats["lens"]
+    w = prompt_weights(c.n_examples, n_boot=40, seed=1)
+    t = layer_reliability_table(c, ("lens", "other"), w)
+    plain = {f: layer_reliability(c, f) for f in ("lens", "other")}
+    for f in ("lens", "other"):
+        np.testing.assert_allclose(t.frame[f"{f} agreement"], plain[f].agreement)
+        np.testing.assert_allclose(t.frame[f"{f} ece"], plain[f].ece)
+        assert (t.frame[f"{f} agreement lo"] <= t.frame[f"{f} agreement"] + 1e-12).all()
+    np.testing.assert_allclose(t.frame["other-lens agreement"], plain["other"].agreement - plain["lens"].agreement)
+    assert t.mean_ece_difference["difference"] == pytest.approx(plain["other"].ece.mean() - plain["lens"].ece.mean())

@@ -212,3 +212,46 @@ def calm_operating_points(cal: LLMTokenCache, evaluations: Mapping, family: str,
                      "threshold": ev.threshold, "agreement": ev.metrics["agreement"], "speedup": ev.speedup,
                      "mean layers": ev.mean_layers, "exited early": 1 - ev.final_share})
     return CalmPoints(pd.DataFrame(rows), draws, family, tuple(checked))
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class LayerTable(_Table):
+    """Per layer 1..L-1 (index ``layer``), for each exit family: ``<f> agreement`` and ``<f> ece`` with ``lo``/``hi``
+    (intervals over prompts), ``<f> confidence`` (mean max-probability) and ``<f> auroc``; and, for the pair
+    ``(second, first)`` of ``families``, the paired difference ``<second>-<first> agreement`` / ``ece`` with
+    ``agreement diff lo/hi`` and ``ece diff lo/hi``. ``mean_ece``: each family's ECE averaged over layers as
+    ``(value, lo, hi)``; ``mean_ece_difference``: that average's paired difference (:func:`difference`)."""
+
+    frame: pd.DataFrame
+    families: tuple[str, ...]
+    mean_ece: Mapping
+    mean_ece_difference: Mapping
+    title = "per-layer agreement and ECE (intervals over prompts)"
+
+
+def layer_reliability_table(cache: LLMTokenCache, families, weights: np.ndarray, *, ci: float = 0.95) -> LayerTable:
+    """Agreement with the full model's token and ECE per layer with intervals over prompts
+    (:func:`layer_reliability_draws`), mean confidence and AUROC (:func:`toolkit.analysis.llm.layer_reliability`),
+    and, for two families ``(a, b)``, the paired difference ``b - a`` per layer and of the mean ECE."""
+    from .llm import layer_reliability
+
+    families = tuple(families)
+    rel = {f: layer_reliability_draws(cache, f, weights) for f in families}
+    plain = {f: layer_reliability(cache, f) for f in families}
+    frame = pd.DataFrame({"layer": np.arange(1, cache.n_layers)})
+    for f in families:
+        for m in ("agreement", "ece"):
+            frame[[f"{f} {m}", f"{f} {m} lo", f"{f} {m} hi"]] = [interval(rel[f][m][:, j], ci=ci)
+                                                                 for j in range(cache.n_layers - 1)]
+        frame[f"{f} confidence"] = plain[f].confidence.to_numpy()
+        frame[f"{f} auroc"] = plain[f].auroc.to_numpy()
+    mean_diff = {}
+    if len(families) == 2:
+        a, b = families
+        for m in ("agreement", "ece"):
+            d = [difference(rel[b][m][:, j], rel[a][m][:, j], ci=ci) for j in range(cache.n_layers - 1)]
+            frame[f"{b}-{a} {m}"] = [x["difference"] for x in d]
+            frame[f"{m} diff lo"], frame[f"{m} diff hi"] = [x["lo"] for x in d], [x["hi"] for x in d]
+        mean_diff = difference(rel[b]["ece"].mean(1), rel[a]["ece"].mean(1), ci=ci)
+    return LayerTable(frame.set_index("layer"), families, {f: interval(rel[f]["ece"].mean(1), ci=ci) for f in families},
+                      mean_diff)
