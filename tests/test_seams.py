@@ -340,7 +340,11 @@ def test_toolkit_load_reads_every_shipped_cache_kind():
     for kind, f in files.items():
         c = toolkit.load(f, verify_data=False)
         assert isinstance(c, KINDS[kind].cache_class) and kind_of(f).name == kind
-    assert "torch" not in sys.modules or "toolkit.nn" not in sys.modules
+    import subprocess
+
+    code = f"import sys, toolkit; toolkit.load({str(files['llm_tokens'])!r}, verify_data=False); " \
+           f"assert 'torch' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0  # toolkit.load needs no torch
 
 
 # ------------------------------------------------------------------------------- 4. the CLI through the library
@@ -480,3 +484,14 @@ def test_upgrade_errors_name_the_users_file_not_the_temporary_one(tmp_path):
     with pytest.raises(CacheError) as err:
         upgrade_cache(p)
     assert str(err.value).startswith(str(p)) and ".upgrade.parquet" not in str(err.value)
+
+
+def test_generation_caches_refuse_impossible_step_statistics():
+    from tests.test_trust import small_generation_cache
+    from toolkit.analysis.generation_cache import GenCache
+
+    c = small_generation_cache()
+    g = c.models["swift"]
+    g.stats[0, 2] = g.stats[0, 0] - 5.0  # lse@1 below the top logit: max-prob above 1
+    with pytest.raises(CacheError, match="lse@1"):
+        GenCache(c.example_ids, c.labels, c.models, c.temperatures, meta=c.meta)

@@ -51,8 +51,10 @@ def small_generation_cache(N: int = 30, seed: int = 0):
     for name in ("swift", "super"):
         steps = rng.integers(1, 4, N)
         off = np.concatenate([[0], np.cumsum(steps)])
-        models[name] = Generation(tokens=rng.integers(0, 50, off[-1]).astype(np.int32), offsets=off,
-                                  stats=rng.normal(size=(off[-1], F)).astype(np.float32),
+        tokens = rng.integers(0, 50, off[-1]).astype(np.int32)
+        z = rng.normal(size=(off[-1], F))  # statistics some logits can have: second <= max, lse >= max/T, H >= 0
+        z[:, 1], z[:, 2:4], z[:, 4:] = z[:, 0] - abs(z[:, 1]), z[:, :1] / np.array(temps) + abs(z[:, 2:4]), abs(z[:, 4:])
+        models[name] = Generation(tokens=tokens, offsets=off, stats=z.astype(np.float32),
                                   text=np.array([["negative", "positive"][i % 2] for i in range(N)], dtype=object),
                                   n_src=rng.integers(3, 20, N).astype(np.int32), flops=rng.uniform(1e6, 2e6, N),
                                   quality={"exact_match": rng.integers(0, 2, N).astype(np.float64)},

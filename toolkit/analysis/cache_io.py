@@ -32,11 +32,13 @@ numpy and pyarrow only (no torch).
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import math
 import os
 import stat
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +47,64 @@ META_KEY = b"toolkit"
 INTEGRITY_KEY = "integrity"
 HASH_DOMAIN = b"toolkit cache content v2\n"
 
+
 class CacheError(ValueError):
     """A cache file is missing, corrupt, inconsistent, or no longer matches its data; the message says which."""
+
+
+@dataclass(frozen=True)
+class CacheKind:
+    """How one cache kind is handled. ``module`` holds ``cls``, ``load``, ``save`` and ``schema``, the header's
+    schema version constant; ``explorer_view``: the class in :mod:`toolkit.analysis.explore_views`; the engine
+    adapter is registered on ``cls`` with ``toolkit.analysis.engine.staged`` (``adapter`` names it)."""
+
+    name: str
+    module: str
+    cls: str
+    load: str
+    save: str
+    schema: str
+    adapter: str
+    explorer_view: str
+    describe: str
+
+    def _get(self, attr: str):
+        return getattr(importlib.import_module(self.module), attr)
+
+    @property
+    def loader_name(self) -> str:
+        return f"{self.module}.{self.load}"
+
+    @property
+    def cache_class(self) -> type:
+        return self._get(self.cls)
+
+    @property
+    def schema_version(self) -> int:
+        return self._get(self.schema)
+
+    def loader(self):
+        return self._get(self.load)
+
+    def saver(self):
+        return self._get(self.save)
+
+    def view(self):
+        """The explorer's view class of this kind."""
+        return getattr(importlib.import_module("toolkit.analysis.explore_views"), self.explorer_view)
+
+
+KINDS: dict[str, CacheKind] = {k.name: k for k in (
+    CacheKind("classification", "toolkit.analysis.cache", "Cache", "load_cache", "save_cache", "SCHEMA_VERSION",
+              "toolkit.analysis.engine.from_classification", "ClassificationView",
+              "staged logits of exits or cascade members"),
+    CacheKind("generation", "toolkit.analysis.generation_cache", "GenCache", "load_generation_cache",
+              "save_generation_cache", "GEN_SCHEMA_VERSION", "toolkit.analysis.engine.from_generation",
+              "GenerationView", "generations of encoder-decoder models (Swift/Super)"),
+    CacheKind("llm_tokens", "toolkit.analysis.llm_cache", "LLMTokenCache", "load_llm_cache", "save_llm_cache",
+              "LLM_SCHEMA_VERSION", "toolkit.analysis.llm.from_llm_tokens", "LLMTokenView",
+              "per-token exit statistics of a causal LM"),
+)}
 
 
 def json_default(o):
@@ -207,8 +265,10 @@ def read_cache_table(path: str | os.PathLike, *, kind: str, schema_version: int)
     head = _parse_header(path, metadata.get(META_KEY))
     got_kind = head.get("kind", "classification")
     if got_kind != kind:
-        raise CacheError(f"{path}: header key 'kind' is {got_kind!r}: not a {kind} cache; toolkit.load(path) reads a "
-                         f"cache of any kind (toolkit.analysis.kinds)")
+        how = KINDS[got_kind].loader_name if isinstance(got_kind, str) and got_kind in KINDS else None
+        raise CacheError(f"{path}: header key 'kind' is {got_kind!r}: "
+                         + (f"a {got_kind} cache, not a {kind} cache; load it with toolkit.load (any kind) or {how}"
+                            if how else f"not a {kind} cache"))
     version = head.get("schema_version")
     integrity = head.get(INTEGRITY_KEY)
     if integrity is None and version == 1:

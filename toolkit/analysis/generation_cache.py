@@ -172,6 +172,7 @@ def validate_generation_cache(c: GenCache) -> None:
                              f"{S} steps x {F} statistics ({stat_names(c.temperatures)})")
         if not np.isfinite(g.stats).all():
             raise CacheError(f"{where}: step statistics contain NaN or inf; regenerate in fp32 or bf16")
+        check_step_stats(g.stats, c.temperatures, stored="float32", where=where)
         if np.asarray(g.tokens).dtype.kind not in "iu" or (np.asarray(g.tokens) < 0).any():
             raise CacheError(f"{where}: token ids must be non-negative integers")
         if np.asarray(g.n_src).dtype.kind not in "iu" or (np.asarray(g.n_src) < 0).any():

@@ -1,7 +1,8 @@
-"""One record per cache kind: the only table that says how a kind is loaded, saved, upgraded, viewed by the engine
-and shown in the explorer. Everything that switches on a cache's kind (the loader's messages, ``upgrade-cache``,
-the CLI, the explorer, the notebooks' reader, the byte-flip scan) reads :data:`KINDS`; :func:`load` reads a cache
-of any kind.
+"""One record per cache kind (:data:`KINDS`, defined beside the shared I/O in :mod:`.cache_io` so that its
+messages can name the right loader): the only table that says how a kind is loaded, saved, upgraded, viewed by the
+engine and shown in the explorer. Everything that switches on a cache's kind (the loader's messages,
+``upgrade-cache``, the CLI, the explorer, the notebooks' reader, the byte-flip scan) reads it; :func:`load` reads a
+cache of any kind.
 
 >>> sorted(KINDS)
 ['classification', 'generation', 'llm_tokens']
@@ -14,66 +15,11 @@ and no torch.
 
 from __future__ import annotations
 
-import importlib
 import os
-from dataclasses import dataclass
 
-from .cache_io import CacheError, read_header
+from .cache_io import KINDS, CacheError, CacheKind, read_header
 
-
-@dataclass(frozen=True)
-class CacheKind:
-    """How one cache kind is handled. ``module`` holds ``cls``, ``load``, ``save`` and ``schema``, the header's
-    schema version constant; ``explorer_view``: the class in :mod:`toolkit.analysis.explore_views`; the engine
-    adapter is registered on ``cls`` with ``toolkit.analysis.engine.staged`` (``adapter`` names it)."""
-
-    name: str
-    module: str
-    cls: str
-    load: str
-    save: str
-    schema: str
-    adapter: str
-    explorer_view: str
-    describe: str
-
-    def _get(self, attr: str):
-        return getattr(importlib.import_module(self.module), attr)
-
-    @property
-    def loader_name(self) -> str:
-        return f"{self.module}.{self.load}"
-
-    @property
-    def cache_class(self) -> type:
-        return self._get(self.cls)
-
-    @property
-    def schema_version(self) -> int:
-        return self._get(self.schema)
-
-    def loader(self):
-        return self._get(self.load)
-
-    def saver(self):
-        return self._get(self.save)
-
-    def view(self):
-        """The explorer's view class of this kind."""
-        return getattr(importlib.import_module("toolkit.analysis.explore_views"), self.explorer_view)
-
-
-KINDS: dict[str, CacheKind] = {k.name: k for k in (
-    CacheKind("classification", "toolkit.analysis.cache", "Cache", "load_cache", "save_cache", "SCHEMA_VERSION",
-              "toolkit.analysis.engine.from_classification", "ClassificationView",
-              "staged logits of exits or cascade members"),
-    CacheKind("generation", "toolkit.analysis.generation_cache", "GenCache", "load_generation_cache",
-              "save_generation_cache", "GEN_SCHEMA_VERSION", "toolkit.analysis.engine.from_generation",
-              "GenerationView", "generations of encoder-decoder models (Swift/Super)"),
-    CacheKind("llm_tokens", "toolkit.analysis.llm_cache", "LLMTokenCache", "load_llm_cache", "save_llm_cache",
-              "LLM_SCHEMA_VERSION", "toolkit.analysis.llm.from_llm_tokens", "LLMTokenView",
-              "per-token exit statistics of a causal LM"),
-)}
+__all__ = ["KINDS", "CacheKind", "kind_of", "kind_for", "load", "save"]
 
 
 def kind_of(path: str | os.PathLike) -> CacheKind:
