@@ -60,7 +60,7 @@ def _args(argv=None):
     return p.parse_args(argv)
 
 
-def _preflight(jobs, log):
+def _preflight(jobs, log, data_dir=None):
     """Drop the jobs whose weights or data are absent here (with a message), before any worker starts."""
     from toolkit.data import load_split
     from toolkit.nn.models import resolve_model
@@ -72,7 +72,7 @@ def _preflight(jobs, log):
     missing_tasks = set()
     for task in {j.task for j in jobs}:
         try:
-            load_split(task, "test")
+            load_split(task, "test", data_dir)
         except Exception as e:  # noqa: BLE001 - reported, then the task's jobs are dropped
             log(f"[zoo] no data for {task}: {e}")
             missing_tasks.add(task)
@@ -140,7 +140,7 @@ def main(argv=None) -> int:
         print_plan(jobs, device, a.workers, a.tiny, profile)
         return 0
     log = lambda m: print(f"{time.time() - t0:7.1f}s {m}", flush=True)
-    jobs = _preflight(jobs, log)
+    jobs = _preflight(jobs, log, a.data_dir)
     logs.mkdir(parents=True, exist_ok=True)
     (logs / "plan.json").write_text(json.dumps({"device": device, "workers": a.workers, "deadline_s": a.deadline,
                                                 "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,

@@ -310,3 +310,51 @@ def test_join_borrowed_appends_the_shipped_mpnet_as_a_complete_model(task):
         join_borrowed(small, me.subset(np.arange(1, me.n_examples)), "L12", "mpnet", "k")
     with pytest.raises(ValueError, match="labels"):
         join_borrowed(small, me._derived(labels=1 - me.labels), "L12", "mpnet", "k")
+
+
+@pytest.mark.slow
+def test_tiny_cpu_profile_end_to_end(tmp_path, placed_models, glue_dir):
+    """--device cpu: the MiniLM members train with the cpu recipes, no MPNet is trained, the cascade ends in the
+    shipped multi-exit MPNet's L12 exit; the caches check against their entries, a rerun reuses them, and a set
+    already shipped is not planned again."""
+    import shutil
+
+    from toolkit.analysis.cache import load_cache
+    from toolkit.zoo import check_manifest, update_manifest
+    from toolkit.zoo.jobs import without_finished
+
+    gz = _gpu_zoo()
+    runs, shipped, out = tmp_path / "runs", tmp_path / "shipped", tmp_path / "out"
+    common = ["--tiny", "--device", "cpu", "--workers", "0", "--runs", str(runs), "--data-dir", str(glue_dir),
+              "--task", "mrpc", "--seed", "42"]
+    # the shipped v1 multi-exit MPNet: a tiny v2 run's cache, under the unsuffixed key
+    assert gz.main([str(tmp_path / "v1"), *common, "--profile", "v2", "--set", "mpnet_me",
+                    "--shipped", str(tmp_path / "nothing")]) == 0
+    v1 = json.loads((tmp_path / "v1" / "data" / "MANIFEST.json").read_text())["caches"]
+    (shipped / "mrpc").mkdir(parents=True)
+    for split in ("cal", "test"):
+        shutil.copyfile(tmp_path / "v1" / "data" / "mrpc" / f"mpnet_me-s42-{split}.parquet",
+                        shipped / "mrpc" / f"mpnet_me-{split}.parquet")
+        update_manifest(shipped, f"mrpc/mpnet_me-{split}", v1[f"mrpc/mpnet_me-s42-{split}"])
+
+    assert gz.main([str(out), *common, "--set", "cascade", "--shipped", str(shipped)]) == 0
+    status = json.loads((out / "logs" / "status.json").read_text())
+    assert set(status["jobs"]) == {"mrpc/minilm2-s42", "mrpc/minilm6-s42", "mrpc/cascade-s42/collect"}
+    assert all(j["cpu_s"] > 0 for j in status["jobs"].values())
+    data = out / "data"
+    assert check_manifest(data) == []
+    entry = json.loads((data / "MANIFEST.json").read_text())["caches"]["mrpc/cascade-s42-test"]
+    assert [m["name"] for m in entry["models"]] == ["minilm-l2", "minilm-l6", "mpnet"]
+    assert entry["models"][-1]["borrowed_from"] == "mrpc/mpnet_me-test"
+    assert [m["epochs"] for m in entry["models"][:2]] == [3.0, 3.0]  # the cpu recipe (tiny: 8 steps of it)
+    c = load_cache(data / "mrpc" / "cascade-s42-test.parquet", data_dir=glue_dir)
+    me = load_cache(shipped / "mrpc" / "mpnet_me-test.parquet", data_dir=glue_dir)
+    assert c.stages == ["minilm-l2:L2", "minilm-l6:L6", "mpnet:L12"] and np.array_equal(c.example_ids, me.example_ids)
+    assert np.array_equal(c.logits[:, -1], me.logits[:, -1])
+    # a rerun reuses the caches; once they are shipped, nothing of the set is planned
+    before = {p: p.stat().st_mtime for p in data.rglob("*.parquet")}
+    assert gz.main([str(out), *common, "--set", "cascade", "--shipped", str(shipped)]) == 0
+    assert {p: p.stat().st_mtime for p in data.rglob("*.parquet")} == before
+    assert gz.main(["--merge", str(data), "--into", str(shipped)]) == 0
+    jobs = prioritized(tasks=["mrpc"], sets=["cascade"], seeds=[42], device="cpu", profile="cpu")
+    assert without_finished(jobs, tmp_path / "empty", also=(shipped,)) == []
