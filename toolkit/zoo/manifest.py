@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..analysis.cache import load_cache
 from ..analysis.inputs import cost_unit
+from ..analysis.kinds import KINDS
 from ..analysis.metrics import task_metric
 
 
@@ -116,21 +117,9 @@ def merge_manifest(src: str | os.PathLike, dst: str | os.PathLike) -> list[str]:
     return list(entries)
 
 
-def _generation_check():
-    from ..analysis.generation_cache import load_generation_cache
-
-    return load_generation_cache, generation_table, "model_metrics"
-
-
-def _llm_check():
-    from ..analysis.llm_cache import load_llm_cache
-
-    return load_llm_cache, llm_token_table, "layer_metrics"
-
-
-# manifest kind -> (loader, the numbers recomputed from the cache, the entry key that records them)
-_CHECKS = {"classification": lambda: (load_cache, stage_table, "stage_metrics"), "generation": _generation_check,
-           "llm_tokens": _llm_check}
+# what check_manifest recomputes per cache kind (its loader comes from the kind's record, toolkit.analysis.kinds)
+_CHECKS = {"classification": (stage_table, "stage_metrics"), "generation": (generation_table, "model_metrics"),
+           "llm_tokens": (llm_token_table, "layer_metrics")}
 
 
 def check_manifest(out: str | os.PathLike = "data") -> list[str]:
@@ -140,8 +129,9 @@ def check_manifest(out: str | os.PathLike = "data") -> list[str]:
     manifest = json.loads((out / "MANIFEST.json").read_text())
     problems = []
     for key, entry in manifest["caches"].items():
-        load, table, field = _CHECKS[entry.get("kind", "classification")]()
-        cache = load(out / f"{key}.parquet")
+        kind = entry.get("kind", "classification")
+        table, field = _CHECKS[kind]
+        cache = KINDS[kind].loader()(out / f"{key}.parquet")
         got = table(cache)
         if got != entry[field]:
             problems.append(f"{key}: manifest {field} {entry[field]} != recomputed {got}")
