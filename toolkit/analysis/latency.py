@@ -54,7 +54,7 @@ CAUSAL_PIECES = ("setup", "layer", "head", "exit", "confidence", "kv_propagation
 
 __all__ = ["PROFILE_FORMAT", "INTERPOLATION", "Piece", "ModelProfile", "LatencyProfile", "load_profile",
            "monotone", "encoder_run_ms", "encoder_full_ms", "cascade_run_ms", "calm_run_ms", "greedy_run_ms",
-           "self_speculative_run_ms", "encoder_example_ms", "cascade_example_ms", "with_predicted_time",
+           "self_speculative_run_ms", "encoder_example_ms", "cascade_example_ms", "with_predicted_time", "models_for",
            "time_budget_speedup"]
 
 
@@ -349,6 +349,11 @@ def with_predicted_time(view, profile: LatencyProfile, n_tokens, *, models: Sequ
         if len(mp) != n_models:
             raise ValueError(f"the view is a cascade of {n_models} models; give one profiled model per member, got "
                              f"{len(mp)}")
+        member_layers = np.diff(np.concatenate([[0], np.asarray(view.layers, dtype=np.int64)]))
+        for i, (m, k) in enumerate(zip(mp, member_layers)):
+            if m.layers != k:
+                raise ValueError(f"profile model {m.name!r} has {m.layers} layers, cascade member {i} has {k}: "
+                                 f"profile that member (e.g. `toolkit profile --model NAME@{k}`) and name it")
         cost = cascade_example_ms(mp, n, batch=batch)
         if cost.shape[1] != view.n_stages:
             raise ValueError(f"one stage per cascade member expected, the view has {view.n_stages}")
@@ -374,3 +379,28 @@ def time_budget_speedup(view, budget_ms: float) -> float:
     if "predicted ms" not in str(view.meta.get("cost_unit", "")):
         raise ValueError("the view is not costed in predicted ms: make it with latency.with_predicted_time first")
     return float(np.mean(view.reference_cost) / budget_ms)
+
+
+def _has(profile: LatencyProfile, name: str) -> bool:
+    try:
+        profile.model(name)
+    except KeyError:
+        return False
+    return True
+
+
+def models_for(meta: Mapping, profile: LatencyProfile) -> list[str]:
+    """The profile's model for each model a cache records (its ``name``, else its ``source_model``); an error lists
+    what the profile has and how to name them (``--profile-model``)."""
+    out = []
+    for m in meta.get("models") or []:
+        found = [k for k in (m.get("name"), m.get("source_model"), m.get("path")) if k and _has(profile, k)]
+        if found:
+            out.append(profile.model(found[0]).name)
+        else:
+            raise KeyError(f"{profile.path or 'profile'} has no model for the cache's {m.get('name')!r} (source "
+                           f"{m.get('source_model')!r}); it has {sorted(profile.models)}: name them with "
+                           f"--profile-model (models=...)")
+    if not out:
+        raise KeyError("the cache records no models: name the profile's models with --profile-model (models=...)")
+    return out

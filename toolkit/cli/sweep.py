@@ -29,6 +29,13 @@ def register(sub) -> None:
                                          "cache has it, else the headline metric)")
     p.add_argument("--max-drop", type=positive_float, default=0.01,
                    help="summary: tolerated absolute drop of --drop-metric against the last stage (default 0.01)")
+    p.add_argument("--profile", help="classification caches: cost in predicted ms per example from this latency "
+                                     "profile (`toolkit profile`) instead of FLOPs")
+    p.add_argument("--profile-model", nargs="+", help="--profile: the profile's model for the cache's model (one "
+                                                      "per cascade member; default: the cache's model names, "
+                                                      "then their source models)")
+    p.add_argument("--batch", type=positive_int, default=1,
+                   help="--profile: predicted time per example as its share of a batch of this size (default 1)")
     engine_args(p)
     p.set_defaults(fn=run)
 
@@ -113,6 +120,22 @@ def report(a, cache, view, extra: dict | None = None) -> int:
     return 0
 
 
+def timed(a, cache, view):
+    """With ``--profile``: the view costed in predicted ms (:func:`toolkit.analysis.latency.with_predicted_time`)
+    and the line naming the profile."""
+    if not getattr(a, "profile", None):
+        return view, {}
+    from ..analysis.latency import load_profile, models_for, with_predicted_time
+
+    if not hasattr(cache, "n_tokens"):
+        raise ValueError(f"{a.cache}: --profile costs classification caches (early exit, cascades) only")
+    prof = load_profile(a.profile)
+    names = a.profile_model or models_for(cache.meta, prof)
+    view = with_predicted_time(view, prof, cache.n_tokens, models=names, batch=a.batch)
+    return view, {"latency profile": f"{prof.label}; models {', '.join(names)}; batch {a.batch}"}
+
+
 def run(a) -> int:
     cache, view = view_of(a)
-    return report(a, cache, view, family_line(cache, view))
+    view, extra = timed(a, cache, view)
+    return report(a, cache, view, {**family_line(cache, view), **extra})
