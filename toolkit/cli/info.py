@@ -13,12 +13,10 @@ def register(sub) -> None:
     p.set_defaults(fn=run)
 
 
-def _llm_rows(path):
+def _llm_rows(c):
     """Per layer: each exit family's agreement with the full model's token and the ECE of its max-probability."""
     from ..analysis.llm import layer_reliability
-    from ..analysis.llm_cache import load_llm_cache
 
-    c = load_llm_cache(path)
     rel = {f: layer_reliability(c, f).set_index("layer") for f in c.family_names}
     layers = next(iter(rel.values())).index
     rows = [{"layer": int(layer), **{f"{f} {k}": float(r[k][layer]) for f, r in rel.items()
@@ -27,21 +25,18 @@ def _llm_rows(path):
 
 
 def _rows(path):
-    from ..analysis.cache import load_cache
-    from ..analysis.generation_cache import load_generation_cache
     from ..analysis.inputs import cost_scale, cost_unit
+    from ..analysis.kinds import kind_of
     from ..analysis.metrics import task_metric
-    from ._common import cache_kind
 
-    kind = cache_kind(path)
-    if kind == "llm_tokens":
-        return _llm_rows(path)
-    if kind == "generation":
-        c = load_generation_cache(path)
+    kind = kind_of(path)  # a FIFO or device refused unread, a malformed header named
+    c = kind.loader()(path)
+    if kind.name == "llm_tokens":
+        return _llm_rows(c)
+    if kind.name == "generation":
         summ = c.summary()
         rows = [{"model": name, **{k: float(v) for k, v in r.items()}} for name, r in summ.iterrows()]
         return c, rows
-    c = load_cache(path)
     metric = c.meta.get("metric", "accuracy")
     unit = cost_unit(c)  # FLOPs unless the cache names another unit (imported runs: parameters x tokens, dollars ...)
     key = "cumulative_gflops" if unit == "FLOPs" else "cumulative_cost"
