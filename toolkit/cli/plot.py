@@ -29,7 +29,8 @@ def register(sub) -> None:
     p.add_argument("--temperature", type=positive_float)
     p.add_argument("--metric", help="headline metric drawn (default: the cache's task metric)")
     p.add_argument("--rule", default="risk", choices=list(RULES), help="how the operating point is chosen on cal")
-    p.add_argument("--rule-metric", default="accuracy", help="metric of the drop and budget rules (default accuracy)")
+    p.add_argument("--rule-metric", help="metric of the drop and budget rules (default accuracy where the cache has "
+                                         "it, else its headline metric, e.g. agreement for LLM token caches)")
     p.add_argument("--max-drop", type=positive_float, default=0.01)
     p.add_argument("--delta", type=probability, default=0.01)
     p.add_argument("--epsilon", type=probability, default=0.05)
@@ -72,7 +73,8 @@ def figure(a):
     if cal is not None:
         b = argparse_copy(a, cache=str(cal))
         _, cal_view = view_of(b)
-        op = choose(cal_view, rule=a.rule, metric=a.rule_metric, max_drop=a.max_drop, delta=a.delta,
+        metric = a.rule_metric or ("accuracy" if "accuracy" in cal_view.metric_names else cal_view.metric)
+        op = choose(cal_view, rule=a.rule, metric=metric, max_drop=a.max_drop, delta=a.delta,
                     epsilon=a.epsilon, budget=a.budget)
         ev = op.evaluate(view, n_boot=a.n_boot, seed=a.seed, transfer=a.transfer)
         settings = ", ".join(f"{k}={v:g}" for k, v in op.settings.items())

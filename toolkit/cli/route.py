@@ -35,8 +35,9 @@ def run(a) -> int:
     from ._common import cache_kind, readable
     from .sweep import report, view_of
 
-    if cache_kind(a.cache) != "generation":
-        raise ValueError(f"{a.cache}: a classification cache; route reads generation caches (use toolkit sweep)")
+    kind = cache_kind(a.cache)
+    if kind != "generation":
+        raise ValueError(f"{a.cache}: a {kind} cache; route reads generation caches (use toolkit sweep)")
     cache, first = view_of(a)
     models = (a.swift or first.stage_names[0], a.super or first.stage_names[-1])
     _, view = view_of(a, models=models)
