@@ -115,9 +115,10 @@ KERNELS_PER_LAYER, KERNELS_PER_STEP = 170, 50  # the second: fused AdamW, gradie
 GPU_STEP_FLOOR_S = {"all-MiniLM-L6-v2": 0.010, "all-mpnet-base-v2": 0.020}  # + 0.0015 s per layer
 # CPU: FLOP/s of a training step. v2 profile: the v1 zoo's measured wall times on its machine (MRPC, 2 threads, bf16
 # autocast with bf16 units: MiniLM-L6 complete 4 epochs in 743 s = 94 GFLOP/s, MPNet-base 3 epochs in 2,733 s = 150
-# GFLOP/s). cpu profile: one fp32 thread of this machine's cores (no bf16 units), in CPU seconds (README, issue 29)
+# GFLOP/s). cpu profile: CPU seconds of one fp32 thread on this machine's cores (AVX2, no bf16 units): a multi-exit
+# MiniLM-L6 step at batch 32 x 80 tokens (168.7 GFLOP) took 2.95 CPU s in fp32 and 37.6 CPU s under bf16 autocast
 CPU_FLOPS = 120e9
-CPU_FLOPS_FP32_THREAD = 21e9
+CPU_FLOPS_FP32_THREAD = 57e9
 JOB_OVERHEAD_S = {"cuda": 8.0, "cpu": 20.0}  # load weights, tokenise, save, per job
 
 
