@@ -2,7 +2,7 @@
 what the table compares).
 
     python scripts/cal_shift.py --data data            # print the table and the label-balance note
-    python scripts/cal_shift.py --data data --readme   # also write the table into README.md (cal-shift markers)
+    python scripts/cal_shift.py --data data --readme   # also write it into docs/results/cal-shift.md
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", default="data")
     p.add_argument("--seed", type=int, default=0, help="halving seed of the A/B rows")
     p.add_argument("--halvings", type=int, default=1000)
-    p.add_argument("--readme", action="store_true", help="write the table into README.md")
+    p.add_argument("--readme", action="store_true", help="write the table into its results page, docs/results/cal-shift.md")
     a = p.parse_args(argv)
     shift = cal_shift.cal_shift(Path(a.data), seed=a.seed, n_halvings=a.halvings)
     print(shift.markdown())

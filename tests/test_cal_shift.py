@@ -17,7 +17,7 @@ DATA = REPO / "data"
 def test_readme_table_is_current():
     shift = cal_shift.cal_shift(DATA)
     assert readme.current(cal_shift.SECTION) == shift.section(), \
-        "README's cal-shift table is stale: run `python scripts/cal_shift.py --data data --readme`"
+        "docs/results/cal-shift.md is stale: run `python scripts/cal_shift.py --data data --readme`"
     # the prose's claims about it: SST-2's token gap is about 17 sd of the halves' gap; A - B within 2.2 sd
     g = shift.gaps()
     sst2 = g[(g.task == "sst2") & (g.quantity == "tokens")].iloc[0]

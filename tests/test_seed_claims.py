@@ -20,8 +20,8 @@ def table():
 
 def test_readme_table_is_current(table):
     current = readme.current(claims.SECTION)
-    assert current is not None, "README has no seed-claims table"
-    assert current == table.section(), "README's seed-claims table is stale: run `python scripts/seed_claims.py --readme`"
+    assert current is not None, "docs/results/claims.md has no seed-claims table"
+    assert current == table.section(), "docs/results/claims.md is stale: run `python scripts/seed_claims.py --readme`"
 
 
 def test_no_upper_bound_wording(table):

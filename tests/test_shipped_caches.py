@@ -87,7 +87,7 @@ def test_readme_cache_table_is_current():
 
     want = "<!-- shipped-caches:start -->\n" + readme_table(DATA) + "\n<!-- shipped-caches:end -->"
     assert readme_sections.current("shipped-caches") == want, \
-        "README's cache table is stale: replace it with `toolkit zoo --readme` (between the shipped-caches markers)"
+        "docs/results/caches.md is stale: replace it with `toolkit.zoo.readme_table()` (between the shipped-caches markers)"
 
 
 def test_readme_seed_table_is_current():
@@ -95,4 +95,4 @@ def test_readme_seed_table_is_current():
     from toolkit.zoo import seed_table
 
     want = "<!-- seed-table:start -->\n" + seed_table(DATA) + "\n<!-- seed-table:end -->"
-    assert readme_sections.current("seed-table") == want, "README's seed table is stale: `toolkit.zoo.seed_table()`"
+    assert readme_sections.current("seed-table") == want, "docs/results/caches.md's seed table is stale: `toolkit.zoo.seed_table()`"

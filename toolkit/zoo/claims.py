@@ -1,4 +1,4 @@
-"""The seed papers' claims, answered on the shipped caches in one table (README section "The seed claims").
+"""The seed papers' claims, answered on the shipped caches in one table (the results page docs/results/claims.md).
 
 Each row: one claim on one task, the statistic compared (the same computation as the notebook that discusses it),
 the difference between the operating points each side chooses by cross-fitting (``engine.compare_crossfit``: the
@@ -115,7 +115,7 @@ def cascade_bert(*, tasks=TASKS, n_boot: int = catalogue.N_BOOT, seed: int = cat
                              "04_early_exit_vs_cascade"))
         else:
             rows.append({"claim": "difficulty-aware cascade beats the plain one (CascadeBERT)", "task": task,
-                         "statistic": "not shipped: the difficulty-aware members are zoo v2 (GPU training)",
+                         "statistic": "not shipped: the difficulty-aware members need GPU training",
                          "verdict": "not answered", "notebook": "04_early_exit_vs_cascade"})
     return rows
 
@@ -227,7 +227,7 @@ class SeedClaims:
         return "\n".join(lines)
 
     def section(self) -> str:
-        """The README section: the table and how it was computed, between the seed-claims markers."""
+        """The published section: the table and how it was computed, between the seed-claims markers."""
         start, end = readme.markers(SECTION)
         below, equal, answered = self.in_sample_vs_crossfit()
         return (f"{start}\n{self.markdown()}\n\nComputed by `{COMMAND}` on the shipped test caches ({self.n_boot} "
@@ -256,13 +256,14 @@ def seed_claims(*, tasks=TASKS, n_boot: int = catalogue.N_BOOT, seed: int = cata
     return SeedClaims(pd.DataFrame(rows), n_boot, seed)
 
 
-def write_readme(claims: SeedClaims, path: Path = readme.README) -> int:
-    """Write ``claims`` into the README between the seed-claims markers (1 with a message if they are missing)."""
+def write_readme(claims: SeedClaims, path: Path | None = None) -> int:
+    """Write ``claims`` into its results page (:func:`toolkit.zoo.readme.page`) between the seed-claims markers (1
+    with a message if they are missing)."""
     return readme.write(SECTION, claims.section(), path)
 
 
-def is_current(path: Path = readme.README) -> bool:
-    """Whether the README's seed-claims section is what :func:`seed_claims` computes today."""
+def is_current(path: Path | None = None) -> bool:
+    """Whether the published seed-claims section is what :func:`seed_claims` computes today."""
     return readme.current(SECTION, path) == seed_claims().section()
 
 
