@@ -495,3 +495,19 @@ def test_generation_caches_refuse_impossible_step_statistics():
     g.stats[0, 2] = g.stats[0, 0] - 5.0  # lse@1 below the top logit: max-prob above 1
     with pytest.raises(CacheError, match="lse@1"):
         GenCache(c.example_ids, c.labels, c.models, c.temperatures, meta=c.meta)
+
+
+def test_a_concatenation_of_token_caches_knows_its_tasks_so_a_transfer_is_named():
+    from toolkit.analysis.engine import staged
+    from toolkit.analysis.identity import cache_identity, check_transfer
+    from toolkit.analysis.llm_cache import concat_token_caches
+
+    a = llm_cache(meta={"prompt_set": "sst2_sentiment", "split": "cal", "decoding": {"max_new_tokens": 8}})
+    b = llm_cache(seed=1, meta={"prompt_set": "agnews_headline", "split": "cal", "decoding": {"max_new_tokens": 8}})
+    b.example_ids = np.array([f"u:cal:{i}" for i in range(b.n_examples)])
+    cal = concat_token_caches([a, b])
+    assert cache_identity(cal)["task"] == "agnews+sst2"
+    qnli = llm_cache(seed=2, meta={"task": "qnli", "split": "test", "decoding": {"max_new_tokens": 8}})
+    with pytest.raises(ValueError, match="task.*transfer=True"):
+        check_transfer(staged(cal), staged(qnli))
+    check_transfer(staged(cal), staged(qnli), transfer=True)

@@ -69,9 +69,21 @@ def cache_identity(cache) -> dict:
             record = None
         classes = getattr(cache, "n_classes", None)
         label_names = meta.get("label_names")
-    return {"task": meta.get("task"), "split": meta.get("split"), "classes": classes,
+    return {"task": meta.get("task") or _concatenated_tasks(meta), "split": meta.get("split"), "classes": classes,
             "label_names": list(label_names) if isinstance(label_names, list) else None,
             "models": _digest(record), "model_names": names, "path": meta.get("path")}
+
+
+def _concatenated_tasks(meta) -> str | None:
+    """The tasks of a concatenation of token caches (``meta["concatenated"]``: their prompt sets), e.g.
+    ``"agnews+sst2"``; None when a part's task is unknown."""
+    from ..llm_prompts import PROMPT_SETS
+
+    parts = meta.get("concatenated")
+    if not isinstance(parts, list) or not parts:
+        return None
+    sets = [PROMPT_SETS.get(p.get("prompt_set")) if isinstance(p, dict) else None for p in parts]
+    return None if None in sets else "+".join(sorted({ps.task for ps in sets}))
 
 
 def _identity(x) -> dict:
