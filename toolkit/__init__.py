@@ -8,8 +8,9 @@ shipped caches; :mod:`toolkit.cli` is the ``toolkit`` command.
 
 from .analysis.cache import Cache, CacheError, from_arrays, load_cache, save_cache
 from .analysis.generation_cache import GenCache, load_generation_cache, save_generation_cache
+from .analysis.kinds import load
 from .policy import Policy, PolicyError
 
 __version__ = "0.2.0"
-__all__ = ["Cache", "CacheError", "from_arrays", "load_cache", "save_cache", "GenCache", "load_generation_cache",
-           "save_generation_cache", "Policy", "PolicyError", "__version__"]
+__all__ = ["Cache", "CacheError", "from_arrays", "load", "load_cache", "save_cache", "GenCache",
+           "load_generation_cache", "save_generation_cache", "Policy", "PolicyError", "__version__"]
