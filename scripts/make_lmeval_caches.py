@@ -1,6 +1,7 @@
 """Regenerate ``data/lmeval/``: real lm-eval runs of SmolLM2 variants on SST-2, imported into cascade caches.
 
-Runs (each one ``python -m lm_eval`` on the CPU, offline, ``--log_samples``), smallest first:
+Runs (each one ``python -m lm_eval`` on the CPU, offline, ``--log_samples``), smallest first (default: the first two;
+the shipped caches hold those two):
 
 - ``first15``: SmolLM2-135M-Instruct cut to its first 15 of 30 layers (final norm and tied LM head kept): a
   smaller model made from the real one, with no training;
@@ -103,7 +104,7 @@ def run_lm_eval(model: Path, tasks: list[str], include: Path, out: Path, *, shot
     return time.perf_counter() - t0
 
 
-def import_caches(logs: Path, runs, tasks, data, out: Path, *, tokenizer: Path) -> None:
+def import_caches(logs: Path, runs, tasks, data, out: Path, *, tokenizer: Path, command: str) -> None:
     """Import each split's runs into ``out/sst2-smollm2-<split>.parquet`` and record them in data/MANIFEST.json."""
     from toolkit.imports.lmeval import import_lm_eval
     from toolkit.provenance import package_versions
@@ -115,8 +116,7 @@ def import_caches(logs: Path, runs, tasks, data, out: Path, *, tokenizer: Path) 
         path = out / f"sst2-smollm2-{split}.parquet"
         cache = import_lm_eval(files, out=path, id_field="example_id", task="sst2", split=split,
                                tokenizers=[tokenizer] * len(files), names=[NAMES[r] for r in runs],
-                               meta={"data": d, "command": "python scripts/make_lmeval_caches.py " +
-                                     " ".join(sys.argv[1:]), "versions": package_versions()})
+                               meta={"data": d, "command": command, "versions": package_versions()})
         print(cache, flush=True)
         if out.parent.name == "data" or out.parent == REPO / "data":
             update_manifest(out.parent, str(path.relative_to(out.parent).with_suffix("")),
@@ -128,7 +128,8 @@ def main(argv=None) -> int:
     p.add_argument("--n-cal", type=int, default=200)
     p.add_argument("--n-test", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--runs", nargs="+", default=list(RUNS), choices=RUNS)
+    p.add_argument("--runs", nargs="+", default=["first15", "full"], choices=RUNS,
+                   help="which runs, cheapest first (chat and 2shot: longer prompts, hours on 2 busy CPU cores)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--logs", type=Path, default=None,
                    help="keep lm-eval's logs here (they hold the sentences: never inside the project)")
@@ -153,7 +154,9 @@ def main(argv=None) -> int:
             make, shots, chat = models[run]
             took = run_lm_eval(make(), tasks, work, logs / run, shots=shots, chat=chat, batch=a.batch_size)
             print(f"lm-eval run {run}: {took:.0f} s for {a.n_cal + a.n_test} documents", flush=True)
-        import_caches(logs, a.runs, tasks, (cal_data, test_data), a.out, tokenizer=smollm2)
+        command = (f"python scripts/make_lmeval_caches.py --n-cal {a.n_cal} --n-test {a.n_test} --seed {a.seed} "
+                   f"--runs {' '.join(a.runs)} --batch-size {a.batch_size}")
+        import_caches(logs, a.runs, tasks, (cal_data, test_data), a.out, tokenizer=smollm2, command=command)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

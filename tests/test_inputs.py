@@ -92,6 +92,7 @@ def test_the_cost_unit_reaches_views_results_plots_info_and_the_manifest(tmp_pat
     ax = plot_tradeoff({"cascade": curve, "bands": bootstrap_bands(view, [0.6, 0.8], n_boot=20)}, x="flops",
                        points={"chosen": ev})
     assert ax.get_xlabel() == "mean cost per example (dollars)"
+    assert "mean dollars of" in plot_tradeoff({"cascade": curve}).get_xlabel()
     xs = ax.lines[0].get_xdata()
     assert xs.min() == pytest.approx(0.002) and xs.max() == pytest.approx(0.012)  # in dollars, not GFLOPs
     assert stage_table(c)[1]["cost_unit"] == "dollars" and stage_table(c)[1]["mean_cost"] == pytest.approx(0.012)

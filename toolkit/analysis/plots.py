@@ -20,13 +20,15 @@ from .scores import SCORES, softmax, stage_confidence
 FLOPS_LABEL = "mean GFLOPs per example"
 
 
-def speedup_label(reference: str | None) -> str:
-    """Axis label of a speed-up against a named reference.
+def speedup_label(reference: str | None, unit: str = "FLOPs") -> str:
+    """Axis label of a speed-up against a named reference, in the cache's cost unit.
 
     >>> speedup_label("mpnet alone")
     'speed-up (x, mean FLOPs of mpnet alone / policy)'
+    >>> speedup_label("SmolLM2 alone", "parameters x tokens")
+    'speed-up (x, mean parameters x tokens of SmolLM2 alone / policy)'
     """
-    return f"speed-up (x, mean FLOPs of {reference or 'the reference'} / policy)"
+    return f"speed-up (x, mean {unit} of {reference or 'the reference'} / policy)"
 
 
 def _ax(ax):
@@ -124,8 +126,8 @@ def plot_tradeoff(curves: Mapping, *, x: str = "speedup", y: str | None = None, 
         plot_point(p, x=x, y=y, ax=ax, label=name)
     if oracle is not None:
         plot_point(oracle, x=x, y=y, ax=ax, label=oracle_label, errorbars=False, fmt="*", ms=12, color="k")
-    ax.set_xlabel(cost_axis_label(_unit(first)) if x == "flops" else speedup_label(reference or (refs.pop() if len(refs) == 1 else
-                                                                               None)))
+    ax.set_xlabel(cost_axis_label(_unit(first)) if x == "flops" else speedup_label(
+        reference or (refs.pop() if len(refs) == 1 else None), _unit(first)))
     ax.set_ylabel(ylabel or y)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
