@@ -148,3 +148,22 @@ def test_layer_reliability_table_is_the_plain_analysis_with_prompt_intervals():
         assert (t.frame[f"{f} agreement lo"] <= t.frame[f"{f} agreement"] + 1e-12).all()
     np.testing.assert_allclose(t.frame["other-lens agreement"], plain["other"].agreement - plain["lens"].agreement)
     assert t.mean_ece_difference["difference"] == pytest.approx(plain["other"].ece.mean() - plain["lens"].ece.mean())
+
+
+def test_self_speculative_points_are_the_plain_rows_at_the_cal_choice():
+    from toolkit.analysis.llm import choose_self_speculative
+    from toolkit.analysis.llm_intervals import self_speculative_points
+
+    cal, test = random_llm_cache(N=8, seed=5), random_llm_cache(N=7, seed=6)
+    cal.meta["split"] = "cal"
+    w = prompt_weights(test.n_examples, n_boot=20, seed=0)
+    pts = self_speculative_points(cal, {"test": (test, w)}, "lens", shallow=(1, 2), draft_lengths=[1, 2])
+    choice = choose_self_speculative(cal, "lens", draft_lengths=[1, 2])
+    r = pts.point("chosen on cal")
+    want = self_speculative(test, "lens", layers=[choice.layer], draft_lengths=[choice.draft_length]).iloc[0]
+    assert (r["layer k"], r["draft length d"]) == (choice.layer, choice.draft_length)
+    for m in ("memory_bound_speedup", "speedup", "tokens_per_block"):
+        assert r[m] == pytest.approx(want[m], rel=1e-12)
+    best = pts.point("best on test itself (upper bound)")
+    assert best.memory_bound_speedup == pytest.approx(self_speculative(test, "lens", draft_lengths=[1, 2])
+                                                      .memory_bound_speedup.max(), rel=1e-12)

@@ -255,3 +255,51 @@ def layer_reliability_table(cache: LLMTokenCache, families, weights: np.ndarray,
         mean_diff = difference(rel[b]["ece"].mean(1), rel[a]["ece"].mean(1), ci=ci)
     return LayerTable(frame.set_index("layer"), families, {f: interval(rel[f]["ece"].mean(1), ci=ci) for f in families},
                       mean_diff)
+
+
+SPEC_STATISTICS = ("memory_bound_speedup", "speedup", "full_passes_per_token", "tokens_per_block", "acceptance")
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class SpecPoints(_Table):
+    """Self-speculative pairs of one exit family with intervals over prompts: the pair chosen on cal
+    (:func:`toolkit.analysis.llm.choose_self_speculative`) on every evaluation set (``chosen on cal`` on the first,
+    ``chosen on cal, <name>`` on the others), a fixed ``shallow draft`` and the ``best on test itself (upper bound)``
+    on the first set. Columns ``family``, ``pair``, ``layer k``, ``draft length d`` and each of
+    :data:`SPEC_STATISTICS` with ``lo``/``hi``; ``draws[pair]`` the resampled statistics (row 0 the data)."""
+
+    frame: pd.DataFrame
+    draws: Mapping
+    family: str
+    title = "self-speculative pairs (intervals over prompts)"
+
+    def point(self, pair: str) -> pd.Series:
+        sel = self.frame[self.frame.pair == pair]
+        if not len(sel):
+            raise KeyError(f"no pair {pair!r}; pairs: {self.frame.pair.tolist()}")
+        return sel.iloc[0]
+
+
+def self_speculative_points(cal: LLMTokenCache, evaluations: Mapping, family: str, *, shallow: tuple[int, int],
+                            draft_lengths=range(1, 9), ci: float = 0.95) -> SpecPoints:
+    """The pair chosen on ``cal`` by the memory-bound speed-up, evaluated on each set of ``evaluations``
+    (``{name: (token cache, prompt weights)}``), beside ``shallow`` ``(layer, draft length)`` and the best pair on
+    the first set itself, each with percentile intervals over prompts (:func:`self_speculative_draws`)."""
+    from .llm import choose_self_speculative, self_speculative
+
+    choice = choose_self_speculative(cal, family, draft_lengths=draft_lengths)
+    (first, (test, w_test)), *others = evaluations.items()
+    on_test = self_speculative(test, family, draft_lengths=draft_lengths)
+    top = on_test.iloc[int(on_test.memory_bound_speedup.to_numpy().argmax())]
+    pairs = [("chosen on cal", choice.layer, choice.draft_length, test, w_test)]
+    pairs += [(f"chosen on cal, {name}", choice.layer, choice.draft_length, c, w) for name, (c, w) in others]
+    pairs += [("shallow draft", *shallow, test, w_test),
+              ("best on test itself (upper bound)", int(top.layer), int(top.draft_length), test, w_test)]
+    rows, draws = [], {}
+    for label, k, d, c, w in pairs:
+        draws[label] = self_speculative_draws(c, family, k, d, w)
+        row = {"family": family, "pair": label, "layer k": k, "draft length d": d}
+        for m in SPEC_STATISTICS:
+            row[m], row[f"{m} lo"], row[f"{m} hi"] = interval(draws[label][m], ci=ci)
+        rows.append(row)
+    return SpecPoints(pd.DataFrame(rows), draws, family)

@@ -18,6 +18,13 @@ block (p = 0). So the accepted count of the block at ``p`` is the number of lead
 ``p .. p + min(d, max_new_tokens - 1 - p, T - p) - 1`` whose layer-k exit top-1 on the full model's trajectory equals
 the full model's token (T = the full output's length).
 
+**Accounting shared with the cost model.** The stepper records every layer, exit and head evaluation of a block;
+:meth:`LayerStepper.passes` folds them into :class:`~toolkit.analysis.llm_cost.Pass` records (layer range, positions,
+offset read from the attention mask, exits, heads), and the decoder checks each block's against
+:func:`~toolkit.analysis.llm_cost.self_speculative_passes`, the definition the offline walk's FLOPs and weight reads
+use, so the estimate and the runtime cannot drift apart. :class:`SpecResult` exposes them (``passes``,
+``block_flops``, ``block_reads``).
+
 **CALM-style decoding** (:class:`CalmDecoder`): per token, the exit is evaluated after each checked layer in order;
 the first whose confidence (``max_prob``, ``margin`` or ``entropy`` at a temperature; higher = more confident, as in
 :mod:`toolkit.analysis.scores`) is at least its threshold emits its top-1 token. The skipped layers' keys/values
