@@ -70,8 +70,9 @@ SCHEDULE_V2 = {
 }
 BATCH_V2 = {"sst2": 64}  # default 32
 # Zoo v2 on a CPU (issue 29; ``profile="cpu"``, the runner's ``--device cpu``): these cores have no bf16 units, so
-# autocast is slower than fp32 (measured: README), and MPNet-base costs about 2 s per training example here, so no
-# MPNet is trained. The MiniLM members get a fixed small budget: (max epochs, train_limit, patience), fp32, batch 32,
+# autocast is 12.7x slower than fp32 (measured: README), and MPNet-base costs 0.75 CPU s per training example here
+# (24 CPU s per fp32 step of 32 x 80 tokens; one MRPC seed of 3 epochs about 2 CPU-hours, longer than a session
+# gives the niced runner, whose run folders do not outlive the session), so no MPNet is trained. The MiniLM members get a fixed small budget: (max epochs, train_limit, patience), fp32, batch 32,
 # per-epoch selection on cal as in v2. The cascades' last member is the shipped v1 multi-exit MPNet-base's complete
 # 12-layer model (its L12 exit, read from ``<task>/mpnet_me-{cal,test}.parquet``), the same model for every seed,
 # so the early-exit MPNet and both cascades share their largest model and compare paired (toolkit.zoo.build).
