@@ -1,7 +1,7 @@
 """Exact sweep vs evaluating the same thresholds one at a time (each vectorised over examples).
 
 Prints wall times and their ratio, measured side by side in one run. The sweep's time includes building the
-engine view (confidences and one-hot outcome statistics) from the cache. The one-at-a-time time is measured on a random
+engine view (confidences and O(C) outcome statistics) from the cache. The one-at-a-time time is measured on a random
 sample of the sweep's thresholds and scaled to all of them (reported as such).
 Run: python benchmarks/bench_sweep.py [N] [E]
 """
