@@ -264,3 +264,26 @@ def test_bootstrap_statistic_resamples_clusters_whole():
     for v in seen[:-1]:  # each drawn cluster with all of its examples
         got = {k: int((v.clusters == k).sum()) for k in np.unique(v.clusters)}
         assert all(n % size[ids == k][0] == 0 for k, n in got.items())
+
+
+def test_crossfit_intervals_unchanged_and_clustered(monkeypatch):
+    """The combined cross-fit interval on SST-2 as before blocks (28afd11), whatever the block size; with clusters,
+    each half's clusters are resampled whole."""
+    test = _shipped()[1]
+    old = {"accuracy": (0.8451834862385321, 0.8899082568807339), "speedup": (3.2066345372781937, 3.573759015309169)}
+    for elements in (curves._BOOT_ELEMENTS, 436 * 5):
+        monkeypatch.setattr(curves, "_BOOT_ELEMENTS", elements)
+        cf = en.crossfit(test, rule="drop", max_drop=0.02, seed=0, n_boot=300)
+        assert {k: cf.combined.intervals[k] for k in old} == old
+    s = _clustered(N=200, P=25, seed=2)
+    cf = en.crossfit(s, rule="drop", max_drop=0.05, seed=1, n_boot=40)
+    a, b = en.halves(s.example_ids, 1, s.strata)
+    held = (s.subset(b), s.subset(a))
+    stops = [held[0].stage_of(cf.folds[0].threshold), held[1].stage_of(cf.folds[1].threshold)]
+    acc = []
+    w = [en.resample_weights(h.n_examples, n_boot=40, seed=2 + i, clusters=h.clusters) for i, h in enumerate(held)]
+    for r in range(40):  # explicit rows of each half's resample
+        right = sum(float(w[i][r] @ h.stats[np.arange(h.n_examples), stops[i], 0]) for i, h in enumerate(held))
+        acc.append(right / (w[0][r].sum() + w[1][r].sum()))
+    assert cf.combined.intervals["accuracy"] == pytest.approx(tuple(np.quantile(acc, [0.025, 0.975])), abs=1e-12)
+    assert (w[0][:, held[0].clusters == held[0].clusters[0]] == w[0][:, :1]).all()  # a cluster weighs as one

@@ -26,7 +26,7 @@ import pandas as pd
 
 from ...data import dev_halves
 from ..identity import check_transfer
-from .curves import check_bootstrap, evaluation, resample_weights, sweep
+from .curves import check_bootstrap, evaluation, resamples_per_block, sweep, weight_blocks
 from .results import Curve, Evaluation, html_table
 from .risk import certify
 from .staged import Staged
@@ -271,13 +271,19 @@ def crossfit(staged: Staged, *, rule: str = "drop", metric: str = "accuracy", ma
     intervals = {}
     if n_boot:
         check_bootstrap(n_boot, ci)
-        w = [resample_weights(p.n_examples, n_boot=n_boot, seed=seed + 1 + i) for i, p in enumerate(held)]
-        tot = w[0] @ stats[0] + w[1] @ stats[1]
-        c = (w[0] @ cost[0] + w[1] @ cost[1]) / N
-        r = (w[0] @ refs[0] + w[1] @ refs[1]) / N
+        b = resamples_per_block(*(p.n_examples for p in held))  # aligned blocks of both halves' resamples
+        blocks = [weight_blocks(p.n_examples, n_boot=n_boot, seed=seed + 1 + i, clusters=p.clusters, block=b)
+                  for i, p in enumerate(held)]
+        draws: dict[str, list] = {}
+        for (_, w0), (_, w1) in zip(*blocks):  # bounded memory; clusters (a token's prompt) resampled whole
+            n = w0.sum(1) + w1.sum(1)
+            c = (w0 @ cost[0] + w1 @ cost[1]) / n
+            r = (w0 @ refs[0] + w1 @ refs[1]) / n
+            for k, v in {**staged.metrics(w0 @ stats[0] + w1 @ stats[1], n), "flops": c, "speedup": r / c}.items():
+                draws.setdefault(k, []).append(v)
         q = (1 - ci) / 2
-        for k, v in {**staged.metrics(tot, N), "flops": c, "speedup": r / c}.items():
-            lo, hi = np.quantile(v, [q, 1 - q])
+        for k, v in draws.items():
+            lo, hi = np.quantile(np.concatenate(v), [q, 1 - q])
             intervals[k] = (float(lo), float(hi))
     combined = Evaluation(metrics={k: float(v) for k, v in m.items()}, final={k: float(v) for k, v in final.items()},
                           flops=float(mean_cost), speedup=float(staged.reference_cost.mean() / mean_cost),

@@ -273,10 +273,16 @@ def weight_blocks(n: int, *, n_boot: int, seed: int, clusters=None, block: int |
     inv, P = _cluster_index(clusters, n)
     rng = np.random.default_rng(seed)
     p = np.full(P, 1.0 / P)
-    b = int(block) if block else max(1, _BOOT_ELEMENTS // max(n, P, 1))
+    b = int(block) if block else resamples_per_block(n)
     for a in range(0, n_boot, b):
         w = rng.multinomial(P, p, size=min(b, n_boot - a)).astype(np.float64)
         yield slice(a, a + len(w)), (w if inv is None else w[:, inv])
+
+
+def resamples_per_block(*n: int) -> int:
+    """Resamples per block of :func:`weight_blocks` (about 4M weights of the largest of ``n`` examples at once);
+    pass several sizes to draw aligned blocks for several sets of examples."""
+    return max(1, _BOOT_ELEMENTS // max(*n, 1))
 
 
 def resample_weights(n: int, *, n_boot: int, seed: int, clusters=None) -> np.ndarray:
