@@ -29,7 +29,6 @@ import numpy as np
 import pandas as pd
 
 from .calibration import bin_index
-from .engine.curves import resample_weights
 from . import engine
 from .engine import Staged
 from .engine.results import _Table
@@ -38,9 +37,10 @@ from .llm_cache import LLMTokenCache
 
 
 def prompt_weights(n_prompts: int, *, n_boot: int, seed: int) -> np.ndarray:
-    """``[1 + n_boot, n_prompts]`` prompt counts: row 0 all ones (the data), then ``n_boot`` bootstrap resamples
-    (multinomial, seeded: :func:`toolkit.analysis.engine.resample_weights`)."""
-    return np.vstack([np.ones((1, int(n_prompts))), resample_weights(int(n_prompts), n_boot=n_boot, seed=seed)])
+    """``[1 + n_boot, n_prompts]`` prompt counts: row 0 all ones (the data), then ``n_boot`` bootstrap resamples:
+    :func:`toolkit.analysis.engine.cluster_weights`, the engine's prompt resamples (the draws of every engine
+    interval on a token view, whose ``clusters`` are its prompts)."""
+    return engine.cluster_weights(int(n_prompts), n_boot=n_boot, seed=seed)
 
 
 def _prompt_weights(weights, n_prompts: int) -> np.ndarray:
