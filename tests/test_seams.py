@@ -180,9 +180,11 @@ def test_numeric_string_costs_are_refused():
 
 
 def test_probabilities_given_as_logits_are_refused_with_the_explicit_path():
-    p = np.array([[[0.2, 0.8]], [[0.9, 0.1]], [[0.6, 0.4]]])
+    p = np.random.default_rng(0).dirichlet([1.0, 1.0, 1.0], size=(12, 2))  # 24 rows in [0, 1] summing to 1
     with pytest.raises(CacheError, match="from_probabilities"):
-        from_arrays(p, [1, 0, 0], [1.0])
+        from_arrays(p, np.zeros(12, int), [1.0, 2.0])
+    with pytest.warns(UserWarning, match="from_probabilities"):  # three rows: too little evidence to refuse
+        from_arrays(np.array([[[0.2, 0.8]], [[0.9, 0.1]], [[0.6, 0.4]]]), [1, 0, 0], [1.0])
 
 
 def test_minus_infinity_logits_get_a_clear_message():

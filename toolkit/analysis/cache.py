@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import stat
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -251,6 +252,9 @@ def from_arrays(logits, labels, flops, stages=None, example_ids=None, n_tokens=N
                  stage_info, m)
 
 
+_PROBABILITY_EVIDENCE = 10  # rows that must all look like probabilities before from_arrays refuses them
+
+
 def _real(a, what: str) -> np.ndarray:
     """``a`` as an array of real numbers: complex, boolean, string, object and date arrays are refused (numpy would
     cast "1.5" or True to a number without a word)."""
@@ -284,11 +288,13 @@ def _lossless_logits(raw: np.ndarray) -> np.ndarray:
             raise CacheError(f"storing the logits as float32 changes the prediction at example {n}, stage {e} "
                              f"({raw[n, e].tolist()} -> {z[n, e].tolist()}); subtract each row's maximum (or "
                              f"centre them) before passing them")
-    C = raw.shape[-1]
-    if raw.size and raw.min() >= 0 and raw.max() <= 1 and np.allclose(raw.sum(-1), 1.0, atol=1e-4) and C >= 2:
-        raise CacheError("these look like probabilities (every row in [0, 1] summing to 1), not logits: pass them "
-                         "to toolkit.analysis.inputs.from_probabilities (log-probabilities: from_log_probs); as "
-                         "logits every softmax confidence and threshold would be wrong")
+    if raw.size and raw.min() >= 0 and raw.max() <= 1 and np.allclose(raw.sum(-1), 1.0, atol=1e-4):
+        msg = ("these look like probabilities (every row in [0, 1] summing to 1), not logits: pass them to "
+               "toolkit.analysis.inputs.from_probabilities (log-probabilities: from_log_probs); as logits every "
+               "softmax confidence and threshold would be wrong")
+        if raw.shape[0] * raw.shape[1] >= _PROBABILITY_EVIDENCE:
+            raise CacheError(msg)
+        warnings.warn(f"{msg} (only {raw.shape[0] * raw.shape[1]} rows: a warning, not an error)", stacklevel=3)
     return z
 
 
