@@ -98,7 +98,8 @@ def test_encoder_run_by_hand():
     b2 = P["inputs"](1, 8) + P["embed"](1, 8) + 2 * P["layer"](1, 8) + 2 * P["exit"](1, 8)
     assert got == pytest.approx(float(b1 + b2))
     full = lat.encoder_full_ms(m, [4, 8, 8], batch_size=2)
-    assert full == pytest.approx(float(P["inputs"](2, 8) + P["forward"](2, 8) + P["inputs"](1, 8) + P["forward"](1, 8)))
+    fwd = lambda b: P["inputs"](b, 8) + P["embed"](b, 8) + 3 * P["layer"](b, 8) + 3 * P["head"](b, 8)  # noqa: E731
+    assert full == pytest.approx(float(fwd(2) + fwd(1)))
     # a batch runs to its deepest exit: moving row 0 from layer 1 to layer 3 costs nothing in layers 2..3
     deeper = lat.encoder_run_ms(m, [4, 8, 8], [3, 3, 2], batch_size=2)
     assert deeper - got == pytest.approx(float(2 * (P["layer"](2, 8) - P["layer"](1, 8))
@@ -109,7 +110,8 @@ def test_cascade_run_by_hand():
     prof = synthetic_profile()
     small, big = prof.model("small"), prof.model("enc")
     got = lat.cascade_run_ms([small, big], [4, 8, 16], [0, 1, 1], batch_size=4)
-    want = (small["inputs"](3, 16) + small["forward"](3, 16) + big["inputs"](2, 16) + big["forward"](2, 16))
+    want = (small["inputs"](3, 16) + small["embed"](3, 16) + small["layer"](3, 16) + small["head"](3, 16)
+            + big["inputs"](2, 16) + big["embed"](2, 16) + 3 * big["layer"](2, 16) + 3 * big["head"](2, 16))
     assert got == pytest.approx(float(want))
 
 
@@ -207,3 +209,13 @@ def test_cli_sweep_with_profile(tmp_path, capsys):
     assert "predicted ms" in out["cost_unit"] and "prof.json" in out["latency profile"]
     assert main(["sweep", str(path), "--profile", str(ppath), "--profile-model", "small"]) == 2
     assert "exits after layers" in capsys.readouterr().err
+
+
+def test_speedup_agreement_by_hand():
+    a = lat.speedup_agreement(["a", "b", "c"], [1.1, 2.0, 2.9], [1.0, 2.5, 3.0])
+    assert a.relative_error == pytest.approx([0.1, 0.2, 1 / 30])
+    assert a.median_relative_error == pytest.approx(0.1) and a.worst == ("b", pytest.approx(0.2))
+    assert a.spearman == pytest.approx(1.0)
+    assert lat.speedup_agreement(["a", "b"], [1, 2], [2, 1]).spearman == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match="one predicted"):
+        lat.speedup_agreement(["a"], [1, 2], [1, 2])

@@ -32,7 +32,7 @@ def test_quick_profile_records_machine_and_every_piece(quick_profile):
     p = quick_profile
     assert p["format"] == PROFILE_FORMAT and p["threads"] == torch.get_num_threads() and p["dtype"] == "float32"
     assert {"torch", "transformers", "numpy", "python"} <= set(p["versions"]) and p["machine"]["cpu_count"] >= 1
-    assert len(p["loadavg_start"]) == 3 and p["statistic"] == "median"
+    assert len(p["loadavg_start"]) == 3 and p["statistic"].startswith("mean")
     enc, lm = p["models"]["enc"], p["models"]["lm"]
     assert set(enc["pieces"]) == {"inputs", "embed", "layer", "exit", "head", "forward"}
     assert enc["exit_layers"] == [1, 2, 3] and enc["layers"] == 3
@@ -42,7 +42,8 @@ def test_quick_profile_records_machine_and_every_piece(quick_profile):
             ms, raw = np.asarray(piece["ms"]), np.asarray(piece["raw_ms"])
             assert ms.shape == (len(piece["batch"]), len(piece["positions"])), name
             assert (ms >= raw - 1e-12).all() and (np.diff(ms, axis=0) >= 0).all() and (np.diff(ms, axis=1) >= 0).all()
-            assert (raw[~np.isnan(raw)] >= 0).all()
+            assert (raw >= 0).all() and np.asarray(piece.get("median_ms", ms)).shape == ms.shape
+            assert (np.asarray(piece.get("calls", [[3]])) >= 1).all()
     assert (np.asarray(enc["pieces"]["forward"]["raw_ms"]) > 0).all()
 
 

@@ -1,9 +1,10 @@
 """Predicted wall-clock time as a cost unit: a measured latency profile (``toolkit profile``) read without torch,
 and the time a runtime's schedule takes according to it.
 
-A **profile** (JSON, written by :func:`toolkit.nn.profile.profile_models`) holds, per model, the median
+A **profile** (JSON, written by :func:`toolkit.nn.profile.profile_models`) holds, per model, the mean
 milliseconds of each *piece* the runtimes call (an encoder's ``inputs`` (tokenize and pad), ``embed``, one
-``layer``, an ``exit`` (pool, head, confidence, to host), a ``head`` (pool and head), the whole ``forward``; a
+``layer``, an ``exit`` (pool, head, confidence, to host, row selection), a ``head`` (pool and head), the whole
+``forward`` as a check (a forward is predicted from the other pieces, :func:`forward_ms`); a
 causal LM's pass ``setup`` (embed, rotary, mask), one decoder ``layer``, the LM ``head`` with its argmax, a draft
 ``exit`` (logit lens), the CALM ``confidence``, ``kv_propagation`` of one skipped layer and the decoder loop's
 ``step_overhead``), each on a grid of batch sizes and positions (tokens of an encoder input; new positions of a
@@ -12,8 +13,8 @@ decoder pass at the profile's fixed context).
 Interpolation (:data:`INTERPOLATION`): piecewise-linear in positions between grid points, constant below the first,
 linear extrapolation from the last segment above the last (never decreasing); linear in log2(batch) between grid
 batch sizes, proportional to the batch size above the largest; zero rows cost nothing. The profile stores the
-medians made non-decreasing along each axis (more work never takes less time; the raw medians are kept beside
-them), so predictions are exact at grid points and monotone between them.
+mean times made non-decreasing along each axis (more work never takes less time; the raw means and medians are
+kept beside them), so predictions are exact at grid points and monotone between them.
 
 **Schedules** (what each runtime runs; batch effects where it batches):
 
@@ -47,19 +48,19 @@ from .llm_cost import self_speculative_passes
 PROFILE_FORMAT = "toolkit-latency-profile/1"
 INTERPOLATION = ("piecewise-linear in positions (constant below the first grid point, linear extrapolation from the "
                  "last segment above the last, never decreasing); linear in log2(batch) between grid batch sizes, "
-                 "proportional to batch above the largest; 0 rows cost 0; medians made non-decreasing along both "
+                 "proportional to batch above the largest; 0 rows cost 0; values made non-decreasing along both "
                  "axes")
 ENCODER_PIECES = ("inputs", "embed", "layer", "exit", "head", "forward")
 CAUSAL_PIECES = ("setup", "layer", "head", "exit", "confidence", "kv_propagation", "step_overhead")
 
 __all__ = ["PROFILE_FORMAT", "INTERPOLATION", "Piece", "ModelProfile", "LatencyProfile", "load_profile",
-           "monotone", "encoder_run_ms", "encoder_full_ms", "cascade_run_ms", "calm_run_ms", "greedy_run_ms",
-           "self_speculative_run_ms", "encoder_example_ms", "cascade_example_ms", "with_predicted_time", "models_for",
+           "monotone", "encoder_run_ms", "encoder_full_ms", "forward_ms", "cascade_run_ms", "calm_run_ms", "greedy_run_ms",
+           "self_speculative_run_ms", "encoder_example_ms", "cascade_example_ms", "with_predicted_time", "models_for", "SpeedupAgreement", "speedup_agreement",
            "time_budget_speedup"]
 
 
 def monotone(ms) -> np.ndarray:
-    """A ``[batch, positions]`` table of medians made non-decreasing along both axes (running maximum)."""
+    """A ``[batch, positions]`` table of times made non-decreasing along both axes (running maximum)."""
     t = np.asarray(ms, dtype=np.float64)
     return np.maximum.accumulate(np.maximum.accumulate(t, axis=0), axis=1)
 
@@ -74,7 +75,7 @@ def _positions_interp(p: np.ndarray, grid: np.ndarray, row: np.ndarray) -> np.nd
 
 @dataclass(frozen=True)
 class Piece:
-    """Median milliseconds of one piece on a grid: ``ms[i, j]`` at ``batch[i]`` rows and ``positions[j]``."""
+    """Milliseconds (the profile's statistic) of one piece on a grid: ``ms[i, j]`` at ``batch[i]`` rows and ``positions[j]``."""
 
     name: str
     batch: tuple[int, ...]
@@ -226,12 +227,20 @@ def encoder_run_ms(m: ModelProfile, n_tokens, exit_layer, *, batch_size: int) ->
     return float(t.sum())
 
 
+def forward_ms(m: ModelProfile, batch, n_tokens) -> np.ndarray:
+    """Predicted ms of an encoder's whole forward with its inputs (``run_full``, ``predict_logits``) on ``batch`` rows
+    of ``n_tokens``: inputs, embeddings, every layer and every exit head, from the same pieces as the early-exit
+    schedule (so a profile's drift between pieces cannot favour one side; the profile's ``forward`` is a check)."""
+    E = len(m.info["exit_layers"])
+    return (m["inputs"](batch, n_tokens) + m["embed"](batch, n_tokens) + m.layers * m["layer"](batch, n_tokens)
+            + E * m["head"](batch, n_tokens))
+
+
 def encoder_full_ms(m: ModelProfile, n_tokens, *, batch_size: int) -> float:
-    """Predicted milliseconds of the whole model on every example (``run_full``, ``predict_logits``: inputs and one
-    forward per sorted, padded batch)."""
+    """Predicted milliseconds of the whole model on every example (``run_full``, ``predict_logits``: one forward per
+    sorted, padded batch, :func:`forward_ms`)."""
     _, which, width = _sorted_batches(n_tokens, batch_size)
-    rows = np.bincount(which, minlength=len(width))
-    return float((m["inputs"](rows, width) + m["forward"](rows, width)).sum())
+    return float(forward_ms(m, np.bincount(which, minlength=len(width)), width).sum())
 
 
 def cascade_run_ms(members: Sequence[ModelProfile], n_tokens, exit_stage, *, batch_size: int) -> float:
@@ -253,14 +262,13 @@ def encoder_example_ms(m: ModelProfile, n_tokens, *, batch: int = 1) -> tuple[np
     start = m["inputs"](b, n) + m["embed"](b, n)
     layers = m["layer"](b, n)[:, None] * exits[None, :]
     heads = m["exit"](b, n)[:, None] * np.arange(1, len(exits) + 1)[None, :]
-    full = m["inputs"](b, n) + m["forward"](b, n)
-    return (start[:, None] + layers + heads) / b, full / b
+    return (start[:, None] + layers + heads) / b, forward_ms(m, b, n) / b
 
 
 def cascade_example_ms(members: Sequence[ModelProfile], n_tokens, *, batch: int = 1) -> np.ndarray:
     """Per example: cumulative predicted ms ``[N, M]`` once member m answered (every earlier member in full)."""
     n = np.asarray(n_tokens, dtype=np.float64)
-    per = np.stack([(m["inputs"](batch, n) + m["forward"](batch, n)) / batch for m in members], axis=1)
+    per = np.stack([forward_ms(m, batch, n) / batch for m in members], axis=1)
     return np.cumsum(per, axis=1)
 
 
@@ -357,7 +365,7 @@ def with_predicted_time(view, profile: LatencyProfile, n_tokens, *, models: Sequ
         cost = cascade_example_ms(mp, n, batch=batch)
         if cost.shape[1] != view.n_stages:
             raise ValueError(f"one stage per cascade member expected, the view has {view.n_stages}")
-        reference = (mp[-1]["inputs"](batch, n) + mp[-1]["forward"](batch, n)) / batch
+        reference = forward_ms(mp[-1], batch, n) / batch
     else:
         m = mp[0]
         exits = list(m.info.get("exit_layers", []))
@@ -404,3 +412,54 @@ def models_for(meta: Mapping, profile: LatencyProfile) -> list[str]:
     if not out:
         raise KeyError("the cache records no models: name the profile's models with --profile-model (models=...)")
     return out
+
+
+@dataclass(frozen=True)
+class SpeedupAgreement:
+    """Predicted against measured speed-ups of a set of cases: relative errors ``|predicted - measured| /
+    measured``, their median, the worst case, and the rank (Spearman) correlation."""
+
+    cases: tuple[str, ...]
+    predicted: np.ndarray
+    measured: np.ndarray
+
+    @property
+    def relative_error(self) -> np.ndarray:
+        return np.abs(self.predicted - self.measured) / self.measured
+
+    @property
+    def median_relative_error(self) -> float:
+        return float(np.median(self.relative_error))
+
+    @property
+    def worst(self) -> tuple[str, float]:
+        i = int(np.argmax(self.relative_error))
+        return self.cases[i], float(self.relative_error[i])
+
+    @property
+    def spearman(self) -> float:
+        import pandas as pd
+
+        r = pd.DataFrame({"p": self.predicted, "m": self.measured}).rank()
+        return float(np.corrcoef(r["p"], r["m"])[0, 1])
+
+    def to_dict(self) -> dict:
+        return {"cases": len(self.cases), "median_relative_error": self.median_relative_error,
+                "worst_case": self.worst[0], "worst_relative_error": self.worst[1], "spearman": self.spearman}
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame({"case": self.cases, "predicted": self.predicted, "measured": self.measured,
+                             "relative_error": self.relative_error})
+
+
+def speedup_agreement(cases, predicted, measured) -> SpeedupAgreement:
+    """:class:`SpeedupAgreement` of ``predicted`` and ``measured`` speed-ups (one per case, measured > 0)."""
+    p, m = np.asarray(predicted, dtype=np.float64), np.asarray(measured, dtype=np.float64)
+    if p.shape != m.shape or p.ndim != 1 or len(p) < 2 or len(cases) != len(p):
+        raise ValueError(f"need one predicted and one measured speed-up per case (at least 2), got {p.shape}, "
+                         f"{m.shape} for {len(cases)} cases")
+    if not (m > 0).all() or not np.isfinite(p).all():
+        raise ValueError("measured speed-ups must be positive and predicted ones finite")
+    return SpeedupAgreement(tuple(map(str, cases)), p, m)

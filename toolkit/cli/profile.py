@@ -19,7 +19,7 @@ def register(sub) -> None:
                         "it is a trained multi-exit checkpoint; NAME@L truncates to L layers) or a causal LM")
     p.add_argument("--out", required=True, help="profile file to write (.json)")
     p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
-    p.add_argument("--repeats", type=positive_int, help="timed calls per grid point (default 5; 3 with --quick)")
+    p.add_argument("--repeats", type=positive_int, help="at most this many timed calls per grid point (default 30, fewer for slow calls; 3 with --quick)")
     p.add_argument("--context", type=positive_int, default=128,
                    help="cached positions at which decoder passes are timed (default 128)")
     p.add_argument("--device", default="cpu")
