@@ -277,7 +277,7 @@ def test_crossfit_intervals_unchanged_and_clustered(monkeypatch):
         assert {k: cf.combined.intervals[k] for k in old} == old
     s = _clustered(N=200, P=25, seed=2)
     cf = en.crossfit(s, rule="drop", max_drop=0.05, seed=1, n_boot=40)
-    a, b = en.halves(s.example_ids, 1, s.strata)
+    a, b = en.halves(s.example_ids, 1, s.strata, s.clusters)
     held = (s.subset(b), s.subset(a))
     stops = [held[0].stage_of(cf.folds[0].threshold), held[1].stage_of(cf.folds[1].threshold)]
     acc = []
@@ -287,3 +287,16 @@ def test_crossfit_intervals_unchanged_and_clustered(monkeypatch):
         acc.append(right / (w[0][r].sum() + w[1][r].sum()))
     assert cf.combined.intervals["accuracy"] == pytest.approx(tuple(np.quantile(acc, [0.025, 0.975])), abs=1e-12)
     assert (w[0][:, held[0].clusters == held[0].clusters[0]] == w[0][:, :1]).all()  # a cluster weighs as one
+
+
+def test_crossfit_halves_keep_clusters_whole():
+    s = _clustered(N=200, P=25, seed=3)
+    a, b = en.halves(s.example_ids, 4, s.strata, s.clusters)
+    assert not set(s.clusters[a]) & set(s.clusters[b]) and len(a) + len(b) == 200
+    cf = en.crossfit(s, rule="drop", max_drop=0.05, seed=4, n_boot=0)
+    assert cf.evaluations[0].n == len(b) and cf.evaluations[1].n == len(a)
+    cmp = en.compare_crossfit(s, replace(s, confidence=s.confidence[::-1].copy()), rule="drop", max_drop=0.05,
+                              seed=4, n_boot=20)
+    assert len(cmp.frame) == 2
+    unclustered = en.halves(s.example_ids, 4, s.strata)
+    assert set(s.clusters[unclustered[0]]) & set(s.clusters[unclustered[1]])  # without: prompts split across

@@ -223,15 +223,20 @@ class CrossFit:
             index=False, float_format="{:.4g}".format)
 
 
-def halves(example_ids, seed: int, strata=None) -> tuple[np.ndarray, np.ndarray]:
+def halves(example_ids, seed: int, strata=None, clusters=None) -> tuple[np.ndarray, np.ndarray]:
     """Two seeded halves of a split as row indices: :func:`toolkit.data.dev_halves` (by example id, so independent
-    of row order; stratified by ``strata``, e.g. labels, when given).
+    of row order; stratified by ``strata``, e.g. labels, when given). With ``clusters`` (e.g. a token's prompt),
+    whole clusters go to one half, drawn by cluster id (``strata`` then unused).
 
     >>> a, b = halves(np.array(["x", "y", "z", "w"]), 0)
     >>> sorted(a.tolist() + b.tolist()), len(a), len(b)
     ([0, 1, 2, 3], 2, 2)
     """
-    half = dev_halves(example_ids, strata, seed=seed)
+    if clusters is not None:
+        ids, inv = np.unique(np.asarray(clusters), return_inverse=True)
+        half = dev_halves(ids, None, seed=seed)[inv.reshape(-1)]
+    else:
+        half = dev_halves(example_ids, strata, seed=seed)
     a, b = np.flatnonzero(half == 0), np.flatnonzero(half == 1)
     if not len(a) or not len(b):
         raise ValueError(f"cross-fitting needs two non-empty halves; {len(example_ids)} example(s) give halves of "
@@ -248,7 +253,7 @@ def crossfit(staged: Staged, *, rule: str = "drop", metric: str = "accuracy", ma
     what choosing by ``rule`` delivers on unseen examples, using every example once for evaluation. Options as in
     :func:`choose`; ``seed`` draws the halves (by example id, stratified by ``staged.strata``: the labels); ``n_boot``, ``ci`` the interval of the combination.
     """
-    a, b = halves(staged.example_ids, seed, staged.strata)
+    a, b = halves(staged.example_ids, seed, staged.strata, staged.clusters)
     parts = (staged.subset(a), staged.subset(b))
     opts = dict(rule=rule, metric=metric, max_drop=max_drop, delta=delta, epsilon=epsilon, budget=budget,
                 target=target)
