@@ -14,6 +14,7 @@ from toolkit.zoo import cal_shift, readme
 DATA = REPO / "data"
 
 
+@pytest.mark.slow
 def test_readme_table_is_current():
     shift = cal_shift.cal_shift(DATA)
     assert readme.current(cal_shift.SECTION) == shift.section(), \

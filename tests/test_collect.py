@@ -28,6 +28,7 @@ def saved_models(tmp_path_factory, tiny_encoder_dir):
     return out
 
 
+@pytest.mark.slow
 def test_cache_equals_one_at_a_time(saved_models, glue_dir, tmp_path):
     c = tc.collect([str(saved_models["super"])], "sst2", "test", tmp_path / "c.parquet", data_dir=glue_dir,
                    batch_size=8, chunk_size=50, progress=False)
@@ -102,6 +103,7 @@ def _cli(*args, env=None):
                           env={**os.environ, **(env or {})}, timeout=600)
 
 
+@pytest.mark.slow
 def test_cli_collect_info_sweep_and_errors(saved_models, glue_dir, tmp_path):
     out = tmp_path / "cli.parquet"
     r = _cli("collect", "--model", str(saved_models["super"]), "--task", "sst2", "--split", "test", "--data-dir",

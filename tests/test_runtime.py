@@ -31,6 +31,7 @@ def _model_dir(tmp_path_factory, tokenizer_dir, arch, layers, exit_layers=None, 
     return d
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["bert", "mpnet"])
 @pytest.mark.parametrize("batch_size", [1, 8])
 def test_early_exit_runner_matches_cache(tmp_path_factory, tokenizer_dir, glue_dir, tmp_path, arch, batch_size):
@@ -79,6 +80,7 @@ def test_threshold_count_checked(tmp_path_factory, tokenizer_dir):
         EarlyExitRunner(load_model(d), AutoTokenizer.from_pretrained(d), [0.5, 0.6, 0.7, 0.8])
 
 
+@pytest.mark.slow
 def test_cli_predict(tmp_path_factory, tokenizer_dir, tmp_path):
     import subprocess
     import sys

@@ -324,6 +324,7 @@ def test_generation_cache_round_trip_and_errors(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ collection
+@pytest.mark.slow
 def test_collect_translation_with_tiny_t5_and_marian(seq_models, wmt_dir, tmp_path):
     from toolkit.nn.seq2seq_models import load_seq2seq
 
@@ -359,6 +360,7 @@ def test_collect_translation_with_tiny_t5_and_marian(seq_models, wmt_dir, tmp_pa
     assert sweep["metric"].iloc[0] == pytest.approx(c.summary().loc["super", "chrf"])
 
 
+@pytest.mark.slow
 def test_interrupted_generation_resumes_identically(seq_models, wmt_dir, tmp_path, monkeypatch):
     models = {"swift": str(seq_models["marian"]), "super": str(seq_models["t5"])}
     kw = dict(data_dir=wmt_dir, temperatures=TEMPS, batch_size=8, max_new_tokens=4, chunk_size=16, progress=False)
@@ -400,6 +402,7 @@ def test_translation_data_errors(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ training
+@pytest.mark.slow
 def test_warm_started_encoder_decoder_learns_text_to_text(tiny_encoder_dir, glue_dir, tmp_path):
     from toolkit.nn.seq2seq_train import Seq2SeqTrainConfig, train_seq2seq
 

@@ -122,6 +122,7 @@ def test_run_folder_of_another_config_is_refused(tmp_path, tiny_encoder_dir, glu
         train(_cfg(tmp_path, tiny_encoder_dir, glue_dir, name="r", max_steps=2, seed=1))
 
 
+@pytest.mark.slow
 def test_resume_gives_same_final_weights(tmp_path, tiny_encoder_dir, glue_dir):
     straight = train(_cfg(tmp_path, tiny_encoder_dir, glue_dir, name="a", max_steps=10, save_steps=5))
     cfg = _cfg(tmp_path, tiny_encoder_dir, glue_dir, name="b", max_steps=10, save_steps=5)
@@ -154,6 +155,7 @@ def test_bad_config():
         TrainConfig(task="sst2", model="x", output_dir="y", objective="ranking")
 
 
+@pytest.mark.slow
 def test_cli_train(tmp_path, tiny_encoder_dir, glue_dir):
     import subprocess
     import sys

@@ -99,6 +99,7 @@ def _write_entries(out, keys):
         update_manifest(out, k, {"key": k, "stages": list(range(2000))})  # big enough for the writes to overlap
 
 
+@pytest.mark.slow
 def test_update_manifest_keeps_every_entry_from_concurrent_writers(tmp_path):
     # two zoo processes (one per task) finishing at once must not drop each other's entries
     import multiprocessing as mp
