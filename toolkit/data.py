@@ -40,6 +40,17 @@ class DataError(ValueError):
     """A data file is missing or malformed; the message names the file and line."""
 
 
+class DataNotFound(DataError, FileNotFoundError):
+    """No data where it was looked for: a missing file, or no data folder while the hub is offline."""
+
+
+def hub_offline() -> bool:
+    """Whether the hub is switched off (``HF_HUB_OFFLINE`` or ``HF_DATASETS_OFFLINE`` set true): then a split with
+    no data folder is an error naming the fix, never a hub request that can only fail."""
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
@@ -149,7 +160,7 @@ def combine_fingerprint(file_hashes: dict[str, str]) -> str:
 
 def _read_lines(path: Path) -> list[str]:
     if not path.exists():
-        raise DataError(f"{path}: file not found. Point --data-dir (or TOOLKIT_DATA_DIR) at a folder "
+        raise DataNotFound(f"{path}: file not found. Point --data-dir (or TOOLKIT_DATA_DIR) at a folder "
                         f"laid out like ../shared/data (see its PROVENANCE.md).")
     raw = path.read_bytes()
     try:
@@ -263,10 +274,13 @@ def load_split(task: str, split: str, data_dir: str | os.PathLike | None = None,
     src_split = _source_of(spec, split)
     if source == "auto":
         data_dir = data_dir if data_dir is not None else default_data_dir()
+        if data_dir is None and hub_offline():
+            raise DataNotFound(f"{task}/{split}: no data folder and the hub is offline (HF_HUB_OFFLINE): pass "
+                               f"data_dir, set TOOLKIT_DATA_DIR, or put the data in ../shared/data")
         source = "local" if data_dir is not None else "hub"
     if source == "local":
         if data_dir is None:
-            raise DataError("no data folder: pass data_dir or set TOOLKIT_DATA_DIR.")
+            raise DataNotFound("no data folder: pass data_dir or set TOOLKIT_DATA_DIR.")
         data_dir = Path(data_dir)
         rel = spec.files[src_split]
         frame = read_source(spec, data_dir / rel, src_split)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from .data import (
     DataError,
+    DataNotFound,
     SplitData,
     combine_fingerprint,
     default_data_dir,
@@ -37,7 +38,7 @@ def read_translation(path: Path, name: str) -> pd.DataFrame:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
-        raise DataError(f"{path}: missing; expected the WMT21 test file (see ../shared/data/PROVENANCE.md)") from None
+        raise DataNotFound(f"{path}: missing; expected the WMT21 test file (see ../shared/data/PROVENANCE.md)") from None
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 ({e})") from None
     if not lines or lines[0].split("\t") != ["source", "reference"]:
@@ -63,7 +64,7 @@ def load_seq2seq_split(task: str, split: str, data_dir: str | os.PathLike | None
             raise ValueError(f"{task} ships only its test set here; use split='test'")
         data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
         if data_dir is None:
-            raise DataError("no data folder: pass data_dir or set TOOLKIT_DATA_DIR")
+            raise DataNotFound(f"{task}: no data folder: pass data_dir or set TOOLKIT_DATA_DIR")
         rel = TRANSLATION[task][0]
         frame = read_translation(data_dir / rel, task)
         files = fingerprint_files(data_dir, [rel])
