@@ -98,8 +98,9 @@ class ClassMetrics:
         else:
             C = self.n_classes
             p, g = t[..., 1:1 + C], t[..., 1 + C:]
-        num = c * s - (g * p).sum(-1)
-        den = np.sqrt((s * s - (p * p).sum(-1)) * (s * s - (g * g).sum(-1)))
+        dot = lambda u, v: np.einsum("...k,...k->...", u, v)  # noqa: E731 (integer sums: exact in any order)
+        num = c * s - dot(g, p)
+        den = np.sqrt((s * s - dot(p, p)) * (s * s - dot(g, g)))
         return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
 
 

@@ -55,11 +55,15 @@ def breakpoints(conf: np.ndarray):
     return rn, re, nxt, vals, last
 
 
-def cumulate(delta, start, last) -> np.ndarray:
-    """Totals at ``threshold = inf`` (``start``) and after each group of breakpoints (``delta`` per record)."""
+def cumulate(delta, start, last, *, overwrite: bool = False) -> np.ndarray:
+    """Totals at ``threshold = inf`` (``start``) and after each group of breakpoints (``delta`` per record);
+    ``overwrite``: accumulate in ``delta``'s own memory (an array the caller no longer needs)."""
     start = np.asarray(start, dtype=np.float64)
-    c = np.cumsum(delta, axis=0)[last] if len(last) else np.zeros((0, *start.shape))
-    return np.concatenate([start[None], start + c])
+    out = np.empty((len(last) + 1, *start.shape))
+    out[0] = start
+    if len(last):
+        np.add(start, np.cumsum(delta, axis=0, out=delta if overwrite else None)[last], out=out[1:])
+    return out
 
 
 def _stage_quantities(s: Staged) -> dict[str, np.ndarray]:
@@ -85,8 +89,9 @@ def sweep_totals(s: Staged, quantities: dict[str, np.ndarray]):
             d = q[0][re] - q[0][nxt]
         else:
             f = q.reshape(-1, *q.shape[2:])
-            d = f[at] - f[to]
-        out[k] = cumulate(d, q[:, -1].sum(0), last)
+            d = f[at]
+            d -= f[to]
+        out[k] = cumulate(d, q[:, -1].sum(0), last, overwrite=True)
     return thr, out
 
 
