@@ -121,6 +121,8 @@ def encoder_cases(models, texts, prof, batch_sizes, repeats, targets, cascade_ta
     for thr in pick_thresholds(conf, flops, flops[:, -1].mean(), targets):
         stage = exit_stage(conf, thr)
         for bs in batch_sizes:
+            if out.over(f"early_exit {thr} b{bs}"):
+                continue
             runner = EarlyExitRunner(l6, tok, thr)
             res = runner.run(texts, batch_size=bs)
             full_s, pol_s, fa, pa = interleaved(lambda: runner.run_full(texts, batch_size=bs),
@@ -141,6 +143,8 @@ def encoder_cases(models, texts, prof, batch_sizes, repeats, targets, cascade_ta
     for thr in pick_thresholds(conf2, cost, flops[:, -1].mean(), cascade_targets):
         stage = exit_stage(conf2, thr)
         for bs in batch_sizes:
+            if out.over(f"cascade {thr} b{bs}"):
+                continue
             runner = CascadeRunner([l2, l6], [tok, tok], [thr])
             res = runner.run(texts, batch_size=bs)
             full_s, pol_s, fa, pa = interleaved(lambda: runner.run_full(texts, batch_size=bs),
@@ -180,6 +184,8 @@ def llm_cases(model, tok, prof, a, out):
     cases += [("self_speculative", s, bs) for s in a.spec for bs in ([1, *a.llm_batch_sizes[1:]]
                                                                       if s in a.spec_batched else [1])]
     for method, op, bs in cases:
+        if out.over(f"{method} {op} b{bs}"):
+            continue
         groups = batches(prompts, bs)
         if method == "calm":
             layers, thr = op.split(":")
@@ -219,8 +225,15 @@ def llm_cases(model, tok, prof, a, out):
 # ---------------------------------------------------------------------------------------------------- output
 
 class Writer:
-    def __init__(self, path: Path, meta: dict):
-        self.path, self.meta, self.rows = path, meta, []
+    def __init__(self, path: Path, meta: dict, deadline: float | None = None):
+        self.path, self.meta, self.rows, self.deadline = path, meta, [], deadline
+
+    def over(self, case: str) -> bool:
+        """Past the time budget: the case is listed as skipped."""
+        if self.deadline is None or time.perf_counter() < self.deadline:
+            return False
+        self.meta.setdefault("skipped_over_time_budget", []).append(case)
+        return True
 
     def add(self, row: dict) -> None:
         row.update(predicted_speedup=row["predicted_baseline_ms"] / row["predicted_method_ms"],
@@ -290,6 +303,8 @@ def main(argv=None) -> int:
     ap.add_argument("--spec", nargs="*", default=["2:1", "8:2", "22:3", "28:2", "28:6"])
     ap.add_argument("--spec-batched", nargs="*", default=["22:3", "28:2"], help="pairs also run at the LLM batch sizes")
     ap.add_argument("--what", nargs="+", default=["encoder", "llm"])
+    ap.add_argument("--time-budget", type=float, help="seconds: no case starts after it (the rest are listed as "
+                                                      "skipped)")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--table", metavar="RESULTS_JSON")
     a = ap.parse_args(argv)
@@ -323,7 +338,7 @@ def main(argv=None) -> int:
     if prof.meta.get("threads") != torch.get_num_threads():
         print(f"warning: the profile was measured with {prof.meta.get('threads')} threads, this run uses "
               f"{torch.get_num_threads()}", flush=True)
-    out = Writer(Path(a.out), meta)
+    out = Writer(Path(a.out), meta, None if a.time_budget is None else t0 + a.time_budget)
     if "encoder" in a.what:
         texts = list(load_split("sst2", "test").frame["text_a"])[: a.examples]
         meta.update(encoder_examples=len(texts), encoder_data="SST-2 test split (toolkit carving), first N")

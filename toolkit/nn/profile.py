@@ -3,17 +3,19 @@
 
 Each piece is timed the way the runtimes call it (:class:`toolkit.nn.runtime.EarlyExitRunner`'s embedding, layer
 and exit steps (the exit with its row selection); :class:`toolkit.nn.llm_runtime.LayerStepper`'s pass set-up, layer,
-head, exit and state propagation), on a grid of batch sizes and positions, after ``warmup`` untimed calls, over
-3 to ``repeats`` timed calls (fewer for slow calls, within about ``budget_s`` per grid point). The profile's
-statistic is the **mean** of those calls (the median is kept beside it): on a shared machine a call is preempted in
-proportion to its length, and only the mean carries that share into a sum of pieces, so short and long pieces stay
-comparable; on a quiet machine the two agree. The values are made non-decreasing along each axis
-(:func:`toolkit.analysis.latency.monotone`; the raw ones are kept). A decoder layer is timed at a fixed cached
-context (``context``), on one layer (every layer of a model has the same shape). The decoder loop's own overhead
-per step (bookkeeping between passes) is what greedy decoding of random prompts takes beyond its pieces, measured
-here at each batch size. The whole encoder forward is timed at a few grid points as a check of the pieces' sum.
-The profile
-records the machine, threads, dtype, library versions and the load average before and after each model.
+head, exit and state propagation) on a grid of batch sizes and positions. Every grid point of every piece of every
+model is timed in rounds (:class:`Rounds`: after ``warmup`` untimed calls, one call of each per round, 3 to
+``repeats`` rounds, fewer calls for slow points), so the drift of a shared machine's load spreads over all points
+alike. The profile's statistic is the **mean** of a point's calls (the median is kept beside it): on a shared
+machine a call is preempted in proportion to its length, and only the mean carries that share into a sum of pieces;
+on a quiet machine the two agree. The values are made non-decreasing along each axis
+(:func:`toolkit.analysis.latency.monotone`; the raw ones are kept). An encoder layer is timed cycling through the
+model's layers (as in a forward, no call finds its weights left in cache by the last); a decoder layer is timed on
+layer 1 (every layer has the same shape) at a fixed cached context (``context``). The decoder loop's own overhead
+per step (bookkeeping between passes, and what a hot layer misses) is what greedy decoding of random prompts takes
+beyond its pieces, measured after the rounds at each batch size. The whole encoder forward is timed at a few grid
+points as a check of the pieces' sum (not used to predict). The profile records the machine, threads, dtype,
+library versions and the load average at the start, during the rounds and at the end.
 """
 
 from __future__ import annotations
@@ -71,20 +73,50 @@ def time_ms(fn: Callable[[], object], *, repeats: int, warmup: int, device="cpu"
         out.append(1e3 * (time.perf_counter() - t0))
         if after:
             after()
-    return statistics.fmean(out), statistics.median(out), out
+    return (statistics.fmean(out), statistics.median(out), out) if out else (float("nan"), float("nan"), out)
 
 
-def _grid_piece(fn, grid, *, repeats, warmup, device, batch=None, positions=None) -> dict:
-    """Time ``fn(b, p)`` (which returns the callable to time and an optional ``after``) over a grid."""
-    bs, ps = batch or grid["batch"], positions or grid["positions"]
-    raw, med, calls = (np.zeros((len(bs), len(ps))) for _ in range(3))
-    for i, b in enumerate(bs):
-        for j, p in enumerate(ps):
-            call, after = fn(b, p)
-            raw[i, j], med[i, j], times = time_ms(call, repeats=repeats, warmup=warmup, device=device, after=after)
-            calls[i, j] = len(times)
-    return {"batch": list(bs), "positions": [float(p) for p in ps], "ms": monotone(raw).tolist(),
-            "raw_ms": raw.tolist(), "median_ms": med.tolist(), "calls": calls.astype(int).tolist()}
+class Rounds:
+    """Every grid point of every piece, timed in rounds (one call of each per round, after ``warmup`` untimed calls
+    each): slow drift of a shared machine's load then spreads over all points alike instead of biasing the ones
+    timed in a bad minute. Up to ``repeats`` rounds; a point stops after 3 calls once its calls took ``budget_s``."""
+
+    def __init__(self, *, repeats: int, warmup: int, device="cpu", budget_s: float = 0.5):
+        self.repeats, self.warmup, self.device, self.budget_ms = repeats, warmup, device, 1e3 * budget_s
+        self.cells: list[tuple[dict, int, int, Callable, Callable | None, list[float]]] = []
+
+    def grid(self, fn, grid, *, batch=None, positions=None) -> dict:
+        """Register ``fn(b, p)`` (returning the callable to time and an optional untimed ``after``) over a grid; the
+        returned piece dict is filled by :meth:`run`."""
+        bs, ps = batch or grid["batch"], positions or grid["positions"]
+        d = {"batch": list(bs), "positions": [float(p) for p in ps]}
+        for i, b in enumerate(bs):
+            for j, p in enumerate(ps):
+                call, after = fn(b, p)
+                self.cells.append((d, i, j, call, after, []))
+        return d
+
+    @torch.inference_mode()
+    def run(self, progress=None) -> None:
+        for *_, call, after, _times in self.cells:
+            time_ms(call, repeats=0, warmup=self.warmup, device=self.device, after=after,
+                    budget_s=self.budget_ms / 1e3)
+        for r in range(self.repeats):
+            live = [c for c in self.cells if r < 3 or sum(c[5]) < self.budget_ms]
+            if not live:
+                break
+            for *_, call, after, times in live:
+                times.extend(time_ms(call, repeats=1, warmup=0, device=self.device, after=after)[2])
+            if progress and r in (0, 2):
+                progress(f"round {r + 1}: {len(live)} grid points, load {loadavg()}")
+        for d in {id(c[0]): c[0] for c in self.cells}.values():
+            cells = [c for c in self.cells if c[0] is d]
+            shape = (len(d["batch"]), len(d["positions"]))
+            raw, med, calls = np.zeros(shape), np.zeros(shape), np.zeros(shape, dtype=int)
+            for _, i, j, _, _, times in cells:
+                raw[i, j], med[i, j], calls[i, j] = statistics.fmean(times), statistics.median(times), len(times)
+            d.update(ms=monotone(raw).tolist(), raw_ms=raw.tolist(), median_ms=med.tolist(), calls=calls.tolist())
+        self.cells = []
 
 
 # ---------------------------------------------------------------------------------------------------- encoders
@@ -101,16 +133,16 @@ def _texts(n_tokens: int, rows: int) -> list[str]:
 
 
 @torch.inference_mode()
-def profile_encoder(model, tokenizer, *, grid=ENCODER_GRID, repeats: int = 30, warmup: int = 2, device="cpu",
+def profile_encoder(model, tokenizer, rounds: Rounds, *, grid=ENCODER_GRID, device="cpu",
                     max_length: int = 128) -> dict:
     """The pieces of a :class:`~toolkit.nn.models.MultiExitModel` as :class:`~toolkit.nn.runtime.EarlyExitRunner`
-    and ``run_full`` call them, in ms on ``grid`` (batch x tokens per row)."""
+    and ``run_full`` call them, in ms on ``grid`` (batch x tokens per row), registered with ``rounds``."""
     from ..analysis.scores import confidence
     from .inference import pad_rows, sorted_encoding
     from .runtime import EarlyExitRunner
 
     runner = EarlyExitRunner(model, tokenizer, 0.5, max_length=max_length, device=device)
-    layer0 = runner.family.layers(model.backbone)[0]
+    layers = runner.family.layers(model.backbone)
     lo, hi = _id_range(int(model.config.backbone.get("vocab_size", 1000)))
     gen = torch.Generator().manual_seed(0)
 
@@ -133,7 +165,11 @@ def profile_encoder(model, tokenizer, *, grid=ENCODER_GRID, repeats: int = 30, w
     def layer(b, p):
         x = batch_of(b, p)
         hidden, mask, extras = runner._embed(x)
-        return (lambda: layer0(hidden, mask, *extras)), None
+        turn = iter(range(10**9))
+
+        def call():  # each call the next layer: as in a forward, a layer's weights are not the last call's
+            return layers[next(turn) % len(layers)](hidden, mask, *extras)
+        return call, None
 
     def exit_(b, p):
         x = batch_of(b, p)
@@ -156,12 +192,11 @@ def profile_encoder(model, tokenizer, *, grid=ENCODER_GRID, repeats: int = 30, w
         x = batch_of(b, p)
         return (lambda: model(**x)), None
 
-    kw = dict(repeats=repeats, warmup=warmup, device=device)
-    pieces = {name: _grid_piece(fn, grid, **kw) for name, fn in
+    pieces = {name: rounds.grid(fn, grid) for name, fn in
               (("inputs", inputs), ("embed", embed), ("layer", layer), ("exit", exit_), ("head", head))}
     check = {"batch": grid["batch"][:: max(1, len(grid["batch"]) // 2)][:2],
              "positions": grid["positions"][: max(1, len(grid["positions"]) // 2)][-2:]}
-    pieces["forward"] = _grid_piece(forward, check, **kw)  # a check of the pieces' sum, not used to predict
+    pieces["forward"] = rounds.grid(forward, check)  # a check of the pieces' sum, not used to predict
     return {"kind": "encoder", "layers": int(model.exit_layers[-1]), "exit_layers": list(model.exit_layers),
             "hidden": int(model.config.hidden_size), "pieces": pieces}
 
@@ -169,12 +204,13 @@ def profile_encoder(model, tokenizer, *, grid=ENCODER_GRID, repeats: int = 30, w
 # ---------------------------------------------------------------------------------------------------- decoders
 
 @torch.inference_mode()
-def profile_causal_lm(model, *, grid=DECODER_GRID, context: int = 128, repeats: int = 30, warmup: int = 2,
-                      device="cpu", overhead_tokens: int = 12) -> dict:
+def profile_causal_lm(model, rounds: Rounds, *, grid=DECODER_GRID, context: int = 128, device="cpu",
+                      overhead_tokens: int = 12):
     """The pieces of a Llama-style causal LM as the decoders of :mod:`toolkit.nn.llm_runtime` call them, in ms on
-    ``grid`` (batch x new positions of a pass) at ``context`` cached positions."""
+    ``grid`` (batch x new positions of a pass) at ``context`` cached positions, registered with ``rounds``; returns
+    the model's entry and a function that adds the loop overhead once the rounds ran."""
     from .llm_exits import LogitLens
-    from .llm_runtime import LayerStepper, greedy_decode, token_confidence
+    from .llm_runtime import LayerStepper, token_confidence
 
     st = LayerStepper(model)
     lens = LogitLens(model)
@@ -232,18 +268,24 @@ def profile_causal_lm(model, *, grid=DECODER_GRID, context: int = 128, repeats: 
         rope = st.rope(h, torch.full((b, 1), context, device=device))
         return (lambda: st.propagated_kv(0, h, rope)), None
 
-    kw = dict(repeats=repeats, warmup=warmup, device=device)
     one = [1]
-    pieces = {"setup": _grid_piece(setup, grid, **kw), "layer": _grid_piece(layer, grid, **kw),
-              "head": _grid_piece(head, grid, **kw),
-              "exit": _grid_piece(exit_, grid, positions=one, **kw),
-              "confidence": _grid_piece(conf, grid, positions=one, **kw),
-              "kv_propagation": _grid_piece(kv, grid, positions=one, **kw)}
-    # the decoder loop's overhead per step: greedy decoding of random prompts beyond its pieces
-    from ..analysis.latency import Piece
+    pieces = {"setup": rounds.grid(setup, grid), "layer": rounds.grid(layer, grid), "head": rounds.grid(head, grid),
+              "exit": rounds.grid(exit_, grid, positions=one), "confidence": rounds.grid(conf, grid, positions=one),
+              "kv_propagation": rounds.grid(kv, grid, positions=one)}
+    entry = {"kind": "causal_lm", "layers": st.n_layers, "context": context, "hidden": H,
+             "vocab": model.config.vocab_size, "pieces": pieces}
+    return entry, lambda: _loop_overhead(model, entry, grid, context, overhead_tokens, lo, hi, gen)
 
+
+@torch.inference_mode()
+def _loop_overhead(model, entry, grid, context, overhead_tokens, lo, hi, gen) -> None:
+    """The decoder loop's overhead per step: greedy decoding of random prompts beyond its pieces."""
+    from ..analysis.latency import Piece
+    from .llm_runtime import greedy_decode
+
+    pieces = entry["pieces"]
     ps = {k: Piece(k, tuple(v["batch"]), tuple(v["positions"]), np.asarray(v["ms"])) for k, v in pieces.items()}
-    L = st.n_layers
+    L = entry["layers"]
     raw = []
     for b in grid["batch"]:
         prompts = torch.randint(lo, hi, (b, min(context, 64)), generator=gen).tolist()  # a short prefill
@@ -256,8 +298,6 @@ def profile_causal_lm(model, *, grid=DECODER_GRID, context: int = 128, repeats: 
     pieces["step_overhead"] = {"batch": list(grid["batch"]), "positions": [1.0], "ms": monotone(raw_t).tolist(),
                                "raw_ms": raw_t.tolist(), "derived": "mean greedy step of random prompts minus "
                                "2 setup + L layers + head at the same batch"}
-    return {"kind": "causal_lm", "layers": L, "context": context, "hidden": H, "vocab": model.config.vocab_size,
-            "pieces": pieces}
 
 
 # ---------------------------------------------------------------------------------------------------- profile
@@ -285,20 +325,22 @@ def profile_models(models: Mapping[str, tuple], *, quick: bool = False, repeats:
            "repeats": repeats, "warmup": warmup, "statistic": "mean (of 3 to `repeats` calls; median kept as median_ms)", "interpolation": INTERPOLATION,
            "loadavg_start": loadavg(), "models": {}}
     t0 = time.perf_counter()
+    rounds = Rounds(repeats=repeats, warmup=warmup, device=device)
+    finish = []
     for name, (model, tok) in models.items():
-        la = loadavg()
-        t1 = time.perf_counter()
         if hasattr(model, "exit_layers") and hasattr(model, "heads"):
-            m = profile_encoder(model, tok, grid=QUICK_GRID if quick else ENCODER_GRID, repeats=repeats,
-                                warmup=warmup, device=device)
+            m = profile_encoder(model, tok, rounds, grid=QUICK_GRID if quick else ENCODER_GRID, device=device)
         else:
-            m = profile_causal_lm(model, grid=QUICK_DECODER_GRID if quick else DECODER_GRID,
-                                  context=16 if quick else context, repeats=repeats, warmup=warmup, device=device,
-                                  overhead_tokens=4 if quick else 12)
-        m.update(loadavg_before=la, loadavg_after=loadavg(), seconds=round(time.perf_counter() - t1, 2))
+            m, f = profile_causal_lm(model, rounds, grid=QUICK_DECODER_GRID if quick else DECODER_GRID,
+                                     context=16 if quick else context, device=device,
+                                     overhead_tokens=4 if quick else 12)
+            finish.append(f)
         out["models"][name] = m
-        if progress:
-            progress(f"{name}: {m['kind']}, {len(m['pieces'])} pieces in {m['seconds']:.1f} s, load {la}")
+    rounds.run(progress)
+    for f in finish:
+        f()
+    if progress:
+        progress(f"{len(models)} model(s) profiled in {time.perf_counter() - t0:.0f} s, load {loadavg()}")
     out.update(loadavg_end=loadavg(), seconds=round(time.perf_counter() - t0, 2))
     load_profile(out)  # the reader accepts what was written
     return out
