@@ -7,7 +7,9 @@ same prompt tokens), the measured speed-up (reference / method seconds per gener
 (toolkit.analysis.llm_cost, from the offline prediction on the full model's own trajectory: self-speculative blocks
 from the offline acceptance, CALM exits from teacher-forced confidences), with fidelity checks (self-speculative
 output equal to greedy token for token; acceptance equal to the offline prediction). Also times Hugging Face
-``generate`` (greedy) once per batch size for reference. Each configuration is independent (errors are recorded and
+``generate`` (greedy) once per batch size for reference, and (``--hf-spec``) Hugging Face's own self-speculative
+path (``generate(..., assistant_early_exit=k)``) at batch 1 against Hugging Face greedy ``generate``, its output
+checked against greedy decoding too. Each configuration is independent (errors are recorded and
 the run goes on); ``--time-budget`` stops starting new ones; rows are written after each configuration.
 
 Prompts: AG News descriptions with a headline instruction (toolkit's test split, chat template). Needs the data
@@ -116,6 +118,52 @@ def hf_generate_seconds(model, tok, prompts, groups, max_new, eos) -> float:
     return time.perf_counter() - t0
 
 
+class HFDecoder:
+    """Hugging Face ``generate`` behind the decoders' interface, one prompt at a time (assisted generation takes
+    batch 1): greedy, or (``k``, ``d``) its own self-speculative path, ``assistant_early_exit=k`` (the first k
+    layers, then the model's final norm and LM head: the logit lens) with ``d`` draft tokens per block. transformers
+    5.x reads the draft length, its schedule and the confidence threshold from the model's ``generation_config``:
+    set there for the call (constant schedule, threshold 0, so every block drafts ``d``) and restored after.
+    ``seconds`` include HF's prefill (it does not report it apart): compare with :class:`HFDecoder` greedy."""
+
+    def __init__(self, model, k: int | None = None, d: int | None = None, eos=None):
+        self.model, self.k, self.d, self.eos = model, k, d, eos
+
+    def generate(self, prompts, max_new):
+        import types
+
+        import torch
+
+        if len(prompts) != 1:
+            raise ValueError("Hugging Face assisted generation decodes one prompt at a time: use batch size 1")
+        gc = self.model.generation_config
+        saved = {k: getattr(gc, k, None) for k in ("num_assistant_tokens", "num_assistant_tokens_schedule",
+                                                   "assistant_confidence_threshold")}
+        kw = {}
+        if self.k is not None:
+            gc.num_assistant_tokens, gc.num_assistant_tokens_schedule = self.d, "constant"
+            gc.assistant_confidence_threshold = 0.0
+            kw["assistant_early_exit"] = self.k
+        dev = next(self.model.parameters()).device
+        ids = torch.tensor([prompts[0]], device=dev)
+        try:
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                out = self.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new,
+                                          do_sample=False, pad_token_id=self.eos, **kw)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            secs = time.perf_counter() - t0
+        finally:
+            for k, v in saved.items():
+                setattr(gc, k, v)
+        toks = out[0, ids.shape[1]:].cpu().numpy()
+        if self.eos is not None and (toks == self.eos).any():  # generate pads after EOS; cut as greedy_decode does
+            toks = toks[:int(np.argmax(toks == self.eos)) + 1]
+        return types.SimpleNamespace(tokens=[toks], seconds=secs, prefill_seconds=0.0,
+                                     accepted=[np.zeros(0, dtype=np.int64)])
+
+
 def loadavg():
     try:
         return [round(x, 2) for x in os.getloadavg()]
@@ -155,6 +203,9 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--spec", nargs="*", default=DEFAULT_SPEC, help="self-speculative K:D operating points")
+    ap.add_argument("--hf-spec", nargs="*", default=["29:1"],
+                    help="Hugging Face's own self-speculative path (assistant_early_exit) at K:D, batch 1, timed "
+                         "against Hugging Face greedy generate")
     ap.add_argument("--calm", nargs="*", default=DEFAULT_CALM,
                     help="CALM operating points LAYERS:THRESHOLDS, e.g. 8:0.77 or 6,10:0.7,0.6 (max_prob)")
     ap.add_argument("--time-budget", type=float, default=None, help="seconds; no configuration starts after it")
@@ -216,7 +267,8 @@ def main(argv=None):
     def over_budget():
         return a.time_budget is not None and time.perf_counter() - t_start > a.time_budget
 
-    methods = [("self_speculative", parse_spec(s)) for s in a.spec] + [("calm", parse_calm(s)) for s in a.calm]
+    methods = ([("self_speculative", parse_spec(s)) for s in a.spec] + [("calm", parse_calm(s)) for s in a.calm]
+               + [("hf_self_speculative", parse_spec(s)) for s in a.hf_spec])
     bases = {}
     for bs in a.batch_sizes:  # the greedy reference at each batch size, and HF generate once
         groups = batches(prompts, bs)
@@ -234,9 +286,17 @@ def main(argv=None):
             if over_budget():
                 out.add(dict(base, method=method, operating_point=str(op), skipped="time budget"))
                 continue
+            if method == "hf_self_speculative" and bs != 1:
+                continue  # Hugging Face assisted generation decodes one prompt at a time
             row = dict(base, method=method, loadavg_before=loadavg())
             try:
-                if method == "self_speculative":
+                if method == "hf_self_speculative":
+                    k, d = op
+                    row.update(draft_layer=k, draft_length=d, operating_point=f"HF k={k} d={d}",
+                               reference="Hugging Face greedy generate (prefill included in both)")
+                    predicted, blocks = spec_predicted(trajs, k, d, a.max_new_tokens, dims)
+                    dec = HFDecoder(model, k, d, eos)
+                elif method == "self_speculative":
                     k, d = op
                     row.update(draft_layer=k, draft_length=d, operating_point=f"k={k} d={d}")
                     predicted, blocks = spec_predicted(trajs, k, d, a.max_new_tokens, dims)
@@ -249,7 +309,8 @@ def main(argv=None):
                     predicted = calm_speedup(n_prompt, [s[0] for s in sim], checked, dims)
                     row["offline_token_agreement"] = float(np.mean(np.concatenate([s[1] for s in sim])))
                     dec = CalmDecoder(model, checked, thr)
-                greedy = SelfSpeculativeDecoder(model, 1, 0)
+                greedy = HFDecoder(model, eos=eos) if method == "hf_self_speculative" else \
+                    SelfSpeculativeDecoder(model, 1, 0)
                 t_ref, t_m, pre_ref, pre_m = [], [], [], []
                 for _ in range(a.repeats):  # interleaved: both see the same machine state
                     _, s, p, _ = run_batched(greedy, prompts, groups, a.max_new_tokens)
@@ -269,7 +330,9 @@ def main(argv=None):
                            measured_min_max=[scale * min(t_ref) / max(t_m), scale * max(t_ref) / min(t_m)],
                            prefill_s=statistics.median(pre_m),
                            tokens_equal_greedy=float(np.mean([np.array_equal(x, y) for x, y in zip(toks, ref)])))
-                if method == "self_speculative":
+                if method == "hf_self_speculative":
+                    pass  # HF does not report its blocks
+                elif method == "self_speculative":
                     row["acceptance_equal_offline"] = float(np.mean([np.array_equal(x, y)
                                                                      for x, y in zip(extra, blocks)]))
                     row["mean_accepted"] = float(np.mean(np.concatenate(extra)))
