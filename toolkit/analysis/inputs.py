@@ -4,12 +4,17 @@
 (which takes logits): they turn what other tools log (a classifier's probabilities, an LLM's per-choice
 log-likelihoods, a served model's label-word logprobs) into an ordinary classification cache.
 
-Zeros: a probability of 0 (a log-probability of -inf) is stored as :data:`LOG_FLOOR`, the log of the smallest
-normal float32 (about -87.3), because a cache holds finite numbers. Every score the engine reads is a function of
-``softmax(logits)`` or ``logsumexp(logits)``, and ``exp(LOG_FLOOR)`` is below float32 resolution next to any other
-probability, so floored values change no score, prediction or threshold; the number of floored entries is recorded
-in ``meta["input"]["floored"]``. Rows need not sum to one (label-word probabilities are a part of the vocabulary):
-``softmax`` renormalises, ``logsumexp`` (energy) keeps the mass.
+Zeros and very small values: a cache holds finite float32 numbers. A row (one example at one stage) whose top
+log-probability is below :data:`RAISE_BELOW` (``LOG_FLOOR / 2``, about -43.7) is first shifted up so that its top is
+at ``RAISE_BELOW`` (``softmax`` does not change; the number of shifted rows is ``meta["input"]["raised"]``, written
+only when not zero). Then every value below :data:`LOG_FLOOR` (the log of the smallest normal float32, about -87.3;
+a probability of 0, log-probability -inf) is stored as ``LOG_FLOOR``; the number of floored entries is
+``meta["input"]["floored"]``. A floored value is then more than 43 below its row's top, so its probability is
+below 1e-19 of the top's: under float32 resolution, so flooring changes no prediction, and the top-2 scores
+(max_prob, margin) only by less than float32 resolution. Without the shift, rows of multi-token log-likelihoods
+below -87 would all floor to one value and tie. Rows need not sum to one (label-word probabilities are a part of
+the vocabulary): ``softmax`` renormalises, ``logsumexp`` (energy) keeps the mass for every row whose top is above
+``RAISE_BELOW`` (a probability of 1e-19); a raised row reads as if its top had that probability.
 
 Cost units: ``meta["cost_unit"]`` names what the cache's cost column counts ("FLOPs", "parameters x tokens",
 "seconds", "dollars" or any name); absent means FLOPs, as in every cache the toolkit collects. :func:`cost_unit`
@@ -23,8 +28,9 @@ import numpy as np
 from .cache import Cache, CacheError, from_arrays
 
 LOG_FLOOR = float(np.log(np.finfo(np.float32).tiny))  # -87.34: log of the smallest normal float32
+RAISE_BELOW = LOG_FLOOR / 2  # -43.67: a row whose top is lower is shifted up to it before flooring
 DEFAULT_UNIT = "FLOPs"
-__all__ = ["LOG_FLOOR", "from_probabilities", "from_log_probs", "cost_unit", "cost_label", "cost_scale"]
+__all__ = ["LOG_FLOOR", "RAISE_BELOW", "from_probabilities", "from_log_probs", "cost_unit", "cost_label", "cost_scale"]
 
 
 def _stage_major(values, what: str) -> np.ndarray:
@@ -48,7 +54,9 @@ def from_log_probs(log_probs, labels, cost, *, cost_unit: str = DEFAULT_UNIT, me
 
     ``cost``: ``[N, E]`` cumulative cost per example or ``[E]`` per stage, in ``cost_unit``. Other keywords go to
     :func:`~toolkit.analysis.cache.from_arrays` (``stages``, ``example_ids``, ``n_tokens``, ``stage_info``).
-    -inf is stored as :data:`LOG_FLOOR` (see the module docstring); NaN, +inf and positive values are refused.
+    Rows whose top is below :data:`RAISE_BELOW` are shifted up to it, then values below :data:`LOG_FLOOR` (-inf
+    included) are stored as ``LOG_FLOOR`` (see the module docstring; softmax and predictions are unchanged); NaN,
+    +inf and positive values are refused.
     """
     lp = _stage_major(log_probs, "log_probs")
     bad = np.isnan(lp) | (lp == np.inf)
@@ -66,8 +74,8 @@ def from_probabilities(probs, labels, cost, *, cost_unit: str = DEFAULT_UNIT, me
                        **kwargs) -> Cache:
     """A cache from probabilities ``[N, C]`` or ``[N, E, C]`` in [0, 1] (zeros allowed; rows may sum below 1).
 
-    Stored as their logarithms (0 as :data:`LOG_FLOOR`), so ``softmax`` of the cached logits gives back each row
-    renormalised. ``cost``, ``cost_unit`` and other keywords as in :func:`from_log_probs`.
+    Stored as their logarithms (shifted and floored as in :func:`from_log_probs`; 0 as :data:`LOG_FLOOR`), so
+    ``softmax`` of the cached logits gives back each row renormalised. ``cost``, ``cost_unit`` and other keywords as in :func:`from_log_probs`.
     """
     p = _stage_major(probs, "probs")
     bad = ~np.isfinite(p) | (p < 0) | (p > 1 + 1e-6)
@@ -82,9 +90,19 @@ def _build(lp: np.ndarray, labels, cost, kind: str, unit: str, meta: dict | None
     if not isinstance(unit, str) or not unit.strip():
         raise CacheError(f"cost_unit must be a non-empty name (FLOPs, 'parameters x tokens', seconds, dollars ...), "
                          f"got {unit!r}")
+    lp, raised = _raise_rows(lp)
     floored = lp < LOG_FLOOR
-    m = {**(meta or {}), "cost_unit": unit, "input": {"kind": kind, "floored": int(floored.sum())}}
+    info = {"kind": kind, "floored": int(floored.sum()), **({"raised": raised} if raised else {})}
+    m = {**(meta or {}), "cost_unit": unit, "input": info}
     return from_arrays(np.where(floored, LOG_FLOOR, lp).astype(np.float32), labels, cost, meta=m, **kwargs)
+
+
+def _raise_rows(lp: np.ndarray) -> tuple[np.ndarray, int]:
+    """Shift each ``[.., C]`` row whose top is below :data:`RAISE_BELOW` up to it (softmax unchanged); rows all -inf
+    stay (they floor to a uniform row). Returns the shifted array and the number of rows shifted."""
+    top = lp.max(axis=-1, keepdims=True)
+    low = np.isfinite(top) & (top < RAISE_BELOW)
+    return lp + np.where(low, RAISE_BELOW - top, 0.0), int(low.sum())
 
 
 # ---------------------------------------------------------------------------------------------- cost units

@@ -1,0 +1,67 @@
+"""Issue 26, second hostile pass (/tmp/hostile26): tests of the findings fixed after that pass. Each test names its
+finding and fails on the code before its fix (af78376)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toolkit.analysis.inputs import LOG_FLOOR, RAISE_BELOW, from_log_probs, from_probabilities
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+def _softmax(x):
+    x = np.asarray(x, np.float64)
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+# ----------------------------------------------------------------- A1: log-probabilities below the float32 floor
+def test_log_probs_below_floor_keep_their_order():
+    lp = np.array([[-120.0, -95.0], [-300.0, -301.0], [-1.0, -200.0]])
+    c = from_log_probs(lp, np.array([1, 0, 0]), [1.0])
+    assert np.array_equal(c.logits[:, 0].argmax(-1), [1, 0, 0])
+    np.testing.assert_allclose(_softmax(c.logits[:, 0]), _softmax(lp), rtol=1e-5, atol=1e-30)
+    assert c.meta["input"] == {"kind": "log_probs", "floored": 1, "raised": 2}
+
+
+def test_probabilities_below_float32_tiny_keep_their_order():
+    c = from_probabilities([[1e-40, 1e-39], [0.0, 1e-45]], [1, 1], [1.0])
+    assert np.array_equal(c.logits[:, 0].argmax(-1), [1, 1])
+    np.testing.assert_allclose(_softmax(c.logits[0, 0]), [1 / 11, 10 / 11], rtol=1e-5)
+    assert c.meta["input"]["floored"] == 1 and c.meta["input"]["raised"] == 2
+
+
+def test_rows_above_raise_below_are_stored_as_given():
+    """Energy keeps the mass for rows whose top is above RAISE_BELOW; zeros still floor and are counted."""
+    lp = np.array([[-2.0, -np.inf], [-40.0, -41.0]])
+    c = from_log_probs(lp, [0, 0], [1.0])
+    np.testing.assert_array_equal(c.logits[:, 0], np.array([[-2.0, LOG_FLOOR], [-40.0, -41.0]], np.float32))
+    assert c.meta["input"] == {"kind": "log_probs", "floored": 1}
+    assert RAISE_BELOW == LOG_FLOOR / 2
+
+
+def test_import_lm_eval_of_long_choices_keeps_accuracy(tmp_path):
+    from test_imports_lmeval import write_run
+    from toolkit.analysis.engine import evaluation, staged
+    from toolkit.imports import import_lm_eval
+    targets = np.arange(12) % 2
+    lls = np.where(np.eye(2)[targets] == 1, -95.0, -120.0)  # the target always the likelier choice
+    samples = write_run(tmp_path / "a", lls, targets)
+    cache = import_lm_eval([samples])
+    assert evaluation(staged(cache), 0.0).metrics["accuracy"] == 1.0
+
+
+@pytest.mark.parametrize("name", ["sst2-smollm2-cal", "sst2-smollm2-test"])
+def test_shipped_lmeval_caches_untouched_by_the_shift(name):
+    """The shipped lm-eval caches' rows all have tops above RAISE_BELOW: importing again gives the same logits."""
+    import toolkit
+    c = toolkit.load(DATA / "lmeval" / f"{name}.parquet")
+    assert "raised" not in c.meta["input"] and float(c.logits.max(-1).min()) > RAISE_BELOW
