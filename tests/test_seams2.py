@@ -3,7 +3,6 @@ finding and fails on the code before its fix (af78376)."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -50,6 +49,7 @@ def test_rows_above_raise_below_are_stored_as_given():
 
 def test_import_lm_eval_of_long_choices_keeps_accuracy(tmp_path):
     from test_imports_lmeval import write_run
+
     from toolkit.analysis.engine import evaluation, staged
     from toolkit.imports import import_lm_eval
     targets = np.arange(12) % 2
@@ -65,3 +65,40 @@ def test_shipped_lmeval_caches_untouched_by_the_shift(name):
     import toolkit
     c = toolkit.load(DATA / "lmeval" / f"{name}.parquet")
     assert "raised" not in c.meta["input"] and float(c.logits.max(-1).min()) > RAISE_BELOW
+
+
+# ----------------------------------------------------------------- A2: the exit family of an operating point
+@pytest.fixture(scope="module")
+def llm_sst2():
+    import toolkit
+    return (toolkit.load(DATA / "llm" / "smollm2_sst2_sentiment-cal.parquet"),
+            toolkit.load(DATA / "llm" / "smollm2_sst2_sentiment-test.parquet"))
+
+
+def test_operating_point_refuses_a_view_of_another_exit_family(llm_sst2):
+    from toolkit.analysis import engine as E
+    cal, test = llm_sst2
+    op = E.choose(E.staged(cal, family="lens"), rule="target", target=0.7, metric="agreement")
+    assert op.meta["family"] == "lens" and op.to_dict()["family"] == "lens"
+    with pytest.raises(ValueError, match="family='lens'.*family='tuned'"):
+        op.evaluate(E.staged(test, family="tuned"))
+    assert op.evaluate(E.staged(test, family="lens")).n > 0
+
+
+def test_policy_from_operating_point_refuses_an_exit_of_another_family(llm_sst2):
+    from toolkit.analysis import engine as E
+    from toolkit.policy import Policy, PolicyError
+    cal, _ = llm_sst2
+    sha = "a" * 64
+    lens = E.choose(E.staged(cal, family="lens"), rule="target", target=0.7, metric="agreement")
+    tuned = E.choose(E.staged(cal, family="tuned"), rule="target", target=0.7, metric="agreement")
+    folder = cal.families["tuned"]["folder"]
+    with pytest.raises(PolicyError, match="chosen on exit family 'lens'"):
+        Policy.from_operating_point(lens, models="m", weights=[sha], exit=folder)
+    with pytest.raises(PolicyError, match="chosen on exit family 'tuned'"):
+        Policy.from_operating_point(tuned, models="m", weights=[sha], exit="lens")
+    with pytest.raises(PolicyError, match="chosen on exit family 'tuned'"):
+        Policy.from_operating_point(tuned, models="m", weights=[sha], exit="runs/llm/another_tuned")
+    assert Policy.from_operating_point(lens, models="m", weights=[sha]).params["exit"] == {"kind": "lens"}
+    assert Policy.from_operating_point(tuned, models="m", weights=[sha]).params["exit"] == {"kind": "tuned",
+                                                                                           "folder": folder}

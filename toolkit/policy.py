@@ -255,7 +255,7 @@ class Policy:
         temp = meta.get("temperature")
         if method == "calm":
             layers = [_layer_of(s) for s in names]
-            ex = _exit_of(exit, header)
+            ex = _exit_of(exit, header, meta.get("family"))
             return cls("calm", (ModelRef(models[0], fps[0]),),
                        {"exit": ex, "score": score, "checked_layers": layers[:-1], "thresholds": [float(thr)],
                         "temperature": 1.0 if temp is None else temp, "max_new_tokens": max_new_tokens,
@@ -536,20 +536,39 @@ def _method_of(op, header: dict | None, n_models: int) -> str:
     return "cascade" if n_models > 1 else "early_exit"
 
 
-def _exit_of(exit, header: dict | None) -> dict:
+def _exit_of(exit, header: dict | None, family: str | None = None) -> dict:
+    """The policy's exit: ``exit`` ("lens" or a tuned-exit folder), else the exit family the operating point was
+    chosen on (``family``, from its cal view) or the cal cache's only family. An ``exit`` of another kind or folder
+    than that family's is refused: the threshold holds for the exits it was chosen on."""
+    families = (header or {}).get("families") or {}
+    if family is None and exit is None and len(families) != 1:
+        raise PolicyError(f"policy: key 'exit': pass exit= 'lens' or the tuned-exit folder (the cal cache holds "
+                          f"exit families {sorted(families) or 'unknown'}; the operating point does not say "
+                          f"which it was chosen on)")
+    name = family if family is not None else next(iter(families), None)
+    fam = families.get(name) if isinstance(families, Mapping) else None
+    if fam is None and family is not None and header is not None:
+        raise PolicyError(f"policy: key 'exit': the operating point was chosen on exit family {family!r}, which the "
+                          f"cal cache no longer holds ({sorted(families)}); choose again")
+    if fam is not None:
+        lens = (fam or {}).get("kind") == "logit_lens"
+        want = {"kind": "lens"} if lens else {"kind": "tuned", "folder": (fam or {}).get("folder")}
+    else:  # no header: the family's name is all there is
+        lens = name == "lens"
+        want = {"kind": "lens"} if lens else {"kind": "tuned", "folder": None}
     if exit is None:
-        families = (header or {}).get("families") or {}
-        if len(families) != 1:
-            raise PolicyError(f"policy: key 'exit': pass exit= 'lens' or the tuned-exit folder (the cal cache holds "
-                              f"exit families {sorted(families) or 'unknown'}; the operating point does not say "
-                              f"which it was chosen on)")
-        (name, fam), = families.items()
-        if (fam or {}).get("kind") == "logit_lens":
-            return {"kind": "lens"}
-        if not (fam or {}).get("folder"):
+        if not lens and not want["folder"]:
             raise PolicyError(f"policy: key 'exit': the cal cache's family {name!r} records no folder; pass exit=")
-        exit = fam["folder"]
-    return {"kind": "lens"} if str(exit) == "lens" else {"kind": "tuned", "folder": str(exit)}
+        return want
+    got = {"kind": "lens"} if str(exit) == "lens" else {"kind": "tuned", "folder": str(exit)}
+    if name is not None and (got["kind"] != want["kind"] or (
+            want.get("folder") and Path(got["folder"]).resolve() != Path(want["folder"]).resolve())):
+        shown = "lens" if lens else f"tuned exits {want.get('folder') or '(folder not recorded)'}"
+        raise PolicyError(f"policy: key 'exit': the operating point was chosen on exit family {name!r} ({shown}); "
+                          f"exit={str(exit)!r} is another exit, for which its threshold means something else. Choose "
+                          f"on a view of that family (engine.staged(cal, family=...)) or pass "
+                          f"exit={'lens' if lens else want.get('folder') or 'its folder'!r}")
+    return got
 
 
 def _weights_of_header(head: dict | None) -> list:

@@ -45,9 +45,15 @@ def _check_same_stages(a: Staged, b: Staged, what: str) -> None:
         raise ValueError(f"{what}: metrics differ ({a.metric_names} vs {b.metric_names})")
 
 
+VIEW_KEYS = ("score", "temperature", "how", "family", "propagate")  # how a view was built: a threshold holds for one
+
+
 @dataclass(frozen=True, eq=False)
 class OperatingPoint:
-    """A threshold chosen on cal by a named rule; :meth:`evaluate` applies it, unchanged, to other data."""
+    """A threshold chosen on cal by a named rule; :meth:`evaluate` applies it, unchanged, to other data.
+
+    ``meta`` records how the cal view was built (its :data:`VIEW_KEYS` that it sets, e.g. an LLM view's exit
+    ``family``) and its identity; :meth:`evaluate` refuses a view built another way."""
 
     threshold: float
     rule: str
@@ -67,7 +73,7 @@ class OperatingPoint:
         if tuple(staged.stage_names) != self.stage_names or staged.reference != self.reference:
             raise ValueError(f"this operating point was chosen on stages {self.stage_names} with reference "
                              f"{self.reference!r}; got stages {staged.stage_names}, reference {staged.reference!r}")
-        for k in ("score", "temperature", "how"):
+        for k in VIEW_KEYS:
             if k in self.meta and staged.meta.get(k) != self.meta[k]:
                 raise ValueError(f"this operating point was chosen with {k}={self.meta[k]!r}; evaluate it on a view "
                                  f"built the same way (got {k}={staged.meta.get(k)!r})")
@@ -77,7 +83,7 @@ class OperatingPoint:
         return {"rule": self.rule, "metric": self.metric, **self.settings, "threshold": self.threshold,
                 "reference": self.reference, "cal_n": self.cal.n, f"cal_{self.metric}": self.cal.metrics[self.metric],
                 f"cal_{self.metric}_drop": self.cal.drop(self.metric), "cal_speedup": self.cal.speedup,
-                **{k: v for k, v in self.meta.items() if k in ("score", "temperature", "how")}}
+                **{k: v for k, v in self.meta.items() if k in VIEW_KEYS}}
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame([self.to_dict()])
@@ -193,7 +199,7 @@ def _choose(cal, *, rule, metric, max_drop, delta, epsilon, budget, target=None)
     settings = _rule_settings(rule, max_drop=max_drop, delta=delta, epsilon=epsilon, budget=budget, target=target)
     thr = _pick(cal, rule, metric, settings)
     ev = evaluation(cal, thr)
-    meta = {k: cal.meta[k] for k in ("score", "temperature", "how", "identity") if k in cal.meta}
+    meta = {k: cal.meta[k] for k in (*VIEW_KEYS, "identity") if k in cal.meta}
     return OperatingPoint(thr, rule, metric, settings, ev, tuple(cal.stage_names), cal.reference, meta)
 
 
