@@ -102,3 +102,29 @@ def test_policy_from_operating_point_refuses_an_exit_of_another_family(llm_sst2)
     assert Policy.from_operating_point(lens, models="m", weights=[sha]).params["exit"] == {"kind": "lens"}
     assert Policy.from_operating_point(tuned, models="m", weights=[sha]).params["exit"] == {"kind": "tuned",
                                                                                            "folder": folder}
+
+
+# ----------------------------------------------------------------- A3: temperatures checked for every score
+@pytest.fixture(scope="module")
+def agnews_test():
+    import toolkit
+    return toolkit.load(DATA / "agnews" / "minilm6_me-test.parquet")
+
+
+@pytest.mark.parametrize("score", ["max_prob", "margin", "entropy"])
+@pytest.mark.parametrize("temperature, match", [
+    (-1, "finite and > 0, got -1.0"), (0, "finite and > 0, got 0.0"), (np.inf, "finite and > 0, got inf"),
+    (np.nan, "finite and > 0, got nan"), ("2", "real number.*'2'.*str"), (True, "real number.*True.*bool"),
+    ([1, 1, 1, 1, 1, -1], r"got -1.0 \(stage 5\)"), ([1, 2], r"one per stage \(6 stages\), got shape \(2,\)")])
+def test_bad_temperatures_are_refused_for_every_score(agnews_test, score, temperature, match):
+    from toolkit.analysis import engine as E
+    with pytest.raises(ValueError, match=f"temperature.*{match}"):
+        E.staged(agnews_test, score=score, temperature=temperature)
+
+
+def test_good_temperatures_still_pass(agnews_test):
+    from toolkit.analysis import engine as E
+    a = E.staged(agnews_test, temperature=2)
+    b = E.staged(agnews_test, temperature=[2.0] * 6)
+    np.testing.assert_array_equal(a.confidence, b.confidence)
+    assert float(a.confidence.min()) >= 0.25 - 1e-12  # max_prob of 4 classes never below 1/C

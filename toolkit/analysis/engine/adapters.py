@@ -131,6 +131,31 @@ _SCORE_ELEMENTS = 1 << 20  # logits scored at once (8 MB float64 temporaries: bo
 _F32_EXACT = 1 << 24  # float32 holds every integer up to 2^24: counts of up to that many examples are exact
 
 
+def check_temperature(temperature, n_stages: int) -> np.ndarray | None:
+    """``temperature`` (None, one number or one per stage) as float64, refused unless every value is a real number
+    (not a bool or string), finite and > 0: a score's temperature divides the logits, and a negative one turns
+    max_prob into the least likely class's probability."""
+    if temperature is None:
+        return None
+    raw = np.asarray(temperature, dtype=object if isinstance(temperature, (list, tuple)) else None)
+    flat = raw.reshape(-1)
+    kinds = [isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating))
+             for v in flat.tolist()] if raw.dtype == object else [raw.dtype.kind not in "iuf"] * flat.size
+    if any(kinds):
+        v = flat[kinds.index(True)]
+        v = v.item() if isinstance(v, np.generic) else v
+        raise ValueError(f"temperature must be a positive real number (or one per stage), got {v!r} of type "
+                         f"{type(v).__name__}")
+    t = flat.astype(np.float64).reshape(raw.shape)
+    if t.ndim > 1 or (t.ndim == 1 and t.shape[0] != n_stages):
+        raise ValueError(f"temperature: one number or one per stage ({n_stages} stages), got shape {t.shape}")
+    bad = ~(np.isfinite(t) & (t > 0))
+    if bad.any():
+        where = f" (stage {int(np.flatnonzero(bad.reshape(-1))[0])})" if t.ndim else ""
+        raise ValueError(f"temperature must be finite and > 0, got {float(t[bad].reshape(-1)[0])}{where}")
+    return t
+
+
 def _confidence(logits: np.ndarray, score: str, temperature) -> tuple[np.ndarray, np.ndarray]:
     """Confidences (:func:`~toolkit.analysis.scores.stage_confidence`) and predicted classes (``argmax``) of
     ``[N, E, C]`` logits, ``[N, E]`` each, in blocks of rows (bounded memory, cache-friendly).
@@ -139,9 +164,9 @@ def _confidence(logits: np.ndarray, score: str, temperature) -> tuple[np.ndarray
     float operations."""
     N, E, C = logits.shape
     rows = max(1, _SCORE_ELEMENTS // (E * C))
-    t = None if temperature is None else np.asarray(temperature, dtype=np.float64)
-    if t is not None and t.ndim == 1 and t.shape[0] != E:
-        raise ValueError(f"{t.shape[0]} temperatures for {E} stages")
+    t = check_temperature(temperature, E)
+    if t is not None and t.ndim == 2:
+        raise ValueError(f"temperature: one number or one per stage ({E}), got shape {t.shape}")
     out, pred = np.empty((N, E)), np.empty((N, E), dtype=np.int64)
     for a in range(0, N, rows):
         z = logits[a:a + rows]
