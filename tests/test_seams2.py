@@ -128,3 +128,27 @@ def test_good_temperatures_still_pass(agnews_test):
     b = E.staged(agnews_test, temperature=[2.0] * 6)
     np.testing.assert_array_equal(a.confidence, b.confidence)
     assert float(a.confidence.min()) >= 0.25 - 1e-12  # max_prob of 4 classes never below 1/C
+
+
+# ----------------------------------------------------------------- A4: Cache.select_stages with hostile indices
+@pytest.fixture(scope="module")
+def sst2_test():
+    import toolkit
+    return toolkit.load(DATA / "sst2" / "minilm6_me-test.parquet")
+
+
+def test_select_stages_negative_indices_keep_the_cost(sst2_test):
+    c = sst2_test
+    for sel, names in (([-1], ["L6"]), ([-2, -1], ["L5", "L6"]), ([0, -1], ["L1", "L6"])):
+        s = c.select_stages(sel)
+        assert s.stages == names
+        np.testing.assert_array_equal(s.flops, c.select_stages(names).flops)
+        np.testing.assert_array_equal(s.flops[:, -1], c.flops[:, -1])  # the last kept exit pays every layer
+
+
+@pytest.mark.parametrize("sel, match", [([1.7, 3], "integer indices, got 1.7"), ([True, 3], "got True of type bool"),
+                                        ([9], "index 9 is out of range for 6"), ([-7], "-7 is out of range"),
+                                        (["zz"], "no stage 'zz'")])
+def test_select_stages_refuses_floats_bools_and_out_of_range(sst2_test, sel, match):
+    with pytest.raises(ValueError, match=match):
+        sst2_test.select_stages(sel)

@@ -122,7 +122,7 @@ class Cache:
         model's stages after its last kept one, and models with no kept stage, are not run at all. (Heads of
         dropped exits are still counted: a few thousand FLOPs, conservative.)
         """
-        idx = [self.stages.index(s) if isinstance(s, str) else int(s) for s in stages]
+        idx = [self._stage_index(s) for s in ([stages] if isinstance(stages, (str, int)) else stages)]
         if not idx or sorted(set(idx)) != idx:
             raise ValueError(f"stages must be a non-empty increasing selection, got {stages}")
         inc = np.diff(self.flops, axis=1, prepend=0.0)
@@ -135,6 +135,19 @@ class Cache:
         flops = np.cumsum(np.stack(new_inc, 1), axis=1)
         info = [dict(self.stage_info[k]) for k in idx]
         return replace(self, logits=self.logits[:, idx], flops=flops, stage_info=info)
+
+    def _stage_index(self, s) -> int:
+        """A stage name or an integer index (negative from the end) as an index in ``0..E-1``."""
+        E = len(self.stages)
+        if isinstance(s, str):
+            if s not in self.stages:
+                raise ValueError(f"no stage {s!r}; stages are {list(self.stages)}")
+            return self.stages.index(s)
+        if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer)):
+            raise ValueError(f"stages are names or integer indices, got {s!r} of type {type(s).__name__}")
+        if not -E <= int(s) < E:
+            raise ValueError(f"stage index {int(s)} is out of range for {E} stages")
+        return int(s) % E
 
 
 def validate(c: Cache) -> None:
