@@ -152,3 +152,49 @@ def test_select_stages_negative_indices_keep_the_cost(sst2_test):
 def test_select_stages_refuses_floats_bools_and_out_of_range(sst2_test, sel, match):
     with pytest.raises(ValueError, match=match):
         sst2_test.select_stages(sel)
+
+
+# ----------------------------------------------------------------- A5, A6, A10: compare's sides and options
+@pytest.fixture(scope="module")
+def sst2_views(sst2_test):
+    import toolkit
+    from toolkit.analysis import engine as E
+    return E.staged(sst2_test), E.staged(toolkit.load(DATA / "sst2" / "mpnet_me-test.parquet"))
+
+
+def test_compare_refuses_repeated_examples_on_either_side(sst2_views):
+    from toolkit.analysis import engine as E
+    st, mp = sst2_views
+    dup = st.subset(np.r_[np.arange(st.n_examples), np.zeros(300, int)])
+    for call in (lambda: E.compare(dup, mp, reference="a", n_boot=20),
+                 lambda: E.compare_speedups(dup, mp, reference="a", n_boot=20)):
+        with pytest.raises(ValueError, match="a holds example 'sst2:validation:0' 301 times"):
+            call()
+    with pytest.raises(ValueError, match="b holds example"):
+        E.compare(mp, dup, reference="a", n_boot=20)
+
+
+def test_compare_refuses_seed_lists_of_one_run_twice_or_of_two_models(sst2_views):
+    from toolkit.analysis import engine as E
+    st, mp = sst2_views
+    with pytest.raises(ValueError, match=r"a\[0\] and a\[1\] are the same run"):
+        E.compare([st, st], mp, reference="a", n_boot=20)
+    with pytest.raises(ValueError, match=r"a\[1\] has stages .*seeds of one policy"):
+        E.compare([st, mp], mp, reference="a", n_boot=20)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(names=("x", "x")), "names must be two different"), (dict(budgets=(0,)), "got 0 in"),
+    (dict(budgets=(-1,)), "got -1 in"), (dict(budgets=(np.nan,)), "got nan in"), (dict(budgets=(1e300, np.inf)),
+                                                                                 "got inf in"),
+    (dict(budgets=()), "non-empty sequence"), (dict(budgets=("2",)), "got '2' in")])
+def test_compare_refuses_bad_names_and_budgets(sst2_views, kw, match):
+    from toolkit.analysis import engine as E
+    with pytest.raises(ValueError, match=match):
+        E.compare(*sst2_views, reference="a", n_boot=20, **kw)
+
+
+def test_compare_speedups_refuses_a_string_max_drop(sst2_views):
+    from toolkit.analysis import engine as E
+    with pytest.raises(ValueError, match="max_drop must be a finite number >= 0.*'0.01'"):
+        E.compare_speedups(*sst2_views, max_drop="0.01", reference="a", n_boot=20)

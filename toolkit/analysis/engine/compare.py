@@ -10,6 +10,7 @@ over seeds.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -140,6 +141,9 @@ def _align(a, b, metric, *, names=("a", "b"), subset: bool = False):
     """Both policies' views on one set of examples, in ``a``'s order, after :func:`check_same_data` (same task,
     split, label set, examples and gold labels; ``subset``: only the examples every view holds)."""
     A, Bv = _seeds(a), _seeds(b)
+    names = _check_names(names)
+    _check_seeds(A, names[0])
+    _check_seeds(Bv, names[1])
     labels = [f"{names[0]}[{i}]" if len(A) > 1 else names[0] for i in range(len(A))] + \
              [f"{names[1]}[{i}]" if len(Bv) > 1 else names[1] for i in range(len(Bv))]
     ids = A[0].example_ids
@@ -234,6 +238,7 @@ def compare(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged], *, budge
         Compare on the examples both sides hold when one holds fewer (default: refuse; the sides must be views of
         one task, split, label set and example set, with the same gold labels; their models may differ).
     """
+    budgets = _check_budgets(budgets)
     A, Bv = _align(a, b, metric, names=names, subset=subset)
     ref_name, ref_cost = _common_reference(A, Bv, reference)
 
@@ -257,8 +262,9 @@ def compare_speedups(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged],
     The statistic is the best threshold on the data for each policy (an upper bound, the same on both sides); the
     resamples redo that choice. Options as in :func:`compare`; one row, ``speedup`` columns in x.
     """
-    if not max_drop >= 0:
-        raise ValueError(f"max_drop must be >= 0, got {max_drop}")
+    if isinstance(max_drop, (bool, np.bool_)) or not isinstance(max_drop, (int, float, np.integer, np.floating)) \
+            or not 0 <= max_drop < math.inf:
+        raise ValueError(f"max_drop must be a finite number >= 0 (absolute), got {max_drop!r}")
     A, Bv = _align(a, b, metric, names=names, subset=subset)
     ref_name, ref_cost = _common_reference(A, Bv, reference)
 
@@ -326,3 +332,47 @@ def compare_crossfit(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged],
     frame.attrs["statistic"] = (f"{metric} and speed-up (against {ref_name}) of the threshold chosen by rule "
                                 f"{setting} on the other half (cross-fitted, halves seed {seed})")
     return Comparison(frame, metric, ref_name, n_boot, ci, seed)
+
+
+def _check_names(names) -> tuple[str, str]:
+    if (not isinstance(names, (tuple, list)) or len(names) != 2 or not all(isinstance(n, str) and n for n in names)
+            or names[0] == names[1]):
+        raise ValueError(f"names must be two different non-empty labels, one per side, got {names!r}")
+    return tuple(names)
+
+
+def _check_budgets(budgets) -> np.ndarray:
+    """Budgets as a float array: a non-empty sequence of real, finite speed-ups > 0 (in x)."""
+    vals = [budgets] if np.ndim(budgets) == 0 and not isinstance(budgets, str) else budgets
+    if isinstance(vals, str) or not len(vals):
+        raise ValueError(f"budgets must be a non-empty sequence of speed-ups (x, > 0), got {budgets!r}")
+    for k in vals:
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, float, np.integer, np.floating)) or \
+                not (math.isfinite(k) and k > 0):
+            raise ValueError(f"budgets are speed-ups (x): finite numbers > 0, got {k!r} in {list(vals)!r}")
+    return np.asarray(vals, dtype=np.float64)
+
+
+def _check_seeds(views: list[Staged], name: str) -> None:
+    """One side's views: unique example ids in each; several views are seeds of one policy (same stages, not the
+    same run twice)."""
+    for i, v in enumerate(views):
+        ids = np.asarray(v.example_ids)
+        if len(np.unique(ids)) != len(ids):
+            u, c = np.unique(ids, return_counts=True)
+            raise ValueError(f"compare: {name}{f'[{i}]' if len(views) > 1 else ''} holds example "
+                             f"{str(u[c > 1][0])!r} {int(c.max())} times ({len(ids) - len(u)} repeated rows); each "
+                             f"example must appear once (a subset with repeated rows weights them twice)")
+    for i, v in enumerate(views[1:], 1):
+        if tuple(v.stage_names) != tuple(views[0].stage_names):
+            raise ValueError(f"compare: {name}[{i}] has stages {tuple(v.stage_names)}, {name}[0] "
+                             f"{tuple(views[0].stage_names)}: a list holds seeds of one policy (one architecture); "
+                             f"compare different models as two sides")
+        for j in range(i):
+            u, w = views[j], v
+            same_w = (u.meta.get("identity") or {}).get("models")
+            if u is w or (same_w is not None and same_w == (w.meta.get("identity") or {}).get("models")) or (
+                    u.confidence.shape == w.confidence.shape and np.array_equal(u.confidence, w.confidence)
+                    and np.array_equal(u.example_ids, w.example_ids)):
+                raise ValueError(f"compare: {name}[{j}] and {name}[{i}] are the same run (same weights or the same "
+                                 f"confidences); seeds are runs trained with different seeds, each counted once")
