@@ -206,14 +206,21 @@ def llm_cases(model, tok, prof, a, out):
         toks = {}
 
         def run_method():
-            t, s, _, _ = run_batched(dec, prompts, groups, M)
-            toks["m"] = t
+            t, s, _, x = run_batched(dec, prompts, groups, M)
+            toks["m"], toks["x"] = t, x
             return s
 
-        ref_s, m_s, ra, ma = interleaved(lambda: run_batched(greedy, prompts, groups, M)[1], run_method, a.repeats)
+        ref_s, m_s, ra, ma = interleaved(lambda: run_batched(greedy, prompts, groups, M)[1], run_method,
+                                         a.llm_repeats or a.repeats)
         n_m = sum(len(x) for x in toks["m"])
         n_ref = sum(len(x) for x in ref)
         scale = n_m / n_ref  # per generated token: a CALM output can be longer or shorter than the full model's
+        if method == "calm":  # the latency model on the exits the real decode took (its own error, apart from the
+            real = sum(lat.calm_run_ms(pm, [toks["x"][i] for i in g], checked) for g in groups)  # exit estimate's)
+            extra.update(realized_predicted_speedup=float(pred_ref / real * scale),
+                         realized_flops_speedup=float(calm_speedup([t["n_prompt"] for t in trajs], toks["x"],
+                                                                   checked, dims)),
+                         real_mean_exit_layer=float(np.mean(np.concatenate(toks["x"]))))
         out.add(dict(method=method, case=f"{method} {op}", batch_size=bs, operating_point=op, **extra,
                      flops_speedup=float(flops_speed),
                      tokens_equal_greedy=float(np.mean([np.array_equal(x, y) for x, y in zip(toks["m"], ref)])),
@@ -296,6 +303,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32], help="encoder cases")
     ap.add_argument("--targets", type=float, nargs="+", default=[1.5, 2.0, 3.0], help="early-exit FLOPs speed-ups")
     ap.add_argument("--cascade-targets", type=float, nargs="+", default=[1.4, 2.0])
+    ap.add_argument("--llm-repeats", type=int, help="repeats of the LLM cases (default --repeats)")
     ap.add_argument("--prompts", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=24)
     ap.add_argument("--llm-batch-sizes", type=int, nargs="+", default=[1, 8])
@@ -323,7 +331,8 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     enc_models, heads = encoders("cpu") if "encoder" in a.what else ({}, None)
     lm, tok, origin = smollm2("cpu") if "llm" in a.what else (None, None, None)
-    meta = dict(**machine_info(), threads=torch.get_num_threads(), repeats=a.repeats, encoder_heads=heads,
+    meta = dict(**machine_info(), threads=torch.get_num_threads(), repeats=a.repeats,
+                llm_repeats=a.llm_repeats or a.repeats, encoder_heads=heads,
                 llm=origin, loadavg_start=loadavg(), started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     if a.profile:
         prof = load_profile(a.profile)

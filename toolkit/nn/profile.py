@@ -10,9 +10,9 @@ alike. The profile's statistic is the **mean** of a point's calls (the median is
 machine a call is preempted in proportion to its length, and only the mean carries that share into a sum of pieces;
 on a quiet machine the two agree. The values are made non-decreasing along each axis
 (:func:`toolkit.analysis.latency.monotone`; the raw ones are kept). An encoder layer is timed cycling through the
-model's layers (as in a forward, no call finds its weights left in cache by the last); a decoder layer is timed on
-layer 1 (every layer has the same shape) at a fixed cached context (``context``). The decoder loop's own overhead
-per step (bookkeeping between passes, and what a hot layer misses) is what greedy decoding of random prompts takes
+model's layers (as in a forward, no call finds its weights left in cache by the last), and so is a decoder layer,
+each with its own keys and values at a fixed cached context (``context``). The decoder loop's own overhead
+per step (bookkeeping between passes) is what greedy decoding of random prompts takes
 beyond its pieces, measured after the rounds at each batch size. The whole encoder forward is timed at a few grid
 points as a check of the pieces' sum (not used to predict). The profile records the machine, threads, dtype,
 library versions and the load average at the start, during the rounds and at the end.
@@ -218,15 +218,18 @@ def profile_causal_lm(model, rounds: Rounds, *, grid=DECODER_GRID, context: int 
     lo, hi = _id_range(int(model.config.vocab_size))
     gen = torch.Generator().manual_seed(0)
 
-    def cached(b):
-        """A cache holding ``context`` positions at layer 0, and the valid mask over them."""
+    def cached(b, layers: int = 1):
+        """A cache holding ``context`` positions at its first ``layers`` layers, and the valid mask over them."""
         cache = st.new_cache()
         ids = torch.randint(lo, hi, (b, context), generator=gen).to(device)
         h = st.embed(ids)
         valid = torch.ones((b, context), dtype=torch.bool, device=device)
-        st.layer(0, h, st.mask(valid, context), st.rope(h, torch.arange(context, device=device)[None].expand(b, -1)),
-                 cache)
+        mask, rope = st.mask(valid, context), st.rope(h, torch.arange(context, device=device)[None].expand(b, -1))
+        for i in range(layers):
+            st.layer(i, h, mask, rope, cache)
         return cache, valid
+
+    full: dict[int, tuple] = {}  # per batch size, one cache through every layer, shared by its layer grid points
 
     def new(b, q):
         ids = torch.randint(lo, hi, (b, int(q)), generator=gen).to(device)
@@ -243,13 +246,24 @@ def profile_causal_lm(model, rounds: Rounds, *, grid=DECODER_GRID, context: int 
             st.mask(valid, int(q))
         return call, None
 
-    def layer(b, q):
-        cache, valid = cached(b)
+    def layer(b, q):  # each call the next layer, as in decoding (its weights and cache not hot from the last call)
+        if b not in full:
+            full[b] = cached(b, st.n_layers)
+        cache, valid = full[b]
         ids, pos = new(b, q)
         h = st.embed(ids)
         rope = st.rope(h, pos)
         mask = st.mask(torch.cat([valid, torch.ones((b, int(q)), dtype=torch.bool, device=device)], 1), int(q))
-        return (lambda: st.layer(0, h, mask, rope, cache)), (lambda: cache.crop(-int(q)))
+        turn, at = iter(range(10**9)), [0]
+
+        def call():
+            at[0] = next(turn) % st.n_layers
+            return st.layer(at[0], h, mask, rope, cache)
+
+        def after():  # drop the q positions the call appended to its layer only
+            lay = cache.layers[at[0]]
+            lay.keys, lay.values = lay.keys[..., : -int(q), :], lay.values[..., : -int(q), :]
+        return call, after
 
     def head(b, q):
         h = torch.randn((b, int(q), H), generator=gen).to(device, st.dtype)
@@ -263,10 +277,11 @@ def profile_causal_lm(model, rounds: Rounds, *, grid=DECODER_GRID, context: int 
         z = torch.randn((b, model.config.vocab_size), generator=gen).to(device, st.dtype)
         return (lambda: bool((token_confidence(z, "max_prob") >= 0.5).any())), None
 
-    def kv(b, q):
+    def kv(b, q):  # a skipped layer's keys and values from the exited state, appended to its cache
+        cache, _ = cached(b)
         h = torch.randn((b, 1, H), generator=gen).to(device, st.dtype)
         rope = st.rope(h, torch.full((b, 1), context, device=device))
-        return (lambda: st.propagated_kv(0, h, rope)), None
+        return (lambda: cache.update(*st.propagated_kv(0, h, rope), 0)), (lambda: cache.crop(-1))
 
     one = [1]
     pieces = {"setup": rounds.grid(setup, grid), "layer": rounds.grid(layer, grid), "head": rounds.grid(head, grid),
