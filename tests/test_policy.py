@@ -121,7 +121,7 @@ def test_from_operating_point_takes_everything_from_the_point_and_refuses_withou
     assert p.models[0].weights_sha256 == SHA_A and p.meta["operating_point"]["threshold"] == op.threshold
     cache.meta["models"] = [{"name": "x", "weights_sha256": "b" * 64}]
     assert Policy.from_operating_point(op, models="f", weights=cache).models[0].weights_sha256 == "b" * 64
-    with pytest.raises(PolicyError, match="chosen on 1 model"):
+    with pytest.raises(PolicyError, match=r"1 weight fingerprint\(s\) for 2 model\(s\)"):
         Policy.from_operating_point(op, models=["f", "g"], weights=[SHA_A])
 
 

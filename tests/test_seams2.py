@@ -198,3 +198,32 @@ def test_compare_speedups_refuses_a_string_max_drop(sst2_views):
     from toolkit.analysis import engine as E
     with pytest.raises(ValueError, match="max_drop must be a finite number >= 0.*'0.01'"):
         E.compare_speedups(*sst2_views, max_drop="0.01", reference="a", n_boot=20)
+
+
+# ----------------------------------------------------------------- A7, C19: the models of an operating point
+def test_from_operating_point_keeps_a_cascade_a_cascade():
+    import toolkit
+    from toolkit.analysis import engine as E
+    from toolkit.policy import Policy, PolicyError
+    op = E.choose(E.staged(toolkit.load(DATA / "sst2" / "cascade-cal.parquet")), max_drop=0.01)
+    sha = "a" * 64
+    with pytest.raises(PolicyError, match=r"chosen on a cascade of 3 models.*method cascade\); got method 'cascade' "
+                                          r"with 1 model"):
+        Policy.from_operating_point(op, models="m", weights=[sha])
+    with pytest.raises(PolicyError, match="got method 'early_exit'"):
+        Policy.from_operating_point(op, models=["a", "b", "c"], weights=[sha] * 3, method="early_exit")
+    p = Policy.from_operating_point(op, models=["a", "b", "c"], weights=[sha] * 3)
+    assert p.method == "cascade" and len(p.models) == 3
+
+
+def test_from_operating_point_weights_count_message_the_right_way_round(sst2_test):
+    from toolkit.analysis import engine as E
+    from toolkit.policy import Policy, PolicyError
+    op = E.choose(E.staged(toolkit_load(DATA / "sst2" / "minilm6_me-cal.parquet")), max_drop=0.01)
+    with pytest.raises(PolicyError, match=r"2 weight fingerprint\(s\) for 1 model\(s\)"):
+        Policy.from_operating_point(op, models="m", weights=["a" * 64] * 2)
+
+
+def toolkit_load(path):
+    import toolkit
+    return toolkit.load(path)

@@ -249,6 +249,7 @@ class Policy:
         if not math.isfinite(thr):
             raise PolicyError(f"policy: the operating point's threshold is {thr}: it never stops before the last "
                               f"stage, so there is nothing to decide at run time (run the last stage alone)")
+        _check_models(method, models, header, identity)
         fps = _fingerprints(weights, header, identity, len(models))
         record = {"operating_point": _json_safe(op.to_dict()), "chosen_on": _json_safe(identity)}
         score = meta.get("score", "max_prob")
@@ -533,7 +534,28 @@ def _method_of(op, header: dict | None, n_models: int) -> str:
     if kind is None and getattr(op, "metric", None) == "agreement":
         raise PolicyError("policy: key 'method': the operating point does not say which cache it was chosen on; "
                           "pass method='calm' (or 'early_exit')")
-    return "cascade" if n_models > 1 else "early_exit"
+    chosen = _header_models(header)
+    return ("cascade" if len(chosen) > 1 else "early_exit") if chosen else "cascade" if n_models > 1 else "early_exit"
+
+
+def _header_models(header: dict | None) -> list:
+    """The models a classification cal cache's header records (a cascade's members in order), [] if unknown."""
+    models = ((header or {}).get("meta") or {}).get("models") if (header or {}).get("kind") != "llm_tokens" else None
+    return models if isinstance(models, list) else []
+
+
+def _check_models(method: str, models: list[str], header: dict | None, identity: Mapping) -> None:
+    """Refuse ``models`` (and an explicit ``method``) that do not match the models the point was chosen on."""
+    chosen = _header_models(header)
+    if not chosen or method == "calm":
+        return
+    names = [m.get("name") if isinstance(m, Mapping) else m for m in chosen]
+    what = f"a cascade of {len(chosen)} models {names}" if len(chosen) > 1 else f"one model {names}"
+    want = "cascade" if len(chosen) > 1 else "early_exit"
+    if method != want or len(models) != len(chosen):
+        raise PolicyError(f"policy: key 'models': the operating point was chosen on {what} (its cal cache "
+                          f"{identity.get('path') or '(path not recorded)'}; method {want}); got method {method!r} "
+                          f"with {len(models)} model(s) {models}. Pass one model folder per member, in that order")
 
 
 def _exit_of(exit, header: dict | None, family: str | None = None) -> dict:
@@ -602,8 +624,8 @@ def _fingerprints(weights, header: dict | None, identity: Mapping, n_models: int
                           f"pass weights= a cache whose header records them, or the sha256 of each model's weights "
                           f"(toolkit.nn.parts.weights_sha256), or collect the cal cache again")
     if len(weights) != n_models:
-        raise PolicyError(f"policy: key 'models': the operating point was chosen on {len(weights)} model(s), "
-                          f"{n_models} given")
+        raise PolicyError(f"policy: key 'weights': {len(weights)} weight fingerprint(s) for {n_models} model(s) "
+                          f"in models=; give one per model, in the same order")
     return [str(w) for w in weights]
 
 
