@@ -50,9 +50,9 @@ import pandas as pd
 from toolkit.analysis import engine, llm, plots
 from toolkit.analysis import llm_intervals as li
 from toolkit.analysis import notebook as nb
-from toolkit.analysis.compose import cascade_caches
 from toolkit.analysis.llm_cache import concat_token_caches, load_llm_cache
 from toolkit.zoo import llm_results
+from toolkit.zoo.llm_classifier import ENCODERS, LLM_SETS, llm_classifier
 
 nb.setup()
 SETS = ("agnews_headline", "sst2_sentiment")  # prompt sets with a cal and a test cache
@@ -229,7 +229,7 @@ for f in FAMILIES:
     designs[f, "one checked layer"] = [single_layer_choice(f)]
 SETS_EVAL = {"test": (test, W["test"]), "qnli (transfer)": (qnli, W["qnli"])}
 calm = {(f, design): li.calm_operating_points(cal, SETS_EVAL, f, checked_layers=checked, targets=TARGETS,
-                                              only_at={"qnli (transfer)": (TARGET,)})
+                                              only_at={"qnli (transfer)": (TARGET,)}, transfer=("qnli (transfer)",))
         for (f, design), checked in designs.items()}
 curves = {(f, design): engine.sweep(engine.staged(test, family=f, checked_layers=checked)).to_frame()
           for (f, design), checked in designs.items()}
@@ -385,7 +385,8 @@ spec = {split: pd.concat([llm.self_speculative(c, f, draft_lengths=DRAFT_LENGTHS
                          ignore_index=True) for split, c in (("cal", cal), ("test", test))}
 chosen = {f: llm.choose_self_speculative(cal, f, draft_lengths=DRAFT_LENGTHS) for f in FAMILIES}
 points = {f: li.self_speculative_points(cal, {"test": (test, W["test"]), "qnli (transfer)": (qnli, W["qnli"])}, f,
-                                         shallow=SHALLOW, draft_lengths=DRAFT_LENGTHS) for f in FAMILIES}
+                                         shallow=SHALLOW, draft_lengths=DRAFT_LENGTHS, transfer=("qnli (transfer)",))
+          for f in FAMILIES}
 sdraws = {(f, label): d for f, p in points.items() for label, d in p.draws.items()}
 spec_points = pd.concat([p.frame for p in points.values()], ignore_index=True)
 print(f"{len(spec['test'])} (family, layer, draft length) cases per split; pairs chosen on cal by the memory-bound "
@@ -498,125 +499,51 @@ has; these are exits added after the fact to a model trained without them.
 
 # %%
 TASKS = ("sst2", "agnews")
-LLM_SETS = {"smollm2_zs_lens": "SmolLM2 zero-shot, lens", "smollm2_zs_tuned": "SmolLM2 zero-shot, tuned",
-            "smollm2_probe": "SmolLM2 probes"}
-ENCODERS = {"minilm6_me": "MiniLM-L6 multi-exit", "mpnet_me": "MPNet-base multi-exit"}
 MAX_DROP = 0.01
-
-
-def correct_draws(correct, w):
-    return w @ np.asarray(correct, dtype=np.float64) / len(correct)
-
-
-clf, stage_rows, op_rows, cmp_rows = {}, [], [], []
-for task in TASKS:
-    llm_c = {n: nb.load(task, n) for n in LLM_SETS}
-    probe_cal, probe_test = llm_c["smollm2_probe"]
-    ids = probe_test.example_ids
-    enc = {n: nb.load_seeds(task, n).first() for n in ENCODERS}
-    tables = {}
-    for n, (c_cal, c_test) in {**llm_c, **enc}.items():
-        t = c_test if n in LLM_SETS else c_test.subset(np.flatnonzero(np.isin(c_test.example_ids, ids)))
-        tables[n] = pd.DataFrame({"stage": t.stages, "layer": np.arange(1, t.n_stages + 1),
-                                  "accuracy": t.correct.mean(0), "cal accuracy": c_cal.correct.mean(0),
-                                  "gflops": t.flops.mean(0) / 1e9})
-    k = int(probe_cal.correct.mean(0).argmax())  # the probe layer most accurate on cal
-    chance = np.bincount(probe_test.labels).max() / probe_test.n_examples
-    ref = pd.Series(probe_test.flops[:, -1], index=ids)  # the classification reference: SmolLM2's last exit
-    ref_name = f"SmolLM2 last exit ({probe_test.stages[-1]})"
-    # early exit among the probe exits, chosen on cal
-    v_cal, v_test = nb.view(probe_cal), nb.view(probe_test)
-    ee = engine.choose(v_cal, rule="drop", max_drop=MAX_DROP).evaluate(v_test, n_boot=nb.N_BOOT, seed=nb.SEED)
-    # the cascade MiniLM-L6 -> probe at layer k
-    enc_cal, enc_test = enc["minilm6_me"]
-    casc = {s: cascade_caches([e, p], names=["minilm6", "smollm2"], stages=[[e.stages[-1]], [p.stages[k]]],
-                               subset=True)
-            for s, e, p in (("cal", enc_cal, probe_cal), ("test", enc_test, probe_test))}
-    cref = {"cal": pd.Series(probe_cal.flops[:, -1], index=probe_cal.example_ids), "test": ref}
-    cv = {s: nb.view(casc[s]).with_reference(cref[s].loc[casc[s].example_ids].to_numpy(), ref_name) for s in casc}
-    cop = engine.choose(cv["cal"], rule="drop", max_drop=MAX_DROP)
-    cev = cop.evaluate(cv["test"], n_boot=nb.N_BOOT, seed=nb.SEED)
-    n = casc["test"].n_examples
-    alone = {name: engine.evaluation_at_stages(cv["test"], np.full(n, e), n_boot=nb.N_BOOT, seed=nb.SEED)
-             for name, e in (("MiniLM-L6 alone (last exit)", 0), (f"SmolLM2 probe {probe_test.stages[k]} alone", 1))}
-    ref_ev = engine.evaluation_at_stages(v_test, np.full(probe_test.n_examples, probe_test.n_stages - 1),
-                                         n_boot=nb.N_BOOT, seed=nb.SEED)
-    for name, ev in {"SmolLM2 probes, early exit (cal, drop rule)": ee,
-                     "cascade MiniLM-L6 -> SmolLM2 probe (cal, drop rule)": cev, **alone,
-                     f"{ref_name} (the reference)": ref_ev}.items():
-        op_rows.append({"task": task, "policy": name, "n": ev.n, "accuracy": ev["accuracy"],
-                        "accuracy lo": ev.intervals["accuracy"][0], "accuracy hi": ev.intervals["accuracy"][1],
-                        "drop vs last stage": ev.drop("accuracy"), "gflops": ev.flops / 1e9, "speedup": ev.speedup,
-                        "escalated": ev.escalated})
-    curve = engine.sweep(cv["test"]).frame
-    top = curve[curve.accuracy >= curve.accuracy.max() - 1e-12].sort_values("flops").iloc[0]
-    op_rows.append({"task": task, "policy": "cascade, most accurate threshold on test itself (upper bound)",
-                    "n": n, "accuracy": top.accuracy, "gflops": top.flops / 1e9, "speedup": top.speedup,
-                    "escalated": top.escalated})
-    # paired differences on the cascade's test examples
-    w = np.vstack([np.ones((1, n)), engine.resample_weights(n, n_boot=nb.N_BOOT, seed=nb.SEED)])
-    stop = cv["test"].stage_of(cop.threshold)
-    cc = casc["test"].correct
-    enc_right, llm_right, casc_right = cc[:, 0], cc[:, 1], cc[np.arange(n), stop]
-    for a, b, what in ((casc_right, enc_right, "cascade minus MiniLM-L6 alone"),
-                       (llm_right, enc_right, f"SmolLM2 probe {probe_test.stages[k]} minus MiniLM-L6 alone")):
-        c = li.difference(correct_draws(a, w), correct_draws(b, w))
-        cmp_rows.append({"task": task, "comparison": what, "difference": c["difference"], "lo": c["lo"],
-                         "hi": c["hi"], "P(first better)": c["p_better"]})
-    clf[task] = dict(tables=tables, k=k, chance=chance, ee=ee, cev=cev, n=n, alone=alone, curve=curve,
-                     either=float(cc.any(1).mean()), layer=probe_test.stages[k])
-    for name, t in tables.items():
-        show_rows = t if name in ENCODERS else t[(t.layer % 3 == 0) | (t.layer == k + 1)]
-        stage_rows.append(show_rows.assign(task=task, model=LLM_SETS.get(name) or ENCODERS[name]))
-stages = pd.concat(stage_rows, ignore_index=True)[["task", "model", "stage", "accuracy", "cal accuracy", "gflops"]]
+clf = {t: llm_classifier(t, max_drop=MAX_DROP, n_boot=nb.N_BOOT, seed=nb.SEED) for t in TASKS}
 print("per-stage test accuracy (SmolLM2: every 3rd layer and the probe's best cal layer), same test examples")
-table(stages, index=False)
-peaks = pd.DataFrame([{"task": t, "model": LLM_SETS[n], "best test layer before the last": tab.stage.iloc[j],
-                       "its test accuracy": tab.accuracy.iloc[j], "its cal accuracy": tab["cal accuracy"].iloc[j],
-                       "last layer accuracy": tab.accuracy.iloc[-1], "majority class (test)": clf[t]["chance"],
-                       "best cal layer": tab.stage.iloc[int(tab["cal accuracy"].to_numpy().argmax())]}
-                      for t in TASKS for n, tab in clf[t]["tables"].items() if n in LLM_SETS
-                      for j in [int(tab.accuracy.iloc[:-1].to_numpy().argmax())]])
+table(pd.concat([clf[t].stage_table() for t in TASKS], ignore_index=True), index=False)
+peaks = pd.concat([clf[t].peaks() for t in TASKS], ignore_index=True)
 print("SmolLM2's exits: the best layer on test (an upper bound: chosen on test) against the last layer")
 table(peaks, index=False)
-print({t: {"cascade: either member right": round(clf[t]["either"], 3)} for t in TASKS})
-ops = pd.DataFrame(op_rows)
+print({t: {"cascade: either member right": round(clf[t].either, 3)} for t in TASKS})
+ops = pd.concat([clf[t].operating_points() for t in TASKS], ignore_index=True)
 print("operating points on test (95% intervals over test examples), speed-up against SmolLM2's last exit")
 table(ops, index=False)
-cmps = pd.DataFrame(cmp_rows)
+cmps = pd.concat([clf[t].comparisons.frame.assign(task=t) for t in TASKS], ignore_index=True)
 print("paired differences in test accuracy (95% intervals over test examples)")
-table(cmps, index=False)
+table(cmps[["task", "comparison", "difference", "lo", "hi", "P(first better)"]], index=False)
 
 # %%
 fig, ax = plt.subplots(1, 2, figsize=(14, 4.8), constrained_layout=True)
 for a, task in zip(ax, TASKS):
     r = clf[task]
-    for i, (name, t) in enumerate(r["tables"].items()):
+    for i, (name, t) in enumerate(r.tables.items()):
         a.plot(t.gflops, t.accuracy, marker=".", ms=4, color=f"C{i}", label=LLM_SETS.get(name) or ENCODERS[name])
-    for ev, mark, label in ((r["ee"], "s", "SmolLM2 probes, early exit chosen on cal"),
-                            (r["cev"], "D", "cascade MiniLM-L6 -> probe, chosen on cal")):
+    for ev, mark, label in ((r.ee, "s", "SmolLM2 probes, early exit chosen on cal"),
+                            (r.cev, "D", "cascade MiniLM-L6 -> probe, chosen on cal")):
         a.errorbar([ev.flops / 1e9], [ev["accuracy"]], yerr=[[ev["accuracy"] - ev.intervals["accuracy"][0]],
                                                              [ev.intervals["accuracy"][1] - ev["accuracy"]]],
                    fmt=mark, color="k", mfc="white", ms=8, capsize=3, label=label)
-    a.plot(r["curve"].flops / 1e9, r["curve"].accuracy, "k--", lw=1,
+    a.plot(r.curve.flops / 1e9, r.curve.accuracy, "k--", lw=1,
            label="cascade MiniLM-L6 -> probe, every threshold (test)")
-    a.axhline(r["chance"], color="gray", ls=":", lw=1, label="majority class")
-    near = {k: int((np.abs(r["tables"][k].accuracy.to_numpy()[:-1] - r["chance"]) <= 0.05).sum())
+    a.axhline(r.chance, color="gray", ls=":", lw=1, label="majority class")
+    near = {k: int((np.abs(r.tables[k].accuracy.to_numpy()[:-1] - r.chance) <= 0.05).sum())
             for k in ("smollm2_zs_lens", "smollm2_zs_tuned")}
     a.text(0.02, 0.5, f"zero-shot exits within 5 points of the majority class:\nlens {near['smollm2_zs_lens']}, tuned "
-           f"{near['smollm2_zs_tuned']} of the {len(r['tables']['smollm2_zs_lens']) - 1} layers before the last",
+           f"{near['smollm2_zs_tuned']} of the {len(r.tables['smollm2_zs_lens']) - 1} layers before the last",
            transform=a.transAxes, ha="left", va="center", fontsize=8, color="dimgray")
     a.set_xscale("log")
     a.set_xlabel(plots.FLOPS_LABEL + " (log)")
     a.set_ylabel("test accuracy")
-    a.set_title(f"{task}: {r['n']} test examples, every exit of each model")
+    a.set_title(f"{task}: {r.n} test examples, every exit of each model")
     a.grid(alpha=0.3)
 handles, labels = ax[0].get_legend_handles_labels()
 fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=8)
 s2, ag = clf["sst2"], clf["agnews"]
 nb.show(fig, alt=f"Two panels, SST-2 and AG News, of test accuracy against mean GFLOPs per example on a log axis for "
                  f"every exit of SmolLM2's zero-shot lens and tuned exits, its probes, and the multi-exit MiniLM-L6 and "
-                 f"MPNet-base, with the majority class dotted ({s2['chance']:.3f} and {ag['chance']:.3f}); a note in "
+                 f"MPNet-base, with the majority class dotted ({s2.chance:.3f} and {ag.chance:.3f}); a note in "
                  f"each panel counts the zero-shot layers within 5 points of it. A dashed black line is the cascade "
                  f"MiniLM-L6 then "
                  f"the probe at every threshold; black markers with 95% error bars: the probes' early exit and the "
@@ -634,28 +561,28 @@ def dif(task, prefix):
 
 lines = []
 for t in TASKS:
-    r, tab = clf[t], clf[t]["tables"]
+    r, tab = clf[t], clf[t].tables
     zs = peaks[(peaks.task == t) & (peaks.model == LLM_SETS["smollm2_zs_lens"])].iloc[0]
     zt = peaks[(peaks.task == t) & (peaks.model == LLM_SETS["smollm2_zs_tuned"])].iloc[0]
-    pr = tab["smollm2_probe"].iloc[r["k"]]
+    pr = tab["smollm2_probe"].iloc[r.k]
     e, c, m = op(t, "SmolLM2 probes"), op(t, "cascade MiniLM-L6"), op(t, "MiniLM-L6 alone")
     ub = op(t, "cascade, most accurate")
     lines.append(
         f"- **{t}**: zero-shot through the lens is at most {zs['its test accuracy']:.3f} before the last layer "
-        f"(majority class {r['chance']:.3f}) and {zs['last layer accuracy']:.3f} at it "
+        f"(majority class {r.chance:.3f}) and {zs['last layer accuracy']:.3f} at it "
         f"({tab['smollm2_zs_lens'].gflops.iloc[-1]:.2f} GFLOPs); through the tuned exits, before the last layer, it "
         f"peaks at "
         f"{zt['its test accuracy']:.3f} at {zt['best test layer before the last']} ("
         + ("also the best layer on cal" if zt["best cal layer"] == zt["best test layer before the last"] else
            f"a layer picked on test; cal's best is {zt['best cal layer']}") + f", against "
-        f"{zt['last layer accuracy']:.3f} at the last layer). The probe at {r['layer']} (best on cal) reaches {pr.accuracy:.3f} on test at {pr.gflops:.2f} "
+        f"{zt['last layer accuracy']:.3f} at the last layer). The probe at {r.layer} (best on cal) reaches {pr.accuracy:.3f} on test at {pr.gflops:.2f} "
         f"GFLOPs, against MiniLM-L6's {m.accuracy:.3f} at {m.gflops:.2f} GFLOPs: {dif(t, 'SmolLM2 probe')}. The "
         f"probes' early exit chosen on cal: {fmt(e.accuracy, e['accuracy lo'], e['accuracy hi'])} at "
         f"{e.speedup:.2f}x, {100 * e['drop vs last stage']:.1f} points below the last exit where the rule allowed "
         f"{100 * MAX_DROP:.0f} on cal. The cascade chosen on cal escalates a share of {c.escalated:.3f} of the examples: "
         f"{fmt(c.accuracy, c['accuracy lo'], c['accuracy hi'])} at {c.gflops:.2f} GFLOPs, {dif(t, 'cascade')} "
         f"against MiniLM-L6 alone; even its most accurate threshold on test itself reaches only {ub.accuracy:.3f} "
-        f"(either member right: {r['either']:.3f}).")
+        f"(either member right: {r.either:.3f}).")
 nb.conclude("**Reading the numbers above.**\n\n" + "\n".join(lines) + """
 
 A 135M-parameter chat model quantized to 4 bits is a weak classifier here: its probes trail a fine-tuned MiniLM-L6

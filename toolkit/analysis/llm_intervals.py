@@ -11,7 +11,12 @@ cal are held fixed; the intervals are over the test prompts.
   :func:`calm_operating_points`: thresholds chosen on cal for target agreements, evaluated with those intervals;
 - :func:`self_speculative_draws`: speed-up, full-depth passes per token, tokens per block, acceptance of one
   (draft layer, draft length);
-- :func:`interval` and :func:`difference` (paired: both statistics on the same resampled prompts) summarise draws.
+- :func:`interval` and :func:`difference` (paired: both statistics on the same resampled prompts) summarise draws;
+- :func:`paired_stop_differences`: the paired difference of a metric between two stop vectors on one view (e.g. a
+  cascade against its first member alone), resampling the view's examples (its clusters together).
+
+An evaluation set of another task than ``cal`` (QNLI against the AG News + SST-2 cal) is refused unless named in
+``transfer=`` (a deliberate transfer; :func:`toolkit.analysis.identity.check_transfer`).
 
 >>> d = np.array([0.5, 0.4, 0.6, 0.5, 0.7])  # row 0: the data; rows 1..: resamples
 >>> interval(d, ci=0.5)
@@ -31,7 +36,9 @@ import pandas as pd
 from .calibration import bin_index
 from . import engine
 from .engine import Staged
+from .engine.curves import check_bootstrap
 from .engine.results import _Table
+from .identity import check_transfer
 from .llm import calm_layer_thresholds, confidence, full_model_reads, self_speculative_by_prompt
 from .llm_cache import LLMTokenCache
 
@@ -140,6 +147,18 @@ def self_speculative_draws(cache: LLMTokenCache, family: str, layer: int, draft_
                 "memory_bound_speedup": s["tokens"] * full_model_reads(cache) / s["reads"]}
 
 
+def _check_transfers(cal, evaluations: Mapping, transfer, what: str) -> None:
+    """Refuse an evaluation set whose task or models differ from ``cal``'s unless its name is in ``transfer``; a
+    name in ``transfer`` that is not an evaluation set is refused too (a typo would silently check nothing)."""
+    transfer = {transfer} if isinstance(transfer, str) else set(transfer)
+    unknown = transfer - set(evaluations)
+    if unknown:
+        raise ValueError(f"{what}: transfer names {sorted(unknown)} are not evaluation sets; sets: "
+                         f"{list(evaluations)}")
+    for name, (c, _) in evaluations.items():
+        check_transfer(cal, c, transfer=name in transfer, what=f"{what} (evaluation set {name!r})")
+
+
 @dataclass(frozen=True, repr=False, eq=False)
 class CalmPoints(_Table):
     """CALM-style operating points of one exit family and set of checked layers, chosen on cal and evaluated with
@@ -172,13 +191,15 @@ BEST_ON_TEST = "best on test itself (upper bound)"
 
 def calm_operating_points(cal: LLMTokenCache, evaluations: Mapping, family: str, *, checked_layers,
                           targets=(0.9, 0.95, 0.99), per_layer: bool = True, only_at: Mapping | None = None,
-                          ci: float = 0.95) -> CalmPoints:
+                          transfer=(), ci: float = 0.95) -> CalmPoints:
     """CALM-style exit of ``family`` at ``checked_layers``: for each target agreement, the global threshold chosen
     on ``cal`` by ``engine.choose(..., rule="target")`` and (``per_layer``, with more than one checked layer) the
     per-layer thresholds of :func:`toolkit.analysis.llm.calm_layer_thresholds`, each evaluated on every set of
     ``evaluations`` (``{name: (token cache, prompt weights)}``, weights from :func:`prompt_weights`) with
     percentile intervals over prompts (:func:`calm_draws`). ``only_at`` ``{name: targets}`` limits a set to some
-    targets (e.g. a transfer set at one target)."""
+    targets (e.g. a transfer set at one target). A set of another task or model than ``cal`` is refused unless its
+    name is in ``transfer`` (names of deliberate transfers)."""
+    _check_transfers(cal, evaluations, transfer, "calm_operating_points")
     checked = [int(k) for k in checked_layers]
     views = {name: (engine.staged(c, family=family, checked_layers=checked), w) for name, (c, w) in
              evaluations.items()}
@@ -281,10 +302,12 @@ class SpecPoints(_Table):
 
 
 def self_speculative_points(cal: LLMTokenCache, evaluations: Mapping, family: str, *, shallow: tuple[int, int],
-                            draft_lengths=range(1, 9), ci: float = 0.95) -> SpecPoints:
+                            draft_lengths=range(1, 9), transfer=(), ci: float = 0.95) -> SpecPoints:
     """The pair chosen on ``cal`` by the memory-bound speed-up, evaluated on each set of ``evaluations``
     (``{name: (token cache, prompt weights)}``), beside ``shallow`` ``(layer, draft length)`` and the best pair on
-    the first set itself, each with percentile intervals over prompts (:func:`self_speculative_draws`)."""
+    the first set itself, each with percentile intervals over prompts (:func:`self_speculative_draws`). A set of
+    another task or model than ``cal`` is refused unless its name is in ``transfer`` (deliberate transfers)."""
+    _check_transfers(cal, evaluations, transfer, "self_speculative_points")
     from .llm import choose_self_speculative, self_speculative
 
     choice = choose_self_speculative(cal, family, draft_lengths=draft_lengths)
@@ -303,3 +326,53 @@ def self_speculative_points(cal: LLMTokenCache, evaluations: Mapping, family: st
             row[m], row[f"{m} lo"], row[f"{m} hi"] = interval(draws[label][m], ci=ci)
         rows.append(row)
     return SpecPoints(pd.DataFrame(rows), draws, family)
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class PairedDifferences(_Table):
+    """Paired differences of one metric between two stop vectors on the same examples: one row per comparison with
+    ``comparison``, ``first`` and ``second`` (the metric of each side on the data), ``difference`` (first minus
+    second), ``lo``/``hi`` (percentile interval) and ``P(first better)`` (the share of resamples where the first
+    side is ahead). ``draws[name]``: ``(first, second)`` ``[1 + B]`` arrays (row 0 the data, then the resamples)."""
+
+    frame: pd.DataFrame
+    draws: Mapping
+    metric: str
+    n: int
+    title = "paired differences (intervals over resampled examples)"
+
+
+def paired_stop_differences(view: Staged, pairs: Mapping, *, metric: str | None = None, n_boot: int,
+                            seed: int = 0, ci: float = 0.95) -> PairedDifferences:
+    """For each ``{name: (stops_a, stops_b)}`` (a stage index per example ``[N]`` or one stage for all), the paired
+    difference of ``metric`` (default the view's headline) between stopping at ``stops_a`` and at ``stops_b``: both
+    sides scored on the same ``n_boot`` resamples of the view's examples (its ``clusters`` together; the draws of
+    :func:`toolkit.analysis.engine.weight_blocks`), e.g. a cascade against its first member alone."""
+    check_bootstrap(n_boot, ci)
+    metric = metric or view.metric
+    if metric not in view.metric_names:
+        raise ValueError(f"metric {metric!r} is not one of the view's metrics {view.metric_names}")
+    N, rows_idx = view.n_examples, np.arange(view.n_examples)
+
+    def totals(stops, name):
+        st = np.broadcast_to(np.asarray(stops), (N,))
+        if not np.issubdtype(st.dtype, np.integer) or st.min() < 0 or st.max() >= view.n_stages:
+            raise ValueError(f"{name}: stops must be stage indices in 0..{view.n_stages - 1} (one per example or "
+                             f"one for all), got dtype {st.dtype} and range [{st.min()}, {st.max()}]")
+        return view.stats[rows_idx, st]  # [N, K]
+
+    sides = {name: (totals(a, name), totals(b, name)) for name, (a, b) in pairs.items()}
+    draws = {name: ([view.metric_of(a.sum(0), N, metric)], [view.metric_of(b.sum(0), N, metric)])
+             for name, (a, b) in sides.items()}
+    for _, w in engine.weight_blocks(N, n_boot=n_boot, seed=seed, clusters=view.clusters):
+        n = w.sum(1)
+        for name, (a, b) in sides.items():
+            draws[name][0].append(view.metric_of(w @ a, n, metric))
+            draws[name][1].append(view.metric_of(w @ b, n, metric))
+    draws = {name: tuple(np.concatenate([np.atleast_1d(x) for x in d]) for d in ab) for name, ab in draws.items()}
+    rows = []
+    for name, (a, b) in draws.items():
+        c = difference(a, b, ci=ci)
+        rows.append({"comparison": name, "first": a[0], "second": b[0], "difference": c["difference"], "lo": c["lo"],
+                     "hi": c["hi"], "P(first better)": c["p_better"]})
+    return PairedDifferences(pd.DataFrame(rows), draws, metric, N)

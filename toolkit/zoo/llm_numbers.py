@@ -79,7 +79,7 @@ def render(data=DATA) -> str:
     for f in fams:
         pts = li.calm_operating_points(cal, {"test": (test, W), "QNLI (transfer)": (qnli, Wq)}, f,
                                        checked_layers=checked, targets=(0.9, 0.95, 0.99),
-                                       only_at={"QNLI (transfer)": (0.95,)})
+                                       only_at={"QNLI (transfer)": (0.95,)}, transfer=("QNLI (transfer)",))
         for target in (0.9, 0.95, 0.99):
             for rule in ("global", "per layer"):
                 for name in ("test", "QNLI (transfer)"):
