@@ -227,3 +227,54 @@ def test_from_operating_point_weights_count_message_the_right_way_round(sst2_tes
 def toolkit_load(path):
     import toolkit
     return toolkit.load(path)
+
+
+# ----------------------------------------------------------------- A11: header invariants and the cal/test guard
+def _tiny(**meta):
+    from toolkit.analysis.cache import from_arrays
+    rng = np.random.default_rng(0)
+    return from_arrays(rng.normal(size=(20, 2, 2)), rng.integers(0, 2, 20), [1.0, 2.0], meta=meta or None)
+
+
+@pytest.mark.parametrize("meta, match", [
+    (dict(label_names=["a", "b", "c"]), "'label_names' names 3 classes.*logits have 2"),
+    (dict(num_labels=7), "'num_labels' is 7, but the logits have 2")])
+def test_header_class_count_must_match_the_logits(meta, match):
+    from toolkit.analysis.cache import CacheError
+    with pytest.raises(CacheError, match=match):
+        _tiny(**meta)
+
+
+def test_header_invariants_are_checked_before_a_cache_is_written(tmp_path, sst2_test):
+    from dataclasses import replace
+
+    from toolkit.analysis.cache import CacheError, load_cache, save_cache
+    info = [dict(s) for s in sst2_test.stage_info]
+    info[-1]["layer"] = 99
+    with pytest.raises(CacheError, match=r"'layer' is 99, beyond its model's 6 layers"):
+        save_cache(replace(sst2_test, stage_info=info), tmp_path / "lay.parquet")
+    with pytest.raises(CacheError, match="label_names"):
+        save_cache(replace(sst2_test, meta={**sst2_test.meta, "label_names": ["a", "b", "c"]}), tmp_path / "l.parquet")
+    assert load_cache(DATA / "sst2" / "minilm6_me-test.parquet").n_classes == 2
+
+
+def test_huge_costs_are_refused_not_overflowed():
+    from toolkit.analysis.cache import CacheError, from_arrays
+    rng = np.random.default_rng(0)
+    with pytest.raises(CacheError, match="overflow when summed"):
+        from_arrays(rng.normal(size=(20, 2, 2)), rng.integers(0, 2, 20), [1e306, 1e308])
+
+
+@pytest.mark.parametrize("split", ["TEST", " Test ", "validation", "eval", "test_matched"])
+def test_choose_refuses_any_spelling_of_a_test_split(split):
+    from toolkit.analysis import engine as E
+    view = E.staged(_tiny(split=split))
+    with pytest.raises(ValueError, match=f"not test \\(split {split!r}"):
+        E.choose(view, max_drop=0.1)
+    assert E.choose(E.staged(_tiny(split="cal")), max_drop=0.5).threshold is not None
+
+
+@pytest.mark.parametrize("ref", [0, -1.0, np.nan, np.inf])
+def test_with_reference_refuses_a_zero_or_bad_reference(sst2_views, ref):
+    with pytest.raises(ValueError, match="reference_cost must be finite and > 0"):
+        sst2_views[0].with_reference(ref, "zero")

@@ -180,6 +180,27 @@ def validate(c: Cache) -> None:
     if len({s["name"] for s in c.stage_info}) != E:
         raise CacheError(f"stage names must be unique, got {[s['name'] for s in c.stage_info]}")
     _check_descriptions(c.stage_info, c.meta)
+    _check_invariants(c)
+
+
+def _check_invariants(c: Cache) -> None:
+    """What the header says must agree with the arrays: class count and names, each exit's layer within its model's
+    depth, and costs small enough that sums over examples (and speed-ups) stay finite."""
+    N, E, C = c.logits.shape
+    meta = c.meta or {}
+    if meta.get("num_labels") is not None and meta["num_labels"] != C:
+        raise CacheError(f"meta key 'num_labels' is {meta['num_labels']}, but the logits have {C} classes")
+    if meta.get("label_names") is not None and len(meta["label_names"]) != C:
+        raise CacheError(f"meta key 'label_names' names {len(meta['label_names'])} classes "
+                         f"{meta['label_names'][:5]}, but the logits have {C}")
+    for e, s in enumerate(c.stage_info):
+        layer, depth = s.get("layer"), s.get("num_layers")
+        if layer is not None and depth is not None and layer > depth:
+            raise CacheError(f"stages[{e}] ({s['name']!r}) key 'layer' is {layer}, beyond its model's {depth} layers "
+                             f"(key 'num_layers')")
+    if C and not np.isfinite(float(np.max(c.flops)) * N * 16):
+        raise CacheError(f"flops up to {float(np.max(c.flops)):.3g} overflow when summed over {N} examples; "
+                         f"count the cost in a larger unit (meta 'cost_unit')")
 
 
 _STAGE_TYPES = {"model_index": int, "layer": int, "hidden_size": int, "num_layers": int, "kind": str, "model": str,

@@ -10,6 +10,7 @@ import pandas as pd
 
 from .calibration import fit_stage_temperatures
 from .engine import Evaluation, OperatingPoint, choose, staged
+from .engine.choose import is_test_split
 from .engine.results import html_table
 
 
@@ -20,7 +21,7 @@ def check_pair(cal, test) -> None:
                          f"with the same models")
     if cal.n_classes != test.n_classes:
         raise ValueError(f"cal has {cal.n_classes} classes, test {test.n_classes}")
-    if cal.split == "test" or test.split == "cal":
+    if is_test_split(cal.split) or test.split == "cal":
         raise ValueError(f"fit on a cal cache and report on a test cache (got cal split {cal.split!r}, test split "
                          f"{test.split!r})")
 

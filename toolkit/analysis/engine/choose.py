@@ -45,6 +45,18 @@ def _check_same_stages(a: Staged, b: Staged, what: str) -> None:
         raise ValueError(f"{what}: metrics differ ({a.metric_names} vs {b.metric_names})")
 
 
+TEST_SPLITS = ("test", "validation", "valid", "val", "eval", "evaluation", "heldout")
+
+
+def is_test_split(split) -> bool:
+    """Whether a split name means data kept for reporting, in any spelling ("test", "TEST", " Test-1",
+    "validation", "eval" ...): nothing may be chosen on it."""
+    if split is None:
+        return False
+    norm = "".join(ch for ch in str(split).lower() if ch.isalpha())
+    return norm in TEST_SPLITS or norm.startswith(("test", "validation", "heldout"))
+
+
 VIEW_KEYS = ("score", "temperature", "how", "family", "propagate")  # how a view was built: a threshold holds for one
 
 
@@ -186,9 +198,10 @@ def choose(cal: Staged, *, rule: str = "drop", metric: str = "accuracy", max_dro
     target : float
         ``target``: the value of ``metric`` to reach on cal (the cheapest threshold that does).
     """
-    if cal.split == "test":
-        raise ValueError("choose on a cal split, not test (a threshold picked on test is an upper bound, not an "
-                         "operating point); to choose and report on one split, use crossfit()")
+    if is_test_split(cal.split):
+        raise ValueError(f"choose on a cal split, not test (split {cal.split!r} is kept for reporting: a threshold "
+                         f"picked on it is an upper bound, not an operating point); to choose and report on one "
+                         f"split, use crossfit()")
     return _choose(cal, rule=rule, metric=metric, max_drop=max_drop, delta=delta, epsilon=epsilon, budget=budget,
                    target=target)
 

@@ -163,6 +163,9 @@ class Staged:
     def with_reference(self, reference_cost, reference: str) -> Staged:
         """The same view with another reference (``reference_cost`` ``[N]`` or a scalar for every example)."""
         ref = np.broadcast_to(np.asarray(reference_cost, dtype=np.float64), (self.n_examples,)).copy()
+        if not (np.isfinite(ref).all() and (ref > 0).all()):
+            bad = ref[~(np.isfinite(ref) & (ref > 0))][0]
+            raise ValueError(f"reference_cost must be finite and > 0 (a speed-up divides by it), got {bad}")
         return replace(self, reference_cost=ref, reference=str(reference))
 
     def stage_of(self, thresholds) -> np.ndarray:
