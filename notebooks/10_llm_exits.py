@@ -212,28 +212,16 @@ TARGETS = (0.9, 0.95, 0.99)
 TARGET = 0.95  # the target of the single-layer choice, of the comparisons and of the QNLI transfer
 EVERY3 = list(range(3, L, 3))
 ORACLE = li.ORACLE
-
-
-def single_layer_choice(family):
-    """The checked layer whose cal-chosen global threshold (at TARGET) gives the best cal speed-up."""
-    speedup = {}
-    for k in range(1, L):
-        s = engine.staged(cal, family=family, checked_layers=[k])
-        speedup[k] = engine.choose(s, rule="target", target=TARGET, metric="agreement").cal.speedup
-    return max(speedup, key=speedup.get)
-
-
 designs = {}
 for f in FAMILIES:
     designs[f, "every 3rd layer"] = EVERY3
-    designs[f, "one checked layer"] = [single_layer_choice(f)]
+    designs[f, "one checked layer"] = [li.best_single_layer(cal, f, target=TARGET)]
 SETS_EVAL = {"test": (test, W["test"]), "qnli (transfer)": (qnli, W["qnli"])}
 calm = {(f, design): li.calm_operating_points(cal, SETS_EVAL, f, checked_layers=checked, targets=TARGETS,
                                               only_at={"qnli (transfer)": (TARGET,)}, transfer=("qnli (transfer)",))
         for (f, design), checked in designs.items()}
 curves = {(f, design): engine.sweep(engine.staged(test, family=f, checked_layers=checked)).to_frame()
           for (f, design), checked in designs.items()}
-draws = {(f, design, *key): d for (f, design), p in calm.items() for key, d in p.draws.items()}
 calm_points = pd.concat([p.frame.assign(design=design) for (f, design), p in calm.items()], ignore_index=True)
 shown = calm_points[["family", "design", "checked", "rule", "target (cal)", "evaluated on"]].copy()
 ok = calm_points["agreement lo"].notna()
@@ -248,17 +236,9 @@ print("CALM-style exit, max-probability; speed-up against the full model decodin
 table(shown, index=False)
 
 # %%
-rows = []
-for (f, design, rule, target, name), d in draws.items():
-    if f == "tuned" and name == "test" and target == TARGET:
-        e = draws["lens", design, rule, target, name]
-        for m in ("agreement", "speedup"):
-            c = li.difference(d[m], e[m])
-            rows.append({"design": design, "tuned checks": ",".join(map(str, designs["tuned", design])),
-                         "lens checks": ",".join(map(str, designs["lens", design])), "rule": rule, "statistic": m,
-                         "tuned": d[m][0], "lens": e[m][0], "tuned - lens": c["difference"], "lo": c["lo"],
-                         "hi": c["hi"], "P(tuned > lens)": c["p_better"]})
-calm_compare = pd.DataFrame(rows)
+calm_compare = li.calm_family_differences({d: calm["tuned", d] for d in ("every 3rd layer", "one checked layer")},
+                                          {d: calm["lens", d] for d in ("every 3rd layer", "one checked layer")},
+                                          target=TARGET, on="test").frame
 print(f"tuned exits minus logit lens at target {TARGET} (thresholds chosen on cal), test, paired over prompts")
 table(calm_compare, index=False)
 
@@ -387,7 +367,6 @@ chosen = {f: llm.choose_self_speculative(cal, f, draft_lengths=DRAFT_LENGTHS) fo
 points = {f: li.self_speculative_points(cal, {"test": (test, W["test"]), "qnli (transfer)": (qnli, W["qnli"])}, f,
                                          shallow=SHALLOW, draft_lengths=DRAFT_LENGTHS, transfer=("qnli (transfer)",))
           for f in FAMILIES}
-sdraws = {(f, label): d for f, p in points.items() for label, d in p.draws.items()}
 spec_points = pd.concat([p.frame for p in points.values()], ignore_index=True)
 print(f"{len(spec['test'])} (family, layer, draft length) cases per split; pairs chosen on cal by the memory-bound "
       f"speed-up; cases above 1x on cal (memory-bound): "
@@ -395,13 +374,7 @@ print(f"{len(spec['test'])} (family, layer, draft length) cases per split; pairs
       + f"; on test, below 1x in FLOPs: {int((spec['test'].speedup < 1).sum())}, above 1x memory-bound: "
       f"{int((spec['test'].memory_bound_speedup > 1).sum())}")
 table(spec_points, index=False)
-rows = []
-for label in ("chosen on cal", "shallow draft"):
-    for m in ("memory_bound_speedup", "speedup", "tokens_per_block"):
-        c = li.difference(sdraws["tuned", label][m], sdraws["lens", label][m])
-        rows.append({"pair": label, "statistic": m, "tuned - lens": c["difference"], "lo": c["lo"], "hi": c["hi"],
-                     "P(tuned > lens)": c["p_better"]})
-spec_compare = pd.DataFrame(rows)
+spec_compare = li.spec_family_differences(points["tuned"], points["lens"]).frame
 print("tuned minus lens, test, paired over prompts")
 table(spec_compare, index=False)
 

@@ -127,3 +127,54 @@ def test_operating_points_refuse_an_undeclared_transfer_and_accept_a_declared_on
         assert "qnli" in " ".join(out.frame["evaluated on" if fn is li.calm_operating_points else "pair"])
     with pytest.raises(ValueError, match="task"):  # test is of cal's task, so it is never a declared transfer
         li.calm_operating_points(cal, {"qnli": sets["qnli"]}, "lens", transfer=(), **calm)
+
+
+def _two_family_cache(seed):
+    from test_llm_analysis import random_llm_cache
+
+    c, c2 = random_llm_cache(N=8, seed=seed), random_llm_cache(N=8, seed=seed, p_agree=(0.6, 0.7, 0.8, 0.95))
+    c.top1["other"], c.stats["other"] = c2.top1["lens"], c2.stats["lens"]
+    return c
+
+
+def test_family_differences_are_paired_differences_of_each_points_draws_recomputed():
+    cal, test = _two_family_cache(1), _two_family_cache(2)
+    cal.meta["split"] = "cal"
+    w = li.prompt_weights(test.n_examples, n_boot=40, seed=0)
+    designs = {"two": [1, 3], "one": [2]}
+    pts = {(f, d): li.calm_operating_points(cal, {"test": (test, w)}, f, checked_layers=k, targets=(0.6, 0.8))
+           for f in ("other", "lens") for d, k in designs.items()}
+    out = li.calm_family_differences({d: pts["other", d] for d in designs}, {d: pts["lens", d] for d in designs},
+                                     target=0.8, on="test").to_frame()
+    assert list(out.columns[:4]) == ["design", "other checks", "lens checks", "rule"]
+    assert len(out) == 2 * (2 + 1)  # two statistics; global and per-layer rules at two layers, global at one
+    for r in out.itertuples(index=False):
+        draws = {}
+        for f in ("other", "lens"):  # recompute each side's draws at its chosen threshold
+            p = pts[f, r.design].point(r.rule, 0.8)
+            th = np.array([p.threshold]) if r.rule == "global" else np.array([[*p.threshold, 0.0]])
+            v = engine.staged(test, family=f, checked_layers=designs[r.design])
+            draws[f] = li.calm_draws(v, th, w)[r.statistic][:, 0]
+        want = li.difference(draws["other"], draws["lens"])
+        assert (getattr(r, "_7"), r.lo, r.hi) == pytest.approx((want["difference"], want["lo"], want["hi"]))
+        assert (r.other, r.lens) == pytest.approx((draws["other"][0], draws["lens"][0]))
+    sp = {f: li.self_speculative_points(cal, {"test": (test, w)}, f, shallow=(1, 2), draft_lengths=[1, 2])
+          for f in ("other", "lens")}
+    so = li.spec_family_differences(sp["other"], sp["lens"]).to_frame()
+    assert list(so.columns) == ["pair", "statistic", "other - lens", "lo", "hi", "P(other > lens)"]
+    for r in so.itertuples(index=False):
+        d = {f: li.self_speculative_draws(test, f, *sp[f].point(r.pair)[["layer k", "draft length d"]].astype(int),
+                                          w)[r.statistic] for f in ("other", "lens")}
+        want = li.difference(d["other"], d["lens"])
+        assert (r[2], r.lo, r.hi, r[5]) == pytest.approx((want["difference"], want["lo"], want["hi"],
+                                                         want["p_better"]))
+
+
+def test_best_single_layer_is_the_best_cal_speedup_of_the_one_layer_points():
+    cal = _two_family_cache(3)
+    cal.meta["split"] = "cal"
+    w = li.prompt_weights(cal.n_examples, n_boot=2, seed=0)
+    for f in ("lens", "other"):
+        speed = [li.calm_operating_points(cal, {"cal": (cal, w)}, f, checked_layers=[k], targets=(0.7,))
+                 .point("global", 0.7).speedup for k in range(1, cal.n_layers)]
+        assert li.best_single_layer(cal, f, target=0.7) == int(np.argmax(speed)) + 1

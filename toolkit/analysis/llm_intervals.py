@@ -376,3 +376,59 @@ def paired_stop_differences(view: Staged, pairs: Mapping, *, metric: str | None 
         rows.append({"comparison": name, "first": a[0], "second": b[0], "difference": c["difference"], "lo": c["lo"],
                      "hi": c["hi"], "P(first better)": c["p_better"]})
     return PairedDifferences(pd.DataFrame(rows), draws, metric, N)
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class FamilyDifferences(_Table):
+    """Paired differences ``first - second`` between two exit families' operating points, on the same resampled
+    prompts: one row per (point, statistic) with the family columns (``<first> - <second>``, ``lo``, ``hi``,
+    ``P(<first> > <second>)``) and, for CALM points, each family's value and checked layers."""
+
+    frame: pd.DataFrame
+    families: tuple[str, str]
+    title = "paired differences between exit families (intervals over prompts)"
+
+
+def _family_rows(da, db, fa: str, fb: str, statistics, ci: float, values: bool = True) -> list[dict]:
+    rows = []
+    for m in statistics:
+        c = difference(da[m], db[m], ci=ci)
+        rows.append({"statistic": m, **({fa: float(da[m][0]), fb: float(db[m][0])} if values else {}),
+                     f"{fa} - {fb}": c["difference"], "lo": c["lo"], "hi": c["hi"], f"P({fa} > {fb})": c["p_better"]})
+    return rows
+
+
+def calm_family_differences(first: Mapping, second: Mapping, *, target: float, on: str,
+                            statistics=("agreement", "speedup"), ci: float = 0.95) -> FamilyDifferences:
+    """For each design ``{name: CalmPoints}`` in both ``first`` and ``second`` (two families' points from
+    :func:`calm_operating_points` with the same weights) and each rule at ``target`` evaluated ``on``: the paired
+    difference first minus second of each statistic (agreement, FLOPs speed-up)."""
+    fa, fb = (next(iter(x.values())).family for x in (first, second))
+    rows = []
+    for design, a in first.items():
+        b = second[design]
+        for (rule, t, name), da in a.draws.items():
+            if t == target and name == on:
+                base = {"design": design, f"{fa} checks": ",".join(map(str, a.checked_layers)),
+                        f"{fb} checks": ",".join(map(str, b.checked_layers)), "rule": rule}
+                rows += [{**base, **r} for r in _family_rows(da, b.draws[rule, t, name], fa, fb, statistics, ci)]
+    return FamilyDifferences(pd.DataFrame(rows), (fa, fb))
+
+
+def spec_family_differences(first: SpecPoints, second: SpecPoints, *, pairs=("chosen on cal", "shallow draft"),
+                            statistics=("memory_bound_speedup", "speedup", "tokens_per_block"),
+                            ci: float = 0.95) -> FamilyDifferences:
+    """For each pair label of :func:`self_speculative_points` in ``pairs``: the paired difference first minus
+    second (two families' points with the same weights) of each statistic."""
+    fa, fb = first.family, second.family
+    rows = [{"pair": p, **r} for p in pairs
+            for r in _family_rows(first.draws[p], second.draws[p], fa, fb, statistics, ci, values=False)]
+    return FamilyDifferences(pd.DataFrame(rows), (fa, fb))
+
+
+def best_single_layer(cal: LLMTokenCache, family: str, *, target: float, metric: str = "agreement") -> int:
+    """The layer whose threshold chosen on ``cal`` (``engine.choose(rule="target")`` at ``target``, one checked
+    layer) gives the best cal speed-up: the single-checked-layer CALM design (the first layer on ties)."""
+    speedup = [engine.choose(engine.staged(cal, family=family, checked_layers=[k]), rule="target", target=target,
+                             metric=metric).cal.speedup for k in range(1, cal.n_layers)]
+    return int(np.argmax(speedup)) + 1
