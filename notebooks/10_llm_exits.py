@@ -50,13 +50,11 @@ import pandas as pd
 from toolkit.analysis import engine, llm, plots
 from toolkit.analysis import llm_intervals as li
 from toolkit.analysis import notebook as nb
-from toolkit.analysis.llm_cache import concat_token_caches, load_llm_cache
 from toolkit.zoo import llm_results
 from toolkit.zoo.llm_classifier import ENCODERS, LLM_SETS, llm_classifier
+from toolkit.zoo.llm_token_caches import smollm2_token_caches
 
 nb.setup()
-SETS = ("agnews_headline", "sst2_sentiment")  # prompt sets with a cal and a test cache
-TRANSFER = "qnli_answer"  # test only
 FAMILIES = ("lens", "tuned")
 
 
@@ -70,30 +68,17 @@ def table(frame, **options):
     print(frame.to_string(float_format="{:.3f}".format, na_rep="-", **options))
 
 
-def token_cache(prompt_set, split):
-    return load_llm_cache(nb.data_dir() / "llm" / f"smollm2_{prompt_set}-{split}.parquet")
-
-
-parts = {(p, s): token_cache(p, s) for p in SETS for s in nb.SPLITS}
-cal = concat_token_caches([parts[p, "cal"] for p in SETS])
-test = concat_token_caches([parts[p, "test"] for p in SETS])
-qnli = token_cache(TRANSFER, "test")
+sm = smollm2_token_caches()
+cal, test, qnli = sm.cal, sm.test, sm.qnli
 L = test.n_layers
-W = {"cal": li.prompt_weights(cal.n_examples, n_boot=nb.N_BOOT, seed=nb.SEED),
-     "test": li.prompt_weights(test.n_examples, n_boot=nb.N_BOOT, seed=nb.SEED),
-     "qnli": li.prompt_weights(qnli.n_examples, n_boot=nb.N_BOOT, seed=nb.SEED)}
+W = sm.weights(n_boot=nb.N_BOOT, seed=nb.SEED)
 print("model:", test.model["path"], {k: v for k, v in test.model["dims"].items()})
 print("decoding speed-up reference:", engine.staged(test, family="lens", checked_layers=[1]).reference,
       "greedy, per generated token (prefill excluded)")
 tuned = test.families["tuned"]
 print("tuned exits:", tuned["form"], "trained on train-split prompts of", tuned["config"]["prompt_sets"],
       {k: tuned["training"][k] for k in ("train_sequences", "heldout_sequences", "positions_trained")})
-caches = pd.DataFrame([{"prompt set": c.meta["prompt_set"], "split": c.meta["split"], "prompts": c.n_examples,
-                        "tokens": c.n_tokens, "max new tokens": c.meta["decoding"]["max_new_tokens"],
-                        "ended with EOS": c.meta["decoding"]["ended_with_eos"],
-                        **{k: v for k, v in c.meta["quality"].items()}}
-                       for c in [*parts.values(), qnli]])
-table(caches, index=False)
+table(sm.table(), index=False)
 
 # %%
 nb.conclude(f"""

@@ -178,3 +178,22 @@ def test_best_single_layer_is_the_best_cal_speedup_of_the_one_layer_points():
         speed = [li.calm_operating_points(cal, {"cal": (cal, w)}, f, checked_layers=[k], targets=(0.7,))
                  .point("global", 0.7).speedup for k in range(1, cal.n_layers)]
         assert li.best_single_layer(cal, f, target=0.7) == int(np.argmax(speed)) + 1
+
+
+@pytest.mark.skipif(not (DATA / "llm" / "smollm2_qnli_answer-test.parquet").exists(),
+                    reason="shipped SmolLM2 token caches absent")
+def test_smollm2_token_caches_are_the_concatenations_and_the_transfer_set():
+    from toolkit.analysis.identity import cache_identity
+    from toolkit.zoo.llm_token_caches import smollm2_token_caches
+
+    sm = smollm2_token_caches(DATA / "llm")
+    cal, test, qnli = _token_caches()
+    for got, want in ((sm.cal, cal), (sm.test, test), (sm.qnli, qnli)):
+        np.testing.assert_array_equal(got.example_ids, want.example_ids)
+        np.testing.assert_array_equal(got.tokens, want.tokens)
+    assert [cache_identity(c)["task"] for c in (sm.cal, sm.test, sm.qnli)] == ["agnews+sst2", "agnews+sst2", "qnli"]
+    t = sm.table()
+    assert len(t) == 5 and t.tokens.sum() == sm.cal.n_tokens + sm.test.n_tokens + sm.qnli.n_tokens
+    w = sm.weights(n_boot=3, seed=0)
+    assert {k: v.shape for k, v in w.items()} == {"cal": (4, cal.n_examples), "test": (4, test.n_examples),
+                                                   "qnli": (4, qnli.n_examples)}
