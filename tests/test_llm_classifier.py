@@ -156,7 +156,7 @@ def test_family_differences_are_paired_differences_of_each_points_draws_recomput
             v = engine.staged(test, family=f, checked_layers=designs[r.design])
             draws[f] = li.calm_draws(v, th, w)[r.statistic][:, 0]
         want = li.difference(draws["other"], draws["lens"])
-        assert (getattr(r, "_7"), r.lo, r.hi) == pytest.approx((want["difference"], want["lo"], want["hi"]))
+        assert (r[7], r.lo, r.hi) == pytest.approx((want["difference"], want["lo"], want["hi"]))
         assert (r.other, r.lens) == pytest.approx((draws["other"][0], draws["lens"][0]))
     sp = {f: li.self_speculative_points(cal, {"test": (test, w)}, f, shallow=(1, 2), draft_lengths=[1, 2])
           for f in ("other", "lens")}

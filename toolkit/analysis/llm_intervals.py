@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .calibration import bin_index
 from . import engine
+from .calibration import bin_index
 from .engine import Staged
 from .engine.curves import check_bootstrap
 from .engine.results import _Table
