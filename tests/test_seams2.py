@@ -3,6 +3,7 @@ finding and fails on the code before its fix (af78376)."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -278,3 +279,96 @@ def test_choose_refuses_any_spelling_of_a_test_split(split):
 def test_with_reference_refuses_a_zero_or_bad_reference(sst2_views, ref):
     with pytest.raises(ValueError, match="reference_cost must be finite and > 0"):
         sst2_views[0].with_reference(ref, "zero")
+
+
+# ----------------------------------------------------------------- A12, B14, C16, C17: policy files
+def _policy(**params):
+    from toolkit.policy import Policy
+    return Policy.early_exit("m", weights="a" * 64, **{"thresholds": [0.9], "stages": ["L1", "L2"], **params})
+
+
+def _policy_text(**changes) -> str:
+    d = _policy().to_dict()
+    d.update(changes)
+    return json.dumps(d)
+
+
+def test_policy_warns_of_max_prob_thresholds_below_one_over_c():
+    import warnings
+    with pytest.warns(UserWarning, match=r"entry 0 is 0.3, below 1/2 = 0.5.*always stops"):
+        _policy(thresholds=[0.3]).check_classes(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _policy(thresholds=[0.3]).check_classes(4)  # 0.3 >= 1/4: can fail on a four-class model
+        _policy(thresholds=[0.0]).check_classes(2)  # 0: "always stop here", deliberate
+
+
+def test_policy_refuses_duplicate_stages_keys_and_non_int_versions(tmp_path):
+    from toolkit.policy import Policy, PolicyError
+    with pytest.raises(PolicyError, match="stages.*names a stage twice .'L1'"):
+        _policy(stages=["L1", "L1"])
+    for version in ("1.0", "true"):
+        f = tmp_path / f"v{version}.json"
+        f.write_text(_policy_text().replace('"version": 1', f'"version": {version}'))
+        with pytest.raises(PolicyError, match=f"{f}: key 'version' is"):
+            Policy.load(f)
+    f = tmp_path / "dup.json"
+    f.write_text(_policy_text()[:-1] + ', "method": "cascade"}')
+    with pytest.raises(PolicyError, match=f"{f}: key 'method' appears twice"):
+        Policy.load(f)
+
+
+def test_policy_load_names_the_file_for_deep_json_directories_and_fifos(tmp_path):
+    import os
+
+    from toolkit.policy import Policy, PolicyError
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"meta": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(PolicyError, match=f"{deep}: JSON nested too deeply"):
+        Policy.load(deep)
+    with pytest.raises(PolicyError, match=f"{tmp_path}: is a directory, not a policy file"):
+        Policy.load(tmp_path)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(PolicyError, match=f"{fifo}: not a regular file"):
+        Policy.load(fifo)
+    with pytest.raises(PolicyError, match="no such policy file"):
+        Policy.load(tmp_path / "none.json")
+
+
+def test_policy_save_keeps_links_modes_and_names_the_users_path(tmp_path):
+    import os
+    import stat
+
+    from toolkit.policy import Policy, PolicyError
+    p = _policy()
+    with pytest.raises(PolicyError, match=f"^{tmp_path}: is a directory") as e:
+        p.save(tmp_path)
+    assert ".tmp" not in str(e.value)
+    target = tmp_path / "target.json"
+    p.save(target)
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o644
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    with pytest.raises(PolicyError, match="a symbolic link"):
+        p.save(link)
+    assert link.is_symlink()
+    os.chmod(target, 0o444)
+    try:
+        with pytest.raises(PolicyError, match="is read-only"):
+            p.save(target)
+        assert stat.S_IMODE(os.stat(target).st_mode) == 0o444
+    finally:
+        os.chmod(target, 0o644)
+    os.chmod(target, 0o640)
+    p.save(target)
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o640 and Policy.load(target) == p
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+def test_saving_a_cache_over_a_directory_names_the_directory(tmp_path, sst2_test):
+    from toolkit.analysis.cache import CacheError, save_cache
+    (tmp_path / "dir.parquet").mkdir()
+    with pytest.raises(CacheError, match=r"dir.parquet: is a directory; give the cache file's name") as e:
+        save_cache(sst2_test, tmp_path / "dir.parquet")
+    assert ".tmp" not in str(e.value)

@@ -31,6 +31,7 @@ import math
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +108,8 @@ def _stages(v):
         return None
     if not isinstance(v, (list, tuple)) or not v or not all(isinstance(x, str) and x for x in v):
         raise ValueError(f"must be null or a list of stage names, got {v!r}")
+    if len(set(v)) != len(v):
+        raise ValueError(f"names a stage twice ({next(x for x in v if list(v).count(x) > 1)!r}), got {v!r}")
     return tuple(v)
 
 
@@ -294,6 +297,19 @@ class Policy:
             raise PolicyError(f"{source}: key 'temperatures' has {len(p['temperatures'])} values for {n} "
                               f"stages (give one per stage, or null)")
 
+    def check_classes(self, n_classes: int, source: str = "policy") -> None:
+        """Warn about max_prob thresholds below ``1 / n_classes`` (the least a max-probability can be): that stage
+        always stops, whatever the input. Deliberate with 0 ("always stop here"); otherwise often a threshold made
+        for another class count."""
+        if self.params.get("score") != "max_prob" or not n_classes or n_classes < 2:
+            return
+        floor = 1.0 / n_classes
+        for i, t in enumerate(self.params.get("thresholds") or ()):
+            if 0 < t < floor - 1e-12:
+                warnings.warn(f"{source}: key 'thresholds' entry {i} is {t:g}, below 1/{n_classes} = {floor:.4g}, "
+                              f"the least max_prob of a {n_classes}-class model: that stage always stops (give 0 to "
+                              f"say so, or a threshold in [{floor:.4g}, 1])", UserWarning, stacklevel=2)
+
     def check_layers(self, n_layers: int, source: str = "policy") -> None:
         """Refuse an LLM policy whose layers do not fit a model of ``n_layers`` layers."""
         p = self.params
@@ -341,7 +357,7 @@ class Policy:
                               f"params, meta")
         if d.get("schema") != SCHEMA:
             raise PolicyError(f"{source}: key 'schema' must be {SCHEMA!r}, got {d.get('schema')!r}")
-        if d.get("version") != VERSION:
+        if type(d.get("version")) is not int or d.get("version") != VERSION:
             raise PolicyError(f"{source}: key 'version' is {d.get('version')!r}; this toolkit reads version "
                               f"{VERSION}: upgrade the toolkit")
         models = d.get("models")
@@ -362,15 +378,23 @@ class Policy:
     @classmethod
     def load(cls, path) -> Policy:
         """Read a policy file; every error names the file (and the line, for invalid JSON) and the key."""
-        path = Path(path)
-        if not path.is_file():
-            raise PolicyError(f"{path}: no such policy file")
+        from .analysis.cache_io import CacheError, check_regular_file
+
         try:
-            d = json.loads(path.read_text(encoding="utf-8"))
+            path = check_regular_file(path, what="policy file")
+        except CacheError as e:
+            raise PolicyError(str(e)) from None
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
         except UnicodeDecodeError as e:
             raise PolicyError(f"{path}: not UTF-8 ({e})") from None
         except json.JSONDecodeError as e:
             raise PolicyError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+        except _DuplicateKey as e:
+            raise PolicyError(f"{path}: key {e.args[0]!r} appears twice in one object; a policy names each key "
+                              f"once") from None
+        except RecursionError:
+            raise PolicyError(f"{path}: JSON nested too deeply to be a policy") from None
         return cls.from_dict(d, source=str(path))
 
 
@@ -454,17 +478,55 @@ def _cross_checks(method: str, params: dict, n_models: int, bad) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- helpers
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list) -> dict:
+    """``json`` object hook: refuse an object that names a key twice (the last would silently win)."""
+    d = {}
+    for k, v in pairs:
+        if k in d:
+            raise _DuplicateKey(k)
+        d[k] = v
+    return d
+
+
 def write_atomic(path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically: a temporary file beside it, fsynced, then renamed over it;
-    nothing is left behind on failure."""
+    nothing is left behind on failure. An existing file keeps its permissions; a symbolic link, a directory, a
+    read-only file or a missing folder is refused (:class:`PolicyError`), a failed write raises OSError; both name
+    ``path``, never the temporary file."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
+    if path.is_symlink():  # replacing it would cut the link
+        raise PolicyError(f"{path}: a symbolic link (to {os.path.realpath(path)}); refused: write to the target "
+                          f"file itself, or remove the link first")
+    if path.is_dir():
+        raise PolicyError(f"{path}: is a directory; give a file name (e.g. {path / 'policy.json'})")
+    mode = None
+    if path.exists():
+        if not path.is_file():
+            raise PolicyError(f"{path}: not a regular file (a FIFO, device or socket); refused")
+        mode = os.stat(path).st_mode & 0o7777
+        if not os.access(path, os.W_OK) or not mode & 0o222:  # no write bit: read-only even to root
+            raise PolicyError(f"{path}: is read-only; refused (make it writable, or write elsewhere)")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise PolicyError(f"{path}: the folder {folder} does not exist; create it first")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise PolicyError(f"{path}: cannot write in {folder} ({e.strerror})") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644 if mode is None else mode)  # mkstemp makes 0600; an existing file keeps its mode
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(f"{path}: cannot be written ({e.strerror or e}); nothing was replaced") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -191,6 +191,8 @@ def write_cache_table(table, path: str | os.PathLike, header: dict) -> Path:
     full = {**plain, INTEGRITY_KEY: {"algorithm": "sha256", "content": content_hash(table, plain)}}
     table = table.replace_schema_metadata({META_KEY: json.dumps(full, default=json_default).encode()})
     path = Path(path)
+    if path.is_dir():
+        raise CacheError(f"{path}: is a directory; give the cache file's name (e.g. {path / 'cache.parquet'})")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     os.close(fd)
@@ -207,17 +209,19 @@ def write_cache_table(table, path: str | os.PathLike, header: dict) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------ reading
-def check_regular_file(path: str | os.PathLike) -> Path:
-    """The path if it is an existing regular file; a :class:`CacheError` otherwise (nothing is read)."""
+def check_regular_file(path: str | os.PathLike, what: str = "cache file") -> Path:
+    """The path if it is an existing regular file; a :class:`CacheError` otherwise (nothing is read). ``what``
+    names the expected file in messages ("cache file", "policy file", "labels file" ...)."""
     path = Path(path)
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise CacheError(f"{path}: no such cache file") from None
+        raise CacheError(f"{path}: no such {what}") from None
     except OSError as e:
         raise CacheError(f"{path}: cannot be opened ({e.strerror})") from None
     if stat.S_ISDIR(st.st_mode):
-        raise CacheError(f"{path}: is a directory, not a cache file; give the .parquet file itself")
+        raise CacheError(f"{path}: is a directory, not a {what}; give the "
+                         f"{'.parquet file' if what == 'cache file' else 'file'} itself")
     if not stat.S_ISREG(st.st_mode):
         raise CacheError(f"{path}: not a regular file (a FIFO, device or socket); refused without reading it")
     return path

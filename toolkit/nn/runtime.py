@@ -219,6 +219,7 @@ def runner_from_policy(policy: Policy, device=None, *, allow_random_heads: bool 
                           f"`toolkit llm-generate`")
     models = [load_model(m.path, allow_random_heads=allow_random_heads) for m in policy.models]
     check_policy_weights(policy, models, source)
+    policy.check_classes(int(getattr(models[0].config, "num_labels", 0) or 0), source)
     toks = [AutoTokenizer.from_pretrained(resolve_model(m.path)) for m in policy.models]
     p = policy.params
     temps = list(p["temperatures"]) if p["temperatures"] is not None else None
