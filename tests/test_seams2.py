@@ -372,3 +372,55 @@ def test_saving_a_cache_over_a_directory_names_the_directory(tmp_path, sst2_test
     with pytest.raises(CacheError, match=r"dir.parquet: is a directory; give the cache file's name") as e:
         save_cache(sst2_test, tmp_path / "dir.parquet")
     assert ".tmp" not in str(e.value)
+
+
+# ----------------------------------------------------------------- B13: the CLI never blocks on a FIFO
+def _returns_quickly(args, fifo, capsys) -> tuple[int, str]:
+    """Run the CLI in a thread; if it blocks on the FIFO, open the FIFO's other end to free it and fail."""
+    import os
+    import threading
+
+    from toolkit.cli import main
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("rc", main(args)), daemon=True)
+    t.start()
+    t.join(60)
+    if t.is_alive():
+        fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # both ends: whichever side it waits on is served
+        t.join(10)
+        os.close(fd)
+        pytest.fail(f"{args} blocked on the FIFO {fifo}")
+    return out["rc"], capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--csv", "--profile"])
+def test_sweep_refuses_a_fifo_for_csv_and_profile(tmp_path, capsys, flag):
+    import os
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    rc, err = _returns_quickly(["sweep", str(DATA / "sst2" / "minilm6_me-test.parquet"), flag, str(fifo)], fifo,
+                               capsys)
+    assert rc != 0 and f"{fifo}: not a regular file" in err
+
+
+def test_import_chat_logprobs_refuses_a_fifo_for_labels(tmp_path, capsys):
+    import os
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    rec = tmp_path / "r.jsonl"
+    rec.write_text("{}\n")
+    rc, err = _returns_quickly(["import", "chat-logprobs", str(rec), "--labels", str(fifo), "--label-word", "a",
+                                "--label-word", "b", "--out", str(tmp_path / "c.parquet")], fifo, capsys)
+    assert rc != 0 and f"{fifo}: not a regular file" in err
+
+
+def test_import_lm_eval_says_what_a_path_is(tmp_path):
+    import os
+
+    from toolkit.imports import RecordError, read_lm_eval
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(RecordError, match=f"{fifo}: not a regular file"):
+        read_lm_eval(fifo)
+    with pytest.raises(RecordError, match=f"{tmp_path}: a folder: pass the samples_"):
+        read_lm_eval(tmp_path)

@@ -93,6 +93,37 @@ def engine_args(p: argparse.ArgumentParser, *, rows: bool = True) -> None:
     p.add_argument("--json", action="store_true", help="print JSON (no NaN: missing values are null)")
 
 
+def input_file(path, what: str = "file"):
+    """``path`` if it is an existing regular file, refused unread otherwise (a FIFO would block, a device never
+    ends): the library's :func:`~toolkit.analysis.cache_io.check_regular_file`, naming ``what``."""
+    from ..analysis.cache_io import check_regular_file
+
+    return check_regular_file(path, what=what)
+
+
+def output_file(path, what: str = "output file"):
+    """``path`` if it can be written as a file: absent or a regular file; a directory, FIFO or device is refused
+    before anything is computed (writing to a FIFO blocks until someone reads it)."""
+    import os
+    import stat
+    from pathlib import Path
+
+    from ..analysis.cache_io import CacheError
+
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return path
+    except OSError as e:
+        raise CacheError(f"{path}: cannot be written ({e.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise CacheError(f"{path}: is a directory; give the {what}'s name")
+    if not stat.S_ISREG(st.st_mode):
+        raise CacheError(f"{path}: not a regular file (a FIFO, device or socket); refused as the {what}")
+    return path
+
+
 def cache_kind(path) -> str:
     """"classification", "generation" or "llm_tokens", from a cache file's header through the library's checks
     (:func:`toolkit.analysis.kinds.kind_of`: a FIFO or device is refused unread, a malformed header names the

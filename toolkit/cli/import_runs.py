@@ -8,8 +8,6 @@ OpenAI-style chat completions with top_logprobs (also vLLM's), one file per mode
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ._common import positive_float
 
 
@@ -77,9 +75,10 @@ def _print(c, out) -> None:
 
 def run_logprobs(a) -> int:
     from ..imports import import_chat_logprobs
+    from ._common import input_file
 
     labels = [int(x) if x.strip().isdigit() else x.strip()
-              for x in Path(a.labels).read_text(encoding="utf-8").splitlines() if x.strip()]
+              for x in input_file(a.labels, "labels file").read_text(encoding="utf-8").splitlines() if x.strip()]
     words = [tuple(w.split(",")) for w in a.label_word]
     c = import_chat_logprobs(a.records, labels, label_words=words, out=a.out, names=a.name, costs=a.cost,
                              cost_unit=a.cost_unit, task=a.task, split=a.split)

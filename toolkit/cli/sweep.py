@@ -136,6 +136,12 @@ def timed(a, cache, view):
 
 
 def run(a) -> int:
+    from ._common import input_file, output_file
+
+    if getattr(a, "profile", None):
+        input_file(a.profile, "latency profile")
+    if getattr(a, "csv", None):
+        output_file(a.csv, "--csv file")
     cache, view = view_of(a)
     view, extra = timed(a, cache, view)
     return report(a, cache, view, {**family_line(cache, view), **extra})

@@ -18,10 +18,14 @@ class RecordError(ValueError):
 
 def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
     """``(line number, object)`` for every non-blank line (1-based); a line that is not a JSON object is an error."""
-    path = Path(path)
-    if not path.is_file():
-        raise RecordError(f"{path}: no such file" + (" (a folder: pass the samples_*.jsonl files inside it)"
-                                                      if path.is_dir() else ""))
+    from ..analysis.cache_io import CacheError, check_regular_file
+
+    try:
+        path = check_regular_file(path, what="file")
+    except CacheError as e:
+        if Path(path).is_dir():
+            raise RecordError(f"{path}: a folder: pass the samples_*.jsonl files inside it") from None
+        raise RecordError(str(e)) from None
     with open(path, encoding="utf-8") as f:
         for i, line in enumerate(f, 1):
             if not line.strip():
