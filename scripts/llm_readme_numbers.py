@@ -1,7 +1,7 @@
-"""The README's SmolLM2 numbers: a command line over :func:`toolkit.zoo.llm_numbers.render`.
+"""The SmolLM2 numbers of docs/results/llm.md: a command line over :func:`toolkit.zoo.llm_numbers.render`.
 
-Run: python scripts/llm_readme_numbers.py [--readme] [data folder]   (--readme: write them into README.md between
-the llm-numbers markers; tests/test_llm_shipped.py checks that the README is current)
+Run: python scripts/llm_readme_numbers.py [--readme] [data folder]   (--readme: write them into docs/results/llm.md
+between the llm-numbers markers; tests/test_llm_shipped.py checks that the page is current)
 """
 
 import sys

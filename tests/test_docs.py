@@ -32,12 +32,18 @@ def nav_pages() -> list[str]:
 
 
 GUIDES = sorted((DOCS / "guides").glob("*.md"))
-PAGES_WITH_CODE = sorted(p for p in DOCS.rglob("*.md") if "notebooks" not in p.parts and runnable_blocks(p))
+README = REPO / "README.md"
+PAGES_WITH_CODE = [README] + sorted(p for p in DOCS.rglob("*.md") if "notebooks" not in p.parts and runnable_blocks(p))
+
+
+def _page_id(page: Path) -> str:
+    return str(page.relative_to(REPO).with_suffix(""))
 
 
 def test_runnable_blocks_are_found():
     """The marker is parsed (a typo in it would silently skip every snippet)."""
-    assert len(PAGES_WITH_CODE) >= 9, [p.name for p in PAGES_WITH_CODE]
+    assert len(PAGES_WITH_CODE) >= 10, [p.name for p in PAGES_WITH_CODE]
+    assert runnable_blocks(README), "README's start-here snippet is not marked <!-- runnable -->"
     assert runnable_blocks(DOCS / "getting-started.md")[0][0] == "python"
 
 
@@ -66,7 +72,7 @@ def _pages(lang: str) -> list[Path]:
     return [p for p in PAGES_WITH_CODE if any(lg == lang for lg, _ in runnable_blocks(p))]
 
 
-@pytest.mark.parametrize("page", _pages("python"), ids=lambda p: str(p.relative_to(DOCS).with_suffix("")))
+@pytest.mark.parametrize("page", _pages("python"), ids=_page_id)
 def test_python_snippets_run(page, monkeypatch):
     """Every runnable Python block of a page, in order, in one namespace, from the repository root (the shipped
     caches)."""
@@ -83,7 +89,7 @@ def test_python_snippets_run(page, monkeypatch):
 
 
 @pytest.mark.slow  # each command starts a Python process: about 5 s apiece on a busy machine
-@pytest.mark.parametrize("page", _pages("bash"), ids=lambda p: str(p.relative_to(DOCS).with_suffix("")))
+@pytest.mark.parametrize("page", _pages("bash"), ids=_page_id)
 def test_command_snippets_run(page, tmp_path):
     """Every command of a page's runnable bash blocks."""
     for i, (lang, code) in enumerate(runnable_blocks(page)):
@@ -103,7 +109,7 @@ def test_every_notebook_and_page_is_in_the_nav():
 
 
 def test_no_project_internal_words():
-    pages = [p for p in DOCS.rglob("*.md") if not {"notebooks", "results"} & set(p.relative_to(DOCS).parts)]
+    pages = [p for p in DOCS.rglob("*.md") if "notebooks" not in p.relative_to(DOCS).parts] + [README]
     found = [f"{p.relative_to(REPO)}:{n}: {m.group(0)!r}" for p in pages
              for n, line in enumerate(p.read_text().splitlines(), 1) for m in INTERNAL.finditer(line)]
     assert not found, "words about how the project was built, on pages users read:\n" + "\n".join(found)
@@ -137,3 +143,13 @@ def test_mkdocs_build_strict(tmp_path):
     assert ":func:`" not in engine_page, "Sphinx roles left raw in the API reference (docs/griffe_roles.py)"
     notebook = (site / "notebooks/01_quickstart/index.html").read_text()
     assert "<img" in notebook or "image/png" in notebook, "notebook 01 rendered without its figures"
+
+
+def test_readme_is_a_front_door():
+    """At most 150 lines, both set-up commands (tests/test_ci.py checks them against .ci/run), and every relative
+    link in it names a file that exists."""
+    text = README.read_text()
+    assert len(text.splitlines()) <= 150, f"README.md has {len(text.splitlines())} lines; move detail into docs/"
+    assert "**Main job**" in text and "**All tests**" in text
+    links = [t.split("#")[0] for t in re.findall(r"\]\(([^)]+)\)", text) if not t.startswith(("http", "#"))]
+    assert links and not [t for t in links if not (REPO / t).exists()], "README links to files that do not exist"

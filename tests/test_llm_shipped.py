@@ -50,8 +50,8 @@ def test_readme_llm_numbers_are_current():
     from toolkit.zoo import llm_numbers, readme
 
     current = readme.current(llm_numbers.SECTION)
-    assert current is not None, "README has no SmolLM2 numbers section"
-    assert current == llm_numbers.render(), "README's SmolLM2 numbers are stale: run `python " \
+    assert current is not None, "docs/results/llm.md has no SmolLM2 numbers section"
+    assert current == llm_numbers.render(), "docs/results/llm.md's SmolLM2 numbers are stale: run `python " \
         "scripts/llm_readme_numbers.py --readme`"
 
 

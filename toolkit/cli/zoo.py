@@ -19,7 +19,7 @@ def register(sub) -> None:
     p.add_argument("--runs", default="runs", help="where checkpoints go (never committed)")
     p.add_argument("--data-dir")
     p.add_argument("--tiny", action="store_true", help="same code path, a few steps and examples (CI)")
-    p.add_argument("--table", action="store_true", help="print the README table afterwards")
+    p.add_argument("--table", action="store_true", help="print the cache tables (docs/results/caches.md) afterwards")
     p.add_argument("--check", action="store_true", help="only rescore the caches in --out against the manifest")
     p.set_defaults(fn=run)
 

@@ -104,7 +104,7 @@ class CalShift:
         return pd.DataFrame(rows)
 
     def markdown(self) -> str:
-        """The table of README's calibration-protocol section."""
+        """The table of the calibration-shift results page."""
         names = self.models
         out = ["| task | split | n | mean tokens | label share | " + " | ".join(f"acc {n}" for n in names) + " |\n"
                + "|---" * (5 + len(names)) + "|"]
@@ -130,7 +130,7 @@ class CalShift:
         return "sd of the A - B label share over halvings, stratified vs unstratified: " + "; ".join(parts)
 
     def section(self) -> str:
-        """The README section (the table between the cal-shift markers)."""
+        """The published section (the table between the cal-shift markers, docs/results/cal-shift.md)."""
         from .readme import markers
 
         start, end = markers(SECTION)

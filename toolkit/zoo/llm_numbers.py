@@ -1,8 +1,8 @@
-"""The README's SmolLM2 numbers (markdown) from the shipped caches, so the README states what the caches hold:
+"""The SmolLM2 numbers (markdown) from the shipped caches, so docs/results/llm.md states what the caches hold:
 token caches, per-layer agreement and ECE, CALM operating points (on the engine: ``rule="target"`` on cal,
 per-layer thresholds, the oracle), the self-speculative choice by the memory-bound proxy (weights read as the
 decoder runs its passes) and the LLM-as-classifier table. ``python scripts/llm_readme_numbers.py --readme`` writes
-it between the ``llm-numbers`` markers; ``tests/test_llm_shipped.py`` checks that the README is current.
+it between the ``llm-numbers`` markers; ``tests/test_llm_shipped.py`` checks that the page is current.
 """
 
 from __future__ import annotations
