@@ -47,7 +47,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from toolkit.analysis import engine, llm, plots
+from toolkit.analysis import engine, llm, llm_plots, plots
 from toolkit.analysis import llm_intervals as li
 from toolkit.analysis import notebook as nb
 from toolkit.zoo import llm_results
@@ -126,21 +126,7 @@ print(f"layers where tuned agrees more (paired interval above 0): {len(better)} 
       f"agreement): {over}; tuned underconfident: {under}")
 
 # %%
-fig, ax = plt.subplots(2, 2, figsize=(13, 8.5), constrained_layout=True)
-for f in FAMILIES:
-    for a, m in zip(ax[0], ("agreement", "ece")):
-        a.plot(per_layer.index, per_layer[f"{f} {m}"], marker=".", label=f)
-        a.fill_between(per_layer.index, per_layer[f"{f} {m} lo"], per_layer[f"{f} {m} hi"], alpha=0.25)
-for a, t in zip(ax[0], ("agreement with the full model's token", "ECE (max-probability vs agreement)")):
-    a.set_xlabel("layer")
-    a.set_title(f"{t} (test, 95% band over prompts)")
-    a.legend()
-    a.grid(alpha=0.3)
-for a, f in zip(ax[1], FAMILIES):
-    plots.plot_reliability(llm.layer_reliability_curve(test, f, DIAGRAM_LAYER), ax=a,
-                           label=f"{f}: agreement in bin", xmin=0.0)
-    a.set_ylabel("agreement with the full model in bin")
-    a.set_title(f"{f}, layer {DIAGRAM_LAYER}: reliability (bars labelled with token counts)")
+fig = llm_plots.plot_layer_reliability(reliability, test, DIAGRAM_LAYER)
 r = per_layer.loc[DIAGRAM_LAYER]
 nb.show(fig, alt=f"Four panels. Top left: agreement with the full model's token per layer, on test with bands: the "
                  f"logit lens stays near {per_layer['lens agreement'].iloc[0]:.3f} in the first layers and reaches "
@@ -228,36 +214,7 @@ print(f"tuned exits minus logit lens at target {TARGET} (thresholds chosen on ca
 table(calm_compare, index=False)
 
 # %%
-fig, ax = plt.subplots(1, 2, figsize=(14, 5), constrained_layout=True)
-YMIN = 0.8
-for a, design in zip(ax, ("every 3rd layer", "one checked layer")):
-    right = 1.0
-    for i, f in enumerate(FAMILIES):
-        c = curves[f, design]
-        a.plot(c.speedup, c.agreement, color=f"C{i}", lw=1.4,
-               label=f"{f}, {'layers' if len(designs[f, design]) > 1 else 'layer'} "
-                     f"{','.join(map(str, designs[f, design]))}: every threshold (test)")
-        sel = calm_points[(calm_points.family == f) & (calm_points.design == design)
-                          & (calm_points["evaluated on"] == "test")]
-        for rule, mark in (("global", "o"), ("per layer", "s")):
-            g = sel[sel.rule == rule]
-            if len(g):
-                a.errorbar(g.speedup, g.agreement, xerr=[g.speedup - g["speedup lo"], g["speedup hi"] - g.speedup],
-                           yerr=[g.agreement - g["agreement lo"], g["agreement hi"] - g.agreement], fmt=mark,
-                           color=f"C{i}", mfc="white", ms=7, capsize=2, label=f"{f}: {rule} threshold chosen on cal")
-        o = sel[sel.rule == ORACLE].iloc[0]
-        a.plot([o.speedup], [o.agreement], "*", color=f"C{i}", mec="k", ms=14, label=f"{f}: {ORACLE}")
-        right = max(right, c.speedup[c.agreement >= YMIN].max(), o.speedup)
-    for t in TARGETS:
-        a.axhline(t, color="gray", ls=":", lw=0.8)
-    a.axvline(1.0, color="k", lw=0.8)
-    a.set_xlabel("speed-up (x, FLOPs of the full model decoding greedily / policy)")
-    a.set_ylabel("agreement with the full model's token (test)")
-    a.set_title(f"CALM-style exit, {design}" + (" (chosen on cal)" if design == "one checked layer" else ""))
-    a.set_ylim(YMIN, 1.005)
-    a.set_xlim(0.25, right * 1.05)
-    a.grid(alpha=0.3)
-    a.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+fig = llm_plots.plot_calm_frontiers(curves, calm_points, designs, families=FAMILIES, targets=TARGETS)
 orc = calm_points[calm_points.rule == ORACLE].set_index(["family", "design"]).speedup
 never = calm_points[(calm_points.family == "lens") & (calm_points.design == "every 3rd layer")
                     & (calm_points.rule == "global") & (calm_points["evaluated on"] == "test")
@@ -364,26 +321,7 @@ print("tuned minus lens, test, paired over prompts")
 table(spec_compare, index=False)
 
 # %%
-fig, ax = plt.subplots(1, 3, figsize=(18, 4.6), constrained_layout=True)
-for j, f in enumerate(FAMILIES):
-    grid = spec["test"][spec["test"].family == f].pivot(index="draft_length", columns="layer", values="speedup")
-    im = ax[j].imshow(grid.to_numpy(), aspect="auto", origin="lower", cmap="viridis", vmin=0, vmax=1,
-                      extent=(0.5, grid.shape[1] + 0.5, grid.index.min() - 0.5, grid.index.max() + 0.5))
-    ax[j].plot([chosen[f].layer], [chosen[f].draft_length], "r*", ms=14, label="chosen on cal")
-    ax[j].set_title(f"{f}: FLOPs speed-up over the full model (test)")
-    ax[j].set_xlabel("draft layer k")
-    ax[j].set_ylabel("draft length d")
-    ax[j].legend(loc="upper left", fontsize=8)
-    fig.colorbar(im, ax=ax[j])
-    for d, ls in ((1, "-"), (4, "--"), (8, ":")):
-        g = spec["test"][(spec["test"].family == f) & (spec["test"].draft_length == d)]
-        ax[2].plot(g.layer, g.memory_bound_speedup, ls=ls, color=f"C{j}", label=f"{f}, d = {d}")
-ax[2].axhline(1.0, color="k", lw=0.8)
-ax[2].set_xlabel("draft layer k")
-ax[2].set_ylabel("memory-bound speed-up (weights read)")
-ax[2].set_title("full model's weight reads / self-speculative reads, per token (test)")
-ax[2].legend(fontsize=8)
-ax[2].grid(alpha=0.3)
+fig = llm_plots.plot_self_speculative_grid(spec["test"], chosen, families=FAMILIES)
 cl, ct = (spec_points[(spec_points.family == f) & (spec_points.pair == "chosen on cal")].iloc[0] for f in FAMILIES)
 top = {f: spec["test"][spec["test"].family == f].speedup.max() for f in FAMILIES}
 nb.show(fig, alt=f"Left and middle: heatmaps of the FLOPs speed-up of self-speculative decoding over the full model "
@@ -611,25 +549,7 @@ else:
 
 # %%
 if len(bench):
-    fig, ax = plt.subplots(figsize=(7.5, 5.5), constrained_layout=True)
-    marks = {"self_speculative": "o", "calm": "s"}
-    top = float(np.nanmax(bench[["predicted (FLOPs)", "measured max"]].to_numpy())) * 1.1
-    groups = list(bench.groupby(["device", "batch"], sort=True))
-    for i, ((dev, batch), g) in enumerate(groups):
-        shift = (i - (len(groups) - 1) / 2) * 0.01 * top  # side by side where batch sizes share a prediction
-        for method, h in g.groupby("method"):
-            ax.errorbar(h["predicted (FLOPs)"] + shift, h.measured, yerr=[h.measured - h["measured min"],
-                                                                   h["measured max"] - h.measured],
-                        fmt=marks.get(method, "^"), color=f"C{i}", capsize=3, label=f"{method}, {dev}, batch {batch}")
-    ax.plot([0, top], [0, top], "k--", lw=0.8, label="measured = predicted")
-    ax.axhline(1.0, color="gray", lw=0.8)
-    ax.set_xlim(0, top)
-    ax.set_ylim(0, top)
-    ax.set_xlabel("FLOPs-predicted speed-up over greedy decoding (x)")
-    ax.set_ylabel("measured wall-clock speed-up (x, median; bars: min to max)")
-    ax.set_title("real decoders: measured against predicted")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+    fig = llm_plots.plot_measured_vs_predicted(bench)
     ratio = bench["measured / predicted"]
     nb.show(fig, alt=f"Scatter of measured wall-clock speed-up against the FLOPs-predicted speed-up for "
                      f"{len(bench)} runs of the real self-speculative and CALM decoders ({', '.join(sorted(set(map(str, bench.device))))}), "

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -197,3 +198,33 @@ def test_smollm2_token_caches_are_the_concatenations_and_the_transfer_set():
     w = sm.weights(n_boot=3, seed=0)
     assert {k: v.shape for k, v in w.items()} == {"cal": (4, cal.n_examples), "test": (4, test.n_examples),
                                                    "qnli": (4, qnli.n_examples)}
+
+
+def test_llm_plots_draw_what_they_are_given():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from toolkit.analysis import llm_plots
+    from toolkit.analysis.llm import choose_self_speculative, self_speculative
+
+    cal, test = _two_family_cache(4), _two_family_cache(5)
+    cal.meta["split"] = "cal"
+    fams = ("lens", "other")
+    w = li.prompt_weights(test.n_examples, n_boot=10, seed=0)
+    fig = llm_plots.plot_layer_reliability(li.layer_reliability_table(test, fams, w), test, 2)
+    assert len(fig.axes) == 4 and [len(a.lines) for a in fig.axes[:2]] == [2, 2]
+    designs = {(f, "every layer"): [1, 2, 3] for f in fams}
+    pts = {f: li.calm_operating_points(cal, {"test": (test, w)}, f, checked_layers=[1, 2, 3], targets=(0.6,))
+           for f in fams}
+    frame = pd.concat([p.frame.assign(design="every layer") for p in pts.values()], ignore_index=True)
+    curves = {(f, "every layer"): engine.sweep(engine.staged(test, family=f, checked_layers=[1, 2, 3])).to_frame()
+              for f in fams}
+    fig = llm_plots.plot_calm_frontiers(curves, frame, designs, families=fams, targets=(0.6,))
+    assert len(fig.axes) == 1 and fig.axes[0].get_title() == "CALM-style exit, every layer"
+    cases = pd.concat([self_speculative(test, f, draft_lengths=[1, 4, 8]) for f in fams], ignore_index=True)
+    chosen = {f: choose_self_speculative(cal, f, draft_lengths=[1, 4, 8]) for f in fams}
+    fig = llm_plots.plot_self_speculative_grid(cases, chosen, families=fams)
+    assert len(fig.axes[2].lines) == 2 * 3 + 1  # three draft lengths per family, and the line at 1
+    plt.close("all")
