@@ -43,15 +43,14 @@
 # %%
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from toolkit.analysis import engine, llm, llm_plots, plots
+from toolkit.analysis import engine, llm, llm_plots
 from toolkit.analysis import llm_intervals as li
 from toolkit.analysis import notebook as nb
 from toolkit.zoo import llm_results
-from toolkit.zoo.llm_classifier import ENCODERS, LLM_SETS, llm_classifier
+from toolkit.zoo.llm_classifier import LLM_SETS, llm_classifier, plot_llm_classifier
 from toolkit.zoo.llm_token_caches import smollm2_token_caches
 
 nb.setup()
@@ -411,31 +410,7 @@ print("paired differences in test accuracy (95% intervals over test examples)")
 table(cmps[["task", "comparison", "difference", "lo", "hi", "P(first better)"]], index=False)
 
 # %%
-fig, ax = plt.subplots(1, 2, figsize=(14, 4.8), constrained_layout=True)
-for a, task in zip(ax, TASKS):
-    r = clf[task]
-    for i, (name, t) in enumerate(r.tables.items()):
-        a.plot(t.gflops, t.accuracy, marker=".", ms=4, color=f"C{i}", label=LLM_SETS.get(name) or ENCODERS[name])
-    for ev, mark, label in ((r.ee, "s", "SmolLM2 probes, early exit chosen on cal"),
-                            (r.cev, "D", "cascade MiniLM-L6 -> probe, chosen on cal")):
-        a.errorbar([ev.flops / 1e9], [ev["accuracy"]], yerr=[[ev["accuracy"] - ev.intervals["accuracy"][0]],
-                                                             [ev.intervals["accuracy"][1] - ev["accuracy"]]],
-                   fmt=mark, color="k", mfc="white", ms=8, capsize=3, label=label)
-    a.plot(r.curve.flops / 1e9, r.curve.accuracy, "k--", lw=1,
-           label="cascade MiniLM-L6 -> probe, every threshold (test)")
-    a.axhline(r.chance, color="gray", ls=":", lw=1, label="majority class")
-    near = {k: int((np.abs(r.tables[k].accuracy.to_numpy()[:-1] - r.chance) <= 0.05).sum())
-            for k in ("smollm2_zs_lens", "smollm2_zs_tuned")}
-    a.text(0.02, 0.5, f"zero-shot exits within 5 points of the majority class:\nlens {near['smollm2_zs_lens']}, tuned "
-           f"{near['smollm2_zs_tuned']} of the {len(r.tables['smollm2_zs_lens']) - 1} layers before the last",
-           transform=a.transAxes, ha="left", va="center", fontsize=8, color="dimgray")
-    a.set_xscale("log")
-    a.set_xlabel(plots.FLOPS_LABEL + " (log)")
-    a.set_ylabel("test accuracy")
-    a.set_title(f"{task}: {r.n} test examples, every exit of each model")
-    a.grid(alpha=0.3)
-handles, labels = ax[0].get_legend_handles_labels()
-fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=8)
+fig = plot_llm_classifier(clf)
 s2, ag = clf["sst2"], clf["agnews"]
 nb.show(fig, alt=f"Two panels, SST-2 and AG News, of test accuracy against mean GFLOPs per example on a log axis for "
                  f"every exit of SmolLM2's zero-shot lens and tuned exits, its probes, and the multi-exit MiniLM-L6 and "

@@ -97,6 +97,9 @@ def test_llm_classifier_reproduces_the_notebooks_paired_differences(task):
             (old["difference"], old["lo"], old["hi"], old["p_better"])
     assert r.comparisons.draws[f"SmolLM2 probe {r.layer} minus MiniLM-L6 alone"][0][0] == \
         r.alone[f"SmolLM2 probe {r.layer} alone"]["accuracy"]
+    near = r.near_chance()
+    for k, v in near.items():
+        assert v == sum(abs(a - r.chance) <= 0.05 for a in r.tables[k].accuracy.tolist()[:-1])
     ops = r.operating_points()
     assert ops.policy.iloc[-1].endswith("(upper bound)") and ops["accuracy lo"].iloc[:-1].notna().all()
 

@@ -82,6 +82,11 @@ class LLMClassifier:
                              for n, tab in self.tables.items() if n in LLM_SETS
                              for j in [int(tab.accuracy.iloc[:-1].to_numpy().argmax())]])
 
+    def near_chance(self, within: float = 0.05) -> dict[str, int]:
+        """Per zero-shot family: how many layers before the last are within ``within`` of the majority class."""
+        return {k: int((np.abs(self.tables[k].accuracy.to_numpy()[:-1] - self.chance) <= within).sum())
+                for k in ("smollm2_zs_lens", "smollm2_zs_tuned")}
+
     def stage_table(self) -> pd.DataFrame:
         """Per-stage rows as shown: every encoder stage, SmolLM2's every third layer and the probe's best cal layer."""
         rows = [(t if name in ENCODERS else t[(t.layer % 3 == 0) | (t.layer == self.k + 1)])
@@ -132,3 +137,40 @@ def llm_classifier(task: str, *, max_drop: float = 0.01, n_boot: int = catalogue
                          reference=(ref_name, ref_ev), curve=engine.sweep(cv["test"]).frame,
                          either=float(casc["test"].correct.any(1).mean()), n=n, comparisons=comparisons,
                          cascade_view=cv["test"])
+
+
+def plot_llm_classifier(results: Mapping, *, axes=None):
+    """One panel per task (``results`` ``{task: LLMClassifier}``): test accuracy against GFLOPs (log) of every exit
+    of each model, the early exit and the cascade chosen on cal with 95% error bars, the cascade at every threshold,
+    the majority class and a note counting the zero-shot layers near it; one legend below."""
+    from ..analysis.plots import FLOPS_LABEL
+
+    if axes is None:
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, len(results), figsize=(14, 4.8), constrained_layout=True)
+    axes = np.atleast_1d(axes)
+    fig = axes[0].figure
+    for a, (task, r) in zip(axes, results.items()):
+        for i, (name, t) in enumerate(r.tables.items()):
+            a.plot(t.gflops, t.accuracy, marker=".", ms=4, color=f"C{i}", label=LLM_SETS.get(name) or ENCODERS[name])
+        for ev, mark, label in ((r.ee, "s", "SmolLM2 probes, early exit chosen on cal"),
+                                (r.cev, "D", "cascade MiniLM-L6 -> probe, chosen on cal")):
+            a.errorbar([ev.flops / 1e9], [ev["accuracy"]], yerr=[[ev["accuracy"] - ev.intervals["accuracy"][0]],
+                                                                 [ev.intervals["accuracy"][1] - ev["accuracy"]]],
+                       fmt=mark, color="k", mfc="white", ms=8, capsize=3, label=label)
+        a.plot(r.curve.flops / 1e9, r.curve.accuracy, "k--", lw=1,
+               label="cascade MiniLM-L6 -> probe, every threshold (test)")
+        a.axhline(r.chance, color="gray", ls=":", lw=1, label="majority class")
+        near = r.near_chance()
+        a.text(0.02, 0.5, f"zero-shot exits within 5 points of the majority class:\nlens {near['smollm2_zs_lens']}, "
+               f"tuned {near['smollm2_zs_tuned']} of the {len(r.tables['smollm2_zs_lens']) - 1} layers before the "
+               f"last", transform=a.transAxes, ha="left", va="center", fontsize=8, color="dimgray")
+        a.set_xscale("log")
+        a.set_xlabel(FLOPS_LABEL + " (log)")
+        a.set_ylabel("test accuracy")
+        a.set_title(f"{task}: {r.n} test examples, every exit of each model")
+        a.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=8)
+    return fig
