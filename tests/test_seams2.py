@@ -424,3 +424,31 @@ def test_import_lm_eval_says_what_a_path_is(tmp_path):
         read_lm_eval(fifo)
     with pytest.raises(RecordError, match=f"{tmp_path}: a folder: pass the samples_"):
         read_lm_eval(tmp_path)
+
+
+# ----------------------------------------------------------------- B15, C19: errors that name the argument
+@pytest.mark.parametrize("seed", [-1, None, 1.5, True])
+def test_seeds_are_checked_by_name(sst2_views, seed):
+    from toolkit.analysis import engine as E
+    st = sst2_views[0]
+    with pytest.raises(ValueError, match=f"seed must be a non-negative integer.*got {seed!r}"):
+        E.evaluation(st, 0.9, n_boot=10, seed=seed)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        E.crossfit(st, seed=seed)
+
+
+def test_threshold_grid_memory_grows_with_the_distinct_thresholds_not_n(sst2_views):
+    from toolkit.analysis import engine as E
+    st = sst2_views[0]
+    assert np.array_equal(E.threshold_grid(st, n=10**12), E.threshold_grid(st, n=st.confidence.size))
+    with pytest.raises(ValueError, match="n must be a positive integer"):
+        E.threshold_grid(st, n=0)
+
+
+def test_evaluate_stages_says_which_shape_it_wants(sst2_views):
+    from toolkit.analysis import engine as E
+    st = sst2_views[0]
+    with pytest.raises(ValueError, match=r"stages must be \[T, 872\] \(or \[872\]\): one stage index per example"):
+        E.evaluate_stages(st, 99)
+    with pytest.raises(ValueError, match="stage indices in 0..5, got values from 0 to 9"):
+        E.evaluate_stages(st, np.r_[np.zeros(871, int), 9])

@@ -26,7 +26,7 @@ import pandas as pd
 
 from ...data import dev_halves
 from ..identity import check_transfer
-from .curves import check_bootstrap, evaluation, resamples_per_block, sweep, weight_blocks
+from .curves import check_bootstrap, check_seed, evaluation, resamples_per_block, sweep, weight_blocks
 from .results import Curve, Evaluation, html_table
 from .risk import certify
 from .staged import Staged
@@ -251,6 +251,7 @@ def halves(example_ids, seed: int, strata=None, clusters=None) -> tuple[np.ndarr
     >>> sorted(a.tolist() + b.tolist()), len(a), len(b)
     ([0, 1, 2, 3], 2, 2)
     """
+    check_seed(seed)
     if clusters is not None:
         ids, inv = np.unique(np.asarray(clusters), return_inverse=True)
         half = dev_halves(ids, None, seed=seed)[inv.reshape(-1)]

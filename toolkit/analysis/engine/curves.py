@@ -154,8 +154,10 @@ def evaluate_stages(staged: Staged, stages, *, columns: dict[str, np.ndarray] | 
     s = staged
     st = np.atleast_2d(np.asarray(stages, dtype=np.int64))
     N, E = s.confidence.shape
-    if st.shape[1] != N or st.min(initial=0) < 0 or st.max(initial=0) >= E:
-        raise ValueError(f"stages must be [T, {N}] integers in 0..{E - 1}, got shape {st.shape}")
+    if st.ndim != 2 or st.shape[1] != N:
+        raise ValueError(f"stages must be [T, {N}] (or [{N}]): one stage index per example, got shape {st.shape}")
+    if st.min(initial=0) < 0 or st.max(initial=0) >= E:
+        raise ValueError(f"stages must be stage indices in 0..{E - 1}, got values from {st.min()} to {st.max()}")
     q = _stage_quantities(s)
     rows = np.arange(N)
     K = s.stats.shape[-1]
@@ -253,6 +255,16 @@ def _cluster_index(clusters, n: int) -> tuple[np.ndarray | None, int]:
     return inv.reshape(n), len(ids)
 
 
+def check_seed(seed) -> int:
+    """A random seed: a non-negative integer (None would give other intervals on every call)."""
+    import numbers
+
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer (the same seed gives the same resamples), got "
+                         f"{seed!r}")
+    return int(seed)
+
+
 def check_bootstrap(n_boot, ci=0.95) -> None:
     """Refuse a resample count that is not an integer >= 2 (one resample is no interval) and a coverage outside
     (0, 1), with the caller's values in the message."""
@@ -275,6 +287,7 @@ def weight_blocks(n: int, *, n_boot: int, seed: int, clusters=None, block: int |
     resamples per block (default: about 4M weights at once).
     """
     check_bootstrap(n_boot)
+    check_seed(seed)
     inv, P = _cluster_index(clusters, n)
     rng = np.random.default_rng(seed)
     p = np.full(P, 1.0 / P)
@@ -374,11 +387,15 @@ def bootstrap_bands(staged: Staged, thresholds, *, n_boot: int = 1000, ci: float
 
 def threshold_grid(staged: Staged, *, n: int = 100) -> np.ndarray:
     """``inf`` and up to ``n`` thresholds at quantiles of the sweep's distinct thresholds (for plots and bands)."""
+    import numbers
+
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"n must be a positive integer (thresholds), got {n!r}")
     finite = breakpoints(staged.confidence)[3]
     finite = np.unique(finite)[::-1]
     if len(finite) == 0:
         return np.array([np.inf])
-    q = np.unique(np.quantile(finite, np.linspace(0, 1, n), method="nearest"))
+    q = np.unique(np.quantile(finite, np.linspace(0, 1, min(int(n), len(finite))), method="nearest"))
     return np.concatenate([[np.inf], q[::-1]])
 
 
