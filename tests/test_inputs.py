@@ -62,7 +62,9 @@ def test_cost_unit_must_be_a_name():
 @given(arrays(np.float64, (6, 2, 3), elements=st.floats(0, 1)), st.integers(0, 2))
 def test_predictions_follow_the_probabilities(p, label):
     """Any probabilities in [0, 1] (zeros, ties, subnormals, rows not summing to 1) give a valid cache predicting
-    their argmax wherever it is unique at float32 resolution (values below float32's smallest normal are floored)."""
+    their argmax wherever it is unique at float32 resolution (values below float32's smallest normal are floored).
+    Rows summing above 1 are refused (not one distribution), so the drawn rows are scaled to sum to at most 1."""
+    p = p / np.maximum(1.0, p.sum(-1, keepdims=True))
     c = from_probabilities(p, [label] * 6, [1.0, 2.0])
     top = p.max(-1, keepdims=True)
     unique = ((p >= top * (1 - 1e-5)).sum(-1) == 1) & (top[..., 0] > 1e-30)

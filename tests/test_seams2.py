@@ -452,3 +452,19 @@ def test_evaluate_stages_says_which_shape_it_wants(sst2_views):
         E.evaluate_stages(st, 99)
     with pytest.raises(ValueError, match="stage indices in 0..5, got values from 0 to 9"):
         E.evaluate_stages(st, np.r_[np.zeros(871, int), 9])
+
+
+# ----------------------------------------------------------------- A9: the probability paths take real numbers
+@pytest.mark.parametrize("values, match", [
+    (np.array([[0.9, 0.891]]), "sums to 1.791 > 1"), (np.array([["0.2", "0.8"]]), "dtype <U3"),
+    (np.array([[False, True]]), "dtype bool"), (np.array([[0.2 + 0j, 0.8]]), "complex")])
+def test_from_probabilities_refuses_what_from_arrays_refuses(values, match):
+    from toolkit.analysis.cache import CacheError
+    with pytest.raises(CacheError, match=match):
+        from_probabilities(values, [1], [1.0])
+
+
+def test_from_log_probs_refuses_strings():
+    from toolkit.analysis.cache import CacheError
+    with pytest.raises(CacheError, match="log_probs must be real numbers"):
+        from_log_probs(np.array([["-0.2", "-1.8"]]), [0], [1.0])

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cache import Cache, CacheError, from_arrays
+from .cache import Cache, CacheError, _real, from_arrays
 
 LOG_FLOOR = float(np.log(np.finfo(np.float32).tiny))  # -87.34: log of the smallest normal float32
 RAISE_BELOW = LOG_FLOOR / 2  # -43.67: a row whose top is lower is shifted up to it before flooring
@@ -35,7 +35,7 @@ __all__ = ["LOG_FLOOR", "RAISE_BELOW", "from_probabilities", "from_log_probs", "
 
 def _stage_major(values, what: str) -> np.ndarray:
     """``[N, C]`` (one stage) or ``[N, E, C]`` as float64 ``[N, E, C]``."""
-    a = np.asarray(values, dtype=np.float64)
+    a = _real(values, what).astype(np.float64)
     if a.ndim == 2:
         a = a[:, None, :]
     if a.ndim != 3:
@@ -72,7 +72,8 @@ def from_log_probs(log_probs, labels, cost, *, cost_unit: str = DEFAULT_UNIT, me
 
 def from_probabilities(probs, labels, cost, *, cost_unit: str = DEFAULT_UNIT, meta: dict | None = None,
                        **kwargs) -> Cache:
-    """A cache from probabilities ``[N, C]`` or ``[N, E, C]`` in [0, 1] (zeros allowed; rows may sum below 1).
+    """A cache from probabilities ``[N, C]`` or ``[N, E, C]`` in [0, 1] (zeros allowed; rows may sum below 1, not
+    above: real numbers only, no bool, string or complex).
 
     Stored as their logarithms (shifted and floored as in :func:`from_log_probs`; 0 as :data:`LOG_FLOOR`), so
     ``softmax`` of the cached logits gives back each row renormalised. ``cost``, ``cost_unit`` and other keywords as in :func:`from_log_probs`.
@@ -81,6 +82,12 @@ def from_probabilities(probs, labels, cost, *, cost_unit: str = DEFAULT_UNIT, me
     bad = ~np.isfinite(p) | (p < 0) | (p > 1 + 1e-6)
     if bad.any():
         raise CacheError(f"probs must be finite and in [0, 1], got {float(p[bad][0])} at {_first_bad(bad)}")
+    total = p.sum(-1)
+    if (total > 1 + 1e-3).any():
+        n, e = np.argwhere(total > 1 + 1e-3)[0]
+        raise CacheError(f"probs: the row of example {n}, stage {e} sums to {total[n, e]:.4g} > 1: not one "
+                         f"distribution over the classes (independent sigmoid outputs?); rows may sum below 1 (a part "
+                         f"of the vocabulary), never above. Pass logits to from_arrays, or normalise deliberately")
     with np.errstate(divide="ignore"):
         lp = np.log(np.minimum(p, 1.0))
     return _build(lp, labels, cost, "probabilities", cost_unit, meta, kwargs)
