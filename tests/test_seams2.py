@@ -468,3 +468,20 @@ def test_from_log_probs_refuses_strings():
     from toolkit.analysis.cache import CacheError
     with pytest.raises(CacheError, match="log_probs must be real numbers"):
         from_log_probs(np.array([["-0.2", "-1.8"]]), [0], [1.0])
+
+
+# ----------------------------------------------------------------- C18, C19: cost messages
+def test_negative_cost_is_called_negative():
+    from toolkit.analysis.cache import CacheError, from_arrays
+    rng = np.random.default_rng(0)
+    with pytest.raises(CacheError, match="non-negative cumulative costs, got -1 at example 0, stage 0"):
+        from_arrays(rng.normal(size=(12, 2, 2)), rng.integers(0, 2, 12), [-1.0, 2.0])
+
+
+@pytest.mark.parametrize("unit", [5, "  "])
+def test_a_bad_cost_unit_is_refused_when_the_cache_is_built_or_loaded(unit, sst2_test, tmp_path):
+    from dataclasses import replace
+
+    from toolkit.analysis.cache import CacheError
+    with pytest.raises(CacheError, match="meta key 'cost_unit' must be a non-empty string"):
+        replace(sst2_test, meta={**sst2_test.meta, "cost_unit": unit})

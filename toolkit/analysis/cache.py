@@ -188,6 +188,10 @@ def _check_invariants(c: Cache) -> None:
     depth, and costs small enough that sums over examples (and speed-ups) stay finite."""
     N, E, C = c.logits.shape
     meta = c.meta or {}
+    unit = meta.get("cost_unit")
+    if unit is not None and (not isinstance(unit, str) or not unit.strip()):
+        raise CacheError(f"meta key 'cost_unit' must be a non-empty string (FLOPs, seconds, dollars ...), got "
+                         f"{unit!r}")
     if meta.get("num_labels") is not None and meta["num_labels"] != C:
         raise CacheError(f"meta key 'num_labels' is {meta['num_labels']}, but the logits have {C} classes")
     if meta.get("label_names") is not None and len(meta["label_names"]) != C:
@@ -268,6 +272,9 @@ def from_arrays(logits, labels, flops, stages=None, example_ids=None, n_tokens=N
     flops = _real(flops, "flops").astype(np.float64)
     if flops.shape == (E,):
         flops = np.broadcast_to(flops, (N, E)).copy()
+    if flops.shape == (N, E) and np.isfinite(flops).all() and (flops < 0).any():
+        n, e = np.argwhere(flops < 0)[0]
+        raise CacheError(f"flops must be non-negative cumulative costs, got {flops[n, e]:g} at example {n}, stage {e}")
     if flops.shape == (N, E) and np.isfinite(flops).all() and (flops[:, -1] <= 0).any() | (flops[:, 0].mean() <= 0):
         raise CacheError("a stage costs nothing (flops 0 at the last stage of an example, or at the first stage on "
                          "average): every speed-up would divide by zero; give each stage's real cumulative cost")
