@@ -485,3 +485,15 @@ def test_a_bad_cost_unit_is_refused_when_the_cache_is_built_or_loaded(unit, sst2
     from toolkit.analysis.cache import CacheError
     with pytest.raises(CacheError, match="meta key 'cost_unit' must be a non-empty string"):
         replace(sst2_test, meta={**sst2_test.meta, "cost_unit": unit})
+
+
+@pytest.mark.parametrize("bad", [float("nan"), 0.5, float("inf")])
+def test_lm_eval_log_likelihoods_out_of_range_name_file_and_line(tmp_path, bad):
+    from test_imports_lmeval import write_run
+
+    from toolkit.imports import RecordError, import_lm_eval
+    lls = -np.ones((4, 2))
+    lls[2, 1] = bad
+    samples = write_run(tmp_path / "a", lls, [0, 1, 0, 1])
+    with pytest.raises(RecordError, match=f"{samples}:3: filtered_resps\\[1\\] log-likelihood is {bad!r}"):
+        import_lm_eval([samples])

@@ -43,7 +43,7 @@ import numpy as np
 from ..analysis.cache import Cache, save_cache
 from ..analysis.inputs import from_log_probs
 from ..data import sha256_file
-from .records import RecordError, count_tokens, load_tokenizer, number, read_jsonl
+from .records import RecordError, count_tokens, load_tokenizer, log_prob, read_jsonl
 from .records import field as get
 
 __all__ = ["LMEvalRun", "read_lm_eval", "import_lm_eval", "PARAMS_X_TOKENS", "PARAMETERS"]
@@ -180,7 +180,7 @@ def read_lm_eval(path: str | os.PathLike, *, id_field: str | None = None,
         resps = get(obj, "filtered_resps", path, line, list)
         if len(resps) != len(conts):
             raise RecordError(f"{path}:{line}: {len(resps)} responses for {len(conts)} choices")
-        ll = [number(r[0] if isinstance(r, list) and r else r, path, line, f"filtered_resps[{c}] log-likelihood")
+        ll = [log_prob(r[0] if isinstance(r, list) and r else r, path, line, f"filtered_resps[{c}] log-likelihood")
               for c, r in enumerate(resps)]
         if id_field is not None:
             doc = get(obj, "doc", path, line, dict)

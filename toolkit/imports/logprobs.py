@@ -34,7 +34,7 @@ import numpy as np
 from ..analysis.cache import Cache, save_cache
 from ..analysis.inputs import from_log_probs
 from ..data import sha256_file
-from .records import RecordError, field, number, read_jsonl
+from .records import RecordError, field, log_prob, read_jsonl
 
 __all__ = ["import_chat_logprobs", "read_chat_logprobs", "TOKENS"]
 TOKENS = "tokens"
@@ -88,9 +88,7 @@ def _read_position(content: list[dict], forms, path, line: int) -> tuple[np.ndar
     for k, e in enumerate(tops):
         if not isinstance(e, dict) or "token" not in e:
             raise RecordError(f"{path}:{line}: logprobs.content[{chosen}].top_logprobs[{k}] has no token")
-        v = number(e.get("logprob"), path, line, f"logprobs.content[{chosen}].top_logprobs[{k}].logprob")
-        if v > 1e-6:
-            raise RecordError(f"{path}:{line}: logprobs.content[{chosen}].top_logprobs[{k}].logprob is {v} > 0")
+        v = log_prob(e.get("logprob"), path, line, f"logprobs.content[{chosen}].top_logprobs[{k}].logprob")
         lps.append(v)
         tok = str(e["token"])
         c = word_class.get(tok.strip())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,6 +60,16 @@ def number(v, path, line: int, where: str) -> float:
         return float(v)
     except (TypeError, ValueError):
         raise RecordError(f"{path}:{line}: {where} must be a number, got {str(v)[:40]!r}") from None
+
+
+def log_prob(v, path, line: int, where: str) -> float:
+    """A log-probability (:func:`number`, then <= 0 or -inf): NaN, +inf and positive values are refused here, naming
+    the file and line, not later by the cache's example/stage/class index."""
+    x = number(v, path, line, where)
+    if math.isnan(x) or x > 1e-6:  # 1e-6: rounding in the tool that wrote log(1)
+        raise RecordError(f"{path}:{line}: {where} is {x!r}{' > 0' if x > 0 else ''}; a log-probability is <= 0 "
+                          f"(or -inf)")
+    return x
 
 
 def load_tokenizer(where: str | os.PathLike | None):
