@@ -497,3 +497,9 @@ def test_lm_eval_log_likelihoods_out_of_range_name_file_and_line(tmp_path, bad):
     samples = write_run(tmp_path / "a", lls, [0, 1, 0, 1])
     with pytest.raises(RecordError, match=f"{samples}:3: filtered_resps\\[1\\] log-likelihood is {bad!r}"):
         import_lm_eval([samples])
+
+
+def test_check_stages_of_zero_says_there_is_no_stage():
+    from toolkit.policy import PolicyError
+    with pytest.raises(PolicyError, match="no stage to run"):
+        _policy().check_stages(0)

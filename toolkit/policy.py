@@ -290,7 +290,9 @@ class Policy:
             raise PolicyError(f"{source}: key 'stages': the thresholds were chosen on stages "
                               f"{list(p['stages'])}, the models have {list(names)}")
         n_thr = len(p["thresholds"])
-        if n_thr not in (1, n - 1, n) or n < 1:
+        if n < 1:
+            raise PolicyError(f"{source}: the models have no stage to run (got {n}); a policy needs at least one")
+        if n_thr not in (1, n - 1, n):
             raise PolicyError(f"{source}: key 'thresholds' has {n_thr} values for {n} stages (give {n - 1}, "
                               f"{n} or one)")
         if p.get("temperatures") is not None and len(p["temperatures"]) != n:
