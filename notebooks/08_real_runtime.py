@@ -101,7 +101,7 @@ breakdown).
 import json
 
 from toolkit.analysis import latency
-from toolkit.analysis.engine import choose, staged, sweep
+from toolkit.analysis.engine import choose, staged, summarize, sweep
 from toolkit.analysis.cache import load_cache
 
 prof = latency.load_profile(Path("../benchmarks/latency_profile_cpu.json"))
@@ -114,12 +114,13 @@ def timed(split, batch):
     return latency.with_predicted_time(staged(c), prof, c.n_tokens, models=names, batch=batch)
 
 
-curves = {"FLOPs": sweep(staged(caches["test"])).frame, "predicted time, batch 1": sweep(timed("test", 1)).frame,
-          "predicted time, batch 32": sweep(timed("test", 32)).frame}
+sweeps = {"FLOPs": sweep(staged(caches["test"])), "predicted time, batch 1": sweep(timed("test", 1)),
+          "predicted time, batch 32": sweep(timed("test", 32))}
+curves = {k: c.frame for k, c in sweeps.items()}
 print("profile:", prof.label, "| model:", names[0], "| load while profiling:", prof.meta["loadavg_start"])
 print("whole model, predicted ms per example: batch 1 %.2f, batch 32 %.2f" % (
     timed("test", 1).reference_cost.mean(), timed("test", 32).reference_cost.mean()))
-best = {k: f.loc[f.accuracy >= f.accuracy.iloc[-1] - 0.01, "speedup"].max() for k, f in curves.items()}
+best = {k: summarize(c, metric="accuracy", max_drop=0.01).speedup_at_drop_upper_bound for k, c in sweeps.items()}
 for k, v in best.items():
     print(f"largest speed-up within 0.01 accuracy of the last exit on test (in-sample), {k}: {v:.2f}x")
 
