@@ -128,6 +128,8 @@ def test_tiny_gpu_zoo_script_end_to_end(tmp_path, placed_models, glue_dir):
     gz = _gpu_zoo()
     out, runs = tmp_path / "out", tmp_path / "runs"
     args = [str(out), "--tiny", "--device", "cpu", "--workers", "2", "--runs", str(runs), "--data-dir", str(glue_dir),
+            # the v2 recipes (trains every member, MPNet included) with nothing shipped to borrow or skip
+            "--profile", "v2", "--shipped", str(tmp_path / "nothing-shipped"),
             "--task", "mrpc", "--set", "minilm6_me", "cascade_da"]
     assert gz.main([*args, "--seed", "42"]) == 0
     status = json.loads((out / "logs" / "status.json").read_text())
