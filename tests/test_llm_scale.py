@@ -8,7 +8,13 @@ import pytest
 
 from toolkit.analysis.cache import CacheError
 from toolkit.analysis.cache_io import INTEGRITY_KEY, read_header
-from toolkit.analysis.llm_cache import LLMCacheWriter, LLMTokenCache, load_llm_cache, prompt_range, save_llm_cache
+from toolkit.analysis.llm_cache import (
+    LLMCacheWriter,
+    LLMTokenCache,
+    load_llm_cache,
+    prompt_range,
+    save_llm_cache,
+)
 from toolkit.analysis.synthetic import random_token_cache
 
 
@@ -44,16 +50,14 @@ def test_writer_refuses_mismatched_or_repeated_chunks_and_leaves_nothing(tmp_pat
     c = random_token_cache(120, layers=4, seed=1, mean_length=10)
     a, b = _chunks(c, [6])
     out = tmp_path / "x.parquet"
-    with pytest.raises(CacheError, match="two chunks"):
-        with LLMCacheWriter(out) as w:
-            w.write(a)
-            w.write(a)
+    with pytest.raises(CacheError, match="two chunks"), LLMCacheWriter(out) as w:
+        w.write(a)
+        w.write(a)
     other = random_token_cache(120, layers=4, seed=1, mean_length=10)
     other.meta = {**other.meta, "split": "cal"}
-    with pytest.raises(CacheError, match="differs from the first"):
-        with LLMCacheWriter(out) as w:
-            w.write(a)
-            w.write(_chunks(other, [6])[1])
+    with pytest.raises(CacheError, match="differs from the first"), LLMCacheWriter(out) as w:
+        w.write(a)
+        w.write(_chunks(other, [6])[1])
     with pytest.raises(CacheError, match="no chunk"):
         LLMCacheWriter(out).close()
     assert list(tmp_path.iterdir()) == []  # neither a cache nor a spool

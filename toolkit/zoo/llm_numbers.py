@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..analysis import engine, llm
+from ..analysis import llm
 from ..analysis import llm_intervals as li
 from ..analysis.cache import load_cache
 from ..analysis.llm_cache import concat_token_caches, load_llm_cache
