@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_llm_runtime import batches, run_batched  # noqa: E402
-from llm_setup import calm_offline, calm_speedup, instruction_prompts, spec_predicted  # noqa: E402
+from llm_setup import calm_offline, calm_speedup, instruction_prompts, spec_predicted, write_rows_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MINILM, SMOLLM2 = "all-MiniLM-L6-v2", "SmolLM2-135M-Instruct"
@@ -255,10 +255,7 @@ class Writer:
         self.flush()
 
     def flush(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"meta": self.meta, "rows": self.rows}, indent=1, default=float))
-        os.replace(tmp, self.path)
+        write_rows_json(self.path, self.meta, self.rows)
 
 
 def summary(rows) -> dict:

@@ -44,6 +44,7 @@ from llm_setup import (  # noqa: E402
     instruction_prompts,
     smollm2_folder,
     spec_predicted,
+    write_rows_json,
 )
 
 DEFAULT_SPEC = ["8:2", "22:3", "28:2", "28:6"]
@@ -182,10 +183,7 @@ class Writer:
     def flush(self) -> None:
         import pandas as pd
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"meta": self.meta, "rows": self.rows}, indent=1, default=float))
-        os.replace(tmp, self.path)
+        write_rows_json(self.path, self.meta, self.rows)
         flat = [{k: v for k, v in r.items() if not isinstance(v, (list, dict))} for r in self.rows]
         csv = self.path.with_suffix(".csv")
         pd.DataFrame(flat).to_csv(csv.with_suffix(".csv.tmp"), index=False, float_format="%.4f")

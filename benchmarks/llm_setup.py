@@ -151,6 +151,17 @@ def resumable_result(path: Path, compute) -> dict:
     return json.loads(path.read_text())
 
 
+def write_rows_json(path: Path, meta: dict, rows: list[dict]) -> None:
+    """A benchmark's ``{"meta", "rows"}`` JSON at ``path``, written atomically (after every case, so an interrupted
+    run keeps what it measured)."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, default=float))
+    os.replace(tmp, path)
+
+
 def gather_results(folder: Path, out: Path, lm, threads: int) -> None:
     """Every configuration's result in ``folder`` (this run's and earlier runs') into one committed file, merged with
     the results ``out`` already holds (a configuration measured again replaces its earlier result)."""
