@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer
 
-from toolkit.data import load_split
-from toolkit.nn.models import MultiExitModel, resolve_model
+from toolkit.data.tasks import load_split
+from toolkit.nn.encoder.models import MultiExitModel, resolve_model
 
 
 def batches(tok, texts, bs, fixed):

@@ -1,4 +1,4 @@
-"""Update latency of the cache explorer (toolkit.analysis.explore), per kind of update, in milliseconds.
+"""Update latency of the cache explorer (toolkit.analysis.explore.app), per kind of update, in milliseconds.
 
 Caches: a synthetic 100,000 x 12 exits x 2 classes cal/test pair (seed 0; the bench_sweep generator) and a shipped
 one (SST-2, MiniLM-L6 multi-exit: cal 2,000, test 872). Each update is a control value set from Python, the way
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.analysis.cache import from_arrays, load_cache
-from toolkit.analysis.explore import explore
-from toolkit.analysis.explore_views import Point
+from toolkit.analysis.explore.app import explore
+from toolkit.analysis.explore.views import Point
+from toolkit.caches.classification import from_arrays, load_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,7 @@
 
 In one run: profiles the models on this machine (or reads ``--profile``), then for each (policy, batch size) case
 runs the real runtime and its baseline interleaved ``--repeats`` times (both see the same machine state; medians),
-and prints, side by side, the speed-up predicted from the profile (:mod:`toolkit.analysis.latency`, on the offline
+and prints, side by side, the speed-up predicted from the profile (:mod:`toolkit.analysis.cost.latency`, on the offline
 prediction of what the policy does: exits from the full model's logits, CALM exits and self-speculative acceptance
 along the full model's greedy trajectory) and the measured one, their relative error, the FLOPs-predicted speed-up,
 absolute predicted and measured times and the load average; then the median relative error, the worst case and the
@@ -59,7 +59,7 @@ def encoders(device):
     """(name, model, tokenizer, trained heads?) for the early-exit model and the cascade's first member."""
     from transformers import AutoTokenizer
 
-    from toolkit.nn.models import MultiExitModel, load_model, resolve_model
+    from toolkit.nn.encoder.models import MultiExitModel, load_model, resolve_model
 
     folder = resolve_model(MINILM)
     tok = AutoTokenizer.from_pretrained(folder)
@@ -84,7 +84,7 @@ def smollm2(device):
 def pick_thresholds(conf, cost, reference, targets):
     """Global thresholds whose offline FLOPs speed-up (``reference / mean cost``) is nearest each target."""
     from toolkit.analysis.engine.staged import exit_stage
-    from toolkit.nn.runtime import midpoint_threshold
+    from toolkit.nn.encoder.runtime import midpoint_threshold
 
     cands = np.unique(np.quantile(conf[:, :-1], np.linspace(0, 1, 201)))
     stages = exit_stage(conf, cands[:, None])  # [T, N]
@@ -95,12 +95,12 @@ def pick_thresholds(conf, cost, reference, targets):
 def encoder_cases(models, texts, prof, batch_sizes, repeats, targets, cascade_targets, out):
     import torch
 
-    from toolkit.analysis import latency as lat
-    from toolkit.analysis.cost import exit_flops
+    from toolkit.analysis.cost import latency as lat
+    from toolkit.analysis.cost.encoder import exit_flops
     from toolkit.analysis.engine.staged import exit_stage
-    from toolkit.analysis.scores import confidence
-    from toolkit.nn.inference import sorted_encoding
-    from toolkit.nn.runtime import CascadeRunner, EarlyExitRunner
+    from toolkit.analysis.scores.classification import confidence
+    from toolkit.nn.common.inference import sorted_encoding
+    from toolkit.nn.encoder.runtime import CascadeRunner, EarlyExitRunner
 
     (l6, tok), (l2, _) = models[MINILM], models[f"{MINILM}@2"]
     enc, _ = sorted_encoding(tok, texts, None, 128)
@@ -108,7 +108,7 @@ def encoder_cases(models, texts, prof, batch_sizes, repeats, targets, cascade_ta
     with torch.inference_mode():  # every exit's logits once (the offline side)
         import pandas as pd
 
-        from toolkit.nn.inference import predict_logits
+        from toolkit.nn.common.inference import predict_logits
 
         frame = pd.DataFrame({"text_a": texts, "text_b": [None] * len(texts)})
         lg6, _ = predict_logits(l6, tok, frame, 32, 128, "cpu")
@@ -162,10 +162,10 @@ def encoder_cases(models, texts, prof, batch_sizes, repeats, targets, cascade_ta
 # ---------------------------------------------------------------------------------------------------- decoders
 
 def llm_cases(model, tok, prof, a, out):
-    from toolkit.analysis import latency as lat
-    from toolkit.analysis.llm_cost import CausalLMDims
-    from toolkit.nn.llm_reference import teacher_forced_exits
-    from toolkit.nn.llm_runtime import CalmDecoder, SelfSpeculativeDecoder, encode_prompts, greedy_decode
+    from toolkit.analysis.cost import latency as lat
+    from toolkit.analysis.cost.causal import CausalLMDims
+    from toolkit.nn.causal.decode import CalmDecoder, SelfSpeculativeDecoder, encode_prompts, greedy_decode
+    from toolkit.nn.causal.reference import teacher_forced_exits
 
     pm = prof.model(SMOLLM2)
     dims = CausalLMDims.from_config(model.config.to_dict())
@@ -259,7 +259,7 @@ class Writer:
 
 
 def summary(rows) -> dict:
-    from toolkit.analysis.latency import speedup_agreement
+    from toolkit.analysis.cost.latency import speedup_agreement
 
     ag = speedup_agreement([f"{r['case']} b{r['batch_size']}" for r in rows], [r["predicted_speedup"] for r in rows],
                            [r["measured_speedup"] for r in rows])
@@ -320,9 +320,9 @@ def main(argv=None) -> int:
         ap.error("--out is required")
     import torch
 
-    from toolkit.analysis.latency import load_profile
-    from toolkit.data import load_split
-    from toolkit.nn.profile import machine_info, profile_models
+    from toolkit.analysis.cost.latency import load_profile
+    from toolkit.data.tasks import load_split
+    from toolkit.nn.common.profile import machine_info, profile_models
 
     torch.set_num_threads(a.threads)
     t0 = time.perf_counter()

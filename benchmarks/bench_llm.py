@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from toolkit.analysis import engine, llm
-from toolkit.analysis.llm_cache import concat_token_caches, load_llm_cache
-from toolkit.analysis.llm_cost import full_token_flops, self_speculative_block_flops
+from toolkit.analysis.cost.causal import full_token_flops, self_speculative_block_flops
+from toolkit.caches.tokens import concat_token_caches, load_llm_cache
 
 
 def walk_by_hand(cache, family, layers, draft_lengths):

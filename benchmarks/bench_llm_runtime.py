@@ -4,7 +4,7 @@ For each batch size and each operating point (self-speculative (k, d); CALM (che
 the prompts greedily with the full model (plain loop, same layer stepping: the reference) and with the method,
 interleaved, ``--repeats`` times, and reports the median decode time of each (prefill excluded: both prefill the
 same prompt tokens), the measured speed-up (reference / method seconds per generated token) and the FLOPs-predicted one
-(toolkit.analysis.llm_cost, from the offline prediction on the full model's own trajectory: self-speculative blocks
+(toolkit.analysis.cost.causal, from the offline prediction on the full model's own trajectory: self-speculative blocks
 from the offline acceptance, CALM exits from teacher-forced confidences), with fidelity checks (self-speculative
 output equal to greedy token for token; acceptance equal to the offline prediction). Also times Hugging Face
 ``generate`` (greedy) once per batch size for reference, and (``--hf-spec``) Hugging Face's own self-speculative
@@ -222,9 +222,9 @@ def main(argv=None):
     import torch
     import transformers
 
-    from toolkit.analysis.llm_cost import CausalLMDims
-    from toolkit.nn.llm_reference import teacher_forced_exits  # TEMPORARY: branch llm's cache at merge
-    from toolkit.nn.llm_runtime import CalmDecoder, SelfSpeculativeDecoder, encode_prompts, greedy_decode
+    from toolkit.analysis.cost.causal import CausalLMDims
+    from toolkit.nn.causal.decode import CalmDecoder, SelfSpeculativeDecoder, encode_prompts, greedy_decode
+    from toolkit.nn.causal.reference import teacher_forced_exits  # TEMPORARY: branch llm's cache at merge
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -384,7 +384,7 @@ def profile(model, prompts, a, path: Path) -> int:
 
     import torch
 
-    from toolkit.nn.llm_runtime import CalmDecoder, LayerStepper, SelfSpeculativeDecoder
+    from toolkit.nn.causal.decode import CalmDecoder, LayerStepper, SelfSpeculativeDecoder
 
     k, d = parse_spec(a.spec[0] if a.spec else "22:3")
     checked, thr = parse_calm(a.calm[0] if a.calm else "8:0.77")

@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from toolkit.analysis.engine import evaluation_at_stages, staged, sweep
-from toolkit.analysis.generation_cache import GenCache, Generation, stat_names
+from toolkit.caches.generation import GenCache, Generation, stat_names
 
 
 def synthetic(N: int, seed: int = 0) -> GenCache:

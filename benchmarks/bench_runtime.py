@@ -18,10 +18,10 @@ from transformers import AutoTokenizer
 import toolkit
 from toolkit.analysis.engine import staged, sweep
 from toolkit.analysis.policies import early_exit
-from toolkit.analysis.scores import stage_confidence
-from toolkit.data import load_split
-from toolkit.nn.models import load_model
-from toolkit.nn.runtime import CascadeRunner, EarlyExitRunner, midpoint_threshold
+from toolkit.analysis.scores.classification import stage_confidence
+from toolkit.data.tasks import load_split
+from toolkit.nn.encoder.models import load_model
+from toolkit.nn.encoder.runtime import CascadeRunner, EarlyExitRunner, midpoint_threshold
 
 REPO = Path(__file__).resolve().parents[1]
 

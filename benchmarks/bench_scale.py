@@ -36,13 +36,13 @@ ROWS = ["cls:100000:12:3", "cls:1000000:12:3", "cls:200000:12:20", "llm:382500",
 
 
 def _synthetic():
-    """:mod:`toolkit.analysis.synthetic` (this checkout's generators; with the old code, loaded onto its classes)."""
+    """:mod:`toolkit.testing` (this checkout's generators; with the old code, loaded onto its classes)."""
     try:
-        from toolkit.analysis import synthetic
+        import toolkit.testing as synthetic
     except ImportError:  # the code before had no generators: the same ones, on its Cache and LLMTokenCache
         import importlib.util
 
-        spec = importlib.util.spec_from_file_location("toolkit.analysis.synthetic",
+        spec = importlib.util.spec_from_file_location("toolkit.testing",
                                                       ROOT / "toolkit" / "analysis" / "synthetic.py")
         synthetic = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(synthetic)
@@ -98,7 +98,7 @@ def llm_pipeline(S: int) -> dict:
     from dataclasses import replace
 
     from toolkit.analysis import engine as en
-    from toolkit.analysis.llm_cache import LLMCacheWriter, load_llm_cache, prompt_range
+    from toolkit.caches.tokens import LLMCacheWriter, load_llm_cache, prompt_range
 
     out, steps = {}, {}
     with tempfile.TemporaryDirectory() as d:
@@ -134,7 +134,7 @@ def llm_pipeline(S: int) -> dict:
                                                    "speedup_lo", "speedup_hi", "agreement_drop_lo",
                                                    "agreement_drop_hi")}
         try:
-            from toolkit.analysis.explore import explore
+            from toolkit.analysis.explore.app import explore
 
             t0 = time.perf_counter()
             ex = explore(cal, test, family="tuned")

@@ -11,9 +11,9 @@ import time
 
 import numpy as np
 
-from toolkit.analysis.cache import from_arrays
 from toolkit.analysis.engine import exit_stage, staged, sweep
-from toolkit.analysis.scores import stage_confidence
+from toolkit.analysis.scores.classification import stage_confidence
+from toolkit.caches.classification import from_arrays
 
 
 def one_threshold(conf, logits_pred, labels, flops, t):

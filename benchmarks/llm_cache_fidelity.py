@@ -3,12 +3,12 @@
 For each shipped test cache (``data/llm/smollm2_agnews_headline-test``, ``smollm2_sst2_sentiment-test``: 120 prompts),
 each exit family (logit lens; tuned exits from ``--tuned``, default ``runs/llm/smollm2_tuned``, made by
 ``scripts/build_llm_caches.sh exits``) and each (draft layer, draft length): decode the cache's prompts with
-:class:`toolkit.nn.llm_runtime.SelfSpeculativeDecoder` (KV cache, batched) and check that
+:class:`toolkit.nn.causal.decode.SelfSpeculativeDecoder` (KV cache, batched) and check that
 
 * its output equals the cached greedy output token for token, and
-* its accepted count of every block equals :func:`toolkit.analysis.llm.acceptance_counts` on the cache, and
+* its accepted count of every block equals :func:`toolkit.analysis.llm.exits.acceptance_counts` on the cache, and
 * (one row at a time) the FLOPs and weight reads it counts for every block (its recorded passes) equal the offline
-  walk's (:func:`toolkit.analysis.llm.self_speculative_blocks`).
+  walk's (:func:`toolkit.analysis.llm.exits.self_speculative_blocks`).
 
 The pairs: for each family, the one with the best memory-bound speed-up on the cal caches (``self_speculative``,
 the criterion notebook 10 and the README use), the deep pair (layer 29, length 1) and a shallow one (layer 10,
@@ -42,8 +42,8 @@ def chosen_pairs(family: str) -> list[tuple[int, int]]:
 
 def best_pair(family: str) -> tuple[int, int]:
     """The pair chosen on cal (the best memory-bound speed-up)."""
-    from toolkit.analysis import llm
-    from toolkit.analysis.llm_cache import concat_token_caches, load_llm_cache
+    import toolkit.analysis.llm.exits as llm
+    from toolkit.caches.tokens import concat_token_caches, load_llm_cache
 
     cal = concat_token_caches([load_llm_cache(REPO / "data" / "llm" / f"{c}-cal.parquet") for c in CACHES])
     choice = llm.choose_self_speculative(cal, family)
@@ -51,8 +51,8 @@ def best_pair(family: str) -> tuple[int, int]:
 
 
 def run_one(lm, exits, cache, prompts, k: int, d: int, batch: int) -> dict:
-    from toolkit.analysis.llm import self_speculative_blocks
-    from toolkit.nn.llm_runtime import SelfSpeculativeDecoder
+    from toolkit.analysis.llm.exits import self_speculative_blocks
+    from toolkit.nn.causal.decode import SelfSpeculativeDecoder
 
     blocks = self_speculative_blocks(cache, exits.family, k, d)
     offline = blocks.by_prompt("accepted")

@@ -1,7 +1,7 @@
 """CALM-style exit for real against its offline estimate, on the shipped SmolLM2 token caches.
 
-The offline estimate (``toolkit.analysis.llm``, the engine's view of a token cache) is teacher forced: each token's
-exit is judged on the full model's own trajectory. A real decode (:class:`toolkit.nn.llm_runtime.CalmDecoder`, KV
+The offline estimate (``toolkit.analysis.llm.exits``, the engine's view of a token cache) is teacher forced: each token's
+exit is judged on the full model's own trajectory. A real decode (:class:`toolkit.nn.causal.decode.CalmDecoder`, KV
 cache with state propagation) continues from its own tokens, so once an exited token differs, the rest can differ.
 This measures that gap on the 120 test prompts of ``data/llm/smollm2_{agnews_headline,sst2_sentiment}-test``:
 
@@ -47,10 +47,10 @@ def first_difference(a: np.ndarray, b: np.ndarray) -> int:
 
 def run_one(lm, exits, family, checked, threshold, cache, prompts, frame, ps, batch) -> dict:
     from toolkit.analysis import engine
-    from toolkit.analysis.llm import from_llm_tokens
-    from toolkit.analysis.llm_cost import calm_token_flops, full_token_flops
-    from toolkit.nn.llm_collect import answer_quality
-    from toolkit.nn.llm_runtime import CalmDecoder
+    from toolkit.analysis.cost.causal import calm_token_flops, full_token_flops
+    from toolkit.analysis.llm.exits import from_llm_tokens
+    from toolkit.nn.causal.collect import answer_quality
+    from toolkit.nn.causal.decode import CalmDecoder
 
     view = from_llm_tokens(cache, family=family, checked_layers=checked)
     ev = engine.evaluation(view, threshold)
@@ -95,8 +95,8 @@ def main() -> None:
     ap.add_argument("--tuned", default=str(REPO / "runs" / "llm" / "smollm2_tuned"))
     a = ap.parse_args()
     from toolkit.analysis import engine
-    from toolkit.analysis.llm import from_llm_tokens
-    from toolkit.analysis.llm_cache import concat_token_caches, load_llm_cache
+    from toolkit.analysis.llm.exits import from_llm_tokens
+    from toolkit.caches.tokens import concat_token_caches, load_llm_cache
 
     lm, families = smollm2_with_exits(a.tuned, a.threads)
     cal = concat_token_caches([load_llm_cache(REPO / "data" / "llm" / f"{c}-cal.parquet") for c in CACHES])

@@ -54,7 +54,7 @@ def load(threads: int):
 
 
 def prompt_set(tok, n_agnews: int, n_sst2: int):
-    from toolkit.nn.llm_runtime import encode_prompts
+    from toolkit.nn.causal.decode import encode_prompts
 
     ids, texts, refs = [], [], []
     for task, n in (("agnews", n_agnews), ("sst2", n_sst2)):
@@ -78,8 +78,8 @@ def traj_path(i: int) -> Path:
 def stage_trajectories(model, prompts, max_new: int, n_hf: int) -> None:
     import torch
 
-    from toolkit.nn.llm_reference import teacher_forced_exits
-    from toolkit.nn.llm_runtime import greedy_decode
+    from toolkit.nn.causal.decode import greedy_decode
+    from toolkit.nn.causal.reference import teacher_forced_exits
 
     (OUT / "traj").mkdir(parents=True, exist_ok=True)
     for i, p in enumerate(prompts):
@@ -115,8 +115,8 @@ def batches(prompts, size: int):
 
 
 def stage_spec(model, prompts, trajs, max_new: int, configs) -> None:
-    from toolkit.analysis.llm_cost import CausalLMDims
-    from toolkit.nn.llm_runtime import SelfSpeculativeDecoder
+    from toolkit.analysis.cost.causal import CausalLMDims
+    from toolkit.nn.causal.decode import SelfSpeculativeDecoder
 
     dims = CausalLMDims.from_config(model.config.to_dict())
     for bs, pairs in configs.items():
@@ -153,7 +153,7 @@ CALM_CHECKED = [[8], [12], [16], [20], [8, 16], [12, 20], [8, 14, 20], [6, 10, 1
 def choose_calm(trajs, dims, targets=CALM_TARGETS, score: str = "max_prob"):
     """For each target predicted speed-up, the (checked layers, global threshold) with the highest offline token
     agreement among those predicted at least that fast (thresholds: 200 quantiles of the checked confidences)."""
-    from toolkit.nn.runtime import midpoint_threshold
+    from toolkit.nn.encoder.runtime import midpoint_threshold
 
     n_prompt = [int(t["n_prompt"]) for t in trajs]
     cands = []
@@ -179,9 +179,9 @@ def first_divergence(got, ref) -> int:
 
 
 def stage_calm(model, tok, prompts, refs, trajs, max_new: int, batch_size: int) -> None:
-    from toolkit.analysis.llm_cost import CausalLMDims
-    from toolkit.analysis.quality import chrf_stats, corpus_chrf
-    from toolkit.nn.llm_runtime import CalmDecoder
+    from toolkit.analysis.cost.causal import CausalLMDims
+    from toolkit.analysis.metrics.generation import chrf_stats, corpus_chrf
+    from toolkit.nn.causal.decode import CalmDecoder
 
     dims = CausalLMDims.from_config(model.config.to_dict())
     n_prompt = [int(t["n_prompt"]) for t in trajs]

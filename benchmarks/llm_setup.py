@@ -1,8 +1,8 @@
 """Shared set-up of the LLM benchmarks: the SmolLM2 folder, prompts from ../shared/data, the offline acceptance.
 
 The offline predictions here run on trajectories the benchmarks decode themselves (their own prompts, 48 tokens);
-``toolkit.nn.llm_reference.offline_acceptance`` is the brute-force twin of
-:func:`toolkit.analysis.llm.acceptance_counts`, which ``benchmarks/llm_cache_fidelity.py`` checks the runtime
+``toolkit.nn.causal.reference.offline_acceptance`` is the brute-force twin of
+:func:`toolkit.analysis.llm.exits.acceptance_counts`, which ``benchmarks/llm_cache_fidelity.py`` checks the runtime
 against on the shipped caches.
 """
 
@@ -21,7 +21,7 @@ GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 def smollm2_folder() -> Path:
     """A float32 safetensors folder of SmolLM2-135M-Instruct (the packaged Q4_1 GGUF dequantized once, by the
     toolkit's resolver)."""
-    from toolkit.nn.models import resolve_model
+    from toolkit.nn.encoder.models import resolve_model
 
     p = Path(resolve_model(SMOLLM2))
     if not (p / "config.json").exists():
@@ -42,7 +42,7 @@ INSTRUCTIONS = {
 def instruction_prompts(task: str, n: int, data_dir=None):
     """The first ``n`` examples of AG News (toolkit's test split; reference = the title) or SST-2 (GLUE dev; no
     reference) as instructions: (example_ids, texts, references or None)."""
-    from toolkit.data import load_split
+    from toolkit.data.tasks import load_split
 
     split = load_split(task, "test", data_dir, source="local" if data_dir else "auto")
     f = split.frame.iloc[:n]
@@ -56,8 +56,8 @@ def instruction_prompts(task: str, n: int, data_dir=None):
 def spec_predicted(trajs, k: int, d: int, max_new: int, dims):
     """FLOPs-predicted self-speculative speed-up over the prompts (cost model on the offline blocks) and the
     offline accepted counts per prompt."""
-    from toolkit.analysis.llm_cost import full_token_flops, self_speculative_block_flops
-    from toolkit.nn.llm_reference import offline_acceptance
+    from toolkit.analysis.cost.causal import full_token_flops, self_speculative_block_flops
+    from toolkit.nn.causal.reference import offline_acceptance
 
     spec = full = 0.0
     blocks = []
@@ -88,7 +88,7 @@ def calm_offline(trajs, checked, thresholds, score: str = "max_prob"):
 
 def calm_speedup(n_prompt, exits, checked, dims) -> float:
     """FLOPs of the full model over the FLOPs of CALM tokens exiting at ``exits`` (cost model), summed."""
-    from toolkit.analysis.llm_cost import calm_token_flops, full_token_flops
+    from toolkit.analysis.cost.causal import calm_token_flops, full_token_flops
 
     c = f = 0.0
     for n, layer in zip(n_prompt, exits):
@@ -102,10 +102,10 @@ def shipped_token_caches(lm, names, split: str = "test") -> dict:
     """The shipped SmolLM2 token caches ``data/llm/<name>-<split>.parquet`` with their prompts re-encoded:
     ``{name: (cache, prompt ids, source frame in cache order, prompt set)}`` (the prompts are checked against the
     cached prompt lengths)."""
-    from toolkit.analysis.llm_cache import load_llm_cache
-    from toolkit.data import load_split
-    from toolkit.llm_prompts import PROMPT_SETS
-    from toolkit.nn.causal_lm import encode_prompts
+    from toolkit.caches.tokens import load_llm_cache
+    from toolkit.data.prompts import PROMPT_SETS
+    from toolkit.data.tasks import load_split
+    from toolkit.nn.causal.models import encode_prompts
 
     out = {}
     for name in names:
@@ -126,8 +126,8 @@ def smollm2_with_exits(tuned: str | Path, threads: int):
     the folder ``tuned`` exists (``scripts/build_llm_caches.sh exits``)."""
     import torch
 
-    from toolkit.nn.causal_lm import load_causal_lm
-    from toolkit.nn.llm_exits import load_exits
+    from toolkit.nn.causal.exits import load_exits
+    from toolkit.nn.causal.models import load_causal_lm
 
     torch.set_num_threads(threads)
     lm = load_causal_lm(SMOLLM2)

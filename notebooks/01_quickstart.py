@@ -20,7 +20,7 @@
 #
 # The model: all-MiniLM-L6-v2 fine-tuned on SST-2 with an exit head on each of its layers (its training recipe is
 # printed below, from `data/MANIFEST.json`). Splits: `cal`, a seeded hold-out of SST-2's training file; `test`, the
-# GLUE dev set. Cost: FLOPs per example until its exit (`toolkit.analysis.cost`). The first cell prints the
+# GLUE dev set. Cost: FLOPs per example until its exit (`toolkit.analysis.cost.encoder`). The first cell prints the
 # protocol every notebook follows: what speed-ups are measured against, how intervals are computed, and how
 # operating points are chosen.
 
@@ -134,6 +134,6 @@ report.conclude(report.operating_points_conclusion(
 # kernel (nbconvert HTML, GitHub) a static snapshot of that starting point shows instead.
 
 # %%
-from toolkit.analysis.explore import explore
+from toolkit.analysis.explore.app import explore
 
 explore(cal, test, score="max_prob")

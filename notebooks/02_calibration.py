@@ -23,7 +23,7 @@
 # the GLUE dev set and applied to the other, then swapped, so every test example is scaled by temperatures fitted
 # without it. Beside them, temperatures fitted on `cal` (carved from the training file, the v1 protocol) show what
 # the cal/test shift does. Bins: equal-width (15 of them, `n_bins=15`), `[a, b)`, the last closed at 1.0, top-label confidence
-# (`toolkit.analysis.calibration`).
+# (`toolkit.analysis.metrics.calibration`).
 
 # %%
 import matplotlib.pyplot as plt
@@ -32,8 +32,9 @@ import pandas as pd
 from IPython.display import display
 
 from toolkit import report
-from toolkit.analysis import calibration, engine, plots
-from toolkit.analysis.scores import softmax
+from toolkit.analysis import engine, plots
+from toolkit.analysis.metrics import calibration
+from toolkit.analysis.scores.classification import softmax
 from toolkit.zoo import catalogue
 
 report.setup()

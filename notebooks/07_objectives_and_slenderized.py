@@ -27,7 +27,7 @@
 # full-width model at 1/2, 1/4 and 1/8 of its cost.
 #
 # The recipes (examples, epochs, learning rates, seeds) are printed below. Test = the GLUE dev set. Cost: FLOPs
-# (`toolkit.analysis.cost`, pruned widths included).
+# (`toolkit.analysis.cost.encoder`, pruned widths included).
 
 # %%
 import matplotlib.pyplot as plt

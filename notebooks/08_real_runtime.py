@@ -15,7 +15,7 @@
 # %% [markdown]
 # # Does it really exit? Measured versus predicted speed-up
 #
-# `toolkit.nn.runtime` runs a policy chosen offline for real: the multi-exit model steps layer by layer and exited rows
+# `toolkit.nn.encoder.runtime` runs a policy chosen offline for real: the multi-exit model steps layer by layer and exited rows
 # leave the batch; a cascade runs each model only on escalated examples. `benchmarks/bench_runtime.py` checks every
 # exit and prediction against the offline simulation on the shipped SST-2 test cache (the GLUE dev set), and times
 # the policy against the whole model on every example in the same run (2 CPU threads, fp32, median of repeated,
@@ -90,7 +90,7 @@ breakdown).
 # FLOPs leave out what does not shrink with the layers skipped (tokenisation, embeddings, per-call overheads) and the
 # batch effects of a real runtime. `toolkit profile` times each piece of a model on the user's machine (embeddings,
 # a layer and an exit head over a grid of batch sizes and lengths; for causal LMs also the LM head, multi-position
-# passes, state propagation and the decoder loop), and `toolkit.analysis.latency` costs a cache in predicted
+# passes, state propagation and the decoder loop), and `toolkit.analysis.cost.latency` costs a cache in predicted
 # milliseconds from it (`toolkit sweep CACHE --profile P`). `benchmarks/bench_latency.py` measured the profile used
 # here (`benchmarks/latency_profile_cpu.json`: MiniLM-L6 with an exit after every layer, one torch thread) and
 # checked its predictions against real runs, printed below. The shipped SST-2 MiniLM-L6 test cache is swept in both
@@ -100,9 +100,9 @@ breakdown).
 # %%
 import json
 
-from toolkit.analysis import latency
+from toolkit.analysis.cost import latency
 from toolkit.analysis.engine import choose, staged, summarize, sweep
-from toolkit.analysis.cache import load_cache
+from toolkit.caches.classification import load_cache
 
 prof = latency.load_profile(Path("../benchmarks/latency_profile_cpu.json"))
 caches = {s: load_cache(Path(f"../data/sst2/minilm6_me-{s}.parquet")) for s in ("cal", "test")}

@@ -17,7 +17,7 @@
 #
 # E-LANG also routes encoder-decoder generation: Swift generates; when its token-level energies, aggregated over the
 # generated sequence, say it is unsure, Super generates instead. No pretrained seq2seq checkpoint is installable on
-# these machines, so both models are warm-started encoder-decoders (`toolkit.nn.seq2seq_models.warm_start`) fine-tuned
+# these machines, so both models are warm-started encoder-decoders (`toolkit.nn.seq2seq.models.warm_start`) fine-tuned
 # text-to-text on SST-2 to generate the label word, as E-LANG did with T5 on GLUE:
 #
 # - **Swift**: all-MiniLM-L6-v2 encoder -> all-MiniLM-L6-v2 decoder (new cross-attention and LM-head transform);
@@ -26,7 +26,7 @@
 # Their recipes are printed below. Splits: `cal`, a seeded hold-out of SST-2's training file; `test`, the GLUE dev
 # set. Greedy decoding. Quality: exact match of the generated text with the label word (the accuracy of a
 # text-to-text classifier: every rule below is on exact match). Cost: generation FLOPs
-# (`toolkit.analysis.generation_cost`: encoder, every decoder step with its KV cache, and the LM head per generated
+# (`toolkit.analysis.cost.seq2seq`: encoder, every decoder step with its KV cache, and the LM head per generated
 # token); a routed example pays Swift's run and Super's. Speed-ups against Super alone (the last member). The caches
 # keep per-step statistics (top-2 logits, logsumexp and entropy at a few temperatures), not the vocabulary logits.
 
@@ -177,7 +177,7 @@ print(ops.round(4).to_string(index=False))
 # routed corpus is scored exactly as sacrebleu would score the mixed output. With hub access, for example:
 #
 # ```python
-# from toolkit.nn.generate import collect_generation
+# from toolkit.nn.seq2seq.generate import collect_generation
 # cache = collect_generation({"swift": "Helsinki-NLP/opus-mt-en-de", "super": "facebook/wmt19-en-de"},
 #                            "wmt21_en_de", "test", "wmt21-en-de.parquet")   # ../shared/data/wmt21_en_de/test.tsv
 # engine.sweep(engine.staged(cache, score="energy", how="mean", metric="bleu"))

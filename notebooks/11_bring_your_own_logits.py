@@ -36,7 +36,8 @@ import pandas as pd
 
 import toolkit
 from toolkit import report
-from toolkit.analysis import calibration, engine, plots
+from toolkit.analysis import engine, plots
+from toolkit.analysis.metrics import calibration
 from toolkit.zoo import catalogue
 
 report.setup()

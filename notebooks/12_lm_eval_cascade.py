@@ -46,8 +46,9 @@ import pandas as pd
 
 import toolkit
 from toolkit import report
-from toolkit.analysis import calibration, engine, plots
-from toolkit.analysis.inputs import cost_unit
+from toolkit.analysis import engine, plots
+from toolkit.analysis.metrics import calibration
+from toolkit.caches.inputs import cost_unit
 from toolkit.zoo import catalogue
 
 report.setup()

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.analysis.cache_io import CacheError
-from toolkit.analysis.kinds import kind_of
+from toolkit.caches.io import CacheError
+from toolkit.caches.kinds import kind_of
 
 
 def _parts(x, out: list) -> None:

@@ -62,8 +62,8 @@ def _args(argv=None):
 
 def _preflight(jobs, log, data_dir=None):
     """Drop the jobs whose weights or data are absent here (with a message), before any worker starts."""
-    from toolkit.data import load_split
-    from toolkit.nn.models import resolve_model
+    from toolkit.data.tasks import load_split
+    from toolkit.nn.encoder.models import resolve_model
     from toolkit.zoo.build import SETS
     from toolkit.zoo.recipes import MEMBERS
 

@@ -11,7 +11,7 @@ two, which the shipped caches hold; on two busy CPU cores they took 895 s and 16
   the same weights at a higher cost per example).
 
 The weights are the 4-bit GGUF ones dequantized to float32 (quantization noise: say so with any number). The task
-reads temporary TSVs written from ``toolkit.data.load_split("sst2", split)`` (``cal``: the seeded hold-out of the
+reads temporary TSVs written from ``toolkit.data.tasks.load_split("sst2", split)`` (``cal``: the seeded hold-out of the
 training file; ``test``: the GLUE dev set) with the toolkit's example ids in a column, so the imported caches join
 to the toolkit's own. The lm-eval logs hold the sentences: they live in a temporary folder and are deleted; only
 the imported caches (no text) are written to ``--out``. Usage::
@@ -43,7 +43,7 @@ NAMES = {"first15": "SmolLM2 first 15 layers", "full": "SmolLM2", "chat": "SmolL
 def write_task(root: Path, split: str, n: int, seed: int) -> tuple[str, dict]:
     """A TSV of ``n`` seeded rows of the toolkit's ``split`` (ids, sentence, label) and a task YAML reading it;
     returns the task name and the data provenance for the cache header."""
-    from toolkit.data import load_split
+    from toolkit.data.tasks import load_split
 
     data = load_split("sst2", split)
     frame = data.frame
@@ -106,8 +106,8 @@ def run_lm_eval(model: Path, tasks: list[str], include: Path, out: Path, *, shot
 
 def import_caches(logs: Path, runs, tasks, data, out: Path, *, tokenizer: Path, command: str) -> None:
     """Import each split's runs into ``out/sst2-smollm2-<split>.parquet`` and record them in data/MANIFEST.json."""
+    from toolkit.data.provenance import package_versions
     from toolkit.imports.lmeval import import_lm_eval
-    from toolkit.provenance import package_versions
     from toolkit.zoo.manifest import cache_entry, update_manifest
 
     out.mkdir(parents=True, exist_ok=True)
@@ -138,7 +138,7 @@ def main(argv=None) -> int:
     p.add_argument("--import-only", action="store_true",
                    help="import the logs already in --logs (no lm-eval runs; the task files are rewritten)")
     a = p.parse_args(argv)
-    from toolkit.nn.models import resolve_model
+    from toolkit.nn.encoder.models import resolve_model
 
     smollm2 = Path(resolve_model("SmolLM2-135M-Instruct"))
     work = Path(tempfile.mkdtemp(prefix="lmeval-"))

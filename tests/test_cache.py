@@ -7,8 +7,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import random_cache
-from toolkit.analysis.cache import META_KEY, CacheError, from_arrays, load_cache, save_cache
-from toolkit.analysis.cache_io import write_cache_table
+from toolkit.caches.classification import META_KEY, CacheError, from_arrays, load_cache, save_cache
+from toolkit.caches.io import write_cache_table
 
 
 def test_roundtrip_exact(tmp_path):
@@ -94,7 +94,7 @@ def test_plain_parquet_without_metadata(tmp_path):
 def test_fingerprint_mismatch_detected(tmp_path, glue_dir):
     import shutil
 
-    from toolkit.data import load_split
+    from toolkit.data.tasks import load_split
 
     data = tmp_path / "data"
     shutil.copytree(glue_dir, data)
@@ -114,7 +114,7 @@ def test_fingerprint_mismatch_detected(tmp_path, glue_dir):
 
 
 def test_atomic_save_leaves_no_partial_file(tmp_path, monkeypatch):
-    import toolkit.analysis.cache as tc
+    import toolkit.caches.classification as tc
 
     p = tmp_path / "c.parquet"
     save_cache(random_cache(N=5), p)
@@ -141,8 +141,8 @@ def test_select_stages_rederives_flops():
 
 
 def test_analysis_imports_no_torch():
-    code = ("import sys, toolkit, toolkit.analysis.engine, toolkit.analysis.calibration, toolkit.analysis.reliability, "
-            "toolkit.analysis.routing, toolkit.analysis.plots, toolkit.analysis.operating, toolkit.analysis.policies; "
+    code = ("import sys, toolkit, toolkit.analysis.engine, toolkit.analysis.metrics.calibration, toolkit.analysis.reliability, "
+            "toolkit.analysis.routing, toolkit.analysis.plots.curves, toolkit.analysis.operating, toolkit.analysis.policies; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

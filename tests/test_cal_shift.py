@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import REPO
-from toolkit.analysis.cache import load_cache
-from toolkit.data import dev_halves
+from toolkit.caches.classification import load_cache
+from toolkit.data.tasks import dev_halves
 from toolkit.zoo import cal_shift, readme
 
 DATA = REPO / "data"

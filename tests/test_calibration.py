@@ -6,7 +6,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import softmax
 
 from conftest import random_cache
-from toolkit.analysis.calibration import (
+from toolkit.analysis.metrics.calibration import (
     DegenerateFitWarning,
     bin_index,
     brier,
@@ -114,7 +114,7 @@ def test_degenerate_temperature_fits_warn_and_say_why():
     fit = temperature_fit(z, y)
     assert not fit.at_bound and "only 20 examples" in fit.reason
     with pytest.warns(DegenerateFitWarning, match="stage s1: temperature"):
-        from toolkit.analysis.cache import from_arrays
+        from toolkit.caches.classification import from_arrays
 
         c = from_arrays(np.stack([z, z * 0 + [[3.0, 0.0]]], 1), y, [1.0, 2.0], stages=["s0", "s1"])
         fit_stage_temperatures(c)

@@ -14,8 +14,8 @@ import pytest
 from conftest import REPO
 from toolkit import report
 from toolkit.analysis import engine
-from toolkit.analysis.cache import from_arrays, save_cache
-from toolkit.analysis.calibration import DegenerateFitWarning, crossfit_temperatures, fit_temperature
+from toolkit.analysis.metrics.calibration import DegenerateFitWarning, crossfit_temperatures, fit_temperature
+from toolkit.caches.classification import from_arrays, save_cache
 from toolkit.zoo import catalogue
 
 

@@ -114,7 +114,7 @@ def test_sweep_reads_llm_token_caches(capsys):
     from pathlib import Path
 
     from toolkit.analysis.engine import staged, summarize, sweep
-    from toolkit.analysis.llm_cache import load_llm_cache
+    from toolkit.caches.tokens import load_llm_cache
     from toolkit.cli import main
 
     path = Path(__file__).resolve().parents[1] / "data" / "llm" / "smollm2_sst2_sentiment-test.parquet"

@@ -7,11 +7,11 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-import toolkit.nn.collect as tc
+import toolkit.nn.encoder.collect as tc
 from conftest import REPO
-from toolkit.analysis.cache import CacheError, load_cache
-from toolkit.data import load_split
-from toolkit.nn.models import MultiExitModel
+from toolkit.caches.classification import CacheError, load_cache
+from toolkit.data.tasks import load_split
+from toolkit.nn.encoder.models import MultiExitModel
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import SHARED_DATA, requires_shared_data
-from toolkit.data import TASKS, DataError, get_task, load_split, read_source, split_indices
+from toolkit.data.tasks import TASKS, DataError, get_task, load_split, read_source, split_indices
 
 EXPECTED = {("sst2", "test"): 872, ("mrpc", "test"): 408, ("cola", "test"): 1043, ("rte", "test"): 277,
             ("qnli", "test"): 5463, ("agnews", "test"): 2000, ("agnews", "cal"): 1000, ("agnews", "train"): 4600,
@@ -108,7 +108,7 @@ def test_a_new_task_is_one_registry_entry(monkeypatch, tmp_path):
 
     import datasets
 
-    from toolkit.data import TaskSpec
+    from toolkit.data.tasks import TaskSpec
 
     spec = TaskSpec("toynews", ("a", "b"), "accuracy", {"test": "toynews/all.tsv"}, ("title", "body"), "label",
                     raw_labels=("x", "y"), hub=("someone/toynews", None), hub_columns=("title", "body"),
@@ -132,7 +132,7 @@ def test_a_new_task_is_one_registry_entry(monkeypatch, tmp_path):
 @settings(max_examples=60, deadline=None)
 @given(n=st.integers(0, 60), n_classes=st.integers(1, 4), seed=st.integers(0, 2**32 - 1), shuffle=st.integers(0, 999))
 def test_dev_halves_balanced_and_independent_of_row_order(n, n_classes, seed, shuffle):
-    from toolkit.data import dev_halves
+    from toolkit.data.tasks import dev_halves
 
     rng = np.random.default_rng(shuffle)
     ids = np.array([f"t:validation:{i}" for i in range(n)])
@@ -146,7 +146,7 @@ def test_dev_halves_balanced_and_independent_of_row_order(n, n_classes, seed, sh
 
 
 def test_dev_halves_seeds_and_errors():
-    from toolkit.data import dev_halves
+    from toolkit.data.tasks import dev_halves
 
     ids = [f"sst2:validation:{i}" for i in range(872)]
     a, b = dev_halves(ids, seed=0), dev_halves(ids, seed=1)

@@ -14,10 +14,10 @@ from scipy.stats import binom
 
 from conftest import exit_cache, random_cache
 from toolkit.analysis import engine as en
-from toolkit.analysis.cache import from_arrays
-from toolkit.analysis.generation_cache import GenCache, Generation, stat_names
-from toolkit.analysis.metrics import task_metric
-from toolkit.analysis.scores import stage_confidence
+from toolkit.analysis.metrics.task import task_metric
+from toolkit.analysis.scores.classification import stage_confidence
+from toolkit.caches.classification import from_arrays
+from toolkit.caches.generation import GenCache, Generation, stat_names
 
 TEMPS = (1.0, 2.0)
 
@@ -164,8 +164,8 @@ def test_shipped_cascade_speedups_are_against_mpnet_alone():
 @pytest.mark.parametrize("exact", [True, False])
 @pytest.mark.parametrize("score,how", [("energy", "mean"), ("max_prob", "min"), ("entropy", "first")])
 def test_generation_sweep_equals_brute_force(exact, score, how):
-    from toolkit.analysis.quality import corpus_bleu
-    from toolkit.analysis.token_scores import sequence_confidence
+    from toolkit.analysis.metrics.generation import corpus_bleu
+    from toolkit.analysis.scores.tokens import sequence_confidence
 
     c = gen_cache(exact=exact)
     s = en.staged(c, score=score, how=how)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from conftest import exit_cache, random_cache
 from toolkit.analysis import engine as en
 from toolkit.analysis.engine import curves
-from toolkit.analysis.metrics import confusion_matrix, metric_from_confusion
+from toolkit.analysis.metrics.task import confusion_matrix, metric_from_confusion
 
 SST2 = "data/sst2/minilm6_me-{}.parquet"
 
@@ -224,7 +224,7 @@ def test_float32_statistics_exact_up_to_2_24(monkeypatch):
        st.sampled_from([None, 0.3, 1.0, 2.5, "per-stage"]), st.floats(0.1, 30))
 def test_max_prob_in_blocks_is_stage_confidence(N, E, C, seed, temperature, scale):
     from toolkit.analysis.engine import adapters
-    from toolkit.analysis.scores import stage_confidence
+    from toolkit.analysis.scores.classification import stage_confidence
 
     rng = np.random.default_rng(seed)
     lg = (rng.normal(size=(N, E, C)) * scale).astype(np.float32)

@@ -11,8 +11,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from conftest import tiny_causal_lm  # noqa: E402
-from toolkit.nn.causal_lm import load_causal_lm  # noqa: E402
-from toolkit.nn.llm_exits import LogitLens, TunedExits, load_exits  # noqa: E402
+from toolkit.nn.causal.exits import LogitLens, TunedExits, load_exits  # noqa: E402
+from toolkit.nn.causal.models import load_causal_lm  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -59,7 +59,7 @@ def test_llm_generate_refuses_exits_of_another_model(two, tmp_path, capsys):
 
 
 def test_tuned_folder_named_lens_is_not_the_logit_lens(two, tmp_path, monkeypatch):
-    from toolkit.nn.llm_runtime import load_exit
+    from toolkit.nn.causal.decode import load_exit
     from toolkit.policy import Policy
 
     _copy(two["exits"], tmp_path / "lens")

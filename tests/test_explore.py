@@ -24,13 +24,14 @@ pytest.importorskip("ipywidgets")
 
 import toolkit  # noqa: E402
 from conftest import random_cache  # noqa: E402
-from toolkit.analysis import engine, explore_views  # noqa: E402
-from toolkit.analysis.calibration import fit_stage_temperatures, reliability_curve  # noqa: E402
+from toolkit.analysis import engine  # noqa: E402
 from toolkit.analysis.engine import curves  # noqa: E402
-from toolkit.analysis.explore import SNAPSHOT_CLASS, Explorer, explore, format_value  # noqa: E402
+from toolkit.analysis.explore import views as explore_views
+from toolkit.analysis.explore.app import SNAPSHOT_CLASS, Explorer, explore, format_value  # noqa: E402
+from toolkit.analysis.metrics.calibration import fit_stage_temperatures, reliability_curve  # noqa: E402
 from toolkit.analysis.operating import operating_point  # noqa: E402
 from toolkit.analysis.routing import references  # noqa: E402
-from toolkit.analysis.scores import softmax  # noqa: E402
+from toolkit.analysis.scores.classification import softmax  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
@@ -220,7 +221,7 @@ def test_examples_exit_at_the_chosen_stage_least_confident_first():
 
 
 def test_text_is_joined_from_the_data_folder_only_on_request(glue_dir, tmp_path):
-    from toolkit.data import load_split
+    from toolkit.data.tasks import load_split
 
     dev = load_split("sst2", "test", glue_dir).frame
     N = len(dev)
@@ -360,7 +361,7 @@ def test_point_lookup_equals_the_engines_evaluation(seed, tau, E):
 
 def test_explorer_is_the_public_entry_point():
     assert explore.__doc__ and Explorer.__doc__
-    assert toolkit.analysis.explore.explore is explore
+    assert toolkit.analysis.explore.app.explore is explore
 
 
 @pytest.mark.slow
@@ -381,8 +382,8 @@ def test_browser_test_fails_without_chromium_only_where_required(flag, tmp_path)
 
 
 def test_llm_token_cache_exits_per_token_like_the_engine():
-    from toolkit.analysis.llm import confidence, from_llm_tokens
-    from toolkit.analysis.llm_cache import load_llm_cache
+    from toolkit.analysis.llm.exits import confidence, from_llm_tokens
+    from toolkit.caches.tokens import load_llm_cache
 
     cal = load_llm_cache(DATA / "llm" / "smollm2_sst2_sentiment-cal.parquet")
     test = load_llm_cache(DATA / "llm" / "smollm2_sst2_sentiment-test.parquet")

@@ -37,7 +37,7 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
 THRESHOLD0, THRESHOLD1 = 0.9, 0.97
 CELL = """\
 import toolkit
-from toolkit.analysis.explore import explore
+from toolkit.analysis.explore.app import explore
 DATA = {data!r}
 cal = toolkit.load_cache(DATA + "/minilm6_me-cal.parquet")
 test = toolkit.load_cache(DATA + "/minilm6_me-test.parquet")
@@ -172,7 +172,7 @@ def engine_view():
 def expected(threshold: float) -> dict[str, str]:
     """What the explorer must print on test at ``threshold``: the engine's evaluation (not the explorer's)."""
     from toolkit.analysis import engine
-    from toolkit.analysis.explore import format_value
+    from toolkit.analysis.explore.app import format_value
 
     view = engine_view()
     ev = engine.evaluation(view, threshold)
@@ -282,7 +282,7 @@ def live_checks(page, url, token, shots):
     assert float(shown(page)["speedup"].rstrip("x")) > float(expected(THRESHOLD1)["speedup"].rstrip("x"))
 
     # the examples exiting at the chosen stage, with their text joined from the data folder when it is there
-    from toolkit.data import default_data_dir, join_text
+    from toolkit.data.tasks import default_data_dir, join_text
 
     page.locator(".toolkit-explorer-show-text input").check()
     page.wait_for_selector(".toolkit-explorer-examples th:text-is('text')", timeout=60_000)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from toolkit import data, text2text
+from toolkit.data import tasks as data
+from toolkit.data import text2text
 
 
 @pytest.fixture

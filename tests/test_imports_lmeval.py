@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolkit.analysis.cache import load_cache
 from toolkit.analysis.engine import staged, sweep
-from toolkit.analysis.inputs import cost_unit
+from toolkit.caches.classification import load_cache
+from toolkit.caches.inputs import cost_unit
 from toolkit.imports import RecordError, import_lm_eval, read_lm_eval
 
 STAMP = "2026-01-01T00-00-0{}.000000"

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from conftest import requires_smollm2, toy_sentences
-from toolkit.analysis.cache import load_cache
 from toolkit.analysis.engine import staged, sweep
-from toolkit.analysis.inputs import cost_unit
+from toolkit.caches.classification import load_cache
+from toolkit.caches.inputs import cost_unit
 from toolkit.imports import RecordError
 from toolkit.imports.logprobs import import_chat_logprobs, read_chat_logprobs
 
@@ -103,8 +103,8 @@ def test_records_from_a_real_smollm2_decode(tmp_path):
     import pandas as pd
     import torch
 
-    from toolkit.llm_prompts import PROMPT_SETS
-    from toolkit.nn.causal_lm import encode_prompts, greedy_trajectory, load_causal_lm
+    from toolkit.data.prompts import PROMPT_SETS
+    from toolkit.nn.causal.models import encode_prompts, greedy_trajectory, load_causal_lm
 
     lm = load_causal_lm("SmolLM2-135M-Instruct")
     ps = PROMPT_SETS["sst2_sentiment"]

@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from toolkit.analysis.cache import CacheError, load_cache, save_cache
 from toolkit.analysis.engine import staged, sweep
-from toolkit.analysis.inputs import LOG_FLOOR, cost_label, cost_unit, from_log_probs, from_probabilities
-from toolkit.analysis.scores import softmax
+from toolkit.analysis.scores.classification import softmax
+from toolkit.caches.classification import CacheError, load_cache, save_cache
+from toolkit.caches.inputs import LOG_FLOOR, cost_label, cost_unit, from_log_probs, from_probabilities
 
 
 def test_probabilities_round_trip_through_softmax(tmp_path):
@@ -77,7 +77,7 @@ def test_the_cost_unit_reaches_views_results_plots_info_and_the_manifest(tmp_pat
 
     matplotlib.use("Agg")
     from toolkit.analysis.engine import bootstrap_bands, choose
-    from toolkit.analysis.plots import plot_tradeoff
+    from toolkit.analysis.plots.curves import plot_tradeoff
     from toolkit.cli import main
     from toolkit.zoo.manifest import stage_table
 
@@ -109,7 +109,7 @@ def test_the_cost_unit_reaches_views_results_plots_info_and_the_manifest(tmp_pat
 
 def test_the_explorer_names_the_cost_unit():
     pytest.importorskip("ipywidgets")
-    from toolkit.analysis.explore import explore
+    from toolkit.analysis.explore.app import explore
 
     rng = np.random.default_rng(4)
     cal, test = (from_probabilities(rng.dirichlet(np.ones(2), size=(n, 2)), rng.integers(0, 2, n), [3.0, 7.0],

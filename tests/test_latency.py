@@ -1,4 +1,4 @@
-"""The latency model (toolkit.analysis.latency), torch-free: interpolation properties, schedules against hand-computed
+"""The latency model (toolkit.analysis.cost.latency), torch-free: interpolation properties, schedules against hand-computed
 predictions, and a cache view costed in predicted ms through the engine and the CLI."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toolkit.analysis import latency as lat
-from toolkit.analysis.llm_cost import self_speculative_passes
+from toolkit.analysis.cost import latency as lat
+from toolkit.analysis.cost.causal import self_speculative_passes
 
 BATCH, POS = [1, 2, 4, 8], [4.0, 8.0, 16.0, 32.0]
 
@@ -162,7 +162,7 @@ def test_self_speculative_by_hand():
 # ---------------------------------------------------------------------------------------------- engine and CLI
 
 def _cache(N=300, seed=0):
-    from toolkit.analysis.cache import from_arrays
+    from toolkit.caches.classification import from_arrays
 
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 2, N)
@@ -197,7 +197,7 @@ def test_view_in_predicted_ms_sweeps_and_chooses_a_time_budget():
 
 
 def test_cli_sweep_with_profile(tmp_path, capsys):
-    from toolkit.analysis.cache import save_cache
+    from toolkit.caches.classification import save_cache
     from toolkit.cli import main
 
     path = tmp_path / "c.parquet"

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from toolkit.analysis.latency import PROFILE_FORMAT, load_profile
+from toolkit.analysis.cost.latency import PROFILE_FORMAT, load_profile
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -18,8 +18,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def quick_profile(tiny_encoder_dir, tiny_llama_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from toolkit.nn.models import MultiExitModel
-    from toolkit.nn.profile import profile_models
+    from toolkit.nn.common.profile import profile_models
+    from toolkit.nn.encoder.models import MultiExitModel
 
     enc = MultiExitModel.from_backbone(tiny_encoder_dir, 2).eval()
     lm = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32).eval()

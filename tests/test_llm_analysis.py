@@ -8,19 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from toolkit.analysis import engine
-from toolkit.analysis.cache import CacheError, from_arrays
-from toolkit.analysis.calibration import confidence_ece
-from toolkit.analysis.compose import cascade_caches
-from toolkit.analysis.llm import (
-    _speculate,
-    acceptance_counts,
-    calm_layer_thresholds,
-    confidence,
-    layer_reliability,
-    self_speculative,
-)
-from toolkit.analysis.llm_cache import LLMTokenCache, concat_token_caches, load_llm_cache, save_llm_cache
-from toolkit.analysis.llm_cost import (
+from toolkit.analysis.cost.causal import (
     CausalLMDims,
     full_token_flops,
     head_flops,
@@ -28,6 +16,18 @@ from toolkit.analysis.llm_cost import (
     prefill_exit_flops,
     self_speculative_block_flops,
 )
+from toolkit.analysis.llm.exits import (
+    _speculate,
+    acceptance_counts,
+    calm_layer_thresholds,
+    confidence,
+    layer_reliability,
+    self_speculative,
+)
+from toolkit.analysis.metrics.calibration import confidence_ece
+from toolkit.caches.classification import CacheError, from_arrays
+from toolkit.caches.compose import cascade_caches
+from toolkit.caches.tokens import LLMTokenCache, concat_token_caches, load_llm_cache, save_llm_cache
 
 DIMS = CausalLMDims(layers=5, hidden=8, heads=2, kv_heads=1, head_dim=4, intermediate=16, vocab=50)
 
@@ -315,7 +315,7 @@ def test_concatenated_caches_keep_each_prompts_budget():
 def test_a_malformed_token_cache_is_refused_naming_the_file(tmp_path):
     import pyarrow.parquet as pq
 
-    from toolkit.analysis.cache_io import read_header, write_cache_table
+    from toolkit.caches.io import read_header, write_cache_table
 
     c = random_llm_cache(N=4, seed=2)
     good = save_llm_cache(c, tmp_path / "good.parquet")

@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from toolkit.analysis import engine
-from toolkit.analysis import llm_intervals as li
-from toolkit.analysis.cache import from_arrays
+from toolkit.analysis.llm import intervals as li
+from toolkit.caches.classification import from_arrays
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -105,7 +105,7 @@ def test_llm_classifier_reproduces_the_notebooks_paired_differences(task):
 
 
 def _token_caches():
-    from toolkit.analysis.llm_cache import concat_token_caches, load_llm_cache
+    from toolkit.caches.tokens import concat_token_caches, load_llm_cache
 
     part = lambda p, s: load_llm_cache(DATA / "llm" / f"smollm2_{p}-{s}.parquet")  # noqa: E731
     sets = ("agnews_headline", "sst2_sentiment")
@@ -187,7 +187,7 @@ def test_best_single_layer_is_the_best_cal_speedup_of_the_one_layer_points():
 @pytest.mark.skipif(not (DATA / "llm" / "smollm2_qnli_answer-test.parquet").exists(),
                     reason="shipped SmolLM2 token caches absent")
 def test_smollm2_token_caches_are_the_concatenations_and_the_transfer_set():
-    from toolkit.analysis.identity import cache_identity
+    from toolkit.caches.identity import cache_identity
     from toolkit.zoo.llm_token_caches import smollm2_token_caches
 
     sm = smollm2_token_caches(DATA / "llm")
@@ -209,8 +209,8 @@ def test_llm_plots_draw_what_they_are_given():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from toolkit.analysis import llm_plots
-    from toolkit.analysis.llm import choose_self_speculative, self_speculative
+    from toolkit.analysis.llm.exits import choose_self_speculative, self_speculative
+    from toolkit.analysis.plots import llm as llm_plots
 
     cal, test = _two_family_cache(4), _two_family_cache(5)
     cal.meta["split"] = "cal"

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from toolkit.analysis.llm_cost import (
+from toolkit.analysis.cost.causal import (
     CausalLMDims,
     calm_token_flops,
     full_token_flops,

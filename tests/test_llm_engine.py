@@ -37,7 +37,7 @@ def test_target_rule_is_the_cheapest_threshold_reaching_the_target(seed, target,
 
 
 def test_target_rule_refuses_what_no_threshold_reaches():
-    from toolkit.analysis.cache import from_arrays
+    from toolkit.caches.classification import from_arrays
 
     lg = np.log(np.array([[[0.6, 0.4], [0.9, 0.1]], [[0.7, 0.3], [0.8, 0.2]]]))  # example 1 wrong at every stage
     view = engine.from_classification(from_arrays(lg, [0, 1], [1.0, 2.0]))
@@ -49,8 +49,7 @@ def test_target_rule_refuses_what_no_threshold_reaches():
 
 
 def test_self_speculative_choice_is_the_best_memory_bound_pair_on_cal():
-    from toolkit.analysis import llm
-
+    import toolkit.analysis.llm.exits as llm
     c = random_llm_cache(N=6, seed=4)
     c.meta["split"] = "cal"
     choice = llm.choose_self_speculative(c, "lens", draft_lengths=[1, 2, 3])
@@ -65,7 +64,7 @@ def test_self_speculative_choice_is_the_best_memory_bound_pair_on_cal():
 
 
 def test_calm_operating_points_are_the_engine_choice_evaluated_with_prompt_intervals():
-    from toolkit.analysis import llm_intervals as li
+    from toolkit.analysis.llm import intervals as li
 
     cal, test = random_llm_cache(N=8, seed=1), random_llm_cache(N=7, seed=2)
     cal.meta["split"] = "cal"

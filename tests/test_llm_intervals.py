@@ -10,8 +10,7 @@ from hypothesis import strategies as st
 from test_llm_analysis import random_llm_cache
 
 from toolkit.analysis import engine
-from toolkit.analysis.calibration import confidence_ece
-from toolkit.analysis.llm import (
+from toolkit.analysis.llm.exits import (
     acceptance_counts,
     calm_layer_thresholds,
     confidence,
@@ -20,8 +19,7 @@ from toolkit.analysis.llm import (
     self_speculative,
     self_speculative_by_prompt,
 )
-from toolkit.analysis.llm_cache import LLMTokenCache
-from toolkit.analysis.llm_intervals import (
+from toolkit.analysis.llm.intervals import (
     calm_draws,
     difference,
     interval,
@@ -30,6 +28,8 @@ from toolkit.analysis.llm_intervals import (
     prompt_weights,
     self_speculative_draws,
 )
+from toolkit.analysis.metrics.calibration import confidence_ece
+from toolkit.caches.tokens import LLMTokenCache
 
 
 def repeat_prompts(c: LLMTokenCache, counts) -> LLMTokenCache:
@@ -151,8 +151,8 @@ def test_layer_reliability_table_is_the_plain_analysis_with_prompt_intervals():
 
 
 def test_self_speculative_points_are_the_plain_rows_at_the_cal_choice():
-    from toolkit.analysis.llm import choose_self_speculative
-    from toolkit.analysis.llm_intervals import self_speculative_points
+    from toolkit.analysis.llm.exits import choose_self_speculative
+    from toolkit.analysis.llm.intervals import self_speculative_points
 
     cal, test = random_llm_cache(N=8, seed=5), random_llm_cache(N=7, seed=6)
     cal.meta["split"] = "cal"

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from toolkit.analysis.llm_cost import (  # noqa: E402
+from toolkit.analysis.cost.causal import (  # noqa: E402
     CausalLMDims,
     Pass,
     calm_token_flops,
@@ -22,14 +22,14 @@ from toolkit.analysis.llm_cost import (  # noqa: E402
     self_speculative_block_flops,
     self_speculative_passes,
 )
-from toolkit.nn.llm_reference import offline_acceptance, teacher_forced_exits  # noqa: E402
-from toolkit.nn.llm_runtime import (  # noqa: E402
+from toolkit.nn.causal.decode import (  # noqa: E402
     CalmDecoder,
     LogitLens,
     SelfSpeculativeDecoder,
     greedy_decode,
     token_confidence,
 )
+from toolkit.nn.causal.reference import offline_acceptance, teacher_forced_exits  # noqa: E402
 from toolkit.policy import Policy, PolicyError  # noqa: E402
 
 V = 97
@@ -303,7 +303,7 @@ def test_calm_offline_estimate_is_exact_until_the_first_early_exit(model, prompt
 
 
 def test_token_confidence_matches_analysis_scores():
-    from toolkit.analysis.scores import confidence
+    from toolkit.analysis.scores.classification import confidence
 
     z = torch.randn(5, 11, dtype=torch.float64)
     for s in ("max_prob", "margin", "entropy"):
@@ -363,7 +363,7 @@ def test_decoder_records_the_passes_it_runs(model, prompts):
 def test_decoder_refuses_a_drifted_cost_model(model, prompts, monkeypatch):
     """Had the cost model left out the verify pass's layers 1..k for the last draft token (the estimate once did),
     the decoder would refuse: it checks every block it runs against the shared definition."""
-    import toolkit.nn.llm_runtime as rt
+    import toolkit.nn.causal.decode as rt
 
     def omitted(k, d, L):
         return tuple(p for p in self_speculative_passes(k, d, L) if not (d and p.last == k and not p.exits))
@@ -460,7 +460,7 @@ def llm_folder(tmp_path_factory):
 
 def test_cli_llm_generate(llm_folder, tmp_path):
     from toolkit.cli import main
-    from toolkit.nn.llm_runtime import encode_prompts
+    from toolkit.nn.causal.decode import encode_prompts
 
     prompts = ["w1 w2 w3", "w7", "w10 w11 w12 w13 w14 w15"]
     (tmp_path / "in.txt").write_text("\n".join(prompts) + "\n", encoding="utf-8")

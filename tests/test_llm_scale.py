@@ -6,16 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toolkit.analysis.cache import CacheError
-from toolkit.analysis.cache_io import INTEGRITY_KEY, read_header
-from toolkit.analysis.llm_cache import (
+from toolkit.caches.classification import CacheError
+from toolkit.caches.io import INTEGRITY_KEY, read_header
+from toolkit.caches.tokens import (
     LLMCacheWriter,
     LLMTokenCache,
     load_llm_cache,
     prompt_range,
     save_llm_cache,
 )
-from toolkit.analysis.synthetic import random_token_cache
+from toolkit.testing import random_token_cache
 
 
 def _chunks(c: LLMTokenCache, cuts) -> list[LLMTokenCache]:

@@ -7,9 +7,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from toolkit.analysis.cache import load_cache
-from toolkit.analysis.llm_cache import load_llm_cache
-from toolkit.analysis.llm_cost import CausalLMDims, prefill_exit_flops
+from toolkit.analysis.cost.causal import CausalLMDims, prefill_exit_flops
+from toolkit.caches.classification import load_cache
+from toolkit.caches.tokens import load_llm_cache
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 TOKEN_CACHES = sorted((DATA / "llm").glob("smollm2_*.parquet"))
@@ -85,8 +85,8 @@ def brute_force_reads_speedup(cache, family: str, k: int, d: int) -> float:
 def test_self_speculative_weight_reads_equal_an_independent_walk(family, k, want):
     """The published memory-bound speed-up counts the verify pass through every layer (it once left out layers
     1..k of the last draft token and claimed 1.50x for tuned exits at (29, 1))."""
-    from toolkit.analysis import llm
-    from toolkit.analysis.llm_cache import concat_token_caches
+    import toolkit.analysis.llm.exits as llm
+    from toolkit.caches.tokens import concat_token_caches
 
     test = concat_token_caches([load_llm_cache(DATA / "llm" / f"smollm2_{p}-test.parquet", verify_data=False)
                                 for p in ("agnews_headline", "sst2_sentiment")])

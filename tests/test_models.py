@@ -4,8 +4,8 @@ import torch
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
 from conftest import requires_mpnet, tiny_config
-from toolkit.analysis.cost import exit_flops, layer_flops
-from toolkit.nn.models import MultiExitConfig, MultiExitModel, load_model, resolve_model
+from toolkit.analysis.cost.encoder import exit_flops, layer_flops
+from toolkit.nn.encoder.models import MultiExitConfig, MultiExitModel, load_model, resolve_model
 
 
 @pytest.fixture(params=["bert", "mpnet", "roberta"])
@@ -85,7 +85,7 @@ def test_resolver_prefers_a_folder_placed_in_the_cache(tmp_path, monkeypatch):
     import torch
     from transformers import AutoModel
 
-    from toolkit.nn.models import load_encoder
+    from toolkit.nn.encoder.models import load_encoder
 
     monkeypatch.setenv("TOOLKIT_CACHE", str(tmp_path))
     placed = tmp_path / "models" / "all-MiniLM-L6-v2"
@@ -127,7 +127,7 @@ def test_measured_flops_match_cost_model(tokenizer_dir, tmp_path):
 @pytest.mark.real
 @requires_mpnet  # importorskip("importlib.metadata").distribution(...) raised PackageNotFoundError instead
 def test_packaged_mpnet_assembles(tmp_path):
-    from toolkit.nn.models import assemble_mpnet
+    from toolkit.nn.encoder.models import assemble_mpnet
 
     p = assemble_mpnet()
     assert (p / "config.json").exists() and (p / "model.safetensors").stat().st_size > 400e6

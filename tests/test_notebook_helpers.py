@@ -9,7 +9,7 @@ import pytest
 
 from toolkit.analysis import engine
 from toolkit.analysis import notebook as nb
-from toolkit.analysis.cache import from_arrays
+from toolkit.caches.classification import from_arrays
 
 
 def _cache(n: int = 240, stages: int = 3, seed: int = 0):

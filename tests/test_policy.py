@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import REPO
-from toolkit.analysis.scores import SCORES
+from toolkit.analysis.scores.classification import SCORES
 from toolkit.policy import Policy, PolicyError, score_range
 
 BLOCK_TORCH = """
@@ -99,8 +99,8 @@ def test_one_schema_one_error_naming_file_and_key(doc, needle, tmp_path):
 
 
 def _op(n=200, seed=0):
-    from toolkit.analysis.cache import from_arrays
     from toolkit.analysis.engine import choose, staged
+    from toolkit.caches.classification import from_arrays
 
     rng = np.random.default_rng(seed)
     logits = rng.normal(0, 2, (n, 3, 2))
@@ -127,7 +127,7 @@ def test_from_operating_point_takes_everything_from_the_point_and_refuses_withou
 
 def test_calm_policy_from_an_llm_operating_point():
     from toolkit.analysis.engine import choose, staged
-    from toolkit.analysis.llm_cache import load_llm_cache
+    from toolkit.caches.tokens import load_llm_cache
 
     path = REPO / "data" / "llm" / "smollm2_sst2_sentiment-cal.parquet"
     view = staged(load_llm_cache(path), family="lens", checked_layers=[10, 20, 25])
@@ -151,8 +151,8 @@ def test_operating_point_to_policy_without_torch_runs_in_predict_and_is_refused_
     from test_runtime import _model_dir
 
     from toolkit.cli import main
-    from toolkit.data import load_split
-    from toolkit.nn.collect import collect
+    from toolkit.data.tasks import load_split
+    from toolkit.nn.encoder.collect import collect
 
     a = _model_dir(tmp_path_factory, tokenizer_dir, "bert", 3, seed=1, scale=8.0)
     b = _model_dir(tmp_path_factory, tokenizer_dir, "bert", 3, seed=2, scale=8.0)
@@ -177,8 +177,8 @@ print(op.threshold)
     assert main(["predict", "--policy", str(tmp_path / "p.json"), "--input", str(tmp_path / "in.txt"),
                  "--out", str(tmp_path / "out.tsv")]) == 0
     live = np.array([int(r.split("\t")[2]) for r in (tmp_path / "out.tsv").read_text().splitlines()[1:]])
-    from toolkit.analysis.cache import load_cache
     from toolkit.analysis.engine import choose, staged
+    from toolkit.caches.classification import load_cache
 
     view = staged(load_cache(cal))
     near = np.abs(view.confidence[:, :-1] - thr).min(1) < 1e-5
@@ -186,7 +186,7 @@ print(op.threshold)
     # the same path at a threshold that mixes the exits (the chosen one stops this untrained model at once)
     from dataclasses import replace
 
-    from toolkit.nn.runtime import midpoint_threshold
+    from toolkit.nn.encoder.runtime import midpoint_threshold
 
     mid = midpoint_threshold(view.confidence[:, :-1], np.median(view.confidence[:, 0]))
     op = replace(choose(view, max_drop=0.05), threshold=mid)
@@ -221,9 +221,9 @@ def test_each_command_refuses_the_other_s_policies_and_says_which_to_use(tmp_pat
 @torch_needed
 def test_llm_policy_runs_only_on_its_weights(tmp_path, tokenizer_dir):
     from conftest import tiny_causal_lm
-    from toolkit.nn.causal_lm import load_causal_lm
-    from toolkit.nn.llm_runtime import CalmDecoder, decoder_from_policy
-    from toolkit.nn.parts import weights_sha256
+    from toolkit.nn.causal.decode import CalmDecoder, decoder_from_policy
+    from toolkit.nn.causal.models import load_causal_lm
+    from toolkit.nn.common.parts import weights_sha256
 
     a = load_causal_lm(tiny_causal_lm(tmp_path / "A", tokenizer_dir, seed=0)).model
     b = load_causal_lm(tiny_causal_lm(tmp_path / "B", tokenizer_dir, seed=1)).model

@@ -6,10 +6,10 @@ import torch
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
 from conftest import tiny_config
-from toolkit.data import load_split
-from toolkit.nn.collect import collect
-from toolkit.nn.models import MultiExitModel, RandomHeadsError, load_model
-from toolkit.nn.probe import ProbeExits, fit_probe_exits, layer_features, probe_exits
+from toolkit.data.tasks import load_split
+from toolkit.nn.encoder.collect import collect
+from toolkit.nn.encoder.models import MultiExitModel, RandomHeadsError, load_model
+from toolkit.nn.encoder.probe import ProbeExits, fit_probe_exits, layer_features, probe_exits
 
 
 def test_probe_exits_on_a_frozen_classifier(tmp_path, tokenizer_dir, glue_dir):

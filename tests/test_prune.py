@@ -4,9 +4,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import AutoTokenizer
 
-from toolkit.analysis.cost import exit_flops, layer_flops
-from toolkit.nn.models import MultiExitModel, load_model
-from toolkit.nn.prune import importance_scores, prune_layers, slenderize, train_batches
+from toolkit.analysis.cost.encoder import exit_flops, layer_flops
+from toolkit.nn.encoder.models import MultiExitModel, load_model
+from toolkit.nn.encoder.prune import importance_scores, prune_layers, slenderize, train_batches
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def test_bad_width_and_architecture(me, tiny_encoder_dir, glue_dir):
 
     with pytest.raises(NotImplementedError, match="not supported for the mpnet family"):
         prune_layers(AutoModel.from_config(tiny_config("mpnet", 2)), [[0]], [[0]])
-    from toolkit.nn.families import family_of
+    from toolkit.nn.common.families import family_of
 
     assert [family_of(AutoModel.from_config(tiny_config(a, 2))).name for a in ("bert", "roberta", "mpnet")] == \
         ["bert-like", "bert-like", "mpnet"]

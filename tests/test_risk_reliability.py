@@ -3,8 +3,8 @@ import pytest
 
 from conftest import exit_cache
 from toolkit.analysis import reliability
-from toolkit.analysis.cache import from_arrays
 from toolkit.analysis.operating import operating_point
+from toolkit.caches.classification import from_arrays
 
 
 def test_operating_point_checks_and_runs():

@@ -7,10 +7,10 @@ from transformers import AutoModel, AutoTokenizer
 
 from conftest import tiny_config
 from toolkit.analysis.policies import early_exit
-from toolkit.analysis.scores import stage_confidence
-from toolkit.data import load_split
-from toolkit.nn.collect import collect
-from toolkit.nn.runtime import CascadeRunner, EarlyExitRunner, midpoint_threshold, runner_from_policy
+from toolkit.analysis.scores.classification import stage_confidence
+from toolkit.data.tasks import load_split
+from toolkit.nn.encoder.collect import collect
+from toolkit.nn.encoder.runtime import CascadeRunner, EarlyExitRunner, midpoint_threshold, runner_from_policy
 from toolkit.policy import Policy
 
 
@@ -19,7 +19,7 @@ def _model_dir(tmp_path_factory, tokenizer_dir, arch, layers, exit_layers=None, 
     enc = tmp_path_factory.mktemp(f"{arch}-enc")
     AutoModel.from_config(tiny_config(arch, layers)).save_pretrained(enc)
     AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(enc)
-    from toolkit.nn.models import MultiExitModel
+    from toolkit.nn.encoder.models import MultiExitModel
 
     m = MultiExitModel.from_backbone(enc, num_labels=2, exit_layers=exit_layers, seed=seed)
     with torch.no_grad():  # spread the heads so that confidences vary across exits
@@ -63,7 +63,7 @@ def test_cascade_runner_matches_cache(tmp_path_factory, tokenizer_dir, glue_dir,
     thr = midpoint_threshold(conf[:, 0], np.quantile(conf[:, 0], 0.5))
     offline = early_exit(cache, [thr], score="energy", temperature=[1.5, 1.0])
     frame = load_split("sst2", "test", glue_dir).frame
-    from toolkit.nn.models import load_model
+    from toolkit.nn.encoder.models import load_model
 
     runner = CascadeRunner([load_model(small), load_model(big)], [AutoTokenizer.from_pretrained(small)] * 2,
                            [thr], "energy", [1.5, 1.0])
@@ -74,7 +74,7 @@ def test_cascade_runner_matches_cache(tmp_path_factory, tokenizer_dir, glue_dir,
 
 def test_threshold_count_checked(tmp_path_factory, tokenizer_dir):
     d = _model_dir(tmp_path_factory, tokenizer_dir, "bert", 3)
-    from toolkit.nn.models import load_model
+    from toolkit.nn.encoder.models import load_model
 
     with pytest.raises(ValueError, match="thresholds for 3 stages"):
         EarlyExitRunner(load_model(d), AutoTokenizer.from_pretrained(d), [0.5, 0.6, 0.7, 0.8])

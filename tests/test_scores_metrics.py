@@ -5,8 +5,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-from toolkit.analysis import scores
-from toolkit.analysis.metrics import accuracy, f1, mcc, task_metric
+import toolkit.analysis.scores.classification as scores
+from toolkit.analysis.metrics.task import accuracy, f1, mcc, task_metric
 
 
 def test_exact_values():

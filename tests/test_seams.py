@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toolkit.analysis.cache_io import CacheError, read_cache_table, write_cache_table
-from toolkit.analysis.llm_cache import LLMTokenCache, load_llm_cache, save_llm_cache
+from toolkit.caches.io import CacheError, read_cache_table, write_cache_table
+from toolkit.caches.tokens import LLMTokenCache, load_llm_cache, save_llm_cache
 
 DIMS = dict(layers=3, hidden=8, heads=2, kv_heads=1, head_dim=4, intermediate=16, vocab=50)
 
@@ -150,7 +150,7 @@ def test_header_structures_are_checked_at_load_with_the_file_name(tmp_path, head
 
 
 # ------------------------------------------------------------------------------- 3. bring-your-own entry points
-from toolkit.analysis.cache import from_arrays  # noqa: E402
+from toolkit.caches.classification import from_arrays  # noqa: E402
 
 
 def _two_class(n=40, seed=0):
@@ -303,7 +303,7 @@ def test_an_operating_point_moves_only_between_caches_of_one_task_and_models(cal
 
 
 def test_cascade_members_of_different_tasks_or_examples_are_refused():
-    from toolkit.analysis.compose import cascade_caches
+    from toolkit.caches.compose import cascade_caches
 
     a = _cache()
     with pytest.raises(CacheError, match="different tasks"):
@@ -315,7 +315,7 @@ def test_cascade_members_of_different_tasks_or_examples_are_refused():
 
 def test_the_explorer_refuses_a_cal_of_another_task_or_model():
     pytest.importorskip("ipywidgets")
-    from toolkit.analysis.explore import explore
+    from toolkit.analysis.explore.app import explore
 
     test = _cache()
     for cal, match in ((_cache(task="mrpc", split="cal", seed=1), "task"),
@@ -336,7 +336,7 @@ def test_toolkit_load_reads_every_shipped_cache_kind():
     files = {"classification": data / "sst2" / "minilm6_me-test.parquet",
              "generation": data / "sst2" / "t2t-test.parquet",
              "llm_tokens": data / "llm" / "smollm2_qnli_answer-test.parquet"}
-    from toolkit.analysis.kinds import KINDS, kind_of
+    from toolkit.caches.kinds import KINDS, kind_of
 
     assert set(files) == set(KINDS)
     for kind, f in files.items():
@@ -351,7 +351,7 @@ def test_toolkit_load_reads_every_shipped_cache_kind():
 
 # ------------------------------------------------------------------------------- 4. the CLI through the library
 def _small_cache_file(tmp_path, name="c.parquet"):
-    from toolkit.analysis.cache import save_cache
+    from toolkit.caches.classification import save_cache
 
     return save_cache(_cache(n=30), tmp_path / name)
 
@@ -375,7 +375,7 @@ def test_cli_on_a_fifo_refuses_without_hanging(tmp_path, command):
 def _with_raw_header(tmp_path, raw: bytes):
     import pyarrow.parquet as pq
 
-    from toolkit.analysis.cache_io import META_KEY
+    from toolkit.caches.io import META_KEY
 
     good = _small_cache_file(tmp_path, "good.parquet")
     bad = tmp_path / "bad.parquet"
@@ -419,7 +419,7 @@ def test_plot_resource_arguments_are_bounded(tmp_path, flags):
 
 def test_plot_refuses_a_cal_of_another_task_unless_transfer(tmp_path, capsys):
     pytest.importorskip("matplotlib")
-    from toolkit.analysis.cache import save_cache
+    from toolkit.caches.classification import save_cache
     from toolkit.cli import main
 
     test = save_cache(_cache(n=120), tmp_path / "x-test.parquet")
@@ -438,7 +438,7 @@ def _schema1(tmp_path, name="c.parquet"):
 
     import pyarrow.parquet as pq
 
-    from toolkit.analysis.cache_io import META_KEY
+    from toolkit.caches.io import META_KEY
 
     p = _small_cache_file(tmp_path, name)
     t = pq.read_table(p)
@@ -452,7 +452,7 @@ def test_upgrade_keeps_a_read_only_file_read_only(tmp_path):
     import os
     import stat
 
-    from toolkit.analysis.upgrade import upgrade_cache
+    from toolkit.caches.upgrade import upgrade_cache
 
     p, _ = _schema1(tmp_path)
     os.chmod(p, 0o444)
@@ -461,7 +461,7 @@ def test_upgrade_keeps_a_read_only_file_read_only(tmp_path):
 
 
 def test_upgrade_never_replaces_a_symlink(tmp_path):
-    from toolkit.analysis.upgrade import upgrade_cache
+    from toolkit.caches.upgrade import upgrade_cache
 
     p, _ = _schema1(tmp_path)
     link = tmp_path / "link.parquet"
@@ -476,8 +476,8 @@ def test_upgrade_errors_name_the_users_file_not_the_temporary_one(tmp_path):
 
     import pyarrow.parquet as pq
 
-    from toolkit.analysis.cache_io import META_KEY
-    from toolkit.analysis.upgrade import upgrade_cache
+    from toolkit.caches.io import META_KEY
+    from toolkit.caches.upgrade import upgrade_cache
 
     p, old = _schema1(tmp_path)
     t = pq.read_table(p)
@@ -490,7 +490,7 @@ def test_upgrade_errors_name_the_users_file_not_the_temporary_one(tmp_path):
 
 def test_generation_caches_refuse_impossible_step_statistics():
     from tests.test_trust import small_generation_cache
-    from toolkit.analysis.generation_cache import GenCache
+    from toolkit.caches.generation import GenCache
 
     c = small_generation_cache()
     g = c.models["swift"]
@@ -501,8 +501,8 @@ def test_generation_caches_refuse_impossible_step_statistics():
 
 def test_a_concatenation_of_token_caches_knows_its_tasks_so_a_transfer_is_named():
     from toolkit.analysis.engine import staged
-    from toolkit.analysis.identity import cache_identity, check_transfer
-    from toolkit.analysis.llm_cache import concat_token_caches
+    from toolkit.caches.identity import cache_identity, check_transfer
+    from toolkit.caches.tokens import concat_token_caches
 
     a = llm_cache(meta={"prompt_set": "sst2_sentiment", "split": "cal", "decoding": {"max_new_tokens": 8}})
     b = llm_cache(seed=1, meta={"prompt_set": "agnews_headline", "split": "cal", "decoding": {"max_new_tokens": 8}})

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolkit.analysis.inputs import LOG_FLOOR, RAISE_BELOW, from_log_probs, from_probabilities
+from toolkit.caches.inputs import LOG_FLOOR, RAISE_BELOW, from_log_probs, from_probabilities
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -232,7 +232,7 @@ def toolkit_load(path):
 
 # ----------------------------------------------------------------- A11: header invariants and the cal/test guard
 def _tiny(**meta):
-    from toolkit.analysis.cache import from_arrays
+    from toolkit.caches.classification import from_arrays
     rng = np.random.default_rng(0)
     return from_arrays(rng.normal(size=(20, 2, 2)), rng.integers(0, 2, 20), [1.0, 2.0], meta=meta or None)
 
@@ -241,7 +241,7 @@ def _tiny(**meta):
     (dict(label_names=["a", "b", "c"]), "'label_names' names 3 classes.*logits have 2"),
     (dict(num_labels=7), "'num_labels' is 7, but the logits have 2")])
 def test_header_class_count_must_match_the_logits(meta, match):
-    from toolkit.analysis.cache import CacheError
+    from toolkit.caches.classification import CacheError
     with pytest.raises(CacheError, match=match):
         _tiny(**meta)
 
@@ -249,7 +249,7 @@ def test_header_class_count_must_match_the_logits(meta, match):
 def test_header_invariants_are_checked_before_a_cache_is_written(tmp_path, sst2_test):
     from dataclasses import replace
 
-    from toolkit.analysis.cache import CacheError, load_cache, save_cache
+    from toolkit.caches.classification import CacheError, load_cache, save_cache
     info = [dict(s) for s in sst2_test.stage_info]
     info[-1]["layer"] = 99
     with pytest.raises(CacheError, match=r"'layer' is 99, beyond its model's 6 layers"):
@@ -260,7 +260,7 @@ def test_header_invariants_are_checked_before_a_cache_is_written(tmp_path, sst2_
 
 
 def test_huge_costs_are_refused_not_overflowed():
-    from toolkit.analysis.cache import CacheError, from_arrays
+    from toolkit.caches.classification import CacheError, from_arrays
     rng = np.random.default_rng(0)
     with pytest.raises(CacheError, match="overflow when summed"):
         from_arrays(rng.normal(size=(20, 2, 2)), rng.integers(0, 2, 20), [1e306, 1e308])
@@ -367,7 +367,7 @@ def test_policy_save_keeps_links_modes_and_names_the_users_path(tmp_path):
 
 
 def test_saving_a_cache_over_a_directory_names_the_directory(tmp_path, sst2_test):
-    from toolkit.analysis.cache import CacheError, save_cache
+    from toolkit.caches.classification import CacheError, save_cache
     (tmp_path / "dir.parquet").mkdir()
     with pytest.raises(CacheError, match=r"dir.parquet: is a directory; give the cache file's name") as e:
         save_cache(sst2_test, tmp_path / "dir.parquet")
@@ -459,20 +459,20 @@ def test_evaluate_stages_says_which_shape_it_wants(sst2_views):
     (np.array([[0.9, 0.891]]), "sums to 1.791 > 1"), (np.array([["0.2", "0.8"]]), "dtype <U3"),
     (np.array([[False, True]]), "dtype bool"), (np.array([[0.2 + 0j, 0.8]]), "complex")])
 def test_from_probabilities_refuses_what_from_arrays_refuses(values, match):
-    from toolkit.analysis.cache import CacheError
+    from toolkit.caches.classification import CacheError
     with pytest.raises(CacheError, match=match):
         from_probabilities(values, [1], [1.0])
 
 
 def test_from_log_probs_refuses_strings():
-    from toolkit.analysis.cache import CacheError
+    from toolkit.caches.classification import CacheError
     with pytest.raises(CacheError, match="log_probs must be real numbers"):
         from_log_probs(np.array([["-0.2", "-1.8"]]), [0], [1.0])
 
 
 # ----------------------------------------------------------------- C18, C19: cost messages
 def test_negative_cost_is_called_negative():
-    from toolkit.analysis.cache import CacheError, from_arrays
+    from toolkit.caches.classification import CacheError, from_arrays
     rng = np.random.default_rng(0)
     with pytest.raises(CacheError, match="non-negative cumulative costs, got -1 at example 0, stage 0"):
         from_arrays(rng.normal(size=(12, 2, 2)), rng.integers(0, 2, 12), [-1.0, 2.0])
@@ -482,7 +482,7 @@ def test_negative_cost_is_called_negative():
 def test_a_bad_cost_unit_is_refused_when_the_cache_is_built_or_loaded(unit, sst2_test, tmp_path):
     from dataclasses import replace
 
-    from toolkit.analysis.cache import CacheError
+    from toolkit.caches.classification import CacheError
     with pytest.raises(CacheError, match="meta key 'cost_unit' must be a non-empty string"):
         replace(sst2_test, meta={**sst2_test.meta, "cost_unit": unit})
 

@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("pandas")
 
 from toolkit.analysis import engine  # noqa: E402
-from toolkit.analysis.calibration import crossfit_temperatures  # noqa: E402
+from toolkit.analysis.metrics.calibration import crossfit_temperatures  # noqa: E402
 from toolkit.zoo import catalogue, claims, readme  # noqa: E402
 
 

@@ -13,22 +13,22 @@ from hypothesis import strategies as st
 
 from conftest import toy_sentences
 from toolkit.analysis import engine as en
-from toolkit.analysis.cache import CacheError, load_cache
-from toolkit.analysis.generation_cache import (
+from toolkit.analysis.cost.seq2seq import generation_flops, seq2seq_dims
+from toolkit.analysis.metrics.generation import bleu_stats, chrf_stats, corpus_bleu, corpus_chrf, exact_match
+from toolkit.analysis.routing import area_gain, compare_routers, references
+from toolkit.analysis.scores.classification import energy, entropy, margin, max_prob
+from toolkit.analysis.scores.tokens import aggregate, sequence_confidence, token_scores
+from toolkit.caches.classification import CacheError, load_cache
+from toolkit.caches.generation import (
     GenCache,
     Generation,
     load_generation_cache,
     save_generation_cache,
     stat_names,
 )
-from toolkit.analysis.generation_cost import generation_flops, seq2seq_dims
-from toolkit.analysis.quality import bleu_stats, chrf_stats, corpus_bleu, corpus_chrf, exact_match
-from toolkit.analysis.routing import area_gain, compare_routers, references
-from toolkit.analysis.scores import energy, entropy, margin, max_prob
-from toolkit.analysis.token_scores import aggregate, sequence_confidence, token_scores
 
 torch = pytest.importorskip("torch")
-from toolkit.nn import generate as gc  # noqa: E402
+from toolkit.nn.seq2seq import generate as gc  # noqa: E402
 
 WORDS = ["the", "cat", "dog", "sat", "on", "mat", "a", "hat", "ran", "fast", "big", "small", "red"]
 TEMPS = (0.5, 1.0, 2.0)
@@ -326,14 +326,14 @@ def test_generation_cache_round_trip_and_errors(tmp_path):
 # ------------------------------------------------------------------------------------------ collection
 @pytest.mark.slow
 def test_collect_translation_with_tiny_t5_and_marian(seq_models, wmt_dir, tmp_path):
-    from toolkit.nn.seq2seq_models import load_seq2seq
+    from toolkit.nn.seq2seq.models import load_seq2seq
 
     out = tmp_path / "wmt.parquet"
     c = gc.collect_generation({"swift": str(seq_models["marian"]), "super": str(seq_models["t5"])}, "wmt21_en_de",
                               "test", out, data_dir=wmt_dir, temperatures=TEMPS, batch_size=8, max_new_tokens=6,
                               progress=False)
     assert c.n_examples == 40 and c.metrics == ["bleu", "chrf"] and c.meta["data_verified"]
-    frame = __import__("toolkit.text2text", fromlist=["x"]).load_seq2seq_split("wmt21_en_de", "test",
+    frame = __import__("toolkit.data.text2text", fromlist=["x"]).load_seq2seq_split("wmt21_en_de", "test",
                                                                                    wmt_dir).frame
     for name in ("swift", "super"):
         model, src, tgt = load_seq2seq(seq_models["marian" if name == "swift" else "t5"])
@@ -390,8 +390,8 @@ def test_interrupted_generation_resumes_identically(seq_models, wmt_dir, tmp_pat
 
 
 def test_translation_data_errors(tmp_path):
-    from toolkit.data import DataError
-    from toolkit.text2text import load_seq2seq_split
+    from toolkit.data.tasks import DataError
+    from toolkit.data.text2text import load_seq2seq_split
 
     (tmp_path / "wmt21_en_de").mkdir()
     (tmp_path / "wmt21_en_de" / "test.tsv").write_text("source\treference\nhello\t\n", encoding="utf-8")
@@ -404,7 +404,7 @@ def test_translation_data_errors(tmp_path):
 # ------------------------------------------------------------------------------------------ training
 @pytest.mark.slow
 def test_warm_started_encoder_decoder_learns_text_to_text(tiny_encoder_dir, glue_dir, tmp_path):
-    from toolkit.nn.seq2seq_train import Seq2SeqTrainConfig, train_seq2seq
+    from toolkit.nn.seq2seq.train import Seq2SeqTrainConfig, train_seq2seq
 
     cfg = Seq2SeqTrainConfig(task="sst2", output_dir=str(tmp_path / "run"), encoder=str(tiny_encoder_dir),
                              decoder=str(tiny_encoder_dir), decoder_layers=1, epochs=4, learning_rate=3e-3,

@@ -6,7 +6,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from toolkit.analysis.cache import load_cache
+from toolkit.caches.classification import load_cache
 from toolkit.zoo import check_manifest
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -22,7 +22,7 @@ def test_caches_hold_ids_not_text():
     for key, entry in json.loads(MANIFEST.read_text())["caches"].items():
         path = DATA / f"{key}.parquet"
         if entry.get("kind") == "generation":  # model outputs only: label words for text-to-text
-            from toolkit.analysis.generation_cache import load_generation_cache
+            from toolkit.caches.generation import load_generation_cache
 
             c = load_generation_cache(path)
             words = set(c.meta["label_words"])
@@ -33,7 +33,7 @@ def test_caches_hold_ids_not_text():
             assert all(i.startswith(f"{c.meta['task']}:") for i in c.example_ids[:10])
             continue
         if entry.get("kind") == "llm_tokens":  # token ids the model generated, no prompt or reference text
-            from toolkit.analysis.llm_cache import load_llm_cache
+            from toolkit.caches.tokens import load_llm_cache
 
             c = load_llm_cache(path)
             schema = pq.read_schema(path)
@@ -49,8 +49,8 @@ def test_caches_hold_ids_not_text():
 def _no_source_text_in_header(path, task, split, ids):
     """None of the cached examples' source sentences appears in the file's JSON header (where the prompt template
     is recorded)."""
-    from toolkit.analysis.cache_io import read_header
-    from toolkit.data import load_split
+    from toolkit.caches.io import read_header
+    from toolkit.data.tasks import load_split
 
     try:
         frame = load_split(task, split).frame.set_index("example_id")

@@ -5,7 +5,7 @@ import pytest
 from conftest import random_cache
 from toolkit.analysis import engine as en
 from toolkit.analysis import policies
-from toolkit.analysis.scores import stage_confidence
+from toolkit.analysis.scores.classification import stage_confidence
 
 
 def test_patience_matches_brute_force():

@@ -4,11 +4,11 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, TrainerCallback
 
-from toolkit.data import load_split
-from toolkit.nn.difficulty import difficulty_labels
-from toolkit.nn.losses import distill_loss, joint_loss, ranking_loss, weighted_loss
-from toolkit.nn.models import load_model
-from toolkit.nn.train import TrainConfig, train
+from toolkit.data.tasks import load_split
+from toolkit.nn.encoder.difficulty import difficulty_labels
+from toolkit.nn.encoder.losses import distill_loss, joint_loss, ranking_loss, weighted_loss
+from toolkit.nn.encoder.models import load_model
+from toolkit.nn.encoder.train import TrainConfig, train
 
 
 def _cfg(tmp_path, enc, glue, **kw):
@@ -178,8 +178,8 @@ def test_cli_train(tmp_path, tiny_encoder_dir, glue_dir):
 def test_select_on_cal_keeps_the_best_epoch_and_records_the_curve(tmp_path, tiny_encoder_dir, glue_dir):
     import json
 
-    from toolkit.analysis.metrics import task_metric
-    from toolkit.nn.inference import predict_logits
+    from toolkit.analysis.metrics.task import task_metric
+    from toolkit.nn.common.inference import predict_logits
 
     class FlipLastEpoch(TrainerCallback):  # negate every head after the last epoch: its cal accuracy is the worst
         def on_epoch_end(self, args, state, control, model=None, **kw):
@@ -218,7 +218,7 @@ def test_patience_stops_when_cal_stops_improving(tmp_path, tiny_encoder_dir, glu
 
 
 def test_token_cache_matches_direct_tokenisation(tmp_path, tokenizer_dir, glue_dir):
-    from toolkit.nn.train import tokenize_frame
+    from toolkit.nn.encoder.train import tokenize_frame
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     for task in ("sst2", "mrpc"):

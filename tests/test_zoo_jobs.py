@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, tiny_config
-from toolkit.data import load_split
+from toolkit.data.tasks import load_split
 from toolkit.zoo.jobs import Job, estimate, gpu_busy_seconds, plan, prioritized, run_jobs
 
 
@@ -122,7 +122,7 @@ def test_dependents_of_a_failed_job_are_skipped_and_the_rest_runs(tmp_path, monk
 def test_tiny_gpu_zoo_script_end_to_end(tmp_path, placed_models, glue_dir):
     """The whole script in --tiny mode with two worker processes: caches, manifest, logs, curves, difficulty labels;
     then a member whose weights are broken fails alone, and a rerun reuses everything."""
-    from toolkit.analysis.cache import load_cache
+    from toolkit.caches.classification import load_cache
     from toolkit.zoo import check_manifest
 
     gz = _gpu_zoo()
@@ -273,7 +273,7 @@ def test_cpu_plan_trains_no_mpnet_and_runs_set_after_set():
 
 def _trained_part(c, n_models: int):
     """The first ``n_models`` models of a shipped cascade cache, as the cache of a cascade's trained members."""
-    from toolkit.analysis.cache import Cache
+    from toolkit.caches.classification import Cache
 
     keep = [i for i, s in enumerate(c.stage_info) if s["model_index"] < n_models]
     return Cache(logits=c.logits[:, keep], labels=c.labels, flops=c.flops[:, keep], example_ids=c.example_ids,
@@ -285,7 +285,7 @@ def _trained_part(c, n_models: int):
 def test_join_borrowed_appends_the_shipped_mpnet_as_a_complete_model(task):
     """The cpu profile's cascades end in the shipped multi-exit MPNet's L12 exit. Its cost must be what a single-exit
     12-layer MPNet costs: exactly the v1 cascade's own MPNet stage (same architecture and tokenizer)."""
-    from toolkit.analysis.cache import load_cache
+    from toolkit.caches.classification import load_cache
     from toolkit.zoo.build import join_borrowed
 
     v1 = load_cache(REPO / "data" / task / "cascade-test.parquet", verify_data=False)
@@ -321,7 +321,7 @@ def test_tiny_cpu_profile_end_to_end(tmp_path, placed_models, glue_dir):
     already shipped is not planned again."""
     import shutil
 
-    from toolkit.analysis.cache import load_cache
+    from toolkit.caches.classification import load_cache
     from toolkit.zoo import check_manifest, update_manifest
     from toolkit.zoo.jobs import without_finished
 

@@ -6,10 +6,13 @@ transformers, the ``nn`` extra) trains models and collects caches. :mod:`toolkit
 shipped caches; :mod:`toolkit.cli` is the ``toolkit`` command.
 """
 
-from .analysis.cache import Cache, CacheError, from_arrays, load_cache, save_cache
-from .analysis.generation_cache import GenCache, load_generation_cache, save_generation_cache
-from .analysis.kinds import load
-from .policy import Policy, PolicyError
+from toolkit import _moved
+from toolkit.caches.classification import Cache, CacheError, from_arrays, load_cache, save_cache
+from toolkit.caches.generation import GenCache, load_generation_cache, save_generation_cache
+from toolkit.caches.kinds import load
+from toolkit.policy import Policy, PolicyError
+
+_moved.install()  # old module paths (before the layout by concern) still import, with a DeprecationWarning
 
 __version__ = "0.2.0"
 __all__ = ["Cache", "CacheError", "from_arrays", "load", "load_cache", "save_cache", "GenCache",

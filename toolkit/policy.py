@@ -13,14 +13,14 @@ A :class:`Policy` names a ``method`` and carries one parameter block for it:
 ``exit`` is ``{"kind": "lens"}`` (the logit lens) or ``{"kind": "tuned", "folder": PATH}`` (trained translators).
 
 Thresholds are in confidence units (higher = more confident), and must lie in the score's confidence range, both
-read from the score registry (:data:`toolkit.analysis.scores.SCORES`). Every model is recorded with its weight
-fingerprint (``weights_sha256``, the sha256 that cache headers record, :func:`toolkit.nn.parts.weights_sha256`):
-both runtimes (:func:`toolkit.nn.runtime.runner_from_policy`, :func:`toolkit.nn.llm_runtime.decoder_from_policy`)
+read from the score registry (:data:`toolkit.analysis.scores.classification.SCORES`). Every model is recorded with its weight
+fingerprint (``weights_sha256``, the sha256 that cache headers record, :func:`toolkit.nn.common.parts.weights_sha256`):
+both runtimes (:func:`toolkit.nn.encoder.runtime.runner_from_policy`, :func:`toolkit.nn.causal.decode.decoder_from_policy`)
 refuse to run a policy on other weights. :meth:`Policy.from_operating_point` turns an operating point chosen on cal
 (:func:`toolkit.analysis.engine.choose`) into a policy, so nobody types thresholds or fingerprints.
 
 Saved as JSON (``{"schema": "toolkit.policy", "version": 1, "method", "models", "params", "meta"}``), atomically;
-files of the two earlier formats (``toolkit.nn.runtime.Policy``, ``toolkit.nn.llm_runtime.LLMPolicy``) still
+files of the two earlier formats (``toolkit.nn.encoder.runtime.Policy``, ``toolkit.nn.causal.decode.LLMPolicy``) still
 load. Every error is a :class:`PolicyError` naming the file (or ``policy``) and the key. numpy-free, torch-free.
 """
 
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from .analysis.scores import SCORES
+from toolkit.analysis.scores.classification import SCORES
 
 SCHEMA, VERSION = "toolkit.policy", 1
 METHODS = ("early_exit", "cascade", "calm", "self_speculative")
@@ -380,7 +380,7 @@ class Policy:
     @classmethod
     def load(cls, path) -> Policy:
         """Read a policy file; every error names the file (and the line, for invalid JSON) and the key."""
-        from .analysis.cache_io import CacheError, check_regular_file
+        from toolkit.caches.io import CacheError, check_regular_file
 
         try:
             path = check_regular_file(path, what="policy file")
@@ -569,8 +569,8 @@ def _cal_header(identity: Mapping) -> dict | None:
     the same cache: a file changed since (other models) is refused. None where the file is unknown or gone."""
     from types import SimpleNamespace
 
-    from .analysis.cache_io import read_header
-    from .analysis.identity import cache_identity
+    from toolkit.caches.identity import cache_identity
+    from toolkit.caches.io import read_header
 
     path = identity.get("path")
     if not path or not Path(path).is_file():
@@ -686,7 +686,7 @@ def _fingerprints(weights, header: dict | None, identity: Mapping, n_models: int
         raise PolicyError(f"policy: key 'models': {where} records no weight fingerprint of the models it was chosen "
                           f"on (a cache collected before fingerprints, an LLM token cache or one built from arrays); "
                           f"pass weights= a cache whose header records them, or the sha256 of each model's weights "
-                          f"(toolkit.nn.parts.weights_sha256), or collect the cal cache again")
+                          f"(toolkit.nn.common.parts.weights_sha256), or collect the cal cache again")
     if len(weights) != n_models:
         raise PolicyError(f"policy: key 'weights': {len(weights)} weight fingerprint(s) for {n_models} model(s) "
                           f"in models=; give one per model, in the same order")
@@ -695,7 +695,7 @@ def _fingerprints(weights, header: dict | None, identity: Mapping, n_models: int
 
 def _upgrade(d: dict, source: str) -> dict:
     """A policy file of an earlier format as this format (fingerprints unknown: recorded as null)."""
-    if "method" in d and "model" in d:  # toolkit.nn.llm_runtime.LLMPolicy
+    if "method" in d and "model" in d:  # toolkit.nn.causal.decode.LLMPolicy
         known = {"model", "method", "exit", "draft_layer", "draft_length", "score", "checked_layers", "thresholds",
                  "temperature", "max_new_tokens", "chat_template", "meta"}
         unknown = sorted(set(d) - known)
@@ -708,7 +708,7 @@ def _upgrade(d: dict, source: str) -> dict:
         return {"schema": SCHEMA, "version": VERSION, "method": d["method"],
                 "models": [{"path": d["model"], "weights_sha256": None}], "params": params,
                 "meta": d.get("meta") or {}}
-    if "method" not in d:  # toolkit.nn.runtime.Policy
+    if "method" not in d:  # toolkit.nn.encoder.runtime.Policy
         if "models" not in d:
             raise PolicyError(f"{source}: key 'models' is missing (the model folders, in cascade order)")
         known = {"models", "score", "thresholds", "temperatures", "max_length", "meta"}

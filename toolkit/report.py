@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .analysis.engine import Evaluation, Staged, crossfit
-from .zoo import catalogue
+from toolkit.analysis.engine import Evaluation, Staged, crossfit
+from toolkit.zoo import catalogue
 
 
 # ------------------------------------------------------------------------------------------------- setup

@@ -2,7 +2,7 @@
 
 Its parts moved to where they belong: the shipped-cache catalogue and the protocol constants to
 :mod:`toolkit.zoo.catalogue`, rendering (intervals as text, tables of results, conclusions, figures) to
-:mod:`toolkit.report`, cross-fitted temperatures to :mod:`toolkit.analysis.calibration`, and the paired drop
+:mod:`toolkit.report`, cross-fitted temperatures to :mod:`toolkit.analysis.metrics.calibration`, and the paired drop
 interval to the engine (:meth:`toolkit.analysis.engine.Evaluation.drop_interval`; ``paired_drop`` and
 ``upper_bound_point`` are gone: :func:`toolkit.analysis.engine.evaluation_at_stages` at :func:`stops` gives any
 point's paired drop interval, :func:`toolkit.analysis.engine.threshold_on_sweep` on test's own curve its
@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..report import (  # noqa: F401
+from toolkit.analysis.engine import CrossFit, OperatingPoint, Staged, halves, staged  # noqa: F401
+from toolkit.analysis.metrics.calibration import CrossfitTemperatures, crossfit_temperatures  # noqa: F401
+from toolkit.report import (  # noqa: F401
     ci,
     conclude,
     crossfit_table,
@@ -25,7 +27,7 @@ from ..report import (  # noqa: F401
     share,
     show,
 )
-from ..zoo.catalogue import (  # noqa: F401
+from toolkit.zoo.catalogue import (  # noqa: F401
     CI,
     N_BOOT,
     REFERENCE,
@@ -43,8 +45,6 @@ from ..zoo.catalogue import (  # noqa: F401
     recipe,
     seeds_on_disk,
 )
-from .calibration import CrossfitTemperatures, crossfit_temperatures  # noqa: F401
-from .engine import CrossFit, OperatingPoint, Staged, halves, staged  # noqa: F401
 
 
 def view(cache, **options) -> Staged:

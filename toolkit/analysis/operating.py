@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .calibration import fit_stage_temperatures
-from .engine import Evaluation, OperatingPoint, choose, staged
-from .engine.choose import is_test_split
-from .engine.results import html_table
+from toolkit.analysis.engine import Evaluation, OperatingPoint, choose, staged
+from toolkit.analysis.engine.choose import is_test_split
+from toolkit.analysis.engine.results import html_table
+from toolkit.analysis.metrics.calibration import fit_stage_temperatures
 
 
 def check_pair(cal, test) -> None:

@@ -1,7 +1,7 @@
 """Stopping rules on a classification cache, example by example: where each example stops and what it predicts.
 
 Every rule returns a :class:`PolicyResult` (per-example stop, prediction, FLOPs), the offline twin of what
-:mod:`toolkit.nn.runtime` does for real; :meth:`PolicyResult.evaluate` scores it with the engine. Early exit,
+:mod:`toolkit.nn.encoder.runtime` does for real; :meth:`PolicyResult.evaluate` scores it with the engine. Early exit,
 cascades and Swift/Super routing are one rule: stop at the first stage whose confidence is at least its threshold;
 the last stage takes the rest. A hybrid (early exit inside Swift, then escalate to Super) is per-stage thresholds.
 PABEE's patience rule is the one rule here that is not a threshold on a confidence.
@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import Curve, Evaluation, Staged, evaluate_stages, evaluation_at_stages, staged
-from .engine.adapters import stage_layers
-from .engine.staged import exit_stage
-from .scores import stage_confidence
+from toolkit.analysis.engine import Curve, Evaluation, Staged, evaluate_stages, evaluation_at_stages, staged
+from toolkit.analysis.engine.adapters import stage_layers
+from toolkit.analysis.engine.staged import exit_stage
+from toolkit.analysis.scores.classification import stage_confidence
 
 __all__ = ["PolicyResult", "early_exit", "hybrid", "hybrid_thresholds", "patience", "patience_stage",
            "patience_sweep", "oracle", "final_stage", "exit_stage", "stage_layers"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .policies import exit_stage
-from .scores import stage_confidence
+from toolkit.analysis.policies import exit_stage
+from toolkit.analysis.scores.classification import stage_confidence
 
 
 def agreement_with_final(cache) -> pd.Series:

@@ -13,8 +13,8 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from .engine import Curve, Staged, evaluation_at_stages, oracle, staged, sweep
-from .token_scores import AGGREGATIONS
+from toolkit.analysis.engine import Curve, Staged, evaluation_at_stages, oracle, staged, sweep
+from toolkit.analysis.scores.tokens import AGGREGATIONS
 
 
 def references(view: Staged) -> pd.DataFrame:

@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from . import (
+from toolkit.cli import (
     collect,
     difficulty,
     generate,
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="toolkit", description="Collect every exit's logits once; analyse early exit, "
                                 "cascades and Swift/Super routing offline.", epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    from .. import __version__
+    from toolkit import __version__
 
     p.add_argument("--version", action="version", version=f"toolkit {__version__}")
     sub = p.add_subparsers(dest="command", required=True)

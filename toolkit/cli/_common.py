@@ -95,8 +95,8 @@ def engine_args(p: argparse.ArgumentParser, *, rows: bool = True) -> None:
 
 def input_file(path, what: str = "file"):
     """``path`` if it is an existing regular file, refused unread otherwise (a FIFO would block, a device never
-    ends): the library's :func:`~toolkit.analysis.cache_io.check_regular_file`, naming ``what``."""
-    from ..analysis.cache_io import check_regular_file
+    ends): the library's :func:`~toolkit.caches.io.check_regular_file`, naming ``what``."""
+    from toolkit.caches.io import check_regular_file
 
     return check_regular_file(path, what=what)
 
@@ -108,7 +108,7 @@ def output_file(path, what: str = "output file"):
     import stat
     from pathlib import Path
 
-    from ..analysis.cache_io import CacheError
+    from toolkit.caches.io import CacheError
 
     path = Path(path)
     try:
@@ -126,9 +126,9 @@ def output_file(path, what: str = "output file"):
 
 def cache_kind(path) -> str:
     """"classification", "generation" or "llm_tokens", from a cache file's header through the library's checks
-    (:func:`toolkit.analysis.kinds.kind_of`: a FIFO or device is refused unread, a malformed header names the
+    (:func:`toolkit.caches.kinds.kind_of`: a FIFO or device is refused unread, a malformed header names the
     file)."""
-    from ..analysis.kinds import kind_of
+    from toolkit.caches.kinds import kind_of
 
     return kind_of(path).name
 
@@ -162,7 +162,7 @@ SHARES = ("escalated", "final_share")
 def readable(frame, metrics=(), *, unit: str = "FLOPs"):
     """A curve frame for people: GFLOPs (or the cache's cost unit), speed-ups in x, shares in %, metrics to 4
     decimals."""
-    from ..analysis.inputs import cost_scale
+    from toolkit.caches.inputs import cost_scale
 
     out = frame.copy()
     if "flops" in out:
@@ -190,6 +190,6 @@ def readable(frame, metrics=(), *, unit: str = "FLOPs"):
 def print_json(obj) -> None:
     import json
 
-    from ..analysis.engine import jsonable
+    from toolkit.analysis.engine import jsonable
 
     print(json.dumps(jsonable(obj), indent=1, allow_nan=False))

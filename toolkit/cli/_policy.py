@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ._common import positive_int
+from toolkit.cli._common import positive_int
 
 COMMAND_OF = {"early_exit": "predict", "cascade": "predict", "calm": "llm-generate",
               "self_speculative": "llm-generate"}
@@ -25,7 +25,7 @@ def add_policy_arguments(p, *, batch_size: int) -> None:
 def load_policy(a, command: str):
     """The policy of ``--policy``, refused (naming the file and the command to use) when its method belongs to the
     other command."""
-    from ..policy import Policy, PolicyError
+    from toolkit.policy import Policy, PolicyError
 
     policy = Policy.load(a.policy)
     if COMMAND_OF[policy.method] != command:
@@ -51,7 +51,7 @@ def read_lines(path) -> list[str]:
 
 def write_tsv(out, lines: list[str]) -> None:
     """Write ``lines`` to ``out`` atomically (nothing is left behind on failure), or to standard output."""
-    from ..policy import write_atomic
+    from toolkit.policy import write_atomic
 
     text = "\n".join(lines) + "\n"
     if out:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 
-from ._common import non_negative_int, positive_int, token_length
+from toolkit.cli._common import non_negative_int, positive_int, token_length
 
 
 def register(sub) -> None:
@@ -40,7 +40,7 @@ def register(sub) -> None:
 
 
 def run(a) -> int:
-    from ..nn.collect import collect
+    from toolkit.nn.encoder.collect import collect
 
     cache = collect(a.model, a.task, a.split, a.out, data_dir=a.data_dir, batch_size=a.batch_size,
                     max_length=a.max_length, limit=a.limit, chunk_size=a.chunk_size, names=a.name,

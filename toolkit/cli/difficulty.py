@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import at_least, schedule_args
+from toolkit.cli._common import at_least, schedule_args
 
 
 def register(sub) -> None:
@@ -20,8 +20,8 @@ def register(sub) -> None:
 
 
 def run(a) -> int:
-    from ..nn.difficulty import difficulty_labels
-    from ..nn.train import TrainConfig
+    from toolkit.nn.encoder.difficulty import difficulty_labels
+    from toolkit.nn.encoder.train import TrainConfig
 
     cfg = TrainConfig(task=a.task, model=a.model, output_dir=a.out, num_hidden_layers=a.layers, epochs=a.epochs,
                       max_steps=a.max_steps, learning_rate=a.lr, batch_size=a.batch_size, max_length=a.max_length,

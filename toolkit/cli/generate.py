@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 
-from ._common import positive_float, positive_int, token_length
+from toolkit.cli._common import positive_float, positive_int, token_length
 
 
 def register(sub) -> None:
@@ -31,7 +31,7 @@ def register(sub) -> None:
 
 
 def run(a) -> int:
-    from ..nn.generate import collect_generation
+    from toolkit.nn.seq2seq.generate import collect_generation
 
     models = {}
     for spec in a.model:

@@ -8,7 +8,7 @@ OpenAI-style chat completions with top_logprobs (also vLLM's), one file per mode
 
 from __future__ import annotations
 
-from ._common import positive_float
+from toolkit.cli._common import positive_float
 
 
 def _cost(text: str) -> float:
@@ -62,7 +62,7 @@ def register(sub) -> None:
 
 
 def _print(c, out) -> None:
-    from ..analysis.inputs import cost_label, cost_scale
+    from toolkit.caches.inputs import cost_label, cost_scale
 
     unit = c.meta["cost_unit"]
     scale, _ = cost_scale(unit)
@@ -74,8 +74,8 @@ def _print(c, out) -> None:
 
 
 def run_logprobs(a) -> int:
-    from ..imports import import_chat_logprobs
-    from ._common import input_file
+    from toolkit.cli._common import input_file
+    from toolkit.imports import import_chat_logprobs
 
     labels = [int(x) if x.strip().isdigit() else x.strip()
               for x in input_file(a.labels, "labels file").read_text(encoding="utf-8").splitlines() if x.strip()]
@@ -91,7 +91,7 @@ def run_logprobs(a) -> int:
 
 
 def run(a) -> int:
-    from ..imports import import_lm_eval
+    from toolkit.imports import import_lm_eval
 
     toks = None if a.tokenizer is None else [None if t == "-" else t for t in a.tokenizer]
     c = import_lm_eval(a.samples, out=a.out, names=a.name, costs=a.cost, cost_unit=a.cost_unit, tokenizers=toks,

@@ -15,7 +15,7 @@ def register(sub) -> None:
 
 def _llm_rows(c):
     """Per layer: each exit family's agreement with the full model's token and the ECE of its max-probability."""
-    from ..analysis.llm import layer_reliability
+    from toolkit.analysis.llm.exits import layer_reliability
 
     rel = {f: layer_reliability(c, f).set_index("layer") for f in c.family_names}
     layers = next(iter(rel.values())).index
@@ -25,9 +25,9 @@ def _llm_rows(c):
 
 
 def _rows(path):
-    from ..analysis.inputs import cost_scale, cost_unit
-    from ..analysis.kinds import kind_of
-    from ..analysis.metrics import task_metric
+    from toolkit.analysis.metrics.task import task_metric
+    from toolkit.caches.inputs import cost_scale, cost_unit
+    from toolkit.caches.kinds import kind_of
 
     kind = kind_of(path)  # a FIFO or device refused unread, a malformed header named
     c = kind.loader()(path)
@@ -51,7 +51,7 @@ def _rows(path):
 def run(a) -> int:
     import pandas as pd
 
-    from ._common import print_json
+    from toolkit.cli._common import print_json
 
     c, rows = _rows(a.cache)
     if a.json:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ._common import non_negative_int, positive_int
-from .llm_collect import command_text
+from toolkit.cli._common import non_negative_int, positive_int
+from toolkit.cli.llm_collect import command_text
 
 
 def register(sub) -> None:
@@ -32,9 +32,9 @@ def register(sub) -> None:
 def run(a) -> int:
     from pathlib import Path
 
-    from ..analysis.cache import save_cache
-    from ..nn.causal_lm import load_causal_lm
-    from ..nn.llm_collect import llm_classifier_caches, prompt_states
+    from toolkit.caches.classification import save_cache
+    from toolkit.nn.causal.collect import llm_classifier_caches, prompt_states
+    from toolkit.nn.causal.models import load_causal_lm
 
     limits = a.limit or [None] * len(a.split)
     if len(limits) != len(a.split):

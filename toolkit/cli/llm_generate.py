@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from ._common import positive_int
-from ._policy import add_policy_arguments, load_policy, read_lines, write_tsv
+from toolkit.cli._common import positive_int
+from toolkit.cli._policy import add_policy_arguments, load_policy, read_lines, write_tsv
 
 
 def register(sub) -> None:
@@ -46,9 +46,9 @@ def run(a) -> int:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ..nn.llm_runtime import decoder_from_policy, encode_prompts
-    from ..nn.models import resolve_model
-    from ..nn.parts import weights_sha256
+    from toolkit.nn.causal.decode import decoder_from_policy, encode_prompts
+    from toolkit.nn.common.parts import weights_sha256
+    from toolkit.nn.encoder.models import resolve_model
 
     policy = load_policy(a, "llm-generate")
     prompts = read_prompts(a.input)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 
-from ._common import non_negative_int, positive_float, positive_int, probability
+from toolkit.cli._common import non_negative_int, positive_float, positive_int, probability
 
 
 def register(sub) -> None:
@@ -38,7 +38,7 @@ def register(sub) -> None:
 
 
 def run(a) -> int:
-    from ..nn.llm_exits import train_tuned_exits
+    from toolkit.nn.causal.exits import train_tuned_exits
 
     exits = train_tuned_exits(a.model, a.out, prompt_sets=a.prompt_set or ("agnews_headline", "sst2_sentiment"),
                               n_prompts=a.prompts, max_tokens=a.max_tokens, batch_tokens=a.batch_tokens, lr=a.lr,

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import bounded_int, engine_args, positive_float, probability
+from toolkit.cli._common import bounded_int, engine_args, positive_float, probability
 
 FORMATS = (".png", ".svg", ".pdf")
 
 
 def register(sub) -> None:
-    from ..analysis.engine import RULES
-    from ..analysis.scores import SCORES
-    from ..analysis.token_scores import AGGREGATIONS
+    from toolkit.analysis.engine import RULES
+    from toolkit.analysis.scores.classification import SCORES
+    from toolkit.analysis.scores.tokens import AGGREGATIONS
 
     p = sub.add_parser("plot", help="write the trade-off curve (bands, chosen operating point) as PNG/SVG/PDF",
                        description="Sweep a test cache, draw its metric against speed-up with percentile bootstrap "
@@ -62,9 +62,9 @@ def figure(a):
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
 
-    from ..analysis import plots
-    from ..analysis.engine import bootstrap_bands, choose, threshold_grid
-    from .sweep import view_of
+    import toolkit.analysis.plots.curves as plots
+    from toolkit.analysis.engine import bootstrap_bands, choose, threshold_grid
+    from toolkit.cli.sweep import view_of
 
     cache, view = view_of(a)
     bands = bootstrap_bands(view, threshold_grid(view, n=100), n_boot=a.n_boot, seed=a.seed)
@@ -104,7 +104,7 @@ def run(a) -> int:
     fig, shown = figure(a)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=a.dpi)
-    from ._common import print_json
+    from toolkit.cli._common import print_json
 
     if a.json:
         print_json({"figure": str(out), **shown})

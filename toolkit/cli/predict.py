@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ._policy import add_policy_arguments, load_policy, read_lines, write_tsv
+from toolkit.cli._policy import add_policy_arguments, load_policy, read_lines, write_tsv
 
 
 def register(sub) -> None:
@@ -47,7 +47,7 @@ def read_examples(path) -> tuple[list[int], list[str], list[str] | None, int]:
 
 
 def run(a) -> int:
-    from ..nn.runtime import runner_from_policy
+    from toolkit.nn.encoder.runtime import runner_from_policy
 
     policy = load_policy(a, "predict")
     numbers, texts_a, texts_b, n_lines = read_examples(a.input)

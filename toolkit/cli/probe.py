@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import non_negative_int, positive_float, positive_int
+from toolkit.cli._common import non_negative_int, positive_float, positive_int
 
 
 def register(sub) -> None:
@@ -23,7 +23,7 @@ def register(sub) -> None:
 
 
 def run(a) -> int:
-    from ..nn.probe import fit_probe_exits
+    from toolkit.nn.encoder.probe import fit_probe_exits
 
     print(f"probe exits: {fit_probe_exits(a.model, a.task, a.out, train_limit=a.train_limit, C=a.C, seed=a.seed, data_dir=a.data_dir)}")
     return 0

@@ -1,9 +1,9 @@
 """``toolkit profile``: time each model's pieces on this machine into a latency profile (JSON), the input of
-predicted-time costing (``toolkit sweep --profile``, :mod:`toolkit.analysis.latency`)."""
+predicted-time costing (``toolkit sweep --profile``, :mod:`toolkit.analysis.cost.latency`)."""
 
 from __future__ import annotations
 
-from ._common import positive_int
+from toolkit.cli._common import positive_int
 
 
 def register(sub) -> None:
@@ -34,7 +34,7 @@ def run(a) -> int:
 
     import torch
 
-    from ..nn.profile import load_for_profile, profile_models
+    from toolkit.nn.common.profile import load_for_profile, profile_models
 
     if a.threads:
         torch.set_num_threads(a.threads)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ._common import engine_args, positive_float
+from toolkit.cli._common import engine_args, positive_float
 
 
 def register(sub) -> None:
-    from ..analysis.token_scores import AGGREGATIONS, TOKEN_SCORES
+    from toolkit.analysis.scores.tokens import AGGREGATIONS, TOKEN_SCORES
 
     p = sub.add_parser("route", help="exact Swift/Super routing sweep of a generation cache",
                        description="Route an example to Super when Swift's aggregated token score says it is "
@@ -31,9 +31,9 @@ def register(sub) -> None:
 def run(a) -> int:
     import pandas as pd
 
-    from ..analysis.routing import compare_routers, references
-    from ._common import cache_kind, readable
-    from .sweep import report, view_of
+    from toolkit.analysis.routing import compare_routers, references
+    from toolkit.cli._common import cache_kind, readable
+    from toolkit.cli.sweep import report, view_of
 
     kind = cache_kind(a.cache)
     if kind != "generation":

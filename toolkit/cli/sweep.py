@@ -3,12 +3,12 @@ reference."""
 
 from __future__ import annotations
 
-from ._common import engine_args, positive_float, positive_int
+from toolkit.cli._common import engine_args, positive_float, positive_int
 
 
 def register(sub) -> None:
-    from ..analysis.scores import SCORES
-    from ..analysis.token_scores import AGGREGATIONS
+    from toolkit.analysis.scores.classification import SCORES
+    from toolkit.analysis.scores.tokens import AGGREGATIONS
 
     p = sub.add_parser("sweep", help="exact threshold sweep of a cache: summary and Pareto frontier",
                        description="Every distinct threshold of 'stop at the first stage whose confidence clears "
@@ -51,8 +51,8 @@ NOT_FOR = {"llm_tokens": {"--reference": "speed-ups are against the full model",
 def view_of(a, *, models=None):
     """The engine view of the cache named on the command line (any kind), after refusing flags that do not apply
     to its kind."""
-    from ..analysis.engine import staged
-    from ..analysis.kinds import kind_of
+    from toolkit.analysis.engine import staged
+    from toolkit.caches.kinds import kind_of
 
     kind = kind_of(a.cache)
     given = {"--reference": a.reference, "--metric": a.metric, "--how": getattr(a, "how", None),
@@ -84,8 +84,8 @@ def family_line(cache, view) -> dict:
 def report(a, cache, view, extra: dict | None = None) -> int:
     import pandas as pd
 
-    from ..analysis.engine import pareto_front, summarize, sweep
-    from ._common import evenly, print_json, readable
+    from toolkit.analysis.engine import pareto_front, summarize, sweep
+    from toolkit.cli._common import evenly, print_json, readable
 
     curve = sweep(view)
     summary = summarize(curve, metric=getattr(a, "drop_metric", None), max_drop=a.max_drop)
@@ -121,11 +121,11 @@ def report(a, cache, view, extra: dict | None = None) -> int:
 
 
 def timed(a, cache, view):
-    """With ``--profile``: the view costed in predicted ms (:func:`toolkit.analysis.latency.with_predicted_time`)
+    """With ``--profile``: the view costed in predicted ms (:func:`toolkit.analysis.cost.latency.with_predicted_time`)
     and the line naming the profile."""
     if not getattr(a, "profile", None):
         return view, {}
-    from ..analysis.latency import load_profile, models_for, with_predicted_time
+    from toolkit.analysis.cost.latency import load_profile, models_for, with_predicted_time
 
     if not hasattr(cache, "n_tokens"):
         raise ValueError(f"{a.cache}: --profile costs classification caches (early exit, cascades) only")
@@ -136,7 +136,7 @@ def timed(a, cache, view):
 
 
 def run(a) -> int:
-    from ._common import input_file, output_file
+    from toolkit.cli._common import input_file, output_file
 
     if getattr(a, "profile", None):
         input_file(a.profile, "latency profile")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import positive_float, positive_int, schedule_args
+from toolkit.cli._common import positive_float, positive_int, schedule_args
 
 
 def register(sub) -> None:
@@ -24,7 +24,7 @@ def register(sub) -> None:
 
 
 def run(a) -> int:
-    from ..nn.train import TrainConfig, train
+    from toolkit.nn.encoder.train import TrainConfig, train
 
     if a.config:
         cfg = TrainConfig.from_json(a.config)

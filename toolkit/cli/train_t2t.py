@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import positive_int, schedule_args
+from toolkit.cli._common import positive_int, schedule_args
 
 
 def register(sub) -> None:
@@ -22,7 +22,7 @@ def register(sub) -> None:
 
 
 def run(a) -> int:
-    from ..nn.seq2seq_train import Seq2SeqTrainConfig, train_seq2seq
+    from toolkit.nn.seq2seq.train import Seq2SeqTrainConfig, train_seq2seq
 
     cfg = Seq2SeqTrainConfig(task=a.task, output_dir=a.out, encoder=a.encoder, decoder=a.decoder or a.encoder,
                              decoder_layers=a.decoder_layers, model=a.model, epochs=a.epochs, max_steps=a.max_steps,

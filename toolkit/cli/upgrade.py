@@ -14,7 +14,7 @@ def register(sub) -> None:
 
 
 def run(a) -> int:
-    from ..analysis.upgrade import upgrade_cache
+    from toolkit.caches.upgrade import upgrade_cache
 
     for path in a.caches:
         print(f"{path}: {'upgraded' if upgrade_cache(path) else 'already current (verified)'}")

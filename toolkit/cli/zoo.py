@@ -25,8 +25,8 @@ def register(sub) -> None:
 
 
 def run(a) -> int:
-    from ..zoo import check_manifest, readme_table, seed_table
-    from ..zoo.build import build
+    from toolkit.zoo import check_manifest, readme_table, seed_table
+    from toolkit.zoo.build import build
 
     if a.check:
         problems = check_manifest(a.out)

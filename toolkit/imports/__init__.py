@@ -7,8 +7,8 @@
 torch-free (the analysis side); tokens are counted with the ``tokenizers`` package when a tokenizer is at hand.
 """
 
-from .lmeval import LMEvalRun, import_lm_eval, read_lm_eval
-from .logprobs import import_chat_logprobs, read_chat_logprobs
-from .records import RecordError
+from toolkit.imports.lmeval import LMEvalRun, import_lm_eval, read_lm_eval
+from toolkit.imports.logprobs import import_chat_logprobs, read_chat_logprobs
+from toolkit.imports.records import RecordError
 
 __all__ = ["LMEvalRun", "RecordError", "import_chat_logprobs", "import_lm_eval", "read_chat_logprobs", "read_lm_eval"]

@@ -5,7 +5,7 @@
 choice's continuation), ``filtered_resps`` (per choice ``[log-likelihood, is_greedy]``, as strings),
 ``doc_hash``) and beside it ``results_<time>.json`` (``config.model_args``, ``config.model_num_parameters``,
 ``task_hashes``, ``n-shot``, ``chat_template``). :func:`import_lm_eval` reads several such runs of a
-multiple-choice task (the smallest model first) into one :class:`~toolkit.analysis.cache.Cache`:
+multiple-choice task (the smallest model first) into one :class:`~toolkit.caches.classification.Cache`:
 
 - stage e = run e; ``logits[n, e, c]`` = the logged log-likelihood of choice c (the sum over the continuation's
   tokens, unnormalised: the harness's ``acc``, not ``acc_norm``); ``labels`` = the targets (an index, or a
@@ -40,11 +40,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analysis.cache import Cache, save_cache
-from ..analysis.inputs import from_log_probs
-from ..data import sha256_file
-from .records import RecordError, count_tokens, load_tokenizer, log_prob, read_jsonl
-from .records import field as get
+from toolkit.caches.classification import Cache, save_cache
+from toolkit.caches.inputs import from_log_probs
+from toolkit.data.tasks import sha256_file
+from toolkit.imports.records import RecordError, count_tokens, load_tokenizer, log_prob, read_jsonl
+from toolkit.imports.records import field as get
 
 __all__ = ["LMEvalRun", "read_lm_eval", "import_lm_eval", "PARAMS_X_TOKENS", "PARAMETERS"]
 PARAMS_X_TOKENS = "parameters x tokens"

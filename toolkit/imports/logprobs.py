@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analysis.cache import Cache, save_cache
-from ..analysis.inputs import from_log_probs
-from ..data import sha256_file
-from .records import RecordError, field, log_prob, read_jsonl
+from toolkit.caches.classification import Cache, save_cache
+from toolkit.caches.inputs import from_log_probs
+from toolkit.data.tasks import sha256_file
+from toolkit.imports.records import RecordError, field, log_prob, read_jsonl
 
 __all__ = ["import_chat_logprobs", "read_chat_logprobs", "TOKENS"]
 TOKENS = "tokens"

@@ -19,7 +19,7 @@ class RecordError(ValueError):
 
 def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
     """``(line number, object)`` for every non-blank line (1-based); a line that is not a JSON object is an error."""
-    from ..analysis.cache_io import CacheError, check_regular_file
+    from toolkit.caches.io import CacheError, check_regular_file
 
     try:
         path = check_regular_file(path, what="file")

@@ -1,5 +1,6 @@
-"""The torch side: model families, losses, training, inference helpers, collection of every cache kind, the runtime
-(real early exit, cascades), pruning and probes. Needs the ``nn`` extra: ``pip install "toolkit[nn]"``.
+"""The torch side, by model kind: :mod:`.common` (families, batched inference, resumable collection, profiling),
+:mod:`.encoder` (multi-exit models, training, collection, the real early-exit and cascade runtime, pruning, probes),
+:mod:`.seq2seq` (models, training, generation) and :mod:`.causal` (causal LMs, exits, collection, real decoding). Needs the ``nn`` extra: ``pip install "toolkit[nn]"``.
 
-Modules are imported on use (``from toolkit.nn.collect import collect``); importing this package loads nothing.
+Modules are imported on use (``from toolkit.nn.encoder.collect import collect``); importing this package loads nothing.
 """

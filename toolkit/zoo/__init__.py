@@ -1,7 +1,7 @@
 """The model zoo: recipes and the build (torch side, :mod:`.build`, :mod:`.recipes`), and the manifest with its
 checks (analysis side, :mod:`.manifest`). Importing this package loads no torch."""
 
-from .manifest import (
+from toolkit.zoo.manifest import (
     check_manifest,
     generation_table,
     merge_manifest,

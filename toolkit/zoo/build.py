@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analysis.cache import load_cache
-from .manifest import generation_table, stage_table, update_manifest
-from .recipes import (
+from toolkit.caches.classification import load_cache
+from toolkit.zoo.manifest import generation_table, stage_table, update_manifest
+from toolkit.zoo.recipes import (
     CASCADE,
     CASCADE_DA,
     CPU_BORROWED,
@@ -104,11 +104,11 @@ class ProbeConfig:
 def train_member(task: str, member: str, seed: int, where: Where, log=print) -> Path:
     """Train (or reuse) one member; returns its final folder. Ranking members first get their difficulty labels
     (reusing finished fold runs), slenderized ones their pruned start, probes their classifier."""
-    from ..nn.train import finished_run, train
+    from toolkit.nn.encoder.train import finished_run, train
 
     over = where.overrides()
     if member in PROBES:
-        from ..nn.probe import fit_probe_exits
+        from toolkit.nn.encoder.probe import fit_probe_exits
 
         spec = PROBES[member]
         clf = train_member(task, spec["classifier"], seed, where, log)
@@ -130,7 +130,7 @@ def train_member(task: str, member: str, seed: int, where: Where, log=print) -> 
                         where.data_dir)
     cfg = recipe(task, member, root=where.runs, tiny=where.tiny, seed=seed, profile=where.profile, **over)
     if member in DIFFICULTY and not (Path(cfg.output_dir) / "final" / "config.json").exists():
-        from ..nn.difficulty import difficulty_labels
+        from toolkit.nn.encoder.difficulty import difficulty_labels
 
         log(f"[zoo] difficulty labels {task}/{member}-s{seed}")
         difficulty_labels(difficulty_recipe(task, member, root=where.runs, tiny=where.tiny, seed=seed,
@@ -145,8 +145,8 @@ def train_member(task: str, member: str, seed: int, where: Where, log=print) -> 
 
 def train_fold(task: str, member: str, seed: int, fold: int, where: Where, log=print) -> Path:
     """Train one out-of-fold model of ranking member ``member``'s difficulty labels."""
-    from ..nn.difficulty import fold_config
-    from ..nn.train import train
+    from toolkit.nn.encoder.difficulty import fold_config
+    from toolkit.nn.encoder.train import train
 
     cfg = fold_config(difficulty_recipe(task, member, root=where.runs, tiny=where.tiny, seed=seed,
                                         profile=where.profile, **where.overrides()), DIFFICULTY_FOLDS, fold)
@@ -192,8 +192,8 @@ def _manifest_entry(path: Path, cache, train_metas: list[dict], wall: float, com
 
 def collect_set(task: str, s: str, seed: int, where: Where, splits=("cal", "test"), log=print) -> list[Path]:
     """Collect ``splits`` of set ``s`` (every member already trained) into ``<out>/<task>/<s>-s<seed>-<split>``."""
-    from ..analysis.cache import save_cache
-    from ..nn.collect import collect
+    from toolkit.caches.classification import save_cache
+    from toolkit.nn.encoder.collect import collect
 
     trained = [m for m in SETS[s] if not where.borrowed(m)]
     borrowed = [m for m in SETS[s] if where.borrowed(m)]
@@ -255,10 +255,10 @@ def join_borrowed(cache, source, stage: str, name: str, source_key: str):
     """``cache`` (a cascade's trained members) followed by stage ``stage`` of the multi-exit ``source`` as one more
     complete model, ``name``: its logits, and its FLOPs as a single-exit model on top of the cascade's last stage
     (``source``'s cumulative FLOPs at ``stage`` less the heads of its earlier exits, as
-    :func:`toolkit.analysis.cost.exit_flops` counts them). ``source`` must hold every example of ``cache`` (same
+    :func:`toolkit.analysis.cost.encoder.exit_flops` counts them). ``source`` must hold every example of ``cache`` (same
     data, labels); its rows are taken in ``cache``'s order."""
-    from ..analysis.cache import Cache
-    from ..analysis.cost import head_flops
+    from toolkit.analysis.cost.encoder import head_flops
+    from toolkit.caches.classification import Cache
 
     for what, a, b in (("task", cache.task, source.task), ("split", cache.split, source.split),
                        ("data fingerprint", cache.meta["data"]["fingerprint"], source.meta["data"]["fingerprint"]),
@@ -306,9 +306,9 @@ def _generation_entry(path: Path, cache, train_metas: list[dict], wall: float, c
 def build_generation(task: str, s: str, out: Path, runs: Path, splits, tiny: bool, data_dir, command: str,
                      log=print) -> list[Path]:
     """Train the text-to-text Swift/Super members of set ``s`` and collect their generation caches."""
-    from ..analysis.generation_cache import load_generation_cache
-    from ..nn.generate import collect_generation
-    from ..nn.seq2seq_train import train_seq2seq
+    from toolkit.caches.generation import load_generation_cache
+    from toolkit.nn.seq2seq.generate import collect_generation
+    from toolkit.nn.seq2seq.train import train_seq2seq
 
     finals, metas = {}, []
     for member in GENERATION_SETS[s]:
@@ -439,8 +439,8 @@ def prepare_slender(teacher_dir: Path, out: Path, task: str, width: float, data_
         return out
     from transformers import AutoTokenizer
 
-    from ..nn.models import load_model
-    from ..nn.prune import slenderize, train_batches
+    from toolkit.nn.encoder.models import load_model
+    from toolkit.nn.encoder.prune import slenderize, train_batches
 
     model = load_model(teacher_dir)
     tok = AutoTokenizer.from_pretrained(teacher_dir)

@@ -1,6 +1,6 @@
 """Calibration shift (issue 17): is the split that thresholds are fitted on exchangeable with the one they are
 reported on? Compares the train-carve ``cal`` with ``test`` (the GLUE dev set), and the two seeded halves of
-``test`` (:func:`toolkit.data.dev_halves`, stratified by label) with each other, per task, on the shipped v1 caches
+``test`` (:func:`toolkit.data.tasks.dev_halves`, stratified by label) with each other, per task, on the shipped v1 caches
 (seed-42 models): mean tokens (all-MiniLM-L6-v2 tokenizer), label share, and the accuracy of each shipped model's
 last stage.
 
@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..analysis.cache import load_cache
-from ..data import dev_halves
-from . import catalogue
+from toolkit.caches.classification import load_cache
+from toolkit.data.tasks import dev_halves
+from toolkit.zoo import catalogue
 
 TASKS = ("sst2", "mrpc", "rte", "cola", "agnews")
 SECTION = "cal-shift"
@@ -131,7 +131,7 @@ class CalShift:
 
     def section(self) -> str:
         """The published section (the table between the cal-shift markers, docs/results/cal-shift.md)."""
-        from .readme import markers
+        from toolkit.zoo.readme import markers
 
         start, end = markers(SECTION)
         return f"{start}\n{self.markdown()}\n{end}"

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..analysis.engine import Staged, staged
-from ..analysis.kinds import load as load_any
+from toolkit.analysis.engine import Staged, staged
+from toolkit.caches.kinds import load as load_any
 
 # The speed-up reference of every notebook and generated table: the last member alone (a cascade's or Swift/Super's
 # largest model, run on every example) or, for a multi-exit model, its last exit (the engine's default).
@@ -74,7 +74,7 @@ def available(task: str, name: str) -> bool:
 
 
 def read(path: str | os.PathLike):
-    """Load a cache of any kind (:func:`toolkit.analysis.kinds.load`: the header's ``kind`` picks the loader)."""
+    """Load a cache of any kind (:func:`toolkit.caches.kinds.load`: the header's ``kind`` picks the loader)."""
     return load_any(path)
 
 

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..analysis import engine
-from ..analysis.calibration import crossfit_temperatures
-from . import catalogue, readme
+from toolkit.analysis import engine
+from toolkit.analysis.metrics.calibration import crossfit_temperatures
+from toolkit.zoo import catalogue, readme
 
 TASKS = ("sst2", "mrpc", "rte", "cola", "agnews")
 SECTION = "seed-claims"

@@ -25,9 +25,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analysis.cost import layer_flops
-from .build import SETS, Job, Where, plan, run_job
-from .recipes import CPU_BORROWED, DIFFICULTY, DIFFICULTY_FOLDS, PROBES, RTE_VARIANTS, ZOO_TASKS, recipe
+from toolkit.analysis.cost.encoder import layer_flops
+from toolkit.zoo.build import SETS, Job, Where, plan, run_job
+from toolkit.zoo.recipes import (
+    CPU_BORROWED,
+    DIFFICULTY,
+    DIFFICULTY_FOLDS,
+    PROBES,
+    RTE_VARIANTS,
+    ZOO_TASKS,
+    recipe,
+)
 
 V2_SETS = ("minilm6_me", "cascade", "mpnet_me", "cascade_da")
 # (tasks, sets, seeds), most important first: the issue's minimum that a CPU cannot do (three seeds of every set on
@@ -57,7 +65,7 @@ def prioritized(tiers=None, *, tasks=None, sets=None, seeds=None, device: str = 
     """The jobs of ``tiers`` (default :data:`PRIORITY`, or :data:`CPU_PRIORITY` for ``profile="cpu"``) in priority
     order: the longest first within a tier (v2), or set by set (cpu: the cheap sets in the early tiers). Restricted to
     ``tasks``, ``sets`` and ``seeds`` where given; then every requested combination outside the tiers comes last."""
-    from .recipes import SEEDS
+    from toolkit.zoo.recipes import SEEDS
 
     tiers = tiers or (CPU_PRIORITY if profile == "cpu" else PRIORITY)
     if tasks is not None or sets is not None or seeds is not None:
@@ -80,7 +88,7 @@ def without_finished(jobs: list[Job], out: Path, splits=("cal", "test"), also=()
     """Drop the collect jobs whose caches are already in ``out`` or in one of the folders ``also`` (the shipped
     data/: made here or merged from another machine, whose run folders are not here) and the training no remaining
     collect job needs."""
-    from .build import cache_key
+    from toolkit.zoo.build import cache_key
 
     def shipped(folder: Path, key: str) -> bool:
         m = folder / "MANIFEST.json"

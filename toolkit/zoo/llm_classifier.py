@@ -6,7 +6,7 @@ encoders on the same test examples; the probes' early exit and the cascade MiniL
 ``compose.cascade_caches``) chosen on cal with the ``drop`` rule; each member alone and the reference (SmolLM2's last
 exit); the cascade's most accurate threshold on test itself (an upper bound); and the paired accuracy differences
 cascade minus MiniLM-L6 and probe minus MiniLM-L6 on the cascade's test examples
-(:func:`toolkit.analysis.llm_intervals.paired_stop_differences`). Speed-ups divide by SmolLM2's last exit (probe) on
+(:func:`toolkit.analysis.llm.intervals.paired_stop_differences`). Speed-ups divide by SmolLM2's last exit (probe) on
 every example.
 """
 
@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..analysis import engine
-from ..analysis.compose import cascade_caches
-from ..analysis.llm_intervals import PairedDifferences, paired_stop_differences
-from . import catalogue
+from toolkit.analysis import engine
+from toolkit.analysis.llm.intervals import PairedDifferences, paired_stop_differences
+from toolkit.caches.compose import cascade_caches
+from toolkit.zoo import catalogue
 
 LLM_SETS = {"smollm2_zs_lens": "SmolLM2 zero-shot, lens", "smollm2_zs_tuned": "SmolLM2 zero-shot, tuned",
             "smollm2_probe": "SmolLM2 probes"}
@@ -143,7 +143,7 @@ def plot_llm_classifier(results: Mapping, *, axes=None):
     """One panel per task (``results`` ``{task: LLMClassifier}``): test accuracy against GFLOPs (log) of every exit
     of each model, the early exit and the cascade chosen on cal with 95% error bars, the cascade at every threshold,
     the majority class and a note counting the zero-shot layers near it; one legend below."""
-    from ..analysis.plots import FLOPS_LABEL
+    from toolkit.analysis.plots.curves import FLOPS_LABEL
 
     if axes is None:
         import matplotlib.pyplot as plt

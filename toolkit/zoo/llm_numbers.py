@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..analysis import llm
-from ..analysis import llm_intervals as li
-from ..analysis.cache import load_cache
-from ..analysis.llm_cache import concat_token_caches, load_llm_cache
-from . import readme
+import toolkit.analysis.llm.exits as llm
+from toolkit.analysis.llm import intervals as li
+from toolkit.caches.classification import load_cache
+from toolkit.caches.tokens import concat_token_caches, load_llm_cache
+from toolkit.zoo import readme
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 SECTION = "llm-numbers"

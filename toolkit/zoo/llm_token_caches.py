@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..analysis.llm_cache import LLMTokenCache, concat_token_caches, load_llm_cache
-from ..analysis.llm_intervals import prompt_weights
-from . import catalogue
+from toolkit.analysis.llm.intervals import prompt_weights
+from toolkit.caches.tokens import LLMTokenCache, concat_token_caches, load_llm_cache
+from toolkit.zoo import catalogue
 
 SETS = ("agnews_headline", "sst2_sentiment")  # prompt sets with a cal and a test cache
 TRANSFER = "qnli_answer"  # test only
@@ -30,7 +30,7 @@ class SmolLM2Caches:
     qnli: LLMTokenCache
 
     def weights(self, *, n_boot: int, seed: int) -> dict[str, np.ndarray]:
-        """Prompt resamples ``{"cal", "test", "qnli"}`` (:func:`~toolkit.analysis.llm_intervals.prompt_weights`,
+        """Prompt resamples ``{"cal", "test", "qnli"}`` (:func:`~toolkit.analysis.llm.intervals.prompt_weights`,
         row 0 the data), each drawn with ``seed``."""
         return {k: prompt_weights(c.n_examples, n_boot=n_boot, seed=seed)
                 for k, c in (("cal", self.cal), ("test", self.test), ("qnli", self.qnli))}

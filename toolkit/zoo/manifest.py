@@ -7,10 +7,10 @@ import json
 import os
 from pathlib import Path
 
-from ..analysis.cache import load_cache
-from ..analysis.inputs import cost_unit
-from ..analysis.kinds import KINDS
-from ..analysis.metrics import task_metric
+from toolkit.analysis.metrics.task import task_metric
+from toolkit.caches.classification import load_cache
+from toolkit.caches.inputs import cost_unit
+from toolkit.caches.kinds import KINDS
 
 
 def stage_table(cache) -> list[dict]:
@@ -37,7 +37,7 @@ def generation_table(cache) -> list[dict]:
 def llm_token_table(cache) -> list[dict]:
     """Per exit family and layer of an LLM token cache: agreement with the full model's token and the ECE of its
     max-probability (the numbers ``toolkit info`` prints)."""
-    from ..analysis.llm import layer_reliability
+    from toolkit.analysis.llm.exits import layer_reliability
 
     rows = []
     for f in cache.family_names:
@@ -51,12 +51,12 @@ def cache_entry(path: str | os.PathLike, *, root: str | os.PathLike = ".", test_
     """A manifest entry for a cache made outside the zoo (the SmolLM2 caches of ``scripts/build_llm_caches.sh``):
     what its header records (command, data, versions, model) and the numbers :func:`check_manifest` recomputes.
     ``test_only``: why a test cache has no cal twin (said in the entry)."""
-    from ..analysis.cache_io import read_header
+    from toolkit.caches.io import read_header
 
     path = Path(path)
     kind = read_header(path).get("kind", "classification")
     if kind == "llm_tokens":
-        from ..analysis.llm_cache import load_llm_cache
+        from toolkit.caches.tokens import load_llm_cache
 
         c = load_llm_cache(path, verify_data=False)
         entry = {"kind": "llm_tokens", "n_examples": c.n_examples, "n_tokens": c.n_tokens,
@@ -117,7 +117,7 @@ def merge_manifest(src: str | os.PathLike, dst: str | os.PathLike) -> list[str]:
     return list(entries)
 
 
-# what check_manifest recomputes per cache kind (its loader comes from the kind's record, toolkit.analysis.kinds)
+# what check_manifest recomputes per cache kind (its loader comes from the kind's record, toolkit.caches.kinds)
 _CHECKS = {"classification": (stage_table, "stage_metrics"), "generation": (generation_table, "model_metrics"),
            "llm_tokens": (llm_token_table, "layer_metrics")}
 

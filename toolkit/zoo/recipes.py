@@ -1,6 +1,6 @@
 """Reproducible training recipes for the model zoo.
 
-Each recipe is a :class:`toolkit.nn.train.TrainConfig` for ``(task, member, seed)``, trained in
+Each recipe is a :class:`toolkit.nn.encoder.train.TrainConfig` for ``(task, member, seed)``, trained in
 ``<root>/<task>/<member>-s<seed>``. Members: ``minilm6_me`` (all-MiniLM-L6-v2, 6 exits, joint), ``mpnet_me``
 (all-mpnet-base-v2, 12 exits, joint), the cascade ``minilm2`` -> ``minilm6`` -> ``mpnet`` (complete single-exit
 models) and CascadeBERT's difficulty-aware cascade ``minilm2_da`` -> ``minilm6_da`` -> ``mpnet`` (the small members
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..nn.train import TrainConfig
+from toolkit.nn.encoder.train import TrainConfig
 
 ZOO_TASKS = ("sst2", "mrpc", "rte", "cola", "agnews")
 SEEDS = (42, 43, 44)
@@ -123,7 +123,7 @@ SEQ2SEQ_SCHEDULE = {"sst2": {"t2t_swift": (1.0, 20000), "t2t_super": (1.0, 10000
 
 def seq2seq_recipe(task: str, member: str, root: str | Path = "runs", tiny: bool = False, **over):
     """The Seq2SeqTrainConfig of one text-to-text member; ``tiny`` gives the same path in seconds (CI)."""
-    from ..nn.seq2seq_train import Seq2SeqTrainConfig
+    from toolkit.nn.seq2seq.train import Seq2SeqTrainConfig
 
     if member not in SEQ2SEQ:
         raise ValueError(f"unknown text-to-text member {member!r}; choose one of {sorted(SEQ2SEQ)}")
@@ -183,7 +183,7 @@ def recipe(task: str, member: str, root: str | Path = "runs", tiny: bool = False
 def difficulty_recipe(task: str, member: str, root: str | Path = "runs", tiny: bool = False, seed: int = 42,
                       profile: str = "v2", **over) -> TrainConfig:
     """The plain twin's recipe whose out-of-fold models label the difficulty for ranking member ``member``; its
-    folds train in ``<run_dir>/difficulty/fold<k>`` (see :func:`toolkit.nn.difficulty.fold_config`)."""
+    folds train in ``<run_dir>/difficulty/fold<k>`` (see :func:`toolkit.nn.encoder.difficulty.fold_config`)."""
     if member not in DIFFICULTY:
         raise ValueError(f"{member!r} is not a difficulty-aware member; choose one of {sorted(DIFFICULTY)}")
     out = run_dir(root, task, member, seed) / "difficulty"

@@ -20,7 +20,7 @@ Every speed-up divides the named ``reference`` cost (default: the last member al
 >>> s = engine.staged(toolkit.load_cache("data/sst2/cascade-test.parquet"))  # doctest: +SKIP
 """
 
-from .adapters import (
+from toolkit.analysis.engine.adapters import (
     ClassMetrics,
     GenerationMetrics,
     from_classification,
@@ -28,8 +28,16 @@ from .adapters import (
     stage_layers,
     staged,
 )
-from .choose import RULES, CrossFit, OperatingPoint, choose, crossfit, halves, threshold_on_sweep
-from .compare import (
+from toolkit.analysis.engine.choose import (
+    RULES,
+    CrossFit,
+    OperatingPoint,
+    choose,
+    crossfit,
+    halves,
+    threshold_on_sweep,
+)
+from toolkit.analysis.engine.compare import (
     Comparison,
     compare,
     compare_crossfit,
@@ -37,7 +45,7 @@ from .compare import (
     frontier_at_budgets,
     speedup_at_drop,
 )
-from .curves import (
+from toolkit.analysis.engine.curves import (
     bootstrap_bands,
     bootstrap_statistic,
     breakpoints,
@@ -55,9 +63,9 @@ from .curves import (
     threshold_grid,
     weight_blocks,
 )
-from .results import Bands, Curve, Evaluation, Summary, jsonable
-from .risk import Certified, RiskTable, certify, min_examples, risk_table
-from .staged import MeanMetrics, Staged, exit_stage
+from toolkit.analysis.engine.results import Bands, Curve, Evaluation, Summary, jsonable
+from toolkit.analysis.engine.risk import Certified, RiskTable, certify, min_examples, risk_table
+from toolkit.analysis.engine.staged import MeanMetrics, Staged, exit_stage
 
 __all__ = [
     "Staged", "MeanMetrics", "exit_stage", "staged", "from_classification", "from_generation", "ClassMetrics",

@@ -20,23 +20,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..cache import Cache
-from ..generation_cache import GenCache
-from ..identity import cache_identity
-from ..inputs import cost_unit
-from ..quality import CORPUS, corpus_score
-from ..scores import _check as _check_logits
-from ..scores import stage_confidence
-from ..token_scores import sequence_confidence
-from .staged import Staged
+from toolkit.analysis.engine.staged import Staged
+from toolkit.analysis.metrics.generation import CORPUS, corpus_score
+from toolkit.analysis.scores.classification import _check as _check_logits
+from toolkit.analysis.scores.classification import stage_confidence
+from toolkit.analysis.scores.tokens import sequence_confidence
+from toolkit.caches.classification import Cache
+from toolkit.caches.generation import GenCache
+from toolkit.caches.identity import cache_identity
+from toolkit.caches.inputs import cost_unit
 
 
 @functools.singledispatch
 def staged(cache, **options) -> Staged:
     """The engine's view of any cache: dispatches on the cache type (see the registered adapters).
 
-    Classification (:class:`~toolkit.analysis.cache.Cache`): ``score``, ``temperature``, ``reference``,
-    ``metric``; generation (:class:`~toolkit.analysis.generation_cache.GenCache`): ``models``, ``score``, ``how``,
+    Classification (:class:`~toolkit.caches.classification.Cache`): ``score``, ``temperature``, ``reference``,
+    ``metric``; generation (:class:`~toolkit.caches.generation.GenCache`): ``models``, ``score``, ``how``,
     ``temperature``, ``reference``, ``metric``.
     """
     raise TypeError(f"no engine adapter for {type(cache).__name__}; register one with "
@@ -54,7 +54,7 @@ class ClassMetrics:
     - more classes with MCC: ``[correct, predicted counts (C), gold counts (C)]``,
       ``MCC = (c s - sum p_k t_k) / sqrt((s^2 - sum p_k^2)(s^2 - sum t_k^2))``.
 
-    Every value equals :func:`toolkit.analysis.metrics.metric_from_confusion`'s on the confusion matrix (the
+    Every value equals :func:`toolkit.analysis.metrics.task.metric_from_confusion`'s on the confusion matrix (the
     statistics are integer sums, exact in float64).
 
     >>> m = ClassMetrics(2, ("accuracy", "f1", "mcc"))(np.array([3.0, 3.0, 2.0]), 4)  # gold 0011, predicted 0111
@@ -157,7 +157,7 @@ def check_temperature(temperature, n_stages: int) -> np.ndarray | None:
 
 
 def _confidence(logits: np.ndarray, score: str, temperature) -> tuple[np.ndarray, np.ndarray]:
-    """Confidences (:func:`~toolkit.analysis.scores.stage_confidence`) and predicted classes (``argmax``) of
+    """Confidences (:func:`~toolkit.analysis.scores.classification.stage_confidence`) and predicted classes (``argmax``) of
     ``[N, E, C]`` logits, ``[N, E]`` each, in blocks of rows (bounded memory, cache-friendly).
 
     Max-probability is ``exp(-log(sum exp(z/T - max z/T)))``, the value ``exp(max log_softmax)`` takes by the same
@@ -232,7 +232,7 @@ def from_classification(cache: Cache, *, score: str = "max_prob", temperature=No
     cache : Cache
         ``logits [N, E, C]``, cumulative ``flops [N, E]``.
     score : str
-        A confidence score of :data:`toolkit.analysis.scores.SCORES`.
+        A confidence score of :data:`toolkit.analysis.scores.classification.SCORES`.
     temperature : float or array of shape (E,), optional
         One temperature, or one per stage (e.g. fitted on cal).
     reference : str
@@ -314,7 +314,7 @@ def from_generation(cache: GenCache, *, models=None, score: str = "energy", how:
         Models in the order they run (default: the cache's order, cheapest first); E = len(models).
     score, how, temperature
         Token score, its aggregation over the generated sequence, and its temperature (one of the cache's); see
-        :mod:`toolkit.analysis.token_scores`. An example goes on to the next model when the sequence confidence
+        :mod:`toolkit.analysis.scores.tokens`. An example goes on to the next model when the sequence confidence
         of the current one is below the threshold.
     reference : str
         ``"last"`` (default: the last model alone), ``"all"`` (every model in turn) or a model name.

@@ -24,12 +24,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ...data import dev_halves
-from ..identity import check_transfer
-from .curves import check_bootstrap, check_seed, evaluation, resamples_per_block, sweep, weight_blocks
-from .results import Curve, Evaluation, html_table
-from .risk import certify
-from .staged import Staged
+from toolkit.analysis.engine.curves import (
+    check_bootstrap,
+    check_seed,
+    evaluation,
+    resamples_per_block,
+    sweep,
+    weight_blocks,
+)
+from toolkit.analysis.engine.results import Curve, Evaluation, html_table
+from toolkit.analysis.engine.risk import certify
+from toolkit.analysis.engine.staged import Staged
+from toolkit.caches.identity import check_transfer
+from toolkit.data.tasks import dev_halves
 
 RULES = ("drop", "risk", "budget", "target")
 
@@ -157,7 +164,7 @@ def threshold_on_sweep(curve: Curve, *, rule: str = "drop", metric: str = "accur
     """The threshold :func:`choose` picks by the ``drop``, ``budget`` or ``target`` rule, from the exact sweep of the cal view
     (``sweep(cal)``) already at hand: for tools that keep the sweep and apply a rule again at interactive speed.
 
-    >>> from toolkit.analysis.cache import from_arrays
+    >>> from toolkit.caches.classification import from_arrays
     >>> from toolkit.analysis.engine import from_classification
     >>> lg = np.log(np.array([[[0.6, 0.4], [0.9, 0.1], [0.2, 0.8]], [[0.3, 0.7], [0.45, 0.55], [0.1, 0.9]]]))
     >>> curve = sweep(from_classification(from_arrays(lg, [0, 1], [1.0, 2.0, 3.0])))
@@ -243,7 +250,7 @@ class CrossFit:
 
 
 def halves(example_ids, seed: int, strata=None, clusters=None) -> tuple[np.ndarray, np.ndarray]:
-    """Two seeded halves of a split as row indices: :func:`toolkit.data.dev_halves` (by example id, so independent
+    """Two seeded halves of a split as row indices: :func:`toolkit.data.tasks.dev_halves` (by example id, so independent
     of row order; stratified by ``strata``, e.g. labels, when given). With ``clusters`` (e.g. a token's prompt),
     whole clusters go to one half, drawn by cluster id (``strata`` then unused).
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..identity import check_same_data, describe
-from .choose import _choose, halves
-from .curves import breakpoints, check_bootstrap, weight_blocks
-from .results import _Table
-from .staged import Staged
+from toolkit.analysis.engine.choose import _choose, halves
+from toolkit.analysis.engine.curves import breakpoints, check_bootstrap, weight_blocks
+from toolkit.analysis.engine.results import _Table
+from toolkit.analysis.engine.staged import Staged
+from toolkit.caches.identity import check_same_data, describe
 
 _CHUNK = 4_000_000
 

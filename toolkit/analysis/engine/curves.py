@@ -9,7 +9,7 @@ example at the last stage), each row exactly what that threshold does on the who
 >>> import numpy as np
 >>> from toolkit.analysis.engine import from_classification
 >>> lg = np.log(np.array([[[0.6, 0.4], [0.9, 0.1], [0.2, 0.8]], [[0.3, 0.7], [0.45, 0.55], [0.1, 0.9]]]))
->>> from toolkit.analysis.cache import from_arrays
+>>> from toolkit.caches.classification import from_arrays
 >>> s = from_classification(from_arrays(lg, [0, 1], [1.0, 2.0, 3.0]))
 >>> sweep(s).to_frame()[["threshold", "accuracy", "flops", "speedup"]].round(4).to_numpy().tolist()
 [[inf, 0.5, 3.0, 1.0], [0.9, 1.0, 2.5, 1.2], [0.7, 1.0, 1.5, 2.0], [0.6, 1.0, 1.0, 3.0]]
@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy.integrate import trapezoid
 
-from .results import Bands, Curve, Evaluation, Summary
-from .staged import Staged
+from toolkit.analysis.engine.results import Bands, Curve, Evaluation, Summary
+from toolkit.analysis.engine.staged import Staged
 
 _CHUNK = 4_000_000  # array elements per vectorised block (bounds memory on large caches)
 

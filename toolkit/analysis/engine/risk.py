@@ -26,9 +26,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binom
 
-from .curves import _stage_quantities, sweep_totals
-from .results import _Table
-from .staged import Staged
+from toolkit.analysis.engine.curves import _stage_quantities, sweep_totals
+from toolkit.analysis.engine.results import _Table
+from toolkit.analysis.engine.staged import Staged
 
 
 def binomial_p_value(losses, n: int, delta: float) -> np.ndarray:

@@ -85,7 +85,7 @@ class Staged:
     meta : mapping
         What made it: kind, task, split, score, temperature, cost unit.
     strata : ndarray, shape (N,), or None
-        Labels to stratify cross-fitting halves by (:func:`toolkit.data.dev_halves`); None: unstratified.
+        Labels to stratify cross-fitting halves by (:func:`toolkit.data.tasks.dev_halves`); None: unstratified.
     clusters : ndarray, shape (N,), or None
         Cluster of each example (e.g. the prompt of a generated token): every bootstrap interval resamples clusters
         and keeps an example with its cluster; None: examples are independent.
@@ -141,7 +141,7 @@ class Staged:
                 f"reference={self.reference!r})")
 
     def _repr_html_(self) -> str:
-        from .results import html_table
+        from toolkit.analysis.engine.results import html_table
 
         rows = {"examples": self.n_examples, "stages": ", ".join(self.stage_names), "metric": self.metric,
                 "reference": self.reference, **{k: v for k, v in self.meta.items() if np.isscalar(v)}}

@@ -1,0 +1,465 @@
+"""Predicted wall-clock time as a cost unit: a measured latency profile (``toolkit profile``) read without torch,
+and the time a runtime's schedule takes according to it.
+
+A **profile** (JSON, written by :func:`toolkit.nn.common.profile.profile_models`) holds, per model, the mean
+milliseconds of each *piece* the runtimes call (an encoder's ``inputs`` (tokenize and pad), ``embed``, one
+``layer``, an ``exit`` (pool, head, confidence, to host, row selection), a ``head`` (pool and head), the whole
+``forward`` as a check (a forward is predicted from the other pieces, :func:`forward_ms`); a
+causal LM's pass ``setup`` (embed, rotary, mask), one decoder ``layer``, the LM ``head`` with its argmax, a draft
+``exit`` (logit lens), the CALM ``confidence``, ``kv_propagation`` of one skipped layer and the decoder loop's
+``step_overhead``), each on a grid of batch sizes and positions (tokens of an encoder input; new positions of a
+decoder pass at the profile's fixed context).
+
+Interpolation (:data:`INTERPOLATION`): piecewise-linear in positions between grid points, constant below the first,
+linear extrapolation from the last segment above the last (never decreasing); linear in log2(batch) between grid
+batch sizes, proportional to the batch size above the largest; zero rows cost nothing. The profile stores the
+mean times made non-decreasing along each axis (more work never takes less time; the raw means and medians are
+kept beside them), so predictions are exact at grid points and monotone between them.
+
+**Schedules** (what each runtime runs; batch effects where it batches):
+
+- encoder early exit (:class:`toolkit.nn.encoder.runtime.EarlyExitRunner`): examples sorted by length, batches padded to
+  their longest (dynamic padding); each layer runs on the rows still in the batch; a batch runs to its deepest exit;
+- cascades (:class:`toolkit.nn.encoder.runtime.CascadeRunner`): each member on the examples that reach it, sorted and
+  batched the same way;
+- CALM (:class:`toolkit.nn.causal.decode.CalmDecoder`): per step, each layer on the rows still running, each checked
+  exit on them, state propagation for the rows that exited, the LM head on the rest; finished rows leave;
+- self-speculative decoding: each block's passes (:func:`toolkit.analysis.cost.causal.self_speculative_passes`, the
+  definition the decoder checks itself against) at the block's draft length, for the rows still decoding.
+
+Per example, for a sweep (:func:`with_predicted_time`): a cache view's cumulative cost per stage in predicted
+milliseconds at batch 1 (exact for the schedule), or at batch ``b`` each row's share ``t(b, n) / b`` of a batch of
+``b`` rows of its length (batch effects between rows of different depth are left out; :func:`encoder_run_ms`
+counts them for a given policy).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from toolkit.analysis.cost.causal import self_speculative_passes
+
+PROFILE_FORMAT = "toolkit-latency-profile/1"
+INTERPOLATION = ("piecewise-linear in positions (constant below the first grid point, linear extrapolation from the "
+                 "last segment above the last, never decreasing); linear in log2(batch) between grid batch sizes, "
+                 "proportional to batch above the largest; 0 rows cost 0; values made non-decreasing along both "
+                 "axes")
+ENCODER_PIECES = ("inputs", "embed", "layer", "exit", "head", "forward")
+CAUSAL_PIECES = ("setup", "layer", "head", "exit", "confidence", "kv_propagation", "step_overhead")
+
+__all__ = ["PROFILE_FORMAT", "INTERPOLATION", "Piece", "ModelProfile", "LatencyProfile", "load_profile",
+           "monotone", "encoder_run_ms", "encoder_full_ms", "forward_ms", "cascade_run_ms", "calm_run_ms", "greedy_run_ms",
+           "self_speculative_run_ms", "encoder_example_ms", "cascade_example_ms", "with_predicted_time", "models_for", "SpeedupAgreement", "speedup_agreement",
+           "time_budget_speedup"]
+
+
+def monotone(ms) -> np.ndarray:
+    """A ``[batch, positions]`` table of times made non-decreasing along both axes (running maximum)."""
+    t = np.asarray(ms, dtype=np.float64)
+    return np.maximum.accumulate(np.maximum.accumulate(t, axis=0), axis=1)
+
+
+def _positions_interp(p: np.ndarray, grid: np.ndarray, row: np.ndarray) -> np.ndarray:
+    y = np.interp(p, grid, row)  # constant below the first grid point
+    if len(grid) > 1:
+        slope = max((row[-1] - row[-2]) / (grid[-1] - grid[-2]), 0.0)
+        y = np.where(p > grid[-1], row[-1] + slope * (p - grid[-1]), y)
+    return y
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Milliseconds (the profile's statistic) of one piece on a grid: ``ms[i, j]`` at ``batch[i]`` rows and ``positions[j]``."""
+
+    name: str
+    batch: tuple[int, ...]
+    positions: tuple[float, ...]
+    ms: np.ndarray
+
+    def __post_init__(self):
+        b, p, t = np.asarray(self.batch), np.asarray(self.positions, dtype=np.float64), np.asarray(self.ms)
+        if t.shape != (len(b), len(p)) or not len(b) or not len(p):
+            raise ValueError(f"piece {self.name!r}: ms has shape {t.shape}, expected ({len(b)}, {len(p)}) "
+                             f"(batch x positions)")
+        if (np.diff(b) <= 0).any() or b[0] < 1 or (np.diff(p) <= 0).any():
+            raise ValueError(f"piece {self.name!r}: batch and positions grids must increase (batch >= 1)")
+        if not np.isfinite(t).all() or (t < 0).any():
+            raise ValueError(f"piece {self.name!r}: ms must be finite and non-negative")
+
+    def __call__(self, batch, positions=1) -> np.ndarray:
+        """Predicted milliseconds at ``batch`` rows (integers >= 0) and ``positions`` (broadcast together)."""
+        b = np.asarray(batch, dtype=np.float64)
+        p = np.asarray(positions, dtype=np.float64)
+        b, p = np.broadcast_arrays(b, p)
+        grid_b = np.asarray(self.batch, dtype=np.float64)
+        grid_p = np.asarray(self.positions, dtype=np.float64)
+        table = np.asarray(self.ms, dtype=np.float64)
+        rows = np.stack([_positions_interp(p, grid_p, table[i]) for i in range(len(grid_b))])  # [B_grid, ...]
+        lb = np.log2(np.clip(b, grid_b[0], grid_b[-1]))
+        lg = np.log2(grid_b)
+        hi = np.clip(np.searchsorted(lg, lb, side="left"), 1, max(len(lg) - 1, 1)) if len(lg) > 1 else np.zeros(
+            b.shape, dtype=np.int64)
+        lo = np.maximum(hi - 1, 0)
+        span = np.where(hi > lo, lg[hi] - lg[lo], 1.0)
+        w = np.where(hi > lo, (lb - lg[lo]) / span, 0.0)
+        y = (1 - w) * np.take_along_axis(rows, lo[None], 0)[0] + w * np.take_along_axis(rows, hi[None], 0)[0]
+        y = np.where(b > grid_b[-1], y * b / grid_b[-1], y)
+        return np.where(b <= 0, 0.0, y)
+
+    def to_dict(self) -> dict:
+        return {"batch": list(map(int, self.batch)), "positions": list(map(float, self.positions)),
+                "ms": np.asarray(self.ms).tolist()}
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    """The pieces of one model in a profile (``kind``: encoder or causal_lm)."""
+
+    name: str
+    kind: str
+    layers: int
+    pieces: Mapping[str, Piece]
+    info: Mapping = field(default_factory=dict)
+    source: str = "profile"
+
+    def __getitem__(self, piece: str) -> Piece:
+        if piece not in self.pieces:
+            raise KeyError(f"{self.source}: model {self.name!r} has no piece {piece!r} (it has "
+                           f"{sorted(self.pieces)}); re-profile it with `toolkit profile --model {self.name}`")
+        return self.pieces[piece]
+
+
+@dataclass(frozen=True)
+class LatencyProfile:
+    """A latency profile: the machine it was measured on and each model's pieces."""
+
+    meta: Mapping
+    models: Mapping[str, ModelProfile]
+    path: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How a cost unit names this profile: its file name and the machine."""
+        m = self.meta.get("machine", {})
+        return f"{Path(self.path).name if self.path else 'profile'} ({m.get('host', '?')}, " \
+               f"{self.meta.get('threads')} threads, {self.meta.get('dtype')})"
+
+    def model(self, name: str) -> ModelProfile:
+        if name in self.models:
+            return self.models[name]
+        short = {k.split("/")[-1].lower(): k for k in self.models}
+        key = str(name).rstrip("/").split("/")[-1].lower()
+        if key in short:
+            return self.models[short[key]]
+        raise KeyError(f"{self.path or 'profile'}: no model {name!r} (it has {sorted(self.models)}); profile it "
+                       f"with `toolkit profile --model {name} --out ...`")
+
+    def to_dict(self) -> dict:
+        return {**self.meta, "format": PROFILE_FORMAT,
+                "models": {n: {"kind": m.kind, "layers": m.layers, **dict(m.info),
+                               "pieces": {k: p.to_dict() for k, p in m.pieces.items()}} for n, m in
+                           self.models.items()}}
+
+
+def load_profile(path_or_dict) -> LatencyProfile:
+    """Read a profile file (or its dict); errors name the file and key."""
+    if isinstance(path_or_dict, Mapping):
+        d, src = dict(path_or_dict), "profile"
+    else:
+        src = os.fspath(path_or_dict)
+        try:
+            d = json.loads(Path(src).read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{src}: not a JSON latency profile ({e}); make one with `toolkit profile`") from None
+    if d.get("format") != PROFILE_FORMAT:
+        raise ValueError(f"{src}: key 'format' is {d.get('format')!r}, expected {PROFILE_FORMAT!r}; make the "
+                         f"profile with `toolkit profile`")
+    models = {}
+    for name, m in (d.get("models") or {}).items():
+        if m.get("kind") not in ("encoder", "causal_lm"):
+            raise ValueError(f"{src}: key models.{name}.kind must be encoder or causal_lm, got {m.get('kind')!r}")
+        try:
+            pieces = {k: Piece(k, tuple(p["batch"]), tuple(p["positions"]), np.asarray(p["ms"], dtype=np.float64))
+                      for k, p in m["pieces"].items()}
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"{src}: models.{name}.pieces: malformed piece ({e!r}); re-profile") from None
+        info = {k: v for k, v in m.items() if k not in ("kind", "layers", "pieces")}
+        models[name] = ModelProfile(name, m["kind"], int(m["layers"]), pieces, info, src)
+    meta = {k: v for k, v in d.items() if k != "models"}
+    return LatencyProfile(meta, models, None if isinstance(path_or_dict, Mapping) else src)
+
+
+# ---------------------------------------------------------------------------------------------------- encoders
+
+def _sorted_batches(n_tokens, batch_size: int):
+    """Rows in the runtimes' order (stable sort by length) cut into batches: (order, batch index per sorted row,
+    padded length per batch)."""
+    n = np.asarray(n_tokens)
+    order = np.argsort(n, kind="stable")
+    which = np.arange(len(n)) // int(batch_size)
+    width = np.zeros(which.max() + 1 if len(n) else 0)
+    np.maximum.at(width, which, n[order])
+    return order, which, width
+
+
+def encoder_run_ms(m: ModelProfile, n_tokens, exit_layer, *, batch_size: int) -> float:
+    """Predicted milliseconds of :class:`~toolkit.nn.encoder.runtime.EarlyExitRunner` on examples of ``n_tokens`` tokens
+    that exit after encoder layer ``exit_layer`` (1-based, per example): per sorted, padded batch, inputs and
+    embeddings of all rows, each layer on the rows still in the batch, each exit on the rows reaching it (the runner
+    stops a batch once every row exited). ``m.info['exit_layers']`` are the model's exits."""
+    exits = np.asarray(m.info["exit_layers"])
+    order, which, width = _sorted_batches(n_tokens, batch_size)
+    depth = np.asarray(exit_layer)[order]
+    nb, L = len(width), int(exits[-1])
+    alive = np.zeros((nb, L))  # rows entering layer i (0-based) of each batch
+    reach = depth[:, None] >= np.arange(1, L + 1)[None, :]
+    np.add.at(alive, which, reach)
+    rows = np.bincount(which, minlength=nb)
+    w = width[:, None]
+    t = m["inputs"](rows, width) + m["embed"](rows, width) + m["layer"](alive, w).sum(1)
+    t = t + m["exit"](alive[:, exits - 1], w).sum(1)
+    return float(t.sum())
+
+
+def forward_ms(m: ModelProfile, batch, n_tokens) -> np.ndarray:
+    """Predicted ms of an encoder's whole forward with its inputs (``run_full``, ``predict_logits``) on ``batch`` rows
+    of ``n_tokens``: inputs, embeddings, every layer and every exit head, from the same pieces as the early-exit
+    schedule (so a profile's drift between pieces cannot favour one side; the profile's ``forward`` is a check)."""
+    E = len(m.info["exit_layers"])
+    return (m["inputs"](batch, n_tokens) + m["embed"](batch, n_tokens) + m.layers * m["layer"](batch, n_tokens)
+            + E * m["head"](batch, n_tokens))
+
+
+def encoder_full_ms(m: ModelProfile, n_tokens, *, batch_size: int) -> float:
+    """Predicted milliseconds of the whole model on every example (``run_full``, ``predict_logits``: one forward per
+    sorted, padded batch, :func:`forward_ms`)."""
+    _, which, width = _sorted_batches(n_tokens, batch_size)
+    return float(forward_ms(m, np.bincount(which, minlength=len(width)), width).sum())
+
+
+def cascade_run_ms(members: Sequence[ModelProfile], n_tokens, exit_stage, *, batch_size: int) -> float:
+    """Predicted milliseconds of :class:`~toolkit.nn.encoder.runtime.CascadeRunner`: member ``e`` runs (inputs and forward,
+    sorted and padded batches) on the examples whose ``exit_stage >= e``. ``n_tokens``: ``[N]`` (one tokenizer for
+    all) or one array per member."""
+    stage = np.asarray(exit_stage)
+    ntok = [np.asarray(x) for x in n_tokens] if np.ndim(n_tokens[0]) else [np.asarray(n_tokens)] * len(members)
+    return float(sum(encoder_full_ms(m, ntok[e][stage >= e], batch_size=batch_size)
+                     for e, m in enumerate(members) if (stage >= e).any()))
+
+
+def encoder_example_ms(m: ModelProfile, n_tokens, *, batch: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Per example, for a sweep: cumulative predicted ms ``[N, E]`` once exit e answered, and the whole model's
+    ms ``[N]`` (the reference), each at a batch of ``batch`` rows of the example's length divided by ``batch``."""
+    n = np.asarray(n_tokens, dtype=np.float64)
+    exits = np.asarray(m.info["exit_layers"])
+    b = float(batch)
+    start = m["inputs"](b, n) + m["embed"](b, n)
+    layers = m["layer"](b, n)[:, None] * exits[None, :]
+    heads = m["exit"](b, n)[:, None] * np.arange(1, len(exits) + 1)[None, :]
+    return (start[:, None] + layers + heads) / b, forward_ms(m, b, n) / b
+
+
+def cascade_example_ms(members: Sequence[ModelProfile], n_tokens, *, batch: int = 1) -> np.ndarray:
+    """Per example: cumulative predicted ms ``[N, M]`` once member m answered (every earlier member in full)."""
+    n = np.asarray(n_tokens, dtype=np.float64)
+    per = np.stack([forward_ms(m, batch, n) / batch for m in members], axis=1)
+    return np.cumsum(per, axis=1)
+
+
+# ---------------------------------------------------------------------------------------------------- decoders
+
+def _alive(lengths) -> np.ndarray:
+    """``[S, R]``: whether row r is still decoding at step s."""
+    n = np.asarray(lengths)
+    return np.arange(n.max() if len(n) else 0)[:, None] < n[None, :]
+
+
+def greedy_run_ms(m: ModelProfile, lengths) -> float:
+    """Predicted milliseconds of greedy decoding (:func:`toolkit.nn.causal.decode.greedy_decode`, one batch) of rows
+    generating ``lengths`` tokens: per step, for the rows still decoding, the block machinery with no draft (two pass
+    set-ups, every layer, the head) and the loop's overhead."""
+    B = _alive(lengths).sum(1)
+    return float((2 * m["setup"](B, 1) + m.layers * m["layer"](B, 1) + m["head"](B, 1)
+                  + m["step_overhead"](B, 1)).sum())
+
+
+def calm_run_ms(m: ModelProfile, exit_layers: Sequence, checked_layers) -> float:
+    """Predicted milliseconds of :class:`~toolkit.nn.causal.decode.CalmDecoder` (one batch) whose rows' tokens exit
+    after ``exit_layers[r][s]`` (1-based; L = the full model): per step, a set-up, each layer on the rows still
+    running, each checked exit and its confidence on them (until none runs), state propagation for the rows that
+    exited, the LM head on the rest, and the loop's overhead."""
+    L = m.layers
+    lengths = [len(x) for x in exit_layers]
+    alive = _alive(lengths)
+    depth = np.zeros(alive.shape, dtype=np.int64)  # 0: row finished
+    for r, x in enumerate(exit_layers):  # one row at a time (rows, not tokens)
+        depth[: len(x), r] = np.asarray(x)
+    B = alive.sum(1)
+    layer_no = np.arange(1, L + 1)
+    running = (depth[:, :, None] >= layer_no[None, None, :]).sum(1)  # [S, L] rows entering layer i
+    propagated = B[:, None] - running
+    checked = np.asarray(checked_layers)
+    at_check = running[:, checked - 1]
+    t = m["setup"](B, 1) + m["layer"](running, 1).sum(1) + m["kv_propagation"](propagated, 1).sum(1)
+    t = t + (m["exit"](at_check, 1) + m["confidence"](at_check, 1)).sum(1)
+    t = t + m["head"]((depth == L).sum(1), 1) + m["step_overhead"](B, 1)
+    return float(t.sum())
+
+
+def self_speculative_run_ms(m: ModelProfile, accepted: Sequence, draft_layer: int, draft_length: int,
+                            max_new_tokens: int) -> float:
+    """Predicted milliseconds of :class:`~toolkit.nn.causal.decode.SelfSpeculativeDecoder` (one batch) whose rows'
+    blocks accept ``accepted[r]`` drafts each: block j runs, for the rows still decoding, the passes of
+    :func:`~toolkit.analysis.cost.causal.self_speculative_passes` at the largest draft length its rows may take
+    (``min(d, max_new_tokens - 1 - emitted)``), each pass a set-up, its layers at its positions, its exit and head
+    evaluations, plus the loop's overhead."""
+    R = len(accepted)
+    J = max(len(a) for a in accepted)
+    cap = np.full((J, R), -1, dtype=np.int64)
+    for r, a in enumerate(accepted):  # one row at a time
+        a = np.asarray(a, dtype=np.int64)
+        emitted = np.concatenate([[0], np.cumsum(a + 1)[:-1]])
+        cap[: len(a), r] = np.minimum(draft_length, max_new_tokens - 1 - emitted)
+    total = 0.0
+    for D, B in zip(cap.max(1), (cap >= 0).sum(1)):  # one block at a time (blocks, not tokens)
+        for p in self_speculative_passes(draft_layer, int(D), m.layers):
+            t = m["setup"](B, p.positions) + p.n_layers * m["layer"](B, p.positions)
+            t = t + p.exits * m["exit"](B, 1) + (m["head"](B, p.heads) if p.heads else 0.0)
+            total += float(t)
+        total += float(m["step_overhead"](B, 1))
+    return total
+
+
+# ---------------------------------------------------------------------------------------------------- engine
+
+def with_predicted_time(view, profile: LatencyProfile, n_tokens, *, models: Sequence[str], batch: int = 1):
+    """The engine view ``view`` (a classification view of a multi-exit model or a cascade) costed in predicted
+    milliseconds per example instead of FLOPs: sweepable with :func:`toolkit.analysis.engine.sweep`, choosable with
+    a time budget (:func:`time_budget_speedup`); ``meta['cost_unit']`` names the profile.
+
+    ``n_tokens``: tokens per example (the cache's ``n_tokens``); ``models``: the profile's model for the multi-exit
+    model, or one per cascade member; ``batch``: each row's share of a batch of that size (see module docstring).
+    The reference becomes the last model's whole forward (a cascade's reference is its last member alone)."""
+    n = np.asarray(n_tokens)
+    if n.shape != (view.n_examples,):
+        raise ValueError(f"n_tokens has shape {n.shape}, the view has {view.n_examples} examples")
+    if (n < 1).any():
+        raise ValueError("n_tokens must be >= 1 per example (a cache without token counts cannot be timed)")
+    mp = [profile.model(x) for x in models]
+    n_models = int(np.asarray(view.model_index).max()) + 1
+    if n_models > 1:
+        if len(mp) != n_models:
+            raise ValueError(f"the view is a cascade of {n_models} models; give one profiled model per member, got "
+                             f"{len(mp)}")
+        member_layers = np.diff(np.concatenate([[0], np.asarray(view.layers, dtype=np.int64)]))
+        for i, (m, k) in enumerate(zip(mp, member_layers)):
+            if m.layers != k:
+                raise ValueError(f"profile model {m.name!r} has {m.layers} layers, cascade member {i} has {k}: "
+                                 f"profile that member (e.g. `toolkit profile --model NAME@{k}`) and name it")
+        cost = cascade_example_ms(mp, n, batch=batch)
+        if cost.shape[1] != view.n_stages:
+            raise ValueError(f"one stage per cascade member expected, the view has {view.n_stages}")
+        reference = forward_ms(mp[-1], batch, n) / batch
+    else:
+        m = mp[0]
+        exits = list(m.info.get("exit_layers", []))
+        want = [int(x) for x in np.asarray(view.layers)]
+        if exits != want:
+            raise ValueError(f"profile model {m.name!r} has exits after layers {exits}, the view's stages are at "
+                             f"{want}: profile the same model")
+        cost, reference = encoder_example_ms(m, n, batch=batch)
+    unit = f"predicted ms (batch {batch}; {profile.label})"
+    return replace(view, cost=cost, reference_cost=reference, reference=f"{mp[-1].name} alone",
+                   meta={**dict(view.meta), "cost_unit": unit, "latency_profile": profile.path, "batch": batch})
+
+
+def time_budget_speedup(view, budget_ms: float) -> float:
+    """The ``budget`` of ``engine.choose(rule="budget")`` that keeps a time-costed view's mean predicted time per
+    example within ``budget_ms`` (its reference's mean over the budget)."""
+    if not budget_ms > 0:
+        raise ValueError(f"budget_ms must be positive, got {budget_ms}")
+    if "predicted ms" not in str(view.meta.get("cost_unit", "")):
+        raise ValueError("the view is not costed in predicted ms: make it with latency.with_predicted_time first")
+    return float(np.mean(view.reference_cost) / budget_ms)
+
+
+def _has(profile: LatencyProfile, name: str) -> bool:
+    try:
+        profile.model(name)
+    except KeyError:
+        return False
+    return True
+
+
+def models_for(meta: Mapping, profile: LatencyProfile) -> list[str]:
+    """The profile's model for each model a cache records (its ``name``, else its ``source_model``); an error lists
+    what the profile has and how to name them (``--profile-model``)."""
+    out = []
+    for m in meta.get("models") or []:
+        found = [k for k in (m.get("name"), m.get("source_model"), m.get("path")) if k and _has(profile, k)]
+        if found:
+            out.append(profile.model(found[0]).name)
+        else:
+            raise KeyError(f"{profile.path or 'profile'} has no model for the cache's {m.get('name')!r} (source "
+                           f"{m.get('source_model')!r}); it has {sorted(profile.models)}: name them with "
+                           f"--profile-model (models=...)")
+    if not out:
+        raise KeyError("the cache records no models: name the profile's models with --profile-model (models=...)")
+    return out
+
+
+@dataclass(frozen=True)
+class SpeedupAgreement:
+    """Predicted against measured speed-ups of a set of cases: relative errors ``|predicted - measured| /
+    measured``, their median, the worst case, and the rank (Spearman) correlation."""
+
+    cases: tuple[str, ...]
+    predicted: np.ndarray
+    measured: np.ndarray
+
+    @property
+    def relative_error(self) -> np.ndarray:
+        return np.abs(self.predicted - self.measured) / self.measured
+
+    @property
+    def median_relative_error(self) -> float:
+        return float(np.median(self.relative_error))
+
+    @property
+    def worst(self) -> tuple[str, float]:
+        i = int(np.argmax(self.relative_error))
+        return self.cases[i], float(self.relative_error[i])
+
+    @property
+    def spearman(self) -> float:
+        import pandas as pd
+
+        r = pd.DataFrame({"p": self.predicted, "m": self.measured}).rank()
+        return float(np.corrcoef(r["p"], r["m"])[0, 1])
+
+    def to_dict(self) -> dict:
+        return {"cases": len(self.cases), "median_relative_error": self.median_relative_error,
+                "worst_case": self.worst[0], "worst_relative_error": self.worst[1], "spearman": self.spearman}
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame({"case": self.cases, "predicted": self.predicted, "measured": self.measured,
+                             "relative_error": self.relative_error})
+
+
+def speedup_agreement(cases, predicted, measured) -> SpeedupAgreement:
+    """:class:`SpeedupAgreement` of ``predicted`` and ``measured`` speed-ups (one per case, measured > 0)."""
+    p, m = np.asarray(predicted, dtype=np.float64), np.asarray(measured, dtype=np.float64)
+    if p.shape != m.shape or p.ndim != 1 or len(p) < 2 or len(cases) != len(p):
+        raise ValueError(f"need one predicted and one measured speed-up per case (at least 2), got {p.shape}, "
+                         f"{m.shape} for {len(cases)} cases")
+    if not (m > 0).all() or not np.isfinite(p).all():
+        raise ValueError("measured speed-ups must be positive and predicted ones finite")
+    return SpeedupAgreement(tuple(map(str, cases)), p, m)

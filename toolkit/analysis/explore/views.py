@@ -1,0 +1,367 @@
+"""What the explorer shows, per cache kind, computed by the sweep engine (no widgets, no drawing).
+
+A *view* adapts one cache kind to the explorer: the controls it offers (score, temperature ...), and for a split
+under one setting of those controls the engine's view of it (:class:`toolkit.analysis.engine.Staged`, built by the
+engine's adapter for that cache kind) with its exact sweep (:func:`toolkit.analysis.engine.sweep`), kept together
+as a :class:`Precomputed`; plus the per-example outcome for a reliability diagram and the example table. Every
+number the explorer prints is a lookup in the engine's sweep; speed-ups are against the engine's named reference;
+the rules that place the point (``drop``, ``budget``) are the engine's (:func:`toolkit.analysis.engine.choose`,
+applied to the kept sweep by :func:`toolkit.analysis.engine.threshold_on_sweep`).
+
+Adding a cache kind is one class with the :class:`View` methods, named in its
+:data:`toolkit.caches.kinds.KINDS` record.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from toolkit.analysis import engine
+from toolkit.analysis.metrics.calibration import fit_stage_temperatures
+from toolkit.analysis.operating import check_pair
+from toolkit.analysis.scores.classification import SCORES, softmax
+from toolkit.analysis.scores.tokens import AGGREGATIONS, TOKEN_SCORES, sequence_confidence
+
+TEMPERATURE_MODES = ("cal", "none", "global")
+TEMPERATURE_LABELS = {"cal": "fitted on cal (per stage)", "none": "none (T = 1)", "global": "global value"}
+
+
+@dataclass(frozen=True, eq=False)
+class Precomputed:
+    """One split under one setting: the engine's view and its exact sweep (one row per distinct threshold, most
+    conservative first: row 0 is ``threshold = inf``, every example at the last stage)."""
+
+    view: engine.Staged
+    curve: engine.Curve
+    columns: Mapping[str, np.ndarray] = field(init=False, repr=False)
+    _neg_thresholds: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self):
+        cols = {k: self.curve.frame[k].to_numpy() for k in self.curve.frame}
+        object.__setattr__(self, "columns", cols)
+        object.__setattr__(self, "_neg_thresholds", -cols["threshold"][1:])
+
+    @property
+    def reference(self) -> str:
+        return self.view.reference
+
+    @property
+    def metric(self) -> str:
+        """The headline metric (the curve's y axis)."""
+        return self.view.metric
+
+    def row(self, threshold: float) -> int:
+        """Row of the sweep that early exit at ``threshold`` yields: the number of distinct thresholds >= it."""
+        return int(np.searchsorted(self._neg_thresholds, -float(threshold), side="right"))
+
+    def exit_stage(self, threshold: float) -> np.ndarray:
+        """``[N]`` stage index where each example stops at ``threshold``."""
+        return self.view.stage_of(float(threshold))
+
+    def rule_threshold(self, rule: str, *, metric: str, max_drop: float = 0.01, budget: float | None = None) -> float:
+        """The threshold the engine's ``drop`` or ``budget`` rule picks on this (cal) sweep, as
+        :func:`toolkit.analysis.engine.choose` would on the same view: a lookup, no new sweep."""
+        return engine.threshold_on_sweep(self.curve, rule=rule, metric=metric, max_drop=max_drop, budget=budget)
+
+
+@dataclass(frozen=True)
+class Point:
+    """An operating point on one split: the sweep's row at ``threshold`` (every metric by name, mean FLOPs per
+    example, speed-up against the view's reference, escalated and final shares) and the share exiting at each
+    stage."""
+
+    split: str
+    threshold: float
+    row: int
+    metric: str  # the headline metric's name
+    metrics: Mapping[str, float]
+    flops: float
+    speedup: float
+    escalated: float
+    final_share: float
+    exit_share: tuple[float, ...]  # per stage, sums to 1
+
+    @property
+    def value(self) -> float:
+        """The headline metric at this point."""
+        return self.metrics[self.metric]
+
+    @classmethod
+    def at(cls, pre: Precomputed, split: str, threshold: float, stage: np.ndarray | None = None) -> Point:
+        """The point at ``threshold``; ``stage``: its exit stages when already computed."""
+        row = pre.row(threshold)
+        c = pre.columns
+        stage = pre.exit_stage(threshold) if stage is None else stage
+        share = np.bincount(stage, minlength=pre.view.n_stages) / len(stage)
+        return cls(split, float(threshold), row, pre.metric, {m: float(c[m][row]) for m in pre.view.metric_names},
+                   float(c["flops"][row]), float(c["speedup"][row]), float(c["escalated"][row]),
+                   float(c["final_share"][row]), tuple(float(x) for x in share))
+
+
+def precompute(view: engine.Staged) -> Precomputed:
+    """The engine's exact sweep of one view, kept with it (the only sweep the explorer runs)."""
+    return Precomputed(view, engine.sweep(view))
+
+
+# ------------------------------------------------------------------------------------------ views
+class View:
+    """The interface every cache kind implements (see :class:`ClassificationView`)."""
+
+    kind: str
+    controls: tuple[str, ...]  # the names of the settings (keyword arguments of the explorer)
+    stage_names: tuple[str, ...]
+    options: dict[str, tuple | float]  # control -> choices (the first is the default), or a number's default
+    labels: dict[str, dict] = {}  # control -> {choice: how the widget shows it}, where not str(choice)
+    n_examples: dict[str, int]
+
+    def settings(self, **chosen) -> dict:
+        """Defaults for every control, overridden by ``chosen`` (validated)."""
+        out = {k: v if isinstance(v, float) else v[0] for k, v in self.options.items()}
+        for k, v in chosen.items():
+            if k not in self.options:
+                raise ValueError(f"unknown control {k!r} for a {self.kind} cache; it has {list(self.options)}")
+            if isinstance(self.options[k], float):
+                if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
+                    raise ValueError(f"{k} must be a positive finite number, got {v!r}")
+                v = float(v)
+            elif v not in self.options[k]:
+                raise ValueError(f"{k}={v!r} is not one of {list(self.options[k])}")
+            out[k] = v
+        return out
+
+    def key(self, settings: dict) -> tuple:
+        return tuple(settings[k] for k in self.options)
+
+    def staged(self, split: str, settings: dict) -> engine.Staged:
+        """The engine's view of ``split`` under ``settings`` (the engine adapter of this cache kind)."""
+        raise NotImplementedError
+
+    def precomputed(self, split: str, settings: dict) -> Precomputed:
+        return precompute(self.staged(split, settings))
+
+    def reliability(self, split: str, stage: int, settings: dict) -> tuple[np.ndarray, np.ndarray, str, str]:
+        """Per example at ``stage``: a confidence in [0, 1], the outcome it should match, and the axis labels."""
+        raise NotImplementedError
+
+    def examples(self, split: str, settings: dict, rows: np.ndarray, stage: np.ndarray,
+                 pre: Precomputed) -> pd.DataFrame:
+        """One row per example of ``rows`` stopping at ``stage`` (``[len(rows)]``): its id, what it predicted
+        there, the confidence there, and whether it was right."""
+        raise NotImplementedError
+
+    def task(self) -> str | None:
+        raise NotImplementedError
+
+
+def _adapter_first(adapter, option: str, choices) -> tuple:
+    """``choices`` with the engine adapter's default for ``option`` first (the explorer's starting value)."""
+    default = inspect.signature(adapter).parameters[option].default
+    return (default, *[c for c in choices if c != default]) if default in choices else tuple(choices)
+
+
+def _split_name(cache, fallback):
+    return (getattr(cache, "meta", None) or {}).get("split") or fallback
+
+
+class ClassificationView(View):
+    """Multi-exit and cascade classification caches (:class:`toolkit.caches.classification.Cache`), through the engine's
+    :func:`~toolkit.analysis.engine.from_classification` (headline metric: the cache's task metric).
+
+    Temperatures: fitted per stage on ``cal`` (NLL, as :func:`toolkit.analysis.operating.operating_point` does),
+    none, or one ``global_temperature`` for every stage. ``reference``: what speed-ups divide by (the adapter's
+    ``"last"``, ``"all"`` or a stage/model name).
+    """
+
+    kind = "classification"
+    controls = ("score", "temperature", "global_temperature")
+
+    def __init__(self, cal, test, *, reference: str = "last"):
+        check_pair(cal, test)
+        self.caches = {"cal": cal, "test": test}
+        self.reference = reference
+        self.stage_names = tuple(test.stages)
+        self.options = {"score": _adapter_first(engine.from_classification, "score", SCORES), "temperature": TEMPERATURE_MODES, "global_temperature": 1.0}
+        self.labels = {"temperature": TEMPERATURE_LABELS}
+        self.n_examples = {k: c.n_examples for k, c in self.caches.items()}
+        self._fitted = None
+
+    def task(self):
+        return self.caches["test"].task
+
+    def fitted_temperatures(self) -> np.ndarray:
+        if self._fitted is None:
+            self._fitted = fit_stage_temperatures(self.caches["cal"])
+        return self._fitted
+
+    def temperatures(self, settings) -> np.ndarray:
+        """``[E]`` temperatures of a setting."""
+        mode = settings["temperature"]
+        E = len(self.stage_names)
+        if mode == "cal":
+            return self.fitted_temperatures()
+        return np.full(E, 1.0 if mode == "none" else settings["global_temperature"])
+
+    def key(self, settings):
+        return (settings["score"], settings["temperature"],
+                settings["global_temperature"] if settings["temperature"] == "global" else None)
+
+    def staged(self, split, settings):
+        return engine.from_classification(self.caches[split], score=settings["score"],
+                                          temperature=self.temperatures(settings), reference=self.reference)
+
+    def reliability(self, split, stage, settings):
+        c = self.caches[split]
+        p = softmax(c.logits[:, stage], float(self.temperatures(settings)[stage]))
+        return (p.max(1), (p.argmax(1) == c.labels).astype(np.float64), "confidence (max probability)",
+                "accuracy in bin")
+
+    def examples(self, split, settings, rows, stage, pre):
+        c = self.caches[split]
+        pred = c.logits[rows].argmax(-1)  # [n, E]
+        at = pred[np.arange(len(rows)), stage]
+        y = c.labels[rows]
+        names = c.meta.get("label_names")
+        lab = (lambda k: np.asarray(names, dtype=object)[k]) if names and len(names) == c.n_classes else (lambda k: k)
+        return pd.DataFrame({"example_id": c.example_ids[rows], "exit": np.asarray(self.stage_names)[stage],
+                             "label": lab(y), "prediction": lab(at), "confidence": pre.view.confidence[rows, stage],
+                             "right": at == y, "last stage right": pred[:, -1] == y})
+
+
+class GenerationView(View):
+    """Swift/Super generation caches (:class:`toolkit.caches.generation.GenCache`), through the engine's
+    :func:`~toolkit.analysis.engine.from_generation`: E = 2 stages, the threshold routes an example to Super when
+    Swift's sequence confidence is below it. ``reference`` as in the adapter (default: Super alone)."""
+
+    kind = "generation"
+    controls = ("score", "aggregation", "temperature", "metric")
+
+    def __init__(self, cal, test, *, swift: str | None = None, super_: str | None = None, reference: str = "last"):
+        names = list(test.models)
+        self.swift, self.super_ = swift or names[0], super_ or names[-1]
+        for c in (cal, test):
+            for m in (self.swift, self.super_):
+                if m not in c.models:
+                    raise KeyError(f"model {m!r} is not in the {_split_name(c, 'cal/test')} cache; it holds "
+                                   f"{list(c.models)}")
+        if _split_name(cal, "cal") == "test" or _split_name(test, "test") == "cal":
+            raise ValueError(f"choose on a cal cache and report on a test cache (got cal split "
+                             f"{_split_name(cal, None)!r}, test split {_split_name(test, None)!r})")
+        self.caches = {"cal": cal, "test": test}
+        self.reference = reference
+        self.stage_names = (self.swift, self.super_)
+        temps = tuple(test.temperatures)
+        temps = (1.0, *[t for t in temps if t != 1.0]) if 1.0 in temps else temps
+        self.options = {"score": _adapter_first(engine.from_generation, "score", TOKEN_SCORES),
+                        "aggregation": _adapter_first(engine.from_generation, "how", AGGREGATIONS), "temperature": temps,
+                        "metric": tuple(test.metrics)}
+        self.n_examples = {k: c.n_examples for k, c in self.caches.items()}
+
+    def task(self):
+        return self.caches["test"].meta.get("task")
+
+    def staged(self, split, settings):
+        return engine.from_generation(self.caches[split], models=[self.swift, self.super_], score=settings["score"],
+                                      how=settings["aggregation"], temperature=settings["temperature"],
+                                      reference=self.reference, metric=settings["metric"])
+
+    def reliability(self, split, stage, settings):
+        c = self.caches[split]
+        m = self.stage_names[stage]
+        conf = sequence_confidence(c, m, "max_prob", settings["aggregation"], settings["temperature"])
+        return (np.clip(conf, 0, 1), c.models[m].quality[settings["metric"]].astype(np.float64),
+                f"{m}'s max probability ({settings['aggregation']} over tokens)", f"{settings['metric']} in bin")
+
+    def examples(self, split, settings, rows, stage, pre):
+        c = self.caches[split]
+        a, b = c.models[self.swift], c.models[self.super_]
+        q = settings["metric"]
+        return pd.DataFrame({"example_id": c.example_ids[rows], "exit": np.asarray(self.stage_names)[stage],
+                             f"{self.swift} output": a.text[rows], f"{self.super_} output": b.text[rows],
+                             f"{self.swift} confidence": pre.view.confidence[rows, 0],
+                             f"{self.swift} {q}": a.quality[q][rows], f"{self.super_} {q}": b.quality[q][rows]})
+
+
+class LLMTokenView(View):
+    """Per-token exit inside a causal LM (:class:`toolkit.caches.tokens.LLMTokenCache`), through the engine's
+    :func:`~toolkit.analysis.llm.exits.from_llm_tokens`: one "example" per generated token, stages = the checked layers,
+    metric = agreement with the full model's token (CALM-style exit, teacher-forced on the full model's output),
+    speed-ups against the full model per token. Controls: exit family (logit lens, tuned exits), score and cached
+    temperature; the layers whose exits are checked are fixed per explorer (``checked_layers``, default every
+    third layer; the last layer always answers)."""
+
+    kind = "llm_tokens"
+    controls = ("family", "score", "temperature")
+
+    def __init__(self, cal, test, *, checked_layers=None):
+        if (cal.family_names != test.family_names or cal.n_layers != test.n_layers
+                or tuple(cal.temperatures) != tuple(test.temperatures)):
+            raise ValueError(f"cal and test token caches need the same exit families, layers and temperatures (cal: "
+                             f"{cal.family_names}, {cal.n_layers} layers, T {tuple(cal.temperatures)}; test: "
+                             f"{test.family_names}, {test.n_layers} layers, T {tuple(test.temperatures)})")
+        if _split_name(cal, "cal") == "test" or _split_name(test, "test") == "cal":
+            raise ValueError(f"choose on a cal cache and report on a test cache (got cal split "
+                             f"{_split_name(cal, None)!r}, test split {_split_name(test, None)!r})")
+        self.caches = {"cal": cal, "test": test}
+        temps = tuple(test.temperatures)
+        self.options = {"family": tuple(test.family_names), "score": TOKEN_SCORES,
+                        "temperature": (1.0, *[t for t in temps if t != 1.0]) if 1.0 in temps else temps}
+        L = test.n_layers
+        checked = np.arange(3, L, 3) if checked_layers is None and L > 3 else np.asarray(
+            checked_layers if checked_layers is not None else np.arange(1, L), dtype=int)
+        if checked.ndim != 1 or len(checked) == 0 or checked.min() < 1 or checked.max() >= L:
+            raise ValueError(f"checked_layers must be a list of layers in 1..{L - 1} (the last layer, {L}, always "
+                             f"answers), got {checked_layers!r}")
+        self.layers = np.unique(np.append(checked, L))
+        self.stage_names = tuple(f"L{k}" for k in self.layers)
+        self.n_examples = {k: c.n_tokens for k, c in self.caches.items()}
+
+    def task(self):
+        return self.caches["test"].meta.get("task")
+
+    def staged(self, split, settings):
+        from toolkit.analysis.llm.exits import from_llm_tokens
+
+        return from_llm_tokens(self.caches[split], family=settings["family"], score=settings["score"],
+                               temperature=settings["temperature"], checked_layers=self.layers[:-1])
+
+    def reliability(self, split, stage, settings):
+        from toolkit.analysis.llm.exits import confidence
+
+        c = self.caches[split]
+        layer = int(self.layers[stage])
+        conf = confidence(c, settings["family"], "max_prob", settings["temperature"])[:, layer - 1]
+        return (conf, c.agreement(settings["family"])[:, layer - 1].astype(np.float64),
+                f"layer {layer} exit's max probability", "agreement with the full model in bin")
+
+    def examples(self, split, settings, rows, stage, pre):
+        c = self.caches[split]
+        layers = self.layers[stage]
+        top1, _ = c.family(settings["family"])
+        return pd.DataFrame({"example_id": np.repeat(c.example_ids, c.lengths)[rows], "step": c.steps[rows],
+                             "exit": np.asarray(self.stage_names)[stage], "exit token id": top1[rows, layers - 1],
+                             "full model token id": c.tokens[rows], "confidence": pre.view.confidence[rows, stage],
+                             "agrees": top1[rows, layers - 1] == c.tokens[rows]})
+
+    def settings(self, **chosen) -> dict:
+        out = super().settings(**chosen)
+        if out["temperature"] not in self.caches["test"].temperatures:
+            raise ValueError(f"temperature {out['temperature']} is not cached; cached: {self.caches['test'].temperatures}")
+        return out
+
+
+def view_class(cal, test) -> type[View]:
+    """The view class of a (cal, test) pair of caches, by their kind (:data:`toolkit.caches.kinds.KINDS`)."""
+    from toolkit.caches.kinds import kind_for
+
+    try:
+        kt, kc = kind_for(test), kind_for(cal)
+    except TypeError as e:
+        raise TypeError(f"no explorer view: {e}") from None
+    if kt is not kc:
+        raise TypeError(f"cal and test are different cache kinds ({type(cal).__name__}, {type(test).__name__})")
+    return kt.view()

@@ -1,0 +1,364 @@
+"""Integrity-checked Parquet I/O shared by every cache kind: a flipped byte is refused, never read as other numbers.
+
+Every cache kind (classification :mod:`.cache`, generation :mod:`.generation_cache`, LLM tokens ``.llm_cache``)
+builds a ``pyarrow.Table`` and a JSON-able header dict, and goes through the two functions below; nothing else
+opens a cache file.
+
+Writing, :func:`write_cache_table(table, path, header) <write_cache_table>`:
+
+- ``header`` must hold ``kind`` (str, e.g. "classification", "generation", "llm_tokens") and ``schema_version``
+  (int); everything else is the kind's own (shape, stages, meta ...). It is stored as JSON under the schema
+  metadata key ``b"toolkit"`` with one more key, ``integrity``: ``{"algorithm": "sha256", "content": <hex>}``,
+  the sha256 of the header (without ``integrity``, canonical JSON) and of every column's decoded values
+  (:func:`content_hash`).
+- The file is written atomically (a temporary file unique to this process in the same folder, fsync, rename) with
+  zstd compression and Parquet page checksums (CRC32 of every data page), without column statistics (nothing reads
+  them). Writing the same table and header twice gives the same bytes.
+- Columns must hold no nulls; supported types: integers, floats (16/32/64), booleans, strings, binary, and
+  (fixed-size) lists of these.
+
+Reading, :func:`read_cache_table(path, kind=..., schema_version=...) <read_cache_table>` returns ``(table,
+header)`` after checking, in order: a regular file (a directory, FIFO or device is refused without reading it);
+a Parquet footer; the header is a JSON object of this ``kind`` and ``schema_version`` (a version-1 file written
+before integrity checks existed gets an error saying how to upgrade it: :func:`toolkit.caches.upgrade.upgrade_cache`,
+``toolkit upgrade-cache FILE``); every page checksum; the content hash. Every failure is a :class:`CacheError`
+naming the file and, for header defects, the key. The kind's loader then reads header fields with
+:func:`header_value` (a missing key or a wrong type is a :class:`CacheError` naming the file and the key) and
+columns with :func:`column` (checks the column's Arrow type).
+
+numpy and pyarrow only (no torch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import math
+import os
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+META_KEY = b"toolkit"
+INTEGRITY_KEY = "integrity"
+HASH_DOMAIN = b"toolkit cache content v2\n"
+
+
+class CacheError(ValueError):
+    """A cache file is missing, corrupt, inconsistent, or no longer matches its data; the message says which."""
+
+
+@dataclass(frozen=True)
+class CacheKind:
+    """How one cache kind is handled. ``module`` holds ``cls``, ``load``, ``save`` and ``schema``, the header's
+    schema version constant; ``explorer_view``: the class in :mod:`toolkit.analysis.explore.views`; the engine
+    adapter is registered on ``cls`` with ``toolkit.analysis.engine.staged`` (``adapter`` names it)."""
+
+    name: str
+    module: str
+    cls: str
+    load: str
+    save: str
+    schema: str
+    adapter: str
+    explorer_view: str
+    describe: str
+
+    def _get(self, attr: str):
+        return getattr(importlib.import_module(self.module), attr)
+
+    @property
+    def loader_name(self) -> str:
+        return f"{self.module}.{self.load}"
+
+    @property
+    def cache_class(self) -> type:
+        return self._get(self.cls)
+
+    @property
+    def schema_version(self) -> int:
+        return self._get(self.schema)
+
+    def loader(self):
+        return self._get(self.load)
+
+    def saver(self):
+        return self._get(self.save)
+
+    def view(self):
+        """The explorer's view class of this kind."""
+        return getattr(importlib.import_module("toolkit.analysis.explore.views"), self.explorer_view)
+
+
+KINDS: dict[str, CacheKind] = {k.name: k for k in (
+    CacheKind("classification", "toolkit.caches.classification", "Cache", "load_cache", "save_cache", "SCHEMA_VERSION",
+              "toolkit.analysis.engine.from_classification", "ClassificationView",
+              "staged logits of exits or cascade members"),
+    CacheKind("generation", "toolkit.caches.generation", "GenCache", "load_generation_cache",
+              "save_generation_cache", "GEN_SCHEMA_VERSION", "toolkit.analysis.engine.from_generation",
+              "GenerationView", "generations of encoder-decoder models (Swift/Super)"),
+    CacheKind("llm_tokens", "toolkit.caches.tokens", "LLMTokenCache", "load_llm_cache", "save_llm_cache",
+              "LLM_SCHEMA_VERSION", "toolkit.analysis.llm.exits.from_llm_tokens", "LLMTokenView",
+              "per-token exit statistics of a causal LM"),
+)}
+
+
+def json_default(o):
+    """``json.dumps`` fallback for numpy scalars and arrays (anything else becomes its ``str``)."""
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+# ------------------------------------------------------------------------------------------------ hashing
+def _put(h, data: bytes | memoryview) -> None:
+    h.update(len(data).to_bytes(8, "little"))
+    h.update(data)
+
+
+def _feed(h, arr, where: str) -> None:
+    """Hash one Arrow array's decoded values (independent of chunking, slicing and encoding)."""
+    import pyarrow as pa
+
+    t = arr.type
+    if arr.null_count:
+        raise CacheError(f"column {where!r} holds {arr.null_count} null value(s); caches hold none")
+    _put(h, f"{_type_tag(t)}|{len(arr)}".encode())
+    if pa.types.is_fixed_size_list(t):
+        _feed(h, arr.flatten(), where)
+    elif pa.types.is_list(t) or pa.types.is_large_list(t):
+        off = np.asarray(arr.offsets, dtype=np.int64)
+        _put(h, (off - off[0]).tobytes())
+        _feed(h, arr.flatten(), where)
+    elif pa.types.is_string(t) or pa.types.is_binary(t) or pa.types.is_large_string(t) or pa.types.is_large_binary(t):
+        wide = pa.types.is_large_string(t) or pa.types.is_large_binary(t)
+        bufs = arr.buffers()
+        off = np.frombuffer(bufs[1], dtype=np.int64 if wide else np.int32)[arr.offset:arr.offset + len(arr) + 1]
+        off = off.astype(np.int64)
+        _put(h, (off - off[0]).tobytes())
+        _put(h, memoryview(bufs[2])[off[0]:off[-1]] if len(arr) and bufs[2] is not None else b"")
+    elif pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t):
+        values = np.ascontiguousarray(arr.to_numpy(zero_copy_only=False))
+        _put(h, values.dtype.str.encode())
+        _put(h, memoryview(values).cast("B"))
+    else:
+        raise CacheError(f"column {where!r} has type {t}, which caches do not use")
+
+
+def _type_tag(t) -> str:
+    """An Arrow type without child field names (Parquet renames list items "item" -> "element")."""
+    import pyarrow as pa
+
+    if pa.types.is_fixed_size_list(t):
+        return f"fixed_size_list<{_type_tag(t.value_type)}>[{t.list_size}]"
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return f"{'large_' if pa.types.is_large_list(t) else ''}list<{_type_tag(t.value_type)}>"
+    return str(t)
+
+
+def canonical_header(header: dict) -> bytes:
+    """The header without ``integrity`` as canonical JSON (sorted keys, no spaces)."""
+    plain = {k: v for k, v in header.items() if k != INTEGRITY_KEY}
+    return json.dumps(plain, sort_keys=True, separators=(",", ":"), default=json_default).encode()
+
+
+def content_hash(table, header: dict) -> str:
+    """sha256 over the canonical header and every column's name, type and decoded values, in column order."""
+    h = hashlib.sha256(HASH_DOMAIN)
+    _put(h, canonical_header(header))
+    _put(h, str(table.num_rows).encode())
+    for name, col in zip(table.column_names, table.columns):
+        _put(h, name.encode())
+        _feed(h, col.combine_chunks(), name)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------ writing
+def write_cache_table(table, path: str | os.PathLike, header: dict) -> Path:
+    """Write ``table`` with ``header`` (needs ``kind`` and ``schema_version``) atomically, with page checksums and a
+    content hash; returns the path. See the module docstring."""
+    import pyarrow.parquet as pq
+
+    if not isinstance(header.get("kind"), str) or not _is_int(header.get("schema_version")):
+        raise ValueError("a cache header needs 'kind' (str) and 'schema_version' (int)")
+    plain = json.loads(json.dumps({k: v for k, v in header.items() if k != INTEGRITY_KEY}, default=json_default))
+    full = {**plain, INTEGRITY_KEY: {"algorithm": "sha256", "content": content_hash(table, plain)}}
+    table = table.replace_schema_metadata({META_KEY: json.dumps(full, default=json_default).encode()})
+    path = Path(path)
+    if path.is_dir():
+        raise CacheError(f"{path}: is a directory; give the cache file's name (e.g. {path / 'cache.parquet'})")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd", write_page_checksum=True, write_statistics=False)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a cache is a shareable artifact
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ reading
+def check_regular_file(path: str | os.PathLike, what: str = "cache file") -> Path:
+    """The path if it is an existing regular file; a :class:`CacheError` otherwise (nothing is read). ``what``
+    names the expected file in messages ("cache file", "policy file", "labels file" ...)."""
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise CacheError(f"{path}: no such {what}") from None
+    except OSError as e:
+        raise CacheError(f"{path}: cannot be opened ({e.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise CacheError(f"{path}: is a directory, not a {what}; give the "
+                         f"{'.parquet file' if what == 'cache file' else 'file'} itself")
+    if not stat.S_ISREG(st.st_mode):
+        raise CacheError(f"{path}: not a regular file (a FIFO, device or socket); refused without reading it")
+    return path
+
+
+def read_header(path: str | os.PathLike) -> dict:
+    """The JSON header of a cache file (no integrity check: for messages and upgrades only)."""
+    import pyarrow.parquet as pq
+
+    path = check_regular_file(path)
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except Exception as e:  # noqa: BLE001 - any failure to parse the footer means a corrupt file
+        raise CacheError(f"{path}: not a readable Parquet cache ({type(e).__name__}: {e}); it may be truncated or "
+                         f"corrupt: recollect it") from None
+    return _parse_header(path, metadata.get(META_KEY))
+
+
+def _parse_header(path: Path, raw) -> dict:
+    if raw is None:
+        raise CacheError(f"{path}: Parquet file without toolkit metadata; build caches with toolkit.nn.encoder.collect or "
+                         f"toolkit.caches.classification.from_arrays + save_cache")
+    try:
+        head = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CacheError(f"{path}: header (schema metadata 'toolkit') is not valid JSON ({e}); the file is "
+                         f"corrupt: recollect it") from None
+    if not isinstance(head, dict):
+        raise CacheError(f"{path}: header must be a JSON object, got {type(head).__name__}")
+    return head
+
+
+def read_cache_table(path: str | os.PathLike, *, kind: str, schema_version: int):
+    """Read and verify a cache file of ``kind``; returns ``(table, header)`` (header without ``integrity``)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = check_regular_file(path)
+    try:
+        pf = pq.ParquetFile(path, page_checksum_verification=True)
+        metadata = pf.schema_arrow.metadata or {}
+    except Exception as e:  # noqa: BLE001 - a corrupt footer raises many kinds of errors
+        raise CacheError(f"{path}: not a readable Parquet cache ({type(e).__name__}: {e}); it may be truncated or "
+                         f"corrupt: recollect it") from None
+    head = _parse_header(path, metadata.get(META_KEY))
+    got_kind = head.get("kind", "classification")
+    if got_kind != kind:
+        how = KINDS[got_kind].loader_name if isinstance(got_kind, str) and got_kind in KINDS else None
+        raise CacheError(f"{path}: header key 'kind' is {got_kind!r}: "
+                         + (f"a {got_kind} cache, not a {kind} cache; load it with toolkit.load (any kind) or {how}"
+                            if how else f"not a {kind} cache"))
+    version = head.get("schema_version")
+    integrity = head.get(INTEGRITY_KEY)
+    if integrity is None and version == 1:
+        raise CacheError(f"{path}: written by an older toolkit (schema 1, without checksums or a content hash); "
+                         f"upgrade it once with `toolkit upgrade-cache {path}` (or "
+                         f"toolkit.caches.upgrade.upgrade_cache): same numbers, verified from then on")
+    if not _is_int(version) or version != schema_version:
+        raise CacheError(f"{path}: header key 'schema_version': schema version {version!r} is not supported (this "
+                         f"toolkit reads {kind} caches of schema {schema_version}); upgrade the toolkit or recollect "
+                         f"the cache")
+    if not (isinstance(integrity, dict) and integrity.get("algorithm") == "sha256"
+            and isinstance(integrity.get("content"), str) and len(integrity["content"]) == 64):
+        raise CacheError(f"{path}: header key 'integrity' is missing or malformed (want algorithm sha256 and a "
+                         f"64-digit content hash); the file is corrupt or was not written by toolkit")
+    try:
+        table = pf.read()
+    except Exception as e:  # noqa: BLE001 - checksum failures, decompression and decoding errors alike
+        raise CacheError(f"{path}: corrupt data ({type(e).__name__}: {e}); recollect the cache") from None
+    if not isinstance(table, pa.Table):
+        raise CacheError(f"{path}: not a table")
+    if content_hash(table, head) != integrity["content"]:
+        raise CacheError(f"{path}: content hash differs from the one recorded when it was written: the file was "
+                         f"corrupted or edited; recollect it (or restore it from the zoo / version control)")
+    return table, {k: v for k, v in head.items() if k != INTEGRITY_KEY}
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+_TYPES = {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "an object",
+          bool: "true or false"}
+
+
+def header_value(head: dict, key: str, kind, path, *, where: str = "header"):
+    """``head[key]`` checked to be of ``kind`` (a type or tuple of types; ``float`` accepts ints, ``int`` refuses
+    booleans); a :class:`CacheError` naming the file and the key otherwise."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(head, dict) or key not in head:
+        raise CacheError(f"{path}: {where} key {key!r} is missing; the file is corrupt or was not written by toolkit")
+    v = head[key]
+    ok = any((_is_int(v) if k is int else isinstance(v, (int, float)) and not isinstance(v, bool)
+              and math.isfinite(v) if k is float else isinstance(v, k)) for k in kinds)
+    if not ok:
+        want = " or ".join(_TYPES.get(k, k.__name__) for k in kinds)
+        raise CacheError(f"{path}: {where} key {key!r} must be {want}, got {type(v).__name__} {str(v)[:60]!r}")
+    return v
+
+
+def column(table, name: str, path, types, *, where: str = "column", want: str | None = None):
+    """The column ``name`` as one Arrow array, refusing a missing column or one whose type is not in ``types``
+    (a callable ``pa.types.is_*`` or an Arrow type)."""
+    import pyarrow as pa
+
+    if name not in table.column_names:
+        raise CacheError(f"{path}: {where} {name!r} is missing; the file is corrupt or was not written by toolkit")
+    col = table.column(name).combine_chunks()
+    types = types if isinstance(types, tuple) else (types,)
+    if not any(t(col.type) if callable(t) and not isinstance(t, pa.DataType) else col.type == t for t in types):
+        raise CacheError(f"{path}: {where} {name!r} has type {col.type}; "
+                         + (want or "this cache kind does not use that type"))
+    return col
+
+
+def string_ids(col, path, *, where: str = "example_id") -> np.ndarray:
+    """Example ids (an Arrow string column, or any sequence of str) as a numpy str array, refusing empty ids,
+    ids with NUL or other control characters (numpy drops trailing NULs, so ``"a\\x00"`` would silently become
+    ``"a"``) and duplicates."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    prefix = f"{path}: " if path else ""
+    try:
+        arr = col if isinstance(col, pa.Array) else pa.array(list(col))
+    except (pa.ArrowException, TypeError, ValueError):
+        arr = None
+    if arr is None or not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
+        raise CacheError(f"{prefix}{where}s must be strings, got {getattr(arr, 'type', 'mixed values')}")
+    bad = pc.or_(pc.is_null(arr), pc.or_(pc.equal(pc.utf8_length(arr), 0),
+                                         pc.match_substring_regex(arr, r"[\x00-\x1f\x7f]")))
+    bad = np.flatnonzero(bad.fill_null(True).to_numpy(zero_copy_only=False))
+    if len(bad):
+        raise CacheError(f"{prefix}{where} {bad[0]} is {arr[int(bad[0])].as_py()!r}: ids must be non-empty strings "
+                         f"without NUL or control characters")
+    ids = np.asarray(arr.to_pylist(), dtype=str)
+    uniq, counts = np.unique(ids, return_counts=True)
+    if len(uniq) != len(ids):
+        raise CacheError(f"{prefix}{where}s are not unique ({uniq[counts > 1][0]!r} appears more than once)")
+    return ids

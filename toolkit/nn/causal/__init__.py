@@ -1,0 +1,3 @@
+"""Torch side, causal LMs: models, exits (logit lens, tuned lens), collection, real early-exit decoding, and the
+offline reference.
+"""

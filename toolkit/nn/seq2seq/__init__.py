@@ -1,0 +1,2 @@
+"""Torch side, encoder-decoders: models, training, and generation with per-step statistics.
+"""
