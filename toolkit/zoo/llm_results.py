@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..analysis.engine.results import _Table
+from toolkit.analysis.engine.results import _Table
 
 BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -46,7 +46,7 @@ def _read(path: Path) -> dict:
 def cache_fidelity(path=BENCH_DIR / "llm_cache_fidelity.json", *, chosen: Mapping | None = None) -> Records | None:
     """One row per (cache, family, pair, batch): prompts, tokens, ``tokens_equal``, ``accepted_equal``, blocks
     (and ``block_costs_equal_offline`` where measured), and ``chosen on cal here``: whether the pair is
-    ``chosen[family]`` (a ``(layer, draft_length)``, e.g. from :func:`toolkit.analysis.llm.choose_self_speculative`)."""
+    ``chosen[family]`` (a ``(layer, draft_length)``, e.g. from :func:`toolkit.analysis.llm.exits.choose_self_speculative`)."""
     path = Path(path)
     if not path.exists():
         return None
