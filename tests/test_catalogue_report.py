@@ -44,7 +44,7 @@ def test_load_seeds_takes_every_seed_with_both_splits(tmp_path, monkeypatch):
     sets = catalogue.load_seeds("toy", "me", verbose=False)
     assert sets.per_seed and sets.seeds == (3, 7) and len(sets) == 2 and "2 training seeds (3, 7)" in sets.source
     views = sets.views()
-    assert [v.reference for v in views] == ["last exit (stage2)"] * 2
+    assert [v.reference for v in views] == ["last exit (stage3)"] * 2
     assert all((v.example_ids == views[0].example_ids).all() for v in views)
     with pytest.raises(ValueError, match="split 'dev'"):
         sets.views("dev")

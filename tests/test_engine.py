@@ -88,7 +88,7 @@ def test_sweep_exact_small_reference():
     np.testing.assert_allclose(df["accuracy"], [0.5, 1.0, 1.0, 1.0])
     np.testing.assert_allclose(df["flops"], [3.0, 2.5, 1.5, 1.0])
     np.testing.assert_allclose(df["speedup"], [1.0, 1.2, 2.0, 3.0])
-    assert s.reference == "last exit (stage2)"
+    assert s.reference == "last exit (stage3)"
 
 
 def test_evaluate_matches_sweep_and_per_stage_thresholds_match_brute_force():
@@ -100,7 +100,7 @@ def test_evaluate_matches_sweep_and_per_stage_thresholds_match_brute_force():
     rng = np.random.default_rng(0)
     per = rng.uniform(0.3, 0.9, (5, 3))
     out = en.evaluate(s, per).frame
-    assert list(out.columns[:3]) == ["threshold:stage0", "threshold:stage1", "threshold:stage2"]
+    assert list(out.columns[:3]) == ["threshold:stage1", "threshold:stage2", "threshold:stage3"]
     for t, (_, row) in zip(per, out.iterrows()):
         stop = np.array([next((e for e in range(3) if s.confidence[n, e] >= t[e]), 3) for n in range(80)])
         assert row["accuracy"] == pytest.approx(c.correct[np.arange(80), stop].mean())
@@ -360,7 +360,7 @@ def test_compare_pairs_examples_and_resamples_seeds():
     want = np.mean([en.frontier_at_budgets(v.align(s.example_ids), np.ones((1, 150)), budgets=[2.0],
                                            reference_cost=s.reference_cost, metric="accuracy")[0, 0] for v in seeds])
     assert two["a"].iloc[0] == pytest.approx(want) and two["seeds"].iloc[0] == "2 / 1"
-    ref_other = en.staged(c, reference="stage1")
+    ref_other = en.staged(c, reference="stage2")
     with pytest.raises(ValueError, match="different references"):
         en.compare(s, ref_other)
     assert len(en.compare(s, ref_other, reference="b", n_boot=20)) == 3

@@ -254,7 +254,8 @@ def from_arrays(logits, labels, flops, stages=None, example_ids=None, n_tokens=N
     """Build a cache from plain arrays (per-layer outputs from any source: DeeBERT, PABEE, an LLM's layers ...).
 
     ``flops``: ``[N, E]`` cumulative FLOPs per example, or ``[E]`` cumulative cost of each stage for every example.
-    ``stages``: E names (default ``stage0..``). ``example_ids`` default to ``0..N-1``; ``n_tokens`` to zeros.
+    ``stages``: E names (default ``stage1..stageE``, counted from 1 like every other stage number).
+    ``example_ids`` default to ``0..N-1``; ``n_tokens`` to zeros.
 
     Logits stay logits: real (integer or float) arrays only, stored as float32, and a cast that changes a
     prediction is refused; arrays that look like probabilities (every row in [0, 1] summing to 1) are refused with
@@ -279,7 +280,7 @@ def from_arrays(logits, labels, flops, stages=None, example_ids=None, n_tokens=N
         raise CacheError("a stage costs nothing (flops 0 at the last stage of an example, or at the first stage on "
                          "average): every speed-up would divide by zero; give each stage's real cumulative cost")
     if stage_info is None:
-        names = list(stages) if stages is not None else [f"stage{e}" for e in range(E)]
+        names = list(stages) if stages is not None else [f"stage{e + 1}" for e in range(E)]
         stage_info = [{"name": str(n), "kind": "exit", "model_index": 0} for n in names]
     if example_ids is None:
         ids = np.arange(N).astype(str)
