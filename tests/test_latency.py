@@ -4,6 +4,9 @@ predictions, and a cache view costed in predicted ms through the engine and the 
 from __future__ import annotations
 
 import json
+import os
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -219,3 +222,52 @@ def test_speedup_agreement_by_hand():
     assert lat.speedup_agreement(["a", "b"], [1, 2], [2, 1]).spearman == pytest.approx(-1.0)
     with pytest.raises(ValueError, match="one predicted"):
         lat.speedup_agreement(["a"], [1, 2], [1, 2])
+
+
+# ---------------------------------------------------------------------------------------------- hostile files
+
+def test_profile_files_that_are_not_regular_or_too_large_are_refused_unread(tmp_path, monkeypatch):
+    # before: a FIFO blocked forever in read_text, a directory gave IsADirectoryError without the key, and a file of
+    # any size was read whole into memory
+    import threading
+
+    fifo = tmp_path / "p.fifo"
+    os.mkfifo(fifo)
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("e", pytest.raises(ValueError, lat.load_profile, fifo)),
+                         daemon=True)
+    t.start()
+    t.join(5)
+    if t.is_alive():  # free the blocked reader, then fail
+        with open(fifo, "w"):
+            pass
+        pytest.fail("load_profile blocked on a FIFO")
+    assert f"{fifo}: not a regular file" in str(out["e"].value)
+    with pytest.raises(ValueError, match=f"^{tmp_path}: is a directory, not a latency profile"):
+        lat.load_profile(tmp_path)
+    with pytest.raises(ValueError, match="no such latency profile"):
+        lat.load_profile(tmp_path / "none.json")
+    big = tmp_path / "big.json"
+    with open(big, "wb") as f:  # sparse: nothing is written, and nothing may be read
+        f.truncate(lat.MAX_PROFILE_BYTES + 1)
+    reads = []
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self) or b"")
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: reads.append(self) or "")
+    with pytest.raises(ValueError, match=r"big.json: 67,108,865 bytes, more than a latency profile holds"):
+        lat.load_profile(big)
+    assert reads == []
+
+
+@pytest.mark.parametrize("content,needle", [
+    (b"\xff\xfe{}", "not UTF-8 text"),
+    (b"[1, 2]", "a latency profile is a JSON object, got list"),
+    (b'{"format": "toolkit-latency-profile/1", "models": [1]}', "key 'models' must be an object"),
+    (b'{"format": "toolkit-latency-profile/1", "models": {"m": 3}}', "key models.m.kind must be encoder"),
+    (b'{"format": \n nope}', ":2: not a JSON latency profile"),
+])
+def test_malformed_profile_files_name_the_file(tmp_path, content, needle):
+    path = tmp_path / "p.json"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=re.escape(needle)) as e:
+        lat.load_profile(path)
+    assert str(e.value).startswith(str(path))

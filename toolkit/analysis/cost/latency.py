@@ -44,6 +44,9 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.analysis.cost.causal import self_speculative_passes
+from toolkit.analysis.engine.choose import OperatingPoint, choose
+from toolkit.analysis.engine.curves import evaluation
+from toolkit.analysis.engine.results import html_table
 
 PROFILE_FORMAT = "toolkit-latency-profile/1"
 INTERPOLATION = ("piecewise-linear in positions (constant below the first grid point, linear extrapolation from the "
@@ -52,11 +55,12 @@ INTERPOLATION = ("piecewise-linear in positions (constant below the first grid p
                  "axes")
 ENCODER_PIECES = ("inputs", "embed", "layer", "exit", "head", "forward")
 CAUSAL_PIECES = ("setup", "layer", "head", "exit", "confidence", "kv_propagation", "step_overhead")
+MAX_PROFILE_BYTES = 64 << 20  # a profile of many models and grids is well under 1 MB; refuse before reading
 
 __all__ = ["PROFILE_FORMAT", "INTERPOLATION", "Piece", "ModelProfile", "LatencyProfile", "load_profile",
            "monotone", "encoder_run_ms", "encoder_full_ms", "forward_ms", "cascade_run_ms", "calm_run_ms", "greedy_run_ms",
            "self_speculative_run_ms", "encoder_example_ms", "cascade_example_ms", "with_predicted_time", "models_for", "SpeedupAgreement", "speedup_agreement",
-           "time_budget_speedup"]
+           "time_budget_speedup", "TimeBudgetChoice", "choose_time_budget"]
 
 
 def monotone(ms) -> np.ndarray:
@@ -173,17 +177,20 @@ def load_profile(path_or_dict) -> LatencyProfile:
         d, src = dict(path_or_dict), "profile"
     else:
         src = os.fspath(path_or_dict)
-        try:
-            d = json.loads(Path(src).read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{src}: not a JSON latency profile ({e}); make one with `toolkit profile`") from None
+        d = _read_profile_json(src)
+    if not isinstance(d, dict):
+        raise ValueError(f"{src}: a latency profile is a JSON object, got {type(d).__name__}; make one with "
+                         f"`toolkit profile`")
     if d.get("format") != PROFILE_FORMAT:
         raise ValueError(f"{src}: key 'format' is {d.get('format')!r}, expected {PROFILE_FORMAT!r}; make the "
                          f"profile with `toolkit profile`")
+    if not isinstance(d.get("models") or {}, dict):
+        raise ValueError(f"{src}: key 'models' must be an object of models, got {type(d['models']).__name__}")
     models = {}
     for name, m in (d.get("models") or {}).items():
-        if m.get("kind") not in ("encoder", "causal_lm"):
-            raise ValueError(f"{src}: key models.{name}.kind must be encoder or causal_lm, got {m.get('kind')!r}")
+        kind = m.get("kind") if isinstance(m, dict) else None
+        if kind not in ("encoder", "causal_lm"):
+            raise ValueError(f"{src}: key models.{name}.kind must be encoder or causal_lm, got {kind!r}")
         try:
             pieces = {k: Piece(k, tuple(p["batch"]), tuple(p["positions"]), np.asarray(p["ms"], dtype=np.float64))
                       for k, p in m["pieces"].items()}
@@ -193,6 +200,28 @@ def load_profile(path_or_dict) -> LatencyProfile:
         models[name] = ModelProfile(name, m["kind"], int(m["layers"]), pieces, info, src)
     meta = {k: v for k, v in d.items() if k != "models"}
     return LatencyProfile(meta, models, None if isinstance(path_or_dict, Mapping) else src)
+
+
+def _read_profile_json(src: str):
+    """The parsed JSON of profile file ``src``; a FIFO, a directory, a missing file or one larger than
+    :data:`MAX_PROFILE_BYTES` is refused before anything is read, naming the file."""
+    from toolkit.caches.io import check_regular_file
+
+    path = check_regular_file(src, what="latency profile")
+    size = path.stat().st_size
+    if size > MAX_PROFILE_BYTES:
+        raise ValueError(f"{src}: {size:,} bytes, more than a latency profile holds (at most "
+                         f"{MAX_PROFILE_BYTES:,}); not read: give the JSON file `toolkit profile` wrote")
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{src}: not UTF-8 text ({e.reason} at byte {e.start}), so not a latency profile; make "
+                         f"one with `toolkit profile`") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{src}:{e.lineno}: not a JSON latency profile ({e.msg}); make one with "
+                         f"`toolkit profile`") from None
+    except RecursionError:
+        raise ValueError(f"{src}: JSON nested too deeply to be a latency profile") from None
 
 
 # ---------------------------------------------------------------------------------------------------- encoders
@@ -284,9 +313,32 @@ def greedy_run_ms(m: ModelProfile, lengths) -> float:
     """Predicted milliseconds of greedy decoding (:func:`toolkit.nn.causal.decode.greedy_decode`, one batch) of rows
     generating ``lengths`` tokens: per step, for the rows still decoding, the block machinery with no draft (two pass
     set-ups, every layer, the head) and the loop's overhead."""
-    B = _alive(lengths).sum(1)
-    return float((2 * m["setup"](B, 1) + m.layers * m["layer"](B, 1) + m["head"](B, 1)
-                  + m["step_overhead"](B, 1)).sum())
+    return float(greedy_step_ms(m, _alive(lengths).sum(1)).sum())
+
+
+def greedy_step_ms(m: ModelProfile, rows) -> np.ndarray:
+    """Predicted ms of one greedy decoding step of ``rows`` rows (array): two pass set-ups, every layer, the head
+    and the loop's overhead (:func:`greedy_run_ms`'s step)."""
+    B = np.asarray(rows)
+    return 2 * m["setup"](B, 1) + m.layers * m["layer"](B, 1) + m["head"](B, 1) + m["step_overhead"](B, 1)
+
+
+def calm_step_ms(m: ModelProfile, running, rows, checked_layers, *, exit_pieces=("exit", "confidence")) -> np.ndarray:
+    """Predicted ms of CALM decoder steps (:class:`~toolkit.nn.causal.decode.CalmDecoder`, the accounting of
+    :func:`calm_run_ms`) from ``running[..., L]`` (rows entering decoder layer i, 0-based: rows whose exit is at or
+    after layer i + 1) and ``rows[...]`` (rows in the step): a set-up of all rows, each layer on its running rows,
+    state propagation of each layer for the rows that already exited, each checked exit (``exit_pieces``: the
+    exit, its confidence, a tuned exit's ``translator``) on the rows reaching it, the LM head on the rows reaching
+    the last layer, and the loop's overhead."""
+    run = np.asarray(running)
+    B = np.asarray(rows)
+    L = m.layers
+    if run.shape[-1] != L:
+        raise ValueError(f"running must have one count per layer ({L}), got shape {run.shape}")
+    at = run[..., np.asarray(checked_layers, dtype=np.int64) - 1]
+    t = m["setup"](B, 1) + m["layer"](run, 1).sum(-1) + m["kv_propagation"](B[..., None] - run, 1).sum(-1)
+    t = t + sum(m[p](at, 1) for p in exit_pieces).sum(-1)
+    return t + m["head"](run[..., L - 1], 1) + m["step_overhead"](B, 1)
 
 
 def calm_run_ms(m: ModelProfile, exit_layers: Sequence, checked_layers) -> float:
@@ -300,16 +352,8 @@ def calm_run_ms(m: ModelProfile, exit_layers: Sequence, checked_layers) -> float
     depth = np.zeros(alive.shape, dtype=np.int64)  # 0: row finished
     for r, x in enumerate(exit_layers):  # one row at a time (rows, not tokens)
         depth[: len(x), r] = np.asarray(x)
-    B = alive.sum(1)
-    layer_no = np.arange(1, L + 1)
-    running = (depth[:, :, None] >= layer_no[None, None, :]).sum(1)  # [S, L] rows entering layer i
-    propagated = B[:, None] - running
-    checked = np.asarray(checked_layers)
-    at_check = running[:, checked - 1]
-    t = m["setup"](B, 1) + m["layer"](running, 1).sum(1) + m["kv_propagation"](propagated, 1).sum(1)
-    t = t + (m["exit"](at_check, 1) + m["confidence"](at_check, 1)).sum(1)
-    t = t + m["head"]((depth == L).sum(1), 1) + m["step_overhead"](B, 1)
-    return float(t.sum())
+    running = (depth[:, :, None] >= np.arange(1, L + 1)[None, None, :]).sum(1)  # [S, L] rows entering layer i
+    return float(calm_step_ms(m, running, alive.sum(1), checked_layers).sum())
 
 
 def self_speculative_run_ms(m: ModelProfile, accepted: Sequence, draft_layer: int, draft_length: int,
@@ -387,6 +431,81 @@ def time_budget_speedup(view, budget_ms: float) -> float:
     if "predicted ms" not in str(view.meta.get("cost_unit", "")):
         raise ValueError("the view is not costed in predicted ms: make it with latency.with_predicted_time first")
     return float(np.mean(view.reference_cost) / budget_ms)
+
+
+@dataclass(frozen=True, eq=False)
+class TimeBudgetChoice:
+    """An operating point chosen on cal within a time budget on several time-costed views of it (e.g. batch 1 and
+    batch 32): ``point`` (the :class:`~toolkit.analysis.engine.OperatingPoint`), and per view its name, the budget
+    and the point's mean predicted ms per example on cal, the reference's, and which view's budget bound the
+    choice (``binding``)."""
+
+    point: OperatingPoint
+    names: tuple[str, ...]
+    budget_ms: tuple[float, ...]
+    cal_ms: tuple[float, ...]
+    reference_ms: tuple[float, ...]
+    binding: str
+
+    @property
+    def threshold(self) -> float:
+        return self.point.threshold
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame({"view": self.names, "budget_ms": self.budget_ms, "cal_ms": self.cal_ms,
+                             "reference_ms": self.reference_ms,
+                             "cal_speedup": np.divide(self.reference_ms, self.cal_ms),
+                             "within_budget": np.less_equal(self.cal_ms, self.budget_ms),
+                             "binding": [n == self.binding for n in self.names]})
+
+    def to_dict(self) -> dict:
+        return {**self.point.to_dict(), "binding": self.binding,
+                "views": self.to_frame().to_dict(orient="records")}
+
+    def _repr_html_(self) -> str:
+        return (html_table("Operating point within a time budget (chosen on cal)",
+                           {**self.point.to_dict(), "binding": self.binding})
+                + self.to_frame().to_html(index=False, float_format="{:.4g}".format))
+
+
+def choose_time_budget(views: Sequence, budget_ms: Sequence[float], *, metric: str = "accuracy",
+                       names: Sequence[str] | None = None) -> TimeBudgetChoice:
+    """The best cal ``metric`` among thresholds whose mean predicted ms per example stays within ``budget_ms[j]`` on
+    every view ``views[j]`` (one cal split costed by :func:`with_predicted_time`, e.g. at batch 1 and at batch 32).
+
+    ``engine.choose(rule="budget")`` runs on each view (:func:`time_budget_speedup`); the point kept is one that meets
+    every budget on cal, best ``metric`` first, then the lowest threshold. This is exact: raising a global threshold
+    never makes an example stop earlier, so on every view the thresholds within its budget are all those up to a
+    bound; their intersection is the tightest view's set, and the rule on that view (``binding``) picks the best
+    metric in it."""
+    views = list(views)
+    budgets = [float(b) for b in np.atleast_1d(np.asarray(budget_ms, dtype=np.float64))]
+    names = [f"view {j}" for j in range(len(views))] if names is None else [str(n) for n in names]
+    if not views or len(budgets) != len(views) or len(names) != len(views):
+        raise ValueError(f"one budget (ms per example) and one name per view: {len(views)} views, {len(budgets)} "
+                         f"budgets, {len(names)} names")
+    first = views[0]
+    for j, v in enumerate(views[1:], 1):
+        if tuple(v.stage_names) != tuple(first.stage_names) or not np.array_equal(v.example_ids, first.example_ids):
+            raise ValueError(f"views {names[0]!r} and {names[j]!r} are not of the same split and stages: cost one cal "
+                             f"cache at several batch sizes (with_predicted_time(..., batch=b))")
+    points = []
+    for v, b, n in zip(views, budgets, names):
+        try:
+            points.append(choose(v, rule="budget", budget=time_budget_speedup(v, b), metric=metric))
+        except ValueError as e:
+            raise ValueError(f"time budget {b:.4g} ms per example on view {n!r}: {e}") from None
+    cal_ms = np.array([[evaluation(v, p.threshold).flops for v in views] for p in points])  # [point, view]
+    ok = (cal_ms <= np.asarray(budgets)[None, :] * (1 + 1e-12)).all(1)
+    if not ok.any():  # unreachable by the argument above; kept as a guard
+        raise ValueError("no threshold meets every view's time budget on cal")
+    score = np.array([p.cal.metrics[metric] for p in points])
+    cand = np.flatnonzero(ok & (score >= score[ok].max() - 1e-12))
+    k = int(cand[np.argmin([points[i].threshold for i in cand])])
+    return TimeBudgetChoice(points[k], tuple(names), tuple(budgets), tuple(float(x) for x in cal_ms[k]),
+                            tuple(float(np.mean(v.reference_cost)) for v in views), names[k])
 
 
 def _has(profile: LatencyProfile, name: str) -> bool:
