@@ -216,7 +216,7 @@ class ClassificationView(View):
 
     def reliability(self, split, stage, settings):
         c = self.caches[split]
-        p = softmax(c.logits[:, stage], float(self.temperatures(settings)[stage]))
+        p = softmax(c.logits[:, stage], temperature=float(self.temperatures(settings)[stage]))
         return (p.max(1), (p.argmax(1) == c.labels).astype(np.float64), "confidence (max probability)",
                 "accuracy in bin")
 
@@ -272,7 +272,7 @@ class GenerationView(View):
     def reliability(self, split, stage, settings):
         c = self.caches[split]
         m = self.stage_names[stage]
-        conf = sequence_confidence(c, m, "max_prob", settings["aggregation"], settings["temperature"])
+        conf = sequence_confidence(c, m, score="max_prob", how=settings["aggregation"], temperature=settings["temperature"])
         return (np.clip(conf, 0, 1), c.models[m].quality[settings["metric"]].astype(np.float64),
                 f"{m}'s max probability ({settings['aggregation']} over tokens)", f"{settings['metric']} in bin")
 
@@ -330,11 +330,11 @@ class LLMTokenView(View):
                                temperature=settings["temperature"], checked_layers=self.layers[:-1])
 
     def reliability(self, split, stage, settings):
-        from toolkit.analysis.llm.exits import confidence
+        from toolkit.analysis.llm.exits import layer_confidence
 
         c = self.caches[split]
         layer = int(self.layers[stage])
-        conf = confidence(c, settings["family"], "max_prob", settings["temperature"])[:, layer - 1]
+        conf = layer_confidence(c, settings["family"], temperature=settings["temperature"])[:, layer - 1]
         return (conf, c.agreement(settings["family"])[:, layer - 1].astype(np.float64),
                 f"layer {layer} exit's max probability", "agreement with the full model in bin")
 

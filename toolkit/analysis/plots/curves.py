@@ -18,6 +18,7 @@ from toolkit.analysis.scores.classification import SCORES, softmax, stage_confid
 from toolkit.caches.inputs import cost_label, cost_scale
 
 FLOPS_LABEL = "mean GFLOPs per example"
+BAR_LABEL_PT = 9  # bar labels of the reliability diagrams: readable at the figure's own size (points)
 
 
 def speedup_label(reference: str | None, unit: str = "FLOPs") -> str:
@@ -155,7 +156,7 @@ def plot_reliability(curve: pd.DataFrame, *, ax=None, label: str | None = None, 
     ax.plot([lo, 1], [lo, 1], "--", color="gray", lw=1, label="perfect calibration")
     if show_counts:
         for x0, w, n in zip(rc["lo"][nz], width[nz], rc["count"][nz]):
-            ax.text(x0 + w / 2, 0.02, f"n={int(n)}", ha="center", va="bottom", fontsize=6, rotation=90)
+            ax.text(x0 + w / 2, 0.02, f"n={int(n)}", ha="center", va="bottom", fontsize=BAR_LABEL_PT, rotation=90)
     ax.set_xlim(lo, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("confidence (max probability)")
@@ -180,7 +181,7 @@ def reliability_grid(cache, temperatures=None, *, n_bins: int = 15, ncols: int =
     lo = np.floor(n_bins / cache.n_classes) / n_bins  # edge of the bin holding 1/C
     for e in range(E):
         t = 1.0 if temperatures is None else float(np.asarray(temperatures)[e])
-        rc = reliability_curve(softmax(cache.logits[:, e], t), cache.labels, n_bins)
+        rc = reliability_curve(softmax(cache.logits[:, e], temperature=t), cache.labels, n_bins=n_bins)
         plot_reliability(rc, ax=flat[e], show_counts=show_counts, xmin=lo, legend=e == 0, **kwargs)
         flat[e].set_title(f"{cache.stages[e]}" + (f" (T={t:.2f})" if temperatures is not None else ""), fontsize=9)
     for a in flat[E:]:
@@ -192,7 +193,7 @@ def score_distributions(cache, stage=0, *, score: str = "max_prob", temperature=
     """One stage's confidence per example and whether it is right (the data of
     :func:`plot_score_distributions`); ``attrs``: stage name and score unit."""
     e = cache.stages.index(stage) if isinstance(stage, str) else int(stage)
-    conf = stage_confidence(cache.logits, score, temperature)[:, e]
+    conf = stage_confidence(cache.logits, score=score, temperature=temperature)[:, e]
     df = pd.DataFrame({"confidence": conf, "prediction": np.where(cache.correct[:, e], "right", "wrong")})
     df.attrs.update(stage=cache.stages[e], unit=SCORES[score].confidence_unit)
     return df
