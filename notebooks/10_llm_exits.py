@@ -35,7 +35,7 @@
 # percentile bootstrap intervals over **prompts** (a continuation's tokens stay together; the chosen thresholds are
 # held fixed); a claim that compares two things comes with a paired interval (both on the same resampled prompts).
 # **The reference, once**: a decoding speed-up is the FLOPs of the full model decoding greedily (every generated
-# token through all layers and one LM head, attending to its context; `llm_cost.full_token_flops`) divided by the
+# token through all layers and one LM head, attending to its context; `cost.causal.full_token_flops`) divided by the
 # method's FLOPs for the same tokens; the prompt's prefill, the same for every method, is left out. A classification
 # speed-up (the classifier section) divides by SmolLM2's last exit on every example. FLOPs come from the causal-LM cost model
 # (`toolkit.analysis.cost.causal`): layers run, every exit head evaluated, the K/V projections of skipped layers.
@@ -193,7 +193,7 @@ report.conclude(calm_read.markdown())
 # and the head once, for `d + 1` positions. When decoding is memory-bound (small batches on a GPU: a pass costs its
 # weight reads, nearly the same for one position or a few), time follows the weights read per generated token:
 # `memory_bound_speedup` (the full model's reads / the blocks'; SmolLM2's LM head weighs as much as about eight
-# layers). The passes are `llm_cost.self_speculative_passes`, the one definition the real decoder checks each block
+# layers). The passes are `cost.causal.self_speculative_passes`, the one definition the real decoder checks each block
 # against and counts in. That proxy is the criterion: the pair is chosen on cal by it. Since a block reads every
 # layer once besides its drafts, it gains only when a draft through few layers is accepted often:
 # `llm.memory_bound_ceiling` is the most any exit at a pair could give. The runtime section shows what the real

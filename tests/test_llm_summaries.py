@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from toolkit.analysis.llm import exits as llm
 from toolkit.analysis.llm import intervals as li
@@ -332,3 +334,47 @@ def test_classifier_summary_reproduces_the_printed_numbers(classifier):
                  "escalates at most 0.003 of the examples", "(../docs/results/cal-shift.md)"):
         assert said in md, said
     assert (ROOT / "docs" / "results" / "cal-shift.md").exists()  # the page the conclusion links to
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_runtime_summary_equals_a_loop_on_any_records(data):
+    n = data.draw(st.integers(1, 8))
+    unit = st.floats(0, 1)
+    rows = [{"cache": f"c{i}", "family": data.draw(st.sampled_from(S.FAMILIES)), "design": "d",
+             "threshold": data.draw(st.sampled_from([np.inf, 0.5, 0.9])), "offline agreement": data.draw(unit),
+             "real agreement": data.draw(unit), "identical outputs": 0.5, "quality": "chrf", "real quality": 1.0,
+             "full model quality": 1.0, "real speed-up": data.draw(st.floats(0.1, 3)),
+             "offline speed-up": data.draw(st.floats(0.1, 3))} for i in range(n)]
+    methods = data.draw(st.lists(st.sampled_from(["calm", "self_speculative", "hf_self_speculative"]), max_size=6))
+    runs = [{"file": "bench_llm_x.json", "device": "cpu", "batch": data.draw(st.sampled_from([1, 8])), "method": m,
+             "operating point": f"p{i}", "predicted (FLOPs)": data.draw(st.floats(0.1, 3)),
+             "measured": data.draw(st.floats(0.1, 3)), "measured min": 0.1, "measured max": 3.0,
+             "equal to greedy": data.draw(st.sampled_from([0.0, 1.0]))} for i, m in enumerate(methods)]
+    for r in runs:
+        r["measured / predicted"] = r["measured"] / r["predicted (FLOPs)"]
+    s = S.runtime_summary(None, llm_results.Records(pd.DataFrame(rows), "x/calm.json", "t"),
+                          llm_results.Records(pd.DataFrame(runs), "x", "t"))
+    moved = [r for r in rows if r["threshold"] != np.inf]
+    if not moved:
+        assert s.calm_gap is None
+    else:
+        gaps = [r["offline agreement"] - r["real agreement"] for r in moved]
+        assert s.calm_gap["gap"] == (min(gaps), max(gaps)) and s.calm_gap["points"] == len(moved)
+        assert s.calm_gap["largest"]["cache"] == moved[gaps.index(max(gaps))]["cache"]
+        assert s.calm_gap["file"] == "calm.json"
+    if not runs:
+        assert s.speed is None and s.peer is None and "no runtime benchmark results" in s.markdown()
+        return
+    equal = {}
+    for r in runs:
+        e, k = equal.get(r["method"], (0, 0))
+        equal[r["method"]] = (e + int(r["equal to greedy"] == 1), k + 1)
+    assert s.speed["equal to greedy"] == equal and s.speed["runs"] == len(runs)
+    assert s.speed["fastest"]["measured"] == max(r["measured"] for r in runs)
+    hf = [r for r in runs if r["method"] == "hf_self_speculative"]
+    assert (s.peer is None) == (not hf)
+    if hf:
+        mine = [r for r in runs if r["method"] == "self_speculative" and r["batch"] == 1]
+        assert [x[0] for x in s.peer["this decoder"]] == [r["operating point"] for r in mine]
+    s.markdown()

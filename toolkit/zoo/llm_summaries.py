@@ -154,7 +154,8 @@ side; at the deepest layers the lens, which approaches the model itself there, i
         def col(value, lo, hi):
             return [fmt(*r) for r in f[[value, lo, hi]].to_numpy()]
 
-        out = {f"{x} agreement": col(f"{x} agreement", f"{x} agreement lo", f"{x} agreement hi") for x in self.families}
+        out = {f"{x} agreement": col(f"{x} agreement", f"{x} agreement lo", f"{x} agreement hi")
+               for x in self.families}
         out[f"{b} - {a}"] = col(f"{b}-{a} agreement", "agreement diff lo", "agreement diff hi")
         out.update({f"{x} ECE": col(f"{x} ece", f"{x} ece lo", f"{x} ece hi") for x in self.families})
         out[f"{b} - {a} ECE"] = col(f"{b}-{a} ece", "ece diff lo", "ece diff hi")
@@ -280,7 +281,8 @@ def calm_summary(points: Mapping, differences, *, target: float, transfer: str =
         never[f"{f} | {design}"] = [float(t) for t in g.loc[g["exited early"] == 0, "target (cal)"]]
         sets = [("global", first), ("per layer", first), ("global", transfer)]
         for rule, on in sets:
-            sel = p.frame[(p.frame.rule == rule) & (p.frame["evaluated on"] == on) & (p.frame["target (cal)"] == target)]
+            f_ = p.frame
+            sel = f_[(f_.rule == rule) & (f_["evaluated on"] == on) & (f_["target (cal)"] == target)]
             if len(sel):
                 r = sel.iloc[0]
                 quoted[f"{f} | {design} | {rule if on == first else on}"] = {
@@ -332,8 +334,9 @@ class SpecSummary(_Summary):
         for f in FAMILIES:
             c, q = self.pairs[f"{f} | chosen on cal"], self.pairs[f"{f} | chosen on cal, {transfer}"]
             s, ub = self.pairs[f"{f} | shallow draft"], self.pairs[f"{f} | best on test itself (upper bound)"]
-            lines.append(f"- **{f}**: chosen on cal, layer {c['layer']} with draft length {c['draft length']}: on test "
-                         f"{fmt(*c['memory_bound_speedup'], unit='x')} memory-bound, {fmt(*c['speedup'], unit='x')} in FLOPs, acceptance "
+            lines.append(f"- **{f}**: chosen on cal, layer {c['layer']} with draft length {c['draft length']}: "
+                         f"on test {fmt(*c['memory_bound_speedup'], unit='x')} memory-bound, "
+                         f"{fmt(*c['speedup'], unit='x')} in FLOPs, acceptance "
                          f"{c['acceptance'][0]:.3f}; the best pair on test itself (layer {ub['layer']}, length "
                          f"{ub['draft length']}) gives {ub['memory_bound_speedup'][0]:.3f}x memory-bound. On QNLI: "
                          f"{q['memory_bound_speedup'][0]:.3f}x memory-bound. Shallow draft (layer {s['layer']}, length "
@@ -478,10 +481,12 @@ def classifier_summary(results: Mapping, *, max_drop: float) -> ClassifierSummar
         zs = peaks[peaks.model == LLM_SETS["smollm2_zs_lens"]].iloc[0]
         zt = peaks[peaks.model == LLM_SETS["smollm2_zs_tuned"]].iloc[0]
         pr = r.tables["smollm2_probe"].iloc[r.k]
-        e, c, m, ub = op("SmolLM2 probes"), op("cascade MiniLM-L6"), op("MiniLM-L6 alone"), op("cascade, most accurate")
+        e, c = op("SmolLM2 probes"), op("cascade MiniLM-L6")
+        m, ub = op("MiniLM-L6 alone"), op("cascade, most accurate")
         tasks[t] = _plain({
             "lens best accuracy": zs["its test accuracy"], "majority class": r.chance,
-            "lens last accuracy": zs["last layer accuracy"], "lens last gflops": r.tables["smollm2_zs_lens"].gflops.iloc[-1],
+            "lens last accuracy": zs["last layer accuracy"],
+            "lens last gflops": r.tables["smollm2_zs_lens"].gflops.iloc[-1],
             "tuned best accuracy": zt["its test accuracy"], "tuned best layer": zt["best test layer before the last"],
             "tuned best cal layer": zt["best cal layer"], "tuned last accuracy": zt["last layer accuracy"],
             "probe layer": r.layer, "probe accuracy": pr.accuracy, "probe gflops": pr.gflops,
@@ -537,7 +542,7 @@ class RuntimeSummary(_Summary):
                 f"self-speculative decoder's output equals the cached greedy output for {f['tokens equal']} and its "
                 f"accepted counts equal the offline prediction block for block for {f['accepted equal']}; of the pairs "
                 f"chosen on cal above, those of {', '.join(f['families checked']) or 'no family'} are among those "
-                f"checked{'' if set(f['families checked']) >= set(families) else ' (the others need exits not in this checkout)'}.")
+                f"checked{'' if set(f['families checked']) >= set(families) else OTHERS_ABSENT}.")
         else:
             parts.append(f"**Fidelity**: `{fidelity_file}` is absent, so the exactness of the offline acceptance "
                          f"against the real decoder on these caches is not shown here (the unit tests check it on a "
@@ -583,6 +588,9 @@ class RuntimeSummary(_Summary):
                 f"same run: {said(p['this decoder'])}. The min-to-max ranges overlap: on these loaded cores neither "
                 f"is shown faster, and both are slower than greedy decoding, as the corrected estimate says.")
         return "\n\n".join(parts)
+
+
+OTHERS_ABSENT = " (the others need exits not in this checkout)"
 
 
 def _equal_to_greedy(rows: pd.DataFrame) -> tuple[int, int]:
