@@ -85,6 +85,7 @@ def report(a, cache, view, extra: dict | None = None) -> int:
     import pandas as pd
 
     from toolkit.analysis.engine import pareto_front, summarize, sweep
+    from toolkit.caches.inputs import cost_scale
     from toolkit.cli._common import evenly, print_json, readable
 
     curve = sweep(view)
@@ -92,18 +93,17 @@ def report(a, cache, view, extra: dict | None = None) -> int:
     front = pareto_front(curve)
     if a.csv:
         curve.to_frame().to_csv(a.csv, index=False)
-    ref_gflops = view.reference_cost.mean() / 1e9
-    if a.json:
+    unit = view.meta.get("cost_unit", "FLOPs")  # the cache's cost unit: FLOPs, parameters x tokens, ms, dollars ...
+    ref_cost = float(view.reference_cost.mean())
+    if a.json:  # costs in the cache's own unit (a row's "flops" column too), named by "cost_unit"
         print_json({"cache": a.cache, "task": view.meta.get("task"), "split": view.split, "n": view.n_examples,
                     "stages": list(view.stage_names), "score": view.meta.get("score"), "reference": view.reference,
-                    "reference_gflops": ref_gflops, "cost_unit": view.meta.get("cost_unit", "FLOPs"),
-                    **(extra or {}), "summary": summary.to_dict(),
-                    "frontier": [{**r, "gflops": r["flops"] / 1e9} for r in front.to_dict("records")]})
+                    "reference_cost": ref_cost, "cost_unit": unit,
+                    **(extra or {}), "summary": summary.to_dict(), "frontier": front.to_dict("records")})
         return 0
     print(cache)
-    unit = view.meta.get("cost_unit", "FLOPs")
-    ref_cost = f"{ref_gflops:.3f} GFLOPs" if unit == "FLOPs" else f"{view.reference_cost.mean():.4g} {unit}"
-    print(f"speed-ups against {view.reference}: {ref_cost} per example "
+    scale, shown = cost_scale(unit)
+    print(f"speed-ups against {view.reference}: {ref_cost / scale:.4g} {shown} per example "
           f"(score {view.meta.get('score')}, {view.split} split, N={view.n_examples})")
     for k, v in (extra or {}).items():
         print(f"{k}: {v}")
