@@ -30,7 +30,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -343,7 +342,9 @@ class Policy:
 
     def save(self, path) -> Path:
         """Write the policy as JSON atomically (a temporary file beside it, fsynced, then renamed)."""
-        return write_atomic(path, json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n")
+        from toolkit.caches.io import write_atomic
+
+        return write_atomic(path, json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n", error=PolicyError)
 
     @classmethod
     def from_dict(cls, d, source: str = "policy") -> Policy:
@@ -492,47 +493,6 @@ def _unique_keys(pairs: list) -> dict:
             raise _DuplicateKey(k)
         d[k] = v
     return d
-
-
-def write_atomic(path, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically: a temporary file beside it, fsynced, then renamed over it;
-    nothing is left behind on failure. An existing file keeps its permissions; a symbolic link, a directory, a
-    read-only file or a missing folder is refused (:class:`PolicyError`), a failed write raises OSError; both name
-    ``path``, never the temporary file."""
-    path = Path(path)
-    if path.is_symlink():  # replacing it would cut the link
-        raise PolicyError(f"{path}: a symbolic link (to {os.path.realpath(path)}); refused: write to the target "
-                          f"file itself, or remove the link first")
-    if path.is_dir():
-        raise PolicyError(f"{path}: is a directory; give a file name (e.g. {path / 'policy.json'})")
-    mode = None
-    if path.exists():
-        if not path.is_file():
-            raise PolicyError(f"{path}: not a regular file (a FIFO, device or socket); refused")
-        mode = os.stat(path).st_mode & 0o7777
-        if not os.access(path, os.W_OK) or not mode & 0o222:  # no write bit: read-only even to root
-            raise PolicyError(f"{path}: is read-only; refused (make it writable, or write elsewhere)")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise PolicyError(f"{path}: the folder {folder} does not exist; create it first")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise PolicyError(f"{path}: cannot write in {folder} ({e.strerror})") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644 if mode is None else mode)  # mkstemp makes 0600; an existing file keeps its mode
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise OSError(f"{path}: cannot be written ({e.strerror or e}); nothing was replaced") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _plain(obj):

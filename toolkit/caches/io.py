@@ -208,6 +208,56 @@ def write_cache_table(table, path: str | os.PathLike, header: dict) -> Path:
     return path
 
 
+def write_atomic(path: str | os.PathLike, data, *, error: type[Exception] = ValueError) -> Path:
+    """Write ``data`` to ``path`` atomically; the one small-file writer of the package (policies, signatures,
+    resumable chunks, TSV outputs). ``data``: str (written as UTF-8), bytes, or a callable that writes to the
+    binary file object it is given (e.g. ``lambda f: np.savez(f, **arrays)``).
+
+    The data go to a temporary file beside ``path`` (named after it and this process id, so two processes never
+    share one), are fsynced, then renamed over ``path``: a reader sees the old file or the new one, never a part.
+    On any failure or interrupt (KeyboardInterrupt included) the temporary file is removed and ``path`` is left
+    as it was. A new file gets mode 0644; an existing one keeps its mode. A symbolic link (replacing it would cut
+    the link), a directory, a FIFO/device, a read-only file or a missing folder is refused with ``error``; a failed
+    write raises OSError. Both name ``path``, never the temporary file."""
+    path = Path(path)
+    if path.is_symlink():
+        raise error(f"{path}: a symbolic link (to {os.path.realpath(path)}); refused: write to the target file "
+                    f"itself, or remove the link first")
+    if path.is_dir():
+        raise error(f"{path}: is a directory; give a file name (e.g. {path / 'out.json'})")
+    mode = None
+    if path.exists():
+        if not path.is_file():
+            raise error(f"{path}: not a regular file (a FIFO, device or socket); refused")
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        if not os.access(path, os.W_OK) or not mode & 0o222:  # no write bit: read-only even to root
+            raise error(f"{path}: is read-only; refused (make it writable, or write elsewhere)")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise error(f"{path}: the folder {folder} does not exist; create it first")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+    except OSError as e:
+        raise error(f"{path}: cannot write in {folder} ({e.strerror})") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if callable(data):
+                data(f)
+            else:
+                f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644 if mode is None else mode)  # mkstemp makes 0600; an existing file keeps its mode
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(f"{path}: cannot be written ({e.strerror or e}); nothing was replaced") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 # ------------------------------------------------------------------------------------------------ reading
 def check_regular_file(path: str | os.PathLike, what: str = "cache file") -> Path:
     """The path if it is an existing regular file; a :class:`CacheError` otherwise (nothing is read). ``what``

@@ -51,7 +51,7 @@ def read_lines(path) -> list[str]:
 
 def write_tsv(out, lines: list[str]) -> None:
     """Write ``lines`` to ``out`` atomically (nothing is left behind on failure), or to standard output."""
-    from toolkit.policy import write_atomic
+    from toolkit.caches.io import write_atomic
 
     text = "\n".join(lines) + "\n"
     if out:

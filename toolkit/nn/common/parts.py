@@ -23,14 +23,13 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from toolkit.caches.io import CacheError
+from toolkit.caches.io import CacheError, write_atomic
 from toolkit.data.provenance import package_versions
 
 _VOLATILE_CONFIG = ("_name_or_path", "transformers_version", "_commit_hash", "name_or_path")
@@ -164,20 +163,8 @@ class Parts:
             shutil.rmtree(self.folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         if not sig_file.exists():
-            self._write_atomic(sig_file, json.dumps({"signature": self.signature, "run": self.run}, indent=1,
-                                                    sort_keys=True).encode())
-
-    def _write_atomic(self, path: Path, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            write_atomic(sig_file, json.dumps({"signature": self.signature, "run": self.run}, indent=1,
+                                              sort_keys=True), error=CacheError)
 
     # ------------------------------------------------------------------------------------------ chunks
     def path(self, name: str) -> Path:
@@ -187,17 +174,9 @@ class Parts:
         return self.path(name).exists()
 
     def save(self, name: str, **arrays) -> None:
-        """Write one chunk atomically (a temporary name unique to this process, then rename)."""
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{name}.{os.getpid()}.", suffix=".tmp.npz")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path(name))
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        """Write one chunk atomically (:func:`toolkit.caches.io.write_atomic`: a temporary name unique to this
+        process, fsynced, then renamed)."""
+        write_atomic(self.path(name), lambda f: np.savez(f, **arrays), error=CacheError)
 
     def load(self, name: str, keys) -> dict[str, np.ndarray]:
         """Read every array of a chunk (checking the zip CRCs); a corrupt or incomplete chunk is a CacheError
