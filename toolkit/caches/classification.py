@@ -136,6 +136,37 @@ class Cache:
         info = [dict(self.stage_info[k]) for k in idx]
         return replace(self, logits=self.logits[:, idx], flops=flops, stage_info=info)
 
+    def select_members(self, members) -> Cache:
+        """The cascade of some of this cache's models (names from ``meta["models"]``, or indices, cheapest first):
+        every stage of each (:meth:`select_stages`; dropped members cost nothing), the models renumbered, and a
+        header recording only them, so the identity of the selection and a policy chosen on it name these models and
+        their weight fingerprints. ``meta["path"]`` names the file and the members (a point chosen on the selection
+        is not taken for one chosen on the whole file); ``meta["selected_from"]`` records both."""
+        models = (self.meta or {}).get("models")
+        if not isinstance(models, list) or not models:
+            raise ValueError(f"{self.meta.get('path') or 'this cache'} records no models (meta 'models'): its members "
+                             f"cannot be selected by name; select its stages with select_stages")
+        names = [m.get("name") if isinstance(m, dict) else None for m in models]
+        idx = []
+        for m in [members] if isinstance(members, (str, int)) else list(members):
+            if isinstance(m, str) and m in names:
+                idx.append(names.index(m))
+            elif isinstance(m, (int, np.integer)) and not isinstance(m, bool) and 0 <= int(m) < len(models):
+                idx.append(int(m))
+            else:
+                raise ValueError(f"no member {m!r}: the cache's members are {names} (names or indices 0.."
+                                 f"{len(models) - 1})")
+        if not idx or sorted(set(idx)) != idx:
+            raise ValueError(f"members must be a non-empty increasing selection (cheapest first), got {members}")
+        model_of = [s.get("model_index", 0) for s in self.stage_info]
+        out = self.select_stages([e for e, k in enumerate(model_of) if k in idx])
+        info = [{**s, "model_index": idx.index(s.get("model_index", 0))} for s in out.stage_info]
+        kept = [names[i] if names[i] is not None else i for i in idx]
+        path = self.meta.get("path")
+        meta = {**self.meta, "models": [models[i] for i in idx], "selected_from": {"path": path, "members": kept},
+                "path": f"{path or 'cache'} (members {', '.join(map(str, kept))})"}
+        return replace(out, stage_info=info, meta=meta)
+
     def _stage_index(self, s) -> int:
         """A stage name or an integer index (negative from the end) as an index in ``0..E-1``."""
         E = len(self.stages)

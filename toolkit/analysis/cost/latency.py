@@ -59,6 +59,7 @@ MAX_PROFILE_BYTES = 64 << 20  # a profile of many models and grids is well under
 
 __all__ = ["PROFILE_FORMAT", "INTERPOLATION", "Piece", "ModelProfile", "LatencyProfile", "load_profile",
            "monotone", "encoder_run_ms", "encoder_full_ms", "forward_ms", "cascade_run_ms", "calm_run_ms", "greedy_run_ms",
+           "greedy_step_ms", "calm_step_ms", "calm_token_ms", "calm_time_sweep",
            "self_speculative_run_ms", "encoder_example_ms", "cascade_example_ms", "with_predicted_time", "models_for", "SpeedupAgreement", "speedup_agreement",
            "time_budget_speedup", "TimeBudgetChoice", "choose_time_budget"]
 
@@ -336,7 +337,7 @@ def calm_step_ms(m: ModelProfile, running, rows, checked_layers, *, exit_pieces=
     if run.shape[-1] != L:
         raise ValueError(f"running must have one count per layer ({L}), got shape {run.shape}")
     at = run[..., np.asarray(checked_layers, dtype=np.int64) - 1]
-    t = m["setup"](B, 1) + m["layer"](run, 1).sum(-1) + m["kv_propagation"](B[..., None] - run, 1).sum(-1)
+    t = m["setup"](B, 1) + m["layer"](run, 1).sum(-1) + m["kv_propagation"](run, 1).sum(-1)
     t = t + sum(m[p](at, 1) for p in exit_pieces).sum(-1)
     return t + m["head"](run[..., L - 1], 1) + m["step_overhead"](B, 1)
 
@@ -389,7 +390,13 @@ def with_predicted_time(view, profile: LatencyProfile, n_tokens, *, models: Sequ
 
     ``n_tokens``: tokens per example (the cache's ``n_tokens``); ``models``: the profile's model for the multi-exit
     model, or one per cascade member; ``batch``: each row's share of a batch of that size (see module docstring).
-    The reference becomes the last model's whole forward (a cascade's reference is its last member alone)."""
+    The reference becomes the last model's whole forward (a cascade's reference is its last member alone).
+
+    A CALM token view (``engine.staged(token_cache, family=...)``; ``n_tokens`` unused, ``models``: the causal
+    LM): each token's cost is its CALM decoding step at batch 1 (:func:`calm_token_ms`), the reference a greedy
+    step; batches: :func:`calm_time_sweep`."""
+    if (view.meta or {}).get("kind") == "llm_tokens":
+        return _with_calm_time(view, profile, list(models)[0], batch)
     n = np.asarray(n_tokens)
     if n.shape != (view.n_examples,):
         raise ValueError(f"n_tokens has shape {n.shape}, the view has {view.n_examples} examples")
@@ -423,13 +430,128 @@ def with_predicted_time(view, profile: LatencyProfile, n_tokens, *, models: Sequ
                    meta={**dict(view.meta), "cost_unit": unit, "latency_profile": profile.path, "batch": batch})
 
 
+# ---------------------------------------------------------------------------------------------------- CALM views
+
+def _calm_view_parts(view, profile: LatencyProfile, model: str):
+    """The profile's model, the view's stage layers and the exit's pieces, checked against each other."""
+    if (view.meta or {}).get("kind") != "llm_tokens":
+        raise ValueError("not a token view: make it with engine.staged(token_cache, family=...)")
+    m = profile.model(model)
+    if m.kind != "causal_lm":
+        raise ValueError(f"profile model {m.name!r} is an {m.kind}, the view is a causal LM's token exits")
+    layers = np.asarray(view.layers, dtype=np.int64)
+    if layers[-1] != m.layers:
+        raise ValueError(f"profile model {m.name!r} has {m.layers} layers, the view's last stage is "
+                         f"{view.stage_names[-1]}: profile the cache's model")
+    pieces = ("exit", "confidence")
+    if view.meta.get("exit_kind") == "tuned_exits":
+        if "translator" not in m.pieces:
+            raise ValueError(f"the view's exits ({view.meta.get('family')!r}) are tuned exits, whose translator "
+                             f"{m.name!r}'s profile does not time (it times the logit-lens exit): cost the lens "
+                             f"family, or a profile with a 'translator' piece")
+        pieces = (*pieces, "translator")
+    return m, layers, pieces
+
+
+def calm_token_ms(m: ModelProfile, stage_layers, *, exit_pieces=("exit", "confidence")) -> np.ndarray:
+    """Predicted ms ``[E]`` of one CALM decoding step of one row (batch 1) whose token exits at each stage's layer
+    (``stage_layers``, increasing, the last = the model's L; the earlier ones are the checked exits):
+    :func:`calm_step_ms` of a single row."""
+    layers = np.asarray(stage_layers, dtype=np.int64)
+    running = (np.arange(1, m.layers + 1)[None, :] <= layers[:, None]).astype(np.float64)
+    return calm_step_ms(m, running, np.ones(len(layers)), layers[:-1], exit_pieces=exit_pieces)
+
+
+def _with_calm_time(view, profile: LatencyProfile, model: str, batch: int):
+    if batch != 1:
+        raise ValueError(f"a token view is costed per token at batch 1 (exact); at batch {batch} a step runs to "
+                         f"its deepest exit, which no per-token cost holds: use latency.calm_time_sweep(view, "
+                         f"profile, batch_size={batch})")
+    m, layers, pieces = _calm_view_parts(view, profile, model)
+    S = view.n_examples
+    cost = np.broadcast_to(calm_token_ms(m, layers, exit_pieces=pieces), (S, len(layers))).copy()
+    reference = np.full(S, float(greedy_step_ms(m, 1)))
+    unit = f"predicted ms per token (batch 1; {profile.label})"
+    return replace(view, cost=cost, reference_cost=reference, reference=f"greedy decoding ({m.name}, batch 1)",
+                   meta={**dict(view.meta), "cost_unit": unit, "latency_profile": profile.path, "batch": 1,
+                         "reference_ms": float(reference[0])})
+
+
+def calm_time_sweep(view, profile: LatencyProfile, *, model: str, batch_size: int, prompt_lengths=None):
+    """Every distinct threshold of a CALM token view (``engine.staged(token_cache, family=...)``), costed in
+    predicted ms per token of :class:`~toolkit.nn.causal.decode.CalmDecoder` decoding the cache's prompts in
+    batches of ``batch_size`` (exactly :func:`calm_run_ms` per batch, at every threshold): a step runs each layer
+    on its rows still running, so it costs what its deepest exit asks; finished rows leave. An engine ``Curve``
+    (``exact``: the rows and metrics of ``engine.sweep(view)``; ``flops`` holds predicted ms per token and
+    ``speedup`` is against greedy decoding of the same batches); pick a time budget on it with
+    ``engine.threshold_on_sweep(curve, rule="budget", budget=time_budget_speedup(curve, ms))``.
+
+    Batches: consecutive prompts in the cache's order (``toolkit llm-generate``), or sorted by ``prompt_lengths``
+    (stable; ``benchmarks/bench_llm_runtime.batches``). Rows generate the cache's continuations (the full model's:
+    an exited token can change a real decode's length). Vectorised over thresholds: each threshold moves one
+    token's exit, which changes one step of one batch; the steps' costs are updated in order."""
+    from toolkit.analysis.engine import sweep
+    from toolkit.analysis.engine.curves import breakpoints, cumulate
+    from toolkit.analysis.engine.results import Curve
+
+    b = int(batch_size)
+    if b < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    m, layers, pieces = _calm_view_parts(view, profile, model)
+    L, S = m.layers, view.n_examples
+    prompt = np.asarray(view.clusters, dtype=np.int64)
+    step = np.char.rpartition(np.asarray(view.example_ids, dtype=str), "#")[:, 2].astype(np.int64)
+    P = int(prompt.max()) + 1
+    order = np.arange(P) if prompt_lengths is None else np.argsort(np.asarray(prompt_lengths), kind="stable")
+    if len(order) != P:
+        raise ValueError(f"prompt_lengths: one per prompt ({P}) expected, got {len(order)}")
+    group = np.empty(P, dtype=np.int64)
+    group[order] = np.arange(P) // b
+    _, cell = np.unique(group[prompt] * (int(step.max()) + 1) + step, return_inverse=True)  # (batch, step)
+    B = np.bincount(cell).astype(np.float64)
+    checked = layers[:-1]
+    ms0 = calm_step_ms(m, np.repeat(B[:, None], L, 1), B, checked, exit_pieces=pieces)  # every row to layer L
+    rn, re, nxt, vals, last = breakpoints(view.confidence)
+    # event j: token rn[j] now exits at layers[re[j]] instead of layers[nxt[j]]: layers lo..hi-1 (0-based) lose a row
+    lo, hi = layers[re], layers[nxt]
+    idx = np.arange(L)
+    c = cell[rn]
+    o = np.argsort(c, kind="stable")  # each step's events in threshold order
+    co = c[o]
+    delta = -((idx[None, :] >= lo[o, None]) & (idx[None, :] < hi[o, None])).astype(np.int32)
+    cs = np.cumsum(delta, axis=0)
+    first = np.flatnonzero(np.r_[True, co[1:] != co[:-1]])
+    seg = np.cumsum(np.r_[True, co[1:] != co[:-1]]) - 1
+    base = (cs[first] - delta[first])[seg]  # the running sum before each step's first event
+    after = calm_step_ms(m, B[co, None] + (cs - base), B[co], checked, exit_pieces=pieces)
+    before = np.r_[0.0, after[:-1]]
+    before[first] = ms0[co[first]]
+    d = np.empty(len(o))
+    d[o] = after - before
+    total = cumulate(d, ms0.sum(), last)
+    ref = float(greedy_step_ms(m, B).sum())
+    curve = sweep(view)
+    frame = curve.frame.copy()
+    if not np.array_equal(frame["threshold"].to_numpy(), np.concatenate([[np.inf], vals[last]])):
+        raise AssertionError("the sweep's thresholds differ from the breakpoints'")  # engine invariant
+    frame["flops"] = total / S
+    frame["speedup"] = ref / total
+    unit = f"predicted ms per token (batch {b}; {profile.label})"
+    meta = {**curve.meta, "cost_unit": unit, "latency_profile": profile.path, "batch": b, "reference_ms": ref / S,
+            "batches": "by prompt length" if prompt_lengths is not None else "in cache order"}
+    return Curve(frame, curve.metric, f"greedy decoding ({m.name}, batch {b})", S, exact=True, meta=meta)
+
+
 def time_budget_speedup(view, budget_ms: float) -> float:
     """The ``budget`` of ``engine.choose(rule="budget")`` that keeps a time-costed view's mean predicted time per
-    example within ``budget_ms`` (its reference's mean over the budget)."""
+    example (or per token) within ``budget_ms`` (its reference's mean over the budget); ``view`` may also be a
+    :func:`calm_time_sweep` curve (for ``engine.threshold_on_sweep``)."""
     if not budget_ms > 0:
         raise ValueError(f"budget_ms must be positive, got {budget_ms}")
     if "predicted ms" not in str(view.meta.get("cost_unit", "")):
         raise ValueError("the view is not costed in predicted ms: make it with latency.with_predicted_time first")
+    if "reference_ms" in view.meta:  # a token view or a CALM time curve (calm_time_sweep)
+        return float(view.meta["reference_ms"] / budget_ms)
     return float(np.mean(view.reference_cost) / budget_ms)
 
 
