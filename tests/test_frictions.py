@@ -42,3 +42,41 @@ def test_sweep_json_is_unit_neutral(tmp_path, capsys):
     assert main(["sweep", str(_dollar_cache(tmp_path)), "--rows", "3"]) == 0
     text = capsys.readouterr().out
     assert "8.5e+06 parameters x tokens per example" in text and "GFLOPs" not in text
+
+
+def test_speedup_axes_are_log_base_two_with_the_region_below_one_explained(tmp_path):
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from toolkit.analysis.engine import staged, sweep
+    from toolkit.analysis.plots import plot_tradeoff
+    from toolkit.testing import random_classification_cache
+
+    before = dict(matplotlib.rcParams)
+    curve = sweep(staged(random_classification_cache(150, 4, 2, seed=1)))
+    fig, ax = plt.subplots()
+    assert plot_tradeoff({"early exit": curve}, ax=ax) is ax
+    fig.canvas.draw()
+    assert ax.get_xscale() == "log" and ax.xaxis.get_transform().base == 2
+    shown = {t.get_text() for t in ax.get_xticklabels() if t.get_text()}
+    assert {"1x", "2x"} <= shown and "log scale" in ax.get_xlabel()
+    left, right = ax.get_xlim()
+    assert left < 1 and right >= curve.frame["speedup"].max()
+    below = [t.get_text() for t in ax.get_legend().get_texts() if t.get_text().startswith("below 1x")]
+    assert below == ["below 1x: costs more than last exit (stage4)"]
+    assert dict(matplotlib.rcParams) == before  # no global style touched
+    lin = plot_tradeoff({"early exit": curve}, log_speedup=False)
+    assert lin.get_xscale() == "linear" and plot_tradeoff({"c": curve}, x="flops").get_xscale() == "linear"
+    plt.close("all")
+
+
+def test_toolkit_plot_draws_speedups_on_a_log_axis(tmp_path):
+    from toolkit.cli import build_parser, main
+    from toolkit.cli.plot import figure
+
+    path = _dollar_cache(tmp_path)
+    a = build_parser().parse_args(["plot", str(path), "--cal", "none", "--n-boot", "20", "--out", "x.png"])
+    fig, _ = figure(a)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and any(t.get_text().startswith("below 1x") for t in ax.get_legend().get_texts())
+    assert main(["plot", str(path), "--cal", "none", "--n-boot", "20", "--out", str(tmp_path / "f.png")]) == 0

@@ -13,5 +13,6 @@ from .curves import (  # noqa: F401
     plot_tradeoff,
     reliability_grid,
     score_distributions,
+    speedup_axis,
     speedup_label,
 )

@@ -96,9 +96,37 @@ def plot_point(point, *, x: str = "speedup", y: str | None = None, ax=None, labe
     return ax
 
 
+BELOW_REFERENCE = "below 1x: costs more than the reference"
+
+
+def speedup_axis(ax, *, reference: str | None = None, shade: bool = True, margin: float = 1.1):
+    """Log-scale a drawn speed-up axis (base 2: ticks 1x 2x 4x ..., equal steps for equal ratios) over the data
+    already on ``ax``, and shade the region below 1x (policies that cost more than ``reference``) with a legend
+    entry saying so. Only ``ax`` changes; returns it."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    lo, hi = ax.dataLim.intervalx
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo > 0):
+        lo, hi = 1.0, 2.0  # nothing (positive) drawn yet
+    left, right = min(lo, 1.0) / margin, max(hi, 1.0) * margin
+    ax.set_xscale("log", base=2)
+    ax.set_xlim(left, right)
+    times = FuncFormatter(lambda v, _: f"{v:g}x")
+    ax.xaxis.set_major_locator(LogLocator(base=2))
+    ax.xaxis.set_major_formatter(times)
+    ax.xaxis.set_minor_locator(LogLocator(base=2, subs=(1.5,)))  # 1.5x 3x 6x ...: labelled on short ranges
+    ax.xaxis.set_minor_formatter(times if right / left < 6 else NullFormatter())
+    if shade:
+        ax.axvspan(left, 1.0, color="0.6", alpha=0.15, lw=0,
+                   label=BELOW_REFERENCE.replace("the reference", reference) if reference else BELOW_REFERENCE)
+        ax.set_xlim(left, right)  # the span does not widen the view
+    return ax
+
+
 def plot_tradeoff(curves: Mapping, *, x: str = "speedup", y: str | None = None, ax=None, oracle=None,
                   points: Mapping | None = None, ylabel: str | None = None,
-                  oracle_label: str = "oracle (earliest best stage)", reference: str | None = None, **kwargs):
+                  oracle_label: str = "oracle (earliest best stage)", reference: str | None = None,
+                  log_speedup: bool = True, **kwargs):
     """Metric against cost for several policies, with bands where given.
 
     Parameters
@@ -114,6 +142,9 @@ def plot_tradeoff(curves: Mapping, *, x: str = "speedup", y: str | None = None, 
         Operating points or single models, drawn as markers.
     reference : str, optional
         Named in the speed-up axis label; default the curves' common reference.
+    log_speedup : bool
+        With ``x="speedup"``: a log axis (base 2, ticks 1x 2x 4x ...) with the region below 1x shaded
+        (:func:`speedup_axis`); False keeps matplotlib's linear axis.
     **kwargs
         Passed to every ``ax.plot`` of a curve.
     """
@@ -127,8 +158,13 @@ def plot_tradeoff(curves: Mapping, *, x: str = "speedup", y: str | None = None, 
         plot_point(p, x=x, y=y, ax=ax, label=name)
     if oracle is not None:
         plot_point(oracle, x=x, y=y, ax=ax, label=oracle_label, errorbars=False, fmt="*", ms=12, color="k")
-    ax.set_xlabel(cost_axis_label(_unit(first)) if x == "flops" else speedup_label(
-        reference or (refs.pop() if len(refs) == 1 else None), _unit(first)))
+    reference = reference or (refs.pop() if len(refs) == 1 else None)
+    if x == "flops":
+        ax.set_xlabel(cost_axis_label(_unit(first)))
+    else:
+        ax.set_xlabel(speedup_label(reference, _unit(first)) + (", log scale" if log_speedup else ""))
+    if x == "speedup" and log_speedup:
+        speedup_axis(ax, reference=reference)
     ax.set_ylabel(ylabel or y)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
