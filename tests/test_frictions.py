@@ -80,3 +80,25 @@ def test_toolkit_plot_draws_speedups_on_a_log_axis(tmp_path):
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and any(t.get_text().startswith("below 1x") for t in ax.get_legend().get_texts())
     assert main(["plot", str(path), "--cal", "none", "--n-boot", "20", "--out", str(tmp_path / "f.png")]) == 0
+
+
+def test_info_says_what_data_verified_means(tmp_path, capsys, monkeypatch):
+    from toolkit.caches.classification import save_cache
+    from toolkit.cli import main
+
+    path = _dollar_cache(tmp_path)
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "data verified" not in out and "False" not in out
+    assert "examples checked against the data folder: no (the cache names no source files" in out
+    monkeypatch.setenv("TOOLKIT_DATA_DIR", str(tmp_path / "nowhere"))
+    c = from_arrays(np.zeros((4, 2, 2)) + [2.0, -1.0], [0, 0, 1, 1], [1.0, 2.0],
+                    meta={"task": "sst2", "split": "test", "data": {"source": "local", "data_dir": str(tmp_path),
+                                                                   "files": {"sst2/train.tsv": "0" * 64}}})
+    save_cache(c, tmp_path / "named.parquet")
+    assert main(["info", str(tmp_path / "named.parquet"), "--json"]) == 0
+    import json
+
+    out = json.loads(capsys.readouterr().out)
+    assert out["data_verified"] is False and "no data folder holding its 1 source file(s) was found" in out[
+        "data_check"]

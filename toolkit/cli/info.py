@@ -48,6 +48,27 @@ def _rows(path):
     return c, rows
 
 
+def data_check(cache) -> str:
+    """What ``meta["data_verified"]`` means for this cache, in words: whether its examples were checked against the
+    source files of a data folder, and if not, why (none named, none found, or rows of no registered task)."""
+    from toolkit.caches.classification import verify_fingerprint
+
+    verified = cache.meta.get("data_verified")
+    data = cache.meta.get("data") if isinstance(cache.meta.get("data"), dict) else {}
+    if verified is None:
+        return "not checked (loaded with verify_data=False)"
+    if verified:
+        return ("yes (the source files' sha256 match" + (" and every example's label is the file's)"
+                                                           if hasattr(cache, "stage_info") else ")"))
+    if data.get("source") != "local" or not data.get("files"):
+        return ("no (the cache names no source files: built from arrays, imported runs or a hub dataset; "
+                "nothing to check, not a failure)")
+    if not verify_fingerprint(cache):
+        return (f"no (no data folder holding its {len(data['files'])} source file(s) was found: set "
+                f"TOOLKIT_DATA_DIR to the folder to check them)")
+    return "no (its source files match, but the example ids are not rows of a shipped task: nothing to check)"
+
+
 def run(a) -> int:
     import pandas as pd
 
@@ -55,14 +76,15 @@ def run(a) -> int:
 
     c, rows = _rows(a.cache)
     if a.json:
-        print_json({"cache": a.cache, "repr": repr(c), "data_verified": c.meta.get("data_verified"), "rows": rows,
+        print_json({"cache": a.cache, "repr": repr(c), "data_verified": c.meta.get("data_verified"),
+                    "data_check": data_check(c), "rows": rows,
                     **({"meta": c.meta} if a.meta else {})})
         return 0
     print(c)
     if isinstance(getattr(c, "model", None), dict):  # LLM token cache: which weights, and the full model's quality
         print(f"model: {c.model.get('origin')}")
         print(f"quality of the full model's answers: {c.meta.get('quality')}")
-    print(f"data verified against source files: {c.meta.get('data_verified')}")
+    print(f"examples checked against the data folder: {data_check(c)}")
     for name, keys in (c.meta.get("random_heads") or {}).items():
         print(f"WARNING: model {name!r} was collected with randomly initialised {', '.join(keys)} (untrained heads)")
     if "cost_unit" in (rows[0] if rows else {}):
