@@ -29,13 +29,15 @@ def register(sub) -> None:
                                          "cache has it, else the headline metric)")
     p.add_argument("--max-drop", type=positive_float, default=0.01,
                    help="summary: tolerated absolute drop of --drop-metric against the last stage (default 0.01)")
-    p.add_argument("--profile", help="classification caches: cost in predicted ms per example from this latency "
-                                     "profile (`toolkit profile`) instead of FLOPs")
+    p.add_argument("--profile", help="classification and LLM token caches: cost in predicted ms per example (per "
+                                     "token) from this latency profile (`toolkit profile`) instead of FLOPs")
     p.add_argument("--profile-model", nargs="+", help="--profile: the profile's model for the cache's model (one "
                                                       "per cascade member; default: the cache's model names, "
                                                       "then their source models)")
     p.add_argument("--batch", type=positive_int, default=1,
-                   help="--profile: predicted time per example as its share of a batch of this size (default 1)")
+                   help="--profile: predicted time per example as its share of a batch of this size; LLM token "
+                        "caches: the CALM decoder on batches of this many prompts, each step running to its "
+                        "deepest exit (default 1)")
     engine_args(p)
     p.set_defaults(fn=run)
 
@@ -81,29 +83,30 @@ def family_line(cache, view) -> dict:
                                                   f"--family picks one)"}
 
 
-def report(a, cache, view, extra: dict | None = None) -> int:
+def report(a, cache, view, extra: dict | None = None, curve=None) -> int:
+    """The sweep of ``view`` (or ``curve``, its sweep costed otherwise: a CALM time curve at a batch size)."""
     import pandas as pd
 
     from toolkit.analysis.engine import pareto_front, summarize, sweep
     from toolkit.caches.inputs import cost_scale
     from toolkit.cli._common import evenly, print_json, readable
 
-    curve = sweep(view)
+    curve = sweep(view) if curve is None else curve
     summary = summarize(curve, metric=getattr(a, "drop_metric", None), max_drop=a.max_drop)
     front = pareto_front(curve)
     if a.csv:
         curve.to_frame().to_csv(a.csv, index=False)
-    unit = view.meta.get("cost_unit", "FLOPs")  # the cache's cost unit: FLOPs, parameters x tokens, ms, dollars ...
-    ref_cost = float(view.reference_cost.mean())
+    unit = curve.meta.get("cost_unit", "FLOPs")  # the cache's cost unit: FLOPs, parameters x tokens, ms, dollars ...
+    ref_cost = float(curve.meta.get("reference_ms", view.reference_cost.mean()))
     if a.json:  # costs in the cache's own unit (a row's "flops" column too), named by "cost_unit"
         print_json({"cache": a.cache, "task": view.meta.get("task"), "split": view.split, "n": view.n_examples,
-                    "stages": list(view.stage_names), "score": view.meta.get("score"), "reference": view.reference,
+                    "stages": list(view.stage_names), "score": view.meta.get("score"), "reference": curve.reference,
                     "reference_cost": ref_cost, "cost_unit": unit,
                     **(extra or {}), "summary": summary.to_dict(), "frontier": front.to_dict("records")})
         return 0
     print(cache)
     scale, shown = cost_scale(unit)
-    print(f"speed-ups against {view.reference}: {ref_cost / scale:.4g} {shown} per example "
+    print(f"speed-ups against {curve.reference}: {ref_cost / scale:.4g} {shown} per example "
           f"(score {view.meta.get('score')}, {view.split} split, N={view.n_examples})")
     for k, v in (extra or {}).items():
         print(f"{k}: {v}")
@@ -122,17 +125,25 @@ def report(a, cache, view, extra: dict | None = None) -> int:
 
 def timed(a, cache, view):
     """With ``--profile``: the view costed in predicted ms (:func:`toolkit.analysis.cost.latency.with_predicted_time`)
-    and the line naming the profile."""
+    and the line naming the profile; an LLM token view at ``--batch`` > 1: its sweep in predicted ms of the CALM
+    decoder on batches of prompts in the cache's order (:func:`~toolkit.analysis.cost.latency.calm_time_sweep`)."""
     if not getattr(a, "profile", None):
-        return view, {}
-    from toolkit.analysis.cost.latency import load_profile, models_for, with_predicted_time
+        return view, {}, None
+    from toolkit.analysis.cost.latency import calm_time_sweep, load_profile, models_for, with_predicted_time
 
+    if view.meta.get("kind") == "llm_tokens":
+        prof = load_profile(a.profile)
+        name = (a.profile_model or [cache.model.get("path")])[0]
+        line = {"latency profile": f"{prof.label}; model {prof.model(name).name}; batch {a.batch}"}
+        if a.batch == 1:
+            return with_predicted_time(view, prof, None, models=[name]), line, None
+        return view, line, calm_time_sweep(view, prof, model=name, batch_size=a.batch)
     if not hasattr(cache, "n_tokens"):
         raise ValueError(f"{a.cache}: --profile costs classification caches (early exit, cascades) only")
     prof = load_profile(a.profile)
     names = a.profile_model or models_for(cache.meta, prof)
     view = with_predicted_time(view, prof, cache.n_tokens, models=names, batch=a.batch)
-    return view, {"latency profile": f"{prof.label}; models {', '.join(names)}; batch {a.batch}"}
+    return view, {"latency profile": f"{prof.label}; models {', '.join(names)}; batch {a.batch}"}, None
 
 
 def run(a) -> int:
@@ -143,5 +154,5 @@ def run(a) -> int:
     if getattr(a, "csv", None):
         output_file(a.csv, "--csv file")
     cache, view = view_of(a)
-    view, extra = timed(a, cache, view)
-    return report(a, cache, view, {**family_line(cache, view), **extra})
+    view, extra, curve = timed(a, cache, view)
+    return report(a, cache, view, {**family_line(cache, view), **extra}, curve)

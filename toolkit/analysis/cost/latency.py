@@ -337,7 +337,7 @@ def calm_step_ms(m: ModelProfile, running, rows, checked_layers, *, exit_pieces=
     if run.shape[-1] != L:
         raise ValueError(f"running must have one count per layer ({L}), got shape {run.shape}")
     at = run[..., np.asarray(checked_layers, dtype=np.int64) - 1]
-    t = m["setup"](B, 1) + m["layer"](run, 1).sum(-1) + m["kv_propagation"](run, 1).sum(-1)
+    t = m["setup"](B, 1) + m["layer"](run, 1).sum(-1) + m["kv_propagation"](B[..., None] - run, 1).sum(-1)
     t = t + sum(m[p](at, 1) for p in exit_pieces).sum(-1)
     return t + m["head"](run[..., L - 1], 1) + m["step_overhead"](B, 1)
 
