@@ -116,7 +116,7 @@ def encoder_cases(models, texts, prof, batch_sizes, repeats, targets, cascade_ta
     p6, p2 = prof.model(MINILM), prof.model(f"{MINILM}@2")
     exits6 = np.asarray(l6.exit_layers)
     # early exit
-    conf = np.stack([confidence(lg6[:, e], "max_prob", 1.0) for e in range(lg6.shape[1])], 1)
+    conf = np.stack([confidence(lg6[:, e], score="max_prob", temperature=1.0) for e in range(lg6.shape[1])], 1)
     flops = exit_flops(n, l6.config.backbone, list(exits6), 2)
     for thr in pick_thresholds(conf, flops, flops[:, -1].mean(), targets):
         stage = exit_stage(conf, thr)
@@ -137,7 +137,7 @@ def encoder_cases(models, texts, prof, batch_sizes, repeats, targets, cascade_ta
                          measured_baseline_ms=1e3 * full_s, measured_method_ms=1e3 * pol_s,
                          baseline_s_all=fa, method_s_all=pa))
     # cascade L2 -> L6 (last exits of each); baseline: L6 alone
-    conf2 = np.stack([confidence(lg2[:, -1], "max_prob", 1.0), confidence(lg6[:, -1], "max_prob", 1.0)], 1)
+    conf2 = np.stack([confidence(lg2[:, -1], score="max_prob", temperature=1.0), confidence(lg6[:, -1], score="max_prob", temperature=1.0)], 1)
     f2 = exit_flops(n, l2.config.backbone, list(l2.exit_layers), 2)[:, -1]
     cost = np.stack([f2, f2 + flops[:, -1]], 1)
     for thr in pick_thresholds(conf2, cost, flops[:, -1].mean(), cascade_targets):

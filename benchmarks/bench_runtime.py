@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 def thresholds_for(cache, targets, reference):
     df = sweep(staged(cache)).frame
     speedup = reference / df["flops"]
-    conf = stage_confidence(cache.logits, "max_prob")
+    conf = stage_confidence(cache.logits, score="max_prob")
     return [midpoint_threshold(conf, df["threshold"].iloc[(speedup - t).abs().argmin()]) for t in targets]
 
 

@@ -34,7 +34,7 @@ def main(N=100_000, E=12, C=2, sample=300, seed=0):
     t_sweep = time.perf_counter() - t0
     thr = df["threshold"].to_numpy()
     pick = rng.choice(len(thr), min(sample, len(thr)), replace=False)
-    conf = stage_confidence(cache.logits, "max_prob")  # shared by both; not timed for either
+    conf = stage_confidence(cache.logits, score="max_prob")  # shared by both; not timed for either
     pred = cache.predictions
     t0 = time.perf_counter()
     for t in thr[pick]:  # the loop over thresholds this toolkit avoids

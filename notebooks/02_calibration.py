@@ -45,10 +45,10 @@ cal, test = sets.first()
 cft = calibration.crossfit_temperatures(test)
 scaled = cft.apply(test)
 t_cal = calibration.fit_stage_temperatures(cal)
-temps = cft.to_frame(test.stages).assign(**{"T fitted on cal": t_cal})
+temps = cft.to_frame(stages=test.stages).assign(**{"T fitted on cal": t_cal})
 display(temps.round(3))
 variants = {"T=1": calibration.calibration_table(test), "T cross-fitted": calibration.calibration_table(scaled),
-            "T from cal": calibration.calibration_table(test, t_cal)}
+            "T from cal": calibration.calibration_table(test, temperatures=t_cal)}
 cols = ["ece", "ece_mass", "brier", "nll"]
 table = pd.concat({k: v.set_index("stage")[cols] for k, v in variants.items()}, axis=1)
 table.insert(0, ("", "accuracy"), variants["T=1"].set_index("stage")["accuracy"])

@@ -58,7 +58,7 @@ print(oracle_exits.round(4).to_string(index=False))
 fig, ax = plt.subplots(1, 2, figsize=(12, 4))
 aurc = {}
 for e in range(test.n_stages):
-    rc = reliability.risk_coverage(test, e)
+    rc = reliability.risk_coverage(test, stage=e)
     aurc[test.stages[e]] = rc.attrs["aurc"]
     ax[0].plot(rc.coverage, rc.risk, label=f"{test.stages[e]} (AURC {rc.attrs['aurc']:.3f})")
 ax[0].set_xlabel("coverage (share of examples accepted, most confident first)")
@@ -176,7 +176,7 @@ for task, name in [(t, n) for t in ["sst2", "mrpc", "rte", "cola", "agnews"] for
     m = t.meta["metric"]
     v = engine.staged(t)
     row = {"task": task, "model": name, "n": t.n_examples, "metric": m}
-    row.update({s: task_metric(t.labels, t.predictions[:, e], m, t.n_classes) for e, s in enumerate(t.stages)})
+    row.update({s: task_metric(t.predictions[:, e], t.labels, metric=m, n_classes=t.n_classes) for e, s in enumerate(t.stages)})
     row["overthinking"] = reliability.overthinking(t).attrs["any_earlier_right_final_wrong"]
     row["last acc"] = t.correct[:, -1].mean()
     row["oracle acc"] = t.correct.any(1).mean()

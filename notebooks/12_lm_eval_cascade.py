@@ -92,7 +92,7 @@ print(alone.to_string(index=False, float_format="{:.4g}".format))
 # NBVAL_CHECK_OUTPUT
 temperatures = calibration.fit_stage_temperatures(cal)
 cal_table = pd.concat({"T = 1": calibration.calibration_table(test).set_index("stage")[["accuracy", "ece", "nll"]],
-                       "T fitted on cal": calibration.calibration_table(test, temperatures).set_index("stage")[
+                       "T fitted on cal": calibration.calibration_table(test, temperatures=temperatures).set_index("stage")[
                            ["temperature", "ece", "nll"]]}, axis=1)
 print(cal_table.round(3).to_string())
 

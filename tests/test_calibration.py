@@ -17,7 +17,6 @@ from toolkit.analysis.metrics.calibration import (
     nll,
     nll_logits,
     reliability_curve,
-    temperature_fit,
 )
 
 
@@ -51,8 +50,8 @@ def test_multiclass_with_two_labels_present_stays_multiclass():
     rng = np.random.default_rng(0)
     p = softmax(rng.normal(size=(40, 3)), axis=1)
     y = rng.choice([0, 2], 40)
-    cw = ece(p, y, 10, mode="classwise")
-    per = [ece(np.stack([1 - p[:, k], p[:, k]], 1), (y == k).astype(int), 10, mode="classwise") for k in range(3)]
+    cw = ece(p, y, n_bins=10, mode="classwise")
+    per = [ece(np.stack([1 - p[:, k], p[:, k]], 1), (y == k).astype(int), n_bins=10, mode="classwise") for k in range(3)]
     # classwise averages over all 3 classes, including the absent class 1
     manual = []
     for k in range(3):
@@ -74,7 +73,7 @@ def test_brier_nll_reference():
 
 def test_quantile_bins_equal_mass():
     conf = np.linspace(0.5, 1.0, 100, endpoint=False)
-    idx, _ = bin_index(conf, 4, "quantile")
+    idx, _ = bin_index(conf, n_bins=4, binning="quantile")
     assert np.bincount(idx).tolist() == [25, 25, 25, 25]
 
 
@@ -85,19 +84,19 @@ def test_fit_temperature_is_nll_minimiser(seed, scale):
     y = rng.integers(0, 3, 200)
     z = rng.normal(size=(200, 3)) * scale
     z[np.arange(200), y] += 1.0
-    t = fit_temperature(z, y)
-    ref = minimize_scalar(lambda lt: nll_logits(z, y, np.exp(lt)), bounds=(np.log(0.01), np.log(100)),
+    t = fit_temperature(z, y).temperature
+    ref = minimize_scalar(lambda lt: nll_logits(z, y, temperature=np.exp(lt)), bounds=(np.log(0.01), np.log(100)),
                           method="bounded", options={"xatol": 1e-10})
-    assert nll_logits(z, y, t) <= nll_logits(z, y, np.exp(ref.x)) + 1e-9
+    assert nll_logits(z, y, temperature=t) <= nll_logits(z, y, temperature=np.exp(ref.x)) + 1e-9
     for tt in (max(t * 0.99, 0.01), min(t * 1.01, 100.0)):  # neighbours inside the search bounds
-        assert nll_logits(z, y, t) <= nll_logits(z, y, tt) * (1 + 1e-7) + 1e-12
+        assert nll_logits(z, y, temperature=t) <= nll_logits(z, y, temperature=tt) * (1 + 1e-7) + 1e-12
 
 
 def test_fit_temperature_at_bound_when_logits_carry_no_signal():
     rng = np.random.default_rng(0)
     z, y = rng.normal(size=(500, 3)) * 5, rng.integers(0, 3, 500)
     with pytest.warns(DegenerateFitWarning, match="upper bound 100: the logits carry no signal"):
-        assert fit_temperature(z, y) == pytest.approx(100.0, rel=1e-3)  # NLL falls towards log 3 as T grows
+        assert fit_temperature(z, y).temperature == pytest.approx(100.0, rel=1e-3)  # NLL falls towards log 3 as T grows
 
 
 def test_degenerate_temperature_fits_warn_and_say_why():
@@ -105,13 +104,14 @@ def test_degenerate_temperature_fits_warn_and_say_why():
     # silently and an operating point chosen with it lost points on test
     z, y = np.array([[3.0, 0.0], [0.0, 2.0], [1.5, 0.2], [0.1, 0.9]]), np.array([0, 1, 0, 1])
     with pytest.warns(DegenerateFitWarning, match="lower bound 0.01: the cal set is separable at this stage"):
-        assert fit_temperature(z, y) == pytest.approx(0.01, rel=1e-3)
-    fit = temperature_fit(z, y)
+        fit = fit_temperature(z, y)
+    assert fit.temperature == pytest.approx(0.01, rel=1e-3) and float(fit) == fit.temperature
     assert fit.at_bound and fit.n == 4 and "separable" in fit.reason
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 20)
     z = rng.normal(size=(20, 2)) + np.eye(2)[y]  # some signal, some errors: an interior optimum on 20 examples
-    fit = temperature_fit(z, y)
+    with pytest.warns(DegenerateFitWarning, match="only 20 examples"):
+        fit = fit_temperature(z, y)
     assert not fit.at_bound and "only 20 examples" in fit.reason
     with pytest.warns(DegenerateFitWarning, match="stage s1: temperature"):
         from toolkit.caches.classification import from_arrays
@@ -121,7 +121,7 @@ def test_degenerate_temperature_fits_warn_and_say_why():
     rng = np.random.default_rng(2)
     y = rng.integers(0, 3, 400)
     z = rng.normal(size=(400, 3)) + 1.5 * np.eye(3)[y]
-    assert temperature_fit(z, y).reason is None
+    assert fit_temperature(z, y).reason is None
 
 
 def test_bad_inputs():
@@ -139,7 +139,7 @@ def test_bad_inputs():
 
 def test_reliability_curve_and_table():
     c = random_cache(200, 3, 2, ties=False)
-    rc = reliability_curve(softmax(c.logits[:, 0], axis=1), c.labels, 10)
+    rc = reliability_curve(softmax(c.logits[:, 0], axis=1), c.labels, n_bins=10)
     assert rc["count"].sum() == 200 and len(rc) == 10
-    tab = calibration_table(c, [1.0, 1.0, 1.0])
+    tab = calibration_table(c, temperatures=[1.0, 1.0, 1.0])
     assert list(tab["stage"]) == c.stages and (tab["ece"] >= 0).all()

@@ -75,13 +75,13 @@ def test_data_dir_from_anywhere(tmp_path, monkeypatch):
 def test_crossfit_temperatures_equal_per_half_fits():
     cache = _cache(flat_first=True)
     cft = crossfit_temperatures(cache, seed=4)
-    a, b = engine.halves(cache.example_ids, 4, cache.labels)
+    a, b = engine.halves(cache.example_ids, seed=4, strata=cache.labels)
     assert sorted(np.concatenate([a, b]).tolist()) == list(range(cache.n_examples))
     for half, fitted in ((a, cft.fitted[0]), (b, cft.fitted[1])):
         for e in range(cache.n_stages):  # one stage, one half at a time
             with warnings.catch_warnings():  # the flat first stage warns; the verdicts are checked below
                 warnings.simplefilter("ignore", DegenerateFitWarning)
-                want = fit_temperature(cache.logits[half, e], cache.labels[half])
+                want = fit_temperature(cache.logits[half, e], cache.labels[half]).temperature
             assert fitted[e] == pytest.approx(want)
     np.testing.assert_array_equal(cft.per_example[a], np.broadcast_to(cft.fitted[1], (len(a), cache.n_stages)))
     np.testing.assert_array_equal(cft.per_example[b], np.broadcast_to(cft.fitted[0], (len(b), cache.n_stages)))
@@ -91,7 +91,7 @@ def test_crossfit_temperatures_equal_per_half_fits():
     np.testing.assert_array_equal(scaled.predictions, cache.predictions)
     with pytest.raises(ValueError, match="apply them to the cache they were fitted on"):
         cft.apply(cache.subset(np.arange(10)))
-    assert list(cft.to_frame(cache.stages)["stage"]) == list(cache.stages)
+    assert list(cft.to_frame(stages=cache.stages)["stage"]) == list(cache.stages)
 
 
 # ------------------------------------------------------------------------------------------------- report

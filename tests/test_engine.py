@@ -66,11 +66,11 @@ def test_classification_sweep_equals_brute_force(N, E, C, seed, score, ties):
     df = en.sweep(s).frame
     assert df["threshold"].iloc[0] == np.inf and df["threshold"].is_monotonic_decreasing
     assert df["threshold"].iloc[1:].is_unique
-    conf = stage_confidence(c.logits, score)
+    conf = stage_confidence(c.logits, score=score)
     for _, row in df.iterrows():
         stop = brute_stops(conf, row["threshold"])
         pred = c.predictions[np.arange(N), stop]
-        assert row["mcc"] == pytest.approx(task_metric(c.labels, pred, "mcc", C), abs=1e-12)
+        assert row["mcc"] == pytest.approx(task_metric(pred, c.labels, metric="mcc", n_classes=C), abs=1e-12)
         assert row["accuracy"] == pytest.approx((pred == c.labels).mean(), abs=1e-12)
         assert row["flops"] == pytest.approx(c.flops[np.arange(N), stop].mean(), rel=1e-12)
         assert row["speedup"] == pytest.approx(c.flops[:, -1].mean() / row["flops"], rel=1e-12)
@@ -170,7 +170,7 @@ def test_generation_sweep_equals_brute_force(exact, score, how):
     c = gen_cache(exact=exact)
     s = en.staged(c, score=score, how=how)
     a, b = c.models["swift"], c.models["super"]
-    conf = sequence_confidence(c, "swift", score, how)
+    conf = sequence_confidence(c, "swift", score=score, how=how)
     np.testing.assert_array_equal(s.confidence[:, 0], conf)
     df = en.sweep(s).frame
     assert len(df) == len(np.unique(conf)) + 1 and df["escalated"].iloc[0] == 1.0 and df["escalated"].iloc[-1] == 0
@@ -302,12 +302,12 @@ def test_choose_rules_pick_what_they_say():
 
 def test_crossfit_chooses_on_one_half_and_evaluates_on_the_other():
     s = en.staged(exit_cache(400, 6, "test"))
-    a, b = en.halves(s.example_ids, 3, s.strata)
+    a, b = en.halves(s.example_ids, seed=3, strata=s.strata)
     assert s.strata is not None  # classification views stratify the halves by label
     assert len(np.intersect1d(a, b)) == 0 and len(a) + len(b) == 400
     # by example id, not row order
     perm = np.random.default_rng(0).permutation(400)
-    a2, _ = en.halves(s.example_ids[perm], 3, s.strata[perm])
+    a2, _ = en.halves(s.example_ids[perm], seed=3, strata=s.strata[perm])
     assert set(s.example_ids[perm][a2]) == set(s.example_ids[a])
     cf = en.crossfit(s, rule="drop", max_drop=0.02, seed=3, n_boot=50)
     from toolkit.analysis.engine.choose import _choose
@@ -488,7 +488,7 @@ def test_compare_crossfit_is_each_policys_crossfit_paired(rule, kw):
         assert cmp.loc[0, side] == pytest.approx(cf.metrics["accuracy"], abs=1e-12)
         assert cmp.loc[1, side] == pytest.approx(cf.speedup, rel=1e-12)
     # by hand: thresholds chosen per half, stops on the other half, one shared resample of examples
-    h = en.halves(a.example_ids, 3, a.strata)
+    h = en.halves(a.example_ids, seed=3, strata=a.strata)
     w = en.resample_weights(a.n_examples, n_boot=50, seed=3)
     diffs = []
     for r in range(50):

@@ -185,7 +185,7 @@ def test_class_statistics_equal_sklearn_at_every_threshold(N, E, C, seed, ties):
         stop = np.array([next((e for e in range(E - 1) if conf[n, e] >= row["threshold"]), E - 1)
                          for n in range(N)])
         pred = c.predictions[np.arange(N), stop]
-        cm = confusion_matrix(c.labels, pred, C)
+        cm = confusion_matrix(pred, c.labels, n_classes=C)
         assert row["accuracy"] == metric_from_confusion(cm, "accuracy") == pytest.approx(
             accuracy_score(c.labels, pred), abs=1e-12)
         assert row["mcc"] == metric_from_confusion(cm, "mcc")
@@ -231,10 +231,10 @@ def test_max_prob_in_blocks_is_stage_confidence(N, E, C, seed, temperature, scal
     t = rng.uniform(0.2, 4, E) if temperature == "per-stage" else temperature
     for score in ("max_prob", "entropy"):
         conf, pred = adapters._confidence(lg, score, t)
-        np.testing.assert_array_equal(conf, stage_confidence(lg, score, t))
+        np.testing.assert_array_equal(conf, stage_confidence(lg, score=score, temperature=t))
         np.testing.assert_array_equal(pred, lg.argmax(-1))
     ties = lg.round(0)  # many equal logits: argmax keeps the first
-    np.testing.assert_array_equal(adapters._confidence(ties, "max_prob", t)[0], stage_confidence(ties, "max_prob", t))
+    np.testing.assert_array_equal(adapters._confidence(ties, "max_prob", t)[0], stage_confidence(ties, score="max_prob", temperature=t))
     np.testing.assert_array_equal(adapters._confidence(ties, "max_prob", t)[1], ties.argmax(-1))
 
 
@@ -277,7 +277,7 @@ def test_crossfit_intervals_unchanged_and_clustered(monkeypatch):
         assert {k: cf.combined.intervals[k] for k in old} == old
     s = _clustered(N=200, P=25, seed=2)
     cf = en.crossfit(s, rule="drop", max_drop=0.05, seed=1, n_boot=40)
-    a, b = en.halves(s.example_ids, 1, s.strata, s.clusters)
+    a, b = en.halves(s.example_ids, seed=1, strata=s.strata, clusters=s.clusters)
     held = (s.subset(b), s.subset(a))
     stops = [held[0].stage_of(cf.folds[0].threshold), held[1].stage_of(cf.folds[1].threshold)]
     acc = []
@@ -291,12 +291,12 @@ def test_crossfit_intervals_unchanged_and_clustered(monkeypatch):
 
 def test_crossfit_halves_keep_clusters_whole():
     s = _clustered(N=200, P=25, seed=3)
-    a, b = en.halves(s.example_ids, 4, s.strata, s.clusters)
+    a, b = en.halves(s.example_ids, seed=4, strata=s.strata, clusters=s.clusters)
     assert not set(s.clusters[a]) & set(s.clusters[b]) and len(a) + len(b) == 200
     cf = en.crossfit(s, rule="drop", max_drop=0.05, seed=4, n_boot=0)
     assert cf.evaluations[0].n == len(b) and cf.evaluations[1].n == len(a)
     cmp = en.compare_crossfit(s, replace(s, confidence=s.confidence[::-1].copy()), rule="drop", max_drop=0.05,
                               seed=4, n_boot=20)
     assert len(cmp.frame) == 2
-    unclustered = en.halves(s.example_ids, 4, s.strata)
+    unclustered = en.halves(s.example_ids, seed=4, strata=s.strata)
     assert set(s.clusters[unclustered[0]]) & set(s.clusters[unclustered[1]])  # without: prompts split across

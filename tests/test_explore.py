@@ -247,7 +247,7 @@ def test_reliability_panel_matches_the_calibration_module():
     ex = explore(cal, test, stage=2)
     everyone, here, _ = ex.reliability()
     t = fit_stage_temperatures(cal)[2]
-    rc = reliability_curve(softmax(test.logits[:, 2], t), test.labels, 15)
+    rc = reliability_curve(softmax(test.logits[:, 2], temperature=t), test.labels, n_bins=15)
     np.testing.assert_array_equal(everyone["count"], rc["count"])
     np.testing.assert_allclose(everyone["accuracy"], rc["accuracy"], rtol=0, atol=0, equal_nan=True)
     assert here["count"].sum() == round(ex.points["test"].exit_share[2] * test.n_examples)
@@ -382,7 +382,7 @@ def test_browser_test_fails_without_chromium_only_where_required(flag, tmp_path)
 
 
 def test_llm_token_cache_exits_per_token_like_the_engine():
-    from toolkit.analysis.llm.exits import confidence, from_llm_tokens
+    from toolkit.analysis.llm.exits import from_llm_tokens, layer_confidence
     from toolkit.caches.tokens import load_llm_cache
 
     cal = load_llm_cache(DATA / "llm" / "smollm2_sst2_sentiment-cal.parquet")
@@ -411,7 +411,7 @@ def test_llm_token_cache_exits_per_token_like_the_engine():
     layer = int(frame["exit"].iloc[0][1:])
     assert (frame["agrees"] == (frame["exit token id"] == frame["full model token id"])).all()
     conf, outcome, _, _ = ex.view.reliability("test", ex.view.stage_names.index(f"L{layer}"), ex.settings)
-    np.testing.assert_array_equal(conf, confidence(test, "lens", "max_prob")[:, layer - 1])
+    np.testing.assert_array_equal(conf, layer_confidence(test, "lens", score="max_prob")[:, layer - 1])
     np.testing.assert_array_equal(outcome, test.agreement("lens")[:, layer - 1])
     with pytest.raises(ValueError, match="checked_layers"):
         explore(cal, test, checked_layers=[30])

@@ -20,7 +20,7 @@ from toolkit.analysis.llm.exits import (
     _speculate,
     acceptance_counts,
     calm_layer_thresholds,
-    confidence,
+    layer_confidence,
     layer_reliability,
     self_speculative,
 )
@@ -240,7 +240,7 @@ def test_reliability_against_references():
 
     c = random_llm_cache(N=20, seed=7)
     rel = layer_reliability(c, "lens")
-    conf = confidence(c, "lens")
+    conf = layer_confidence(c, "lens")
     st_ = c.stats["lens"]
     np.testing.assert_allclose(conf, np.exp(st_[..., 0] - st_[..., 2]), rtol=1e-6)
     agree = c.agreement("lens")

@@ -13,7 +13,7 @@ from toolkit.analysis import engine
 from toolkit.analysis.llm.exits import (
     acceptance_counts,
     calm_layer_thresholds,
-    confidence,
+    layer_confidence,
     layer_reliability,
     layer_reliability_curve,
     self_speculative,
@@ -120,7 +120,7 @@ def test_self_speculative_draws_equal_recomputing_on_resampled_caches(seed, k, d
 def test_layer_reliability_curve_counts_tokens_and_gives_the_ece():
     c = random_llm_cache(N=20, seed=11)
     rel = layer_reliability(c, "lens")
-    agree, conf = c.agreement("lens"), confidence(c, "lens")
+    agree, conf = c.agreement("lens"), layer_confidence(c, "lens")
     for layer in (1, 3):
         rc = layer_reliability_curve(c, "lens", layer)
         assert rc["count"].sum() == c.n_tokens and len(rc) == 15

@@ -307,7 +307,7 @@ def test_token_confidence_matches_analysis_scores():
 
     z = torch.randn(5, 11, dtype=torch.float64)
     for s in ("max_prob", "margin", "entropy"):
-        np.testing.assert_allclose(token_confidence(z, s, 0.7).numpy(), confidence(z.numpy(), s, 0.7), rtol=1e-6)
+        np.testing.assert_allclose(token_confidence(z, s, 0.7).numpy(), confidence(z.numpy(), score=s, temperature=0.7), rtol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------------------------

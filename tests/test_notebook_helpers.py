@@ -49,7 +49,7 @@ def test_paired_drop_of_an_operating_point_and_of_a_crossfit():
     d, (lo, hi) = ev.drop(), ev.drop_interval()
     assert d == pytest.approx(cf.combined.drop()) and lo <= d <= hi
     # each half is stopped by the threshold chosen on the other half
-    a, b = engine.halves(v.example_ids, 3, v.strata)
+    a, b = engine.halves(v.example_ids, seed=3, strata=v.strata)
     st = nb.stops(v, cf)
     np.testing.assert_array_equal(st[b], v.stage_of(cf.folds[0].threshold)[b])
     np.testing.assert_array_equal(st[a], v.stage_of(cf.folds[1].threshold)[a])

@@ -36,7 +36,7 @@ def test_reliability_reference():
     assert ov["right_here_wrong_final"].tolist() == [0.5, 0.0, 0.0]
     assert ov.attrs["any_earlier_right_final_wrong"] == 0.5
     assert reliability.oracle_exits(c)["count"].tolist() == [2, 0, 0, 0]
-    rc = reliability.risk_coverage(c, 0)
+    rc = reliability.risk_coverage(c, stage=0)
     assert rc["coverage"].tolist() == [0.5, 1.0] and rc["risk"].tolist() == [0.0, 0.0]
     ca = reliability.confident_accuracy(c, 0.75)
     assert ca["confident_share"].tolist() == [0.5, 0.5, 0.5]

@@ -37,7 +37,7 @@ def _model_dir(tmp_path_factory, tokenizer_dir, arch, layers, exit_layers=None, 
 def test_early_exit_runner_matches_cache(tmp_path_factory, tokenizer_dir, glue_dir, tmp_path, arch, batch_size):
     d = _model_dir(tmp_path_factory, tokenizer_dir, arch, 4)
     cache = collect([str(d)], "sst2", "test", tmp_path / "c.parquet", data_dir=glue_dir, batch_size=8, progress=False)
-    conf = stage_confidence(cache.logits, "max_prob")
+    conf = stage_confidence(cache.logits, score="max_prob")
     qs = np.quantile(conf[:, :-1], [0.3, 0.6, 0.8])
     thr = [midpoint_threshold(conf, q) for q in (qs[0], qs[1], qs[2])]
     offline = early_exit(cache, thr)
@@ -59,7 +59,7 @@ def test_cascade_runner_matches_cache(tmp_path_factory, tokenizer_dir, glue_dir,
     big = _model_dir(tmp_path_factory, tokenizer_dir, "bert", 3, exit_layers=[3], seed=2)
     cache = collect([str(small), str(big)], "sst2", "test", tmp_path / "c.parquet", data_dir=glue_dir,
                     names=["s", "b"], progress=False)
-    conf = stage_confidence(cache.logits, "energy", [1.5, 1.0])
+    conf = stage_confidence(cache.logits, score="energy", temperature=[1.5, 1.0])
     thr = midpoint_threshold(conf[:, 0], np.quantile(conf[:, 0], 0.5))
     offline = early_exit(cache, [thr], score="energy", temperature=[1.5, 1.0])
     frame = load_split("sst2", "test", glue_dir).frame

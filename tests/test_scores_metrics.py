@@ -22,7 +22,7 @@ def test_exact_values():
 def test_confidence_orientation():
     z = np.array([[3.0, 0.0], [0.5, 0.0]])
     for s in scores.SCORES:
-        c = scores.confidence(z, s)
+        c = scores.confidence(z, score=s)
         assert c[0] > c[1], s
 
 
@@ -38,12 +38,12 @@ def test_elang_ranks_like_max_prob_for_two_classes(z):
 def test_energy_is_not_max_prob_ranking():
     z = np.array([[5.0, 4.0], [1.0, -1.0]])  # higher logsumexp but lower max-prob
     assert scores.max_prob(z)[1] > scores.max_prob(z)[0]
-    assert scores.confidence(z, "energy")[0] > scores.confidence(z, "energy")[1]
+    assert scores.confidence(z, score="energy")[0] > scores.confidence(z, score="energy")[1]
 
 
 def test_errors():
     with pytest.raises(ValueError, match="unknown score"):
-        scores.confidence(np.zeros((2, 2)), "bogus")
+        scores.confidence(np.zeros((2, 2)), score="bogus")
     with pytest.raises(ValueError, match="NaN"):
         scores.max_prob(np.array([[np.nan, 1.0]]))
     with pytest.raises(ValueError, match="temperature"):
@@ -51,14 +51,14 @@ def test_errors():
     with pytest.raises(ValueError, match="size >= 2"):
         scores.max_prob(np.zeros((2, 1)))
     with pytest.raises(ValueError, match="3 temperatures for 2 stages"):
-        scores.stage_confidence(np.zeros((4, 2, 2)), "max_prob", [1, 1, 1])
+        scores.stage_confidence(np.zeros((4, 2, 2)), score="max_prob", temperature=[1, 1, 1])
 
 
 def test_metric_reference_values():
     y, p = np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0])
-    assert accuracy(y, p) == 0.75
-    assert f1(y, p) == pytest.approx(2 / 3)
-    assert mcc(y, p) == pytest.approx(1 / np.sqrt(3))
+    assert accuracy(p, y) == 0.75
+    assert f1(p, y) == pytest.approx(2 / 3)
+    assert mcc(p, y) == pytest.approx(1 / np.sqrt(3))
 
 
 @settings(max_examples=50, deadline=None)
@@ -66,7 +66,7 @@ def test_metric_reference_values():
 def test_metrics_match_sklearn(C, seed):
     rng = np.random.default_rng(seed)
     y, p = rng.integers(0, C, 50), rng.integers(0, C, 50)
-    assert task_metric(y, p, "accuracy", C) == pytest.approx(accuracy_score(y, p))
-    assert task_metric(y, p, "mcc", C) == pytest.approx(matthews_corrcoef(y, p), abs=1e-12)
+    assert task_metric(p, y, metric="accuracy", n_classes=C) == pytest.approx(accuracy_score(y, p))
+    assert task_metric(p, y, metric="mcc", n_classes=C) == pytest.approx(matthews_corrcoef(y, p), abs=1e-12)
     if C == 2:
-        assert task_metric(y, p, "f1", C) == pytest.approx(f1_score(y, p, zero_division=0))
+        assert task_metric(p, y, metric="f1", n_classes=C) == pytest.approx(f1_score(y, p, zero_division=0))

@@ -181,14 +181,14 @@ def test_step_statistics_give_the_classification_scores():
                      n_src=np.ones(7, np.int32), flops=np.ones(7), quality={"exact_match": np.ones(7)})
     zn = z.double().numpy()
     for t in TEMPS:
-        np.testing.assert_allclose(token_scores(gen, TEMPS, "max_prob", t), max_prob(zn, t), rtol=1e-5)
-        np.testing.assert_allclose(token_scores(gen, TEMPS, "margin", t), margin(zn, t), atol=1e-6)
-        np.testing.assert_allclose(token_scores(gen, TEMPS, "energy", t), energy(zn, t), rtol=1e-5)
-        np.testing.assert_allclose(token_scores(gen, TEMPS, "entropy", t), entropy(zn, t), atol=1e-5)
+        np.testing.assert_allclose(token_scores(gen, TEMPS, score="max_prob", temperature=t), max_prob(zn, temperature=t), rtol=1e-5)
+        np.testing.assert_allclose(token_scores(gen, TEMPS, score="margin", temperature=t), margin(zn, temperature=t), atol=1e-6)
+        np.testing.assert_allclose(token_scores(gen, TEMPS, score="energy", temperature=t), energy(zn, temperature=t), rtol=1e-5)
+        np.testing.assert_allclose(token_scores(gen, TEMPS, score="entropy", temperature=t), entropy(zn, temperature=t), atol=1e-5)
     with pytest.raises(ValueError, match=r"temperature 3.0 was not cached.*\[0.5, 1.0, 2.0\]"):
-        token_scores(gen, TEMPS, "energy", 3.0)
+        token_scores(gen, TEMPS, score="energy", temperature=3.0)
     with pytest.raises(ValueError, match="unknown token score"):
-        token_scores(gen, TEMPS, "elang")
+        token_scores(gen, TEMPS, score="elang")
 
 
 @settings(max_examples=60, deadline=None)
@@ -198,20 +198,20 @@ def test_aggregate_equals_a_loop(seqs):
     off = np.concatenate([[0], np.cumsum([len(s) for s in seqs])])
     ref = {"mean": np.mean, "max": np.max, "min": np.min, "sum": np.sum, "first": lambda s: s[0]}
     for how, fn in ref.items():
-        np.testing.assert_allclose(aggregate(flat, off, how), [fn(np.array(s)) for s in seqs], rtol=1e-12,
+        np.testing.assert_allclose(aggregate(flat, off, how=how), [fn(np.array(s)) for s in seqs], rtol=1e-12,
                                    atol=1e-9)
 
 
 def test_aggregate_reference_values_and_errors():
     v, off = np.array([1.0, 3.0, 2.0, -1.0]), np.array([0, 2, 4])
-    assert aggregate(v, off, "mean").tolist() == [2.0, 0.5]
-    assert aggregate(v, off, "max").tolist() == [3.0, 2.0]
-    assert aggregate(v, off, "sum").tolist() == [4.0, 1.0]
-    assert aggregate(v, off, "first").tolist() == [1.0, 2.0]
+    assert aggregate(v, off, how="mean").tolist() == [2.0, 0.5]
+    assert aggregate(v, off, how="max").tolist() == [3.0, 2.0]
+    assert aggregate(v, off, how="sum").tolist() == [4.0, 1.0]
+    assert aggregate(v, off, how="first").tolist() == [1.0, 2.0]
     with pytest.raises(ValueError, match="at least one step"):
-        aggregate(v, np.array([0, 0, 4]), "mean")
+        aggregate(v, np.array([0, 0, 4]), how="mean")
     with pytest.raises(ValueError, match="unknown aggregation"):
-        aggregate(v, off, "median")
+        aggregate(v, off, how="median")
 
 
 # ------------------------------------------------------------------------------------------ routing
@@ -244,7 +244,7 @@ def test_route_sweep_equals_brute_force(translation, score, how):
     c = synthetic_cache(translation=translation)
     metric = "bleu" if translation else "exact_match"
     view = en.staged(c, score=score, how=how, metric=metric)
-    conf = sequence_confidence(c, "swift", score, how, 1.0)
+    conf = sequence_confidence(c, "swift", score=score, how=how, temperature=1.0)
     np.testing.assert_array_equal(view.confidence[:, 0], conf)
     conf = np.round(conf, 1)  # force ties: a threshold moves whole groups
     curve = en.sweep(dataclasses.replace(view, confidence=np.stack([conf, conf], 1))).frame

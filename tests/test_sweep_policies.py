@@ -32,7 +32,7 @@ def test_patience_matches_brute_force():
 def test_policies_brute_force_and_oracle():
     c = random_cache(80, 4, 2, seed=5)
     r = policies.early_exit(c, 0.8)
-    conf = stage_confidence(c.logits, "max_prob")
+    conf = stage_confidence(c.logits, score="max_prob")
     for n in range(80):
         e = next((e for e in range(3) if conf[n, e] >= 0.8), 3)
         assert r.exit_stage[n] == e
@@ -55,7 +55,7 @@ def test_hybrid_routes_through_swift_then_super():
     c = random_cache(100, 4, 2, seed=1)
     c.stage_info = info
     r = policies.hybrid(c, swift_threshold=0.9, escalate_threshold=0.6)
-    conf = stage_confidence(c.logits, "max_prob")
+    conf = stage_confidence(c.logits, score="max_prob")
     expect = np.where(conf[:, 0] >= 0.9, 0, np.where(conf[:, 1] >= 0.9, 1, np.where(conf[:, 2] >= 0.6, 2, 3)))
     assert (r.exit_stage == expect).all()
     view = en.staged(c)

@@ -201,7 +201,7 @@ def test_select_on_cal_keeps_the_best_epoch_and_records_the_curve(tmp_path, tiny
     # the final weights are the kept epoch's: they rescore on cal to its recorded metric
     cal = load_split("sst2", "cal", glue_dir).frame
     logits, _ = predict_logits(load_model(final), AutoTokenizer.from_pretrained(final), cal)
-    assert task_metric(cal["label"].to_numpy(), logits[:, -1].argmax(-1), "accuracy") == pytest.approx(max(values))
+    assert task_metric(logits[:, -1].argmax(-1), cal["label"].to_numpy(), metric="accuracy") == pytest.approx(max(values))
     assert not (tmp_path / "sel" / "best").exists() and not (tmp_path / "sel" / "checkpoints").exists()
     assert list((tmp_path / "tokens").glob("sst2-train-*.npz")) and list((tmp_path / "tokens").glob("sst2-cal-*.npz"))
 

@@ -60,7 +60,7 @@ def stops(view: Staged, point) -> np.ndarray:
     :class:`~toolkit.analysis.engine.CrossFit` of this view (each half by the threshold chosen on the other). With
     :func:`toolkit.analysis.engine.evaluation_at_stages` (``n_boot=``) it gives any point's paired drop interval."""
     if isinstance(point, CrossFit):
-        a, b = halves(view.example_ids, point.seed, view.strata)  # the halves crossfit drew
+        a, b = halves(view.example_ids, seed=point.seed, strata=view.strata)  # the halves crossfit drew
         out = np.empty(view.n_examples, dtype=np.int64)
         out[b] = view.subset(b).stage_of(point.folds[0].threshold)  # fold 1: chosen on half A, applied to B
         out[a] = view.subset(a).stage_of(point.folds[1].threshold)

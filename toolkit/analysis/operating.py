@@ -1,5 +1,10 @@
 """An operating point from a pair of classification caches in one call: fit temperatures on cal, build the engine
-views, :func:`~toolkit.analysis.engine.choose` on cal, evaluate on test."""
+views, :func:`~toolkit.analysis.engine.choose` on cal, evaluate on test.
+
+Two names, two concepts: :class:`~toolkit.analysis.engine.OperatingPoint` is a threshold chosen on cal by a rule
+(applied unchanged to any view); :class:`OperatingPointReport` is what :func:`operating_point` returns, that point
+together with the temperatures it was chosen with and its evaluation on test (``CacheOperatingPoint`` before 0.3).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from toolkit._api import renamed
 from toolkit.analysis.engine import Evaluation, OperatingPoint, choose, staged
 from toolkit.analysis.engine.choose import is_test_split
 from toolkit.analysis.engine.results import html_table
@@ -27,8 +33,9 @@ def check_pair(cal, test) -> None:
 
 
 @dataclass(frozen=True, eq=False)
-class CacheOperatingPoint:
-    """Temperatures fitted on cal, the operating point chosen there, and its evaluation on test."""
+class OperatingPointReport:
+    """Temperatures fitted on cal, the operating point chosen there (:class:`~toolkit.analysis.engine.OperatingPoint`),
+    and its evaluation on test."""
 
     temperatures: np.ndarray
     point: OperatingPoint
@@ -47,7 +54,7 @@ class CacheOperatingPoint:
 
 def operating_point(cal, test, *, score: str = "max_prob", calibrate: bool = True, reference: str = "last",
                     rule: str = "drop", metric: str = "accuracy", max_drop: float = 0.01, delta: float = 0.01,
-                    epsilon: float = 0.05, budget: float | None = None) -> CacheOperatingPoint:
+                    epsilon: float = 0.05, budget: float | None = None) -> OperatingPointReport:
     """Choose a threshold on the ``cal`` cache and report it on the ``test`` cache.
 
     ``calibrate``: one temperature per stage fitted on cal (NLL), used on both. ``rule``, ``metric`` and the
@@ -57,4 +64,7 @@ def operating_point(cal, test, *, score: str = "max_prob", calibrate: bool = Tru
     temps = fit_stage_temperatures(cal) if calibrate else np.ones(cal.n_stages)
     views = [staged(c, score=score, temperature=temps, reference=reference) for c in (cal, test)]
     point = choose(views[0], rule=rule, metric=metric, max_drop=max_drop, delta=delta, epsilon=epsilon, budget=budget)
-    return CacheOperatingPoint(temps, point, point.evaluate(views[1]))
+    return OperatingPointReport(temps, point, point.evaluate(views[1]))
+
+
+__getattr__ = renamed({"CacheOperatingPoint": ("OperatingPointReport", OperatingPointReport)}, module=__name__)

@@ -46,7 +46,7 @@ def _result(cache, stage: np.ndarray) -> PolicyResult:
 def early_exit(cache, threshold, *, score: str = "max_prob", temperature=None) -> PolicyResult:
     """Stop at the first stage whose confidence (``score`` at ``temperature``) is at least ``threshold`` (a scalar,
     or one per stage for per-stage thresholds)."""
-    return _result(cache, exit_stage(stage_confidence(cache.logits, score, temperature), threshold))
+    return _result(cache, exit_stage(stage_confidence(cache.logits, score=score, temperature=temperature), threshold))
 
 
 def hybrid_thresholds(model_index, swift_threshold: float, escalate_threshold: float) -> np.ndarray:

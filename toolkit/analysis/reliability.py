@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from toolkit._api import keyword_options
 from toolkit.analysis.policies import exit_stage
 from toolkit.analysis.scores.classification import stage_confidence
 
@@ -34,7 +35,8 @@ def oracle_exits(cache) -> pd.DataFrame:
     return pd.DataFrame({"stage": [*cache.stages, "never"], "count": counts, "share": counts / cache.n_examples})
 
 
-def risk_coverage(cache, stage=0, score: str = "max_prob", temperature=None, target: str = "label") -> pd.DataFrame:
+@keyword_options
+def risk_coverage(cache, *, stage=0, score: str = "max_prob", temperature=None, target: str = "label") -> pd.DataFrame:
     """Risk-coverage curve of one stage's decision: accept the most confident examples first.
 
     ``target="label"``: risk = error rate among accepted; ``"final"``: risk = disagreement with the last stage.
@@ -42,7 +44,7 @@ def risk_coverage(cache, stage=0, score: str = "max_prob", temperature=None, tar
     with ``attrs["aurc"]`` the area under the curve (mean risk over coverages).
     """
     e = cache.stages.index(stage) if isinstance(stage, str) else int(stage)
-    conf = stage_confidence(cache.logits, score, temperature)[:, e]
+    conf = stage_confidence(cache.logits, score=score, temperature=temperature)[:, e]
     pred = cache.predictions[:, e]
     wrong = pred != (cache.labels if target == "label" else cache.predictions[:, -1])
     order = np.argsort(-conf, kind="stable")
@@ -55,10 +57,11 @@ def risk_coverage(cache, stage=0, score: str = "max_prob", temperature=None, tar
     return df
 
 
-def confident_accuracy(cache, threshold: float, score: str = "max_prob", temperature=None) -> pd.DataFrame:
+@keyword_options
+def confident_accuracy(cache, threshold: float, *, score: str = "max_prob", temperature=None) -> pd.DataFrame:
     """CascadeBERT's question: among examples a stage is confident on (confidence >= threshold), how often is that
     stage right, and how often is the last stage right on the same examples?"""
-    conf = stage_confidence(cache.logits, score, temperature)
+    conf = stage_confidence(cache.logits, score=score, temperature=temperature)
     c = cache.correct
     sel = conf >= threshold
     n = sel.sum(0)
@@ -68,10 +71,11 @@ def confident_accuracy(cache, threshold: float, score: str = "max_prob", tempera
                              "final_accuracy_same_examples": (sel & c[:, -1:]).sum(0) / n})
 
 
-def agreement_at_thresholds(cache, thresholds, score: str = "max_prob", temperature=None) -> pd.DataFrame:
+@keyword_options
+def agreement_at_thresholds(cache, thresholds, *, score: str = "max_prob", temperature=None) -> pd.DataFrame:
     """For each threshold: share exiting before the last stage, and how often those early exits agree with the
     last stage (the cost of an early decision, measured without labels)."""
-    conf = stage_confidence(cache.logits, score, temperature)
+    conf = stage_confidence(cache.logits, score=score, temperature=temperature)
     thr = np.asarray(thresholds, dtype=np.float64).ravel()
     st = exit_stage(conf, thr[:, None])
     pred = cache.predictions

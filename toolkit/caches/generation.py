@@ -146,7 +146,7 @@ class GenCache:
         for name, g in self.models.items():
             row = {"model": name, "tokens": g.n_steps.mean(), "gflops": g.flops.mean() / 1e9}
             for m in g.quality:
-                row[m] = float(corpus_score(m, g.quality[m], g.qstats.get(m, np.zeros(0)).sum(0)))
+                row[m] = float(corpus_score(m, per_example=g.quality[m], stats=g.qstats.get(m, np.zeros(0)).sum(0)))
             rows.append(row)
         return pd.DataFrame(rows).set_index("model")
 

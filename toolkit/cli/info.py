@@ -40,7 +40,7 @@ def _rows(path):
     metric = c.meta.get("metric", "accuracy")
     unit = cost_unit(c)  # FLOPs unless the cache names another unit (imported runs: parameters x tokens, dollars ...)
     key = "cumulative_gflops" if unit == "FLOPs" else "cumulative_cost"
-    rows = [{"stage": s, **({metric: task_metric(c.labels, c.predictions[:, e], metric, c.n_classes)}
+    rows = [{"stage": s, **({metric: task_metric(c.predictions[:, e], c.labels, metric=metric, n_classes=c.n_classes)}
                             if metric != "accuracy" else {}),
              "accuracy": float(c.correct[:, e].mean()), key: float(c.flops[:, e].mean() / cost_scale(unit)[0]),
              **({"cost_unit": unit} if unit != "FLOPs" else {})}

@@ -24,7 +24,7 @@ def stage_table(cache) -> list[dict]:
         return {"mean_gflops": round(mean / 1e9, 6)} if unit == "FLOPs" else {"mean_cost": mean, "cost_unit": unit}
 
     return [{"stage": s, "metric": metric,
-             "value": round(task_metric(cache.labels, cache.predictions[:, e], metric, cache.n_classes), 6),
+             "value": round(task_metric(cache.predictions[:, e], cache.labels, metric=metric, n_classes=cache.n_classes), 6),
              "accuracy": round(float(cache.correct[:, e].mean()), 6), **cost(e)} for e, s in enumerate(cache.stages)]
 
 

@@ -172,7 +172,7 @@ def _confidence(logits: np.ndarray, score: str, temperature) -> tuple[np.ndarray
         z = logits[a:a + rows]
         pred[a:a + len(z)] = z.argmax(-1)
         if score != "max_prob":
-            out[a:a + len(z)] = stage_confidence(z, score, temperature)
+            out[a:a + len(z)] = stage_confidence(z, score=score, temperature=temperature)
             continue
         tt = 1.0 if t is None else np.broadcast_to(t, z.shape[:2]) if t.ndim == 1 else t
         with np.errstate(all="ignore"):  # bad logits or temperatures surface as non-finite values, refused below
@@ -340,7 +340,7 @@ def from_generation(cache: GenCache, *, models=None, score: str = "energy", how:
     N, E = cache.n_examples, len(names)
     conf = np.zeros((N, E))
     for e, m in enumerate(names[:-1]):
-        conf[:, e] = sequence_confidence(cache, m, score, how, temperature)
+        conf[:, e] = sequence_confidence(cache, m, score=score, how=how, temperature=temperature)
     layout, a = [], 0
     for m in cache.metrics:
         k = _values(gens[0], m).shape[1]

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from toolkit._api import keyword_options
 from toolkit.analysis.engine.curves import (
     check_bootstrap,
     check_seed,
@@ -249,12 +250,13 @@ class CrossFit:
             index=False, float_format="{:.4g}".format)
 
 
-def halves(example_ids, seed: int, strata=None, clusters=None) -> tuple[np.ndarray, np.ndarray]:
+@keyword_options
+def halves(example_ids, *, seed: int, strata=None, clusters=None) -> tuple[np.ndarray, np.ndarray]:
     """Two seeded halves of a split as row indices: :func:`toolkit.data.tasks.dev_halves` (by example id, so independent
     of row order; stratified by ``strata``, e.g. labels, when given). With ``clusters`` (e.g. a token's prompt),
     whole clusters go to one half, drawn by cluster id (``strata`` then unused).
 
-    >>> a, b = halves(np.array(["x", "y", "z", "w"]), 0)
+    >>> a, b = halves(np.array(["x", "y", "z", "w"]), seed=0)
     >>> sorted(a.tolist() + b.tolist()), len(a), len(b)
     ([0, 1, 2, 3], 2, 2)
     """
@@ -280,7 +282,7 @@ def crossfit(staged: Staged, *, rule: str = "drop", metric: str = "accuracy", ma
     what choosing by ``rule`` delivers on unseen examples, using every example once for evaluation. Options as in
     :func:`choose`; ``seed`` draws the halves (by example id, stratified by ``staged.strata``: the labels); ``n_boot``, ``ci`` the interval of the combination.
     """
-    a, b = halves(staged.example_ids, seed, staged.strata, staged.clusters)
+    a, b = halves(staged.example_ids, seed=seed, strata=staged.strata, clusters=staged.clusters)
     parts = (staged.subset(a), staged.subset(b))
     opts = dict(rule=rule, metric=metric, max_drop=max_drop, delta=delta, epsilon=epsilon, budget=budget,
                 target=target)

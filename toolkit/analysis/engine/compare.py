@@ -313,7 +313,7 @@ def compare_crossfit(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged],
     ref_name, ref_cost = _common_reference(A, Bv, reference)
     A = [v.with_reference(ref_cost, ref_name) for v in A]
     Bv = [v.with_reference(ref_cost, ref_name) for v in Bv]
-    rows = halves(A[0].example_ids, seed, A[0].strata, A[0].clusters)
+    rows = halves(A[0].example_ids, seed=seed, strata=A[0].strata, clusters=A[0].clusters)
     opts = dict(rule=rule, metric=metric, max_drop=max_drop, delta=delta, epsilon=epsilon, budget=budget)
     outcomes = {id(v): _crossfit_outcomes(v, rows, opts) for v in A + Bv}
 

@@ -88,9 +88,9 @@ def format_value(key: str, value: float) -> str:
     return f"{value:.4f}"
 
 
-def reliability_bins(conf, outcome, n_bins: int = N_BINS) -> pd.DataFrame:
+def reliability_bins(conf, outcome, *, n_bins: int = N_BINS) -> pd.DataFrame:
     """Per equal-width bin (the calibration module's convention): count, mean confidence, mean outcome."""
-    idx, edges = bin_index(conf, n_bins)
+    idx, edges = bin_index(conf, n_bins=n_bins)
     count = np.bincount(idx, minlength=n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         mc = np.bincount(idx, weights=conf, minlength=n_bins) / count

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from toolkit._api import keyword_options, renamed
 from toolkit.analysis.cost.causal import (
     calm_token_flops,
     full_token_flops,
@@ -64,8 +65,11 @@ from toolkit.caches.tokens import LLMTokenCache
 
 
 # ------------------------------------------------------------------------------------------------- confidence
-def confidence(cache: LLMTokenCache, family: str, score: str = "max_prob", temperature: float = 1.0) -> np.ndarray:
-    """``[S, L]`` confidence of every layer's exit at every generated token, higher = more confident.
+@keyword_options
+def layer_confidence(cache: LLMTokenCache, family: str, *, score: str = "max_prob",
+                     temperature: float = 1.0) -> np.ndarray:
+    """``[S, L]`` confidence of every layer's exit at every generated token, higher = more confident (named
+    ``confidence`` before 0.3; :func:`toolkit.analysis.scores.confidence` is the one on classification logits).
 
     Scores as in :mod:`toolkit.analysis.scores.tokens` (``max_prob``, ``margin``, ``energy``, ``entropy``; the last
     two negated); ``temperature`` must be one of the cache's.
@@ -78,8 +82,11 @@ def confidence(cache: LLMTokenCache, family: str, score: str = "max_prob", tempe
     class _Flat:  # token_scores reads ``.stats`` [steps, F]: every (token, layer) pair is one step
         stats = st.reshape(S * L, F)
 
-    s = token_scores(_Flat, cache.temperatures, score, temperature).reshape(S, L)
+    s = token_scores(_Flat, cache.temperatures, score=score, temperature=temperature).reshape(S, L)
     return -s if score in ("energy", "entropy") else s
+
+
+__getattr__ = renamed({"confidence": ("layer_confidence", layer_confidence)}, module=__name__)
 
 
 def _auroc(score: np.ndarray, positive: np.ndarray) -> float:
@@ -102,11 +109,11 @@ def layer_reliability(cache: LLMTokenCache, family: str, *, score: str = "max_pr
     ECE needs a probability: ``score`` must be ``max_prob`` or ``margin`` for it (NaN otherwise).
     """
     agree = cache.agreement(family)[:, :-1]
-    conf = confidence(cache, family, score, temperature)[:, :-1]
+    conf = layer_confidence(cache, family, score=score, temperature=temperature)[:, :-1]
     prob = score in ("max_prob", "margin")
     rows = [{"family": family, "layer": e + 1, "agreement": float(agree[:, e].mean()),
              "confidence": float(conf[:, e].mean()),
-             "ece": confidence_ece(np.clip(conf[:, e], 0, 1), agree[:, e], n_bins) if prob else float("nan"),
+             "ece": confidence_ece(np.clip(conf[:, e], 0, 1), agree[:, e], n_bins=n_bins) if prob else float("nan"),
              "auroc": _auroc(conf[:, e], agree[:, e])} for e in range(agree.shape[1])]
     return pd.DataFrame(rows)
 
@@ -120,8 +127,8 @@ def layer_reliability_curve(cache: LLMTokenCache, family: str, layer: int, *, sc
         raise ValueError(f"a reliability diagram needs a probability: score 'max_prob' or 'margin', got {score!r}")
     if not 1 <= int(layer) <= cache.n_layers:
         raise ValueError(f"layer must lie in 1..{cache.n_layers}, got {layer}")
-    conf = np.clip(confidence(cache, family, score, temperature)[:, int(layer) - 1], 0, 1)
-    return confidence_reliability_curve(conf, cache.agreement(family)[:, int(layer) - 1], n_bins)
+    conf = np.clip(layer_confidence(cache, family, score=score, temperature=temperature)[:, int(layer) - 1], 0, 1)
+    return confidence_reliability_curve(conf, cache.agreement(family)[:, int(layer) - 1], n_bins=n_bins)
 
 
 def full_model_reads(cache: LLMTokenCache) -> float:
@@ -169,7 +176,7 @@ def from_llm_tokens(cache: LLMTokenCache, *, family: str | None = None, score: s
     if layers.min() < 1 or layers.max() > L:
         raise ValueError(f"checked_layers must lie in 1..{L}")
     idx = layers - 1
-    conf = confidence(cache, family, score, temperature)[:, idx]
+    conf = layer_confidence(cache, family, score=score, temperature=temperature)[:, idx]
     agree = cache.agreement(family)[:, idx].astype(np.float64)
     cost = calm_token_flops(cache.positions[:, None], layers[None, :], cache.dims, checked_layers=layers[:-1],
                             propagate=propagate)
@@ -317,7 +324,8 @@ def acceptance_counts(cache: LLMTokenCache, family: str, layer: int, draft_lengt
     return self_speculative_blocks(cache, family, layer, draft_length).by_prompt("accepted")
 
 
-def self_speculative(cache: LLMTokenCache, family: str, layers=None, draft_lengths=range(1, 9)) -> pd.DataFrame:
+@keyword_options
+def self_speculative(cache: LLMTokenCache, family: str, *, layers=None, draft_lengths=range(1, 9)) -> pd.DataFrame:
     """Exact self-speculative decoding for every (draft layer, draft length): one row each with ``blocks``,
     ``full_passes_per_token`` (verification passes through all layers per emitted token; greedy decoding needs 1),
     ``acceptance`` (accepted / drafted tokens), ``accepted_per_block``, ``tokens_per_block`` (emitted / blocks),

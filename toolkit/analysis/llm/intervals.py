@@ -39,8 +39,8 @@ from toolkit.analysis.engine.curves import check_bootstrap
 from toolkit.analysis.engine.results import _Table
 from toolkit.analysis.llm.exits import (
     calm_layer_thresholds,
-    confidence,
     full_model_reads,
+    layer_confidence,
     self_speculative_by_prompt,
 )
 from toolkit.analysis.metrics.calibration import bin_index
@@ -98,9 +98,9 @@ def layer_reliability_draws(cache: LLMTokenCache, family: str, weights: np.ndarr
     wt = _prompt_weights(weights, cache.n_examples)[:, cache.example_index]  # [R, S]
     total = wt.sum(1, keepdims=True)
     agree = cache.agreement(family)[:, :-1].astype(np.float64)  # [S, E]
-    conf = np.clip(confidence(cache, family, score, temperature)[:, :-1], 0, 1)
+    conf = np.clip(layer_confidence(cache, family, score=score, temperature=temperature)[:, :-1], 0, 1)
     S, E = agree.shape
-    idx, _ = bin_index(conf, n_bins)  # [S, E]
+    idx, _ = bin_index(conf, n_bins=n_bins)  # [S, E]
     gap = np.zeros((S, E * n_bins))  # (agreement - confidence) of each token in its (layer, bin) column
     gap[np.arange(S)[:, None], np.arange(E) * n_bins + idx] = agree - conf
     ece = np.abs(wt @ gap).reshape(len(wt), E, n_bins).sum(-1) / total

@@ -22,12 +22,24 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
+from toolkit._api import keyword_options, renamed
+
 BINNINGS = ("uniform", "quantile")
 NORMS = ("l1", "l2", "max")
 MODES = ("top-label", "classwise")
 
 
+def _check_order(preds, labels, what: str = "probs", other: str = "labels") -> None:
+    """Refuse ``(labels, preds)``: integers where the predictions go and real numbers where the labels go."""
+    a, b = np.asarray(preds), np.asarray(labels)
+    if (np.issubdtype(a.dtype, np.integer) or a.dtype == bool) and np.issubdtype(b.dtype, np.floating) \
+            and (b.ndim > a.ndim or b.ndim == a.ndim == 1):
+        raise TypeError(f"got integer {what} and real-valued {other}: the arguments look swapped; the analysis side "
+                        f"takes predictions first, labels second ({what}, {other}) since 0.3")
+
+
 def _check_probs(probs, labels) -> tuple[np.ndarray, np.ndarray]:
+    _check_order(probs, labels)
     p = np.asarray(probs, dtype=np.float64)
     y = np.asarray(labels)
     if p.ndim == 1:  # binary: probability of class 1
@@ -45,7 +57,8 @@ def _check_probs(probs, labels) -> tuple[np.ndarray, np.ndarray]:
     return p, y
 
 
-def bin_index(conf, n_bins: int = 15, binning: str = "uniform") -> tuple[np.ndarray, np.ndarray]:
+@keyword_options
+def bin_index(conf, *, n_bins: int = 15, binning: str = "uniform") -> tuple[np.ndarray, np.ndarray]:
     """Bin of each confidence and the bin edges, per the module's convention."""
     if binning not in BINNINGS:
         raise ValueError(f"unknown binning {binning!r}; choose one of {BINNINGS}")
@@ -62,7 +75,7 @@ def bin_index(conf, n_bins: int = 15, binning: str = "uniform") -> tuple[np.ndar
 
 
 def _binned_gap(conf, correct, n_bins, binning, norm) -> float:
-    idx, _ = bin_index(conf, n_bins, binning)
+    idx, _ = bin_index(conf, n_bins=n_bins, binning=binning)
     count = np.bincount(idx, minlength=n_bins).astype(np.float64)
     s_conf = np.bincount(idx, weights=conf, minlength=n_bins)
     s_acc = np.bincount(idx, weights=correct.astype(np.float64), minlength=n_bins)
@@ -76,7 +89,8 @@ def _binned_gap(conf, correct, n_bins, binning, norm) -> float:
     return float(gap.max())
 
 
-def ece(probs, labels, n_bins: int = 15, binning: str = "uniform", norm: str = "l1", mode: str = "top-label") -> float:
+@keyword_options
+def ece(probs, labels, *, n_bins: int = 15, binning: str = "uniform", norm: str = "l1", mode: str = "top-label") -> float:
     """Expected calibration error; ``norm="max"`` is the MCE. See the module docstring for the convention.
 
     >>> p = np.array([[.25, .20, .55], [.55, .05, .40], [.10, .30, .60], [.90, .05, .05]])
@@ -93,7 +107,8 @@ def ece(probs, labels, n_bins: int = 15, binning: str = "uniform", norm: str = "
     return float(np.mean([_binned_gap(p[:, k], y == k, n_bins, binning, norm) for k in range(p.shape[1])]))
 
 
-def confidence_ece(confidence, correct, n_bins: int = 15, binning: str = "uniform", norm: str = "l1") -> float:
+@keyword_options
+def confidence_ece(confidence, correct, *, n_bins: int = 15, binning: str = "uniform", norm: str = "l1") -> float:
     """ECE of any confidence in [0, 1] against any 0/1 outcome (e.g. an LLM layer's max-probability against
     agreement with the final layer), with this module's binning convention.
 
@@ -102,6 +117,7 @@ def confidence_ece(confidence, correct, n_bins: int = 15, binning: str = "unifor
     """
     if norm not in NORMS:
         raise ValueError(f"unknown norm {norm!r}; choose one of {NORMS}")
+    _check_order(confidence, correct, "confidence", "correct")
     c = np.asarray(confidence, dtype=np.float64)
     k = np.asarray(correct)
     if c.ndim != 1 or k.shape != c.shape or not len(c):
@@ -124,18 +140,23 @@ def nll(probs, labels) -> float:
     return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-15, None)).mean())
 
 
-def nll_logits(logits, labels, temperature: float = 1.0) -> float:
+@keyword_options
+def nll_logits(logits, labels, *, temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood (nats) of the gold class under ``softmax(logits / temperature)``."""
+    _check_order(logits, labels, "logits")
     z = np.asarray(logits, dtype=np.float64) / temperature
     return float(-log_softmax(z, axis=-1)[np.arange(len(labels)), labels].mean())
 
 
-def reliability_curve(probs, labels, n_bins: int = 15, binning: str = "uniform") -> pd.DataFrame:
+@keyword_options
+def reliability_curve(probs, labels, *, n_bins: int = 15, binning: str = "uniform") -> pd.DataFrame:
     """Per-bin data of a top-label reliability diagram: edges, count, mean confidence, accuracy, gap."""
     p, y = _check_probs(probs, labels)
-    return confidence_reliability_curve(p.max(1), p.argmax(1) == y, n_bins, binning)
+    return confidence_reliability_curve(p.max(1), p.argmax(1) == y, n_bins=n_bins, binning=binning)
 
 
-def confidence_reliability_curve(confidence, correct, n_bins: int = 15, binning: str = "uniform") -> pd.DataFrame:
+@keyword_options
+def confidence_reliability_curve(confidence, correct, *, n_bins: int = 15, binning: str = "uniform") -> pd.DataFrame:
     """:func:`reliability_curve`'s frame for any confidence in [0, 1] against any 0/1 outcome (e.g. an LLM layer's
     max-probability against agreement with the final layer).
 
@@ -144,6 +165,7 @@ def confidence_reliability_curve(confidence, correct, n_bins: int = 15, binning:
     0      2       0.5
     1      1       1.0
     """
+    _check_order(confidence, correct, "confidence", "correct")
     conf = np.asarray(confidence, dtype=np.float64)
     correct = np.asarray(correct).astype(np.float64)
     if conf.ndim != 1 or correct.shape != conf.shape or not len(conf):
@@ -151,7 +173,7 @@ def confidence_reliability_curve(confidence, correct, n_bins: int = 15, binning:
                          f"{correct.shape}")
     if not np.isfinite(conf).all() or (conf < 0).any() or (conf > 1).any():
         raise ValueError("confidence must be finite and in [0, 1]")
-    idx, edges = bin_index(conf, n_bins, binning)
+    idx, edges = bin_index(conf, n_bins=n_bins, binning=binning)
     count = np.bincount(idx, minlength=n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         mc = np.bincount(idx, weights=conf, minlength=n_bins) / count
@@ -177,20 +199,13 @@ class TemperatureFit:
     at_bound: bool
     reason: str | None
 
+    def __float__(self) -> float:
+        return self.temperature
 
-def temperature_fit(logits, labels, bounds: tuple[float, float] = (0.01, 100.0)) -> TemperatureFit:
-    """Temperature T minimising the NLL of ``softmax(logits / T)`` on (cal) data, with a verdict.
 
-    The NLL is convex in 1/T, so a bounded scalar search on 1/T finds the global minimiser. When it lands on a
-    bound (within 0.1%), the NLL keeps falling past it: towards the lower bound when the cal set is separable at
-    this stage (every example right, confidence only helps), towards the upper one when the logits carry no signal;
-    then T is not identifiable and the bound is returned with a ``reason``; so too with fewer than
-    ``MIN_TEMPERATURE_EXAMPLES`` examples.
-
-    >>> z = np.array([[2.0, 0.0], [0.0, 1.0], [1.0, 0.0]]); y = np.array([0, 1, 0])
-    >>> temperature_fit(z, y).at_bound  # all three right: separable, T runs to its lower bound
-    True
-    """
+def _fit(logits, labels, bounds: tuple[float, float] = (0.01, 100.0)) -> TemperatureFit:
+    """:func:`fit_temperature` without the warning."""
+    _check_order(logits, labels, "logits")
     z = np.asarray(logits, dtype=np.float64)
     y = np.asarray(labels)
     if z.ndim != 2 or y.shape != (z.shape[0],):
@@ -224,13 +239,37 @@ def temperature_fit(logits, labels, bounds: tuple[float, float] = (0.01, 100.0))
     return TemperatureFit(t, len(y), bool(low or high), reason)
 
 
-def fit_temperature(logits, labels, bounds: tuple[float, float] = (0.01, 100.0)) -> float:
-    """The temperature of :func:`temperature_fit`; warns (:class:`DegenerateFitWarning`) when it is not to be
-    trusted (at a bound, or too few examples) instead of returning a bound silently."""
-    fit = temperature_fit(logits, labels, bounds)
+@keyword_options
+def fit_temperature(logits, labels, *, bounds: tuple[float, float] = (0.01, 100.0)) -> TemperatureFit:
+    """Temperature T minimising the NLL of ``softmax(logits / T)`` on (cal) data, with a verdict
+    (:class:`TemperatureFit`: ``.temperature``, ``float(fit)``, ``.reason``).
+
+    The NLL is convex in 1/T, so a bounded scalar search on 1/T finds the global minimiser. When it lands on a
+    bound (within 0.1%), the NLL keeps falling past it: towards the lower bound when the cal set is separable at
+    this stage (every example right, confidence only helps), towards the upper one when the logits carry no signal;
+    then T is not identifiable and the bound is returned with a ``reason`` and a :class:`DegenerateFitWarning`; so
+    too with fewer than ``MIN_TEMPERATURE_EXAMPLES`` examples. (Before 0.3 this was two functions: the verdict was
+    ``temperature_fit``, the bare float ``fit_temperature``.)
+
+    >>> import warnings
+    >>> z = np.array([[2.0, 0.0], [0.0, 1.0], [1.0, 0.0]]); y = np.array([0, 1, 0])
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore", DegenerateFitWarning)
+    ...     fit_temperature(z, y).at_bound  # all three right: separable, T runs to its lower bound
+    True
+    """
+    fit = _fit(logits, labels, bounds)
     if fit.reason:
-        warnings.warn(fit.reason, DegenerateFitWarning, stacklevel=2)
-    return fit.temperature
+        warnings.warn(fit.reason, DegenerateFitWarning, stacklevel=3)  # past keyword_options' wrapper
+    return fit
+
+
+def _temperature_fit(logits, labels, bounds: tuple[float, float] = (0.01, 100.0)) -> TemperatureFit:
+    """Deprecated (0.3): :func:`fit_temperature` returns the verdict itself."""
+    return _fit(logits, labels, bounds)
+
+
+__getattr__ = renamed({"temperature_fit": ("fit_temperature", _temperature_fit)}, module=__name__)
 
 
 def fit_stage_temperatures(cache) -> np.ndarray:
@@ -244,22 +283,25 @@ def fit_stage_temperatures(cache) -> np.ndarray:
 
 
 def stage_temperature_fits(cache) -> list[TemperatureFit]:
-    """:func:`temperature_fit` for each stage of a cache, to record in results alongside the temperatures."""
-    return [temperature_fit(cache.logits[:, e], cache.labels) for e in range(cache.n_stages)]
+    """:func:`fit_temperature`'s verdict for each stage of a cache (no warning), to record in results alongside the
+    temperatures."""
+    return [_fit(cache.logits[:, e], cache.labels) for e in range(cache.n_stages)]
 
 
-def calibration_table(cache, temperatures=None, n_bins: int = 15) -> pd.DataFrame:
+@keyword_options
+def calibration_table(cache, *, temperatures=None, n_bins: int = 15) -> pd.DataFrame:
     """Per stage: accuracy, top-label ECE (equal-width and equal-mass), classwise ECE, MCE, Brier, NLL."""
     from toolkit.analysis.scores.classification import softmax
 
     rows = []
     for e, name in enumerate(cache.stages):
         t = 1.0 if temperatures is None else float(np.asarray(temperatures)[e])
-        p = softmax(cache.logits[:, e], t)
+        p = softmax(cache.logits[:, e], temperature=t)
         rows.append({"stage": name, "temperature": t, "accuracy": float((p.argmax(1) == cache.labels).mean()),
-                     "ece": ece(p, cache.labels, n_bins), "ece_mass": ece(p, cache.labels, n_bins, "quantile"),
-                     "ece_classwise": ece(p, cache.labels, n_bins, mode="classwise"),
-                     "mce": ece(p, cache.labels, n_bins, norm="max"), "brier": brier(p, cache.labels),
+                     "ece": ece(p, cache.labels, n_bins=n_bins),
+                     "ece_mass": ece(p, cache.labels, n_bins=n_bins, binning="quantile"),
+                     "ece_classwise": ece(p, cache.labels, n_bins=n_bins, mode="classwise"),
+                     "mce": ece(p, cache.labels, n_bins=n_bins, norm="max"), "brier": brier(p, cache.labels),
                      "nll": nll(p, cache.labels)})
     return pd.DataFrame(rows)
 
@@ -291,7 +333,8 @@ class CrossfitTemperatures:
         return Cache(logits, cache.labels, cache.flops, cache.example_ids, cache.n_tokens, cache.stage_info,
                      {**cache.meta, "temperature": "cross-fitted on test halves"})
 
-    def to_frame(self, stages=None) -> pd.DataFrame:
+    @keyword_options
+    def to_frame(self, *, stages=None) -> pd.DataFrame:
         """One row per stage: the temperature fitted on each half."""
         stages = list(stages) if stages is not None else list(range(len(self.fitted[0])))
         return pd.DataFrame({"stage": stages, "T fitted on half A": self.fitted[0],
@@ -307,7 +350,7 @@ def crossfit_temperatures(cache, *, seed: int = 0) -> CrossfitTemperatures:
     by label) and give each example the other half's."""
     from toolkit.analysis.engine.choose import halves
 
-    a, b = halves(cache.example_ids, seed, cache.labels)
+    a, b = halves(cache.example_ids, seed=seed, strata=cache.labels)
     fits = {h: stage_temperature_fits(cache.subset(rows)) for h, rows in (("A", a), ("B", b))}
     ta, tb = (np.array([f.temperature for f in fits[h]]) for h in ("A", "B"))
     per = np.empty((cache.n_examples, cache.n_stages))

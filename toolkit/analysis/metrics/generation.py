@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from toolkit._api import keyword_options
+
 QUALITY_METRICS = ("exact_match", "bleu", "chrf")
 BLEU_ORDER = 4
 
@@ -71,7 +73,8 @@ def corpus_bleu(stats) -> np.ndarray:
     return np.where((total > 0).all(-1) & ~zero.all(-1), score, 0.0)
 
 
-def corpus_chrf(stats, beta: float = 2.0) -> np.ndarray:
+@keyword_options
+def corpus_chrf(stats, *, beta: float = 2.0) -> np.ndarray:
     """Corpus chrF (0-100, sacrebleu's default: 6 character orders, beta 2) of summed statistics ``[..., 18]``."""
     s = np.asarray(stats, dtype=np.float64)
     s = s.reshape(*s.shape[:-1], -1, 3)
@@ -91,7 +94,8 @@ def corpus_chrf(stats, beta: float = 2.0) -> np.ndarray:
 CORPUS = {"bleu": corpus_bleu, "chrf": corpus_chrf}
 
 
-def corpus_score(metric: str, per_example=None, stats=None) -> np.ndarray:
+@keyword_options
+def corpus_score(metric: str, *, per_example=None, stats=None) -> np.ndarray:
     """Corpus metric from per-example values (``exact_match``: their mean over the last axis) or from summed
     statistics (``bleu``/``chrf``)."""
     if metric == "exact_match":

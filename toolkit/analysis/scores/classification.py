@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import log_softmax, logsumexp
 
+from toolkit._api import keyword_options
+
 
 def _check(logits, temperature) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float64)
@@ -42,44 +44,50 @@ def _check(logits, temperature) -> np.ndarray:
     return scaled
 
 
-def softmax(logits, temperature=1.0) -> np.ndarray:
+@keyword_options
+def softmax(logits, *, temperature=1.0) -> np.ndarray:
     """Probabilities over the last axis; ``temperature`` scalar or broadcastable to the leading axes."""
     return np.exp(log_softmax(_check(logits, temperature), axis=-1))
 
 
-def max_prob(logits, temperature=1.0) -> np.ndarray:
+@keyword_options
+def max_prob(logits, *, temperature=1.0) -> np.ndarray:
     """Largest softmax probability (Right Tool, CascadeBERT)."""
-    return softmax(logits, temperature).max(-1)
+    return softmax(logits, temperature=temperature).max(-1)
 
 
-def margin(logits, temperature=1.0) -> np.ndarray:
+@keyword_options
+def margin(logits, *, temperature=1.0) -> np.ndarray:
     """Top-1 minus top-2 probability."""
-    p = np.sort(softmax(logits, temperature), axis=-1)
+    p = np.sort(softmax(logits, temperature=temperature), axis=-1)
     return p[..., -1] - p[..., -2]
 
 
-def entropy(logits, temperature=1.0) -> np.ndarray:
+@keyword_options
+def entropy(logits, *, temperature=1.0) -> np.ndarray:
     """Entropy of the softmax in nats (DeeBERT exits when it is low)."""
     lp = log_softmax(_check(logits, temperature), axis=-1)
     return -(np.exp(lp) * lp).sum(-1)
 
 
-def energy(logits, temperature=1.0) -> np.ndarray:
+@keyword_options
+def energy(logits, *, temperature=1.0) -> np.ndarray:
     """E-LANG energy ``-T * logsumexp(z / T)``; lower means more confident."""
     t = np.asarray(temperature, dtype=np.float64)
     return -t * logsumexp(_check(logits, temperature), axis=-1)
 
 
-def elang(logits, temperature=1.0) -> np.ndarray:
+@keyword_options
+def elang(logits, *, temperature=1.0) -> np.ndarray:
     """E-LANG's released scoring, ``logsumexp(softmax(z / T))``; for two classes it ranks like max-probability."""
-    return logsumexp(softmax(logits, temperature), axis=-1)
+    return logsumexp(softmax(logits, temperature=temperature), axis=-1)
 
 
 @dataclass(frozen=True)
 class Score:
     """One confidence score.
 
-    ``function(logits [..., C], temperature) -> [...]`` gives the raw score; ``orientation`` says which way is
+    ``function(logits [..., C], *, temperature) -> [...]`` gives the raw score; ``orientation`` says which way is
     confident ("higher" or "lower"); ``unit`` is the raw score's unit. ``from_steps(max_logit, second_logit, lse,
     entropy, temperature)`` computes it from a generation cache's per-step statistics (None: not possible there).
     ``confidence_range``: where the oriented confidence (higher = more confident) can lie; a policy threshold
@@ -120,14 +128,16 @@ def get_score(name: str) -> Score:
         raise ValueError(f"unknown score {name!r}; choose one of {list(SCORES)}") from None
 
 
-def confidence(logits, score: str = "max_prob", temperature=1.0) -> np.ndarray:
+@keyword_options
+def confidence(logits, *, score: str = "max_prob", temperature=1.0) -> np.ndarray:
     """A score oriented so that higher is more confident (the threshold units of policies and sweeps)."""
     sc = get_score(score)
-    s = sc.function(logits, temperature)
+    s = sc.function(logits, temperature=temperature)
     return s if sc.orientation == "higher" else -s
 
 
-def stage_confidence(logits, score: str = "max_prob", temperature=None) -> np.ndarray:
+@keyword_options
+def stage_confidence(logits, *, score: str = "max_prob", temperature=None) -> np.ndarray:
     """``[N, E]`` confidences of a cache's ``[N, E, C]`` logits; ``temperature`` None, a scalar, or one per stage."""
     z = np.asarray(logits)
     if z.ndim != 3:
@@ -137,4 +147,4 @@ def stage_confidence(logits, score: str = "max_prob", temperature=None) -> np.nd
         if t.shape[0] != z.shape[1]:
             raise ValueError(f"{t.shape[0]} temperatures for {z.shape[1]} stages")
         t = np.broadcast_to(t, z.shape[:2])
-    return confidence(z, score, t)
+    return confidence(z, score=score, temperature=t)

@@ -8,7 +8,7 @@ least confident token. :func:`sequence_confidence` then orients the result so th
 convention of every routing sweep (energy and entropy are negated). Vectorised with ``np.*.reduceat``.
 
 >>> import numpy as np
->>> aggregate(np.array([1.0, 3.0, 2.0]), np.array([0, 2, 3]), "mean").tolist()
+>>> aggregate(np.array([1.0, 3.0, 2.0]), np.array([0, 2, 3]), how="mean").tolist()
 [2.0, 2.0]
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from toolkit._api import keyword_options
 from toolkit.analysis.scores.classification import SCORES, get_score
 
 TOKEN_SCORES = tuple(name for name, s in SCORES.items() if s.from_steps is not None)
@@ -31,7 +32,8 @@ def _temperature_index(temperatures, temperature: float) -> int:
     return int(hit[0])
 
 
-def token_scores(gen, temperatures, score: str = "energy", temperature: float = 1.0) -> np.ndarray:
+@keyword_options
+def token_scores(gen, temperatures, *, score: str = "energy", temperature: float = 1.0) -> np.ndarray:
     """Raw score of every generated step ``[S]`` (native orientation: energy and entropy low = confident)."""
     if score not in TOKEN_SCORES:
         raise ValueError(f"unknown token score {score!r}; choose one of {TOKEN_SCORES}")
@@ -41,7 +43,8 @@ def token_scores(gen, temperatures, score: str = "energy", temperature: float = 
     return SCORES[score].from_steps(st[:, 0], st[:, 1], st[:, 2 + k], st[:, 2 + K + k], float(temperature))
 
 
-def aggregate(values, offsets, how: str = "mean") -> np.ndarray:
+@keyword_options
+def aggregate(values, offsets, *, how: str = "mean") -> np.ndarray:
     """Aggregate flat per-step ``values`` into one value per sequence (``offsets`` [N+1], every sequence non-empty)."""
     if how not in AGGREGATIONS:
         raise ValueError(f"unknown aggregation {how!r}; choose one of {AGGREGATIONS}")
@@ -59,11 +62,12 @@ def aggregate(values, offsets, how: str = "mean") -> np.ndarray:
     return (np.maximum if how == "max" else np.minimum).reduceat(v, starts)
 
 
-def sequence_confidence(cache, model: str, score: str = "energy", how: str = "mean",
+@keyword_options
+def sequence_confidence(cache, model: str, *, score: str = "energy", how: str = "mean",
                         temperature: float = 1.0) -> np.ndarray:
     """``[N]`` sequence confidence of ``model``'s generations, higher = more confident."""
     if model not in cache.models:
         raise KeyError(f"model {model!r} is not in this cache; it holds {list(cache.models)}")
     gen = cache.models[model]
-    s = aggregate(token_scores(gen, cache.temperatures, score, temperature), gen.offsets, how)
+    s = aggregate(token_scores(gen, cache.temperatures, score=score, temperature=temperature), gen.offsets, how=how)
     return s if get_score(score).orientation == "higher" else -s

@@ -107,7 +107,7 @@ def answer_quality(ps: PromptSet, texts: list[str], frame) -> tuple[dict, dict]:
 
         refs = frame[ps.reference].tolist()
         per = np.array([CHRF().sentence_score(h, [r]).score for h, r in zip(texts, refs)])
-        return {"chrf": per}, {"chrf": float(corpus_score("chrf", per, chrf_stats(texts, refs).sum(0)))}
+        return {"chrf": per}, {"chrf": float(corpus_score("chrf", per_example=per, stats=chrf_stats(texts, refs).sum(0)))}
     if ps.label_words:
         pred = np.array([answer_class(t, ps.label_words) for t in texts])
         right = (pred == frame["label"].to_numpy()).astype(np.float64)

@@ -178,7 +178,7 @@ def profile_encoder(model, tokenizer, rounds: Rounds, *, grid=ENCODER_GRID, devi
 
         def call():  # the runner's exit step: head, confidence, and the rows that go on (here all of them)
             z = model.heads[0](model.pool(hidden, am)).float().cpu().numpy()
-            done = confidence(z, "max_prob", 1.0) > 1.0
+            done = confidence(z, score="max_prob", temperature=1.0) > 1.0
             keep = torch.from_numpy(np.flatnonzero(~done)).to(device)
             hidden[keep], am[keep]
         return call, None

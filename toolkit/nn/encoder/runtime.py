@@ -124,7 +124,7 @@ class EarlyExitRunner:
                 if e is None:
                     continue
                 z = self.model.heads[e](self.model.pool(hidden, am)).float().cpu().numpy()
-                conf = confidence(z, self.score, self.temperatures[e])
+                conf = confidence(z, score=self.score, temperature=self.temperatures[e])
                 done = conf >= self.thresholds[e] if e < len(exits) - 1 else np.ones(len(z), dtype=bool)
                 idx = rows[alive.cpu().numpy()[done]]
                 stage[idx], logits_out[idx] = e, z[done]
@@ -181,7 +181,7 @@ class CascadeRunner:
             if out is None:
                 out = np.zeros((N, z.shape[-1]), dtype=np.float32)
             last = e == len(self.models) - 1
-            done = np.ones(len(todo), bool) if last else confidence(z, self.score, self.temperatures[e]) >= self.thresholds[e]
+            done = np.ones(len(todo), bool) if last else confidence(z, score=self.score, temperature=self.temperatures[e]) >= self.thresholds[e]
             stage[todo[done]], out[todo[done]] = e, z[done]
             todo = todo[~done]
             if len(todo) == 0:

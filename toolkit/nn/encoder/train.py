@@ -311,7 +311,7 @@ def exit_metrics(metric: str, num_labels: int, n_exits: int):
     def compute(p) -> dict:
         logits = p.predictions[0] if isinstance(p.predictions, tuple) else p.predictions
         pred = np.asarray(logits).reshape(len(p.label_ids), n_exits, -1).argmax(-1)
-        out = {f"{metric}_exit{e + 1}": task_metric(p.label_ids, pred[:, e], metric, num_labels)
+        out = {f"{metric}_exit{e + 1}": task_metric(pred[:, e], p.label_ids, metric=metric, n_classes=num_labels)
                for e in range(n_exits)}
         out["selection"] = out[f"{metric}_exit{n_exits}"]
         return out
