@@ -102,3 +102,32 @@ def test_info_says_what_data_verified_means(tmp_path, capsys, monkeypatch):
     out = json.loads(capsys.readouterr().out)
     assert out["data_verified"] is False and "no data folder holding its 1 source file(s) was found" in out[
         "data_check"]
+
+
+def _results():
+    from toolkit.analysis import engine as en
+    from toolkit.testing import random_classification_cache
+
+    cal = en.staged(random_classification_cache(300, 4, 2, seed=1, split="cal"))
+    test = en.staged(random_classification_cache(300, 4, 2, seed=2))
+    op = en.choose(cal, rule="drop", max_drop=0.02)
+    return en, cal, test, op, op.evaluate(test, n_boot=50)
+
+
+def _readable(text: str, title: str, max_lines: int = 40, width: int = 120) -> list[str]:
+    lines = text.splitlines()
+    assert lines[0].startswith(title) and 3 <= len(lines) <= max_lines, text
+    assert max(map(len, lines)) <= width, text
+    return lines
+
+
+def test_script_reprs_of_engine_results_are_readable_tables():
+    en, cal, test, op, ev = _results()
+    lines = _readable(repr(ev), "Evaluation on test (speed-up against last exit (stage4); cost in FLOPs)")
+    acc = next(x for x in lines if x.startswith("accuracy "))
+    lo, hi = ev.intervals["accuracy"]
+    assert acc.split()[1:] == [f"{ev['accuracy']:.4g}", f"[{lo:.4g},", f"{hi:.4g}]"]  # interval beside the value
+    assert "<b>" in ev._repr_html_()  # notebooks keep the HTML table
+    summary = en.summarize(en.sweep(test))
+    lines = _readable(repr(summary), "Summary")
+    assert any(x.split() == ["auc", f"{summary.auc:.4g}"] for x in lines)

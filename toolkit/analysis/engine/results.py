@@ -30,6 +30,35 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def text_repr(title: str, frame: pd.DataFrame, *, header: str | None = None, max_lines: int = 24,
+              width: int = 110) -> str:
+    """Script-mode repr of a result: a title line, then ``frame`` (its ``to_frame()``) as text, truncated.
+
+    A frame of a few rows and many columns is turned (one line per column, one column per row, headed by column
+    ``header`` when given), with ``x_lo``/``x_hi`` folded into ``x [lo, hi]``; a longer frame keeps its shape.
+    """
+    if 0 < len(frame) <= 4 and frame.shape[1] > 8:
+        heads = [str(h) for h in frame[header]] if header else [""] * len(frame)
+        rows = frame.drop(columns=[header] if header else [])
+        keys = [k for k in rows.columns if not (str(k).endswith(("_lo", "_hi")) and str(k)[:-3] in rows.columns)]
+        cells = {h or f"{i}": [_interval_cell(r, k) for k in keys] for i, (h, (_, r)) in
+                 enumerate(zip(heads, rows.iterrows()))}
+        body = pd.DataFrame(cells, index=[f"  {k}" for k in keys]).to_string(header=bool(header), line_width=width)
+    else:
+        body = frame.to_string(index=False, max_rows=max_lines, float_format="{:.4g}".format, line_width=width)
+    lines = body.splitlines()
+    if len(lines) > max_lines + 1:
+        lines = [*lines[:max_lines], f"  ... {len(lines) - max_lines} more lines (to_frame() holds them all)"]
+    return "\n".join([title, *lines])
+
+
+def _interval_cell(row: pd.Series, key) -> str:
+    v = row[key]
+    if f"{key}_lo" in row.index and f"{key}_hi" in row.index:
+        return f"{_fmt(v)} [{_fmt(row[f'{key}_lo'])}, {_fmt(row[f'{key}_hi'])}]"
+    return _fmt(v)
+
+
 def jsonable(v):
     """Plain JSON types with non-finite floats as None (``json.dumps(..., allow_nan=False)`` accepts the result)."""
     if isinstance(v, Mapping):
@@ -168,9 +197,14 @@ class Evaluation:
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame([self.to_dict()])
 
+    def _title(self) -> str:
+        return f"Evaluation on {self.split or 'data'} (speed-up against {self.reference}; cost in {self.cost_unit})"
+
     def _repr_html_(self) -> str:
-        return html_table(f"Evaluation on {self.split or 'data'} (speed-up against {self.reference}; cost in "
-                          f"{self.cost_unit})", self.to_dict())
+        return html_table(self._title(), self.to_dict())
+
+    def __repr__(self) -> str:
+        return text_repr(f"{self._title()}:", self.to_frame())
 
 
 @dataclass(frozen=True, eq=False)
@@ -206,3 +240,6 @@ class Summary:
 
     def _repr_html_(self) -> str:
         return html_table("Summary (optima on this curve's own data are upper bounds)", self.to_dict())
+
+    def __repr__(self) -> str:
+        return text_repr("Summary (optima on this curve's own data are upper bounds):", self.to_frame())
