@@ -332,10 +332,10 @@ def test_ids_that_would_change_or_collide_are_refused(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ fingerprints
-def _cache_naming(tmp_path, files: dict, data_dir=None) -> Path:
+def _cache_naming(tmp_path, files: dict, data_dir=None, ids=None, labels=(0, 1)) -> Path:
     from toolkit.caches.classification import from_arrays, save_cache
 
-    c = from_arrays(np.zeros((2, 1, 2)), [0, 1], [1.0],
+    c = from_arrays(np.zeros((len(labels), 1, 2)), list(labels), [1.0], example_ids=ids,
                     meta={"data": {"source": "local", "files": files, "data_dir": data_dir}})
     return save_cache(c, tmp_path / "c.parquet")
 
@@ -407,7 +407,9 @@ def test_recorded_data_folder_is_trusted_only_for_task_files(tmp_path, data_fold
     assert load_cache(p).meta["data_verified"] is False and read == []  # never looked at
     (data_folder / "PROVENANCE.md").unlink()  # any folder of task files, as collected from
     want = sha256_file(data_folder / "sst2" / "dev.tsv")
-    p = _cache_naming(tmp_path, {"sst2/dev.tsv": want}, data_dir=str(data_folder))
+    # its one row, with that row's label (ids "0", "1" with labels 0, 1 are not this file's rows: not verified)
+    p = _cache_naming(tmp_path, {"sst2/dev.tsv": want}, data_dir=str(data_folder), ids=["sst2:validation:0"],
+                      labels=[1])
     assert load_cache(p).meta["data_verified"] is True
 
 
