@@ -131,3 +131,19 @@ def test_script_reprs_of_engine_results_are_readable_tables():
     summary = en.summarize(en.sweep(test))
     lines = _readable(repr(summary), "Summary")
     assert any(x.split() == ["auc", f"{summary.auc:.4g}"] for x in lines)
+
+
+def test_script_reprs_of_choices_are_readable_tables():
+    from toolkit.analysis.operating import operating_point
+    from toolkit.testing import random_classification_cache
+
+    en, cal, test, op, ev = _results()
+    lines = _readable(repr(op), "Operating point (chosen on cal")
+    assert any(x.split() == ["threshold", f"{op.threshold:.4g}"] for x in lines)
+    fit = en.crossfit(test, rule="drop", max_drop=0.02, n_boot=20)
+    lines = _readable(repr(fit), "Cross-fit")
+    assert lines[1].split() == ["fold", "1", "(A", "->", "B)", "fold", "2", "(B", "->", "A)", "combined"]
+    assert "nan" not in repr(fit)  # folds carry no intervals: shown without brackets
+    report = operating_point(random_classification_cache(200, 3, 2, seed=3, split="cal"),
+                             random_classification_cache(200, 3, 2, seed=4))
+    _readable(repr(report), "Operating point: chosen on cal, evaluated on test")

@@ -16,7 +16,7 @@ import pandas as pd
 from toolkit._api import renamed
 from toolkit.analysis.engine import Evaluation, OperatingPoint, choose, staged
 from toolkit.analysis.engine.choose import is_test_split
-from toolkit.analysis.engine.results import html_table
+from toolkit.analysis.engine.results import html_table, text_repr
 from toolkit.analysis.metrics.calibration import fit_stage_temperatures
 
 
@@ -50,6 +50,9 @@ class OperatingPointReport:
 
     def _repr_html_(self) -> str:
         return html_table("Operating point: chosen on cal, evaluated on test", self.to_dict())
+
+    def __repr__(self) -> str:
+        return text_repr("Operating point: chosen on cal, evaluated on test:", self.to_frame())
 
 
 def operating_point(cal, test, *, score: str = "max_prob", calibrate: bool = True, reference: str = "last",

@@ -33,7 +33,7 @@ from toolkit.analysis.engine.curves import (
     sweep,
     weight_blocks,
 )
-from toolkit.analysis.engine.results import Curve, Evaluation, html_table
+from toolkit.analysis.engine.results import Curve, Evaluation, html_table, text_repr
 from toolkit.analysis.engine.risk import certify
 from toolkit.analysis.engine.staged import Staged
 from toolkit.caches.identity import check_transfer
@@ -110,6 +110,9 @@ class OperatingPoint:
 
     def _repr_html_(self) -> str:
         return html_table("Operating point (chosen on cal)", self.to_dict())
+
+    def __repr__(self) -> str:
+        return text_repr("Operating point (chosen on cal; evaluate() applies it elsewhere):", self.to_frame())
 
 
 def _rule_settings(rule, *, max_drop, delta, epsilon, budget, target=None):
@@ -248,6 +251,11 @@ class CrossFit:
     def _repr_html_(self) -> str:
         return "<b>Cross-fit (choose on one half, evaluate on the other)</b>" + self.to_frame().to_html(
             index=False, float_format="{:.4g}".format)
+
+    def __repr__(self) -> str:
+        frame = self.to_frame().assign(part=["fold 1 (A -> B)", "fold 2 (B -> A)", "combined"])
+        return text_repr("Cross-fit (a threshold chosen on half A, evaluated on half B, and back):", frame,
+                         header="part")
 
 
 @keyword_options

@@ -54,9 +54,11 @@ def text_repr(title: str, frame: pd.DataFrame, *, header: str | None = None, max
 
 def _interval_cell(row: pd.Series, key) -> str:
     v = row[key]
-    if f"{key}_lo" in row.index and f"{key}_hi" in row.index:
-        return f"{_fmt(v)} [{_fmt(row[f'{key}_lo'])}, {_fmt(row[f'{key}_hi'])}]"
-    return _fmt(v)
+    shown = f"({', '.join(map(_fmt, v))})" if isinstance(v, tuple) else _fmt(v)  # per-stage thresholds
+    lo, hi = row.get(f"{key}_lo"), row.get(f"{key}_hi")
+    if isinstance(lo, (float, np.floating)) and isinstance(hi, (float, np.floating)) and np.isfinite([lo, hi]).all():
+        return f"{shown} [{_fmt(lo)}, {_fmt(hi)}]"
+    return shown
 
 
 def jsonable(v):
