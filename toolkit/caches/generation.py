@@ -292,5 +292,5 @@ def load_generation_cache(path: str | os.PathLike, *, data_dir=None, verify_data
     except CacheError as e:
         raise CacheError(f"{path}: {e}") from None
     if verify_data:
-        cache.meta["data_verified"] = verify_fingerprint(cache, data_dir)
+        cache.meta["data_verified"] = verify_fingerprint(cache, data_dir=data_dir)
     return cache

@@ -458,7 +458,7 @@ def load_llm_cache(path: str | os.PathLike, *, data_dir=None, verify_data: bool 
         raise CacheError(f"{path}: token, exit or prompt columns are missing or malformed ({type(e).__name__}: "
                          f"{e}); recollect it with `toolkit llm-collect`") from None
     if verify_data:
-        cache.meta["data_verified"] = verify_fingerprint(cache, data_dir)
+        cache.meta["data_verified"] = verify_fingerprint(cache, data_dir=data_dir)
     return cache
 
 
