@@ -22,6 +22,7 @@ file is refused instead of giving other numbers. No raw text is stored. numpy an
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 import warnings
@@ -46,7 +47,7 @@ SCHEMA_VERSION = 2  # 2: page checksums and a content hash (cache_io); 1 had nei
 COLUMNS = ["example_id", "label", "n_tokens", "logits", "flops"]
 _LOAD_ONLY_META = ("schema_version", "path", "data_verified")  # added when loading, never stored
 __all__ = ["Cache", "CacheError", "META_KEY", "from_arrays", "load_cache", "save_cache", "validate",
-           "verify_fingerprint"]
+           "verify_fingerprint", "verify_labels"]
 
 
 @dataclass
@@ -436,7 +437,11 @@ def load_cache(path: str | os.PathLike, *, data_dir: str | os.PathLike | None = 
     except CacheError as e:
         raise CacheError(f"{path}: {e}") from None
     if verify_data:
-        cache.meta["data_verified"] = verify_fingerprint(cache, data_dir)
+        try:
+            root = _verified_data_root(cache, data_dir)
+            cache.meta["data_verified"] = root is not None and verify_labels(cache, root)
+        except CacheError as e:
+            raise CacheError(f"{path}: {e}") from None
     return cache
 
 
@@ -452,13 +457,22 @@ def verify_fingerprint(cache, *, data_dir=None) -> bool:
     alone when given; otherwise the folder recorded at collection (only when every path is a task file toolkit
     reads, :func:`known_data_files`: a crafted cache cannot point it at other files), then
     :func:`toolkit.data.tasks.default_data_dir`.
+
+    The hashes say the files are unchanged, not that the cache's rows are theirs: :func:`verify_labels` checks
+    that (a classification cache is "data verified" only when both hold).
     """
+    return _verified_data_root(cache, data_dir) is not None
+
+
+def _verified_data_root(cache, data_dir=None) -> Path | None:
+    """The data folder whose files match the hashes a cache records; None where they are absent (see
+    :func:`verify_fingerprint`); a mismatch or an unsafe path is a :class:`CacheError`."""
     data = cache.meta.get("data") or {}
     if not isinstance(data, dict):
         raise CacheError("meta key 'data' must be an object")
     files = data.get("files") or {}
     if data.get("source") != "local" or not files:
-        return False
+        return None
     if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
         raise CacheError("meta key 'data.files' must map relative paths to sha256 strings")
     rels = [_safe_relative(rel, i) for i, rel in enumerate(files)]
@@ -487,8 +501,77 @@ def verify_fingerprint(cache, *, data_dir=None) -> bool:
                 raise CacheError(f"{rel}: its sha256 differs from {want[:12]}... recorded in the cache (data folder "
                                  f"{root}): the data changed since collection; recollect the cache or restore the "
                                  f"original file (see PROVENANCE.md / SHA256SUMS)")
-        return True
-    return False
+        return root
+    return None
+
+
+def verify_labels(cache, root: str | os.PathLike) -> bool:
+    """Check a classification cache's rows against the source files of data folder ``root`` (whose hashes
+    :func:`verify_fingerprint` has checked): every example id is a row ``task:source_split:row`` of a file the
+    cache names, the rows are those of the cache's ``split`` (with its ``split_seed``), and every label is the
+    file's label for that row. True when all hold; False when the ids are not of that form or their task is not
+    registered (nothing to check them against). Labels or rows that differ are a :class:`CacheError`: the cache
+    was changed after collection (e.g. labels edited and saved again), and its file hashes alone would not say so.
+    """
+    from toolkit.data.tasks import DEFAULT_SPLIT_SEED, SPLITS, _source_of, get_task, split_indices
+
+    data = cache.meta.get("data") or {}
+    named = set(data.get("files") or {})
+    ids = np.asarray(cache.example_ids).astype(str)
+    labels = np.asarray(cache.labels)
+    prefix, _, row = np.char.rpartition(ids, ":").T
+    if not len(ids) or not np.char.isdigit(row).all():
+        return False
+    rows = row.astype(np.int64)
+    split, seed = cache.meta.get("split"), data.get("split_seed", DEFAULT_SPLIT_SEED)
+    for pre in np.unique(prefix):
+        task, _, src = str(pre).partition(":")
+        try:
+            spec = get_task(task)
+        except (KeyError, ValueError):
+            return False
+        rel = spec.files.get(src)
+        if rel not in named:
+            raise CacheError(f"key 'example_id': ids {pre}:* are rows of {rel or f'no file of task {task!r}'}, "
+                             f"which the cache's meta key 'data.files' does not name ({sorted(named)}): the rows are "
+                             f"not from the data it was collected from; recollect it")
+        truth = _source_labels(task, os.path.join(os.fspath(root), rel), src, data["files"][rel])
+        at = prefix == pre
+        r, y = rows[at], labels[at]
+        if (r >= len(truth)).any():
+            raise CacheError(f"key 'example_id': {pre}:{int(r.max())} is beyond the {len(truth)} rows of {rel} (data "
+                             f"folder {root}); the ids are not this file's: recollect the cache")
+        if split in SPLITS:
+            try:
+                want = _source_of(spec, split)
+            except ValueError:
+                want = None
+            outside = (np.ones(len(r), bool) if src != want else
+                       np.zeros(len(r), bool) if src == "validation" else
+                       ~np.isin(r, split_indices(len(truth), task, seed)[split]))
+            if outside.any():
+                raise CacheError(f"key 'example_id': {int(outside.sum())} of {len(r)} rows of {rel} are not in split "
+                                 f"{split!r} (split_seed {seed}; first: {pre}:{int(r[outside][0])}): the cache's meta "
+                                 f"key 'split' does not describe its rows; recollect it")
+        bad = np.flatnonzero(truth[r] != y)
+        if len(bad):
+            i = bad[0]
+            raise CacheError(f"key 'label': {len(bad)} of {len(r)} labels differ from {rel} in data folder {root} "
+                             f"(first: {pre}:{int(r[i])} is {int(y[i])} here, {int(truth[r[i]])} in the data): the "
+                             f"cache was changed after collection (labels edited and saved again?), though its data "
+                             f"files are unchanged. Recollect it, or load it with verify_data=False to use it "
+                             f"unverified")
+    return True
+
+
+@functools.lru_cache(maxsize=16)
+def _source_labels(task: str, path: str, source_split: str, sha256: str) -> np.ndarray:
+    """The labels of one source file, read once per file content (``sha256``, already checked, keys the cache)."""
+    from toolkit.data.tasks import get_task, read_source
+
+    labels = read_source(get_task(task), Path(path), source_split)["label"].to_numpy(dtype=np.int64)
+    labels.setflags(write=False)
+    return labels
 
 
 def known_data_files() -> set[str]:
