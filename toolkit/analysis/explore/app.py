@@ -36,8 +36,10 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 
-from toolkit.analysis.explore.views import Point, Precomputed, view_class
+from toolkit.analysis.engine import threshold_grid
+from toolkit.analysis.explore.views import N_BOOT, Point, Precomputed, Resamples, n_boot_for, view_class
 from toolkit.analysis.metrics.calibration import bin_index
+from toolkit.analysis.plots.curves import speedup_label
 from toolkit.caches.identity import check_transfer
 from toolkit.caches.inputs import cost_label, cost_scale
 
@@ -48,6 +50,7 @@ SNAPSHOT_CSS = (f".jp-OutputArea-child:has(.{LIVE_CLASS}) + .jp-OutputArea-child
                 "{display:none}")
 N_BINS = 15
 MAX_CURVE_POINTS = 4000
+BAND_POINTS = 40  # thresholds of the test curve's bootstrap band (the engine's threshold_grid)
 KEEP_SETTINGS = 6
 
 
@@ -66,8 +69,19 @@ def explore(cal, test, **options) -> Explorer:
     ``threshold=``, or ``speedup=`` (a target on ``cal``: the engine's ``budget`` rule), else the engine's ``drop``
     rule on ``cal`` with ``max_drop=0.01``; ``rule_metric=`` (what both rules look at: default accuracy where the
     cache has it, else the shown metric), ``stage=``, ``examples_split=``, ``n_examples=``, ``show_text=``,
-    ``data_dir=``, and the view's own options (``reference=``; generation: ``swift=``, ``super_=``). A ``cal`` of
-    another task, label set or models than ``test`` is refused unless ``transfer=True`` (a deliberate transfer).
+    ``data_dir=``, and the view's own options (``reference=``; generation: ``swift=``, ``super_=``; LLM token
+    caches: ``checked_layers=``, and ``decode=`` (token ids -> texts) or ``tokenizer=`` to show the tokens' text
+    beside their ids). A ``cal`` of another task, label set or models than ``test`` is refused unless
+    ``transfer=True`` (a deliberate transfer).
+
+    Intervals: ``n_boot=`` resamples of test (default 200; fewer above 2**24 weights; 0: none) drawn once, seed
+    ``seed=`` and coverage ``ci=``: the band on the test curve and the interval of the test point's metric,
+    accuracy, speed-up and cost, each the engine's percentile bootstrap (:class:`.views.Resamples`).
+
+    Cost in predicted time: ``profile=`` (a latency profile or its file, from ``toolkit profile``), with
+    ``profile_models=`` (the profile's models for the cache's, default by name) and ``batch=``: every view is
+    costed in predicted ms (:func:`toolkit.analysis.cost.latency.with_predicted_time`) and the axis, the numbers
+    and the title name the profile.
     """
     return Explorer(cal, test, **options)
 
@@ -115,14 +129,21 @@ class Explorer:
     def __init__(self, cal, test, *, threshold: float | None = None, speedup: float | None = None,
                  max_drop: float = 0.01, rule_metric: str | None = None, stage: int | str = 0,
                  examples_split: str = "test", n_examples: int = 8, show_text: bool = False, data_dir=None,
-                 transfer: bool = False, **options):
+                 transfer: bool = False, n_boot: int = N_BOOT, ci: float = 0.95, seed: int = 0, profile=None,
+                 profile_models=None, batch: int = 1, **options):
         cls = view_class(cal, test)
         check_transfer(cal, test, transfer=transfer, what="explore")
         controls = {k: options.pop(k) for k in cls.controls if k in options}
         self.view = cls(cal, test, **options)
         self.settings = self.view.settings(**controls)
+        if profile is not None:
+            self.view.use_profile(profile, models=profile_models, batch=batch)
         self.data_dir = data_dir
         self._pre: OrderedDict = OrderedDict()
+        self._bands: OrderedDict = OrderedDict()
+        self._intervals: OrderedDict = OrderedDict()
+        self._boot = (n_boot_for(self.view.n_examples["test"], n_boot) if n_boot else 0, ci, seed)
+        self._resamples = None
         self._reliability: dict = {}
         self._text: dict = {}
         self._syncing = False
@@ -168,6 +189,44 @@ class Explorer:
         return self._pre[key]
 
     @property
+    def resamples(self) -> Resamples | None:
+        """Test's bootstrap resamples (drawn at the first interval asked for; None with ``n_boot=0``)."""
+        n_boot, ci, seed = self._boot
+        if self._resamples is None and n_boot:
+            self._resamples = Resamples.draw(self.pre("test").view, n_boot=n_boot, ci=ci, seed=seed)
+        return self._resamples
+
+    def band(self) -> pd.DataFrame | None:
+        """The test curve's bootstrap band under the current settings (:data:`BAND_POINTS` thresholds of the
+        engine's grid): computed once per setting, then kept."""
+        if self.resamples is None:
+            return None
+        key = self.view.key(self.settings)
+        if key not in self._bands:
+            view = self.pre("test").view
+            self._bands[key] = self.resamples.band(view, threshold_grid(view, n=BAND_POINTS))
+            while len(self._bands) > KEEP_SETTINGS:
+                self._bands.popitem(last=False)
+        return self._bands[key]
+
+    def interval(self) -> dict[str, tuple[float, float]]:
+        """The test point's percentile intervals (every metric, ``flops``, ``speedup``); {} without resamples.
+        One matrix product per new test row, then kept."""
+        if self.resamples is None:
+            return {}
+        key = (self.view.key(self.settings), self.points["test"].row)
+        if key not in self._intervals:
+            self._intervals[key] = self.resamples.interval(self.pre("test").view, self._stages["test"])
+            while len(self._intervals) > 64:
+                self._intervals.popitem(last=False)
+        return self._intervals[key]
+
+    @property
+    def cost_unit(self) -> str:
+        """What costs count: FLOPs, the cache's own unit, or predicted ms of a latency profile (``profile=``)."""
+        return self.pre("test").view.meta.get("cost_unit", "FLOPs")
+
+    @property
     def reference(self) -> str:
         return self.pre("test").reference
 
@@ -209,7 +268,7 @@ class Explorer:
         rows = [("threshold", "threshold", lambda q: q.threshold), (metric, "metric", lambda q: q.value)]
         if metric != "accuracy" and "accuracy" in p["test"].metrics:
             rows.append(("accuracy", "accuracy", lambda q: q.metrics["accuracy"]))
-        unit = self.pre("test").view.meta.get("cost_unit", "FLOPs")  # the cache's cost unit (FLOPs shown as GFLOPs)
+        unit = self.cost_unit  # FLOPs (shown as GFLOPs), the cache's own unit, or predicted ms
         scale = cost_scale(unit)[0]
         rows += [(f"speed-up vs {self.reference}", "speedup", lambda q: q.speedup),
                  (f"mean {cost_label(unit)}", "gflops", lambda q: q.flops / scale)]
@@ -218,7 +277,13 @@ class Explorer:
         out = [(label, key, *(get(p[s]) for s in ("cal", "test"))) for label, key, get in rows]
         out += [(f"exit at {name}", f"exit {name}", *(self.points[s].exit_share[e] for s in ("cal", "test")))
                 for e, name in enumerate(self.view.stage_names)]
-        return pd.DataFrame(out, columns=["quantity", "key", "cal", "test"]).set_index("quantity")
+        frame = pd.DataFrame(out, columns=["quantity", "key", "cal", "test"]).set_index("quantity")
+        iv = self.interval()
+        named = {"metric": metric, "accuracy": "accuracy", "speedup": "speedup", "gflops": "flops"}
+        div = {"gflops": scale}
+        frame["test_lo"], frame["test_hi"] = ([iv[named[k]][j] / div.get(k, 1.0) if named.get(k) in iv else np.nan
+                                               for k in frame["key"]] for j in (0, 1))
+        return frame
 
     def examples(self, split: str | None = None) -> pd.DataFrame:
         """The examples that exit at the chosen stage on ``split``, least (or most) confident first; with text
@@ -407,8 +472,16 @@ class Explorer:
         t = self.view.caches["test"]
         meta = getattr(t, "meta", {}) or {}
         n = self.view.n_examples
+        unit = self.cost_unit
         return (f"{meta.get('task') or 'cache'} · {self.view.kind} · stages {', '.join(self.view.stage_names)} · "
-                f"cal N={n['cal']:,}, test N={n['test']:,} · speed-up vs {self.reference}")
+                f"cal N={n['cal']:,}, test N={n['test']:,} · speed-up vs {self.reference} · cost: {unit}")
+
+    def interval_heading(self) -> str:
+        """What the interval column holds (its resamples and coverage), or why there is none."""
+        n_boot, ci, seed = self._boot
+        if not n_boot:
+            return "no intervals (n_boot=0, or too many examples to hold their resamples)"
+        return f"test {100 * ci:g}% interval (bootstrap, {n_boot} resamples, seed {seed})"
 
     def _numbers_table_html(self) -> str:
         df = self.numbers()
@@ -417,9 +490,14 @@ class Explorer:
             cells = "".join(f'<td data-split="{s}" data-key="{html.escape(r["key"])}" data-value="{float(r[s])!r}" '
                             f'style="text-align:right;padding:1px 10px">{format_value(r["key"], r[s])}</td>'
                             for s in ("cal", "test"))
+            iv = "" if np.isnan(r["test_lo"]) else (f"[{format_value(r['key'], r['test_lo'])}, "
+                                                     f"{format_value(r['key'], r['test_hi'])}]")
+            cells += (f'<td data-interval="test" data-key="{html.escape(r["key"])}" '
+                      f'style="text-align:left;padding:1px 10px">{iv}</td>')
             rows.append(f'<tr><th style="text-align:left;padding:1px 10px">{html.escape(label)}</th>{cells}</tr>')
         head = ('<tr><th></th><th style="text-align:right;padding:1px 10px">cal</th>'
-                '<th style="text-align:right;padding:1px 10px">test</th></tr>')
+                '<th style="text-align:right;padding:1px 10px">test</th>'
+                f'<th style="text-align:left;padding:1px 10px">{html.escape(self.interval_heading())}</th></tr>')
         return f'<table class="toolkit-explorer-table">{head}{"".join(rows)}</table>'
 
     def _examples_table_html(self) -> str:
@@ -509,10 +587,16 @@ class _Figure:
             idx = _thin(len(pre.curve))
             ax.plot(c["speedup"][idx], c[pre.metric][idx], style, lw=1.3,
                     color="C0" if split == "test" else "C7", label=f"{split} (every threshold)")
+        band = ex.band()
+        if band is not None:
+            b = band.sort_values("speedup")
+            ax.fill_between(b["speedup"], b[f"{ex.metric}_lo"], b[f"{ex.metric}_hi"], color="C0", alpha=0.18, lw=0,
+                            label=f"test {100 * ex._boot[1]:g}% band")
         self.markers = {s: self._moving(ax.plot([], [], "o", ms=8, mfc=mfc, mec="C3", mew=1.8,
                                                 label=f"point on {s}")[0])
                         for s, mfc in (("test", "C3"), ("cal", "none"))}
-        labels = (f"speed-up (x, FLOPs of {ex.reference} / policy)", ex.metric)
+        self.errorbars = self._moving(ax.plot([], [], "-", color="C3", lw=1.4)[0])
+        labels = (speedup_label(ex.reference, ex.cost_unit), ex.metric)
         ax.set_xlabel(labels[0])
         ax.set_ylabel(labels[1])
         ax.grid(alpha=0.3)
@@ -573,9 +657,17 @@ class _Figure:
             self._background = self.canvas.copy_from_bbox(self.fig.bbox)
         for s, m in self.markers.items():
             m.set_data([ex.points[s].speedup], [ex.points[s].value])
+        p, iv = ex.points["test"], ex.interval()
+        if iv:  # the test point's intervals as a cross: metric vertical, speed-up horizontal
+            (ylo, yhi), (xlo, xhi) = iv[ex.metric], iv["speedup"]
+            self.errorbars.set_data([p.speedup, p.speedup, np.nan, xlo, xhi], [ylo, yhi, np.nan, p.value, p.value])
         self.ax_curve.title.set_text(f"threshold {format_value('threshold', ex.threshold)}: test "
-                                     f"{format_value('metric', ex.points['test'].value)} at "
-                                     f"{format_value('speedup', ex.points['test'].speedup)}")
+                                     f"{format_value('metric', p.value)}"
+                                     + (f" [{format_value('metric', iv[ex.metric][0])}, "
+                                        f"{format_value('metric', iv[ex.metric][1])}]" if iv else "")
+                                     + f" at {format_value('speedup', p.speedup)}"
+                                     + (f" [{format_value('speedup', iv['speedup'][0])}, "
+                                        f"{format_value('speedup', iv['speedup'][1])}]" if iv else ""))
         for s, bars in self.bars.items():
             for b, h in zip(bars, ex.points[s].exit_share):
                 b.set_height(h)
@@ -586,7 +678,7 @@ class _Figure:
         self.ax_rel.title.set_text(f"reliability at {ex.view.stage_names[ex.stage]} (test, {N_BINS} bins); "
                                    f"{int(here['count'].sum()):,} exit here")
         self.canvas.restore_region(self._background)
-        for a in (*self.markers.values(), self.ax_curve.title, *self.bars["test"], *self.bars["cal"], self.chosen,
+        for a in (*self.markers.values(), self.errorbars, self.ax_curve.title, *self.bars["test"], *self.bars["cal"], self.chosen,
                   self.overlay, self.ax_rel.title):
             self.fig.draw_artist(a)
 

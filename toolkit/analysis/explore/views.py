@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from toolkit.analysis import engine
+from toolkit.analysis.engine.curves import check_bootstrap
 from toolkit.analysis.metrics.calibration import fit_stage_temperatures
 from toolkit.analysis.operating import check_pair
 from toolkit.analysis.scores.classification import SCORES, softmax
@@ -108,6 +109,73 @@ def precompute(view: engine.Staged) -> Precomputed:
     return Precomputed(view, engine.sweep(view))
 
 
+# ------------------------------------------------------------------------------------------ intervals
+N_BOOT = 200  # resamples of the explorer's intervals (fewer where a split is large: RESAMPLE_ELEMENTS)
+RESAMPLE_ELEMENTS = 2**24  # resample weights held per split: float32, 64 MB
+MIN_BOOT = 50  # fewer resamples than this give no interval worth showing: none is shown
+
+
+def n_boot_for(n: int, n_boot: int = N_BOOT) -> int:
+    """Resamples the explorer holds for ``n`` examples: ``n_boot``, fewer where ``n_boot x n`` weights would pass
+    :data:`RESAMPLE_ELEMENTS`, 0 (no intervals) below :data:`MIN_BOOT`."""
+    b = min(int(n_boot), RESAMPLE_ELEMENTS // max(int(n), 1))
+    return b if b >= min(MIN_BOOT, int(n_boot)) and b >= 2 else 0
+
+
+@dataclass(frozen=True, eq=False)
+class Resamples:
+    """Bootstrap resamples of one split, drawn once and kept, so the interval of any operating point is one matrix
+    product: the engine's draws (:func:`toolkit.analysis.engine.resample_weights`, seeded; a view's clusters, e.g.
+    a token's prompt, resampled whole) held as float32 counts ``[B, N]``. At a threshold they give the percentile
+    intervals :func:`toolkit.analysis.engine.evaluation` gives with the same ``n_boot`` and ``seed`` (every
+    metric, ``flops``, ``speedup``), and along a grid of thresholds :func:`toolkit.analysis.engine.bootstrap_bands`
+    (float32 sums: equal to about 1e-6 relative)."""
+
+    weights: np.ndarray
+    ci: float
+    seed: int
+
+    @classmethod
+    def draw(cls, view: engine.Staged, *, n_boot: int = N_BOOT, ci: float = 0.95, seed: int = 0) -> Resamples:
+        check_bootstrap(n_boot, ci)
+        w = engine.resample_weights(view.n_examples, n_boot=n_boot, seed=seed, clusters=view.clusters)
+        return cls(w.astype(np.float32), float(ci), int(seed))
+
+    @property
+    def n_boot(self) -> int:
+        return self.weights.shape[0]
+
+    def draws(self, view: engine.Staged, stage: np.ndarray) -> dict[str, np.ndarray]:
+        """``[B]`` resampled values of every metric, ``flops`` and ``speedup`` when example n stops at
+        ``stage[n]``."""
+        if view.n_examples != self.weights.shape[1]:
+            raise ValueError(f"these resamples are of {self.weights.shape[1]} examples, the view has "
+                             f"{view.n_examples}")
+        rows = np.arange(view.n_examples)
+        x = np.concatenate([view.stats[rows, stage].reshape(view.n_examples, -1),
+                            view.cost[rows, stage][:, None], np.asarray(view.reference_cost)[:, None]], axis=1)
+        tot = (self.weights @ x.astype(np.float32)).astype(np.float64)  # [B, K + 2]
+        n = self.weights.sum(1, dtype=np.float64)
+        cost = tot[:, -2] / n
+        return {**view.metrics(tot[:, :-2], n), "flops": cost, "speedup": tot[:, -1] / n / cost}
+
+    def interval(self, view: engine.Staged, stage: np.ndarray) -> dict[str, tuple[float, float]]:
+        """Percentile interval ``(lo, hi)`` of every metric, ``flops`` and ``speedup`` at the stops ``stage``."""
+        a = (1 - self.ci) / 2
+        return {k: tuple(float(q) for q in np.quantile(v, [a, 1 - a])) for k, v in self.draws(view, stage).items()}
+
+    def band(self, view: engine.Staged, thresholds) -> pd.DataFrame:
+        """Point estimates and ``{name}_lo``/``{name}_hi`` of every metric, ``flops`` and ``speedup`` at each of
+        ``thresholds`` (``[T]``, most conservative first), like :func:`toolkit.analysis.engine.bootstrap_bands`."""
+        t = np.asarray(thresholds, dtype=np.float64)
+        out = engine.evaluate(view, t).to_frame()
+        ivs = [self.interval(view, view.stage_of(float(x))) for x in t]  # one matrix product per grid threshold
+        for k in ivs[0] if ivs else ():
+            out[f"{k}_lo"] = [iv[k][0] for iv in ivs]
+            out[f"{k}_hi"] = [iv[k][1] for iv in ivs]
+        return out
+
+
 # ------------------------------------------------------------------------------------------ views
 class View:
     """The interface every cache kind implements (see :class:`ClassificationView`)."""
@@ -141,8 +209,38 @@ class View:
         """The engine's view of ``split`` under ``settings`` (the engine adapter of this cache kind)."""
         raise NotImplementedError
 
+    latency: tuple | None = None  # (profile, its models, batch) once :meth:`use_profile` was called
+
     def precomputed(self, split: str, settings: dict) -> Precomputed:
-        return precompute(self.staged(split, settings))
+        return precompute(self.costed(split, self.staged(split, settings)))
+
+    def profile_models(self, profile) -> list[str]:
+        """The profile's models for this view's caches (its ``models=`` default)."""
+        from toolkit.analysis.cost.latency import models_for
+
+        return models_for(self.caches["test"].meta, profile)
+
+    def use_profile(self, profile, *, models=None, batch: int = 1) -> None:
+        """Cost every view in predicted ms from a latency profile (a :class:`~toolkit.analysis.cost.latency.
+        LatencyProfile` or its file, from ``toolkit profile``) instead of FLOPs, as the sweep does with
+        ``--profile``: :func:`~toolkit.analysis.cost.latency.with_predicted_time`. ``models``: the profile's model
+        for the cache's model (one per cascade member; default: the cache's model names, then their sources)."""
+        from toolkit.analysis.cost.latency import LatencyProfile, load_profile
+
+        prof = profile if isinstance(profile, LatencyProfile) else load_profile(profile)
+        names = list(models) if models else self.profile_models(prof)
+        self.latency = (prof, names, int(batch))
+        self.costed("test", self.staged("test", self.settings()))  # refuse a mismatched profile now, not later
+
+    def costed(self, split: str, staged: engine.Staged) -> engine.Staged:
+        """``staged`` in the cost unit in use: as built (FLOPs, or the cache's unit), or in predicted ms."""
+        if self.latency is None:
+            return staged
+        from toolkit.analysis.cost.latency import with_predicted_time
+
+        prof, names, batch = self.latency
+        return with_predicted_time(staged, prof, getattr(self.caches[split], "n_tokens", None), models=names,
+                                   batch=batch)
 
     def reliability(self, split: str, stage: int, settings: dict) -> tuple[np.ndarray, np.ndarray, str, str]:
         """Per example at ``stage``: a confidence in [0, 1], the outcome it should match, and the axis labels."""
@@ -264,6 +362,10 @@ class GenerationView(View):
     def task(self):
         return self.caches["test"].meta.get("task")
 
+    def profile_models(self, profile):
+        raise ValueError("predicted time costs classification caches (early exit, cascades) and LLM token caches; "
+                         "a generation cache has no latency model: explore it in FLOPs (drop profile=)")
+
     def staged(self, split, settings):
         return engine.from_generation(self.caches[split], models=[self.swift, self.super_], score=settings["score"],
                                       how=settings["aggregation"], temperature=settings["temperature"],
@@ -297,7 +399,17 @@ class LLMTokenView(View):
     kind = "llm_tokens"
     controls = ("family", "score", "temperature")
 
-    def __init__(self, cal, test, *, checked_layers=None):
+    def __init__(self, cal, test, *, checked_layers=None, decode=None, tokenizer=None):
+        if decode is not None and tokenizer is not None:
+            raise ValueError("give decode= (token ids -> texts) or tokenizer= (one with batch_decode), not both")
+        if tokenizer is not None:
+            if not hasattr(tokenizer, "batch_decode"):
+                raise TypeError(f"tokenizer= needs a batch_decode method (a transformers tokenizer), got "
+                                f"{type(tokenizer).__name__}; or pass decode=")
+            decode = token_decoder(tokenizer)
+        if decode is not None and not callable(decode):
+            raise TypeError(f"decode= must be a callable from token ids to their texts, got {type(decode).__name__}")
+        self.decode = decode
         if (cal.family_names != test.family_names or cal.n_layers != test.n_layers
                 or tuple(cal.temperatures) != tuple(test.temperatures)):
             raise ValueError(f"cal and test token caches need the same exit families, layers and temperatures (cal: "
@@ -323,6 +435,9 @@ class LLMTokenView(View):
     def task(self):
         return self.caches["test"].meta.get("task")
 
+    def profile_models(self, profile):
+        return [str(self.caches["test"].model.get("path"))]
+
     def staged(self, split, settings):
         from toolkit.analysis.llm.exits import from_llm_tokens
 
@@ -342,16 +457,31 @@ class LLMTokenView(View):
         c = self.caches[split]
         layers = self.layers[stage]
         top1, _ = c.family(settings["family"])
-        return pd.DataFrame({"example_id": np.repeat(c.example_ids, c.lengths)[rows], "step": c.steps[rows],
-                             "exit": np.asarray(self.stage_names)[stage], "exit token id": top1[rows, layers - 1],
-                             "full model token id": c.tokens[rows], "confidence": pre.view.confidence[rows, stage],
-                             "agrees": top1[rows, layers - 1] == c.tokens[rows]})
+        frame = pd.DataFrame({"example_id": np.repeat(c.example_ids, c.lengths)[rows], "step": c.steps[rows],
+                              "exit": np.asarray(self.stage_names)[stage], "exit token id": top1[rows, layers - 1],
+                              "full model token id": c.tokens[rows], "confidence": pre.view.confidence[rows, stage],
+                              "agrees": top1[rows, layers - 1] == c.tokens[rows]})
+        if self.decode is not None and len(frame):  # the shown rows only
+            ids = np.concatenate([frame["exit token id"].to_numpy(), frame["full model token id"].to_numpy()])
+            text = np.asarray(self.decode([int(i) for i in ids]), dtype=object)
+            if text.shape != ids.shape:
+                raise ValueError(f"decode= returned {text.shape[0] if text.ndim else 'a scalar'} texts for "
+                                 f"{len(ids)} token ids: it must return one text per id")
+            frame.insert(4, "exit token", text[: len(frame)])
+            frame.insert(6, "full model token", text[len(frame):])
+        return frame
 
     def settings(self, **chosen) -> dict:
         out = super().settings(**chosen)
         if out["temperature"] not in self.caches["test"].temperatures:
             raise ValueError(f"temperature {out['temperature']} is not cached; cached: {self.caches['test'].temperatures}")
         return out
+
+
+def token_decoder(tokenizer):
+    """``decode(ids) -> [text]`` of a tokenizer with ``batch_decode`` (a transformers tokenizer): each id as its
+    own text (special tokens kept), for :class:`LLMTokenView`'s ``decode=``."""
+    return lambda ids: tokenizer.batch_decode([[int(i)] for i in ids], skip_special_tokens=False)
 
 
 def view_class(cal, test) -> type[View]:
