@@ -147,3 +147,16 @@ def test_script_reprs_of_choices_are_readable_tables():
     report = operating_point(random_classification_cache(200, 3, 2, seed=3, split="cal"),
                              random_classification_cache(200, 3, 2, seed=4))
     _readable(repr(report), "Operating point: chosen on cal, evaluated on test")
+
+
+def test_script_reprs_of_latency_results_are_readable_tables():
+    from toolkit.analysis.cost.latency import TimeBudgetChoice, speedup_agreement
+
+    agree = speedup_agreement([f"case {i}" for i in range(30)], np.linspace(1, 4, 30), np.linspace(1.1, 4.2, 30))
+    lines = _readable(repr(agree), "Predicted vs measured speed-ups, 30 cases: median relative error", max_lines=30)
+    assert lines[-1].strip().startswith("...") and "to_frame()" in lines[-1]  # truncated, and says where the rest is
+    op = _results()[3]
+    choice = TimeBudgetChoice(op, ("batch 1", "batch 8"), (1.0, 2.0), (0.9, 1.5), (2.0, 3.0), "batch 1")
+    lines = _readable(repr(choice), f"Operating point within a time budget (chosen on cal): threshold "
+                                    f"{op.threshold:.4g}, binding view 'batch 1'")
+    assert lines[1].split()[:3] == ["view", "budget_ms", "cal_ms"] and len(lines) == 4

@@ -46,7 +46,7 @@ import numpy as np
 from toolkit.analysis.cost.causal import self_speculative_passes
 from toolkit.analysis.engine.choose import OperatingPoint, choose
 from toolkit.analysis.engine.curves import evaluation
-from toolkit.analysis.engine.results import html_table
+from toolkit.analysis.engine.results import html_table, text_repr
 
 PROFILE_FORMAT = "toolkit-latency-profile/1"
 INTERPOLATION = ("piecewise-linear in positions (constant below the first grid point, linear extrapolation from the "
@@ -436,6 +436,9 @@ def _calm_view_parts(view, profile: LatencyProfile, model: str):
     """The profile's model, the view's stage layers and the exit's pieces, checked against each other."""
     if (view.meta or {}).get("kind") != "llm_tokens":
         raise ValueError("not a token view: make it with engine.staged(token_cache, family=...)")
+    if view.meta.get("propagate") is False:
+        raise ValueError("the token view was built with propagate=False, but the profile times the CALM decoder, "
+                         "which always propagates the skipped layers' keys/values: build it with propagate=True")
     m = profile.model(model)
     if m.kind != "causal_lm":
         raise ValueError(f"profile model {m.name!r} is an {m.kind}, the view is a causal LM's token exits")
@@ -591,6 +594,10 @@ class TimeBudgetChoice:
                            {**self.point.to_dict(), "binding": self.binding})
                 + self.to_frame().to_html(index=False, float_format="{:.4g}".format))
 
+    def __repr__(self) -> str:
+        return text_repr(f"Operating point within a time budget (chosen on cal): threshold {self.threshold:.4g}, "
+                         f"binding view {self.binding!r}; per view:", self.to_frame())
+
 
 def choose_time_budget(views: Sequence, budget_ms: Sequence[float], *, metric: str = "accuracy",
                        names: Sequence[str] | None = None) -> TimeBudgetChoice:
@@ -693,6 +700,12 @@ class SpeedupAgreement:
 
         return pd.DataFrame({"case": self.cases, "predicted": self.predicted, "measured": self.measured,
                              "relative_error": self.relative_error})
+
+    def __repr__(self) -> str:
+        worst, err = self.worst
+        return text_repr(f"Predicted vs measured speed-ups, {len(self.cases)} cases: median relative error "
+                         f"{self.median_relative_error:.3g}, worst {err:.3g} ({worst}), Spearman {self.spearman:.3f}:",
+                         self.to_frame())
 
 
 def speedup_agreement(cases, predicted, measured) -> SpeedupAgreement:
