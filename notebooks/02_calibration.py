@@ -62,8 +62,8 @@ print(means.round(4).to_string())
 
 # %%
 fig, axes = plt.subplots(2, 6, figsize=(20, 6.8), constrained_layout=True)
-plots.reliability_grid(test, None, axes=axes[0:1])
-plots.reliability_grid(scaled, None, axes=axes[1:2])
+plots.reliability_grid(test, axes=axes[0:1])
+plots.reliability_grid(scaled, axes=axes[1:2])
 for e, ax in enumerate(axes[1]):
     ax.set_title(f"{test.stages[e]}: T {cft.fitted[0][e]:.2f} (fit on half A) / {cft.fitted[1][e]:.2f} (on B)",
                  fontsize=9)

@@ -129,9 +129,9 @@ print("accuracy on every example:", {k: round(v, 4) for k, v in l2_alone.items()
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
-plots.plot_score_distributions(plots.score_distributions(test, 1), ax=axes[0])
+plots.plot_score_distributions(plots.score_distributions(test, stage=1), ax=axes[0])
 axes[0].set_title("internal exit L2 of MiniLM-L6 (multi-exit)")
-plots.plot_score_distributions(plots.score_distributions(l2_complete, 0), ax=axes[1])
+plots.plot_score_distributions(plots.score_distributions(l2_complete, stage=0), ax=axes[1])
 axes[1].set_title("complete MiniLM-L2")
 report.show(fig, alt="Two histograms of max-probability on SST-2 test, for right and for wrong predictions: left the "
                  "internal exit L2 of the multi-exit MiniLM-L6, right the complete MiniLM-L2. In both, right "

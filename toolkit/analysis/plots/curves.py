@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from toolkit._api import keyword_options
 from toolkit.analysis.engine import Bands, Curve, Evaluation
 from toolkit.analysis.metrics.calibration import reliability_curve
 from toolkit.analysis.scores.classification import SCORES, softmax, stage_confidence
@@ -202,7 +203,8 @@ def plot_reliability(curve: pd.DataFrame, *, ax=None, label: str | None = None, 
     return ax
 
 
-def reliability_grid(cache, temperatures=None, *, n_bins: int = 15, ncols: int = 3, axes=None,
+@keyword_options
+def reliability_grid(cache, *, temperatures=None, n_bins: int = 15, ncols: int = 3, axes=None,
                      show_counts: bool = True, **kwargs):
     """One reliability diagram per stage of a classification cache (bar labels: examples per bin; the confidence
     axis starts at 1/C, the lowest top-label confidence; the legend on the first only); returns the array of
@@ -225,7 +227,8 @@ def reliability_grid(cache, temperatures=None, *, n_bins: int = 15, ncols: int =
     return axes
 
 
-def score_distributions(cache, stage=0, *, score: str = "max_prob", temperature=None) -> pd.DataFrame:
+@keyword_options
+def score_distributions(cache, *, stage=0, score: str = "max_prob", temperature=None) -> pd.DataFrame:
     """One stage's confidence per example and whether it is right (the data of
     :func:`plot_score_distributions`); ``attrs``: stage name and score unit."""
     e = cache.stages.index(stage) if isinstance(stage, str) else int(stage)
