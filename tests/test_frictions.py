@@ -160,3 +160,20 @@ def test_script_reprs_of_latency_results_are_readable_tables():
     lines = _readable(repr(choice), f"Operating point within a time budget (chosen on cal): threshold "
                                     f"{op.threshold:.4g}, binding view 'batch 1'")
     assert lines[1].split()[:3] == ["view", "budget_ms", "cal_ms"] and len(lines) == 4
+
+
+def test_script_reprs_of_calibration_and_speculative_choices():
+    import pandas as pd
+
+    from toolkit.analysis.llm.exits import SpeculativeChoice
+    from toolkit.analysis.metrics.calibration import crossfit_temperatures
+    from toolkit.testing import random_classification_cache
+
+    cft = crossfit_temperatures(random_classification_cache(200, 3, 2, seed=5), seed=0)
+    assert list(cft.to_frame()["stage"]) == [1, 2, 3]  # stage numbers count from 1
+    lines = _readable(repr(cft), "Cross-fitted temperatures (halves of ")
+    assert len(lines) == 5 and lines[1].split()[:2] == ["stage", "T"]
+    table = pd.DataFrame({"layer": [4, 4, 8], "draft_length": [1, 2, 1], "memory_bound_speedup": [1.1, 1.3, 0.9],
+                          "speedup": [1.0, 1.2, 0.8], "acceptance": [0.5, 0.6, 0.7]})
+    lines = _readable(repr(SpeculativeChoice("tuned", 4, 2, table)), "Self-speculative pair (chosen on cal")
+    assert ["cal_memory_bound_speedup", "1.3"] in [x.split() for x in lines]

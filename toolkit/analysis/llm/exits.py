@@ -57,7 +57,7 @@ from toolkit.analysis.cost.causal import (
     translator_flops,
 )
 from toolkit.analysis.engine import MeanMetrics, Staged, staged
-from toolkit.analysis.engine.results import _Table, html_table
+from toolkit.analysis.engine.results import _Table, html_table, text_repr
 from toolkit.analysis.metrics.calibration import confidence_ece, confidence_reliability_curve
 from toolkit.analysis.scores.tokens import TOKEN_SCORES, token_scores
 from toolkit.caches.identity import cache_identity
@@ -387,6 +387,10 @@ class SpeculativeChoice:
 
     def _repr_html_(self) -> str:
         return html_table("Self-speculative pair (chosen on cal)", self.to_dict())
+
+    def __repr__(self) -> str:
+        return text_repr("Self-speculative pair (chosen on cal; every pair in .table):",
+                         pd.DataFrame([self.to_dict()]))
 
 
 def choose_self_speculative(cal: LLMTokenCache, family: str, *, layers=None,

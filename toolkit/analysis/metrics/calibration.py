@@ -336,9 +336,16 @@ class CrossfitTemperatures:
     @keyword_options
     def to_frame(self, *, stages=None) -> pd.DataFrame:
         """One row per stage: the temperature fitted on each half."""
-        stages = list(stages) if stages is not None else list(range(len(self.fitted[0])))
+        stages = list(stages) if stages is not None else list(range(1, len(self.fitted[0]) + 1))  # counted from 1
         return pd.DataFrame({"stage": stages, "T fitted on half A": self.fitted[0],
                              "T fitted on half B": self.fitted[1]})
+
+    def __repr__(self) -> str:
+        from toolkit.analysis.engine.results import text_repr
+
+        bad = f"; degenerate fits: {'; '.join(self.degenerate)}" if self.degenerate else ""
+        return text_repr(f"Cross-fitted temperatures (halves of {len(self.halves[0])} and {len(self.halves[1])} "
+                         f"examples; each example scaled by the other half's){bad}:", self.to_frame())
 
     def to_dict(self) -> dict:
         return {"fitted_a": self.fitted[0].tolist(), "fitted_b": self.fitted[1].tolist(),
