@@ -148,6 +148,28 @@ def test_batched_sweep_matches_brute_force_on_random_caches(seed, batch, checked
         assert curve.frame["flops"].iloc[i] * cache.n_tokens == pytest.approx(want)
 
 
+def test_time_curves_three_axes_and_their_plot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from toolkit.analysis.plots.llm import plot_calm_time
+
+    prof, cache = lm_profile(), token_cache()
+    view = staged(cache, family="lens", checked_layers=[1, 2])
+    tc = lat.calm_time_curves(view, prof, model="lm", batch_sizes=(1, 3))
+    f = tc.to_frame()
+    assert list(f["cost"].unique()) == ["FLOPs", "predicted time, batch 1", "predicted time, batch 3"]
+    n = len(sweep(view).frame)
+    assert (f.groupby("cost", sort=False).size() == n).all()
+    for name, curve in (("FLOPs", sweep(view)), ("predicted time, batch 3",
+                                                 lat.calm_time_sweep(view, prof, model="lm", batch_size=3))):
+        ok = curve.frame[curve.frame["agreement"] >= 0.6]
+        assert tc.best_speedup(0.6)[name] == pytest.approx(ok["speedup"].max())
+    assert "lens, checked layers 1,2" in tc.to_dict()["view"]
+    fig = plot_calm_time({"a": tc})
+    assert len(fig.axes[0].lines) == 3
+
+
 def test_refusals_name_the_fix():
     prof, cache = lm_profile(), token_cache()
     view = staged(cache, family="lens", checked_layers=[1, 2])

@@ -59,7 +59,7 @@ MAX_PROFILE_BYTES = 64 << 20  # a profile of many models and grids is well under
 
 __all__ = ["PROFILE_FORMAT", "INTERPOLATION", "Piece", "ModelProfile", "LatencyProfile", "load_profile",
            "monotone", "encoder_run_ms", "encoder_full_ms", "forward_ms", "cascade_run_ms", "calm_run_ms", "greedy_run_ms",
-           "greedy_step_ms", "calm_step_ms", "calm_token_ms", "calm_time_sweep",
+           "greedy_step_ms", "calm_step_ms", "calm_token_ms", "calm_time_sweep", "CalmTimeCurves", "calm_time_curves",
            "self_speculative_run_ms", "encoder_example_ms", "cascade_example_ms", "with_predicted_time", "models_for", "SpeedupAgreement", "speedup_agreement",
            "time_budget_speedup", "TimeBudgetChoice", "choose_time_budget"]
 
@@ -543,6 +543,54 @@ def calm_time_sweep(view, profile: LatencyProfile, *, model: str, batch_size: in
     meta = {**curve.meta, "cost_unit": unit, "latency_profile": profile.path, "batch": b, "reference_ms": ref / S,
             "batches": "by prompt length" if prompt_lengths is not None else "in cache order"}
     return Curve(frame, curve.metric, f"greedy decoding ({m.name}, batch {b})", S, exact=True, meta=meta)
+
+
+@dataclass(frozen=True, eq=False)
+class CalmTimeCurves:
+    """One CALM token view swept in FLOPs (against the full model) and in predicted time at several batch sizes
+    (against greedy decoding of the same batches, :func:`calm_time_sweep`): the same thresholds and agreement, three
+    cost axes. ``label`` names the view (family and checked layers)."""
+
+    flops: object  # engine Curve
+    timed: Mapping[int, object]  # batch size -> engine Curve in predicted ms per token
+    label: str
+    profile: str
+
+    def to_frame(self):
+        """Long frame: ``cost`` (FLOPs or ``predicted, batch b``), ``threshold``, ``agreement``, ``speedup``."""
+        import pandas as pd
+
+        parts = [("FLOPs", self.flops)] + [(f"predicted time, batch {b}", c) for b, c in self.timed.items()]
+        return pd.concat([c.frame[["threshold", "agreement", "speedup"]].assign(cost=name) for name, c in parts],
+                         ignore_index=True)[["cost", "threshold", "agreement", "speedup"]]
+
+    def best_speedup(self, min_agreement: float) -> dict:
+        """Per cost axis, the largest speed-up at any threshold whose agreement is at least ``min_agreement``
+        (an upper bound on the swept split)."""
+        f = self.to_frame()
+        ok = f[f["agreement"] >= min_agreement - 1e-12]
+        return {k: float(v) for k, v in ok.groupby("cost", sort=False)["speedup"].max().items()}
+
+    def to_dict(self) -> dict:
+        return {"view": self.label, "profile": self.profile, "batch sizes": list(self.timed),
+                **{f"best speed-up at agreement >= 0.9 ({k})": v for k, v in self.best_speedup(0.9).items()}}
+
+    def _repr_html_(self) -> str:
+        from toolkit.analysis.engine.results import html_table
+
+        return html_table("CALM in FLOPs and predicted time", self.to_dict())
+
+
+def calm_time_curves(view, profile: LatencyProfile, *, model: str, batch_sizes=(1, 4),
+                     prompt_lengths=None) -> CalmTimeCurves:
+    """:class:`CalmTimeCurves` of a CALM token view: ``engine.sweep(view)`` and :func:`calm_time_sweep` at each
+    batch size (batches as there)."""
+    from toolkit.analysis.engine import sweep
+
+    timed = {int(b): calm_time_sweep(view, profile, model=model, batch_size=int(b), prompt_lengths=prompt_lengths)
+             for b in batch_sizes}
+    layers = ",".join(str(int(x)) for x in np.asarray(view.layers)[:-1])
+    return CalmTimeCurves(sweep(view), timed, f"{view.meta.get('family')}, checked layers {layers}", profile.label)
 
 
 def time_budget_speedup(view, budget_ms: float) -> float:

@@ -137,3 +137,22 @@ def plot_measured_vs_predicted(bench: pd.DataFrame, *, ax=None):
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return fig
+
+
+def plot_calm_time(curves: Mapping, *, ymin: float = 0.5, axes=None):
+    """Per view (one panel each, ``curves`` ``{title: CalmTimeCurves}``), agreement against speed-up at every
+    threshold on three cost axes: FLOPs against the full model, and predicted time (a latency profile) against
+    greedy decoding at each batch size."""
+    fig, ax = _axes(axes, (1, len(curves)), (7 * len(curves), 4.8))
+    for a, (title, c) in zip(np.atleast_1d(ax), curves.items()):
+        f = c.to_frame()
+        for i, (name, g) in enumerate(f.groupby("cost", sort=False)):
+            a.plot(g.speedup, g.agreement, color=f"C{i}", lw=1.4, ls="-" if i else "--", label=name)
+        plots.speedup_axis(a, reference="its reference")
+        a.set_xlabel("speed-up (x; FLOPs: full model / policy; predicted time: greedy decoding / policy), log scale")
+        a.set_ylabel("agreement with the full model's token")
+        a.set_ylim(ymin, 1.005)
+        a.set_title(f"{title}: {c.label}", fontsize=10)
+        a.grid(alpha=0.3)
+        a.legend(fontsize=8)
+    return fig
