@@ -47,6 +47,7 @@ import pandas as pd
 
 from toolkit import report
 from toolkit.analysis import engine
+from toolkit.analysis.cost import latency
 from toolkit.analysis.llm import exits as llm
 from toolkit.analysis.llm import intervals as li
 from toolkit.analysis.plots import llm as llm_plots
@@ -173,6 +174,34 @@ report.show(fig, alt=f"Two panels of token agreement with the full model against
 
 # %%
 report.conclude(calm_read.markdown())
+
+# %% [markdown]
+# ### Predicted time beside FLOPs
+#
+# FLOPs are not what a decoder step costs on a machine: the LM head over the vocabulary costs more time than its
+# FLOPs share, a layer on a few rows costs little more than on one, and in a batch each step runs until its deepest
+# exit. A latency profile of SmolLM2 on this project's CPU (`benchmarks/latency_profile_cpu.json`, written by
+# `toolkit profile`) prices the CALM decoder's own schedule: per token at batch 1, and in batches of 4 prompts
+# (sorted by prompt length) where a step runs each layer on its rows still running
+# (`latency.calm_time_curves`; the [LLM guide](../guides/llm.md) has the time budget). Logit-lens exits only: the
+# profile does not time a tuned exit's translator.
+
+# %%
+PROFILE = latency.load_profile(next(p for p in (Path("../benchmarks"), Path("benchmarks")) if p.is_dir())
+                               / "latency_profile_cpu.json")
+time_curves = {d: latency.calm_time_curves(engine.staged(test, family="lens", checked_layers=designs["lens", d]),
+                                           PROFILE, model=test.model["path"], batch_sizes=(1, 4),
+                                           prompt_lengths=test.n_prompt) for d in DESIGNS}
+for d, c in time_curves.items():
+    print(d, {k: round(v, 2) if isinstance(v, float) else v for k, v in c.to_dict().items()})
+fig = llm_plots.plot_calm_time(time_curves)
+best = {d: c.best_speedup(0.9) for d, c in time_curves.items()}
+report.show(fig, alt="Two panels of token agreement with the full model against speed-up (log scale) on test, "
+                     "lens exits, for every threshold on three cost axes: FLOPs against the full model, predicted "
+                     "time against greedy decoding at batch 1 and at batch 4. "
+                     + " ".join(f"{d}: best speed-up at agreement 0.9 or more "
+                                f"{b['FLOPs']:.2f}x in FLOPs, {b['predicted time, batch 1']:.2f}x in predicted time "
+                                f"at batch 1, {b['predicted time, batch 4']:.2f}x at batch 4." for d, b in best.items()))
 
 # %% [markdown]
 # ## 3. Exact self-speculative decoding
