@@ -6,7 +6,9 @@ A :class:`Policy` names a ``method`` and carries one parameter block for it:
   predict``): ``score``, ``thresholds`` (one, or one per stage but the last), ``temperatures`` (null or one per
   stage), ``stages`` (the stage names the thresholds were chosen on, or null), ``max_length``;
 - ``calm`` (per-token early exit of a causal LM; ``toolkit llm-generate``): ``exit``, ``score``, ``checked_layers``,
-  ``thresholds`` (one, or one per checked layer), ``temperature`` (likewise), ``max_new_tokens``, ``chat_template``;
+  ``thresholds`` (one, or one per checked layer), ``temperature`` (likewise), ``propagate`` (the skipped layers'
+  keys/values filled by state propagation, as the token view the thresholds were chosen on was costed; default
+  true, the only mode the decoder runs), ``max_new_tokens``, ``chat_template``;
 - ``self_speculative`` (``toolkit llm-generate``): ``exit``, ``draft_layer``, ``draft_length``, ``max_new_tokens``,
   ``chat_template``.
 
@@ -148,7 +150,8 @@ PARAMS: dict[str, dict] = {
     "calm": {**_LLM, "score": ("max_prob", lambda v: _score(v, TOKEN_SCORES)),
              "checked_layers": (_REQUIRED, _layers),
              "thresholds": (_REQUIRED, lambda v: _numbers(v, what="threshold")),
-             "temperature": (1.0, lambda v: _numbers(v, what="temperature", positive=True, high=1e4))},
+             "temperature": (1.0, lambda v: _numbers(v, what="temperature", positive=True, high=1e4)),
+             "propagate": (True, _bool)},
     "self_speculative": {**_LLM, "draft_layer": (_REQUIRED, _int_at_least(1)),
                          "draft_length": (_REQUIRED, _int_at_least(1, 1024))},
 }
@@ -261,8 +264,8 @@ class Policy:
             ex = _exit_of(exit, header, meta.get("family"))
             return cls("calm", (ModelRef(models[0], fps[0]),),
                        {"exit": ex, "score": score, "checked_layers": layers[:-1], "thresholds": [float(thr)],
-                        "temperature": 1.0 if temp is None else temp, "max_new_tokens": max_new_tokens,
-                        "chat_template": chat_template}, record)
+                        "temperature": 1.0 if temp is None else temp, "propagate": meta.get("propagate", True),
+                        "max_new_tokens": max_new_tokens, "chat_template": chat_template}, record)
         temps = None if temp is None else ([float(t) for t in temp] if isinstance(temp, (list, tuple))
                                            else [float(temp)] * len(names))
         return cls(method, tuple(ModelRef(m, w) for m, w in zip(models, fps)),

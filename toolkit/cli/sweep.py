@@ -79,8 +79,13 @@ def view_of(a, *, models=None):
 def family_line(cache, view) -> dict:
     """For an LLM token view: which exit family it used (the sweep names it)."""
     fam = view.meta.get("family")
-    return {} if fam is None else {"exit family": f"{fam} (the cache holds {', '.join(cache.family_names)}; "
-                                                  f"--family picks one)"}
+    if fam is None:
+        return {}
+    line = {"exit family": f"{fam} (the cache holds {', '.join(cache.family_names)}; --family picks one)"}
+    if "propagate" in view.meta:
+        line["K/V propagation"] = ("on (skipped layers' keys/values costed, as the CALM decoder runs)"
+                                   if view.meta["propagate"] else "off (not costed; the CALM decoder cannot run so)")
+    return line
 
 
 def report(a, cache, view, extra: dict | None = None, curve=None) -> int:

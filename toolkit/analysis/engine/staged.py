@@ -137,8 +137,10 @@ class Staged:
         return one(totals, n, name) if one is not None else self.metrics(totals, n)[name]
 
     def __repr__(self) -> str:
+        built = "".join(f", {k}={self.meta[k]!r}" for k in ("family", "score", "temperature", "how", "propagate")
+                        if k in self.meta)  # how the view was built (an LLM view: exit family, K/V propagation)
         return (f"Staged(N={self.n_examples}, stages={self.stage_names}, metric={self.metric!r}, "
-                f"reference={self.reference!r})")
+                f"reference={self.reference!r}{built})")
 
     def _repr_html_(self) -> str:
         from toolkit.analysis.engine.results import html_table

@@ -164,13 +164,19 @@ def from_llm_tokens(cache: LLMTokenCache, *, family: str | None = None, score: s
 
     Cost per token (:func:`~toolkit.analysis.cost.causal.calm_token_flops`): layers run at its attended positions,
     every checked exit's head up to the exit (and a tuned exit's translator before each), and (``propagate``) the
-    skipped layers' K/V projections. ``clusters`` = the token's prompt: every engine interval resamples prompts and
+    skipped layers' K/V projections. ``meta['propagate']`` records that setting: an operating point chosen on the view
+    holds only for views built the same way, and a policy made from it carries it to the runtime (the
+    :class:`~toolkit.nn.causal.decode.CalmDecoder` always propagates, so it refuses ``propagate=False``).
+    ``clusters`` = the token's prompt: every engine interval resamples prompts and
     keeps a continuation's tokens together. Every engine function applies (``sweep``, ``choose`` on cal, e.g.
     ``rule="target"``, ``evaluate`` on test, ``oracle``, ``bootstrap_bands``, the explorer).
     """
     family = cache.family_names[0] if family is None else family
     if family not in cache.family_names:
         raise KeyError(f"exit family {family!r} is not in the cache; it holds {cache.family_names}")
+    if not isinstance(propagate, (bool, np.bool_)):
+        raise TypeError(f"propagate must be True or False (K/V state propagation of the skipped layers, costed), got "
+                        f"{propagate!r}")
     L = cache.n_layers
     layers = np.arange(1, L + 1) if checked_layers is None else np.unique(np.append(checked_layers, L)).astype(int)
     if layers.min() < 1 or layers.max() > L:
@@ -186,7 +192,7 @@ def from_llm_tokens(cache: LLMTokenCache, *, family: str | None = None, score: s
     meta = {"kind": "llm_tokens", "task": cache.meta.get("task"), "split": cache.meta.get("split"),
             "identity": cache_identity(cache),
             "family": family, "exit_kind": (cache.families.get(family) or {}).get("kind"), "score": score,
-            "temperature": float(temperature), "cost_unit": "FLOPs"}
+            "temperature": float(temperature), "propagate": bool(propagate), "cost_unit": "FLOPs"}
     return Staged(confidence=conf.astype(np.float64), cost=np.asarray(cost, dtype=np.float64), stats=agree[:, :, None],
                   metrics=MeanMetrics(("agreement",)),
                   reference_cost=np.asarray(full_token_flops(cache.positions, cache.dims), dtype=np.float64),

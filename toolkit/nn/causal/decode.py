@@ -528,11 +528,18 @@ class CalmDecoder:
     """CALM-style early exit with state propagation (see module docstring).
 
     ``checked_layers``: layers (1-based, < L) whose exit is evaluated, in order; ``thresholds``: one value or one
-    per checked layer; ``temperature``: one value or one per checked layer.
+    per checked layer; ``temperature``: one value or one per checked layer. ``propagate``: fill the skipped layers'
+    keys/values from the exited hidden state (the only mode this decoder has; False is refused, naming the setting
+    the token view of :func:`toolkit.analysis.llm.exits.from_llm_tokens` records).
     """
 
     def __init__(self, model, checked_layers: Sequence[int], thresholds, *, score: str = "max_prob",
-                 temperature=1.0, exit_fn: ExitFn | None = None, eos_token_ids=None):
+                 temperature=1.0, exit_fn: ExitFn | None = None, eos_token_ids=None, propagate: bool = True):
+        if propagate is not True:
+            raise ValueError(f"propagate={propagate!r}: this decoder always propagates the skipped layers' keys/values "
+                             f"(state propagation); a threshold chosen on a view built with propagate=False was costed "
+                             f"for another runtime: choose it on a view with propagate=True")
+        self.propagate = True
         self.st = LayerStepper(model)
         L = self.st.n_layers
         layers = [int(x) for x in checked_layers]
@@ -676,5 +683,10 @@ def decoder_from_policy(policy: Policy, model, *, weights: str | None = None, so
     p = policy.params
     if policy.method == "self_speculative":
         return SelfSpeculativeDecoder(model, p["draft_layer"], p["draft_length"], exit_fn)
+    if p["propagate"] is not True:
+        raise PolicyError(f"{source}: key 'propagate' is {p['propagate']!r}: the CALM decoder always propagates the "
+                          f"skipped layers' keys/values, so this policy's threshold (chosen on a view costed without "
+                          f"propagation) would not give the speed-up it was chosen for; choose it on a view with "
+                          f"propagate=True")
     return CalmDecoder(model, list(p["checked_layers"]), list(p["thresholds"]), score=p["score"],
-                       temperature=list(p["temperature"]), exit_fn=exit_fn)
+                       temperature=list(p["temperature"]), exit_fn=exit_fn, propagate=p["propagate"])
