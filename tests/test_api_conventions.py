@@ -183,6 +183,7 @@ def test_predictions_first_everywhere():
 @pytest.mark.parametrize("module, old, new", [
     ("toolkit.analysis.metrics.calibration", "temperature_fit", "fit_temperature"),
     ("toolkit.analysis.llm.exits", "confidence", "layer_confidence"),
+    ("toolkit.analysis.llm", "confidence", "layer_confidence"),
     ("toolkit.analysis.operating", "CacheOperatingPoint", "OperatingPointReport"),
 ])
 def test_old_names_warn_and_point_to_the_new_one(module, old, new):

@@ -2,6 +2,8 @@
 thresholds (:mod:`.exits`) and prompt-clustered intervals (:mod:`.intervals`).
 """
 
+from toolkit._api import renamed as _renamed
+
 # the package's face: what the module of the same name held before the layout by concern
 from .exits import (  # noqa: F401
     SpeculativeBlocks,
@@ -20,3 +22,5 @@ from .exits import (  # noqa: F401
     self_speculative_blocks,
     self_speculative_by_prompt,
 )
+
+__getattr__ = _renamed({"confidence": ("layer_confidence", layer_confidence)}, module=__name__)
