@@ -66,7 +66,7 @@ def _require(module):
     try:
         return importlib.import_module(module)
     except ImportError:
-        _missing(f"{module} is not installed (pip install 'toolkit[dev]')")
+        _missing(f"{module} is not installed (pip install -e '.[dev]')")
 
 
 def say(config, message):

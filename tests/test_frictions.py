@@ -177,3 +177,48 @@ def test_script_reprs_of_calibration_and_speculative_choices():
                           "speedup": [1.0, 1.2, 0.8], "acceptance": [0.5, 0.6, 0.7]})
     lines = _readable(repr(SpeculativeChoice("tuned", 4, 2, table)), "Self-speculative pair (chosen on cal")
     assert ["cal_memory_bound_speedup", "1.3"] in [x.split() for x in lines]
+
+
+def _project():
+    from pathlib import Path
+
+    import pytest
+
+    tomllib = pytest.importorskip("tomllib")
+    return tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+
+
+def _closure(extras: dict, name: str, project: str) -> set[str]:
+    """Requirement names an extra pulls in, following the project's own extras (``project[a,b]``)."""
+    import re
+
+    out = set()
+    for req in extras[name]:
+        m = re.match(r"([A-Za-z0-9_.-]+)(?:\[([^\]]*)\])?", req)
+        if m.group(1) == project:
+            out |= {x for e in m.group(2).split(",") for x in _closure(extras, e.strip(), project)}
+        else:
+            out.add(m.group(1).lower())
+    return out
+
+
+def test_the_distribution_has_a_specific_name_and_is_imported_as_toolkit():
+    import toolkit
+    from toolkit.data.provenance import DISTRIBUTION, package_versions
+
+    project = _project()
+    assert project["name"] == DISTRIBUTION == "adaptive-inference-toolkit"
+    assert package_versions()["toolkit"] == toolkit.__version__  # found whatever the distribution is called
+    reqs = [r for extra in project["optional-dependencies"].values() for r in extra]
+    assert sum(r.startswith(f"{DISTRIBUTION}[") for r in reqs) == 2  # notebooks and dev take other extras
+    assert not [r for r in reqs if r.startswith("toolkit[")]
+
+
+def test_docs_and_notebooks_extras_are_light_and_dev_holds_them():
+    project = _project()
+    extras, name = project["optional-dependencies"], project["name"]
+    heavy = {"jupyterlab", "playwright", "hypothesis", "ruff", "pytest"}
+    docs, notebooks, dev = (_closure(extras, e, name) for e in ("docs", "notebooks", "dev"))
+    assert {"mkdocs", "mkdocs-material", "mkdocstrings", "mkdocs-jupyter"} <= docs and not docs & (heavy | {"torch"})
+    assert {"nbconvert", "jupytext", "ipykernel", "ipywidgets"} <= notebooks and not notebooks & heavy
+    assert docs | notebooks <= dev

