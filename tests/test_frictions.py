@@ -222,3 +222,30 @@ def test_docs_and_notebooks_extras_are_light_and_dev_holds_them():
     assert {"mkdocs", "mkdocs-material", "mkdocstrings", "mkdocs-jupyter"} <= docs and not docs & (heavy | {"torch"})
     assert {"nbconvert", "jupytext", "ipykernel", "ipywidgets"} <= notebooks and not notebooks & heavy
     assert docs | notebooks <= dev
+
+
+def test_policy_result_repr_says_where_examples_stopped():
+    from toolkit.analysis.policies import early_exit
+    from toolkit.testing import random_classification_cache
+
+    c = random_classification_cache(100, 3, 2, seed=6)
+    r = early_exit(c, 0.8)
+    counts = np.bincount(r.exit_stage, minlength=3)
+    text = repr(r)
+    assert text.startswith("PolicyResult: 100 examples") and "\n" not in text and "array(" not in text
+    assert all(f"stage {e + 1}: {n}" in text for e, n in enumerate(counts) if n)
+
+
+def test_calm_time_curves_repr_is_a_short_table():
+    import pandas as pd
+
+    from toolkit.analysis.cost.latency import CalmTimeCurves
+    from toolkit.analysis.engine import Curve
+
+    def curve(speedups):
+        return Curve(pd.DataFrame({"threshold": [np.inf, 0.9, 0.5], "agreement": [1.0, 0.95, 0.7],
+                                   "speedup": speedups}), "agreement", "full model", 3)
+
+    tc = CalmTimeCurves(curve([1.0, 1.4, 2.0]), {1: curve([1.0, 1.2, 1.5])}, "lens, checked layers 4,8", "toy")
+    lines = _readable(repr(tc), "CALM in FLOPs and predicted time (lens, checked layers 4,8; profile toy)")
+    assert lines[-2].rsplit(None, 1) == ["best speed-up at agreement >= 0.9 (FLOPs)", "1.4"] and len(lines) == 4

@@ -37,6 +37,12 @@ class PolicyResult:
             raise ValueError(f"{len(self.exit_stage)} stops for a view of {len(view.example_ids)} examples")
         return evaluation_at_stages(view, self.exit_stage)
 
+    def __repr__(self) -> str:
+        stops = np.bincount(self.exit_stage)
+        where = ", ".join(f"stage {e + 1}: {n}" for e, n in enumerate(stops) if n)
+        return (f"PolicyResult: {len(self.exit_stage)} examples; where they stopped ({where}); mean cost "
+                f"{self.flops.mean():.4g} per example; evaluate(view) for metrics and speed-up")
+
 
 def _result(cache, stage: np.ndarray) -> PolicyResult:
     rows = np.arange(cache.n_examples)

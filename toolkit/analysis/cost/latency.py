@@ -580,6 +580,12 @@ class CalmTimeCurves:
 
         return html_table("CALM in FLOPs and predicted time", self.to_dict())
 
+    def __repr__(self) -> str:
+        import pandas as pd
+
+        return text_repr(f"CALM in FLOPs and predicted time ({self.label}; profile {self.profile}):",
+                         pd.DataFrame([self.to_dict()]).drop(columns=["view", "profile"]))
+
 
 def calm_time_curves(view, profile: LatencyProfile, *, model: str, batch_sizes=(1, 4),
                      prompt_lengths=None) -> CalmTimeCurves:

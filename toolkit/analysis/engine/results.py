@@ -37,7 +37,7 @@ def text_repr(title: str, frame: pd.DataFrame, *, header: str | None = None, max
     One row, or a few rows of many columns, is turned (one line per column, one column per row, headed by column
     ``header`` when given), with ``x_lo``/``x_hi`` folded into ``x [lo, hi]``; a longer frame keeps its shape.
     """
-    if (len(frame) == 1 and frame.shape[1] > 3) or (0 < len(frame) <= 4 and frame.shape[1] > 8):
+    if (len(frame) == 1 and frame.shape[1] > 1) or (0 < len(frame) <= 4 and frame.shape[1] > 8):
         heads = [str(h) for h in frame[header]] if header else [""] * len(frame)
         rows = frame.drop(columns=[header] if header else [])
         keys = [k for k in rows.columns if not (str(k).endswith(("_lo", "_hi")) and str(k)[:-3] in rows.columns)]
