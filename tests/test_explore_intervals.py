@@ -81,8 +81,8 @@ def test_no_intervals_when_asked_or_too_large():
     assert ex.interval() == {} and ex.band() is None and np.isnan(ex.numbers()["test_lo"]).all()
     assert "no intervals" in ex._numbers_html.value
     assert explore_views.n_boot_for(1000) == 200
-    assert explore_views.n_boot_for(200_000) == explore_views.RESAMPLE_ELEMENTS // 200_000
-    assert explore_views.n_boot_for(10**6) == 0  # 16 resamples would not make an interval
+    assert explore_views.n_boot_for(150_000) == explore_views.RESAMPLE_ELEMENTS // 150_000
+    assert explore_views.n_boot_for(10**6) == 0  # 8 resamples would not make an interval
 
 
 def token_pair(decode=None, tokenizer=None):

@@ -28,3 +28,41 @@ def test_reliability_bar_labels_are_readable():
     assert labels and min(t.get_fontsize() for t in labels) >= 9
     axes = reliability_grid(random_classification_cache(200, 2, 2, seed=1), axes=np.array(Figure().subplots(1, 2)))
     assert all(_counts(a) and min(t.get_fontsize() for t in _counts(a)) >= 9 for a in axes)
+
+
+# ------------------------------------------------------------------------------------- toolkit plot --profile
+def test_plot_cli_costs_in_predicted_ms_with_a_profile(tmp_path, capsys):
+    """``toolkit plot --profile`` draws the curve in predicted ms (as ``toolkit sweep --profile`` costs it) and names
+    the profile on the axis; without it the axis is FLOPs."""
+    import json
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+    import pytest
+
+    from toolkit.analysis import engine
+    from toolkit.analysis.cost.latency import load_profile, with_predicted_time
+    from toolkit.caches.classification import load_cache
+    from toolkit.cli import build_parser, main
+    from toolkit.cli.plot import figure
+
+    root = Path(__file__).resolve().parents[1]
+    cache, profile = root / "data" / "sst2" / "minilm6_me-test.parquet", root / "benchmarks" / "latency_profile_cpu.json"
+    if not cache.exists() or not profile.exists():
+        pytest.skip("the shipped SST-2 MiniLM-L6 cache or the CPU latency profile is not here")
+    args = ["plot", str(cache), "--out", str(tmp_path / "f.png"), "--n-boot", "20", "--cal", "none"]
+    prof = load_profile(profile)
+    fig, shown = figure(build_parser().parse_args([*args, "--profile", str(profile)]))
+    label = fig.axes[0].get_xlabel()
+    assert "predicted ms" in label and prof.label in label and prof.label in shown["latency profile"]
+    view = with_predicted_time(engine.staged(load_cache(cache)), prof, load_cache(cache).n_tokens,
+                               models=["all-MiniLM-L6-v2"])
+    assert shown["reference"] == view.reference and shown["cost_unit"] == view.meta["cost_unit"]
+    plt.close(fig)
+    fig, shown = figure(build_parser().parse_args(args))
+    assert "FLOPs" in fig.axes[0].get_xlabel() and "latency profile" not in shown
+    plt.close(fig)
+    assert main([*args, "--profile", str(profile), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["cost_unit"].startswith("predicted ms")
+    assert main([*args, "--profile", str(profile), "--profile-model", "all-MiniLM-L6-v2@2"]) == 2
+    assert "layers" in capsys.readouterr().err

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from toolkit.cli._common import bounded_int, engine_args, positive_float, probability
+from toolkit.cli._common import bounded_int, engine_args, positive_float, positive_int, probability
 
 FORMATS = (".png", ".svg", ".pdf")
 
@@ -39,6 +39,12 @@ def register(sub) -> None:
     p.add_argument("--n-boot", type=bounded_int(2, 100_000, "bootstrap resamples"), default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dpi", type=bounded_int(10, 600, "dots per inch"), default=150)
+    p.add_argument("--profile", help="cost in predicted ms from this latency profile (`toolkit profile`) instead of "
+                                     "FLOPs, as `toolkit sweep --profile` does; the axis and title name it")
+    p.add_argument("--profile-model", nargs="+", help="--profile: the profile's model for the cache's model (one "
+                                                      "per cascade member; default: by the cache's model names)")
+    p.add_argument("--batch", type=positive_int, default=1,
+                   help="--profile: predicted time per example as its share of a batch of this size (default 1)")
     p.add_argument("--transfer", action="store_true",
                    help="the cal cache is of another task or other models on purpose (a transfer): apply its "
                         "operating point anyway (refused otherwise)")
@@ -67,12 +73,14 @@ def figure(a):
     from toolkit.cli.sweep import view_of
 
     cache, view = view_of(a)
+    view, timing = _timed(a, cache, view)
     bands = bootstrap_bands(view, threshold_grid(view, n=100), n_boot=a.n_boot, seed=a.seed)
-    points, shown = {}, {"reference": view.reference, "n_boot": a.n_boot}
+    points, shown = {}, {"reference": view.reference, "n_boot": a.n_boot, "cost_unit": view.meta.get("cost_unit", "FLOPs"), **timing}
     cal = _cal_path(a)
     if cal is not None:
         b = argparse_copy(a, cache=str(cal))
-        _, cal_view = view_of(b)
+        cal_cache, cal_view = view_of(b)
+        cal_view, _ = _timed(b, cal_cache, cal_view)
         metric = a.rule_metric or ("accuracy" if "accuracy" in cal_view.metric_names else cal_view.metric)
         op = choose(cal_view, rule=a.rule, metric=metric, max_drop=a.max_drop, delta=a.delta,
                     epsilon=a.epsilon, budget=a.budget)
@@ -91,6 +99,17 @@ def figure(a):
     return fig, shown
 
 
+def _timed(a, cache, view):
+    """The view costed as ``toolkit sweep --profile`` costs it (predicted ms), and the line naming the profile."""
+    from toolkit.cli.sweep import timed
+
+    out = timed(a, cache, view)
+    if len(out) > 2 and out[2] is not None:
+        raise ValueError(f"{a.cache}: an LLM token cache at --batch {a.batch} has no per-token cost to draw (a "
+                         f"batch runs to its deepest exit): plot at --batch 1, or sweep it with toolkit sweep")
+    return out[0], out[1]
+
+
 def argparse_copy(a, **changes):
     import argparse
 
@@ -101,6 +120,10 @@ def run(a) -> int:
     out = Path(a.out)
     if out.suffix.lower() not in FORMATS:
         raise ValueError(f"--out {a.out}: write .png, .svg or .pdf")
+    if getattr(a, "profile", None):
+        from toolkit.cli._common import input_file
+
+        input_file(a.profile, "latency profile")
     fig, shown = figure(a)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=a.dpi)
@@ -110,6 +133,8 @@ def run(a) -> int:
         print_json({"figure": str(out), **shown})
     else:
         print(f"wrote {out} (speed-ups against {shown['reference']}, bands from {shown['n_boot']} resamples)")
+        if "latency profile" in shown:
+            print(f"cost in {shown['cost_unit']}; latency profile: {shown['latency profile']}")
         if "operating_point" in shown:
             op = shown["operating_point"]
             print(f"operating point chosen on cal by {op['rule']}: threshold {op['threshold']:.4f}; on "

@@ -74,7 +74,7 @@ def explore(cal, test, **options) -> Explorer:
     beside their ids). A ``cal`` of another task, label set or models than ``test`` is refused unless
     ``transfer=True`` (a deliberate transfer).
 
-    Intervals: ``n_boot=`` resamples of test (default 200; fewer above 2**24 weights; 0: none) drawn once, seed
+    Intervals: ``n_boot=`` resamples of test (default 200; fewer above 2**23 weights; 0: none) drawn once, seed
     ``seed=`` and coverage ``ci=``: the band on the test curve and the interval of the test point's metric,
     accuracy, speed-up and cost, each the engine's percentile bootstrap (:class:`.views.Resamples`).
 
@@ -203,8 +203,8 @@ class Explorer:
             return None
         key = self.view.key(self.settings)
         if key not in self._bands:
-            view = self.pre("test").view
-            self._bands[key] = self.resamples.band(view, threshold_grid(view, n=BAND_POINTS))
+            pre = self.pre("test")
+            self._bands[key] = self.resamples.band(pre, threshold_grid(pre.view, n=BAND_POINTS))
             while len(self._bands) > KEEP_SETTINGS:
                 self._bands.popitem(last=False)
         return self._bands[key]

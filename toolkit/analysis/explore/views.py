@@ -111,7 +111,7 @@ def precompute(view: engine.Staged) -> Precomputed:
 
 # ------------------------------------------------------------------------------------------ intervals
 N_BOOT = 200  # resamples of the explorer's intervals (fewer where a split is large: RESAMPLE_ELEMENTS)
-RESAMPLE_ELEMENTS = 2**24  # resample weights held per split: float32, 64 MB
+RESAMPLE_ELEMENTS = 2**23  # resample weights held per split: float32, 32 MB
 MIN_BOOT = 50  # fewer resamples than this give no interval worth showing: none is shown
 
 
@@ -124,52 +124,79 @@ def n_boot_for(n: int, n_boot: int = N_BOOT) -> int:
 
 @dataclass(frozen=True, eq=False)
 class Resamples:
-    """Bootstrap resamples of one split, drawn once and kept, so the interval of any operating point is one matrix
+    """Bootstrap resamples of one split, drawn once and kept, so the interval of any operating point is a matrix
     product: the engine's draws (:func:`toolkit.analysis.engine.resample_weights`, seeded; a view's clusters, e.g.
-    a token's prompt, resampled whole) held as float32 counts ``[B, N]``. At a threshold they give the percentile
-    intervals :func:`toolkit.analysis.engine.evaluation` gives with the same ``n_boot`` and ``seed`` (every
-    metric, ``flops``, ``speedup``), and along a grid of thresholds :func:`toolkit.analysis.engine.bootstrap_bands`
-    (float32 sums: equal to about 1e-6 relative)."""
+    a token's prompt, resampled whole) held as float32 counts, example-major ``[N, B]``. At a threshold they give
+    the percentile intervals :func:`toolkit.analysis.engine.evaluation` gives with the same ``n_boot`` and ``seed``
+    (every metric, ``flops``, ``speedup``), and along a grid of thresholds
+    :func:`toolkit.analysis.engine.bootstrap_bands` (float32 sums: equal to about 1e-6 relative).
 
-    weights: np.ndarray
+    Moving the point updates the resampled totals from the last point's: only the examples whose stage changed
+    enter the product (a full product every :data:`REFRESH` updates and whenever most examples changed)."""
+
+    weights: np.ndarray  # [N, B]
+    n: np.ndarray  # [B] examples in each resample
     ci: float
     seed: int
+    _last: dict = field(default_factory=dict, repr=False)  # slot -> (view, stage, totals [B, K + 2], updates)
+
+    REFRESH = 32
 
     @classmethod
     def draw(cls, view: engine.Staged, *, n_boot: int = N_BOOT, ci: float = 0.95, seed: int = 0) -> Resamples:
         check_bootstrap(n_boot, ci)
         w = engine.resample_weights(view.n_examples, n_boot=n_boot, seed=seed, clusters=view.clusters)
-        return cls(w.astype(np.float32), float(ci), int(seed))
+        return cls(np.ascontiguousarray(w.T, dtype=np.float32), w.sum(1), float(ci), int(seed))
 
     @property
     def n_boot(self) -> int:
-        return self.weights.shape[0]
+        return self.weights.shape[1]
 
-    def draws(self, view: engine.Staged, stage: np.ndarray) -> dict[str, np.ndarray]:
+    @staticmethod
+    def _columns(view: engine.Staged, rows: np.ndarray, stage: np.ndarray) -> np.ndarray:
+        """``[len(rows), K + 2]`` float32: each row's stats at its stage, its cost there, the reference cost."""
+        return np.concatenate([view.stats[rows, stage].reshape(len(rows), -1), view.cost[rows, stage][:, None],
+                               np.asarray(view.reference_cost)[rows][:, None]], axis=1).astype(np.float32)
+
+    def totals(self, view: engine.Staged, stage: np.ndarray, *, slot: str = "point") -> np.ndarray:
+        """``[B, K + 2]`` resampled sums when example n stops at ``stage[n]`` (stats, cost, reference cost)."""
+        N = view.n_examples
+        if self.weights.shape[0] != N:
+            raise ValueError(f"these resamples are of {self.weights.shape[0]} examples, the view has {N}")
+        stage = np.asarray(stage)
+        last = self._last.get(slot)
+        if last is not None and last[0] is view and last[3] < self.REFRESH:
+            changed = np.flatnonzero(stage != last[1])
+            if len(changed) <= N // 2:
+                dx = self._columns(view, changed, stage[changed]) - self._columns(view, changed, last[1][changed])
+                tot = last[2] + (self.weights[changed].T @ dx).astype(np.float64)
+                self._last[slot] = (view, stage.copy(), tot, last[3] + 1)
+                return tot
+        tot = (self.weights.T @ self._columns(view, np.arange(N), stage)).astype(np.float64)
+        self._last[slot] = (view, stage.copy(), tot, 0)
+        return tot
+
+    def draws(self, view: engine.Staged, stage: np.ndarray, *, slot: str = "point") -> dict[str, np.ndarray]:
         """``[B]`` resampled values of every metric, ``flops`` and ``speedup`` when example n stops at
         ``stage[n]``."""
-        if view.n_examples != self.weights.shape[1]:
-            raise ValueError(f"these resamples are of {self.weights.shape[1]} examples, the view has "
-                             f"{view.n_examples}")
-        rows = np.arange(view.n_examples)
-        x = np.concatenate([view.stats[rows, stage].reshape(view.n_examples, -1),
-                            view.cost[rows, stage][:, None], np.asarray(view.reference_cost)[:, None]], axis=1)
-        tot = (self.weights @ x.astype(np.float32)).astype(np.float64)  # [B, K + 2]
-        n = self.weights.sum(1, dtype=np.float64)
-        cost = tot[:, -2] / n
-        return {**view.metrics(tot[:, :-2], n), "flops": cost, "speedup": tot[:, -1] / n / cost}
+        tot = self.totals(view, stage, slot=slot)
+        cost = tot[:, -2] / self.n
+        return {**view.metrics(tot[:, :-2], self.n), "flops": cost, "speedup": tot[:, -1] / self.n / cost}
 
-    def interval(self, view: engine.Staged, stage: np.ndarray) -> dict[str, tuple[float, float]]:
+    def interval(self, view: engine.Staged, stage: np.ndarray, *, slot: str = "point") -> dict[str, tuple]:
         """Percentile interval ``(lo, hi)`` of every metric, ``flops`` and ``speedup`` at the stops ``stage``."""
         a = (1 - self.ci) / 2
-        return {k: tuple(float(q) for q in np.quantile(v, [a, 1 - a])) for k, v in self.draws(view, stage).items()}
+        return {k: tuple(float(q) for q in np.quantile(v, [a, 1 - a]))
+                for k, v in self.draws(view, stage, slot=slot).items()}
 
-    def band(self, view: engine.Staged, thresholds) -> pd.DataFrame:
-        """Point estimates and ``{name}_lo``/``{name}_hi`` of every metric, ``flops`` and ``speedup`` at each of
-        ``thresholds`` (``[T]``, most conservative first), like :func:`toolkit.analysis.engine.bootstrap_bands`."""
+    def band(self, pre: Precomputed, thresholds) -> pd.DataFrame:
+        """The kept sweep's rows at ``thresholds`` (``[T]``, most conservative first) with ``{name}_lo`` and
+        ``{name}_hi`` of every metric, ``flops`` and ``speedup``, like :func:`toolkit.analysis.engine.bootstrap_bands`."""
         t = np.asarray(thresholds, dtype=np.float64)
-        out = engine.evaluate(view, t).to_frame()
-        ivs = [self.interval(view, view.stage_of(float(x))) for x in t]  # one matrix product per grid threshold
+        out = pre.curve.frame.iloc[[pre.row(x) for x in t]].reset_index(drop=True)
+        out["threshold"] = t
+        view = pre.view
+        ivs = [self.interval(view, view.stage_of(float(x)), slot="band") for x in t]  # neighbours: few changes
         for k in ivs[0] if ivs else ():
             out[f"{k}_lo"] = [iv[k][0] for iv in ivs]
             out[f"{k}_hi"] = [iv[k][1] for iv in ivs]

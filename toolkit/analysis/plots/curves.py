@@ -29,8 +29,17 @@ def speedup_label(reference: str | None, unit: str = "FLOPs") -> str:
     'speed-up (x, mean FLOPs of mpnet alone / policy)'
     >>> speedup_label("SmolLM2 alone", "parameters x tokens")
     'speed-up (x, mean parameters x tokens of SmolLM2 alone / policy)'
+
+    Predicted time names its latency profile on a second line:
+
+    >>> speedup_label("MiniLM alone", "predicted ms (batch 1; p.json (vm, 1 threads))").splitlines()
+    ['speed-up (x, mean predicted ms of MiniLM alone / policy)', 'latency profile: batch 1; p.json (vm, 1 threads)']
     """
-    return f"speed-up (x, mean {unit} of {reference or 'the reference'} / policy)"
+    ref = reference or "the reference"
+    if unit.startswith("predicted ms") and "(" in unit:  # cost.latency's unit: "predicted ms[ per token] (...)"
+        head, _, profile = unit.partition(" (")
+        return f"speed-up (x, mean {head} of {ref} / policy)\nlatency profile: {profile.removesuffix(')')}"
+    return f"speed-up (x, mean {unit} of {ref} / policy)"
 
 
 def _ax(ax):
@@ -163,7 +172,7 @@ def plot_tradeoff(curves: Mapping, *, x: str = "speedup", y: str | None = None, 
     if x == "flops":
         ax.set_xlabel(cost_axis_label(_unit(first)))
     else:
-        ax.set_xlabel(speedup_label(reference, _unit(first)) + (", log scale" if log_speedup else ""))
+        ax.set_xlabel(speedup_label(reference, _unit(first)))  # the 1x 2x 4x ticks say the scale is log
     if x == "speedup" and log_speedup:
         speedup_axis(ax, reference=reference)
     ax.set_ylabel(ylabel or y)
