@@ -37,3 +37,17 @@ def test_notebook_06_runtime_is_measured_with_its_load():
         row = next(line for line in page.read_text().splitlines() if "06_collect_your_own" in line)
         assert "in seconds" not in row
         assert re.search(r"\d+ s on \d+ shared cores at load average [\d.]+", row), (page.name, row)
+
+
+def cells(source: str) -> list[str]:
+    """The code cells of a jupytext percent script."""
+    parts = re.split(r"^# %%.*$", source, flags=re.M)
+    heads = re.findall(r"^# %%.*$", source, flags=re.M)
+    return [body.strip() for head, body in zip(heads, parts[1:]) if "[markdown]" not in head]
+
+
+def test_notebook_01_conclusion_is_one_library_call():
+    """The rendered page shows one call, not the code that writes the conclusion (``toolkit.report``)."""
+    cell = next(c for c in cells((ROOT / "notebooks" / "01_quickstart.py").read_text()) if "conclude" in c)
+    code = [line for line in cell.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    assert cell.startswith("report.conclude(report.") and len(code) <= 4, cell
