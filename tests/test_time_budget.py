@@ -187,6 +187,12 @@ def _bench():
     return mod
 
 
+def test_paired_speedup_by_hand():
+    got = _bench().paired([2.0, 4.0, 1.0], [1.0, 3.0, 0.8])  # ratios 0.5, 0.75, 0.8
+    assert got["measured_share_paired"] == 0.75 and got["measured_speedup_paired"] == pytest.approx(4 / 3)
+    assert got["measured_speedup_range"] == pytest.approx([1.25, 2.0])
+
+
 @pytest.mark.slow
 def test_bench_time_budget_end_to_end_on_tiny_models(tmp_path, tiny_encoder_dir, glue_dir, one_torch_thread):
     """Two tiny members from a config, collected into cal and test caches; the benchmark checks their identity,
@@ -222,8 +228,9 @@ def test_bench_time_budget_end_to_end_on_tiny_models(tmp_path, tiny_encoder_dir,
     assert [r["batch_size"] for r in d["rows"]] == [1, 4]
     for r in d["rows"]:
         assert r["exits_equal_cache"] == 1.0 and r["predictions_equal_cache"] == 1.0
-        assert r["real_metric"] == pytest.approx(r["cache_metric"]) and r["budget_held_predicted"]
-        assert r["predicted_method_ms"] > 0 and r["measured_method_ms"] > 0
+        assert r["real_metric"] == pytest.approx(r["cache_metric"]) and r["budget_held_test_share"] is not None
+        assert r["cal_share_ms"] <= r["budget_ms"] * (1 + 1e-9)  # chosen within the budget on cal
+        assert r["predicted_method_ms"] > 0 and r["measured_method_ms"] > 0 and r["measured_speedup_paired"] > 0
     assert d["meta"]["choice"]["binding"] in ("batch 1", "batch 4")
     assert [m["weights_sha256"] for m in d["meta"]["policy"]["models"]] == [
         r["weights_sha256"] for r in d["meta"]["identity"]]
