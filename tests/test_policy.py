@@ -132,11 +132,12 @@ def test_calm_policy_from_an_llm_operating_point():
     path = REPO / "data" / "llm" / "smollm2_sst2_sentiment-cal.parquet"
     view = staged(load_llm_cache(path), family="lens", checked_layers=[10, 20, 25])
     op = choose(view, metric="agreement", max_drop=0.1)
-    assert Policy.from_operating_point(op, models="SmolLM2-135M-Instruct", weights=SHA_A).params["exit"] == {
+    assert Policy.from_operating_point(op, models="SmolLM2-135M-Instruct").params["exit"] == {
         "kind": "lens"}  # the point records the family it was chosen on
     with pytest.raises(PolicyError, match="chosen on exit family 'lens'"):
-        Policy.from_operating_point(op, models="SmolLM2-135M-Instruct", weights=SHA_A, exit="runs/llm/smollm2_tuned")
-    p = Policy.from_operating_point(op, models="SmolLM2-135M-Instruct", exit="lens", weights=SHA_A)
+        Policy.from_operating_point(op, models="SmolLM2-135M-Instruct", exit="runs/llm/smollm2_tuned")
+    p = Policy.from_operating_point(op, models="SmolLM2-135M-Instruct", exit="lens")
+    assert p.models[0].weights_sha256 == load_llm_cache(path).model["weights_sha256"]  # from the cal header
     assert p.method == "calm" and p.params["checked_layers"] == (10, 20, 25)
     assert p.params["thresholds"] == (op.threshold,) and p.params["exit"] == {"kind": "lens"}
 

@@ -51,8 +51,8 @@ def test_a_point_chosen_without_propagation_holds_only_for_such_views(cal):
 def test_the_policy_carries_propagate_and_old_files_default_to_it(cal, tmp_path):
     _, op_on = _point(cal, True)
     _, op_off = _point(cal, False)
-    on = Policy.from_operating_point(op_on, models="SmolLM2-135M-Instruct", weights=SHA, exit="lens")
-    off = Policy.from_operating_point(op_off, models="SmolLM2-135M-Instruct", weights=SHA, exit="lens")
+    on = Policy.from_operating_point(op_on, models="SmolLM2-135M-Instruct", exit="lens")
+    off = Policy.from_operating_point(op_off, models="SmolLM2-135M-Instruct", exit="lens")
     assert on.params["propagate"] is True and off.params["propagate"] is False
     assert Policy.load(off.save(tmp_path / "off.json")).params["propagate"] is False
     assert Policy.calm("m", checked_layers=[3], thresholds=[0.9]).params["propagate"] is True  # default

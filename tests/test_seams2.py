@@ -89,20 +89,18 @@ def test_operating_point_refuses_a_view_of_another_exit_family(llm_sst2):
 def test_policy_from_operating_point_refuses_an_exit_of_another_family(llm_sst2):
     from toolkit.analysis import engine as E
     from toolkit.policy import Policy, PolicyError
-    cal, _ = llm_sst2
-    sha = "a" * 64
+    cal, _ = llm_sst2  # its header records the weights' fingerprint: no weights= needed
     lens = E.choose(E.staged(cal, family="lens"), rule="target", target=0.7, metric="agreement")
     tuned = E.choose(E.staged(cal, family="tuned"), rule="target", target=0.7, metric="agreement")
     folder = cal.families["tuned"]["folder"]
     with pytest.raises(PolicyError, match="chosen on exit family 'lens'"):
-        Policy.from_operating_point(lens, models="m", weights=[sha], exit=folder)
+        Policy.from_operating_point(lens, models="m", exit=folder)
     with pytest.raises(PolicyError, match="chosen on exit family 'tuned'"):
-        Policy.from_operating_point(tuned, models="m", weights=[sha], exit="lens")
+        Policy.from_operating_point(tuned, models="m", exit="lens")
     with pytest.raises(PolicyError, match="chosen on exit family 'tuned'"):
-        Policy.from_operating_point(tuned, models="m", weights=[sha], exit="runs/llm/another_tuned")
-    assert Policy.from_operating_point(lens, models="m", weights=[sha]).params["exit"] == {"kind": "lens"}
-    assert Policy.from_operating_point(tuned, models="m", weights=[sha]).params["exit"] == {"kind": "tuned",
-                                                                                           "folder": folder}
+        Policy.from_operating_point(tuned, models="m", exit="runs/llm/another_tuned")
+    assert Policy.from_operating_point(lens, models="m").params["exit"] == {"kind": "lens"}
+    assert Policy.from_operating_point(tuned, models="m").params["exit"] == {"kind": "tuned", "folder": folder}
 
 
 # ----------------------------------------------------------------- A3: temperatures checked for every score

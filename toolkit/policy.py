@@ -634,8 +634,9 @@ def _weights_of_header(head: dict | None) -> list:
 def _fingerprints(weights, header: dict | None, identity: Mapping, n_models: int) -> list[str]:
     """The weight fingerprints a policy records: ``weights`` (fingerprints, or a cache whose header records them),
     else those of the cal cache's header; refuse when there are none or their count differs."""
+    recorded = _weights_of_header(header)
     if weights is None:
-        weights = _weights_of_header(header)
+        weights = recorded
     elif not isinstance(weights, (list, tuple, str)):
         meta = getattr(weights, "meta", None) or {}
         model = getattr(weights, "model", None)
@@ -653,6 +654,12 @@ def _fingerprints(weights, header: dict | None, identity: Mapping, n_models: int
     if len(weights) != n_models:
         raise PolicyError(f"policy: key 'weights': {len(weights)} weight fingerprint(s) for {n_models} model(s) "
                           f"in models=; give one per model, in the same order")
+    for i, (want, got) in enumerate(zip(recorded, weights)):
+        if want is not None and want != got:
+            raise PolicyError(f"policy: key 'weights' entry {i}: the operating point was chosen on weights "
+                              f"{want[:12]}... (its cal cache {identity.get('path')}), weights= gives {str(got)[:12]}...; "
+                              f"a policy runs only on the weights it was chosen for: leave weights= out, or choose "
+                              f"again on a cache of those weights")
     return [str(w) for w in weights]
 
 

@@ -388,6 +388,10 @@ def check_llm_table(table, head: dict, path) -> None:
         check_model_dims(head["model"])
     except CacheError as e:
         raise bad(str(e)) from None
+    sha = head["model"].get("weights_sha256")
+    if sha is not None and not (isinstance(sha, str) and len(sha) == 64 and set(sha) <= set("0123456789abcdef")):
+        raise bad(f"header key 'model.weights_sha256' must be null or 64 lowercase hex digits (the sha256 of the "
+                  f"model's weights), got {str(sha)[:70]!r}")
     L, F = layers, len(stat_names(temps))
     want = {"example_id": pa.types.is_string, "label": lambda t: t == pa.int64(),
             "n_prompt": lambda t: t == pa.int32(), "tokens": lambda t: t == pa.list_(pa.int32())}

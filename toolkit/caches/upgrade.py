@@ -3,7 +3,14 @@
 ``upgrade_cache(path)`` reads a schema-1 classification, generation or LLM token cache, validates it with the kind's loader
 rules, and rewrites it in place through :mod:`.cache_io` (page checksums, content hash) as schema 2; the decoded
 arrays and the metadata are unchanged, which it checks before replacing the file. ``toolkit upgrade-cache
-FILE...`` runs it from the command line. numpy and pyarrow only.
+FILE...`` runs it from the command line.
+
+``add_weights_fingerprint(path, sha256, how=...)`` records the model's weight fingerprint in the header of an LLM
+token cache collected before collectors recorded one (``model.weights_sha256``, what a policy chosen on the cache
+is then tied to), with ``model.weights_sha256_added`` saying that it was added later and how it was established;
+the data are unchanged (checked before replacing the file) and the content hash covers the new header. The torch
+side establishes the fingerprint (:func:`toolkit.nn.causal.collect.fingerprint_token_cache`). numpy and pyarrow
+only.
 """
 
 from __future__ import annotations
@@ -42,22 +49,70 @@ def upgrade_cache(path: str | os.PathLike) -> bool:
         table = pq.read_table(path)
     except Exception as e:  # noqa: BLE001
         raise CacheError(f"{path}: not a readable Parquet file ({e}); it cannot be upgraded: recollect it") from None
-    new_head = {**head, "kind": kind, "schema_version": version}
+    _rewrite(path, table, {**head, "kind": kind, "schema_version": version}, loader)
+    return True
+
+
+def add_weights_fingerprint(path: str | os.PathLike, weights_sha256: str, *, how: str) -> bool:
+    """Record ``weights_sha256`` (:func:`toolkit.nn.common.parts.weights_sha256` of the model that produced the
+    cache) as ``model.weights_sha256`` in the header of the LLM token cache at ``path``, which records none; the
+    header also gets ``model.weights_sha256_added`` (``{"added_after_collection": true, "how": how}``): the
+    fingerprint was not measured by the collector, and ``how`` says what established it. The columns are
+    unchanged (checked before the file is replaced); the content hash is recomputed over the new header, so the
+    file stays verifiable. False (untouched) if the header already records this fingerprint; another fingerprint
+    is refused, as is any cache that is not an intact current LLM token cache. Keeps the file's mode; refuses a
+    symbolic link; errors name ``path``."""
+    import re
+
+    from toolkit.caches.io import read_cache_table
+
+    if not (isinstance(weights_sha256, str) and re.fullmatch(r"[0-9a-f]{64}", weights_sha256)):
+        raise CacheError(f"{path}: weights_sha256 must be 64 lowercase hex digits, got {weights_sha256!r}")
+    if not isinstance(how, str) or not how.strip():
+        raise CacheError(f"{path}: say how the fingerprint was established (how=...): it is recorded beside it")
+    if Path(path).is_symlink():
+        raise CacheError(f"{path}: a symbolic link (to {os.path.realpath(path)}); the file is rewritten in place and "
+                         f"a link is never replaced: give the target file itself")
+    path = check_regular_file(path)
+    kind = KINDS["llm_tokens"]
+    if read_header(path).get("kind") != "llm_tokens":
+        raise CacheError(f"{path}: not an LLM token cache; classification and generation caches record their "
+                         f"models' fingerprints under meta.models")
+    table, head = read_cache_table(path, kind="llm_tokens", schema_version=kind.schema_version)
+    kind.loader()(path, verify_data=False)  # every check of the format before anything is written
+    model = head["model"]
+    have = model.get("weights_sha256")
+    if have == weights_sha256:
+        return False
+    if have is not None:
+        raise CacheError(f"{path}: header key 'model.weights_sha256' already records {have[:12]}..., not "
+                         f"{weights_sha256[:12]}...: the cache was collected on other weights; nothing was changed")
+    model = {**model, "weights_sha256": weights_sha256,
+             "weights_sha256_added": {"added_after_collection": True, "how": how.strip()}}
+    _rewrite(path, table, {k: v for k, v in head.items() if k != INTEGRITY_KEY} | {"model": model}, kind.loader())
+    return True
+
+
+def _rewrite(path: Path, table, head: dict, loader) -> None:
+    """Write ``table`` with ``head`` to a temporary copy beside ``path``, load it with every check of its kind,
+    confirm its columns equal ``table``'s, then put it in place of ``path`` with ``path``'s mode; nothing is replaced
+    on any failure, and errors name ``path``."""
+    import pyarrow.parquet as pq
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".upgrade.parquet")
     os.close(fd)
     mode = os.stat(path).st_mode & 0o7777
     try:
-        write_cache_table(table.replace_schema_metadata(None), tmp, new_head)
+        write_cache_table(table.replace_schema_metadata(None), tmp, head)
         try:
-            loader(tmp, verify_data=False)  # every check of the new format
+            loader(tmp, verify_data=False)  # every check of the format
         except CacheError as e:  # name the user's file, not the temporary one
             raise CacheError(f"{path}: cannot be upgraded, nothing was replaced: "
                              f"{str(e).replace(str(tmp), 'the upgraded copy')}") from None
-        if not table.equals(pq.read_table(tmp)):  # same columns, types and values (metadata aside)
+        if not table.replace_schema_metadata(None).equals(pq.read_table(tmp).replace_schema_metadata(None)):
             raise CacheError(f"{path}: the upgraded table differs from the original; nothing was replaced")
         os.chmod(tmp, mode)  # a read-only cache stays read-only
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
-    return True
 

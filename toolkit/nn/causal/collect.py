@@ -209,7 +209,9 @@ def collect_llm_tokens(model: str, prompt_set: str, split: str, out: str | os.Pa
         labels = frame["label"].to_numpy().astype(np.int64) if ps.label_words else np.full(len(frame), -1, np.int64)
         fam_info = {name: {"layers": list(range(1, L + 1)), **record} for name, _, record in families}
         sigs = {name: _family_signature(name, ex, record, temperatures) for name, ex, record in families}
-        model_info = lm.info()
+        # the weights' fingerprint (as the classification collectors record it): a policy chosen on this cache
+        # runs only on these weights (toolkit.policy.Policy.from_operating_point, decode.decoder_from_policy)
+        model_info = {**lm.info(), "weights_sha256": run["weights"]["model"]}
         # one chunk of prompts at a time, as row groups (llm_cache.LLMCacheWriter): never the whole table in memory
         with LLMCacheWriter(out) as writer:
             for k, t in enumerate(trajs):
@@ -233,6 +235,70 @@ def collect_llm_tokens(model: str, prompt_set: str, split: str, out: str | os.Pa
         claimed.finish(keep=keep_parts)
     print(f"collected {out} in {time.time() - t0:.0f} s", file=sys.stderr)
     return load_llm_cache(out)
+
+
+def fingerprint_token_cache(path: str | os.PathLike, lm: CausalLM | None = None, *, check_prompts: int = 2,
+                            data_dir=None) -> str:
+    """Add the weights' fingerprint to a token cache collected before the collector recorded one, once ``lm``
+    (default: the model the header names, loaded as collected) is shown to be the model that produced it.
+
+    Checked first: the header's model record (path, folder, origin, dims, parameters) equals ``lm.info()``; greedy
+    decoding of the cache's first ``check_prompts`` prompts (its prompt set, split and data, re-encoded) gives the
+    cache's prompt lengths and tokens exactly, and its final-layer statistics within float16 rounding. Then
+    :func:`toolkit.caches.upgrade.add_weights_fingerprint` records :func:`~toolkit.nn.common.parts.weights_sha256`
+    of ``lm`` with a note that it was added later and how. Returns the fingerprint; a mismatch is a
+    :class:`CacheError` naming the file (nothing is written)."""
+    from toolkit.caches.upgrade import add_weights_fingerprint
+
+    cache = load_llm_cache(path, data_dir=data_dir)
+    model = dict(cache.model)
+    if model.get("weights_sha256"):
+        return model["weights_sha256"]
+    lm = lm or load_causal_lm(model.get("path"))
+    info = lm.info()
+    differ = sorted(k for k in set(info) | set(model) if k not in ("weights_sha256", "weights_sha256_added")
+                    and info.get(k) != model.get(k))
+    if differ:
+        raise CacheError(f"{path}: header key 'model' differs from the model given in {differ} (header "
+                         f"{ {k: model.get(k) for k in differ} }, model { {k: info.get(k) for k in differ} }); it did "
+                         f"not produce this cache: nothing was written")
+    ps = get_prompt_set(cache.meta["prompt_set"])
+    frame = load_split(ps.task, cache.meta["split"], data_dir).frame.set_index("example_id")
+    k = min(int(check_prompts), cache.n_examples)
+    if k < 1:
+        raise ValueError(f"check_prompts must be >= 1, got {check_prompts}")
+    rows = frame.loc[list(cache.example_ids[:k])].reset_index()
+    prompts = encode_prompts(lm.tokenizer, ps, rows)
+    decoding = cache.meta.get("decoding") or {}
+    max_new = decoding.get("max_new_tokens")
+    worst, n_tokens = 0.0, 0
+    for i, prompt in enumerate(prompts):
+        a, b = cache.offsets[i], cache.offsets[i + 1]
+        if len(prompt) != cache.n_prompt[i]:
+            raise CacheError(f"{path}: prompt {cache.example_ids[i]} encodes to {len(prompt)} tokens, the cache "
+                             f"records {cache.n_prompt[i]}: another tokenizer or template; nothing was written")
+        t = greedy_trajectory(lm.model, prompt, int(max_new[i] if isinstance(max_new, list) else max_new))
+        if not np.array_equal(t.tokens, cache.tokens[a:b]):
+            raise CacheError(f"{path}: greedy decoding of prompt {cache.example_ids[i]} with the model given does "
+                             f"not reproduce the cache's tokens: other weights; nothing was written")
+        got = step_statistics(torch.from_numpy(t.final_logits), cache.temperatures).numpy()
+        want = cache.stats[cache.family_names[0]][a:b, -1]
+        if cache.stats_dtype == "float16":
+            got = got.astype(np.float16).astype(np.float32)
+        if not np.allclose(got, want, rtol=2e-3, atol=2e-3):
+            raise CacheError(f"{path}: the final-layer statistics of prompt {cache.example_ids[i]} differ from the "
+                             f"cache's (max {np.abs(got - want).max():.3g}) beyond {cache.stats_dtype} rounding: other "
+                             f"weights or precision; nothing was written")
+        worst, n_tokens = max(worst, float(np.abs(got - want).max())), n_tokens + b - a
+    sha = weights_sha256(lm.model)
+    versions = package_versions()
+    how = (f"toolkit.nn.causal.collect.fingerprint_token_cache: weights_sha256 of {info['path']} as loaded "
+           f"({info['origin']}; torch {versions.get('torch')}, transformers {versions.get('transformers')}), after "
+           f"greedy decoding of the first {k} prompts reproduced the cache's prompt lengths and {n_tokens} tokens "
+           f"exactly and its final-layer statistics within {cache.stats_dtype} rounding (max difference "
+           f"{worst:.3g})")
+    add_weights_fingerprint(path, sha, how=how)
+    return sha
 
 
 # ------------------------------------------------------------------------------------------------- classifiers
