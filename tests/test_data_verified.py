@@ -90,3 +90,24 @@ def test_rows_that_cannot_be_tied_to_the_data_are_not_verified(glue_dir, tmp_pat
     p, _ = _collected(other, "test", tmp_path, ids=np.array([f"nosuchtask:validation:{i}" for i in
                                                             range(len(labels))]))
     assert load_cache(p).meta["data_verified"] is False
+
+
+def test_a_token_cache_with_flipped_labels_saved_again_is_not_verified(tmp_path):
+    from toolkit.caches.tokens import load_llm_cache, save_llm_cache
+    from toolkit.data.tasks import default_data_dir
+
+    if default_data_dir() is None or not (Path(default_data_dir()) / "sst2" / "dev.tsv").is_file():
+        pytest.skip("the shared data folder (../shared/data) is not on this machine")
+    c = load_llm_cache(ROOT / "data" / "llm" / "smollm2_sst2_sentiment-test.parquet")
+    assert c.meta["data_verified"] is True
+    labels = c.labels.copy()
+    labels[:3] = 1 - labels[:3]
+    out = save_llm_cache(dataclasses.replace(c, labels=labels), tmp_path / "flipped.parquet")
+    with pytest.raises(CacheError, match=re.escape(f"{out}: key 'label': 3 of 60 labels differ from sst2/dev.tsv")):
+        load_llm_cache(out)
+    # a prompt set without label words (-1): ids and split still checked
+    head = load_llm_cache(ROOT / "data" / "llm" / "smollm2_agnews_headline-cal.parquet")
+    assert head.meta["data_verified"] is True and (head.labels == -1).all()
+    moved = save_llm_cache(dataclasses.replace(head, meta={**head.meta, "split": "test"}), tmp_path / "m.parquet")
+    with pytest.raises(CacheError, match="not in split 'test'"):
+        load_llm_cache(moved)

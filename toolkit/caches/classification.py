@@ -505,20 +505,21 @@ def _verified_data_root(cache, data_dir=None) -> Path | None:
     return None
 
 
-def verify_labels(cache, root: str | os.PathLike) -> bool:
+def verify_labels(cache, root: str | os.PathLike, *, labels: bool = True) -> bool:
     """Check a classification cache's rows against the source files of data folder ``root`` (whose hashes
     :func:`verify_fingerprint` has checked): every example id is a row ``task:source_split:row`` of a file the
     cache names, the rows are those of the cache's ``split`` (with its ``split_seed``), and every label is the
     file's label for that row. True when all hold; False when the ids are not of that form or their task is not
     registered (nothing to check them against). Labels or rows that differ are a :class:`CacheError`: the cache
     was changed after collection (e.g. labels edited and saved again), and its file hashes alone would not say so.
+    ``labels=False``: the ids and split only (a cache whose labels are not the task's, e.g. -1 for none).
     """
     from toolkit.data.tasks import DEFAULT_SPLIT_SEED, SPLITS, _source_of, get_task, split_indices
 
     data = cache.meta.get("data") or {}
     named = set(data.get("files") or {})
     ids = np.asarray(cache.example_ids).astype(str)
-    labels = np.asarray(cache.labels)
+    y_all = np.asarray(cache.labels)
     prefix, _, row = np.char.rpartition(ids, ":").T
     if not len(ids) or not np.char.isdigit(row).all():
         return False
@@ -537,7 +538,7 @@ def verify_labels(cache, root: str | os.PathLike) -> bool:
                              f"not from the data it was collected from; recollect it")
         truth = _source_labels(task, os.path.join(os.fspath(root), rel), src, data["files"][rel])
         at = prefix == pre
-        r, y = rows[at], labels[at]
+        r, y = rows[at], y_all[at]
         if (r >= len(truth)).any():
             raise CacheError(f"key 'example_id': {pre}:{int(r.max())} is beyond the {len(truth)} rows of {rel} (data "
                              f"folder {root}); the ids are not this file's: recollect the cache")
@@ -553,7 +554,7 @@ def verify_labels(cache, root: str | os.PathLike) -> bool:
                 raise CacheError(f"key 'example_id': {int(outside.sum())} of {len(r)} rows of {rel} are not in split "
                                  f"{split!r} (split_seed {seed}; first: {pre}:{int(r[outside][0])}): the cache's meta "
                                  f"key 'split' does not describe its rows; recollect it")
-        bad = np.flatnonzero(truth[r] != y)
+        bad = np.flatnonzero(truth[r] != y) if labels else []
         if len(bad):
             i = bad[0]
             raise CacheError(f"key 'label': {len(bad)} of {len(r)} labels differ from {rel} in data folder {root} "

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.caches.classification import CacheError, verify_fingerprint
+from toolkit.caches.classification import CacheError, _verified_data_root, verify_labels
 from toolkit.caches.dims import CausalLMDims
 from toolkit.caches.generation import check_step_stats, check_temperatures, stat_names
 from toolkit.caches.io import (
@@ -462,7 +462,13 @@ def load_llm_cache(path: str | os.PathLike, *, data_dir=None, verify_data: bool 
         raise CacheError(f"{path}: token, exit or prompt columns are missing or malformed ({type(e).__name__}: "
                          f"{e}); recollect it with `toolkit llm-collect`") from None
     if verify_data:
-        cache.meta["data_verified"] = verify_fingerprint(cache, data_dir=data_dir)
+        try:
+            root = _verified_data_root(cache, data_dir)
+            # a prompt set without label words stores -1: its ids and split are checked, not its labels
+            cache.meta["data_verified"] = root is not None and verify_labels(
+                cache, root, labels=bool((cache.labels >= 0).all()))
+        except CacheError as e:
+            raise CacheError(f"{path}: {e}") from None
     return cache
 
 
