@@ -168,3 +168,18 @@ def test_an_older_cache_gets_the_fingerprint_only_from_the_model_that_reproduces
     assert np.array_equal(new.tokens, orig.tokens) and all(np.array_equal(new.stats[f], orig.stats[f])
                                                            for f in orig.family_names)
     json.dumps(model)  # the header stays plain JSON
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_llm_classifier_caches_record_the_fingerprint_and_refuse_states_of_other_weights(two, tmp_path):
+    from toolkit.nn.causal.collect import llm_classifier_caches, prompt_states
+    from toolkit.nn.common.parts import weights_sha256
+
+    st = prompt_states(two["a"], "sst2_label", "test", tmp_path / "a.npz", limit=6, data_dir=two["glue"],
+                       progress=False)
+    assert str(st["weights_sha256"]) == weights_sha256(two["a"].model)
+    caches = llm_classifier_caches(two["a"], "sst2_label", st, layers=[1, 2])
+    assert caches["zs_lens"].meta["models"][0]["weights_sha256"] == weights_sha256(two["a"].model)
+    with pytest.raises(CacheError, match="prompt states were computed with other weights"):
+        llm_classifier_caches(two["b"], "sst2_label", st, layers=[1, 2])
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []

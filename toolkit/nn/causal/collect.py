@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from toolkit.analysis.cost.causal import LLM_COST_DEFINITION, prefill_exit_flops, translator_flops
 from toolkit.caches.classification import SCHEMA_VERSION, Cache, CacheError
+from toolkit.caches.io import write_atomic
 from toolkit.caches.tokens import (
     LLM_SCHEMA_VERSION,
     STATS_DTYPES,
@@ -253,6 +254,9 @@ def fingerprint_token_cache(path: str | os.PathLike, lm: CausalLM | None = None,
     cache = load_llm_cache(path, data_dir=data_dir)
     model = dict(cache.model)
     if model.get("weights_sha256"):
+        if lm is not None and weights_sha256(lm.model) != model["weights_sha256"]:
+            raise CacheError(f"{path}: header key 'model.weights_sha256' records {model['weights_sha256'][:12]}..., "
+                             f"the model given has other weights; nothing was written")
         return model["weights_sha256"]
     lm = lm or load_causal_lm(model.get("path"))
     info = lm.info()
@@ -352,10 +356,9 @@ def prompt_states(lm: CausalLM, prompt_set: str, split: str, out: str | os.PathL
                   "states": np.concatenate([claimed.load(n, ("states",))["states"] for n in names]),
                   "signature": np.array(sig), "task": np.array(ps.task), "split": np.array(split),
                   "prompt_set": np.array(ps.name), "data_files": np.array(json.dumps(data.files)),
-                  "data_fingerprint": np.array(data.fingerprint), "data_dir": np.array(str(data.data_dir))}
-        tmp = out.with_name(f".{out.name}.tmp.npz")
-        np.savez(tmp, **result)
-        os.replace(tmp, out)
+                  "data_fingerprint": np.array(data.fingerprint), "data_dir": np.array(str(data.data_dir)),
+                  "weights_sha256": np.array(run["weights"]["model"])}
+        write_atomic(out, lambda f: np.savez(f, **result), error=CacheError)
         claimed.finish(keep=True)  # the parts stay: a later, larger limit reuses them
     return result
 
@@ -392,6 +395,11 @@ def llm_classifier_caches(lm: CausalLM, prompt_set: str, states: dict, *, exits=
     ps = get_prompt_set(prompt_set)
     spec = get_task(ps.task)
     dims = lm.dims
+    sha = weights_sha256(lm.model)  # recorded per family, as every classification collector does
+    if "weights_sha256" in states and str(states["weights_sha256"]) != sha:
+        raise CacheError(f"the prompt states were computed with other weights (sha256 "
+                         f"{str(states['weights_sha256'])[:12]}...) than this model's ({sha[:12]}...); compute them "
+                         f"again with this model (prompt_states)")
     layers = list(range(1, dims.layers + 1)) if layers is None else [int(k) for k in layers]
     class_ids = label_token_ids(lm.tokenizer, ps)
     n_ids = sum(len(c) for c in class_ids)
@@ -429,7 +437,7 @@ def llm_classifier_caches(lm: CausalLM, prompt_set: str, states: dict, *, exits=
         stage_info = [{"name": f"L{k}", "kind": "exit", "model": lm.path, "model_name": name, "layer": k,
                        "model_index": 0, "hidden_size": dims.hidden, "num_layers": dims.layers} for k in layers]
         meta = {**base_meta, "split": split, "family": name, "exit_head_flops": head, "family_info": info,
-                "models": [{"name": name, "path": lm.path, "origin": lm.origin}]}
+                "models": [{"name": name, "path": lm.path, "origin": lm.origin, "weights_sha256": sha}]}
         caches[name] = Cache(logits=logits, labels=np.asarray(states["labels"], dtype=np.int64), flops=flops,
                              example_ids=np.asarray(states["example_ids"]).astype(str),
                              n_tokens=np.asarray(states["n_prompt"], dtype=np.int32), stage_info=stage_info,
