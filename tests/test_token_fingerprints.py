@@ -183,3 +183,24 @@ def test_llm_classifier_caches_record_the_fingerprint_and_refuse_states_of_other
     with pytest.raises(CacheError, match="prompt states were computed with other weights"):
         llm_classifier_caches(two["b"], "sst2_label", st, layers=[1, 2])
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_upgrade_cache_adds_the_fingerprint_from_the_command_line(two, tmp_path, capsys):
+    from toolkit.cli import main
+    from toolkit.nn.common.parts import weights_sha256
+
+    old = _without_fingerprint(two["cache"].meta["path"], tmp_path / "old.parquet")
+    assert main(["upgrade-cache", str(old), "--add-weights-fingerprint", "--check-prompts", "2",
+                 "--data-dir", str(two["glue"])]) == 0
+    out = capsys.readouterr().out
+    assert "already current (verified)" in out and "added (the model reproduced its first 2 prompts" in out
+    assert read_header(old)["model"]["weights_sha256"] == weights_sha256(two["a"].model)
+    assert main(["upgrade-cache", str(old), "--add-weights-fingerprint", "--data-dir", str(two["glue"])]) == 0
+    assert "already recorded" in capsys.readouterr().out
+    cls = tmp_path / "c.parquet"
+    from toolkit.caches.classification import save_cache
+    from toolkit.testing import random_classification_cache
+    save_cache(random_classification_cache(10, 2, 2), cls)
+    assert main(["upgrade-cache", str(cls), "--add-weights-fingerprint"]) == 2
+    assert "LLM token caches only" in capsys.readouterr().err
