@@ -196,10 +196,10 @@ class Resamples:
         out = pre.curve.frame.iloc[[pre.row(x) for x in t]].reset_index(drop=True)
         out["threshold"] = t
         view = pre.view
-        ivs = [self.interval(view, view.stage_of(float(x)), slot="band") for x in t]  # neighbours: few changes
-        for k in ivs[0] if ivs else ():
-            out[f"{k}_lo"] = [iv[k][0] for iv in ivs]
-            out[f"{k}_hi"] = [iv[k][1] for iv in ivs]
+        draws = [self.draws(view, st, slot="band") for st in view.stage_of(t[:, None])]  # neighbours: few changes
+        a = (1 - self.ci) / 2
+        for k in draws[0] if draws else ():
+            out[f"{k}_lo"], out[f"{k}_hi"] = np.quantile(np.stack([d[k] for d in draws]), [a, 1 - a], axis=1)
         return out
 
 
