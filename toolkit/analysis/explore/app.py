@@ -10,7 +10,8 @@ slider over ``cal``'s distinct thresholds, typed exactly, or chosen on ``cal`` f
 rule on ``cal`` (the cheapest threshold whose cal accuracy is within ``max_drop`` of the last stage's), with
 temperatures fitted on ``cal``. Shown: the operating point's numbers on ``cal`` and ``test`` (metric, accuracy,
 speed-up against the engine's named reference, mean FLOPs, share escalated for cascades and Swift/Super, share
-exiting at each stage), the trade-off curves with the point marked, the exit histogram, the reliability diagram of
+exiting at each stage; on test with percentile bootstrap intervals), the trade-off curves with the point marked
+(its intervals as a cross, a band on the test curve), the exit histogram, the reliability diagram of
 a chosen stage (all examples, and those that exit there), and the examples that exit at that stage, least
 confident first, with their text joined from the data folder on request (never stored: the snapshot and the
 default view show ids only).
@@ -122,7 +123,9 @@ class Explorer:
     """A cache explorer: ipywidgets controls over exact precomputed sweeps; see the module docstring.
 
     Python side: :attr:`controls` (name -> widget; set ``.value`` to drive it), :attr:`points` (``{"cal": Point,
-    "test": Point}``), :meth:`numbers` (the displayed table), :meth:`examples` (the displayed examples),
+    "test": Point}``), :meth:`numbers` (the displayed table, with the test interval in ``test_lo``/``test_hi``),
+    :meth:`interval` and :meth:`band` (the test point's intervals, the test curve's band), :attr:`cost_unit`
+    (FLOPs, the cache's unit, or predicted ms of ``profile=``), :meth:`examples` (the displayed examples),
     :attr:`widget` (the ipywidgets box), :meth:`snapshot_html`.
     """
 
