@@ -14,6 +14,6 @@ from toolkit.policy import Policy, PolicyError
 
 _moved.install()  # old module paths (before the layout by concern) still import, with a DeprecationWarning
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 __all__ = ["Cache", "CacheError", "from_arrays", "load", "load_cache", "save_cache", "GenCache",
            "load_generation_cache", "save_generation_cache", "Policy", "PolicyError", "__version__"]
