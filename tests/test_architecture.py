@@ -133,3 +133,18 @@ def test_importing_the_analysis_side_loads_no_torch():
             "m.startswith('toolkit.nn')); print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PKG.parent)
     assert r.returncode == 0, f"importing the analysis side loaded {r.stdout.strip()} {r.stderr[-2000:]}"
+
+
+def test_no_test_module_imports_another():
+    """Helpers shared by tests live in toolkit.testing (random caches, a latency profile) or tests/support (torch
+    models, lm-eval logs), never in a test module another one imports."""
+    bad = {}
+    for path in sorted((PKG.parent / "tests").glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            hits = [n for n in names if any(part.startswith("test_") for part in n.split("."))]
+            if hits:
+                bad.setdefault(path.name, []).extend(f"line {node.lineno}: {n}" for n in hits)
+    assert not bad, f"test modules importing other test modules (move the helper to toolkit.testing or " \
+                    f"tests/support): {bad}"

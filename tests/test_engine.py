@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.special import log_softmax, logsumexp
 from scipy.stats import binom
 
 from conftest import exit_cache, random_cache
@@ -17,37 +16,13 @@ from toolkit.analysis import engine as en
 from toolkit.analysis.metrics.task import task_metric
 from toolkit.analysis.scores.classification import stage_confidence
 from toolkit.caches.classification import from_arrays
-from toolkit.caches.generation import GenCache, Generation, stat_names
-
-TEMPS = (1.0, 2.0)
+from toolkit.caches.generation import GenCache
+from toolkit.testing import random_generation_cache
 
 
 def gen_cache(N=60, seed=0, exact=True) -> GenCache:
-    """A Swift/Super generation cache from random step logits (numpy only)."""
-    rng = np.random.default_rng(seed)
-    models = {}
-    for k, name in enumerate(("swift", "super")):
-        steps = rng.integers(1, 5, N)
-        off = np.concatenate([[0], np.cumsum(steps)])
-        z = rng.normal(size=(off[-1], 12)) * 2
-        top = np.sort(z, 1)
-        cols = [top[:, -1], top[:, -2]]
-        cols += [logsumexp(z / t, 1) for t in TEMPS]
-        cols += [-(np.exp(log_softmax(z / t, 1)) * log_softmax(z / t, 1)).sum(1) for t in TEMPS]
-        stats = np.stack(cols, 1).astype(np.float32)
-        if exact:
-            quality, qstats = {"exact_match": (rng.random(N) < 0.6 + 0.25 * k).astype(float)}, {}
-        else:  # BLEU-like statistics: integers with sys/ref lengths and n-gram counts
-            total = rng.integers(4, 9, (N, 4)).astype(float)
-            correct = np.minimum(total, rng.integers(0, 6, (N, 4)))
-            qs = np.concatenate([total[:, :1] + 3, total[:, :1] + rng.integers(2, 5, (N, 1)), correct, total], 1)
-            quality, qstats = {"bleu": rng.uniform(0, 100, N)}, {"bleu": qs}
-        models[name] = Generation(tokens=np.zeros(off[-1], np.int32), offsets=off, stats=stats,
-                                  text=np.array(["x"] * N, dtype=object), n_src=np.full(N, 5, np.int32),
-                                  flops=rng.uniform(1, 2, N) * (1 + 5 * k), quality=quality, qstats=qstats)
-    assert len(stat_names(TEMPS)) == stats.shape[1]
-    return GenCache(np.array([f"g:{i}" for i in range(N)]), np.zeros(N, np.int64), models, TEMPS,
-                    {"task": "toy", "split": "cal"})
+    """A Swift/Super generation cache (exact-match quality, or BLEU with sacrebleu-style statistics)."""
+    return random_generation_cache(N, seed=seed, metric="exact_match" if exact else "bleu")
 
 
 def brute_stops(conf, thr):

@@ -284,9 +284,9 @@ def test_generation_cache_routes_like_the_engine():
 
 
 def test_generation_metric_control_and_corpus_bleu():
-    from test_engine import gen_cache  # a random Swift/Super cache with sacrebleu-style statistics
+    from toolkit.testing import random_generation_cache  # Swift/Super with sacrebleu-style statistics
 
-    cal, test = gen_cache(150, 0, exact=False), gen_cache(60, 1, exact=False)
+    cal, test = random_generation_cache(150, seed=0, metric="bleu"), random_generation_cache(60, seed=1, metric="bleu")
     test.meta["split"] = "test"
     for c in (cal, test):
         for g in c.models.values():  # a second metric, so the metric control has a choice

@@ -15,32 +15,9 @@ from hypothesis import strategies as st
 
 from toolkit.analysis.cost import latency as lat
 from toolkit.analysis.cost.causal import self_speculative_passes
-
-BATCH, POS = [1, 2, 4, 8], [4.0, 8.0, 16.0, 32.0]
-
-
-def grid(f, batch=BATCH, positions=POS):
-    return {"batch": batch, "positions": positions,
-            "ms": [[float(f(b, p)) for p in positions] for b in batch]}
-
-
-def synthetic_profile(exit_layers=(1, 2, 3)):
-    """Pieces with distinct, known values: time = a + b * batch * positions."""
-    enc = {"kind": "encoder", "layers": exit_layers[-1], "exit_layers": list(exit_layers), "pieces": {
-        "inputs": grid(lambda b, p: 0.01 * b * p), "embed": grid(lambda b, p: 0.1 + 0.002 * b * p),
-        "layer": grid(lambda b, p: 1.0 + 0.05 * b * p), "exit": grid(lambda b, p: 0.3 + 0.001 * b),
-        "head": grid(lambda b, p: 0.2), "forward": grid(lambda b, p: 0.1 + len(exit_layers) * (1.0 + 0.05 * b * p))}}
-    small = {**enc, "layers": 1, "exit_layers": [1],
-             "pieces": {**enc["pieces"], "forward": grid(lambda b, p: 0.5 + 0.01 * b * p)}}
-    q = [1.0, 2.0, 3.0, 4.0, 5.0, 7.0]
-    lm = {"kind": "causal_lm", "layers": 4, "context": 16, "pieces": {
-        "setup": grid(lambda b, p: 0.05 * p + 0.01 * b, positions=q), "layer": grid(lambda b, p: 1 + 0.2 * b * p, positions=q),
-        "head": grid(lambda b, p: 3 + b * p, positions=q), "exit": grid(lambda b, p: 2.5 + b, positions=[1.0]),
-        "confidence": grid(lambda b, p: 0.4 * b, positions=[1.0]), "kv_propagation": grid(lambda b, p: 0.1 * b, positions=[1.0]),
-        "step_overhead": grid(lambda b, p: 0.7, positions=[1.0])}}
-    return lat.load_profile({"format": lat.PROFILE_FORMAT, "threads": 1, "dtype": "float32",
-                             "machine": {"host": "test"}, "models": {"enc": enc, "small": small, "lm": lm}})
-
+from toolkit.testing import PROFILE_BATCH as BATCH
+from toolkit.testing import PROFILE_POSITIONS as POS
+from toolkit.testing import synthetic_latency_profile as synthetic_profile
 
 # ---------------------------------------------------------------------------------------------- interpolation
 

@@ -219,7 +219,7 @@ def test_prediction_is_what_the_decoder_calls(monkeypatch):
     calm_run_ms of the exits the decoder reports: the schedule is the runtime's own."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    from test_llm_runtime import M, prompts_of, tiny_llama
+    from support.torch_models import M, prompts_of, tiny_llama
 
     import toolkit.nn.causal.decode as decode
 

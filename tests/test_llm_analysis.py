@@ -28,30 +28,9 @@ from toolkit.analysis.metrics.calibration import confidence_ece
 from toolkit.caches.classification import CacheError, from_arrays
 from toolkit.caches.compose import cascade_caches
 from toolkit.caches.tokens import LLMTokenCache, concat_token_caches, load_llm_cache, save_llm_cache
+from toolkit.testing import small_token_cache
 
 DIMS = CausalLMDims(layers=5, hidden=8, heads=2, kv_heads=1, head_dim=4, intermediate=16, vocab=50)
-
-
-def random_llm_cache(N=6, L=5, seed=0, p_agree=(0.3, 0.5, 0.7, 0.9), max_new=9, stats_dtype="float32"):
-    """A valid synthetic cache: agreement rises with depth, confidence loosely tracks agreement."""
-    rng = np.random.default_rng(seed)
-    lengths = rng.integers(1, max_new + 1, N)
-    S = int(lengths.sum())
-    tokens = rng.integers(0, 50, S).astype(np.int32)
-    agree = np.ones((S, L), bool)
-    agree[:, :-1] = rng.random((S, L - 1)) < np.resize(np.asarray(p_agree), L - 1)
-    top1 = np.where(agree, tokens[:, None], (tokens[:, None] + 1 + rng.integers(0, 40, (S, L))) % 50)
-    mx = rng.normal(5, 2, (S, L)) + 2 * agree
-    second = mx - rng.exponential(1.0, (S, L))
-    lse = mx + rng.exponential(0.7, (S, L))
-    ent = rng.exponential(1.0, (S, L))
-    stats = np.stack([mx, second, lse, ent], -1).astype(np.float32)
-    dims = dict(layers=L, hidden=8, heads=2, kv_heads=1, head_dim=4, intermediate=16, vocab=50)
-    return LLMTokenCache(example_ids=np.array([f"t:test:{i}" for i in range(N)]), labels=rng.integers(0, 2, N),
-                         n_prompt=rng.integers(3, 12, N).astype(np.int32), tokens=tokens,
-                         offsets=np.concatenate([[0], np.cumsum(lengths)]), top1={"lens": top1.astype(np.int32)},
-                         stats={"lens": stats}, temperatures=(1.0,), model={"path": "toy", "dims": dims},
-                         stats_dtype=stats_dtype, meta={"decoding": {"max_new_tokens": max_new}})
 
 
 def _layer_shapes(dims):
@@ -75,7 +54,7 @@ def speculate_by_hand(agree_k, length, max_new, d):
 
 # ------------------------------------------------------------------------------------------------- cache
 def test_cache_round_trip_and_views(tmp_path):
-    c = random_llm_cache(stats_dtype="float16")
+    c = small_token_cache(stats_dtype="float16")
     c.stats["lens"] = c.stats["lens"].astype(np.float16).astype(np.float32)
     c.quality = {"chrf": np.arange(c.n_examples, dtype=np.float64)}
     path = save_llm_cache(c, tmp_path / "c.parquet")
@@ -93,7 +72,7 @@ def test_cache_round_trip_and_views(tmp_path):
 
 
 def test_cache_refuses_bad_input(tmp_path):
-    c = random_llm_cache()
+    c = small_token_cache()
     bad = dict(c.__dict__)
     top1 = c.top1["lens"].copy()
     top1[0, -1] = (top1[0, -1] + 1) % 50
@@ -123,7 +102,7 @@ def test_cache_refuses_bad_input(tmp_path):
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 10_000), d=st.integers(1, 6), max_new=st.integers(1, 10))
 def test_speculation_equals_plain_loop(seed, d, max_new):
-    c = random_llm_cache(N=5, seed=seed, max_new=max_new)
+    c = small_token_cache(N=5, seed=seed, max_new=max_new)
     agree = c.agreement("lens")
     for k in range(1, c.n_layers):
         got = acceptance_counts(c, "lens", k, d)
@@ -134,7 +113,7 @@ def test_speculation_equals_plain_loop(seed, d, max_new):
 
 
 def test_self_speculative_frame_and_flops_by_hand():
-    c = random_llm_cache(N=4, seed=3)
+    c = small_token_cache(N=4, seed=3)
     frame = self_speculative(c, "lens", draft_lengths=[1, 3])
     assert len(frame) == (c.n_layers - 1) * 2
     row = frame[(frame.layer == 2) & (frame.draft_length == 3)].iloc[0]
@@ -164,7 +143,7 @@ def test_self_speculative_frame_and_flops_by_hand():
 
 
 def test_perfect_and_useless_drafts():
-    c = random_llm_cache(N=5, p_agree=(1.0,), seed=1)
+    c = small_token_cache(N=5, p_agree=(1.0,), seed=1)
     tot, _ = _speculate(c, "lens", np.array([1]), np.array([4]))
     # every block but the last emits d + 1 tokens: the verifier's bonus token after d accepted ones
     assert tot["blocks"][0, 0] == np.ceil(c.lengths / 5).sum() and tot["emitted"][0, 0] == c.n_tokens
@@ -173,7 +152,7 @@ def test_perfect_and_useless_drafts():
     no_bonus = ((c.lengths % 5 != 0) & (c.lengths < c.max_new_tokens)).sum()
     assert 0 < no_bonus < c.n_examples
     assert tot["accepted"][0, 0] == c.n_tokens - (tot["blocks"][0, 0] - no_bonus)
-    never = random_llm_cache(N=5, p_agree=(0.0,), seed=1)
+    never = small_token_cache(N=5, p_agree=(0.0,), seed=1)
     row = self_speculative(never, "lens", layers=[1], draft_lengths=[3]).iloc[0]
     assert row.acceptance == 0 and row.blocks == never.n_tokens and row.speedup < 1
     with pytest.raises(ValueError, match="draft layers"):
@@ -184,7 +163,7 @@ def test_perfect_and_useless_drafts():
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 10_000), score=st.sampled_from(["max_prob", "margin", "entropy", "energy"]))
 def test_calm_sweep_equals_evaluating_each_threshold(seed, score):
-    c = random_llm_cache(N=7, seed=seed)
+    c = small_token_cache(N=7, seed=seed)
     s = engine.staged(c, family="lens", score=score)
     sw = engine.sweep(s).to_frame()
     S, E = s.confidence.shape
@@ -202,7 +181,7 @@ def test_calm_sweep_equals_evaluating_each_threshold(seed, score):
 
 
 def test_calm_cost_counts_layers_heads_and_propagation():
-    c = random_llm_cache(N=2, seed=5)
+    c = small_token_cache(N=2, seed=5)
     s = engine.staged(c, family="lens", checked_layers=[2, 4])
     assert s.stage_names == ("L2", "L4", "L5")
     pos = c.positions[0]
@@ -220,7 +199,7 @@ def test_calm_cost_counts_layers_heads_and_propagation():
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 10_000), alpha=st.floats(0.5, 1.0))
 def test_layer_thresholds_reach_the_target_on_cal(seed, alpha):
-    c = random_llm_cache(N=12, seed=seed)
+    c = small_token_cache(N=12, seed=seed)
     s = engine.staged(c, family="lens")
     th = calm_layer_thresholds(s, [alpha])[0]
     assert np.isinf(th[-1])
@@ -238,7 +217,7 @@ def test_layer_thresholds_reach_the_target_on_cal(seed, alpha):
 def test_reliability_against_references():
     from sklearn.metrics import roc_auc_score
 
-    c = random_llm_cache(N=20, seed=7)
+    c = small_token_cache(N=20, seed=7)
     rel = layer_reliability(c, "lens")
     conf = layer_confidence(c, "lens")
     st_ = c.stats["lens"]
@@ -299,7 +278,7 @@ def test_cascade_caches_align_by_example_id():
 
 
 def test_concatenated_caches_keep_each_prompts_budget():
-    a, b = random_llm_cache(N=3, seed=1, max_new=9), random_llm_cache(N=4, seed=2, max_new=6)
+    a, b = small_token_cache(N=3, seed=1, max_new=9), small_token_cache(N=4, seed=2, max_new=6)
     b.example_ids = np.array([f"u:test:{i}" for i in range(4)])
     c = concat_token_caches([a, b])
     assert c.n_examples == 7 and c.n_tokens == a.n_tokens + b.n_tokens
@@ -317,7 +296,7 @@ def test_a_malformed_token_cache_is_refused_naming_the_file(tmp_path):
 
     from toolkit.caches.io import read_header, write_cache_table
 
-    c = random_llm_cache(N=4, seed=2)
+    c = small_token_cache(N=4, seed=2)
     good = save_llm_cache(c, tmp_path / "good.parquet")
     table = pq.read_table(good)
     head = {k: v for k, v in read_header(good).items() if k != "integrity"}

@@ -134,9 +134,9 @@ def test_operating_points_refuse_an_undeclared_transfer_and_accept_a_declared_on
 
 
 def _two_family_cache(seed):
-    from test_llm_analysis import random_llm_cache
+    from toolkit.testing import small_token_cache
 
-    c, c2 = random_llm_cache(N=8, seed=seed), random_llm_cache(N=8, seed=seed, p_agree=(0.6, 0.7, 0.8, 0.95))
+    c, c2 = small_token_cache(N=8, seed=seed), small_token_cache(N=8, seed=seed, p_agree=(0.6, 0.7, 0.8, 0.95))
     c.top1["other"], c.stats["other"] = c2.top1["lens"], c2.stats["lens"]
     return c
 

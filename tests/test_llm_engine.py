@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_llm_analysis import random_llm_cache
 
 from toolkit.analysis import engine
+from toolkit.testing import small_token_cache
 
 
 def brute_force_target(view, target: float):
@@ -28,7 +28,7 @@ def brute_force_target(view, target: float):
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 10_000), target=st.floats(0.0, 1.0), layers=st.sampled_from([None, [1, 3], [2]]))
 def test_target_rule_is_the_cheapest_threshold_reaching_the_target(seed, target, layers):
-    view = engine.staged(random_llm_cache(N=5, seed=seed), family="lens", checked_layers=layers)
+    view = engine.staged(small_token_cache(N=5, seed=seed), family="lens", checked_layers=layers)
     op = engine.choose(view, rule="target", target=target, metric="agreement")
     _, flops = brute_force_target(view, target)
     assert op.cal.metrics["agreement"] >= target - 1e-12
@@ -50,7 +50,7 @@ def test_target_rule_refuses_what_no_threshold_reaches():
 
 def test_self_speculative_choice_is_the_best_memory_bound_pair_on_cal():
     import toolkit.analysis.llm.exits as llm
-    c = random_llm_cache(N=6, seed=4)
+    c = small_token_cache(N=6, seed=4)
     c.meta["split"] = "cal"
     choice = llm.choose_self_speculative(c, "lens", draft_lengths=[1, 2, 3])
     best = max(((k, d) for k in range(1, c.n_layers) for d in (1, 2, 3)),
@@ -66,7 +66,7 @@ def test_self_speculative_choice_is_the_best_memory_bound_pair_on_cal():
 def test_calm_operating_points_are_the_engine_choice_evaluated_with_prompt_intervals():
     from toolkit.analysis.llm import intervals as li
 
-    cal, test = random_llm_cache(N=8, seed=1), random_llm_cache(N=7, seed=2)
+    cal, test = small_token_cache(N=8, seed=1), small_token_cache(N=7, seed=2)
     cal.meta["split"] = "cal"
     w = li.prompt_weights(test.n_examples, n_boot=50, seed=0)
     pts = li.calm_operating_points(cal, {"test": (test, w)}, "lens", checked_layers=[1, 3], targets=(0.6, 0.8))

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_llm_analysis import random_llm_cache
 
 from toolkit.analysis import engine
 from toolkit.analysis.llm.exits import (
@@ -30,6 +29,7 @@ from toolkit.analysis.llm.intervals import (
 )
 from toolkit.analysis.metrics.calibration import confidence_ece
 from toolkit.caches.tokens import LLMTokenCache
+from toolkit.testing import small_token_cache
 
 
 def repeat_prompts(c: LLMTokenCache, counts) -> LLMTokenCache:
@@ -67,7 +67,7 @@ def test_interval_and_difference_by_hand():
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10_000))
 def test_layer_reliability_draws_equal_recomputing_on_resampled_caches(seed):
-    c = random_llm_cache(N=7, seed=seed)
+    c = small_token_cache(N=7, seed=seed)
     w = prompt_weights(c.n_examples, n_boot=3, seed=seed)
     d = layer_reliability_draws(c, "lens", w)
     for r in range(len(w)):
@@ -81,7 +81,7 @@ def test_layer_reliability_draws_equal_recomputing_on_resampled_caches(seed):
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10_000), alpha=st.floats(0.5, 1.0))
 def test_calm_draws_equal_recomputing_on_resampled_caches(seed, alpha):
-    c = random_llm_cache(N=8, seed=seed)
+    c = small_token_cache(N=8, seed=seed)
     s = engine.staged(c, family="lens", checked_layers=[1, 3])
     np.testing.assert_array_equal(s.clusters, c.example_index)
     target = engine.choose(s, rule="target", target=alpha, metric="agreement").threshold
@@ -101,7 +101,7 @@ def test_calm_draws_equal_recomputing_on_resampled_caches(seed, alpha):
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10_000), k=st.integers(1, 4), dl=st.integers(1, 5))
 def test_self_speculative_draws_equal_recomputing_on_resampled_caches(seed, k, dl):
-    c = random_llm_cache(N=6, seed=seed)
+    c = small_token_cache(N=6, seed=seed)
     per = self_speculative_by_prompt(c, "lens", k, dl)
     counts = acceptance_counts(c, "lens", k, dl)
     np.testing.assert_array_equal(per.blocks, [len(a) for a in counts])
@@ -118,7 +118,7 @@ def test_self_speculative_draws_equal_recomputing_on_resampled_caches(seed, k, d
 
 
 def test_layer_reliability_curve_counts_tokens_and_gives_the_ece():
-    c = random_llm_cache(N=20, seed=11)
+    c = small_token_cache(N=20, seed=11)
     rel = layer_reliability(c, "lens")
     agree, conf = c.agreement("lens"), layer_confidence(c, "lens")
     for layer in (1, 3):
@@ -136,8 +136,8 @@ def test_layer_reliability_curve_counts_tokens_and_gives_the_ece():
 
 
 def test_layer_reliability_table_is_the_plain_analysis_with_prompt_intervals():
-    c = random_llm_cache(N=10, seed=3)
-    c2 = random_llm_cache(N=10, seed=3, p_agree=(0.6, 0.6, 0.8, 0.95))
+    c = small_token_cache(N=10, seed=3)
+    c2 = small_token_cache(N=10, seed=3, p_agree=(0.6, 0.6, 0.8, 0.95))
     c.top1["other"], c.stats["other"] = c2.top1["lens"], c2.stats["lens"]
     w = prompt_weights(c.n_examples, n_boot=40, seed=1)
     t = layer_reliability_table(c, ("lens", "other"), w)
@@ -154,7 +154,7 @@ def test_self_speculative_points_are_the_plain_rows_at_the_cal_choice():
     from toolkit.analysis.llm.exits import choose_self_speculative
     from toolkit.analysis.llm.intervals import self_speculative_points
 
-    cal, test = random_llm_cache(N=8, seed=5), random_llm_cache(N=7, seed=6)
+    cal, test = small_token_cache(N=8, seed=5), small_token_cache(N=7, seed=6)
     cal.meta["split"] = "cal"
     w = prompt_weights(test.n_examples, n_boot=20, seed=0)
     pts = self_speculative_points(cal, {"test": (test, w)}, "lens", shallow=(1, 2), draft_lengths=[1, 2])

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from support.torch_models import M, V, prompts_of, tiny_llama  # noqa: E402
+
 from toolkit.analysis.cost.causal import (  # noqa: E402
     CausalLMDims,
     Pass,
@@ -31,35 +33,6 @@ from toolkit.nn.causal.decode import (  # noqa: E402
 )
 from toolkit.nn.causal.reference import offline_acceptance, teacher_forced_exits  # noqa: E402
 from toolkit.policy import Policy, PolicyError  # noqa: E402
-
-V = 97
-M = 18
-
-
-def tiny_llama(layers=6, damp_from=3, seed=0, dtype=torch.float64, attn="sdpa"):
-    """A random Llama; layers from ``damp_from`` on are damped so that shallow exits often agree with the last;
-    queries and keys are scaled up so that attention is sharp and depends on positions (at the default init it is
-    almost uniform, and a wrong position would go unnoticed)."""
-    cfg = transformers.LlamaConfig(vocab_size=V, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
-                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                                   bos_token_id=None, eos_token_id=None, pad_token_id=None,
-                                   attn_implementation=attn)
-    torch.manual_seed(seed)
-    model = transformers.LlamaForCausalLM(cfg).to(dtype).eval()
-    with torch.no_grad():
-        for lay in model.model.layers:
-            lay.self_attn.q_proj.weight.mul_(8.0)
-            lay.self_attn.k_proj.weight.mul_(8.0)
-        for lay in model.model.layers[damp_from:]:
-            lay.self_attn.o_proj.weight.mul_(0.2)
-            lay.mlp.down_proj.weight.mul_(0.2)
-    return model
-
-
-def prompts_of(lengths, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randint(0, V, (n,), generator=g).tolist() for n in lengths]
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

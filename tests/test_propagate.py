@@ -80,9 +80,8 @@ def test_the_runtime_refuses_a_policy_without_propagation(tmp_path, tokenizer_di
 
 
 def test_predicted_time_refuses_a_view_without_propagation(cal):
-    from test_latency import synthetic_profile
-
     from toolkit.analysis.cost import latency as lat
+    from toolkit.testing import synthetic_latency_profile as synthetic_profile
 
     off, _ = _point(cal, False)
     with pytest.raises(ValueError, match="built with propagate=False"):

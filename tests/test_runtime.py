@@ -2,33 +2,15 @@
 
 import numpy as np
 import pytest
-import torch
-from transformers import AutoModel, AutoTokenizer
+from support.torch_models import multi_exit_model_dir as _model_dir
+from transformers import AutoTokenizer
 
-from conftest import tiny_config
 from toolkit.analysis.policies import early_exit
 from toolkit.analysis.scores.classification import stage_confidence
 from toolkit.data.tasks import load_split
 from toolkit.nn.encoder.collect import collect
 from toolkit.nn.encoder.runtime import CascadeRunner, EarlyExitRunner, midpoint_threshold, runner_from_policy
 from toolkit.policy import Policy
-
-
-def _model_dir(tmp_path_factory, tokenizer_dir, arch, layers, exit_layers=None, seed=0, scale=40.0):
-    torch.manual_seed(seed)
-    enc = tmp_path_factory.mktemp(f"{arch}-enc")
-    AutoModel.from_config(tiny_config(arch, layers)).save_pretrained(enc)
-    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(enc)
-    from toolkit.nn.encoder.models import MultiExitModel
-
-    m = MultiExitModel.from_backbone(enc, num_labels=2, exit_layers=exit_layers, seed=seed)
-    with torch.no_grad():  # spread the heads so that confidences vary across exits
-        for h in m.heads:
-            h.weight.mul_(scale)
-    d = tmp_path_factory.mktemp(f"{arch}-me")
-    m.save_pretrained(d)
-    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(d)
-    return d
 
 
 @pytest.mark.slow

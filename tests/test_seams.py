@@ -489,10 +489,10 @@ def test_upgrade_errors_name_the_users_file_not_the_temporary_one(tmp_path):
 
 
 def test_generation_caches_refuse_impossible_step_statistics():
-    from tests.test_trust import small_generation_cache
     from toolkit.caches.generation import GenCache
+    from toolkit.testing import random_generation_cache
 
-    c = small_generation_cache()
+    c = random_generation_cache(30)
     g = c.models["swift"]
     g.stats[0, 2] = g.stats[0, 0] - 5.0  # lse@1 below the top logit: max-prob above 1
     with pytest.raises(CacheError, match="lse@1"):
