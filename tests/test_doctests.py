@@ -13,7 +13,7 @@ PKG = Path(__file__).resolve().parents[1] / "toolkit"
 MODULES = sorted(
     ".".join(p.relative_to(PKG.parent).with_suffix("").parts).removesuffix(".__init__")
     for p in [*(PKG / "analysis").rglob("*.py"), PKG / "data.py", PKG / "text2text.py", PKG / "cli" / "_common.py",
-              PKG / "zoo" / "manifest.py"])
+              PKG / "zoo" / "manifest.py", PKG / "testing.py"])
 
 
 @pytest.mark.parametrize("name", MODULES)
