@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.lmeval_logs import write_run
 
+from support.lmeval_logs import write_run
 from toolkit.analysis.engine import staged, sweep
 from toolkit.caches.classification import load_cache
 from toolkit.caches.inputs import cost_unit

@@ -219,9 +219,8 @@ def test_prediction_is_what_the_decoder_calls(monkeypatch):
     calm_run_ms of the exits the decoder reports: the schedule is the runtime's own."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    from support.torch_models import M, prompts_of, tiny_llama
-
     import toolkit.nn.causal.decode as decode
+    from support.torch_models import M, prompts_of, tiny_llama
 
     model = tiny_llama()
     checked, thr = [2, 3, 5], [0.0158, 0.0156, 0.0154]  # thresholds that mix exits on this model

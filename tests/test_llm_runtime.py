@@ -14,7 +14,6 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from support.torch_models import M, V, prompts_of, tiny_llama  # noqa: E402
-
 from toolkit.analysis.cost.causal import (  # noqa: E402
     CausalLMDims,
     Pass,

@@ -150,7 +150,6 @@ torch_needed = pytest.mark.skipif(not __import__("importlib").util.find_spec("to
 def test_operating_point_to_policy_without_torch_runs_in_predict_and_is_refused_on_other_weights(
         tmp_path_factory, tokenizer_dir, glue_dir, tmp_path, capsys):
     from support.torch_models import multi_exit_model_dir as _model_dir
-
     from toolkit.cli import main
     from toolkit.data.tasks import load_split
     from toolkit.nn.encoder.collect import collect

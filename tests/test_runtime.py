@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from support.torch_models import multi_exit_model_dir as _model_dir
 from transformers import AutoTokenizer
 
+from support.torch_models import multi_exit_model_dir as _model_dir
 from toolkit.analysis.policies import early_exit
 from toolkit.analysis.scores.classification import stage_confidence
 from toolkit.data.tasks import load_split

@@ -50,7 +50,6 @@ def test_rows_above_raise_below_are_stored_as_given():
 
 def test_import_lm_eval_of_long_choices_keeps_accuracy(tmp_path):
     from support.lmeval_logs import write_run
-
     from toolkit.analysis.engine import evaluation, staged
     from toolkit.imports import import_lm_eval
     targets = np.arange(12) % 2
@@ -488,7 +487,6 @@ def test_a_bad_cost_unit_is_refused_when_the_cache_is_built_or_loaded(unit, sst2
 @pytest.mark.parametrize("bad", [float("nan"), 0.5, float("inf")])
 def test_lm_eval_log_likelihoods_out_of_range_name_file_and_line(tmp_path, bad):
     from support.lmeval_logs import write_run
-
     from toolkit.imports import RecordError, import_lm_eval
     lls = -np.ones((4, 2))
     lls[2, 1] = bad
