@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from toolkit.analysis.cost import latency as lat
 
@@ -103,24 +105,84 @@ def test_a_point_chosen_on_a_selection_makes_a_policy_of_those_members_only():
         op.evaluate(staged(test))  # the whole cascade is other models: the identity check refuses it
 
 
+# ---------------------------------------------------------------------------------------------- the runtime's batches
+
+def simulate_cascade(members, n_tokens, stage, b):
+    """CascadeRunner in plain Python: member e on the examples not stopped before it, re-sorted and re-batched."""
+    todo = list(range(len(n_tokens)))
+    ms = 0.0
+    for e, m in enumerate(members):
+        order = sorted(todo, key=lambda i: (n_tokens[i], i))
+        for s in range(0, len(order), b):
+            rows = order[s:s + b]
+            ms += float(lat.forward_ms(m, len(rows), max(n_tokens[i] for i in rows)))
+        todo = [i for i in todo if stage[i] > e]
+    return ms
+
+
+@settings(max_examples=15, deadline=None)
+@given(N=st.integers(1, 60), b=st.integers(1, 9), seed=st.integers(0, 10_000), three=st.booleans())
+def test_cascade_sweep_equals_simulated_batches(N, b, seed, three):
+    from toolkit.analysis.engine import staged
+
+    names = ["m1", "m2", "m3"] if three else ["m1", "m3"]
+    cal = cascade(N=N, seed=seed).select_members(names)
+    prof = profile()
+    curve = lat.encoder_time_sweep(staged(cal), prof, cal.n_tokens, models=names, batch_size=b)
+    view = staged(cal)
+    mp = [prof.model(x) for x in names]
+    n = cal.n_tokens.tolist()
+    f = curve.frame
+    for _, row in f.iloc[np.unique(np.linspace(0, len(f) - 1, 12).astype(int))].iterrows():
+        want = simulate_cascade(mp, n, view.stage_of(row["threshold"]).tolist(), b)
+        assert row["flops"] * N == pytest.approx(want, rel=1e-9)
+
+
+def test_batch_one_cascade_equals_the_exact_view():
+    from toolkit.analysis.engine import staged, sweep
+
+    cal = cascade(N=90).select_members(["m1", "m3"])
+    a = lat.encoder_time_sweep(cal, profile(), models=["m1", "m3"], batch_size=1).frame
+    bv = sweep(lat.with_predicted_time(staged(cal), profile(), cal.n_tokens, models=["m1", "m3"])).frame
+    np.testing.assert_allclose(a["flops"], bv["flops"], rtol=1e-12)
+
+
+def test_batched_cascade_time_is_not_monotone_in_the_threshold():
+    """Re-batching the escalated examples: stopping one more example at the first member can cost more (by hand,
+    lengths 8, 8, 32, 32 at batch 2: the second member's batches (8, 8), (32, 32) become (8, 32), (32))."""
+    prof = profile()
+    m1, m2 = prof.model("m1"), prof.model("m2")
+    t = lat.cascade_ms([m1, m2], [8, 8, 32, 32], np.array([[1, 1, 1, 1], [0, 1, 1, 1]]), batch_size=2)
+    f1 = lambda r, w: float(lat.forward_ms(m1, r, w))  # noqa: E731
+    f2 = lambda r, w: float(lat.forward_ms(m2, r, w))  # noqa: E731
+    np.testing.assert_allclose(t, [f1(2, 8) + f1(2, 32) + f2(2, 8) + f2(2, 32),
+                                   f1(2, 8) + f1(2, 32) + f2(2, 32) + f2(1, 32)])
+    assert t[1] > t[0]
+
+
 # ---------------------------------------------------------------------------------------------- choose_time_budget
 
 def _views(cache, prof, batches):
+    """The cal view costed at batch 1 (exact per example) and, above, the runtime's batches swept exactly."""
     from toolkit.analysis.engine import staged
 
-    return [lat.with_predicted_time(staged(cache), prof, cache.n_tokens, models=["m1", "m2"], batch=b)
-            for b in batches]
+    return [lat.with_predicted_time(staged(cache), prof, cache.n_tokens, models=["m1", "m2"]) if b == 1
+            else lat.encoder_time_sweep(cache, prof, models=["m1", "m2"], batch_size=b) for b in batches]
 
 
 def _brute_force(views, budgets, metric):
     """Every distinct threshold of the sweep: the best metric among those within every budget, then the lowest."""
     from toolkit.analysis.engine import evaluation, sweep
 
+    def ms(v, thr):
+        if hasattr(v, "frame"):  # an exact curve of the runtime's batches: its row at thr
+            return float(v.frame.loc[v.frame["threshold"] == thr, "flops"].iloc[0])
+        return evaluation(v, thr).flops
+
     best = None
     for thr in sweep(views[0]).frame["threshold"]:
-        evs = [evaluation(v, thr) for v in views]
-        if all(e.flops <= b * (1 + 1e-12) for e, b in zip(evs, budgets)):
-            key = (-round(evs[0].metrics[metric], 12), thr)
+        if all(ms(v, thr) <= b * (1 + 1e-12) for v, b in zip(views, budgets)):
+            key = (-round(evaluation(views[0], thr).metrics[metric], 12), thr)
             best = key if best is None or key < best else best
     return best[1]
 
@@ -131,33 +193,46 @@ def test_choose_time_budget_equals_brute_force(seed, fractions):
     prof = profile()
     cal = cascade(seed=seed).select_members(["m1", "m2"])
     views = _views(cal, prof, [1, 8])
-    budgets = [f * float(v.reference_cost.mean()) for f, v in zip(fractions, views)]
+    refs = [float(views[0].reference_cost.mean()), views[1].meta["reference_ms"]]
+    budgets = [f * r for f, r in zip(fractions, refs)]
     got = lat.choose_time_budget(views, budgets, metric="accuracy", names=["batch 1", "batch 8"])
     assert got.threshold == _brute_force(views, budgets, "accuracy")
     frame = got.to_frame()
-    assert frame["within_budget"].all() and frame["binding"].sum() == 1
+    assert frame["within_budget"].all() and frame["binding"].sum() <= 1
     assert got.to_dict()["binding"] == got.binding
-    # the binding view's own budget-rule choice is the point
-    from toolkit.analysis.engine import choose
-
-    v = views[got.names.index(got.binding)]
-    b = budgets[got.names.index(got.binding)]
-    assert choose(v, rule="budget", budget=lat.time_budget_speedup(v, b)).threshold == got.threshold
+    np.testing.assert_allclose(frame["reference_ms"], refs)
 
 
 def test_budgets_bind_at_different_batch_sizes():
-    """The per-row share of the two members changes differently with the batch size (test profile): a budget
-    tighter at batch 8 than at batch 1 binds there, and choosing on batch 1 alone would overrun it."""
+    """A budget tighter at batch 8 than at batch 1 binds there, and choosing on batch 1 alone would overrun it."""
     prof = profile()
     cal = cascade().select_members(["m1", "m2"])
     v1, v8 = _views(cal, prof, [1, 8])
-    budgets = [0.7 * float(v1.reference_cost.mean()), 0.45 * float(v8.reference_cost.mean())]
+    budgets = [0.7 * float(v1.reference_cost.mean()), 0.45 * v8.meta["reference_ms"]]
     got = lat.choose_time_budget([v1, v8], budgets, names=["b1", "b8"])
-    assert got.binding == "b8"
-    from toolkit.analysis.engine import choose, evaluation
+    assert got.binding == "b8" and got.cal_ms[1] <= budgets[1]
+    from toolkit.analysis.engine import choose
 
     alone = choose(v1, rule="budget", budget=lat.time_budget_speedup(v1, budgets[0]))
-    assert evaluation(v8, alone.threshold).flops > budgets[1]  # what checking one batch size would miss
+    f = v8.frame
+    assert float(f.loc[f["threshold"] == alone.threshold, "flops"].iloc[0]) > budgets[1]  # what batch 1 misses
+
+
+@pytest.mark.parametrize("b", [3, 8, 32])
+def test_row_shares_misprice_the_batched_cascade(b):
+    """At batch b the runtime re-batches the escalated examples: the exact sweep differs from each row's share of a
+    full batch (the row-share view is refused by choose_time_budget)."""
+    from toolkit.analysis.engine import staged, sweep
+
+    prof = profile()
+    cal = cascade().select_members(["m1", "m2"])
+    exact = lat.encoder_time_sweep(cal, prof, models=["m1", "m2"], batch_size=b).frame["flops"].to_numpy()
+    shares = sweep(lat.with_predicted_time(staged(cal), prof, cal.n_tokens, models=["m1", "m2"],
+                                           batch=b)).frame["flops"].to_numpy()
+    assert np.abs(exact / shares - 1).max() > 0.01
+    with pytest.raises(ValueError, match="encoder_time_sweep"):
+        lat.choose_time_budget([lat.with_predicted_time(staged(cal), prof, cal.n_tokens, models=["m1", "m2"],
+                                                        batch=b)], [1e9])
 
 
 def test_choose_time_budget_refusals():
@@ -176,6 +251,11 @@ def test_choose_time_budget_refusals():
     tiny = 0.5 * float(views[0].cost[:, 0].mean())  # below the first member alone
     with pytest.raises(ValueError, match="view 'view 0'"):
         lat.choose_time_budget(views[:1], [tiny])
+    with pytest.raises(ValueError, match="pass cal="):
+        lat.choose_time_budget(views[1:], [1e9])
+    with pytest.raises(ValueError, match="not test"):
+        test = cascade(split="test").select_members(["m1", "m2"])
+        lat.choose_time_budget(_views(test, prof, [1]), [1e9])
 
 
 # ---------------------------------------------------------------------------------------------- end to end

@@ -29,8 +29,10 @@ kept beside them), so predictions are exact at grid points and monotone between 
 
 Per example, for a sweep (:func:`with_predicted_time`): a cache view's cumulative cost per stage in predicted
 milliseconds at batch 1 (exact for the schedule), or at batch ``b`` each row's share ``t(b, n) / b`` of a batch of
-``b`` rows of its length (batch effects between rows of different depth are left out; :func:`encoder_run_ms`
-counts them for a given policy).
+``b`` rows of its length (batch effects between rows of different depth are left out). At every threshold with the
+batch effects: :func:`encoder_time_sweep` (encoders and cascades; the batches of :func:`early_exit_batches` and
+:func:`cascade_batches`, which tests check against the layers the runtimes run) and :func:`calm_time_sweep`;
+:func:`choose_time_budget` picks on them.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.analysis.cost.causal import self_speculative_passes
-from toolkit.analysis.engine.choose import OperatingPoint, choose
+from toolkit.analysis.engine.choose import VIEW_KEYS, OperatingPoint, is_test_split
 from toolkit.analysis.engine.curves import evaluation
 from toolkit.analysis.engine.results import html_table, text_repr
 
@@ -61,7 +63,8 @@ __all__ = ["PROFILE_FORMAT", "INTERPOLATION", "Piece", "ModelProfile", "LatencyP
            "monotone", "encoder_run_ms", "encoder_full_ms", "forward_ms", "cascade_run_ms", "calm_run_ms", "greedy_run_ms",
            "greedy_step_ms", "calm_step_ms", "calm_token_ms", "calm_time_sweep", "CalmTimeCurves", "calm_time_curves",
            "self_speculative_run_ms", "encoder_example_ms", "cascade_example_ms", "with_predicted_time", "models_for", "SpeedupAgreement", "speedup_agreement",
-           "time_budget_speedup", "TimeBudgetChoice", "choose_time_budget"]
+           "time_budget_speedup", "TimeBudgetChoice", "choose_time_budget",
+           "early_exit_batches", "early_exit_ms", "cascade_batches", "cascade_ms", "sweep_stages", "encoder_time_sweep"]
 
 
 def monotone(ms) -> np.ndarray:
@@ -238,23 +241,45 @@ def _sorted_batches(n_tokens, batch_size: int):
     return order, which, width
 
 
+def early_exit_batches(n_tokens, exit_stage, *, batch_size: int, n_stages: int):
+    """The batches :class:`~toolkit.nn.encoder.runtime.EarlyExitRunner` forms, at each row of stops ``exit_stage``
+    ``[T, N]`` (0-based stage per example): ``(reach, rows, width)``, ``reach[t, k, e]`` the rows of sorted batch
+    ``k`` that enter exit ``e``'s layers (stop at ``e`` or later), ``rows[k]`` its rows and ``width[k]`` its padded
+    length (its longest example). The one count the early-exit schedule (:func:`early_exit_ms`) is priced from and
+    the runtime is checked against (tests/test_latency_batches.py)."""
+    stage = np.atleast_2d(np.asarray(exit_stage, dtype=np.int64))
+    order, which, width = _sorted_batches(n_tokens, batch_size)
+    T, nb, E = stage.shape[0], len(width), int(n_stages)
+    flat = (np.arange(T)[:, None] * nb + which[None, :]) * E + stage[:, order]
+    stop = np.bincount(flat.ravel(), minlength=T * nb * E).reshape(T, nb, E)
+    reach = np.cumsum(stop[..., ::-1], axis=-1)[..., ::-1]
+    return reach, np.bincount(which, minlength=nb), width
+
+
+def early_exit_ms(m: ModelProfile, n_tokens, exit_stage, *, batch_size: int) -> np.ndarray:
+    """Predicted ms ``[T]`` of :class:`~toolkit.nn.encoder.runtime.EarlyExitRunner` at each row of stops
+    ``exit_stage`` ``[T, N]`` (stage indices of ``m.info['exit_layers']``): per sorted, padded batch, inputs and
+    embeddings of all rows, each layer on the rows still in the batch, each exit on the rows reaching it (a batch
+    stops once every row exited: it runs to its deepest exit)."""
+    exits = np.asarray(m.info["exit_layers"], dtype=np.int64)
+    reach, rows, width = early_exit_batches(n_tokens, exit_stage, batch_size=batch_size, n_stages=len(exits))
+    span = np.diff(exits, prepend=0)  # layers run between exit e-1 and exit e
+    w = width[None, :, None]
+    t = (m["layer"](reach, w) * span).sum(-1) + m["exit"](reach, w).sum(-1)
+    return t.sum(-1) + float((m["inputs"](rows, width) + m["embed"](rows, width)).sum())
+
+
 def encoder_run_ms(m: ModelProfile, n_tokens, exit_layer, *, batch_size: int) -> float:
     """Predicted milliseconds of :class:`~toolkit.nn.encoder.runtime.EarlyExitRunner` on examples of ``n_tokens`` tokens
-    that exit after encoder layer ``exit_layer`` (1-based, per example): per sorted, padded batch, inputs and
-    embeddings of all rows, each layer on the rows still in the batch, each exit on the rows reaching it (the runner
-    stops a batch once every row exited). ``m.info['exit_layers']`` are the model's exits."""
+    that exit after encoder layer ``exit_layer`` (1-based, per example; one of ``m.info['exit_layers']``):
+    :func:`early_exit_ms` of one row of stops."""
     exits = np.asarray(m.info["exit_layers"])
-    order, which, width = _sorted_batches(n_tokens, batch_size)
-    depth = np.asarray(exit_layer)[order]
-    nb, L = len(width), int(exits[-1])
-    alive = np.zeros((nb, L))  # rows entering layer i (0-based) of each batch
-    reach = depth[:, None] >= np.arange(1, L + 1)[None, :]
-    np.add.at(alive, which, reach)
-    rows = np.bincount(which, minlength=nb)
-    w = width[:, None]
-    t = m["inputs"](rows, width) + m["embed"](rows, width) + m["layer"](alive, w).sum(1)
-    t = t + m["exit"](alive[:, exits - 1], w).sum(1)
-    return float(t.sum())
+    layer = np.asarray(exit_layer)
+    stage = np.searchsorted(exits, layer)
+    if (stage >= len(exits)).any() or (exits[np.minimum(stage, len(exits) - 1)] != layer).any():
+        raise ValueError(f"exit layers {sorted(set(layer.tolist()) - set(exits.tolist()))} are not exits of "
+                         f"{m.name!r} (its exits: {exits.tolist()})")
+    return float(early_exit_ms(m, n_tokens, stage[None], batch_size=batch_size)[0])
 
 
 def forward_ms(m: ModelProfile, batch, n_tokens) -> np.ndarray:
@@ -273,14 +298,45 @@ def encoder_full_ms(m: ModelProfile, n_tokens, *, batch_size: int) -> float:
     return float(forward_ms(m, np.bincount(which, minlength=len(width)), width).sum())
 
 
+def _member_tokens(n_tokens, n_members: int) -> list[np.ndarray]:
+    return ([np.asarray(x) for x in n_tokens] if np.ndim(n_tokens[0]) else [np.asarray(n_tokens)] * n_members)
+
+
+def cascade_batches(n_tokens, exit_stage, member: int, *, batch_size: int):
+    """The batches :class:`~toolkit.nn.encoder.runtime.CascadeRunner` forms for member ``member`` at each row of
+    stops ``exit_stage`` ``[T, N]``: the examples reaching it (``exit_stage >= member``) sorted by length (stable,
+    ties in example order) and cut into batches of ``batch_size``. Returns ``(full, last_rows, last_width)``:
+    ``full[t, i]`` whether sorted example ``i`` closes a full batch (its length is that batch's padded length),
+    and the rows and padded length of the last, partial batch (0 rows where there is none)."""
+    stage = np.atleast_2d(np.asarray(exit_stage, dtype=np.int64))
+    n = np.asarray(n_tokens)
+    order = np.argsort(n, kind="stable")
+    inc = stage[:, order] >= member
+    rank = np.cumsum(inc, axis=1)
+    b = int(batch_size)
+    full = inc & (rank % b == 0)
+    last_rows = rank[:, -1] % b if len(n) else np.zeros(len(stage), dtype=np.int64)
+    last_width = np.where(inc, n[order][None, :], 0).max(axis=1, initial=0)
+    return full, last_rows, np.where(last_rows > 0, last_width, 0)
+
+
+def cascade_ms(members: Sequence[ModelProfile], n_tokens, exit_stage, *, batch_size: int) -> np.ndarray:
+    """Predicted ms ``[T]`` of :class:`~toolkit.nn.encoder.runtime.CascadeRunner` at each row of stops
+    ``exit_stage`` ``[T, N]``: member ``e`` runs (inputs and forward, :func:`forward_ms`) on the examples whose
+    stop is ``e`` or later, re-sorted and re-batched among themselves (:func:`cascade_batches`). ``n_tokens``:
+    ``[N]`` (one tokenizer for all) or one array per member."""
+    stage = np.atleast_2d(np.asarray(exit_stage, dtype=np.int64))
+    total = np.zeros(len(stage))
+    for e, (m, n) in enumerate(zip(members, _member_tokens(n_tokens, len(members)))):
+        full, rows, width = cascade_batches(n, stage, e, batch_size=batch_size)
+        total += full @ forward_ms(m, int(batch_size), np.sort(n, kind="stable")) + forward_ms(m, rows, width)
+    return total
+
+
 def cascade_run_ms(members: Sequence[ModelProfile], n_tokens, exit_stage, *, batch_size: int) -> float:
-    """Predicted milliseconds of :class:`~toolkit.nn.encoder.runtime.CascadeRunner`: member ``e`` runs (inputs and forward,
-    sorted and padded batches) on the examples whose ``exit_stage >= e``. ``n_tokens``: ``[N]`` (one tokenizer for
-    all) or one array per member."""
-    stage = np.asarray(exit_stage)
-    ntok = [np.asarray(x) for x in n_tokens] if np.ndim(n_tokens[0]) else [np.asarray(n_tokens)] * len(members)
-    return float(sum(encoder_full_ms(m, ntok[e][stage >= e], batch_size=batch_size)
-                     for e, m in enumerate(members) if (stage >= e).any()))
+    """Predicted milliseconds of :class:`~toolkit.nn.encoder.runtime.CascadeRunner` on one row of stops
+    ``exit_stage`` ``[N]`` (:func:`cascade_ms`)."""
+    return float(cascade_ms(members, n_tokens, np.asarray(exit_stage)[None], batch_size=batch_size)[0])
 
 
 def encoder_example_ms(m: ModelProfile, n_tokens, *, batch: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -397,11 +453,20 @@ def with_predicted_time(view, profile: LatencyProfile, n_tokens, *, models: Sequ
     step; batches: :func:`calm_time_sweep`."""
     if (view.meta or {}).get("kind") == "llm_tokens":
         return _with_calm_time(view, profile, list(models)[0], batch)
-    n = np.asarray(n_tokens)
-    if n.shape != (view.n_examples,):
-        raise ValueError(f"n_tokens has shape {n.shape}, the view has {view.n_examples} examples")
-    if (n < 1).any():
-        raise ValueError("n_tokens must be >= 1 per example (a cache without token counts cannot be timed)")
+    n = _checked_tokens(view, n_tokens)
+    mp, is_cascade = _encoder_models(view, profile, models)
+    if is_cascade:
+        cost = cascade_example_ms(mp, n, batch=batch)
+        reference = forward_ms(mp[-1], batch, n) / batch
+    else:
+        cost, reference = encoder_example_ms(mp[0], n, batch=batch)
+    unit = f"predicted ms (batch {batch}; {profile.label})"
+    return replace(view, cost=cost, reference_cost=reference, reference=f"{mp[-1].name} alone",
+                   meta={**dict(view.meta), "cost_unit": unit, "latency_profile": profile.path, "batch": batch})
+
+
+def _encoder_models(view, profile: LatencyProfile, models: Sequence[str]) -> tuple[list[ModelProfile], bool]:
+    """The profile's models for a classification view, checked against its stages: ``(models, is_cascade)``."""
     mp = [profile.model(x) for x in models]
     n_models = int(np.asarray(view.model_index).max()) + 1
     if n_models > 1:
@@ -413,21 +478,90 @@ def with_predicted_time(view, profile: LatencyProfile, n_tokens, *, models: Sequ
             if m.layers != k:
                 raise ValueError(f"profile model {m.name!r} has {m.layers} layers, cascade member {i} has {k}: "
                                  f"profile that member (e.g. `toolkit profile --model NAME@{k}`) and name it")
-        cost = cascade_example_ms(mp, n, batch=batch)
-        if cost.shape[1] != view.n_stages:
+        if view.n_stages != n_models:
             raise ValueError(f"one stage per cascade member expected, the view has {view.n_stages}")
-        reference = forward_ms(mp[-1], batch, n) / batch
-    else:
-        m = mp[0]
-        exits = list(m.info.get("exit_layers", []))
-        want = [int(x) for x in np.asarray(view.layers)]
-        if exits != want:
-            raise ValueError(f"profile model {m.name!r} has exits after layers {exits}, the view's stages are at "
-                             f"{want}: profile the same model")
-        cost, reference = encoder_example_ms(m, n, batch=batch)
-    unit = f"predicted ms (batch {batch}; {profile.label})"
-    return replace(view, cost=cost, reference_cost=reference, reference=f"{mp[-1].name} alone",
-                   meta={**dict(view.meta), "cost_unit": unit, "latency_profile": profile.path, "batch": batch})
+        return mp, True
+    exits = list(mp[0].info.get("exit_layers", []))
+    want = [int(x) for x in np.asarray(view.layers)]
+    if exits != want:
+        raise ValueError(f"profile model {mp[0].name!r} has exits after layers {exits}, the view's stages are at "
+                         f"{want}: profile the same model")
+    return mp, False
+
+
+def _checked_tokens(view, n_tokens) -> np.ndarray:
+    n = np.asarray(n_tokens)
+    if n.shape != (view.n_examples,):
+        raise ValueError(f"n_tokens has shape {n.shape}, the view has {view.n_examples} examples")
+    if (n < 1).any():
+        raise ValueError("n_tokens must be >= 1 per example: this cache records no token counts (a cache collected "
+                         "outside the toolkit, or made with from_arrays without n_tokens), so its batches cannot be "
+                         "formed; collect it with `toolkit collect`, or pass the tokenizer's lengths")
+    return n
+
+
+def sweep_stages(view, *, block: int = 1 << 22):
+    """The stop of every example at every threshold of ``engine.sweep(view)`` (same rows, same order), in blocks
+    of rows: yields ``(start, stage)`` with ``stage`` ``[rows, N]`` (about ``block`` entries each). Built from the
+    engine's breakpoints: as the threshold falls, an example only moves to an earlier stage."""
+    from toolkit.analysis.engine.curves import breakpoints
+
+    rn, re, _, _, last = breakpoints(view.confidence)
+    N, E = view.n_examples, view.n_stages
+    row = np.searchsorted(last, np.arange(len(rn))) + 1  # the sweep row from which each record holds
+    G = len(last) + 1
+    step = max(1, int(block) // max(N, 1))
+    state = np.full(N, E - 1, dtype=np.int64)
+    for r0 in range(0, G, step):  # a loop over blocks of thresholds, bounding memory
+        r1 = min(G, r0 + step)
+        stage = np.full((r1 - r0, N), E - 1, dtype=np.int64)
+        sel = (row >= r0) & (row < r1)
+        np.minimum.at(stage, (row[sel] - r0, rn[sel]), re[sel])
+        stage[0] = np.minimum(stage[0], state)
+        np.minimum.accumulate(stage, axis=0, out=stage)
+        state = stage[-1]
+        yield r0, stage
+
+
+def encoder_time_sweep(view, profile: LatencyProfile, n_tokens=None, *, models: Sequence[str], batch_size: int):
+    """Every distinct threshold of a classification view (a multi-exit model or a cascade; or a cache, whose
+    ``n_tokens`` are used), costed in predicted ms per example of what the encoder runtime does at ``batch_size``:
+    :class:`~toolkit.nn.encoder.runtime.EarlyExitRunner` (:func:`early_exit_ms`: sorted dynamic padding, rows leaving
+    the batch as they exit, a batch running to its deepest exit) or
+    :class:`~toolkit.nn.encoder.runtime.CascadeRunner` (:func:`cascade_ms`: each member re-sorts and re-batches the
+    examples that reach it, its last batch partial). An engine ``Curve`` (``exact``: the rows and metrics of
+    ``engine.sweep(view)``; ``flops`` holds predicted ms per example, ``speedup`` is against the last model alone on
+    the same batches, :func:`encoder_full_ms`). The cost need not fall monotonically as the threshold falls
+    (re-batching); :func:`choose_time_budget` scans every row. Vectorised over thresholds (in blocks of rows,
+    :func:`sweep_stages`)."""
+    from toolkit.analysis.engine import staged, sweep
+    from toolkit.analysis.engine.results import Curve
+
+    if hasattr(view, "n_tokens") and not hasattr(view, "confidence"):  # a cache
+        n_tokens = view.n_tokens if n_tokens is None else n_tokens
+        view = staged(view)
+    if n_tokens is None:
+        raise ValueError("n_tokens: tokens per example are needed to form the runtime's batches (the cache's "
+                         "n_tokens); pass the cache itself or its n_tokens")
+    b = int(batch_size)
+    if b < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    n = _checked_tokens(view, n_tokens)
+    mp, is_cascade = _encoder_models(view, profile, models)
+    N = view.n_examples
+    curve = sweep(view)
+    total = np.empty(len(curve.frame))
+    for r0, stage in sweep_stages(view):
+        total[r0:r0 + len(stage)] = (cascade_ms(mp, n, stage, batch_size=b) if is_cascade
+                                     else early_exit_ms(mp[0], n, stage, batch_size=b))
+    ref = encoder_full_ms(mp[-1], n, batch_size=b)
+    frame = curve.frame.copy()
+    frame["flops"] = total / N
+    frame["speedup"] = ref / total
+    unit = f"predicted ms (batch {b}, the runtime's batches; {profile.label})"
+    meta = {**curve.meta, "cost_unit": unit, "latency_profile": profile.path, "batch": b, "reference_ms": ref / N,
+            "schedule": "cascade" if is_cascade else "early_exit"}
+    return Curve(frame, curve.metric, f"{mp[-1].name} alone (batch {b})", N, exact=True, meta=meta)
 
 
 # ---------------------------------------------------------------------------------------------------- CALM views
@@ -653,42 +787,82 @@ class TimeBudgetChoice:
                          f"binding view {self.binding!r}; per view:", self.to_frame())
 
 
-def choose_time_budget(views: Sequence, budget_ms: Sequence[float], *, metric: str = "accuracy",
-                       names: Sequence[str] | None = None) -> TimeBudgetChoice:
-    """The best cal ``metric`` among thresholds whose mean predicted ms per example stays within ``budget_ms[j]`` on
-    every view ``views[j]`` (one cal split costed by :func:`with_predicted_time`, e.g. at batch 1 and at batch 32).
+def _timed_sweep(v, name: str):
+    """The exact sweep of one item of :func:`choose_time_budget` (a view costed at batch 1, or an exact curve)."""
+    from toolkit.analysis.engine import sweep
 
-    ``engine.choose(rule="budget")`` runs on each view (:func:`time_budget_speedup`); the point kept is one that meets
-    every budget on cal, best ``metric`` first, then the lowest threshold. This is exact: raising a global threshold
-    never makes an example stop earlier, so on every view the thresholds within its budget are all those up to a
-    bound; their intersection is the tightest view's set, and the rule on that view (``binding``) picks the best
-    metric in it."""
+    if hasattr(v, "frame"):
+        if not v.exact or "predicted ms" not in str(v.meta.get("cost_unit", "")):
+            raise ValueError(f"view {name!r}: a curve must be an exact sweep in predicted ms (encoder_time_sweep or "
+                             f"calm_time_sweep)")
+        return v
+    time_budget_speedup(v, 1.0)  # refuses a view not costed in predicted ms
+    if int(v.meta.get("batch", 1)) > 1:
+        raise ValueError(f"view {name!r} is costed at batch {v.meta['batch']} by each row's share of a full batch, "
+                         f"which misprices what the runtime runs (it re-batches escalated examples, pads to each "
+                         f"batch's longest, runs a batch to its deepest exit): pass latency.encoder_time_sweep(cal, "
+                         f"profile, models=..., batch_size={v.meta['batch']}) instead")
+    return sweep(v)
+
+
+def choose_time_budget(views: Sequence, budget_ms: Sequence[float], *, metric: str = "accuracy",
+                       names: Sequence[str] | None = None, cal=None) -> TimeBudgetChoice:
+    """The best cal ``metric`` among the thresholds whose mean predicted ms per example stays within
+    ``budget_ms[j]`` on every ``views[j]``, then the lowest such threshold; exact (every distinct threshold is
+    scanned, so a time that is not monotone in the threshold, as batched runtimes' is, is handled).
+
+    ``views``: one cal split costed in predicted ms at several batch sizes: a view costed at batch 1
+    (:func:`with_predicted_time`, exact there) or an exact curve of the runtime's batches
+    (:func:`encoder_time_sweep`, at any batch size); a row-share view at batch > 1 is refused. ``cal``: the view the
+    operating point is evaluated on (default: the first view among ``views``). ``binding``: the view whose budget
+    alone admits exactly the thresholds all budgets admit (``"joint"`` where none does)."""
     views = list(views)
     budgets = [float(b) for b in np.atleast_1d(np.asarray(budget_ms, dtype=np.float64))]
     names = [f"view {j}" for j in range(len(views))] if names is None else [str(n) for n in names]
     if not views or len(budgets) != len(views) or len(names) != len(views):
         raise ValueError(f"one budget (ms per example) and one name per view: {len(views)} views, {len(budgets)} "
                          f"budgets, {len(names)} names")
-    first = views[0]
-    for j, v in enumerate(views[1:], 1):
-        if tuple(v.stage_names) != tuple(first.stage_names) or not np.array_equal(v.example_ids, first.example_ids):
+    for b in budgets:
+        if not b > 0:
+            raise ValueError(f"budgets must be positive ms per example, got {b}")
+    cal = cal if cal is not None else next((v for v in views if not hasattr(v, "frame")), None)
+    if cal is None:
+        raise ValueError("no view to evaluate the point on: pass cal= (the cal view, e.g. costed at batch 1)")
+    if is_test_split(cal.split):
+        raise ValueError(f"choose on a cal split, not test (split {cal.split!r} is kept for reporting)")
+    curves = [_timed_sweep(v, n) for v, n in zip(views, names)]
+    thr = curves[0].frame["threshold"].to_numpy()
+    for j, c in enumerate(curves):
+        if c.n != cal.n_examples or not np.array_equal(c.frame["threshold"].to_numpy(), thr):
             raise ValueError(f"views {names[0]!r} and {names[j]!r} are not of the same split and stages: cost one cal "
-                             f"cache at several batch sizes (with_predicted_time(..., batch=b))")
-    points = []
-    for v, b, n in zip(views, budgets, names):
-        try:
-            points.append(choose(v, rule="budget", budget=time_budget_speedup(v, b), metric=metric))
-        except ValueError as e:
-            raise ValueError(f"time budget {b:.4g} ms per example on view {n!r}: {e}") from None
-    cal_ms = np.array([[evaluation(v, p.threshold).flops for v in views] for p in points])  # [point, view]
-    ok = (cal_ms <= np.asarray(budgets)[None, :] * (1 + 1e-12)).all(1)
-    if not ok.any():  # unreachable by the argument above; kept as a guard
-        raise ValueError("no threshold meets every view's time budget on cal")
-    score = np.array([p.cal.metrics[metric] for p in points])
+                             f"cache at several batch sizes")
+    for j, v in enumerate(views):
+        if not hasattr(v, "frame") and (tuple(v.stage_names) != tuple(cal.stage_names)
+                                        or not np.array_equal(v.example_ids, cal.example_ids)):
+            raise ValueError(f"views {names[0]!r} and {names[j]!r} are not of the same split and stages: cost one cal "
+                             f"cache at several batch sizes (with_predicted_time, encoder_time_sweep)")
+    if metric not in curves[0].frame:
+        raise ValueError(f"metric {metric!r} is not a column of the sweep: {list(curves[0].frame.columns)}")
+    ms = np.stack([c.frame["flops"].to_numpy() for c in curves], axis=1)  # [threshold, view]
+    within = ms <= np.asarray(budgets)[None, :] * (1 + 1e-12)
+    ok = within.all(1)
+    if not ok.any():
+        cheapest = [float(ms[:, j].min()) for j in range(len(curves))]
+        raise ValueError("no threshold meets every time budget on cal: " + "; ".join(
+            f"view {n!r}: budget {b:.4g} ms per example, cheapest threshold {c:.4g}"
+            for n, b, c in zip(names, budgets, cheapest)))
+    score = curves[0].frame[metric].to_numpy()
     cand = np.flatnonzero(ok & (score >= score[ok].max() - 1e-12))
-    k = int(cand[np.argmin([points[i].threshold for i in cand])])
-    return TimeBudgetChoice(points[k], tuple(names), tuple(budgets), tuple(float(x) for x in cal_ms[k]),
-                            tuple(float(np.mean(v.reference_cost)) for v in views), names[k])
+    k = int(cand[np.argmin(thr[cand])])
+    settings = {"budget_ms": "; ".join(f"{n}: {b:.6g}" for n, b in zip(names, budgets))}
+    meta = {key: cal.meta[key] for key in (*VIEW_KEYS, "identity") if key in cal.meta}
+    point = OperatingPoint(float(thr[k]), "time budget", metric, settings, evaluation(cal, float(thr[k])),
+                           tuple(cal.stage_names), cal.reference, meta)
+    alone = [j for j in range(len(curves)) if np.array_equal(within[:, j], ok)]
+    binding = names[alone[0]] if alone else "joint"
+    refs = [float(c.meta["reference_ms"]) if "reference_ms" in c.meta else float(np.mean(v.reference_cost))
+            for c, v in zip(curves, views)]
+    return TimeBudgetChoice(point, tuple(names), tuple(budgets), tuple(float(x) for x in ms[k]), tuple(refs), binding)
 
 
 def _has(profile: LatencyProfile, name: str) -> bool:
