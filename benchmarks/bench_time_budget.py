@@ -7,15 +7,17 @@ In one run, library calls only:
 2. **Identity**: each checkpoint's weight fingerprint equals the one its cache records (the policy below refuses
    other weights anyway), and its logits on the first ``--check`` cal examples equal the cached ones.
 3. **Profile** the members on this machine (``toolkit profile``'s :func:`profile_models`), or read ``--profile``.
-4. **Choose on cal** in predicted time: the cal cache costed in predicted ms per example at each batch size
-   (:func:`latency.with_predicted_time`); budget: ``--budget`` times the last member alone's predicted mean ms per
-   example on cal, at every batch size; :func:`latency.choose_time_budget` (``engine.choose(rule="budget")`` on
-   each, the point that meets all of them, best cal metric).
+4. **Choose on cal** in predicted time: the cal cache costed in predicted ms per example at each batch size, at
+   batch 1 per example (:func:`latency.with_predicted_time`), above it at the runtime's batches at every threshold
+   (:func:`latency.encoder_time_sweep`: the cascade re-batches the escalated examples); budget: ``--budget`` times
+   the last member alone's predicted mean ms per example on cal, at every batch size;
+   :func:`latency.choose_time_budget` (every threshold within all budgets on cal, best cal metric).
 5. **Run for real** on the test split's text (``toolkit.data.join_text``, by example id): the policy made from the
    operating point (:meth:`Policy.from_operating_point`, with the members' weight fingerprints) runs in the
    cascade runtime (:func:`runner_from_policy`), interleaved ``--repeats`` times with the last member alone
    (``run_full``) at each batch size.
-6. **Report**: predicted (the runtime's schedule, :func:`latency.cascade_run_ms`, and the view's per-row share) and
+6. **Report**: predicted (the runtime's schedule, :func:`latency.cascade_run_ms`, and each row's share of a full
+   batch, the approximation the choice used before) and
    measured ms per example and speed-ups; whether the budget held on test (predicted, and measured relative to the
    last member in the same run); the real run's test metric against the cache's at that point, and whether the
    runtime's exits and predictions equal the cache's decisions; the load average.
@@ -134,7 +136,7 @@ def main(argv=None) -> int:
 
     from toolkit import Policy, load_cache
     from toolkit.analysis.cost import latency as lat
-    from toolkit.analysis.engine import staged
+    from toolkit.analysis.engine import evaluation, staged
     from toolkit.analysis.metrics.task import task_metric
     from toolkit.nn.common.profile import machine_info, profile_models
     from toolkit.nn.encoder.runtime import runner_from_policy
@@ -168,9 +170,13 @@ def main(argv=None) -> int:
     def timed(cache, b):
         return lat.with_predicted_time(staged(cache), prof, cache.n_tokens, models=members, batch=b)
 
-    cal_views = [timed(cal, b) for b in a.batch_sizes]
-    budgets = [a.budget * float(v.reference_cost.mean()) for v in cal_views]
-    choice = lat.choose_time_budget(cal_views, budgets, metric=metric, names=[f"batch {b}" for b in a.batch_sizes])
+    # batch 1: each example's own schedule (exact); above: the runtime's batches at every threshold (exact)
+    cal_views = [timed(cal, 1) if b == 1 else lat.encoder_time_sweep(cal, prof, models=members, batch_size=b)
+                 for b in a.batch_sizes]
+    budgets = [a.budget * float(v.meta["reference_ms"] if hasattr(v, "frame") else v.reference_cost.mean())
+               for v in cal_views]
+    choice = lat.choose_time_budget(cal_views, budgets, metric=metric, names=[f"batch {b}" for b in a.batch_sizes],
+                                    cal=timed(cal, 1))
     op = choice.point
     print(choice.to_frame().to_string(), flush=True)
     meta.update(choice=choice.to_dict(), threshold=op.threshold)
@@ -181,6 +187,9 @@ def main(argv=None) -> int:
     cal_schedule = {b: (lat.cascade_run_ms(mp, cal.n_tokens, cal_stage, batch_size=b) / cal.n_examples,
                         lat.encoder_full_ms(mp[-1], cal.n_tokens, batch_size=b) / cal.n_examples)
                     for b in a.batch_sizes}
+    for b, ms in zip(a.batch_sizes, choice.cal_ms):  # the choice priced the runtime's schedule itself
+        if not np.isclose(ms, cal_schedule[b][0], rtol=1e-9):
+            raise AssertionError(f"batch {b}: the choice's cal ms {ms} differ from the schedule's {cal_schedule[b][0]}")
     ta, tb = texts_of(test, a.data_dir)
     N = test.n_examples
     stage_off = staged(test).stage_of(op.threshold)
@@ -202,7 +211,8 @@ def main(argv=None) -> int:
                    measured_baseline_ms=meas_base, measured_method_ms=meas_pol,
                    predicted_speedup=pred_base / pred_pol, measured_speedup=meas_base / meas_pol,
                    **paired(fa, pa),
-                   cal_share_ms=choice.cal_ms[a.batch_sizes.index(b)], cal_schedule_ms=cal_schedule[b][0],
+                   cal_share_ms=evaluation(timed(cal, b), op.threshold).flops,
+                   cal_chosen_ms=choice.cal_ms[a.batch_sizes.index(b)], cal_schedule_ms=cal_schedule[b][0],
                    cal_schedule_baseline_ms=cal_schedule[b][1],
                    budget_held_cal_schedule=bool(cal_schedule[b][0] <= budget),
                    budget_held_test_share=bool(ev.flops <= budget),
