@@ -187,6 +187,12 @@ def test_cli_sweep_with_profile(tmp_path, capsys):
     assert main(["sweep", str(path), "--profile", str(ppath), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert "predicted ms" in out["cost_unit"] and "prof.json" in out["latency profile"]
+    # at a batch size: the runtime's batches at every threshold (latency.encoder_time_sweep), not row shares
+    assert main(["sweep", str(path), "--profile", str(ppath), "--batch", "8", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert "the runtime's batches" in out["cost_unit"] and "batch 8" in out["latency profile"]
+    want = lat.encoder_time_sweep(_cache(), synthetic_profile(), models=["enc"], batch_size=8).meta["reference_ms"]
+    assert out["reference_cost"] == pytest.approx(want)
     assert main(["sweep", str(path), "--profile", str(ppath), "--profile-model", "small"]) == 2
     assert "exits after layers" in capsys.readouterr().err
 

@@ -35,9 +35,10 @@ def register(sub) -> None:
                                                       "per cascade member; default: the cache's model names, "
                                                       "then their source models)")
     p.add_argument("--batch", type=positive_int, default=1,
-                   help="--profile: predicted time per example as its share of a batch of this size; LLM token "
-                        "caches: the CALM decoder on batches of this many prompts, each step running to its "
-                        "deepest exit (default 1)")
+                   help="--profile: predicted time per example of the runtime at this batch size (encoders and "
+                        "cascades: sorted, padded batches, exited rows leaving, escalated examples re-batched; LLM "
+                        "token caches: the CALM decoder on batches of this many prompts, each step running to its "
+                        "deepest exit) (default 1)")
     engine_args(p)
     p.set_defaults(fn=run)
 
@@ -130,11 +131,13 @@ def report(a, cache, view, extra: dict | None = None, curve=None) -> int:
 
 def timed(a, cache, view):
     """With ``--profile``: the view costed in predicted ms (:func:`toolkit.analysis.cost.latency.with_predicted_time`)
-    and the line naming the profile; an LLM token view at ``--batch`` > 1: its sweep in predicted ms of the CALM
-    decoder on batches of prompts in the cache's order (:func:`~toolkit.analysis.cost.latency.calm_time_sweep`)."""
+    and the line naming the profile; at ``--batch`` > 1 the sweep in predicted ms of the runtime's batches: the
+    encoder runtimes' (:func:`~toolkit.analysis.cost.latency.encoder_time_sweep`), or the CALM decoder's on batches
+    of prompts in the cache's order (:func:`~toolkit.analysis.cost.latency.calm_time_sweep`)."""
     if not getattr(a, "profile", None):
         return view, {}, None
-    from toolkit.analysis.cost.latency import calm_time_sweep, load_profile, models_for, with_predicted_time
+    from toolkit.analysis.cost.latency import (calm_time_sweep, encoder_time_sweep, load_profile, models_for,
+                                               with_predicted_time)
 
     if view.meta.get("kind") == "llm_tokens":
         prof = load_profile(a.profile)
@@ -147,8 +150,11 @@ def timed(a, cache, view):
         raise ValueError(f"{a.cache}: --profile costs classification caches (early exit, cascades) only")
     prof = load_profile(a.profile)
     names = a.profile_model or models_for(cache.meta, prof)
-    view = with_predicted_time(view, prof, cache.n_tokens, models=names, batch=a.batch)
-    return view, {"latency profile": f"{prof.label}; models {', '.join(names)}; batch {a.batch}"}, None
+    line = {"latency profile": f"{prof.label}; models {', '.join(names)}; batch {a.batch}"}
+    if a.batch == 1:
+        return with_predicted_time(view, prof, cache.n_tokens, models=names), line, None
+    # at a batch size the runtime's batches at every threshold (a row's share of a full batch misprices them)
+    return view, line, encoder_time_sweep(view, prof, cache.n_tokens, models=names, batch_size=a.batch)
 
 
 def run(a) -> int:
