@@ -464,9 +464,10 @@ def load_llm_cache(path: str | os.PathLike, *, data_dir=None, verify_data: bool 
     if verify_data:
         try:
             root = _verified_data_root(cache, data_dir)
-            # a prompt set without label words stores -1: its ids and split are checked, not its labels
+            # a prompt set without label words stores -1 for every row: its ids and split are checked, not its
+            # labels; one with any label is checked in full (a -1 among labels differs from the data)
             cache.meta["data_verified"] = root is not None and verify_labels(
-                cache, root, labels=bool((cache.labels >= 0).all()))
+                cache, root, labels=bool((cache.labels >= 0).any()))
         except CacheError as e:
             raise CacheError(f"{path}: {e}") from None
     return cache
