@@ -751,7 +751,8 @@ class TimeBudgetChoice:
     """An operating point chosen on cal within a time budget on several time-costed views of it (e.g. batch 1 and
     batch 32): ``point`` (the :class:`~toolkit.analysis.engine.OperatingPoint`), and per view its name, the budget
     and the point's mean predicted ms per example on cal, the reference's, and which view's budget bound the
-    choice (``binding``)."""
+    choice (``binding``: the view whose budget alone admits the same thresholds as all budgets, ``"joint"`` where
+    none does)."""
 
     point: OperatingPoint
     names: tuple[str, ...]
