@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from toolkit._api import renamed
 from toolkit.analysis.scores.classification import SCORES
 
 SCHEMA, VERSION = "toolkit.policy", 1
@@ -695,3 +696,13 @@ def _upgrade(d: dict, source: str) -> dict:
                 "meta": d.get("meta") or {}}
     raise PolicyError(f"{source}: key 'schema' is missing; a policy has schema, version, method, models, params, "
                       f"meta")
+
+
+def _write_atomic(path, text: str) -> Path:
+    """Deprecated (0.3): :func:`toolkit.caches.io.write_atomic` (here with 0.2's error type, :class:`PolicyError`)."""
+    from toolkit.caches.io import write_atomic
+
+    return write_atomic(path, text, error=PolicyError)
+
+
+__getattr__ = renamed({"write_atomic": ("toolkit.caches.io.write_atomic", _write_atomic)}, module=__name__)

@@ -4,6 +4,8 @@ LMs (:mod:`.prompts`) and provenance (:mod:`.provenance`). Imports no torch.
 
 # the package's face: what the module of the same name held before the layout by concern
 from .tasks import (  # noqa: F401
+    AGNEWS_CAL,
+    AGNEWS_TEST,
     CAL_FRACTION,
     CAL_MAX,
     DEFAULT_SPLIT_SEED,
