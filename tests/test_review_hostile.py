@@ -54,3 +54,28 @@ def test_the_old_policy_writer_still_writes_with_a_deprecation_warning(tmp_path)
     assert out.read_text() == "{}\n"
     with pytest.raises(policy.PolicyError, match="is a directory"):  # the 0.2 error type
         write_atomic(tmp_path, "{}\n")
+
+
+def test_toolkit_plot_draws_an_encoder_cache_at_a_batch_size_as_its_guide_says(tmp_path):
+    """docs/guides/cli.md: at --batch above 1 ``toolkit plot`` draws each row's share of a full batch. Since
+    ``toolkit sweep --batch`` prices the runtime's batches (916f73c), ``toolkit plot`` refused every classification
+    cache there, calling it an LLM token cache."""
+    import matplotlib.pyplot as plt
+
+    from toolkit.analysis import engine
+    from toolkit.analysis.cost.latency import load_profile, with_predicted_time
+    from toolkit.caches.classification import load_cache
+    from toolkit.cli import build_parser
+    from toolkit.cli.plot import figure
+
+    cache, profile = ROOT / "data" / "sst2" / "minilm6_me-test.parquet", ROOT / "benchmarks" / "latency_profile_cpu.json"
+    if not cache.exists() or not profile.exists():
+        pytest.skip("the shipped SST-2 MiniLM-L6 cache or the CPU latency profile is not here")
+    args = ["plot", str(cache), "--out", str(tmp_path / "f.png"), "--n-boot", "20", "--cal", "none",
+            "--profile", str(profile), "--batch", "8"]
+    fig, shown = figure(build_parser().parse_args(args))
+    plt.close(fig)
+    c = load_cache(cache)
+    view = with_predicted_time(engine.staged(c), load_profile(profile), c.n_tokens, models=["all-MiniLM-L6-v2"],
+                               batch=8)
+    assert shown["cost_unit"] == view.meta["cost_unit"] and "batch 8" in shown["cost_unit"]

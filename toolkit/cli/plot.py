@@ -100,13 +100,21 @@ def figure(a):
 
 
 def _timed(a, cache, view):
-    """The view costed as ``toolkit sweep --profile`` costs it (predicted ms), and the line naming the profile."""
+    """The view costed in predicted ms, and the line naming the profile: as ``toolkit sweep --profile`` costs it at
+    batch 1; at ``--batch`` > 1 an encoder or cascade cache by each row's share of a full batch (per-example costs,
+    so the bootstrap band exists; ``toolkit sweep`` prices the runtime's batches instead)."""
     from toolkit.cli.sweep import timed
 
     out = timed(a, cache, view)
     if len(out) > 2 and out[2] is not None:
-        raise ValueError(f"{a.cache}: an LLM token cache at --batch {a.batch} has no per-token cost to draw (a "
-                         f"batch runs to its deepest exit): plot at --batch 1, or sweep it with toolkit sweep")
+        if view.meta.get("kind") == "llm_tokens":
+            raise ValueError(f"{a.cache}: an LLM token cache at --batch {a.batch} has no per-token cost to draw (a "
+                             f"batch runs to its deepest exit): plot at --batch 1, or sweep it with toolkit sweep")
+        from toolkit.analysis.cost.latency import load_profile, models_for, with_predicted_time
+
+        prof = load_profile(a.profile)
+        names = a.profile_model or models_for(cache.meta, prof)
+        return with_predicted_time(view, prof, cache.n_tokens, models=names, batch=a.batch), out[1]
     return out[0], out[1]
 
 
