@@ -79,3 +79,17 @@ def test_toolkit_plot_draws_an_encoder_cache_at_a_batch_size_as_its_guide_says(t
     view = with_predicted_time(engine.staged(c), load_profile(profile), c.n_tokens, models=["all-MiniLM-L6-v2"],
                                batch=8)
     assert shown["cost_unit"] == view.meta["cost_unit"] and "batch 8" in shown["cost_unit"]
+
+
+def test_warnings_from_keyword_option_functions_name_the_callers_line():
+    """keyword_options adds a frame: a warning that named the caller of from_arrays (stacklevel counted without the
+    wrapper) named toolkit/_api.py instead, where no user can act on it (and Python's default filters attribute it
+    to the toolkit, not the script)."""
+    import numpy as np
+
+    from toolkit.caches.classification import from_arrays
+
+    probs = np.full((2, 2, 2), 0.5)  # 4 rows that look like probabilities: a warning, not an error
+    with pytest.warns(UserWarning, match="look like probabilities") as rec:
+        from_arrays(probs, [0, 1], [1.0, 2.0])
+    assert [Path(r.filename).name for r in rec] == [Path(__file__).name]

@@ -370,7 +370,8 @@ def _lossless_logits(raw: np.ndarray) -> np.ndarray:
                "softmax confidence and threshold would be wrong")
         if raw.shape[0] * raw.shape[1] >= _PROBABILITY_EVIDENCE:
             raise CacheError(msg)
-        warnings.warn(f"{msg} (only {raw.shape[0] * raw.shape[1]} rows: a warning, not an error)", stacklevel=3)
+        # the caller of from_arrays: past this helper, from_arrays and keyword_options' wrapper
+        warnings.warn(f"{msg} (only {raw.shape[0] * raw.shape[1]} rows: a warning, not an error)", stacklevel=4)
     return z
 
 
