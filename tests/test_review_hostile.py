@@ -93,3 +93,20 @@ def test_warnings_from_keyword_option_functions_name_the_callers_line():
     with pytest.warns(UserWarning, match="look like probabilities") as rec:
         from_arrays(probs, [0, 1], [1.0, 2.0])
     assert [Path(r.filename).name for r in rec] == [Path(__file__).name]
+
+
+def test_the_manifest_records_each_llm_token_cache_model_as_its_header_does():
+    """data/MANIFEST.json's ``model`` of an LLM token cache is the header's record (``zoo.manifest.cache_entry``);
+    the five shipped caches gained ``weights_sha256`` in 0.3 (85e9c89) and the manifest kept the records from
+    before (check_manifest compares metrics and data fingerprints only, so it did not say so)."""
+    import json
+
+    from toolkit.caches.tokens import load_llm_cache
+
+    manifest = json.loads((ROOT / "data" / "MANIFEST.json").read_text())["caches"]
+    keys = [k for k, e in manifest.items() if e.get("kind") == "llm_tokens"]
+    assert len(keys) == 5
+    for key in keys:
+        model = load_llm_cache(ROOT / "data" / f"{key}.parquet", verify_data=False).model
+        assert "weights_sha256" in model
+        assert manifest[key]["model"] == json.loads(json.dumps(model, default=str)), key
