@@ -103,7 +103,7 @@ def test_refusals_name_the_fix():
     prof = synthetic_latency_profile()
     cache = early_exit_cache(20, 0)
     with pytest.raises(ValueError, match="toolkit collect"):
-        lat.encoder_time_sweep(staged(cache), prof, np.zeros(20, dtype=int), models=["enc"], batch_size=4)
+        lat.encoder_time_sweep(staged(cache), prof, n_tokens=np.zeros(20, dtype=int), models=["enc"], batch_size=4)
     with pytest.raises(ValueError, match="n_tokens"):
         lat.encoder_time_sweep(staged(cache), prof, models=["enc"], batch_size=4)
     with pytest.raises(ValueError, match="batch_size"):

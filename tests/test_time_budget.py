@@ -128,7 +128,7 @@ def test_cascade_sweep_equals_simulated_batches(N, b, seed, three):
     names = ["m1", "m2", "m3"] if three else ["m1", "m3"]
     cal = cascade(N=N, seed=seed).select_members(names)
     prof = profile()
-    curve = lat.encoder_time_sweep(staged(cal), prof, cal.n_tokens, models=names, batch_size=b)
+    curve = lat.encoder_time_sweep(staged(cal), prof, n_tokens=cal.n_tokens, models=names, batch_size=b)
     view = staged(cal)
     mp = [prof.model(x) for x in names]
     n = cal.n_tokens.tolist()

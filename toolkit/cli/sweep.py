@@ -136,8 +136,13 @@ def timed(a, cache, view):
     of prompts in the cache's order (:func:`~toolkit.analysis.cost.latency.calm_time_sweep`)."""
     if not getattr(a, "profile", None):
         return view, {}, None
-    from toolkit.analysis.cost.latency import (calm_time_sweep, encoder_time_sweep, load_profile, models_for,
-                                               with_predicted_time)
+    from toolkit.analysis.cost.latency import (
+        calm_time_sweep,
+        encoder_time_sweep,
+        load_profile,
+        models_for,
+        with_predicted_time,
+    )
 
     if view.meta.get("kind") == "llm_tokens":
         prof = load_profile(a.profile)
@@ -154,7 +159,7 @@ def timed(a, cache, view):
     if a.batch == 1:
         return with_predicted_time(view, prof, cache.n_tokens, models=names), line, None
     # at a batch size the runtime's batches at every threshold (a row's share of a full batch misprices them)
-    return view, line, encoder_time_sweep(view, prof, cache.n_tokens, models=names, batch_size=a.batch)
+    return view, line, encoder_time_sweep(view, prof, n_tokens=cache.n_tokens, models=names, batch_size=a.batch)
 
 
 def run(a) -> int:

@@ -523,7 +523,7 @@ def sweep_stages(view, *, block: int = 1 << 22):
         yield r0, stage
 
 
-def encoder_time_sweep(view, profile: LatencyProfile, n_tokens=None, *, models: Sequence[str], batch_size: int):
+def encoder_time_sweep(view, profile: LatencyProfile, *, n_tokens=None, models: Sequence[str], batch_size: int):
     """Every distinct threshold of a classification view (a multi-exit model or a cascade; or a cache, whose
     ``n_tokens`` are used), costed in predicted ms per example of what the encoder runtime does at ``batch_size``:
     :class:`~toolkit.nn.encoder.runtime.EarlyExitRunner` (:func:`early_exit_ms`: sorted dynamic padding, rows leaving
