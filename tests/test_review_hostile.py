@@ -110,3 +110,18 @@ def test_the_manifest_records_each_llm_token_cache_model_as_its_header_does():
         model = load_llm_cache(ROOT / "data" / f"{key}.parquet", verify_data=False).model
         assert "weights_sha256" in model
         assert manifest[key]["model"] == json.loads(json.dumps(model, default=str)), key
+
+
+def test_the_explorers_reliability_bins_refuse_positional_options_as_the_rest_do():
+    """docs/protocol.md: a call passing an option by position is refused with a TypeError showing the call to write.
+    reliability_bins became keyword-only in 0.3 without the guard, so Python's bare 'takes 2 positional arguments'
+    was all a 0.2 call got."""
+    import numpy as np
+
+    from toolkit.analysis.explore.app import reliability_bins
+
+    conf, outcome = np.array([0.2, 0.9]), np.array([0.0, 1.0])
+    with pytest.raises(TypeError, match=re.escape("takes its options by keyword since 0.3: reliability_bins(conf, "
+                                                  "outcome, n_bins=4)")):
+        reliability_bins(conf, outcome, 4)
+    assert reliability_bins(conf, outcome, n_bins=4)["count"].sum() == 2

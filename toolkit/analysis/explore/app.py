@@ -37,6 +37,7 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 
+from toolkit._api import keyword_options
 from toolkit.analysis.engine import threshold_grid
 from toolkit.analysis.explore.views import N_BOOT, Point, Precomputed, Resamples, n_boot_for, view_class
 from toolkit.analysis.metrics.calibration import bin_index
@@ -103,6 +104,7 @@ def format_value(key: str, value: float) -> str:
     return f"{value:.4f}"
 
 
+@keyword_options
 def reliability_bins(conf, outcome, *, n_bins: int = N_BINS) -> pd.DataFrame:
     """Per equal-width bin (the calibration module's convention): count, mean confidence, mean outcome."""
     idx, edges = bin_index(conf, n_bins=n_bins)
