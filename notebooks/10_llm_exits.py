@@ -199,7 +199,7 @@ best = {d: c.best_speedup(0.9) for d, c in time_curves.items()}
 report.show(fig, alt="Two panels of token agreement with the full model against speed-up (log scale) on test, "
                      "lens exits, for every threshold on three cost axes: FLOPs against the full model, predicted "
                      "time against greedy decoding at batch 1 and at batch 4. "
-                     + " ".join(f"{d}: best speed-up at agreement 0.9 or more "
+                     + " ".join(f"{d}: best speed-up at agreement 0.9 or more (an upper bound: picked on test) "
                                 f"{b['FLOPs']:.2f}x in FLOPs, {b['predicted time, batch 1']:.2f}x in predicted time "
                                 f"at batch 1, {b['predicted time, batch 4']:.2f}x at batch 4." for d, b in best.items()))
 

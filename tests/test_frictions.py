@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from toolkit.caches.classification import from_arrays
 
@@ -248,4 +249,23 @@ def test_calm_time_curves_repr_is_a_short_table():
 
     tc = CalmTimeCurves(curve([1.0, 1.4, 2.0]), {1: curve([1.0, 1.2, 1.5])}, "lens, checked layers 4,8", "toy")
     lines = _readable(repr(tc), "CALM in FLOPs and predicted time (lens, checked layers 4,8; profile toy)")
-    assert lines[-2].rsplit(None, 1) == ["best speed-up at agreement >= 0.9 (FLOPs)", "1.4"] and len(lines) == 4
+    assert lines[-2].rsplit(None, 1) == ["best speed-up at agreement >= 0.9, upper bound (FLOPs)", "1.4"] and len(lines) == 4
+
+
+def test_info_says_what_a_verified_cache_was_checked_for():
+    """A verified cache (classification or LLM tokens) was checked for rows and labels, not only file hashes."""
+    from pathlib import Path
+
+    import toolkit
+    from toolkit.cli.info import data_check
+
+    data = Path(__file__).resolve().parents[1] / "data"
+    for rel in ("sst2/minilm6_me-test.parquet", "llm/smollm2_sst2_sentiment-test.parquet"):
+        path = data / rel
+        if not path.exists():
+            pytest.skip(f"{path} not shipped")
+        cache = toolkit.load(path)
+        if not cache.meta.get("data_verified"):
+            pytest.skip("../shared/data not found: shipped caches cannot be verified here")
+        said = data_check(cache)
+        assert said.startswith("yes") and "row of its split" in said and "label" in said, said

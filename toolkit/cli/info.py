@@ -58,8 +58,8 @@ def data_check(cache) -> str:
     if verified is None:
         return "not checked (loaded with verify_data=False)"
     if verified:
-        return ("yes (the source files' sha256 match" + (" and every example's label is the file's)"
-                                                           if hasattr(cache, "stage_info") else ")"))
+        return ("yes (the source files' sha256 match, and every example id is a row of its split in them, with the "
+                "file's label wherever the cache holds labels)")
     if data.get("source") != "local" or not data.get("files"):
         return ("no (the cache names no source files: built from arrays, imported runs or a hub dataset; "
                 "nothing to check, not a failure)")

@@ -707,7 +707,7 @@ class CalmTimeCurves:
 
     def to_dict(self) -> dict:
         return {"view": self.label, "profile": self.profile, "batch sizes": list(self.timed),
-                **{f"best speed-up at agreement >= 0.9 ({k})": v for k, v in self.best_speedup(0.9).items()}}
+                **{f"best speed-up at agreement >= 0.9, upper bound ({k})": v for k, v in self.best_speedup(0.9).items()}}
 
     def _repr_html_(self) -> str:
         from toolkit.analysis.engine.results import html_table
