@@ -44,7 +44,7 @@ sets = catalogue.load_seeds("sst2", "minilm6_me")
 cal, test = sets.first()
 cft = calibration.crossfit_temperatures(test)
 scaled = cft.apply(test)
-t_cal = calibration.fit_stage_temperatures(cal)
+t_cal = calibration.fit_stage_temperatures(cal).temperatures
 temps = cft.to_frame(stages=test.stages).assign(**{"T fitted on cal": t_cal})
 display(temps.round(3))
 variants = {"T=1": calibration.calibration_table(test), "T cross-fitted": calibration.calibration_table(scaled),

@@ -90,7 +90,7 @@ print(alone.to_string(index=False, float_format="{:.4g}".format))
 
 # %%
 # NBVAL_CHECK_OUTPUT
-temperatures = calibration.fit_stage_temperatures(cal)
+temperatures = calibration.fit_stage_temperatures(cal).temperatures
 cal_table = pd.concat({"T = 1": calibration.calibration_table(test).set_index("stage")[["accuracy", "ece", "nll"]],
                        "T fitted on cal": calibration.calibration_table(test, temperatures=temperatures).set_index("stage")[
                            ["temperature", "ece", "nll"]]}, axis=1)

@@ -9,6 +9,7 @@ import importlib
 import inspect
 import pkgutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -182,6 +183,7 @@ def test_predictions_first_everywhere():
 # ------------------------------------------------------------------------------------------------- one name each
 @pytest.mark.parametrize("module, old, new", [
     ("toolkit.analysis.metrics.calibration", "temperature_fit", "fit_temperature"),
+    ("toolkit.analysis.metrics.calibration", "stage_temperature_fits", "fit_stage_temperatures"),
     ("toolkit.analysis.llm.exits", "confidence", "layer_confidence"),
     ("toolkit.analysis.llm", "confidence", "layer_confidence"),
     ("toolkit.analysis.operating", "CacheOperatingPoint", "OperatingPointReport"),
@@ -209,6 +211,49 @@ def test_fit_temperature_is_the_one_fit():
     with pytest.warns(DeprecationWarning):
         from toolkit.analysis.metrics.calibration import temperature_fit
     assert temperature_fit(z, y) == fit
+
+
+# per-stage temperatures of the shipped SST-2 MiniLM-L6 cal cache, as 0.2's fit_stage_temperatures returned them
+SST2_CAL_TEMPERATURES = [1.0070932324961874, 1.0534618142987784, 1.0887129893403655, 1.1013181301769488,
+                         1.1058953743750064, 1.1474440033343358]
+
+
+def test_fit_stage_temperatures_is_the_one_per_stage_fit():
+    from toolkit.analysis.metrics.calibration import (
+        StageTemperatureFits,
+        TemperatureFit,
+        fit_stage_temperatures,
+    )
+
+    cal = toolkit.load_cache(Path(toolkit.__file__).parents[1] / "data" / "sst2" / "minilm6_me-cal.parquet",
+                             verify_data=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no degenerate stage here, and the new name does not warn
+        fits = fit_stage_temperatures(cal)
+    assert isinstance(fits, StageTemperatureFits) and not hasattr(fits, "__float__")
+    np.testing.assert_allclose(fits.temperatures, SST2_CAL_TEMPERATURES, rtol=1e-9)
+    np.testing.assert_array_equal(np.asarray(fits), fits.temperatures)
+    assert all(isinstance(f, TemperatureFit) and f.reason is None and f.n == cal.n_examples for f in fits.fits)
+    assert fits.degenerate == () and len(fits) == cal.n_stages == len(fits.to_frame())
+    assert list(fits.to_frame()["stage"]) == list(cal.stages) and fits.to_dict()["temperatures"] == list(fits.temperatures)
+    with pytest.warns(DeprecationWarning, match="stage_temperature_fits is renamed fit_stage_temperatures"):
+        from toolkit.analysis.metrics.calibration import stage_temperature_fits
+    assert stage_temperature_fits(cal) == list(fits.fits)
+
+
+def test_fit_stage_temperatures_names_each_degenerate_stage():
+    from toolkit.analysis.metrics.calibration import DegenerateFitWarning, fit_stage_temperatures
+    from toolkit.caches.classification import from_arrays
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 200)
+    z = rng.normal(size=(200, 2)) + 2 * np.eye(2)[y]
+    separable = 10 * (2 * np.eye(2)[y] - 1)  # every example right with a wide margin: T runs to its lower bound
+    c = from_arrays(np.stack([z, separable], 1), y, [1.0, 2.0], stages=["s0", "s1"])
+    with pytest.warns(DegenerateFitWarning, match="stage s1: temperature ran to its lower bound"):
+        fits = fit_stage_temperatures(c)
+    assert fits.fits[1].at_bound and not fits.fits[0].at_bound
+    assert fits.degenerate == (f"stage s1: {fits.fits[1].reason}",) and "s1" in repr(fits)
 
 
 def test_the_two_confidences_are_distinct_names():

@@ -91,7 +91,7 @@ def test_default_point_is_operating_points_drop_rule_on_accuracy():
     cal, test = pair(metric="mcc")  # headline mcc: the rule still looks at accuracy, as the engine's does
     ex = explore(cal, test)
     op = operating_point(cal, test)  # drop rule, accuracy, max_drop 0.01, temperatures fitted on cal
-    cal_view, test_view = views(cal, test, temperature=fit_stage_temperatures(cal))
+    cal_view, test_view = views(cal, test, temperature=fit_stage_temperatures(cal).temperatures)
     assert engine.choose(cal_view, rule="drop", metric="mcc").threshold != op.point.threshold  # the test can tell
     assert ex.rule_metric == "accuracy" and ex.metric == "mcc"
     assert ex.threshold == op.point.threshold
@@ -142,7 +142,7 @@ def test_score_and_temperature_controls_recompute_the_sweep():
     cal, test = pair(metric="mcc")
     ex = explore(cal, test)
     ex.controls["score"].value = "entropy"
-    check_point(ex, views(cal, test, score="entropy", temperature=fit_stage_temperatures(cal))[1], "test")
+    check_point(ex, views(cal, test, score="entropy", temperature=fit_stage_temperatures(cal).temperatures)[1], "test")
     ex.controls["temperature"].value = GLOBAL
     ex.controls["global_temperature"].value = 2.5
     check_point(ex, views(cal, test, score="entropy", temperature=np.full(cal.n_stages, 2.5))[1], "test")
@@ -246,7 +246,7 @@ def test_reliability_panel_matches_the_calibration_module():
     cal, test = pair()
     ex = explore(cal, test, stage=2)
     everyone, here, _ = ex.reliability()
-    t = fit_stage_temperatures(cal)[2]
+    t = fit_stage_temperatures(cal).temperatures[2]
     rc = reliability_curve(softmax(test.logits[:, 2], temperature=t), test.labels, n_bins=15)
     np.testing.assert_array_equal(everyone["count"], rc["count"])
     np.testing.assert_allclose(everyone["accuracy"], rc["accuracy"], rtol=0, atol=0, equal_nan=True)
@@ -342,7 +342,7 @@ def test_bad_input_is_refused_or_reported():
     before = ex.threshold
     ex.controls["threshold"].value = "abc"
     assert ex.threshold == before and "not a number" in ex._message_html.value
-    top = engine.sweep(views(cal, test, temperature=fit_stage_temperatures(cal))[0]).column("speedup").max()
+    top = engine.sweep(views(cal, test, temperature=fit_stage_temperatures(cal).temperatures)[0]).column("speedup").max()
     ex.controls["speedup"].value = ex.controls["speedup"].max
     assert ex.controls["speedup"].max > top and "out of reach" in ex._message_html.value
     assert ex.points["cal"].speedup == top

@@ -64,7 +64,7 @@ def operating_point(cal, test, *, score: str = "max_prob", calibrate: bool = Tru
     rule's options as in :func:`toolkit.analysis.engine.choose`; ``reference`` as in the classification adapter.
     """
     check_pair(cal, test)
-    temps = fit_stage_temperatures(cal) if calibrate else np.ones(cal.n_stages)
+    temps = fit_stage_temperatures(cal).temperatures if calibrate else np.ones(cal.n_stages)
     views = [staged(c, score=score, temperature=temps, reference=reference) for c in (cal, test)]
     point = choose(views[0], rule=rule, metric=metric, max_drop=max_drop, delta=delta, epsilon=epsilon, budget=budget)
     return OperatingPointReport(temps, point, point.evaluate(views[1]))

@@ -320,7 +320,7 @@ class ClassificationView(View):
 
     def fitted_temperatures(self) -> np.ndarray:
         if self._fitted is None:
-            self._fitted = fit_stage_temperatures(self.caches["cal"])
+            self._fitted = fit_stage_temperatures(self.caches["cal"]).temperatures
         return self._fitted
 
     def temperatures(self, settings) -> np.ndarray:

@@ -14,6 +14,7 @@ classes); ``mode="classwise"`` averages the per-class ECE of ``p[:, k]`` against
 
 from __future__ import annotations
 
+import html
 import warnings
 from dataclasses import dataclass
 
@@ -269,23 +270,79 @@ def _temperature_fit(logits, labels, bounds: tuple[float, float] = (0.01, 100.0)
     return _fit(logits, labels, bounds)
 
 
-__getattr__ = renamed({"temperature_fit": ("fit_temperature", _temperature_fit)}, module=__name__)
+@dataclass(frozen=True, eq=False)
+class StageTemperatureFits:
+    """One :class:`TemperatureFit` per stage of a cache: ``.temperatures`` (``[E]``, what scoring takes, also
+    ``np.asarray(fits)``), ``.fits`` (each with its ``.reason``), ``.degenerate`` (``"stage <name>: <reason>"`` for
+    every fit not to trust)."""
+
+    stages: tuple
+    fits: tuple[TemperatureFit, ...]
+
+    @property
+    def temperatures(self) -> np.ndarray:
+        """``[E]`` fitted temperatures, in stage order."""
+        return np.array([fit.temperature for fit in self.fits])
+
+    @property
+    def degenerate(self) -> tuple[str, ...]:
+        return tuple(f"stage {s}: {fit.reason}" for s, fit in zip(self.stages, self.fits) if fit.reason)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return self.temperatures if dtype is None else self.temperatures.astype(dtype)
+
+    def __len__(self) -> int:
+        return len(self.fits)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per stage: the temperature, the examples it was fitted on, whether it ran into a bound, why not
+        to trust it (empty when it is an ordinary fit)."""
+        return pd.DataFrame({"stage": list(self.stages), "temperature": self.temperatures,
+                             "n": [fit.n for fit in self.fits], "at_bound": [fit.at_bound for fit in self.fits],
+                             "reason": [fit.reason or "" for fit in self.fits]})
+
+    def to_dict(self) -> dict:
+        return {"stages": [str(s) for s in self.stages], "temperatures": self.temperatures.tolist(),
+                "n": [fit.n for fit in self.fits], "degenerate": list(self.degenerate)}
+
+    def _title(self) -> str:
+        bad = f" ({len(self.degenerate)} degenerate)" if self.degenerate else ""
+        return f"Temperatures fitted per stage (NLL){bad}:"
+
+    def __repr__(self) -> str:
+        from toolkit.analysis.engine.results import text_repr
+
+        return text_repr(self._title(), self.to_frame())
+
+    def _repr_html_(self) -> str:
+        return f"<b>{html.escape(self._title())}</b>" + self.to_frame().to_html(index=False, float_format="{:.4g}".format)
 
 
-def fit_stage_temperatures(cache) -> np.ndarray:
-    """One temperature per stage, ``[E]``, each fitted on that stage's logits (use a ``cal`` cache); warns per
-    degenerate stage (:func:`stage_temperature_fits` gives the verdicts)."""
-    fits = stage_temperature_fits(cache)
-    for e, fit in enumerate(fits):
-        if fit.reason:
-            warnings.warn(f"stage {cache.stages[e]}: {fit.reason}", DegenerateFitWarning, stacklevel=2)
-    return np.array([fit.temperature for fit in fits])
+def _stage_fits(cache) -> StageTemperatureFits:
+    """:func:`fit_stage_temperatures` without the warnings."""
+    return StageTemperatureFits(tuple(cache.stages), tuple(_fit(cache.logits[:, e], cache.labels)
+                                                           for e in range(cache.n_stages)))
 
 
-def stage_temperature_fits(cache) -> list[TemperatureFit]:
-    """:func:`fit_temperature`'s verdict for each stage of a cache (no warning), to record in results alongside the
-    temperatures."""
-    return [_fit(cache.logits[:, e], cache.labels) for e in range(cache.n_stages)]
+def fit_stage_temperatures(cache) -> StageTemperatureFits:
+    """One temperature per stage, each fitted on that stage's logits (use a ``cal`` cache), with each fit's verdict
+    (:class:`StageTemperatureFits`: ``.temperatures`` ``[E]``, ``.fits``, ``.degenerate``); warns per degenerate
+    stage. (Before 0.3 this was two functions: the bare array ``fit_stage_temperatures``, the verdicts
+    ``stage_temperature_fits``.)"""
+    fits = _stage_fits(cache)
+    for note in fits.degenerate:
+        warnings.warn(note, DegenerateFitWarning, stacklevel=2)
+    return fits
+
+
+def _stage_temperature_fits(cache) -> list[TemperatureFit]:
+    """Deprecated (0.3): :func:`fit_stage_temperatures` returns the verdicts itself (``.fits``)."""
+    return list(_stage_fits(cache).fits)
+
+
+__getattr__ = renamed({"temperature_fit": ("fit_temperature", _temperature_fit),
+                       "stage_temperature_fits": ("fit_stage_temperatures", _stage_temperature_fits)},
+                      module=__name__)
 
 
 @keyword_options
@@ -358,9 +415,9 @@ def crossfit_temperatures(cache, *, seed: int = 0) -> CrossfitTemperatures:
     from toolkit.analysis.engine.choose import halves
 
     a, b = halves(cache.example_ids, seed=seed, strata=cache.labels)
-    fits = {h: stage_temperature_fits(cache.subset(rows)) for h, rows in (("A", a), ("B", b))}
-    ta, tb = (np.array([f.temperature for f in fits[h]]) for h in ("A", "B"))
+    fits = {h: _stage_fits(cache.subset(rows)) for h, rows in (("A", a), ("B", b))}
+    ta, tb = (fits[h].temperatures for h in ("A", "B"))
     per = np.empty((cache.n_examples, cache.n_stages))
     per[a], per[b] = tb, ta
-    notes = tuple(f"stage {cache.stages[e]}: {f.reason}" for h in ("A", "B") for e, f in enumerate(fits[h]) if f.reason)
+    notes = fits["A"].degenerate + fits["B"].degenerate
     return CrossfitTemperatures((a, b), (ta, tb), per, notes)
