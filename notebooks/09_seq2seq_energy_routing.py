@@ -80,7 +80,9 @@ for i, (label, c) in enumerate(drawn.items()):
     plots.plot_curve(c, ax=ax, label=label, color=f"C{i}", **styles[i % len(styles)])
 for name, style in (("super", ":"), ("swift", "--")):
     ax.axhline(refs.loc[f"{name} alone", "exact_match"], color="gray", ls=style, lw=1, label=f"{name} alone")
-ax.set_xlabel(plots.speedup_label(next(iter(curves.values())).reference))
+reference = next(iter(curves.values())).reference
+ax.set_xlabel(plots.speedup_label(reference))
+plots.speedup_axis(ax, reference=reference)  # log base 2 (1x 2x 4x), the region below 1x shaded and named
 ax.set_ylabel("SST-2 test exact match")
 ax.grid(alpha=0.3)
 ax.legend(fontsize=7, loc="upper right", title=f"{len(curves)} routers, {len(drawn)} distinct curves\n(overlaps: "
@@ -91,7 +93,8 @@ report.show(fig, alt=f"SST-2 test exact match of Swift/Super text-to-text routin
                  f"in the legend with the routers it stands for. Max-probability and entropy curves nearly coincide "
                  f"and are drawn with different widths and dashes; horizontal lines mark Super alone "
                  f"({refs.loc['super alone', 'exact_match']:.3f}) and Swift alone "
-                 f"({refs.loc['swift alone', 'exact_match']:.3f}).")
+                 f"({refs.loc['swift alone', 'exact_match']:.3f}). The speed-up axis is logarithmic (each doubling "
+                 f"equally spaced); the shaded region below 1x is where routing costs more than Super alone.")
 
 # %% [markdown]
 # `area_gain`: share of the oracle router's advantage over random routing recovered, on the curve of quality
