@@ -73,7 +73,7 @@ print({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.to_dict
 # (accuracy-based: `drop`, the cheapest threshold whose accuracy is within 1 point of the last exit's; `risk`,
 # Learn-then-Test, the cheapest threshold whose accuracy loss is at most 1 point with probability at least 95%):
 #
-# - **cross-fitting on test** (the protocol from zoo v2 on; `engine.crossfit`): choose on one half of test,
+# - **cross-fitting on test** (the default protocol here; `engine.crossfit`): choose on one half of test,
 #   evaluate on the other, swap, and pool the two evaluations, so every test example is scored by a threshold
 #   chosen without it;
 # - **chosen on `cal`**, evaluated on test. SST-2's `cal` is carved from the training file, mostly short phrases,

@@ -21,7 +21,7 @@
 #
 # Temperatures (one per exit, fitted by NLL) are **cross-fitted on test**: fitted on one label-stratified half of
 # the GLUE dev set and applied to the other, then swapped, so every test example is scaled by temperatures fitted
-# without it. Beside them, temperatures fitted on `cal` (carved from the training file, the v1 protocol) show what
+# without it. Beside them, temperatures fitted on `cal` (carved from SST-2's training file) show what
 # the cal/test shift does. Bins: equal-width (15 of them, `n_bins=15`), `[a, b)`, the last closed at 1.0, top-label confidence
 # (`toolkit.analysis.metrics.calibration`).
 

@@ -316,7 +316,7 @@ report.conclude(clf_read.markdown())
 #   falls where the estimate predicts the first disagreement, the FLOPs of the exits actually taken, answer quality;
 # - `benchmarks/bench_llm_*.json` (`benchmarks/bench_llm_runtime.py --out`): median decode wall-clock speed-up
 #   (prefill excluded) of each operating point against plain greedy decoding in the same run, next to its
-#   FLOPs-predicted speed-up, on CPU (and on a GPU where one was lent), with the machine's load.
+#   FLOPs-predicted speed-up, on CPU (and on a GPU where the benchmark has been run on one), with the machine's load.
 #
 # A file that is not committed yet is said to be absent; nothing is typed in.
 
