@@ -115,7 +115,8 @@ def cascade_bert(*, tasks=TASKS, n_boot: int = catalogue.N_BOOT, seed: int = cat
                              "04_early_exit_vs_cascade"))
         else:
             rows.append({"claim": "difficulty-aware cascade beats the plain one (CascadeBERT)", "task": task,
-                         "statistic": "not shipped yet: its members are queued in the CPU zoo plan (see the shipped caches page)",
+                         "statistic": "not shipped yet: its difficulty-aware members are still to be trained "
+                                      "(the shipped caches page lists the training plan)",
                          "verdict": "not answered", "notebook": "04_early_exit_vs_cascade"})
     return rows
 
