@@ -57,7 +57,7 @@ def test_load_seeds_falls_back_to_the_v1_pair_and_says_so(tmp_path, monkeypatch)
     for split in ("cal", "test"):
         save_cache(_cache(meta=meta), tmp_path / "toy" / f"me-{split}.parquet")
     sets = catalogue.load_seeds("toy", "me", verbose=False)
-    assert not sets.per_seed and sets.seeds == (42,) and "v1 files" in sets.source
+    assert not sets.per_seed and sets.seeds == (42,) and "single-seed files" in sets.source
     with pytest.raises(FileNotFoundError, match="neither per-seed files"):
         catalogue.load_seeds("toy", "absent", verbose=False)
 

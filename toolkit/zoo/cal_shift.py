@@ -1,7 +1,7 @@
-"""Calibration shift (issue 17): is the split that thresholds are fitted on exchangeable with the one they are
-reported on? Compares the train-carve ``cal`` with ``test`` (the GLUE dev set), and the two seeded halves of
-``test`` (:func:`toolkit.data.tasks.dev_halves`, stratified by label) with each other, per task, on the shipped v1 caches
-(seed-42 models): mean tokens (all-MiniLM-L6-v2 tokenizer), label share, and the accuracy of each shipped model's
+"""Calibration shift: is the split that thresholds are fitted on exchangeable with the one they are reported on?
+Compares the train-carve ``cal`` with ``test`` (the GLUE dev set), and the two seeded halves of ``test``
+(:func:`toolkit.data.tasks.dev_halves`, stratified by label) with each other, per task, on the shipped single-seed
+caches (seed-42 models): mean tokens (all-MiniLM-L6-v2 tokenizer), label share, and the accuracy of each shipped model's
 last stage.
 
 The ``sd`` columns put each gap in context: the standard deviation of the same half-A minus half-B difference over
@@ -168,7 +168,7 @@ def task_shift(data: Path, task: str, *, seed: int = 0, n_halvings: int = 1000) 
 
 
 def cal_shift(data: Path | None = None, *, tasks=TASKS, seed: int = 0, n_halvings: int = 1000) -> CalShift:
-    """The calibration shift of every task in ``tasks`` on the v1 caches in ``data`` (default
+    """The calibration shift of every task in ``tasks`` on the single-seed caches in ``data`` (default
     :func:`toolkit.zoo.catalogue.data_dir`); ``seed``: the halving shown as A/B; ``n_halvings``: halvings (seeds
     0..n-1) the sd columns are over."""
     data = Path(data) if data is not None else catalogue.data_dir()

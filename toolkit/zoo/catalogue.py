@@ -1,14 +1,14 @@
 """The shipped caches as the notebooks and the generated tables read them: where they are, every training seed of a
-cache set (the per-seed files of zoo v2 when present, else the single-seed v1 file, saying which), how each model
+cache set (the per-seed files when present, else the single-seed pair, saying which), how each model
 was trained, and the evaluation protocol every notebook shares (speed-up reference, resamples, seeds).
 
 >>> from toolkit.zoo import catalogue
 >>> catalogue.REFERENCE, catalogue.N_BOOT, catalogue.SEED
 ('last', 1000, 0)
 
-Cache files (relative to :func:`data_dir`): ``<task>/<set>-s<seed>-<split>.parquet`` for each training seed (zoo
-v2), ``<task>/<set>-<split>.parquet`` for the single-seed v1 caches. :func:`load_seeds` takes every seed that has
-both a ``cal`` and a ``test`` file and falls back to the v1 pair when there is none. Analysis side: no torch.
+Cache files (relative to :func:`data_dir`): ``<task>/<set>-s<seed>-<split>.parquet`` for each training seed (the
+multi-seed recipe), ``<task>/<set>-<split>.parquet`` for the single-seed caches. :func:`load_seeds` takes every seed that has
+both a ``cal`` and a ``test`` file and falls back to the single-seed pair when there is none. Analysis side: no torch.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def data_dir() -> Path:
 
 
 def cache_file(task: str, name: str, split: str, *, seed: int | None = None) -> Path:
-    """Path of one cache: the per-seed file when ``seed`` is given, else the v1 file."""
+    """Path of one cache: the per-seed file when ``seed`` is given, else the single-seed file."""
     stem = f"{name}-s{seed}-{split}" if seed is not None else f"{name}-{split}"
     return data_dir() / task / f"{stem}.parquet"
 
@@ -69,7 +69,7 @@ def seeds_on_disk(task: str, name: str) -> tuple[int, ...]:
 
 
 def available(task: str, name: str) -> bool:
-    """Whether ``task/name`` is shipped (per-seed files or the v1 pair)."""
+    """Whether ``task/name`` is shipped (per-seed files or the single-seed pair)."""
     return bool(seeds_on_disk(task, name)) or all(cache_file(task, name, s).exists() for s in SPLITS)
 
 
@@ -79,7 +79,7 @@ def read(path: str | os.PathLike):
 
 
 def load(task: str, name: str, *, seed: int | None = None):
-    """``(cal, test)`` caches of one set: one training seed's files, or the v1 pair when ``seed`` is None."""
+    """``(cal, test)`` caches of one set: one training seed's files, or the single-seed pair when ``seed`` is None."""
     return tuple(read(cache_file(task, name, s, seed=seed)) for s in SPLITS)
 
 
@@ -93,7 +93,7 @@ def _train_seeds(cache) -> tuple:
 class SeedCaches:
     """The caches of one set for every training seed available.
 
-    ``per_seed`` False: no per-seed files exist yet and the single v1 pair was loaded (``seeds`` then holds the
+    ``per_seed`` False: no per-seed files exist yet and the single-seed pair was loaded (``seeds`` then holds the
     training seed its header records, or None). Intervals over seeds need ``len(self) > 1``; with one seed every
     interval is over test examples only, and :attr:`source` says so.
     """
@@ -118,7 +118,7 @@ class SeedCaches:
             return (f"{where}: {len(self)} training seeds ({seeds}), files {self.task}/{self.name}-s<seed>-"
                     f"{{cal,test}}.parquet; intervals resample seeds, then test examples")
         seed = self.seeds[0]
-        return (f"{where}: 1 training seed ({seed if seed is not None else 'not recorded'}), the v1 files "
+        return (f"{where}: 1 training seed ({seed if seed is not None else 'not recorded'}), the single-seed files "
                 f"{self.task}/{self.name}-{{cal,test}}.parquet (no per-seed files yet); intervals resample test "
                 f"examples only")
 
@@ -141,8 +141,8 @@ class SeedCaches:
 
 
 def load_seeds(task: str, name: str, *, verbose: bool = True) -> SeedCaches:
-    """Every training seed of ``task/name``: the per-seed files ``<name>-s<seed>-{cal,test}.parquet`` (zoo v2)
-    when any seed has both, else the v1 pair ``<name>-{cal,test}.parquet``. Prints which (``verbose``)."""
+    """Every training seed of ``task/name``: the per-seed files ``<name>-s<seed>-{cal,test}.parquet``
+    when any seed has both, else the single-seed pair ``<name>-{cal,test}.parquet``. Prints which (``verbose``)."""
     seeds = seeds_on_disk(task, name)
     if seeds:
         pairs = [load(task, name, seed=s) for s in seeds]
@@ -151,7 +151,7 @@ def load_seeds(task: str, name: str, *, verbose: bool = True) -> SeedCaches:
     else:
         if not available(task, name):
             raise FileNotFoundError(f"no cache {task}/{name} in {data_dir()}: neither per-seed files "
-                                    f"{name}-s<seed>-{{cal,test}}.parquet nor the v1 pair {name}-{{cal,test}}.parquet")
+                                    f"{name}-s<seed>-{{cal,test}}.parquet nor the single-seed pair {name}-{{cal,test}}.parquet")
         cal, test = load(task, name)
         recorded = sorted({s for s in _train_seeds(test) if s is not None})
         seed = recorded[0] if len(recorded) == 1 else None
