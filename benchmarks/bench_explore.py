@@ -11,7 +11,10 @@ figure (PNG) and example table are in the widgets (not the browser's own renderi
 - new setting, seen before: back to a setting already computed (kept, so no sweep).
 A threshold move is also split into its parts: the numbers (row lookup and exit stages on both splits), the
 figure (blitted redraw and PNG encoding), and the example table.
-Run: python benchmarks/bench_explore.py [N] [E] [repeats]
+The shipped cache is also explored in predicted time (the CPU latency profile, benchmarks/latency_profile_cpu.json)
+at batch 1 (per example) and batch 32 (the exact curve of the runtime's batches, latency.time_sweep, computed once
+per setting: it weighs on opening and on a new setting, not on moves).
+Run: python benchmarks/bench_explore.py [N] [E] [repeats]   (N = 0: the shipped cache only)
 """
 
 import sys
@@ -46,9 +49,9 @@ def stats(ms):
     return f"median {np.median(ms):7.1f} ms   p90 {np.quantile(ms, 0.9):7.1f} ms   (n={len(ms)})"
 
 
-def run(name, cal, test, repeats, seed=0):
+def run(name, cal, test, repeats, seed=0, **options):
     rng = np.random.default_rng(seed)
-    t_init = timed(lambda: globals().__setitem__("_ex", explore(cal, test, temperature="none")))
+    t_init = timed(lambda: globals().__setitem__("_ex", explore(cal, test, temperature="none", **options)))
     ex = globals().pop("_ex")
     c = ex.controls
     n_rows = c["position"].max
@@ -82,12 +85,17 @@ def run(name, cal, test, repeats, seed=0):
 
 
 def main(N=100_000, E=12, repeats=40):
-    run(f"synthetic {N:,} x {E} x 2 (seed 0 cal, seed 1 test)", synthetic(N, E, 2, 0), synthetic(N, E, 2, 1),
-        repeats)
+    if N:
+        run(f"synthetic {N:,} x {E} x 2 (seed 0 cal, seed 1 test)", synthetic(N, E, 2, 0), synthetic(N, E, 2, 1),
+            repeats)
     d = ROOT / "data" / "sst2"
     if (d / "minilm6_me-test.parquet").exists():
-        run("shipped: sst2 minilm6_me", load_cache(d / "minilm6_me-cal.parquet"),
-            load_cache(d / "minilm6_me-test.parquet"), repeats)
+        pair = load_cache(d / "minilm6_me-cal.parquet"), load_cache(d / "minilm6_me-test.parquet")
+        run("shipped: sst2 minilm6_me", *pair, repeats)
+        profile = ROOT / "benchmarks" / "latency_profile_cpu.json"
+        if profile.exists():
+            for b in (1, 32):
+                run(f"shipped: sst2 minilm6_me, predicted time at batch {b}", *pair, repeats, profile=profile, batch=b)
 
 
 if __name__ == "__main__":

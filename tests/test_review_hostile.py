@@ -57,13 +57,13 @@ def test_the_old_policy_writer_still_writes_with_a_deprecation_warning(tmp_path)
 
 
 def test_toolkit_plot_draws_an_encoder_cache_at_a_batch_size_as_its_guide_says(tmp_path):
-    """docs/guides/cli.md: at --batch above 1 ``toolkit plot`` draws each row's share of a full batch. Since
-    ``toolkit sweep --batch`` prices the runtime's batches (916f73c), ``toolkit plot`` refused every classification
-    cache there, calling it an LLM token cache."""
+    """docs/guides/cli.md: at --batch above 1 ``toolkit plot`` draws the runtime's batches, as ``toolkit sweep
+    --batch`` prices them (issue 31; before, each row's share of a full batch). Since 916f73c ``toolkit plot``
+    refused every classification cache there, calling it an LLM token cache."""
     import matplotlib.pyplot as plt
 
     from toolkit.analysis import engine
-    from toolkit.analysis.cost.latency import load_profile, with_predicted_time
+    from toolkit.analysis.cost.latency import encoder_time_sweep, load_profile
     from toolkit.caches.classification import load_cache
     from toolkit.cli import build_parser
     from toolkit.cli.plot import figure
@@ -76,9 +76,9 @@ def test_toolkit_plot_draws_an_encoder_cache_at_a_batch_size_as_its_guide_says(t
     fig, shown = figure(build_parser().parse_args(args))
     plt.close(fig)
     c = load_cache(cache)
-    view = with_predicted_time(engine.staged(c), load_profile(profile), c.n_tokens, models=["all-MiniLM-L6-v2"],
-                               batch=8)
-    assert shown["cost_unit"] == view.meta["cost_unit"] and "batch 8" in shown["cost_unit"]
+    curve = encoder_time_sweep(engine.staged(c), load_profile(profile), n_tokens=c.n_tokens,
+                               models=["all-MiniLM-L6-v2"], batch_size=8)
+    assert shown["cost_unit"] == curve.meta["cost_unit"] and "batch 8" in shown["cost_unit"]
 
 
 def test_warnings_from_keyword_option_functions_name_the_callers_line():

@@ -221,18 +221,22 @@ def test_budgets_bind_at_different_batch_sizes():
 @pytest.mark.parametrize("b", [3, 8, 32])
 def test_row_shares_misprice_the_batched_cascade(b):
     """At batch b the runtime re-batches the escalated examples: the exact sweep differs from each row's share of a
-    full batch (the row-share view is refused by choose_time_budget)."""
-    from toolkit.analysis.engine import staged, sweep
+    full batch (cascade_example_ms at batch b), which with_predicted_time therefore refuses, naming the exact sweep."""
+    from toolkit.analysis.engine import staged
 
     prof = profile()
     cal = cascade().select_members(["m1", "m2"])
-    exact = lat.encoder_time_sweep(cal, prof, models=["m1", "m2"], batch_size=b).frame["flops"].to_numpy()
-    shares = sweep(lat.with_predicted_time(staged(cal), prof, cal.n_tokens, models=["m1", "m2"],
-                                           batch=b)).frame["flops"].to_numpy()
-    assert np.abs(exact / shares - 1).max() > 0.01
-    with pytest.raises(ValueError, match="encoder_time_sweep"):
-        lat.choose_time_budget([lat.with_predicted_time(staged(cal), prof, cal.n_tokens, models=["m1", "m2"],
-                                                        batch=b)], [1e9])
+    view = staged(cal)
+    curve = lat.encoder_time_sweep(cal, prof, models=["m1", "m2"], batch_size=b)
+    exact = curve.frame["flops"].to_numpy()
+    shares = lat.cascade_example_ms([prof.model("m1"), prof.model("m2")], cal.n_tokens, batch=b)
+    stage = view.stage_of(curve.frame["threshold"].to_numpy()[:, None])
+    share_ms = np.take_along_axis(shares, stage.T, axis=1).mean(0)
+    assert np.abs(exact / share_ms - 1).max() > 0.01
+    with pytest.raises(ValueError, match=f"time_sweep.*batch_size={b}"):
+        lat.with_predicted_time(view, prof, cal.n_tokens, models=["m1", "m2"], batch=b)
+    np.testing.assert_array_equal(lat.time_sweep(view, prof, n_tokens=cal.n_tokens, models=["m1", "m2"],
+                                                 batch_size=b).frame["flops"], exact)
 
 
 def test_choose_time_budget_refusals():

@@ -93,6 +93,23 @@ def engine_args(p: argparse.ArgumentParser, *, rows: bool = True) -> None:
     p.add_argument("--json", action="store_true", help="print JSON (no NaN: missing values are null)")
 
 
+def profile_args(p: argparse.ArgumentParser, *, what: str) -> None:
+    """``--profile``, ``--profile-model`` and ``--batch`` of ``toolkit sweep`` and ``toolkit plot``: cost in
+    predicted ms from a latency profile; above batch 1, the runtime's own batches at every threshold
+    (:func:`toolkit.analysis.cost.latency.time_sweep`). ``what``: what the command does with it."""
+    p.add_argument("--profile", help=f"classification and LLM token caches: {what} in predicted ms per example (per "
+                                     f"token) from this latency profile (`toolkit profile`) instead of FLOPs; the "
+                                     f"output names the profile")
+    p.add_argument("--profile-model", nargs="+", help="--profile: the profile's model for the cache's model (one "
+                                                      "per cascade member; default: the cache's model names, "
+                                                      "then their source models)")
+    p.add_argument("--batch", type=positive_int, default=1,
+                   help="--profile: predicted time per example of the runtime at this batch size, exactly at every "
+                        "threshold (encoders and cascades: sorted, padded batches, exited rows leaving, escalated "
+                        "examples re-batched; LLM token caches: the CALM decoder on batches of this many prompts, "
+                        "each step running to its deepest exit) (default 1)")
+
+
 def input_file(path, what: str = "file"):
     """``path`` if it is an existing regular file, refused unread otherwise (a FIFO would block, a device never
     ends): the library's :func:`~toolkit.caches.io.check_regular_file`, naming ``what``."""

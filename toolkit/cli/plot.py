@@ -3,9 +3,10 @@ its cal cache, written as PNG, SVG or PDF."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-from toolkit.cli._common import bounded_int, engine_args, positive_float, positive_int, probability
+from toolkit.cli._common import bounded_int, engine_args, positive_float, probability, profile_args
 
 FORMATS = (".png", ".svg", ".pdf")
 
@@ -39,12 +40,7 @@ def register(sub) -> None:
     p.add_argument("--n-boot", type=bounded_int(2, 100_000, "bootstrap resamples"), default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dpi", type=bounded_int(10, 600, "dots per inch"), default=150)
-    p.add_argument("--profile", help="cost in predicted ms from this latency profile (`toolkit profile`) instead of "
-                                     "FLOPs, as `toolkit sweep --profile` does; the axis and title name it")
-    p.add_argument("--profile-model", nargs="+", help="--profile: the profile's model for the cache's model (one "
-                                                      "per cascade member; default: by the cache's model names)")
-    p.add_argument("--batch", type=positive_int, default=1,
-                   help="--profile: predicted time per example as its share of a batch of this size (default 1)")
+    profile_args(p, what="draw the cost")
     p.add_argument("--transfer", action="store_true",
                    help="the cal cache is of another task or other models on purpose (a transfer): apply its "
                         "operating point anyway (refused otherwise)")
@@ -69,53 +65,86 @@ def figure(a):
     import matplotlib.pyplot as plt
 
     import toolkit.analysis.plots.curves as plots
-    from toolkit.analysis.engine import bootstrap_bands, choose, threshold_grid
-    from toolkit.cli.sweep import view_of
+    from toolkit.analysis.engine import bootstrap_bands, choose, evaluation, threshold_grid
+    from toolkit.cli.sweep import timed, view_of
 
     cache, view = view_of(a)
-    view, timing = _timed(a, cache, view)
+    view, timing, exact = timed(a, cache, view)
     bands = bootstrap_bands(view, threshold_grid(view, n=100), n_boot=a.n_boot, seed=a.seed)
-    points, shown = {}, {"reference": view.reference, "n_boot": a.n_boot, "cost_unit": view.meta.get("cost_unit", "FLOPs"), **timing}
+    unit = (exact.meta if exact is not None else view.meta).get("cost_unit", "FLOPs")
+    reference = exact.reference if exact is not None else view.reference
+    points, shown = {}, {"reference": reference, "n_boot": a.n_boot, "cost_unit": unit, **timing}
     cal = _cal_path(a)
     if cal is not None:
         b = argparse_copy(a, cache=str(cal))
         cal_cache, cal_view = view_of(b)
-        cal_view, _ = _timed(b, cal_cache, cal_view)
+        cal_view, _, cal_exact = timed(b, cal_cache, cal_view)
         metric = a.rule_metric or ("accuracy" if "accuracy" in cal_view.metric_names else cal_view.metric)
-        op = choose(cal_view, rule=a.rule, metric=metric, max_drop=a.max_drop, delta=a.delta,
-                    epsilon=a.epsilon, budget=a.budget)
+        if exact is not None and a.rule in ("drop", "budget"):  # cost rules: on the runtime's batches, not FLOPs
+            op = on_exact(cal_view, cal_exact, rule=a.rule, metric=metric, max_drop=a.max_drop, budget=a.budget)
+        else:
+            op = choose(cal_view, rule=a.rule, metric=metric, max_drop=a.max_drop, delta=a.delta,
+                        epsilon=a.epsilon, budget=a.budget)
         ev = op.evaluate(view, n_boot=a.n_boot, seed=a.seed, transfer=a.transfer)
+        if exact is not None:
+            op = replace(op, cal=at_exact(evaluation(cal_view, op.threshold), cal_exact), reference=cal_exact.reference)
+            ev = at_exact(ev, exact)
         settings = ", ".join(f"{k}={v:g}" for k, v in op.settings.items())
         points[f"chosen on cal ({a.rule}: {settings}), on {view.split}"] = ev
         shown["operating_point"] = {**op.to_dict(), **{f"test_{k}": v for k, v in ev.to_dict().items()},
                                     "test_rule_metric_drop": ev.drop(op.metric)}
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    if exact is not None:  # the exact curve of the runtime's batches, the metric's band at its speed-ups
+        plots.plot_curve(band_at_exact(bands, exact), x=a.x, ax=ax, lw=0, color="C0")  # the band only
+        curves = {f"{view.meta.get('score')}, the runtime's batches (exact), 95% bootstrap band": exact}
+    else:
+        label = f"{view.meta.get('score')}" + (f" ({view.meta['how']})" if view.meta.get("kind") == "generation"
+                                                else "")
+        curves = {f"{label}, 95% bootstrap band": bands}
     task, split = view.meta.get("task"), view.split
-    label = f"{view.meta.get('score')}" + (f" ({view.meta['how']})" if view.meta.get("kind") == "generation" else "")
-    plots.plot_tradeoff({f"{label}, 95% bootstrap band": bands}, x=a.x, ax=ax, points=points,
-                        ylabel=f"{task} {split} {view.metric}")
+    plots.plot_tradeoff(curves, x=a.x, ax=ax, points=points, ylabel=f"{task} {split} {view.metric}",
+                        reference=reference, color="C0")
     ax.set_title(f"{Path(a.cache).name}: {', '.join(view.stage_names)}", fontsize=9)
     fig.tight_layout()
     return fig, shown
 
 
-def _timed(a, cache, view):
-    """The view costed in predicted ms, and the line naming the profile: as ``toolkit sweep --profile`` costs it at
-    batch 1; at ``--batch`` > 1 an encoder or cascade cache by each row's share of a full batch (per-example costs,
-    so the bootstrap band exists; ``toolkit sweep`` prices the runtime's batches instead)."""
-    from toolkit.cli.sweep import timed
+def on_exact(cal_view, cal_exact, *, rule: str, metric: str, max_drop: float, budget: float | None):
+    """The operating point the engine's ``drop`` or ``budget`` rule picks on the exact cal curve of the runtime's
+    batches (:func:`toolkit.analysis.engine.threshold_on_sweep`), its cal evaluation at that curve's cost."""
+    from toolkit.analysis.engine import evaluation, threshold_on_sweep
+    from toolkit.analysis.engine.choose import VIEW_KEYS, OperatingPoint
 
-    out = timed(a, cache, view)
-    if len(out) > 2 and out[2] is not None:
-        if view.meta.get("kind") == "llm_tokens":
-            raise ValueError(f"{a.cache}: an LLM token cache at --batch {a.batch} has no per-token cost to draw (a "
-                             f"batch runs to its deepest exit): plot at --batch 1, or sweep it with toolkit sweep")
-        from toolkit.analysis.cost.latency import load_profile, models_for, with_predicted_time
+    thr = threshold_on_sweep(cal_exact, rule=rule, metric=metric, max_drop=max_drop, budget=budget)
+    settings = {"max_drop": float(max_drop)} if rule == "drop" else {"budget": float(budget)}
+    meta = {k: cal_view.meta[k] for k in (*VIEW_KEYS, "identity") if k in cal_view.meta}
+    return OperatingPoint(thr, rule, metric, settings, evaluation(cal_view, thr), tuple(cal_view.stage_names),
+                          cal_view.reference, meta)
 
-        prof = load_profile(a.profile)
-        names = a.profile_model or models_for(cache.meta, prof)
-        return with_predicted_time(view, prof, cache.n_tokens, models=names, batch=a.batch), out[1]
-    return out[0], out[1]
+
+def _rows(curve, thresholds):
+    """Rows of an exact sweep (most conservative first) that ``thresholds`` select: distinct thresholds >= each."""
+    import numpy as np
+
+    neg = -curve.frame["threshold"].to_numpy()[1:]
+    return np.searchsorted(neg, -np.asarray(thresholds, dtype=np.float64), side="right")
+
+
+def at_exact(ev, curve):
+    """An evaluation with its cost and speed-up from the exact curve at its threshold (their intervals dropped: a
+    resample forms other batches); its metrics and their intervals unchanged."""
+    r = int(_rows(curve, [ev.threshold])[0])
+    return replace(ev, flops=float(curve.frame["flops"].iloc[r]), speedup=float(curve.frame["speedup"].iloc[r]),
+                   reference=curve.reference, intervals={k: v for k, v in ev.intervals.items()
+                                                         if k not in ("flops", "speedup")})
+
+
+def band_at_exact(bands, curve):
+    """Bootstrap bands of the metrics placed at the exact curve's cost and speed-up (no band on either)."""
+    f = bands.frame.drop(columns=["flops_lo", "flops_hi", "speedup_lo", "speedup_hi"], errors="ignore")
+    rows = _rows(curve, f["threshold"])
+    f = f.assign(flops=curve.frame["flops"].to_numpy()[rows], speedup=curve.frame["speedup"].to_numpy()[rows])
+    return replace(bands, frame=f, reference=curve.reference, meta={**bands.meta, **curve.meta})
 
 
 def argparse_copy(a, **changes):

@@ -3,7 +3,7 @@ reference."""
 
 from __future__ import annotations
 
-from toolkit.cli._common import engine_args, positive_float, positive_int
+from toolkit.cli._common import engine_args, positive_float, positive_int, profile_args
 
 
 def register(sub) -> None:
@@ -29,16 +29,7 @@ def register(sub) -> None:
                                          "cache has it, else the headline metric)")
     p.add_argument("--max-drop", type=positive_float, default=0.01,
                    help="summary: tolerated absolute drop of --drop-metric against the last stage (default 0.01)")
-    p.add_argument("--profile", help="classification and LLM token caches: cost in predicted ms per example (per "
-                                     "token) from this latency profile (`toolkit profile`) instead of FLOPs")
-    p.add_argument("--profile-model", nargs="+", help="--profile: the profile's model for the cache's model (one "
-                                                      "per cascade member; default: the cache's model names, "
-                                                      "then their source models)")
-    p.add_argument("--batch", type=positive_int, default=1,
-                   help="--profile: predicted time per example of the runtime at this batch size (encoders and "
-                        "cascades: sorted, padded batches, exited rows leaving, escalated examples re-batched; LLM "
-                        "token caches: the CALM decoder on batches of this many prompts, each step running to its "
-                        "deepest exit) (default 1)")
+    profile_args(p, what="cost")
     engine_args(p)
     p.set_defaults(fn=run)
 
@@ -130,36 +121,29 @@ def report(a, cache, view, extra: dict | None = None, curve=None) -> int:
 
 
 def timed(a, cache, view):
-    """With ``--profile``: the view costed in predicted ms (:func:`toolkit.analysis.cost.latency.with_predicted_time`)
-    and the line naming the profile; at ``--batch`` > 1 the sweep in predicted ms of the runtime's batches: the
-    encoder runtimes' (:func:`~toolkit.analysis.cost.latency.encoder_time_sweep`), or the CALM decoder's on batches
-    of prompts in the cache's order (:func:`~toolkit.analysis.cost.latency.calm_time_sweep`)."""
+    """With ``--profile``: the view costed in predicted ms at batch 1
+    (:func:`toolkit.analysis.cost.latency.with_predicted_time`, exact per example) and the line naming the profile;
+    at ``--batch`` > 1 the view as it is and the exact sweep in predicted ms of the runtime's batches
+    (:func:`~toolkit.analysis.cost.latency.time_sweep`: the encoder runtimes', or the CALM decoder's on batches of
+    prompts in the cache's order). Returns ``(view, line, curve or None)``."""
     if not getattr(a, "profile", None):
         return view, {}, None
-    from toolkit.analysis.cost.latency import (
-        calm_time_sweep,
-        encoder_time_sweep,
-        load_profile,
-        models_for,
-        with_predicted_time,
-    )
+    from toolkit.analysis.cost.latency import load_profile, models_for, time_sweep, with_predicted_time
 
-    if view.meta.get("kind") == "llm_tokens":
-        prof = load_profile(a.profile)
-        name = (a.profile_model or [cache.model.get("path")])[0]
-        line = {"latency profile": f"{prof.label}; model {prof.model(name).name}; batch {a.batch}"}
-        if a.batch == 1:
-            return with_predicted_time(view, prof, None, models=[name]), line, None
-        return view, line, calm_time_sweep(view, prof, model=name, batch_size=a.batch)
-    if not hasattr(cache, "n_tokens"):
-        raise ValueError(f"{a.cache}: --profile costs classification caches (early exit, cascades) only")
     prof = load_profile(a.profile)
-    names = a.profile_model or models_for(cache.meta, prof)
-    line = {"latency profile": f"{prof.label}; models {', '.join(names)}; batch {a.batch}"}
+    if view.meta.get("kind") == "llm_tokens":
+        names, n_tokens = [(a.profile_model or [cache.model.get("path")])[0]], None
+        line = {"latency profile": f"{prof.label}; model {prof.model(names[0]).name}; batch {a.batch}"}
+    elif hasattr(cache, "n_tokens"):
+        names, n_tokens = a.profile_model or models_for(cache.meta, prof), cache.n_tokens
+        line = {"latency profile": f"{prof.label}; models {', '.join(names)}; batch {a.batch}"}
+    else:
+        raise ValueError(f"{a.cache}: --profile costs classification caches (early exit, cascades) and LLM token "
+                         f"caches only")
     if a.batch == 1:
-        return with_predicted_time(view, prof, cache.n_tokens, models=names), line, None
+        return with_predicted_time(view, prof, n_tokens, models=names), line, None
     # at a batch size the runtime's batches at every threshold (a row's share of a full batch misprices them)
-    return view, line, encoder_time_sweep(view, prof, n_tokens=cache.n_tokens, models=names, batch_size=a.batch)
+    return view, line, time_sweep(view, prof, n_tokens=n_tokens, models=names, batch_size=a.batch)
 
 
 def run(a) -> int:

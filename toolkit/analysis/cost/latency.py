@@ -28,11 +28,14 @@ kept beside them), so predictions are exact at grid points and monotone between 
   definition the decoder checks itself against) at the block's draft length, for the rows still decoding.
 
 Per example, for a sweep (:func:`with_predicted_time`): a cache view's cumulative cost per stage in predicted
-milliseconds at batch 1 (exact for the schedule), or at batch ``b`` each row's share ``t(b, n) / b`` of a batch of
-``b`` rows of its length (batch effects between rows of different depth are left out). At every threshold with the
-batch effects: :func:`encoder_time_sweep` (encoders and cascades; the batches of :func:`early_exit_batches` and
-:func:`cascade_batches`, which tests check against the layers the runtimes run) and :func:`calm_time_sweep`;
-:func:`choose_time_budget` picks on them.
+milliseconds at batch 1 (exact for the schedule). Above batch 1 no per-example cost is exact (a batch runs to its
+deepest exit, exited rows leave it, a cascade re-batches what it escalates), so ``with_predicted_time`` refuses it;
+the runtime's batches are priced at every threshold by :func:`time_sweep`: :func:`encoder_time_sweep` (encoders and
+cascades; the batches of :func:`early_exit_batches` and :func:`cascade_batches`, which tests check against the
+layers the runtimes run) or :func:`calm_time_sweep` (CALM); :func:`choose_time_budget` picks on them. Each row's
+share ``t(b, n) / b`` of a full batch of its length (:func:`encoder_example_ms`, :func:`cascade_example_ms` at
+``batch=b``) stays available only as the named comparison that misprices them (about 18% on the MRPC cascade at
+batch 32, ``benchmarks/bench_time_budget.py``).
 """
 
 from __future__ import annotations
@@ -64,7 +67,8 @@ __all__ = ["PROFILE_FORMAT", "INTERPOLATION", "Piece", "ModelProfile", "LatencyP
            "greedy_step_ms", "calm_step_ms", "calm_token_ms", "calm_time_sweep", "CalmTimeCurves", "calm_time_curves",
            "self_speculative_run_ms", "encoder_example_ms", "cascade_example_ms", "with_predicted_time", "models_for", "SpeedupAgreement", "speedup_agreement",
            "time_budget_speedup", "TimeBudgetChoice", "choose_time_budget",
-           "early_exit_batches", "early_exit_ms", "cascade_batches", "cascade_ms", "sweep_stages", "encoder_time_sweep"]
+           "early_exit_batches", "early_exit_ms", "cascade_batches", "cascade_ms", "sweep_stages", "encoder_time_sweep",
+           "time_sweep", "ROW_SHARES_REFUSED"]
 
 
 def monotone(ms) -> np.ndarray:
@@ -264,8 +268,10 @@ def early_exit_ms(m: ModelProfile, n_tokens, exit_stage, *, batch_size: int) -> 
     exits = np.asarray(m.info["exit_layers"], dtype=np.int64)
     reach, rows, width = early_exit_batches(n_tokens, exit_stage, batch_size=batch_size, n_stages=len(exits))
     span = np.diff(exits, prepend=0)  # layers run between exit e-1 and exit e
-    w = width[None, :, None]
-    t = (m["layer"](reach, w) * span).sum(-1) + m["exit"](reach, w).sum(-1)
+    # each piece once per (rows reaching, batch) pair, looked up at every threshold: reach <= rows <= batch_size
+    r, k = np.arange(int(rows.max(initial=0)) + 1)[:, None], np.arange(len(width))[None, :, None]
+    layer, exit_ = m["layer"](r, width[None, :]), m["exit"](r, width[None, :])
+    t = (layer[reach, k] * span).sum(-1) + exit_[reach, k].sum(-1)
     return t.sum(-1) + float((m["inputs"](rows, width) + m["embed"](rows, width)).sum())
 
 
@@ -439,27 +445,39 @@ def self_speculative_run_ms(m: ModelProfile, accepted: Sequence, draft_layer: in
 
 # ---------------------------------------------------------------------------------------------------- engine
 
+ROW_SHARES_REFUSED = ("with_predicted_time costs each example alone (batch 1); at batch {batch} a batch runs to its "
+                      "deepest exit, exited rows leave it and a cascade re-batches what it escalates, which no "
+                      "per-example cost holds (each row's share of a full batch misprices them, ~18% on the MRPC "
+                      "cascade at batch 32): sweep the runtime's batches exactly with latency.time_sweep(view, "
+                      "profile, n_tokens=..., models=..., batch_size={batch}) (encoder_time_sweep for encoders and "
+                      "cascades, calm_time_sweep for LLM token views)")
+
+
 def with_predicted_time(view, profile: LatencyProfile, n_tokens, *, models: Sequence[str], batch: int = 1):
     """The engine view ``view`` (a classification view of a multi-exit model or a cascade) costed in predicted
     milliseconds per example instead of FLOPs: sweepable with :func:`toolkit.analysis.engine.sweep`, choosable with
     a time budget (:func:`time_budget_speedup`); ``meta['cost_unit']`` names the profile.
 
     ``n_tokens``: tokens per example (the cache's ``n_tokens``); ``models``: the profile's model for the multi-exit
-    model, or one per cascade member; ``batch``: each row's share of a batch of that size (see module docstring).
-    The reference becomes the last model's whole forward (a cascade's reference is its last member alone).
+    model, or one per cascade member; ``batch``: 1 only (each example alone, exact). Above batch 1 it refuses
+    (:data:`ROW_SHARES_REFUSED`): a per-example cost cannot hold the runtime's batches, which :func:`time_sweep`
+    prices exactly at every threshold. The reference becomes the last model's whole forward (a cascade's reference
+    is its last member alone).
 
     A CALM token view (``engine.staged(token_cache, family=...)``; ``n_tokens`` unused, ``models``: the causal
     LM): each token's cost is its CALM decoding step at batch 1 (:func:`calm_token_ms`), the reference a greedy
     step; batches: :func:`calm_time_sweep`."""
     if (view.meta or {}).get("kind") == "llm_tokens":
         return _with_calm_time(view, profile, list(models)[0], batch)
+    if batch != 1:
+        raise ValueError(ROW_SHARES_REFUSED.format(batch=batch))
     n = _checked_tokens(view, n_tokens)
     mp, is_cascade = _encoder_models(view, profile, models)
     if is_cascade:
-        cost = cascade_example_ms(mp, n, batch=batch)
-        reference = forward_ms(mp[-1], batch, n) / batch
+        cost = cascade_example_ms(mp, n)
+        reference = forward_ms(mp[-1], 1, n)
     else:
-        cost, reference = encoder_example_ms(mp[0], n, batch=batch)
+        cost, reference = encoder_example_ms(mp[0], n)
     unit = f"predicted ms (batch {batch}; {profile.label})"
     return replace(view, cost=cost, reference_cost=reference, reference=f"{mp[-1].name} alone",
                    meta={**dict(view.meta), "cost_unit": unit, "latency_profile": profile.path, "batch": batch})
@@ -562,6 +580,16 @@ def encoder_time_sweep(view, profile: LatencyProfile, *, n_tokens=None, models: 
     meta = {**curve.meta, "cost_unit": unit, "latency_profile": profile.path, "batch": b, "reference_ms": ref / N,
             "schedule": "cascade" if is_cascade else "early_exit"}
     return Curve(frame, curve.metric, f"{mp[-1].name} alone (batch {b})", N, exact=True, meta=meta)
+
+
+def time_sweep(view, profile: LatencyProfile, *, n_tokens=None, models: Sequence[str], batch_size: int):
+    """The exact sweep of ``view`` in predicted ms of what its runtime runs at ``batch_size`` (an engine ``Curve``,
+    every threshold): :func:`calm_time_sweep` for a CALM token view (``models``: the causal LM; per token, batches of
+    prompts in the cache's order), :func:`encoder_time_sweep` otherwise (encoder early exit and cascades; ``n_tokens``:
+    the cache's). What ``toolkit sweep``, ``toolkit plot`` and the explorer draw at a batch size."""
+    if (getattr(view, "meta", None) or {}).get("kind") == "llm_tokens":
+        return calm_time_sweep(view, profile, model=list(models)[0], batch_size=batch_size)
+    return encoder_time_sweep(view, profile, n_tokens=n_tokens, models=models, batch_size=batch_size)
 
 
 # ---------------------------------------------------------------------------------------------------- CALM views

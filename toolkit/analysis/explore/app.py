@@ -82,8 +82,10 @@ def explore(cal, test, **options) -> Explorer:
 
     Cost in predicted time: ``profile=`` (a latency profile or its file, from ``toolkit profile``), with
     ``profile_models=`` (the profile's models for the cache's, default by name) and ``batch=``: every view is
-    costed in predicted ms (:func:`toolkit.analysis.cost.latency.with_predicted_time`) and the axis, the numbers
-    and the title name the profile.
+    costed in predicted ms, at batch 1 per example (:func:`toolkit.analysis.cost.latency.with_predicted_time`),
+    above it by the exact curve of the runtime's batches, precomputed per setting
+    (:func:`toolkit.analysis.cost.latency.time_sweep`; intervals then cover the metrics only, as a resample forms
+    other batches); the axis, the numbers and the title name the profile.
     """
     return Explorer(cal, test, **options)
 
@@ -209,7 +211,10 @@ class Explorer:
         key = self.view.key(self.settings)
         if key not in self._bands:
             pre = self.pre("test")
-            self._bands[key] = self.resamples.band(pre, threshold_grid(pre.view, n=BAND_POINTS))
+            band = self.resamples.band(pre, threshold_grid(pre.view, n=BAND_POINTS))
+            if not pre.per_example_cost:  # the view's costs are not the curve's: no cost or speed-up band
+                band = band.drop(columns=[f"{k}_{e}" for k in ("flops", "speedup") for e in ("lo", "hi")])
+            self._bands[key] = band
             while len(self._bands) > KEEP_SETTINGS:
                 self._bands.popitem(last=False)
         return self._bands[key]
@@ -221,7 +226,10 @@ class Explorer:
             return {}
         key = (self.view.key(self.settings), self.points["test"].row)
         if key not in self._intervals:
-            self._intervals[key] = self.resamples.interval(self.pre("test").view, self._stages["test"])
+            pre = self.pre("test")
+            iv = self.resamples.interval(pre.view, self._stages["test"])
+            self._intervals[key] = iv if pre.per_example_cost else {k: v for k, v in iv.items()
+                                                                      if k not in ("flops", "speedup")}
             while len(self._intervals) > 64:
                 self._intervals.popitem(last=False)
         return self._intervals[key]
@@ -229,7 +237,7 @@ class Explorer:
     @property
     def cost_unit(self) -> str:
         """What costs count: FLOPs, the cache's own unit, or predicted ms of a latency profile (``profile=``)."""
-        return self.pre("test").view.meta.get("cost_unit", "FLOPs")
+        return self.pre("test").cost_unit
 
     @property
     def reference(self) -> str:
@@ -663,8 +671,8 @@ class _Figure:
         for s, m in self.markers.items():
             m.set_data([ex.points[s].speedup], [ex.points[s].value])
         p, iv = ex.points["test"], ex.interval()
-        if iv:  # the test point's intervals as a cross: metric vertical, speed-up horizontal
-            (ylo, yhi), (xlo, xhi) = iv[ex.metric], iv["speedup"]
+        if iv:  # the test point's intervals as a cross: metric vertical, speed-up horizontal (where it has one)
+            (ylo, yhi), (xlo, xhi) = iv[ex.metric], iv.get("speedup", (p.speedup, p.speedup))
             self.errorbars.set_data([p.speedup, p.speedup, np.nan, xlo, xhi], [ylo, yhi, np.nan, p.value, p.value])
         self.ax_curve.title.set_text(f"threshold {format_value('threshold', ex.threshold)}: test "
                                      f"{format_value('metric', p.value)}"
@@ -672,7 +680,7 @@ class _Figure:
                                         f"{format_value('metric', iv[ex.metric][1])}]" if iv else "")
                                      + f" at {format_value('speedup', p.speedup)}"
                                      + (f" [{format_value('speedup', iv['speedup'][0])}, "
-                                        f"{format_value('speedup', iv['speedup'][1])}]" if iv else ""))
+                                        f"{format_value('speedup', iv['speedup'][1])}]" if "speedup" in iv else ""))
         for s, bars in self.bars.items():
             for b, h in zip(bars, ex.points[s].exit_share):
                 b.set_height(h)

@@ -35,12 +35,18 @@ TEMPERATURE_LABELS = {"cal": "fitted on cal (per stage)", "none": "none (T = 1)"
 @dataclass(frozen=True, eq=False)
 class Precomputed:
     """One split under one setting: the engine's view and its exact sweep (one row per distinct threshold, most
-    conservative first: row 0 is ``threshold = inf``, every example at the last stage)."""
+    conservative first: row 0 is ``threshold = inf``, every example at the last stage).
+
+    ``per_example_cost``: whether the view's costs are the curve's per example (FLOPs, the cache's unit, predicted
+    ms at batch 1). False where the curve prices a runtime's batches (predicted time above batch 1,
+    :func:`toolkit.analysis.cost.latency.time_sweep`): the view then keeps its own costs, and cost and speed-up
+    come from the curve only (no resampled interval: a resample forms other batches)."""
 
     view: engine.Staged
     curve: engine.Curve
     columns: Mapping[str, np.ndarray] = field(init=False, repr=False)
     _neg_thresholds: np.ndarray = field(init=False, repr=False)
+    per_example_cost: bool = True
 
     def __post_init__(self):
         cols = {k: self.curve.frame[k].to_numpy() for k in self.curve.frame}
@@ -49,7 +55,11 @@ class Precomputed:
 
     @property
     def reference(self) -> str:
-        return self.view.reference
+        return self.curve.reference
+
+    @property
+    def cost_unit(self) -> str:
+        return self.curve.meta.get("cost_unit", "FLOPs")
 
     @property
     def metric(self) -> str:
@@ -239,7 +249,17 @@ class View:
     latency: tuple | None = None  # (profile, its models, batch) once :meth:`use_profile` was called
 
     def precomputed(self, split: str, settings: dict) -> Precomputed:
-        return precompute(self.costed(split, self.staged(split, settings)))
+        """The view of ``split`` and its exact sweep in the cost unit in use; in predicted time above batch 1 the
+        exact sweep of the runtime's batches (:func:`~toolkit.analysis.cost.latency.time_sweep`)."""
+        staged = self.staged(split, settings)
+        if self.latency is None or self.latency[2] == 1:
+            return precompute(self.costed(split, staged))
+        from toolkit.analysis.cost.latency import time_sweep
+
+        prof, names, batch = self.latency
+        curve = time_sweep(staged, prof, n_tokens=getattr(self.caches[split], "n_tokens", None), models=names,
+                           batch_size=batch)
+        return Precomputed(staged, curve, per_example_cost=False)
 
     def profile_models(self, profile) -> list[str]:
         """The profile's models for this view's caches (its ``models=`` default)."""
@@ -250,24 +270,29 @@ class View:
     def use_profile(self, profile, *, models=None, batch: int = 1) -> None:
         """Cost every view in predicted ms from a latency profile (a :class:`~toolkit.analysis.cost.latency.
         LatencyProfile` or its file, from ``toolkit profile``) instead of FLOPs, as the sweep does with
-        ``--profile``: :func:`~toolkit.analysis.cost.latency.with_predicted_time`. ``models``: the profile's model
-        for the cache's model (one per cascade member; default: the cache's model names, then their sources)."""
+        ``--profile``: at batch 1 each example alone (:func:`~toolkit.analysis.cost.latency.with_predicted_time`),
+        above it the runtime's batches at every threshold (:func:`~toolkit.analysis.cost.latency.time_sweep`).
+        ``models``: the profile's model for the cache's model (one per cascade member; default: the cache's model
+        names, then their sources)."""
         from toolkit.analysis.cost.latency import LatencyProfile, load_profile
 
+        if not (isinstance(batch, (int, np.integer)) and batch >= 1):
+            raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
         prof = profile if isinstance(profile, LatencyProfile) else load_profile(profile)
         names = list(models) if models else self.profile_models(prof)
-        self.latency = (prof, names, int(batch))
+        self.latency = (prof, names, 1)
         self.costed("test", self.staged("test", self.settings()))  # refuse a mismatched profile now, not later
+        self.latency = (prof, names, int(batch))
 
     def costed(self, split: str, staged: engine.Staged) -> engine.Staged:
-        """``staged`` in the cost unit in use: as built (FLOPs, or the cache's unit), or in predicted ms."""
-        if self.latency is None:
+        """``staged`` in the cost unit in use: as built (FLOPs, or the cache's unit), or in predicted ms at batch 1
+        (above it the costs are the exact curve's only: :meth:`precomputed`)."""
+        if self.latency is None or self.latency[2] != 1:
             return staged
         from toolkit.analysis.cost.latency import with_predicted_time
 
-        prof, names, batch = self.latency
-        return with_predicted_time(staged, prof, getattr(self.caches[split], "n_tokens", None), models=names,
-                                   batch=batch)
+        prof, names, _ = self.latency
+        return with_predicted_time(staged, prof, getattr(self.caches[split], "n_tokens", None), models=names)
 
     def reliability(self, split: str, stage: int, settings: dict) -> tuple[np.ndarray, np.ndarray, str, str]:
         """Per example at ``stage``: a confidence in [0, 1], the outcome it should match, and the axis labels."""
