@@ -139,6 +139,24 @@ def test_explorer_at_a_batch_shows_the_exact_curve():
     assert np.abs(row_shares(EE, 8) / curves["test"].frame["speedup"].to_numpy() - 1).max() > 0.02
 
 
+def test_explorer_at_a_batch_on_a_token_cache_is_the_calm_decoders_curve():
+    pytest.importorskip("ipywidgets")
+    from toolkit.analysis.explore.app import explore
+
+    cal_path = TOKENS.with_name("smollm2_sst2_sentiment-cal.parquet")
+    need(TOKENS, cal_path)
+    cal, test = (kind_of(x).loader()(x) for x in (cal_path, TOKENS))
+    ex = explore(cal, test, profile=PROFILE, batch=8, n_boot=50)
+    prof = lat.load_profile(PROFILE)
+    for split in ("cal", "test"):
+        curve = lat.calm_time_sweep(ex.pre(split).view, prof, model="SmolLM2-135M-Instruct", batch_size=8)
+        np.testing.assert_array_equal(ex.pre(split).columns["speedup"], curve.frame["speedup"].to_numpy())
+        row = ex.pre(split).row(ex.threshold)
+        assert ex.points[split].speedup == curve.frame["speedup"].iloc[row]
+    assert ex.reference == curve.reference and "batch 8" in ex.cost_unit
+    assert set(ex.interval()) == {"agreement"}
+
+
 def test_explorer_refuses_a_bad_batch():
     pytest.importorskip("ipywidgets")
     from toolkit.analysis.explore.app import explore

@@ -347,7 +347,9 @@ def cascade_run_ms(members: Sequence[ModelProfile], n_tokens, exit_stage, *, bat
 
 def encoder_example_ms(m: ModelProfile, n_tokens, *, batch: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Per example, for a sweep: cumulative predicted ms ``[N, E]`` once exit e answered, and the whole model's
-    ms ``[N]`` (the reference), each at a batch of ``batch`` rows of the example's length divided by ``batch``."""
+    ms ``[N]`` (the reference), each at a batch of ``batch`` rows of the example's length divided by ``batch``.
+    Exact at batch 1 (:func:`with_predicted_time`); above it each row's share of a full batch, kept only as the
+    comparison the runtime's batches (:func:`time_sweep`) correct."""
     n = np.asarray(n_tokens, dtype=np.float64)
     exits = np.asarray(m.info["exit_layers"])
     b = float(batch)
@@ -358,7 +360,8 @@ def encoder_example_ms(m: ModelProfile, n_tokens, *, batch: int = 1) -> tuple[np
 
 
 def cascade_example_ms(members: Sequence[ModelProfile], n_tokens, *, batch: int = 1) -> np.ndarray:
-    """Per example: cumulative predicted ms ``[N, M]`` once member m answered (every earlier member in full)."""
+    """Per example: cumulative predicted ms ``[N, M]`` once member m answered (every earlier member in full); above
+    ``batch`` 1 each row's share of a full batch (a comparison only, as :func:`encoder_example_ms`)."""
     n = np.asarray(n_tokens, dtype=np.float64)
     per = np.stack([forward_ms(m, batch, n) / batch for m in members], axis=1)
     return np.cumsum(per, axis=1)
