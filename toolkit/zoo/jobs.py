@@ -1,4 +1,4 @@
-"""Zoo v2 jobs: plan the (task, member, seed) work in priority order and run it against a wall-clock deadline,
+"""Multi-seed zoo jobs: plan the (task, member, seed) work in priority order and run it against a wall-clock deadline,
 concurrently on one GPU or one job after another on a CPU.
 
 A :class:`Job` is one unit: ``train`` a member (ranking members first make their difficulty labels from finished
@@ -48,7 +48,7 @@ PRIORITY = (
     (("rte",), tuple(RTE_VARIANTS), (42,)),
     (("cola", "agnews", "rte"), ("mpnet_me", "cascade", "minilm6_me"), (43, 44)),
 )
-# the CPU profile (issue 29): no MPNet is trained (the cascades borrow the shipped one), and a set's jobs run
+# the CPU profile: no MPNet is trained (the cascades borrow the shipped one), and a set's jobs run
 # together, set after set, so that sets finish (and their caches can be committed) within one session: run folders
 # do not outlive the machine
 CPU_PRIORITY = (

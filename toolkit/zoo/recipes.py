@@ -7,7 +7,7 @@ models) and CascadeBERT's difficulty-aware cascade ``minilm2_da`` -> ``minilm6_d
 trained with the ranking objective on out-of-fold difficulty labels of their plain twin; the last member's confidence
 is never used, so it is the plain ``mpnet``).
 
-Zoo v2 (:data:`V2_MEMBERS`): every one of these members is trained for up to ``epochs`` epochs with an evaluation on
+The multi-seed recipe (:data:`V2_MEMBERS`): every one of these members is trained for up to ``epochs`` epochs with an evaluation on
 ``cal`` (the held-out train carve, which is now the *validation* split) after each, keeping the best epoch and
 stopping after ``patience`` epochs without improvement; three training seeds (:data:`SEEDS`). The other members
 (objective comparison, slenderized, probes, text-to-text) keep the v1 schedules of the caches shipped with them.
@@ -57,7 +57,7 @@ DIFFICULTY = {"minilm2_da": "minilm2", "minilm6_da": "minilm6"}  # ranking membe
 DIFFICULTY_FOLDS = 2
 V2_MEMBERS = ("minilm6_me", "mpnet_me", "minilm2", "minilm6", "mpnet", "minilm2_da", "minilm6_da")
 
-# Zoo v2: (max epochs, train_limit, patience) per task and member, with the best epoch on cal kept. Ranking members
+# The multi-seed recipe: (max epochs, train_limit, patience) per task and member, with the best epoch on cal kept. Ranking members
 # take their plain twin's schedule. SST-2 (65,349 sentences): batch 64 (BATCH_V2) and at most 2 epochs, and its
 # MPNet runs keep the 20,000-sentence subsample (one epoch of it already put MPNet-base 2.7 points above MiniLM-L6
 # on test); every other run uses the whole train carve at batch 32.
@@ -69,7 +69,7 @@ SCHEDULE_V2 = {
     "agnews": {"default": (6.0, None, 2), "mpnet": (5.0, None, 2), "mpnet_me": (5.0, None, 2)},
 }
 BATCH_V2 = {"sst2": 64}  # default 32
-# Zoo v2 on a CPU (issue 29; ``profile="cpu"``, the runner's ``--device cpu``): these cores have no bf16 units, so
+# The multi-seed recipe on a CPU (``profile="cpu"``, the runner's ``--device cpu``): these cores have no bf16 units, so
 # autocast is 12.7x slower than fp32 (measured: README), and MPNet-base costs 0.75 CPU s per training example here
 # (24 CPU s per fp32 step of 32 x 80 tokens; one MRPC seed of 3 epochs about 2 CPU-hours, longer than a session
 # gives the niced runner, whose run folders do not outlive the session), so no MPNet is trained. The MiniLM members get a fixed small budget: (max epochs, train_limit, patience), fp32, batch 32,
