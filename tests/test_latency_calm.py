@@ -214,9 +214,11 @@ def test_cli_sweep_token_cache_with_profile(tmp_path, capsys):
 
 # ---------------------------------------------------------------------------------------------- the real decoder
 
-def test_prediction_is_what_the_decoder_calls(monkeypatch):
+@pytest.mark.parametrize("exits", ["lens", "tuned"])
+def test_prediction_is_what_the_decoder_calls(monkeypatch, exits):
     """Every piece the CalmDecoder calls while decoding a batch (rows per call), priced by the profile, sums to
-    calm_run_ms of the exits the decoder reports: the schedule is the runtime's own."""
+    calm_run_ms of the exits the decoder reports: the schedule is the runtime's own. Tuned exits: each exit call
+    also runs its translator (``TunedExits.translate``), priced by the ``translator`` piece."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("transformers")
     import toolkit.nn.causal.decode as decode
@@ -224,9 +226,14 @@ def test_prediction_is_what_the_decoder_calls(monkeypatch):
 
     model = tiny_llama()
     checked, thr = [2, 3, 5], [0.0158, 0.0156, 0.0154]  # thresholds that mix exits on this model
-    prof = lm_profile(layers=6)
+    prof = lm_profile(layers=6, translator=exits == "tuned")
     m = prof.model("lm")
-    dec = decode.CalmDecoder(model, checked, thr)
+    exit_fn = None
+    if exits == "tuned":
+        from toolkit.nn.causal.exits import TunedExits
+
+        exit_fn = TunedExits(model).to(torch.float64)  # zero translators: the lens's logits, so exits still mix
+    dec = decode.CalmDecoder(model, checked, thr, exit_fn=exit_fn)
     spent = [0.0]
     on = [False]
 
@@ -238,6 +245,12 @@ def test_prediction_is_what_the_decoder_calls(monkeypatch):
         return call
 
     st_ = dec.st
+    translated = [0]
+    if exits == "tuned":
+        def rows_translated(k, h):
+            translated[0] += 1
+            return h.shape[0]
+        monkeypatch.setattr(dec.exit, "translate", priced("translator", dec.exit.translate, rows_translated))
     monkeypatch.setattr(st_, "layer", priced("layer", st_.layer, lambda i, h, *a: h.shape[0]))
     monkeypatch.setattr(st_, "propagated_kv", priced("kv_propagation", st_.propagated_kv, lambda i, h, r: h.shape[0]))
     monkeypatch.setattr(st_, "head", priced("head", st_.head, lambda h: h.shape[0]))
@@ -260,4 +273,6 @@ def test_prediction_is_what_the_decoder_calls(monkeypatch):
         res = dec.generate(prompts_of((5, 9, 1, 13)), M)
     ex = np.concatenate(res.exit_layers)
     assert len(set(ex.tolist())) >= 3, f"thresholds should mix exits, got {np.unique(ex)}"
-    assert spent[0] == pytest.approx(lat.calm_run_ms(m, res.exit_layers, checked))
+    pieces = ("exit", "confidence", "translator") if exits == "tuned" else ("exit", "confidence")
+    assert (translated[0] > 0) == (exits == "tuned")
+    assert spent[0] == pytest.approx(lat.calm_run_ms(m, res.exit_layers, checked, exit_pieces=pieces))

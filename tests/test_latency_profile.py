@@ -36,7 +36,11 @@ def test_quick_profile_records_machine_and_every_piece(quick_profile):
     enc, lm = p["models"]["enc"], p["models"]["lm"]
     assert set(enc["pieces"]) == {"inputs", "embed", "layer", "exit", "head", "forward"}
     assert enc["exit_layers"] == [1, 2, 3] and enc["layers"] == 3
-    assert set(lm["pieces"]) == {"setup", "layer", "head", "exit", "confidence", "kv_propagation", "step_overhead"}
+    assert set(lm["pieces"]) == {"setup", "layer", "head", "exit", "confidence", "kv_propagation", "step_overhead",
+                                 "translator"}
+    tr, head = lm["pieces"]["translator"], lm["pieces"]["head"]
+    assert (tr["batch"], tr["positions"]) == (head["batch"], head["positions"])  # the LM head's grid
+    assert (np.asarray(tr["raw_ms"]) > 0).all()
     for m in (enc, lm):
         for name, piece in m["pieces"].items():
             ms, raw = np.asarray(piece["ms"]), np.asarray(piece["raw_ms"])
@@ -54,6 +58,38 @@ def test_profile_reads_back_and_predicts(quick_profile, tmp_path):
     enc = prof.model("enc")
     assert enc["layer"](2, 8) == pytest.approx(quick_profile["models"]["enc"]["pieces"]["layer"]["ms"][1][1])
     assert "p.json" in prof.label
+
+
+def test_tuned_view_priced_from_the_profiles_pieces_by_hand(quick_profile):
+    """A tuned-exit token view of the profiled tiny Llama costs, per token at batch 1, exactly the pieces read from
+    the profile file: each checked exit reached pays the lens exit, its confidence and the translator."""
+    from toolkit.analysis.cost import latency as lat
+    from toolkit.analysis.engine import staged
+    from toolkit.testing import random_token_cache
+
+    lm = quick_profile["models"]["lm"]
+    L = lm["layers"]
+    one = {k: v["ms"][0][0] for k, v in lm["pieces"].items()}  # batch 1, 1 position: the first grid point
+    assert all(v["batch"][0] == 1 and v["positions"][0] == 1.0 for v in lm["pieces"].values())
+    cache = random_token_cache(40, layers=L, families=("lens", "tuned"), mean_length=6, split="cal")
+    cache.families["tuned"] = {"kind": "tuned_exits"}
+    checked = [1, L - 1]
+    prof = load_profile(quick_profile)
+    got = lat.with_predicted_time(staged(cache, family="tuned", checked_layers=checked), prof, None,
+                                  models=["lm"]).cost[0]
+    exit_ = one["exit"] + one["confidence"] + one["translator"]
+    want = [one["setup"] + one["step_overhead"] + k * one["layer"] + (L - k) * one["kv_propagation"]
+            + n * exit_ + (one["head"] if k == L else 0.0) for k, n in ((1, 1), (L - 1, 2), (L, 2))]
+    assert got == pytest.approx(want, rel=1e-12)
+    lens = lat.with_predicted_time(staged(cache, family="lens", checked_layers=checked), prof, None,
+                                   models=["lm"]).cost[0]
+    assert got - lens == pytest.approx(one["translator"] * np.array([1, 2, 2]), rel=1e-9)
+    # a profile without the piece (made before it was timed) refuses, naming the fix
+    old = json.loads(json.dumps(quick_profile))
+    del old["models"]["lm"]["pieces"]["translator"]
+    with pytest.raises(ValueError, match="re-profile with `toolkit profile --model lm`"):
+        lat.calm_time_sweep(staged(cache, family="tuned", checked_layers=checked), load_profile(old), model="lm",
+                            batch_size=2)
 
 
 def test_cli_profile_quick(tiny_encoder_dir, tmp_path):

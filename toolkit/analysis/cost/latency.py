@@ -6,7 +6,8 @@ milliseconds of each *piece* the runtimes call (an encoder's ``inputs`` (tokeniz
 ``layer``, an ``exit`` (pool, head, confidence, to host, row selection), a ``head`` (pool and head), the whole
 ``forward`` as a check (a forward is predicted from the other pieces, :func:`forward_ms`); a
 causal LM's pass ``setup`` (embed, rotary, mask), one decoder ``layer``, the LM ``head`` with its argmax, a draft
-``exit`` (logit lens), the CALM ``confidence``, ``kv_propagation`` of one skipped layer and the decoder loop's
+``exit`` (logit lens), a tuned exit's ``translator`` (``h + Linear(H, H)`` before the lens; a profile without it
+refuses tuned-exit views), the CALM ``confidence``, ``kv_propagation`` of one skipped layer and the decoder loop's
 ``step_overhead``), each on a grid of batch sizes and positions (tokens of an encoder input; new positions of a
 decoder pass at the profile's fixed context).
 
@@ -407,11 +408,13 @@ def calm_step_ms(m: ModelProfile, running, rows, checked_layers, *, exit_pieces=
     return t + m["head"](run[..., L - 1], 1) + m["step_overhead"](B, 1)
 
 
-def calm_run_ms(m: ModelProfile, exit_layers: Sequence, checked_layers) -> float:
+def calm_run_ms(m: ModelProfile, exit_layers: Sequence, checked_layers, *,
+                exit_pieces=("exit", "confidence")) -> float:
     """Predicted milliseconds of :class:`~toolkit.nn.causal.decode.CalmDecoder` (one batch) whose rows' tokens exit
     after ``exit_layers[r][s]`` (1-based; L = the full model): per step, a set-up, each layer on the rows still
     running, each checked exit and its confidence on them (until none runs), state propagation for the rows that
-    exited, the LM head on the rest, and the loop's overhead."""
+    exited, the LM head on the rest, and the loop's overhead. ``exit_pieces``: add ``"translator"`` for tuned
+    exits."""
     L = m.layers
     lengths = [len(x) for x in exit_layers]
     alive = _alive(lengths)
@@ -419,7 +422,7 @@ def calm_run_ms(m: ModelProfile, exit_layers: Sequence, checked_layers) -> float
     for r, x in enumerate(exit_layers):  # one row at a time (rows, not tokens)
         depth[: len(x), r] = np.asarray(x)
     running = (depth[:, :, None] >= np.arange(1, L + 1)[None, None, :]).sum(1)  # [S, L] rows entering layer i
-    return float(calm_step_ms(m, running, alive.sum(1), checked_layers).sum())
+    return float(calm_step_ms(m, running, alive.sum(1), checked_layers, exit_pieces=exit_pieces).sum())
 
 
 def self_speculative_run_ms(m: ModelProfile, accepted: Sequence, draft_layer: int, draft_length: int,
@@ -615,8 +618,9 @@ def _calm_view_parts(view, profile: LatencyProfile, model: str):
     if view.meta.get("exit_kind") == "tuned_exits":
         if "translator" not in m.pieces:
             raise ValueError(f"the view's exits ({view.meta.get('family')!r}) are tuned exits, whose translator "
-                             f"{m.name!r}'s profile does not time (it times the logit-lens exit): cost the lens "
-                             f"family, or a profile with a 'translator' piece")
+                             f"{m.name!r}'s profile does not time (it has {sorted(m.pieces)}; a profile made before "
+                             f"the translator was timed): re-profile with `toolkit profile --model {m.name}` (it "
+                             f"writes a 'translator' piece), or cost the lens family")
         pieces = (*pieces, "translator")
     return m, layers, pieces
 

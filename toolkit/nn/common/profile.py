@@ -3,7 +3,8 @@
 
 Each piece is timed the way the runtimes call it (:class:`toolkit.nn.encoder.runtime.EarlyExitRunner`'s embedding, layer
 and exit steps (the exit with its row selection); :class:`toolkit.nn.causal.decode.LayerStepper`'s pass set-up, layer,
-head, exit and state propagation) on a grid of batch sizes and positions. Every grid point of every piece of every
+head, exit (the logit lens; a tuned exit adds its ``translator``, timed on the head's grid) and state
+propagation) on a grid of batch sizes and positions. Every grid point of every piece of every
 model is timed in rounds (:class:`Rounds`: after ``warmup`` untimed calls, one call of each per round, 3 to
 ``repeats`` rounds, fewer calls for slow points), so the drift of a shared machine's load spreads over all points
 alike. The profile's statistic is the **mean** of a point's calls (the median is kept beside it): on a shared
@@ -210,10 +211,11 @@ def profile_causal_lm(model, rounds: Rounds, *, grid=DECODER_GRID, context: int 
     ``grid`` (batch x new positions of a pass) at ``context`` cached positions, registered with ``rounds``; returns
     the model's entry and a function that adds the loop overhead once the rounds ran."""
     from toolkit.nn.causal.decode import LayerStepper, token_confidence
-    from toolkit.nn.causal.exits import LogitLens
+    from toolkit.nn.causal.exits import LogitLens, TunedExits
 
     st = LayerStepper(model)
     lens = LogitLens(model)
+    tuned = TunedExits(model).to(device=device, dtype=st.dtype)  # time does not depend on the translators' weights
     H = model.config.hidden_size
     lo, hi = _id_range(int(model.config.vocab_size))
     gen = torch.Generator().manual_seed(0)
@@ -273,6 +275,10 @@ def profile_causal_lm(model, rounds: Rounds, *, grid=DECODER_GRID, context: int 
         h = torch.randn((b, H), generator=gen).to(device, st.dtype)
         return (lambda: lens(1, h).argmax(-1)), None
 
+    def translator(b, q):  # a tuned exit's translator before its LM head (TunedExits.translate: h + Linear(H, H))
+        h = torch.randn((b, H) if int(q) == 1 else (b, int(q), H), generator=gen).to(device, st.dtype)
+        return (lambda: tuned.translate(1, h)), None
+
     def conf(b, q):
         z = torch.randn((b, model.config.vocab_size), generator=gen).to(device, st.dtype)
         return (lambda: bool((token_confidence(z, "max_prob") >= 0.5).any())), None
@@ -285,6 +291,7 @@ def profile_causal_lm(model, rounds: Rounds, *, grid=DECODER_GRID, context: int 
 
     one = [1]
     pieces = {"setup": rounds.grid(setup, grid), "layer": rounds.grid(layer, grid), "head": rounds.grid(head, grid),
+              "translator": rounds.grid(translator, grid),
               "exit": rounds.grid(exit_, grid, positions=one), "confidence": rounds.grid(conf, grid, positions=one),
               "kv_propagation": rounds.grid(kv, grid, positions=one)}
     entry = {"kind": "causal_lm", "layers": st.n_layers, "context": context, "hidden": H,
