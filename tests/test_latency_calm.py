@@ -117,6 +117,31 @@ def test_batched_sweep_equals_the_runtime_accounting_at_every_threshold(batch, b
     assert evaluation(view, thr)["agreement"] == pytest.approx(row["agreement"])
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_tuned_batched_sweep_pays_the_translator_at_every_threshold(batch):
+    """A tuned-exit view's exact sweep is the runtime's accounting with the translator on every checked exit
+    evaluated (calm_run_ms with exit_pieces), and dearer than the lens view's by exactly those translator calls."""
+    prof = lm_profile(translator=True)
+    m = prof.model("lm")
+    cache = random_token_cache(120, layers=4, families=("lens", "tuned"), mean_length=6, split="cal")
+    cache.families["tuned"] = {"kind": "tuned_exits"}
+    view = staged(cache, family="tuned", checked_layers=[1, 2])
+    curve = lat.calm_time_sweep(view, prof, model="lm", batch_size=batch)
+    groups = [range(s, min(s + batch, cache.n_examples)) for s in range(0, cache.n_examples, batch)]
+    tuned, lens = ("exit", "confidence", "translator"), ("exit", "confidence")
+    for thr, ms in zip(curve.frame["threshold"], curve.frame["flops"]):
+        ex = per_prompt(cache, exits_at(view, thr))
+        want = sum(lat.calm_run_ms(m, [ex[p] for p in g], [1, 2], exit_pieces=tuned) for g in groups)
+        assert ms * cache.n_tokens == pytest.approx(want)
+    ex = per_prompt(cache, exits_at(view, np.inf))  # every token to L: both exits evaluated on every row
+    extra = 0.0
+    for g in groups:  # each step, both checked exits translate the rows still decoding
+        n = np.array([len(ex[p]) for p in g])
+        extra += sum(2 * float(m["translator"](int((n > s).sum()), 1)) for s in range(n.max()))
+    plain = sum(lat.calm_run_ms(m, [ex[p] for p in g], [1, 2], exit_pieces=lens) for g in groups)
+    assert curve.frame["flops"].iloc[0] * cache.n_tokens == pytest.approx(plain + extra, rel=1e-9)
+
+
 def test_batches_pay_for_their_deepest_exit():
     """A row exiting at layer 1 beside a row that runs to layer 4 saves only what a layer at one row costs less
     than at two (here 0.2 ms a layer), not a whole layer (1.2 ms alone): the step runs to its deepest exit."""
