@@ -135,8 +135,8 @@ def at_exact(ev, curve):
     resample forms other batches); its metrics and their intervals unchanged."""
     r = int(_rows(curve, [ev.threshold])[0])
     return replace(ev, flops=float(curve.frame["flops"].iloc[r]), speedup=float(curve.frame["speedup"].iloc[r]),
-                   reference=curve.reference, intervals={k: v for k, v in ev.intervals.items()
-                                                         if k not in ("flops", "speedup")})
+                   reference=curve.reference, cost_unit=curve.meta.get("cost_unit", ev.cost_unit),
+                   intervals={k: v for k, v in ev.intervals.items() if k not in ("flops", "speedup")})
 
 
 def band_at_exact(bands, curve):

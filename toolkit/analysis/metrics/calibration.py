@@ -294,6 +294,13 @@ class StageTemperatureFits:
     def __len__(self) -> int:
         return len(self.fits)
 
+    def __getitem__(self, i):
+        """The temperature(s) at ``i``, as indexing 0.2's array did (each stage's fit: ``.fits[i]``)."""
+        return self.temperatures[i]
+
+    def __iter__(self):
+        return iter(self.temperatures.tolist())
+
     def to_frame(self) -> pd.DataFrame:
         """One row per stage: the temperature, the examples it was fitted on, whether it ran into a bound, why not
         to trust it (empty when it is an ordinary fit)."""

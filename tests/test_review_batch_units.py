@@ -1,0 +1,76 @@
+"""Hostile review of the batch > 1 curves and the 0.3 temperature fits (commits db4bb86, 5042b47).
+
+- ``toolkit plot --profile --batch B --x flops``: the operating point's cost is the exact curve's predicted ms, so
+  its unit must say so; it kept the view's ``FLOPs`` and was drawn at ms x 1e-9 (next to 0 on a ms axis).
+- ``fit_stage_temperatures`` returned an array in 0.2: indexing and iterating it still give the temperatures.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILE = REPO / "benchmarks" / "latency_profile_cpu.json"
+EE = REPO / "data" / "sst2" / "minilm6_me-test.parquet"
+CAL = REPO / "data" / "sst2" / "minilm6_me-cal.parquet"
+
+
+def need(*paths):
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        pytest.skip(f"shipped files not here: {missing}")
+
+
+def test_plot_point_at_a_batch_on_the_cost_axis_sits_at_its_predicted_ms(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from toolkit.cli import build_parser
+    from toolkit.cli.plot import figure
+
+    need(PROFILE, EE, CAL)
+    args = ["plot", str(EE), "--out", str(tmp_path / "f.png"), "--n-boot", "20", "--profile", str(PROFILE),
+            "--batch", "8", "--rule", "drop", "--x", "flops"]
+    fig, shown = figure(build_parser().parse_args(args))
+    ms = shown["operating_point"]["test_flops"]
+    assert 1 < ms < 1000  # predicted ms per example
+    (curve,) = [x for x in fig.axes[0].lines if "the runtime's batches (exact)" in x.get_label()]
+    lo, hi = curve.get_xdata().min(), curve.get_xdata().max()
+    xs = [float(np.ravel(x.get_xdata())[0]) for x in fig.axes[0].lines if x is not curve and len(x.get_xdata())
+          and x.get_label() != "_child0"]
+    plt.close(fig)
+    assert xs and all(lo <= x <= hi for x in xs), (xs, lo, hi)  # the point sits on the exact curve's cost range
+    assert any(x == pytest.approx(ms) for x in xs), (xs, ms)
+
+
+def test_plot_at_exact_gives_the_curves_cost_unit():
+    from toolkit.analysis import engine
+    from toolkit.analysis.cost import latency as lat
+    from toolkit.caches.classification import load_cache
+    from toolkit.cli.plot import at_exact
+
+    need(PROFILE, EE)
+    cache = load_cache(EE)
+    prof = lat.load_profile(PROFILE)
+    view = engine.staged(cache)
+    curve = lat.encoder_time_sweep(view, prof, n_tokens=cache.n_tokens, models=lat.models_for(cache.meta, prof),
+                                   batch_size=8)
+    ev = at_exact(engine.evaluation(view, 0.9), curve)
+    assert ev.cost_unit == curve.meta["cost_unit"] != "FLOPs"
+
+
+def test_stage_temperature_fits_index_and_iterate_as_0_2s_array():
+    from toolkit.analysis.metrics.calibration import fit_stage_temperatures
+    from toolkit.caches.classification import load_cache
+
+    need(CAL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fits = fit_stage_temperatures(load_cache(CAL))
+    t = fits.temperatures
+    assert fits[2] == t[2] and fits[-1] == t[-1]
+    np.testing.assert_array_equal(fits[1:3], t[1:3])
+    assert list(fits) == t.tolist() and len(list(fits)) == len(fits)
