@@ -74,3 +74,22 @@ def test_stage_temperature_fits_index_and_iterate_as_0_2s_array():
     assert fits[2] == t[2] and fits[-1] == t[-1]
     np.testing.assert_array_equal(fits[1:3], t[1:3])
     assert list(fits) == t.tolist() and len(list(fits)) == len(fits)
+
+
+def test_token_view_refusal_at_a_batch_names_a_call_that_runs():
+    """The refusal's suggested call must run as written: calm_time_sweep needs model= (it named no model)."""
+    import re
+
+    from toolkit.analysis import engine
+    from toolkit.analysis.cost import latency as lat
+    from toolkit.caches.kinds import kind_of
+
+    tokens = REPO / "data" / "llm" / "smollm2_sst2_sentiment-test.parquet"
+    need(PROFILE, tokens)
+    view = engine.staged(kind_of(tokens).loader()(tokens), score="max_prob", temperature=1.0)
+    prof = lat.load_profile(PROFILE)
+    with pytest.raises(ValueError) as err:
+        lat.with_predicted_time(view, prof, None, models=["SmolLM2-135M-Instruct"], batch=8)
+    call = re.search(r"latency\.(calm_time_sweep\(.*?\))", str(err.value)).group(1)
+    curve = eval(f"lat.{call}", {"lat": lat, "view": view, "profile": prof})
+    assert "batch 8" in curve.meta["cost_unit"]

@@ -638,7 +638,7 @@ def _with_calm_time(view, profile: LatencyProfile, model: str, batch: int):
     if batch != 1:
         raise ValueError(f"a token view is costed per token at batch 1 (exact); at batch {batch} a step runs to "
                          f"its deepest exit, which no per-token cost holds: use latency.calm_time_sweep(view, "
-                         f"profile, batch_size={batch})")
+                         f"profile, model={model!r}, batch_size={batch})")
     m, layers, pieces = _calm_view_parts(view, profile, model)
     S = view.n_examples
     cost = np.broadcast_to(calm_token_ms(m, layers, exit_pieces=pieces), (S, len(layers))).copy()
