@@ -206,10 +206,11 @@ def profile_encoder(model, tokenizer, rounds: Rounds, *, grid=ENCODER_GRID, devi
 
 @torch.inference_mode()
 def profile_causal_lm(model, rounds: Rounds, *, grid=DECODER_GRID, context: int = 128, device="cpu",
-                      overhead_tokens: int = 12):
+                      overhead_tokens: int = 12, pieces: tuple[str, ...] | None = None):
     """The pieces of a Llama-style causal LM as the decoders of :mod:`toolkit.nn.causal.decode` call them, in ms on
     ``grid`` (batch x new positions of a pass) at ``context`` cached positions, registered with ``rounds``; returns
-    the model's entry and a function that adds the loop overhead once the rounds ran."""
+    the model's entry and a function that adds the loop overhead once the rounds ran. ``pieces``: time only these
+    (e.g. to add one piece to an existing profile); the loop overhead needs ``setup``, ``layer`` and ``head``."""
     from toolkit.nn.causal.decode import LayerStepper, token_confidence
     from toolkit.nn.causal.exits import LogitLens, TunedExits
 
@@ -290,12 +291,16 @@ def profile_causal_lm(model, rounds: Rounds, *, grid=DECODER_GRID, context: int 
         return (lambda: cache.update(*st.propagated_kv(0, h, rope), 0)), (lambda: cache.crop(-1))
 
     one = [1]
-    pieces = {"setup": rounds.grid(setup, grid), "layer": rounds.grid(layer, grid), "head": rounds.grid(head, grid),
-              "translator": rounds.grid(translator, grid),
-              "exit": rounds.grid(exit_, grid, positions=one), "confidence": rounds.grid(conf, grid, positions=one),
-              "kv_propagation": rounds.grid(kv, grid, positions=one)}
+    timers = {"setup": (setup, None), "layer": (layer, None), "head": (head, None), "translator": (translator, None),
+              "exit": (exit_, one), "confidence": (conf, one), "kv_propagation": (kv, one)}
+    chosen = list(timers) if pieces is None else list(pieces)
+    if unknown := sorted(set(chosen) - set(timers)):
+        raise ValueError(f"pieces: unknown {unknown}; a causal LM's timed pieces are {list(timers)}")
     entry = {"kind": "causal_lm", "layers": st.n_layers, "context": context, "hidden": H,
-             "vocab": model.config.vocab_size, "pieces": pieces}
+             "vocab": model.config.vocab_size,
+             "pieces": {k: rounds.grid(timers[k][0], grid, positions=timers[k][1]) for k in chosen}}
+    if not {"setup", "layer", "head"} <= set(chosen):
+        return entry, lambda: None
     return entry, lambda: _loop_overhead(model, entry, grid, context, overhead_tokens, lo, hi, gen)
 
 
