@@ -92,6 +92,24 @@ def test_tuned_view_priced_from_the_profiles_pieces_by_hand(quick_profile):
                             batch_size=2)
 
 
+def test_one_piece_alone(tiny_llama_dir):
+    """profile_causal_lm(pieces=...) times only the pieces named (what benchmarks/profile_add_piece.py adds to an
+    existing profile), on the grid given, and refuses an unknown piece naming the known ones."""
+    from transformers import AutoModelForCausalLM
+
+    from toolkit.nn.common.profile import QUICK_DECODER_GRID, Rounds, profile_causal_lm
+
+    lm = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32).eval()
+    rounds = Rounds(repeats=2, warmup=1)
+    entry, finish = profile_causal_lm(lm, rounds, grid=QUICK_DECODER_GRID, context=16, pieces=("translator",))
+    rounds.run()
+    finish()
+    assert list(entry["pieces"]) == ["translator"]
+    assert np.asarray(entry["pieces"]["translator"]["ms"]).shape == (2, 2)
+    with pytest.raises(ValueError, match="unknown \\['lens'\\].*translator"):
+        profile_causal_lm(lm, Rounds(repeats=2, warmup=1), grid=QUICK_DECODER_GRID, context=16, pieces=("lens",))
+
+
 def test_cli_profile_quick(tiny_encoder_dir, tmp_path):
     from toolkit.cli import main
 
