@@ -177,12 +177,21 @@ def _common_reference(A, Bv, reference):
     return side[0].reference, np.mean([v.reference_cost for v in side], 0)
 
 
-def _paired(A, Bv, statistic, *, n_boot, ci, seed):
+def _seeds_label(A, Bv, same_runs: bool) -> str:
+    """The frame's ``seeds``: runs per side, and whether they are the same runs resampled together."""
+    return f"{len(A)} / {len(Bv)}" + (" (same runs)" if same_runs else "")
+
+
+def _paired(A, Bv, statistic, *, n_boot, ci, seed, same_runs: bool = False):
     """``statistic(view, weights) -> [1+B, J]`` on the data and ``n_boot`` shared example resamples, for every
     seed of both policies; seeds resampled per draw when a policy has several (two-level bootstrap). Returns the
     point estimates (means over seeds) ``[J]`` of a and b, the interval of ``a - b`` and the share of draws with
-    ``a > b``."""
+    ``a > b``. ``same_runs``: ``A[i]`` and ``Bv[i]`` are one training run scored two ways, so one seed draw serves
+    both sides (resampling them apart adds the runs' spread to a difference that does not hold it)."""
     check_bootstrap(n_boot, ci)
+    if same_runs and len(A) != len(Bv):
+        raise ValueError(f"same_runs=True pairs the i-th view of each side (one training run scored two ways); the "
+                         f"sides hold {len(A)} and {len(Bv)} runs")
     N = len(A[0].example_ids)
     clusters = A[0].clusters
     for v in A + Bv:
@@ -202,6 +211,7 @@ def _paired(A, Bv, statistic, *, n_boot, ci, seed):
     rng = np.random.default_rng(seed + 1)
     ia = rng.integers(0, len(A), (n_boot, len(A)))  # seeds resampled per draw (identity when one seed)
     ib = rng.integers(0, len(Bv), (n_boot, len(Bv)))
+    ib = ia if same_runs else ib
     draw = np.arange(n_boot)[:, None]
     ma = va[ia, 1 + draw].mean(1) if len(A) > 1 else va[0, 1:]  # [B, J]
     mb = vb[ib, 1 + draw].mean(1) if len(Bv) > 1 else vb[0, 1:]
@@ -216,7 +226,8 @@ def _paired(A, Bv, statistic, *, n_boot, ci, seed):
 
 def compare(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged], *, budgets=(2.0, 3.0, 4.0),
             metric: str = "accuracy", reference: str | None = None, n_boot: int = 1000, ci: float = 0.95,
-            seed: int = 0, names: tuple[str, str] = ("a", "b"), subset: bool = False) -> Comparison:
+            seed: int = 0, names: tuple[str, str] = ("a", "b"), subset: bool = False,
+            same_runs: bool = False) -> Comparison:
     """Paired-bootstrap difference ``a - b`` of the frontier metric at equal budgets.
 
     Parameters
@@ -237,6 +248,10 @@ def compare(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged], *, budge
     subset : bool
         Compare on the examples both sides hold when one holds fewer (default: refuse; the sides must be views of
         one task, split, label set and example set, with the same gold labels; their models may differ).
+    same_runs : bool
+        The two sides are the same training runs scored two ways (``a[i]`` and ``b[i]`` one run, e.g. energy and
+        max-prob routing, or calibrated and T=1): one seed draw per resample serves both sides (default: each
+        side's seeds are resampled on their own, as for policies trained apart).
     """
     budgets = _check_budgets(budgets)
     A, Bv = _align(a, b, metric, names=names, subset=subset)
@@ -245,17 +260,18 @@ def compare(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged], *, budge
     def stat(v, w):
         return frontier_at_budgets(v, w, budgets=budgets, reference_cost=ref_cost, metric=metric)
 
-    ea, eb, lo, hi, better = _paired(A, Bv, stat, n_boot=n_boot, ci=ci, seed=seed)
+    ea, eb, lo, hi, better = _paired(A, Bv, stat, n_boot=n_boot, ci=ci, seed=seed, same_runs=same_runs)
     frame = pd.DataFrame({"budget": [f"{k:g}x" for k in budgets], "speedup": np.asarray(budgets, float),
                           names[0]: ea, names[1]: eb, "difference": ea - eb, "lo": lo, "hi": hi,
-                          f"P({names[0]} > {names[1]})": better, "seeds": f"{len(A)} / {len(Bv)}"})
+                          f"P({names[0]} > {names[1]})": better, "seeds": _seeds_label(A, Bv, same_runs)})
     frame.attrs["statistic"] = f"best {metric} at mean cost <= {ref_name} / budget (frontier)"
     return Comparison(frame, metric, ref_name, n_boot, ci, seed)
 
 
 def compare_speedups(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged], *, max_drop: float = 0.0,
                      metric: str = "accuracy", reference: str | None = None, n_boot: int = 1000, ci: float = 0.95,
-                     seed: int = 0, names: tuple[str, str] = ("a", "b"), subset: bool = False) -> Comparison:
+                     seed: int = 0, names: tuple[str, str] = ("a", "b"), subset: bool = False,
+            same_runs: bool = False) -> Comparison:
     """Paired-bootstrap difference ``a - b`` of the largest speed-up whose ``metric`` is within ``max_drop``
     (absolute) of each policy's last stage (``max_drop=0``: "reaches the last stage's metric at ...x").
 
@@ -271,10 +287,10 @@ def compare_speedups(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged],
     def stat(v, w):
         return speedup_at_drop(v, w, max_drop=max_drop, reference_cost=ref_cost, metric=metric)[:, None]
 
-    ea, eb, lo, hi, better = _paired(A, Bv, stat, n_boot=n_boot, ci=ci, seed=seed)
+    ea, eb, lo, hi, better = _paired(A, Bv, stat, n_boot=n_boot, ci=ci, seed=seed, same_runs=same_runs)
     frame = pd.DataFrame({"max_drop": [float(max_drop)], names[0]: ea, names[1]: eb, "difference": ea - eb,
                           "lo": lo, "hi": hi, f"P({names[0]} > {names[1]})": better,
-                          "seeds": f"{len(A)} / {len(Bv)}"})
+                          "seeds": _seeds_label(A, Bv, same_runs)})
     frame.attrs["statistic"] = (f"largest speed-up (x, against {ref_name}) with {metric} within {max_drop:g} of "
                                 f"the policy's last stage")
     return Comparison(frame, metric, ref_name, n_boot, ci, seed)
@@ -296,7 +312,8 @@ def _crossfit_outcomes(v: Staged, rows: tuple[np.ndarray, np.ndarray], opts: dic
 def compare_crossfit(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged], *, rule: str = "budget",
                      budget: float | None = None, max_drop: float = 0.01, delta: float = 0.01, epsilon: float = 0.05,
                      metric: str = "accuracy", reference: str | None = None, n_boot: int = 1000, ci: float = 0.95,
-                     seed: int = 0, names: tuple[str, str] = ("a", "b"), subset: bool = False) -> Comparison:
+                     seed: int = 0, names: tuple[str, str] = ("a", "b"), subset: bool = False,
+            same_runs: bool = False) -> Comparison:
     """Paired-bootstrap difference ``a - b`` of the operating points each policy *chooses* by cross-fitting: the
     threshold is chosen by ``rule`` on one seeded half of the examples and applied to the other, then the halves
     swap (the same halves for both policies), so every example is scored by a threshold chosen without it.
@@ -323,12 +340,12 @@ def compare_crossfit(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged],
         m = v.metric_of(w @ stats, n, metric)
         return np.stack([m, (w @ v.reference_cost) / (w @ cost)], 1)  # [1+B, 2]
 
-    ea, eb, lo, hi, better = _paired(A, Bv, stat, n_boot=n_boot, ci=ci, seed=seed)
+    ea, eb, lo, hi, better = _paired(A, Bv, stat, n_boot=n_boot, ci=ci, seed=seed, same_runs=same_runs)
     setting = (f"budget {budget:g}x" if rule == "budget" else f"drop <= {max_drop:g}" if rule == "drop"
                else f"risk delta {delta:g}, epsilon {epsilon:g}")
     frame = pd.DataFrame({"statistic": [metric, "speedup"], "rule": setting, names[0]: ea, names[1]: eb,
                           "difference": ea - eb, "lo": lo, "hi": hi, f"P({names[0]} > {names[1]})": better,
-                          "seeds": f"{len(A)} / {len(Bv)}"})
+                          "seeds": _seeds_label(A, Bv, same_runs)})
     frame.attrs["statistic"] = (f"{metric} and speed-up (against {ref_name}) of the threshold chosen by rule "
                                 f"{setting} on the other half (cross-fitted, halves seed {seed})")
     return Comparison(frame, metric, ref_name, n_boot, ci, seed)
