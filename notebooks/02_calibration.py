@@ -94,7 +94,7 @@ report.show(fig, alt=f"Twelve reliability diagrams, one per exit of MiniLM-L6 on
 raw_views = sets.views()
 scaled_views = [engine.staged(calibration.crossfit_temperatures(t).apply(t)) for t in sets.test]
 cmp = engine.compare(scaled_views, raw_views, budgets=(1.5, 2, 3), n_boot=catalogue.N_BOOT, seed=catalogue.SEED,
-                     names=("T cross-fitted", "T=1"))
+                     names=("T cross-fitted", "T=1"), same_runs=True)  # one run per seed, scored two ways
 ops = report.crossfit_table({"T=1": raw_views, "T cross-fitted": scaled_views}, rule="drop", max_drop=0.01)
 curves = {"T = 1": engine.sweep(raw_views[0]), "per-exit T, cross-fitted": engine.sweep(scaled_views[0]),
           "per-exit T from cal": engine.sweep(engine.staged(test, temperature=t_cal))}
@@ -156,7 +156,7 @@ for task in ["sst2", "mrpc", "rte", "cola", "agnews"]:
     ct = calibration.crossfit_temperatures(t)
     b, a = calibration.calibration_table(t), calibration.calibration_table(ct.apply(t))
     c2 = engine.compare([engine.staged(calibration.crossfit_temperatures(x).apply(x)) for x in s.test], s.views(), budgets=(2,),
-                        n_boot=catalogue.N_BOOT, seed=catalogue.SEED).frame.iloc[0]
+                        n_boot=catalogue.N_BOOT, seed=catalogue.SEED, same_runs=True).frame.iloc[0]
     rows.append({"task": task, "seeds": len(s), "n test": t.n_examples, "median T": np.median(ct.fitted),
                  "T fits at a bound": len(ct.degenerate),
                  "ECE T=1": b.ece.mean(), "ECE cross-fitted": a.ece.mean(), "NLL T=1": b.nll.mean(),

@@ -108,9 +108,9 @@ print(f"Super alone: accuracy {super_acc:.4f}")
 print(pd.DataFrame(rows).round(3).to_string(index=False))
 names = ("energy", "max-prob")
 sp = engine.compare_speedups(views["energy T=1"], views["max-prob"], max_drop=0.0, n_boot=catalogue.N_BOOT, seed=catalogue.SEED,
-                             names=names).frame
+                             names=names, same_runs=True).frame
 acc = engine.compare(views["energy T=1"], views["max-prob"], budgets=(1.5, 2, 3), n_boot=catalogue.N_BOOT, seed=catalogue.SEED,
-                     names=names).frame
+                     names=names, same_runs=True).frame
 print("\nspeed-up at Super's accuracy, energy (T = 1) minus max-prob:")
 print(sp.round(3).to_string(index=False))
 print("\nbest accuracy at equal budgets, energy (T = 1) minus max-prob:")
@@ -198,8 +198,10 @@ for task in ["sst2", "mrpc", "rte", "cola", "agnews"]:
     m_views = [engine.staged(t, score="max_prob") for t in tests]
     m = e_views[0].metric
     base = engine.sweep(m_views[0])
-    c_sp = engine.compare_speedups(e_views, m_views, max_drop=0.0, metric=m, n_boot=catalogue.N_BOOT, seed=catalogue.SEED).frame
-    c_2 = engine.compare(e_views, m_views, budgets=(2,), metric=m, n_boot=catalogue.N_BOOT, seed=catalogue.SEED).frame
+    c_sp = engine.compare_speedups(e_views, m_views, max_drop=0.0, metric=m, n_boot=catalogue.N_BOOT, seed=catalogue.SEED,
+                                   same_runs=True).frame
+    c_2 = engine.compare(e_views, m_views, budgets=(2,), metric=m, n_boot=catalogue.N_BOOT, seed=catalogue.SEED,
+                         same_runs=True).frame
     rows.append({"task": task, "metric": m, "seeds": len(s), "Swift": base.column(m)[-1], "Super": base.column(m)[0],
                  "energy at Super": c_sp["a"].iloc[0], "max-prob at Super": c_sp["b"].iloc[0],
                  "difference": c_sp["difference"].iloc[0], "lo": c_sp["lo"].iloc[0], "hi": c_sp["hi"].iloc[0],

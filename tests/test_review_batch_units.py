@@ -134,9 +134,6 @@ def test_same_runs_refuses_sides_of_different_run_counts():
         engine.compare(a, b[:2], budgets=(1.5,), n_boot=50, same_runs=True)
 
 
-@pytest.mark.xfail(strict=True, reason="review: claims' E-LANG and Right Tool rows compare the same runs scored two "
-                                       "ways but resample each side's seeds apart; needs same_runs=True and the "
-                                       "claims page (and notebooks 02/05) regenerated")
 def test_claims_resample_one_runs_two_scorings_together():
     from toolkit.zoo import catalogue, claims
 

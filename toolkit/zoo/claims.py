@@ -71,7 +71,7 @@ def right_tool(*, tasks=TASKS, n_boot: int = catalogue.N_BOOT, seed: int = catal
         s = catalogue.load_seeds(task, "minilm6_me", verbose=False)
         scaled = [engine.staged(crossfit_temperatures(t, seed=seed).apply(t), reference=catalogue.REFERENCE)
                   for t in s.test]
-        kw = dict(n_boot=n_boot, seed=seed, names=("calibrated", "T=1"))
+        kw = dict(n_boot=n_boot, seed=seed, names=("calibrated", "T=1"), same_runs=True)  # one run, two scorings
         x = engine.compare_crossfit(scaled, s.views(), rule="budget", budget=2, **kw).frame
         c = engine.compare(scaled, s.views(), budgets=(2,), **kw).frame
         rows.append(_row("calibration moves the early-exit trade-off (Right Tool)", task,
@@ -132,7 +132,7 @@ def elang(*, tasks=TASKS, n_boot: int = catalogue.N_BOOT, seed: int = catalogue.
         e = [engine.staged(t, score="energy", reference=catalogue.REFERENCE) for t in tests]
         m = [engine.staged(t, score="max_prob", reference=catalogue.REFERENCE) for t in tests]
         metric = e[0].metric
-        kw = dict(metric=metric, n_boot=n_boot, seed=seed, names=("energy", "max-prob"))
+        kw = dict(metric=metric, n_boot=n_boot, seed=seed, names=("energy", "max-prob"), same_runs=True)
         x = engine.compare_crossfit(e, m, rule="drop", max_drop=0.0, **kw).frame
         c = engine.compare_speedups(e, m, max_drop=0.0, **kw).frame
         rows.append(_row("energy beats softmax routing (E-LANG, encoders)", task,
@@ -141,7 +141,7 @@ def elang(*, tasks=TASKS, n_boot: int = catalogue.N_BOOT, seed: int = catalogue.
     if "sst2" in tasks and catalogue.available("sst2", "t2t"):
         e = _views("sst2", "t2t", score="energy", how="mean")
         m = _views("sst2", "t2t", score="max_prob", how="mean")
-        kw = dict(metric="exact_match", n_boot=n_boot, seed=seed, names=("energy", "max-prob"))
+        kw = dict(metric="exact_match", n_boot=n_boot, seed=seed, names=("energy", "max-prob"), same_runs=True)
         x = engine.compare_crossfit(e, m, rule="drop", max_drop=0.005, **kw).frame
         c = engine.compare_speedups(e, m, max_drop=0.005, **kw).frame
         rows.append(_row("energy beats softmax routing (E-LANG, text-to-text)", "sst2",
