@@ -183,8 +183,8 @@ report.conclude(calm_read.markdown())
 # exit. A latency profile of SmolLM2 on this project's CPU (`benchmarks/latency_profile_cpu.json`, written by
 # `toolkit profile`) prices the CALM decoder's own schedule: per token at batch 1, and in batches of 4 prompts
 # (sorted by prompt length) where a step runs each layer on its rows still running
-# (`latency.calm_time_curves`; the [LLM guide](../guides/llm.md) has the time budget). Logit-lens exits only: the
-# profile does not time a tuned exit's translator.
+# (`latency.calm_time_curves`; the [LLM guide](../guides/llm.md) has the time budget). Logit-lens exits here;
+# tuned exits are costed the same way, their translator timed as a piece of the profile.
 
 # %%
 PROFILE = latency.load_profile(next(p for p in (Path("../benchmarks"), Path("benchmarks")) if p.is_dir())
