@@ -113,3 +113,84 @@ def test_policies_and_collection_parts_share_the_one_writer(tmp_path, monkeypatc
     for f in (pol, sig, chunk):
         assert stat.S_IMODE(os.stat(f).st_mode) == 0o644, f
         assert any(n.startswith(f".{f.name}.{os.getpid()}.") and n.endswith(".tmp") for n in renamed), (f, renamed)
+
+
+# ------------------------------------------------------------------------------------------------ caches
+def _cache_table():
+    import pyarrow as pa
+
+    return pa.table({"example_id": ["a", "b", "c"], "x": np.array([1.5, -2.0, 3.25], dtype=np.float32)})
+
+
+HEAD = {"kind": "test", "schema_version": 1, "note": "é"}
+
+
+def _write_cache(path):
+    from toolkit.caches.io import write_cache_table
+
+    return write_cache_table(_cache_table(), path, HEAD)
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit, RuntimeError, OSError])
+def test_a_cache_interrupted_mid_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch, interrupt):
+    import pyarrow.parquet as pq
+
+    path = _write_cache(tmp_path / "c.parquet")
+    old = path.read_bytes()
+    real = pq.write_table
+
+    def half(table, where, **kw):  # the real writer, cut off after part of the file
+        real(table, where, **kw)
+        where.truncate(len(old) // 2) if hasattr(where, "truncate") else Path(where).write_bytes(old[:len(old) // 2])
+        raise interrupt("disk gone")
+
+    monkeypatch.setattr(pq, "write_table", half)
+    with pytest.raises(interrupt):
+        _write_cache(path)
+    assert path.read_bytes() == old and _leftovers(tmp_path) == []
+
+
+def test_a_cache_round_trips_exactly_and_writes_the_bytes_parquet_writes(tmp_path):
+    import pyarrow.parquet as pq
+
+    from toolkit.caches.io import read_cache_table
+
+    path = _write_cache(tmp_path / "sub" / "c.parquet")  # a missing folder is made, as before
+    table, head = read_cache_table(path, kind="test", schema_version=1)
+    assert table.equals(_cache_table()) and head == HEAD and stat.S_IMODE(os.stat(path).st_mode) == 0o644
+    again = _write_cache(tmp_path / "c2.parquet")
+    assert again.read_bytes() == path.read_bytes()  # same table and header, same bytes
+    direct = tmp_path / "direct.parquet"  # the writer's file object gives the bytes of parquet's own path writer
+    pq.write_table(pq.read_table(path), direct, compression="zstd", write_page_checksum=True,
+                   write_statistics=False)
+    assert direct.read_bytes() == path.read_bytes()
+    assert _leftovers(tmp_path) == [] and _leftovers(tmp_path / "sub") == []
+
+
+def test_caches_share_the_one_writer_and_its_refusals(tmp_path, monkeypatch):
+    """Before, write_cache_table kept its own copy of the temporary-file-and-rename: it replaced a symbolic link by
+    a plain file (cutting the link), overwrote a read-only cache, and reset an existing cache's mode to 0644."""
+    from toolkit.caches import io
+
+    path = _write_cache(tmp_path / "c.parquet")
+    os.chmod(path, 0o640)
+    _write_cache(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640  # an existing cache keeps its mode
+    link = tmp_path / "l.parquet"
+    link.symlink_to(path)
+    with pytest.raises(CacheError, match="a symbolic link"):
+        _write_cache(link)
+    assert link.is_symlink()
+    os.chmod(path, 0o444)
+    try:
+        with pytest.raises(CacheError, match="is read-only"):
+            _write_cache(path)
+    finally:
+        os.chmod(path, 0o644)
+    with pytest.raises(CacheError, match="is a directory"):
+        _write_cache(tmp_path)
+    calls = []
+    real = io.write_atomic
+    monkeypatch.setattr(io, "write_atomic", lambda p, data, **kw: calls.append((Path(p), kw)) or real(p, data, **kw))
+    _write_cache(path)
+    assert calls == [(path, {"error": CacheError})] and _leftovers(tmp_path) == []

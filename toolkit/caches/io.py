@@ -11,9 +11,9 @@ Writing, :func:`write_cache_table(table, path, header) <write_cache_table>`:
   metadata key ``b"toolkit"`` with one more key, ``integrity``: ``{"algorithm": "sha256", "content": <hex>}``,
   the sha256 of the header (without ``integrity``, canonical JSON) and of every column's decoded values
   (:func:`content_hash`).
-- The file is written atomically (a temporary file unique to this process in the same folder, fsync, rename) with
-  zstd compression and Parquet page checksums (CRC32 of every data page), without column statistics (nothing reads
-  them). Writing the same table and header twice gives the same bytes.
+- The file is written atomically (:func:`write_atomic`: a temporary file unique to this process in the same folder,
+  fsync, rename) with zstd compression and Parquet page checksums (CRC32 of every data page), without column
+  statistics (nothing reads them). Writing the same table and header twice gives the same bytes.
 - Columns must hold no nulls; supported types: integers, floats (16/32/64), booleans, strings, binary, and
   (fixed-size) lists of these.
 
@@ -182,7 +182,9 @@ def content_hash(table, header: dict) -> str:
 # ------------------------------------------------------------------------------------------------ writing
 def write_cache_table(table, path: str | os.PathLike, header: dict) -> Path:
     """Write ``table`` with ``header`` (needs ``kind`` and ``schema_version``) atomically, with page checksums and a
-    content hash; returns the path. See the module docstring."""
+    content hash; returns the path. See the module docstring. The file goes through :func:`write_atomic` (old file
+    or the whole new one, never a part; a symbolic link, a read-only file or a FIFO refused with :class:`CacheError`;
+    an existing file keeps its mode); a missing folder is created."""
     import pyarrow.parquet as pq
 
     if not isinstance(header.get("kind"), str) or not _is_int(header.get("schema_version")):
@@ -194,18 +196,8 @@ def write_cache_table(table, path: str | os.PathLike, header: dict) -> Path:
     if path.is_dir():
         raise CacheError(f"{path}: is a directory; give the cache file's name (e.g. {path / 'cache.parquet'})")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp, compression="zstd", write_page_checksum=True, write_statistics=False)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a cache is a shareable artifact
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda f: pq.write_table(table, f, compression="zstd", write_page_checksum=True,
+                                                       write_statistics=False), error=CacheError)
 
 
 def write_atomic(path: str | os.PathLike, data, *, error: type[Exception] = ValueError) -> Path:
