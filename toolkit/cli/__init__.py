@@ -33,6 +33,7 @@ from toolkit.cli import (
     upgrade,
     zoo,
 )
+from toolkit.cli._common import Parser
 
 NN_PACKAGES = {"torch", "transformers", "accelerate", "safetensors", "sklearn", "datasets", "gguf"}
 COMMANDS = (collect, train, difficulty, probe, info, sweep, plot, predict, train_t2t, generate, route, zoo, upgrade,
@@ -57,9 +58,8 @@ EPILOG = """examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="toolkit", description="Collect every exit's logits once; analyse early exit, "
-                                "cascades and Swift/Super routing offline.", epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="toolkit", description="Collect every exit's logits once; analyse early exit, cascades and "
+               "Swift/Super routing offline.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     from toolkit import __version__
 
     p.add_argument("--version", action="version", version=f"toolkit {__version__}")

@@ -6,6 +6,22 @@ import argparse
 import math
 
 
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` with checks across flags: each function of :attr:`checks` gets ``(namespace, parser)``
+    once this parser has parsed its arguments (a subcommand's parser included, so every caller of ``parse_args``
+    sees them) and refuses a bad combination with ``parser.error`` (exit 2, the command's usage)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.checks: list = []
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, rest = super().parse_known_args(args, namespace)
+        for check in self.checks:
+            check(namespace, self)
+        return namespace, rest
+
+
 def _number(kind, text: str, *, low=None, low_open=False, high=None):
     try:
         v = kind(text)
@@ -103,11 +119,25 @@ def profile_args(p: argparse.ArgumentParser, *, what: str) -> None:
     p.add_argument("--profile-model", nargs="+", help="--profile: the profile's model for the cache's model (one "
                                                       "per cascade member; default: the cache's model names, "
                                                       "then their source models)")
-    p.add_argument("--batch", type=positive_int, default=1,
+    p.add_argument("--batch", type=positive_int,
                    help="--profile: predicted time per example of the runtime at this batch size, exactly at every "
                         "threshold (encoders and cascades: sorted, padded batches, exited rows leaving, escalated "
                         "examples re-batched; LLM token caches: the CALM decoder on batches of this many prompts, "
-                        "each step running to its deepest exit) (default 1)")
+                        "each step running to its deepest exit) (default 1; needs --profile)")
+    p.checks.append(_needs_profile)
+
+
+def _needs_profile(a: argparse.Namespace, p: argparse.ArgumentParser) -> None:
+    """``--batch`` and ``--profile-model`` without ``--profile`` are refused (they would be ignored: the cost stays
+    in FLOPs); with a profile, ``--batch`` defaults to 1."""
+    if a.profile is None:
+        given = (["--batch prices the runtime's batches in predicted time"] if a.batch is not None else []) + \
+                (["--profile-model names the profile's models"] if a.profile_model is not None else [])
+        if given:
+            p.error(f"{' and '.join(given)} and needs --profile PROFILE.json (a latency profile made with "
+                    f"`toolkit profile`); without it the cost is FLOPs")
+    elif a.batch is None:
+        a.batch = 1
 
 
 def input_file(path, what: str = "file"):
