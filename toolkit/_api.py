@@ -15,12 +15,14 @@ Traceback (most recent call last):
 TypeError: ece() takes its options by keyword since 0.3: ece(probs, labels, n_bins=10)
 
 :func:`renamed` keeps an old name importable for one release, with a ``DeprecationWarning`` naming the new one.
+:func:`check_batch` is the one check of a batch-size option.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import numbers
 import warnings
 from collections.abc import Callable
 
@@ -74,3 +76,16 @@ def renamed(names: dict[str, tuple[str, object]], *, module: str) -> Callable[[s
         raise AttributeError(f"module {module!r} has no attribute {attr!r}")
 
     return __getattr__
+
+
+def check_batch(value, *, name: str = "batch") -> int:
+    """``value`` as an ``int`` if it is a batch size (an integer >= 1, numpy integers too), else a ``ValueError``
+    naming the option ``name`` and the fix. A bool is refused (to Python ``True`` is 1: ``batch=True`` ran at batch
+    1), as are floats (``8.0``), strings and values below 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        why = ("a bool is not a batch size" if isinstance(value, bool) or type(value).__name__ == "bool_" else
+               "batch 1 runs each example alone" if isinstance(value, numbers.Integral) else
+               f"a {type(value).__name__} is not a batch size")
+        raise ValueError(f"{name} must be an integer >= 1 (rows per batch), got {_short(value)}: {why}; pass an "
+                         f"int, e.g. {name}=1 or {name}=32")
+    return int(value)
