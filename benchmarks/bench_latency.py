@@ -193,14 +193,16 @@ def llm_cases(model, tok, prof, a, out):
             thr = float(thr)
             sim = calm_offline(trajs, checked, thr)
             dec = CalmDecoder(model, checked, thr)
-            pred = sum(lat.calm_run_ms(pm, [sim[i][0] for i in g], checked) for g in groups)
+            pred = sum(lat.calm_run_ms(pm, [sim[i][0] for i in g], checked, exit_pieces=dec.exit_pieces)
+                       for g in groups)
             flops_speed = calm_speedup([t["n_prompt"] for t in trajs], [s[0] for s in sim], checked, dims)
             extra = dict(offline_mean_exit_layer=float(np.mean(np.concatenate([s[0] for s in sim]))))
         else:
             k, d = (int(x) for x in op.split(":"))
             flops_speed, blocks = spec_predicted(trajs, k, d, M, dims)
             dec = SelfSpeculativeDecoder(model, k, d)
-            pred = sum(lat.self_speculative_run_ms(pm, [blocks[i] for i in g], k, d, M) for g in groups)
+            pred = sum(lat.self_speculative_run_ms(pm, [blocks[i] for i in g], k, d, M, exit_pieces=dec.exit_pieces)
+                       for g in groups)
             extra = dict(offline_mean_accepted=float(np.mean(np.concatenate(blocks))))
         pred_ref = sum(lat.greedy_run_ms(pm, [len(ref[i]) for i in g]) for g in groups)
         toks = {}
@@ -216,7 +218,8 @@ def llm_cases(model, tok, prof, a, out):
         n_ref = sum(len(x) for x in ref)
         scale = n_m / n_ref  # per generated token: a CALM output can be longer or shorter than the full model's
         if method == "calm":  # the latency model on the exits the real decode took (its own error, apart from the
-            real = sum(lat.calm_run_ms(pm, [toks["x"][i] for i in g], checked) for g in groups)  # exit estimate's)
+            real = sum(lat.calm_run_ms(pm, [toks["x"][i] for i in g], checked, exit_pieces=dec.exit_pieces)
+                       for g in groups)  # exit estimate's)
             extra.update(realized_predicted_speedup=float(pred_ref / real * scale),
                          realized_flops_speedup=float(calm_speedup([t["n_prompt"] for t in trajs], toks["x"],
                                                                    checked, dims)),

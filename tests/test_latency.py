@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +138,30 @@ def test_self_speculative_by_hand():
     # batch: the second row (one block, cap 1) runs with the first at the first block's draft length
     both = lat.self_speculative_run_ms(m, [[2, 0, 1], [0]], 2, 2, 6)
     assert both > got
+    # one token of budget left (cap 0): a greedy step, set up twice (layers 1..k, then k+1..L), like greedy_run_ms
+    greedy = 2 * P["setup"](1, 1) + 4 * P["layer"](1, 1) + P["head"](1, 1) + P["step_overhead"](1, 1)
+    assert lat.self_speculative_run_ms(m, [[2, 0, 0]], 2, 2, 5) == pytest.approx(block(2) + block(1) + float(greedy))
+    assert lat.self_speculative_run_ms(m, [[0] * 5], 2, 0, 5) == pytest.approx(lat.greedy_run_ms(m, [5]))
+
+
+def test_self_speculative_tuned_draft_prices_its_translator():
+    """A tuned draft exit runs its translator (h + Linear(H, H)) before the lens at every draft step: blocks of
+    draft lengths 2, 2, 1 (one row), then a batch of two rows, evaluate the exit 5 and 2 + 2 + 1 times."""
+    m = synthetic_profile().model("lm")
+    tr = lat.Piece("translator", (1, 2, 4, 8), (1.0,), np.array([[0.3 + 0.02 * b] for b in (1, 2, 4, 8)]))
+    mt = replace(m, pieces={**m.pieces, "translator": tr})
+    tuned = ("exit", "translator")
+    lens = lat.self_speculative_run_ms(mt, [[2, 0, 1]], 2, 2, 6)
+    assert lens == pytest.approx(lat.self_speculative_run_ms(m, [[2, 0, 1]], 2, 2, 6, exit_pieces=("exit",)))
+    assert lat.self_speculative_run_ms(mt, [[2, 0, 1]], 2, 2, 6, exit_pieces=tuned) - lens == pytest.approx(5 * 0.32)
+    two = [[2, 0, 1], [0, 2]]  # row 1: blocks capped at 2 and min(2, 6 - 1 - 1) = 2, with row 0's at 2 and 2
+    extra = lat.self_speculative_run_ms(mt, two, 2, 2, 6, exit_pieces=tuned) - lat.self_speculative_run_ms(mt, two, 2, 2, 6)
+    assert extra == pytest.approx(2 * 2 * 0.34 + 0.32)
+    with pytest.raises(KeyError, match="no piece 'translator'"):
+        lat.self_speculative_run_ms(m, [[1]], 2, 2, 6, exit_pieces=tuned)
+    for bad in (("exit", "confidence"), ("translator",)):
+        with pytest.raises(ValueError, match="no confidence"):
+            lat.self_speculative_run_ms(mt, [[1]], 2, 2, 6, exit_pieces=bad)
 
 
 # ---------------------------------------------------------------------------------------------- engine and CLI

@@ -299,5 +299,5 @@ def test_prediction_is_what_the_decoder_calls(monkeypatch, exits):
     ex = np.concatenate(res.exit_layers)
     assert len(set(ex.tolist())) >= 3, f"thresholds should mix exits, got {np.unique(ex)}"
     pieces = ("exit", "confidence", "translator") if exits == "tuned" else ("exit", "confidence")
-    assert (translated[0] > 0) == (exits == "tuned")
+    assert (translated[0] > 0) == (exits == "tuned") and dec.exit_pieces == pieces
     assert spent[0] == pytest.approx(lat.calm_run_ms(m, res.exit_layers, checked, exit_pieces=pieces))

@@ -26,7 +26,8 @@ kept beside them), so predictions are exact at grid points and monotone between 
 - CALM (:class:`toolkit.nn.causal.decode.CalmDecoder`): per step, each layer on the rows still running, each checked
   exit on them, state propagation for the rows that exited, the LM head on the rest; finished rows leave;
 - self-speculative decoding: each block's passes (:func:`toolkit.analysis.cost.causal.self_speculative_passes`, the
-  definition the decoder checks itself against) at the block's draft length, for the rows still decoding.
+  definition the decoder checks itself against) at the block's draft length, for the rows still decoding; each draft
+  exit evaluation with a tuned exit's translator where the draft exit is tuned.
 
 Per example, for a sweep (:func:`with_predicted_time`): a cache view's cumulative cost per stage in predicted
 milliseconds at batch 1 (exact for the schedule). Above batch 1 no per-example cost is exact (a batch runs to its
@@ -66,7 +67,7 @@ MAX_PROFILE_BYTES = 64 << 20  # a profile of many models and grids is well under
 __all__ = ["PROFILE_FORMAT", "INTERPOLATION", "Piece", "ModelProfile", "LatencyProfile", "load_profile",
            "monotone", "encoder_run_ms", "encoder_full_ms", "forward_ms", "cascade_run_ms", "calm_run_ms", "greedy_run_ms",
            "greedy_step_ms", "calm_step_ms", "calm_token_ms", "calm_time_sweep", "CalmTimeCurves", "calm_time_curves",
-           "self_speculative_run_ms", "encoder_example_ms", "cascade_example_ms", "with_predicted_time", "models_for", "SpeedupAgreement", "speedup_agreement",
+           "self_speculative_run_ms", "SPEC_EXIT_PIECES", "encoder_example_ms", "cascade_example_ms", "with_predicted_time", "models_for", "SpeedupAgreement", "speedup_agreement",
            "time_budget_speedup", "TimeBudgetChoice", "choose_time_budget",
            "early_exit_batches", "early_exit_ms", "cascade_batches", "cascade_ms", "sweep_stages", "encoder_time_sweep",
            "time_sweep", "ROW_SHARES_REFUSED"]
@@ -425,13 +426,24 @@ def calm_run_ms(m: ModelProfile, exit_layers: Sequence, checked_layers, *,
     return float(calm_step_ms(m, running, alive.sum(1), checked_layers, exit_pieces=exit_pieces).sum())
 
 
+SPEC_EXIT_PIECES = ("exit", "translator")  # what a draft exit may run: the lens, a tuned exit's translator before it
+
+
 def self_speculative_run_ms(m: ModelProfile, accepted: Sequence, draft_layer: int, draft_length: int,
-                            max_new_tokens: int) -> float:
+                            max_new_tokens: int, *, exit_pieces=("exit",)) -> float:
     """Predicted milliseconds of :class:`~toolkit.nn.causal.decode.SelfSpeculativeDecoder` (one batch) whose rows'
     blocks accept ``accepted[r]`` drafts each: block j runs, for the rows still decoding, the passes of
     :func:`~toolkit.analysis.cost.causal.self_speculative_passes` at the largest draft length its rows may take
-    (``min(d, max_new_tokens - 1 - emitted)``), each pass a set-up, its layers at its positions, its exit and head
-    evaluations, plus the loop's overhead."""
+    (``min(d, max_new_tokens - 1 - emitted)``), each pass a set-up, its layers at its positions, its exit
+    evaluations (one position per row each, every piece of ``exit_pieces``: the lens ``exit``, plus ``"translator"``
+    for tuned exits, as the decoder's ``exit_pieces`` names them) and its head evaluations, plus the loop's overhead.
+    A block with no draft (one token of budget left) is a greedy step: its one pass is set up twice, as the decoder
+    runs layers 1..k and k+1..L apart (:func:`greedy_step_ms`)."""
+    exit_pieces = tuple(exit_pieces)
+    if "exit" not in exit_pieces or not set(exit_pieces) <= set(SPEC_EXIT_PIECES):
+        raise ValueError(f"exit_pieces={exit_pieces!r}: a self-speculative draft exit runs the lens 'exit' and, if "
+                         f"tuned, its 'translator' (no confidence: a draft is the exit's argmax); pass ('exit',) or "
+                         f"{SPEC_EXIT_PIECES!r}")
     R = len(accepted)
     J = max(len(a) for a in accepted)
     cap = np.full((J, R), -1, dtype=np.int64)
@@ -443,9 +455,9 @@ def self_speculative_run_ms(m: ModelProfile, accepted: Sequence, draft_layer: in
     for D, B in zip(cap.max(1), (cap >= 0).sum(1)):  # one block at a time (blocks, not tokens)
         for p in self_speculative_passes(draft_layer, int(D), m.layers):
             t = m["setup"](B, p.positions) + p.n_layers * m["layer"](B, p.positions)
-            t = t + p.exits * m["exit"](B, 1) + (m["head"](B, p.heads) if p.heads else 0.0)
+            t = t + p.exits * sum(m[q](B, 1) for q in exit_pieces) + (m["head"](B, p.heads) if p.heads else 0.0)
             total += float(t)
-        total += float(m["step_overhead"](B, 1))
+        total += float(m["step_overhead"](B, 1) + (m["setup"](B, 1) if D == 0 else 0.0))
     return total
 
 

@@ -407,7 +407,10 @@ class SelfSpeculativeDecoder:
         self.eos = _eos_set(model, eos_token_ids)
         self.slack = compact_slack
         self.dims = CausalLMDims.from_config(model.config.to_dict())
-        self.exit_overhead = translator_flops(self.dims) if isinstance(self.exit, TunedExits) else 0.0
+        tuned = isinstance(self.exit, TunedExits)
+        self.exit_overhead = translator_flops(self.dims) if tuned else 0.0
+        # the latency profile's pieces one draft exit evaluation runs (latency.self_speculative_run_ms(exit_pieces=))
+        self.exit_pieces = ("exit", "translator") if tuned else ("exit",)
 
     @torch.inference_mode()
     def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> SpecResult:
@@ -555,6 +558,9 @@ class CalmDecoder:
         self.score = score
         self.exit = exit_fn or LogitLens(model)
         self.eos = _eos_set(model, eos_token_ids)
+        # the latency profile's pieces one checked exit runs (latency.calm_run_ms(exit_pieces=))
+        self.exit_pieces = ("exit", "confidence", "translator") if isinstance(self.exit, TunedExits) else \
+            ("exit", "confidence")
 
     @torch.inference_mode()
     def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> CalmResult:
