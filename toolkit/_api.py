@@ -84,7 +84,7 @@ def check_batch(value, *, name: str = "batch") -> int:
     1), as are floats (``8.0``), strings and values below 1."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         why = ("a bool is not a batch size" if isinstance(value, bool) or type(value).__name__ == "bool_" else
-               "batch 1 runs each example alone" if isinstance(value, numbers.Integral) else
+               "a batch holds at least one row" if isinstance(value, numbers.Integral) else
                f"a {type(value).__name__} is not a batch size")
         raise ValueError(f"{name} must be an integer >= 1 (rows per batch), got {_short(value)}: {why}; pass an "
                          f"int, e.g. {name}=1 or {name}=32")

@@ -50,6 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit._api import check_batch
 from toolkit.analysis.cost.causal import self_speculative_passes
 from toolkit.analysis.engine.choose import VIEW_KEYS, OperatingPoint, is_test_split
 from toolkit.analysis.engine.curves import evaluation
@@ -241,7 +242,7 @@ def _sorted_batches(n_tokens, batch_size: int):
     padded length per batch)."""
     n = np.asarray(n_tokens)
     order = np.argsort(n, kind="stable")
-    which = np.arange(len(n)) // int(batch_size)
+    which = np.arange(len(n)) // check_batch(batch_size, name="batch_size")
     width = np.zeros(which.max() + 1 if len(n) else 0)
     np.maximum.at(width, which, n[order])
     return order, which, width
@@ -321,7 +322,7 @@ def cascade_batches(n_tokens, exit_stage, member: int, *, batch_size: int):
     order = np.argsort(n, kind="stable")
     inc = stage[:, order] >= member
     rank = np.cumsum(inc, axis=1)
-    b = int(batch_size)
+    b = check_batch(batch_size, name="batch_size")
     full = inc & (rank % b == 0)
     last_rows = rank[:, -1] % b if len(n) else np.zeros(len(stage), dtype=np.int64)
     last_width = np.where(inc, n[order][None, :], 0).max(axis=1, initial=0)
@@ -334,10 +335,11 @@ def cascade_ms(members: Sequence[ModelProfile], n_tokens, exit_stage, *, batch_s
     stop is ``e`` or later, re-sorted and re-batched among themselves (:func:`cascade_batches`). ``n_tokens``:
     ``[N]`` (one tokenizer for all) or one array per member."""
     stage = np.atleast_2d(np.asarray(exit_stage, dtype=np.int64))
+    b = check_batch(batch_size, name="batch_size")
     total = np.zeros(len(stage))
     for e, (m, n) in enumerate(zip(members, _member_tokens(n_tokens, len(members)))):
-        full, rows, width = cascade_batches(n, stage, e, batch_size=batch_size)
-        total += full @ forward_ms(m, int(batch_size), np.sort(n, kind="stable")) + forward_ms(m, rows, width)
+        full, rows, width = cascade_batches(n, stage, e, batch_size=b)
+        total += full @ forward_ms(m, b, np.sort(n, kind="stable")) + forward_ms(m, rows, width)
     return total
 
 
@@ -354,7 +356,7 @@ def encoder_example_ms(m: ModelProfile, n_tokens, *, batch: int = 1) -> tuple[np
     comparison the runtime's batches (:func:`time_sweep`) correct."""
     n = np.asarray(n_tokens, dtype=np.float64)
     exits = np.asarray(m.info["exit_layers"])
-    b = float(batch)
+    b = float(check_batch(batch))
     start = m["inputs"](b, n) + m["embed"](b, n)
     layers = m["layer"](b, n)[:, None] * exits[None, :]
     heads = m["exit"](b, n)[:, None] * np.arange(1, len(exits) + 1)[None, :]
@@ -365,7 +367,8 @@ def cascade_example_ms(members: Sequence[ModelProfile], n_tokens, *, batch: int 
     """Per example: cumulative predicted ms ``[N, M]`` once member m answered (every earlier member in full); above
     ``batch`` 1 each row's share of a full batch (a comparison only, as :func:`encoder_example_ms`)."""
     n = np.asarray(n_tokens, dtype=np.float64)
-    per = np.stack([forward_ms(m, batch, n) / batch for m in members], axis=1)
+    b = check_batch(batch)
+    per = np.stack([forward_ms(m, b, n) / b for m in members], axis=1)
     return np.cumsum(per, axis=1)
 
 
@@ -485,6 +488,7 @@ def with_predicted_time(view, profile: LatencyProfile, n_tokens, *, models: Sequ
     A CALM token view (``engine.staged(token_cache, family=...)``; ``n_tokens`` unused, ``models``: the causal
     LM): each token's cost is its CALM decoding step at batch 1 (:func:`calm_token_ms`), the reference a greedy
     step; batches: :func:`calm_time_sweep`."""
+    batch = check_batch(batch)
     if (view.meta or {}).get("kind") == "llm_tokens":
         return _with_calm_time(view, profile, list(models)[0], batch)
     if batch != 1:
@@ -579,9 +583,7 @@ def encoder_time_sweep(view, profile: LatencyProfile, *, n_tokens=None, models: 
     if n_tokens is None:
         raise ValueError("n_tokens: tokens per example are needed to form the runtime's batches (the cache's "
                          "n_tokens); pass the cache itself or its n_tokens")
-    b = int(batch_size)
-    if b < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    b = check_batch(batch_size, name="batch_size")
     n = _checked_tokens(view, n_tokens)
     mp, is_cascade = _encoder_models(view, profile, models)
     N = view.n_examples
@@ -678,9 +680,7 @@ def calm_time_sweep(view, profile: LatencyProfile, *, model: str, batch_size: in
     from toolkit.analysis.engine.curves import breakpoints, cumulate
     from toolkit.analysis.engine.results import Curve
 
-    b = int(batch_size)
-    if b < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    b = check_batch(batch_size, name="batch_size")
     m, layers, pieces = _calm_view_parts(view, profile, model)
     L, S = m.layers, view.n_examples
     prompt = np.asarray(view.clusters, dtype=np.int64)

@@ -37,7 +37,7 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 
-from toolkit._api import keyword_options
+from toolkit._api import check_batch, keyword_options
 from toolkit.analysis.engine import threshold_grid
 from toolkit.analysis.explore.views import N_BOOT, Point, Precomputed, Resamples, n_boot_for, view_class
 from toolkit.analysis.metrics.calibration import bin_index
@@ -81,11 +81,11 @@ def explore(cal, test, **options) -> Explorer:
     accuracy, speed-up and cost, each the engine's percentile bootstrap (:class:`.views.Resamples`).
 
     Cost in predicted time: ``profile=`` (a latency profile or its file, from ``toolkit profile``), with
-    ``profile_models=`` (the profile's models for the cache's, default by name) and ``batch=``: every view is
-    costed in predicted ms, at batch 1 per example (:func:`toolkit.analysis.cost.latency.with_predicted_time`),
-    above it by the exact curve of the runtime's batches, precomputed per setting
-    (:func:`toolkit.analysis.cost.latency.time_sweep`; intervals then cover the metrics only, as a resample forms
-    other batches); the axis, the numbers and the title name the profile.
+    ``profile_models=`` (the profile's models for the cache's, default by name) and ``batch=`` (an integer >= 1,
+    default 1; either without ``profile=`` is refused): every view is costed in predicted ms, at batch 1 per example
+    (:func:`toolkit.analysis.cost.latency.with_predicted_time`), above it by the exact curve of the runtime's
+    batches, precomputed per setting (:func:`toolkit.analysis.cost.latency.time_sweep`; intervals then cover the
+    metrics only, as a resample forms other batches); the axis, the numbers and the title name the profile.
     """
     return Explorer(cal, test, **options)
 
@@ -122,6 +122,18 @@ def _thin(n: int, k: int = MAX_CURVE_POINTS) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(np.int64))
 
 
+def _profile_options(profile, models, batch) -> int:
+    """The batch size of ``profile=`` (default 1); ``batch=`` and ``profile_models=`` without a profile are refused
+    (they would be ignored: the view stays in FLOPs)."""
+    if profile is None:
+        given = [f"batch={batch!r} prices the runtime's batches in predicted time"] if batch is not None else []
+        given += [f"profile_models={models!r} names the profile's models"] if models is not None else []
+        if given:
+            raise ValueError(f"{' and '.join(given)} and needs profile= (a latency profile or its file, from "
+                             f"`toolkit profile`); without one the explorer costs in FLOPs")
+    return 1 if batch is None else check_batch(batch)
+
+
 # ------------------------------------------------------------------------------------------ the explorer
 class Explorer:
     """A cache explorer: ipywidgets controls over exact precomputed sweeps; see the module docstring.
@@ -137,9 +149,10 @@ class Explorer:
                  max_drop: float = 0.01, rule_metric: str | None = None, stage: int | str = 0,
                  examples_split: str = "test", n_examples: int = 8, show_text: bool = False, data_dir=None,
                  transfer: bool = False, n_boot: int = N_BOOT, ci: float = 0.95, seed: int = 0, profile=None,
-                 profile_models=None, batch: int = 1, **options):
+                 profile_models=None, batch: int | None = None, **options):
         cls = view_class(cal, test)
         check_transfer(cal, test, transfer=transfer, what="explore")
+        batch = _profile_options(profile, profile_models, batch)
         controls = {k: options.pop(k) for k in cls.controls if k in options}
         self.view = cls(cal, test, **options)
         self.settings = self.view.settings(**controls)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from toolkit._api import check_batch
 from toolkit.analysis import engine
 from toolkit.analysis.engine.curves import check_bootstrap
 from toolkit.analysis.metrics.calibration import fit_stage_temperatures
@@ -276,8 +277,7 @@ class View:
         names, then their sources)."""
         from toolkit.analysis.cost.latency import LatencyProfile, load_profile
 
-        if not (isinstance(batch, (int, np.integer)) and batch >= 1):
-            raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
+        batch = check_batch(batch)
         prof = profile if isinstance(profile, LatencyProfile) else load_profile(profile)
         names = list(models) if models else self.profile_models(prof)
         self.latency = (prof, names, 1)

@@ -10,6 +10,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
+from toolkit._api import check_batch
 from toolkit.nn.encoder.models import MultiExitModel
 
 
@@ -95,6 +96,7 @@ def pad_rows(tokenizer, enc, rows, keep=None) -> dict:
 def predict_logits(model: PreTrainedModel, tokenizer, frame, batch_size: int = 32, max_length: int = 128,
                    device: str | torch.device | None = None, progress: bool = False):
     """Logits ``[N, E, C]`` (float32, frame order) and token counts ``[N]`` of ``model`` on a data frame."""
+    batch_size = check_batch(batch_size, name="batch_size")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = model.to(device).eval()
     accepted = set(inspect.signature(model.forward).parameters)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from toolkit._api import check_batch
 from toolkit.analysis.scores.classification import confidence
 from toolkit.nn.common.families import family_of
 from toolkit.nn.common.inference import pad_rows, predict_logits, sorted_encoding
@@ -65,6 +66,7 @@ def _stage_temperatures(temperatures, n_stages):
 
 
 def _batches(tokenizer, texts_a, texts_b, batch_size, max_length):
+    batch_size = check_batch(batch_size, name="batch_size")
     enc, order = sorted_encoding(tokenizer, texts_a, texts_b, max_length)
     for s in range(0, len(order), batch_size):
         rows = order[s:s + batch_size]
