@@ -300,6 +300,91 @@ def test_crossfit_chooses_on_one_half_and_evaluates_on_the_other():
     assert len(cf.to_frame()) == 3
 
 
+
+# ------------------------------------------------------------------------------------------ stops of a point
+def brute_crossfit_stops(conf, half_b, t_chosen_on_a, t_chosen_on_b):
+    """Cross-fitted stage of each example, one example at a time: an example of half B stops by the threshold
+    chosen on half A, any other by the one chosen on half B."""
+    in_b = set(half_b.tolist())
+    N, E = conf.shape
+    out = []
+    for n in range(N):
+        t = t_chosen_on_a if n in in_b else t_chosen_on_b
+        out.append(next((e for e in range(E - 1) if conf[n, e] >= t), E - 1))
+    return np.array(out)
+
+
+def _split_pair(N, E, C, seed, ties):
+    """Views of a cal and a test split of one toy task (the same models, stages and score)."""
+    from dataclasses import replace
+
+    test = random_cache(N, E, C, seed, ties=ties)
+    cal = random_cache(N + 7, E, C, seed + 1, ties=ties)
+    return replace(cal, meta={**cal.meta, "split": "cal"}), test
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(24, 90), st.integers(2, 5), st.integers(2, 3), st.integers(0, 10_000), st.booleans(),
+       st.sampled_from(["max_prob", "margin", "entropy"]), st.integers(0, 50), st.booleans())
+def test_stops_of_a_threshold_a_point_and_a_crossfit_equal_a_brute_force_loop(N, E, C, seed, ties, score, cf_seed,
+                                                                              clustered):
+    from dataclasses import replace
+
+    cal_cache, test_cache = _split_pair(N, E, C, seed, ties)
+    cal, test = en.staged(cal_cache, score=score), en.staged(test_cache, score=score)
+    if clustered:  # e.g. a token's prompt: whole clusters go to one half
+        test = replace(test, clusters=np.arange(N) // 3)
+    thr = float(np.quantile(test.confidence, 0.4))
+    np.testing.assert_array_equal(test.stage_of(thr), brute_stops(test.confidence, thr))
+    op = en.choose(cal, rule="drop", max_drop=0.1)
+    np.testing.assert_array_equal(op.stops(test), brute_stops(test.confidence, op.threshold))
+    cf = en.crossfit(test, rule="drop", max_drop=0.25, seed=cf_seed, n_boot=0)
+    _, half_b = en.halves(test.example_ids, seed=cf_seed, strata=test.strata, clusters=test.clusters)
+    want = brute_crossfit_stops(test.confidence, half_b, cf.folds[0].threshold, cf.folds[1].threshold)
+    got = cf.stops(test)
+    np.testing.assert_array_equal(got, want)
+    assert got.shape == (N,) and got.dtype.kind == "i"
+    whole = en.evaluation_at_stages(test, got)  # the cross-fit's combined point, recomputed from its stops
+    assert whole["accuracy"] == pytest.approx(cf.combined["accuracy"], abs=1e-12)
+    assert whole.flops == pytest.approx(cf.combined.flops, rel=1e-12)
+
+
+def test_crossfit_stops_refuse_a_view_it_was_not_fit_on():
+    from dataclasses import replace
+
+    v = en.staged(random_cache(120, 4, 3, seed=1))
+    cf = en.crossfit(v, rule="drop", max_drop=0.05, seed=2, n_boot=0)
+    st_v = cf.stops(v)
+    with pytest.raises(ValueError, match="fit on 120 examples, the view has 60"):
+        cf.stops(v.subset(np.arange(60)))
+    perm = np.random.default_rng(0).permutation(120)
+    with pytest.raises(ValueError, match=r"another row order; align it first: view.align\(crossfit.example_ids\)"):
+        cf.stops(v.subset(perm))
+    np.testing.assert_array_equal(cf.stops(v.subset(perm).align(cf.example_ids)), st_v)
+    other = en.staged(random_cache(120, 4, 3, seed=9))  # same default ids 0..119, other labels
+    with pytest.raises(ValueError, match="strata differ from the view this cross-fit was fit on"):
+        cf.stops(other)
+    renamed = replace(v, example_ids=np.array([f"x{i}" for i in range(120)]))
+    with pytest.raises(ValueError, match=r"example ids differ .*row 0: 'x0'"):
+        cf.stops(renamed)
+    with pytest.raises(ValueError, match="the view has clusters"):
+        cf.stops(replace(v, clusters=np.arange(120) // 2))
+    with pytest.raises(ValueError, match="score='max_prob'"):
+        cf.stops(en.staged(random_cache(120, 4, 3, seed=1), score="margin"))
+    bare = en.CrossFit(cf.folds, cf.evaluations, cf.combined, cf.seed)
+    with pytest.raises(ValueError, match="rebuild it with engine.crossfit"):
+        bare.stops(v)
+
+
+def test_operating_point_stops_check_the_view_as_evaluate_does():
+    cal = en.staged(exit_cache(300, 4))
+    op = en.choose(cal, rule="drop", max_drop=0.02)
+    with pytest.raises(ValueError, match="stages"):
+        op.stops(en.staged(random_cache(50, 3, 2)))
+    with pytest.raises(ValueError, match="score='max_prob'"):
+        op.stops(en.staged(exit_cache(300, 5, "test"), score="margin"))
+
+
 # ------------------------------------------------------------------------------------------ compare
 @pytest.mark.parametrize("C, ties, metric", [(2, True, "accuracy"), (2, False, "f1"), (3, True, "mcc"),
                                               (3, False, "accuracy")])

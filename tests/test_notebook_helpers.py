@@ -1,6 +1,6 @@
 """Any point's paired drop interval from the engine (evaluation_at_stages at the point's stops, Evaluation.drop_interval,
 which replaced the notebooks' paired_drop) checked against a brute-force bootstrap; the deprecated
-toolkit.analysis.notebook.stops of a cross-fit against its folds."""
+toolkit.analysis.notebook.stops warns and gives what the engine's point.stops(view) gives."""
 
 from __future__ import annotations
 
@@ -53,3 +53,14 @@ def test_paired_drop_of_an_operating_point_and_of_a_crossfit():
     st = nb.stops(v, cf)
     np.testing.assert_array_equal(st[b], v.stage_of(cf.folds[0].threshold)[b])
     np.testing.assert_array_equal(st[a], v.stage_of(cf.folds[1].threshold)[a])
+
+
+def test_deprecated_stops_warns_naming_the_engine_call_and_delegates():
+    v = nb.view(_cache())
+    cf = engine.crossfit(v, rule="drop", max_drop=0.02, seed=3, n_boot=0)
+    op = engine.choose(v, rule="drop", max_drop=0.02)
+    for point, want in ((cf, cf.stops(v)), (op, op.stops(v)), (0.8, v.stage_of(0.8))):
+        with pytest.warns(DeprecationWarning, match=r"use point\.stops\(view\)"):
+            np.testing.assert_array_equal(nb.stops(v, point), want)
+    with pytest.raises(ValueError, match="fit on 240 examples, the view has 100"), pytest.warns(DeprecationWarning):
+        nb.stops(v.subset(np.arange(100)), cf)  # the engine's identity check reaches old callers too

@@ -4,12 +4,16 @@ Its parts moved to where they belong: the shipped-cache catalogue and the protoc
 :mod:`toolkit.zoo.catalogue`, rendering (intervals as text, tables of results, conclusions, figures) to
 :mod:`toolkit.report`, cross-fitted temperatures to :mod:`toolkit.analysis.metrics.calibration`, and the paired drop
 interval to the engine (:meth:`toolkit.analysis.engine.Evaluation.drop_interval`; ``paired_drop`` and
-``upper_bound_point`` are gone: :func:`toolkit.analysis.engine.evaluation_at_stages` at :func:`stops` gives any
+``upper_bound_point`` are gone: :func:`toolkit.analysis.engine.evaluation_at_stages` at a point's stops gives any
 point's paired drop interval, :func:`toolkit.analysis.engine.threshold_on_sweep` on test's own curve its
-test-selected point). The names below re-export them.
+test-selected point), and the stops of a point to the engine's results: ``point.stops(view)`` of an
+:class:`~toolkit.analysis.engine.OperatingPoint` or a :class:`~toolkit.analysis.engine.CrossFit`
+(``view.stage_of(threshold)`` for a bare threshold). The names below re-export them.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
@@ -55,14 +59,13 @@ def view(cache, **options) -> Staged:
 
 
 def stops(view: Staged, point) -> np.ndarray:
-    """Stage where each example of ``view`` stops ``[N]`` under ``point``: a threshold (global or per stage), an
-    :class:`~toolkit.analysis.engine.OperatingPoint` (its threshold) or a
-    :class:`~toolkit.analysis.engine.CrossFit` of this view (each half by the threshold chosen on the other). With
-    :func:`toolkit.analysis.engine.evaluation_at_stages` (``n_boot=``) it gives any point's paired drop interval."""
-    if isinstance(point, CrossFit):
-        a, b = halves(view.example_ids, seed=point.seed, strata=view.strata)  # the halves crossfit drew
-        out = np.empty(view.n_examples, dtype=np.int64)
-        out[b] = view.subset(b).stage_of(point.folds[0].threshold)  # fold 1: chosen on half A, applied to B
-        out[a] = view.subset(a).stage_of(point.folds[1].threshold)
-        return out
-    return view.stage_of(point.threshold if isinstance(point, OperatingPoint) else point)
+    """Deprecated: ``point.stops(view)`` (:meth:`~toolkit.analysis.engine.OperatingPoint.stops`,
+    :meth:`~toolkit.analysis.engine.CrossFit.stops`), or ``view.stage_of(threshold)`` for a threshold. Stage where
+    each example of ``view`` stops ``[N]`` under ``point`` (a cross-fit: each half by the threshold chosen on the
+    other)."""
+    warnings.warn("toolkit.analysis.notebook.stops(view, point) is deprecated: use point.stops(view) for an "
+                  "engine.OperatingPoint or engine.CrossFit, view.stage_of(threshold) for a threshold",
+                  DeprecationWarning, stacklevel=2)
+    if isinstance(point, (OperatingPoint, CrossFit)):
+        return point.stops(view)
+    return view.stage_of(point)

@@ -35,7 +35,7 @@ from toolkit.analysis.engine.curves import (
 )
 from toolkit.analysis.engine.results import Curve, Evaluation, html_table, text_repr
 from toolkit.analysis.engine.risk import certify
-from toolkit.analysis.engine.staged import Staged
+from toolkit.analysis.engine.staged import Staged, exit_stage
 from toolkit.caches.identity import check_transfer
 from toolkit.data.tasks import dev_halves
 
@@ -88,8 +88,19 @@ class OperatingPoint:
                  transfer: bool = False) -> Evaluation:
         """This threshold on ``staged`` (test), with percentile bootstrap intervals when ``n_boot`` > 0. A view of
         another task, label set or models than cal's is refused unless ``transfer`` (a deliberate transfer)."""
+        self._check_view(staged, transfer=transfer, what="OperatingPoint.evaluate")
+        return evaluation(staged, self.threshold, n_boot=n_boot, ci=ci, seed=seed)
+
+    def stops(self, staged: Staged, *, transfer: bool = False) -> np.ndarray:
+        """Stage where each example of ``staged`` stops under this threshold, ``[N]`` (0-based stage indices; with
+        :func:`~toolkit.analysis.engine.evaluation_at_stages` any statistic of the point, e.g. its paired drop
+        interval). The view is checked as by :meth:`evaluate`."""
+        self._check_view(staged, transfer=transfer, what="OperatingPoint.stops")
+        return staged.stage_of(self.threshold)
+
+    def _check_view(self, staged: Staged, *, transfer: bool, what: str) -> None:
         if "identity" in self.meta:
-            check_transfer(self.meta["identity"], staged, transfer=transfer, what="OperatingPoint.evaluate")
+            check_transfer(self.meta["identity"], staged, transfer=transfer, what=what)
         if tuple(staged.stage_names) != self.stage_names or staged.reference != self.reference:
             raise ValueError(f"this operating point was chosen on stages {self.stage_names} with reference "
                              f"{self.reference!r}; got stages {staged.stage_names}, reference {staged.reference!r}")
@@ -97,7 +108,6 @@ class OperatingPoint:
             if k in self.meta and staged.meta.get(k) != self.meta[k]:
                 raise ValueError(f"this operating point was chosen with {k}={self.meta[k]!r}; evaluate it on a view "
                                  f"built the same way (got {k}={staged.meta.get(k)!r})")
-        return evaluation(staged, self.threshold, n_boot=n_boot, ci=ci, seed=seed)
 
     def to_dict(self) -> dict:
         return {"rule": self.rule, "metric": self.metric, **self.settings, "threshold": self.threshold,
@@ -234,13 +244,32 @@ class CrossFit:
 
     ``combined``: metrics of the pooled outcomes of both evaluated halves (every example evaluated once, by a
     threshold chosen without it), with percentile bootstrap intervals (resampling examples within each half, the
-    chosen thresholds held fixed).
+    chosen thresholds held fixed). ``halves``: the row indices of halves A and B of the view it was fit on, whose
+    ``example_ids``, ``strata`` and ``clusters`` it keeps so that :meth:`stops` can check a view is that one.
     """
 
     folds: tuple[OperatingPoint, OperatingPoint]
     evaluations: tuple[Evaluation, Evaluation]
     combined: Evaluation
     seed: int
+    halves: tuple[np.ndarray, np.ndarray] | None = None
+    example_ids: np.ndarray | None = None
+    strata: np.ndarray | None = None
+    clusters: np.ndarray | None = None
+
+    def stops(self, staged: Staged) -> np.ndarray:
+        """Stage where each example of ``staged`` stops, ``[N]``: half B under the threshold chosen on half A (fold
+        1), half A under the one chosen on half B (fold 2), so every example by a threshold chosen without it. With
+        :func:`~toolkit.analysis.engine.evaluation_at_stages` it gives any statistic of the cross-fitted point (its
+        metrics are :attr:`combined`'s), e.g. the paired drop interval. ``staged`` must be the view this was fit on
+        (same example ids in the same order, strata and clusters; same stages, reference and build as the folds)."""
+        if self.halves is None or self.example_ids is None:
+            raise ValueError("this CrossFit does not record the view it was fit on (built by hand?): rebuild it with "
+                             "engine.crossfit(view, ...) to get its stops")
+        _check_fit_view(self, staged)
+        for fold in self.folds:
+            fold._check_view(staged, transfer=False, what="CrossFit.stops")
+        return _stops_by_halves(staged, self.halves, self.folds)
 
     def to_frame(self) -> pd.DataFrame:
         rows = [{"part": f"fold {i + 1}: chosen on half {'AB'[i]}, evaluated on half {'BA'[i]}",
@@ -256,6 +285,46 @@ class CrossFit:
         frame = self.to_frame().assign(part=["fold 1 (A -> B)", "fold 2 (B -> A)", "combined"])
         return text_repr("Cross-fit (a threshold chosen on half A, evaluated on half B, and back):", frame,
                          header="part")
+
+
+def _stops_by_halves(staged: Staged, rows: tuple[np.ndarray, np.ndarray], folds) -> np.ndarray:
+    """``[N]`` stages: rows[1] (half B) under folds[0]'s threshold (chosen on half A), rows[0] under folds[1]'s."""
+    a, b = rows
+    out = np.empty(staged.n_examples, dtype=np.int64)
+    out[b] = exit_stage(staged.confidence[b], folds[0].threshold)
+    out[a] = exit_stage(staged.confidence[a], folds[1].threshold)
+    return out
+
+
+def _plain(x):
+    return x.item() if isinstance(x, np.generic) else x
+
+
+def _check_fit_view(cf: CrossFit, staged: Staged) -> None:
+    """Refuse a view other than the one ``cf`` was fit on, naming what differs and the fix."""
+    fix = "pass the view crossfit() was given (the same cache, split and rows), or cross-fit this view"
+    n = len(cf.example_ids)
+    if staged.n_examples != n:
+        raise ValueError(f"CrossFit.stops: this cross-fit was fit on {n} examples, the view has "
+                         f"{staged.n_examples}; {fix}")
+    ids, fit_ids = np.asarray(staged.example_ids), np.asarray(cf.example_ids)
+    differ = np.flatnonzero(ids.astype(object) != fit_ids.astype(object))
+    if len(differ):
+        if ids.dtype.kind == fit_ids.dtype.kind and np.array_equal(np.sort(ids), np.sort(fit_ids)):
+            raise ValueError("CrossFit.stops: the view holds the examples this cross-fit was fit on in another row "
+                             "order; align it first: view.align(crossfit.example_ids)")
+        k = int(differ[0])
+        raise ValueError(f"CrossFit.stops: example ids differ from the view this cross-fit was fit on (row {k}: "
+                         f"{_plain(ids[k])!r} vs {_plain(fit_ids[k])!r}); {fix}")
+    for name in ("strata", "clusters"):
+        mine, theirs = getattr(cf, name), None if getattr(staged, name) is None else np.asarray(getattr(staged, name))
+        if (mine is None) != (theirs is None):
+            raise ValueError(f"CrossFit.stops: the view {'has' if theirs is not None else 'has no'} {name}, the "
+                             f"view this cross-fit was fit on {'had' if mine is not None else 'had no'}; {fix}")
+        if mine is not None and not np.array_equal(theirs, mine):
+            k = int(np.flatnonzero(theirs != mine)[0])
+            raise ValueError(f"CrossFit.stops: {name} differ from the view this cross-fit was fit on (example "
+                             f"{_plain(ids[k])!r}: {_plain(theirs[k])!r} vs {_plain(mine[k])!r}); {fix}")
 
 
 @keyword_options
@@ -296,7 +365,8 @@ def crossfit(staged: Staged, *, rule: str = "drop", metric: str = "accuracy", ma
                 target=target)
     folds = tuple(_choose(p, **opts) for p in parts)
     evals = (folds[0].evaluate(parts[1]), folds[1].evaluate(parts[0]))
-    stops = [parts[1].stage_of(folds[0].threshold), parts[0].stage_of(folds[1].threshold)]
+    at = _stops_by_halves(staged, (a, b), folds)
+    stops = [at[b], at[a]]
     held = (parts[1], parts[0])
     N = staged.n_examples
     stats = [p.stats[np.arange(p.n_examples), st] for p, st in zip(held, stops)]
@@ -334,4 +404,6 @@ def crossfit(staged: Staged, *, rule: str = "drop", metric: str = "accuracy", ma
                           reference=staged.reference, threshold=(folds[0].threshold, folds[1].threshold),
                           split=staged.split, extras={k: pooled(lambda e, k=k: e.extras[k]) for k in staged.extras},
                           intervals=intervals, cost_unit=staged.meta.get("cost_unit", "FLOPs"))
-    return CrossFit(folds, evals, combined, seed)
+    return CrossFit(folds, evals, combined, seed, halves=(a, b), example_ids=staged.example_ids.copy(),
+                    strata=None if staged.strata is None else staged.strata.copy(),
+                    clusters=None if staged.clusters is None else staged.clusters.copy())
