@@ -325,9 +325,9 @@ def _split_pair(N, E, C, seed, ties):
 
 @settings(max_examples=30, deadline=None)
 @given(st.integers(24, 90), st.integers(2, 5), st.integers(2, 3), st.integers(0, 10_000), st.booleans(),
-       st.sampled_from(["max_prob", "margin", "entropy"]), st.integers(0, 50), st.booleans())
+       st.sampled_from(["max_prob", "margin", "entropy"]), st.integers(0, 50), st.booleans(), st.sampled_from([0, 7]))
 def test_stops_of_a_threshold_a_point_and_a_crossfit_equal_a_brute_force_loop(N, E, C, seed, ties, score, cf_seed,
-                                                                              clustered):
+                                                                              clustered, n_boot):
     from dataclasses import replace
 
     cal_cache, test_cache = _split_pair(N, E, C, seed, ties)
@@ -338,7 +338,7 @@ def test_stops_of_a_threshold_a_point_and_a_crossfit_equal_a_brute_force_loop(N,
     np.testing.assert_array_equal(test.stage_of(thr), brute_stops(test.confidence, thr))
     op = en.choose(cal, rule="drop", max_drop=0.1)
     np.testing.assert_array_equal(op.stops(test), brute_stops(test.confidence, op.threshold))
-    cf = en.crossfit(test, rule="drop", max_drop=0.25, seed=cf_seed, n_boot=0)
+    cf = en.crossfit(test, rule="drop", max_drop=0.25, seed=cf_seed, n_boot=n_boot)
     _, half_b = en.halves(test.example_ids, seed=cf_seed, strata=test.strata, clusters=test.clusters)
     want = brute_crossfit_stops(test.confidence, half_b, cf.folds[0].threshold, cf.folds[1].threshold)
     got = cf.stops(test)

@@ -359,13 +359,13 @@ def crossfit(staged: Staged, *, rule: str = "drop", metric: str = "accuracy", ma
     what choosing by ``rule`` delivers on unseen examples, using every example once for evaluation. Options as in
     :func:`choose`; ``seed`` draws the halves (by example id, stratified by ``staged.strata``: the labels); ``n_boot``, ``ci`` the interval of the combination.
     """
-    a, b = halves(staged.example_ids, seed=seed, strata=staged.strata, clusters=staged.clusters)
+    rows = a, b = halves(staged.example_ids, seed=seed, strata=staged.strata, clusters=staged.clusters)
     parts = (staged.subset(a), staged.subset(b))
     opts = dict(rule=rule, metric=metric, max_drop=max_drop, delta=delta, epsilon=epsilon, budget=budget,
                 target=target)
     folds = tuple(_choose(p, **opts) for p in parts)
     evals = (folds[0].evaluate(parts[1]), folds[1].evaluate(parts[0]))
-    at = _stops_by_halves(staged, (a, b), folds)
+    at = _stops_by_halves(staged, rows, folds)
     stops = [at[b], at[a]]
     held = (parts[1], parts[0])
     N = staged.n_examples
@@ -404,6 +404,6 @@ def crossfit(staged: Staged, *, rule: str = "drop", metric: str = "accuracy", ma
                           reference=staged.reference, threshold=(folds[0].threshold, folds[1].threshold),
                           split=staged.split, extras={k: pooled(lambda e, k=k: e.extras[k]) for k in staged.extras},
                           intervals=intervals, cost_unit=staged.meta.get("cost_unit", "FLOPs"))
-    return CrossFit(folds, evals, combined, seed, halves=(a, b), example_ids=staged.example_ids.copy(),
+    return CrossFit(folds, evals, combined, seed, halves=rows, example_ids=staged.example_ids.copy(),
                     strata=None if staged.strata is None else staged.strata.copy(),
                     clusters=None if staged.clusters is None else staged.clusters.copy())
