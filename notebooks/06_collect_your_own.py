@@ -55,7 +55,6 @@ import transformers
 
 from toolkit import report
 from toolkit.analysis import engine, plots
-from toolkit.analysis.notebook import stops  # until the engine's CrossFit gives its stops
 from toolkit.data.tasks import default_data_dir
 from toolkit.nn.encoder.collect import collect
 from toolkit.nn.encoder.probe import probe_exits
@@ -172,7 +171,7 @@ points, rows = {}, []
 for label, p in chosen.items():
     ev = points[label] = p.combined if isinstance(p, engine.CrossFit) else p.evaluate(
         view_test, n_boot=catalogue.N_BOOT, seed=catalogue.SEED)
-    at = stops(view_test, p)  # each sentence's exit (a cross-fit: each half by the other half's threshold)
+    at = p.stops(view_test)  # each sentence's exit (a cross-fit: each half by the other half's threshold)
     paired = engine.evaluation_at_stages(view_test, at, n_boot=catalogue.N_BOOT, seed=catalogue.SEED)
     lo, hi = paired.drop_interval()
     rows.append({**report.point_row(label, ev), "change": -paired.drop(), "change_lo": -hi, "change_hi": -lo,
