@@ -8,7 +8,9 @@ Every cache kind supplies its view through :func:`staged` (one adapter per kind)
   :func:`pareto_front`, :func:`oracle`;
 - choose on cal, report on test: :func:`choose` -> :class:`OperatingPoint` -> :meth:`OperatingPoint.evaluate`
   (:func:`threshold_on_sweep`: the same drop/budget rules on a sweep already computed);
-  :func:`crossfit` on one split; risk control: :func:`risk_table`, :func:`certify`;
+  :func:`crossfit` on one split; each example's stage under a point: :meth:`OperatingPoint.stops`,
+  :meth:`CrossFit.stops` (with :func:`evaluation_at_stages`: any statistic of the point, e.g. a paired drop
+  interval); risk control: :func:`risk_table`, :func:`certify`;
 - compare policies: :func:`compare` (paired bootstrap at equal budgets, over examples and training seeds),
   :func:`compare_speedups` (the same for the speed-up at a tolerated drop), :func:`compare_crossfit` (the
   operating points each policy chooses on held-out halves, realised).
