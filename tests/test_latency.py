@@ -164,6 +164,17 @@ def test_self_speculative_tuned_draft_prices_its_translator():
             lat.self_speculative_run_ms(mt, [[1]], 2, 2, 6, exit_pieces=bad)
 
 
+@pytest.mark.parametrize("repeated", [("exit", "exit"), ("exit", "translator", "translator"), ["exit", "exit"]])
+def test_self_speculative_refuses_a_repeated_exit_piece(repeated):
+    """A piece named twice was priced twice per draft step (("exit", "exit") doubled the lens) while the check
+    said only ("exit",) or ("exit", "translator") pass."""
+    m = synthetic_profile().model("lm")
+    tr = lat.Piece("translator", (1, 2, 4, 8), (1.0,), np.array([[0.3 + 0.02 * b] for b in (1, 2, 4, 8)]))
+    mt = replace(m, pieces={**m.pieces, "translator": tr})
+    with pytest.raises(ValueError, match="no confidence"):
+        lat.self_speculative_run_ms(mt, [[2, 0, 1]], 2, 2, 6, exit_pieces=repeated)
+
+
 # ---------------------------------------------------------------------------------------------- engine and CLI
 
 def _cache(N=300, seed=0):

@@ -443,7 +443,8 @@ def self_speculative_run_ms(m: ModelProfile, accepted: Sequence, draft_layer: in
     A block with no draft (one token of budget left) is a greedy step: its one pass is set up twice, as the decoder
     runs layers 1..k and k+1..L apart (:func:`greedy_step_ms`)."""
     exit_pieces = tuple(exit_pieces)
-    if "exit" not in exit_pieces or not set(exit_pieces) <= set(SPEC_EXIT_PIECES):
+    if "exit" not in exit_pieces or not set(exit_pieces) <= set(SPEC_EXIT_PIECES) or \
+            len(set(exit_pieces)) != len(exit_pieces):  # a repeated piece would be priced twice
         raise ValueError(f"exit_pieces={exit_pieces!r}: a self-speculative draft exit runs the lens 'exit' and, if "
                          f"tuned, its 'translator' (no confidence: a draft is the exit's argmax); pass ('exit',) or "
                          f"{SPEC_EXIT_PIECES!r}")
