@@ -35,3 +35,15 @@ def test_batch_defaults_to_one_with_a_profile(argv, batch):
     for command in (["sweep", "x.parquet"], ["plot", "x.parquet", "--out", "f.png"]):
         a = build_parser().parse_args([*command, *argv])
         assert a.batch == batch
+
+
+@pytest.mark.parametrize("command", [["sweep", "x.parquet"], ["plot", "x.parquet", "--out", "f.png"]],
+                         ids=["sweep", "plot"])
+@pytest.mark.parametrize("flags", [[], ["--batch", "8"], ["--profile-model", "m"]], ids=["alone", "batch", "model"])
+def test_an_empty_profile_path_is_a_usage_error(command, flags, capsys):
+    """``--profile ''`` passed the check as a profile (not None), then sweep/plot skipped it as no profile (an empty
+    string is false): ``--batch 8`` or ``--profile-model`` with it were silently ignored, the output in FLOPs."""
+    with pytest.raises(SystemExit) as e:
+        main([*command, "--profile", "", *flags])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--profile: an empty path" in err and f"usage: toolkit {command[0]}" in err

@@ -129,7 +129,11 @@ def profile_args(p: argparse.ArgumentParser, *, what: str) -> None:
 
 def _needs_profile(a: argparse.Namespace, p: argparse.ArgumentParser) -> None:
     """``--batch`` and ``--profile-model`` without ``--profile`` are refused (they would be ignored: the cost stays
-    in FLOPs); with a profile, ``--batch`` defaults to 1."""
+    in FLOPs); with a profile, ``--batch`` defaults to 1. An empty ``--profile`` is refused (the commands read it as
+    no profile)."""
+    if a.profile is not None and not a.profile.strip():
+        p.error(f"--profile: an empty path ({a.profile!r}); give the latency profile file (PROFILE.json, made with "
+                f"`toolkit profile`), or leave --profile out to cost in FLOPs")
     if a.profile is None:
         given = (["--batch prices the runtime's batches in predicted time"] if a.batch is not None else []) + \
                 (["--profile-model names the profile's models"] if a.profile_model is not None else [])
