@@ -123,3 +123,16 @@ def test_encoder_runtimes_refuse_a_bool_batch_size(tmp_path_factory, tokenizer_d
                      lambda: predict_logits(model, tok, pd.DataFrame({"text_a": texts, "text_b": None}), bad)):
             with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
                 call()
+
+
+@pytest.mark.parametrize("bad", [True, 2.5, "4", np.float64(4.0)], ids=repr)
+def test_calm_time_curves_refuses_a_bad_batch_size(bad):
+    """calm_time_curves took int(b) of each batch size before calm_time_sweep's check: True ran as batch 1, 2.5 as
+    2, '4' as 4, silently, keyed by the coerced size."""
+    prof = synthetic_latency_profile()
+    view = staged(random_token_cache(12, layers=4, families=("lens",), mean_length=5, seed=0, split="test"),
+                  family="lens")
+    with pytest.raises(ValueError, match=r"batch_sizes must be an integer >= 1"):
+        lat.calm_time_curves(view, prof, model="lm", batch_sizes=(1, bad))
+    ok = lat.calm_time_curves(view, prof, model="lm", batch_sizes=(1, np.int64(4)))
+    assert list(ok.timed) == [1, 4] and all(type(b) is int for b in ok.timed)

@@ -775,8 +775,9 @@ def calm_time_curves(view, profile: LatencyProfile, *, model: str, batch_sizes=(
     batch size (batches as there)."""
     from toolkit.analysis.engine import sweep
 
-    timed = {int(b): calm_time_sweep(view, profile, model=model, batch_size=int(b), prompt_lengths=prompt_lengths)
-             for b in batch_sizes}
+    sizes = [check_batch(b, name="batch_sizes") for b in batch_sizes]  # int(b) ran True as 1, 2.5 as 2
+    timed = {b: calm_time_sweep(view, profile, model=model, batch_size=b, prompt_lengths=prompt_lengths)
+             for b in sizes}
     layers = ",".join(str(int(x)) for x in np.asarray(view.layers)[:-1])
     return CalmTimeCurves(sweep(view), timed, f"{view.meta.get('family')}, checked layers {layers}", profile.label)
 
