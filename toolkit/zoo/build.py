@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit._api import check_batch
 from toolkit.caches.classification import load_cache
 from toolkit.zoo.manifest import generation_table, stage_table, update_manifest
 from toolkit.zoo.recipes import (
@@ -69,6 +70,9 @@ class Where:
     logs: Path | None = None  # per-job logs and train_meta copies (toolkit.zoo.jobs)
     profile: str = "v2"  # the recipes' profile: "v2" (GPU) or "cpu" (toolkit.zoo.recipes.SCHEDULE_CPU)
     shipped: Path | None = None  # the shipped caches (data/): where the cpu profile's borrowed members come from
+
+    def __post_init__(self):  # refused now, not after the training it would follow
+        object.__setattr__(self, "collect_batch_size", check_batch(self.collect_batch_size, name="collect_batch_size"))
 
     def borrowed(self, member: str) -> tuple[str, str] | None:
         """(shipped set, stage) that ``member`` is read from instead of trained, or None (it is trained)."""

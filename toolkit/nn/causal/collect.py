@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from toolkit._api import check_batch
 from toolkit.analysis.cost.causal import LLM_COST_DEFINITION, prefill_exit_flops, translator_flops
 from toolkit.caches.classification import SCHEMA_VERSION, Cache, CacheError
 from toolkit.caches.io import write_atomic
@@ -85,7 +86,9 @@ def resolve_exits(spec: str, lm: CausalLM) -> tuple[str, ExitFn, dict]:
 
 @torch.inference_mode()
 def exit_statistics(exits: ExitFn, states: np.ndarray, temperatures, *, batch: int = 256):
-    """Top-1 ids ``[n, L-1]`` and statistics ``[n, L-1, F]`` of layers 1..L-1's exits on states ``[n, L, H]``."""
+    """Top-1 ids ``[n, L-1]`` and statistics ``[n, L-1, F]`` of layers 1..L-1's exits on states ``[n, L, H]``
+    (``batch`` states at a time)."""
+    batch = check_batch(batch, name="batch")
     n, L, _ = states.shape
     top1 = np.empty((n, L - 1), dtype=np.int32)
     stats = np.empty((n, L - 1, 2 + 2 * len(temperatures)), dtype=np.float32)
@@ -321,6 +324,7 @@ def prompt_states(lm: CausalLM, prompt_set: str, split: str, out: str | os.PathL
                   data_dir=None, batch_size: int = 16, chunk_size: int = 32, progress: bool = True) -> dict:
     """Every layer's state at the last prompt position for ``prompt_set`` on ``split``, saved to ``out`` (.npz,
     resumable per chunk): ``example_ids``, ``labels``, ``n_prompt``, ``states`` ``[N, L, H]`` float32."""
+    batch_size = check_batch(batch_size, name="batch_size")
     out = Path(out)
     ps = get_prompt_set(prompt_set)
     data = load_split(ps.task, split, data_dir)

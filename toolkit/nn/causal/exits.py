@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from toolkit._api import check_batch
 from toolkit.data.prompts import get_prompt_set
 from toolkit.data.provenance import package_versions
 from toolkit.data.tasks import load_split
@@ -228,6 +229,7 @@ def training_sequences(lm: CausalLM, prompt_sets, *, n_prompts: int, seed: int =
     Returns dicts with ``ids`` (prompt + answer) and ``start`` (positions before it are the prompt-set's shared
     prefix, left out of training) and ``example_id``.
     """
+    batch_size = check_batch(batch_size, name="batch_size")
     rng = np.random.default_rng(seed)
     out = []
     for name in prompt_sets:

@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
+from toolkit._api import check_batch
 from toolkit.analysis.cost.causal import CausalLMDims
 from toolkit.data.prompts import PromptSet
 from toolkit.nn.encoder.models import model_origin, resolve_model
@@ -143,6 +144,7 @@ def last_prompt_states(model: PreTrainedModel, prompts: list[np.ndarray], *, bat
     The shared prefix runs once; each batch runs the prompts' remainders right-padded on a copy of its KV cache
     (right padding leaves earlier positions' states exact; the last real position of each row is read).
     """
+    batch_size = check_batch(batch_size, name="batch_size")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     P = common_prefix_length(prompts)
     prefix = torch.as_tensor(prompts[0][:P], device=device)[None]

@@ -26,6 +26,7 @@ from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 from transformers import AutoTokenizer, PreTrainedModel
 
+from toolkit._api import check_batch
 from toolkit.data.tasks import get_task, load_split
 from toolkit.nn.common.inference import pad_rows, sorted_encoding
 from toolkit.nn.encoder.models import MultiExitConfig, MultiExitModel, load_encoder, resolve_model
@@ -37,7 +38,9 @@ def _backbone(model: PreTrainedModel):
 
 @torch.inference_mode()
 def layer_features(backbone, tokenizer, frame, batch_size: int = 64, max_length: int = 128) -> np.ndarray:
-    """Mean-pooled hidden states of every layer, ``[N, L, H]`` float32 (length-sorted batches)."""
+    """Mean-pooled hidden states of every layer, ``[N, L, H]`` float32 (length-sorted batches of ``batch_size``
+    rows)."""
+    batch_size = check_batch(batch_size, name="batch_size")
     backbone.eval()
     b = frame["text_b"] if frame["text_b"].notna().all() else None
     enc, order = sorted_encoding(tokenizer, frame["text_a"], b, max_length)
@@ -132,6 +135,7 @@ def probe_exits(model_path, task: str, *, layers: list[int] | None = None, train
     ``C``: inverse L2 strength; features are standardised inside the head.
     """
     t0 = time.time()
+    check_batch(batch_size, name="batch_size")  # before the encoder loads
     spec = get_task(task)
     path = resolve_model(model_path)
     backbone = _backbone(load_encoder(path))

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from toolkit._api import check_batch
 from toolkit.nn.common.families import family_of
 from toolkit.nn.encoder.losses import joint_loss
 
@@ -114,6 +115,7 @@ def train_batches(model_dir_or_tok, task: str, n_batches: int = 20, batch_size: 
 
     from toolkit.data.tasks import load_split
 
+    batch_size = check_batch(batch_size, name="batch_size")
     tok = AutoTokenizer.from_pretrained(model_dir_or_tok) if isinstance(model_dir_or_tok, (str, bytes)) or \
         hasattr(model_dir_or_tok, "__fspath__") else model_dir_or_tok
     frame = load_split(task, "train", data_dir).frame

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
+from toolkit._api import check_batch
 from toolkit.analysis.metrics.task import task_metric
 from toolkit.data.provenance import package_versions
 from toolkit.data.tasks import get_task, load_split
@@ -83,6 +84,7 @@ class TrainConfig:
     logging_steps: int = 50
 
     def __post_init__(self):
+        self.batch_size = check_batch(self.batch_size, name="batch_size")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; choose one of {OBJECTIVES}")
         if self.objective == "ranking" and not self.difficulty_file:

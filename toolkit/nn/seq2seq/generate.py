@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from toolkit._api import check_batch
 from toolkit.analysis.cost.seq2seq import GENERATION_COST_DEFINITION, generation_flops, seq2seq_dims
 from toolkit.analysis.metrics.generation import bleu_stats, chrf_stats, exact_match
 from toolkit.caches.classification import CacheError
@@ -57,6 +58,7 @@ def generate_steps(model, source_tokenizer, target_tokenizer, frame, temperature
                    progress: bool = False) -> dict:
     """Greedy generations of ``model`` on a frame (``text_a``, ``text_b``): per example, the generated ids (EOS
     included), their step statistics ``[m, F]``, decoded text and source token count, in frame order."""
+    batch_size = check_batch(batch_size, name="batch_size")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = model.to(device).eval()
     keep = {"input_ids", "attention_mask"}

@@ -20,6 +20,7 @@ import torch
 from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
+from toolkit._api import check_batch
 from toolkit.data.provenance import package_versions
 from toolkit.data.text2text import load_seq2seq_split
 from toolkit.nn.encoder.train import ColumnsDataset, finished_run
@@ -47,6 +48,9 @@ class Seq2SeqTrainConfig:
     data_dir: str | None = None
     save_steps: int = 200
     logging_steps: int = 50
+
+    def __post_init__(self):
+        self.batch_size = check_batch(self.batch_size, name="batch_size")
 
 
 def target_ids(tokenizer, targets, eos_id: int) -> list[list[int]]:
