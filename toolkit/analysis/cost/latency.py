@@ -68,7 +68,7 @@ MAX_PROFILE_BYTES = 64 << 20  # a profile of many models and grids is well under
 __all__ = ["PROFILE_FORMAT", "INTERPOLATION", "Piece", "ModelProfile", "LatencyProfile", "load_profile",
            "monotone", "encoder_run_ms", "encoder_full_ms", "forward_ms", "cascade_run_ms", "calm_run_ms", "greedy_run_ms",
            "greedy_step_ms", "calm_step_ms", "calm_token_ms", "calm_time_sweep", "CalmTimeCurves", "calm_time_curves",
-           "self_speculative_run_ms", "SPEC_EXIT_PIECES", "encoder_example_ms", "cascade_example_ms", "with_predicted_time", "models_for", "SpeedupAgreement", "speedup_agreement",
+           "self_speculative_run_ms", "SPEC_EXIT_PIECES", "CALM_EXIT_PIECES", "encoder_example_ms", "cascade_example_ms", "with_predicted_time", "models_for", "SpeedupAgreement", "speedup_agreement",
            "time_budget_speedup", "TimeBudgetChoice", "choose_time_budget",
            "early_exit_batches", "early_exit_ms", "cascade_batches", "cascade_ms", "sweep_stages", "encoder_time_sweep",
            "time_sweep", "ROW_SHARES_REFUSED"]
@@ -394,6 +394,29 @@ def greedy_step_ms(m: ModelProfile, rows) -> np.ndarray:
     return 2 * m["setup"](B, 1) + m.layers * m["layer"](B, 1) + m["head"](B, 1) + m["step_overhead"](B, 1)
 
 
+CALM_EXIT_PIECES = ("exit", "confidence", "translator")  # what a CALM checked exit may run: the exit, its
+# confidence, a tuned exit's translator (the decoder's CalmDecoder.exit_pieces: the first two for the lens)
+SPEC_EXIT_PIECES = ("exit", "translator")  # what a draft exit may run: the lens, a tuned exit's translator before it
+
+
+def _exit_pieces(exit_pieces, pieces: tuple[str, ...], n_lens: int, what: str) -> tuple[str, ...]:
+    """``exit_pieces`` as a tuple if it is the lens's ``pieces[:n_lens]`` or all of ``pieces`` (tuned exits), in
+    any order, each once; else a ``ValueError`` saying ``what`` an exit runs and naming both (a repeated piece
+    would be priced twice, an unknown one would price another runtime)."""
+    got = tuple(exit_pieces)  # a bare string is refused: its letters are no pieces
+    allowed = (pieces[:n_lens], pieces)
+    if not all(isinstance(p, str) for p in got) or len(set(got)) != len(got) or \
+            set(got) not in [set(a) for a in allowed]:
+        raise ValueError(f"exit_pieces={exit_pieces!r}: {what}; pass {allowed[0]!r} (the lens) or {allowed[1]!r} "
+                         f"(tuned exits), each piece once")
+    return got
+
+
+def _calm_pieces(exit_pieces) -> tuple[str, ...]:
+    return _exit_pieces(exit_pieces, CALM_EXIT_PIECES, 2, "a CALM checked exit runs the 'exit' and its "
+                        "'confidence' and, if tuned, its 'translator'")
+
+
 def calm_step_ms(m: ModelProfile, running, rows, checked_layers, *, exit_pieces=("exit", "confidence")) -> np.ndarray:
     """Predicted ms of CALM decoder steps (:class:`~toolkit.nn.causal.decode.CalmDecoder`, the accounting of
     :func:`calm_run_ms`) from ``running[..., L]`` (rows entering decoder layer i, 0-based: rows whose exit is at or
@@ -401,6 +424,7 @@ def calm_step_ms(m: ModelProfile, running, rows, checked_layers, *, exit_pieces=
     state propagation of each layer for the rows that already exited, each checked exit (``exit_pieces``: the
     exit, its confidence, a tuned exit's ``translator``) on the rows reaching it, the LM head on the rows reaching
     the last layer, and the loop's overhead."""
+    exit_pieces = _calm_pieces(exit_pieces)
     run = np.asarray(running)
     B = np.asarray(rows)
     L = m.layers
@@ -419,6 +443,7 @@ def calm_run_ms(m: ModelProfile, exit_layers: Sequence, checked_layers, *,
     running, each checked exit and its confidence on them (until none runs), state propagation for the rows that
     exited, the LM head on the rest, and the loop's overhead. ``exit_pieces``: add ``"translator"`` for tuned
     exits."""
+    exit_pieces = _calm_pieces(exit_pieces)
     L = m.layers
     lengths = [len(x) for x in exit_layers]
     alive = _alive(lengths)
@@ -427,9 +452,6 @@ def calm_run_ms(m: ModelProfile, exit_layers: Sequence, checked_layers, *,
         depth[: len(x), r] = np.asarray(x)
     running = (depth[:, :, None] >= np.arange(1, L + 1)[None, None, :]).sum(1)  # [S, L] rows entering layer i
     return float(calm_step_ms(m, running, alive.sum(1), checked_layers, exit_pieces=exit_pieces).sum())
-
-
-SPEC_EXIT_PIECES = ("exit", "translator")  # what a draft exit may run: the lens, a tuned exit's translator before it
 
 
 def self_speculative_run_ms(m: ModelProfile, accepted: Sequence, draft_layer: int, draft_length: int,
@@ -442,12 +464,8 @@ def self_speculative_run_ms(m: ModelProfile, accepted: Sequence, draft_layer: in
     for tuned exits, as the decoder's ``exit_pieces`` names them) and its head evaluations, plus the loop's overhead.
     A block with no draft (one token of budget left) is a greedy step: its one pass is set up twice, as the decoder
     runs layers 1..k and k+1..L apart (:func:`greedy_step_ms`)."""
-    exit_pieces = tuple(exit_pieces)
-    if "exit" not in exit_pieces or not set(exit_pieces) <= set(SPEC_EXIT_PIECES) or \
-            len(set(exit_pieces)) != len(exit_pieces):  # a repeated piece would be priced twice
-        raise ValueError(f"exit_pieces={exit_pieces!r}: a self-speculative draft exit runs the lens 'exit' and, if "
-                         f"tuned, its 'translator' (no confidence: a draft is the exit's argmax); pass ('exit',) or "
-                         f"{SPEC_EXIT_PIECES!r}")
+    exit_pieces = _exit_pieces(exit_pieces, SPEC_EXIT_PIECES, 1, "a self-speculative draft exit runs the lens "
+                               "'exit' and, if tuned, its 'translator' (no confidence: a draft is the exit's argmax)")
     R = len(accepted)
     J = max(len(a) for a in accepted)
     cap = np.full((J, R), -1, dtype=np.int64)
