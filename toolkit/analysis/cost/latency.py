@@ -68,7 +68,7 @@ MAX_PROFILE_BYTES = 64 << 20  # a profile of many models and grids is well under
 __all__ = ["PROFILE_FORMAT", "INTERPOLATION", "Piece", "ModelProfile", "LatencyProfile", "load_profile",
            "monotone", "encoder_run_ms", "encoder_full_ms", "forward_ms", "cascade_run_ms", "calm_run_ms", "greedy_run_ms",
            "greedy_step_ms", "calm_step_ms", "calm_token_ms", "calm_time_sweep", "CalmTimeCurves", "calm_time_curves",
-           "self_speculative_run_ms", "SPEC_EXIT_PIECES", "CALM_EXIT_PIECES", "encoder_example_ms", "cascade_example_ms", "with_predicted_time", "models_for", "SpeedupAgreement", "speedup_agreement",
+           "self_speculative_run_ms", "SPEC_EXIT_PIECES", "CALM_EXIT_PIECES", "encoder_example_ms", "cascade_example_ms", "with_predicted_time", "models_for", "check_profile_models", "SpeedupAgreement", "speedup_agreement",
            "time_budget_speedup", "TimeBudgetChoice", "choose_time_budget",
            "early_exit_batches", "early_exit_ms", "cascade_batches", "cascade_ms", "sweep_stages", "encoder_time_sweep",
            "time_sweep", "ROW_SHARES_REFUSED"]
@@ -509,7 +509,7 @@ def with_predicted_time(view, profile: LatencyProfile, n_tokens, *, models: Sequ
     step; batches: :func:`calm_time_sweep`."""
     batch = check_batch(batch)
     if (view.meta or {}).get("kind") == "llm_tokens":
-        return _with_calm_time(view, profile, list(models)[0], batch)
+        return _with_calm_time(view, profile, check_profile_models(models)[0], batch)
     if batch != 1:
         raise ValueError(ROW_SHARES_REFUSED.format(batch=batch))
     n = _checked_tokens(view, n_tokens)
@@ -524,9 +524,25 @@ def with_predicted_time(view, profile: LatencyProfile, n_tokens, *, models: Sequ
                    meta={**dict(view.meta), "cost_unit": unit, "latency_profile": profile.path, "batch": batch})
 
 
+def check_profile_models(models, *, name: str = "models",
+                         default: str = "models_for(cache.meta, profile) gives the cache's") -> list[str]:
+    """``models`` (the profile's models: one per cascade member, or the causal LM) as a list of names; an empty
+    list (it named nothing, and a caller with a default used the default silently) or a bare string (its letters
+    are no models) is a ``ValueError`` naming the option ``name`` and the fix (``default``: where the defaults come
+    from)."""
+    if isinstance(models, (str, bytes)):
+        raise ValueError(f"{name}={models!r} is one name, not a list: pass [{models!r}] (one profiled model per "
+                         f"cascade member, or the causal LM)")
+    out = list(models)
+    if not out:
+        raise ValueError(f"{name}=[] names no model: {default}, or name one profiled model per cascade member (the "
+                         f"causal LM for a token cache)")
+    return out
+
+
 def _encoder_models(view, profile: LatencyProfile, models: Sequence[str]) -> tuple[list[ModelProfile], bool]:
     """The profile's models for a classification view, checked against its stages: ``(models, is_cascade)``."""
-    mp = [profile.model(x) for x in models]
+    mp = [profile.model(x) for x in check_profile_models(models)]
     n_models = int(np.asarray(view.model_index).max()) + 1
     if n_models > 1:
         if len(mp) != n_models:
@@ -627,7 +643,7 @@ def time_sweep(view, profile: LatencyProfile, *, n_tokens=None, models: Sequence
     prompts in the cache's order), :func:`encoder_time_sweep` otherwise (encoder early exit and cascades; ``n_tokens``:
     the cache's). What ``toolkit sweep``, ``toolkit plot`` and the explorer draw at a batch size."""
     if (getattr(view, "meta", None) or {}).get("kind") == "llm_tokens":
-        return calm_time_sweep(view, profile, model=list(models)[0], batch_size=batch_size)
+        return calm_time_sweep(view, profile, model=check_profile_models(models)[0], batch_size=batch_size)
     return encoder_time_sweep(view, profile, n_tokens=n_tokens, models=models, batch_size=batch_size)
 
 

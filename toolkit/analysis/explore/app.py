@@ -39,7 +39,15 @@ import pandas as pd
 
 from toolkit._api import check_batch, keyword_options
 from toolkit.analysis.engine import threshold_grid
-from toolkit.analysis.explore.views import N_BOOT, Point, Precomputed, Resamples, n_boot_for, view_class
+from toolkit.analysis.explore.views import (
+    N_BOOT,
+    Point,
+    Precomputed,
+    Resamples,
+    n_boot_for,
+    profile_model_names,
+    view_class,
+)
 from toolkit.analysis.metrics.calibration import bin_index
 from toolkit.analysis.plots.curves import speedup_label
 from toolkit.caches.identity import check_transfer
@@ -131,6 +139,7 @@ def _profile_options(profile, models, batch) -> int:
         if given:
             raise ValueError(f"{' and '.join(given)} and needs profile= (a latency profile or its file, from "
                              f"`toolkit profile`); without one the explorer costs in FLOPs")
+    profile_model_names(models, name="profile_models")
     return 1 if batch is None else check_batch(batch)
 
 

@@ -214,6 +214,18 @@ class Resamples:
         return out
 
 
+def profile_model_names(models, *, name: str = "models") -> list[str] | None:
+    """``None`` (the defaults: the profile's models for the cache's, by name) or ``models`` as a list of names;
+    an empty list is refused (it fell back on the defaults silently), as is a bare string
+    (:func:`~toolkit.analysis.cost.latency.check_profile_models`)."""
+    if models is None:
+        return None
+    from toolkit.analysis.cost.latency import check_profile_models
+
+    return check_profile_models(models, name=name, default="omit it for the defaults (the profile's models for the "
+                                "cache's, by name)")
+
+
 # ------------------------------------------------------------------------------------------ views
 class View:
     """The interface every cache kind implements (see :class:`ClassificationView`)."""
@@ -278,8 +290,9 @@ class View:
         from toolkit.analysis.cost.latency import LatencyProfile, load_profile
 
         batch = check_batch(batch)
+        models = profile_model_names(models)
         prof = profile if isinstance(profile, LatencyProfile) else load_profile(profile)
-        names = list(models) if models else self.profile_models(prof)
+        names = models if models is not None else self.profile_models(prof)
         self.latency = (prof, names, 1)
         self.costed("test", self.staged("test", self.settings()))  # refuse a mismatched profile now, not later
         self.latency = (prof, names, int(batch))
