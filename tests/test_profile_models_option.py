@@ -5,19 +5,20 @@ and ``View.use_profile(models=[])`` fell back on the default models silently (``
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
-from test_batch_option import cache as _cache
 
 from toolkit.analysis.cost import latency as lat
 from toolkit.analysis.engine import staged
-from toolkit.testing import random_token_cache, synthetic_latency_profile
+from toolkit.caches.classification import from_arrays
+from toolkit.testing import random_classification_cache, random_token_cache, synthetic_latency_profile
 
 
 def cache(N, seed, split):
-    """tests/test_batch_option.py's toy cache, recording its model's name (the profile's 'enc')."""
-    c = _cache(N, seed, split)
-    c.meta["models"] = [{"name": "enc"}]
-    return c
+    """Three exits (the synthetic profile's 'enc'), with token counts and the model's name recorded."""
+    c = random_classification_cache(N, 3, 2, seed=seed, split=split)
+    return from_arrays(c.logits, c.labels, c.flops / 1e9, n_tokens=np.random.default_rng(seed).integers(3, 40, N),
+                       meta={**c.meta, "models": [{"name": "enc"}]})
 
 
 def test_explorer_refuses_empty_profile_models():
