@@ -193,11 +193,36 @@ def write_cache_table(table, path: str | os.PathLike, header: dict) -> Path:
     full = {**plain, INTEGRITY_KEY: {"algorithm": "sha256", "content": content_hash(table, plain)}}
     table = table.replace_schema_metadata({META_KEY: json.dumps(full, default=json_default).encode()})
     path = Path(path)
-    if path.is_dir():
-        raise CacheError(f"{path}: is a directory; give the cache file's name (e.g. {path / 'cache.parquet'})")
+    check_writable(path, what="cache file", error=CacheError)  # before its folder is made
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_atomic(path, lambda f: pq.write_table(table, f, compression="zstd", write_page_checksum=True,
                                                        write_statistics=False), error=CacheError)
+
+
+def check_writable(path: str | os.PathLike, *, what: str = "file", error: type[Exception] = ValueError) -> int | None:
+    """The permission bits of the existing file ``path`` (None where there is none) if :func:`write_atomic` may
+    replace it; else ``error`` naming ``path`` (``what``: the file it should be, in the message): a symbolic link
+    (replacing it would cut the link), a directory, a FIFO/device/socket (never opened: it would block) or a
+    read-only file (no write bit: refused even to root, who may write anything). The one check of an output path,
+    up front (``toolkit.cli._common.output_file``) and at the write."""
+    path = Path(path)
+    if path.is_symlink():
+        raise error(f"{path}: a symbolic link (to {os.path.realpath(path)}); refused: write to the target file "
+                    f"itself, or remove the link first")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise error(f"{path}: cannot be written ({e.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise error(f"{path}: is a directory; give the {what}'s name")
+    if not stat.S_ISREG(st.st_mode):
+        raise error(f"{path}: not a regular file (a FIFO, device or socket); refused as the {what}")
+    mode = stat.S_IMODE(st.st_mode)
+    if not os.access(path, os.W_OK) or not mode & 0o222:  # no write bit: read-only even to root
+        raise error(f"{path}: is read-only; refused (make it writable, or write elsewhere)")
+    return mode
 
 
 def write_atomic(path: str | os.PathLike, data, *, error: type[Exception] = ValueError) -> Path:
@@ -210,20 +235,9 @@ def write_atomic(path: str | os.PathLike, data, *, error: type[Exception] = Valu
     On any failure or interrupt (KeyboardInterrupt included) the temporary file is removed and ``path`` is left
     as it was. A new file gets mode 0644; an existing one keeps its mode. A symbolic link (replacing it would cut
     the link), a directory, a FIFO/device, a read-only file or a missing folder is refused with ``error``; a failed
-    write raises OSError. Both name ``path``, never the temporary file."""
+    write raises OSError. Both name ``path``, never the temporary file (the refusals: :func:`check_writable`)."""
     path = Path(path)
-    if path.is_symlink():
-        raise error(f"{path}: a symbolic link (to {os.path.realpath(path)}); refused: write to the target file "
-                    f"itself, or remove the link first")
-    if path.is_dir():
-        raise error(f"{path}: is a directory; give a file name (e.g. {path / 'out.json'})")
-    mode = None
-    if path.exists():
-        if not path.is_file():
-            raise error(f"{path}: not a regular file (a FIFO, device or socket); refused")
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-        if not os.access(path, os.W_OK) or not mode & 0o222:  # no write bit: read-only even to root
-            raise error(f"{path}: is read-only; refused (make it writable, or write elsewhere)")
+    mode = check_writable(path, error=error)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise error(f"{path}: the folder {folder} does not exist; create it first")

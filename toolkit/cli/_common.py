@@ -153,26 +153,16 @@ def input_file(path, what: str = "file"):
 
 
 def output_file(path, what: str = "output file"):
-    """``path`` if it can be written as a file: absent or a regular file; a directory, FIFO or device is refused
-    before anything is computed (writing to a FIFO blocks until someone reads it)."""
-    import os
-    import stat
+    """``path`` if the atomic writer will write it (absent, or a writable regular file), checked before anything is
+    computed with the writer's own check (:func:`toolkit.caches.io.check_writable`): a symbolic link, a read-only
+    file, a directory, FIFO or device is refused now, not after a long run (writing to a FIFO blocks until someone
+    reads it)."""
     from pathlib import Path
 
-    from toolkit.caches.io import CacheError
+    from toolkit.caches.io import CacheError, check_writable
 
-    path = Path(path)
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return path
-    except OSError as e:
-        raise CacheError(f"{path}: cannot be written ({e.strerror})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise CacheError(f"{path}: is a directory; give the {what}'s name")
-    if not stat.S_ISREG(st.st_mode):
-        raise CacheError(f"{path}: not a regular file (a FIFO, device or socket); refused as the {what}")
-    return path
+    check_writable(path, what=what, error=CacheError)
+    return Path(path)
 
 
 def cache_kind(path) -> str:

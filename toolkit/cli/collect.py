@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 
-from toolkit.cli._common import non_negative_int, positive_int, token_length
+from toolkit.cli._common import non_negative_int, output_file, positive_int, token_length
 
 
 def register(sub) -> None:
@@ -40,6 +40,7 @@ def register(sub) -> None:
 
 
 def run(a) -> int:
+    output_file(a.out, "--out cache")  # a link or read-only file is refused now, not after the collection
     from toolkit.nn.encoder.collect import collect
 
     cache = collect(a.model, a.task, a.split, a.out, data_dir=a.data_dir, batch_size=a.batch_size,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 
-from toolkit.cli._common import positive_float, positive_int, token_length
+from toolkit.cli._common import output_file, positive_float, positive_int, token_length
 
 
 def register(sub) -> None:
@@ -31,6 +31,7 @@ def register(sub) -> None:
 
 
 def run(a) -> int:
+    output_file(a.out, "--out cache")  # a link or read-only file is refused now, not after the generation
     from toolkit.nn.seq2seq.generate import collect_generation
 
     models = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 
-from toolkit.cli._common import positive_float, positive_int
+from toolkit.cli._common import output_file, positive_float, positive_int
 
 
 def command_text() -> str:
@@ -39,6 +39,7 @@ def register(sub) -> None:
 
 
 def run(a) -> int:
+    output_file(a.out, "--out cache")  # a link or read-only file is refused now, not after the collection
     from toolkit.nn.causal.collect import collect_llm_tokens
 
     cache = collect_llm_tokens(a.model, a.prompt_set, a.split, a.out, exits=a.exits or ["lens"], limit=a.limit,
