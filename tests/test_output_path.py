@@ -1,8 +1,9 @@
 """An output path is checked up front with the atomic writer's own check (``toolkit.caches.io.check_writable``):
-``toolkit.cli._common.output_file`` (``--csv``, and now the ``--out`` of ``collect``, ``llm-collect`` and
-``generate``) refused only directories and FIFOs, so a symbolic link or a read-only file passed it and a long
-collection ran to be refused at the save by ``write_atomic``. Read-only means no write bit (checked on the mode,
-so it holds for root too, who may write anything)."""
+``toolkit.cli._common.output_file`` (``--csv``, and now the ``--out`` of ``collect``, ``llm-collect``, ``generate``
+and ``profile``) refused only directories and FIFOs, so a symbolic link or a read-only file passed it and a long
+collection ran to be refused at the save by ``write_atomic`` (``profile`` wrote with its own rename, which replaced
+the link and the read-only file). Read-only means no write bit (checked on the mode, so it holds for root too, who
+may write anything)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ def test_output_file_refuses_what_write_atomic_refuses_in_the_same_words(bad_out
     ["collect", "--model", "/nonexistent/model", "--task", "sst2", "--split", "test"],
     ["llm-collect", "--model", "/nonexistent/model", "--prompt-set", "sst2_sentiment", "--split", "test"],
     ["generate", "--model", "swift=/nonexistent/model", "--task", "sst2", "--split", "test"],
+    ["profile", "--model", "/nonexistent/model", "--quick"],
 ], ids=lambda c: c[0])
 def test_collection_clis_refuse_a_link_or_read_only_out_before_collecting(bad_outs, command, capsys, tmp_path):
     """The model does not exist: the refusal naming --out comes first (before, the run went on to the data and

@@ -3,7 +3,7 @@ predicted-time costing (``toolkit sweep --profile``, :mod:`toolkit.analysis.cost
 
 from __future__ import annotations
 
-from toolkit.cli._common import positive_int
+from toolkit.cli._common import output_file, positive_int
 
 
 def register(sub) -> None:
@@ -29,11 +29,11 @@ def register(sub) -> None:
 
 def run(a) -> int:
     import json
-    import os
-    from pathlib import Path
 
+    out = output_file(a.out, "--out profile")  # a link or read-only file is refused now, not after the timing
     import torch
 
+    from toolkit.caches.io import write_atomic
     from toolkit.nn.common.profile import load_for_profile, profile_models
 
     if a.threads:
@@ -41,11 +41,8 @@ def run(a) -> int:
     models = {m: load_for_profile(m, device=a.device) for m in a.model}
     prof = profile_models(models, quick=a.quick, repeats=a.repeats, context=a.context, device=a.device,
                           progress=lambda s: print(s, flush=True))
-    out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(prof, indent=1))
-    os.replace(tmp, out)
+    write_atomic(out, json.dumps(prof, indent=1))  # its own tmp+rename replaced a link and a read-only file
     print(f"wrote {out}: {len(prof['models'])} model(s), {prof['threads']} threads, load {prof['loadavg_start']} -> "
           f"{prof['loadavg_end']}, {prof['seconds']:.0f} s")
     return 0
