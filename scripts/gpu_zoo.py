@@ -8,11 +8,15 @@ on a CPU (``--device cpu --workers 0``): resumable, in priority order.
     nohup nice -n 19 python scripts/gpu_zoo.py /tmp/zoo --device cpu --workers 2 --threads 1 \
         --runs /tmp/zoo/runs > /tmp/zoo/runner.log 2>&1 &                 # the CPU plan (issue 29), resumable
     python scripts/gpu_zoo.py --merge OUT/data --into data              # bring a run's caches into data/
+    python scripts/gpu_zoo.py --ledger-from-log OUT/runner.log --into OUT/logs/ledger.jsonl   # backfill (once)
 
 Inputs: the data folder (``TOOLKIT_DATA_DIR`` or ``--data-dir``, laid out like ../shared/data); the pretrained
 weights as plain folders ``$TOOLKIT_CACHE/models/all-MiniLM-L6-v2`` and ``.../all-mpnet-base-v2`` (or the
 packages). Output under OUT: ``data/<task>/<set>-s<seed>-{cal,test}.parquet`` and ``data/MANIFEST.json``;
-``logs/status.json`` (every job: state, wall time, estimate, error), ``logs/jobs/<job>.log`` (each job's output),
+``logs/status.json`` (this run's jobs: state, wall time, estimate, error; rewritten by each run),
+``logs/ledger.jsonl`` (every job attempt of every run, appended: ``toolkit.zoo.ledger``; ``--merge`` adds the CPU
+seconds it sums to the merged entries, ``--ledger-from-log`` reads back the logs of runs made before it existed),
+``logs/jobs/<job>.log`` (each job's output),
 ``logs/meta/<task>/<member>-s<seed>.json`` (each run's config, per-epoch curve, epoch kept, wall time), and
 ``logs/plan.json``. Checkpoints go to ``--runs`` (default /tmp/toolkit-zoo-runs), outside OUT.
 
@@ -55,8 +59,13 @@ def _args(argv=None):
     p.add_argument("--profile", choices=("v2", "cpu"),
                    help="recipe profile (default: cpu with --device cpu, else v2; see toolkit.zoo.recipes)")
     p.add_argument("--shipped", default="data", help="the shipped caches: borrowed members and caches not to redo")
-    p.add_argument("--merge", help="a run's data folder to merge into --into")
-    p.add_argument("--into", default="data")
+    p.add_argument("--merge", help="a run's data folder (OUT/data) to merge into --into (default data)")
+    p.add_argument("--ledger", help="with --merge: the run's ledger (default: OUT/logs/ledger.jsonl beside OUT/data, "
+                                    "where it exists)")
+    p.add_argument("--ledger-from-log", nargs="+", metavar="LOG",
+                   help="append the job attempts that these runner logs report to the ledger --into "
+                        "(OUT/logs/ledger.jsonl), each once; see toolkit.zoo.ledger.parse_runner_log")
+    p.add_argument("--into", help="--merge: the data folder (default data); --ledger-from-log: the ledger file")
     return p.parse_args(argv)
 
 
@@ -110,11 +119,20 @@ def main(argv=None) -> int:
     a = _args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if a.ledger_from_log:
+        from toolkit.zoo.ledger import LEDGER, backfill
+
+        if not a.into or Path(a.into).is_dir() or not a.into.endswith(".jsonl"):
+            raise SystemExit(f"--ledger-from-log needs --into OUT/logs/{LEDGER} (the ledger file), got {a.into}")
+        added = backfill(a.ledger_from_log, a.into)
+        print(f"appended {len(added)} job attempts from {len(a.ledger_from_log)} log(s) to {a.into}")
+        return 0
     if a.merge:
         from toolkit.zoo.manifest import merge_manifest
 
-        keys = merge_manifest(a.merge, a.into)
-        print(f"merged {len(keys)} caches from {a.merge} into {a.into}")
+        into = a.into or "data"
+        keys = merge_manifest(a.merge, into, ledger=a.ledger)
+        print(f"merged {len(keys)} caches from {a.merge} into {into}")
         return 0
     if not a.out:
         raise SystemExit("give the output folder (or --merge)")

@@ -21,12 +21,14 @@ import sys
 import time
 import traceback
 from dataclasses import asdict
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from toolkit.analysis.cost.encoder import layer_flops
-from toolkit.zoo.build import SETS, Job, Where, plan, run_job
+from toolkit.zoo.build import SETS, Job, Where, cache_key, plan, run_job
+from toolkit.zoo.ledger import LEDGER, append_attempt
 from toolkit.zoo.recipes import (
     CPU_BORROWED,
     DIFFICULTY,
@@ -35,7 +37,10 @@ from toolkit.zoo.recipes import (
     RTE_VARIANTS,
     ZOO_TASKS,
     recipe,
+    run_dir,
 )
+
+DONE = ("done", "already done")  # the states a dependent job may start after
 
 V2_SETS = ("minilm6_me", "cascade", "mpnet_me", "cascade_da")
 # (tasks, sets, seeds), most important first: the issue's minimum that a CPU cannot do (three seeds of every set on
@@ -88,14 +93,8 @@ def without_finished(jobs: list[Job], out: Path, splits=("cal", "test"), also=()
     """Drop the collect jobs whose caches are already in ``out`` or in one of the folders ``also`` (the shipped
     data/: made here or merged from another machine, whose run folders are not here) and the training no remaining
     collect job needs."""
-    from toolkit.zoo.build import cache_key
-
-    def shipped(folder: Path, key: str) -> bool:
-        m = folder / "MANIFEST.json"
-        return m.exists() and key in json.loads(m.read_text())["caches"] and (folder / f"{key}.parquet").exists()
-
     keep = [j for j in jobs if j.kind != "collect" or not all(
-        any(shipped(Path(f), cache_key(j.task, j.name, j.seed, sp)) for f in (out, *also)) for sp in splits)]
+        any(_has_cache(Path(f), cache_key(j.task, j.name, j.seed, sp)) for f in (out, *also)) for sp in splits)]
     by_id = {j.id: j for j in keep}
     needed, stack = set(), [j.id for j in keep if j.kind == "collect"]
     while stack:
@@ -104,6 +103,41 @@ def without_finished(jobs: list[Job], out: Path, splits=("cal", "test"), also=()
             needed.add(i)
             stack.extend(by_id[i].needs)
     return [j for j in keep if j.id in needed]
+
+
+def _has_cache(folder: Path, key: str) -> bool:
+    """Cache ``key`` is in ``folder``: its file, and its entry in the folder's MANIFEST.json."""
+    m = folder / "MANIFEST.json"
+    return m.exists() and key in json.loads(m.read_text())["caches"] and (folder / f"{key}.parquet").exists()
+
+
+def _run_folder(job: Job, where: Where) -> Path:
+    """Where a train or fold job trains (its ``final`` is the finished run, its ``*/checkpoint-*`` the resumable one)."""
+    base = run_dir(where.runs, job.task, job.name, job.seed)
+    return base / "difficulty" / f"fold{job.fold}" if job.kind == "fold" else base
+
+
+def found_complete(job: Job, where: Where, splits=("cal", "test")) -> bool:
+    """``job``'s outputs are already there, so running it does no work: a finished run folder (train, fold), or
+    every split's cache with its manifest entry in ``where.out`` (collect)."""
+    if job.kind == "collect":
+        return all(_has_cache(where.out, cache_key(job.task, job.name, job.seed, sp)) for sp in splits)
+    return (_run_folder(job, where) / "final" / "config.json").exists()
+
+
+def _resumes(job: Job, where: Where) -> bool | None:
+    """A train or fold job's run folder holds checkpoints, so the attempt continues from the last (collect: None)."""
+    return None if job.kind == "collect" else any(_run_folder(job, where).glob("*/checkpoint-*"))
+
+
+def _proc_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system, every thread) that process ``pid`` has used so far, from /proc (None elsewhere):
+    what a worker spent on a job that is stopped before it can report."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 # ------------------------------------------------------------------------------------------ estimates
@@ -307,8 +341,13 @@ def run_jobs(jobs: list[Job], where: Where, *, workers: int = 0, deadline: float
     ``now + factor * estimate <= deadline - reserve``, ``factor`` being ``safety`` or, once three training jobs
     have finished, 1.1 x the median of their actual over estimated seconds if larger (the estimates learn the
     machine and the contention); training still running at ``deadline - reserve`` is stopped, and collect jobs may
-    run until ``deadline``. ``<where.logs>/status.json`` is rewritten at every change; each finished job records its
-    wall seconds and the CPU seconds of its process (``cpu_s``).
+    run until ``deadline``. ``<where.logs>/status.json`` (this run) is rewritten at every change; each finished job
+    records its wall seconds and the CPU seconds of its process (``cpu_s``). A job whose outputs were complete
+    before it started (:func:`found_complete`) did no work: its state is ``"already done"``, without seconds.
+
+    Every attempt that ends (done, failed, or stopped, with the CPU seconds its worker used, read from /proc) is also
+    appended to ``<where.logs>/ledger.jsonl`` (:mod:`toolkit.zoo.ledger`), which no run rewrites:
+    :func:`toolkit.zoo.ledger.spent` sums it per job. Found-complete jobs add nothing to it.
     """
     status = {j.id: {"kind": j.kind, "state": "pending", "needs": list(j.needs),
                      "est_s": round(estimate(j, device, tiny=where.tiny, profile=where.profile), 1)} for j in jobs}
@@ -326,6 +365,14 @@ def run_jobs(jobs: list[Job], where: Where, *, workers: int = 0, deadline: float
         pool = [_Worker(ctx, where, threads) for _ in range(workers)]
 
     slowdown: list[float] = []  # actual / estimated seconds of finished training: how far off the estimates are
+    ledger = where.logs / LEDGER if where.logs is not None else None
+    attempts: dict[str, dict] = {}  # job id -> what its running attempt knew when it started
+
+    def begin(job: Job, started: float, pid: int, cpu0: float | None) -> None:
+        status[job.id].update(state="running", started=started)
+        attempts[job.id] = {"complete": found_complete(job, where), "resumed": _resumes(job, where), "pid": pid,
+                            "cpu0": cpu0, "iso": datetime.fromtimestamp(started, timezone.utc).isoformat(
+                                timespec="seconds")}
 
     def save_status():
         if where.logs is None:
@@ -336,8 +383,8 @@ def run_jobs(jobs: list[Job], where: Where, *, workers: int = 0, deadline: float
             counts[s["state"]] = counts.get(s["state"], 0) + 1
         doc = {"started": t_start, "elapsed_s": round(time.time() - t_start, 1), "deadline": deadline,
                "slowdown_median": round(float(np.median(slowdown)), 2) if slowdown else None,
-               "workers": workers, "device": device, "counts": counts, "where": {k: str(v) for k, v in
-                                                                               asdict(where).items()},
+               "ledger": str(ledger), "workers": workers, "device": device, "counts": counts,
+               "where": {k: str(v) for k, v in asdict(where).items()},
                "jobs": status}
         tmp = where.logs / f".status.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(doc, indent=1))
@@ -345,18 +392,35 @@ def run_jobs(jobs: list[Job], where: Where, *, workers: int = 0, deadline: float
 
     def finish(job_id: str, state: str, **info):
         s = status[job_id]
+        attempt = attempts.pop(job_id, None)
+        if state == "done" and attempt is not None and attempt["complete"]:  # found its outputs: no work, no seconds
+            state = "already done"
+            s.pop("started", None)
+            info.pop("cpu_s", None)
         s.update(state=state, **info)
         if "started" in s:
             s["wall_s"] = round(time.time() - s["started"], 1)
             if state == "done" and s["kind"] != "collect" and s["est_s"] > 0:
                 slowdown.append(s["wall_s"] / s["est_s"])
+            if ledger is not None and attempt is not None:
+                append_attempt(ledger, {
+                    "job": job_id, "kind": s["kind"], "state": state, "started": attempt["iso"],
+                    "wall_s": s["wall_s"], "cpu_s": s.get("cpu_s"), "worker_pid": attempt["pid"], "device": device,
+                    "threads": threads, "resumed": attempt["resumed"], "source": "runner",
+                    **({"error": info["error"].strip().splitlines()[-1][:300]} if info.get("error") else {})})
         log(f"[zoo] {state}: {job_id}" + (f" ({s['wall_s']} s" + (f", {s['cpu_s']} CPU s" if "cpu_s" in s else "")
                                            + ")" if "wall_s" in s else "")
+            + (" (found complete: no work)" if state == "already done" else "")
             + (f"\n{info['error'].strip().splitlines()[-1]}" if info.get("error") else ""))
         save_status()
 
     def ready(job: Job) -> bool:
-        return all(status[n]["state"] == "done" for n in job.needs)
+        return all(status[n]["state"] in DONE for n in job.needs)
+
+    def worker_cpu(w: _Worker) -> dict:
+        """The CPU seconds worker ``w`` has used on its job so far (where /proc tells)."""
+        now, cpu0 = _proc_cpu_s(w.proc.pid), attempts.get(w.job.id, {}).get("cpu0")
+        return {} if now is None or cpu0 is None else {"cpu_s": round(now - cpu0, 1)}
 
     def fits(job: Job, now: float) -> bool:
         if deadline is None:
@@ -388,10 +452,11 @@ def run_jobs(jobs: list[Job], where: Where, *, workers: int = 0, deadline: float
                 for i, w in enumerate(pool):
                     job = w.job
                     if job is not None and (now >= deadline or (now >= deadline - reserve and job.kind != "collect")):
+                        cpu = worker_cpu(w)
                         w.stop(kill=True)
                         pool[i] = _Worker(ctx, where, threads) if now < deadline else w
                         pool[i].job = None
-                        finish(job.id, "stopped", error="stopped at the deadline (resumable)")
+                        finish(job.id, "stopped", error="stopped at the deadline (resumable)", **cpu)
             for job in jobs:  # skip what can no longer run
                 s = status[job.id]
                 if s["state"] != "pending":
@@ -407,7 +472,7 @@ def run_jobs(jobs: list[Job], where: Where, *, workers: int = 0, deadline: float
                 if not launchable:
                     break
                 job = launchable[0]
-                status[job.id].update(state="running", started=time.time())
+                begin(job, time.time(), os.getpid(), None)
                 log(f"[zoo] start: {job.id}")
                 cpu0 = time.process_time()
                 try:
@@ -415,13 +480,17 @@ def run_jobs(jobs: list[Job], where: Where, *, workers: int = 0, deadline: float
                     finish(job.id, "done", cpu_s=round(time.process_time() - cpu0, 1))
                 except Exception:
                     finish(job.id, "failed", error=traceback.format_exc(), cpu_s=round(time.process_time() - cpu0, 1))
+                except BaseException:  # SIGTERM (see _terminate_as_exit), Ctrl-C: this attempt is stopped, resumable
+                    finish(job.id, "stopped", error="stopped: the scheduler was ended (resumable)",
+                           cpu_s=round(time.process_time() - cpu0, 1))
+                    raise
                 continue
             for w in pool:
                 if w.job is None and launchable:
                     job = launchable.pop(0)
                     w.job, w.started = job, time.time()
-                    status[job.id].update(state="running", started=w.started, log=str(_log_path(where, job)),
-                                          worker_pid=w.proc.pid)
+                    begin(job, w.started, w.proc.pid, _proc_cpu_s(w.proc.pid))
+                    status[job.id].update(log=str(_log_path(where, job)), worker_pid=w.proc.pid)
                     log(f"[zoo] start: {job.id} (estimate {status[job.id]['est_s']:.0f} s)")
                     save_status()
                     w.conn.send(job)
@@ -433,7 +502,7 @@ def run_jobs(jobs: list[Job], where: Where, *, workers: int = 0, deadline: float
         stop_on_term()
         for w in pool:
             if w.job is not None:
-                status[w.job.id].update(state="stopped", error="stopped: the scheduler was ended (resumable)")
+                finish(w.job.id, "stopped", error="stopped: the scheduler was ended (resumable)", **worker_cpu(w))
             w.stop(kill=w.job is not None)
         for s in status.values():
             if s["state"] == "pending":

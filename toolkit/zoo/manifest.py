@@ -96,18 +96,36 @@ def update_manifest(out: Path, key: str, entry: dict) -> None:
         os.replace(tmp, path)
 
 
-def merge_manifest(src: str | os.PathLike, dst: str | os.PathLike) -> list[str]:
+def merge_manifest(src: str | os.PathLike, dst: str | os.PathLike, *,
+                   ledger: str | os.PathLike | None = None) -> list[str]:
     """Copy every cache of ``src/MANIFEST.json`` into ``dst`` (atomically) and add its entry to
     ``dst/MANIFEST.json`` (replacing an entry of the same key); returns the keys. Each cache is checked against its
-    entry first, so nothing that does not rescore to its manifest numbers is merged."""
+    entry first, so nothing that does not rescore to its manifest numbers is merged.
+
+    ``ledger``: the zoo runner's ledger of the run that made ``src`` (default ``src/../logs/ledger.jsonl``, where it
+    exists: the runner writes caches under ``OUT/data`` and its ledger under ``OUT/logs``). With one, each entry gets
+    the CPU seconds the ledger knows it cost (``train_cpu_s`` per trained model, ``collect_cpu_s``;
+    :func:`toolkit.zoo.ledger.with_cpu_seconds`); without one, entries are merged as they are.
+    """
     import shutil
+
+    from toolkit.caches.io import read_header
+    from toolkit.zoo.ledger import LEDGER, spent, with_cpu_seconds
 
     src, dst = Path(src), Path(dst)
     entries = json.loads((src / "MANIFEST.json").read_text())["caches"]
     problems = check_manifest(src)
     if problems:
         raise ValueError(f"{src}: caches do not match their manifest, nothing merged: {problems[:3]}")
+    if ledger is not None and not Path(ledger).is_file():
+        raise FileNotFoundError(f"{ledger}: no such ledger (the runner's OUT/logs/{LEDGER}); omit ledger= to merge "
+                                f"without CPU seconds")
+    ledger = Path(ledger) if ledger is not None else src.resolve().parent / "logs" / LEDGER
+    table = spent(ledger) if ledger.is_file() else None
     for key, entry in entries.items():
+        if table is not None:
+            models = read_header(src / f"{key}.parquet").get("meta", {}).get("models", [])
+            entry = with_cpu_seconds(key, entry, models, table)
         target = dst / f"{key}.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")

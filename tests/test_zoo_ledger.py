@@ -1,0 +1,329 @@
+"""The zoo runner's ledger (toolkit.zoo.ledger): every job attempt is kept across runner restarts, a job found
+complete adds nothing, the CPU seconds are summed per job over its attempts, runner logs of runs made before the
+ledger are read back once, and merge writes the sums into the manifest entries.
+
+The jobs run in this process (workers=0) with the members' training replaced by a CPU burn that writes a finished
+run folder (the runner's own bookkeeping, the CPU clock and the signal handling are the real ones).
+"""
+
+import importlib.util
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from toolkit.zoo.ledger import (
+    FOUND_COMPLETE_MAX_WALL_S,
+    append_attempt,
+    backfill,
+    parse_runner_log,
+    read_ledger,
+    spent,
+    with_cpu_seconds,
+)
+
+
+def _gpu_zoo():
+    spec = importlib.util.spec_from_file_location("gpu_zoo", REPO / "scripts" / "gpu_zoo.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _burn(seconds: float) -> None:
+    """Use about ``seconds`` of this process's CPU."""
+    end = time.process_time() + seconds
+    x = 0
+    while time.process_time() < end:
+        x += 1
+
+
+@pytest.fixture()
+def fake_zoo(tmp_path, monkeypatch):
+    """Members that burn CPU and write ``<run>/final`` (``plan[i]`` says what attempt i does: "fail", "kill" (a
+    real SIGTERM to this process, as a time limit sends), else train to the end); a collect that writes both caches'
+    files and manifest entries."""
+    from toolkit.zoo import build as zoo_build
+    from toolkit.zoo import update_manifest
+    from toolkit.zoo.recipes import run_dir
+
+    where = zoo_build.Where(out=tmp_path / "data", runs=tmp_path / "runs", logs=tmp_path / "logs")
+    script: list[str] = []
+
+    def fake_member(task, member, seed, where, log=print):
+        out = run_dir(where.runs, task, member, seed)
+        final = out / "final"
+        if (final / "config.json").exists():
+            return final
+        what = script.pop(0) if script else "train"
+        _burn(0.3)
+        (out / "checkpoints" / "checkpoint-4").mkdir(parents=True, exist_ok=True)
+        if what == "fail":
+            raise RuntimeError("boom")
+        if what == "kill":
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(30)  # the handler's SystemExit ends this
+        _burn(0.2)
+        final.mkdir(parents=True)
+        (final / "train_meta.json").write_text("{}")
+        (final / "config.json").write_text("{}")
+        return final
+
+    def fake_collect(task, s, seed, where, splits, log):
+        _burn(0.15)
+        for split in splits:
+            key = f"{task}/{s}-s{seed}-{split}"
+            (where.out / task).mkdir(parents=True, exist_ok=True)
+            (where.out / f"{key}.parquet").write_bytes(b"")
+            update_manifest(where.out, key, {"split": split})
+
+    monkeypatch.setattr(zoo_build, "train_member", fake_member)
+    monkeypatch.setattr(zoo_build, "collect_set", fake_collect)
+    return where, script
+
+
+def _run(where, jobs, log=None):
+    from toolkit.zoo.jobs import run_jobs
+
+    return run_jobs(jobs, where, workers=0, log=log or (lambda m: None))
+
+
+def test_failed_killed_and_resumed_attempts_all_count(fake_zoo):
+    """A failed attempt, one killed by SIGTERM (resumable), then the one that finishes: the ledger keeps all three
+    across the runner's restarts, and spent() sums their CPU and wall seconds."""
+    from toolkit.zoo.jobs import plan
+
+    where, script = fake_zoo
+    jobs = plan(["mrpc"], ["minilm6_me"], [42])
+    script[:] = ["fail", "kill", "train"]
+    status = _run(where, jobs)
+    assert status["mrpc/minilm6_me-s42"]["state"] == "failed"
+    first = (where.logs / "ledger.jsonl").read_bytes()
+    with pytest.raises(SystemExit, match="signal 15"):
+        _run(where, jobs)
+    saved = json.loads((where.logs / "status.json").read_text())["jobs"]["mrpc/minilm6_me-s42"]
+    assert saved["state"] == "stopped" and saved["cpu_s"] >= 0.3
+    status = _run(where, jobs)
+    assert {s["state"] for s in status.values()} == {"done"}
+    assert (where.logs / "ledger.jsonl").read_bytes().startswith(first)  # a restart appends, never rewrites
+
+    lines = [r for r in read_ledger(where.logs / "ledger.jsonl") if r["job"] == "mrpc/minilm6_me-s42"]
+    assert [r["state"] for r in lines] == ["failed", "stopped", "done"]
+    assert [r["resumed"] for r in lines] == [False, True, True]  # the kill left a checkpoint to continue from
+    assert all(r["cpu_s"] >= 0.3 and r["wall_s"] >= r["cpu_s"] - 0.2 and r["kind"] == "train" for r in lines)
+    assert lines[-1]["cpu_s"] >= 0.5 and {r["worker_pid"] for r in lines} == {os.getpid()}
+    assert all(r["device"] == "cuda" and r["threads"] == 1 and r["started"].endswith("+00:00") for r in lines)
+    table = spent(where.logs / "ledger.jsonl")
+    row = table.loc["mrpc/minilm6_me-s42"]
+    assert (row["attempts"], row["done"], row["cpu_unknown"]) == (3, 1, 0)
+    assert row["cpu_s"] == pytest.approx(sum(r["cpu_s"] for r in lines), abs=0.051)
+    assert row["wall_s"] == pytest.approx(sum(r["wall_s"] for r in lines), abs=0.051)
+    assert table.loc["mrpc/minilm6_me-s42/collect", "attempts"] == 1
+
+
+def test_a_job_found_complete_adds_nothing(fake_zoo):
+    """A restart finds the training and the caches complete: "already done" without seconds, no ledger line."""
+    from toolkit.zoo.jobs import plan
+
+    where, _ = fake_zoo
+    jobs = plan(["mrpc"], ["minilm6_me"], [42])
+    _run(where, jobs)
+    before = (where.logs / "ledger.jsonl").read_bytes()
+    assert [r["state"] for r in read_ledger(where.logs / "ledger.jsonl")] == ["done", "done"]
+    said = []
+    status = _run(where, jobs, log=said.append)
+    assert {s["state"] for s in status.values()} == {"already done"}
+    assert not any(k in s for s in status.values() for k in ("cpu_s", "wall_s", "started"))
+    assert (where.logs / "ledger.jsonl").read_bytes() == before
+    saved = json.loads((where.logs / "status.json").read_text())
+    assert saved["counts"] == {"already done": 2} and saved["ledger"] == str(where.logs / "ledger.jsonl")
+    assert "[zoo] already done: mrpc/minilm6_me-s42 (found complete: no work)" in said
+    assert parse_runner_log_lines(said) == []  # and a backfill from this log reads no work either
+
+
+def parse_runner_log_lines(messages, tmp=None) -> list[dict]:
+    """The records :func:`parse_runner_log` reads from the runner's log messages, written as scripts/gpu_zoo.py
+    writes them (``f"{t:7.1f}s {m}"``)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        log = Path(tmp or d) / "runner.log"
+        log.write_text("".join(f"{12.5 * i:7.1f}s {m}\n" for i, m in enumerate(messages)))
+        return parse_runner_log(log)
+
+
+# ------------------------------------------------------------------------------------------------ backfill
+RUNNER_LOG = """\
+    5.4s [zoo] 108 jobs on cpu (cpu recipes), 2 workers, 1 thread(s) each, deadline none s
+    5.4s [zoo] start: mrpc/minilm2_da-s42/fold0 (estimate 184 s)
+   11.0s [zoo] done: mrpc/minilm2_da-s42/fold0 (5.6 s, 0.0 CPU s)
+   11.2s [zoo] done: mrpc/minilm2_da-s42 (0.2 s, 0.0 CPU s)
+  631.1s [zoo] done: mrpc/minilm6_da-s42/fold1 (619.8 s, 465.8 CPU s)
+ 4293.9s [zoo] done: mrpc/cascade_da-s42/collect (53.3 s, 21.4 CPU s)
+ 5000.0s [zoo] failed: mrpc/minilm6-s43 (40.0 s, 12.5 CPU s)
+RuntimeError: boom
+ 5001.0s [zoo] failed: mrpc/minilm2-s43 (41.0 s)
+worker process died (exit code -9)
+ 6000.0s [zoo] stopped: mrpc/minilm6-s44 (100.0 s)
+ 6348.7s [zoo] done: mrpc/minilm2-s44 (471.0 s, 215.7 CPU s)
+ 6400.0s [zoo] done: mrpc/minilm2-s45 (45.0 s, 0.0 CPU s)
+ 6500.0s [zoo] skipped: mrpc/cascade-s43/collect
+ 6600.0s [zoo] finished: {'done': 2}; status in /tmp/zoo/logs/status.json
+"""
+
+
+def test_backfill_reads_the_runner_log_format_once(tmp_path):
+    log = tmp_path / "runner-4.log"
+    log.write_text(RUNNER_LOG + "11:56:21     0.0s [zoo] done: mrpc/minilm6-s42 (100.0 s, 80.0 CPU s)\n")
+    recs = parse_runner_log(log)
+    got = [(r["job"], r["kind"], r["state"], r["wall_s"], r["cpu_s"], r["log_t"]) for r in recs]
+    assert got == [("mrpc/minilm6_da-s42/fold1", "fold", "done", 619.8, 465.8, 631.1),
+                   ("mrpc/cascade_da-s42/collect", "collect", "done", 53.3, 21.4, 4293.9),
+                   ("mrpc/minilm6-s43", "train", "failed", 40.0, 12.5, 5000.0),
+                   ("mrpc/minilm2-s43", "train", "failed", 41.0, None, 5001.0),
+                   ("mrpc/minilm6-s44", "train", "stopped", 100.0, None, 6000.0),
+                   ("mrpc/minilm2-s44", "train", "done", 471.0, 215.7, 6348.7),
+                   # 0.0 CPU s but a wall past the found-complete bound: kept (work that the clock missed)
+                   ("mrpc/minilm2-s45", "train", "done", 45.0, 0.0, 6400.0),
+                   ("mrpc/minilm6-s42", "train", "done", 100.0, 80.0, 0.0)]
+    assert 45.0 > FOUND_COMPLETE_MAX_WALL_S > 5.6
+    assert {r["source"] for r in recs} == {"runner-4.log"} and all(r["started"] is None for r in recs)
+
+    ledger = tmp_path / "logs" / "ledger.jsonl"
+    gz = _gpu_zoo()
+    assert gz.main(["--ledger-from-log", str(log), "--into", str(ledger)]) == 0
+    assert read_ledger(ledger) == json.loads(json.dumps(recs))
+    once = ledger.read_bytes()
+    assert gz.main(["--ledger-from-log", str(log), "--into", str(ledger)]) == 0  # twice: nothing more
+    assert ledger.read_bytes() == once
+    with pytest.raises(SystemExit, match="ledger.jsonl"):
+        gz.main(["--ledger-from-log", str(log), "--into", str(tmp_path)])
+    row = spent(ledger).loc["mrpc/minilm2-s43"]
+    assert (row["attempts"], row["done"], row["cpu_unknown"], row["wall_s"]) == (1, 0, 1, 41.0)
+
+
+def test_backfill_of_a_ledger_runners_log_adds_nothing(fake_zoo, tmp_path):
+    """The log lines of a runner that wrote the ledger itself read back as exactly its ledger's attempts (same job,
+    wall and CPU seconds), so backfilling them adds nothing."""
+    from toolkit.zoo.jobs import plan
+
+    where, script = fake_zoo
+    script[:] = ["fail"]
+    said = []
+    _run(where, plan(["mrpc"], ["minilm6_me"], [42, 43]), log=said.append)
+    own = read_ledger(where.logs / "ledger.jsonl")
+    read_back = parse_runner_log_lines(said, tmp_path)
+    key = ("job", "state", "wall_s", "cpu_s")
+    assert [tuple(r[k] for k in key) for r in read_back] == [tuple(r[k] for k in key) for r in own]
+    assert len(own) == 3 and own[0]["state"] == "failed"  # s42 failed (its collect skipped), s43 trained, collected
+    assert backfill(tmp_path / "runner.log", where.logs / "ledger.jsonl") == []
+
+
+def test_a_torn_last_line_loses_only_itself(tmp_path):
+    ledger = tmp_path / "ledger.jsonl"
+    append_attempt(ledger, {"job": "mrpc/minilm2-s42", "state": "done", "wall_s": 10.0, "cpu_s": 5.0})
+    with open(ledger, "a") as f:
+        f.write('{"job": "mrpc/minilm6-s42", "sta')  # killed mid-write
+    append_attempt(ledger, {"job": "mrpc/minilm6-s42", "state": "done", "wall_s": 20.0, "cpu_s": 7.5})
+    with pytest.warns(UserWarning, match="line 2"):
+        recs = read_ledger(ledger)
+    assert [r["job"] for r in recs] == ["mrpc/minilm2-s42", "mrpc/minilm6-s42"]
+    with pytest.raises(ValueError, match="lacks"):
+        append_attempt(ledger, {"job": "x", "state": "done"})
+
+
+def test_worker_cpu_from_proc_matches_the_process_clock():
+    """A worker stopped before it reports is charged what /proc says it used: the same clock as process_time."""
+    from toolkit.zoo.jobs import _proc_cpu_s
+
+    if _proc_cpu_s(os.getpid()) is None:
+        pytest.skip("no /proc here")
+    a, p = _proc_cpu_s(os.getpid()), time.process_time()
+    _burn(0.3)
+    used, clock = _proc_cpu_s(os.getpid()) - a, time.process_time() - p
+    assert used == pytest.approx(clock, abs=0.05) and used >= 0.25
+
+
+# --------------------------------------------------------------------------------------------------- merge
+def _run_folder(tmp_path, seed):
+    """A run's OUT/data with per-seed cascade_da caches (models trained in OUT's runs, the last one borrowed)."""
+    from toolkit.caches.classification import save_cache
+    from toolkit.testing import random_cascade_cache
+    from toolkit.zoo import update_manifest
+    from toolkit.zoo.manifest import cache_entry
+
+    data = tmp_path / "out" / "data"
+    runs = tmp_path / "runs"
+    for split in ("cal", "test"):
+        c = random_cascade_cache(40, exits=(1, 1, 1), seed=seed, split=split)
+        models = [{"name": "minilm-l2-da", "path": str(runs / "mrpc" / f"minilm2_da-s{seed}" / "final"),
+                   "objective": "ranking"},
+                  {"name": "minilm-l6", "path": str(runs / "mrpc" / f"minilm6-s{seed}" / "final"),
+                   "objective": "joint"},
+                  {"name": "mpnet", "path": "runs/mrpc/mpnet_me/final", "borrowed_from": "mrpc/mpnet_me-test"}]
+        c = c._derived(meta={**c.meta, "task": "mrpc", "models": models,
+                             "data": {"fingerprint": "synthetic", "files": {}, "split_seed": 0}})
+        path = data / "mrpc" / f"cascade_da-s{seed}-{split}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_cache(c, path)
+        update_manifest(data, f"mrpc/cascade_da-s{seed}-{split}", cache_entry(path, root=data.parent))
+    return data
+
+
+def test_merge_writes_cpu_seconds_from_the_ledger_and_leaves_the_rest(tmp_path):
+    from toolkit.zoo import check_manifest
+
+    data = _run_folder(tmp_path, 42)
+    ledger = data.parent / "logs" / "ledger.jsonl"
+    attempts = [("mrpc/minilm2_da-s42/fold0", "done", 100.0), ("mrpc/minilm2_da-s42/fold1", "stopped", 30.0),
+                ("mrpc/minilm2_da-s42/fold1", "done", 70.0), ("mrpc/minilm2_da-s42", "done", 200.0),
+                ("mrpc/minilm6-s42", "failed", 5.0), ("mrpc/minilm6-s42", "done", 400.0),
+                ("mrpc/cascade_da-s42/collect", "done", 21.4), ("mrpc/cascade_da-s43/collect", "done", 99.0)]
+    for job, state, cpu in attempts:
+        append_attempt(ledger, {"job": job, "state": state, "wall_s": 2 * cpu, "cpu_s": cpu})
+    target = tmp_path / "repo" / "data"
+    gz = _gpu_zoo()
+    assert gz.main(["--merge", str(data), "--into", str(target)]) == 0
+    caches = json.loads((target / "MANIFEST.json").read_text())["caches"]
+    for split in ("cal", "test"):
+        e = caches[f"mrpc/cascade_da-s42-{split}"]
+        assert [m.get("train_cpu_s") for m in e["models"]] == [400.0, 405.0, None]  # folds + train, every attempt
+        assert e["collect_cpu_s"] == 21.4
+    assert check_manifest(target) == []
+
+    # a run without a ledger: its entries are merged as they are
+    bare = _run_folder(tmp_path / "other", 43)
+    src = json.loads((bare / "MANIFEST.json").read_text())["caches"]
+    assert gz.main(["--merge", str(bare), "--into", str(target)]) == 0
+    caches = json.loads((target / "MANIFEST.json").read_text())["caches"]
+    for split in ("cal", "test"):
+        key = f"mrpc/cascade_da-s43-{split}"
+        assert caches[key] == {**src[key], "file": f"data/{key}.parquet"}
+        assert "collect_cpu_s" not in caches[key] and not any("train_cpu_s" in m for m in caches[key]["models"])
+
+
+def test_cpu_seconds_are_written_only_where_every_job_is_known(tmp_path):
+    """No partial sums: a model whose folds the ledger lacks, or an attempt whose CPU is unknown, or a job with no
+    finished attempt, gets no number; a model trained in another run is refused."""
+    from toolkit.caches.io import read_header
+
+    data = _run_folder(tmp_path, 42)
+    key = "mrpc/cascade_da-s42-test"
+    entry = json.loads((data / "MANIFEST.json").read_text())["caches"][key]
+    models = read_header(data / f"{key}.parquet")["meta"]["models"]
+    rec = [{"job": "mrpc/minilm2_da-s42", "state": "done", "wall_s": 1.0, "cpu_s": 1.0},  # no folds in the ledger
+           {"job": "mrpc/minilm6-s42", "state": "stopped", "wall_s": 9.0, "cpu_s": None},  # unknown CPU
+           {"job": "mrpc/minilm6-s42", "state": "done", "wall_s": 3.0, "cpu_s": 2.0},
+           {"job": "mrpc/cascade_da-s42/collect", "state": "failed", "wall_s": 3.0, "cpu_s": 2.0}]  # never done
+    out = with_cpu_seconds(key, entry, models, spent(rec))
+    assert not any("train_cpu_s" in m for m in out["models"]) and "collect_cpu_s" not in out
+    assert out["models"] is not entry["models"] and entry == json.loads((data / "MANIFEST.json").read_text())[
+        "caches"][key]
+    moved = [{**models[0], "path": str(tmp_path / "runs" / "mrpc" / "minilm2_da-s7" / "final")}, *models[1:]]
+    with pytest.raises(ValueError, match="seed 42 run"):
+        with_cpu_seconds(key, entry, moved, spent(rec))
+    assert with_cpu_seconds("mrpc/cascade-test", entry, models, spent(rec)) == entry  # not a per-seed zoo cache

@@ -1,0 +1,216 @@
+"""The zoo runner's ledger (``<logs>/ledger.jsonl``): every job attempt the runner made, appended as it ends, and what
+the jobs really cost, summed over their attempts. Analysis side: json and pandas, no torch.
+
+One JSON object a line, never rewritten: ``job`` (its id), ``kind`` (train, fold, collect), ``state`` (done, failed,
+stopped), ``started`` (UTC ISO time, None where unknown), ``wall_s``, ``cpu_s`` (CPU seconds of the process that
+ran the job, every thread; None where unknown), ``worker_pid``, ``device``, ``threads``, ``resumed`` (the run
+folder held checkpoints when the attempt started, so it continued from the last one; None where unknown),
+``source`` ("runner", or the runner log a line was read back from by :func:`backfill`) and ``log_t`` (the log's
+seconds since the runner started, backfilled lines only). A job that the runner found already complete is not an
+attempt and has no line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+LEDGER = "ledger.jsonl"
+# a runner log's "done" line of an attempt that found its outputs complete and did no work: cpu 0.0 and a short wall
+FOUND_COMPLETE_MAX_WALL_S = 30.0
+_LOG_LINE = re.compile(r"^(?:\d\d:\d\d:\d\d\s+)?\s*(?P<t>\d+(?:\.\d+)?)s \[zoo\] (?P<state>done|failed|stopped): "
+                       r"(?P<job>\S+) \((?P<wall>\d+(?:\.\d+)?) s(?:, (?P<cpu>\d+(?:\.\d+)?) CPU s)?\)\s*$")
+_ENTRY_KEY = re.compile(r"^(?P<task>[^/]+)/(?P<set>.+)-s(?P<seed>\d+)-(?P<split>[^-/]+)$")
+
+
+def kind_of(job_id: str) -> str:
+    """The kind of a job from its id (``<task>/<member>-s<seed>``, ``.../fold<k>``, ``<task>/<set>-s<seed>/collect``)."""
+    last = job_id.rsplit("/", 1)[-1]
+    return "collect" if last == "collect" else "fold" if re.fullmatch(r"fold\d+", last) else "train"
+
+
+def append_attempt(path: str | os.PathLike, record: dict) -> None:
+    """Append one attempt to the ledger at ``path``: one ``write`` of one line, flushed and fsynced, so that a kill
+    loses at most the line being written and never an earlier one. A line torn by such a kill is closed with a
+    newline first, so it stays a line of its own (:func:`read_ledger` skips it)."""
+    missing = {"job", "state", "wall_s", "cpu_s"} - set(record)
+    if missing:
+        raise ValueError(f"ledger record {record} lacks {sorted(missing)}")
+    line = json.dumps(record, sort_keys=True, default=str)
+    if "\n" in line:
+        raise ValueError(f"ledger record {record} does not fit on one line")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as f:
+        size = os.fstat(f.fileno()).st_size
+        torn = size > 0 and os.pread(f.fileno(), 1, size - 1) != b"\n"
+        f.write((("\n" if torn else "") + line + "\n").encode("utf-8"))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_ledger(path: str | os.PathLike) -> list[dict]:
+    """The attempts of the ledger at ``path``, in the order they were appended (a missing file: none). A line that
+    is not JSON (torn by a kill while it was written: that attempt is lost) is skipped with a warning naming it; a
+    JSON line that is not an attempt is an error naming it."""
+    import warnings
+
+    path = Path(path)
+    if not path.exists():
+        return []
+    out = []
+    for i, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            warnings.warn(f"{path}, line {i}: not a JSON line (torn by a kill while it was written?); skipped",
+                          stacklevel=2)
+            continue
+        if not isinstance(rec, dict) or "job" not in rec:
+            raise ValueError(f"{path}, line {i}: a ledger line is a JSON object with a 'job', got {line[:80]!r}")
+        out.append(rec)
+    return out
+
+
+def spent(ledger):
+    """CPU and wall seconds spent per job, summed over its attempts (done, failed and stopped all count: an attempt
+    that was stopped, then resumed from a checkpoint, spent its seconds too).
+
+    ``ledger``: a ledger path or the records of :func:`read_ledger`. Returns a DataFrame indexed by job: ``kind``,
+    ``attempts``, ``done`` (how many attempts finished the job), ``cpu_s`` and ``wall_s`` (sums over the attempts
+    that know them), ``cpu_unknown`` (attempts without a CPU figure). What the ledger cannot know: an attempt whose
+    runner was killed outright (SIGKILL, a lost machine) before the attempt ended has no line, so its seconds are
+    missing from these sums; a found-complete job (no work) has no line either.
+    """
+    import pandas as pd
+
+    recs = read_ledger(ledger) if isinstance(ledger, (str, os.PathLike)) else list(ledger)
+    cols = ["kind", "attempts", "done", "cpu_s", "wall_s", "cpu_unknown"]
+    if not recs:
+        return pd.DataFrame(columns=cols, index=pd.Index([], name="job"))
+    f = pd.DataFrame({"job": [r["job"] for r in recs],
+                      "kind": [r.get("kind") or kind_of(r["job"]) for r in recs],
+                      "done": [r.get("state") == "done" for r in recs],
+                      "cpu_s": pd.to_numeric(pd.Series([r.get("cpu_s") for r in recs], dtype=object)),
+                      "wall_s": pd.to_numeric(pd.Series([r.get("wall_s") for r in recs], dtype=object))})
+    g = f.groupby("job", sort=False)
+    out = pd.DataFrame({"kind": g["kind"].first(), "attempts": g.size(), "done": g["done"].sum(),
+                        "cpu_s": g["cpu_s"].sum(min_count=0).round(1), "wall_s": g["wall_s"].sum(min_count=0).round(1),
+                        "cpu_unknown": g["cpu_s"].apply(lambda s: int(s.isna().sum()))})
+    return out[cols]
+
+
+# ---------------------------------------------------------------------------------- backfill from runner logs
+def parse_runner_log(path: str | os.PathLike) -> list[dict]:
+    """The job attempts that a runner log (``scripts/gpu_zoo.py``'s output) reports as ended, as ledger records.
+
+    Reads its ``[zoo] done:``, ``failed:`` and ``stopped:`` lines (``<t>s [zoo] done: <job> (<wall> s, <cpu> CPU
+    s)``, optionally after an ``HH:MM:SS`` clock). Skipped: a ``done`` line with 0.0 CPU s and under
+    :data:`FOUND_COMPLETE_MAX_WALL_S` wall seconds, which is a job that found its outputs complete (the runner before
+    the ledger logged those as done), not work. ``source`` is the log's file name, ``log_t`` the line's seconds since
+    that runner started; what the log does not say (start time, pid, device, threads, resumed) is None. Attempts a
+    log does not report as ended (the runner was killed while they ran) cannot be read back.
+    """
+    path = Path(path)
+    out = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        m = _LOG_LINE.match(line)
+        if not m:
+            continue
+        wall, cpu = float(m["wall"]), None if m["cpu"] is None else float(m["cpu"])
+        if m["state"] == "done" and cpu == 0.0 and wall < FOUND_COMPLETE_MAX_WALL_S:
+            continue
+        out.append({"job": m["job"], "kind": kind_of(m["job"]), "state": m["state"], "started": None,
+                    "wall_s": wall, "cpu_s": cpu, "worker_pid": None, "device": None, "threads": None,
+                    "resumed": None, "source": path.name, "log_t": float(m["t"])})
+    return out
+
+
+def _same_attempt(a: dict, b: dict) -> bool:
+    """One attempt read twice: same job, source and log time, or (a runner's own line and the log line that reports
+    it) same job, wall and CPU seconds."""
+    if a["job"] != b["job"]:
+        return False
+    if a.get("source") == b.get("source") and a.get("log_t") is not None and a.get("log_t") == b.get("log_t"):
+        return True
+    return a.get("wall_s") == b.get("wall_s") and a.get("cpu_s") == b.get("cpu_s") and a.get("cpu_s") is not None
+
+
+def backfill(logs, into: str | os.PathLike) -> list[dict]:
+    """Append the attempts of the runner logs ``logs`` (:func:`parse_runner_log`) to the ledger ``into``, each only
+    if the ledger does not hold it already (:func:`_same_attempt`): running it twice adds nothing, nor does a log
+    of a runner that wrote the ledger itself. Returns the records appended."""
+    held = read_ledger(into)
+    added = []
+    for log in [logs] if isinstance(logs, (str, os.PathLike)) else logs:
+        for rec in parse_runner_log(log):
+            if any(_same_attempt(rec, h) for h in held):
+                continue
+            append_attempt(into, rec)
+            held.append(rec)
+            added.append(rec)
+    return added
+
+
+# ------------------------------------------------------------------------------------ into manifest entries
+def _run_job_id(model_path: str) -> str:
+    """The train job of a model collected from ``<runs>/<task>/<member>-s<seed>/final``."""
+    parts = Path(model_path).parts
+    if len(parts) < 3 or parts[-1] != "final":
+        raise ValueError(f"model path {model_path!r} is not a zoo run's <runs>/<task>/<member>-s<seed>/final")
+    return f"{parts[-3]}/{parts[-2]}"
+
+
+def _finished_cpu(table, jobs: list[str]) -> float | None:
+    """CPU seconds of ``jobs`` summed over their attempts, or None unless each has a done attempt with every attempt's
+    CPU known (a partial sum is not written)."""
+    if not jobs or any(j not in table.index for j in jobs):
+        return None
+    rows = table.loc[jobs]
+    if (rows["done"] < 1).any() or (rows["cpu_unknown"] > 0).any():
+        return None
+    return round(float(rows["cpu_s"].sum()), 1)
+
+
+def with_cpu_seconds(key: str, entry: dict, models: list[dict], table) -> dict:
+    """``entry`` (manifest key ``key``) with ``train_cpu_s`` on each trained model record and ``collect_cpu_s``, from
+    ``table`` (:func:`spent`) where the ledger knows them.
+
+    ``models``: the cache header's model records (their ``path`` names the run, so the train job, that made each).
+    A model's ``train_cpu_s`` is its train job's attempts plus, for a ranking (difficulty-aware) model, its
+    difficulty folds' (the ledger's ``<train job>/fold<k>``, k = 0, 1, ...; at least two); ``collect_cpu_s`` is the
+    set's collect job, which collects cal and test together (the same number on both entries). A number is written
+    only where every job it sums has a done attempt and every attempt's CPU is known; borrowed models get none, and
+    an entry whose key is not a per-seed zoo cache's (``<task>/<set>-s<seed>-<split>``) is returned as it is.
+    """
+    m = _ENTRY_KEY.match(key)
+    if not m or entry.get("kind", "classification") != "classification":
+        return entry  # not a per-seed zoo cache: no job of the runner made it
+    if len(models) != len(entry.get("models", [])):
+        raise ValueError(f"{key}: the cache has {len(models)} models, its manifest entry {len(entry.get('models', []))}")
+    out = {**entry, "models": [dict(r) for r in entry["models"]]}
+    for rec, model in zip(out["models"], models):
+        if rec.get("borrowed_from") or model.get("borrowed_from"):
+            continue
+        job = _run_job_id(model["path"])
+        if job.split("/")[0] != m["task"] or not job.endswith(f"-s{m['seed']}"):
+            raise ValueError(f"{key}: model {rec.get('name')!r} was trained in {model['path']}, not a "
+                             f"{m['task']} seed {m['seed']} run")
+        jobs = [job]
+        if rec.get("objective") == "ranking":
+            folds = sorted((j for j in table.index if re.fullmatch(re.escape(job) + r"/fold\d+", j)),
+                           key=lambda j: int(j.rsplit("fold", 1)[1]))
+            if len(folds) < 2 or folds != [f"{job}/fold{k}" for k in range(len(folds))]:
+                continue
+            jobs += folds
+        cpu = _finished_cpu(table, jobs)
+        if cpu is not None:
+            rec["train_cpu_s"] = cpu
+    cpu = _finished_cpu(table, [f"{m['task']}/{m['set']}-s{m['seed']}/collect"])
+    if cpu is not None:
+        out["collect_cpu_s"] = cpu
+    return out
