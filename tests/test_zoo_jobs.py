@@ -134,6 +134,14 @@ def test_tiny_gpu_zoo_script_end_to_end(tmp_path, placed_models, glue_dir):
     assert gz.main([*args, "--seed", "42"]) == 0
     status = json.loads((out / "logs" / "status.json").read_text())
     assert status["counts"] == {"done": 10}, status["jobs"]
+    # every attempt is in the ledger with the CPU its worker process reported (toolkit.zoo.ledger)
+    from toolkit.zoo.ledger import read_ledger
+
+    ledger = read_ledger(out / "logs" / "ledger.jsonl")
+    assert sorted(r["job"] for r in ledger) == sorted(status["jobs"]) and {r["state"] for r in ledger} == {"done"}
+    assert all(r["cpu_s"] == status["jobs"][r["job"]]["cpu_s"] > 0 and r["threads"] == 2 and r["device"] == "cpu"
+               and r["worker_pid"] == status["jobs"][r["job"]]["worker_pid"] and r["resumed"] in (False, None)
+               for r in ledger)
     data = out / "data"
     for s in ("minilm6_me", "cascade_da"):
         for split in ("cal", "test"):
@@ -162,6 +170,7 @@ def test_tiny_gpu_zoo_script_end_to_end(tmp_path, placed_models, glue_dir):
     assert jobs["mrpc/mpnet-s43"]["state"] == "failed" and jobs["mrpc/cascade-s43/collect"]["state"] == "skipped"
     assert jobs["mrpc/minilm6_me-s43/collect"]["state"] == "done" and jobs["mrpc/minilm2-s43"]["state"] == "done"
     assert "Traceback" in Path(jobs["mrpc/mpnet-s43"]["log"]).read_text()
+    assert [r["state"] for r in read_ledger(out / "logs" / "ledger.jsonl") if r["job"] == "mrpc/mpnet-s43"] == ["failed"]
 
     # rerun of seed 42: every run folder and cache is reused (nothing is retrained)
     before = {p: p.stat().st_mtime for p in data.rglob("*-s42-*.parquet")}
@@ -223,6 +232,12 @@ def test_sigterm_stops_workers_and_saves_status(tmp_path, placed_models, glue_di
     assert proc.wait(timeout=60) != 0
     jobs = json.loads(status_file.read_text())["jobs"]
     assert jobs["mrpc/mpnet_me-s42"]["state"] == "stopped" and jobs["mrpc/mpnet_me-s42/collect"]["state"] == "not_started"
+    # the stopped attempt is in the ledger, charged the CPU its worker had used (read from /proc before the kill)
+    from toolkit.zoo.ledger import read_ledger
+
+    (line,) = read_ledger(out / "logs" / "ledger.jsonl")
+    assert (line["job"], line["state"], line["worker_pid"]) == ("mrpc/mpnet_me-s42", "stopped", pid)
+    assert line["cpu_s"] > 0 and line["wall_s"] > 0
     time.sleep(1)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
