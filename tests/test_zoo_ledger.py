@@ -221,6 +221,12 @@ def test_backfill_of_a_ledger_runners_log_adds_nothing(fake_zoo, tmp_path):
     assert [tuple(r[k] for k in key) for r in read_back] == [tuple(r[k] for k in key) for r in own]
     assert len(own) == 3 and own[0]["state"] == "failed"  # s42 failed (its collect skipped), s43 trained, collected
     assert backfill(tmp_path / "runner.log", where.logs / "ledger.jsonl") == []
+    # a worker that died has no CPU figure, in the log as in the ledger: still the same attempt
+    append_attempt(where.logs / "ledger.jsonl", {"job": "mrpc/minilm6_me-s44", "state": "failed", "wall_s": 41.0,
+                                                 "cpu_s": None, "source": "runner"})
+    (tmp_path / "runner.log").write_text(" 5001.0s [zoo] failed: mrpc/minilm6_me-s44 (41.0 s)\nworker process died\n"
+                                         " 5002.0s [zoo] failed: mrpc/minilm6_me-s44 (12.0 s)\n")
+    assert [r["wall_s"] for r in backfill(tmp_path / "runner.log", where.logs / "ledger.jsonl")] == [12.0]
 
 
 def test_a_torn_last_line_loses_only_itself(tmp_path):

@@ -132,12 +132,12 @@ def parse_runner_log(path: str | os.PathLike) -> list[dict]:
 
 def _same_attempt(a: dict, b: dict) -> bool:
     """One attempt read twice: same job, source and log time, or (a runner's own line and the log line that reports
-    it) same job, wall and CPU seconds."""
+    it) same job, state, wall and CPU seconds (both logged to 0.1 s)."""
     if a["job"] != b["job"]:
         return False
     if a.get("source") == b.get("source") and a.get("log_t") is not None and a.get("log_t") == b.get("log_t"):
         return True
-    return a.get("wall_s") == b.get("wall_s") and a.get("cpu_s") == b.get("cpu_s") and a.get("cpu_s") is not None
+    return (a.get("state"), a.get("wall_s"), a.get("cpu_s")) == (b.get("state"), b.get("wall_s"), b.get("cpu_s"))
 
 
 def backfill(logs, into: str | os.PathLike) -> list[dict]:
