@@ -97,3 +97,10 @@ def test_readme_seed_table_is_current():
 
     want = "<!-- seed-table:start -->\n" + seed_table(DATA) + "\n<!-- seed-table:end -->"
     assert readme_sections.current("seed-table") == want, "docs/results/caches.md's seed table is stale: `toolkit.zoo.seed_table()`"
+
+
+def test_readme_cpu_table_is_current():
+    from toolkit.zoo import cpu, readme
+
+    assert readme.current(cpu.SECTION) == cpu.section(DATA), \
+        "docs/results/caches.md's CPU table is stale: `toolkit.zoo.readme.write('cpu-table', toolkit.zoo.cpu.section())`"

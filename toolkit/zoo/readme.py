@@ -14,6 +14,7 @@ RESULTS = ROOT / "docs" / "results"
 PAGES = {
     "shipped-caches": RESULTS / "caches.md",
     "seed-table": RESULTS / "caches.md",
+    "cpu-table": RESULTS / "caches.md",
     "seed-claims": RESULTS / "claims.md",
     "cal-shift": RESULTS / "cal-shift.md",
     "llm-numbers": RESULTS / "llm.md",
