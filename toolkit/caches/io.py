@@ -205,9 +205,26 @@ def check_writable(path: str | os.PathLike, *, what: str = "file", error: type[E
     (replacing it would cut the link), a directory, a FIFO/device/socket (never opened: it would block) or a
     read-only file (no write bit: refused even to root, who may write anything). The one check of an output path,
     up front (``toolkit.cli._common.output_file``) and at the write."""
+    return _writable_mode(Path(path), folder=False, what=what, error=error)
+
+
+def check_writable_folder(path: str | os.PathLike, *, what: str = "output folder",
+                          error: type[Exception] = ValueError) -> Path:
+    """``path`` if a folder output (a saved model replaced as a whole) may be written there: absent, or a writable
+    directory; else ``error`` naming ``path``: a symbolic link (replacing the folder would cut it), a file, FIFO or
+    device, or a directory without a write bit (the checks of :func:`check_writable`, for a folder). For commands
+    whose output is a folder, checked before the run (``toolkit.cli._common.output_folder``)."""
     path = Path(path)
+    _writable_mode(path, folder=True, what=what, error=error)
+    return path
+
+
+def _writable_mode(path: Path, *, folder: bool, what: str, error: type[Exception]) -> int | None:
+    """The permission bits of the existing ``path`` (None where there is none) if it is a writable regular file
+    (``folder``: directory) and no symbolic link; else ``error`` naming ``path``."""
     if path.is_symlink():
-        raise error(f"{path}: a symbolic link (to {os.path.realpath(path)}); refused: write to the target file "
+        raise error(f"{path}: a symbolic link (to {os.path.realpath(path)}); refused"
+                    f"{f' as the {what}' if folder else ''}: write to the target {'folder' if folder else 'file'} "
                     f"itself, or remove the link first")
     try:
         st = os.stat(path)
@@ -215,14 +232,31 @@ def check_writable(path: str | os.PathLike, *, what: str = "file", error: type[E
         return None
     except OSError as e:
         raise error(f"{path}: cannot be written ({e.strerror})") from None
-    if stat.S_ISDIR(st.st_mode):
+    if folder and not stat.S_ISDIR(st.st_mode):
+        raise error(f"{path}: not a folder; give the {what}'s name (a folder, made if missing)")
+    if not folder and stat.S_ISDIR(st.st_mode):
         raise error(f"{path}: is a directory; give the {what}'s name")
-    if not stat.S_ISREG(st.st_mode):
+    if not folder and not stat.S_ISREG(st.st_mode):
         raise error(f"{path}: not a regular file (a FIFO, device or socket); refused as the {what}")
     mode = stat.S_IMODE(st.st_mode)
     if not os.access(path, os.W_OK) or not mode & 0o222:  # no write bit: read-only even to root
         raise error(f"{path}: is read-only; refused (make it writable, or write elsewhere)")
     return mode
+
+
+def process_umask(status: str = "/proc/self/status") -> int:
+    """The process umask, read without changing it: the ``Umask:`` line of ``status`` (Linux); elsewhere set and
+    restored with :func:`os.umask` (racy if another thread creates files meanwhile)."""
+    try:
+        with open(status, encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
 
 
 def write_atomic(path: str | os.PathLike, data, *, error: type[Exception] = ValueError) -> Path:
@@ -233,7 +267,8 @@ def write_atomic(path: str | os.PathLike, data, *, error: type[Exception] = Valu
     The data go to a temporary file beside ``path`` (named after it and this process id, so two processes never
     share one), are fsynced, then renamed over ``path``: a reader sees the old file or the new one, never a part.
     On any failure or interrupt (KeyboardInterrupt included) the temporary file is removed and ``path`` is left
-    as it was. A new file gets mode 0644; an existing one keeps its mode. A symbolic link (replacing it would cut
+    as it was. A new file gets mode 0666 less the process umask (as :func:`open` would give it,
+    :func:`process_umask`); an existing one keeps its mode. A symbolic link (replacing it would cut
     the link), a directory, a FIFO/device, a read-only file or a missing folder is refused with ``error``; a failed
     write raises OSError. Both name ``path``, never the temporary file (the refusals: :func:`check_writable`)."""
     path = Path(path)
@@ -253,7 +288,7 @@ def write_atomic(path: str | os.PathLike, data, *, error: type[Exception] = Valu
                 f.write(data.encode("utf-8") if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644 if mode is None else mode)  # mkstemp makes 0600; an existing file keeps its mode
+        os.chmod(tmp, 0o666 & ~process_umask() if mode is None else mode)  # mkstemp makes 0600
         os.replace(tmp, path)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)

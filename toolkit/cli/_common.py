@@ -165,6 +165,18 @@ def output_file(path, what: str = "output file"):
     return Path(path)
 
 
+def output_folder(path, what: str = "output folder"):
+    """``path`` if a folder output (a saved model) may be written there (absent, or a writable directory), checked
+    before the run with the library's :func:`toolkit.caches.io.check_writable_folder`: a symbolic link, a file or a
+    read-only folder is refused now, not after the fit."""
+    from pathlib import Path
+
+    from toolkit.caches.io import CacheError, check_writable_folder
+
+    check_writable_folder(path, what=what, error=CacheError)
+    return Path(path)
+
+
 def cache_kind(path) -> str:
     """"classification", "generation" or "llm_tokens", from a cache file's header through the library's checks
     (:func:`toolkit.caches.kinds.kind_of`: a FIFO or device is refused unread, a malformed header names the

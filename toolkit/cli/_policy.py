@@ -24,9 +24,12 @@ def add_policy_arguments(p, *, batch_size: int) -> None:
 
 def load_policy(a, command: str):
     """The policy of ``--policy``, refused (naming the file and the command to use) when its method belongs to the
-    other command."""
+    other command; ``--out`` is checked first (a link or read-only file refused before the run)."""
+    from toolkit.cli._common import output_file
     from toolkit.policy import Policy, PolicyError
 
+    if a.out:
+        output_file(a.out, "--out file")  # refused before the model is loaded and run, not at the write
     policy = Policy.load(a.policy)
     if COMMAND_OF[policy.method] != command:
         raise PolicyError(f"{a.policy}: key 'method' is {policy.method!r}: run it with `toolkit "

@@ -20,6 +20,11 @@ def register(sub) -> None:
 
 
 def run(a) -> int:
+    from pathlib import Path
+
+    from toolkit.cli._common import output_file
+
+    output_file(Path(a.out) / "difficulty.npz", "difficulty labels file")  # refused now, not after the k fits
     from toolkit.nn.encoder.difficulty import difficulty_labels
     from toolkit.nn.encoder.train import TrainConfig
 

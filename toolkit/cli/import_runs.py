@@ -74,8 +74,10 @@ def _print(c, out) -> None:
 
 
 def run_logprobs(a) -> int:
-    from toolkit.cli._common import input_file
+    from toolkit.cli._common import input_file, output_file
     from toolkit.imports import import_chat_logprobs
+
+    output_file(a.out, "--out cache")  # refused before the records are read, not at the save
 
     labels = [int(x) if x.strip().isdigit() else x.strip()
               for x in input_file(a.labels, "labels file").read_text(encoding="utf-8").splitlines() if x.strip()]
@@ -91,7 +93,10 @@ def run_logprobs(a) -> int:
 
 
 def run(a) -> int:
+    from toolkit.cli._common import output_file
     from toolkit.imports import import_lm_eval
+
+    output_file(a.out, "--out cache")  # refused before the samples are read (and tokenized), not at the save
 
     toks = None if a.tokenizer is None else [None if t == "-" else t for t in a.tokenizer]
     c = import_lm_eval(a.samples, out=a.out, names=a.name, costs=a.cost, cost_unit=a.cost_unit, tokenizers=toks,

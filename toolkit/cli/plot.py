@@ -154,17 +154,22 @@ def argparse_copy(a, **changes):
 
 
 def run(a) -> int:
+    import io
+
+    from toolkit.caches.io import CacheError, write_atomic
+    from toolkit.cli._common import input_file, output_file, print_json
+
     out = Path(a.out)
     if out.suffix.lower() not in FORMATS:
         raise ValueError(f"--out {a.out}: write .png, .svg or .pdf")
+    output_file(out, "--out figure")  # a link or read-only file is refused now, not after the bootstrap
     if getattr(a, "profile", None):
-        from toolkit.cli._common import input_file
-
         input_file(a.profile, "latency profile")
     fig, shown = figure(a)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=out.suffix.lower()[1:], dpi=a.dpi)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=a.dpi)
-    from toolkit.cli._common import print_json
+    write_atomic(out, buf.getvalue(), error=CacheError)  # savefig(out) wrote through a link and a read-only file
 
     if a.json:
         print_json({"figure": str(out), **shown})

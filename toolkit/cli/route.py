@@ -32,9 +32,11 @@ def run(a) -> int:
     import pandas as pd
 
     from toolkit.analysis.routing import compare_routers, references
-    from toolkit.cli._common import cache_kind, readable
+    from toolkit.cli._common import cache_kind, output_file, readable
     from toolkit.cli.sweep import report, view_of
 
+    if a.csv:
+        output_file(a.csv, "--csv file")  # refused now, not after the sweep
     kind = cache_kind(a.cache)
     if kind != "generation":
         raise ValueError(f"{a.cache}: a {kind} cache; route reads generation caches (use toolkit sweep)")

@@ -86,13 +86,14 @@ def report(a, cache, view, extra: dict | None = None, curve=None) -> int:
 
     from toolkit.analysis.engine import pareto_front, summarize, sweep
     from toolkit.caches.inputs import cost_scale
+    from toolkit.caches.io import CacheError, write_atomic
     from toolkit.cli._common import evenly, print_json, readable
 
     curve = sweep(view) if curve is None else curve
     summary = summarize(curve, metric=getattr(a, "drop_metric", None), max_drop=a.max_drop)
     front = pareto_front(curve)
     if a.csv:
-        curve.to_frame().to_csv(a.csv, index=False)
+        write_atomic(a.csv, curve.to_frame().to_csv(index=False), error=CacheError)
     unit = curve.meta.get("cost_unit", "FLOPs")  # the cache's cost unit: FLOPs, parameters x tokens, ms, dollars ...
     ref_cost = float(curve.meta.get("reference_ms", view.reference_cost.mean()))
     if a.json:  # costs in the cache's own unit (a row's "flops" column too), named by "cost_unit"

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from transformers import AutoTokenizer
 
+from toolkit.caches.io import check_writable, write_atomic
 from toolkit.nn.common.inference import predict_logits
 from toolkit.nn.encoder.models import load_model
 from toolkit.nn.encoder.train import TrainConfig, fold_assignment, train, training_frame
@@ -30,9 +31,11 @@ def difficulty_labels(cfg: TrainConfig, k: int = 2, out_path: str | os.PathLike 
     """CascadeBERT difficulty labels: 1 where a model trained on the other k-1 folds gets the example wrong.
 
     Trains (or reuses) the ``k`` fold models of :func:`fold_config` and predicts each fold out-of-fold (final
-    exit); saves ``example_ids``, ``hard`` and ``fold`` as .npz (atomically).
+    exit); saves ``example_ids``, ``hard`` and ``fold`` as .npz (:func:`~toolkit.caches.io.write_atomic`; a link
+    or read-only ``out_path`` is refused before any training).
     """
     out_path = Path(out_path or Path(cfg.output_dir) / "difficulty.npz")
+    check_writable(out_path, what="difficulty labels file")
     _, frame = training_frame(replace(cfg, folds=None, heldout_fold=None))
     folds = fold_assignment(len(frame), k, cfg.seed)
     hard = np.zeros(len(frame), dtype=np.int8)
@@ -43,7 +46,5 @@ def difficulty_labels(cfg: TrainConfig, k: int = 2, out_path: str | os.PathLike 
                                    batch_size=128, max_length=cfg.max_length)
         hard[folds == f] = (logits[:, -1].argmax(-1) != held["label"].to_numpy()).astype(np.int8)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, example_ids=frame["example_id"].to_numpy().astype(str), hard=hard, fold=folds)
-    os.replace(tmp, out_path)
-    return out_path
+    arrays = {"example_ids": frame["example_id"].to_numpy().astype(str), "hard": hard, "fold": folds}
+    return write_atomic(out_path, lambda f: np.savez(f, **arrays))

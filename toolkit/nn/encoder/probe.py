@@ -27,6 +27,7 @@ from threadpoolctl import threadpool_limits
 from transformers import AutoTokenizer, PreTrainedModel
 
 from toolkit._api import check_batch
+from toolkit.caches.io import check_writable_folder
 from toolkit.data.tasks import get_task, load_split
 from toolkit.nn.common.inference import pad_rows, sorted_encoding
 from toolkit.nn.encoder.models import MultiExitConfig, MultiExitModel, load_encoder, resolve_model
@@ -113,7 +114,7 @@ class ProbeExits:
     def save(self, out: str | os.PathLike) -> Path:
         """Write the model, tokenizer and ``train_meta.json`` to ``out`` (atomically: a ``.tmp`` sibling renamed
         into place, replacing an earlier ``out``)."""
-        out = Path(out)
+        out = check_writable_folder(out, what="probe model folder")  # rmtree refused a link only after the write
         tmp = out.with_name(out.name + ".tmp")
         self.model.save_pretrained(tmp, safe_serialization=True)
         self.tokenizer.save_pretrained(tmp)
@@ -169,6 +170,8 @@ def probe_exits(model_path, task: str, *, layers: list[int] | None = None, train
 def fit_probe_exits(model_path, task: str, out: str | os.PathLike, layers: list[int] | None = None,
                     train_limit: int | None = 5000, C: float = 1.0, seed: int = 0, data_dir=None,
                     max_length: int = 128) -> Path:
-    """:func:`probe_exits`, saved as a multi-exit model (safetensors) to ``out``."""
+    """:func:`probe_exits`, saved as a multi-exit model (safetensors) to ``out`` (a link, a file or a read-only
+    folder there is refused before the fit)."""
+    check_writable_folder(out, what="probe model folder")
     return probe_exits(model_path, task, layers=layers, train_limit=train_limit, C=C, seed=seed, data_dir=data_dir,
                        max_length=max_length).save(out)
