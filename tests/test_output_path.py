@@ -195,3 +195,18 @@ def test_plot_writes_its_figure_through_the_atomic_writer(tmp_path, monkeypatch)
         assert plot.run(a) == 0
         assert written[out].startswith(magic) and out.read_bytes() == written[out]
     plt.close("all")
+
+
+@pytest.mark.parametrize("name", ["exits.json", "translators.safetensors"])
+def test_llm_train_exits_refuses_a_link_or_read_only_exits_file_before_training(name, capsys, tmp_path):
+    """``toolkit llm-train-exits --out RUN`` ends writing RUN/translators.safetensors and RUN/exits.json: a link or
+    read-only one is refused before the model is loaded (before, its own rename replaced both after training)."""
+    run = tmp_path / "run"
+    for why, bad in _bad_files(run, "x").items():
+        (run / name).unlink(missing_ok=True)
+        os.rename(bad, run / name)
+        before = _tree(tmp_path)
+        assert main(["llm-train-exits", "--model", MISSING, "--out", str(run)]) == 2
+        err = capsys.readouterr().err
+        assert f"toolkit llm-train-exits: error: {run / name}: {why}" in err, err
+        assert _tree(tmp_path) == before

@@ -35,6 +35,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from toolkit._api import check_batch
+from toolkit.caches.io import check_writable, write_atomic
 from toolkit.data.prompts import get_prompt_set
 from toolkit.data.provenance import package_versions
 from toolkit.data.tasks import load_split
@@ -97,14 +98,16 @@ class TunedExits(nn.Module):
         return self._head(self._norm(self.translate(layer, hidden)))
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
-        """``translators.safetensors`` and ``exits.json`` (with the model's weight fingerprint), each atomic."""
-        from safetensors.torch import save_file
+        """``translators.safetensors`` and ``exits.json`` (with the model's weight fingerprint), each through
+        :func:`~toolkit.caches.io.write_atomic` (a link or a read-only file there is refused, not replaced)."""
+        from safetensors.torch import save
 
         folder = Path(folder)
+        for name in (WEIGHTS_FILE, EXITS_FILE):
+            check_writable(folder / name, what="tuned exits file")
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{WEIGHTS_FILE}.tmp"
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(tmp))
-        os.replace(tmp, folder / WEIGHTS_FILE)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        write_atomic(folder / WEIGHTS_FILE, save(tensors))
         _write_json(folder / EXITS_FILE, {**self.info, "kind": "tuned_exits", "layers": self.layers,
                                           "hidden": self.translators[0].in_features,
                                           "weights_sha256": weights_sha256(self._model)})
@@ -204,9 +207,7 @@ def _check_layer(layer: int, n: int) -> None:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(obj, indent=1, default=str))
 
 
 def load_exits(family_or_path: str | os.PathLike, model, *, weights: str | None = None) -> ExitFn:
@@ -388,6 +389,8 @@ def train_tuned_exits(model_name: str, out: str | os.PathLike, *, prompt_sets=("
         raise ValueError(f"holdout must be in (0, 1), got {holdout}")
     t0 = time.time()
     out = Path(out)
+    for name in (WEIGHTS_FILE, EXITS_FILE):  # the final files: a link or read-only one refused before training
+        check_writable(out / name, what="tuned exits file")
     out.mkdir(parents=True, exist_ok=True)
     lm = lm or load_causal_lm(model_name)
     model = lm.model
