@@ -210,3 +210,22 @@ def test_llm_train_exits_refuses_a_link_or_read_only_exits_file_before_training(
         err = capsys.readouterr().err
         assert f"toolkit llm-train-exits: error: {run / name}: {why}" in err, err
         assert _tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("name", ["smollm2_zs_lens-test.parquet", "smollm2_probe-cal.parquet",
+                                  "smollm2_zs_mine-test.parquet"])
+def test_llm_classify_refuses_a_link_or_read_only_cache_before_the_model_loads(name, capsys, tmp_path):
+    """``toolkit llm-classify`` writes <out-dir>/<prefix>_<family>-<split>.parquet per exit family and split: each
+    is checked before the model is loaded (before, a link or read-only one was refused only after every state had
+    been computed, the caches before it already written)."""
+    out_dir = tmp_path / "caches"
+    for why, bad in _bad_files(out_dir, "x").items():
+        (out_dir / name).unlink(missing_ok=True)
+        os.rename(bad, out_dir / name)
+        before = _tree(tmp_path)
+        assert main(["llm-classify", "--model", MISSING, "--prompt-set", "sst2_label", "--split", "cal", "--split",
+                     "test", "--exits", "lens", "--exits", "mine=/nonexistent/exits", "--out-dir", str(out_dir),
+                     "--states-dir", str(tmp_path / "states")]) == 2
+        err = capsys.readouterr().err
+        assert f"toolkit llm-classify: error: {out_dir / name}: {why}" in err, err
+        assert _tree(tmp_path) == before

@@ -33,12 +33,16 @@ def run(a) -> int:
     from pathlib import Path
 
     from toolkit.caches.classification import save_cache
-    from toolkit.nn.causal.collect import llm_classifier_caches, prompt_states
+    from toolkit.cli._common import output_file
+    from toolkit.nn.causal.collect import exit_family, llm_classifier_caches, prompt_states
     from toolkit.nn.causal.models import load_causal_lm
 
     limits = a.limit or [None] * len(a.split)
     if len(limits) != len(a.split):
         raise ValueError(f"give one --limit per --split ({len(a.split)}), or none")
+    families = [f"zs_{exit_family(e)}" for e in a.exits or ["lens"]] + (["probe"] if a.probe_train else [])
+    outs = {(split, family): output_file(Path(a.out_dir) / f"{a.prefix}_{family}-{split}.parquet", "cache file")
+            for split in a.split for family in families}  # every cache refused now, not after the states
     lm = load_causal_lm(a.model)
     states_dir = Path(a.states_dir)
     kw = {"data_dir": a.data_dir, "progress": not a.quiet}
@@ -49,7 +53,7 @@ def run(a) -> int:
         caches = llm_classifier_caches(lm, a.prompt_set, st, exits=a.exits or ["lens"], train_states=train,
                                        layers=a.layers, command=command_text())
         for family, cache in caches.items():
-            out = Path(a.out_dir) / f"{a.prefix}_{family}-{split}.parquet"
+            out = outs[split, family]
             save_cache(cache, out)
             acc = cache.correct.mean(0)
             print(f"wrote {out}: {cache}; accuracy per stage " + " ".join(f"{x:.3f}" for x in acc))

@@ -70,12 +70,20 @@ def _family_signature(name: str, exits, record: dict, temperatures) -> str:
     return _signature({"family": name, "record": record, "temperatures": temperatures, "weights": weights})
 
 
+def exit_family(spec: str) -> str:
+    """The family name of an exits spec: ``"lens"``, NAME of ``NAME=FOLDER``, ``"tuned"`` for a bare FOLDER."""
+    if spec == "lens":
+        return "lens"
+    name, sep, _ = spec.partition("=")
+    return name if sep else "tuned"
+
+
 def resolve_exits(spec: str, lm: CausalLM) -> tuple[str, ExitFn, dict]:
     """``"lens"`` or ``NAME=FOLDER`` / ``FOLDER`` of tuned exits (named ``tuned``) -> (family, exits, record)."""
     if spec == "lens":
         return "lens", LogitLens(lm.model), {"kind": "logit_lens", "form": "lm_head(final_norm(h_l))"}
-    name, sep, folder = spec.partition("=")
-    name, folder = (name, folder) if sep else ("tuned", spec)
+    _, sep, folder = spec.partition("=")
+    name, folder = exit_family(spec), folder if sep else spec
     exits = TunedExits.from_pretrained(folder, lm.model)
     record = {"kind": "tuned_exits", "form": "lm_head(final_norm(h_l + A_l h_l + b_l))", "folder": str(folder),
               **{k: exits.info.get(k) for k in ("training", "heldout", "config", "signature")}}
