@@ -229,3 +229,27 @@ def test_llm_classify_refuses_a_link_or_read_only_cache_before_the_model_loads(n
         err = capsys.readouterr().err
         assert f"toolkit llm-classify: error: {out_dir / name}: {why}" in err, err
         assert _tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("command", ["sweep", "route"])
+def test_sweep_and_route_write_their_csv_through_the_atomic_writer(command, capsys, tmp_path, monkeypatch):
+    """The curve CSV goes to write_atomic (``to_csv(path)`` wrote in place: a reader could see half a file)."""
+    import pandas as pd
+
+    import toolkit.caches.io as io
+
+    cache = Path(__file__).resolve().parents[1] / "data" / "sst2" / ("t2t-test.parquet" if command == "route" else
+                                                                    "cascade-test.parquet")
+    if not cache.exists():
+        pytest.skip("no shipped caches")
+    written, original = {}, io.write_atomic
+
+    def spy(path, data, *, error=ValueError):
+        written[Path(path)] = data
+        return original(path, data, error=error)
+
+    monkeypatch.setattr(io, "write_atomic", spy)
+    out = tmp_path / "curve.csv"
+    assert main([command, str(cache), "--csv", str(out), "--rows", "2"]) == 0
+    capsys.readouterr()
+    assert written[out] == out.read_text() and len(pd.read_csv(out)) > 2
