@@ -253,3 +253,31 @@ def test_sweep_and_route_write_their_csv_through_the_atomic_writer(command, caps
     assert main([command, str(cache), "--csv", str(out), "--rows", "2"]) == 0
     capsys.readouterr()
     assert written[out] == out.read_text() and len(pd.read_csv(out)) > 2
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "--task", "sst2", "--model", MISSING],
+    ["train-t2t", "--task", "sst2", "--model", MISSING],
+], ids=lambda c: c[0])
+def test_training_refuses_a_linked_or_read_only_final_folder_before_training(command, capsys, tmp_path):
+    """``toolkit train --out RUN`` (and train-t2t) renames the finished weights onto RUN/final at the end: an
+    unfinished RUN/final that is a link (cut by the rename) or a read-only folder is refused before the model is
+    loaded."""
+    run = tmp_path / "run"
+    run.mkdir()
+    real = tmp_path / "elsewhere"
+    real.mkdir()
+    for why, make in {"a symbolic link": lambda p: p.symlink_to(real),
+                      "is read-only": lambda p: (p.mkdir(), os.chmod(p, 0o555))}.items():
+        final = run / "final"
+        if final.is_symlink():
+            final.unlink()
+        make(final)
+        before = _tree(tmp_path)
+        try:
+            assert main([*command, "--out", str(run)]) == 2
+            err = capsys.readouterr().err
+            assert f"error: {final}: {why}" in err, err
+            assert _tree(tmp_path) == before
+        finally:
+            os.chmod(final, 0o755) if not final.is_symlink() else None

@@ -34,6 +34,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from toolkit._api import check_batch
 from toolkit.analysis.metrics.task import task_metric
+from toolkit.caches.io import check_writable_folder, write_atomic
 from toolkit.data.provenance import package_versions
 from toolkit.data.tasks import get_task, load_split
 from toolkit.nn.encoder.losses import OBJECTIVES, distill_loss, joint_loss, ranking_loss, weighted_loss
@@ -458,7 +459,9 @@ def _device_name() -> str:
 
 def finished_run(cfg, out: Path) -> bool:
     """True if ``<out>/final`` holds a finished run of ``cfg``. Otherwise claim ``out`` for ``cfg``: refuse it if its
-    checkpoints come from another configuration (they must not be resumed), then record ``cfg`` there.
+    checkpoints come from another configuration (they must not be resumed), then record ``cfg`` there. An unfinished
+    ``<out>/final`` that is a symbolic link, a file or a read-only folder is refused now (the finished weights are
+    renamed onto it at the end of the run).
 
     ``cfg``: any training dataclass (:class:`TrainConfig`, ``Seq2SeqTrainConfig``).
     """
@@ -466,9 +469,10 @@ def finished_run(cfg, out: Path) -> bool:
     if (final / "config.json").exists():
         _check_same_run(cfg, final / "train_meta.json")
         return True
+    check_writable_folder(final, what="final weights folder")
     out.mkdir(parents=True, exist_ok=True)
     _check_same_run(cfg, out / "train_config.json")
-    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1, default=str))
+    write_atomic(out / "train_config.json", json.dumps(asdict(cfg), indent=1, default=str))
     return False
 
 
