@@ -14,7 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolkit.caches.io import CacheError, write_atomic
+from toolkit.caches.io import CacheError, process_umask, write_atomic
+
+
+NEW_FILE_MODE = 0o666 & ~process_umask()  # a new file gets the mode open() would give it
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -25,7 +28,7 @@ def _leftovers(folder: Path) -> list[str]:
                                        (lambda f: f.write(b"abc"), b"abc")])
 def test_writes_str_bytes_or_through_a_callable(tmp_path, data, want):
     path = write_atomic(tmp_path / "f", data)
-    assert path.read_bytes() == want and stat.S_IMODE(os.stat(path).st_mode) == 0o644
+    assert path.read_bytes() == want and stat.S_IMODE(os.stat(path).st_mode) == NEW_FILE_MODE
     assert _leftovers(tmp_path) == []
 
 
@@ -111,7 +114,7 @@ def test_policies_and_collection_parts_share_the_one_writer(tmp_path, monkeypatc
             parts.save("chunk-00001", x=np.arange(3))
         assert not parts.done("chunk-00001") and _leftovers(parts.folder) == []
     for f in (pol, sig, chunk):
-        assert stat.S_IMODE(os.stat(f).st_mode) == 0o644, f
+        assert stat.S_IMODE(os.stat(f).st_mode) == NEW_FILE_MODE, f
         assert any(n.startswith(f".{f.name}.{os.getpid()}.") and n.endswith(".tmp") for n in renamed), (f, renamed)
 
 
@@ -157,7 +160,7 @@ def test_a_cache_round_trips_exactly_and_writes_the_bytes_parquet_writes(tmp_pat
 
     path = _write_cache(tmp_path / "sub" / "c.parquet")  # a missing folder is made, as before
     table, head = read_cache_table(path, kind="test", schema_version=1)
-    assert table.equals(_cache_table()) and head == HEAD and stat.S_IMODE(os.stat(path).st_mode) == 0o644
+    assert table.equals(_cache_table()) and head == HEAD and stat.S_IMODE(os.stat(path).st_mode) == NEW_FILE_MODE
     again = _write_cache(tmp_path / "c2.parquet")
     assert again.read_bytes() == path.read_bytes()  # same table and header, same bytes
     direct = tmp_path / "direct.parquet"  # the writer's file object gives the bytes of parquet's own path writer
