@@ -244,7 +244,7 @@ def _writable_mode(path: Path, *, folder: bool, what: str, error: type[Exception
     return mode
 
 
-def process_umask(status: str = "/proc/self/status") -> int:
+def process_umask(*, status: str = "/proc/self/status") -> int:
     """The process umask, read without changing it: the ``Umask:`` line of ``status`` (Linux); elsewhere set and
     restored with :func:`os.umask` (racy if another thread creates files meanwhile)."""
     try:
