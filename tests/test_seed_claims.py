@@ -51,6 +51,14 @@ def test_verdict_rule(lo, hi, olo, ohi, want):
     assert claims.verdict(lo, hi, olo, ohi, "speedup").startswith(want)
 
 
+@pytest.mark.parametrize("olo, ohi, want", [
+    (-2, -1, "not shown (interval includes 0), and its realised speedup is lower"),
+    (1, 2, "not shown (interval includes 0), but its realised speedup is higher"),
+    (-1, 1, "not shown (interval includes 0)"), (0.0, 1, "not shown (interval includes 0)")])
+def test_a_claim_not_shown_says_where_the_other_quantity_moved(olo, ohi, want):
+    assert claims.verdict(-0.1, 0.1, olo, ohi, "speedup") == want
+
+
 def test_in_sample_count_by_hand():
     frame = pd.DataFrame({"difference": [0.1, 0.2, 0.3, np.nan, -0.1], "test_selected": [0.05, 0.2, 0.4, np.nan,
                                                                                          -0.1 - 1e-12]})

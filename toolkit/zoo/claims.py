@@ -33,12 +33,20 @@ COMMAND = "python scripts/seed_claims.py"
 
 def verdict(lo: float, hi: float, other_lo: float, other_hi: float, other_statistic: str) -> str:
     """The verdict of one claim from its interval ``[lo, hi]`` and the interval of the other quantity at the same
-    operating points: a trade-off when the two point in opposite directions."""
+    operating points: a trade-off when the two point in opposite directions; a claim not shown says when the other
+    quantity's interval lies on one side of 0."""
     if lo > 0 and other_hi < 0:
         return f"trade-off: ahead, but its realised {other_statistic} is lower"
     if hi < 0 and other_lo > 0:
         return f"trade-off: behind, but its realised {other_statistic} is higher"
-    return "yes" if lo > 0 else "no: reversed" if hi < 0 else "not shown (interval includes 0)"
+    if lo > 0:
+        return "yes"
+    if hi < 0:
+        return "no: reversed"
+    # not shown, but the other quantity may still have moved at the same operating points: say which way
+    other = (f", and its realised {other_statistic} is lower" if other_hi < 0 else
+             f", but its realised {other_statistic} is higher" if other_lo > 0 else "")
+    return f"not shown (interval includes 0){other}"
 
 
 def _row(claim: str, task: str, statistic: str, crossfit: pd.DataFrame, which: str, in_sample: pd.DataFrame,
