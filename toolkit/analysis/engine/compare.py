@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from toolkit.analysis.engine.choose import _choose, halves
+from toolkit.analysis.engine.choose import _choose, _stops_by_halves, halves
 from toolkit.analysis.engine.curves import breakpoints, check_bootstrap, weight_blocks
 from toolkit.analysis.engine.results import _Table
 from toolkit.analysis.engine.staged import Staged
@@ -299,14 +299,10 @@ def compare_speedups(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged],
 # ------------------------------------------------------------------------------------------------- cross-fitted
 def _crossfit_outcomes(v: Staged, rows: tuple[np.ndarray, np.ndarray], opts: dict):
     """Per example of ``v``: the outcome statistics and cost where it stops under the threshold chosen (by
-    ``opts``) on the *other* half; ``[N, K]`` and ``[N]``."""
-    stats, cost = np.empty(v.stats[:, 0].shape), np.empty(v.n_examples)
-    for choose_on, evaluate_on in (rows, rows[::-1]):
-        op = _choose(v.subset(choose_on), **opts)
-        stop = v.subset(evaluate_on).stage_of(op.threshold)
-        stats[evaluate_on] = v.stats[evaluate_on, stop]
-        cost[evaluate_on] = v.cost[evaluate_on, stop]
-    return stats, cost
+    ``opts``) on the *other* half; ``[N, K]`` and ``[N]`` (the stops of :meth:`CrossFit.stops`)."""
+    stop = _stops_by_halves(v, rows, tuple(_choose(v.subset(r), **opts) for r in rows))
+    every = np.arange(v.n_examples)
+    return v.stats[every, stop], v.cost[every, stop]
 
 
 def compare_crossfit(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged], *, rule: str = "budget",
