@@ -100,7 +100,7 @@ def spent(ledger):
     g = f.groupby("job", sort=False)
     out = pd.DataFrame({"kind": g["kind"].first(), "attempts": g.size(), "done": g["done"].sum(),
                         "cpu_s": g["cpu_s"].sum(min_count=0).round(1), "wall_s": g["wall_s"].sum(min_count=0).round(1),
-                        "cpu_unknown": g["cpu_s"].apply(lambda s: int(s.isna().sum()))})
+                        "cpu_unknown": g.size() - g["cpu_s"].count()})
     return out[cols]
 
 
