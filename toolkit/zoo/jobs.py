@@ -93,8 +93,9 @@ def without_finished(jobs: list[Job], out: Path, splits=("cal", "test"), also=()
     """Drop the collect jobs whose caches are already in ``out`` or in one of the folders ``also`` (the shipped
     data/: made here or merged from another machine, whose run folders are not here) and the training no remaining
     collect job needs."""
+    held = {Path(f): _manifest_keys(Path(f)) for f in (out, *also)}  # each manifest read once, not per job
     keep = [j for j in jobs if j.kind != "collect" or not all(
-        any(_has_cache(Path(f), cache_key(j.task, j.name, j.seed, sp)) for f in (out, *also)) for sp in splits)]
+        any(_has_cache(f, cache_key(j.task, j.name, j.seed, sp), keys) for f, keys in held.items()) for sp in splits)]
     by_id = {j.id: j for j in keep}
     needed, stack = set(), [j.id for j in keep if j.kind == "collect"]
     while stack:
@@ -105,10 +106,16 @@ def without_finished(jobs: list[Job], out: Path, splits=("cal", "test"), also=()
     return [j for j in keep if j.id in needed]
 
 
-def _has_cache(folder: Path, key: str) -> bool:
-    """Cache ``key`` is in ``folder``: its file, and its entry in the folder's MANIFEST.json."""
+def _manifest_keys(folder: Path) -> set[str]:
+    """The cache keys of ``folder``'s MANIFEST.json (none where it has none)."""
     m = folder / "MANIFEST.json"
-    return m.exists() and key in json.loads(m.read_text())["caches"] and (folder / f"{key}.parquet").exists()
+    return set(json.loads(m.read_text())["caches"]) if m.exists() else set()
+
+
+def _has_cache(folder: Path, key: str, keys: set[str] | None = None) -> bool:
+    """Cache ``key`` is in ``folder``: its file, and its entry in the folder's MANIFEST.json (``keys``: that
+    manifest's keys, where already read)."""
+    return key in (_manifest_keys(folder) if keys is None else keys) and (folder / f"{key}.parquet").exists()
 
 
 def _run_folder(job: Job, where: Where) -> Path:
@@ -121,7 +128,8 @@ def found_complete(job: Job, where: Where, splits=("cal", "test")) -> bool:
     """``job``'s outputs are already there, so running it does no work: a finished run folder (train, fold), or
     every split's cache with its manifest entry in ``where.out`` (collect)."""
     if job.kind == "collect":
-        return all(_has_cache(where.out, cache_key(job.task, job.name, job.seed, sp)) for sp in splits)
+        keys = _manifest_keys(where.out)
+        return all(_has_cache(where.out, cache_key(job.task, job.name, job.seed, sp), keys) for sp in splits)
     return (_run_folder(job, where) / "final" / "config.json").exists()
 
 
