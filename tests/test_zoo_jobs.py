@@ -118,6 +118,30 @@ def test_dependents_of_a_failed_job_are_skipped_and_the_rest_runs(tmp_path, monk
     assert {v["state"] for v in status.values()} == {"not_started", "skipped"}
 
 
+@pytest.mark.parametrize("profile", ["v2", "cpu"])
+def test_found_complete_and_resumes_look_where_the_job_trains(tmp_path, monkeypatch, profile):
+    """A train or fold job's run folder as jobs reads it (finished: ``final/config.json``; resumable:
+    ``*/checkpoint-*``) is the ``output_dir`` that run_job really trains in; fails if the two drift apart."""
+    import toolkit.nn.encoder.train as nn_train
+    from toolkit.zoo import build as zoo_build
+    from toolkit.zoo.jobs import _resumes, found_complete
+
+    trained = []
+    monkeypatch.setattr(nn_train, "train", lambda cfg: trained.append(Path(cfg.output_dir)) or Path(cfg.output_dir))
+    where = zoo_build.Where(out=tmp_path / "data", runs=tmp_path / "runs", profile=profile)
+    for job in (Job("fold", "sst2", "minilm6_da", 44, fold=1), Job("train", "sst2", "minilm6", 44)):
+        assert not found_complete(job, where) and not _resumes(job, where)
+        zoo_build.run_job(job, where, log=lambda m: None)
+        folder = trained[-1]
+        (folder / "checkpoint" / "checkpoint-8").mkdir(parents=True)
+        assert _resumes(job, where) and not found_complete(job, where)
+        (folder / "final").mkdir()
+        (folder / "final" / "config.json").write_text("{}")
+        assert found_complete(job, where), (job.id, folder)
+    assert trained == [tmp_path / "runs" / "sst2" / "minilm6_da-s44" / "difficulty" / "fold1",
+                       tmp_path / "runs" / "sst2" / "minilm6-s44"]
+
+
 @pytest.mark.slow
 def test_tiny_gpu_zoo_script_end_to_end(tmp_path, placed_models, glue_dir):
     """The whole script in --tiny mode with two worker processes: caches, manifest, logs, curves, difficulty labels;

@@ -147,13 +147,21 @@ def train_member(task: str, member: str, seed: int, where: Where, log=print) -> 
     return final
 
 
+def fold_recipe(task: str, member: str, seed: int, fold: int, where: Where):
+    """The TrainConfig of one out-of-fold model of ranking member ``member``'s difficulty labels; its
+    ``output_dir`` is that fold's run folder (the one definition: :func:`train_fold` trains there,
+    :mod:`toolkit.zoo.jobs` looks there for a finished or resumable run)."""
+    from toolkit.nn.encoder.difficulty import fold_config
+
+    return fold_config(difficulty_recipe(task, member, root=where.runs, tiny=where.tiny, seed=seed,
+                                         profile=where.profile, **where.overrides()), DIFFICULTY_FOLDS, fold)
+
+
 def train_fold(task: str, member: str, seed: int, fold: int, where: Where, log=print) -> Path:
     """Train one out-of-fold model of ranking member ``member``'s difficulty labels."""
-    from toolkit.nn.encoder.difficulty import fold_config
     from toolkit.nn.encoder.train import train
 
-    cfg = fold_config(difficulty_recipe(task, member, root=where.runs, tiny=where.tiny, seed=seed,
-                                        profile=where.profile, **where.overrides()), DIFFICULTY_FOLDS, fold)
+    cfg = fold_recipe(task, member, seed, fold, where)
     log(f"[zoo] train difficulty fold {fold} of {task}/{member}-s{seed} -> {cfg.output_dir}")
     return train(cfg)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.analysis.cost.encoder import layer_flops
-from toolkit.zoo.build import SETS, Job, Where, cache_key, plan, run_job
+from toolkit.zoo.build import SETS, Job, Where, cache_key, fold_recipe, plan, run_job
 from toolkit.zoo.ledger import LEDGER, append_attempt
 from toolkit.zoo.recipes import (
     CPU_BORROWED,
@@ -120,8 +120,9 @@ def _has_cache(folder: Path, key: str, keys: set[str] | None = None) -> bool:
 
 def _run_folder(job: Job, where: Where) -> Path:
     """Where a train or fold job trains (its ``final`` is the finished run, its ``*/checkpoint-*`` the resumable one)."""
-    base = run_dir(where.runs, job.task, job.name, job.seed)
-    return base / "difficulty" / f"fold{job.fold}" if job.kind == "fold" else base
+    if job.kind == "fold":
+        return Path(fold_recipe(job.task, job.name, job.seed, job.fold, where).output_dir)
+    return run_dir(where.runs, job.task, job.name, job.seed)
 
 
 def found_complete(job: Job, where: Where, splits=("cal", "test")) -> bool:
