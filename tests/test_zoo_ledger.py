@@ -14,12 +14,15 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import REPO
 from toolkit.zoo.ledger import (
     FOUND_COMPLETE_MAX_WALL_S,
     append_attempt,
     backfill,
+    cache_key_parts,
     parse_runner_log,
     read_ledger,
     spent,
@@ -333,3 +336,24 @@ def test_cpu_seconds_are_written_only_where_every_job_is_known(tmp_path):
     with pytest.raises(ValueError, match="seed 42 run"):
         with_cpu_seconds(key, entry, moved, spent(rec))
     assert with_cpu_seconds("mrpc/cascade-test", entry, models, spent(rec)) == entry  # not a per-seed zoo cache
+
+
+_NAME = st.text(st.sampled_from("abcz019_-s"), min_size=1, max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(task=_NAME.filter(lambda t: "/" not in t), s=st.one_of(st.sampled_from(["cascade_da", "minilm6_me"]), _NAME),
+       seed=st.integers(0, 10_000), split=st.sampled_from(["cal", "test", "val"]))
+def test_cache_key_parts_reads_back_every_key_the_zoo_writes(task, s, seed, split):
+    """The ledger's (and toolkit.zoo.cpu's) reading of a manifest key is the inverse of build.cache_key, which writes
+    it, even for set names holding "-s<digits>"; fails if the two drift apart."""
+    from toolkit.zoo.build import cache_key
+
+    assert cache_key_parts(cache_key(task, s, seed, split)) == {"task": task, "set": s, "seed": str(seed),
+                                                                "split": split}
+
+
+@pytest.mark.parametrize("key", ["sst2/cascade-cal", "sst2/cascade-s42", "cascade-s42-cal", "sst2/cascade-s42-cal/x",
+                                 "sst2/llm/smollm2-s0-test-gen/x", ""])
+def test_cache_key_parts_refuses_other_keys(key):
+    assert cache_key_parts(key) is None

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from toolkit.zoo.ledger import _ENTRY_KEY
+from toolkit.zoo.ledger import cache_key_parts
 
 SECTION = "cpu-table"
 COLUMNS = ["task", "set", "seed", "part", "member", "device", "cpu_s"]
@@ -21,7 +21,7 @@ def _cpu_zoo(key: str, entry: dict) -> bool:
     """A per-seed cache of the CPU zoo: a ``<task>/<set>-s<seed>-<split>`` classification entry with ``train_seed``
     whose every trained (not borrowed) model ran on ``device`` cpu."""
     trained = [r for r in entry.get("models", []) if not r.get("borrowed_from")]
-    return (bool(_ENTRY_KEY.match(key)) and entry.get("kind", "classification") == "classification"
+    return (cache_key_parts(key) is not None and entry.get("kind", "classification") == "classification"
             and "train_seed" in entry and bool(trained) and all(r.get("device") == "cpu" for r in trained))
 
 
@@ -35,7 +35,7 @@ def cpu_spent(data_dir: str | os.PathLike = "data") -> pd.DataFrame:
     caches = json.loads(path.read_text())["caches"]
     rows = []
     for key, e in sorted(caches.items()):
-        m = _ENTRY_KEY.match(key)
+        m = cache_key_parts(key)
         if not _cpu_zoo(key, e) or m["split"] != "test":
             continue
         cal = caches.get(f"{m['task']}/{m['set']}-s{m['seed']}-cal")

@@ -25,6 +25,13 @@ _LOG_LINE = re.compile(r"^(?:\d\d:\d\d:\d\d\s+)?\s*(?P<t>\d+(?:\.\d+)?)s \[zoo\]
 _ENTRY_KEY = re.compile(r"^(?P<task>[^/]+)/(?P<set>.+)-s(?P<seed>\d+)-(?P<split>[^-/]+)$")
 
 
+def cache_key_parts(key: str) -> dict[str, str] | None:
+    """``task``, ``set``, ``seed`` (digits, as written) and ``split`` of a per-seed zoo cache's manifest key
+    (``<task>/<set>-s<seed>-<split>``, :func:`toolkit.zoo.build.cache_key`); None for any other key."""
+    m = _ENTRY_KEY.match(key)
+    return m.groupdict() if m else None
+
+
 def kind_of(job_id: str) -> str:
     """The kind of a job from its id (``<task>/<member>-s<seed>``, ``.../fold<k>``, ``<task>/<set>-s<seed>/collect``)."""
     last = job_id.rsplit("/", 1)[-1]
@@ -187,7 +194,7 @@ def with_cpu_seconds(key: str, entry: dict, models: list[dict], table) -> dict:
     only where every job it sums has a done attempt and every attempt's CPU is known; borrowed models get none, and
     an entry whose key is not a per-seed zoo cache's (``<task>/<set>-s<seed>-<split>``) is returned as it is.
     """
-    m = _ENTRY_KEY.match(key)
+    m = cache_key_parts(key)
     if not m or entry.get("kind", "classification") != "classification":
         return entry  # not a per-seed zoo cache: no job of the runner made it
     if len(models) != len(entry.get("models", [])):
