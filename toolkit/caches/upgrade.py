@@ -19,16 +19,24 @@ import os
 import tempfile
 from pathlib import Path
 
-from toolkit.caches.io import INTEGRITY_KEY, CacheError, check_regular_file, read_header, write_cache_table
+from toolkit.caches.io import (
+    INTEGRITY_KEY,
+    CacheError,
+    check_regular_file,
+    check_writable_folder,
+    read_header,
+    write_cache_table,
+)
 from toolkit.caches.kinds import KINDS
 
 
-def upgrade_cache(path: str | os.PathLike) -> bool:
-    """Rewrite a schema-1 cache at ``path`` in the verified format; False if it already is current (untouched).
-    The file keeps its permissions; a symbolic link is refused (the file it points to can be upgraded); errors name
-    ``path``."""
-    import pyarrow.parquet as pq
-
+def check_upgradable(path: str | os.PathLike) -> tuple[Path, dict, str]:
+    """``(path, header, kind)`` if :func:`upgrade_cache` may rewrite the cache at ``path`` in place; nothing is
+    read but the header and nothing is written. Refused with a :class:`CacheError` naming ``path`` and the fix: a
+    symbolic link (replacing it would cut the link), anything but a regular file, a file that is not a cache, a
+    kind or schema version without an older format, or a folder where the upgraded copy cannot be written beside
+    the file (no write bit: refused even to root, as :func:`~toolkit.caches.io.check_writable_folder` does). A
+    read-only cache may be upgraded (it stays read-only): the file is replaced, not written into."""
     if Path(path).is_symlink():  # replacing it would cut the link; upgrade the file it points to instead
         raise CacheError(f"{path}: a symbolic link (to {os.path.realpath(path)}); upgrade-cache rewrites files in "
                          f"place and never replaces a link: upgrade the target file itself")
@@ -38,13 +46,30 @@ def upgrade_cache(path: str | os.PathLike) -> bool:
     if not isinstance(kind, str) or kind not in KINDS:
         raise CacheError(f"{path}: header key 'kind' is {kind!r}; only {', '.join(sorted(KINDS))} caches have an "
                          f"older format")
+    current = head.get("schema_version") == KINDS[kind].schema_version and INTEGRITY_KEY in head
+    if not current and head.get("schema_version") != 1:
+        raise CacheError(f"{path}: header key 'schema_version' is {head.get('schema_version')!r}; only schema 1 "
+                         f"caches can be upgraded")
+    folder = Path(os.path.realpath(path)).parent  # the file is no link; its folder may be reached through one
+    try:
+        check_writable_folder(folder, what="cache's folder", error=CacheError)
+    except CacheError as e:
+        raise CacheError(f"{path}: cannot be upgraded in place, its folder refuses the upgraded copy ({e}); make "
+                         f"the folder writable (chmod u+w {folder}), or upgrade a copy kept elsewhere") from None
+    return path, head, kind
+
+
+def upgrade_cache(path: str | os.PathLike) -> bool:
+    """Rewrite a schema-1 cache at ``path`` in the verified format; False if it already is current (untouched).
+    Every refusal of :func:`check_upgradable` comes before anything is read beyond the header; the file keeps its
+    permissions; errors name ``path``."""
+    import pyarrow.parquet as pq
+
+    path, head, kind = check_upgradable(path)
     version, loader = KINDS[kind].schema_version, KINDS[kind].loader()
     if head.get("schema_version") == version and INTEGRITY_KEY in head:
         loader(path, verify_data=False)  # verifies it
         return False
-    if head.get("schema_version") != 1:
-        raise CacheError(f"{path}: header key 'schema_version' is {head.get('schema_version')!r}; only schema 1 "
-                         f"caches can be upgraded")
     try:
         table = pq.read_table(path)
     except Exception as e:  # noqa: BLE001
@@ -70,12 +95,9 @@ def add_weights_fingerprint(path: str | os.PathLike, weights_sha256: str, *, how
         raise CacheError(f"{path}: weights_sha256 must be 64 lowercase hex digits, got {weights_sha256!r}")
     if not isinstance(how, str) or not how.strip():
         raise CacheError(f"{path}: say how the fingerprint was established (how=...): it is recorded beside it")
-    if Path(path).is_symlink():
-        raise CacheError(f"{path}: a symbolic link (to {os.path.realpath(path)}); the file is rewritten in place and "
-                         f"a link is never replaced: give the target file itself")
-    path = check_regular_file(path)
+    path, head, _ = check_upgradable(path)  # a link, a non-cache or an unwritable folder: refused before reading
     kind = KINDS["llm_tokens"]
-    if read_header(path).get("kind") != "llm_tokens":
+    if head.get("kind") != "llm_tokens":
         raise CacheError(f"{path}: not an LLM token cache; classification and generation caches record their "
                          f"models' fingerprints under meta.models")
     table, head = read_cache_table(path, kind="llm_tokens", schema_version=kind.schema_version)
@@ -99,7 +121,11 @@ def _rewrite(path: Path, table, head: dict, loader) -> None:
     on any failure, and errors name ``path``."""
     import pyarrow.parquet as pq
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".upgrade.parquet")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".upgrade.parquet")
+    except OSError as e:  # name the user's file, not the temporary one
+        raise CacheError(f"{path}: cannot be upgraded, the upgraded copy cannot be written beside it ({e.strerror}); "
+                         f"nothing was replaced") from None
     os.close(fd)
     mode = os.stat(path).st_mode & 0o7777
     try:

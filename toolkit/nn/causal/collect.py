@@ -260,8 +260,9 @@ def fingerprint_token_cache(path: str | os.PathLike, lm: CausalLM | None = None,
     :func:`toolkit.caches.upgrade.add_weights_fingerprint` records :func:`~toolkit.nn.common.parts.weights_sha256`
     of ``lm`` with a note that it was added later and how. Returns the fingerprint; a mismatch is a
     :class:`CacheError` naming the file (nothing is written)."""
-    from toolkit.caches.upgrade import add_weights_fingerprint
+    from toolkit.caches.upgrade import add_weights_fingerprint, check_upgradable
 
+    check_upgradable(path)  # a link or an unwritable folder is refused before the model loads, not at the write
     cache = load_llm_cache(path, data_dir=data_dir)
     model = dict(cache.model)
     if model.get("weights_sha256"):
