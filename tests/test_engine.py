@@ -563,3 +563,59 @@ def test_compare_crossfit_is_each_policys_crossfit_paired(rule, kw):
         diffs.append(acc[0] - acc[1])
     lo, hi = np.quantile(diffs, [0.025, 0.975])
     assert cmp.loc[0, "lo"] == pytest.approx(lo, abs=1e-12) and cmp.loc[0, "hi"] == pytest.approx(hi, abs=1e-12)
+
+
+# ------------------------------------------------------------------------------------------ confident decisions
+def _brute_confident(c, e, thr, metric="accuracy"):
+    """Independent: the metric on the examples whose max-probability at stage e is >= thr, and their share."""
+    p = np.exp(c.logits[:, e] - c.logits[:, e].max(-1, keepdims=True))
+    conf = (p / p.sum(-1, keepdims=True)).max(-1)
+    keep = [n for n in range(c.n_examples) if conf[n] >= thr]
+    pred = c.logits[keep, e].argmax(-1)
+    return task_metric(pred, c.labels[keep], metric=metric, n_classes=c.n_classes), len(keep) / c.n_examples
+
+
+@pytest.mark.parametrize("C, metric", [(2, "accuracy"), (2, "f1"), (3, "mcc")])
+def test_compare_confident_equals_brute_force_and_hand_resamples(C, metric):
+    ca, cb = random_cache(150, 3, C, seed=21, metric=metric), random_cache(150, 4, C, seed=22, metric=metric)
+    cb.example_ids[:] = ca.example_ids
+    cb.labels[:] = ca.labels
+    a, b = en.staged(ca), en.staged(cb)
+    r = en.compare_confident(a, b, threshold=0.6, stages=(0, "stage3"), metric=metric, n_boot=60, seed=4,
+                             names=("small", "big")).frame
+    for side, c, e in (("small", ca, 0), ("big", cb, 2)):
+        m, share = _brute_confident(c, e, 0.6, metric)
+        assert r.loc[0, side] == pytest.approx(m, abs=1e-12) and r.loc[1, side] == pytest.approx(share, abs=1e-12)
+    if metric == "accuracy":  # the resamples by hand: the same example counts for both sides
+        w = en.resample_weights(150, n_boot=60, seed=4)
+        acc = []
+        for c, e in ((ca, 0), (cb, 2)):
+            sel = stage_confidence(c.logits, score="max_prob")[:, e] >= 0.6
+            ok = sel & (c.logits[:, e].argmax(-1) == c.labels)
+            acc.append((w @ ok) / (w @ sel))
+        lo, hi = np.quantile(acc[0] - acc[1], [0.025, 0.975])
+        assert r.loc[0, "lo"] == pytest.approx(lo, abs=1e-12) and r.loc[0, "hi"] == pytest.approx(hi, abs=1e-12)
+
+
+def test_compare_confident_seeds_average_and_self_comparison_is_zero():
+    runs = [random_cache(120, 3, 2, seed=s) for s in (30, 31)]
+    for c in runs[1:]:
+        c.example_ids[:] = runs[0].example_ids
+        c.labels[:] = runs[0].labels
+    views = [en.staged(c) for c in runs]
+    r = en.compare_confident(views, views[0], threshold=0.7, stages=(1, 1), n_boot=40).frame
+    want = np.mean([_brute_confident(c, 1, 0.7)[0] for c in runs])
+    assert r.loc[0, "a"] == pytest.approx(want, abs=1e-12) and r.loc[0, "seeds"] == "2 / 1"
+    same = en.compare_confident(views[0], views[0], threshold=0.7, n_boot=40).frame
+    assert (same[["difference", "lo", "hi"]].to_numpy() == 0).all()
+    none = en.compare_confident(views[0], views[0], threshold=1.5, n_boot=20).frame  # no example is that confident
+    assert np.isnan(none.loc[0, "a"]) and none.loc[1, "a"] == 0
+
+
+@pytest.mark.parametrize("kw, match", [({"threshold": float("nan")}, "threshold"), ({"threshold": True}, "threshold"),
+                                       ({"stages": (0,)}, "one stage per side"), ({"stages": (0, "L9")}, "no stage 'L9'"),
+                                       ({"stages": (5, 0)}, "not a stage name or a position")])
+def test_compare_confident_rejects_bad_options(kw, match):
+    v = en.staged(random_cache(30, 3, 2, seed=1))
+    with pytest.raises(ValueError, match=match):
+        en.compare_confident(v, v, **kw)

@@ -13,7 +13,8 @@ Every cache kind supplies its view through :func:`staged` (one adapter per kind)
   interval); risk control: :func:`risk_table`, :func:`certify`;
 - compare policies: :func:`compare` (paired bootstrap at equal budgets, over examples and training seeds),
   :func:`compare_speedups` (the same for the speed-up at a tolerated drop), :func:`compare_crossfit` (the
-  operating points each policy chooses on held-out halves, realised).
+  operating points each policy chooses on held-out halves, realised), :func:`compare_confident` (the metric
+  on the examples each side is confident on, CascadeBERT's reliability question).
 
 Every speed-up divides the named ``reference`` cost (default: the last member alone) by the policy's.
 
@@ -42,6 +43,7 @@ from toolkit.analysis.engine.choose import (
 from toolkit.analysis.engine.compare import (
     Comparison,
     compare,
+    compare_confident,
     compare_crossfit,
     compare_speedups,
     frontier_at_budgets,
@@ -76,5 +78,5 @@ __all__ = [
     "cluster_weights", "breakpoints",
     "cumulate", "Curve", "Bands", "Evaluation", "Summary", "jsonable", "risk_table", "certify", "min_examples",
     "RiskTable", "Certified", "choose", "threshold_on_sweep", "crossfit", "halves", "OperatingPoint", "CrossFit", "RULES", "compare",
-    "compare_speedups", "compare_crossfit", "Comparison", "frontier_at_budgets", "speedup_at_drop",
+    "compare_speedups", "compare_crossfit", "compare_confident", "Comparison", "frontier_at_budgets", "speedup_at_drop",
 ]

@@ -347,6 +347,64 @@ def compare_crossfit(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged],
     return Comparison(frame, metric, ref_name, n_boot, ci, seed)
 
 
+def _stage_index(v: Staged, stage: int | str, side: str) -> int:
+    """Index of ``stage`` (a name of ``v.stage_names`` or a position, negative from the end) in one side's view."""
+    names = tuple(v.stage_names)
+    if isinstance(stage, str):
+        if stage not in names:
+            raise ValueError(f"compare_confident: {side} has no stage {stage!r}; its stages are {names}")
+        return names.index(stage)
+    if isinstance(stage, (bool, np.bool_)) or not isinstance(stage, (int, np.integer)) or \
+            not -len(names) <= stage < len(names):
+        raise ValueError(f"compare_confident: stage {stage!r} of {side} is not a stage name or a position in "
+                         f"0..{len(names) - 1} (or negative from the end); its stages are {names}")
+    return int(stage) % len(names)
+
+
+def compare_confident(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged], *, threshold: float = 0.9,
+                      stages: tuple[int | str, int | str] = (0, 0), metric: str = "accuracy", n_boot: int = 1000,
+                      ci: float = 0.95, seed: int = 0, names: tuple[str, str] = ("a", "b"), subset: bool = False,
+                      same_runs: bool = False) -> Comparison:
+    """Paired-bootstrap difference ``a - b`` of how good each side's *confident* decisions are (CascadeBERT's
+    question: is a shallow exit's confidence a reliable signal?).
+
+    For each side, the examples whose confidence at its stage (``stages``: a name or a position per side) is at
+    least ``threshold`` are its confident ones. Two rows: ``metric`` on those examples alone (the view's metric
+    over the confident subset, e.g. accuracy when confident) and ``confident share`` (the share of examples, 0..1).
+    The confidence is the one the views were built with (``engine.staged(cache, score=...)``). Resampling as in
+    :func:`compare` (the same example resamples for both sides; training seeds two-level); a resample with no
+    confident example has no metric and is left out of the interval.
+    """
+    if isinstance(threshold, (bool, np.bool_)) or not isinstance(threshold, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite number (a confidence), got {threshold!r}")
+    if not isinstance(stages, (tuple, list)) or len(stages) != 2:
+        raise ValueError(f"stages must hold one stage per side, (a's, b's), got {stages!r}")
+    A, Bv = _align(a, b, metric, names=names, subset=subset)
+    names = _check_names(names)
+    at = {id(v): _stage_index(v, st, nm) for views, st, nm in ((A, stages[0], names[0]), (Bv, stages[1], names[1]))
+          for v in views}
+
+    def stat(v, w):
+        e = at[id(v)]
+        sel = (v.confidence[:, e] >= threshold).astype(np.float64)
+        n = w @ sel  # [b] confident examples per resample
+        with np.errstate(invalid="ignore", divide="ignore"):
+            m = v.metric_of(np.tensordot(w * sel, v.stats[:, e], axes=1), n, metric)
+        return np.stack([np.where(n > 0, m, np.nan), n / w.sum(1)], 1)  # [b, 2]
+
+    ea, eb, lo, hi, better = _paired(A, Bv, stat, n_boot=n_boot, ci=ci, seed=seed, same_runs=same_runs)
+    stage_names = [A[0].stage_names[at[id(A[0])]], Bv[0].stage_names[at[id(Bv[0])]]]
+    frame = pd.DataFrame({"statistic": [f"{metric} when confident", "confident share"],
+                          "threshold": float(threshold), names[0]: ea, names[1]: eb, "difference": ea - eb,
+                          "lo": lo, "hi": hi, f"P({names[0]} > {names[1]})": better,
+                          "seeds": _seeds_label(A, Bv, same_runs)})
+    frame.attrs["statistic"] = (f"{metric} on the examples whose confidence is >= {threshold:g} at stage "
+                                f"{stage_names[0]!r} ({names[0]}) and {stage_names[1]!r} ({names[1]}), and the share "
+                                f"of such examples")
+    return Comparison(frame, metric, A[0].reference, n_boot, ci, seed)
+
+
 def _check_names(names) -> tuple[str, str]:
     if (not isinstance(names, (tuple, list)) or len(names) != 2 or not all(isinstance(n, str) and n for n in names)
             or names[0] == names[1]):
