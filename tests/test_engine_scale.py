@@ -289,6 +289,28 @@ def test_crossfit_intervals_unchanged_and_clustered(monkeypatch):
     assert (w[0][:, held[0].clusters == held[0].clusters[0]] == w[0][:, :1]).all()  # a cluster weighs as one
 
 
+
+@pytest.mark.parametrize("clustered", [False, True])
+def test_crossfit_halves_are_derived_from_what_it_keeps(clustered):
+    """CrossFit.halves is the pair of halves its folds were chosen and evaluated on, derived from the example ids,
+    strata, clusters and seed it keeps (not a stored copy that could disagree with them)."""
+    from dataclasses import fields
+
+    s = _clustered(N=200, P=25, seed=5) if clustered else en.staged(exit_cache(300, 4))
+    cf = en.crossfit(s, rule="drop", max_drop=0.05, seed=6, n_boot=0)
+    a, b = cf.halves
+    ref = en.halves(s.example_ids, seed=6, strata=s.strata, clusters=s.clusters)
+    assert np.array_equal(a, ref[0]) and np.array_equal(b, ref[1])
+    for fold, ev, held in zip(cf.folds, cf.evaluations, (b, a)):  # fold 1: chosen on A, evaluated on B; fold 2 back
+        again = fold.evaluate(s.subset(held))
+        assert ev.n == len(held) and ev.metrics == again.metrics and ev.flops == again.flops
+        assert np.array_equal(cf.stops(s)[held], s.subset(held).stage_of(fold.threshold))
+    assert "halves" not in {f.name for f in fields(en.CrossFit)}
+    moved = replace(cf, seed=7)
+    assert not np.array_equal(moved.halves[0], a)
+    assert np.array_equal(moved.halves[0], en.halves(s.example_ids, seed=7, strata=s.strata, clusters=s.clusters)[0])
+    assert replace(cf, example_ids=None).halves is None
+
 def test_crossfit_halves_keep_clusters_whole():
     s = _clustered(N=200, P=25, seed=3)
     a, b = en.halves(s.example_ids, seed=4, strata=s.strata, clusters=s.clusters)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -244,18 +245,25 @@ class CrossFit:
 
     ``combined``: metrics of the pooled outcomes of both evaluated halves (every example evaluated once, by a
     threshold chosen without it), with percentile bootstrap intervals (resampling examples within each half, the
-    chosen thresholds held fixed). ``halves``: the row indices of halves A and B of the view it was fit on, whose
-    ``example_ids``, ``strata`` and ``clusters`` it keeps so that :meth:`stops` can check a view is that one.
+    chosen thresholds held fixed). ``example_ids``, ``strata`` and ``clusters``: those of the view it was fit on, so
+    that :meth:`stops` can check a view is that one; with ``seed`` they give :attr:`halves`.
     """
 
     folds: tuple[OperatingPoint, OperatingPoint]
     evaluations: tuple[Evaluation, Evaluation]
     combined: Evaluation
     seed: int
-    halves: tuple[np.ndarray, np.ndarray] | None = None
     example_ids: np.ndarray | None = None
     strata: np.ndarray | None = None
     clusters: np.ndarray | None = None
+
+    @cached_property
+    def halves(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Row indices of halves A and B of the view it was fit on (:func:`halves` of its example ids, strata and
+        clusters with :attr:`seed`, as :func:`crossfit` drew them); None where it does not record that view."""
+        if self.example_ids is None:
+            return None
+        return halves(self.example_ids, seed=self.seed, strata=self.strata, clusters=self.clusters)
 
     def stops(self, staged: Staged) -> np.ndarray:
         """Stage where each example of ``staged`` stops, ``[N]``: half B under the threshold chosen on half A (fold
@@ -263,7 +271,7 @@ class CrossFit:
         :func:`~toolkit.analysis.engine.evaluation_at_stages` it gives any statistic of the cross-fitted point (its
         metrics are :attr:`combined`'s), e.g. the paired drop interval. ``staged`` must be the view this was fit on
         (same example ids in the same order, strata and clusters; same stages, reference and build as the folds)."""
-        if self.halves is None or self.example_ids is None:
+        if self.example_ids is None:
             raise ValueError("this CrossFit does not record the view it was fit on (built by hand?): rebuild it with "
                              "engine.crossfit(view, ...) to get its stops")
         _check_fit_view(self, staged)
@@ -404,6 +412,6 @@ def crossfit(staged: Staged, *, rule: str = "drop", metric: str = "accuracy", ma
                           reference=staged.reference, threshold=(folds[0].threshold, folds[1].threshold),
                           split=staged.split, extras={k: pooled(lambda e, k=k: e.extras[k]) for k in staged.extras},
                           intervals=intervals, cost_unit=staged.meta.get("cost_unit", "FLOPs"))
-    return CrossFit(folds, evals, combined, seed, halves=rows, example_ids=staged.example_ids.copy(),
+    return CrossFit(folds, evals, combined, seed, example_ids=staged.example_ids.copy(),
                     strata=None if staged.strata is None else staged.strata.copy(),
                     clusters=None if staged.clusters is None else staged.clusters.copy())
