@@ -315,6 +315,33 @@ def test_merge_writes_cpu_seconds_from_the_ledger_and_leaves_the_rest(tmp_path):
         assert "collect_cpu_s" not in caches[key] and not any("train_cpu_s" in m for m in caches[key]["models"])
 
 
+
+def test_merge_reads_each_cache_footer_once(tmp_path, monkeypatch):
+    """merge_manifest checks each cache and takes its model records (for the CPU seconds) from one read of its
+    Parquet footer, not a second read_header of every file; the merged entries are the same."""
+    import pyarrow.parquet as pq
+
+    from toolkit.zoo.manifest import merge_manifest
+
+    data = _run_folder(tmp_path, 42)
+    append_attempt(data.parent / "logs" / "ledger.jsonl",
+                   {"job": "mrpc/minilm6-s42", "state": "done", "wall_s": 8.0, "cpu_s": 4.0})
+    reads = {}
+
+    def counted(real):
+        def read(path, *args, **kwargs):
+            key = Path(path).resolve()
+            reads[key] = reads.get(key, 0) + 1
+            return real(path, *args, **kwargs)
+        return read
+
+    for name in ("ParquetFile", "read_schema", "read_metadata", "read_table"):
+        monkeypatch.setattr(pq, name, counted(getattr(pq, name)))
+    keys = merge_manifest(data, tmp_path / "into")
+    assert reads == {(data / f"{k}.parquet").resolve(): 1 for k in keys} and len(keys) == 2
+    caches = json.loads((tmp_path / "into" / "MANIFEST.json").read_text())["caches"]
+    assert all([m.get("train_cpu_s") for m in caches[k]["models"]] == [None, 4.0, None] for k in keys)
+
 def test_cpu_seconds_are_written_only_where_every_job_is_known(tmp_path):
     """No partial sums: a model whose folds the ledger lacks, or an attempt whose CPU is unknown, or a job with no
     finished attempt, gets no number; a model trained in another run is refused."""

@@ -109,12 +109,11 @@ def merge_manifest(src: str | os.PathLike, dst: str | os.PathLike, *,
     """
     import shutil
 
-    from toolkit.caches.io import read_header
     from toolkit.zoo.ledger import LEDGER, spent, with_cpu_seconds
 
     src, dst = Path(src), Path(dst)
     entries = json.loads((src / "MANIFEST.json").read_text())["caches"]
-    problems = check_manifest(src)
+    problems, metas = _check_caches(src, entries)
     if problems:
         raise ValueError(f"{src}: caches do not match their manifest, nothing merged: {problems[:3]}")
     if ledger is not None and not Path(ledger).is_file():
@@ -124,7 +123,7 @@ def merge_manifest(src: str | os.PathLike, dst: str | os.PathLike, *,
     table = spent(ledger) if ledger.is_file() else None
     for key, entry in entries.items():
         if table is not None:
-            models = read_header(src / f"{key}.parquet").get("meta", {}).get("models", [])
+            models = metas[key].get("models", [])
             entry = with_cpu_seconds(key, entry, models, table)
         target = dst / f"{key}.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -144,18 +143,24 @@ def check_manifest(out: str | os.PathLike = "data") -> list[str]:
     """Reload every cache in the manifest and recompute its stage metrics; returns mismatch messages (empty: all
     equal)."""
     out = Path(out)
-    manifest = json.loads((out / "MANIFEST.json").read_text())
-    problems = []
-    for key, entry in manifest["caches"].items():
+    return _check_caches(out, json.loads((out / "MANIFEST.json").read_text())["caches"])[0]
+
+
+def _check_caches(out: Path, entries: dict) -> tuple[list[str], dict[str, dict]]:
+    """Reload each cache of ``entries`` (a manifest's ``caches``) from ``out`` and recompute its numbers; returns the
+    mismatch messages and each cache's header ``meta`` (read once, with the cache, for :func:`merge_manifest`)."""
+    problems, metas = [], {}
+    for key, entry in entries.items():
         kind = entry.get("kind", "classification")
         table, field = _CHECKS[kind]
         cache = KINDS[kind].loader()(out / f"{key}.parquet")
+        metas[key] = cache.meta
         got = table(cache)
         if got != entry[field]:
             problems.append(f"{key}: manifest {field} {entry[field]} != recomputed {got}")
         if cache.meta["data"]["fingerprint"] != entry["data_fingerprint"]:
             problems.append(f"{key}: data fingerprint differs from the manifest")
-    return problems
+    return problems, metas
 
 
 MAX_README_STAGES = 7
