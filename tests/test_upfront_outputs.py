@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -128,3 +129,82 @@ def test_upgrade_cache_still_upgrades_a_read_only_file_and_leaves_nothing_on_a_f
     monkeypatch.undo()
     assert upgrade_cache(p) is True and stat.S_IMODE(os.stat(p).st_mode) == 0o444
     assert [q.name for q in tmp_path.iterdir()] == ["c.parquet"]
+
+
+# ------------------------------------------------------------------------------------------------ toolkit zoo --out
+# Before, `toolkit zoo` checked neither --out nor --runs: a file or a read-only folder where the caches go, or a
+# read-only manifest, was found at the first write after the members had trained (hours on a CPU); --runs inside
+# --out put checkpoints among the committed caches; --tiny with the default --out wrote tiny caches over the
+# shipped ones and their manifest entries.
+def _zoo(tmp_path, *extra):
+    """`toolkit zoo` on one set of SST-2 with a data folder that does not exist: a run that got past the checks
+    fails at once on the data (it never trains)."""
+    return main(["zoo", "--task", "sst2", "--set", "minilm6_me", "--seed", "42", "--data-dir",
+                 str(tmp_path / "no-data"), *map(str, extra)])
+
+
+def _zoo_refused(tmp_path, capsys, *extra, says):
+    before = _snapshot(tmp_path)
+    assert _zoo(tmp_path, *extra) == 2
+    err = capsys.readouterr().err
+    assert all(s in err for s in says), err
+    assert _snapshot(tmp_path) == before and not (tmp_path / "runs").exists()
+    return err
+
+
+def test_zoo_refuses_a_file_or_a_read_only_folder_as_out_before_training(tmp_path, capsys):
+    (tmp_path / "out").write_text("a file where the caches' folder goes")
+    _zoo_refused(tmp_path, capsys, "--out", tmp_path / "out", "--runs", tmp_path / "runs",
+                 says=[f"{tmp_path / 'out'}: not a folder"])
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    os.chmod(ro, 0o555)
+    try:
+        _zoo_refused(tmp_path, capsys, "--out", ro, "--runs", tmp_path / "runs", says=[f"{ro}: is read-only"])
+    finally:
+        os.chmod(ro, 0o755)
+
+
+def test_zoo_refuses_what_the_writes_below_out_would_refuse_before_training(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sst2").write_text("a file where the task's folder goes")
+    _zoo_refused(tmp_path, capsys, "--out", out, "--runs", tmp_path / "runs", says=[f"{out / 'sst2'}: not a folder"])
+    (out / "sst2").unlink()
+    (out / "sst2").mkdir()
+    for ro in (out / "MANIFEST.json", out / "sst2" / "minilm6_me-s42-test.parquet"):
+        ro.write_text("{}")
+        os.chmod(ro, 0o444)
+        _zoo_refused(tmp_path, capsys, "--out", out, "--runs", tmp_path / "runs", says=[f"{ro}: is read-only"])
+        ro.unlink()
+
+
+def test_zoo_refuses_runs_inside_out_or_a_file_as_runs(tmp_path, capsys):
+    out = tmp_path / "out"
+    _zoo_refused(tmp_path, capsys, "--out", out, "--runs", out / "runs",
+                 says=[f"--runs {out / 'runs'}: inside --out", "outside --out"])
+    (tmp_path / "runs-file").write_text("x")
+    _zoo_refused(tmp_path, capsys, "--out", out, "--runs", tmp_path / "runs-file",
+                 says=[f"{tmp_path / 'runs-file'}: not a folder"])
+
+
+def test_zoo_tiny_refuses_the_shipped_data_folder(tmp_path, capsys, monkeypatch):
+    import toolkit.cli.zoo as zoo
+
+    shipped = tmp_path / "data"
+    shipped.mkdir()
+    (shipped / "MANIFEST.json").write_text('{"caches": {}}')
+    monkeypatch.setattr(zoo, "shipped_data", lambda: shipped.resolve(), raising=False)
+    for out in (shipped, shipped / "tiny"):
+        _zoo_refused(tmp_path, capsys, "--tiny", "--out", out, "--runs", tmp_path / "runs",
+                     says=[f"--out {out}: in the shipped data/ folder", "runs/tiny-data"])
+    from toolkit import __file__ as package
+
+    monkeypatch.undo()
+    assert zoo.shipped_data() == Path(package).resolve().parents[1] / "data"  # the checkout's, with its manifest
+    assert (zoo.shipped_data() / "MANIFEST.json").is_file()
+
+
+def test_zoo_check_refuses_an_out_without_a_manifest(tmp_path, capsys):
+    _zoo_refused(tmp_path, capsys, "--check", "--out", tmp_path,
+                 says=[f"{tmp_path / 'MANIFEST.json'}: no such manifest", "give --out the folder holding MANIFEST.json"])
