@@ -23,6 +23,7 @@ from toolkit.zoo.ledger import (
     append_attempt,
     backfill,
     cache_key_parts,
+    kind_of,
     parse_runner_log,
     read_ledger,
     spent,
@@ -384,3 +385,25 @@ def test_cache_key_parts_reads_back_every_key_the_zoo_writes(task, s, seed, spli
                                  "sst2/llm/smollm2-s0-test-gen/x", ""])
 def test_cache_key_parts_refuses_other_keys(key):
     assert cache_key_parts(key) is None
+
+
+def test_the_ledger_reads_the_job_ids_the_runner_plans():
+    """with_cpu_seconds finds every job build.plan names for a set (Job.id: each member's train job, a ranking
+    member's difficulty folds, the collect job) and kind_of reads each id's kind back: fails if the runner's job ids
+    and the ledger's drift apart."""
+    from toolkit.zoo.build import SETS, plan
+    from toolkit.zoo.recipes import DIFFICULTY, run_dir
+
+    jobs = plan(["mrpc"], ["cascade_da", "minilm6_me", "cascade"], [42])
+    assert all(kind_of(j.id) == j.kind for j in jobs) and {"train", "fold", "collect"} <= {j.kind for j in jobs}
+    cpu = {j.id: 2.0 ** i for i, j in enumerate(jobs)}  # every sum of distinct jobs is a distinct number
+    table = spent([{"job": j, "state": "done", "wall_s": 1.0, "cpu_s": c} for j, c in cpu.items()])
+    for s in ("cascade_da", "cascade"):
+        models = [{"name": m, "path": str(run_dir("runs", "mrpc", m, 42) / "final"),
+                   "objective": "ranking" if m in DIFFICULTY else "joint"} for m in SETS[s]]
+        out = with_cpu_seconds(f"mrpc/{s}-s42-test", {"models": models}, models, table)
+        for rec in out["models"]:
+            mine = [j.id for j in jobs if j.name == rec["name"] and j.kind in ("train", "fold")]
+            assert rec["train_cpu_s"] == sum(cpu[j] for j in mine) and len(mine) == (3 if rec["name"] in DIFFICULTY
+                                                                                       else 1)
+        assert out["collect_cpu_s"] == cpu[next(j.id for j in jobs if j.kind == "collect" and j.name == s)]

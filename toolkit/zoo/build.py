@@ -29,6 +29,7 @@ import numpy as np
 
 from toolkit._api import check_batch
 from toolkit.caches.classification import load_cache
+from toolkit.zoo.ledger import job_id
 from toolkit.zoo.manifest import generation_table, stage_table, update_manifest
 from toolkit.zoo.recipes import (
     CASCADE,
@@ -359,8 +360,7 @@ class Job:
 
     @property
     def id(self) -> str:
-        base = f"{self.task}/{self.name}-s{self.seed}"
-        return {"train": base, "fold": f"{base}/fold{self.fold}", "collect": f"{base}/collect"}[self.kind]
+        return job_id(self.task, self.name, self.seed, self.kind, self.fold)
 
 
 def _member_jobs(task: str, member: str, seed: int, jobs: dict) -> str:

@@ -32,8 +32,23 @@ def cache_key_parts(key: str) -> dict[str, str] | None:
     return m.groupdict() if m else None
 
 
+def job_id(task: str, name: str, seed: int | str, kind: str = "train", fold: int | None = None) -> str:
+    """A zoo job's id, as the runner logs it and the ledger records it (:class:`toolkit.zoo.build.Job`):
+    ``<task>/<name>-s<seed>`` (train member ``name``), ``<that>/fold<k>`` (difficulty fold ``k`` of ranking member
+    ``name``), ``<task>/<name>-s<seed>/collect`` (the caches of set ``name``). :func:`kind_of` reads ``kind`` back."""
+    base = f"{task}/{name}-s{seed}"
+    if kind == "train":
+        return base
+    if kind == "fold":
+        return f"{base}/fold{fold}"
+    if kind == "collect":
+        return f"{base}/collect"
+    raise ValueError(f"unknown job kind {kind!r}; one of train, fold, collect")
+
+
 def kind_of(job_id: str) -> str:
-    """The kind of a job from its id (``<task>/<member>-s<seed>``, ``.../fold<k>``, ``<task>/<set>-s<seed>/collect``)."""
+    """The kind of a job from its id (:func:`job_id`: ``<task>/<member>-s<seed>``, ``.../fold<k>``,
+    ``<task>/<set>-s<seed>/collect``)."""
     last = job_id.rsplit("/", 1)[-1]
     return "collect" if last == "collect" else "fold" if re.fullmatch(r"fold\d+", last) else "train"
 
@@ -164,12 +179,14 @@ def backfill(logs, into: str | os.PathLike) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------ into manifest entries
-def _run_job_id(model_path: str) -> str:
-    """The train job of a model collected from ``<runs>/<task>/<member>-s<seed>/final``."""
+def _run_of(model_path: str) -> tuple[str, str, str]:
+    """``(task, member, seed)`` of a model collected from ``<runs>/<task>/<member>-s<seed>/final`` (seed as written;
+    the whole folder name where it has no ``-s``)."""
     parts = Path(model_path).parts
     if len(parts) < 3 or parts[-1] != "final":
         raise ValueError(f"model path {model_path!r} is not a zoo run's <runs>/<task>/<member>-s<seed>/final")
-    return f"{parts[-3]}/{parts[-2]}"
+    member, _, seed = parts[-2].rpartition("-s")
+    return parts[-3], member, seed
 
 
 def _finished_cpu(table, jobs: list[str]) -> float | None:
@@ -203,21 +220,22 @@ def with_cpu_seconds(key: str, entry: dict, models: list[dict], table) -> dict:
     for rec, model in zip(out["models"], models):
         if rec.get("borrowed_from") or model.get("borrowed_from"):
             continue
-        job = _run_job_id(model["path"])
-        if job.split("/")[0] != m["task"] or not job.endswith(f"-s{m['seed']}"):
+        task, member, seed = _run_of(model["path"])
+        if task != m["task"] or seed != m["seed"]:
             raise ValueError(f"{key}: model {rec.get('name')!r} was trained in {model['path']}, not a "
                              f"{m['task']} seed {m['seed']} run")
+        job = job_id(task, member, seed)
         jobs = [job]
-        if rec.get("objective") == "ranking":
-            folds = sorted((j for j in table.index if re.fullmatch(re.escape(job) + r"/fold\d+", j)),
-                           key=lambda j: int(j.rsplit("fold", 1)[1]))
-            if len(folds) < 2 or folds != [f"{job}/fold{k}" for k in range(len(folds))]:
+        if rec.get("objective") == "ranking":  # its folds 0, 1, ..., k-1 (k >= 2), none missing
+            folds = {j for j in table.index if kind_of(j) == "fold" and j.rsplit("/", 1)[0] == job}
+            want = [job_id(task, member, seed, "fold", k) for k in range(len(folds))]
+            if len(folds) < 2 or folds != set(want):
                 continue
-            jobs += folds
+            jobs += want
         cpu = _finished_cpu(table, jobs)
         if cpu is not None:
             rec["train_cpu_s"] = cpu
-    cpu = _finished_cpu(table, [f"{m['task']}/{m['set']}-s{m['seed']}/collect"])
+    cpu = _finished_cpu(table, [job_id(m["task"], m["set"], m["seed"], "collect")])
     if cpu is not None:
         out["collect_cpu_s"] = cpu
     return out
