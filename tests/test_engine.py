@@ -608,13 +608,52 @@ def test_compare_confident_seeds_average_and_self_comparison_is_zero():
     assert r.loc[0, "a"] == pytest.approx(want, abs=1e-12) and r.loc[0, "seeds"] == "2 / 1"
     same = en.compare_confident(views[0], views[0], threshold=0.7, n_boot=40).frame
     assert (same[["difference", "lo", "hi"]].to_numpy() == 0).all()
-    none = en.compare_confident(views[0], views[0], threshold=1.5, n_boot=20).frame  # no example is that confident
-    assert np.isnan(none.loc[0, "a"]) and none.loc[1, "a"] == 0
+    none = en.compare_confident(views[0], views[1], threshold=1.5, n_boot=20).frame  # no example is that confident
+    assert none.loc[0, ["a", "difference", "lo", "hi"]].isna().all() and none.loc[1, "a"] == 0
+
+
+def _brute_coverage(c, e, q, counts):
+    """Independent: the accuracy of the most confident share q of a resample (examples repeated by their counts,
+    ranked by the view's max-probability, ties in index order; the boundary example counted in part), and its
+    confidence."""
+    conf = en.staged(c).confidence[:, e]  # the ranking must see the same (float32) ties as the engine
+    rows = sorted(np.repeat(np.arange(c.n_examples), counts), key=lambda n: (-conf[n], n))
+    want, right, used, lowest = q * len(rows), 0.0, 0.0, None
+    for n in rows:
+        take = min(1.0, want - used)
+        if take <= 0:
+            break
+        right += take * (c.logits[n, e].argmax() == c.labels[n])
+        used += take
+        lowest = conf[n]
+    return right / used, lowest
+
+
+@pytest.mark.parametrize("q", [0.25, 0.5, 0.37, 1.0])
+def test_compare_confident_at_coverage_equals_brute_force(q):
+    ca, cb = random_cache(90, 3, 2, seed=41), random_cache(90, 2, 2, seed=42)
+    cb.example_ids[:] = ca.example_ids
+    cb.labels[:] = ca.labels
+    r = en.compare_confident(en.staged(ca), en.staged(cb), coverage=q, stages=(1, -1), n_boot=30, seed=2).frame
+    assert r.loc[0, "rule"] == f"coverage {q:g}"
+    w = en.resample_weights(90, n_boot=30, seed=2).astype(int)
+    diffs = []
+    for counts in np.vstack([np.ones((1, 90), int), w]):
+        (ma, ca_low), (mb, cb_low) = _brute_coverage(ca, 1, q, counts), _brute_coverage(cb, 1, q, counts)
+        diffs.append(ma - mb)
+        if len(diffs) == 1:
+            assert r.loc[0, "a"] == pytest.approx(ma, abs=1e-12) and r.loc[0, "b"] == pytest.approx(mb, abs=1e-12)
+            assert r.loc[1, "a"] == pytest.approx(ca_low, abs=0) and r.loc[1, "b"] == pytest.approx(cb_low, abs=0)
+    lo, hi = np.quantile(diffs[1:], [0.025, 0.975])
+    assert r.loc[0, "lo"] == pytest.approx(lo, abs=1e-12) and r.loc[0, "hi"] == pytest.approx(hi, abs=1e-12)
 
 
 @pytest.mark.parametrize("kw, match", [({"threshold": float("nan")}, "threshold"), ({"threshold": True}, "threshold"),
-                                       ({"stages": (0,)}, "one stage per side"), ({"stages": (0, "L9")}, "no stage 'L9'"),
-                                       ({"stages": (5, 0)}, "not a stage name or a position")])
+                                       ({}, "exactly one"), ({"threshold": 0.5, "coverage": 0.5}, "exactly one"),
+                                       ({"coverage": 0.0}, "coverage"), ({"coverage": 1.5}, "coverage"),
+                                       ({"threshold": 0.5, "stages": (0,)}, "one stage per side"),
+                                       ({"threshold": 0.5, "stages": (0, "L9")}, "no stage 'L9'"),
+                                       ({"threshold": 0.5, "stages": (5, 0)}, "not a stage name or a position")])
 def test_compare_confident_rejects_bad_options(kw, match):
     v = en.staged(random_cache(30, 3, 2, seed=1))
     with pytest.raises(ValueError, match=match):

@@ -129,6 +129,34 @@ def cascade_bert(*, tasks=TASKS, n_boot: int = catalogue.N_BOOT, seed: int = cat
     return rows
 
 
+def cascade_bert_reliability(*, tasks=TASKS, coverage: float = 0.5, n_boot: int = catalogue.N_BOOT,
+                             seed: int = catalogue.SEED) -> list[dict]:
+    """CascadeBERT: a shallow internal exit's confident predictions are less reliable than those of a complete
+    model of the same depth: accuracy on each model's most confident ``coverage`` share of the examples (matched
+    coverage, ``engine.compare_confident``). No threshold is chosen and no cost is involved, so the row has no
+    test-selected side and no other quantity."""
+    rows = []
+    for task in tasks:
+        if not (catalogue.available(task, "cascade") and catalogue.available(task, "minilm6_me")):
+            continue
+        complete = [engine.staged(t) for t in catalogue.load_seeds(task, "cascade", verbose=False).test]
+        internal = [engine.staged(t) for t in catalogue.load_seeds(task, "minilm6_me", verbose=False).test]
+        r = engine.compare_confident(complete, internal, coverage=coverage, stages=("minilm-l2:L2", "L2"),
+                                     n_boot=n_boot, seed=seed, names=("complete L2", "internal exit L2")).frame.iloc[0]
+        nan = float("nan")
+        rows.append({"claim": "a complete small model's confident predictions are more reliable than a shallow "
+                              "exit's (CascadeBERT)", "task": task,
+                     "statistic": f"accuracy on each model's most confident {coverage:.0%} of examples (max-prob), "
+                                  f"complete MiniLM-L2 minus exit L2 of multi-exit MiniLM-L6",
+                     "rule": r["rule"], "winner": r["complete L2"], "other": r["internal exit L2"],
+                     "difference": r["difference"], "lo": r["lo"], "hi": r["hi"],
+                     "p_ahead": r["P(complete L2 > internal exit L2)"], "realised": nan, "realised_lo": nan,
+                     "realised_hi": nan, "realised_unit": "", "test_selected": nan, "test_selected_lo": nan,
+                     "test_selected_hi": nan, "seeds": r["seeds"], "unit": "accuracy",
+                     "verdict": verdict(r["lo"], r["hi"], nan, nan, ""), "notebook": "03_exit_reliability"})
+    return rows
+
+
 def elang(*, tasks=TASKS, n_boot: int = catalogue.N_BOOT, seed: int = catalogue.SEED) -> list[dict]:
     """E-LANG: energy routes Swift/Super better than softmax confidence (encoder pair and text-to-text pair)."""
     rows = []
@@ -212,8 +240,10 @@ class SeedClaims:
 
     def in_sample_vs_crossfit(self, *, tol: float = 1e-9) -> tuple[int, int, int]:
         """``(below, equal, answered)``: answered rows whose test-selected difference is below the cross-fitted
-        one (by more than ``tol``), equal to it (within ``tol``), and the number of answered rows."""
-        gap = self.answered.test_selected - self.answered.difference
+        one (by more than ``tol``), equal to it (within ``tol``), and the number of answered rows that choose a
+        threshold (a row without a test-selected side, such as a reliability claim, is not counted)."""
+        chosen = self.answered.dropna(subset=["test_selected"])  # rows that choose a threshold
+        gap = chosen.test_selected - chosen.difference
         return int((gap < -tol).sum()), int((gap.abs() <= tol).sum()), len(gap)
 
     def markdown(self) -> str:
@@ -227,9 +257,11 @@ class SeedClaims:
                              f"{r.notebook} |")
                 continue
             x = f"{_num(r.difference, r.unit)} [{_num(r.lo, r.unit)}, {_num(r.hi, r.unit)}]"
-            o = (f"{'speed-up' if r.realised_unit == 'x' else 'metric'} {_num(r.realised, r.realised_unit)} "
+            o = ("– (no cost involved)" if pd.isna(r.realised) else
+                 f"{'speed-up' if r.realised_unit == 'x' else 'metric'} {_num(r.realised, r.realised_unit)} "
                  f"[{_num(r.realised_lo, r.realised_unit)}, {_num(r.realised_hi, r.realised_unit)}]")
-            f = (f"{_num(r.test_selected, r.unit)} [{_num(r.test_selected_lo, r.unit)}, "
+            f = ("– (no threshold is chosen)" if pd.isna(r.test_selected) else
+                 f"{_num(r.test_selected, r.unit)} [{_num(r.test_selected_lo, r.unit)}, "
                  f"{_num(r.test_selected_hi, r.unit)}]")
             lines.append(f"| {r.claim} | {r.task} | {r.statistic} | {x} | {r.p_ahead:.2f} | {o} | {f} | {r.seeds} | "
                          f"{r.verdict} | {r.notebook} |")
@@ -246,7 +278,8 @@ class SeedClaims:
                 f"to the other, then swapped, so the verdict rests on operating points a user can choose; beside it, "
                 f"the test-selected difference (each side's best threshold chosen on all of test and scored there: "
                 f"in-sample). It is no bound on the cross-fitted difference: it is below it in {below} of the "
-                f"{answered} answered rows and equal in {equal}.\n{end}")
+                f"{answered} answered rows that choose a threshold and equal in {equal}. The reliability claim chooses "
+                f"none: it compares accuracy on each model's most confident examples at the same coverage.\n{end}")
 
     def _repr_html_(self) -> str:
         shown = self.frame[["claim", "task", "difference", "lo", "hi", "test_selected", "seeds", "verdict"]]
@@ -261,7 +294,7 @@ class SeedClaims:
 def seed_claims(*, tasks=TASKS, n_boot: int = catalogue.N_BOOT, seed: int = catalogue.SEED) -> SeedClaims:
     """Every seed claim on the shipped caches of ``tasks`` (:func:`toolkit.zoo.catalogue.data_dir`)."""
     kw = dict(tasks=tuple(tasks), n_boot=n_boot, seed=seed)
-    rows = right_tool(**kw) + cascade_bert(**kw) + elang(**kw) + cost_eff(**kw)
+    rows = right_tool(**kw) + cascade_bert_reliability(**kw) + cascade_bert(**kw) + elang(**kw) + cost_eff(**kw)
     return SeedClaims(pd.DataFrame(rows), n_boot, seed)
 
 
@@ -277,4 +310,5 @@ def is_current(path: Path | None = None) -> bool:
 
 
 __all__ = ["SeedClaims", "seed_claims", "write_readme", "is_current", "verdict", "right_tool", "cascade_bert",
+           "cascade_bert_reliability",
            "elang", "cost_eff", "TASKS", "SECTION"]

@@ -361,23 +361,58 @@ def _stage_index(v: Staged, stage: int | str, side: str) -> int:
     return int(stage) % len(names)
 
 
-def compare_confident(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged], *, threshold: float = 0.9,
-                      stages: tuple[int | str, int | str] = (0, 0), metric: str = "accuracy", n_boot: int = 1000,
-                      ci: float = 0.95, seed: int = 0, names: tuple[str, str] = ("a", "b"), subset: bool = False,
+def _confident_weights(conf: np.ndarray, w: np.ndarray, *, threshold, coverage) -> np.ndarray:
+    """Per resample (rows of ``w``, example counts ``[b, N]``), how much of each example counts as answered:
+    ``w`` where the confidence is >= ``threshold``; or the most confident ``coverage`` share of the resample's
+    examples, the example at the boundary counted in part so that the share is exact (ties in stable order)."""
+    if threshold is not None:
+        return w * (conf >= threshold)
+    order = np.argsort(-conf, kind="stable")
+    wo = w[:, order]
+    before = np.cumsum(wo, 1) - wo  # weight of the more confident examples
+    out = np.empty_like(wo)
+    out[:, order] = np.clip(coverage * w.sum(1, keepdims=True) - before, 0.0, wo)
+    return out
+
+
+def _boundary_confidence(conf: np.ndarray, part: np.ndarray) -> np.ndarray:
+    """The lowest confidence among the examples answered (any part) in each resample, ``[b]`` (NaN if none)."""
+    lowest = np.where(part > 0, conf, np.inf).min(1)
+    return np.where(np.isfinite(lowest), lowest, np.nan)
+
+
+def compare_confident(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged], *, threshold: float | None = None,
+                      coverage: float | None = None, stages: tuple[int | str, int | str] = (0, 0),
+                      metric: str = "accuracy", n_boot: int = 1000, ci: float = 0.95, seed: int = 0,
+                      names: tuple[str, str] = ("a", "b"), subset: bool = False,
                       same_runs: bool = False) -> Comparison:
     """Paired-bootstrap difference ``a - b`` of how good each side's *confident* decisions are (CascadeBERT's
     question: is a shallow exit's confidence a reliable signal?).
 
-    For each side, the examples whose confidence at its stage (``stages``: a name or a position per side) is at
-    least ``threshold`` are its confident ones. Two rows: ``metric`` on those examples alone (the view's metric
-    over the confident subset, e.g. accuracy when confident) and ``confident share`` (the share of examples, 0..1).
-    The confidence is the one the views were built with (``engine.staged(cache, score=...)``). Resampling as in
-    :func:`compare` (the same example resamples for both sides; training seeds two-level); a resample with no
-    confident example has no metric and is left out of the interval.
+    Each side's decisions at its stage (``stages``: a name or a position per side) are ranked by the confidence the
+    views were built with (``engine.staged(cache, score=...)``); exactly one of
+
+    - ``coverage`` (0 < q <= 1): each side answers its most confident share ``q`` of the examples (matched
+      coverage: selective classification's metric at coverage q, the fair comparison, since both answer as many).
+      Rows: ``metric`` on the answered examples, and ``lowest confidence answered`` (the confidence at the
+      boundary);
+    - ``threshold``: each side answers the examples whose confidence is >= threshold. Rows: ``metric`` on them and
+      ``confident share`` (0..1). Two models confident on different shares are not directly comparable: the one
+      confident on fewer examples is judged on easier ones.
+
+    Resampling as in :func:`compare` (the same example resamples for both sides; training seeds two-level; each
+    resample re-ranks its own examples). Where a side has no answered example its metric is NaN, and so is the
+    row's difference and interval.
     """
-    if isinstance(threshold, (bool, np.bool_)) or not isinstance(threshold, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(threshold):
-        raise ValueError(f"threshold must be a finite number (a confidence), got {threshold!r}")
+    if (threshold is None) == (coverage is None):
+        raise ValueError("compare_confident takes exactly one of threshold= (a confidence) or coverage= (a share of "
+                         f"examples, 0 < q <= 1), got threshold={threshold!r}, coverage={coverage!r}")
+    value = threshold if coverage is None else coverage
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value) or (coverage is not None and not 0 < coverage <= 1):
+        what = "threshold must be a finite number (a confidence)" if coverage is None else \
+            "coverage must be a share of examples, 0 < q <= 1"
+        raise ValueError(f"{what}, got {value!r}")
     if not isinstance(stages, (tuple, list)) or len(stages) != 2:
         raise ValueError(f"stages must hold one stage per side, (a's, b's), got {stages!r}")
     A, Bv = _align(a, b, metric, names=names, subset=subset)
@@ -387,21 +422,27 @@ def compare_confident(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged]
 
     def stat(v, w):
         e = at[id(v)]
-        sel = (v.confidence[:, e] >= threshold).astype(np.float64)
-        n = w @ sel  # [b] confident examples per resample
+        conf = v.confidence[:, e]
+        part = _confident_weights(conf, w, threshold=threshold, coverage=coverage)
+        n = part.sum(1)  # [b] examples answered per resample
         with np.errstate(invalid="ignore", divide="ignore"):
-            m = v.metric_of(np.tensordot(w * sel, v.stats[:, e], axes=1), n, metric)
-        return np.stack([np.where(n > 0, m, np.nan), n / w.sum(1)], 1)  # [b, 2]
+            m = np.where(n > 0, v.metric_of(np.tensordot(part, v.stats[:, e], axes=1), n, metric), np.nan)
+        second = n / w.sum(1) if coverage is None else _boundary_confidence(conf, part)
+        return np.stack([m, second], 1)  # [b, 2]
 
     ea, eb, lo, hi, better = _paired(A, Bv, stat, n_boot=n_boot, ci=ci, seed=seed, same_runs=same_runs)
+    missing = np.isnan(ea) | np.isnan(eb)
+    lo, hi, better = (np.where(missing, np.nan, x) for x in (lo, hi, better))
     stage_names = [A[0].stage_names[at[id(A[0])]], Bv[0].stage_names[at[id(Bv[0])]]]
-    frame = pd.DataFrame({"statistic": [f"{metric} when confident", "confident share"],
-                          "threshold": float(threshold), names[0]: ea, names[1]: eb, "difference": ea - eb,
-                          "lo": lo, "hi": hi, f"P({names[0]} > {names[1]})": better,
+    rule, first, second = ((f"confidence >= {threshold:g}", f"{metric} when confident", "confident share")
+                           if coverage is None else
+                           (f"coverage {coverage:g}", f"{metric} at coverage {coverage:g}",
+                            "lowest confidence answered"))
+    frame = pd.DataFrame({"statistic": [first, second], "rule": rule, names[0]: ea, names[1]: eb,
+                          "difference": ea - eb, "lo": lo, "hi": hi, f"P({names[0]} > {names[1]})": better,
                           "seeds": _seeds_label(A, Bv, same_runs)})
-    frame.attrs["statistic"] = (f"{metric} on the examples whose confidence is >= {threshold:g} at stage "
-                                f"{stage_names[0]!r} ({names[0]}) and {stage_names[1]!r} ({names[1]}), and the share "
-                                f"of such examples")
+    frame.attrs["statistic"] = (f"{metric} on the examples each side answers ({rule}) at stage "
+                                f"{stage_names[0]!r} ({names[0]}) and {stage_names[1]!r} ({names[1]})")
     return Comparison(frame, metric, A[0].reference, n_boot, ci, seed)
 
 
