@@ -31,6 +31,7 @@ numpy and pyarrow only (no torch).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import json
@@ -273,13 +274,7 @@ def write_atomic(path: str | os.PathLike, data, *, error: type[Exception] = Valu
     write raises OSError. Both name ``path``, never the temporary file (the refusals: :func:`check_writable`)."""
     path = Path(path)
     mode = check_writable(path, error=error)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise error(f"{path}: the folder {folder} does not exist; create it first")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
-    except OSError as e:
-        raise error(f"{path}: cannot write in {folder} ({e.strerror})") from None
+    fd, tmp = _temporary_beside(path, tempfile.mkstemp, error)
     try:
         with os.fdopen(fd, "wb") as f:
             if callable(data):
@@ -297,6 +292,86 @@ def write_atomic(path: str | os.PathLike, data, *, error: type[Exception] = Valu
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _temporary_beside(path: Path, make, error: type[Exception]):
+    """``make(dir=, prefix=, suffix=)`` (:func:`tempfile.mkstemp` or :func:`tempfile.mkdtemp`) in ``path``'s
+    folder, named after ``path`` and this process id (two processes never share one); ``error`` naming ``path``
+    if the folder is missing or refuses it."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise error(f"{path}: the folder {folder} does not exist; create it first")
+    try:
+        return make(dir=folder, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+    except OSError as e:
+        raise error(f"{path}: cannot write in {folder} ({e.strerror})") from None
+
+
+def write_folder_atomic(path: str | os.PathLike, fill, *, what: str = "output folder",
+                        error: type[Exception] = ValueError) -> Path:
+    """Write the folder ``path`` (a saved model, a training checkpoint) as a whole: :func:`write_atomic` for a
+    folder. ``fill(tmp)`` writes the contents into a new temporary folder beside ``path`` (named after it and
+    this process id); every file in it and the folder are fsynced, then it takes ``path``'s place by rename (an
+    existing ``path`` is renamed aside first and removed after): a reader sees the old folder or the whole new
+    one, never a part. On any failure or interrupt (KeyboardInterrupt included) the temporary folder is removed
+    and ``path`` is left as it was. A new folder gets mode 0777 less the process umask; an existing one keeps its
+    mode. Refused with ``error`` naming ``path`` (``what``: the folder it should be): what
+    :func:`check_writable_folder` refuses (a symbolic link, a file, a folder without a write bit); missing parent
+    folders are made (as ``save_pretrained`` makes them); a failed write raises OSError naming ``path``, never the
+    temporary folder."""
+    import shutil
+
+    path = check_writable_folder(path, what=what, error=error)
+    mode = stat.S_IMODE(os.stat(path).st_mode) if path.exists() else None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise error(f"{path}: its folder {path.parent} cannot be made ({e.strerror})") from None
+    tmp = Path(_temporary_beside(path, tempfile.mkdtemp, error))
+    aside = None
+    try:
+        fill(tmp)
+        _fsync_tree(tmp)
+        os.chmod(tmp, 0o777 & ~process_umask() if mode is None else mode)  # mkdtemp makes 0700
+        if path.exists():
+            aside = tmp.with_name(tmp.name[:-len(".tmp")] + ".old.tmp")
+            os.replace(path, aside)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            if aside is not None:  # put the old folder back
+                os.replace(aside, path)
+                aside = None
+            raise
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OSError(f"{path}: cannot be written ({e.strerror or e}); nothing was replaced") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+    with contextlib.suppress(OSError):  # the rename itself, durable (it happened: an error here is no failure)
+        _fsync_path(path.parent if str(path.parent) else ".")
+    return path
+
+
+def _fsync_tree(folder: Path) -> None:
+    """fsync every regular file below ``folder`` and every folder (their entries), ``folder`` included."""
+    for root, _dirs, names in os.walk(folder):
+        for p in (os.path.join(root, name) for name in names):
+            if os.path.isfile(p) and not os.path.islink(p):
+                _fsync_path(p)
+        _fsync_path(root)
+
+
+def _fsync_path(path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 # ------------------------------------------------------------------------------------------------ reading

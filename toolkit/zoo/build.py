@@ -29,6 +29,7 @@ import numpy as np
 
 from toolkit._api import check_batch
 from toolkit.caches.classification import load_cache
+from toolkit.caches.io import write_atomic, write_folder_atomic
 from toolkit.zoo.ledger import job_id
 from toolkit.zoo.manifest import generation_table, stage_table, update_manifest
 from toolkit.zoo.recipes import (
@@ -125,9 +126,7 @@ def train_member(task: str, member: str, seed: int, where: Where, log=print) -> 
             fit_probe_exits(clf, task, final, train_limit=pcfg.train_limit, C=pcfg.C, seed=pcfg.seed,
                             data_dir=where.data_dir)
             meta = json.loads((final / "train_meta.json").read_text())
-            tmp = final / "train_meta.json.tmp"
-            tmp.write_text(json.dumps({**meta, "config": asdict(pcfg)}, indent=1))
-            os.replace(tmp, final / "train_meta.json")
+            write_atomic(final / "train_meta.json", json.dumps({**meta, "config": asdict(pcfg)}, indent=1))
         return final
     if member in SLENDER:
         teacher = train_member(task, SLENDER[member]["teacher"], seed, where, log)
@@ -457,8 +456,9 @@ def prepare_slender(teacher_dir: Path, out: Path, task: str, width: float, data_
     model = load_model(teacher_dir)
     tok = AutoTokenizer.from_pretrained(teacher_dir)
     slenderize(model, train_batches(tok, task, n_batches, 32, data_dir=data_dir), width)
-    tmp = out.with_name(out.name + ".tmp")
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    os.replace(tmp, out)
-    return out
+
+    def fill(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+
+    return write_folder_atomic(out, fill, what="pruned model folder")

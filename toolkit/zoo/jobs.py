@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.analysis.cost.encoder import layer_flops
+from toolkit.caches.io import write_atomic
 from toolkit.zoo.build import SETS, Job, Where, cache_key, fold_recipe, plan, run_job
 from toolkit.zoo.ledger import LEDGER, append_attempt
 from toolkit.zoo.recipes import (
@@ -395,9 +396,7 @@ def run_jobs(jobs: list[Job], where: Where, *, workers: int = 0, deadline: float
                "ledger": str(ledger), "workers": workers, "device": device, "counts": counts,
                "where": {k: str(v) for k, v in asdict(where).items()},
                "jobs": status}
-        tmp = where.logs / f".status.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(doc, indent=1))
-        os.replace(tmp, where.logs / "status.json")
+        write_atomic(where.logs / "status.json", json.dumps(doc, indent=1))
 
     def finish(job_id: str, state: str, **info):
         s = status[job_id]

@@ -10,6 +10,7 @@ from pathlib import Path
 from toolkit.analysis.metrics.task import task_metric
 from toolkit.caches.classification import load_cache
 from toolkit.caches.inputs import cost_unit
+from toolkit.caches.io import CacheError, write_atomic
 from toolkit.caches.kinds import KINDS
 
 
@@ -91,9 +92,7 @@ def update_manifest(out: Path, key: str, entry: dict) -> None:
         manifest = json.loads(path.read_text()) if path.exists() else {"caches": {}}
         manifest["caches"][key] = entry
         manifest["caches"] = dict(sorted(manifest["caches"].items()))
-        tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(manifest, indent=1, default=str))
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(manifest, indent=1, default=str))
 
 
 def merge_manifest(src: str | os.PathLike, dst: str | os.PathLike, *,
@@ -127,9 +126,8 @@ def merge_manifest(src: str | os.PathLike, dst: str | os.PathLike, *,
             entry = with_cpu_seconds(key, entry, models, table)
         target = dst / f"{key}.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        shutil.copyfile(src / f"{key}.parquet", tmp)
-        os.replace(tmp, target)
+        with open(src / f"{key}.parquet", "rb") as cache:
+            write_atomic(target, lambda f: shutil.copyfileobj(cache, f), error=CacheError)
         update_manifest(dst, key, {**entry, "file": str(Path(dst.name) / f"{key}.parquet")})
     return list(entries)
 

@@ -422,11 +422,10 @@ def train_tuned_exits(model_name: str, out: str | os.PathLike, *, prompt_sets=("
         seqs = training_sequences(lm, prompt_sets, n_prompts=n_prompts, seed=seed, data_dir=data_dir,
                                   bf16=bf16, progress=progress)
         lengths = np.array([len(s["ids"]) for s in seqs])
-        tmp = out / ".sequences.tmp.npz"
-        np.savez(tmp, ids=np.concatenate([s["ids"] for s in seqs]), offsets=np.concatenate([[0], np.cumsum(lengths)]),
-                 start=np.array([s["start"] for s in seqs]), example_ids=np.array([s["example_id"] for s in seqs]),
-                 signature=np.array(data_sig))
-        os.replace(tmp, seq_file)
+        arrays = {"ids": np.concatenate([s["ids"] for s in seqs]), "offsets": np.concatenate([[0], np.cumsum(lengths)]),
+                  "start": np.array([s["start"] for s in seqs]),
+                  "example_ids": np.array([s["example_id"] for s in seqs]), "signature": np.array(data_sig)}
+        write_atomic(seq_file, lambda f: np.savez(f, **arrays))
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(seqs))
     n_held = max(1, int(round(holdout * len(seqs))))
@@ -510,11 +509,9 @@ def train_tuned_exits(model_name: str, out: str | os.PathLike, *, prompt_sets=("
 
 
 def _save_state(path: Path, exits: TunedExits) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in exits.state_dict().items()}, str(tmp))
-    os.replace(tmp, path)
+    write_atomic(path, save({k: v.detach().cpu().contiguous() for k, v in exits.state_dict().items()}))
 
 
 def _start_exits(model, out: Path, init, train, ridge_tokens, batch_tokens, bf16, progress) -> TunedExits:
@@ -562,6 +559,5 @@ def _take_tokens(seqs: list[dict], n: int) -> list[dict]:
 
 
 def _save_checkpoint(path: Path, exits: TunedExits, opt, record: dict, sig: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"exits": exits.state_dict(), "optimizer": opt.state_dict(), "record": record, "signature": sig}, tmp)
-    os.replace(tmp, path)
+    state = {"exits": exits.state_dict(), "optimizer": opt.state_dict(), "record": record, "signature": sig}
+    write_atomic(path, lambda f: torch.save(state, f))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from threadpoolctl import threadpool_limits
 from transformers import AutoTokenizer, PreTrainedModel
 
 from toolkit._api import check_batch
-from toolkit.caches.io import check_writable_folder
+from toolkit.caches.io import check_writable_folder, write_folder_atomic
 from toolkit.data.tasks import get_task, load_split
 from toolkit.nn.common.inference import pad_rows, sorted_encoding
 from toolkit.nn.encoder.models import MultiExitConfig, MultiExitModel, load_encoder, resolve_model
@@ -112,17 +111,15 @@ class ProbeExits:
                            for layer, a in zip(self.model.exit_layers, self.train_accuracy)]}
 
     def save(self, out: str | os.PathLike) -> Path:
-        """Write the model, tokenizer and ``train_meta.json`` to ``out`` (atomically: a ``.tmp`` sibling renamed
-        into place, replacing an earlier ``out``)."""
-        out = check_writable_folder(out, what="probe model folder")  # rmtree refused a link only after the write
-        tmp = out.with_name(out.name + ".tmp")
-        self.model.save_pretrained(tmp, safe_serialization=True)
-        self.tokenizer.save_pretrained(tmp)
-        (tmp / "train_meta.json").write_text(json.dumps(self.meta(), indent=1))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-        return out
+        """Write the model, tokenizer and ``train_meta.json`` to ``out`` as a whole, replacing an earlier ``out``
+        (:func:`toolkit.caches.io.write_folder_atomic`: fsynced, the old folder kept on any failure)."""
+
+        def fill(tmp: Path) -> None:
+            self.model.save_pretrained(tmp, safe_serialization=True)
+            self.tokenizer.save_pretrained(tmp)
+            (tmp / "train_meta.json").write_text(json.dumps(self.meta(), indent=1))
+
+        return write_folder_atomic(out, fill, what="probe model folder")
 
 
 def probe_exits(model_path, task: str, *, layers: list[int] | None = None, train_limit: int | None = 5000,

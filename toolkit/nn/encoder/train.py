@@ -34,7 +34,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from toolkit._api import check_batch
 from toolkit.analysis.metrics.task import task_metric
-from toolkit.caches.io import check_writable_folder, write_atomic
+from toolkit.caches.io import check_writable_folder, write_atomic, write_folder_atomic
 from toolkit.data.provenance import package_versions
 from toolkit.data.tasks import get_task, load_split
 from toolkit.nn.encoder.losses import OBJECTIVES, distill_loss, joint_loss, ranking_loss, weighted_loss
@@ -230,10 +230,9 @@ def _cached_encoding(data, tokenizer, max_length: int, cache_dir: Path, example_
             enc = tokenizer(list(f["text_a"]), b, truncation=True, max_length=max_length)
             flat = {k: np.concatenate([np.asarray(r, dtype=np.int32) for r in enc[k]])
                     for k in enc.keys() if k != "attention_mask"}  # the mask of unpadded rows is all ones
-            tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-            np.savez(tmp, example_ids=f["example_id"].to_numpy().astype(str),
-                     lengths=np.array([len(r) for r in enc["input_ids"]], dtype=np.int64), **flat)
-            os.replace(tmp, path)
+            arrays = {"example_ids": f["example_id"].to_numpy().astype(str),
+                      "lengths": np.array([len(r) for r in enc["input_ids"]], dtype=np.int64), **flat}
+            write_atomic(path, lambda out: np.savez(out, **arrays))
     z = np.load(path, allow_pickle=False)
     pos = pd.Index(z["example_ids"]).get_indexer(example_ids)
     if (pos < 0).any():
@@ -287,13 +286,14 @@ class BestEpoch(TrainerCallback):
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kw):
         value, epoch = float(metrics["eval_selection"]), int(round(state.epoch))
         if self.best is None or value > self.best["value"]:
-            tmp = self.folder.with_name(self.folder.name + ".tmp")
-            model.save_pretrained(tmp, safe_serialization=True)
-            self.best = {"epoch": epoch, "step": state.global_step, "value": value}
-            (tmp / "best.json").write_text(json.dumps(self.best))
-            if self.folder.exists():
-                shutil.rmtree(self.folder)
-            os.replace(tmp, self.folder)
+            best = {"epoch": epoch, "step": state.global_step, "value": value}
+
+            def fill(tmp: Path) -> None:
+                model.save_pretrained(tmp, safe_serialization=True)
+                (tmp / "best.json").write_text(json.dumps(best))
+
+            write_folder_atomic(self.folder, fill, what="best-epoch folder")
+            self.best = best
         elif self.patience is not None and epoch - self.best["epoch"] >= self.patience:
             control.should_training_stop = True
 
@@ -439,15 +439,17 @@ def train(cfg: TrainConfig, callbacks=None) -> Path:
         if keeper is not None:
             logs["curve"] = learning_curve(logs["train"]["log_history"])
             logs["best"] = keeper.restore(model)
-    tmp = out / "final.tmp"
     model.config.train_config = asdict(cfg)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    meta = {"config": asdict(cfg), "train_size": len(frame), "data_fingerprint": data.fingerprint,
-            "data_files": data.files, "wall_time_s": time.time() - t0, "logs": logs,
-            "device": _device_name(), "versions": package_versions()}
-    (tmp / "train_meta.json").write_text(json.dumps(meta, indent=1, default=str))
-    os.replace(tmp, final)
+
+    def fill(tmp: Path) -> None:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        meta = {"config": asdict(cfg), "train_size": len(frame), "data_fingerprint": data.fingerprint,
+                "data_files": data.files, "wall_time_s": time.time() - t0, "logs": logs,
+                "device": _device_name(), "versions": package_versions()}
+        (tmp / "train_meta.json").write_text(json.dumps(meta, indent=1, default=str))
+
+    write_folder_atomic(final, fill, what="final model folder")
     for done in ("checkpoints", "stage1", "stage2", "best"):  # checkpoints are only for resuming: free the disk
         shutil.rmtree(out / done, ignore_errors=True)
     return final

@@ -21,6 +21,7 @@ from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTraining
 from transformers.trainer_utils import get_last_checkpoint
 
 from toolkit._api import check_batch
+from toolkit.caches.io import write_folder_atomic
 from toolkit.data.provenance import package_versions
 from toolkit.data.text2text import load_seq2seq_split
 from toolkit.nn.encoder.train import ColumnsDataset, finished_run
@@ -100,13 +101,15 @@ def train_seq2seq(cfg: Seq2SeqTrainConfig, callbacks=None) -> Path:
     with warnings.catch_warnings():  # EncoderDecoderModel warns on every batch with labels, about transformers 4.12
         warnings.filterwarnings("ignore", message="Version v4.12.0 introduces", category=FutureWarning)
         result = trainer.train(resume_from_checkpoint=last)
-    tmp = out / "final.tmp"
     model.config.train_config = asdict(cfg)
-    save_seq2seq(model, src, tgt, tmp)
-    meta = {"config": asdict(cfg), "train_size": len(frame), "data_fingerprint": data.fingerprint,
-            "data_files": data.files, "wall_time_s": time.time() - t0, "train_loss": result.training_loss,
-            "steps": result.global_step, "resumed_from": last, "log_history": trainer.state.log_history,
-            "versions": package_versions()}
-    (tmp / "train_meta.json").write_text(json.dumps(meta, indent=1, default=str))
-    os.replace(tmp, final)
+
+    def fill(tmp: Path) -> None:
+        save_seq2seq(model, src, tgt, tmp)
+        meta = {"config": asdict(cfg), "train_size": len(frame), "data_fingerprint": data.fingerprint,
+                "data_files": data.files, "wall_time_s": time.time() - t0, "train_loss": result.training_loss,
+                "steps": result.global_step, "resumed_from": last, "log_history": trainer.state.log_history,
+                "versions": package_versions()}
+        (tmp / "train_meta.json").write_text(json.dumps(meta, indent=1, default=str))
+
+    write_folder_atomic(final, fill, what="final model folder")
     return final
