@@ -98,6 +98,17 @@ def test_upgrade_cache_refuses_a_missing_data_dir_before_touching_a_file(tmp_pat
     assert "--data-dir" in err and "not a folder" in err
 
 
+def test_upgrade_cache_verifies_a_current_cache_in_a_read_only_folder(read_only_folder, capsys):
+    """Nothing to rewrite, nothing refused: a current cache is verified where it lies."""
+    late = read_only_folder / "late.parquet"
+    os.chmod(read_only_folder, 0o755)
+    assert main(["upgrade-cache", str(late)]) == 0
+    os.chmod(read_only_folder, 0o555)
+    before = _snapshot(read_only_folder)
+    assert main(["upgrade-cache", str(late)]) == 0
+    assert "already current (verified)" in capsys.readouterr().out and _snapshot(read_only_folder) == before
+
+
 def test_upgrade_cache_library_refuses_an_unwritable_folder_naming_the_users_file(read_only_folder):
     from toolkit.caches.upgrade import upgrade_cache
 

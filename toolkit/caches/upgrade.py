@@ -3,7 +3,8 @@
 ``upgrade_cache(path)`` reads a schema-1 classification, generation or LLM token cache, validates it with the kind's loader
 rules, and rewrites it in place through :mod:`.cache_io` (page checksums, content hash) as schema 2; the decoded
 arrays and the metadata are unchanged, which it checks before replacing the file. ``toolkit upgrade-cache
-FILE...`` runs it from the command line.
+FILE...`` runs it from the command line, after :func:`check_upgradable` has passed every file (each refusal
+before any file is touched).
 
 ``add_weights_fingerprint(path, sha256, how=...)`` records the model's weight fingerprint in the header of an LLM
 token cache collected before collectors recorded one (``model.weights_sha256``, what a policy chosen on the cache
@@ -30,13 +31,16 @@ from toolkit.caches.io import (
 from toolkit.caches.kinds import KINDS
 
 
-def check_upgradable(path: str | os.PathLike) -> tuple[Path, dict, str]:
-    """``(path, header, kind)`` if :func:`upgrade_cache` may rewrite the cache at ``path`` in place; nothing is
-    read but the header and nothing is written. Refused with a :class:`CacheError` naming ``path`` and the fix: a
-    symbolic link (replacing it would cut the link), anything but a regular file, a file that is not a cache, a
-    kind or schema version without an older format, or a folder where the upgraded copy cannot be written beside
-    the file (no write bit: refused even to root, as :func:`~toolkit.caches.io.check_writable_folder` does). A
-    read-only cache may be upgraded (it stays read-only): the file is replaced, not written into."""
+def check_upgradable(path: str | os.PathLike, *, adding_fingerprint: bool = False) -> tuple[Path, dict, str]:
+    """``(path, header, kind)`` if :func:`upgrade_cache` (``adding_fingerprint``: also
+    :func:`add_weights_fingerprint`) may rewrite the cache at ``path`` in place; nothing is read but the header
+    and nothing is written. Refused with a :class:`CacheError` naming ``path`` and the fix: a symbolic link
+    (replacing it would cut the link), anything but a regular file, a file that is not a cache, a kind or schema
+    version without an older format, or, where the file would be rewritten (an old schema; a token cache without
+    ``model.weights_sha256`` when ``adding_fingerprint``), a folder where the new copy cannot be written beside the
+    file (no write bit: refused even to root, as :func:`~toolkit.caches.io.check_writable_folder` does). A current
+    file in a read-only folder passes (it is only verified); a read-only cache may be upgraded (it stays
+    read-only): the file is replaced, not written into."""
     if Path(path).is_symlink():  # replacing it would cut the link; upgrade the file it points to instead
         raise CacheError(f"{path}: a symbolic link (to {os.path.realpath(path)}); upgrade-cache rewrites files in "
                          f"place and never replaces a link: upgrade the target file itself")
@@ -50,6 +54,9 @@ def check_upgradable(path: str | os.PathLike) -> tuple[Path, dict, str]:
     if not current and head.get("schema_version") != 1:
         raise CacheError(f"{path}: header key 'schema_version' is {head.get('schema_version')!r}; only schema 1 "
                          f"caches can be upgraded")
+    model = head.get("model") if isinstance(head.get("model"), dict) else {}
+    if current and not (adding_fingerprint and not model.get("weights_sha256")):
+        return path, head, kind  # nothing to rewrite
     folder = Path(os.path.realpath(path)).parent  # the file is no link; its folder may be reached through one
     try:
         check_writable_folder(folder, what="cache's folder", error=CacheError)
@@ -95,7 +102,7 @@ def add_weights_fingerprint(path: str | os.PathLike, weights_sha256: str, *, how
         raise CacheError(f"{path}: weights_sha256 must be 64 lowercase hex digits, got {weights_sha256!r}")
     if not isinstance(how, str) or not how.strip():
         raise CacheError(f"{path}: say how the fingerprint was established (how=...): it is recorded beside it")
-    path, head, _ = check_upgradable(path)  # a link, a non-cache or an unwritable folder: refused before reading
+    path, head, _ = check_upgradable(path, adding_fingerprint=True)  # refused before reading the columns
     kind = KINDS["llm_tokens"]
     if head.get("kind") != "llm_tokens":
         raise CacheError(f"{path}: not an LLM token cache; classification and generation caches record their "

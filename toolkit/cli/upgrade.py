@@ -58,7 +58,7 @@ def _check_all(a) -> None:
                          f"splits), or leave it out for TOOLKIT_DATA_DIR or ../shared/data")
     seen: dict[tuple[int, int], str] = {}
     for given in a.caches:
-        path, head, _ = check_upgradable(given)
+        path, head, _ = check_upgradable(given, adding_fingerprint=a.add_weights_fingerprint)
         st = os.stat(path)
         if (st.st_dev, st.st_ino) in seen:
             raise ValueError(f"{given}: the same file as {seen[st.st_dev, st.st_ino]}, given twice; each cache is "

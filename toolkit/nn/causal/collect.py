@@ -262,7 +262,7 @@ def fingerprint_token_cache(path: str | os.PathLike, lm: CausalLM | None = None,
     :class:`CacheError` naming the file (nothing is written)."""
     from toolkit.caches.upgrade import add_weights_fingerprint, check_upgradable
 
-    check_upgradable(path)  # a link or an unwritable folder is refused before the model loads, not at the write
+    check_upgradable(path, adding_fingerprint=True)  # a link or an unwritable folder is refused before the model loads, not at the write
     cache = load_llm_cache(path, data_dir=data_dir)
     model = dict(cache.model)
     if model.get("weights_sha256"):
