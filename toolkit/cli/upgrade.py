@@ -9,9 +9,10 @@ def register(sub) -> None:
                                    "no checksums) with Parquet page checksums and a content hash, in place. The "
                                    "numbers are unchanged (checked before each file is replaced); current files are "
                                    "verified and left alone. Every file is checked before any is touched: each must "
-                                   "be a cache file (no symbolic link; give its target) given once, in a folder "
-                                   "with a write bit (the upgraded copy is written beside it, then renamed over it: "
-                                   "a failure leaves the old file as it was); a read-only cache stays read-only.")
+                                   "be a cache file (no symbolic link; give its target) given once and, if it is "
+                                   "rewritten, in a folder with a write bit (the new copy is written beside it, then "
+                                   "renamed over it: a failure leaves the old file as it was); a read-only cache "
+                                   "stays read-only.")
     p.add_argument("caches", nargs="+", help="cache files (.parquet)")
     p.add_argument("--add-weights-fingerprint", action="store_true",
                    help="LLM token caches collected before fingerprints were recorded: load the model the header "
