@@ -373,9 +373,9 @@ _NAME = st.text(st.sampled_from("abcz019_-s"), min_size=1, max_size=12)
 @given(task=_NAME.filter(lambda t: "/" not in t), s=st.one_of(st.sampled_from(["cascade_da", "minilm6_me"]), _NAME),
        seed=st.integers(0, 10_000), split=st.sampled_from(["cal", "test", "val"]))
 def test_cache_key_parts_reads_back_every_key_the_zoo_writes(task, s, seed, split):
-    """The ledger's (and toolkit.zoo.cpu's) reading of a manifest key is the inverse of build.cache_key, which writes
-    it, even for set names holding "-s<digits>"; fails if the two drift apart."""
-    from toolkit.zoo.build import cache_key
+    """The ledger's (and toolkit.zoo.cpu's) reading of a manifest key is the inverse of ledger.cache_key, which the zoo
+    writes it with, even for set names holding "-s<digits>"; fails if the two drift apart."""
+    from toolkit.zoo.ledger import cache_key
 
     assert cache_key_parts(cache_key(task, s, seed, split)) == {"task": task, "set": s, "seed": str(seed),
                                                                 "split": split}

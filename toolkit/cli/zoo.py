@@ -65,7 +65,8 @@ def check_folders(a) -> None:
     manifest entries)."""
     from toolkit.caches.io import CacheError, check_regular_file
     from toolkit.cli._common import output_file, output_folder
-    from toolkit.zoo.build import GENERATION_SETS, cache_key
+    from toolkit.zoo.build import GENERATION_SETS
+    from toolkit.zoo.ledger import cache_key
 
     if a.check:
         try:

@@ -30,7 +30,7 @@ import numpy as np
 from toolkit._api import check_batch
 from toolkit.caches.classification import load_cache
 from toolkit.caches.io import write_atomic, write_folder_atomic
-from toolkit.zoo.ledger import job_id
+from toolkit.zoo.ledger import cache_key, job_id
 from toolkit.zoo.manifest import generation_table, stage_table, update_manifest
 from toolkit.zoo.recipes import (
     CASCADE,
@@ -86,11 +86,6 @@ class Where:
         if self.save_steps:
             kw["save_steps"] = self.save_steps
         return kw
-
-
-def cache_key(task: str, s: str, seed: int, split: str) -> str:
-    """Manifest key (and path below ``out`` without ``.parquet``) of one cache."""
-    return f"{task}/{s}-s{seed}-{split}"
 
 
 # -------------------------------------------------------------------------------------------- members

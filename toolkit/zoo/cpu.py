@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from toolkit.zoo.ledger import cache_key_parts
+from toolkit.zoo.ledger import cache_key, cache_key_parts
 
 SECTION = "cpu-table"
 COLUMNS = ["task", "set", "seed", "part", "member", "device", "cpu_s"]
@@ -38,7 +38,7 @@ def cpu_spent(data_dir: str | os.PathLike = "data") -> pd.DataFrame:
         m = cache_key_parts(key)
         if not _cpu_zoo(key, e) or m["split"] != "test":
             continue
-        cal = caches.get(f"{m['task']}/{m['set']}-s{m['seed']}-cal")
+        cal = caches.get(cache_key(m["task"], m["set"], m["seed"], "cal"))
         if cal is not None and cal.get("collect_cpu_s") != e.get("collect_cpu_s"):
             raise ValueError(f"{path}: {key} and its cal twin record different collect_cpu_s "
                              f"({e.get('collect_cpu_s')} vs {cal.get('collect_cpu_s')}), yet one collect job makes "

@@ -28,8 +28,8 @@ import numpy as np
 
 from toolkit.analysis.cost.encoder import layer_flops
 from toolkit.caches.io import write_atomic
-from toolkit.zoo.build import SETS, Job, Where, cache_key, fold_recipe, plan, run_job
-from toolkit.zoo.ledger import LEDGER, append_attempt
+from toolkit.zoo.build import SETS, Job, Where, fold_recipe, plan, run_job
+from toolkit.zoo.ledger import LEDGER, append_attempt, cache_key
 from toolkit.zoo.recipes import (
     CPU_BORROWED,
     DIFFICULTY,

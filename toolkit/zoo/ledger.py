@@ -25,9 +25,15 @@ _LOG_LINE = re.compile(r"^(?:\d\d:\d\d:\d\d\s+)?\s*(?P<t>\d+(?:\.\d+)?)s \[zoo\]
 _ENTRY_KEY = re.compile(r"^(?P<task>[^/]+)/(?P<set>.+)-s(?P<seed>\d+)-(?P<split>[^-/]+)$")
 
 
+def cache_key(task: str, s: str, seed: int | str, split: str) -> str:
+    """Manifest key (and path below the output folder, without ``.parquet``) of one per-seed zoo cache; read back
+    by :func:`cache_key_parts`."""
+    return f"{task}/{s}-s{seed}-{split}"
+
+
 def cache_key_parts(key: str) -> dict[str, str] | None:
     """``task``, ``set``, ``seed`` (digits, as written) and ``split`` of a per-seed zoo cache's manifest key
-    (``<task>/<set>-s<seed>-<split>``, :func:`toolkit.zoo.build.cache_key`); None for any other key."""
+    (``<task>/<set>-s<seed>-<split>``, :func:`cache_key`); None for any other key."""
     m = _ENTRY_KEY.match(key)
     return m.groupdict() if m else None
 
