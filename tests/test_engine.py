@@ -658,3 +658,122 @@ def test_compare_confident_rejects_bad_options(kw, match):
     v = en.staged(random_cache(30, 3, 2, seed=1))
     with pytest.raises(ValueError, match=match):
         en.compare_confident(v, v, **kw)
+
+
+# ------------------------------------------------- compare_confident: hostile inputs (independent review, 9a1fd62)
+def _toy_view(conf, right, *, clusters=None, ids=None):
+    """A hand-built view: confidences ``[N, E]``, 0/1 ``right`` ``[N, E]`` (accuracy), unit costs."""
+    N, E = conf.shape
+    return en.Staged(confidence=conf, cost=np.cumsum(np.ones((N, E)), 1), stats=np.asarray(right, float)[..., None],
+                     metrics=en.MeanMetrics(("accuracy",)), reference_cost=np.full(N, float(E)), reference="last",
+                     loss=None, stage_names=tuple(f"s{e}" for e in range(E)), layers=np.arange(1.0, E + 1),
+                     model_index=np.zeros(E, int), clusters=clusters,
+                     example_ids=np.array([f"x{n}" for n in range(N)]) if ids is None else ids)
+
+
+@pytest.mark.parametrize("kw", [{"coverage": 0.5}, {"threshold": 0.7}])
+def test_compare_confident_review_one_view_as_both_sides_keeps_each_sides_stage(kw):
+    """Two exits of one model (the same view object passed as a and b): each side is ranked at its own stage. The
+    old lookup by id(view) gave both sides b's stage: difference 0 [0, 0]."""
+    c = random_cache(200, 3, 2, seed=1)
+    v = en.staged(c)
+    same = en.compare_confident(v, v, stages=(0, 2), n_boot=50, **kw).frame
+    twin = en.compare_confident(v, en.staged(c), stages=(0, 2), n_boot=50, **kw).frame
+    cols = ["a", "b", "difference", "lo", "hi"]
+    np.testing.assert_allclose(same[cols].to_numpy(float), twin[cols].to_numpy(float), rtol=0, atol=1e-15)
+    assert same.loc[0, "difference"] != 0
+    runs_c = [random_cache(200, 3, 2, seed=s) for s in (1, 2)]
+    runs_c[1].example_ids[:], runs_c[1].labels[:] = runs_c[0].example_ids, runs_c[0].labels
+    views = [en.staged(x) for x in runs_c]
+    runs = en.compare_confident(views, views, stages=(0, 2), n_boot=50, same_runs=True, **kw).frame
+    assert runs.loc[0, "a"] == pytest.approx(np.mean([en.compare_confident(u, u, stages=(0, 2), n_boot=2, **kw)
+                                                      .frame.loc[0, "a"] for u in views]), abs=1e-12)
+    assert runs.loc[0, "a"] != runs.loc[0, "b"]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_compare_confident_review_refuses_non_finite_confidence_at_the_stage(bad):
+    """A view's last column may hold placeholders (Staged never validates it); ranking it would silently put NaN
+    last and inf first."""
+    rng = np.random.default_rng(0)
+    conf, right = rng.uniform(size=(40, 2)), rng.integers(0, 2, (40, 2))
+    broken = conf.copy()
+    broken[::3, 1] = bad
+    for kw in ({"coverage": 0.5}, {"threshold": 0.5}):
+        with pytest.raises(ValueError, match="non-finite confidences at stage 's1'"):
+            en.compare_confident(_toy_view(broken, right), _toy_view(conf, right), stages=(-1, -1), n_boot=10, **kw)
+    en.compare_confident(_toy_view(broken, right), _toy_view(conf, right), coverage=0.5, n_boot=10)  # stage 0: fine
+
+
+@pytest.mark.parametrize("q, N", [(0.07, 100), (0.57, 100), (0.29, 100), (0.15, 20)])
+def test_compare_confident_review_boundary_is_the_last_whole_example(q, N):
+    """q * N one rounding off a whole count (0.07 * 100 = 7.000000000000001) answered a 1e-15 sliver of the next
+    example: 'lowest confidence answered' was the (k+1)-th confidence instead of the k-th."""
+    conf = np.linspace(1, 0, N)[:, None] * np.ones((1, 2))
+    r = en.compare_confident(_toy_view(conf, np.ones((N, 2))), _toy_view(conf * 0.5, np.ones((N, 2))), coverage=q,
+                             n_boot=5).frame
+    k = round(q * N)
+    assert r.loc[1, "a"] == conf[k - 1, 0] and r.loc[1, "b"] == conf[k - 1, 0] * 0.5
+
+
+def test_compare_confident_review_refuses_names_that_are_result_columns():
+    """names=('rule', 'b') silently overwrote the rule column with a's values (and 'difference' the difference)."""
+    v = en.staged(random_cache(30, 3, 2, seed=1))
+    for names in (("rule", "b"), ("a", "difference"), ("lo", "hi")):
+        with pytest.raises(ValueError, match="is a column of the result"):
+            en.compare_confident(v, v, coverage=0.5, n_boot=5, names=names)
+
+
+@pytest.mark.parametrize("C, metric", [(2, "f1"), (2, "mcc"), (3, "mcc")])
+def test_compare_confident_review_f1_mcc_with_a_fractional_boundary(C, metric):
+    """F1 and MCC at coverage: the metric of the weighted confusion matrix, the boundary example weighted in part."""
+    ca, cb = (random_cache(101, 3, C, seed=s, metric=metric, ties=False) for s in (5, 6))
+    cb.example_ids[:] = ca.example_ids
+    cb.labels[:] = ca.labels
+    q = 0.33
+    r = en.compare_confident(en.staged(ca), en.staged(cb), coverage=q, stages=(0, 1), metric=metric, n_boot=5).frame
+    for c, e, side in ((ca, 0, "a"), (cb, 1, "b")):
+        conf = stage_confidence(c.logits, score="max_prob")[:, e]
+        wt = np.zeros(101)
+        wt[np.argsort(-conf)] = np.clip(q * 101 - np.arange(101), 0, 1)
+        cm = np.zeros((C, C))
+        np.add.at(cm, (c.labels, c.logits[:, e].argmax(-1)), wt)  # [gold, predicted]
+        if metric == "f1":
+            want = 2 * cm[1, 1] / (2 * cm[1, 1] + cm[0, 1] + cm[1, 0])
+        else:
+            s, t, p = cm.sum(), cm.sum(1), cm.sum(0)
+            want = (np.trace(cm) * s - t @ p) / np.sqrt((s * s - p @ p) * (s * s - t @ t))
+        assert r.loc[0, side] == pytest.approx(want, abs=1e-12)
+
+
+def test_compare_confident_review_resamples_clusters_whole():
+    """Token views (clusters = prompts): the interval is the hand computation over cluster-resampled counts."""
+    rng = np.random.default_rng(3)
+    N, clusters = 60, np.repeat(np.arange(12), 5)
+    conf_a, conf_b = rng.uniform(size=(N, 2)), rng.uniform(size=(N, 2))
+    right_a, right_b = rng.integers(0, 2, (N, 2)), rng.integers(0, 2, (N, 2))
+    a, b = _toy_view(conf_a, right_a, clusters=clusters), _toy_view(conf_b, right_b, clusters=clusters)
+    r = en.compare_confident(a, b, threshold=0.5, n_boot=40, seed=7).frame
+    w = en.resample_weights(N, n_boot=40, seed=7, clusters=clusters)
+    assert (w[:, clusters == 0].std(1) == 0).all()  # a prompt's tokens share one count
+    acc = [(w @ ((cf[:, 0] >= 0.5) * rt[:, 0])) / (w @ (cf[:, 0] >= 0.5)) for cf, rt in ((conf_a, right_a),
+                                                                                     (conf_b, right_b))]
+    lo, hi = np.nanquantile(acc[0] - acc[1], [0.025, 0.975])
+    assert r.loc[0, "lo"] == pytest.approx(lo, abs=1e-12) and r.loc[0, "hi"] == pytest.approx(hi, abs=1e-12)
+
+
+@pytest.mark.xfail(strict=True, reason="open (review of 9a1fd62): ties at the coverage boundary are broken in the "
+                                       "row order of a's view, so the result depends on how the cache is ordered; "
+                                       "splitting the boundary share over a tied group (its expected value under a "
+                                       "random order) would make it order-free, but the brute-force test above "
+                                       "specifies index order")
+def test_compare_confident_review_ties_at_the_boundary_do_not_depend_on_row_order():
+    N = 10
+    conf, right = np.full((N, 2), 0.5), np.tile(np.array([1, 0] * 5)[:, None], (1, 2))  # every confidence equal
+    perm = np.r_[np.arange(0, N, 2), np.arange(1, N, 2)]
+    ids = np.array([f"x{n}" for n in range(N)])
+    one = en.compare_confident(_toy_view(conf, right, ids=ids), _toy_view(conf, right, ids=ids), coverage=0.5,
+                               n_boot=5).frame
+    other = en.compare_confident(_toy_view(conf[perm], right[perm], ids=ids[perm]),
+                                 _toy_view(conf[perm], right[perm], ids=ids[perm]), coverage=0.5, n_boot=5).frame
+    assert one.loc[0, "a"] == other.loc[0, "a"] == right[:, 0].mean()

@@ -10,6 +10,7 @@ over seeds.
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from collections.abc import Sequence
@@ -370,8 +371,13 @@ def _confident_weights(conf: np.ndarray, w: np.ndarray, *, threshold, coverage) 
     order = np.argsort(-conf, kind="stable")
     wo = w[:, order]
     before = np.cumsum(wo, 1) - wo  # weight of the more confident examples
+    n = w.sum(1, keepdims=True)
+    want = coverage * n
+    # q * n one rounding off a whole count (0.07 * 100 = 7.000000000000001) would answer a 1e-15 sliver of the next
+    # example and report its confidence as the boundary: snap to the count (weights are counts)
+    want = np.where(np.abs(want - np.round(want)) <= 1e-12 * n, np.round(want), want)
     out = np.empty_like(wo)
-    out[:, order] = np.clip(coverage * w.sum(1, keepdims=True) - before, 0.0, wo)
+    out[:, order] = np.clip(want - before, 0.0, wo)
     return out
 
 
@@ -402,7 +408,10 @@ def compare_confident(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged]
 
     Resampling as in :func:`compare` (the same example resamples for both sides; training seeds two-level; each
     resample re-ranks its own examples). Where a side has no answered example its metric is NaN, and so is the
-    row's difference and interval.
+    row's difference and interval; with ``threshold``, a resample in which a side answers nothing has no metric and
+    is left out of the interval (so with few confident examples the interval is conditional on some being drawn).
+    The confidences at the chosen stages must be finite (a view's last column may hold anything: it is never read
+    by a threshold rule).
     """
     if (threshold is None) == (coverage is None):
         raise ValueError("compare_confident takes exactly one of threshold= (a confidence) or coverage= (a share of "
@@ -417,8 +426,21 @@ def compare_confident(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged]
         raise ValueError(f"stages must hold one stage per side, (a's, b's), got {stages!r}")
     A, Bv = _align(a, b, metric, names=names, subset=subset)
     names = _check_names(names)
+    taken = {"statistic", "rule", "difference", "lo", "hi", "seeds"} & set(names)
+    if taken:
+        raise ValueError(f"names {names!r}: {sorted(taken)} is a column of the result; name the sides otherwise")
+    # one view passed as both sides (two stages of one model) must be looked up per side: give b its own object
+    Bv = [copy.copy(v) if any(v is u for u in A) else v for v in Bv]
     at = {id(v): _stage_index(v, st, nm) for views, st, nm in ((A, stages[0], names[0]), (Bv, stages[1], names[1]))
           for v in views}
+    for views, nm in ((A, names[0]), (Bv, names[1])):
+        for i, v in enumerate(views):
+            bad = ~np.isfinite(v.confidence[:, at[id(v)]])
+            if bad.any():
+                raise ValueError(f"compare_confident: {nm}{f'[{i}]' if len(views) > 1 else ''} has "
+                                 f"{int(bad.sum())} non-finite confidences at stage "
+                                 f"{v.stage_names[at[id(v)]]!r} (e.g. example {str(v.example_ids[bad][0])!r}); a "
+                                 f"view's last column may hold placeholders: rank a stage with real confidences")
 
     def stat(v, w):
         e = at[id(v)]
