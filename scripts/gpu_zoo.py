@@ -140,7 +140,7 @@ def main(argv=None) -> int:
     deadline = t0 + a.deadline if a.deadline else None
     import torch
 
-    from toolkit.zoo.build import Where
+    from toolkit.zoo.build import Where, borrowed_problems
     from toolkit.zoo.jobs import prioritized, run_jobs, without_finished
 
     device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -158,6 +158,10 @@ def main(argv=None) -> int:
         print_plan(jobs, device, a.workers, a.tiny, profile)
         return 0
     log = lambda m: print(f"{time.time() - t0:7.1f}s {m}", flush=True)
+    problems = borrowed_problems(jobs, where)
+    if problems:  # refused before any training: the sets could not be collected
+        print("\n".join(f"error: {p}" for p in problems), file=sys.stderr)
+        return 2
     jobs = _preflight(jobs, log, a.data_dir)
     logs.mkdir(parents=True, exist_ok=True)
     (logs / "plan.json").write_text(json.dumps({"device": device, "workers": a.workers, "deadline_s": a.deadline,

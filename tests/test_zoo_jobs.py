@@ -399,3 +399,32 @@ def test_tiny_cpu_profile_end_to_end(tmp_path, placed_models, glue_dir):
     assert gz.main(["--merge", str(data), "--into", str(shipped)]) == 0
     jobs = prioritized(tasks=["mrpc"], sets=["cascade"], seeds=[42], device="cpu", profile="cpu")
     assert without_finished(jobs, tmp_path / "empty", also=(shipped,)) == []
+
+
+def test_cpu_run_refuses_up_front_when_a_borrowed_member_is_not_shipped(tmp_path, capsys):
+    """The cpu profile's cascades borrow the shipped MPNet: without its cache (no MANIFEST.json, no entry, or no
+    file) the runner refuses before training anything, naming the path and the fix, instead of failing at collect."""
+    from toolkit.zoo.build import Where, borrowed_problems
+
+    gz = _gpu_zoo()
+    shipped, runs = tmp_path / "shipped", tmp_path / "runs"
+    shipped.mkdir()
+    args = [str(tmp_path / "out"), "--tiny", "--device", "cpu", "--workers", "0", "--runs", str(runs), "--task", "mrpc",
+            "--set", "cascade", "--seed", "42", "--shipped", str(shipped)]
+    assert gz.main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{shipped / 'MANIFEST.json'}: missing" in err and "--shipped" in err
+    assert not runs.exists() and not (tmp_path / "out" / "logs").exists()  # nothing trained, nothing written
+    (shipped / "MANIFEST.json").write_text(json.dumps({"caches": {}}))
+    jobs = prioritized(tasks=["mrpc"], sets=["cascade"], seeds=[42], device="cpu", profile="cpu", tiny=True)
+    problems = borrowed_problems(jobs, Where(out=tmp_path / "out", runs=runs, profile="cpu", shipped=shipped))
+    assert problems == [f"{shipped / 'mrpc' / 'mpnet_me-cal'}.parquet: the shipped cache that 'mpnet' is borrowed "
+                        f"from (with its entry in {shipped / 'MANIFEST.json'}) is missing; ship mrpc/mpnet_me first "
+                        f"or use --profile v2, which trains it",
+                        f"{shipped / 'mrpc' / 'mpnet_me-test'}.parquet: the shipped cache that 'mpnet' is borrowed "
+                        f"from (with its entry in {shipped / 'MANIFEST.json'}) is missing; ship mrpc/mpnet_me first "
+                        f"or use --profile v2, which trains it"]
+    # the repository's shipped caches hold every borrowed member the cpu plan needs
+    plan = prioritized(device="cpu", profile="cpu")
+    assert borrowed_problems(plan, Where(out=tmp_path / "o", runs=runs, profile="cpu", shipped=REPO / "data")) == []
+    assert borrowed_problems(plan, Where(out=tmp_path / "o", runs=runs, profile="v2", shipped=None)) == []

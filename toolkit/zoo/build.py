@@ -239,18 +239,41 @@ def collect_set(task: str, s: str, seed: int, where: Where, splits=("cal", "test
     return written
 
 
+def _borrowed_problem(task: str, member: str, split: str, where: Where) -> str | None:
+    """Why borrowed ``member``'s shipped cache for ``split`` cannot be read (None: it can): the folder, its
+    MANIFEST.json, the entry and the file must all be there."""
+    if where.shipped is None:
+        return (f"member {member!r} is borrowed from the shipped caches in the {where.profile!r} profile: give "
+                f"Where(shipped=...) (the runner's --shipped, default data)")
+    src_set, _ = where.borrowed(member)
+    key = f"{task}/{src_set}-{split}"
+    manifest = where.shipped / "MANIFEST.json"
+    if not manifest.is_file():
+        return (f"{manifest}: missing; {member!r} is borrowed from the shipped cache {key} listed there (pass "
+                f"--shipped the folder of the shipped caches, e.g. data)")
+    if key not in json.loads(manifest.read_text())["caches"] or not (where.shipped / f"{key}.parquet").is_file():
+        return (f"{where.shipped / key}.parquet: the shipped cache that {member!r} is borrowed from (with its entry "
+                f"in {manifest}) is missing; ship {task}/{src_set} first or use --profile v2, which trains it")
+    return None
+
+
+def borrowed_problems(jobs, where: Where) -> list[str]:
+    """For the collect jobs of ``jobs``: every borrowed member whose shipped cache cannot be read (checked before
+    any training, so a run does not train a cascade's members for hours and then fail to collect it)."""
+    found = (_borrowed_problem(j.task, m, split, where) for j in jobs if j.kind == "collect"
+             for m in SETS[j.name] if where.borrowed(m) for split in ("cal", "test"))
+    return list(dict.fromkeys(p for p in found if p))
+
+
 def _borrowed_source(task: str, member: str, split: str, where: Where):
     """The shipped cache that borrowed ``member`` is read from, and the manifest record of its model there."""
-    if where.shipped is None:
-        raise ValueError(f"member {member!r} is borrowed from the shipped caches in the {where.profile!r} profile: "
-                         f"give Where(shipped=...) (the runner's --shipped, default data)")
+    problem = _borrowed_problem(task, member, split, where)
+    if problem:
+        raise (ValueError if where.shipped is None else FileNotFoundError)(problem)
     src_set, stage = where.borrowed(member)
     key = f"{task}/{src_set}-{split}"
     path = where.shipped / f"{key}.parquet"
     manifest = json.loads((where.shipped / "MANIFEST.json").read_text())["caches"]
-    if key not in manifest or not path.exists():
-        raise FileNotFoundError(f"{path}: the shipped cache that {member!r} is borrowed from (with its entry in "
-                                f"{where.shipped / 'MANIFEST.json'}) is missing")
     source = load_cache(path, data_dir=where.data_dir)
     if stage not in source.stages:
         raise ValueError(f"{path} has no stage {stage!r} (stages {source.stages})")
