@@ -2,7 +2,8 @@
 
 Each row: one claim on one task, the statistic compared (the same computation as the notebook that discusses it),
 the difference between the operating points each side chooses by cross-fitting (``engine.compare_crossfit``: the
-rule picks the threshold on one half of test and it is applied to the other, then swapped) with a 95% paired
+rule picks the threshold on one half of test and it is applied to the other, then swapped; a claim that chooses no
+threshold, CascadeBERT's reliability, compares each side's most confident share of test instead) with a 95% paired
 bootstrap interval (over test examples, and over training seeds where the zoo has several: ``seeds`` says how
 many), the share of resamples where the first side is ahead, and the verdict: "yes" when the interval lies above
 0, "no: reversed" when it lies below, "not shown" when it includes 0. Beside it, the test-selected difference: each
@@ -248,7 +249,8 @@ class SeedClaims:
 
     def markdown(self) -> str:
         """The table as Markdown (metric differences in points, speed-up differences in x)."""
-        lines = ["| claim | task | statistic | cross-fitted difference [95% CI] | P(first minus second > 0) | "
+        lines = ["| claim | task | statistic | difference [95% CI]: cross-fitted, or at matched coverage where no "
+                 "threshold is chosen | P(first minus second > 0) | "
                  "at the same points, the other quantity [95% CI] | test-selected difference, in-sample [95% CI] | "
                  "seeds | verdict | notebook |", "|---|---|---|---|---|---|---|---|---|---|"]
         for r in self.frame.itertuples():
