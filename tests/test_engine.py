@@ -614,19 +614,21 @@ def test_compare_confident_seeds_average_and_self_comparison_is_zero():
 
 def _brute_coverage(c, e, q, counts):
     """Independent: the accuracy of the most confident share q of a resample (examples repeated by their counts,
-    ranked by the view's max-probability, ties in index order; the boundary example counted in part), and its
-    confidence."""
-    conf = en.staged(c).confidence[:, e]  # the ranking must see the same (float32) ties as the engine
-    rows = sorted(np.repeat(np.arange(c.n_examples), counts), key=lambda n: (-conf[n], n))
-    want, right, used, lowest = q * len(rows), 0.0, 0.0, None
-    for n in rows:
-        take = min(1.0, want - used)
-        if take <= 0:
+    taken group by group of equal max-probability from the top; the boundary group answered in part, each of its
+    examples in the same proportion), and the lowest confidence answered."""
+    conf = en.staged(c).confidence[:, e]  # the same (float32) ties as the engine
+    right = c.logits[:, e].argmax(-1) == c.labels
+    want, used, got, lowest = q * counts.sum(), 0.0, 0.0, None
+    for level in sorted(set(conf[counts > 0].tolist()), reverse=True):
+        members = [n for n in range(c.n_examples) if conf[n] == level and counts[n] > 0]
+        g = sum(counts[n] for n in members)
+        take = min(g, want - used)
+        if take <= 1e-12:
             break
-        right += take * (c.logits[n, e].argmax() == c.labels[n])
+        got += take / g * sum(counts[n] * right[n] for n in members)
         used += take
-        lowest = conf[n]
-    return right / used, lowest
+        lowest = level
+    return got / used, lowest
 
 
 @pytest.mark.parametrize("q", [0.25, 0.5, 0.37, 1.0])
@@ -762,11 +764,6 @@ def test_compare_confident_review_resamples_clusters_whole():
     assert r.loc[0, "lo"] == pytest.approx(lo, abs=1e-12) and r.loc[0, "hi"] == pytest.approx(hi, abs=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="open (review of 9a1fd62): ties at the coverage boundary are broken in the "
-                                       "row order of a's view, so the result depends on how the cache is ordered; "
-                                       "splitting the boundary share over a tied group (its expected value under a "
-                                       "random order) would make it order-free, but the brute-force test above "
-                                       "specifies index order")
 def test_compare_confident_review_ties_at_the_boundary_do_not_depend_on_row_order():
     N = 10
     conf, right = np.full((N, 2), 0.5), np.tile(np.array([1, 0] * 5)[:, None], (1, 2))  # every confidence equal

@@ -365,19 +365,27 @@ def _stage_index(v: Staged, stage: int | str, side: str) -> int:
 def _confident_weights(conf: np.ndarray, w: np.ndarray, *, threshold, coverage) -> np.ndarray:
     """Per resample (rows of ``w``, example counts ``[b, N]``), how much of each example counts as answered:
     ``w`` where the confidence is >= ``threshold``; or the most confident ``coverage`` share of the resample's
-    examples, the example at the boundary counted in part so that the share is exact (ties in stable order)."""
+    examples, the boundary counted in part so that the share is exact (a group of equal confidences there answered
+    in equal proportion, whatever the rows' order)."""
     if threshold is not None:
         return w * (conf >= threshold)
     order = np.argsort(-conf, kind="stable")
     wo = w[:, order]
-    before = np.cumsum(wo, 1) - wo  # weight of the more confident examples
     n = w.sum(1, keepdims=True)
     want = coverage * n
     # q * n one rounding off a whole count (0.07 * 100 = 7.000000000000001) would answer a 1e-15 sliver of the next
     # example and report its confidence as the boundary: snap to the count (weights are counts)
     want = np.where(np.abs(want - np.round(want)) <= 1e-12 * n, np.round(want), want)
+    # a group of equal confidences at the boundary shares its answered part in proportion to weight (the expected
+    # value over orders of the tie), so the result does not depend on the rows' order
+    cs = conf[order]
+    starts = np.flatnonzero(np.r_[True, cs[1:] != cs[:-1]])
+    group = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(cs))))
+    gw = np.add.reduceat(wo, starts, axis=1)  # [b, G]
+    take = np.clip(want - (np.cumsum(gw, 1) - gw), 0.0, gw)
+    share = np.divide(take, gw, out=np.zeros_like(take), where=gw > 0)
     out = np.empty_like(wo)
-    out[:, order] = np.clip(want - before, 0.0, wo)
+    out[:, order] = wo * share[:, group]
     return out
 
 
