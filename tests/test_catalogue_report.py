@@ -62,6 +62,24 @@ def test_load_seeds_falls_back_to_the_v1_pair_and_says_so(tmp_path, monkeypatch)
         catalogue.load_seeds("toy", "absent", verbose=False)
 
 
+def test_single_seed_reads_the_first_builds_pair_beside_per_seed_files(tmp_path, monkeypatch):
+    """Per-seed files of another recipe take over load_seeds; single_seed=True still reads the first build's pair
+    (what the slenderized copies were pruned from), and refuses where there is none."""
+    monkeypatch.setenv("TOOLKIT_NB_DATA", str(tmp_path))
+    (tmp_path / "toy").mkdir()
+    first = {"models": [{"name": "m", "train_seed": 42}]}
+    for split in ("cal", "test"):
+        save_cache(_cache(seed=1, meta=first), tmp_path / "toy" / f"me-{split}.parquet")
+        save_cache(_cache(seed=2), tmp_path / "toy" / f"me-s42-{split}.parquet")
+        save_cache(_cache(seed=3), tmp_path / "toy" / f"only-s42-{split}.parquet")
+    pair = catalogue.load_seeds("toy", "me", verbose=False, single_seed=True)
+    assert not pair.per_seed and pair.seeds == (42,)
+    assert np.array_equal(pair.test[0].logits, _cache(seed=1).logits)
+    assert catalogue.load_seeds("toy", "me", verbose=False).per_seed  # without it, the per-seed files
+    with pytest.raises(FileNotFoundError, match=r"no single-seed pair toy/only-\{cal,test\}.parquet.*seeds \(42,\)"):
+        catalogue.load_seeds("toy", "only", verbose=False, single_seed=True)
+
+
 def test_data_dir_from_anywhere(tmp_path, monkeypatch):
     monkeypatch.delenv("TOOLKIT_NB_DATA", raising=False)
     monkeypatch.chdir(tmp_path)  # neither ./data nor ../data holds a manifest: the checkout's data folder

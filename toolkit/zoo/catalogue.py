@@ -140,15 +140,22 @@ class SeedCaches:
         return f"SeedCaches({self.source})"
 
 
-def load_seeds(task: str, name: str, *, verbose: bool = True) -> SeedCaches:
+def load_seeds(task: str, name: str, *, verbose: bool = True, single_seed: bool = False) -> SeedCaches:
     """Every training seed of ``task/name``: the per-seed files ``<name>-s<seed>-{cal,test}.parquet``
-    when any seed has both, else the single-seed pair ``<name>-{cal,test}.parquet``. Prints which (``verbose``)."""
-    seeds = seeds_on_disk(task, name)
+    when any seed has both, else the single-seed pair ``<name>-{cal,test}.parquet``. Prints which (``verbose``).
+
+    ``single_seed``: the single-seed pair even where per-seed files exist. The pair comes from the first build, and
+    sets trained from it (the slenderized copies pruned from and distilled by its MiniLM-L6, the subsample objectives
+    beside it) are compared with it, not with per-seed runs of another recipe."""
+    seeds = () if single_seed else seeds_on_disk(task, name)
     if seeds:
         pairs = [load(task, name, seed=s) for s in seeds]
         files = tuple(str(cache_file(task, name, "test", seed=s).relative_to(data_dir())) for s in seeds)
         out = SeedCaches(task, name, seeds, tuple(p[0] for p in pairs), tuple(p[1] for p in pairs), files, True)
     else:
+        if single_seed and not all(cache_file(task, name, s).exists() for s in SPLITS):
+            raise FileNotFoundError(f"no single-seed pair {task}/{name}-{{cal,test}}.parquet in {data_dir()} "
+                                    f"(single_seed=True); per-seed files: seeds {seeds_on_disk(task, name)}")
         if not available(task, name):
             raise FileNotFoundError(f"no cache {task}/{name} in {data_dir()}: neither per-seed files "
                                     f"{name}-s<seed>-{{cal,test}}.parquet nor the single-seed pair {name}-{{cal,test}}.parquet")
@@ -161,11 +168,13 @@ def load_seeds(task: str, name: str, *, verbose: bool = True) -> SeedCaches:
     return out
 
 
-def recipe(task: str, name: str) -> pd.DataFrame:
+def recipe(task: str, name: str, *, single_seed: bool = False) -> pd.DataFrame:
     """How the models of a set were trained, from ``MANIFEST.json`` (one row per model and seed): objective,
-    epochs, learning rates, training examples, seed."""
+    epochs, learning rates, training examples, seed; of the files :func:`load_seeds` reads with the same
+    ``single_seed``."""
     manifest = json.loads((data_dir() / "MANIFEST.json").read_text())["caches"]
-    keys = [f"{task}/{name}-s{s}-test" for s in seeds_on_disk(task, name)] or [f"{task}/{name}-test"]
+    seeds = () if single_seed else seeds_on_disk(task, name)
+    keys = [f"{task}/{name}-s{s}-test" for s in seeds] or [f"{task}/{name}-test"]
     rows = []
     for key in keys:
         for m in manifest.get(key, {}).get("models", []):
