@@ -23,6 +23,7 @@ from toolkit.zoo.ledger import (
     append_attempt,
     backfill,
     cache_key_parts,
+    killed_attempts,
     kind_of,
     parse_runner_log,
     read_ledger,
@@ -407,3 +408,163 @@ def test_the_ledger_reads_the_job_ids_the_runner_plans():
             assert rec["train_cpu_s"] == sum(cpu[j] for j in mine) and len(mine) == (3 if rec["name"] in DIFFICULTY
                                                                                        else 1)
         assert out["collect_cpu_s"] == cpu[next(j.id for j in jobs if j.kind == "collect" and j.name == s)]
+
+
+# ------------------------------------------------------------------------------ attempts killed with the runner
+# runner-4's runner was killed hard while mrpc/minilm6_da-s44/fold1 and sst2/minilm2-s42 ran (no end lines);
+# runner.log resumes the fold (a later start) and is itself still running sst2/minilm6-s42 (live: no line)
+KILLED_LOG = """\
+    5.4s [zoo] 108 jobs on cpu (cpu recipes), 2 workers, 1 thread(s) each, deadline none s
+ 9042.7s [zoo] start: mrpc/minilm6_da-s44/fold1 (estimate 513 s)
+ 9100.0s [zoo] start: mrpc/minilm6_da-s44/fold0 (estimate 513 s)
+ 9425.1s [zoo] done: mrpc/minilm6_da-s44/fold0 (325.1 s, 300.0 CPU s)
+ 9425.1s [zoo] start: sst2/minilm2-s42 (estimate 332 s)
+ 9500.0s [zoo] status: 2 running
+"""
+RESUMING_LOG = """\
+    5.7s [zoo] 88 jobs on cpu (cpu recipes), 2 workers, 1 thread(s) each, deadline none s
+    5.7s [zoo] start: mrpc/minilm6_da-s44/fold0 (estimate 513 s)
+   11.3s [zoo] already done: mrpc/minilm6_da-s44/fold0 (found complete: no work)
+   11.5s [zoo] start: mrpc/minilm6_da-s44/fold1 (estimate 513 s)
+  546.3s [zoo] done: mrpc/minilm6_da-s44/fold1 (534.8 s, 334.3 CPU s)
+  546.3s [zoo] start: sst2/minilm6-s42 (estimate 955 s)
+"""
+
+
+def _logs(tmp_path, **texts) -> list[Path]:
+    out = []
+    for name, text in texts.items():
+        (tmp_path / f"{name}.log").write_text(text)
+        out.append(tmp_path / f"{name}.log")
+    return out
+
+
+def test_an_attempt_killed_with_its_runner_is_read_back_once_from_its_restart(tmp_path):
+    """A start with no end that a later log starts again is a killed attempt: recorded with unknown seconds (wall
+    at least its log's last timestamp minus its start), counted by spent as an attempt of unknown CPU; a start that
+    nothing follows (a job running now, or killed in the last log) is not; backfilling again adds nothing."""
+    logs = _logs(tmp_path, **{"runner-4": KILLED_LOG, "runner": RESUMING_LOG})
+    ledger = tmp_path / "logs" / "ledger.jsonl"
+    added = backfill(logs, ledger)
+    killed = [r for r in added if r["state"] == "killed"]
+    assert killed == [{"job": "mrpc/minilm6_da-s44/fold1", "kind": "fold", "state": "killed", "started": None,
+                       "wall_s": None, "cpu_s": None, "worker_pid": None, "device": None, "threads": None,
+                       "resumed": None, "source": "runner-4.log", "log_t": 9042.7, "wall_s_min": 457.3,
+                       "restart_t": None}]
+    assert [(r["job"], r["state"]) for r in added] == [("mrpc/minilm6_da-s44/fold0", "done"),
+                                                       ("mrpc/minilm6_da-s44/fold1", "killed"),
+                                                       ("mrpc/minilm6_da-s44/fold1", "done")]
+    assert read_ledger(ledger) == added
+    once = ledger.read_bytes()
+    assert backfill(logs, ledger) == [] and ledger.read_bytes() == once  # twice: nothing more
+    gz = _gpu_zoo()
+    assert gz.main(["--ledger-from-log", *map(str, logs), "--into", str(ledger)]) == 0
+    assert ledger.read_bytes() == once
+    row = spent(ledger).loc["mrpc/minilm6_da-s44/fold1"]
+    assert (row["attempts"], row["done"], row["killed"], row["cpu_unknown"], row["cpu_s"], row["wall_s"]) == (
+        2, 1, 1, 1, 334.3, 534.8)
+    assert spent(ledger).loc["mrpc/minilm6_da-s44/fold0", "killed"] == 0
+
+    # sst2/minilm2-s42 is restarted by the next runner's log: killed, though it started at runner-4's last job line
+    logs += _logs(tmp_path, **{"runner-6": "   11.7s [zoo] start: sst2/minilm2-s42 (estimate 332 s)\n"})
+    new = backfill(logs, ledger)
+    assert [(r["job"], r["source"], r["log_t"], r["wall_s_min"]) for r in new] == [
+        ("sst2/minilm2-s42", "runner-4.log", 9425.1, 74.9)]
+    assert backfill(logs, ledger) == []
+
+
+def test_an_attempt_started_again_in_its_own_log_is_killed(tmp_path):
+    """Killed and resumed within one log (a start, no end, a later start of the same job): recorded with its
+    restart's time and no wall bound; read again, it adds nothing."""
+    text = ("   11.5s [zoo] start: sst2/minilm6_me-s42 (estimate 955 s)\n"
+            "   20.0s [zoo] start: sst2/minilm6_me-s42 (estimate 955 s)\n"
+            " 1238.8s [zoo] done: sst2/minilm6_me-s42 (1218.8 s, 693.4 CPU s)\n"
+            " 1238.8s [zoo] start: sst2/minilm6_me-s43 (estimate 955 s)\n")
+    (log,) = _logs(tmp_path, runner=text)
+    ledger = tmp_path / "ledger.jsonl"
+    added = backfill([log], ledger)
+    got = [(r["job"], r["state"], r["log_t"], r.get("restart_t"), r.get("wall_s_min"), r["cpu_s"]) for r in added]
+    assert got == [("sst2/minilm6_me-s42", "done", 1238.8, None, None, 693.4),
+                   ("sst2/minilm6_me-s42", "killed", 11.5, 20.0, None, None)]
+    assert not any(r["job"] == "sst2/minilm6_me-s43" for r in read_ledger(ledger))  # running now: no line
+    assert backfill([log], ledger) == []
+    assert spent(ledger).loc["sst2/minilm6_me-s42", ["attempts", "killed", "cpu_unknown"]].tolist() == [2, 1, 1]
+
+
+def test_a_set_with_a_killed_attempt_is_a_lower_bound_in_the_cpu_table(tmp_path):
+    """From the runner logs to docs' CPU table: a member whose difficulty fold lost an attempt to a kill gets no
+    train_cpu_s but the reason and its known attempts' sum, so the table shows the set as a lower bound ("≥") and
+    says why; the fully known members and the collect keep their exact sums."""
+    from toolkit.zoo import cpu_table
+
+    logs = _logs(tmp_path, **{"runner-4": KILLED_LOG, "runner": RESUMING_LOG + (
+        "  900.0s [zoo] start: mrpc/minilm6_da-s44 (estimate 1073 s)\n"
+        " 1900.0s [zoo] done: mrpc/minilm6_da-s44 (1000.0 s, 900.0 CPU s)\n"
+        " 1900.0s [zoo] start: mrpc/minilm2-s44 (estimate 300 s)\n"
+        " 2100.0s [zoo] done: mrpc/minilm2-s44 (200.0 s, 150.0 CPU s)\n"
+        " 2100.0s [zoo] start: mrpc/cascade_da-s44/collect (estimate 58 s)\n"
+        " 2130.0s [zoo] done: mrpc/cascade_da-s44/collect (30.0 s, 21.7 CPU s)\n")})
+    ledger = tmp_path / "ledger.jsonl"
+    backfill(logs, ledger)
+    models = [{"name": "minilm-l2", "path": "runs/mrpc/minilm2-s44/final", "objective": "joint", "device": "cpu"},
+              {"name": "minilm-l6-da", "path": "runs/mrpc/minilm6_da-s44/final", "objective": "ranking",
+               "device": "cpu"}]
+    caches = {}
+    for split in ("cal", "test"):
+        key = f"mrpc/cascade_da-s44-{split}"
+        caches[key] = with_cpu_seconds(key, {"split": split, "train_seed": 44, "models": models}, models,
+                                       spent(ledger))
+    l2, l6 = caches["mrpc/cascade_da-s44-test"]["models"]
+    assert l2["train_cpu_s"] == 150.0 and caches["mrpc/cascade_da-s44-test"]["collect_cpu_s"] == 21.7
+    assert "train_cpu_s" not in l6 and l6["train_cpu_s_min"] == 300.0 + 334.3 + 900.0
+    assert l6["train_cpu_unknown"] == "1 attempt of mrpc/minilm6_da-s44/fold1 killed with its runner (no CPU figure)"
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "MANIFEST.json").write_text(json.dumps({"caches": caches}))
+    assert cpu_table(tmp_path / "data").splitlines()[2:] == [
+        "| mrpc | cascade_da | 44 | minilm-l2 150.0 (cpu); minilm-l6-da ≥ 1,534.3 (cpu) | 21.7 | ≥ 1,706.0 "
+        "| ≥ 0.47 |",
+        "",
+        "Total: 0.00 CPU-hours over the sets with every part known (0); sets with unknown parts: 1, whose known parts "
+        "add 0.47 CPU-hours (a lower bound).",
+        "",
+        "- unknown: mrpc cascade_da 44 minilm-l6-da: 1 attempt of mrpc/minilm6_da-s44/fold1 killed with its runner "
+        "(no CPU figure)."]
+    # a stale number from an earlier merge (made before the kill was read back) does not survive
+    stale = [{**models[0]}, {**models[1], "train_cpu_s": 1534.3}]
+    out = with_cpu_seconds("mrpc/cascade_da-s44-test", {"train_seed": 44, "models": stale}, models, spent(ledger))
+    assert "train_cpu_s" not in out["models"][1] and out["models"][1]["train_cpu_s_min"] == 1534.3
+
+
+_EVENT = st.tuples(st.sampled_from(["a", "b"]), st.sampled_from(["start", "done", "failed", "already done"]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(logs=st.lists(st.lists(_EVENT, max_size=8), min_size=1, max_size=3))
+def test_killed_attempts_match_a_brute_force_reading(tmp_path_factory, logs):
+    """On any sequence of job lines over up to three logs, the killed attempts are exactly the starts whose next
+    line of the same job in their log is a start, or which have none there and a start or "already done" of the job
+    in a later log (brute force, line by line); backfilling them twice adds nothing."""
+    tmp = tmp_path_factory.mktemp("logs")
+    paths, want = [], []
+    for i, events in enumerate(logs):
+        lines = []
+        for n, (job, event) in enumerate(events):
+            t = 10.0 * (n + 1)
+            tail = {"start": " (estimate 1 s)", "already done": " (found complete: no work)"}.get(
+                event, f" ({t} s, {t} CPU s)")
+            lines.append(f"{t:7.1f}s [zoo] {event}: mrpc/{job}-s42{tail}")
+        paths.append(tmp / f"runner-{i}.log")
+        paths[-1].write_text("".join(f"{line}\n" for line in lines))
+        for n, (job, event) in enumerate(events):
+            if event != "start":
+                continue
+            after = [e for j, e in events[n + 1:] if j == job]
+            later = [e for other in logs[i + 1:] for j, e in other if j == job and e in ("start", "already done")]
+            if (after and after[0] == "start") or (not after and later):
+                want.append((f"runner-{i}.log", f"mrpc/{job}-s42", 10.0 * (n + 1)))
+    got = [(r["source"], r["job"], r["log_t"]) for per_log in killed_attempts(paths) for r in per_log]
+    assert got == want
+    ledger = tmp / "ledger.jsonl"
+    assert sorted((r["source"], r["job"], r["log_t"]) for r in backfill(paths, ledger) if r["state"] == "killed") == \
+        sorted(want)
+    assert backfill(paths, ledger) == []

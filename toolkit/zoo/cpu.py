@@ -14,7 +14,7 @@ import pandas as pd
 from toolkit.zoo.ledger import cache_key, cache_key_parts
 
 SECTION = "cpu-table"
-COLUMNS = ["task", "set", "seed", "part", "member", "device", "cpu_s"]
+COLUMNS = ["task", "set", "seed", "part", "member", "device", "cpu_s", "cpu_s_min", "why"]
 
 
 def _cpu_zoo(key: str, entry: dict) -> bool:
@@ -29,8 +29,11 @@ def cpu_spent(data_dir: str | os.PathLike = "data") -> pd.DataFrame:
     """One row per job the CPU zoo ran for a shipped per-seed set (task, set, training seed): ``part`` "train" (one
     per trained member, its difficulty folds included) or "collect" (one per set: a collect job makes both the cal
     and the test cache, so it is read from the test entry once). ``cpu_s``: CPU seconds summed over the job's
-    attempts, NaN where the manifest has none (an attempt cut off by a kill, or a run older than the ledger's logs).
-    Borrowed members (``borrowed_from``) were not trained by the zoo and have no row."""
+    attempts, NaN where the manifest has none (an attempt cut off by a kill, or a run older than the ledger's logs);
+    ``why`` and ``cpu_s_min``: the manifest's reason for a NaN (``train_cpu_unknown``/``collect_cpu_unknown``: an
+    attempt killed with its runner) and the lower bound it knows (``train_cpu_s_min``/``collect_cpu_s_min``: the
+    known attempts), None and NaN where it gives none. Borrowed members (``borrowed_from``) were not trained by the
+    zoo and have no row."""
     path = Path(data_dir) / "MANIFEST.json"
     caches = json.loads(path.read_text())["caches"]
     rows = []
@@ -45,34 +48,42 @@ def cpu_spent(data_dir: str | os.PathLike = "data") -> pd.DataFrame:
                              f"both; re-merge the set (scripts/gpu_zoo.py --merge)")
         where = {"task": m["task"], "set": m["set"], "seed": int(m["seed"])}
         rows += [{**where, "part": "train", "member": r["name"], "device": r["device"],
-                  "cpu_s": r.get("train_cpu_s", np.nan)} for r in e["models"] if not r.get("borrowed_from")]
+                  "cpu_s": r.get("train_cpu_s", np.nan), "cpu_s_min": r.get("train_cpu_s_min", np.nan),
+                  "why": r.get("train_cpu_unknown")}
+                 for r in e["models"] if not r.get("borrowed_from")]
         rows.append({**where, "part": "collect", "member": None, "device": "cpu",
-                     "cpu_s": e.get("collect_cpu_s", np.nan)})
+                     "cpu_s": e.get("collect_cpu_s", np.nan), "cpu_s_min": e.get("collect_cpu_s_min", np.nan),
+                     "why": e.get("collect_cpu_unknown")})
     frame = pd.DataFrame(rows, columns=COLUMNS)
-    frame["cpu_s"] = frame["cpu_s"].astype(float)
+    frame[["cpu_s", "cpu_s_min"]] = frame[["cpu_s", "cpu_s_min"]].astype(float)
     return frame
 
 
 def cpu_totals(spent: pd.DataFrame) -> pd.DataFrame:
-    """Per set (task, set, seed) of :func:`cpu_spent`: ``known_cpu_s`` (sum of the known parts), ``n_unknown`` (parts
-    without a number), ``cpu_s`` (the set's total, NaN unless every part is known) and ``cpu_hours`` (the same in
-    hours)."""
+    """Per set (task, set, seed) of :func:`cpu_spent`: ``known_cpu_s`` (sum of the known parts and of the unknown
+    parts' lower bounds, ``cpu_s_min``), ``n_unknown`` (parts without a number), ``cpu_s`` (the set's total, NaN
+    unless every part is known) and ``cpu_hours`` (the same in hours)."""
     keys = [spent["task"], spent["set"], spent["seed"]]
-    out = pd.DataFrame({"known_cpu_s": spent["cpu_s"].groupby(keys).sum().astype(float),
+    out = pd.DataFrame({"known_cpu_s": spent["cpu_s"].fillna(spent["cpu_s_min"]).groupby(keys).sum().astype(float),
                         "n_unknown": spent["cpu_s"].isna().groupby(keys).sum().astype(int)})
     out["cpu_s"] = out["known_cpu_s"].where(out["n_unknown"] == 0)
     out["cpu_hours"] = out["cpu_s"] / 3600
     return out
 
 
-def _s(x: float) -> str:
-    return "–" if np.isnan(x) else f"{x:,.1f}"
+def _s(x: float, at_least: float = np.nan) -> str:
+    """``x`` (CPU s) as the table writes it: "–" where unknown, or "≥ <at_least>" where a lower bound is known."""
+    if np.isnan(x):
+        return "–" if np.isnan(at_least) else f"≥ {at_least:,.1f}"
+    return f"{x:,.1f}"
 
 
 def cpu_table(data_dir: str | os.PathLike = "data") -> str:
     """Markdown table of :func:`cpu_spent`: one row per (task, set, seed) with each trained member's train CPU s and
     device, the collect CPU s, the set's total CPU s and CPU-hours ("≥" a lower bound where a part is unknown, shown
-    as "–"), then a line with the CPU-hours of the fully known sets and how many sets have unknown parts."""
+    as "–", or as "≥ x" where the manifest knows a lower bound x), then a line with the CPU-hours of the fully known
+    sets and how many sets have unknown parts, and one line per unknown part whose cause the manifest records
+    (``why`` of :func:`cpu_spent`)."""
     spent = cpu_spent(data_dir)
     totals = cpu_totals(spent)
     lines = ["| task | set | seed | trained members: CPU s (device) | collect CPU s | total CPU s | CPU-hours |",
@@ -80,11 +91,11 @@ def cpu_table(data_dir: str | os.PathLike = "data") -> str:
     for (task, s, seed), t in totals.iterrows():
         parts = spent[(spent["task"] == task) & (spent["set"] == s) & (spent["seed"] == seed)]
         train = parts[parts["part"] == "train"]
-        members = "; ".join(f"{r.member} {_s(r.cpu_s)} ({r.device})" for r in train.itertuples())
-        collect = _s(parts.loc[parts["part"] == "collect", "cpu_s"].iloc[0])
+        members = "; ".join(f"{r.member} {_s(r.cpu_s, r.cpu_s_min)} ({r.device})" for r in train.itertuples())
+        collect = next(_s(r.cpu_s, r.cpu_s_min) for r in parts[parts["part"] == "collect"].itertuples())
         if t["n_unknown"] == 0:
             total, hours = _s(t["cpu_s"]), f"{t['cpu_hours']:.2f}"
-        elif t["n_unknown"] < len(parts):
+        elif t["n_unknown"] < len(parts) or parts["cpu_s_min"].notna().any():
             total, hours = f"≥ {_s(t['known_cpu_s'])}", f"≥ {t['known_cpu_s'] / 3600:.2f}"
         else:
             total, hours = "–", "–"
@@ -94,6 +105,9 @@ def cpu_table(data_dir: str | os.PathLike = "data") -> str:
     lines.append(f"Total: {totals.loc[known, 'cpu_s'].sum() / 3600:.2f} CPU-hours over the sets with every part "
                  f"known ({int(known.sum())}); sets with unknown parts: {int((~known).sum())}, whose known parts add "
                  f"{totals.loc[~known, 'known_cpu_s'].sum() / 3600:.2f} CPU-hours (a lower bound).")
+    why = spent[spent["cpu_s"].isna() & spent["why"].notna()]
+    lines += [""] * (len(why) > 0) + [f"- unknown: {r.task} {r.set} {r.seed} {r.member or 'collect'}: {r.why}."
+                                      for r in why.itertuples()]
     return "\n".join(lines)
 
 

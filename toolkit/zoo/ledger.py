@@ -2,12 +2,23 @@
 the jobs really cost, summed over their attempts. Analysis side: json and pandas, no torch.
 
 One JSON object a line, never rewritten: ``job`` (its id), ``kind`` (train, fold, collect), ``state`` (done, failed,
-stopped), ``started`` (UTC ISO time, None where unknown), ``wall_s``, ``cpu_s`` (CPU seconds of the process that
-ran the job, every thread; None where unknown), ``worker_pid``, ``device``, ``threads``, ``resumed`` (the run
+stopped, killed), ``started`` (UTC ISO time, None where unknown), ``wall_s``, ``cpu_s`` (CPU seconds of the process
+that ran the job, every thread; None where unknown), ``worker_pid``, ``device``, ``threads``, ``resumed`` (the run
 folder held checkpoints when the attempt started, so it continued from the last one; None where unknown),
 ``source`` ("runner", or the runner log a line was read back from by :func:`backfill`) and ``log_t`` (the log's
 seconds since the runner started, backfilled lines only). A job that the runner found already complete is not an
 attempt and has no line.
+
+``killed``: an attempt whose runner was killed outright (SIGKILL at a session's end) while it ran, so it never
+logged its end; :func:`backfill` reads it back from a ``start:`` line with no end that a later ``start:`` (or
+``already done:``) of the same job follows, in that log or a later one (:func:`killed_attempts`). It spent seconds
+that nothing measured: ``cpu_s`` and ``wall_s`` are None, ``log_t`` is its start line's, ``wall_s_min`` a lower
+bound on its wall seconds (its start to the last timestamp of its log, where the restart is in a later log: the
+runner, and so its worker, lived at least that long; None where the restart is in the same log) and ``restart_t``
+the later start's log seconds where that is in the same log (else None); its job, log and start time keep a second
+backfill from adding it again. :func:`spent` counts it as an attempt of unknown CPU, so no sum that includes it is
+written (:func:`with_cpu_seconds` says why, and gives the known attempts' sum as a lower bound). A start with no end
+and no later start (a job running now, in the live log) is not an attempt yet and has no line.
 """
 
 from __future__ import annotations
@@ -22,6 +33,10 @@ LEDGER = "ledger.jsonl"
 FOUND_COMPLETE_MAX_WALL_S = 30.0
 _LOG_LINE = re.compile(r"^(?:\d\d:\d\d:\d\d\s+)?\s*(?P<t>\d+(?:\.\d+)?)s \[zoo\] (?P<state>done|failed|stopped): "
                        r"(?P<job>\S+) \((?P<wall>\d+(?:\.\d+)?) s(?:, (?P<cpu>\d+(?:\.\d+)?) CPU s)?\)\s*$")
+# any line of a runner log that names a job: its start, its end (done, failed, stopped) or "already done"
+_JOB_EVENT = re.compile(r"^(?:\d\d:\d\d:\d\d\s+)?\s*(?P<t>\d+(?:\.\d+)?)s \[zoo\] "
+                        r"(?P<event>start|already done|done|failed|stopped): (?P<job>\S+)")
+_LOG_T = re.compile(r"^(?:\d\d:\d\d:\d\d\s+)?\s*(?P<t>\d+\.\d+)s \S")  # any timestamped line (f"{t:7.1f}s {m}")
 _ENTRY_KEY = re.compile(r"^(?P<task>[^/]+)/(?P<set>.+)-s(?P<seed>\d+)-(?P<split>[^-/]+)$")
 
 
@@ -105,30 +120,32 @@ def read_ledger(path: str | os.PathLike) -> list[dict]:
 
 
 def spent(ledger):
-    """CPU and wall seconds spent per job, summed over its attempts (done, failed and stopped all count: an attempt
-    that was stopped, then resumed from a checkpoint, spent its seconds too).
+    """CPU and wall seconds spent per job, summed over its attempts (done, failed, stopped and killed all count: an
+    attempt that was stopped, then resumed from a checkpoint, spent its seconds too).
 
     ``ledger``: a ledger path or the records of :func:`read_ledger`. Returns a DataFrame indexed by job: ``kind``,
     ``attempts``, ``done`` (how many attempts finished the job), ``cpu_s`` and ``wall_s`` (sums over the attempts
-    that know them), ``cpu_unknown`` (attempts without a CPU figure). What the ledger cannot know: an attempt whose
-    runner was killed outright (SIGKILL, a lost machine) before the attempt ended has no line, so its seconds are
-    missing from these sums; a found-complete job (no work) has no line either.
+    that know them), ``cpu_unknown`` (attempts without a CPU figure, killed ones included) and ``killed`` (attempts
+    whose runner was killed while they ran: their seconds are unknown, so the sums are lower bounds). What the ledger
+    cannot know: a killed attempt that no later start of its job revealed (:func:`killed_attempts`) has no line, so
+    its seconds are missing from these sums unnoticed; a found-complete job (no work) has no line either.
     """
     import pandas as pd
 
     recs = read_ledger(ledger) if isinstance(ledger, (str, os.PathLike)) else list(ledger)
-    cols = ["kind", "attempts", "done", "cpu_s", "wall_s", "cpu_unknown"]
+    cols = ["kind", "attempts", "done", "cpu_s", "wall_s", "cpu_unknown", "killed"]
     if not recs:
         return pd.DataFrame(columns=cols, index=pd.Index([], name="job"))
     f = pd.DataFrame({"job": [r["job"] for r in recs],
                       "kind": [r.get("kind") or kind_of(r["job"]) for r in recs],
                       "done": [r.get("state") == "done" for r in recs],
+                      "killed": [r.get("state") == "killed" for r in recs],
                       "cpu_s": pd.to_numeric(pd.Series([r.get("cpu_s") for r in recs], dtype=object)),
                       "wall_s": pd.to_numeric(pd.Series([r.get("wall_s") for r in recs], dtype=object))})
     g = f.groupby("job", sort=False)
     out = pd.DataFrame({"kind": g["kind"].first(), "attempts": g.size(), "done": g["done"].sum(),
                         "cpu_s": g["cpu_s"].sum(min_count=0).round(1), "wall_s": g["wall_s"].sum(min_count=0).round(1),
-                        "cpu_unknown": g.size() - g["cpu_s"].count()})
+                        "cpu_unknown": g.size() - g["cpu_s"].count(), "killed": g["killed"].sum()})
     return out[cols]
 
 
@@ -141,7 +158,7 @@ def parse_runner_log(path: str | os.PathLike) -> list[dict]:
     :data:`FOUND_COMPLETE_MAX_WALL_S` wall seconds, which is a job that found its outputs complete (the runner before
     the ledger logged those as done), not work. ``source`` is the log's file name, ``log_t`` the line's seconds since
     that runner started; what the log does not say (start time, pid, device, threads, resumed) is None. Attempts a
-    log does not report as ended (the runner was killed while they ran) cannot be read back.
+    log does not report as ended (the runner was killed while they ran) are :func:`killed_attempts`.
     """
     path = Path(path)
     out = []
@@ -158,24 +175,74 @@ def parse_runner_log(path: str | os.PathLike) -> list[dict]:
     return out
 
 
+def _log_events(path: Path) -> tuple[list[tuple[float, str, str]], float | None]:
+    """``(t, event, job)`` of each line of the runner log ``path`` that names a job (event: start, done, failed,
+    stopped, already done), in order, and the log's last timestamp (None without one)."""
+    events, last = [], None
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if m := _LOG_T.match(line):
+            last = float(m["t"])
+        if m := _JOB_EVENT.match(line):
+            events.append((float(m["t"]), m["event"], m["job"]))
+    return events, last
+
+
+def killed_attempts(logs) -> list[list[dict]]:
+    """The attempts of the runner logs ``logs`` (oldest first) that were killed while they ran, one list per log: a
+    ``start:`` line of a job with no end line (``done:``, ``failed:``, ``stopped:``, ``already done:``) before a
+    later ``start:`` or ``already done:`` of the same job, in the same log or a later one of ``logs``. Ledger records
+    in state ``killed`` (the module docstring), in the order of their start lines. A start with no end that nothing
+    follows (the job is running now, or its log is the last word on it) is not returned."""
+    logs = [Path(log) for log in ([logs] if isinstance(logs, (str, os.PathLike)) else logs)]
+    out: list[list[dict]] = [[] for _ in logs]
+    pending: dict[str, list[tuple[int, dict]]] = {}  # job -> (log index, record) of its unended starts in earlier logs
+    for i, path in enumerate(logs):
+        events, last = _log_events(path)
+        running: dict[str, dict] = {}  # job -> its unended start in this log
+        for t, event, job in events:
+            if event in ("start", "already done"):
+                for k, rec in pending.pop(job, []):
+                    out[k].append(rec)
+            if event == "start":
+                if job in running:  # started again in this log with no end between: the first was killed
+                    out[i].append({**running[job], "restart_t": t})
+                running[job] = {"job": job, "kind": kind_of(job), "state": "killed", "started": None, "wall_s": None,
+                                "cpu_s": None, "worker_pid": None, "device": None, "threads": None,
+                                "resumed": None, "source": path.name, "log_t": t, "wall_s_min": None,
+                                "restart_t": None}
+            else:
+                running.pop(job, None)
+        for job, rec in running.items():  # its runner lived at least to the log's last timestamp
+            pending.setdefault(job, []).append((i, {**rec, "wall_s_min": round(max(0.0, last - rec["log_t"]), 1)}))
+    return [sorted(recs, key=lambda r: r["log_t"]) for recs in out]
+
+
 def _same_attempt(a: dict, b: dict) -> bool:
     """One attempt read twice: same job, source and log time, or (a runner's own line and the log line that reports
-    it) same job, state, wall and CPU seconds (both logged to 0.1 s)."""
+    it) same job, state, wall and CPU seconds (both logged to 0.1 s). A killed attempt (no seconds to compare) is
+    the same only as a killed one of the same job, source and start time. So a live log renamed after a kill within
+    it was read (``runner.log`` becomes ``runner-<n>.log``) gives that kill a second line: harmless to the sums (it
+    has no seconds; the job stays unknown), where matching on times alone could drop a kill in another log."""
     if a["job"] != b["job"]:
         return False
+    if "killed" in (a.get("state"), b.get("state")):
+        same = a.get("state") == b.get("state")
+        return same and (a.get("source"), a.get("log_t")) == (b.get("source"), b.get("log_t"))
     if a.get("source") == b.get("source") and a.get("log_t") is not None and a.get("log_t") == b.get("log_t"):
         return True
     return (a.get("state"), a.get("wall_s"), a.get("cpu_s")) == (b.get("state"), b.get("wall_s"), b.get("cpu_s"))
 
 
 def backfill(logs, into: str | os.PathLike) -> list[dict]:
-    """Append the attempts of the runner logs ``logs`` (:func:`parse_runner_log`) to the ledger ``into``, each only
-    if the ledger does not hold it already (:func:`_same_attempt`): running it twice adds nothing, nor does a log
-    of a runner that wrote the ledger itself. Returns the records appended."""
+    """Append the attempts of the runner logs ``logs`` (oldest first: :func:`parse_runner_log`'s ended ones, then
+    its :func:`killed_attempts`) to the ledger ``into``, each only if the ledger does not hold it already
+    (:func:`_same_attempt`): running it twice adds nothing, nor does a log of a runner that wrote the ledger
+    itself. Returns the records appended."""
+    logs = [logs] if isinstance(logs, (str, os.PathLike)) else list(logs)
     held = read_ledger(into)
     added = []
-    for log in [logs] if isinstance(logs, (str, os.PathLike)) else logs:
-        for rec in parse_runner_log(log):
+    for log, killed in zip(logs, killed_attempts(logs)):
+        for rec in parse_runner_log(log) + killed:
             if any(_same_attempt(rec, h) for h in held):
                 continue
             append_attempt(into, rec)
@@ -206,6 +273,18 @@ def _finished_cpu(table, jobs: list[str]) -> float | None:
     return round(float(rows["cpu_s"].sum()), 1)
 
 
+def _killed(table, jobs: list[str]) -> tuple[str, float] | None:
+    """Where an attempt of one of ``jobs`` was killed (:func:`killed_attempts`), so their CPU seconds are unknown:
+    why (the killed jobs) and what the known attempts of ``jobs`` add (CPU s, a lower bound); None where none was."""
+    rows = table.loc[[j for j in jobs if j in table.index]]
+    killed = rows.index[rows["killed"] > 0].tolist()
+    if not killed:
+        return None
+    n = int(rows["killed"].sum())
+    return (f"{n} attempt{'s' * (n > 1)} of {', '.join(killed)} killed with its runner (no CPU figure)",
+            round(float(rows["cpu_s"].sum()), 1))
+
+
 def with_cpu_seconds(key: str, entry: dict, models: list[dict], table) -> dict:
     """``entry`` (manifest key ``key``) with ``train_cpu_s`` on each trained model record and ``collect_cpu_s``, from
     ``table`` (:func:`spent`) where the ledger knows them.
@@ -214,8 +293,11 @@ def with_cpu_seconds(key: str, entry: dict, models: list[dict], table) -> dict:
     A model's ``train_cpu_s`` is its train job's attempts plus, for a ranking (difficulty-aware) model, its
     difficulty folds' (the ledger's ``<train job>/fold<k>``, k = 0, 1, ...; at least two); ``collect_cpu_s`` is the
     set's collect job, which collects cal and test together (the same number on both entries). A number is written
-    only where every job it sums has a done attempt and every attempt's CPU is known; borrowed models get none, and
-    an entry whose key is not a per-seed zoo cache's (``<task>/<set>-s<seed>-<split>``) is returned as it is.
+    only where every job it sums has a done attempt and every attempt's CPU is known; where an attempt of one was
+    killed (state ``killed``), ``train_cpu_unknown`` / ``collect_cpu_unknown`` says so (the killed jobs) and
+    ``train_cpu_s_min`` / ``collect_cpu_s_min`` gives the known attempts' sum, a lower bound, instead. Borrowed
+    models get none, and an entry whose key is not a per-seed zoo cache's (``<task>/<set>-s<seed>-<split>``) is
+    returned as it is.
     """
     m = cache_key_parts(key)
     if not m or entry.get("kind", "classification") != "classification":
@@ -238,10 +320,18 @@ def with_cpu_seconds(key: str, entry: dict, models: list[dict], table) -> dict:
             if len(folds) < 2 or folds != set(want):
                 continue
             jobs += want
-        cpu = _finished_cpu(table, jobs)
-        if cpu is not None:
-            rec["train_cpu_s"] = cpu
-    cpu = _finished_cpu(table, [job_id(m["task"], m["set"], m["seed"], "collect")])
-    if cpu is not None:
-        out["collect_cpu_s"] = cpu
+        _put_cpu(rec, "train", table, jobs)
+    _put_cpu(out, "collect", table, [job_id(m["task"], m["set"], m["seed"], "collect")])
     return out
+
+
+def _put_cpu(rec: dict, part: str, table, jobs: list[str]) -> None:
+    """Write ``<part>_cpu_s`` (``jobs``' CPU seconds) on ``rec`` where the ledger knows it; where an attempt was
+    killed, ``<part>_cpu_unknown`` (why) and ``<part>_cpu_s_min`` (the known attempts' CPU s, a lower bound) instead
+    (a stale ``<part>_cpu_s`` is dropped)."""
+    cpu, killed = _finished_cpu(table, jobs), _killed(table, jobs)
+    if killed is not None:
+        rec.pop(f"{part}_cpu_s", None)
+        rec[f"{part}_cpu_unknown"], rec[f"{part}_cpu_s_min"] = killed
+    elif cpu is not None:
+        rec[f"{part}_cpu_s"] = cpu
