@@ -254,3 +254,25 @@ def test_the_zoo_manifest_is_written_through_the_atomic_writer(tmp_path, monkeyp
     monkeypatch.undo()
     assert json.loads((tmp_path / "MANIFEST.json").read_text()) == {"caches": {"sst2/a-s42-test": {"n": 1}}}
     assert _names(tmp_path) == [".MANIFEST.lock", "MANIFEST.json"]
+
+
+# ------------------------------------------------------------------------------------------------ review (bf3de7f)
+# Review of write_folder_atomic: this test failed on bf3de7f.
+def test_review_write_folder_atomic_never_deletes_the_old_folder_it_could_not_put_back(tmp_path, monkeypatch):
+    """When the new folder's rename fails and putting the old one back fails too, the old folder was removed by the
+    cleanup (the only copy left) while the error said 'nothing was replaced'. It must be kept, and named."""
+    target = tmp_path / "model"
+    write_folder_atomic(target, _fill({"a.json": "old"}))
+    real = os.replace
+
+    def fail_onto_target(src, dst):
+        if Path(dst) == target:
+            raise OSError(5, "Input/output error")
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", fail_onto_target)
+    with pytest.raises(OSError) as err:
+        write_folder_atomic(target, _fill({"a.json": "new"}))
+    kept = [p for p in tmp_path.iterdir() if (p / "a.json").is_file() and (p / "a.json").read_text() == "old"]
+    assert len(kept) == 1 and "nothing was replaced" not in str(err.value) and str(kept[0]) in str(err.value)
+    assert not [p for p in tmp_path.iterdir() if p not in kept]  # the new temporary is removed

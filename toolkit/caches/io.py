@@ -328,14 +328,14 @@ def write_folder_atomic(path: str | os.PathLike, fill, *, what: str = "output fo
     except OSError as e:
         raise error(f"{path}: its folder {path.parent} cannot be made ({e.strerror})") from None
     tmp = Path(_temporary_beside(path, tempfile.mkdtemp, error))
-    aside = None
+    aside, published = None, False  # aside: where the old folder lies while it is not at path
     try:
         fill(tmp)
         _fsync_tree(tmp)
         os.chmod(tmp, 0o777 & ~process_umask() if mode is None else mode)  # mkdtemp makes 0700
         if path.exists():
-            aside = tmp.with_name(tmp.name[:-len(".tmp")] + ".old.tmp")
-            os.replace(path, aside)
+            os.replace(path, moved := tmp.with_name(tmp.name[:-len(".tmp")] + ".old.tmp"))
+            aside = moved
         try:
             os.replace(tmp, path)
         except BaseException:
@@ -343,14 +343,16 @@ def write_folder_atomic(path: str | os.PathLike, fill, *, what: str = "output fo
                 os.replace(aside, path)
                 aside = None
             raise
+        published = True
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise OSError(f"{path}: cannot be written ({e.strerror or e}); nothing was replaced") from None
+        kept = "nothing was replaced" if aside is None else f"the old folder could not be put back: it is {aside}"
+        raise OSError(f"{path}: cannot be written ({e.strerror or e}); {kept}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     finally:
-        if aside is not None:
+        if published and aside is not None:  # never the old folder when it could not be put back
             shutil.rmtree(aside, ignore_errors=True)
     with contextlib.suppress(OSError):  # the rename itself, durable (it happened: an error here is no failure)
         _fsync_path(path.parent if str(path.parent) else ".")
