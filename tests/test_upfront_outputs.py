@@ -219,3 +219,55 @@ def test_zoo_tiny_refuses_the_shipped_data_folder(tmp_path, capsys, monkeypatch)
 def test_zoo_check_refuses_an_out_without_a_manifest(tmp_path, capsys):
     _zoo_refused(tmp_path, capsys, "--check", "--out", tmp_path,
                  says=[f"{tmp_path / 'MANIFEST.json'}: no such manifest", "give --out the folder holding MANIFEST.json"])
+
+
+# ------------------------------------------------------------------------------------------------ review (cab8353, 4ffaae7)
+# Review of the up-front checks: each test below failed on the commit it names.
+def test_review_zoo_accepts_out_and_runs_reached_through_a_link(tmp_path):
+    """4ffaae7 refused --out/--runs that are symbolic links to writable folders (runs/ linked to a bigger disk):
+    the zoo writes into them and never replaces them, so a link there cuts nothing. A link to a read-only or
+    missing folder is still refused before training."""
+    import argparse
+
+    from toolkit.cli.zoo import check_folders
+
+    disk = tmp_path / "disk"
+    for name in ("out", "runs", "ro"):
+        (disk / name).mkdir(parents=True)
+        (tmp_path / name).symlink_to(disk / name)
+    (disk / "out" / "sst2").mkdir()
+    (tmp_path / "task-link").symlink_to(disk / "out" / "sst2")
+    args = dict(check=False, tiny=False, task=["sst2"], set=["minilm6_me"], seed=[42])
+    check_folders(argparse.Namespace(out=str(tmp_path / "out"), runs=str(tmp_path / "runs"), **args))
+    os.chmod(disk / "ro", 0o555)
+    try:
+        with pytest.raises(CacheError, match="is read-only"):
+            check_folders(argparse.Namespace(out=str(tmp_path / "ro"), runs=str(tmp_path / "runs"), **args))
+    finally:
+        os.chmod(disk / "ro", 0o755)
+    (tmp_path / "dangling").symlink_to(disk / "nowhere")
+    with pytest.raises(CacheError, match="does not exist"):
+        check_folders(argparse.Namespace(out=str(tmp_path / "out"), runs=str(tmp_path / "dangling"), **args))
+    with pytest.raises(CacheError, match="inside --out"):  # a link does not hide --runs inside --out
+        (disk / "out" / "r").mkdir()
+        (tmp_path / "r-link").symlink_to(disk / "out" / "r")
+        check_folders(argparse.Namespace(out=str(tmp_path / "out"), runs=str(tmp_path / "r-link"), **args))
+
+
+def test_review_add_fingerprint_names_a_non_token_cache_in_a_read_only_folder(tmp_path, capsys):
+    """dfcc3a6 applied the folder check to a current classification cache under --add-weights-fingerprint (it
+    has no model.weights_sha256, so it looked like a file to rewrite): the refusal blamed the folder, whose fix
+    (chmod) leads on to the real refusal; it must say the cache is no token cache and leave it out."""
+    from toolkit.caches.classification import save_cache
+    from toolkit.testing import random_classification_cache
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    save_cache(random_classification_cache(20, 2, 2), ro / "c.parquet")
+    os.chmod(ro, 0o555)
+    try:
+        assert main(["upgrade-cache", "--add-weights-fingerprint", str(ro / "c.parquet")]) == 2
+    finally:
+        os.chmod(ro, 0o755)
+    err = capsys.readouterr().err
+    assert "not an LLM token cache" in err and "cannot be upgraded in place" not in err, err

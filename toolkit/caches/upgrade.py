@@ -55,7 +55,7 @@ def check_upgradable(path: str | os.PathLike, *, adding_fingerprint: bool = Fals
         raise CacheError(f"{path}: header key 'schema_version' is {head.get('schema_version')!r}; only schema 1 "
                          f"caches can be upgraded")
     model = head.get("model") if isinstance(head.get("model"), dict) else {}
-    if current and not (adding_fingerprint and not model.get("weights_sha256")):
+    if current and not (adding_fingerprint and kind == "llm_tokens" and not model.get("weights_sha256")):
         return path, head, kind  # nothing to rewrite
     folder = Path(os.path.realpath(path)).parent  # the file is no link; its folder may be reached through one
     try:

@@ -11,8 +11,9 @@ def register(sub) -> None:
                                    "resuming interrupted runs, then collect cal and test caches into --out and record "
                                    "them in --out/MANIFEST.json. Needs all-MiniLM-L6-v2 and all-mpnet-base-v2 "
                                    "(see README). --check rescores every cache against the manifest. --out and "
-                                   "--runs are checked before any training: a link, a file, a folder without a "
-                                   "write bit, a read-only cache or manifest it would replace, --runs inside --out, "
+                                   "--runs are checked before any training: a file, a folder without a write bit "
+                                   "(either may be a link to a folder), a read-only cache or manifest it would "
+                                   "replace, --runs inside --out, "
                                    "and --tiny into the shipped data/ are refused.")
     p.add_argument("--task", nargs="+", default=["sst2", "mrpc", "rte", "cola", "agnews"])
     p.add_argument("--set", nargs="+", default=["minilm6_me", "cascade", "mpnet_me"],
@@ -57,14 +58,14 @@ def shipped_data() -> Path:
 
 def check_folders(a) -> None:
     """Refuse, before any training, what would fail or do harm only at the writes hours later, naming the path
-    and the fix: with --check, an --out without MANIFEST.json; else an --out or --runs that is a link, a file or a
-    folder without a write bit (:func:`toolkit.cli._common.output_folder`), a task folder below --out that is not a
+    and the fix: with --check, an --out without MANIFEST.json; else an --out or --runs that is a file, a folder
+    without a write bit or a link to either or to nothing (:func:`_container`), a task folder below --out that is not a
     writable folder, a cache or MANIFEST.json there that the atomic writer would refuse (a link, a read-only
     file: :func:`toolkit.cli._common.output_file`), --runs inside --out (checkpoints among the caches, which are
     committed) and --tiny caches written into the shipped data/ (they would replace the shipped caches and their
     manifest entries)."""
     from toolkit.caches.io import CacheError, check_regular_file
-    from toolkit.cli._common import output_file, output_folder
+    from toolkit.cli._common import output_file
     from toolkit.zoo.build import GENERATION_SETS
     from toolkit.zoo.ledger import cache_key
 
@@ -75,8 +76,8 @@ def check_folders(a) -> None:
             raise CacheError(f"{e}; --check rescores the caches a manifest lists: give --out the folder holding "
                              f"MANIFEST.json (default data)") from None
         return
-    out = output_folder(a.out, "--out folder (caches and MANIFEST.json)")
-    runs = output_folder(a.runs, "--runs folder (checkpoints)")
+    out = _container(a.out, "--out folder (caches and MANIFEST.json)")
+    runs = _container(a.runs, "--runs folder (checkpoints)")
     if runs.resolve().is_relative_to(out.resolve()):
         raise CacheError(f"--runs {runs}: inside --out {out}; checkpoints (gigabytes, never committed) would lie "
                          f"among the caches: give --runs a folder outside --out (default runs)")
@@ -86,9 +87,27 @@ def check_folders(a) -> None:
                          f"runs/tiny-data")
     output_file(out / "MANIFEST.json", "manifest")
     for task in a.task:
-        output_folder(out / task, f"--out folder of {task}'s caches")
+        _container(out / task, f"--out folder of {task}'s caches")
         for s in a.set:
             names = [f"{task}/{s}-{split}" for split in ("cal", "test")] if s in GENERATION_SETS else \
                 [cache_key(task, s, seed, split) for seed in a.seed for split in ("cal", "test")]
             for name in names:
                 output_file(out / f"{name}.parquet", "cache file")
+
+
+def _container(path, what: str) -> Path:
+    """``path``, a folder the zoo writes into but never replaces (--out, --runs, a task folder below --out), if it
+    is absent or a writable folder, or a symbolic link to one (runs/ linked to a larger disk: the writes go through
+    it and nothing cuts it); else a :class:`~toolkit.caches.io.CacheError` naming it
+    (:func:`toolkit.cli._common.output_folder` of the folder it leads to), as for a link to nothing."""
+    import os
+
+    from toolkit.caches.io import CacheError
+    from toolkit.cli._common import output_folder
+
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise CacheError(f"{path}: a symbolic link to {os.path.realpath(path)}, which does not exist; make that "
+                         f"folder or give --out/--runs a folder")
+    output_folder(Path(os.path.realpath(path)) if path.is_symlink() else path, what)
+    return path
