@@ -276,3 +276,36 @@ def test_review_write_folder_atomic_never_deletes_the_old_folder_it_could_not_pu
     kept = [p for p in tmp_path.iterdir() if (p / "a.json").is_file() and (p / "a.json").read_text() == "old"]
     assert len(kept) == 1 and "nothing was replaced" not in str(err.value) and str(kept[0]) in str(err.value)
     assert not [p for p in tmp_path.iterdir() if p not in kept]  # the new temporary is removed
+
+
+@pytest.mark.slow
+def test_review_a_run_folder_of_the_old_writer_resumes_and_loses_every_stale_temporary(tmp_path, tiny_encoder_dir,
+                                                                                        glue_dir):
+    """A run folder as the old code left it when killed (checkpoints/checkpoint-5, and the fixed temporaries of a
+    save killed midway: final.tmp holding a config.json, best.tmp) and as the new code leaves it after a SIGKILL
+    mid-save (.best.<pid>.<random>.tmp, .final.<pid>.<random>.tmp: no Python cleanup runs) is not complete for the
+    zoo, resumes from its checkpoint, and the finished run keeps no temporary (each a whole model on disk; before
+    this fix they stayed forever: the new writer never reuses a name, and the old names were no longer touched)."""
+    from transformers import TrainerCallback
+
+    from toolkit.nn.encoder.train import TrainConfig, train
+
+    class Die(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 7:
+                raise KeyboardInterrupt("killed")
+
+    out = tmp_path / "run"
+    cfg = TrainConfig(task="sst2", model=str(tiny_encoder_dir), output_dir=str(out), max_steps=10, save_steps=5,
+                      learning_rate=5e-3, batch_size=16, logging_steps=10, data_dir=str(glue_dir), seed=0,
+                      warmup_ratio=0.0)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, callbacks=[Die()])
+    for stale in ("final.tmp", "best.tmp", ".best.4194305.k3j2.tmp", ".final.4194305.x9q1.tmp",
+                  ".best.4194305.k3j2.old.tmp"):
+        (out / stale).mkdir()
+        (out / stale / "config.json").write_text("{}")
+    assert not (out / "final" / "config.json").exists() and any(out.glob("*/checkpoint-*"))  # zoo: resumable
+    final = train(cfg)
+    assert "checkpoint-5" in (final / "train_meta.json").read_text()  # resumed from the old checkpoint
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]

@@ -450,8 +450,12 @@ def train(cfg: TrainConfig, callbacks=None) -> Path:
         (tmp / "train_meta.json").write_text(json.dumps(meta, indent=1, default=str))
 
     write_folder_atomic(final, fill, what="final model folder")
-    for done in ("checkpoints", "stage1", "stage2", "best"):  # checkpoints are only for resuming: free the disk
+    # checkpoints are only for resuming: free the disk, with the temporaries of saves killed outright (SIGKILL runs
+    # no cleanup): the old fixed names and write_folder_atomic's .best.<pid>.*.tmp / .final.<pid>.*.tmp
+    for done in ("checkpoints", "stage1", "stage2", "best", "best.tmp", "final.tmp"):
         shutil.rmtree(out / done, ignore_errors=True)
+    for left in [*out.glob(".best.*.tmp"), *out.glob(".final.*.tmp")]:
+        shutil.rmtree(left, ignore_errors=True)
     return final
 
 
