@@ -1,8 +1,9 @@
 """Calibration shift: is the split that thresholds are fitted on exchangeable with the one they are reported on?
 Compares the train-carve ``cal`` with ``test`` (the GLUE dev set), and the two seeded halves of ``test``
-(:func:`toolkit.data.tasks.dev_halves`, stratified by label) with each other, per task, on the shipped single-seed
-caches (seed-42 models): mean tokens (all-MiniLM-L6-v2 tokenizer), label share, and the accuracy of each shipped model's
-last stage.
+(:func:`toolkit.data.tasks.dev_halves`, stratified by label) with each other, per task, on the shipped caches: mean
+tokens (all-MiniLM-L6-v2 tokenizer), label share, and the accuracy of each shipped model's last stage, averaged over
+the set's training seeds (its per-seed files where it has any, else the single-seed pair): each example counts as
+the share of seeds that get it right, so halves, gaps and their sd over halvings are those of the seed mean.
 
 The ``sd`` columns put each gap in context: the standard deviation of the same half-A minus half-B difference over
 ``n_halvings`` random halvings of test (seeds 0..n-1), i.e. how large a gap pure sampling gives between exchangeable
@@ -52,15 +53,31 @@ def _halvings(example_ids, labels, n: int) -> np.ndarray:
     return np.stack([dev_halves(example_ids, labels, seed=s) for s in range(n)]) == 0  # [S, N] True: half A
 
 
+def _files(data: Path, task: str, s: str, split: str) -> list[Path]:
+    """The caches of set ``s``: one per training seed where per-seed files exist, else the single-seed file."""
+    seeds = catalogue.seeds_on_disk(task, s, data=data)
+    return [data / task / (f"{s}-s{seed}-{split}.parquet" if seeds else f"{s}-{split}.parquet")
+            for seed in (seeds or (None,))]
+
+
+def _stage_seed(cache, stage: str):
+    """The training seed of the model behind ``stage`` (a borrowed member keeps its one seed in every set's seed)."""
+    model = cache.meta.get("models", [])[cache.stage_info[cache.stages.index(stage)]["model_index"]]
+    return model.get("train_seed")
+
+
 def _caches(data: Path, task: str) -> dict:
-    caches = {(s, split): load_cache(data / task / f"{s}-{split}.parquet", verify_data=False)
+    """``(set, split) -> [cache per training seed]``, every one on the same examples in the same order."""
+    caches = {(s, split): [(f, load_cache(f, verify_data=False)) for f in _files(data, task, s, split)]
               for s in dict.fromkeys(m[0] for m in MODELS) for split in catalogue.SPLITS}
-    ref = {split: caches[(MODELS[0][0], split)] for split in catalogue.SPLITS}
-    for (s, split), c in caches.items():  # the cache sets of a split must hold the same examples in the same order
-        if len(c.example_ids) != len(ref[split].example_ids) or not (c.example_ids == ref[split].example_ids).all():
-            raise ValueError(f"{data / task / f'{s}-{split}.parquet'}: its examples differ from "
-                             f"{MODELS[0][0]}-{split}.parquet's (ids or order); rebuild the caches of {task} together")
-    return caches
+    ref = {split: caches[(MODELS[0][0], split)][0] for split in catalogue.SPLITS}
+    for (s, split), held in caches.items():  # a split's caches must hold the same examples in the same order
+        for f, c in held:
+            ids = ref[split][1].example_ids
+            if len(c.example_ids) != len(ids) or not (c.example_ids == ids).all():
+                raise ValueError(f"{f}: its examples differ from {ref[split][0]}'s (ids or order); rebuild the caches "
+                                 f"of {task} together")
+    return {k: [c for _, c in held] for k, held in caches.items()}
 
 
 @dataclass(frozen=True, repr=False, eq=False)
@@ -69,7 +86,8 @@ class CalShift:
 
     ``frame``: one row per task and split (``SPLIT_ROWS``): ``task, split, n, tokens`` (mean tokens), ``pos``
     (label share, :func:`label_indicator`) and one accuracy column per model (``MODELS``' names); ``sd``: one row
-    per task, the standard deviation over halvings of each column's half-A minus half-B gap; ``label_balance``: task
+    per task, the standard deviation over halvings of each column's half-A minus half-B gap, and ``seeds <model>``: the
+    distinct training seeds each accuracy column averages (a borrowed member counts once); ``label_balance``: task
     -> (sd of the A - B label share over halvings stratified by label, the same unstratified).
     """
 
@@ -106,9 +124,9 @@ class CalShift:
     def markdown(self) -> str:
         """The table of the calibration-shift results page."""
         names = self.models
+        sd = self.sd.set_index("task")
         out = ["| task | split | n | mean tokens | label share | " + " | ".join(f"acc {n}" for n in names) + " |\n"
                + "|---" * (5 + len(names)) + "|"]
-        sd = self.sd.set_index("task")
         for task, g in self.frame.groupby("task", sort=False):
             r = g.set_index("split")
             for split in SPLIT_ROWS:
@@ -122,6 +140,8 @@ class CalShift:
             out.append(f"| {task} | **A - B** (sd over halvings) | | {a['tokens'] - b['tokens']:+.1f} "
                        f"({s['tokens']:.1f}) | {a['pos'] - b['pos']:+.3f} ({s['pos']:.3f}) | "
                        + " | ".join(f"{a[n] - b[n]:+.3f} ({s[n]:.3f})" for n in names) + " |")
+            out.append(f"| {task} | training seeds | | | | " + " | ".join(f"{int(s[f'seeds {n}'])}" for n in names)
+                       + " |")
         return "\n".join(out)
 
     def label_balance_note(self) -> str:
@@ -148,9 +168,10 @@ def task_shift(data: Path, task: str, *, seed: int = 0, n_halvings: int = 1000) 
     """One task's rows (``SPLIT_ROWS``), the sd of each half-A minus half-B gap over halvings, and the label-share
     sd stratified vs unstratified."""
     caches = _caches(Path(data), task)
-    cal, test = (caches[(MODELS[0][0], s)] for s in catalogue.SPLITS)
-    correct = {split: {name: caches[(s, split)].correct[:, caches[(s, split)].stages.index(stage)].astype(float)
+    cal, test = (caches[(MODELS[0][0], s)][0] for s in catalogue.SPLITS)
+    correct = {split: {name: np.mean([c.correct[:, c.stages.index(stage)] for c in caches[(s, split)]], 0)
                        for s, stage, name in MODELS} for split in catalogue.SPLITS}
+    seeds = {name: len({_stage_seed(c, stage) for c in caches[(s, "test")]}) for s, stage, name in MODELS}
     values = {split: {"tokens": c.n_tokens.astype(float), "pos": label_indicator(c.labels, test.n_classes),
                       **correct[split]} for split, c in (("cal", cal), ("test", test))}
     half = dev_halves(test.example_ids, test.labels, seed=seed)
@@ -164,11 +185,11 @@ def task_shift(data: Path, task: str, *, seed: int = 0, n_halvings: int = 1000) 
     sd = {"task": task, **{k: halving_sd(x, stratified) for k, x in values["test"].items()}}
     plain = _halvings(test.example_ids, None, n_halvings)
     balance = (sd["pos"], halving_sd(values["test"]["pos"], plain))
-    return rows, sd, balance
+    return rows, {**sd, **{f"seeds {k}": v for k, v in seeds.items()}}, balance
 
 
 def cal_shift(data: Path | None = None, *, tasks=TASKS, seed: int = 0, n_halvings: int = 1000) -> CalShift:
-    """The calibration shift of every task in ``tasks`` on the single-seed caches in ``data`` (default
+    """The calibration shift of every task in ``tasks`` on the caches in ``data`` (default
     :func:`toolkit.zoo.catalogue.data_dir`); ``seed``: the halving shown as A/B; ``n_halvings``: halvings (seeds
     0..n-1) the sd columns are over."""
     data = Path(data) if data is not None else catalogue.data_dir()

@@ -57,9 +57,10 @@ def cache_file(task: str, name: str, split: str, *, seed: int | None = None) -> 
     return data_dir() / task / f"{stem}.parquet"
 
 
-def seeds_on_disk(task: str, name: str) -> tuple[int, ...]:
-    """Training seeds of ``task/name`` with both a ``cal`` and a ``test`` per-seed file, sorted."""
-    folder = data_dir() / task
+def seeds_on_disk(task: str, name: str, *, data: Path | None = None) -> tuple[int, ...]:
+    """Training seeds of ``task/name`` with both a ``cal`` and a ``test`` per-seed file, sorted (in ``data``,
+    default :func:`data_dir`)."""
+    folder = (Path(data) if data is not None else data_dir()) / task
     found: dict[int, set[str]] = {}
     for p in folder.glob(f"{name}-s*-*.parquet") if folder.is_dir() else ():
         m = _SEED_FILE.fullmatch(p.name)
