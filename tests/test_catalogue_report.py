@@ -73,7 +73,7 @@ def test_single_seed_reads_the_first_builds_pair_beside_per_seed_files(tmp_path,
         save_cache(_cache(seed=2), tmp_path / "toy" / f"me-s42-{split}.parquet")
         save_cache(_cache(seed=3), tmp_path / "toy" / f"only-s42-{split}.parquet")
     pair = catalogue.load_seeds("toy", "me", verbose=False, single_seed=True)
-    assert not pair.per_seed and pair.seeds == (42,)
+    assert not pair.per_seed and pair.seeds == (42,) and "chosen over the per-seed files of seeds 42" in pair.source
     assert np.array_equal(pair.test[0].logits, _cache(seed=1).logits)
     assert catalogue.load_seeds("toy", "me", verbose=False).per_seed  # without it, the per-seed files
     with pytest.raises(FileNotFoundError, match=r"no single-seed pair toy/only-\{cal,test\}.parquet.*seeds \(42,\)"):

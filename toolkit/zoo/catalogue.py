@@ -106,6 +106,7 @@ class SeedCaches:
     test: tuple
     files: tuple[str, ...]
     per_seed: bool
+    passed_over: tuple = ()  # per-seed files' seeds not read (``single_seed=True`` chose the single-seed pair)
 
     def __len__(self) -> int:
         return len(self.seeds)
@@ -119,9 +120,10 @@ class SeedCaches:
             return (f"{where}: {len(self)} training seeds ({seeds}), files {self.task}/{self.name}-s<seed>-"
                     f"{{cal,test}}.parquet; intervals resample seeds, then test examples")
         seed = self.seeds[0]
+        why = (f"chosen over the per-seed files of seeds {', '.join(map(str, self.passed_over))}"
+               if self.passed_over else "no per-seed files yet")
         return (f"{where}: 1 training seed ({seed if seed is not None else 'not recorded'}), the single-seed files "
-                f"{self.task}/{self.name}-{{cal,test}}.parquet (no per-seed files yet); intervals resample test "
-                f"examples only")
+                f"{self.task}/{self.name}-{{cal,test}}.parquet ({why}); intervals resample test examples only")
 
     def views(self, split: str = "test", **options) -> list[Staged]:
         """One engine view per seed (speed-ups against :data:`REFERENCE` unless ``reference=`` says otherwise),
@@ -163,7 +165,8 @@ def load_seeds(task: str, name: str, *, verbose: bool = True, single_seed: bool 
         cal, test = load(task, name)
         recorded = sorted({s for s in _train_seeds(test) if s is not None})
         seed = recorded[0] if len(recorded) == 1 else None
-        out = SeedCaches(task, name, (seed,), (cal,), (test,), (f"{task}/{name}-test.parquet",), False)
+        out = SeedCaches(task, name, (seed,), (cal,), (test,), (f"{task}/{name}-test.parquet",), False,
+                         seeds_on_disk(task, name) if single_seed else ())
     if verbose:
         print(out.source)
     return out
