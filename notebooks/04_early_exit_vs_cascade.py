@@ -33,7 +33,6 @@
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from IPython.display import display
 
 from toolkit import report
 from toolkit.analysis import engine, plots
@@ -60,7 +59,9 @@ def views_for(task):
 
 
 views = {task: views_for(task) for task in TASKS}
-display(pd.concat([catalogue.recipe(t, n) for t in TASKS for n in POLICIES if catalogue.available(t, n)]).reset_index(drop=True))
+recipes = pd.concat([catalogue.recipe(t, n) for t in TASKS for n in POLICIES if catalogue.available(t, n)])
+print(f"{len(TASKS)} tasks with a cascade cache: {', '.join(TASKS)}; how each model was trained ({len(recipes)} rows):")
+print(recipes.reset_index(drop=True).to_string())
 rows = []
 for t in TASKS:
     c = catalogue.load_seeds(t, "cascade", verbose=False).test[0]
