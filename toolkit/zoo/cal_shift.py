@@ -55,9 +55,8 @@ def _halvings(example_ids, labels, n: int) -> np.ndarray:
 
 def _files(data: Path, task: str, s: str, split: str) -> list[Path]:
     """The caches of set ``s``: one per training seed where per-seed files exist, else the single-seed file."""
-    seeds = catalogue.seeds_on_disk(task, s, data=data)
-    return [data / task / (f"{s}-s{seed}-{split}.parquet" if seeds else f"{s}-{split}.parquet")
-            for seed in (seeds or (None,))]
+    seeds = catalogue.seeds_on_disk(task, s, data=data) or (None,)
+    return [catalogue.cache_file(task, s, split, seed=seed, data=data) for seed in seeds]
 
 
 def _stage_seed(cache, stage: str):

@@ -51,10 +51,11 @@ def data_dir() -> Path:
     return checkout if (checkout / "MANIFEST.json").exists() else Path("data")
 
 
-def cache_file(task: str, name: str, split: str, *, seed: int | None = None) -> Path:
-    """Path of one cache: the per-seed file when ``seed`` is given, else the single-seed file."""
+def cache_file(task: str, name: str, split: str, *, seed: int | None = None, data: Path | None = None) -> Path:
+    """Path of one cache: the per-seed file when ``seed`` is given, else the single-seed file (in ``data``, default
+    :func:`data_dir`)."""
     stem = f"{name}-s{seed}-{split}" if seed is not None else f"{name}-{split}"
-    return data_dir() / task / f"{stem}.parquet"
+    return (Path(data) if data is not None else data_dir()) / task / f"{stem}.parquet"
 
 
 def seeds_on_disk(task: str, name: str, *, data: Path | None = None) -> tuple[int, ...]:

@@ -140,9 +140,7 @@ def cascade_bert_reliability(*, tasks=TASKS, coverage: float = 0.5, n_boot: int 
     for task in tasks:
         if not (catalogue.available(task, "cascade") and catalogue.available(task, "minilm6_me")):
             continue
-        complete = [engine.staged(t) for t in catalogue.load_seeds(task, "cascade", verbose=False).test]
-        internal = [engine.staged(t) for t in catalogue.load_seeds(task, "minilm6_me", verbose=False).test]
-        r = engine.compare_confident(complete, internal, coverage=coverage, stages=("minilm-l2:L2", "L2"),
+        r = engine.compare_confident(_views(task, "cascade"), _views(task, "minilm6_me"), coverage=coverage, stages=("minilm-l2:L2", "L2"),
                                      n_boot=n_boot, seed=seed, names=("complete L2", "internal exit L2")).frame.iloc[0]
         nan = float("nan")
         rows.append({"claim": "a complete small model's confident predictions are more reliable than a shallow "
