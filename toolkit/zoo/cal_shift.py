@@ -70,7 +70,7 @@ def _caches(data: Path, task: str) -> dict:
     caches = {(s, split): [(f, load_cache(f, verify_data=False)) for f in _files(data, task, s, split)]
               for s in dict.fromkeys(m[0] for m in MODELS) for split in catalogue.SPLITS}
     ref = {split: caches[(MODELS[0][0], split)][0] for split in catalogue.SPLITS}
-    for (s, split), held in caches.items():  # a split's caches must hold the same examples in the same order
+    for (_, split), held in caches.items():  # a split's caches must hold the same examples in the same order
         for f, c in held:
             ids = ref[split][1].example_ids
             if len(c.example_ids) != len(ids) or not (c.example_ids == ids).all():
