@@ -279,9 +279,7 @@ def compare_speedups(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged],
     The statistic is the best threshold on the data for each policy (an upper bound, the same on both sides); the
     resamples redo that choice. Options as in :func:`compare`; one row, ``speedup`` columns in x.
     """
-    if isinstance(max_drop, (bool, np.bool_)) or not isinstance(max_drop, (int, float, np.integer, np.floating)) \
-            or not 0 <= max_drop < math.inf:
-        raise ValueError(f"max_drop must be a finite number >= 0 (absolute), got {max_drop!r}")
+    _check_real(max_drop, "max_drop must be a finite number >= 0 (absolute)", valid=lambda x: x >= 0)
     A, Bv = _align(a, b, metric, names=names, subset=subset)
     ref_name, ref_cost = _common_reference(A, Bv, reference)
 
@@ -424,12 +422,10 @@ def compare_confident(a: Staged | Sequence[Staged], b: Staged | Sequence[Staged]
     if (threshold is None) == (coverage is None):
         raise ValueError("compare_confident takes exactly one of threshold= (a confidence) or coverage= (a share of "
                          f"examples, 0 < q <= 1), got threshold={threshold!r}, coverage={coverage!r}")
-    value = threshold if coverage is None else coverage
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value) or (coverage is not None and not 0 < coverage <= 1):
-        what = "threshold must be a finite number (a confidence)" if coverage is None else \
-            "coverage must be a share of examples, 0 < q <= 1"
-        raise ValueError(f"{what}, got {value!r}")
+    if coverage is None:
+        _check_real(threshold, "threshold must be a finite number (a confidence)")
+    else:
+        _check_real(coverage, "coverage must be a share of examples, 0 < q <= 1", valid=lambda q: 0 < q <= 1)
     if not isinstance(stages, (tuple, list)) or len(stages) != 2:
         raise ValueError(f"stages must hold one stage per side, (a's, b's), got {stages!r}")
     A, Bv = _align(a, b, metric, names=names, subset=subset)
@@ -483,15 +479,24 @@ def _check_names(names) -> tuple[str, str]:
     return tuple(names)
 
 
+def _check_real(value, message: str, *, valid=lambda x: True, after: str = "") -> None:
+    """Refuse ``value`` unless it is a finite real number (a Python or numpy int or float; not a bool, a string or
+    an array) for which ``valid`` holds: ``ValueError(f"{message}, got {value!r}{after}")``. The one check of the
+    numeric options of :func:`compare` (budgets), :func:`compare_speedups` (max_drop) and :func:`compare_confident`
+    (threshold, coverage)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value) or not valid(value):
+        raise ValueError(f"{message}, got {value!r}{after}")
+
+
 def _check_budgets(budgets) -> np.ndarray:
     """Budgets as a float array: a non-empty sequence of real, finite speed-ups > 0 (in x)."""
     vals = [budgets] if np.ndim(budgets) == 0 and not isinstance(budgets, str) else budgets
     if isinstance(vals, str) or not len(vals):
         raise ValueError(f"budgets must be a non-empty sequence of speed-ups (x, > 0), got {budgets!r}")
     for k in vals:
-        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, float, np.integer, np.floating)) or \
-                not (math.isfinite(k) and k > 0):
-            raise ValueError(f"budgets are speed-ups (x): finite numbers > 0, got {k!r} in {list(vals)!r}")
+        _check_real(k, "budgets are speed-ups (x): finite numbers > 0", valid=lambda x: x > 0,
+                    after=f" in {list(vals)!r}")
     return np.asarray(vals, dtype=np.float64)
 
 
