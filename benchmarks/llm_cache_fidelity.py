@@ -21,7 +21,6 @@ Run: PYTHONPATH=. python benchmarks/llm_cache_fidelity.py [--batch-size 8] [--th
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from llm_setup import REPO, gather_results, resumable_result, shipped_token_caches, smollm2_with_exits  # noqa: E402
+from llm_setup import (  # noqa: E402
+    REPO,
+    fidelity_parser,
+    gather_results,
+    resumable_result,
+    shipped_token_caches,
+    smollm2_with_exits,
+)
 
 OUT = REPO / "runs" / "llm_cache_fidelity"
 CACHES = ("smollm2_agnews_headline", "smollm2_sst2_sentiment")
@@ -87,14 +93,11 @@ def run_one(lm, exits, cache, prompts, k: int, d: int, batch: int) -> dict:
             "blocks": int(sum(len(a) for a in offline)), "seconds": time.perf_counter() - t0}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--tuned", default=str(REPO / "runs" / "llm" / "smollm2_tuned"))
+def main(argv: list[str] | None = None) -> None:
+    ap = fidelity_parser(__doc__)
     ap.add_argument("--pairs", choices=("all", "chosen"), default="all",
                     help="'chosen': only each family's pair chosen on cal")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     lm, families = smollm2_with_exits(a.tuned, a.threads)
     OUT.mkdir(parents=True, exist_ok=True)
     for name, (cache, prompts, _, _) in shipped_token_caches(lm, CACHES).items():

@@ -22,7 +22,6 @@ Run: PYTHONPATH=. python benchmarks/llm_calm_fidelity.py [--batch-size 8] [--thr
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from llm_setup import REPO, gather_results, resumable_result, shipped_token_caches, smollm2_with_exits  # noqa: E402
+from llm_setup import (  # noqa: E402
+    REPO,
+    fidelity_parser,
+    gather_results,
+    resumable_result,
+    shipped_token_caches,
+    smollm2_with_exits,
+)
 
 OUT = REPO / "runs" / "llm_calm_fidelity"
 CACHES = ("smollm2_agnews_headline", "smollm2_sst2_sentiment")
@@ -88,12 +94,9 @@ def run_one(lm, exits, family, checked, threshold, cache, prompts, frame, ps, ba
             "full_model": {"quality": cache.meta.get("quality"), "tokens": int(cache.n_tokens)}}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--tuned", default=str(REPO / "runs" / "llm" / "smollm2_tuned"))
-    a = ap.parse_args()
+def main(argv: list[str] | None = None) -> None:
+    ap = fidelity_parser(__doc__)
+    a = ap.parse_args(argv)
     from toolkit.analysis import engine
     from toolkit.analysis.llm.exits import from_llm_tokens
     from toolkit.caches.tokens import concat_token_caches, load_llm_cache

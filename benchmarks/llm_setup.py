@@ -121,6 +121,23 @@ def shipped_token_caches(lm, names, split: str = "test") -> dict:
     return out
 
 
+def fidelity_parser(doc: str):
+    """The command line the fidelity benchmarks on the shipped SmolLM2 token caches share (``llm_cache_fidelity``,
+    ``llm_calm_fidelity``; ``doc``: the script's docstring): ``--batch-size`` (prompts decoded together),
+    ``--threads`` (torch CPU threads) and ``--tuned`` (the tuned exits' folder, :func:`smollm2_with_exits`). A
+    script adds its own options to the parser returned."""
+    import argparse
+
+    from toolkit.cli._common import positive_int
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch-size", type=positive_int, default=8, help="prompts decoded together (default 8)")
+    ap.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
+    ap.add_argument("--tuned", default=str(REPO / "runs" / "llm" / "smollm2_tuned"),
+                    help="the tuned exits' folder (scripts/build_llm_caches.sh exits); absent: the logit lens only")
+    return ap
+
+
 def smollm2_with_exits(tuned: str | Path, threads: int):
     """SmolLM2 (float32, ``threads`` torch threads) and its exit families: the logit lens, and tuned exits when
     the folder ``tuned`` exists (``scripts/build_llm_caches.sh exits``)."""
