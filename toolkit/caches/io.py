@@ -359,6 +359,46 @@ def write_folder_atomic(path: str | os.PathLike, fill, *, what: str = "output fo
     return path
 
 
+def remove_temporaries(path: str | os.PathLike, *, dead_only: bool = True) -> list[Path]:
+    """Remove the temporaries that :func:`write_atomic` and :func:`write_folder_atomic` left beside ``path``
+    (``.<name>.<pid>.<random>.tmp``, and ``.<...>.old.tmp`` for an old folder set aside) when a process was killed
+    outright mid-write (SIGKILL runs no cleanup; the writers never reuse a name, so nothing else removes them).
+    With ``dead_only`` (the default, safe while others write) only those of processes no longer alive, whose writes
+    can never finish; without, every one (once ``path`` is published and no other process writes it). An old folder
+    set aside is kept while ``path`` is missing (a kill between the two renames: it is the only copy). Returns the
+    paths removed."""
+    import glob
+    import re
+    import shutil
+
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    mine = re.compile(rf"^\.{re.escape(path.name)}\.(?P<pid>\d+)\..+\.tmp$")
+    gone = []
+    for p in folder.glob(f".{glob.escape(path.name)}.*.tmp") if folder.is_dir() else ():
+        m = mine.match(p.name)
+        if m is None or (dead_only and _alive(int(m["pid"]))) or p.is_symlink() or \
+                (p.name.endswith(".old.tmp") and not os.path.lexists(path)):
+            continue
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        gone.append(p)
+    return gone
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # OverflowError: no pid is that large
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _fsync_tree(folder: Path) -> None:
     """fsync every regular file below ``folder`` and every folder (their entries), ``folder`` included."""
     for root, _dirs, names in os.walk(folder):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -21,7 +22,7 @@ from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTraining
 from transformers.trainer_utils import get_last_checkpoint
 
 from toolkit._api import check_batch
-from toolkit.caches.io import write_folder_atomic
+from toolkit.caches.io import remove_temporaries, write_folder_atomic
 from toolkit.data.provenance import package_versions
 from toolkit.data.text2text import load_seq2seq_split
 from toolkit.nn.encoder.train import ColumnsDataset, finished_run
@@ -68,12 +69,31 @@ def seq2seq_dataset(frame, source_tokenizer, target_tokenizer, eos_id: int, max_
     return ColumnsDataset(cols)
 
 
+def drop_incomplete_checkpoints(folder: Path) -> list[Path]:
+    """Remove the ``checkpoint-<step>`` folders in ``folder`` that a failed or killed save left without their
+    ``trainer_state.json`` (transformers writes it last, after the weights, optimizer and RNG states, and in place):
+    resuming from one would restart at step 0 with half-saved states. Returns the folders removed."""
+    cut = [p for p in folder.glob("checkpoint-*") if p.is_dir() and not p.is_symlink()
+           and not (p / "trainer_state.json").is_file()] if folder.is_dir() else []
+    for p in cut:
+        shutil.rmtree(p, ignore_errors=True)
+    return cut
+
+
 def train_seq2seq(cfg: Seq2SeqTrainConfig, callbacks=None) -> Path:
-    """Train per ``cfg``; returns ``<output_dir>/final``. Rerunning continues from the last checkpoint."""
+    """Train per ``cfg``; returns ``<output_dir>/final``. Rerunning continues from the last complete checkpoint.
+
+    Temporaries: a checkpoint save cut short (a failure or an interrupt) is removed when training stops, and one that
+    a killed run left (SIGKILL) when the next run starts, with the final folder's temporaries of dead processes
+    (:func:`toolkit.caches.io.remove_temporaries`); a finished run keeps neither its checkpoints (only for resuming)
+    nor any temporary."""
     out = Path(cfg.output_dir)
     final = out / "final"
     if finished_run(cfg, out):
         return final
+    ckpt = out / "checkpoints"
+    remove_temporaries(final)
+    drop_incomplete_checkpoints(ckpt)
     t0 = time.time()
     set_seed(cfg.seed)
     data = load_seq2seq_split(cfg.task, "train", cfg.data_dir)
@@ -96,11 +116,13 @@ def train_seq2seq(cfg: Seq2SeqTrainConfig, callbacks=None) -> Path:
     trainer = Seq2SeqTrainer(model=model, args=args, train_dataset=ds, callbacks=callbacks,
                              # no model= here: the model builds decoder inputs from the labels itself
                              data_collator=DataCollatorForSeq2Seq(src, label_pad_token_id=-100))
-    ckpt = out / "checkpoints"
     last = get_last_checkpoint(str(ckpt)) if ckpt.exists() else None
-    with warnings.catch_warnings():  # EncoderDecoderModel warns on every batch with labels, about transformers 4.12
-        warnings.filterwarnings("ignore", message="Version v4.12.0 introduces", category=FutureWarning)
-        result = trainer.train(resume_from_checkpoint=last)
+    try:
+        with warnings.catch_warnings():  # EncoderDecoderModel warns on every batch with labels, about transformers 4.12
+            warnings.filterwarnings("ignore", message="Version v4.12.0 introduces", category=FutureWarning)
+            result = trainer.train(resume_from_checkpoint=last)
+    finally:
+        drop_incomplete_checkpoints(ckpt)  # the rerun resumes from the last complete one
     model.config.train_config = asdict(cfg)
 
     def fill(tmp: Path) -> None:
@@ -112,4 +134,6 @@ def train_seq2seq(cfg: Seq2SeqTrainConfig, callbacks=None) -> Path:
         (tmp / "train_meta.json").write_text(json.dumps(meta, indent=1, default=str))
 
     write_folder_atomic(final, fill, what="final model folder")
+    shutil.rmtree(ckpt, ignore_errors=True)
+    remove_temporaries(final, dead_only=False)
     return final
