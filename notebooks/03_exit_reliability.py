@@ -96,8 +96,7 @@ report.show(fig, alt=f"Left: risk-coverage curves of the six MiniLM-L6 exits on 
 # %%
 # NBVAL_CHECK_OUTPUT
 casc_sets = catalogue.load_seeds("sst2", "cascade")
-complete = [engine.staged(t) for t in casc_sets.test]
-internal = [engine.staged(t) for t in sets.test]
+complete, internal = casc_sets.views(), sets.views()  # one engine view per training seed, aligned
 kw = dict(stages=("minilm-l2:L2", "L2"), names=("complete MiniLM-L2", "internal exit L2"), n_boot=catalogue.N_BOOT,
           seed=catalogue.SEED)
 cov = pd.concat([engine.compare_confident(complete, internal, coverage=q, **kw).frame for q in (0.25, 0.5, 0.75)],
