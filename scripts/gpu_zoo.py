@@ -8,7 +8,8 @@ on a CPU (``--device cpu --workers 0``): resumable, in priority order.
     nohup nice -n 19 python scripts/gpu_zoo.py /tmp/zoo --device cpu --workers 2 --threads 1 \
         --runs /tmp/zoo/runs > /tmp/zoo/runner.log 2>&1 &                 # the CPU plan (issue 29), resumable
     python scripts/gpu_zoo.py --merge OUT/data --into data              # bring a run's caches into data/
-    python scripts/gpu_zoo.py --ledger-from-log OUT/runner.log --into OUT/logs/ledger.jsonl   # backfill (once)
+    python scripts/gpu_zoo.py --ledger-from-log OUT/runner-1.log OUT/runner.log --into OUT/logs/ledger.jsonl
+                                                                        # backfill (logs oldest first; idempotent)
 
 Inputs: the data folder (``TOOLKIT_DATA_DIR`` or ``--data-dir``, laid out like ../shared/data); the pretrained
 weights as plain folders ``$TOOLKIT_CACHE/models/all-MiniLM-L6-v2`` and ``.../all-mpnet-base-v2`` (or the
@@ -63,8 +64,10 @@ def _args(argv=None):
     p.add_argument("--ledger", help="with --merge: the run's ledger (default: OUT/logs/ledger.jsonl beside OUT/data, "
                                     "where it exists)")
     p.add_argument("--ledger-from-log", nargs="+", metavar="LOG",
-                   help="append the job attempts that these runner logs report to the ledger --into "
-                        "(OUT/logs/ledger.jsonl), each once; see toolkit.zoo.ledger.parse_runner_log")
+                   help="append the job attempts that these runner logs (oldest first) report to the ledger "
+                        "--into (OUT/logs/ledger.jsonl), each once, also where a log is read again under another "
+                        "name; logs whose 'runner started' lines say another order are refused; see "
+                        "toolkit.zoo.ledger.backfill")
     p.add_argument("--into", help="--merge: the data folder (default data); --ledger-from-log: the ledger file")
     return p.parse_args(argv)
 
@@ -124,7 +127,10 @@ def main(argv=None) -> int:
 
         if not a.into or Path(a.into).is_dir() or not a.into.endswith(".jsonl"):
             raise SystemExit(f"--ledger-from-log needs --into OUT/logs/{LEDGER} (the ledger file), got {a.into}")
-        added = backfill(a.ledger_from_log, a.into)
+        try:
+            added = backfill(a.ledger_from_log, a.into)
+        except ValueError as e:  # logs out of order (their 'runner started' lines), a bad ledger line
+            raise SystemExit(f"--ledger-from-log: {e}") from None
         print(f"appended {len(added)} job attempts from {len(a.ledger_from_log)} log(s) to {a.into}")
         return 0
     if a.merge:
@@ -142,6 +148,7 @@ def main(argv=None) -> int:
 
     from toolkit.zoo.build import Where, borrowed_problems
     from toolkit.zoo.jobs import prioritized, run_jobs, without_finished
+    from toolkit.zoo.ledger import started_line
 
     device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
     profile = a.profile or ("cpu" if device == "cpu" else "v2")
@@ -158,6 +165,8 @@ def main(argv=None) -> int:
         print_plan(jobs, device, a.workers, a.tiny, profile)
         return 0
     log = lambda m: print(f"{time.time() - t0:7.1f}s {m}", flush=True)
+    # when this runner started: --ledger-from-log places its log among others by it (the times count from here)
+    log(started_line(t0))
     problems = borrowed_problems(jobs, where)
     if problems:  # refused before any training: the sets could not be collected
         print("\n".join(f"error: {p}" for p in problems), file=sys.stderr)

@@ -5,9 +5,11 @@ One JSON object a line, never rewritten: ``job`` (its id), ``kind`` (train, fold
 stopped, killed), ``started`` (UTC ISO time, None where unknown), ``wall_s``, ``cpu_s`` (CPU seconds of the process
 that ran the job, every thread; None where unknown), ``worker_pid``, ``device``, ``threads``, ``resumed`` (the run
 folder held checkpoints when the attempt started, so it continued from the last one; None where unknown),
-``source`` ("runner", or the runner log a line was read back from by :func:`backfill`) and ``log_t`` (the log's
-seconds since the runner started, backfilled lines only). A job that the runner found already complete is not an
-attempt and has no line.
+``source`` ("runner", or the runner log a line was read back from by :func:`backfill`), ``log_t`` (the log's
+seconds since the runner started; backfilled lines only) and ``log_sha`` (backfilled lines of a log that says when
+and as which pid its runner started, :func:`started_line`: the log's text up to and including the line read,
+hashed, the same for the log read again under another name and different for any other log). A job that the runner
+found already complete is not an attempt and has no line.
 
 ``killed``: an attempt whose runner was killed outright (SIGKILL at a session's end) while it ran, so it never
 logged its end; :func:`backfill` reads it back from a ``start:`` line with no end that a later ``start:`` (or
@@ -15,17 +17,27 @@ logged its end; :func:`backfill` reads it back from a ``start:`` line with no en
 that nothing measured: ``cpu_s`` and ``wall_s`` are None, ``log_t`` is its start line's, ``wall_s_min`` a lower
 bound on its wall seconds (its start to the last timestamp of its log, where the restart is in a later log: the
 runner, and so its worker, lived at least that long; None where the restart is in the same log) and ``restart_t``
-the later start's log seconds where that is in the same log (else None); its job, log and start time keep a second
-backfill from adding it again. :func:`spent` counts it as an attempt of unknown CPU, so no sum that includes it is
+the later start's log seconds where that is in the same log (else None); its job and ``log_sha`` (its start line
+in its log) keep a second backfill from adding it again, also where the log was renamed since (a live
+``runner.log`` becomes ``runner-<n>.log``); a log written before runners logged their start (no ``log_sha``) is
+matched by its name and the start's time instead, so such a log renamed after a restart within it was read gives
+that kill a second line. :func:`spent` counts it as an attempt of unknown CPU, so no sum that includes it is
 written (:func:`with_cpu_seconds` says why, and gives the known attempts' sum as a lower bound). A start with no end
 and no later start (a job running now, in the live log) is not an attempt yet and has no line.
+
+Logs are read oldest first. Their times count from each runner's start, so only a log that says when its runner
+started (:func:`started_line`, written by runners since that line exists) can be placed: logs passed in an order
+that these lines contradict are refused (:func:`check_log_order`); older logs are taken in the order given.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+from datetime import datetime, timezone
+from itertools import pairwise
 from pathlib import Path
 
 LEDGER = "ledger.jsonl"
@@ -37,6 +49,7 @@ _LOG_LINE = re.compile(r"^(?:\d\d:\d\d:\d\d\s+)?\s*(?P<t>\d+(?:\.\d+)?)s \[zoo\]
 _JOB_EVENT = re.compile(r"^(?:\d\d:\d\d:\d\d\s+)?\s*(?P<t>\d+(?:\.\d+)?)s \[zoo\] "
                         r"(?P<event>start|already done|done|failed|stopped): (?P<job>\S+)")
 _LOG_T = re.compile(r"^(?:\d\d:\d\d:\d\d\s+)?\s*(?P<t>\d+\.\d+)s \S")  # any timestamped line (f"{t:7.1f}s {m}")
+_STARTED = re.compile(r"^(?:\d\d:\d\d:\d\d\s+)?\s*\d+(?:\.\d+)?s \[zoo\] runner started (?P<at>\S+)")
 _ENTRY_KEY = re.compile(r"^(?P<task>[^/]+)/(?P<set>.+)-s(?P<seed>\d+)-(?P<split>[^-/]+)$")
 
 
@@ -162,7 +175,7 @@ def parse_runner_log(path: str | os.PathLike) -> list[dict]:
     """
     path = Path(path)
     out = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line, sha in _log_lines(path):
         m = _LOG_LINE.match(line)
         if not m:
             continue
@@ -171,19 +184,73 @@ def parse_runner_log(path: str | os.PathLike) -> list[dict]:
             continue
         out.append({"job": m["job"], "kind": kind_of(m["job"]), "state": m["state"], "started": None,
                     "wall_s": wall, "cpu_s": cpu, "worker_pid": None, "device": None, "threads": None,
-                    "resumed": None, "source": path.name, "log_t": float(m["t"])})
+                    "resumed": None, "source": path.name, "log_t": float(m["t"]), **_sha(sha)})
     return out
 
 
-def _log_events(path: Path) -> tuple[list[tuple[float, str, str]], float | None]:
-    """``(t, event, job)`` of each line of the runner log ``path`` that names a job (event: start, done, failed,
-    stopped, already done), in order, and the log's last timestamp (None without one)."""
-    events, last = [], None
+def _sha(sha: str | None) -> dict:
+    """``{"log_sha": sha}``, or nothing for a log without a start line (its records stay as they were)."""
+    return {} if sha is None else {"log_sha": sha}
+
+
+def _log_lines(path: Path):
+    """``(line, sha)`` of each line of the log ``path``: ``sha`` the first 16 hex digits of the sha256 of the log's
+    text up to and including that line, which names the line whatever the file is called (a log only grows), from
+    the runner's start line (:func:`started_line`: it makes the text unique to one run) on; None before it, and in
+    logs without one (two runs' logs can begin alike)."""
+    h, dated = hashlib.sha256(), False
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        h.update(line.encode("utf-8") + b"\n")
+        dated = dated or _STARTED.match(line) is not None
+        yield line, h.hexdigest()[:16] if dated else None
+
+
+def started_line(t0: float) -> str:
+    """The line a runner logs first: when it started (``t0``: Unix seconds), as UTC to the second, and its pid;
+    :func:`log_started` reads it back."""
+    return f"[zoo] runner started {datetime.fromtimestamp(t0, timezone.utc).isoformat(timespec='seconds')} " \
+           f"(pid {os.getpid()})"
+
+
+def log_started(path: str | os.PathLike) -> datetime | None:
+    """When the runner that wrote the log ``path`` started (its ``[zoo] runner started <UTC time>`` line, an aware
+    datetime); None for a log without one (written before runners logged it)."""
+    for line, _ in _log_lines(Path(path)):
+        if m := _STARTED.match(line):
+            try:
+                at = datetime.fromisoformat(m["at"])
+            except ValueError:
+                raise ValueError(f"{path}: '{line.strip()}' does not give an ISO time") from None
+            if at.tzinfo is None:
+                raise ValueError(f"{path}: '{line.strip()}' gives no time zone (runners log UTC)")
+            return at
+    return None
+
+
+def check_log_order(logs) -> None:
+    """Refuse runner logs ``logs`` passed in an order that their start lines (:func:`log_started`) contradict:
+    a ValueError naming both logs and their start times, and the order to pass them in. Logs without a start line
+    cannot be placed and pass unchecked."""
+    logs = [Path(log) for log in ([logs] if isinstance(logs, (str, os.PathLike)) else logs)]
+    dated = [(at, log) for log in logs if (at := log_started(log)) is not None]
+    for (a, first), (b, second) in pairwise(dated):
+        if b < a:
+            want = " ".join(str(log) for _, log in sorted(dated, key=lambda x: x[0]))
+            raise ValueError(f"runner logs are read oldest first, but {second} (runner started {b.isoformat()}) "
+                             f"comes after {first} (started {a.isoformat()}); pass them in the order {want} "
+                             f"(logs without a 'runner started' line keep their place before or among them)")
+
+
+def _log_events(path: Path) -> tuple[list[tuple[float, str, str, str]], float | None]:
+    """``(t, event, job, sha)`` of each line of the runner log ``path`` that names a job (event: start, done,
+    failed, stopped, already done; ``sha``: :func:`_log_lines`'), in order, and the log's last timestamp (None
+    without one)."""
+    events, last = [], None
+    for line, sha in _log_lines(path):
         if m := _LOG_T.match(line):
             last = float(m["t"])
         if m := _JOB_EVENT.match(line):
-            events.append((float(m["t"]), m["event"], m["job"]))
+            events.append((float(m["t"]), m["event"], m["job"], sha))
     return events, last
 
 
@@ -192,14 +259,16 @@ def killed_attempts(logs) -> list[list[dict]]:
     ``start:`` line of a job with no end line (``done:``, ``failed:``, ``stopped:``, ``already done:``) before a
     later ``start:`` or ``already done:`` of the same job, in the same log or a later one of ``logs``. Ledger records
     in state ``killed`` (the module docstring), in the order of their start lines. A start with no end that nothing
-    follows (the job is running now, or its log is the last word on it) is not returned."""
+    follows (the job is running now, or its log is the last word on it) is not returned. Refused where the logs'
+    start lines show them out of order (:func:`check_log_order`)."""
     logs = [Path(log) for log in ([logs] if isinstance(logs, (str, os.PathLike)) else logs)]
+    check_log_order(logs)
     out: list[list[dict]] = [[] for _ in logs]
     pending: dict[str, list[tuple[int, dict]]] = {}  # job -> (log index, record) of its unended starts in earlier logs
     for i, path in enumerate(logs):
         events, last = _log_events(path)
         running: dict[str, dict] = {}  # job -> its unended start in this log
-        for t, event, job in events:
+        for t, event, job, sha in events:
             if event in ("start", "already done"):
                 for k, rec in pending.pop(job, []):
                     out[k].append(rec)
@@ -209,7 +278,7 @@ def killed_attempts(logs) -> list[list[dict]]:
                 running[job] = {"job": job, "kind": kind_of(job), "state": "killed", "started": None, "wall_s": None,
                                 "cpu_s": None, "worker_pid": None, "device": None, "threads": None,
                                 "resumed": None, "source": path.name, "log_t": t, "wall_s_min": None,
-                                "restart_t": None}
+                                "restart_t": None, **_sha(sha)}
             else:
                 running.pop(job, None)
         for job, rec in running.items():  # its runner lived at least to the log's last timestamp
@@ -218,17 +287,22 @@ def killed_attempts(logs) -> list[list[dict]]:
 
 
 def _same_attempt(a: dict, b: dict) -> bool:
-    """One attempt read twice: same job, source and log time, or (a runner's own line and the log line that reports
-    it) same job, state, wall and CPU seconds (both logged to 0.1 s). A killed attempt (no seconds to compare) is
-    the same only as a killed one of the same job, source and start time. So a live log renamed after a kill within
-    it was read (``runner.log`` becomes ``runner-<n>.log``) gives that kill a second line: harmless to the sums (it
-    has no seconds; the job stays unknown), where matching on times alone could drop a kill in another log."""
+    """One attempt read twice: same job and the same line of the same log (``log_sha``, whatever the log is called
+    now: a live ``runner.log`` read, then renamed ``runner-<n>.log`` and read again), or (a runner's own line and the
+    log line that reports it) same job, state, wall and CPU seconds (both logged to 0.1 s). A killed attempt (no
+    seconds to compare) is the same only as a killed one of the same job and start line. Lines backfilled before
+    ``log_sha`` existed compare by log name and time instead (``source``, ``log_t``), which two runs' ``runner.log``
+    can share: with both hashes that is never enough."""
     if a["job"] != b["job"]:
         return False
+    hashed = a.get("log_sha") is not None and b.get("log_sha") is not None
+    if hashed and a["log_sha"] == b["log_sha"]:
+        return True
+    same_line = not hashed and a.get("log_t") is not None and \
+        (a.get("source"), a.get("log_t")) == (b.get("source"), b.get("log_t"))
     if "killed" in (a.get("state"), b.get("state")):
-        same = a.get("state") == b.get("state")
-        return same and (a.get("source"), a.get("log_t")) == (b.get("source"), b.get("log_t"))
-    if a.get("source") == b.get("source") and a.get("log_t") is not None and a.get("log_t") == b.get("log_t"):
+        return a.get("state") == b.get("state") and same_line
+    if same_line:
         return True
     return (a.get("state"), a.get("wall_s"), a.get("cpu_s")) == (b.get("state"), b.get("wall_s"), b.get("cpu_s"))
 
@@ -236,8 +310,9 @@ def _same_attempt(a: dict, b: dict) -> bool:
 def backfill(logs, into: str | os.PathLike) -> list[dict]:
     """Append the attempts of the runner logs ``logs`` (oldest first: :func:`parse_runner_log`'s ended ones, then
     its :func:`killed_attempts`) to the ledger ``into``, each only if the ledger does not hold it already
-    (:func:`_same_attempt`): running it twice adds nothing, nor does a log of a runner that wrote the ledger
-    itself. Returns the records appended."""
+    (:func:`_same_attempt`): running it twice adds nothing, nor does a log read again under another name, nor a log
+    of a runner that wrote the ledger itself. Refused, before anything is appended, where the logs' start lines
+    show them out of order (:func:`check_log_order`). Returns the records appended."""
     logs = [logs] if isinstance(logs, (str, os.PathLike)) else list(logs)
     held = read_ledger(into)
     added = []
