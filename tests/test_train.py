@@ -129,9 +129,14 @@ def test_resume_gives_same_final_weights(tmp_path, tiny_encoder_dir, glue_dir):
     with pytest.raises(KeyboardInterrupt):
         train(cfg, callbacks=[_Die()])
     assert not (tmp_path / "b" / "final").exists()
+    # what a save killed outright leaves (the zoo's runner at a session's end): transformers writes checkpoint-<step>
+    # in place and trainer_state.json last; resuming from it would restart from half-saved states
+    half = tmp_path / "b" / "checkpoints" / "checkpoint-8"
+    half.mkdir()
+    (half / "config.json").write_text("{}")
     resumed = train(cfg)
     meta = (resumed / "train_meta.json").read_text()
-    assert "checkpoint-5" in meta
+    assert "checkpoint-5" in meta and not half.exists()
     a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 

@@ -357,6 +357,17 @@ def _args(cfg: TrainConfig, out: Path, **over) -> TrainingArguments:
     return TrainingArguments(**kw)
 
 
+def drop_incomplete_checkpoints(folder: Path) -> list[Path]:
+    """Remove the ``checkpoint-<step>`` folders in ``folder`` that a failed or killed save left without their
+    ``trainer_state.json`` (transformers writes it last, after the weights, optimizer and RNG states, and in place):
+    resuming from one would restart at step 0 with half-saved states. Returns the folders removed."""
+    cut = [p for p in folder.glob("checkpoint-*") if p.is_dir() and not p.is_symlink()
+           and not (p / "trainer_state.json").is_file()] if folder.is_dir() else []
+    for p in cut:
+        shutil.rmtree(p, ignore_errors=True)
+    return cut
+
+
 def _fit(cfg, model, tokenizer, ds, out: Path, objective: str, teacher=None, callbacks=None, head_learning_rate=None,
          eval_ds=None, compute_metrics=None, **arg_over) -> dict:
     loss_kwargs = {}
@@ -370,8 +381,12 @@ def _fit(cfg, model, tokenizer, ds, out: Path, objective: str, teacher=None, cal
                                data_collator=DataCollatorWithPadding(tokenizer), objective=objective,
                                loss_kwargs=loss_kwargs, teacher=teacher, callbacks=callbacks,
                                head_learning_rate=head_learning_rate, compute_metrics=compute_metrics)
+    drop_incomplete_checkpoints(out)  # a save killed outright (the zoo's runner, at a session's end)
     last = get_last_checkpoint(str(out)) if out.exists() else None
-    result = trainer.train(resume_from_checkpoint=last)
+    try:
+        result = trainer.train(resume_from_checkpoint=last)
+    finally:
+        drop_incomplete_checkpoints(out)  # the rerun resumes from the last complete one
     return {"train_loss": result.training_loss, "steps": result.global_step, "resumed_from": last,
             "log_history": trainer.state.log_history}
 

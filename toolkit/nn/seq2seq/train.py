@@ -25,7 +25,7 @@ from toolkit._api import check_batch
 from toolkit.caches.io import remove_temporaries, write_folder_atomic
 from toolkit.data.provenance import package_versions
 from toolkit.data.text2text import load_seq2seq_split
-from toolkit.nn.encoder.train import ColumnsDataset, finished_run
+from toolkit.nn.encoder.train import ColumnsDataset, drop_incomplete_checkpoints, finished_run
 from toolkit.nn.seq2seq.models import load_seq2seq, save_seq2seq, warm_start
 
 
@@ -67,17 +67,6 @@ def seq2seq_dataset(frame, source_tokenizer, target_tokenizer, eos_id: int, max_
     cols = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")}
     cols["labels"] = target_ids(target_tokenizer, frame["target"], eos_id)
     return ColumnsDataset(cols)
-
-
-def drop_incomplete_checkpoints(folder: Path) -> list[Path]:
-    """Remove the ``checkpoint-<step>`` folders in ``folder`` that a failed or killed save left without their
-    ``trainer_state.json`` (transformers writes it last, after the weights, optimizer and RNG states, and in place):
-    resuming from one would restart at step 0 with half-saved states. Returns the folders removed."""
-    cut = [p for p in folder.glob("checkpoint-*") if p.is_dir() and not p.is_symlink()
-           and not (p / "trainer_state.json").is_file()] if folder.is_dir() else []
-    for p in cut:
-        shutil.rmtree(p, ignore_errors=True)
-    return cut
 
 
 def train_seq2seq(cfg: Seq2SeqTrainConfig, callbacks=None) -> Path:
