@@ -50,8 +50,8 @@ MODULES = {module_name(p): p for p in PKG.rglob("*.py")}
 ANALYSIS_SIDE = [m for m in MODULES
                  if m.startswith(("toolkit.analysis", "toolkit.caches", "toolkit.data", "toolkit.imports"))] + [
     "toolkit", "toolkit.testing", "toolkit._moved", "toolkit.zoo", "toolkit.zoo.manifest", "toolkit.zoo.catalogue",
-    "toolkit.zoo.claims", "toolkit.zoo.cal_shift", "toolkit.zoo.readme", "toolkit.zoo.ledger", "toolkit.report",
-    "toolkit.policy"]
+    "toolkit.zoo.claims", "toolkit.zoo.cal_shift", "toolkit.zoo.readme", "toolkit.zoo.ledger", "toolkit.zoo.lineage",
+    "toolkit.report", "toolkit.policy"]
 
 
 @pytest.mark.parametrize("module", sorted(ANALYSIS_SIDE))

@@ -31,7 +31,8 @@ from toolkit._api import check_batch
 from toolkit.caches.classification import load_cache
 from toolkit.caches.io import write_atomic, write_folder_atomic
 from toolkit.zoo.ledger import cache_key, job_id
-from toolkit.zoo.manifest import generation_table, stage_table, update_manifest
+from toolkit.zoo.lineage import DERIVED, FIRST_BUILD
+from toolkit.zoo.manifest import generation_table, stage_table, stamp_manifest, update_manifest
 from toolkit.zoo.recipes import (
     CASCADE,
     CASCADE_DA,
@@ -180,10 +181,11 @@ def _selection(t: dict) -> dict:
     return {"best_epoch": (logs.get("best") or {}).get("epoch"), "curve": curve}
 
 
-def _manifest_entry(path: Path, cache, train_metas: list[dict], wall: float, command: str, seed=None) -> dict:
+def _manifest_entry(path: Path, cache, train_metas: list[dict], wall: float, command: str, seed=None,
+                    build: str = "v2") -> dict:
     m = cache.meta
     return {"file": str(Path(path.parents[1].name) / path.parent.name / path.name), "task": m["task"],
-            "split": m["split"], "train_seed": seed, "n_examples": cache.n_examples,
+            "split": m["split"], "train_seed": seed, "build": build, "n_examples": cache.n_examples,
             "stages": cache.stages, "command": command, "collect_command": m.get("command"),
             "data_fingerprint": m["data"]["fingerprint"], "data_files": m["data"]["files"],
             "split_seed": m["data"]["split_seed"], "versions": m.get("versions"),
@@ -198,10 +200,15 @@ def _manifest_entry(path: Path, cache, train_metas: list[dict], wall: float, com
 
 
 def collect_set(task: str, s: str, seed: int, where: Where, splits=("cal", "test"), log=print) -> list[Path]:
-    """Collect ``splits`` of set ``s`` (every member already trained) into ``<out>/<task>/<s>-s<seed>-<split>``."""
+    """Collect ``splits`` of set ``s`` (every member already trained) into ``<out>/<task>/<s>-s<seed>-<split>``,
+    each entry stamped with this build's ``build`` (``where.profile``) and, for a derived set
+    (:data:`toolkit.zoo.lineage.DERIVED`), ``derived_from``: its parent set's cache of the same seed, collected
+    first where missing."""
     from toolkit.caches.classification import save_cache
     from toolkit.nn.encoder.collect import collect
 
+    if s in DERIVED:  # the parent's cache must exist to record its content hash
+        collect_set(task, DERIVED[s][0], seed, where, splits=splits, log=log)
     trained = [m for m in SETS[s] if not where.borrowed(m)]
     borrowed = [m for m in SETS[s] if where.borrowed(m)]
     if borrowed and SETS[s][-len(borrowed):] != tuple(borrowed):
@@ -234,7 +241,8 @@ def collect_set(task: str, s: str, seed: int, where: Where, splits=("cal", "test
             save_cache(cache, path)
             own.unlink()
         update_manifest(where.out, key, _manifest_entry(path, cache, split_metas, time.time() - t0, where.command,
-                                                        seed))
+                                                        seed, build=where.profile))
+        stamp_manifest(where.out, keys=[key])  # derived_from, for a derived set
         written.append(path)
     return written
 
@@ -321,6 +329,7 @@ def join_borrowed(cache, source, stage: str, name: str, source_key: str):
 def _generation_entry(path: Path, cache, train_metas: list[dict], wall: float, command: str) -> dict:
     m = cache.meta
     return {"file": str(path), "kind": "generation", "task": m["task"], "split": m["split"],
+            "build": FIRST_BUILD,  # the seq2seq recipes have the first build's schedules only
             "n_examples": cache.n_examples, "models": [
                 {"name": name, "encoder": t["config"].get("encoder"), "decoder": t["config"].get("decoder"),
                  "train_seed": t["config"].get("seed"), "epochs": t["config"].get("epochs"),
@@ -406,11 +415,19 @@ def plan(tasks, sets, seeds, profile: str = "v2") -> list[Job]:
             if s not in SETS:
                 raise ValueError(f"unknown set {s!r}; choose from {sorted(SETS)}")
             for seed in seeds:
-                needs = [_member_jobs(task, m, seed, jobs) for m in SETS[s]
-                         if not (profile == "cpu" and m in CPU_BORROWED)]
-                c = Job("collect", task, s, seed, needs=tuple(needs))
-                jobs.setdefault(c.id, c)
+                _collect_job(task, s, seed, jobs, profile)
     return list(jobs.values())
+
+
+def _collect_job(task: str, s: str, seed: int, jobs: dict, profile: str) -> str:
+    """Add the collect job of set ``s`` (and what it needs: its members' training and, for a derived set, its
+    parent's caches, whose content hash its manifest entry records) to ``jobs``; returns its id."""
+    needs = [_member_jobs(task, m, seed, jobs) for m in SETS[s] if not (profile == "cpu" and m in CPU_BORROWED)]
+    if s in DERIVED:
+        needs.append(_collect_job(task, DERIVED[s][0], seed, jobs, profile))
+    c = Job("collect", task, s, seed, needs=tuple(needs))
+    jobs.setdefault(c.id, c)
+    return c.id
 
 
 def run_job(job: Job, where: Where, splits=("cal", "test"), log=print):
@@ -446,7 +463,8 @@ def build(tasks=ZOO_TASKS, sets=("minilm6_me", "cascade", "mpnet_me"), out: str 
                 continue
             for seed in seeds:
                 for job in plan([task], [s], [seed]):
-                    written += run_job(job, where, splits=splits, log=log) or []
+                    paths = run_job(job, where, splits=splits, log=log) or []
+                    written += paths if job.name == s else []  # not a derived set's parent's caches
     return written
 
 

@@ -8,7 +8,11 @@ was trained, and the evaluation protocol every notebook shares (speed-up referen
 
 Cache files (relative to :func:`data_dir`): ``<task>/<set>-s<seed>-<split>.parquet`` for each training seed (the
 multi-seed recipe), ``<task>/<set>-<split>.parquet`` for the single-seed caches. :func:`load_seeds` takes every seed that has
-both a ``cal`` and a ``test`` file and falls back to the single-seed pair when there is none. Analysis side: no torch.
+both a ``cal`` and a ``test`` file and falls back to the single-seed pair when there is none; ``build=`` picks the
+files of one build (``MANIFEST.json`` records each file's ``build``, :mod:`toolkit.zoo.lineage`). A derived set (the
+slenderized copies, the probe exits) is compared with the files it was made from: :func:`parent_of` reads them from
+its manifest record and checks their content hash, :func:`derived_pair` gives both, and :func:`check_parent` refuses
+any other pairing. Analysis side: no torch.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from pathlib import Path
 import pandas as pd
 
 from toolkit.analysis.engine import Staged, staged
+from toolkit.caches.io import CacheError
 from toolkit.caches.kinds import load as load_any
+from toolkit.zoo.lineage import content_hash, parse_key
 
 # The speed-up reference of every notebook and generated table: the last member alone (a cascade's or Swift/Super's
 # largest model, run on every example) or, for a multi-exit model, its last exit (the engine's default).
@@ -85,6 +91,34 @@ def load(task: str, name: str, *, seed: int | None = None):
     return tuple(read(cache_file(task, name, s, seed=seed)) for s in SPLITS)
 
 
+def manifest() -> dict:
+    """The ``caches`` of :func:`data_dir`'s ``MANIFEST.json`` (empty where there is none)."""
+    path = data_dir() / "MANIFEST.json"
+    return json.loads(path.read_text()).get("caches", {}) if path.is_file() else {}
+
+
+def _key(task: str, name: str, split: str, seed: int | None) -> str:
+    return f"{task}/{name}-s{seed}-{split}" if seed is not None else f"{task}/{name}-{split}"
+
+
+# ------------------------------------------------------------------------------------------------- identity
+@dataclass(frozen=True)
+class Identity:
+    """What the manifest records of one cache file: its ``build`` (None: no entry, or one written before builds were
+    recorded), its content hash (the header's, which every load verifies) and, for a derived set, ``derived_from``
+    (the parent's set, build, file and content hash; :mod:`toolkit.zoo.lineage`)."""
+
+    key: str
+    build: str | None
+    content: str
+    derived_from: dict | None = None
+
+
+def _identity(key: str, entries: dict) -> Identity:
+    e = entries.get(key, {})
+    return Identity(key, e.get("build"), content_hash(data_dir() / f"{key}.parquet"), e.get("derived_from"))
+
+
 # ------------------------------------------------------------------------------------------------- seeds
 def _train_seeds(cache) -> tuple:
     meta = getattr(cache, "meta", {}) or {}
@@ -107,7 +141,13 @@ class SeedCaches:
     test: tuple
     files: tuple[str, ...]
     per_seed: bool
-    passed_over: tuple = ()  # per-seed files' seeds not read (``single_seed=True`` chose the single-seed pair)
+    passed_over: tuple = ()  # per-seed files' seeds not read (``build=`` or ``single_seed=True`` chose the pair)
+    identity: tuple = ()  # per seed, {split: Identity} of its files
+
+    @property
+    def builds(self) -> tuple:
+        """The build of each seed's test file (None where the manifest records none)."""
+        return tuple(i["test"].build for i in self.identity)
 
     def __len__(self) -> int:
         return len(self.seeds)
@@ -144,45 +184,151 @@ class SeedCaches:
         return f"SeedCaches({self.source})"
 
 
-def load_seeds(task: str, name: str, *, verbose: bool = True, single_seed: bool = False) -> SeedCaches:
+def _choose(task: str, name: str, build: str | None, single_seed: bool, entries: dict) -> tuple[tuple, bool]:
+    """``(seeds, per_seed)`` of the files :func:`load_seeds` reads (seeds ``(None,)`` for the single-seed pair)."""
+    if build is not None and single_seed:
+        raise ValueError("give build= or single_seed=True, not both (single_seed=True is the single-seed pair)")
+    on_disk = seeds_on_disk(task, name)
+    pair = all(cache_file(task, name, s).exists() for s in SPLITS)
+    if build is None:
+        if single_seed:
+            if not pair:
+                raise FileNotFoundError(f"no single-seed pair {task}/{name}-{{cal,test}}.parquet in {data_dir()} "
+                                        f"(single_seed=True); per-seed files: seeds {on_disk}")
+            return (None,), False
+        if on_disk:
+            return on_disk, True
+        if not pair:
+            raise FileNotFoundError(f"no cache {task}/{name} in {data_dir()}: neither per-seed files "
+                                    f"{name}-s<seed>-{{cal,test}}.parquet nor the single-seed pair "
+                                    f"{name}-{{cal,test}}.parquet")
+        return (None,), False
+    of = lambda seed: {entries.get(_key(task, name, s, seed), {}).get("build") for s in SPLITS}  # noqa: E731
+    seeds = tuple(sd for sd in on_disk if of(sd) == {build})
+    if seeds:
+        return seeds, True
+    if pair and of(None) == {build}:
+        return (None,), False
+    have = sorted({b for sd in (*on_disk, *((None,) if pair else ())) for b in of(sd)}, key=str)
+    raise FileNotFoundError(f"no build {build!r} of {task}/{name} in {data_dir()}: its files are of builds {have} "
+                            f"(MANIFEST.json's 'build'; python scripts/stamp_lineage.py records them)")
+
+
+def _seed_caches(task: str, name: str, seeds: tuple, per_seed: bool, entries: dict,
+                 passed_over: tuple = ()) -> SeedCaches:
+    pairs = [load(task, name, seed=s) for s in seeds]
+    if per_seed:
+        files = tuple(str(cache_file(task, name, "test", seed=s).relative_to(data_dir())) for s in seeds)
+    else:
+        recorded = sorted({s for s in _train_seeds(pairs[0][1]) if s is not None})
+        seeds = (recorded[0] if len(recorded) == 1 else None,)
+        files = (f"{task}/{name}-test.parquet",)
+    identity = tuple({split: _identity(_key(task, name, split, sd if per_seed else None), entries) for split in SPLITS}
+                     for sd in seeds)
+    return SeedCaches(task, name, seeds, tuple(p[0] for p in pairs), tuple(p[1] for p in pairs), files, per_seed,
+                      passed_over, identity)
+
+
+def load_seeds(task: str, name: str, *, build: str | None = None, verbose: bool = True,
+               single_seed: bool = False) -> SeedCaches:
     """Every training seed of ``task/name``: the per-seed files ``<name>-s<seed>-{cal,test}.parquet``
     when any seed has both, else the single-seed pair ``<name>-{cal,test}.parquet``. Prints which (``verbose``).
 
-    ``single_seed``: the single-seed pair even where per-seed files exist. The pair comes from the first build, and
-    sets trained from it (the slenderized copies pruned from and distilled by its MiniLM-L6, the subsample objectives
-    beside it) are compared with it, not with per-seed runs of another recipe."""
-    seeds = () if single_seed else seeds_on_disk(task, name)
-    if seeds:
-        pairs = [load(task, name, seed=s) for s in seeds]
-        files = tuple(str(cache_file(task, name, "test", seed=s).relative_to(data_dir())) for s in seeds)
-        out = SeedCaches(task, name, seeds, tuple(p[0] for p in pairs), tuple(p[1] for p in pairs), files, True)
-    else:
-        if single_seed and not all(cache_file(task, name, s).exists() for s in SPLITS):
-            raise FileNotFoundError(f"no single-seed pair {task}/{name}-{{cal,test}}.parquet in {data_dir()} "
-                                    f"(single_seed=True); per-seed files: seeds {seeds_on_disk(task, name)}")
-        if not available(task, name):
-            raise FileNotFoundError(f"no cache {task}/{name} in {data_dir()}: neither per-seed files "
-                                    f"{name}-s<seed>-{{cal,test}}.parquet nor the single-seed pair {name}-{{cal,test}}.parquet")
-        cal, test = load(task, name)
-        recorded = sorted({s for s in _train_seeds(test) if s is not None})
-        seed = recorded[0] if len(recorded) == 1 else None
-        out = SeedCaches(task, name, (seed,), (cal,), (test,), (f"{task}/{name}-test.parquet",), False,
-                         seeds_on_disk(task, name) if single_seed else ())
+    ``build``: only the files whose manifest entries record this build (``"v1"``: the first build's single-seed
+    pair; ``"cpu"``, ``"v2"``: the zoo runner's per-seed files; :data:`toolkit.zoo.lineage.BUILDS`); an error lists
+    the builds there are. To compare a derived set (the slenderized copies, the probe exits) with what it was made
+    from, use :func:`derived_pair` (or :func:`parent_of`): the recorded parent, by content hash.
+
+    ``single_seed``: kept for scripts written before builds were recorded: the single-seed pair even where per-seed
+    files exist, whatever its build (prefer ``build="v1"``)."""
+    entries = manifest()
+    seeds, per_seed = _choose(task, name, build, single_seed, entries)
+    passed_over = () if per_seed else tuple(s for s in seeds_on_disk(task, name) if build or single_seed)
+    out = _seed_caches(task, name, seeds, per_seed, entries, passed_over)
     if verbose:
         print(out.source)
     return out
 
 
-def recipe(task: str, name: str, *, single_seed: bool = False) -> pd.DataFrame:
+def parent_of(task: str, name: str, *, verbose: bool = False) -> SeedCaches:
+    """The caches derived set ``task/name`` was made from, as its manifest entries record them (``derived_from``:
+    the parent's file for each of its files, same seed and split), after checking that each parent file still has
+    the recorded content hash. Raises naming the file and the fix when a record is missing or a hash differs."""
+    entries = manifest()
+    seeds, per_seed = _choose(task, name, None, False, entries)
+    records = []
+    for sd in seeds:
+        rec = {}
+        for split in SPLITS:
+            key = _key(task, name, split, sd)
+            r = entries.get(key, {}).get("derived_from")
+            if not r:
+                raise CacheError(f"{data_dir() / 'MANIFEST.json'}: entry {key!r} records no parent ('derived_from'): "
+                                 f"{name} is not a derived set, or its entry predates lineage records (run python "
+                                 f"scripts/stamp_lineage.py --data {data_dir()})")
+            path = data_dir() / r["file"]
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: the parent that {key} records is missing (restore it)")
+            got = content_hash(path)
+            if got != r["content_sha256"]:
+                raise CacheError(f"{path}: content {got[:12]}... is not the parent {key} was derived from "
+                                 f"({r['content_sha256'][:12]}..., build {r['build']!r}): the parent was rebuilt after "
+                                 f"{name} was made; rebuild {task}/{name} from it, or restore the parent file")
+            rec[split] = parse_key(r["key"])
+        records.append(rec)
+    pset = {r[s][1] for r in records for s in SPLITS}
+    pseeds = [r["test"][2] for r in records]
+    if len(pset) != 1 or any(r["cal"][2] != r["test"][2] for r in records):
+        raise CacheError(f"{task}/{name}: its cal and test files record different parents ({records})")
+    pname = pset.pop()
+    out = _seed_caches(task, pname, tuple(pseeds) if per_seed else (None,), per_seed, entries,
+                       () if per_seed else seeds_on_disk(task, pname))
+    if verbose:
+        print(out.source)
+    return out
+
+
+def check_parent(derived: SeedCaches, parent: SeedCaches) -> None:
+    """Refuse to pair derived set ``derived`` with ``parent`` unless ``parent``'s files are, seed by seed and split by
+    split, the ones ``derived``'s manifest entries record as its parent (by content hash): a slim copy against a
+    namesake of another build would confound its width with that build's training data. The error names both
+    builds and the call that pairs them right."""
+    fix = f"use catalogue.derived_pair({derived.task!r}, {derived.name!r}) (or catalogue.parent_of)"
+    for d in derived.identity:
+        for split in SPLITS:
+            if d[split].derived_from is None:
+                raise ValueError(f"{d[split].key} records no parent ('derived_from'): not a derived set, or a "
+                                 f"manifest from before lineage records (python scripts/stamp_lineage.py)")
+    want = [(d[split].derived_from, d[split]) for d in derived.identity for split in SPLITS]
+    got = [p[split] for p in parent.identity for split in SPLITS]
+    if len(want) != len(got) or any(r["content_sha256"] != g.content for (r, _), g in zip(want, got)):
+        recorded = sorted({f"{r['key']} (build {r['build']!r})" for r, _ in want})
+        given = sorted({f"{g.key} (build {g.build!r})" for g in got})
+        builds = sorted({str(d.build) for _, d in want})
+        raise ValueError(f"{derived.task}/{derived.name} (build {', '.join(map(repr, builds))}) was derived from "
+                         f"{', '.join(recorded)}, not from {', '.join(given)}: comparing them confounds the "
+                         f"derivation with another build's training; {fix}")
+
+
+def derived_pair(task: str, name: str, *, verbose: bool = False) -> tuple[SeedCaches, SeedCaches]:
+    """``(derived, parent)``: the caches of derived set ``task/name`` and of what it was made from
+    (:func:`parent_of`), checked to pair (:func:`check_parent`)."""
+    derived = load_seeds(task, name, verbose=verbose)
+    parent = parent_of(task, name, verbose=verbose)
+    check_parent(derived, parent)
+    return derived, parent
+
+
+def recipe(task: str, name: str, *, build: str | None = None, single_seed: bool = False) -> pd.DataFrame:
     """How the models of a set were trained, from ``MANIFEST.json`` (one row per model and seed): objective,
     epochs, learning rates, training examples, seed; of the files :func:`load_seeds` reads with the same
-    ``single_seed``."""
-    manifest = json.loads((data_dir() / "MANIFEST.json").read_text())["caches"]
-    seeds = () if single_seed else seeds_on_disk(task, name)
-    keys = [f"{task}/{name}-s{s}-test" for s in seeds] or [f"{task}/{name}-test"]
+    ``build`` and ``single_seed``."""
+    entries = manifest()
+    seeds, _ = _choose(task, name, build, single_seed, entries)
+    keys = [_key(task, name, "test", s) for s in seeds]
     rows = []
     for key in keys:
-        for m in manifest.get(key, {}).get("models", []):
+        for m in entries.get(key, {}).get("models", []):
             row = {"cache": key, "model": m.get("name"), "train seed": m.get("train_seed"),
                    "objective": m.get("objective"), "epochs": m.get("epochs"), "learning rate": m.get("learning_rate"),
                    "head learning rate": m.get("head_learning_rate"), "training examples": m.get("train_size")}

@@ -187,17 +187,16 @@ def elang(*, tasks=TASKS, n_boot: int = catalogue.N_BOOT, seed: int = catalogue.
 
 def cost_eff(*, tasks=TASKS, n_boot: int = catalogue.N_BOOT, seed: int = catalogue.SEED) -> list[dict]:
     """COST-EFF: a slenderized multi-exit model is more accurate than the full-width one at equal small cost. The
-    full-width side is the model the slim copies were pruned from and distilled by (the single-seed pair of
-    ``minilm6_me``), not per-seed runs of another recipe."""
+    full-width side is the model each slim copy was pruned from and distilled by, as its manifest entry records it
+    (:func:`catalogue.derived_pair`: the first build's ``minilm6_me`` pair, checked by content hash), never per-seed
+    runs of another build."""
     rows = []
     for task in tasks:
-        if not any(catalogue.available(task, n) for n in ("minilm6_me_w50", "minilm6_me_w25")):
-            continue
-        full = catalogue.load_seeds(task, "minilm6_me", verbose=False, single_seed=True).views()  # the slims' teacher
         for label, name in (("1/2 width", "minilm6_me_w50"), ("1/4 width", "minilm6_me_w25")):
             if not catalogue.available(task, name):
                 continue
-            slim = _views(task, name)
+            slim_s, full_s = catalogue.derived_pair(task, name)  # the slim and its recorded teacher
+            slim, full = slim_s.views(), full_s.views()
             kw = dict(reference="b", n_boot=n_boot, seed=seed, names=("slenderized", "full width"))
             x = engine.compare_crossfit(slim, full, rule="budget", budget=4, **kw).frame
             c = engine.compare(slim, full, budgets=(4,), **kw).frame

@@ -22,6 +22,7 @@ from toolkit.analysis import engine
 from toolkit.analysis.llm.intervals import PairedDifferences, paired_stop_differences
 from toolkit.caches.compose import cascade_caches
 from toolkit.zoo import catalogue
+from toolkit.zoo.lineage import FIRST_BUILD
 
 LLM_SETS = {"smollm2_zs_lens": "SmolLM2 zero-shot, lens", "smollm2_zs_tuned": "SmolLM2 zero-shot, tuned",
             "smollm2_probe": "SmolLM2 probes"}
@@ -98,14 +99,14 @@ def llm_classifier(task: str, *, max_drop: float = 0.01, n_boot: int = catalogue
                    verbose: bool = True) -> LLMClassifier:
     """Section 4 of notebook 10 for ``task`` (``"sst2"`` or ``"agnews"``) from the shipped caches: operating points
     chosen on cal with ``rule="drop", max_drop=max_drop``, intervals from ``n_boot`` resamples of test examples
-    (``seed``). The encoders are the first build's single-seed pairs, trained on every training sentence.
+    (``seed``). The encoders are the first build's (``build="v1"``), trained on every training sentence.
     ``verbose``: print which encoder files were loaded (:func:`catalogue.load_seeds`)."""
     llm_c = {n: catalogue.load(task, n) for n in LLM_SETS}
     probe_cal, probe_test = llm_c["smollm2_probe"]
     ids = probe_test.example_ids
-    # the encoders trained on every training sentence (the first build's single-seed pair): the CPU recipe's
-    # per-seed SST-2 MiniLM-L6 saw 20,000 of them and is 3.4 points weaker, a softer baseline for the LLM
-    enc = {n: catalogue.load_seeds(task, n, verbose=verbose, single_seed=True).first() for n in ENCODERS}
+    # the encoders trained on every training sentence (the first build, "v1"): the CPU build's per-seed SST-2
+    # MiniLM-L6 saw 20,000 of them and is 3.4 points weaker, a softer baseline for the LLM
+    enc = {n: catalogue.load_seeds(task, n, verbose=verbose, build=FIRST_BUILD).first() for n in ENCODERS}
     tables = {}
     for n, (c_cal, c_test) in {**llm_c, **enc}.items():
         t = c_test if n in LLM_SETS else c_test.subset(np.flatnonzero(np.isin(c_test.example_ids, ids)))

@@ -77,12 +77,28 @@ def cache_entry(path: str | os.PathLike, *, root: str | os.PathLike = ".", test_
                   "data_fingerprint": data.get("fingerprint"), "data_files": data.get("files"),
                   "split_seed": data.get("split_seed"), "versions": c.meta.get("versions"),
                   "cost_definition": c.meta.get("cost_definition")})
+    entry["build"] = "external"  # not trained by the zoo (toolkit.zoo.lineage.BUILDS)
     if test_only:
         entry["test_only"] = test_only
     return entry
 
 
 def update_manifest(out: Path, key: str, entry: dict) -> None:
+    _edit_manifest(Path(out), lambda caches: caches.__setitem__(key, entry))
+
+
+def stamp_manifest(out: str | os.PathLike = "data", keys=None) -> list[str]:
+    """Record each entry's ``build`` and each derived entry's ``derived_from`` (:func:`toolkit.zoo.lineage.stamp`)
+    in ``out/MANIFEST.json``, for ``keys`` (default all); idempotent. Returns the keys changed."""
+    from toolkit.zoo.lineage import stamp
+
+    out = Path(out)
+    return _edit_manifest(out, lambda caches: stamp(caches, out, keys))
+
+
+def _edit_manifest(out: Path, edit):
+    """Apply ``edit`` to ``out/MANIFEST.json``'s ``caches`` (in place) under the manifest lock, write it back
+    (sorted, atomically) and return what ``edit`` returned."""
     import fcntl
 
     path = out / "MANIFEST.json"
@@ -90,9 +106,10 @@ def update_manifest(out: Path, key: str, entry: dict) -> None:
     with open(out / ".MANIFEST.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         manifest = json.loads(path.read_text()) if path.exists() else {"caches": {}}
-        manifest["caches"][key] = entry
+        result = edit(manifest["caches"])
         manifest["caches"] = dict(sorted(manifest["caches"].items()))
         write_atomic(path, json.dumps(manifest, indent=1, default=str))
+    return result
 
 
 def merge_manifest(src: str | os.PathLike, dst: str | os.PathLike, *,
@@ -105,6 +122,12 @@ def merge_manifest(src: str | os.PathLike, dst: str | os.PathLike, *,
     exists: the runner writes caches under ``OUT/data`` and its ledger under ``OUT/logs``). With one, each entry gets
     the CPU seconds the ledger knows it cost (``train_cpu_s`` per trained model, ``collect_cpu_s``;
     :func:`toolkit.zoo.ledger.with_cpu_seconds`); without one, entries are merged as they are.
+
+    Lineage (:mod:`toolkit.zoo.lineage`): every merged entry gets its ``build`` (kept where recorded, else inferred
+    from its key and command: entries of runners started before builds were recorded) and each derived entry its
+    ``derived_from`` (the parent's file and content hash, the parent read from ``src`` when merged with it, else
+    from ``dst``). Refused before anything is copied: a derived entry whose recorded parent hash does not match that
+    parent, and a cache that replaces one which entries of ``dst`` record as their parent, with other content.
     """
     import shutil
 
@@ -120,6 +143,7 @@ def merge_manifest(src: str | os.PathLike, dst: str | os.PathLike, *,
                                 f"without CPU seconds")
     ledger = Path(ledger) if ledger is not None else src.resolve().parent / "logs" / LEDGER
     table = spent(ledger) if ledger.is_file() else None
+    _check_lineage(src, dst, entries)
     for key, entry in entries.items():
         if table is not None:
             models = metas[key].get("models", [])
@@ -129,7 +153,33 @@ def merge_manifest(src: str | os.PathLike, dst: str | os.PathLike, *,
         with open(src / f"{key}.parquet", "rb") as cache:
             write_atomic(target, lambda f: shutil.copyfileobj(cache, f), error=CacheError)
         update_manifest(dst, key, {**entry, "file": str(Path(dst.name) / f"{key}.parquet")})
+    stamp_manifest(dst, keys=list(entries))
     return list(entries)
+
+
+def _check_lineage(src: Path, dst: Path, entries: dict) -> None:
+    """Refuse a merge that would break a recorded parent (see :func:`merge_manifest`)."""
+    from toolkit.zoo.lineage import content_hash, dependents, parent_key
+
+    shipped_path = dst / "MANIFEST.json"
+    shipped = json.loads(shipped_path.read_text())["caches"] if shipped_path.is_file() else {}
+    problems = []
+    for key, entry in entries.items():
+        rec = entry.get("derived_from")
+        pkey = (rec or {}).get("key") or parent_key(key)
+        if pkey is not None and entry.get("kind", "classification") == "classification":
+            parent = (src if pkey in entries else dst) / f"{pkey}.parquet"
+            if not parent.is_file() or (pkey not in entries and pkey not in shipped):
+                problems.append(f"{key} is derived from {pkey}, which is neither merged with it nor shipped in {dst}")
+            elif rec is not None and content_hash(parent) != rec.get("content_sha256"):
+                problems.append(f"{key}: its recorded parent {pkey} has other content than {parent}")
+        target = dst / f"{key}.parquet"
+        users = [k for k in dependents(shipped, key) if k not in entries]
+        if users and target.is_file() and content_hash(src / f"{key}.parquet") != content_hash(target):
+            problems.append(f"{key}: {', '.join(users)} in {dst} were derived from the shipped {target}; replacing "
+                            f"it would orphan them (merge them rebuilt from the new {key} in the same run)")
+    if problems:
+        raise ValueError(f"{src}: lineage problems, nothing merged: {problems[:3]}")
 
 
 # what check_manifest recomputes per cache kind (its loader comes from the kind's record, toolkit.caches.kinds)
