@@ -44,11 +44,11 @@ SETS = {"joint, full train": "minilm6_me", "joint, subsample": "minilm6_me_joint
         "layer-weighted, subsample": "minilm6_me_weighted_sub", "two-stage, subsample": "minilm6_me_two_stage_sub",
         "probe exits (frozen MiniLM-L6)": "minilm6_probe", "slenderized 1/2 width": "minilm6_me_w50",
         "slenderized 1/4 width": "minilm6_me_w25"}
-# one build: the full-train joint model is the single-seed pair the others were trained beside (and pruned from)
-tests = {label: catalogue.load_seeds("sst2", name, single_seed=name == "minilm6_me").first()[1]
+# one build, the first ("v1", recorded in the manifest): the full-train joint model the others were trained beside
+# (and the slim copies pruned from), not the CPU build's per-seed files of the same name
+tests = {label: catalogue.load_seeds("sst2", name, build="v1").first()[1]
          for label, name in SETS.items() if catalogue.available("sst2", name)}
-display(pd.concat([catalogue.recipe("sst2", SETS[k], single_seed=SETS[k] == "minilm6_me") for k in tests])
-        .reset_index(drop=True))
+display(pd.concat([catalogue.recipe("sst2", SETS[k], build="v1") for k in tests]).reset_index(drop=True))
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -144,12 +144,12 @@ report.show(fig, alt=f"SST-2 test accuracy against mean GFLOPs per example on a 
 # NBVAL_CHECK_OUTPUT
 def slender_rows(task, pairs):
     rows = []
-    full_v = catalogue.load_seeds(task, "minilm6_me", verbose=False, single_seed=True).views()  # the slims' teacher
     for label, name in pairs:
         if not catalogue.available(task, name):
             continue
-        slim = catalogue.load_seeds(task, name, verbose=False).views()
-        c = engine.compare(slim, full_v, budgets=(2, 4, 8), reference="b", n_boot=catalogue.N_BOOT, seed=catalogue.SEED).frame
+        slim, full = catalogue.derived_pair(task, name)  # the slim and the model it was pruned from (recorded, checked)
+        c = engine.compare(slim.views(), full.views(), budgets=(2, 4, 8), reference="b", n_boot=catalogue.N_BOOT,
+                           seed=catalogue.SEED).frame
         for _, r in c.iterrows():
             rows.append({"task": task, "model": label, "cost <= full / ": r["budget"], "slenderized": r["a"],
                          "full width": r["b"], "difference": r["difference"], "lo": r["lo"], "hi": r["hi"]})
@@ -160,9 +160,8 @@ slim_pairs = [("1/2 width", "minilm6_me_w50"), ("1/4 width", "minilm6_me_w25")]
 slender = pd.DataFrame(slender_rows("sst2", slim_pairs) + slender_rows("agnews", slim_pairs))
 print(slender.round(3).to_string(index=False, na_rep="-"))
 print("\nper-exit accuracy, AG News:")
-ag = {k: catalogue.load_seeds("agnews", n, verbose=False, single_seed=True).first()[1] for k, n in (("full width", "minilm6_me"),
-                                                                          ("1/2 width", "minilm6_me_w50"))
-      if catalogue.available("agnews", n)}
+ag = {k: catalogue.load_seeds("agnews", n, verbose=False, build="v1").first()[1]
+      for k, n in (("full width", "minilm6_me"), ("1/2 width", "minilm6_me_w50")) if catalogue.available("agnews", n)}
 print(pd.DataFrame({k: pd.Series(t.correct.mean(0), index=t.stages) for k, t in ag.items()}).T.round(3).to_string())
 
 # %%
