@@ -56,6 +56,10 @@ def _args(argv=None):
     p.add_argument("--seed", nargs="+", type=int, help="only these training seeds")
     p.add_argument("--tiny", action="store_true", help="same code path, a few steps and examples")
     p.add_argument("--reserve", type=float, default=30.0, help="seconds kept for collection before the deadline")
+    p.add_argument("--cpu-every", type=float,
+                   help="wall seconds between a running job's '[zoo] cpu:' lines (the CPU seconds it has used so "
+                        "far: what the ledger knows of a job killed with its runner; default "
+                        "toolkit.zoo.jobs.CPU_EVERY_S, 60); 0: none")
     p.add_argument("--plan", action="store_true", help="print the job list with estimates and exit")
     p.add_argument("--profile", choices=("v2", "cpu"),
                    help="recipe profile (default: cpu with --device cpu, else v2; see toolkit.zoo.recipes)")
@@ -147,7 +151,7 @@ def main(argv=None) -> int:
     import torch
 
     from toolkit.zoo.build import Where, borrowed_problems
-    from toolkit.zoo.jobs import prioritized, run_jobs, without_finished
+    from toolkit.zoo.jobs import CPU_EVERY_S, prioritized, run_jobs, without_finished
     from toolkit.zoo.ledger import started_line
 
     device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -179,7 +183,7 @@ def main(argv=None) -> int:
     log(f"[zoo] {len(jobs)} jobs on {device} ({profile} recipes), {a.workers} workers, {threads} thread(s) each, "
         f"deadline {a.deadline or 'none'} s")
     status = run_jobs(jobs, where, workers=a.workers, deadline=deadline, reserve=a.reserve, threads=threads,
-                      device=device, log=log)
+                      device=device, cpu_every=CPU_EVERY_S if a.cpu_every is None else a.cpu_every or None, log=log)
     counts = {}
     for s in status.values():
         counts[s["state"]] = counts.get(s["state"], 0) + 1

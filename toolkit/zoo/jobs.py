@@ -29,7 +29,7 @@ import numpy as np
 from toolkit.analysis.cost.encoder import layer_flops
 from toolkit.caches.io import write_atomic
 from toolkit.zoo.build import SETS, Job, Where, fold_recipe, plan, run_job
-from toolkit.zoo.ledger import LEDGER, append_attempt, cache_key
+from toolkit.zoo.ledger import LEDGER, append_attempt, cache_key, progress_line
 from toolkit.zoo.recipes import (
     CPU_BORROWED,
     DIFFICULTY,
@@ -246,12 +246,67 @@ def gpu_busy_seconds(job: Job) -> float:
 
 
 # ---------------------------------------------------------------------------------------------- running
+# wall seconds between a running job's progress lines in the runner's log (toolkit.zoo.ledger.progress_line): the
+# runner is killed at every session's end, and a killed job's last line is what the ledger knows it spent
+CPU_EVERY_S = 60.0
+
+
+def cpu_since(cpu0: float) -> float:
+    """CPU seconds (user + system, every thread) this process has used since ``time.process_time()`` read ``cpu0``,
+    to 0.1 s: the figure of a job's ``done:`` line and of its progress lines (what a shared CPU really gave it)."""
+    return round(time.process_time() - cpu0, 1)
+
+
+class _CpuTicker:
+    """While open, ``emit(cpu_since(cpu0))`` every ``every`` wall seconds from a daemon thread that sleeps in
+    between (``every`` None: never); closing stops it, so nothing is emitted after the job's end is reported."""
+
+    def __init__(self, every: float | None, emit, cpu0: float):
+        import threading
+
+        self.every, self.emit, self.cpu0 = every, emit, cpu0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="zoo-cpu-ticker")
+
+    def __enter__(self):
+        if self.every is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.emit(cpu_since(self.cpu0))
+            except (OSError, EOFError):  # the runner is gone (its pipe closed): nobody to tell
+                return
+
+
+def _one_at_a_time(log):
+    """``log`` behind a lock: a job running in this process logs from its thread while a ticker logs from its own,
+    and a runner log's lines must stay whole (the ledger reads them back)."""
+    import threading
+
+    lock = threading.Lock()
+
+    def said(message):
+        with lock:
+            log(message)
+
+    return said
+
+
 def _log_path(where: Where, job: Job) -> Path:
     return where.logs / "jobs" / (job.id.replace("/", "__") + ".log")
 
 
-def _worker_main(conn, where: Where, threads: int) -> None:
-    """A worker process: run the jobs it is sent, one at a time, each logging to its own file."""
+def _worker_main(conn, where: Where, threads: int, cpu_every: float | None = CPU_EVERY_S) -> None:
+    """A worker process: run the jobs it is sent, one at a time, each logging to its own file; while a job runs,
+    send ``{"cpu_so_far": CPU s}`` every ``cpu_every`` seconds, then its result."""
     import gc
     import threading
 
@@ -282,20 +337,21 @@ def _worker_main(conn, where: Where, threads: int) -> None:
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         cpu0 = time.process_time()  # CPU seconds of this process (every thread): what a shared CPU really gave
-        try:
-            run_job(job, where, log=lambda m: print(m, flush=True))
-            result = {"ok": True}
-        except BaseException:  # the job failed; the worker goes on with the next one
-            result = {"ok": False, "error": traceback.format_exc()}
-            print(result["error"], flush=True)
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for f in (fd, *saved):
-                os.close(f)
-        result["cpu_s"] = round(time.process_time() - cpu0, 1)
+        with _CpuTicker(cpu_every, lambda c: conn.send({"cpu_so_far": c}), cpu0):
+            try:
+                run_job(job, where, log=lambda m: print(m, flush=True))
+                result = {"ok": True}
+            except BaseException:  # the job failed; the worker goes on with the next one
+                result = {"ok": False, "error": traceback.format_exc()}
+                print(result["error"], flush=True)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+                for f in (fd, *saved):
+                    os.close(f)
+        result["cpu_s"] = cpu_since(cpu0)
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -303,9 +359,9 @@ def _worker_main(conn, where: Where, threads: int) -> None:
 
 
 class _Worker:
-    def __init__(self, ctx, where: Where, threads: int):
+    def __init__(self, ctx, where: Where, threads: int, cpu_every: float | None = CPU_EVERY_S):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, where, threads), daemon=True)
+        self.proc = ctx.Process(target=_worker_main, args=(child, where, threads, cpu_every), daemon=True)
         self.proc.start()
         child.close()
         self.job: Job | None = None
@@ -343,7 +399,7 @@ def _terminate_as_exit():
 
 def run_jobs(jobs: list[Job], where: Where, *, workers: int = 0, deadline: float | None = None,
              reserve: float = 30.0, safety: float = 1.3, threads: int = 1, device: str = "cuda",
-             log=print) -> dict[str, dict]:
+             cpu_every: float | None = CPU_EVERY_S, log=print) -> dict[str, dict]:
     """Run ``jobs`` (priority order) against ``deadline`` (a ``time.time()``); returns each job's status.
 
     ``workers=0`` runs every job in this process, one after another (exceptions are caught all the same);
@@ -358,7 +414,16 @@ def run_jobs(jobs: list[Job], where: Where, *, workers: int = 0, deadline: float
     Every attempt that ends (done, failed, or stopped, with the CPU seconds its worker used, read from /proc) is also
     appended to ``<where.logs>/ledger.jsonl`` (:mod:`toolkit.zoo.ledger`), which no run rewrites:
     :func:`toolkit.zoo.ledger.spent` sums it per job. Found-complete jobs add nothing to it.
+
+    While a job runs, every ``cpu_every`` wall seconds (None: never) the runner logs the CPU seconds its process has
+    used on it so far (:func:`toolkit.zoo.ledger.progress_line`, the same :func:`cpu_since` as its ``done:`` line),
+    read by a thread of that process that sleeps in between: where the runner is killed outright, the job's last
+    such line is what the ledger knows it spent (:func:`toolkit.zoo.ledger.killed_attempts`).
     """
+    if cpu_every is not None and not cpu_every > 0:
+        raise ValueError(f"cpu_every is the wall seconds between progress lines (> 0, or None for none), "
+                         f"got {cpu_every!r}")
+    log = _one_at_a_time(log)
     status = {j.id: {"kind": j.kind, "state": "pending", "needs": list(j.needs),
                      "est_s": round(estimate(j, device, tiny=where.tiny, profile=where.profile), 1)} for j in jobs}
     by_id = {j.id: j for j in jobs}
@@ -372,7 +437,7 @@ def run_jobs(jobs: list[Job], where: Where, *, workers: int = 0, deadline: float
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")
-        pool = [_Worker(ctx, where, threads) for _ in range(workers)]
+        pool = [_Worker(ctx, where, threads, cpu_every) for _ in range(workers)]
 
     slowdown: list[float] = []  # actual / estimated seconds of finished training: how far off the estimates are
     ledger = where.logs / LEDGER if where.logs is not None else None
@@ -445,24 +510,29 @@ def run_jobs(jobs: list[Job], where: Where, *, workers: int = 0, deadline: float
             for w in pool:  # reap
                 if w.job is None:
                     continue
-                if w.conn.poll():
+                result = None
+                while result is None and w.conn.poll():
                     try:
                         result = w.conn.recv()
                     except EOFError:
                         result = {"ok": False, "error": "worker closed its pipe"}
+                    if "cpu_so_far" in result:  # the job is still running
+                        log(progress_line(w.job.id, result.pop("cpu_so_far")))
+                        result = None
+                if result is not None:
                     finish(w.job.id, "done" if result["ok"] else "failed", error=result.get("error"),
                            **({"cpu_s": result["cpu_s"]} if "cpu_s" in result else {}))
                     w.job = None
                 elif not w.proc.is_alive():
                     finish(w.job.id, "failed", error=f"worker process died (exit code {w.proc.exitcode})")
-                    pool[pool.index(w)] = _Worker(ctx, where, threads)
+                    pool[pool.index(w)] = _Worker(ctx, where, threads, cpu_every)
             if deadline is not None:  # stop training that would leave no room for collection, and all at the end
                 for i, w in enumerate(pool):
                     job = w.job
                     if job is not None and (now >= deadline or (now >= deadline - reserve and job.kind != "collect")):
                         cpu = worker_cpu(w)
                         w.stop(kill=True)
-                        pool[i] = _Worker(ctx, where, threads) if now < deadline else w
+                        pool[i] = _Worker(ctx, where, threads, cpu_every) if now < deadline else w
                         pool[i].job = None
                         finish(job.id, "stopped", error="stopped at the deadline (resumable)", **cpu)
             for job in jobs:  # skip what can no longer run
@@ -484,13 +554,14 @@ def run_jobs(jobs: list[Job], where: Where, *, workers: int = 0, deadline: float
                 log(f"[zoo] start: {job.id}")
                 cpu0 = time.process_time()
                 try:
-                    run_job(job, where, log=log)
-                    finish(job.id, "done", cpu_s=round(time.process_time() - cpu0, 1))
+                    with _CpuTicker(cpu_every, lambda c, i=job.id: log(progress_line(i, c)), cpu0):
+                        run_job(job, where, log=log)
+                    finish(job.id, "done", cpu_s=cpu_since(cpu0))
                 except Exception:
-                    finish(job.id, "failed", error=traceback.format_exc(), cpu_s=round(time.process_time() - cpu0, 1))
+                    finish(job.id, "failed", error=traceback.format_exc(), cpu_s=cpu_since(cpu0))
                 except BaseException:  # SIGTERM (see _terminate_as_exit), Ctrl-C: this attempt is stopped, resumable
                     finish(job.id, "stopped", error="stopped: the scheduler was ended (resumable)",
-                           cpu_s=round(time.process_time() - cpu0, 1))
+                           cpu_s=cpu_since(cpu0))
                     raise
                 continue
             for w in pool:

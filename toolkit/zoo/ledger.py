@@ -17,13 +17,16 @@ logged its end; :func:`backfill` reads it back from a ``start:`` line with no en
 that nothing measured: ``cpu_s`` and ``wall_s`` are None, ``log_t`` is its start line's, ``wall_s_min`` a lower
 bound on its wall seconds (its start to the last timestamp of its log, where the restart is in a later log: the
 runner, and so its worker, lived at least that long; None where the restart is in the same log) and ``restart_t``
-the later start's log seconds where that is in the same log (else None); its job and ``log_sha`` (its start line
-in its log) keep a second backfill from adding it again, also where the log was renamed since (a live
+the later start's log seconds where that is in the same log (else None), and ``cpu_s_at_least`` the CPU seconds
+of its last complete :func:`progress_line` (runners log one a minute per running job, since that line exists;
+absent where its log has none, so older logs give the records they always gave); its job and ``log_sha`` (its
+start line in its log) keep a second backfill from adding it again, also where the log was renamed since (a live
 ``runner.log`` becomes ``runner-<n>.log``); a log written before runners logged their start (no ``log_sha``) is
 matched by its name and the start's time instead, so such a log renamed after a restart within it was read gives
 that kill a second line. :func:`spent` counts it as an attempt of unknown CPU, so no sum that includes it is
-written (:func:`with_cpu_seconds` says why, and gives the known attempts' sum as a lower bound). A start with no end
-and no later start (a job running now, in the live log) is not an attempt yet and has no line.
+written (:func:`with_cpu_seconds` says why, and gives the known attempts' sum plus the killed attempts'
+``cpu_s_at_least`` as a lower bound). A start with no end and no later start (a job running now, in the live
+log) is not an attempt yet and has no line.
 
 Logs are read oldest first. Their times count from each runner's start, so only a log that says when its runner
 started (:func:`started_line`, written by runners since that line exists) can be placed: logs passed in an order
@@ -49,6 +52,9 @@ _LOG_LINE = re.compile(r"^(?:\d\d:\d\d:\d\d\s+)?\s*(?P<t>\d+(?:\.\d+)?)s \[zoo\]
 _JOB_EVENT = re.compile(r"^(?:\d\d:\d\d:\d\d\s+)?\s*(?P<t>\d+(?:\.\d+)?)s \[zoo\] "
                         r"(?P<event>start|already done|done|failed|stopped): (?P<job>\S+)")
 _LOG_T = re.compile(r"^(?:\d\d:\d\d:\d\d\s+)?\s*(?P<t>\d+\.\d+)s \S")  # any timestamped line (f"{t:7.1f}s {m}")
+# a runner's periodic line on a running job (:func:`progress_line`): the CPU seconds its process has used on it so far
+_PROGRESS = re.compile(r"^(?:\d\d:\d\d:\d\d\s+)?\s*(?P<t>\d+(?:\.\d+)?)s \[zoo\] cpu: (?P<job>\S+) "
+                       r"(?P<cpu>\d+(?:\.\d+)?) CPU s so far\s*$")
 _STARTED = re.compile(r"^(?:\d\d:\d\d:\d\d\s+)?\s*\d+(?:\.\d+)?s \[zoo\] runner started (?P<at>\S+)")
 _ENTRY_KEY = re.compile(r"^(?P<task>[^/]+)/(?P<set>.+)-s(?P<seed>\d+)-(?P<split>[^-/]+)$")
 
@@ -138,15 +144,18 @@ def spent(ledger):
 
     ``ledger``: a ledger path or the records of :func:`read_ledger`. Returns a DataFrame indexed by job: ``kind``,
     ``attempts``, ``done`` (how many attempts finished the job), ``cpu_s`` and ``wall_s`` (sums over the attempts
-    that know them), ``cpu_unknown`` (attempts without a CPU figure, killed ones included) and ``killed`` (attempts
-    whose runner was killed while they ran: their seconds are unknown, so the sums are lower bounds). What the ledger
+    that know them), ``cpu_unknown`` (attempts without a CPU figure, killed ones included), ``killed`` (attempts
+    whose runner was killed while they ran: their seconds are unknown, so the sums are lower bounds),
+    ``killed_bounded`` (those of them whose log gave a CPU figure so far, ``cpu_s_at_least``) and
+    ``killed_cpu_s_min`` (the sum of those figures: CPU seconds the killed attempts used at least). What the ledger
     cannot know: a killed attempt that no later start of its job revealed (:func:`killed_attempts`) has no line, so
     its seconds are missing from these sums unnoticed; a found-complete job (no work) has no line either.
     """
     import pandas as pd
 
     recs = read_ledger(ledger) if isinstance(ledger, (str, os.PathLike)) else list(ledger)
-    cols = ["kind", "attempts", "done", "cpu_s", "wall_s", "cpu_unknown", "killed"]
+    cols = ["kind", "attempts", "done", "cpu_s", "wall_s", "cpu_unknown", "killed", "killed_bounded",
+            "killed_cpu_s_min"]
     if not recs:
         return pd.DataFrame(columns=cols, index=pd.Index([], name="job"))
     f = pd.DataFrame({"job": [r["job"] for r in recs],
@@ -154,11 +163,14 @@ def spent(ledger):
                       "done": [r.get("state") == "done" for r in recs],
                       "killed": [r.get("state") == "killed" for r in recs],
                       "cpu_s": pd.to_numeric(pd.Series([r.get("cpu_s") for r in recs], dtype=object)),
-                      "wall_s": pd.to_numeric(pd.Series([r.get("wall_s") for r in recs], dtype=object))})
+                      "wall_s": pd.to_numeric(pd.Series([r.get("wall_s") for r in recs], dtype=object)),
+                      "at_least": pd.to_numeric(pd.Series([r.get("cpu_s_at_least") if r.get("state") == "killed"
+                                                           else None for r in recs], dtype=object))})
     g = f.groupby("job", sort=False)
     out = pd.DataFrame({"kind": g["kind"].first(), "attempts": g.size(), "done": g["done"].sum(),
                         "cpu_s": g["cpu_s"].sum(min_count=0).round(1), "wall_s": g["wall_s"].sum(min_count=0).round(1),
-                        "cpu_unknown": g.size() - g["cpu_s"].count(), "killed": g["killed"].sum()})
+                        "cpu_unknown": g.size() - g["cpu_s"].count(), "killed": g["killed"].sum(),
+                        "killed_bounded": g["at_least"].count(), "killed_cpu_s_min": g["at_least"].sum().round(1)})
     return out[cols]
 
 
@@ -212,6 +224,25 @@ def started_line(t0: float) -> str:
            f"(pid {os.getpid()})"
 
 
+def progress_line(job: str, cpu_s: float) -> str:
+    """The line a runner logs every so often (``toolkit.zoo.jobs.CPU_EVERY_S``) for each job it runs: the CPU
+    seconds the job's process has used on it so far (``toolkit.zoo.jobs.cpu_since``, the figure its ``done:`` line
+    gives when it ends); :func:`parse_progress` reads it back. A killed attempt's last such line is a lower bound on
+    its CPU seconds (:func:`killed_attempts`)."""
+    if not (cpu_s >= 0):
+        raise ValueError(f"CPU seconds of {job} must be a number >= 0, got {cpu_s!r}")
+    if not job or any(c.isspace() for c in job):
+        raise ValueError(f"a job id is one word (toolkit.zoo.ledger.job_id), got {job!r}")
+    return f"[zoo] cpu: {job} {cpu_s:.1f} CPU s so far"
+
+
+def parse_progress(line: str) -> tuple[float, str, float] | None:
+    """``(log seconds, job, CPU s so far)`` of a runner log's :func:`progress_line` (after its ``<t>s`` stamp and an
+    optional clock), or None for any other line, a line cut short by a kill included (it lacks the closing words)."""
+    m = _PROGRESS.match(line)
+    return None if m is None else (float(m["t"]), m["job"], float(m["cpu"]))
+
+
 def log_started(path: str | os.PathLike) -> datetime | None:
     """When the runner that wrote the log ``path`` started (its ``[zoo] runner started <UTC time>`` line, an aware
     datetime); None for a log without one (written before runners logged it)."""
@@ -241,16 +272,18 @@ def check_log_order(logs) -> None:
                              f"(logs without a 'runner started' line keep their place before or among them)")
 
 
-def _log_events(path: Path) -> tuple[list[tuple[float, str, str, str]], float | None]:
-    """``(t, event, job, sha)`` of each line of the runner log ``path`` that names a job (event: start, done,
-    failed, stopped, already done; ``sha``: :func:`_log_lines`'), in order, and the log's last timestamp (None
-    without one)."""
+def _log_events(path: Path) -> tuple[list[tuple[float, str, str, str, float | None]], float | None]:
+    """``(t, event, job, sha, cpu)`` of each line of the runner log ``path`` that names a job (event: start, done,
+    failed, stopped, already done, or cpu: a :func:`progress_line`, whose CPU seconds so far are ``cpu``, else None;
+    ``sha``: :func:`_log_lines`'), in order, and the log's last timestamp (None without one)."""
     events, last = [], None
     for line, sha in _log_lines(path):
         if m := _LOG_T.match(line):
             last = float(m["t"])
         if m := _JOB_EVENT.match(line):
-            events.append((float(m["t"]), m["event"], m["job"], sha))
+            events.append((float(m["t"]), m["event"], m["job"], sha, None))
+        elif p := parse_progress(line):
+            events.append((p[0], "cpu", p[1], sha, p[2]))
     return events, last
 
 
@@ -268,7 +301,11 @@ def killed_attempts(logs) -> list[list[dict]]:
     for i, path in enumerate(logs):
         events, last = _log_events(path)
         running: dict[str, dict] = {}  # job -> its unended start in this log
-        for t, event, job, sha in events:
+        for t, event, job, sha, cpu in events:
+            if event == "cpu":  # its process had used at least this much CPU on the running attempt
+                if job in running:
+                    running[job]["cpu_s_at_least"] = max(cpu, running[job].get("cpu_s_at_least", 0.0))
+                continue
             if event in ("start", "already done"):
                 for k, rec in pending.pop(job, []):
                     out[k].append(rec)
@@ -350,14 +387,23 @@ def _finished_cpu(table, jobs: list[str]) -> float | None:
 
 def _killed(table, jobs: list[str]) -> tuple[str, float] | None:
     """Where an attempt of one of ``jobs`` was killed (:func:`killed_attempts`), so their CPU seconds are unknown:
-    why (the killed jobs) and what the known attempts of ``jobs`` add (CPU s, a lower bound); None where none was."""
+    why (the killed jobs, and the CPU seconds their logs saw them use, where the runner logged
+    :func:`progress_line`) and a lower bound on the CPU seconds of ``jobs``: the known attempts' sum plus those
+    figures; None where none was killed."""
     rows = table.loc[[j for j in jobs if j in table.index]]
     killed = rows.index[rows["killed"] > 0].tolist()
     if not killed:
         return None
-    n = int(rows["killed"].sum())
-    return (f"{n} attempt{'s' * (n > 1)} of {', '.join(killed)} killed with its runner (no CPU figure)",
-            round(float(rows["cpu_s"].sum()), 1))
+    n, k = int(rows["killed"].sum()), int(rows["killed_bounded"].sum())
+    at_least = round(float(rows["killed_cpu_s_min"].sum()), 1)
+    what = f"{n} attempt{'s' * (n > 1)} of {', '.join(killed)} killed with its runner"
+    if k == 0:  # its runner logged no CPU figure of it (runners before progress lines)
+        what += " (no CPU figure)"
+    elif k == n:
+        what += f" after >= {at_least:,.1f} CPU s" + (" together" if n > 1 else "")
+    else:
+        what += f" ({k} after >= {at_least:,.1f} CPU s together, {n - k} with no CPU figure)"
+    return what, round(float(rows["cpu_s"].sum()) + at_least, 1)
 
 
 def with_cpu_seconds(key: str, entry: dict, models: list[dict], table) -> dict:
@@ -370,9 +416,9 @@ def with_cpu_seconds(key: str, entry: dict, models: list[dict], table) -> dict:
     set's collect job, which collects cal and test together (the same number on both entries). A number is written
     only where every job it sums has a done attempt and every attempt's CPU is known; where an attempt of one was
     killed (state ``killed``), ``train_cpu_unknown`` / ``collect_cpu_unknown`` says so (the killed jobs) and
-    ``train_cpu_s_min`` / ``collect_cpu_s_min`` gives the known attempts' sum, a lower bound, instead. Borrowed
-    models get none, and an entry whose key is not a per-seed zoo cache's (``<task>/<set>-s<seed>-<split>``) is
-    returned as it is.
+    ``train_cpu_s_min`` / ``collect_cpu_s_min`` gives the known attempts' sum plus what the killed ones were seen
+    to use (their ``cpu_s_at_least``), a lower bound, instead. Borrowed models get none, and an entry whose key is
+    not a per-seed zoo cache's (``<task>/<set>-s<seed>-<split>``) is returned as it is.
     """
     m = cache_key_parts(key)
     if not m or entry.get("kind", "classification") != "classification":
@@ -402,7 +448,7 @@ def with_cpu_seconds(key: str, entry: dict, models: list[dict], table) -> dict:
 
 def _put_cpu(rec: dict, part: str, table, jobs: list[str]) -> None:
     """Write ``<part>_cpu_s`` (``jobs``' CPU seconds) on ``rec`` where the ledger knows it; where an attempt was
-    killed, ``<part>_cpu_unknown`` (why) and ``<part>_cpu_s_min`` (the known attempts' CPU s, a lower bound) instead
+    killed, ``<part>_cpu_unknown`` (why) and ``<part>_cpu_s_min`` (:func:`_killed`'s lower bound) instead
     (a stale ``<part>_cpu_s`` is dropped)."""
     cpu, killed = _finished_cpu(table, jobs), _killed(table, jobs)
     if killed is not None:
