@@ -10,7 +10,7 @@ Cache files (relative to :func:`data_dir`): ``<task>/<set>-s<seed>-<split>.parqu
 multi-seed recipe), ``<task>/<set>-<split>.parquet`` for the single-seed caches. :func:`load_seeds` takes every seed that has
 both a ``cal`` and a ``test`` file and falls back to the single-seed pair when there is none; ``build=`` picks the
 files of one build (``MANIFEST.json`` records each file's ``build``, :mod:`toolkit.zoo.lineage`). A derived set (the
-slenderized copies, the probe exits) is compared with the files it was made from: :func:`parent_of` reads them from
+slenderized copies) is compared with the files it was made from: :func:`parent_of` reads them from
 its manifest record and checks their content hash, :func:`derived_pair` gives both, and :func:`check_parent` refuses
 any other pairing. Analysis side: no torch.
 """
@@ -29,7 +29,7 @@ import pandas as pd
 from toolkit.analysis.engine import Staged, staged
 from toolkit.caches.io import CacheError
 from toolkit.caches.kinds import load as load_any
-from toolkit.zoo.lineage import content_hash, parse_key
+from toolkit.zoo.lineage import content_hash, key_of, parse_key
 
 # The speed-up reference of every notebook and generated table: the last member alone (a cascade's or Swift/Super's
 # largest model, run on every example) or, for a multi-exit model, its last exit (the engine's default).
@@ -95,10 +95,6 @@ def manifest() -> dict:
     """The ``caches`` of :func:`data_dir`'s ``MANIFEST.json`` (empty where there is none)."""
     path = data_dir() / "MANIFEST.json"
     return json.loads(path.read_text()).get("caches", {}) if path.is_file() else {}
-
-
-def _key(task: str, name: str, split: str, seed: int | None) -> str:
-    return f"{task}/{name}-s{seed}-{split}" if seed is not None else f"{task}/{name}-{split}"
 
 
 # ------------------------------------------------------------------------------------------------- identity
@@ -203,7 +199,7 @@ def _choose(task: str, name: str, build: str | None, single_seed: bool, entries:
                                     f"{name}-s<seed>-{{cal,test}}.parquet nor the single-seed pair "
                                     f"{name}-{{cal,test}}.parquet")
         return (None,), False
-    of = lambda seed: {entries.get(_key(task, name, s, seed), {}).get("build") for s in SPLITS}  # noqa: E731
+    of = lambda seed: {entries.get(key_of(task, name, seed, s), {}).get("build") for s in SPLITS}  # noqa: E731
     seeds = tuple(sd for sd in on_disk if of(sd) == {build})
     if seeds:
         return seeds, True
@@ -223,8 +219,8 @@ def _seed_caches(task: str, name: str, seeds: tuple, per_seed: bool, entries: di
         recorded = sorted({s for s in _train_seeds(pairs[0][1]) if s is not None})
         seeds = (recorded[0] if len(recorded) == 1 else None,)
         files = (f"{task}/{name}-test.parquet",)
-    identity = tuple({split: _identity(_key(task, name, split, sd if per_seed else None), entries) for split in SPLITS}
-                     for sd in seeds)
+    identity = tuple({split: _identity(key_of(task, name, sd if per_seed else None, split), entries)
+                      for split in SPLITS} for sd in seeds)
     return SeedCaches(task, name, seeds, tuple(p[0] for p in pairs), tuple(p[1] for p in pairs), files, per_seed,
                       passed_over, identity)
 
@@ -236,7 +232,7 @@ def load_seeds(task: str, name: str, *, build: str | None = None, verbose: bool 
 
     ``build``: only the files whose manifest entries record this build (``"v1"``: the first build's single-seed
     pair; ``"cpu"``, ``"v2"``: the zoo runner's per-seed files; :data:`toolkit.zoo.lineage.BUILDS`); an error lists
-    the builds there are. To compare a derived set (the slenderized copies, the probe exits) with what it was made
+    the builds there are. To compare a derived set (the slenderized copies) with what it was made
     from, use :func:`derived_pair` (or :func:`parent_of`): the recorded parent, by content hash.
 
     ``single_seed``: kept for scripts written before builds were recorded: the single-seed pair even where per-seed
@@ -260,7 +256,7 @@ def parent_of(task: str, name: str, *, verbose: bool = False) -> SeedCaches:
     for sd in seeds:
         rec = {}
         for split in SPLITS:
-            key = _key(task, name, split, sd)
+            key = key_of(task, name, sd, split)
             r = entries.get(key, {}).get("derived_from")
             if not r:
                 raise CacheError(f"{data_dir() / 'MANIFEST.json'}: entry {key!r} records no parent ('derived_from'): "
@@ -325,7 +321,7 @@ def recipe(task: str, name: str, *, build: str | None = None, single_seed: bool 
     ``build`` and ``single_seed``."""
     entries = manifest()
     seeds, _ = _choose(task, name, build, single_seed, entries)
-    keys = [_key(task, name, "test", s) for s in seeds]
+    keys = [key_of(task, name, s, "test") for s in seeds]
     rows = []
     for key in keys:
         for m in entries.get(key, {}).get("models", []):

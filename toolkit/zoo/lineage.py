@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from toolkit.caches.io import INTEGRITY_KEY, CacheError, read_header
-from toolkit.zoo.ledger import cache_key_parts
+from toolkit.zoo.ledger import cache_key, cache_key_parts
 
 BUILDS = {
     "v1": "the first build (toolkit zoo, toolkit.zoo.recipes.SCHEDULE): one training seed on the whole training set "
@@ -59,14 +59,19 @@ def parse_key(key: str) -> tuple[str, str, int | None, str]:
     return m["task"], m["set"], None, m["split"]
 
 
+def key_of(task: str, name: str, seed: int | None, split: str) -> str:
+    """Manifest key of a cache: per-seed (:func:`toolkit.zoo.ledger.cache_key`) or, with ``seed`` None, the
+    single-seed file's; :func:`parse_key` reads it back."""
+    return cache_key(task, name, seed, split) if seed is not None else f"{task}/{name}-{split}"
+
+
 def parent_key(key: str) -> str | None:
     """Manifest key of the cache that derived cache ``key`` was made from: the parent set's file of the same task,
     training seed and split; None when ``key``'s set is not derived."""
     task, name, seed, split = parse_key(key)
     if name not in DERIVED:
         return None
-    parent = DERIVED[name][0]
-    return f"{task}/{parent}-s{seed}-{split}" if seed is not None else f"{task}/{parent}-{split}"
+    return key_of(task, DERIVED[name][0], seed, split)
 
 
 def content_hash(path: str | os.PathLike) -> str:
