@@ -112,7 +112,7 @@ exits on a frozen, separately fine-tuned MiniLM-L6 against the full-data joint m
 full = tests["joint, full train"]
 ref_gflops = full.flops[:, -1].mean() / 1e9
 print(f"full-width last exit: {ref_gflops:.3f} GFLOPs per test example")
-casc = catalogue.load_seeds("sst2", "cascade").first()[1]
+casc = catalogue.load_seeds("sst2", "cascade", build="v1").first()[1]  # the slims' build: same training data
 curves = {}
 for label in ("slenderized 1/4 width", "slenderized 1/2 width", "joint, full train"):
     if label in tests:
