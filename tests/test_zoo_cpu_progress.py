@@ -236,3 +236,4 @@ def test_a_worker_sends_its_cpu_so_far_then_its_result(tmp_path, monkeypatch):
     assert proc.exitcode == 0
     with pytest.raises(EOFError):  # it has ended, and sent nothing after its result
         conn.recv()
+

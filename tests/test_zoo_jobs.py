@@ -428,3 +428,25 @@ def test_cpu_run_refuses_up_front_when_a_borrowed_member_is_not_shipped(tmp_path
     plan = prioritized(device="cpu", profile="cpu")
     assert borrowed_problems(plan, Where(out=tmp_path / "o", runs=runs, profile="cpu", shipped=REPO / "data")) == []
     assert borrowed_problems(plan, Where(out=tmp_path / "o", runs=runs, profile="v2", shipped=None)) == []
+
+
+@pytest.mark.slow
+def test_the_script_logs_progress_from_its_worker_processes(tmp_path, placed_models, glue_dir, capsys):
+    """scripts/gpu_zoo.py with one spawned worker and --cpu-every 0.5 on a tiny multi-exit MiniLM-L6 set: the
+    runner's log has progress lines of the jobs it ran (only of those, after their start), rising, none above the
+    job's done figure (the lines' parsing and the ledger's use of them: tests/test_zoo_cpu_progress.py)."""
+    from toolkit.zoo.ledger import parse_progress
+
+    out = tmp_path / "out"
+    assert _gpu_zoo().main([str(out), "--tiny", "--device", "cpu", "--workers", "1", "--runs", str(tmp_path / "runs"),
+                            "--data-dir", str(glue_dir), "--profile", "v2", "--shipped", str(tmp_path / "none"),
+                            "--task", "mrpc", "--set", "minilm6_me", "--seed", "42", "--cpu-every", "0.5"]) == 0
+    said = capsys.readouterr().out.splitlines()
+    jobs = json.loads((out / "logs" / "status.json").read_text())["jobs"]
+    got = [(i, p) for i, p in enumerate(map(parse_progress, said)) if p is not None]
+    assert got and {p[1] for _, p in got} <= set(jobs)
+    for job in {p[1] for _, p in got}:
+        start = next(i for i, m in enumerate(said) if f"[zoo] start: {job} " in m)
+        figures = [p[2] for i, p in got if p[1] == job and i > start]
+        assert len(figures) == sum(p[1] == job for _, p in got)
+        assert figures == sorted(figures) and figures[-1] <= jobs[job]["cpu_s"], (job, figures, jobs[job])

@@ -32,7 +32,8 @@ def cpu_spent(data_dir: str | os.PathLike = "data") -> pd.DataFrame:
     attempts, NaN where the manifest has none (an attempt cut off by a kill, or a run older than the ledger's logs);
     ``why`` and ``cpu_s_min``: the manifest's reason for a NaN (``train_cpu_unknown``/``collect_cpu_unknown``: an
     attempt killed with its runner) and the lower bound it knows (``train_cpu_s_min``/``collect_cpu_s_min``: the
-    known attempts), None and NaN where it gives none. Borrowed members (``borrowed_from``) were not trained by the
+    known attempts, plus the CPU seconds a killed attempt's runner last logged it had used, where its log says,
+    :func:`toolkit.zoo.ledger.with_cpu_seconds`), None and NaN where it gives none. Borrowed members (``borrowed_from``) were not trained by the
     zoo and have no row."""
     path = Path(data_dir) / "MANIFEST.json"
     caches = json.loads(path.read_text())["caches"]
