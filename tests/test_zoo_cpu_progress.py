@@ -232,8 +232,7 @@ def test_a_worker_sends_its_cpu_so_far_then_its_result(tmp_path, monkeypatch):
         if proc.is_alive():
             proc.kill()
     figures = [m["cpu_so_far"] for m in got[:-1]]
-    assert got[-1]["ok"] and 2 <= len(figures) and figures == sorted(figures) and figures[-1] <= got[-1]["cpu_s"]
+    assert got[-1]["ok"] and len(figures) >= 2 and figures == sorted(figures) and figures[-1] <= got[-1]["cpu_s"]
     assert proc.exitcode == 0
     with pytest.raises(EOFError):  # it has ended, and sent nothing after its result
         conn.recv()
-
