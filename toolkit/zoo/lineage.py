@@ -103,10 +103,15 @@ def infer_build(key: str, entry: dict) -> str:
     m = re.search(r"--profile[ =](\w+)", cmd)
     if m:
         return m.group(1)
-    if re.search(r"--device[ =]cpu\b", cmd):
-        return "cpu"
+    m = re.search(r"--device[ =](cpu|cuda)\b", cmd)
+    if m:
+        return "cpu" if m.group(1) == "cpu" else "v2"
+    # the runner picks the profile from the device it found; train_meta.json records "cpu" or the GPU's name
     devices = {mm.get("device") for mm in entry.get("models", []) if mm.get("device")}
-    return "v2" if "cuda" in devices else "cpu"  # the runner picks the profile from the device it found
+    if not devices:
+        raise ValueError(f"{key}: written by the zoo runner ({cmd!r}) with neither --profile nor --device, and its "
+                         f"models record no device; record its build by hand (one of {sorted(BUILDS)})")
+    return "cpu" if devices == {"cpu"} else "v2"
 
 
 def derived_record(key: str, entries: dict, data: str | os.PathLike) -> dict:
