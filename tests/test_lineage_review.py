@@ -20,3 +20,59 @@ def test_infer_build_of_a_gpu_runner_entry_is_v2(command):
 def test_infer_build_of_a_runner_entry_without_device_or_profile_is_refused():
     with pytest.raises(ValueError, match=r"sst2/cascade-s42-test: .*record its build by hand"):
         lineage.infer_build("sst2/cascade-s42-test", {"command": "scripts/gpu_zoo.py OUT", "models": [{}]})
+
+
+# ----------------------------------------------------------------------------------------------- parent_of
+def _stamped_first_build(data):
+    import json
+
+    from test_catalogue_lineage import _first_build
+    from toolkit.zoo.manifest import stamp_manifest
+
+    _first_build(data)
+    stamp_manifest(data)
+    return json.loads((data / "MANIFEST.json").read_text())
+
+
+def _edit_record(data, entry, /, **change):
+    import json
+
+    path = data / "MANIFEST.json"
+    m = json.loads(path.read_text())
+    m["caches"][entry]["derived_from"].update(change)
+    path.write_text(json.dumps(m))
+
+
+def test_parent_of_checks_the_file_it_returns_not_another_the_record_names(tmp_path, monkeypatch):
+    import shutil
+
+    from test_catalogue_lineage import _toy_cache
+    from toolkit.caches.classification import save_cache
+    from toolkit.caches.io import CacheError
+    from toolkit.zoo import catalogue
+
+    monkeypatch.setenv("TOOLKIT_NB_DATA", str(tmp_path))
+    _stamped_first_build(tmp_path)
+    # the record's file keeps the parent's old content, while the parent that parent_of reads was rebuilt
+    shutil.copy(tmp_path / "toy" / "minilm6_me-test.parquet", tmp_path / "toy" / "kept-test.parquet")
+    _edit_record(tmp_path, "toy/minilm6_me_w50-test", file="toy/kept-test.parquet")
+    save_cache(_toy_cache(99, "test", [{"name": "small"}, {"name": "minilm6_me"}]),
+               tmp_path / "toy" / "minilm6_me-test.parquet")
+    with pytest.raises(CacheError, match=r"toy/minilm6_me_w50-test.*'derived_from'.*toy/kept-test.parquet"):
+        catalogue.parent_of("toy", "minilm6_me_w50")
+
+
+@pytest.mark.parametrize("change", [{"file": "../outside/minilm6_me-test.parquet"},
+                                    {"file": "/etc/minilm6_me-test.parquet"},
+                                    {"key": "other/minilm6_me-test", "file": "other/minilm6_me-test.parquet"},
+                                    {"key": "toy/minilm6_me-cal", "file": "toy/minilm6_me-cal.parquet"}])
+def test_parent_of_refuses_a_record_naming_another_task_split_or_a_file_outside_the_data_folder(
+        tmp_path, monkeypatch, change):
+    from toolkit.caches.io import CacheError
+    from toolkit.zoo import catalogue
+
+    monkeypatch.setenv("TOOLKIT_NB_DATA", str(tmp_path))
+    _stamped_first_build(tmp_path)
+    _edit_record(tmp_path, "toy/minilm6_me_w50-test", **change)
+    with pytest.raises(CacheError, match=r"MANIFEST.json: entry 'toy/minilm6_me_w50-test'.*'derived_from'"):
+        catalogue.parent_of("toy", "minilm6_me_w50")

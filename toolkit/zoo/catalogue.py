@@ -262,6 +262,7 @@ def parent_of(task: str, name: str, *, verbose: bool = False) -> SeedCaches:
                 raise CacheError(f"{data_dir() / 'MANIFEST.json'}: entry {key!r} records no parent ('derived_from'): "
                                  f"{name} is not a derived set, or its entry predates lineage records (run python "
                                  f"scripts/stamp_lineage.py --data {data_dir()})")
+            _check_record(key, r)
             path = data_dir() / r["file"]
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: the parent that {key} records is missing (restore it)")
@@ -282,6 +283,24 @@ def parent_of(task: str, name: str, *, verbose: bool = False) -> SeedCaches:
     if verbose:
         print(out.source)
     return out
+
+
+def _check_record(key: str, r) -> None:
+    """Refuse a ``derived_from`` record of entry ``key`` that :func:`parent_of` cannot trust: its parent must be a
+    cache of the same task and split, at ``<its key>.parquet`` in the data folder (the file whose hash is checked is
+    the one read), with a content hash."""
+    where = f"{data_dir() / 'MANIFEST.json'}: entry {key!r}, 'derived_from'"
+    fix = f"restore the record (python scripts/stamp_lineage.py --data {data_dir()} writes it for an entry without one)"
+    if not isinstance(r, dict) or not all(isinstance(r.get(f), str) for f in ("key", "file", "content_sha256")):
+        raise CacheError(f"{where}: want a record with 'key', 'file' and 'content_sha256' strings, got {r!r}; {fix}")
+    try:
+        task, _, _, split = parse_key(r["key"])
+    except ValueError:
+        raise CacheError(f"{where}: 'key' {r['key']!r} is not a manifest key; {fix}") from None
+    want = parse_key(key)
+    if (task, split) != (want[0], want[3]) or "/" in r["key"][len(task) + 1:] or r["file"] != f"{r['key']}.parquet":
+        raise CacheError(f"{where}: the parent {r['key']!r} (file {r['file']!r}) is not a cache of {want[0]}'s "
+                         f"{want[3]} split at <key>.parquet in {data_dir()}; {fix}")
 
 
 def check_parent(derived: SeedCaches, parent: SeedCaches) -> None:
