@@ -26,10 +26,10 @@ def test_infer_build_of_a_runner_entry_without_device_or_profile_is_refused():
 def _stamped_first_build(data):
     import json
 
-    from test_catalogue_lineage import _first_build
+    from support.lineage_data import first_build
     from toolkit.zoo.manifest import stamp_manifest
 
-    _first_build(data)
+    first_build(data)
     stamp_manifest(data)
     return json.loads((data / "MANIFEST.json").read_text())
 
@@ -46,7 +46,7 @@ def _edit_record(data, entry, /, **change):
 def test_parent_of_checks_the_file_it_returns_not_another_the_record_names(tmp_path, monkeypatch):
     import shutil
 
-    from test_catalogue_lineage import _toy_cache
+    from support.lineage_data import toy_cache
     from toolkit.caches.classification import save_cache
     from toolkit.caches.io import CacheError
     from toolkit.zoo import catalogue
@@ -56,7 +56,7 @@ def test_parent_of_checks_the_file_it_returns_not_another_the_record_names(tmp_p
     # the record's file keeps the parent's old content, while the parent that parent_of reads was rebuilt
     shutil.copy(tmp_path / "toy" / "minilm6_me-test.parquet", tmp_path / "toy" / "kept-test.parquet")
     _edit_record(tmp_path, "toy/minilm6_me_w50-test", file="toy/kept-test.parquet")
-    save_cache(_toy_cache(99, "test", [{"name": "small"}, {"name": "minilm6_me"}]),
+    save_cache(toy_cache(99, "test", [{"name": "small"}, {"name": "minilm6_me"}]),
                tmp_path / "toy" / "minilm6_me-test.parquet")
     with pytest.raises(CacheError, match=r"toy/minilm6_me_w50-test.*'derived_from'.*toy/kept-test.parquet"):
         catalogue.parent_of("toy", "minilm6_me_w50")
