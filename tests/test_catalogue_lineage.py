@@ -13,11 +13,14 @@ import numpy as np
 import pytest
 
 from conftest import REPO
+from support.lineage_data import RUNNER
+from support.lineage_data import first_build as _first_build
+from support.lineage_data import ship as _ship
+from support.lineage_data import toy_cache as _toy_cache
 from toolkit.caches.classification import save_cache
 from toolkit.caches.io import CacheError
-from toolkit.testing import random_cascade_cache
 from toolkit.zoo import catalogue, lineage
-from toolkit.zoo.manifest import cache_entry, merge_manifest, stamp_manifest, update_manifest
+from toolkit.zoo.manifest import merge_manifest, stamp_manifest
 
 DATA = REPO / "data"
 SHIPPED = json.loads((DATA / "MANIFEST.json").read_text())["caches"]
@@ -76,36 +79,6 @@ def test_load_seeds_and_recipe_by_build():
 
 
 # ----------------------------------------------------------------------------------------------- toy data folders
-def _toy_cache(seed: int, split: str, models: list[dict]):
-    c = random_cascade_cache(30, exits=(1, 1), seed=seed, split=split)
-    return c._derived(meta={**c.meta, "task": "toy", "models": models,
-                            "data": {"fingerprint": "synthetic", "files": {}, "split_seed": 0}})
-
-
-def _ship(data, key: str, seed: int, command: str, *, build: str | None = None) -> None:
-    """Write a toy cache at ``data/<key>.parquet`` with a manifest entry made by ``command`` (no build unless
-    given: an entry written before builds were recorded)."""
-    path = data / f"{key}.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_cache(_toy_cache(seed, lineage.parse_key(key)[3], [{"name": "small"}, {"name": key.split("/")[1]}]), path)
-    entry = {**cache_entry(path, root=data.parent), "command": command}
-    entry.pop("build")
-    if build:
-        entry["build"] = build
-    update_manifest(data, key, entry)
-
-
-FIRST = "toolkit zoo --task toy --set minilm6_me minilm6_me_w50"
-RUNNER = "scripts/gpu_zoo.py /tmp/zoo --device cpu --workers 2"
-
-
-def _first_build(data):
-    for i, split in enumerate(catalogue.SPLITS):
-        _ship(data, f"toy/minilm6_me-{split}", 10 + i, FIRST)
-        _ship(data, f"toy/minilm6_me_w50-{split}", 20 + i, FIRST)
-        _ship(data, f"toy/minilm6_me-s42-{split}", 30 + i, RUNNER)
-
-
 def test_parent_of_checks_the_recorded_hash(tmp_path, monkeypatch):
     monkeypatch.setenv("TOOLKIT_NB_DATA", str(tmp_path))
     _first_build(tmp_path)
