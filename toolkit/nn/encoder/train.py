@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -358,14 +359,24 @@ def _args(cfg: TrainConfig, out: Path, **over) -> TrainingArguments:
 
 
 def drop_incomplete_checkpoints(folder: Path) -> list[Path]:
-    """Remove the ``checkpoint-<step>`` folders in ``folder`` that a failed or killed save left without their
-    ``trainer_state.json`` (transformers writes it last, after the weights, optimizer and RNG states, and in place):
-    resuming from one would restart at step 0 with half-saved states. Returns the folders removed."""
-    cut = [p for p in folder.glob("checkpoint-*") if p.is_dir() and not p.is_symlink()
-           and not (p / "trainer_state.json").is_file()] if folder.is_dir() else []
+    """Remove the ``checkpoint-<step>`` folders in ``folder`` (the names transformers resumes from) that a failed or
+    killed save left without a whole ``trainer_state.json`` (transformers writes it last, after the weights,
+    optimizer and RNG states, in place and unsynced: a kill can leave it missing, empty or cut short): resuming from
+    one would restart at step 0 with half-saved states, or fail reading the state on every rerun. Returns the
+    folders removed."""
+    cut = [p for p in folder.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name) and p.is_dir()
+           and not p.is_symlink() and not _whole_json(p / "trainer_state.json")] if folder.is_dir() else []
     for p in cut:
         shutil.rmtree(p, ignore_errors=True)
     return cut
+
+
+def _whole_json(path: Path) -> bool:
+    """Whether ``path`` is a file holding one whole JSON object."""
+    try:
+        return isinstance(json.loads(path.read_text(encoding="utf-8")), dict)
+    except (OSError, ValueError):
+        return False
 
 
 def _fit(cfg, model, tokenizer, ds, out: Path, objective: str, teacher=None, callbacks=None, head_learning_rate=None,
