@@ -5,6 +5,11 @@ and a neighbour target's temporaries are never taken for this one's."""
 from __future__ import annotations
 
 import json
+import os
+
+from toolkit.caches.io import remove_temporaries
+
+DEAD = 4194305  # above any pid_max (2**22 at most): never a live process
 
 
 def _checkpoint(folder, name, state: str | None):
@@ -29,3 +34,14 @@ def test_a_checkpoint_whose_trainer_state_was_cut_short_is_dropped_and_only_step
     assert whole.exists() and all(p.exists() for p in mine)  # not transformers' checkpoint-<step>: not ours
     assert get_last_checkpoint(str(tmp_path)) == str(whole)  # what a rerun resumes from
 
+
+def test_remove_temporaries_never_takes_a_neighbour_targets_temporary(tmp_path):
+    # the live temporary of target "model.<n>" reads, to a loose pattern, as one of "model" by a dead pid <n>
+    neighbour = tmp_path / f".model.{DEAD}.{os.getpid()}.a1b2c3d4.tmp"
+    neighbour.mkdir()
+    own = tmp_path / f".model.{DEAD}.a1b2c3d4.tmp"
+    own.mkdir()
+    assert remove_temporaries(tmp_path / "model") == [own]
+    assert neighbour.exists()
+    assert remove_temporaries(tmp_path / "model", dead_only=False) == []
+    assert neighbour.exists()

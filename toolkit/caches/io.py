@@ -373,7 +373,9 @@ def remove_temporaries(path: str | os.PathLike, *, dead_only: bool = True) -> li
 
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
-    mine = re.compile(rf"^\.{re.escape(path.name)}\.(?P<pid>\d+)\..+\.tmp$")
+    # tempfile's random part has no dot ([a-z0-9_]): the pid cannot be read out of a neighbour target's name
+    # ("<path.name>.<digits>", whose own temporaries are .<name>.<digits>.<pid>.<random>.tmp)
+    mine = re.compile(rf"^\.{re.escape(path.name)}\.(?P<pid>\d+)\.[a-z0-9_]+(\.old)?\.tmp$")
     gone = []
     for p in folder.glob(f".{glob.escape(path.name)}.*.tmp") if folder.is_dir() else ():
         m = mine.match(p.name)
