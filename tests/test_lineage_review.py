@@ -76,3 +76,14 @@ def test_parent_of_refuses_a_record_naming_another_task_split_or_a_file_outside_
     _edit_record(tmp_path, "toy/minilm6_me_w50-test", **change)
     with pytest.raises(CacheError, match=r"MANIFEST.json: entry 'toy/minilm6_me_w50-test'.*'derived_from'"):
         catalogue.parent_of("toy", "minilm6_me_w50")
+
+
+# ----------------------------------------------------------------------------------------------- compare options
+@pytest.mark.parametrize("value", [10 ** 400, -(10 ** 400)])
+def test_an_int_too_large_for_a_float_is_refused_with_the_options_message(value):
+    from toolkit.analysis.engine.compare import _check_real
+
+    with pytest.raises(ValueError, match=r"coverage must be a share of examples, 0 < q <= 1, got -?1000"):
+        _check_real(value, "coverage must be a share of examples, 0 < q <= 1", valid=lambda q: 0 < q <= 1)
+    with pytest.raises(ValueError, match="threshold must be a finite number"):
+        _check_real(value, "threshold must be a finite number")

@@ -485,8 +485,16 @@ def _check_real(value, message: str, *, valid=lambda x: True, after: str = "") -
     numeric options of :func:`compare` (budgets), :func:`compare_speedups` (max_drop) and :func:`compare_confident`
     (threshold, coverage)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value) or not valid(value):
+            or not _finite(value) or not valid(value):
         raise ValueError(f"{message}, got {value!r}{after}")
+
+
+def _finite(value) -> bool:
+    """``math.isfinite``, False for a Python int too large for a float (where it raises OverflowError)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _check_budgets(budgets) -> np.ndarray:
