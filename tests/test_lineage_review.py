@@ -87,3 +87,20 @@ def test_an_int_too_large_for_a_float_is_refused_with_the_options_message(value)
         _check_real(value, "coverage must be a share of examples, 0 < q <= 1", valid=lambda q: 0 < q <= 1)
     with pytest.raises(ValueError, match="threshold must be a finite number"):
         _check_real(value, "threshold must be a finite number")
+
+
+# ----------------------------------------------------------------------------------------------- --merge
+def test_merge_refuses_a_derived_cache_of_another_build_than_its_parent_before_copying_anything(tmp_path):
+    from support.lineage_data import RUNNER, SPLITS, ship
+    from toolkit.zoo.manifest import merge_manifest
+
+    src, dst = tmp_path / "out" / "data", tmp_path / "repo" / "data"
+    for i, split in enumerate(SPLITS):
+        ship(dst, f"toy/minilm6_me-s42-{split}", 10 + i, "toolkit zoo --task toy --set minilm6_me --seed 42",
+             build="v2")  # shipped parent of the v2 recipe
+        ship(src, f"toy/minilm6_me_w50-s42-{split}", 20 + i, RUNNER)  # a CPU runner's slim, no build recorded
+    before = (dst / "MANIFEST.json").read_text()
+    with pytest.raises(ValueError, match=r"toy/minilm6_me_w50-s42-cal.*build 'cpu'.*toy/minilm6_me-s42-cal.*'v2'"):
+        merge_manifest(src, dst)
+    assert (dst / "MANIFEST.json").read_text() == before
+    assert not (dst / "toy" / "minilm6_me_w50-s42-cal.parquet").exists()

@@ -157,6 +157,13 @@ def merge_manifest(src: str | os.PathLike, dst: str | os.PathLike, *,
     return list(entries)
 
 
+def _build(key: str, entry: dict) -> str:
+    """An entry's recorded build, else the one :func:`toolkit.zoo.lineage.stamp` will record."""
+    from toolkit.zoo.lineage import infer_build
+
+    return entry.get("build") or infer_build(key, entry)
+
+
 def _check_lineage(src: Path, dst: Path, entries: dict) -> None:
     """Refuse a merge that would break a recorded parent (see :func:`merge_manifest`)."""
     from toolkit.zoo.lineage import content_hash, dependents, parent_key
@@ -173,6 +180,9 @@ def _check_lineage(src: Path, dst: Path, entries: dict) -> None:
                 problems.append(f"{key} is derived from {pkey}, which is neither merged with it nor shipped in {dst}")
             elif rec is not None and content_hash(parent) != rec.get("content_sha256"):
                 problems.append(f"{key}: its recorded parent {pkey} has other content than {parent}")
+            elif (b := _build(key, entry)) != (pb := _build(pkey, (entries if pkey in entries else shipped)[pkey])):
+                problems.append(f"{key} (build {b!r}) would derive from {pkey} of build {pb!r} in {parent.parent}: "
+                                f"a derived set's parent is of its own build; merge it with its parent")
         target = dst / f"{key}.parquet"
         users = [k for k in dependents(shipped, key) if k not in entries]
         if users and target.is_file() and content_hash(src / f"{key}.parquet") != content_hash(target):
