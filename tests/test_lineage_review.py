@@ -104,3 +104,14 @@ def test_merge_refuses_a_derived_cache_of_another_build_than_its_parent_before_c
         merge_manifest(src, dst)
     assert (dst / "MANIFEST.json").read_text() == before
     assert not (dst / "toy" / "minilm6_me_w50-s42-cal.parquet").exists()
+
+
+def test_stamp_keeps_a_build_recorded_by_hand_where_it_cannot_be_inferred(tmp_path):
+    from support.lineage_data import RUNNER, SPLITS, ship
+    from toolkit.zoo.manifest import stamp_manifest
+
+    for i, split in enumerate(SPLITS):  # a runner's entry without a seed: infer_build asks for the build by hand
+        ship(tmp_path, f"toy/cascade-{split}", 10 + i, RUNNER, build="v2")
+    with pytest.raises(ValueError, match="record its build by hand"):
+        lineage.infer_build("toy/cascade-test", {"command": RUNNER})
+    assert stamp_manifest(tmp_path) == []  # recorded: kept, nothing to infer

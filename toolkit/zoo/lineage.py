@@ -139,7 +139,8 @@ def stamp(entries: dict, data: str | os.PathLike, keys: Iterable[str] | None = N
     for key in list(entries) if keys is None else keys:
         e = entries[key]
         before = dict(e)
-        e.setdefault("build", infer_build(key, e))
+        if "build" not in e:  # not setdefault: infer_build raises where a build must be recorded by hand
+            e["build"] = infer_build(key, e)
         if e.get("kind", "classification") == "classification" and parent_key(key) is not None:
             rec = derived_record(key, entries, data)
             if rec["build"] != e["build"]:
