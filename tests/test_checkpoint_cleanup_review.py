@@ -1,11 +1,14 @@
 """What the run-folder clean-ups may remove (review of issue 29's temporaries and checkpoint code): a checkpoint is
 complete only when its trainer_state.json is whole, only transformers' own checkpoint-<step> folders are touched,
-and a neighbour target's temporaries are never taken for this one's."""
+a neighbour target's temporaries are never taken for this one's, and no run removes what another process training in
+the same folder is writing (the folder's training lock)."""
 
 from __future__ import annotations
 
 import json
 import os
+
+import pytest
 
 from toolkit.caches.io import remove_temporaries
 
@@ -45,3 +48,52 @@ def test_remove_temporaries_never_takes_a_neighbour_targets_temporary(tmp_path):
     assert neighbour.exists()
     assert remove_temporaries(tmp_path / "model", dead_only=False) == []
     assert neighbour.exists()
+
+
+def _hold(lock, pid: int = 4242):
+    """Hold the run folder's training lock as another process training there would (flock on its own open file)."""
+    import fcntl
+
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.write(fd, str(pid).encode())
+    return fd
+
+
+@pytest.mark.slow  # a few seconds of tiny training on the old code
+def test_train_refuses_a_folder_another_process_trains_in_and_leaves_its_save_alone(tmp_path, tiny_encoder_dir,
+                                                                                    glue_dir):
+    from toolkit.nn.encoder.train import TrainConfig, train
+
+    out = tmp_path / "run"
+    cfg = TrainConfig(task="sst2", model=str(tiny_encoder_dir), output_dir=str(out), max_steps=2, batch_size=16,
+                      save_steps=1, learning_rate=1e-3, data_dir=str(glue_dir), seed=0)
+    saving = _checkpoint(out / "checkpoints", "checkpoint-6", None)  # the other process is writing it now
+    fd = _hold(out / "train.lock")
+    try:
+        with pytest.raises(RuntimeError, match=rf"{out}: another process \(pid 4242\) is training in this folder"):
+            train(cfg)
+        assert saving.exists() and not (out / "final").exists()
+    finally:
+        os.close(fd)  # the other process ends: the folder is free
+    assert (train(cfg) / "config.json").exists() and not (out / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_train_seq2seq_refuses_a_folder_another_process_trains_in(tmp_path, tiny_encoder_dir, glue_dir):
+    from toolkit.nn.seq2seq.train import Seq2SeqTrainConfig, train_seq2seq
+
+    out = tmp_path / "run"
+    cfg = Seq2SeqTrainConfig(task="sst2", output_dir=str(out), encoder=str(tiny_encoder_dir),
+                             decoder=str(tiny_encoder_dir), decoder_layers=1, max_steps=2, save_steps=1,
+                             batch_size=8, learning_rate=1e-3, data_dir=str(glue_dir))
+    live = out / f".final.{os.getpid()}.a1b2c3d4.tmp"  # the other process's final folder, being written
+    live.mkdir(parents=True)
+    fd = _hold(out / "train.lock")
+    try:
+        with pytest.raises(RuntimeError, match="another process .pid 4242. is training in this folder"):
+            train_seq2seq(cfg)
+        assert live.exists()
+    finally:
+        os.close(fd)

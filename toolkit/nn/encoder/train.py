@@ -17,6 +17,7 @@ Multi-GPU / multi-node training is the Trainer's: run the same command under ``a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -420,8 +421,43 @@ def train(cfg: TrainConfig, callbacks=None) -> Path:
 
     Resumable: rerunning the same config continues from the last checkpoint in ``output_dir``. With
     ``cfg.select_on`` the final weights are those of the best epoch on that split (``train_meta.json`` records the
-    per-epoch curve and the epoch kept). ``callbacks``: extra ``transformers.TrainerCallback`` objects.
+    per-epoch curve and the epoch kept). ``callbacks``: extra ``transformers.TrainerCallback`` objects. One process
+    at a time trains in ``output_dir`` (:func:`run_lock`).
     """
+    with run_lock(Path(cfg.output_dir)):
+        return _train(cfg, callbacks)
+
+
+@contextlib.contextmanager
+def run_lock(out: Path):
+    """Hold ``out``'s training lock (an exclusive ``flock`` on ``<out>/train.lock``, released however the process
+    ends) while training there. A second process training the same folder would remove the first's checkpoint
+    being saved (:func:`drop_incomplete_checkpoints`) and its final folder's temporaries, and the two would
+    overwrite each other's checkpoints: refused at once with a RuntimeError naming the folder and the holder's pid.
+    An ``out`` that cannot be made is left to :func:`finished_run`, which refuses it with its own message."""
+    import fcntl
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out / "train.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise RuntimeError(f"{out}: another process (pid {holder}) is training in this folder; wait for it to "
+                               f"end or stop it, or give another output_dir") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _train(cfg: TrainConfig, callbacks=None) -> Path:
     out = Path(cfg.output_dir)
     final = out / "final"
     if finished_run(cfg, out):

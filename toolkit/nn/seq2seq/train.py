@@ -25,7 +25,7 @@ from toolkit._api import check_batch
 from toolkit.caches.io import remove_temporaries, write_folder_atomic
 from toolkit.data.provenance import package_versions
 from toolkit.data.text2text import load_seq2seq_split
-from toolkit.nn.encoder.train import ColumnsDataset, drop_incomplete_checkpoints, finished_run
+from toolkit.nn.encoder.train import ColumnsDataset, drop_incomplete_checkpoints, finished_run, run_lock
 from toolkit.nn.seq2seq.models import load_seq2seq, save_seq2seq, warm_start
 
 
@@ -75,7 +75,12 @@ def train_seq2seq(cfg: Seq2SeqTrainConfig, callbacks=None) -> Path:
     Temporaries: a checkpoint save cut short (a failure or an interrupt) is removed when training stops, and one that
     a killed run left (SIGKILL) when the next run starts, with the final folder's temporaries of dead processes
     (:func:`toolkit.caches.io.remove_temporaries`); a finished run keeps neither its checkpoints (only for resuming)
-    nor any temporary."""
+    nor any temporary. One process at a time trains in ``output_dir`` (:func:`toolkit.nn.encoder.train.run_lock`)."""
+    with run_lock(Path(cfg.output_dir)):
+        return _train_seq2seq(cfg, callbacks)
+
+
+def _train_seq2seq(cfg: Seq2SeqTrainConfig, callbacks=None) -> Path:
     out = Path(cfg.output_dir)
     final = out / "final"
     if finished_run(cfg, out):
