@@ -115,3 +115,41 @@ def test_stamp_keeps_a_build_recorded_by_hand_where_it_cannot_be_inferred(tmp_pa
     with pytest.raises(ValueError, match="record its build by hand"):
         lineage.infer_build("toy/cascade-test", {"command": RUNNER})
     assert stamp_manifest(tmp_path) == []  # recorded: kept, nothing to infer
+
+
+# ----------------------------------------------------------------------------------------------- stamp_lineage.py
+def _stamp_lineage():
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("stamp_lineage", REPO / "scripts" / "stamp_lineage.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("check", [[], ["--check"]])
+def test_stamp_lineage_refuses_a_folder_without_a_manifest_and_writes_nothing(tmp_path, capsys, check):
+    with pytest.raises(SystemExit, match=rf"{tmp_path}/MANIFEST.json: no such manifest; give --data the folder"):
+        _stamp_lineage().main(["--data", str(tmp_path), *check])
+    assert list(tmp_path.iterdir()) == []  # no empty manifest, no lock file
+
+
+@pytest.mark.parametrize("check", [[], ["--check"]])
+def test_stamp_lineage_reports_a_lineage_problem_as_an_error_line(tmp_path, capsys, check):
+    import json
+
+    from support.lineage_data import toy_cache
+    from toolkit.caches.classification import save_cache
+
+    _stamped_first_build(tmp_path)
+    save_cache(toy_cache(99, "test", [{"name": "small"}, {"name": "minilm6_me"}]),
+               tmp_path / "toy" / "minilm6_me-test.parquet")  # the parent rebuilt after the slim was made
+    m = json.loads((tmp_path / "MANIFEST.json").read_text())
+    del m["caches"]["toy/minilm6_me-s42-cal"]["build"]  # something left to stamp
+    (tmp_path / "MANIFEST.json").write_text(json.dumps(m))
+    before = (tmp_path / "MANIFEST.json").read_text()
+    assert _stamp_lineage().main(["--data", str(tmp_path), *check]) == 2
+    assert "error: toy/minilm6_me_w50-test: its recorded parent" in capsys.readouterr().err
+    assert (tmp_path / "MANIFEST.json").read_text() == before
