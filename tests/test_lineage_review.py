@@ -153,3 +153,25 @@ def test_stamp_lineage_reports_a_lineage_problem_as_an_error_line(tmp_path, caps
     assert _stamp_lineage().main(["--data", str(tmp_path), *check]) == 2
     assert "error: toy/minilm6_me_w50-test: its recorded parent" in capsys.readouterr().err
     assert (tmp_path / "MANIFEST.json").read_text() == before
+
+
+@pytest.mark.parametrize("key", ["../escape/minilm6_me-s42-test", "toy/../../escape/minilm6_me-s42-test",
+                                 "/abs/minilm6_me-s42-test"])
+def test_merge_refuses_a_key_that_points_outside_the_data_folders(tmp_path, key):
+    import json
+
+    from support.lineage_data import RUNNER, ship
+    from toolkit.zoo.manifest import merge_manifest
+
+    src, dst = tmp_path / "out" / "data", tmp_path / "repo" / "data"
+    ship(src, "toy/minilm6_me-s42-test", 10, RUNNER)
+    m = json.loads((src / "MANIFEST.json").read_text())
+    entry = m["caches"].pop("toy/minilm6_me-s42-test")
+    m["caches"][key] = entry
+    (src / "MANIFEST.json").write_text(json.dumps(m))
+    source = src / f"{key.lstrip('/')}.parquet" if key.startswith("/") else src / f"{key}.parquet"
+    source.parent.mkdir(parents=True, exist_ok=True)
+    (src / "toy" / "minilm6_me-s42-test.parquet").rename(source)
+    with pytest.raises(ValueError, match=rf"{src}/MANIFEST.json: key '{key}'.*<task>/<name>"):
+        merge_manifest(src, dst)
+    assert not (tmp_path / "repo" / "escape").exists() and not (dst / "MANIFEST.json").exists()

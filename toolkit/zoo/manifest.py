@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from toolkit.analysis.metrics.task import task_metric
@@ -135,6 +136,11 @@ def merge_manifest(src: str | os.PathLike, dst: str | os.PathLike, *,
 
     src, dst = Path(src), Path(dst)
     entries = json.loads((src / "MANIFEST.json").read_text())["caches"]
+    for key in entries:  # a key is the cache's path under both folders: never one outside them
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*/[A-Za-z0-9_][A-Za-z0-9_.-]*", key):
+            raise ValueError(f"{src / 'MANIFEST.json'}: key {key!r} is not <task>/<name> (letters, digits, _ . -, "
+                             f"neither starting with a dot): it would be read or written outside {src} and {dst}; "
+                             f"nothing merged")
     problems, metas = _check_caches(src, entries)
     if problems:
         raise ValueError(f"{src}: caches do not match their manifest, nothing merged: {problems[:3]}")
