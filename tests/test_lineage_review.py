@@ -175,3 +175,17 @@ def test_merge_refuses_a_key_that_points_outside_the_data_folders(tmp_path, key)
     with pytest.raises(ValueError, match=rf"{src}/MANIFEST.json: key '{key}'.*<task>/<name>"):
         merge_manifest(src, dst)
     assert not (tmp_path / "repo" / "escape").exists() and not (dst / "MANIFEST.json").exists()
+
+
+# ----------------------------------------------------------------------------------------------- the runner's plan
+def test_a_derived_set_whose_parents_caches_are_shipped_is_planned(tmp_path):
+    from conftest import REPO
+    from toolkit.zoo.build import plan
+    from toolkit.zoo.jobs import without_finished
+
+    # sst2/minilm6_me-s42-{cal,test} are shipped: its collect job was dropped while the slim's collect still needed it
+    jobs = without_finished(plan(["sst2"], ["minilm6_me_w50"], [42], profile="cpu"), tmp_path / "out",
+                            also=(REPO / "data",))
+    ids = {j.id for j in jobs}
+    assert "sst2/minilm6_me_w50-s42/collect" in ids
+    assert all(n in ids for j in jobs for n in j.needs)  # what run_jobs requires of its list

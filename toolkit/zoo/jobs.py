@@ -93,18 +93,19 @@ def prioritized(tiers=None, *, tasks=None, sets=None, seeds=None, device: str = 
 def without_finished(jobs: list[Job], out: Path, splits=("cal", "test"), also=()) -> list[Job]:
     """Drop the collect jobs whose caches are already in ``out`` or in one of the folders ``also`` (the shipped
     data/: made here or merged from another machine, whose run folders are not here) and the training no remaining
-    collect job needs."""
+    collect job needs. A collect job that a remaining one needs is kept (a derived set's parent's, whose cache in
+    ``out`` its entry records: :func:`toolkit.zoo.build.collect_set`)."""
     held = {Path(f): _manifest_keys(Path(f)) for f in (out, *also)}  # each manifest read once, not per job
-    keep = [j for j in jobs if j.kind != "collect" or not all(
-        any(_has_cache(f, cache_key(j.task, j.name, j.seed, sp), keys) for f, keys in held.items()) for sp in splits)]
-    by_id = {j.id: j for j in keep}
-    needed, stack = set(), [j.id for j in keep if j.kind == "collect"]
+    done = {j.id for j in jobs if j.kind == "collect" and all(
+        any(_has_cache(f, cache_key(j.task, j.name, j.seed, sp), keys) for f, keys in held.items()) for sp in splits)}
+    by_id = {j.id: j for j in jobs}
+    needed, stack = set(), [j.id for j in jobs if j.kind == "collect" and j.id not in done]
     while stack:
         i = stack.pop()
         if i not in needed:
             needed.add(i)
             stack.extend(by_id[i].needs)
-    return [j for j in keep if j.id in needed]
+    return [j for j in jobs if j.id in needed]
 
 
 def _manifest_keys(folder: Path) -> set[str]:
