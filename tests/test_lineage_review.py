@@ -189,3 +189,18 @@ def test_a_derived_set_whose_parents_caches_are_shipped_is_planned(tmp_path):
     ids = {j.id for j in jobs}
     assert "sst2/minilm6_me_w50-s42/collect" in ids
     assert all(n in ids for j in jobs for n in j.needs)  # what run_jobs requires of its list
+
+
+# ----------------------------------------------------------------------------------------------- load_seeds
+def test_load_seeds_refuses_to_mix_builds_among_the_seeds_it_reads(tmp_path, monkeypatch):
+    from support.lineage_data import RUNNER, SPLITS, ship
+    from toolkit.zoo import catalogue
+
+    monkeypatch.setenv("TOOLKIT_NB_DATA", str(tmp_path))
+    for i, split in enumerate(SPLITS):
+        ship(tmp_path, f"toy/minilm6_me-s42-{split}", 10 + i, RUNNER, build="cpu")
+        ship(tmp_path, f"toy/minilm6_me-s43-{split}", 20 + i, "scripts/gpu_zoo.py OUT --device cuda", build="v2")
+    with pytest.raises(ValueError, match=r"toy/minilm6_me: its per-seed files are of builds \['cpu', 'v2'\] "
+                                         r"\(seed 42: cpu; seed 43: v2\).*build="):
+        catalogue.load_seeds("toy", "minilm6_me", verbose=False)
+    assert catalogue.load_seeds("toy", "minilm6_me", build="v2", verbose=False).seeds == (43,)

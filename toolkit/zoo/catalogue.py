@@ -193,13 +193,14 @@ def _choose(task: str, name: str, build: str | None, single_seed: bool, entries:
                                         f"(single_seed=True); per-seed files: seeds {on_disk}")
             return (None,), False
         if on_disk:
+            _check_one_build(task, name, {sd: _builds(task, name, sd, entries) for sd in on_disk})
             return on_disk, True
         if not pair:
             raise FileNotFoundError(f"no cache {task}/{name} in {data_dir()}: neither per-seed files "
                                     f"{name}-s<seed>-{{cal,test}}.parquet nor the single-seed pair "
                                     f"{name}-{{cal,test}}.parquet")
         return (None,), False
-    of = lambda seed: {entries.get(key_of(task, name, seed, s), {}).get("build") for s in SPLITS}  # noqa: E731
+    of = lambda seed: _builds(task, name, seed, entries)  # noqa: E731
     seeds = tuple(sd for sd in on_disk if of(sd) == {build})
     if seeds:
         return seeds, True
@@ -208,6 +209,21 @@ def _choose(task: str, name: str, build: str | None, single_seed: bool, entries:
     have = sorted({b for sd in (*on_disk, *((None,) if pair else ())) for b in of(sd)}, key=str)
     raise FileNotFoundError(f"no build {build!r} of {task}/{name} in {data_dir()}: its files are of builds {have} "
                             f"(MANIFEST.json's 'build'; python scripts/stamp_lineage.py records them)")
+
+
+def _builds(task: str, name: str, seed: int | None, entries: dict) -> set:
+    """The builds that the manifest entries of ``task/name``'s files of ``seed`` (None: the pair) record, per split."""
+    return {entries.get(key_of(task, name, seed, s), {}).get("build") for s in SPLITS}
+
+
+def _check_one_build(task: str, name: str, builds: dict) -> None:
+    """Refuse per-seed files of more than one recorded build (``builds``: seed -> builds of its files): their
+    spread over seeds would mix training seeds with recipes. Files without a recorded build are not counted."""
+    found = sorted({b for bs in builds.values() for b in bs if b is not None})
+    if len(found) > 1:
+        each = "; ".join(f"seed {sd}: {', '.join(sorted(map(str, bs)))}" for sd, bs in builds.items())
+        raise ValueError(f"{task}/{name}: its per-seed files are of builds {found} ({each}) in {data_dir()}; pick "
+                         f"one with build= (MANIFEST.json's 'build')")
 
 
 def _seed_caches(task: str, name: str, seeds: tuple, per_seed: bool, entries: dict,
