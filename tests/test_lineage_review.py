@@ -204,3 +204,16 @@ def test_load_seeds_refuses_to_mix_builds_among_the_seeds_it_reads(tmp_path, mon
                                          r"\(seed 42: cpu; seed 43: v2\).*build="):
         catalogue.load_seeds("toy", "minilm6_me", verbose=False)
     assert catalogue.load_seeds("toy", "minilm6_me", build="v2", verbose=False).seeds == (43,)
+
+
+def test_a_set_the_cpu_profile_trains_with_the_v2_recipe_is_stamped_v2():
+    from dataclasses import asdict
+
+    from toolkit.zoo.build import build_of
+    from toolkit.zoo.recipes import CPU_KEEPS_V2, recipe
+
+    for task, member in CPU_KEEPS_V2:  # the same run as the v2 profile's: its caches are of that build
+        assert asdict(recipe(task, member, profile="cpu")) == asdict(recipe(task, member, profile="v2"))
+        assert build_of(task, member, "cpu") == "v2"
+    assert build_of("sst2", "minilm6_me", "cpu") == "cpu" and build_of("mrpc", "cascade", "cpu") == "cpu"
+    assert build_of("mrpc", "minilm6_me", "v2") == "v2"

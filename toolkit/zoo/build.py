@@ -37,6 +37,7 @@ from toolkit.zoo.recipes import (
     CASCADE,
     CASCADE_DA,
     CPU_BORROWED,
+    CPU_KEEPS_V2,
     DIFFICULTY,
     DIFFICULTY_FOLDS,
     OBJECTIVE_MEMBERS,
@@ -199,9 +200,17 @@ def _manifest_entry(path: Path, cache, train_metas: list[dict], wall: float, com
             "stage_metrics": stage_table(cache)}
 
 
+def build_of(task: str, s: str, profile: str) -> str:
+    """The build (:data:`toolkit.zoo.lineage.BUILDS`) of set ``s``'s caches trained with recipe ``profile``: the
+    profile's, except where the ``cpu`` profile trains every member of the set with the v2 recipe
+    (:data:`toolkit.zoo.recipes.CPU_KEEPS_V2`: the same runs as the v2 profile's, so of that build)."""
+    trained = [m for m in SETS[s] if not (profile == "cpu" and m in CPU_BORROWED)]
+    return "v2" if profile == "cpu" and trained and all((task, m) in CPU_KEEPS_V2 for m in trained) else profile
+
+
 def collect_set(task: str, s: str, seed: int, where: Where, splits=("cal", "test"), log=print) -> list[Path]:
     """Collect ``splits`` of set ``s`` (every member already trained) into ``<out>/<task>/<s>-s<seed>-<split>``,
-    each entry stamped with this build's ``build`` (``where.profile``) and, for a derived set
+    each entry stamped with its ``build`` (:func:`build_of`: ``where.profile``'s) and, for a derived set
     (:data:`toolkit.zoo.lineage.DERIVED`), ``derived_from``: its parent set's cache of the same seed, collected
     first where missing."""
     from toolkit.caches.classification import save_cache
@@ -241,7 +250,7 @@ def collect_set(task: str, s: str, seed: int, where: Where, splits=("cal", "test
             save_cache(cache, path)
             own.unlink()
         update_manifest(where.out, key, _manifest_entry(path, cache, split_metas, time.time() - t0, where.command,
-                                                        seed, build=where.profile))
+                                                        seed, build=build_of(task, s, where.profile)))
         stamp_manifest(where.out, keys=[key])  # derived_from, for a derived set
         written.append(path)
     return written
