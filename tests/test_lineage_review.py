@@ -217,3 +217,35 @@ def test_a_set_the_cpu_profile_trains_with_the_v2_recipe_is_stamped_v2():
         assert build_of(task, member, "cpu") == "v2"
     assert build_of("sst2", "minilm6_me", "cpu") == "cpu" and build_of("mrpc", "cascade", "cpu") == "cpu"
     assert build_of("mrpc", "minilm6_me", "v2") == "v2"
+
+
+# ----------------------------------------------------------------------------------------------- shipped builds
+def test_every_shipped_zoo_entrys_build_is_the_recipe_its_models_record():
+    """Each trained model of a shipped zoo cache has the epochs (and for v2/cpu, patience and batch size) of its
+    entry's build's recipe: a cache stamped with the wrong build, or a build mislabelled on landing, fails here."""
+    import json
+
+    from conftest import REPO
+    from toolkit.zoo.build import NAMES
+    from toolkit.zoo.recipes import PROBES, SCHEDULE, recipe
+
+    member = {v: k for k, v in NAMES.items()}
+    checked = 0
+    for key, e in json.loads((REPO / "data" / "MANIFEST.json").read_text())["caches"].items():
+        if e["build"] == "external" or e.get("kind", "classification") != "classification":
+            continue
+        task, _, seed, _ = lineage.parse_key(key)
+        for m in e.get("models", []):
+            if m.get("borrowed_from") or member.get(m["name"]) in (None, *PROBES):  # not trained by a recipe here
+                continue
+            name = member[m["name"]]
+            if e["build"] == "v1":
+                sched = SCHEDULE[task]
+                want = (sched.get(name, sched["default"])[0],)
+                got = (m["epochs"],)
+            else:
+                r = recipe(task, name, seed=seed, profile=e["build"])
+                want, got = (r.epochs, r.patience, r.batch_size), (m["epochs"], m.get("patience"), m.get("batch_size"))
+            assert got == want, f"{key} ({e['build']}): {m['name']} has {got}, the {e['build']} recipe {want}"
+            checked += 1
+    assert checked >= 100
