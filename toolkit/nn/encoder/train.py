@@ -424,7 +424,10 @@ def train(cfg: TrainConfig, callbacks=None) -> Path:
     per-epoch curve and the epoch kept). ``callbacks``: extra ``transformers.TrainerCallback`` objects. One process
     at a time trains in ``output_dir`` (:func:`run_lock`).
     """
-    with run_lock(Path(cfg.output_dir)):
+    out = Path(cfg.output_dir)
+    if finished_run(cfg, out):  # its refusals come first: a refused run writes nothing, not even the lock
+        return out / "final"
+    with run_lock(out):
         return _train(cfg, callbacks)
 
 
@@ -434,7 +437,8 @@ def run_lock(out: Path):
     ends) while training there. A second process training the same folder would remove the first's checkpoint
     being saved (:func:`drop_incomplete_checkpoints`) and its final folder's temporaries, and the two would
     overwrite each other's checkpoints: refused at once with a RuntimeError naming the folder and the holder's pid.
-    An ``out`` that cannot be made is left to :func:`finished_run`, which refuses it with its own message."""
+    Take it after :func:`finished_run`, whose refusals write nothing; an ``out`` the lock cannot be made in is left
+    unlocked."""
     import fcntl
 
     try:
@@ -460,8 +464,6 @@ def run_lock(out: Path):
 def _train(cfg: TrainConfig, callbacks=None) -> Path:
     out = Path(cfg.output_dir)
     final = out / "final"
-    if finished_run(cfg, out):
-        return final
     spec = get_task(cfg.task)
     t0 = time.time()
     data, frame = training_frame(cfg)

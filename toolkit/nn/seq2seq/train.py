@@ -76,15 +76,16 @@ def train_seq2seq(cfg: Seq2SeqTrainConfig, callbacks=None) -> Path:
     a killed run left (SIGKILL) when the next run starts, with the final folder's temporaries of dead processes
     (:func:`toolkit.caches.io.remove_temporaries`); a finished run keeps neither its checkpoints (only for resuming)
     nor any temporary. One process at a time trains in ``output_dir`` (:func:`toolkit.nn.encoder.train.run_lock`)."""
-    with run_lock(Path(cfg.output_dir)):
+    out = Path(cfg.output_dir)
+    if finished_run(cfg, out):  # its refusals come first: a refused run writes nothing, not even the lock
+        return out / "final"
+    with run_lock(out):
         return _train_seq2seq(cfg, callbacks)
 
 
 def _train_seq2seq(cfg: Seq2SeqTrainConfig, callbacks=None) -> Path:
     out = Path(cfg.output_dir)
     final = out / "final"
-    if finished_run(cfg, out):
-        return final
     ckpt = out / "checkpoints"
     remove_temporaries(final)
     drop_incomplete_checkpoints(ckpt)
